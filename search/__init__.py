@@ -1,0 +1,1 @@
+"""search: the DNAS client (FBNet super net, cost models, sampling, training, export)."""

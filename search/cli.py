@@ -1,0 +1,37 @@
+"""The `hwnas` command line: one typer app; every module in search.commands adds its commands."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+import search.commands
+
+app = typer.Typer(
+    name="hwnas",
+    help="Hardware-aware differentiable NAS (FBNet): spaces, cost models, search, training, export.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    for info in sorted(pkgutil.iter_modules(search.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"search.commands.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
