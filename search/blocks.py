@@ -1,0 +1,107 @@
+"""The module classes behind the operator registry: FBNet's blocks and the fixed parts of a network.
+
+Every class here takes plain integers; ``search.ops`` turns an ``OpSpec`` into one of them.
+Padding is always ``kernel // 2``, so a layer's output size is ``ceil(H / stride)`` whatever
+candidate it picks (the super net needs every candidate of a layer to agree on the shape).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """K×K convolution (no bias) → BatchNorm → optional ReLU, the unit every block is made of."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True
+    ) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet channel shuffle: mixes the groups of a grouped 1×1 conv so information crosses them."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class InvertedResidual(nn.Module):
+    """FBNet's IRF block: 1×1 (group) conv-BN-ReLU [→ shuffle] → K×K depthwise (stride) -BN-ReLU → 1×1 (group) conv-BN.
+
+    The expansion 1×1 conv is kept even when e=1: the released FBNet graphs have it
+    (e.g. a 16→16 1×1 conv in FBNet-B's first layer), and their MACs only add up with it.
+    The residual add is used when stride is 1 and the channel count does not change.
+    ``depthwise=2`` cascades two K×K depthwise convs (the first carries the stride), the
+    ``cdw`` variant found in the released FBNet-B/C graphs.
+    """
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, expansion: int, groups: int, stride: int, depthwise: int = 1
+    ) -> None:
+        super().__init__()
+        mid = in_ch * expansion
+        self.pw = ConvBNReLU(in_ch, mid, 1, groups=groups)
+        self.shuffle = ChannelShuffle(groups) if groups > 1 else nn.Identity()
+        dws = [ConvBNReLU(mid, mid, kernel, stride if i == 0 else 1, groups=mid) for i in range(depthwise)]
+        self.dw = dws[0] if depthwise == 1 else nn.Sequential(*dws)
+        self.pwl = ConvBNReLU(mid, out_ch, 1, groups=groups, relu=False)
+        self.use_residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pwl(self.dw(self.shuffle(self.pw(x))))
+        return x + y if self.use_residual else y
+
+
+class Skip(nn.Module):
+    """FBNet's ``skip``: identity, or a 1×1 conv-BN-ReLU projection when channels or stride change."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        # Same choice as mobile-vision's Identity block: a layer that changes shape cannot be
+        # skipped for free, and its latency entry must say so.
+        self.proj = ConvBNReLU(in_ch, out_ch, 1, stride) if (in_ch != out_ch or stride != 1) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.proj is None else self.proj(x)
+
+
+class Pool(nn.Module):
+    """K×K max or average pooling with the stride, then a 1×1 conv-BN-ReLU projection if channels change."""
+
+    def __init__(self, kind: str, in_ch: int, out_ch: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        if kind == "max":
+            self.pool: nn.Module = nn.MaxPool2d(kernel, stride, kernel // 2)
+        else:
+            # count_include_pad=False: border outputs average real pixels only.
+            self.pool = nn.AvgPool2d(kernel, stride, kernel // 2, count_include_pad=False)
+        self.proj = ConvBNReLU(in_ch, out_ch, 1) if in_ch != out_ch else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(x)
+        return y if self.proj is None else self.proj(y)
+
+
+class GapFC(nn.Module):
+    """Classifier: global average pool → flatten → linear layer to the class logits."""
+
+    def __init__(self, in_ch: int, classes: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_ch, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(x), 1))
