@@ -1,0 +1,1 @@
+"""ADB: the wire protocol (shared by the loopback daemon) and host keys."""

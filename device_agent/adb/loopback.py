@@ -1,0 +1,534 @@
+"""A small adbd on 127.0.0.1: the loopback ADB device.
+
+It speaks ADB wire protocol v1 (CNXN, optional AUTH, OPEN, OKAY, WRTE, CLSE) and serves
+``shell:``, ``exec:`` and ``sync:`` (STAT, SEND, RECV, LIST, QUIT) well enough for both the
+``adb-shell`` package and Google's ``adb`` client. It advertises no features, so clients
+fall back to the v1 shell (no exit codes: callers append ``; echo <marker>$?``) and sync v1.
+Commands run with the host's ``sh -c`` inside a ``Sandbox``; the phone it pretends to be is a
+``FakePhone``. One thread per connection reads packets; every stream (a shell process or a
+sync session) has its own thread, so a stream waiting for the host's OKAY never blocks the
+reader that delivers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from device_agent.adb import auth as adbauth
+from device_agent.adb import wire
+from device_agent.adb.sandbox import Sandbox
+from device_agent.fakephone import PHONE_DIR, FakePhone
+
+log = logging.getLogger(__name__)
+
+SYNC_DATA_MAX = 64 * 1024
+OKAY_WAIT_S = 10.0  # bounded: after a client-side timeout a WRTE is never acknowledged
+
+
+class _ByteReader:
+    """Bytes of one stream's WRTEs, read back at message boundaries the client never promised."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+        self._eof = False
+
+    def feed(self, data: bytes) -> None:
+        with self._cond:
+            self._buf += data
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def read(self, n: int) -> bytes:
+        with self._cond:
+            while len(self._buf) < n:
+                if self._eof:
+                    raise EOFError
+                self._cond.wait()
+            out = bytes(self._buf[:n])
+            del self._buf[:n]
+            return out
+
+
+class _Stream:
+    """One open service: our id, the host's id, flow control and the close handshake."""
+
+    def __init__(self, conn: "_Connection", local_id: int, remote_id: int) -> None:
+        self.conn = conn
+        self.local_id = local_id
+        self.remote_id = remote_id
+        self.okay = threading.Event()
+        self.closed = threading.Event()
+        self.reader = _ByteReader()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kind = "shell"
+
+    def write(self, data: bytes) -> bool:
+        """Send ``data`` as WRTEs no larger than the peer accepts, one OKAY at a time."""
+        step = self.conn.max_payload
+        for i in range(0, len(data), step):
+            if self.closed.is_set():
+                return False
+            self.okay.clear()
+            self.conn.send(wire.WRTE, self.local_id, self.remote_id, data[i:i + step])
+            deadline = time.monotonic() + OKAY_WAIT_S
+            while not self.okay.wait(0.05):
+                if self.closed.is_set() or self.conn.dead.is_set() or time.monotonic() > deadline:
+                    break
+        return not self.closed.is_set()
+
+    def close_from_device(self) -> None:
+        """We are done (process exited, sync QUIT): tell the host once."""
+        if not self.closed.is_set():
+            self.closed.set()
+            self.reader.close()
+            self.conn.forget(self)
+            self.conn.send(wire.CLSE, self.local_id, self.remote_id)
+
+    def close_from_host(self) -> None:
+        """The host closed: answer once, stop the process."""
+        if not self.closed.is_set():
+            self.closed.set()
+            self.reader.close()
+            self.conn.forget(self)
+            self.conn.send(wire.CLSE, self.local_id, self.remote_id)
+        self.kill()
+
+    def kill(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class _Connection:
+    """One host connection: handshake, then packets dispatched to streams."""
+
+    def __init__(self, server: "LoopbackAdbd", sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self.max_payload = wire.MAX_PAYLOAD_V1
+        self.dead = threading.Event()
+        self._send_lock = threading.Lock()
+        self._streams: dict[int, _Stream] = {}
+        self._streams_lock = threading.Lock()
+        self._next_id = 1
+        self._online = False
+        self._token = b""
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
+        packet = wire.encode(command, arg0, arg1, data)
+        with self._send_lock:
+            try:
+                self.sock.sendall(packet)
+            except OSError:
+                self.dead.set()
+
+    def forget(self, stream: _Stream) -> None:
+        with self._streams_lock:
+            self._streams.pop(stream.local_id, None)
+
+    def _stream(self, local_id: int) -> _Stream | None:
+        with self._streams_lock:
+            return self._streams.get(local_id)
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while not self.server.stopping.is_set():
+                packet = wire.read_packet(self.sock)
+                self._dispatch(packet)
+        except (wire.ProtocolError, OSError):
+            pass
+        finally:
+            self.dead.set()
+            with self._streams_lock:
+                streams = list(self._streams.values())
+                self._streams.clear()
+            for s in streams:
+                s.closed.set()
+                s.reader.close()
+                s.kill()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _dispatch(self, p: wire.Packet) -> None:
+        if p.command == wire.CNXN:
+            self.max_payload = max(wire.MAX_PAYLOAD_V1, min(p.arg1, wire.MAX_PAYLOAD))
+            if self.server.auth_required:
+                self._token = adbauth.new_token()
+                self.send(wire.AUTH, wire.AUTH_TOKEN, 0, self._token)
+            else:
+                self._go_online()
+            return
+        if p.command == wire.AUTH:
+            self._auth(p)
+            return
+        if not self._online:
+            return  # nothing before the handshake counts
+        if p.command == wire.OPEN:
+            self._open(p)
+        elif p.command == wire.OKAY:
+            s = self._stream(p.arg1)
+            if s is not None:
+                if s.remote_id == 0:
+                    s.remote_id = p.arg0
+                s.okay.set()
+        elif p.command == wire.WRTE:
+            s = self._stream(p.arg1)
+            if s is not None:
+                self.send(wire.OKAY, s.local_id, s.remote_id)
+                if s.kind == "sync":
+                    s.reader.feed(p.data)
+                elif s.proc is not None and s.proc.stdin is not None:
+                    try:
+                        s.proc.stdin.write(p.data)
+                        s.proc.stdin.flush()
+                    except (BrokenPipeError, OSError, ValueError):
+                        pass
+        elif p.command == wire.CLSE:
+            s = self._stream(p.arg1)
+            if s is not None:
+                s.close_from_host()
+
+    def _go_online(self) -> None:
+        self._online = True
+        self.send(wire.CNXN, wire.VERSION, wire.MAX_PAYLOAD, self.server.phone.banner())
+
+    def _auth(self, p: wire.Packet) -> None:
+        if not self.server.auth_required or self._online:
+            return
+        if p.arg0 == wire.AUTH_SIGNATURE:
+            for key in self.server.known_keys():
+                if adbauth.verify_token_signature(key, self._token, p.data):
+                    self._go_online()
+                    return
+            self._token = adbauth.new_token()  # try the next key
+            self.send(wire.AUTH, wire.AUTH_TOKEN, 0, self._token)
+        elif p.arg0 == wire.AUTH_RSAPUBLICKEY:
+            # A phone asks its user here; the loopback "user" says yes unless told otherwise.
+            if self.server.accept_new_keys:
+                try:
+                    key = adbauth.parse_android_pubkey(p.data)
+                except ValueError:
+                    return
+                self.server.remember_key(p.data)
+                log.info("accepted new ADB key %s", key.fingerprint)
+                self._go_online()
+
+    def _open(self, p: wire.Packet) -> None:
+        service = p.data.rstrip(b"\0").decode("utf-8", "replace")
+        with self._streams_lock:
+            local_id = self._next_id
+            self._next_id += 1
+            stream = _Stream(self, local_id, p.arg0)
+        if service.startswith(("shell:", "exec:")):
+            command = service.split(":", 1)[1]
+            target = self._run_shell
+            args: tuple[object, ...] = (stream, command)
+        elif service == "sync:":
+            stream.kind = "sync"
+            target = self._run_sync
+            args = (stream,)
+        else:
+            self.send(wire.CLSE, 0, p.arg0)  # unknown service (root:, reboot:, shell,v2: ...)
+            return
+        with self._streams_lock:
+            self._streams[local_id] = stream
+        self.send(wire.OKAY, local_id, p.arg0)
+        threading.Thread(target=target, args=args, name=f"adb-stream-{local_id}", daemon=True).start()
+
+    # -- services ---------------------------------------------------------------------------
+    def _run_shell(self, stream: _Stream, command: str) -> None:
+        box = self.server.sandbox
+        interactive = command.strip() == ""
+        argv = ["/bin/sh", "-i"] if interactive else ["/bin/sh", "-c", box.rewrite(command)]
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=box.root, env=box.env(self.server.shell_env),
+                stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as exc:
+            stream.write(f"/system/bin/sh: {exc}\n".encode())
+            stream.close_from_device()
+            return
+        stream.proc = proc
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        try:
+            while True:
+                # Whatever piled up while we waited for the last OKAY goes out in one WRTE.
+                data = os.read(fd, wire.MAX_PAYLOAD)
+                if not data or not stream.write(data):
+                    break
+        except OSError:
+            pass
+        finally:
+            if stream.closed.is_set():
+                stream.kill()
+            proc.stdout.close()
+            proc.wait()
+            stream.close_from_device()
+
+    def _run_sync(self, stream: _Stream) -> None:
+        try:
+            _SyncSession(stream, self.server.sandbox).serve()
+        except EOFError:
+            pass
+        except Exception:  # pragma: no cover - a bug must not take the daemon down
+            log.exception("sync session failed")
+        stream.close_from_device()
+
+
+class _SyncSession:
+    """The sync v1 sub-protocol over one stream (SYNC.TXT, file_sync_protocol.h)."""
+
+    def __init__(self, stream: _Stream, sandbox: Sandbox) -> None:
+        self.stream = stream
+        self.box = sandbox
+        self.out = bytearray()
+
+    def _flush(self) -> None:
+        if self.out:
+            self.stream.write(bytes(self.out))
+            self.out.clear()
+
+    def _fail(self, message: str) -> None:
+        msg = message.encode()
+        self.out += b"FAIL" + struct.pack("<I", len(msg)) + msg
+        self._flush()
+
+    def serve(self) -> None:
+        read = self.stream.reader.read
+        while True:
+            header = read(8)
+            sid, length = header[:4], struct.unpack("<I", header[4:])[0]
+            if sid == b"QUIT":
+                return
+            if length > 4096:
+                self._fail("path too long")
+                return
+            arg = read(length).decode("utf-8", "surrogateescape")
+            if sid == b"STAT":
+                self._stat(arg)
+            elif sid == b"LIST":
+                self._list(arg)
+            elif sid == b"SEND":
+                self._send(arg)
+            elif sid == b"RECV":
+                self._recv(arg)
+            else:
+                self._fail(f"unknown sync request {sid!r}")
+                return
+
+    def _stat(self, path: str) -> None:
+        try:
+            st = os.lstat(self.box.host_path(path))
+            self.out += b"STAT" + struct.pack("<3I", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF,
+                                              int(st.st_mtime) & 0xFFFFFFFF)
+        except OSError:
+            self.out += b"STAT" + bytes(12)  # all zero: does not exist
+        self._flush()
+
+    def _list(self, path: str) -> None:
+        host = self.box.host_path(path)
+        names = [".", ".."]
+        try:
+            names += sorted(os.listdir(host))
+        except OSError:
+            names = []
+        for name in names:
+            try:
+                st = os.lstat(host / name)
+            except OSError:
+                continue
+            raw = name.encode("utf-8", "surrogateescape")
+            self.out += b"DENT" + struct.pack("<4I", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF,
+                                              int(st.st_mtime) & 0xFFFFFFFF, len(raw)) + raw
+            if len(self.out) >= self.stream.conn.max_payload:
+                self._flush()
+        self.out += b"DONE" + bytes(16)
+        self._flush()
+
+    def _send(self, spec: str) -> None:
+        path, _, mode_text = spec.rpartition(",")
+        try:
+            mode = int(mode_text)
+        except ValueError:
+            path, mode = spec, 0o100644
+        host = self.box.host_path(path)
+        error = ""
+        tmp = host.with_name(f".{host.name}.part{os.getpid()}")
+        fh = None
+        try:
+            if host.is_dir():
+                error = f"{path}: is a directory"
+            else:
+                host.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(tmp, "wb")
+        except OSError as exc:
+            error = f"{path}: {exc.strerror}"
+        read = self.stream.reader.read
+        symlink = bytearray() if stat.S_ISLNK(mode) else None
+        mtime = 0
+        while True:
+            header = read(8)
+            sid, length = header[:4], struct.unpack("<I", header[4:])[0]
+            if sid == b"DATA":
+                if length > SYNC_DATA_MAX:
+                    error = error or "DATA too large"
+                chunk = read(length)
+                if symlink is not None:
+                    symlink += chunk
+                elif fh is not None and not error:
+                    fh.write(chunk)
+            elif sid == b"DONE":
+                mtime = length
+                break
+            else:
+                self._fail(f"unexpected {sid!r} during SEND")
+                raise EOFError
+        if fh is not None:
+            fh.close()
+        if not error:
+            try:
+                if symlink is not None:
+                    tmp.unlink(missing_ok=True)
+                    host.unlink(missing_ok=True)
+                    os.symlink(symlink.decode(), host)
+                else:
+                    os.chmod(tmp, stat.S_IMODE(mode) or 0o644)
+                    os.replace(tmp, host)
+                    if mtime:
+                        os.utime(host, (mtime, mtime))
+            except OSError as exc:
+                error = f"{path}: {exc.strerror}"
+        if error:
+            tmp.unlink(missing_ok=True)
+            self._fail(error)
+        else:
+            self.out += b"OKAY" + bytes(4)
+            self._flush()
+
+    def _recv(self, path: str) -> None:
+        host = self.box.host_path(path)
+        try:
+            fh = open(host, "rb")
+        except OSError as exc:
+            self._fail(f"{path}: {exc.strerror}")
+            return
+        limit = self.stream.conn.max_payload
+        with fh:
+            while True:
+                chunk = fh.read(SYNC_DATA_MAX)
+                if not chunk:
+                    break
+                if len(self.out) + 8 + len(chunk) > limit:
+                    self._flush()
+                self.out += b"DATA" + struct.pack("<I", len(chunk)) + chunk
+        self.out += b"DONE" + bytes(4)
+        self._flush()
+
+
+class LoopbackAdbd:
+    """The loopback ADB device: ``LoopbackAdbd(root, phone, port).start()``; ``.stop()``."""
+
+    def __init__(self, root: Path, phone: FakePhone, port: int = 0, host: str = "127.0.0.1",
+                 auth_required: bool = False, accept_new_keys: bool = True,
+                 shell_env: dict[str, str] | None = None) -> None:
+        self.sandbox = Sandbox(root)
+        self.phone = phone
+        self.auth_required = auth_required
+        self.accept_new_keys = accept_new_keys
+        self.shell_env = dict(shell_env or {})
+        self.stopping = threading.Event()
+        phone.install(self.sandbox.root)
+        self._keys_file = self.sandbox.root / PHONE_DIR / "adb_keys"
+        self._keys_lock = threading.Lock()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, port))
+        self._listener.listen(16)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._thread: threading.Thread | None = None
+        self._conns: list[_Connection] = []
+
+    @property
+    def serial(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def known_keys(self) -> list[adbauth.RsaPublicKey]:
+        keys = []
+        with self._keys_lock:
+            lines = self._keys_file.read_text().splitlines() if self._keys_file.exists() else []
+        for line in lines:
+            try:
+                keys.append(adbauth.parse_android_pubkey(line))
+            except ValueError:
+                continue
+        return keys
+
+    def remember_key(self, raw: bytes) -> None:
+        with self._keys_lock, open(self._keys_file, "a") as fh:
+            fh.write(raw.rstrip(b"\0").decode("ascii", "replace").strip() + "\n")
+
+    def serve_forever(self) -> None:
+        """Accept connections until ``stop()``."""
+        self._listener.settimeout(0.2)
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(self, sock)
+            self._conns = [c for c in self._conns if not c.dead.is_set()] + [conn]
+            threading.Thread(target=conn.run, name="adb-conn", daemon=True).start()
+
+    def start(self) -> "LoopbackAdbd":
+        """Serve in a background thread (tests, benchmarks)."""
+        self._thread = threading.Thread(target=self.serve_forever, name="loopback-adbd", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        for conn in self._conns:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def __enter__(self) -> "LoopbackAdbd":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
