@@ -1,0 +1,63 @@
+"""Shared by `hwnas predict` and `hwnas lut`: get a latency table, and offer a profiling job for missing keys."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from search.commands._errors import fail
+from search.lut import LatencyTable, LutError, fetch_table, load_table, request_measurements, wait_for_job
+
+DEFAULT_RUNTIME = "onnxruntime"
+
+
+def obtain_table(
+    server: str | None, device: str | None, runtime: str | None, threads: int | None, token: str | None,
+    lut: Path | None, cache_dir: Path | None, empty_if_unknown: bool = False,
+) -> LatencyTable:
+    """The table from ``--lut FILE`` or from the server (ETag-cached); optionally empty when the server has none yet."""
+    if lut is not None:
+        return load_table(lut)
+    if not server or not device:
+        raise fail("a latency table needs --lut FILE, or --server URL and --device NAME (or HWNAS_SERVER)", 2)
+    from hwnas.client import NotFoundError
+
+    try:
+        table = fetch_table(server, device, runtime=runtime, threads=threads, token=token, cache_dir=cache_dir)
+    except NotFoundError as exc:
+        if not empty_if_unknown:
+            raise
+        # No table for this device yet: everything is missing, which a job can fix.
+        typer.echo(f"note: {exc}; treating the table as empty", err=True)
+        return LatencyTable(device, runtime or DEFAULT_RUNTIME, threads or 1, {}, source=server)
+    if table.stale:
+        typer.echo(f"warning: server {server} unreachable; using the cached table of {table.describe()}", err=True)
+    return table
+
+
+def decide_job(create_job: bool | None, n_missing: int) -> bool:
+    """--create-job / --no-create-job, else ask when a person is at the terminal."""
+    if create_job is not None:
+        return create_job
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return typer.confirm(f"Create a profiling job for the {n_missing} missing operator(s) and wait for it?", default=True)
+    return False
+
+
+def run_job(
+    server: str, token: str | None, table: LatencyTable, keys: list[str], runtime: str | None, threads: int | None,
+    timeout_s: float, poll_s: float = 1.0,
+) -> None:
+    """POST /jobs for ``keys`` on the table's device and wait for it with a progress bar."""
+    from hwnas.client import ProfilerClient
+
+    with ProfilerClient(server, token=token) as client:
+        created = request_measurements(client, table.device, runtime or table.runtime, threads or table.threads, keys)
+        typer.echo(f"created profiling job {created.id}: {created.pending} to measure, {created.already_present} already present", err=True)
+        job = wait_for_job(client, created.id, timeout_s=timeout_s, poll_s=poll_s, progress=sys.stderr.isatty())
+    if job.state.value == "failed" or job.failed:
+        errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:5])
+        raise LutError(f"job {job.id} finished with {job.failed} failed operator(s): {errors}")
+    typer.echo(f"job {job.id} done: {job.done}/{job.total} measured", err=True)

@@ -1,0 +1,101 @@
+"""`hwnas lut`: the operator keys a space or architecture needs, pulling a table, requesting measurements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.commands._errors import fail, user_errors
+
+lut_app = typer.Typer(help="Latency tables: keys a space needs, pull a table, request measurements.", no_args_is_help=True)
+
+
+def _keys(space: Optional[str], arch: Optional[str], input_size: Optional[int], classes: Optional[int]) -> list[str]:
+    from search.arch import get_arch
+    from search.space import get_space
+
+    if (space is None) == (arch is None):
+        raise fail("give exactly one of --space and --arch", 2)
+    if arch is not None:
+        return list(dict.fromkeys(get_arch(arch).op_keys()))
+    return get_space(space).with_input(input_size, classes).op_keys()  # type: ignore[arg-type]
+
+
+@lut_app.command("keys")
+def keys(
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Built-in space name or space file."),
+    arch: Optional[str] = typer.Option(None, "--arch", "-a", help="An architecture document instead of a whole space."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Override the space's input size (square)."),
+    classes: Optional[int] = typer.Option(None, "--classes", help="Override the space's class count."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """Print every operator key a space (or an architecture) needs, deduplicated, stem and head included.
+
+    Examples: `hwnas lut keys --space fbnet` · `hwnas lut keys --space fbnet-fmnist > keys.txt` · `hwnas lut keys --arch fbnet_a`
+    """
+    with user_errors():
+        found = _keys(space, arch, input_size, classes)
+        typer.echo(json.dumps(found) if as_json else "\n".join(found))
+
+
+@lut_app.command("fetch")
+def fetch(
+    server: str = typer.Option(..., "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
+    device: str = typer.Option(..., "--device", "-d", help="Device name."),
+    runtime: Optional[str] = typer.Option(None, "--runtime"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache directory (default: user cache dir)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this JSON file (usable as --lut)."),
+) -> None:
+    """Pull a device's latency table (revalidated with its ETag, cached for offline use) and summarise it.
+
+    Example: `hwnas lut fetch --server http://127.0.0.1:8000 --device pixel7 -o pixel7.json`
+    """
+    from search.lut import fetch_table
+
+    with user_errors():
+        table = fetch_table(server, device, runtime=runtime, threads=threads, token=token, cache_dir=cache_dir)
+        overhead = f"{table.overhead_ms:.4f} ms" if table.overhead_ms is not None else "none"
+        typer.echo(f"{table.describe()}: {len(table.entries)} entries, overhead {overhead}, etag {table.etag}"
+                   + (" [cached, server unreachable]" if table.stale else ""))
+        if out is not None:
+            typer.echo(f"wrote {table.save(out)}")
+
+
+@lut_app.command("request")
+def request(
+    server: str = typer.Option(..., "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
+    device: str = typer.Option(..., "--device", "-d", help="Device name."),
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Request every key of this space."),
+    arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Request the keys of this architecture."),
+    runtime: str = typer.Option("onnxruntime", "--runtime"),
+    threads: int = typer.Option(1, "--threads", min=1),
+    token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="A client (or admin) token."),
+    wait: bool = typer.Option(False, "--wait/--no-wait", help="Wait for the job with a progress bar."),
+    wait_timeout: float = typer.Option(3600.0, "--wait-timeout"),
+) -> None:
+    """Ask the device agents to measure the operators a space or architecture needs (keys already present are skipped).
+
+    Example: `hwnas lut request --space fbnet-fmnist --server http://127.0.0.1:8000 --device host --wait`
+    """
+    import sys
+
+    from hwnas.client import ProfilerClient
+    from search.lut import request_measurements, wait_for_job
+
+    with user_errors():
+        found = _keys(space, arch, None, None)
+        with ProfilerClient(server, token=token) as client:
+            created = request_measurements(client, device, runtime, threads, found)
+            typer.echo(f"job {created.id}: {created.total} keys, {created.already_present} already present, {created.pending} to measure")
+            if wait and created.pending:
+                job = wait_for_job(client, created.id, timeout_s=wait_timeout, progress=sys.stderr.isatty())
+                typer.echo(f"job {job.id} {job.state.value}: {job.done} measured, {job.failed} failed")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lut_app, name="lut")

@@ -1,0 +1,79 @@
+"""`hwnas predict`: predicted latency (from a latency table), MACs and parameters of an architecture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.commands._errors import fail, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predict")
+    def predict(
+        arch_path: str = typer.Argument(..., metavar="ARCH", help="ARCH.json or a shipped architecture (fbnet_a, fbnet_b, fbnet_c)."),
+        cost: str = typer.Option("", "--cost", "-c", help="latency, flops or params; default: latency when a table source is given, else flops."),
+        server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
+        device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name on the server."),
+        runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime of the table (onnxruntime, torchscript)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the table."),
+        token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="API token (needed to create jobs)."),
+        lut: Optional[Path] = typer.Option(None, "--lut", help="A latency table JSON file instead of the server."),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where pulled tables are cached (default: user cache dir)."),
+        create_job: Optional[bool] = typer.Option(None, "--create-job/--no-create-job",
+                                                  help="On missing entries: ask the server to measure them and wait (default: ask when interactive)."),
+        wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
+        poll: float = typer.Option(1.0, "--poll", help="Seconds between job status checks."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Predict an architecture's latency on a device (overhead + Σ(entry − overhead)), MACs and parameters.
+
+        Examples: `hwnas predict fbnet_b` (MACs, params) ·
+        `hwnas predict best.json --cost latency --server http://127.0.0.1:8000 --device pixel7 --create-job`
+        """
+        from search.arch import get_arch
+        from search.commands._table import decide_job, obtain_table, run_job
+        from search.cost import predict as predict_arch
+        from search.lut import MissingEntriesError
+
+        cost = cost or ("latency" if (lut or (server and device)) else "flops")
+        if cost not in ("latency", "flops", "params"):
+            raise fail(f"--cost must be latency, flops or params, got {cost!r}", 2)
+        with user_errors():
+            arch = get_arch(arch_path)
+            table = None
+            if cost == "latency":
+                table = obtain_table(server, device, runtime, threads, token, lut, cache_dir, empty_if_unknown=bool(create_job))
+                try:
+                    result = predict_arch(arch, table)
+                except MissingEntriesError as exc:
+                    typer.echo(f"error: {len(exc.keys)} operator(s) missing from the latency table of {table.describe()}:", err=True)
+                    for key in exc.keys:
+                        typer.echo(f"  {key}", err=True)
+                    if lut is not None or not server:
+                        raise typer.Exit(1) from None
+                    if not decide_job(create_job, len(exc.keys)):
+                        typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+                        raise typer.Exit(1) from None
+                    run_job(server, token, table, exc.keys, runtime, threads, wait_timeout, poll)
+                    table = obtain_table(server, table.device, runtime or table.runtime, threads or table.threads, token, None, cache_dir)
+                    result = predict_arch(arch, table)
+            else:
+                result = predict_arch(arch)
+            space = arch.resolve_space()
+            if as_json:
+                doc = {"name": arch.name, "id": arch.id, "space": space.name, **result.to_dict()}
+                if table is not None:
+                    doc.update(device=table.device, runtime=table.runtime, threads=table.threads, overhead_ms=table.overhead_ms, stale=table.stale)
+                typer.echo(json.dumps(doc))
+                return
+            typer.echo(f"{arch.name or arch_path}  (id {arch.id}, space {space.name}, "
+                       f"{'x'.join(map(str, space.input_shape))} input, {space.classes} classes, {result.ops} operators)")
+            if table is not None and result.latency_ms is not None:
+                typer.echo(f"latency  {result.latency_ms:.3f} ms  on {table.describe()}, overhead {table.overhead:.3f} ms counted once"
+                           + (" [cached table, server unreachable]" if table.stale else ""))
+            typer.echo(f"MACs     {result.macs / 1e6:.2f} M")
+            typer.echo(f"params   {result.params / 1e6:.3f} M")
