@@ -1,0 +1,1 @@
+"""Alembic migrations of the profiler server's schema (the only way the schema changes)."""

@@ -1,0 +1,106 @@
+"""Request dependencies: the database session, the caller's token, and write transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from profiler_server.auth import authenticate, bearer_token
+from profiler_server.db import write_lock
+from profiler_server.errors import Conflict
+from profiler_server.services.luts import LutCache
+from profiler_server.settings import Settings
+
+T = TypeVar("T")
+WRITE_ATTEMPTS = 3
+# PostgreSQL codes worth a retry: serialization failure, deadlock detected.
+RETRY_SQLSTATES = {"40001", "40P01"}
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request, closed afterwards."""
+    session: Session = request.app.state.sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_lut_cache(request: Request) -> LutCache:
+    return request.app.state.lut_cache  # type: ignore[no-any-return]
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+LutCacheDep = Annotated[LutCache, Depends(get_lut_cache)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made the request (None name: anonymous read)."""
+
+    name: str | None
+    role: str | None
+
+
+def require(*roles: str) -> Callable[..., Caller]:
+    """A dependency that admits a token of one of ``roles`` (or admin); 401/403 otherwise."""
+    wanted = frozenset(roles)
+
+    def dependency(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
+        row = authenticate(session, bearer_token(authorization), wanted)
+        caller = Caller(name=row.name, role=row.role)
+        session.rollback()  # end the read so the write can begin its own (locking) transaction
+        return caller
+
+    return dependency
+
+
+def read_access(request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    """Reads are open unless READ_REQUIRES_TOKEN is set; then any valid token will do."""
+    if not request.app.state.settings.read_requires_token:
+        return Caller(name=None, role=None)
+    row = authenticate(session, bearer_token(authorization), frozenset({"agent", "client"}))
+    return Caller(name=row.name, role=row.role)
+
+
+AgentDep = Annotated[Caller, Depends(require("agent"))]
+ClientDep = Annotated[Caller, Depends(require("client"))]
+ReaderDep = Annotated[Caller, Depends(read_access)]
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent insert of the same unique row: the retry will find it
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and code in RETRY_SQLSTATES
+
+
+def run_write(session: Session, work: Callable[[], T]) -> T:
+    """Run ``work`` in one write transaction and commit; nothing is stored when it raises."""
+    for attempt in range(WRITE_ATTEMPTS):
+        if session.in_transaction():
+            session.rollback()
+        try:
+            with write_lock(session):
+                result = work()
+            session.commit()
+            return result
+        except DBAPIError as exc:
+            session.rollback()
+            if not _retryable(exc) or attempt == WRITE_ATTEMPTS - 1:
+                if isinstance(exc, IntegrityError):
+                    raise Conflict("the request conflicts with data stored concurrently; retry it") from exc
+                raise
+        except BaseException:
+            session.rollback()
+            raise
+    raise AssertionError("unreachable")

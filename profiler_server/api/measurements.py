@@ -1,0 +1,21 @@
+"""POST /measurements (agent): one batch of results of one run; idempotent on (run_id, key)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from hwnas import schemas
+from profiler_server.api.deps import AgentDep, SessionDep, run_write
+from profiler_server.services.measurements import store_batch
+
+router = APIRouter(tags=["measurements"])
+
+
+@router.post(
+    "/measurements",
+    response_model=schemas.MeasurementBatchResult,
+    responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}, 413: {"model": schemas.ErrorBody}},
+)
+def post_measurements(batch: schemas.MeasurementBatch, session: SessionDep, _: AgentDep) -> schemas.MeasurementBatchResult:
+    """Store a run's results; a retry stores nothing twice and reports the duplicates."""
+    return run_write(session, lambda: store_batch(session, batch))

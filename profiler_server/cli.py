@@ -1,0 +1,194 @@
+"""`profiler-server`: serve the API, create tokens, upgrade the database schema."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="profiler-server",
+    help="The hwnas profiler server: devices, measurements, profiling jobs and latency tables over REST.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+token_app = typer.Typer(help="Manage API tokens (stored hashed; each has one role).", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema (alembic migrations).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy URL; default $DATABASE_URL or sqlite:///./hwnas.db.", show_default=False),
+]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _database_url(option: str | None) -> str:
+    from profiler_server.settings import Settings
+
+    return option or Settings().database_url
+
+
+def _db_error(exc: Exception) -> NoReturn:
+    # One line, no traceback: the first line of the driver's message says what is wrong.
+    orig = getattr(exc, "orig", None) or exc
+    _fail(f"database error: {str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default $HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default $PORT or 8000).")] = None,
+    database_url: DatabaseUrl = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    upgrade: Annotated[bool, typer.Option("--upgrade/--no-upgrade", help="Run migrations before serving.")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run migrations, then serve the REST API (OpenAPI docs at /docs).
+
+    Example: profiler-server serve --port 8000 --database-url postgresql://postgres@db/hwnas
+    """
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from profiler_server.settings import Settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except Exception as exc:  # pydantic ValidationError: a bad environment variable
+        _fail(f"bad setting: {exc}")
+    if upgrade:
+        from profiler_server.migrate import upgrade as run_upgrade
+
+        try:
+            run_upgrade(settings.database_url)
+        except SQLAlchemyError as exc:
+            _db_error(exc)
+    # Worker processes build their app from the environment: hand the settings over there.
+    os.environ["DATABASE_URL"] = settings.database_url
+    os.environ["UPGRADE_ON_START"] = "false"
+    typer.echo(f"profiler-server on http://{settings.host}:{settings.port} (API docs: http://{settings.host}:{settings.port}/docs)", err=True)
+    if workers == 1:
+        from profiler_server.app import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    else:
+        uvicorn.run(
+            "profiler_server.app:app_from_env", factory=True, host=settings.host, port=settings.port, workers=workers, log_level=log_level
+        )
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who the token is for, e.g. pixel7-agent.")],
+    role: Annotated[str, typer.Option(help="agent (uploads, claims jobs), client (creates jobs) or admin (everything).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a token and print it once (only its hash is stored).
+
+    Example: profiler-server token create --name pixel7-agent --role agent
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from profiler_server.auth import create_token
+    from profiler_server.db import make_engine, session_factory
+    from profiler_server.errors import ServiceError
+
+    url = _database_url(database_url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            token = create_token(session, name, role)
+            session.commit()
+    except ServiceError as exc:
+        _fail(exc.detail)
+    except SQLAlchemyError as exc:
+        _db_error(exc)
+    finally:
+        engine.dispose()
+    typer.echo(token)
+    typer.echo(f"token for {name!r} ({role}); it is shown only once", err=True)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Option(help="Revoke every token with this name.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke tokens by name.
+
+    Example: profiler-server token revoke --name pixel7-agent
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from profiler_server.auth import revoke_tokens
+    from profiler_server.db import make_engine, session_factory
+
+    engine = make_engine(_database_url(database_url))
+    try:
+        with session_factory(engine)() as session:
+            n = revoke_tokens(session, name)
+            session.commit()
+    except SQLAlchemyError as exc:
+        _db_error(exc)
+    finally:
+        engine.dispose()
+    if n == 0:
+        _fail(f"no active token named {name!r}")
+    typer.echo(f"revoked {n} token(s) named {name!r}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseUrl = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the schema (SQLite file or PostgreSQL database).
+
+    Example: profiler-server db upgrade --database-url sqlite:///./hwnas.db
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from profiler_server.migrate import current_revision, upgrade
+
+    url = _database_url(database_url)
+    try:
+        upgrade(url, revision)
+        rev = current_revision(url)
+    except SQLAlchemyError as exc:
+        _db_error(exc)
+    typer.echo(f"database at revision {rev}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None) -> None:
+    """Print the schema revision of the database.
+
+    Example: profiler-server db current --database-url sqlite:///./hwnas.db
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from profiler_server.migrate import current_revision
+
+    try:
+        typer.echo(current_revision(_database_url(database_url)) or "empty (no schema)")
+    except SQLAlchemyError as exc:
+        _db_error(exc)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Typed errors of the server's services; app.py turns each into a 4xx ErrorBody naming the field."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A request the server refuses: HTTP ``status``, a message, and (field, reason) pairs."""
+
+    status = 400
+
+    def __init__(self, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers
+
+
+def field_error(field: str, reason: str) -> dict[str, str]:
+    """One entry of an ErrorBody's ``errors`` list."""
+    return {"field": field, "reason": reason}
+
+
+class BadRequest(ServiceError):
+    status = 422
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class Unauthorized(ServiceError):
+    status = 401
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ServiceError):
+    status = 403

@@ -1,0 +1,242 @@
+"""SQLAlchemy 2 typed models. History is append-only; a latency table is a view over it.
+
+Schema changes go through alembic (``migrations/``); tests assert models and migrations agree.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so that SQLite and PostgreSQL migrations produce the same schema.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[int]: JSON()}
+
+
+class Role(str, enum.Enum):
+    agent = "agent"
+    client = "client"
+    admin = "admin"
+
+
+class JobState(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class ItemState(str, enum.Enum):
+    pending = "pending"
+    done = "done"
+    failed = "failed"
+
+
+class Device(Base):
+    """A measured target: a phone, or the host CPU."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    serial: Mapped[str | None] = mapped_column(String(256))
+    manufacturer: Mapped[str | None] = mapped_column(String(256))
+    model: Mapped[str | None] = mapped_column(String(256))
+    soc: Mapped[str | None] = mapped_column(String(256))
+    abi: Mapped[str | None] = mapped_column(String(64))
+    os_version: Mapped[str | None] = mapped_column(String(128))
+    cpu_cores: Mapped[int | None] = mapped_column(Integer)
+    cpu_max_freqs_khz: Mapped[list[int]] = mapped_column(JSON, default=list)
+    props: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Operator(Base):
+    """One operator microbenchmark, by its canonical key, with the parsed spec beside it."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), unique=True)
+    block: Mapped[str] = mapped_column(String(128), index=True)  # "__overhead__" for the overhead key
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    n: Mapped[int | None] = mapped_column(Integer)
+    c: Mapped[int | None] = mapped_column(Integer)
+    h: Mapped[int | None] = mapped_column(Integer)
+    w: Mapped[int | None] = mapped_column(Integer)
+    dtype: Mapped[str | None] = mapped_column(String(16))
+
+
+class MeasurementRun(Base):
+    """One agent's run on one device with one runtime and thread count (the unit of upload)."""
+
+    __tablename__ = "measurement_runs"
+    __table_args__ = (Index("ix_measurement_runs_table", "device_id", "runtime", "threads"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_uuid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    runtime: Mapped[str] = mapped_column(String(64))
+    runtime_version: Mapped[str | None] = mapped_column(String(64))
+    threads: Mapped[int] = mapped_column(Integer)
+    agent: Mapped[str] = mapped_column(String(128))
+    device_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    device: Mapped[Device] = relationship()
+
+
+class Measurement(Base):
+    """Latency statistics of one operator in one run; never updated, only invalidated."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (UniqueConstraint("run_id", "operator_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("measurement_runs.id", ondelete="CASCADE"))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    median_ms: Mapped[float] = mapped_column(Float)
+    p10_ms: Mapped[float | None] = mapped_column(Float)
+    p90_ms: Mapped[float | None] = mapped_column(Float)
+    mean_ms: Mapped[float | None] = mapped_column(Float)
+    std_ms: Mapped[float | None] = mapped_column(Float)
+    min_ms: Mapped[float | None] = mapped_column(Float)
+    iterations: Mapped[int] = mapped_column(Integer)
+    warmup: Mapped[int] = mapped_column(Integer, default=0)
+    samples_ms: Mapped[list[float] | None] = mapped_column(JSON)
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    operator: Mapped[Operator] = relationship()
+
+
+class LutVersion(Base):
+    """A counter per latency table, bumped with every stored batch: the cache key of every worker."""
+
+    __tablename__ = "lut_versions"
+    __table_args__ = (UniqueConstraint("device_id", "runtime", "threads"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    runtime: Mapped[str] = mapped_column(String(64))
+    threads: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class JobKind(str, enum.Enum):
+    operators = "operators"  # measure a list of operator keys (more kinds may follow)
+
+
+class Job(Base):
+    """A profiling request for one (device, runtime, threads); agents claim it with a lease."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "device_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), default=JobKind.operators.value)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    runtime: Mapped[str] = mapped_column(String(64))
+    threads: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.queued.value)
+    agent: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    device: Mapped[Device] = relationship()
+    items: Mapped[list["JobItem"]] = relationship(back_populates="job", order_by="JobItem.id")
+
+
+class JobItem(Base):
+    """One key of a job and where it stands."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (UniqueConstraint("job_id", "operator_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    state: Mapped[str] = mapped_column(String(16), default=ItemState.pending.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    measurement_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("measurements.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="items")
+    operator: Mapped[Operator] = relationship()
+
+
+class ApiToken(Base):
+    """A bearer token, stored only as its SHA-256 hash, with one role."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""What the server does, apart from HTTP: each module owns one resource; handlers stay thin."""

@@ -1,0 +1,99 @@
+"""Devices: registration by the agent, and what latency tables each one has."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hwnas import schemas
+from hwnas.opkey import OVERHEAD_KEY
+from profiler_server.errors import NotFound, field_error
+from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
+from profiler_server.services.sql import insert_ignore
+
+
+def find_device(session: Session, name: str, field: str = "device") -> Device:
+    """The device called ``name``, or a 404 naming it."""
+    device = session.scalar(select(Device).where(Device.name == name))
+    if device is None:
+        raise NotFound(f"unknown device {name!r}", [field_error(field, f"no device named {name!r} is registered")])
+    return device
+
+
+def put_device(session: Session, name: str, info: schemas.DeviceInfo) -> tuple[Device, bool]:
+    """Create or update device ``name`` from ``info``; True when it was created."""
+    now = utcnow()
+    values = info.model_dump()
+    # Insert-or-skip first, so two agents registering the same name at once never collide.
+    insert_ignore(session, Device.__table__, [{"name": name, **values, "created_at": now, "updated_at": now}], ["name"])  # type: ignore[arg-type]
+    device = session.scalars(select(Device).where(Device.name == name).execution_options(populate_existing=True)).one()
+    created = device.created_at == now
+    if not created:
+        for attr, value in values.items():
+            setattr(device, attr, value)
+        device.updated_at = now
+    session.flush()
+    return device, created
+
+
+def list_devices(session: Session) -> list[Device]:
+    """All devices, by name."""
+    return list(session.scalars(select(Device).order_by(Device.name)))
+
+
+def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas.TableInfo]]:
+    """Per device id: each (runtime, threads) table with its runtime version and entry count."""
+    if not device_ids:
+        return {}
+    counts = dict(
+        (((d, r, t), n) for d, r, t, n in session.execute(
+            select(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads, func.count(func.distinct(Measurement.operator_id)))
+            .join(Measurement, Measurement.run_id == MeasurementRun.id)
+            .join(Operator, Operator.id == Measurement.operator_id)
+            .where(MeasurementRun.device_id.in_(device_ids), Measurement.valid.is_(True), Operator.key != OVERHEAD_KEY)
+            .group_by(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads)
+        ).tuples())
+    )
+    latest_run = (
+        select(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads, func.max(MeasurementRun.id).label("rid"))
+        .where(MeasurementRun.device_id.in_(device_ids))
+        .group_by(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads)
+        .subquery()
+    )
+    versions = {
+        (d, r, t): v
+        for d, r, t, v in session.execute(
+            select(latest_run.c.device_id, latest_run.c.runtime, latest_run.c.threads, MeasurementRun.runtime_version).join(
+                MeasurementRun, MeasurementRun.id == latest_run.c.rid
+            )
+        ).tuples()
+    }
+    out: dict[int, list[schemas.TableInfo]] = defaultdict(list)
+    for d, r, t in session.execute(
+        select(LutVersion.device_id, LutVersion.runtime, LutVersion.threads)
+        .where(LutVersion.device_id.in_(device_ids))
+        .order_by(LutVersion.runtime, LutVersion.threads)
+    ).tuples():
+        out[d].append(schemas.TableInfo(runtime=r, threads=t, runtime_version=versions.get((d, r, t)), entries=counts.get((d, r, t), 0)))
+    return out
+
+
+def to_schema(device: Device, tables: list[schemas.TableInfo]) -> schemas.Device:
+    """The REST shape of a device row."""
+    return schemas.Device(
+        name=device.name,
+        serial=device.serial,
+        manufacturer=device.manufacturer,
+        model=device.model,
+        soc=device.soc,
+        abi=device.abi,
+        os_version=device.os_version,
+        cpu_cores=device.cpu_cores,
+        cpu_max_freqs_khz=list(device.cpu_max_freqs_khz or []),
+        props=dict(device.props or {}),
+        created_at=device.created_at,
+        updated_at=device.updated_at,
+        tables=tables,
+    )

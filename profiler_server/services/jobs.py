@@ -1,0 +1,207 @@
+"""Profiling jobs: keys to measure on one table; agents claim a job with a lease.
+
+A job is claimable while it is not finished and nobody holds a live lease on it, so a lease
+that runs out puts the job back in the queue. Claims never hand one job to two agents: on
+PostgreSQL the candidate row is taken with ``FOR UPDATE SKIP LOCKED``; on SQLite the claim
+runs under ``BEGIN IMMEDIATE`` (one writer at a time). On both, the final UPDATE re-checks
+the lease, so a claim can only succeed on a job that is still free.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from hwnas import schemas
+from profiler_server.errors import Conflict, NotFound, field_error
+from profiler_server.models import Device, ItemState, Job, JobItem, JobState, Operator, utcnow
+from profiler_server.services.devices import find_device
+from profiler_server.services.luts import present_operator_ids
+from profiler_server.services.operators import ensure_operators
+from profiler_server.services.sql import is_postgres
+
+OPEN_STATES = (JobState.queued.value, JobState.running.value)
+CLAIM_ATTEMPTS = 5
+
+
+def find_job(session: Session, job_id: int, field: str = "job_id", for_update: bool = False) -> Job:
+    """Job ``job_id`` or a 404 naming it."""
+    stmt = select(Job).where(Job.id == job_id)
+    if for_update and is_postgres(session):
+        stmt = stmt.with_for_update()
+    job = session.scalar(stmt)
+    if job is None:
+        raise NotFound(f"unknown job {job_id}", [field_error(field, f"no job with id {job_id}")])
+    return job
+
+
+def create_job(session: Session, body: schemas.JobCreate, created_by: str | None = None) -> schemas.JobCreated:
+    """Queue the keys of ``body`` that the table lacks (all of them with ``force``)."""
+    device = find_device(session, body.device)
+    keys = list(dict.fromkeys(body.keys))
+    ops = ensure_operators(session, keys)
+    present = present_operator_ids(session, device.id, body.runtime, body.threads, list(ops.values()))
+    todo = keys if body.force else [k for k in keys if ops[k] not in present]
+    job = Job(
+        device_id=device.id,
+        runtime=body.runtime,
+        threads=body.threads,
+        state=JobState.queued.value if todo else JobState.done.value,
+        created_by=created_by,
+    )
+    session.add(job)
+    session.flush()
+    if todo:
+        session.execute(
+            JobItem.__table__.insert(),  # type: ignore[attr-defined]
+            [{"job_id": job.id, "operator_id": ops[k], "state": ItemState.pending.value, "updated_at": job.created_at} for k in todo],
+        )
+    already = sum(1 for k in keys if ops[k] in present)
+    return schemas.JobCreated(id=job.id, state=schemas.JobState(job.state), total=len(todo), already_present=already, pending=len(todo))
+
+
+def _pending_keys(session: Session, job_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(Operator.key)
+            .join(JobItem, JobItem.operator_id == Operator.id)
+            .where(JobItem.job_id == job_id, JobItem.state == ItemState.pending.value)
+            .order_by(JobItem.id)
+        )
+    )
+
+
+def _lease_free(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+
+
+def claim_job(session: Session, body: schemas.JobClaim) -> schemas.JobClaimed | None:
+    """Lease the oldest claimable job of ``body.device`` to ``body.agent``; None when there is none."""
+    device = find_device(session, body.device)
+    for _ in range(CLAIM_ATTEMPTS):
+        now = utcnow()
+        stmt = (
+            select(Job.id)
+            .where(Job.device_id == device.id, Job.state.in_(OPEN_STATES), _lease_free(now))
+            .order_by(Job.id)
+            .limit(1)
+        )
+        if is_postgres(session):
+            stmt = stmt.with_for_update(skip_locked=True)
+        job_id = session.scalar(stmt)
+        if job_id is None:
+            return None
+        expires = now + timedelta(seconds=body.lease_s)
+        taken = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(OPEN_STATES), _lease_free(now))
+            .values(state=JobState.running.value, agent=body.agent, lease_expires_at=expires, claims=Job.claims + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if taken == 1:
+            job = find_job(session, job_id)
+            return schemas.JobClaimed(
+                id=job.id, device=device.name, runtime=job.runtime, threads=job.threads, keys=_pending_keys(session, job.id), lease_expires_at=expires
+            )
+    raise Conflict("too much contention on the job queue; retry the claim")
+
+
+def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat) -> Job:
+    """Extend the lease of ``body.agent`` on job ``job_id``; 409 when another agent holds it or it is finished."""
+    job = find_job(session, job_id, for_update=True)
+    now = utcnow()
+    if job.state not in OPEN_STATES:
+        raise Conflict(f"job {job_id} is {job.state}; nothing to extend", [field_error("job_id", f"job is {job.state}")])
+    if job.agent != body.agent:
+        holder = f"held by agent {job.agent!r}" if job.agent else "not claimed"
+        raise Conflict(f"job {job_id} is {holder}, not by {body.agent!r}", [field_error("agent", holder)])
+    # An expired lease the same agent still holds (nobody re-claimed it) may be renewed.
+    job.lease_expires_at = now + timedelta(seconds=body.lease_s)
+    job.state = JobState.running.value
+    session.flush()
+    return job
+
+
+def fail_key(session: Session, job_id: int, body: schemas.JobFail) -> Job:
+    """Record that ``body.key`` of job ``job_id`` could not be measured."""
+    job = find_job(session, job_id, for_update=True)
+    item = session.scalar(
+        select(JobItem).join(Operator, Operator.id == JobItem.operator_id).where(JobItem.job_id == job_id, Operator.key == body.key)
+    )
+    if item is None:
+        raise NotFound(f"job {job_id} has no key {body.key!r}", [field_error("key", "not part of this job")])
+    if item.state != ItemState.done.value:
+        item.state = ItemState.failed.value
+        item.error = body.error
+    session.flush()
+    refresh_state(session, job)
+    return job
+
+
+def complete_keys(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
+    """Mark the items of job ``job_id`` measured in ``measured`` (operator id -> measurement id) done."""
+    job = find_job(session, job_id, for_update=True)
+    if (job.device_id, job.runtime, job.threads) != (device_id, runtime, threads):
+        raise Conflict(
+            f"job {job_id} is for another table (runtime={job.runtime}, threads={job.threads})",
+            [field_error("job_id", "the job's device, runtime and threads differ from this batch's")],
+        )
+    items = session.scalars(select(JobItem).where(JobItem.job_id == job_id, JobItem.operator_id.in_(list(measured)))).all()
+    now = utcnow()
+    for item in items:
+        if item.state != ItemState.done.value:
+            item.state = ItemState.done.value
+            item.error = None
+            item.measurement_id = measured[item.operator_id]
+            item.updated_at = now
+    session.flush()
+    refresh_state(session, job)
+
+
+def refresh_state(session: Session, job: Job) -> None:
+    """Finish the job once no item is pending: done if anything was measured, failed otherwise."""
+    counts = _counts(session, job.id)
+    if counts[ItemState.pending.value] == 0 and job.state in OPEN_STATES:
+        job.state = JobState.done.value if counts[ItemState.done.value] or not counts[ItemState.failed.value] else JobState.failed.value
+        job.lease_expires_at = None
+        session.flush()
+
+
+def _counts(session: Session, job_id: int) -> dict[str, int]:
+    counts = {s.value: 0 for s in ItemState}
+    counts.update(session.execute(select(JobItem.state, func.count()).where(JobItem.job_id == job_id).group_by(JobItem.state)).tuples().all())
+    return counts
+
+
+def to_schema(session: Session, job: Job) -> schemas.Job:
+    """The REST shape of a job: counts, pending keys, and the errors of failed keys."""
+    counts = _counts(session, job.id)
+    errors = dict(
+        session.execute(
+            select(Operator.key, JobItem.error)
+            .join(JobItem, JobItem.operator_id == Operator.id)
+            .where(JobItem.job_id == job.id, JobItem.state == ItemState.failed.value)
+        ).tuples().all()
+    )
+    state = job.state
+    if state == JobState.running.value and job.lease_expires_at is not None and job.lease_expires_at < utcnow():
+        state = JobState.queued.value  # the lease ran out: back in the queue
+    device_name = session.scalar(select(Device.name).where(Device.id == job.device_id))
+    return schemas.Job(
+        id=job.id,
+        device=device_name or "",
+        runtime=job.runtime,
+        threads=job.threads,
+        state=schemas.JobState(state),
+        total=sum(counts.values()),
+        done=counts[ItemState.done.value],
+        failed=counts[ItemState.failed.value],
+        pending=counts[ItemState.pending.value],
+        pending_keys=_pending_keys(session, job.id),
+        agent=job.agent,
+        lease_expires_at=job.lease_expires_at,
+        created_at=job.created_at,
+        errors={k: e or "" for k, e in errors.items()},
+    )

@@ -1,0 +1,242 @@
+"""Latency tables: a view over the measurement history, and a cache of its serialized forms.
+
+A table is (device, runtime, threads). Its entries are the latest valid measurement of each
+key; ``overhead_ms`` is the latest ``__overhead__`` measurement (kept out of the entries);
+``runtime_version`` is that of the table's latest run. Each table has a version counter in
+the database (``lut_versions``) bumped with every stored batch, so every worker process can
+check its cached bytes with one small query.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hwnas import schemas
+from hwnas.opkey import OVERHEAD_KEY
+from profiler_server.errors import Conflict, NotFound, field_error
+from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
+from profiler_server.services.sql import insert_ignore
+
+CSV_COLUMNS = ("key", "median_ms", "min_ms", "p10_ms", "p90_ms", "std_ms", "n", "measured_at")
+
+
+class UnknownDevice(NotFound):
+    """No device of that name."""
+
+
+class NoSuchTable(NotFound):
+    """The device exists but has no table for that runtime/threads."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """One latency table of one device, with its current version."""
+
+    device_id: int
+    device: str
+    runtime: str
+    threads: int
+    version: int
+
+
+def resolve_table(session: Session, device: str, runtime: str | None, threads: int | None) -> TableRef:
+    """The one table of ``device`` matching ``runtime``/``threads``: 404 if none, 409 if several."""
+    rows = session.execute(
+        select(Device.id, LutVersion.runtime, LutVersion.threads, LutVersion.version)
+        .select_from(Device)
+        .outerjoin(LutVersion, LutVersion.device_id == Device.id)
+        .where(Device.name == device)
+    ).all()
+    if not rows:
+        raise UnknownDevice(f"unknown device {device!r}", [field_error("device", f"no device named {device!r} is registered")])
+    tables = [r for r in rows if r.runtime is not None]
+    matching = [r for r in tables if (runtime is None or r.runtime == runtime) and (threads is None or r.threads == threads)]
+    if not matching:
+        asked = ", ".join(f"{k}={v}" for k, v in (("runtime", runtime), ("threads", threads)) if v is not None) or "any runtime"
+        have = ", ".join(f"{r.runtime}/{r.threads}" for r in tables) or "none yet"
+        raise NoSuchTable(
+            f"device {device!r} has no latency table for {asked} (tables: {have})",
+            [field_error("runtime" if runtime is not None else "device", f"no table for {asked}")],
+        )
+    if len(matching) > 1:
+        options = ", ".join(f"runtime={r.runtime}&threads={r.threads}" for r in sorted(matching, key=lambda r: (r.runtime, r.threads)))
+        errors = []
+        if runtime is None and len({r.runtime for r in matching}) > 1:
+            errors.append(field_error("runtime", "ambiguous: one of " + ", ".join(sorted({r.runtime for r in matching}))))
+        if threads is None and len({r.threads for r in matching}) > 1:
+            errors.append(field_error("threads", "ambiguous: one of " + ", ".join(str(t) for t in sorted({r.threads for r in matching}))))
+        raise Conflict(f"device {device!r} has {len(matching)} latency tables; choose one: {options}", errors)
+    r = matching[0]
+    return TableRef(device_id=r.id, device=device, runtime=r.runtime, threads=r.threads, version=r.version)
+
+
+def bump_version(session: Session, device_id: int, runtime: str, threads: int) -> None:
+    """Mark table (device, runtime, threads) as changed (creating its version row on first use)."""
+    now = utcnow()
+    table = LutVersion.__table__
+    insert_ignore(session, table, [{"device_id": device_id, "runtime": runtime, "threads": threads, "version": 0, "updated_at": now}], ["device_id", "runtime", "threads"])  # type: ignore[arg-type]
+    session.execute(
+        table.update()  # type: ignore[attr-defined]
+        .where(table.c.device_id == device_id, table.c.runtime == runtime, table.c.threads == threads)
+        .values(version=table.c.version + 1, updated_at=now)
+    )
+
+
+def _latest_ids(ref: TableRef):  # type: ignore[no-untyped-def]
+    return (
+        select(func.max(Measurement.id).label("mid"))
+        .join(MeasurementRun, MeasurementRun.id == Measurement.run_id)
+        .where(
+            MeasurementRun.device_id == ref.device_id,
+            MeasurementRun.runtime == ref.runtime,
+            MeasurementRun.threads == ref.threads,
+            Measurement.valid.is_(True),
+        )
+        .group_by(Measurement.operator_id)
+        .subquery()
+    )
+
+
+def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
+    """Read the table ``ref`` from the measurement history."""
+    latest = _latest_ids(ref)
+    rows = session.execute(
+        select(
+            Operator.key,
+            Measurement.median_ms,
+            Measurement.min_ms,
+            Measurement.p10_ms,
+            Measurement.p90_ms,
+            Measurement.std_ms,
+            Measurement.iterations,
+            Measurement.measured_at,
+        )
+        .join(latest, Measurement.id == latest.c.mid)
+        .join(Operator, Operator.id == Measurement.operator_id)
+        .order_by(Operator.key)
+    ).all()
+    runtime_version = session.scalar(
+        select(MeasurementRun.runtime_version)
+        .where(MeasurementRun.device_id == ref.device_id, MeasurementRun.runtime == ref.runtime, MeasurementRun.threads == ref.threads)
+        .order_by(MeasurementRun.id.desc())
+        .limit(1)
+    )
+    overhead: float | None = None
+    entries: dict[str, schemas.LutEntry] = {}
+    for key, median, mn, p10, p90, std, n, at in rows:
+        if key == OVERHEAD_KEY:
+            overhead = median
+            continue
+        entries[key] = schemas.LutEntry(median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, measured_at=at)
+    return schemas.Lut(
+        device=ref.device, runtime=ref.runtime, runtime_version=runtime_version, threads=ref.threads, overhead_ms=overhead, entries=entries
+    )
+
+
+def present_operator_ids(session: Session, device_id: int, runtime: str, threads: int, operator_ids: list[int]) -> set[int]:
+    """Which of ``operator_ids`` have a valid measurement in table (device, runtime, threads)."""
+    if not operator_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Measurement.operator_id)
+            .join(MeasurementRun, MeasurementRun.id == Measurement.run_id)
+            .where(
+                MeasurementRun.device_id == device_id,
+                MeasurementRun.runtime == runtime,
+                MeasurementRun.threads == threads,
+                Measurement.valid.is_(True),
+                Measurement.operator_id.in_(operator_ids),
+            )
+            .distinct()
+        )
+    )
+
+
+def to_csv(lut: schemas.Lut) -> bytes:
+    """CSV of a table: one row per key; the overhead, when known, is the first row (key ``__overhead__``)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(CSV_COLUMNS)
+    if lut.overhead_ms is not None:
+        out.writerow([OVERHEAD_KEY, repr(lut.overhead_ms), "", "", "", "", "", ""])
+    for key, e in lut.entries.items():
+        out.writerow([key] + ["" if v is None else repr(v) for v in (e.median_ms, e.min_ms, e.p10_ms, e.p90_ms, e.std_ms)] + [e.n, e.measured_at.isoformat()])
+    return buf.getvalue().encode()
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+@dataclass
+class Rendered:
+    """One representation of a table: its bytes and strong ETag."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass
+class CachedLut:
+    version: int
+    lut: schemas.Lut
+    json: Rendered
+    csv: Rendered | None = None
+
+
+@dataclass
+class LutCache:
+    """Serialized tables per (device, runtime, threads), valid while the table's version is unchanged."""
+
+    _entries: dict[tuple[int, str, int], CachedLut] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, session: Session, ref: TableRef) -> CachedLut:
+        """The cached table for ``ref``, rebuilt when the database holds a newer version."""
+        key = (ref.device_id, ref.runtime, ref.threads)
+        hit = self._entries.get(key)
+        if hit is not None and hit.version == ref.version:
+            return hit
+        # ref.version was read before the rows: a racing write makes the rows newer than the
+        # version they are cached under, never older, so the next request rebuilds at worst.
+        lut = build_lut(session, ref)
+        body = lut.model_dump_json().encode()
+        fresh = CachedLut(version=ref.version, lut=lut, json=Rendered(body, _etag(body)))
+        with self._lock:
+            self._entries[key] = fresh
+        return fresh
+
+    def csv(self, session: Session, ref: TableRef) -> Rendered:
+        """The CSV form of ``ref`` (rendered once per version)."""
+        cached = self.get(session, ref)
+        if cached.csv is None:
+            body = to_csv(cached.lut)
+            cached.csv = Rendered(body, _etag(body))
+        return cached.csv
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def query_keys(session: Session, cache: LutCache, device: str, query: schemas.LutQuery) -> schemas.LutQueryResult:
+    """Split ``query.keys`` into those the table has and those it lacks (no table: all missing)."""
+    try:
+        ref = resolve_table(session, device, query.runtime, query.threads)
+    except NoSuchTable:
+        return schemas.LutQueryResult(present=[], missing=list(dict.fromkeys(query.keys)))
+    lut = cache.get(session, ref).lut
+    present, missing = [], []
+    for key in dict.fromkeys(query.keys):
+        has = lut.overhead_ms is not None if key == OVERHEAD_KEY else key in lut.entries
+        (present if has else missing).append(key)
+    return schemas.LutQueryResult(present=present, missing=missing)
+

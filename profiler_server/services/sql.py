@@ -1,0 +1,29 @@
+"""Small SQL helpers that hide the one place SQLite and PostgreSQL differ: INSERT ... ON CONFLICT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.orm import Session
+
+CHUNK = 400  # rows per multi-row INSERT: stays far below SQLite's bound-parameter limit
+
+
+def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]], conflict_columns: Sequence[str]) -> None:
+    """Insert ``rows``, silently skipping those that collide on ``conflict_columns``."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    for start in range(0, len(rows), CHUNK):
+        stmt = insert(table).values(list(rows[start : start + CHUNK])).on_conflict_do_nothing(index_elements=list(conflict_columns))
+        session.execute(stmt)
+
+
+def is_postgres(session: Session) -> bool:
+    """True when the session talks to PostgreSQL."""
+    return session.get_bind().dialect.name == "postgresql"

@@ -1,0 +1,33 @@
+"""Fixtures shared by every test suite: a live profiler server and database URLs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import fresh_postgres_database, postgres_base_url, sqlite_url
+from tests.support.live_server import LiveServer, start_live_server
+
+_DB_PARAMS = ["sqlite"] + (["postgresql"] if postgres_base_url() else [])
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real profiler server on SQLite, shared by the tests of one module."""
+    srv = start_live_server(tmp_path=tmp_path_factory.mktemp("live_server"))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(params=_DB_PARAMS)
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, and (when TEST_DATABASE_URL is set) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    else:
+        with fresh_postgres_database() as url:
+            yield url
