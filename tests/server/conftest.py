@@ -1,0 +1,54 @@
+"""Fixtures of the server tests: a live server per database kind, and batch builders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from hwnas.client import ProfilerClient
+from hwnas.schemas import DeviceInfo
+from tests.support.databases import fresh_postgres_database, postgres_base_url
+from tests.support.live_server import LiveServer, start_live_server
+
+DB_KINDS = ["sqlite"] + (["postgresql"] if postgres_base_url() else [])
+
+
+@pytest.fixture(scope="module", params=DB_KINDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A live server on SQLite, and on a fresh PostgreSQL database when TEST_DATABASE_URL is set."""
+    tmp = tmp_path_factory.mktemp(f"srv_{request.param}")
+    if request.param == "sqlite":
+        srv = start_live_server(tmp_path=tmp)
+        try:
+            yield srv
+        finally:
+            srv.stop()
+        return
+    with fresh_postgres_database() as url:
+        srv = start_live_server(url, tmp)
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+@pytest.fixture
+def agent(server: LiveServer) -> Iterator[ProfilerClient]:
+    with server.client("agent") as c:
+        yield c
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[ProfilerClient]:
+    with server.client("client") as c:
+        yield c
+
+
+@pytest.fixture
+def device(agent: ProfilerClient) -> str:
+    """A freshly registered device with a unique name."""
+    name = f"dev-{uuid.uuid4().hex[:8]}"
+    agent.put_device(name, DeviceInfo(manufacturer="Google", model="Pixel 7", soc="gs201", abi="arm64-v8a", cpu_cores=8))
+    return name
