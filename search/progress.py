@@ -1,0 +1,80 @@
+"""Progress bars for the search and training loops (rich, on stderr), and a one-line summary per epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def format_cost(value: float | None, unit: str) -> str:
+    """A cost with its unit, short: 1.23M MACs, 0.412 ms."""
+    if value is None:
+        return "-"
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor and unit.lower() != "ms":
+            return f"{value / factor:.3g}{suffix} {unit}"
+    return f"{value:.4g} {unit}"
+
+
+class EpochProgress:
+    """One bar per phase (weights, θ, training) showing loss, accuracy, expected cost and τ."""
+
+    def __init__(self, enabled: bool = True, unit: str = "") -> None:
+        self.enabled = enabled
+        self.unit = unit
+        self.console = Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> "EpochProgress":
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=self.console, transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
+
+    def start(self, label: str, total: int) -> None:
+        if self._progress is None:
+            return
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(label, total=total, stats="")
+
+    def advance(self, **stats: float) -> None:
+        if self._progress is None or self._task is None:
+            return
+        parts = []
+        if "loss" in stats:
+            parts.append(f"loss {stats['loss']:.3f}")
+        if "acc" in stats:
+            parts.append(f"acc {stats['acc']:.3f}")
+        if "cost" in stats:
+            parts.append(f"exp.cost {format_cost(stats['cost'], self.unit)}")
+        if "tau" in stats:
+            parts.append(f"τ {stats['tau']:.3f}")
+        self._progress.update(self._task, advance=1, stats="  ".join(parts))
+
+    def epoch_done(self, entry: dict[str, Any]) -> None:
+        """Print the epoch's summary line (kept on screen above the bars)."""
+        if not self.enabled:
+            return
+        theta = f"  θ-acc {entry['theta_acc']:.3f}" if entry.get("theta_acc") is not None else "  (warm-up)"
+        self.console.print(
+            f"epoch {entry['epoch']}: train-acc {entry['train_acc']:.3f}{theta}  val-acc {entry['val_acc']:.3f}  "
+            f"E[cost] {format_cost(entry['expected_cost'], self.unit)}  argmax {format_cost(entry['argmax_cost'], self.unit)}"
+            f"  τ {entry['tau']:.3f}  {entry['seconds']:.0f}s"
+        )
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text)

@@ -1,0 +1,164 @@
+"""The stochastic super net: every searchable layer holds all its candidates and logits θ_l.
+
+* ``soft`` (FBNet): mask ``m_l = GumbelSoftmax(θ_l, τ)``, output ``Σ_i m_{l,i}·op_{l,i}(x)``; all
+  candidates run.
+* ``hard``: straight-through Gumbel; one candidate per layer is sampled and only it runs; the
+  gradient reaches θ_l through the soft mask (memory and time of about one child network).
+
+In ``eval()`` the net is deterministic: ``soft`` mixes with ``softmax(θ/τ)`` (no noise) and ``hard``
+runs the argmax candidate of each layer. ``fixed_choices`` runs one given architecture.
+The masks of the latest forward pass are kept, so ``expected_cost`` is the cost the loss sees
+under the same masks that produced the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from search.gumbel import hard_mask, soft_mask
+from search.ops import build_op
+
+MODES: tuple[str, ...] = ("soft", "hard")
+
+
+class MixedOp(nn.Module):
+    """The candidates of one searchable layer; the super net gives it the mask to apply."""
+
+    def __init__(self, candidates: Sequence[str], modules: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.names = list(candidates)
+        self.ops = nn.ModuleList(modules)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, index: int | None = None) -> torch.Tensor:
+        if index is not None:
+            # One candidate runs; multiplying by the (straight-through) mask entry, which is 1.0
+            # in value, is what routes the gradient to θ.
+            return mask[index] * self.ops[index](x)
+        out = mask[0] * self.ops[0](x)
+        for i in range(1, len(self.ops)):
+            out = out + mask[i] * self.ops[i](x)
+        return out
+
+
+class SuperNet(nn.Module):
+    """FBNet super net of a ``SearchSpace``: stem → mixed layers → head, with θ per layer."""
+
+    def __init__(self, space, mode: str = "soft", temperature: float = 5.0) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.space = space
+        self.mode = mode
+        self.temperature = float(temperature)
+        self.layers_info = list(space.layers())
+        fixed = list(space.fixed_specs())
+        # fixed_specs(): the stem first, then the head parts (head conv, pool + classifier).
+        self.stem = build_op(fixed[0])
+        self.mixed = nn.ModuleList(
+            MixedOp(layer.candidates, [build_op(layer.spec(c)) for c in layer.candidates]) for layer in self.layers_info
+        )
+        self.head = nn.Sequential(*(build_op(s) for s in fixed[1:]))
+        # Uniform start (AFB sets every θ to 1/9; any constant gives the same softmax).
+        self.theta = nn.ParameterList(nn.Parameter(torch.zeros(len(layer.candidates))) for layer in self.layers_info)
+        self.last_masks: list[torch.Tensor] | None = None
+        self.last_indices: list[int] | None = None
+        self._fixed: list[int] | None = None
+
+    # ------------------------------------------------------------------ parameters
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """θ: one logit vector per searchable layer."""
+        return list(self.theta)
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that is not θ (convolutions, BatchNorm, classifier)."""
+        ids = {id(p) for p in self.theta}
+        return [p for p in self.parameters() if id(p) not in ids]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.mixed)
+
+    def candidates(self, layer: int) -> list[str]:
+        return self.mixed[layer].names
+
+    def probabilities(self) -> list[torch.Tensor]:
+        """``softmax(θ_l)`` per layer, detached: the learned sampling distribution."""
+        return [torch.softmax(t.detach(), dim=-1) for t in self.theta]
+
+    def argmax_choices(self) -> list[str]:
+        """The most likely candidate of every layer."""
+        return [names.names[int(torch.argmax(t.detach()))] for names, t in zip(self.mixed, self.theta)]
+
+    # ------------------------------------------------------------------ masks
+    def _masks(self) -> tuple[list[torch.Tensor], list[int] | None]:
+        if self._fixed is not None:
+            masks = [nn.functional.one_hot(torch.tensor(i), len(t)).to(t.dtype).to(t.device)
+                     for i, t in zip(self._fixed, self.theta)]
+            return masks, list(self._fixed)
+        if not self.training:
+            if self.mode == "soft":
+                return [torch.softmax(t / self.temperature, dim=-1) for t in self.theta], None
+            idx = [int(torch.argmax(t.detach())) for t in self.theta]
+            return [nn.functional.one_hot(torch.tensor(i), len(t)).to(t) for i, t in zip(idx, self.theta)], idx
+        if self.mode == "soft":
+            return [soft_mask(t, self.temperature) for t in self.theta], None
+        pairs = [hard_mask(t, self.temperature) for t in self.theta]
+        return [m for m, _ in pairs], [i for _, i in pairs]
+
+    @contextmanager
+    def fixed_choices(self, choices: Sequence[str]) -> Iterator[None]:
+        """Run the single architecture ``choices`` (one candidate name per layer) inside the super net."""
+        if len(choices) != self.num_layers:
+            raise ValueError(f"{len(choices)} choices for {self.num_layers} searchable layers")
+        index = []
+        for layer, name in enumerate(choices):
+            if name not in self.mixed[layer].names:
+                raise ValueError(f"layer {layer}: {name!r} is not a candidate ({', '.join(self.mixed[layer].names)})")
+            index.append(self.mixed[layer].names.index(name))
+        previous, self._fixed = self._fixed, index
+        try:
+            yield
+        finally:
+            self._fixed = previous
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        masks, indices = self._masks()
+        self.last_masks, self.last_indices = masks, indices
+        x = self.stem(x)
+        for layer, op in enumerate(self.mixed):
+            x = op(x, masks[layer], None if indices is None else indices[layer])
+        return self.head(x).flatten(1)
+
+    # ------------------------------------------------------------------ cost
+    def cost_tensors(self, layer_costs: Sequence[Sequence[float]] | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The per-layer cost vectors as float32 tensors on θ's device (convert once, reuse every step)."""
+        if len(layer_costs) != self.num_layers:
+            raise ValueError(f"cost table has {len(layer_costs)} layers, the super net {self.num_layers}")
+        device = self.theta[0].device
+        tensors = []
+        for layer, costs in enumerate(layer_costs):
+            c = torch.as_tensor(costs).to(device=device, dtype=torch.float32)
+            if c.numel() != len(self.theta[layer]):
+                raise ValueError(f"layer {layer}: {c.numel()} costs for {len(self.theta[layer])} candidates")
+            tensors.append(c)
+        return tensors
+
+    def expected_cost(self, layer_costs: Sequence[Sequence[float]] | Sequence[torch.Tensor], fixed: float = 0.0,
+                      masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``Σ_l Σ_i m_{l,i}·cost_{l,i} + fixed`` under the masks of the last forward (or ``masks``; or softmax(θ) before any)."""
+        costs = self.cost_tensors(layer_costs)
+        if masks is None:
+            masks = self.last_masks if self.last_masks is not None else [torch.softmax(t, -1) for t in self.theta]
+        total = torch.zeros((), device=costs[0].device)
+        for m, c in zip(masks, costs):
+            total = total + (m * c).sum()
+        return total + fixed
+
+    def distribution_cost(self, layer_costs: Sequence[Sequence[float]] | Sequence[torch.Tensor], fixed: float = 0.0) -> float:
+        """Expected cost of an architecture drawn from ``softmax(θ)`` (no noise): what the search is heading for."""
+        return float(self.expected_cost(layer_costs, fixed, masks=self.probabilities()))
