@@ -64,9 +64,14 @@ class Architecture:
     name: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     base_dir: Path | None = field(default=None, repr=False, compare=False)  # where a relative space path lives
+    source: str | None = field(default=None, repr=False, compare=False)  # file it came from, for error messages
+
+    @property
+    def _src(self) -> str:
+        return self.source or self.name or "<document>"
 
     def __post_init__(self) -> None:
-        src = self.name or "<document>"
+        src = self._src
         if not isinstance(self.space, (str, dict)) or (isinstance(self.space, str) and not self.space):
             raise ArchError(src, "space", f"must be a space name, a path or an inline space document, got {self.space!r}")
         if not isinstance(self.choices, (list, tuple)) or not all(isinstance(c, str) for c in self.choices):
@@ -84,7 +89,7 @@ class Architecture:
     # -- the space it lives in
     def resolve_space(self) -> SearchSpace:
         """The space at this architecture's input size, classes and head width; checks the choices."""
-        src = self.name or "<document>"
+        src = self._src
         try:
             space = self._base_space()
             space = space.with_input(self.input_size, self.classes, self.head_channels)
@@ -179,7 +184,7 @@ class Architecture:
         if not isinstance(doc.get("name", ""), (str, type(None))):
             raise ArchError(src, "name", "must be a string")
         try:
-            arch = cls(**{k: doc[k] for k in _FIELDS if k in doc}, base_dir=base_dir)
+            arch = cls(**{k: doc[k] for k in _FIELDS if k in doc}, base_dir=base_dir, source=source)
         except ArchError as exc:
             raise ArchError(src, exc.field, exc.reason) from None
         return arch

@@ -94,6 +94,11 @@ def register_op(
     return deco
 
 
+def unregister_op(name: str) -> None:
+    """Remove an operator (tests, or replacing a built-in on purpose); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
 def registered_ops() -> dict[str, OpDef]:
     """All registered operators by name (a copy)."""
     return dict(_REGISTRY)
