@@ -43,7 +43,10 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     out = []
     for err in exc.errors():
         reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        out.append({"field": field_path(err.get("loc", ())), "reason": reason})
+        loc = err.get("loc", ())
+        if err.get("type") == "json_invalid":  # loc is ("body", <character position>)
+            reason, loc = f"{reason} at character {loc[-1]}" if len(loc) > 1 else reason, ("body",)
+        out.append({"field": field_path(loc), "reason": reason})
     return out
 
 

@@ -1,0 +1,115 @@
+"""The job queue: concurrent claimers never share a job; an expired lease is claimed again."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from hwnas.client import ConflictError, ProfilerClient
+from hwnas.schemas import DeviceInfo, JobClaim, JobCreate, JobHeartbeat, JobState
+from profiler_server.db import make_engine, session_factory, write_lock
+from profiler_server.services import jobs
+from tests.support.live_server import LiveServer
+from tests.support.measurements import batch, key, result
+
+CLAIMERS = 8
+JOBS = 20
+
+
+def _queue_jobs(client: ProfilerClient, device: str, n: int = JOBS) -> list[int]:
+    return [client.create_job(JobCreate(device=device, runtime="ort", threads=1, keys=[key(i)])).id for i in range(n)]
+
+
+def test_concurrent_claimers_over_http_never_share_a_job(server: LiveServer, client: ProfilerClient, device: str) -> None:
+    created = _queue_jobs(client, device)
+    start = threading.Barrier(CLAIMERS)
+
+    def claimer(n: int) -> list[int]:
+        mine: list[int] = []
+        with server.client("agent") as agent:
+            start.wait()
+            while (claimed := agent.claim_job(JobClaim(device=device, agent=f"agent-{n}", lease_s=300))) is not None:
+                mine.append(claimed.id)
+        return mine
+
+    with ThreadPoolExecutor(CLAIMERS) as pool:
+        per_agent = list(pool.map(claimer, range(CLAIMERS)))
+    claimed = [j for ids in per_agent for j in ids]
+    assert sorted(claimed) == sorted(created)  # every job claimed exactly once
+    holders = {j: client.get_job(j).agent for j in created}
+    for n, ids in enumerate(per_agent):
+        assert all(holders[j] == f"agent-{n}" for j in ids)
+
+
+def test_concurrent_claimers_on_separate_connections(server: LiveServer, client: ProfilerClient, device: str) -> None:
+    """The same race straight on the database, one engine (connection pool) per claimer."""
+    created = _queue_jobs(client, device)
+    start = threading.Barrier(CLAIMERS)
+
+    def claimer(n: int) -> list[int]:
+        engine = make_engine(server.database_url)
+        sessions = session_factory(engine)
+        mine: list[int] = []
+        try:
+            start.wait()
+            while True:
+                with sessions() as session:
+                    with write_lock(session):
+                        claimed = jobs.claim_job(session, JobClaim(device=device, agent=f"db-{n}", lease_s=300))
+                    session.commit()
+                if claimed is None:
+                    return mine
+                mine.append(claimed.id)
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(CLAIMERS) as pool:
+        per_agent = list(pool.map(claimer, range(CLAIMERS)))
+    claimed = [j for ids in per_agent for j in ids]
+    assert sorted(claimed) == sorted(created)
+
+
+def test_expired_lease_is_claimed_again(agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
+    job_id = _queue_jobs(client, device, 1)[0]
+    first = agent.claim_job(JobClaim(device=device, agent="slow", lease_s=0.5))
+    assert first is not None and first.id == job_id
+    assert agent.claim_job(JobClaim(device=device, agent="other", lease_s=60)) is None
+    time.sleep(0.8)
+    assert client.get_job(job_id).state == JobState.queued  # the lease ran out: back in the queue
+    second = agent.claim_job(JobClaim(device=device, agent="other", lease_s=60))
+    assert second is not None and second.id == job_id and second.keys == first.keys
+    job = client.get_job(job_id)
+    assert job.agent == "other" and job.state == JobState.running
+    # The first agent lost its lease: its heartbeat is refused, the new holder's is not.
+    with pytest.raises(ConflictError) as err:
+        agent.heartbeat(job_id, JobHeartbeat(agent="slow"))
+    assert "other" in err.value.detail
+    assert agent.heartbeat(job_id, JobHeartbeat(agent="other", lease_s=60)).agent == "other"
+    # Late results of the first agent still count and finish the job.
+    agent.post_measurements(batch(device, [result(k) for k in first.keys], job_id=job_id))
+    assert client.get_job(job_id).state == JobState.done
+    assert agent.claim_job(JobClaim(device=device, agent="other")) is None
+
+
+def test_heartbeat_keeps_job_from_others(agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
+    job_id = _queue_jobs(client, device, 1)[0]
+    assert agent.claim_job(JobClaim(device=device, agent="a", lease_s=0.6)) is not None
+    for _ in range(3):
+        time.sleep(0.3)
+        agent.heartbeat(job_id, JobHeartbeat(agent="a", lease_s=0.6))
+        assert agent.claim_job(JobClaim(device=device, agent="b", lease_s=60)) is None
+    assert client.get_job(job_id).agent == "a"
+
+
+def test_claims_take_oldest_job_of_that_device_only(agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
+    other = device + "-b"
+    agent.put_device(other, DeviceInfo())
+    mine = _queue_jobs(client, device, 2)
+    theirs = client.create_job(JobCreate(device=other, runtime="ort", threads=1, keys=[key(0)])).id
+    got = agent.claim_job(JobClaim(device=device, agent="a"))
+    assert got is not None and got.id == mine[0]
+    got_other = agent.claim_job(JobClaim(device=other, agent="a"))
+    assert got_other is not None and got_other.id == theirs
