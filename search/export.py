@@ -76,9 +76,8 @@ def example_input(spec: OpSpec | str, seed: int = 0) -> torch.Tensor:
 
 def export_op(spec: OpSpec | str, fmt: Format | str, path: str | Path) -> Path:
     """Export the standalone model of one operator key (random weights: latency does not depend on them)."""
-    spec = _as_spec(spec)
-    torch.manual_seed(0)
-    return export_module(build_op(spec), example_input(spec), fmt, path)
+    module, x = op_module(spec)
+    return export_module(module, x, fmt, path)
 
 
 def load_weights(module: nn.Module, weights: str | Path) -> None:
@@ -103,12 +102,29 @@ def load_weights(module: nn.Module, weights: str | Path) -> None:
         raise ExportError(f"weights file {weights} does not fit the architecture: {' '.join(first[:3])[:500]}") from None
 
 
-def export_arch(arch: Architecture, fmt: Format | str, path: str | Path, weights: str | Path | None = None) -> Path:
-    """Export a whole architecture at batch 1 and its input size, with trained weights if given."""
-    _check_format(fmt)
+def arch_module(arch: Architecture, weights: str | Path | None = None) -> tuple[nn.Module, torch.Tensor]:
+    """The eval-mode network of ``arch`` (trained weights if given, else seed-0 random ones) and a batch-1 input."""
     space = arch.resolve_space()
-    model = build(arch)
+    with torch.random.fork_rng(devices=[]):  # deterministic weights without disturbing the caller's RNG
+        torch.manual_seed(0)
+        model = build(arch)
     if weights is not None:
         load_weights(model, weights)
     x = torch.randn(1, *space.input_shape, generator=torch.Generator().manual_seed(0))
+    return model.eval(), x
+
+
+def op_module(spec: OpSpec | str) -> tuple[nn.Module, torch.Tensor]:
+    """The eval-mode module of one operator (seed-0 random weights) and its example input."""
+    spec = _as_spec(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = build_op(spec)
+    return module.eval(), example_input(spec)
+
+
+def export_arch(arch: Architecture, fmt: Format | str, path: str | Path, weights: str | Path | None = None) -> Path:
+    """Export a whole architecture at batch 1 and its input size, with trained weights if given."""
+    _check_format(fmt)
+    model, x = arch_module(arch, weights)
     return export_module(model, x, fmt, path)

@@ -36,26 +36,19 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             import torch
 
-            from search.arch import build, get_arch
-            from search.export import example_input, export_arch, export_op, load_weights
-            from search.ops import build_op
+            from search.arch import get_arch
+            from search.export import arch_module, export_module, op_module
 
             if _is_op_key(target):
                 if weights is not None:
                     raise fail("--weights applies to architectures, not single operators", 2)
-                path = export_op(target, fmt, out)
-                torch.manual_seed(0)
-                module, x = build_op(target), example_input(target)
+                module, x = op_module(target)
                 what = f"operator {target}"
             else:
                 arch = get_arch(target)
-                path = export_arch(arch, fmt, out, weights=weights)
-                module = build(arch)
-                if weights is not None:
-                    load_weights(module, weights)
-                space = arch.resolve_space()
-                x = torch.randn(1, *space.input_shape, generator=torch.Generator().manual_seed(0))
+                module, x = arch_module(arch, weights)
                 what = f"architecture {arch.name or target} (id {arch.id})"
+            path = export_module(module, x, fmt, out)
             typer.echo(f"wrote {path} ({fmt}, {path.stat().st_size / 1024:.1f} KiB): {what}")
             if check and fmt == "onnx":
                 import numpy as np

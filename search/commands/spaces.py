@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             if name is None:
                 table = Table(title="built-in search spaces (hwnas spaces NAME for the stage table)")
-                for col in ("name", "input", "classes", "layers", "candidates", "size", "op keys"):
+                table.add_column("name", no_wrap=True, min_width=max(len(n) for n in list_spaces()))
+                for col in ("input", "classes", "layers", "candidates", "size", "op keys"):
                     table.add_column(col)
                 docs = {}
                 for n in list_spaces():
