@@ -71,10 +71,10 @@ class EpochProgress:
         theta = f"  θ-acc {entry['theta_acc']:.3f}" if entry.get("theta_acc") is not None else "  (warm-up)"
         self.console.print(
             f"epoch {entry['epoch']}: train-acc {entry['train_acc']:.3f}{theta}  val-acc {entry['val_acc']:.3f}  "
-            f"E[cost] {format_cost(entry['expected_cost'], self.unit)}  argmax {format_cost(entry['argmax_cost'], self.unit)}"
-            f"  τ {entry['tau']:.3f}  {entry['seconds']:.0f}s"
+            f"exp.cost {format_cost(entry['expected_cost'], self.unit)}  argmax {format_cost(entry['argmax_cost'], self.unit)}"
+            f"  τ {entry['tau']:.3f}  {entry['seconds']:.0f}s", markup=False, soft_wrap=True,
         )
 
     def line(self, text: str) -> None:
         if self.enabled:
-            self.console.print(text)
+            self.console.print(text, markup=False, soft_wrap=True)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from search.evaluate import evaluate_model as evaluate
 from search.data import DatasetInfo, dataset_info, iterate_batches, load_dataset, num_batches
 from search.loss import LossConfig, search_loss
 from search.progress import EpochProgress
@@ -76,7 +77,7 @@ class SearchConfig:
     lam: float | None = None
     target: float | None = None
     reference: float | None = None
-    cost_scale: float | None = None  # None: ms -> µs for latency tables (FBNet's form needs LAT > 1), else 1
+    cost_scale: float | None = None  # FBNet form only; None: uniform-θ cost -> 20 (see default_cost_scale)
     # data and run
     subset: int | None = None
     val_subset: int | None = None
@@ -155,6 +156,10 @@ class CostTable:
             total += self.layer_costs[layer.index][layer.candidates.index(choice)]
         return total
 
+    def min_cost(self) -> float:
+        """Cost of the cheapest architecture (every layer at its cheapest candidate)."""
+        return self.fixed + sum(min(row) for row in self.layer_costs)
+
     def to_dict(self) -> dict[str, Any]:
         return {"cost": self.name, "unit": self.unit, "fixed": self.fixed, "layer_costs": self.layer_costs,
                 "source": self.source}
@@ -201,9 +206,21 @@ def cost_table(cost_model, space, config: SearchConfig | None = None) -> CostTab
                      fixed=float(cost_model.fixed_cost(space)), source=source)
 
 
-def default_cost_scale(unit: str) -> float:
-    """FBNet's (log LAT)^β needs LAT > 1: small nets take well under 1 ms, so latency in ms is scored in µs."""
-    return 1000.0 if unit.lower() in ("ms", "millisecond", "milliseconds") else 1.0
+# FBNet's α=0.2, β=0.6 were tuned with LAT in ms on a Samsung S8, where networks take about 20 ms.
+FBNET_LAT_REFERENCE = 20.0
+
+
+def default_cost_scale(uniform_cost: float, min_cost: float) -> float:
+    """Scale that maps the expected cost at uniform θ to 20 "FBNet units" (and the cheapest architecture above 1.5).
+
+    ``(log LAT)^β`` depends on the unit: log of MACs is ~15, of µs ~7, of a small net's ms below 0
+    (undefined). Mapping the starting cost to the paper's operating point keeps the balance between
+    accuracy and cost that α and β were tuned for, in any unit, and keeps log LAT > 0 for every
+    architecture of the space.
+    """
+    if uniform_cost <= 0 or min_cost <= 0:
+        raise SearchConfigError("the cost model gives non-positive costs; the FBNet loss needs LAT > 0 (use --loss additive)")
+    return max(FBNET_LAT_REFERENCE / uniform_cost, 1.5 / min_cost)
 
 
 @dataclass
@@ -273,8 +290,9 @@ def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
     w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs)
     t_opt = torch.optim.Adam(model.arch_parameters(), lr=config.theta_lr, weight_decay=config.theta_wd)
     cost_tensors = model.cost_tensors(costs.layer_costs)
-    scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(costs.unit)
-    reference = config.reference or model.distribution_cost(cost_tensors, costs.fixed)
+    uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
+    scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
+    reference = config.reference or uniform
     return SearchSetup(config, space, info, train_set, val_set, perm[:n_w], perm[n_w:], torch.arange(len(val_set)),
                        model, w_opt, w_sched, t_opt, costs, cost_tensors, scale, reference, device)
 
@@ -283,7 +301,7 @@ def _epoch_seed(seed: int, epoch: int, phase: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 101 + phase) % (2**63 - 1)
 
 
-def _step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
     model = setup.model
     x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
     logits = model(x)
@@ -311,7 +329,7 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
             progress.start(label, num_batches(len(index), setup.config.batch_size, drop_last=True))
         for x, y in iterate_batches(setup.train_set, index, setup.config.batch_size, shuffle=True, generator=generator,
                                     workers=setup.config.workers, drop_last=True):
-            r = _step(setup, x, y, optimizer)
+            r = train_step(setup, x, y, optimizer)
             batches += 1
             for k in sums:
                 sums[k] += r[k] if k in ("correct", "n") else r[k] * r["n"]
@@ -323,23 +341,6 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
     n = max(sums["n"], 1.0)
     return {"loss": sums["loss"] / n, "ce": sums["ce"] / n, "acc": sums["correct"] / n, "cost": sums["cost"] / n,
             "batches": batches}
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device,
-             workers: int = 0) -> float:
-    """Top-1 accuracy of ``model`` (in eval mode) on ``ds[index]``."""
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    try:
-        for x, y in iterate_batches(ds, index, max(batch_size, 256), shuffle=False, workers=workers):
-            x, y = x.to(device), y.to(device)
-            correct += int((model(x).argmax(1) == y).sum())
-            total += int(y.shape[0])
-    finally:
-        model.train(was_training)
-    return correct / max(total, 1)
 
 
 def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None = None) -> dict[str, Any]:
@@ -440,18 +441,26 @@ class SearchResult:
                 "val_acc": self.val_acc, "seconds": self.seconds}
 
 
+def make_architecture(space_name: str, space, choices: list[str], name: str | None = None,
+                      meta: dict[str, Any] | None = None) -> Any:
+    """An architecture document of ``space`` (the search's space, at the data set's size and classes)."""
+    from search.arch import Architecture
+    from search.space import list_spaces
+
+    c, h, w = space.input_shape
+    if space_name in list_spaces():
+        # A built-in space is named, with the input size and classes the search used.
+        return Architecture(space=space_name, choices=list(choices), input_size=h if h == w else None,
+                            classes=space.classes, name=name, meta=dict(meta or {}))
+    # A user's space file travels inline (at the size searched) so the document stands alone.
+    return Architecture(space=space.to_dict(), choices=list(choices), name=name, meta=dict(meta or {}))
+
+
 def argmax_architecture(setup: SearchSetup, choices: list[str], cost: float) -> Any:
     """The argmax choices as an architecture document with its predicted cost."""
-    from search.arch import Architecture
-    from search.space import get_space, list_spaces
-
-    c, h, w = setup.space.input_shape
-    # A built-in space is named; a user's space file travels inline so the document stands alone.
-    space_ref = setup.config.space if setup.config.space in list_spaces() else get_space(setup.config.space).to_dict()
-    return Architecture(space=space_ref, choices=list(choices), input_size=h if h == w else None,
-                        classes=setup.space.classes, name="argmax",
-                        meta={"predicted": {setup.costs.name: cost, "unit": setup.costs.unit},
-                              "source": "hwnas search (argmax of θ)"})
+    return make_architecture(setup.config.space, setup.space, choices, name="argmax",
+                             meta={"predicted": {setup.costs.name: cost, "unit": setup.costs.unit},
+                                   "source": "hwnas search (argmax of θ)"})
 
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
@@ -472,6 +481,7 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
         start, history = _restore(setup, rundir.load_checkpoint(map_location=setup.device))
     rundir.mkdir()
     rundir.write_json(rundir.config, config.to_dict())
+    rundir.write_json(rundir.root / "space.json", setup.space.to_dict())
     rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [l.candidates for l in setup.space.layers()],
                                      "cost_scale": setup.cost_scale, "reference": setup.reference})
     t_start = time.perf_counter() - sum(e["seconds"] for e in history)

@@ -1,0 +1,45 @@
+"""`hwnas sample DIR`: architectures sampled from a finished search's distribution, ranked by predicted cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.commands._dnas_errors import dnas_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sample")
+    def sample(
+        out: Path = typer.Argument(..., metavar="DIR", help="The search folder (hwnas search --out DIR)."),
+        k: int = typer.Option(6, "--k", "-k", min=1, help="How many architectures to draw from softmax(θ) (the argmax is added)."),
+        seed: int = typer.Option(0, "--seed"),
+        val_subset: Optional[int] = typer.Option(2000, "--val-subset", min=1, help="Test images for the super-net accuracy of each sample."),
+        no_eval: bool = typer.Option(False, "--no-eval", help="Skip the super-net accuracy of the samples."),
+        train_epochs: int = typer.Option(0, "--train-epochs", min=0, help="Also train every sample from scratch for N epochs."),
+        train_subset: Optional[int] = typer.Option(None, "--train-subset", min=1, help="Training images for --train-epochs."),
+    ) -> None:
+        """Sample K architectures plus the argmax from DIR's learned distribution; write them ranked by predicted cost.
+
+        Each goes to DIR/samples/NN_<id>.json (an architecture document with predicted latency/MACs/params in
+        its meta); DIR/samples/index.json lists them and DIR/plots/samples.png plots accuracy vs predicted cost.
+
+        Examples: `hwnas sample runs/lat` · `hwnas sample runs/lat -k 10 --train-epochs 2`
+        """
+        from search.plots import plot_search
+        from search.sample import sample_search
+
+        with dnas_errors():
+            samples = sample_search(out, k=k, seed=seed, evaluate=not no_eval, val_subset=val_subset,
+                                    train_epochs=train_epochs, train_subset=train_subset, progress=True)
+            plot_search(out)
+        for s in samples:
+            cost = {k: v for k, v in s.predicted.items() if k not in ("unit", "latency_ms", "mmacs", "mparams")}
+            name, value = next(iter(cost.items()))
+            acc = f"  super-net acc {s.supernet_acc:.4f}" if s.supernet_acc is not None else ""
+            trained = f"  trained acc {s.trained_acc:.4f}" if s.trained_acc is not None else ""
+            typer.echo(f"{s.path.name if s.path else s.id}  {name} {value:.4g} {s.predicted['unit']}  "
+                       f"{s.predicted['mmacs']:.3f} MMACs  {s.predicted['mparams']:.4f} Mparams{acc}{trained}"
+                       + ("  [argmax]" if s.is_argmax else ""))

@@ -1,0 +1,166 @@
+"""`hwnas search`: the FBNet differentiable architecture search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.commands._dnas_errors import dnas_errors
+from search.commands._errors import fail
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("search")
+    def search(
+        ctx: typer.Context,
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder: config, checkpoint, theta.json, samples, plots."),
+        space: str = typer.Option("fbnet-fmnist", "--space", "-s", help="Built-in space name or a space JSON/YAML file."),
+        data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, or a folder: Fashion-MNIST IDX files, "
+                                 "a CIFAR python-pickle folder, or an image-folder tree."),
+        cost: str = typer.Option("", "--cost", "-c", help="latency, flops or params (default: latency when a table source is given, else flops)."),
+        server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server URL (latency cost)."),
+        device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name on the server."),
+        runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime of the table (onnxruntime, torchscript)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the table."),
+        token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="API token (needed to create jobs)."),
+        lut: Optional[Path] = typer.Option(None, "--lut", help="A latency table JSON file instead of the server."),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where pulled tables are cached."),
+        create_job: Optional[bool] = typer.Option(None, "--create-job/--no-create-job",
+                                                  help="On missing table entries: have a device agent measure them and wait."),
+        wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
+        mode: str = typer.Option("soft", "--mode", help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard "
+                                 "(straight-through: one candidate per layer per step)."),
+        epochs: int = typer.Option(10, "--epochs", "-e", min=1, help="Search epochs (the paper: 90)."),
+        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs)."),
+        batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
+        w_split: float = typer.Option(0.8, "--w-split", help="Share of the training set for the weights; the rest trains θ."),
+        w_lr: float = typer.Option(0.1, "--w-lr", help="SGD learning rate of the weights (cosine schedule)."),
+        theta_lr: float = typer.Option(0.01, "--theta-lr", help="Adam learning rate of θ."),
+        tau0: float = typer.Option(5.0, "--tau0", help="Initial Gumbel-softmax temperature."),
+        tau_decay: float = typer.Option(0.045, "--tau-decay", help="τ is multiplied by exp(-decay) every epoch."),
+        loss: str = typer.Option("fbnet", "--loss", help="fbnet: CE·α·(log LAT)^β; additive: CE + λ·LAT/ref; "
+                                 "target: CE + λ·|LAT/target − 1|."),
+        alpha: float = typer.Option(0.2, "--alpha", help="α of the FBNet loss."),
+        beta: float = typer.Option(0.6, "--beta", help="β of the FBNet loss."),
+        lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive (default 0.1) and target (default 1.0) losses."),
+        target: Optional[float] = typer.Option(None, "--target", help="Budget of the target loss, in the cost's unit (ms, MMACs, Mparams)."),
+        cost_scale: Optional[float] = typer.Option(None, "--cost-scale", help="FBNet loss: multiply the cost by this before "
+                                                   "the log (default: the uniform-θ cost maps to 20, FBNet's operating point)."),
+        subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
+        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1, help="Evaluate the super net on N test images."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image folders: resize to this side (default 224)."),
+        seed: int = typer.Option(0, "--seed"),
+        torch_device: str = typer.Option("auto", "--torch-device", help="auto, cpu, cuda, cuda:1 …"),
+        torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1, help="torch.set_num_threads for the search."),
+        workers: int = typer.Option(0, "--workers", min=0, help="DataLoader workers (image folders)."),
+        samples: int = typer.Option(6, "--samples", min=0, help="After the search, sample K architectures plus the argmax (0: skip)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the search in --out from its last checkpoint."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    ) -> None:
+        """Run the FBNet differentiable architecture search of a space on a data set.
+
+        Examples: `hwnas search --space fbnet-fmnist --data fashion-mnist --cost flops --epochs 10 --out runs/flops` ·
+        `hwnas search --cost latency --server http://127.0.0.1:8000 --device host-cpu --runtime onnxruntime --threads 1
+        --mode hard --out runs/lat` · `hwnas search --out runs/lat --resume`
+        """
+        from search.searcher import SearchConfig, run_search
+
+        cost = cost or ("latency" if (lut or (server and device)) else "flops")
+        with dnas_errors():
+            kw = dict(
+                out=str(out), space=_space_arg(space), data=_data_arg(data), cost=cost, server=server, device=device,
+                runtime=runtime, threads=threads, token=token, lut=str(lut) if lut else None,
+                cache_dir=str(cache_dir) if cache_dir else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
+                batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, tau0=tau0, tau_decay=tau_decay,
+                loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, cost_scale=cost_scale, subset=subset,
+                val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
+                num_threads=torch_threads, workers=workers, progress=progress, resume=resume,
+            )
+            if resume and (out / "config.json").is_file():
+                kw = _resume_arguments(ctx, out, kw)
+            config = SearchConfig(**kw)
+            cost_model = _cost_model(config, create_job, wait_timeout)
+            result = _run_with_jobs(config, cost_model, create_job, wait_timeout, run_search)
+            typer.echo(f"search done in {result.seconds:.0f} s: super-net val acc {result.val_acc:.4f}")
+            typer.echo(f"argmax architecture ({result.argmax_cost:.4g} {result.unit} predicted): {' '.join(result.argmax)}")
+            typer.echo(f"  {out / 'argmax.json'}")
+            if samples > 0:
+                from search.plots import plot_search
+                from search.sample import sample_search
+
+                ranked = sample_search(out, k=samples, seed=config.seed, val_subset=config.val_subset or 2000)
+                plot_search(out)
+                typer.echo(f"{len(ranked)} samples ranked by predicted {result.unit} in {out / 'samples'}")
+            typer.echo(f"plots in {out / 'plots'}")
+
+
+# CLI parameter name -> SearchConfig field, where they differ.
+_FIELD_OF = {"torch_threads": "num_threads", "lam": "lam"}
+
+
+def _resume_arguments(ctx: typer.Context, out: Path, kw: dict) -> dict:
+    """The saved config of ``out``, overridden only by options given on this command line (e.g. more --epochs)."""
+    from click.core import ParameterSource
+
+    from search.rundir import RunDir
+
+    saved = RunDir(out).read_json(RunDir(out).config)
+    merged = {**kw, **{k: v for k, v in saved.items() if k in kw}}
+    for name in ctx.params:
+        field = _FIELD_OF.get(name, name)
+        if field in kw and ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            merged[field] = kw[field]
+    merged.update(out=kw["out"], resume=True, progress=kw["progress"], token=kw["token"])
+    return merged
+
+
+def _space_arg(space: str) -> str:
+    # A space file is stored by absolute path so the run folder works from any directory.
+    p = Path(space)
+    return str(p.resolve()) if p.is_file() else space
+
+
+def _data_arg(data: str) -> str:
+    p = Path(data)
+    return str(p.resolve()) if p.exists() else data
+
+
+def _cost_model(config, create_job: bool | None, wait_timeout: float):
+    """The latency table through the shared table helper (server, cache, or file); FLOPs/params need nothing."""
+    if config.cost != "latency":
+        return None
+    from search.commands._table import obtain_table
+    from search.cost import LatencyCost
+
+    table = obtain_table(config.server, config.device, config.runtime, config.threads, config.token,
+                         Path(config.lut) if config.lut else None, Path(config.cache_dir) if config.cache_dir else None,
+                         empty_if_unknown=bool(create_job))
+    return LatencyCost(table)
+
+
+def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: float, run_search):
+    """Run the search; when the table lacks operators, list them and (if asked) have an agent measure them first."""
+    from search.lut import MissingEntriesError
+
+    try:
+        return run_search(config, cost_model=cost_model)
+    except MissingEntriesError as exc:
+        typer.echo(f"error: {len(exc.keys)} operator(s) of the space missing from the latency table"
+                   f"{' of ' + exc.table if exc.table else ''}:", err=True)
+        for key in exc.keys[:50]:
+            typer.echo(f"  {key}", err=True)
+        if len(exc.keys) > 50:
+            typer.echo(f"  … and {len(exc.keys) - 50} more (`hwnas lut keys --space {config.space}` lists all)", err=True)
+        from search.commands._table import decide_job, run_job
+
+        if config.lut or not config.server or not decide_job(create_job, len(exc.keys)):
+            if config.server and not config.lut:
+                typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+            raise typer.Exit(1) from None
+        run_job(config.server, config.token, cost_model.table, exc.keys, config.runtime, config.threads, wait_timeout)
+        return run_search(config, cost_model=_cost_model(config, False, wait_timeout))
+
+
+__all__ = ["register", "fail"]

@@ -1,0 +1,50 @@
+"""`hwnas train ARCH.json`: train an architecture from scratch; weights file and test accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.commands._dnas_errors import dnas_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        arch_path: str = typer.Argument(..., metavar="ARCH", help="An architecture document (ARCH.json) or a shipped one."),
+        data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, or a folder (IDX files, CIFAR pickle, image folder)."),
+        epochs: int = typer.Option(10, "--epochs", "-e", min=1),
+        batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
+        lr: float = typer.Option(0.1, "--lr", help="Peak SGD learning rate (one-cycle cosine schedule)."),
+        wd: float = typer.Option(1e-4, "--wd", help="Weight decay."),
+        subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images."),
+        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1, help="Evaluate on N test images."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image folders: resize to this side."),
+        seed: int = typer.Option(0, "--seed"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for <name>.pt and <name>.train.json (default: next to ARCH)."),
+        torch_device: str = typer.Option("auto", "--torch-device"),
+        torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Train an architecture from scratch and report its test accuracy; writes the weights for `hwnas export --weights`.
+
+        Examples: `hwnas train runs/lat/argmax.json --epochs 5` ·
+        `hwnas train runs/lat/samples/00_1a2b3c4d5e6f7a8b.json --data /data/cifar-10-batches-py -o trained/`
+        """
+        from search.arch import get_arch
+        from search.train import TrainConfig, train_arch
+
+        with dnas_errors():
+            arch = get_arch(arch_path)
+            config = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, wd=wd, subset=subset,
+                                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
+                                 num_threads=torch_threads, progress=progress)
+            p = Path(arch_path)
+            out_dir = out or (p.parent if p.is_file() else Path("."))
+            stem = p.stem if p.is_file() else (arch.name or arch.id)
+            result = train_arch(arch, config, out_dir=out_dir, stem=stem)
+        typer.echo(f"test accuracy {result.accuracy:.4f} after {epochs} epochs ({result.seconds:.0f} s)")
+        typer.echo(f"weights {result.weights}")
+        typer.echo(f"report  {result.report}")

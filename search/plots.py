@@ -1,0 +1,160 @@
+"""Plots of a search folder (PNG, matplotlib without a display).
+
+* ``theta_heatmap.png`` — the sampling probability of every candidate of every layer over the
+  epochs (one band per layer), the picture of how the distribution converges;
+* ``theta_final.png`` — layers × candidates, the final distribution;
+* ``cost_accuracy.png`` — expected cost (and the argmax architecture's cost) with the super net's
+  accuracies over the epochs;
+* ``samples.png`` — accuracy vs predicted cost of the sampled architectures (after ``hwnas sample``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def plot_theta_heatmap(theta: dict, path: Path) -> Path:
+    """Probability of each (layer, candidate) per epoch, layers stacked top to bottom."""
+    epochs = theta["epochs"]
+    cands = theta["candidates"]
+    rows, labels, bounds = [], [], []
+    for layer, names in enumerate(cands):
+        for i, name in enumerate(names):
+            rows.append([e["probabilities"][layer][i] for e in epochs])
+            labels.append(f"L{layer} {name}")
+        bounds.append(len(rows))
+    data = np.array(rows)
+    height = max(4.0, 0.14 * len(rows) + 1.5)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(epochs) + 4), height))
+    im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(0.5, float(data.max())), interpolation="nearest",
+                   extent=(0.5, len(epochs) + 0.5, len(rows) - 0.5, -0.5))
+    for b in bounds[:-1]:
+        ax.axhline(b - 0.5, color="white", linewidth=1.2)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=max(4, min(8, int(400 / max(len(rows), 1)))))
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    warm = [e["epoch"] for e in epochs if e.get("phase") == "warmup"]
+    if warm:
+        ax.axvspan(0.5, max(warm) + 0.5, color="white", alpha=0.15, label="warm-up (weights only)")
+        ax.legend(loc="upper right", fontsize=7)
+    ax.set_title(f"softmax(θ) per layer over epochs — {theta.get('space', '')} ({theta.get('mode', '')} mode, "
+                 f"{theta.get('cost', '')} cost)")
+    fig.colorbar(im, ax=ax, label="probability", fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_theta_final(theta: dict, path: Path) -> Path:
+    """Final distribution: layers (rows) × candidates (columns), probabilities written in the cells."""
+    cands = theta["candidates"]
+    probs = theta["epochs"][-1]["probabilities"]
+    names = list(dict.fromkeys(n for layer in cands for n in layer))
+    data = np.full((len(cands), len(names)), np.nan)
+    for layer, (layer_names, p) in enumerate(zip(cands, probs)):
+        for name, v in zip(layer_names, p):
+            data[layer, names.index(name)] = v
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), max(3.0, 0.45 * len(cands) + 1.5)))
+    im = ax.imshow(data, cmap="magma", vmin=0.0, vmax=1.0, aspect="auto")
+    for (r, c), v in np.ndenumerate(data):
+        if not np.isnan(v):
+            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(cands)))
+    ax.set_yticklabels([f"layer {i}" for i in range(len(cands))], fontsize=8)
+    ax.set_title(f"final softmax(θ) after {theta['epochs'][-1]['epoch']} epochs")
+    fig.colorbar(im, ax=ax, label="probability", fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_cost_accuracy(theta: dict, path: Path) -> Path:
+    """Expected cost under softmax(θ) and the argmax cost (left axis), accuracies (right axis), per epoch."""
+    epochs = theta["epochs"]
+    x = [e["epoch"] for e in epochs]
+    unit = theta.get("unit", "")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(x, [e["expected_cost"] for e in epochs], "o-", color="tab:blue", label="expected cost (softmax θ)")
+    ax.plot(x, [e["argmax_cost"] for e in epochs], "s--", color="tab:cyan", label="argmax architecture")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"{theta.get('cost', 'cost')} [{unit}]", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(x, [e["train_acc"] for e in epochs], "^-", color="tab:orange", label="train acc (weights split)")
+    th = [(e["epoch"], e["theta_acc"]) for e in epochs if e.get("theta_acc") is not None]
+    if th:
+        ax2.plot(*zip(*th), "v-", color="tab:red", label="θ-split acc")
+    ax2.plot(x, [e["val_acc"] for e in epochs], "D-", color="tab:green", label="val acc (super net)")
+    ax2.set_ylabel("accuracy")
+    ax2.set_ylim(0, 1)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center right")
+    ax.set_title("expected cost and accuracy over the search")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(index: dict, path: Path) -> Path:
+    """Accuracy vs predicted cost of the sampled architectures (super-net accuracy, and trained accuracy if any)."""
+    samples = index["samples"]
+    cost = index["cost"]
+    unit = index.get("unit", "")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, marker, label in (("supernet_acc", "o", "in the super net (shared weights)"),
+                               ("trained_acc", "s", "trained from scratch")):
+        pts = [(s["predicted"][cost], s[key]) for s in samples if s.get(key) is not None]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, label=label, alpha=0.8)
+    for s in samples:
+        if s.get("argmax"):
+            acc = s.get("trained_acc") if s.get("trained_acc") is not None else s.get("supernet_acc")
+            if acc is not None:
+                ax.scatter([s["predicted"][cost]], [acc], marker="*", s=220, color="gold", edgecolor="black",
+                           label="argmax", zorder=5)
+    ax.set_xlabel(f"predicted {cost} [{unit}]")
+    ax.set_ylabel("accuracy")
+    ax.set_title("sampled architectures")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_search(out: str | Path) -> list[Path]:
+    """Every plot a search folder has the data for, into ``DIR/plots/``."""
+    out = Path(out)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    written = []
+    theta_path = out / "theta.json"
+    if theta_path.is_file():
+        theta = _load(theta_path)
+        if theta.get("epochs"):
+            written += [plot_theta_heatmap(theta, plots / "theta_heatmap.png"),
+                        plot_theta_final(theta, plots / "theta_final.png"),
+                        plot_cost_accuracy(theta, plots / "cost_accuracy.png")]
+    index_path = out / "samples" / "index.json"
+    if index_path.is_file():
+        written.append(plot_samples(_load(index_path), plots / "samples.png"))
+    return written

@@ -1,0 +1,147 @@
+"""After the search: sample architectures from the learned distribution softmax(θ), plus the argmax one.
+
+Each sample becomes an architecture document (``DIR/samples/NN_<id>.json``) whose ``meta`` holds
+its predicted cost under the search's cost model, its MACs and parameters (and latency when the
+search used a latency table), its log-probability under θ, and its accuracy inside the trained
+super net (weights shared, no retraining: a cheap proxy that ranks candidates). The list is
+ranked by predicted cost and also written as ``DIR/samples/index.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search.rundir import RunDir
+
+
+class SampleError(ValueError):
+    """A search folder that cannot be sampled (missing files, no epoch finished)."""
+
+
+@dataclass
+class Sample:
+    """One sampled architecture and what is predicted and measured about it."""
+
+    choices: list[str]
+    log_prob: float
+    is_argmax: bool
+    predicted: dict[str, float | None] = field(default_factory=dict)
+    supernet_acc: float | None = None
+    trained_acc: float | None = None
+    path: Path | None = None
+    id: str = ""
+
+
+def draw(probabilities: list[list[float]], candidates: list[list[str]], k: int, seed: int = 0) -> list[list[str]]:
+    """``k`` architectures, each layer drawn independently from its distribution (repeats kept)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(k):
+        arch = []
+        for p, names in zip(probabilities, candidates):
+            i = int(torch.multinomial(torch.tensor(p, dtype=torch.float64), 1, generator=g))
+            arch.append(names[i])
+        out.append(arch)
+    return out
+
+
+def log_probability(choices: list[str], probabilities: list[list[float]], candidates: list[list[str]]) -> float:
+    """log P(choices) under the per-layer distributions."""
+    return float(sum(math.log(max(p[names.index(c)], 1e-30)) for c, p, names in zip(choices, probabilities, candidates)))
+
+
+def _load_run(out: Path) -> dict[str, Any]:
+    rd = RunDir(out)
+    for path in (rd.config, rd.theta, rd.costs, rd.root / "space.json"):
+        if not path.is_file():
+            raise SampleError(f"{out} is not a finished search folder: {path.name} is missing (run `hwnas search --out {out}`)")
+    theta = rd.read_json(rd.theta)
+    if not theta.get("epochs"):
+        raise SampleError(f"{out}: no epoch of the search has finished yet")
+    return {"config": rd.read_json(rd.config), "theta": theta, "costs": rd.read_json(rd.costs),
+            "space": rd.read_json(rd.root / "space.json"), "rundir": rd}
+
+
+def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: int | None, batch_size: int) -> None:
+    from search.data import load_dataset
+    from search.evaluate import evaluate_model as evaluate
+    from search.space import get_space
+    from search.supernet import SuperNet
+
+    rd: RunDir = run["rundir"]
+    if not rd.checkpoint.is_file():
+        return
+    cfg = run["config"]
+    space = get_space(run["space"])
+    model = SuperNet(space, mode=cfg["mode"])
+    model.load_state_dict(rd.load_checkpoint()["model"])
+    val = load_dataset(cfg["data"], "test", subset=val_subset, image_size=cfg.get("image_size"), seed=cfg.get("seed", 0))
+    index = torch.arange(len(val))
+    for s in samples:
+        with model.fixed_choices(s.choices):
+            s.supernet_acc = evaluate(model, val, index, batch_size, torch.device("cpu"))
+
+
+def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = True, val_subset: int | None = 2000,
+                  batch_size: int = 256, train_epochs: int = 0, train_subset: int | None = None,
+                  progress: bool = False) -> list[Sample]:
+    """Sample ``k`` architectures plus the argmax from a search folder; write and return them ranked by predicted cost."""
+    from search.arch import Architecture
+    from search.cost import predict
+    from search.searcher import CostTable, make_architecture
+    from search.space import get_space
+
+    out = Path(out)
+    run = _load_run(out)
+    last = run["theta"]["epochs"][-1]
+    probs, cands = last["probabilities"], run["theta"]["candidates"]
+    costs = CostTable.from_dict(run["costs"])
+    space = get_space(run["space"])
+    cfg = run["config"]
+
+    # Argmax of θ itself: the rounded probabilities could tie.
+    argmax = [names[max(range(len(t)), key=t.__getitem__)] for t, names in zip(last["theta"], cands)]
+    unique: dict[tuple[str, ...], bool] = {tuple(argmax): True}
+    for arch in draw(probs, cands, k, seed):
+        unique.setdefault(tuple(arch), False)
+    samples = [Sample(list(c), log_probability(list(c), probs, cands), is_argmax) for c, is_argmax in unique.items()]
+    for s in samples:
+        arch: Architecture = make_architecture(cfg["space"], space, s.choices)
+        pred = predict(arch)
+        s.predicted = {costs.name: costs.arch_cost(space, s.choices), "unit": costs.unit,  # type: ignore[dict-item]
+                       "mmacs": pred.macs / 1e6, "mparams": pred.params / 1e6,
+                       "latency_ms": costs.arch_cost(space, s.choices) if costs.name == "latency" else None}
+        s.id = arch.id
+    samples.sort(key=lambda s: (s.predicted[costs.name], -s.log_prob))
+    if evaluate:
+        _supernet_accuracy(run, samples, val_subset, batch_size)
+    if train_epochs > 0:
+        from search.train import TrainConfig, train_arch
+
+        for s in samples:
+            arch = make_architecture(cfg["space"], space, s.choices)
+            tc = TrainConfig(data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed,
+                             image_size=cfg.get("image_size"), progress=progress)
+            s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}").accuracy
+
+    rd: RunDir = run["rundir"]
+    rd.mkdir(rd.samples)
+    index = []
+    for rank, s in enumerate(samples):
+        meta = {"predicted": s.predicted, "log_prob": s.log_prob, "argmax": s.is_argmax, "rank": rank,
+                "supernet_acc": s.supernet_acc, "source": f"hwnas sample {out}"}
+        if s.trained_acc is not None:
+            meta["trained_acc"] = s.trained_acc
+        arch = make_architecture(cfg["space"], space, s.choices, name=f"sample-{rank:02d}" + ("-argmax" if s.is_argmax else ""),
+                                 meta=meta)
+        s.path = rd.samples / f"{rank:02d}_{arch.id}.json"
+        if rd.main:
+            arch.save(s.path)
+        index.append({"rank": rank, "file": s.path.name, "id": arch.id, "choices": s.choices, **meta})
+    rd.write_json(rd.samples / "index.json", {"cost": costs.name, "unit": costs.unit, "samples": index})
+    return samples

@@ -1,0 +1,148 @@
+"""Train an architecture from scratch: SGD with momentum and a cosine learning rate, then test accuracy.
+
+Writes ``<out>/<stem>.pt`` (the state dict, which ``hwnas export --weights`` reads) and
+``<out>/<stem>.train.json`` (accuracy, per-epoch log, the architecture and the settings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from search.data import dataset_info, iterate_batches, load_dataset, num_batches
+from search.progress import EpochProgress
+from search.rundir import RunDir
+
+
+class TrainError(ValueError):
+    """An architecture that cannot be trained on the given data (shape or class mismatch)."""
+
+
+@dataclass
+class TrainConfig:
+    """How to train one architecture from scratch."""
+
+    data: str = "fashion-mnist"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    wd: float = 1e-4
+    label_smoothing: float = 0.0
+    subset: int | None = None
+    val_subset: int | None = None
+    image_size: int | None = None
+    seed: int = 0
+    torch_device: str = "auto"
+    num_threads: int | None = None
+    workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise TrainError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise TrainError("--batch-size must be at least 1")
+
+
+@dataclass
+class TrainResult:
+    """Where the weights went and how good they are."""
+
+    weights: Path
+    report: Path
+    accuracy: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _check_fit(space, info) -> None:
+    c, h, w = info.input_shape
+    if tuple(space.input_shape) != (c, h, w):
+        raise TrainError(f"architecture takes {'x'.join(map(str, space.input_shape))} input, "
+                         f"data set {info.name!r} has {c}x{h}x{w}")
+    if space.classes != info.num_classes:
+        raise TrainError(f"architecture has {space.classes} classes, data set {info.name!r} has {info.num_classes}")
+
+
+def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str | None = None) -> TrainResult:
+    """Train ``arch`` (an ``Architecture``) from scratch on ``config.data``; save weights and a report."""
+    from search.arch import build_network
+    from search.evaluate import evaluate_model
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = torch.device("cuda" if config.torch_device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if config.torch_device == "auto" else config.torch_device))
+    train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
+    val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
+    space = arch.resolve_space()
+    _check_fit(space, dataset_info(train_set))
+
+    torch.manual_seed(config.seed)
+    model = build_network(space, arch.choices).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.wd,
+                          nesterov=config.momentum > 0)
+    steps_per_epoch = num_batches(len(train_set), config.batch_size, drop_last=True)
+    # Per-step cosine: short runs (a few epochs) still anneal smoothly.
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(1, config.epochs * steps_per_epoch),
+                                                pct_start=0.15, anneal_strategy="cos", div_factor=10.0,
+                                                final_div_factor=100.0)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    index = torch.arange(len(train_set))
+    val_index = torch.arange(len(val_set))
+    history: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with EpochProgress(enabled=config.progress) as progress:
+        for epoch in range(config.epochs):
+            te = time.perf_counter()
+            model.train()
+            g = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+            progress.start(f"train {epoch + 1}/{config.epochs}", steps_per_epoch)
+            correct = seen = 0
+            loss_sum = 0.0
+            for x, y in iterate_batches(train_set, index, config.batch_size, True, g, config.workers, drop_last=True):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                correct += int((logits.detach().argmax(1) == y).sum())
+                seen += int(y.shape[0])
+                loss_sum += float(loss.detach()) * int(y.shape[0])
+                progress.advance(loss=float(loss.detach()), acc=correct / seen)
+            acc = evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
+            history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                            "val_acc": acc, "seconds": time.perf_counter() - te})
+            progress.line(f"epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  test-acc {acc:.4f}  "
+                          f"{time.perf_counter() - te:.0f}s")
+    seconds = time.perf_counter() - t0
+
+    out = Path(out_dir)
+    stem = stem or (arch.name or arch.id)
+    rd = RunDir(out)
+    rd.mkdir()
+    weights = out / f"{stem}.pt"
+    report = out / f"{stem}.train.json"
+    if rd.main:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    rd.write_json(report, {
+        "architecture": arch.to_dict(), "id": arch.id, "accuracy": history[-1]["val_acc"], "test_images": len(val_set),
+        "train_images": len(train_set), "weights": weights.name, "seconds": seconds, "history": history,
+        "config": dataclasses.asdict(config),
+    })
+    return TrainResult(weights=weights, report=report, accuracy=history[-1]["val_acc"], history=history, seconds=seconds)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """A ``.train.json`` report."""
+    return json.loads(Path(path).read_text())
