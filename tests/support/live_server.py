@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 
 
-def _cli() -> list[str]:
+def cli_command() -> list[str]:
     """The profiler-server command of this virtualenv (falls back to ``python -m``)."""
     exe = Path(sys.executable).with_name("profiler-server")
     if exe.exists():
@@ -102,7 +102,7 @@ class LiveServer:
         if self._proc is not None and self._proc.poll() is None:
             return self
         log = open(self.log_path, "ab")
-        cmd = _cli() + ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.database_url]
+        cmd = cli_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.database_url]
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(self.env_extra), cwd=ROOT)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
