@@ -57,6 +57,12 @@ class OpDef:
 
 
 _REGISTRY: dict[str, OpDef] = {}
+_VERSION = [0]  # bumped on every (un)registration, so caches keyed by op key notice a replaced operator
+
+
+def registry_version() -> int:
+    """A number that changes whenever an operator is registered, replaced or removed."""
+    return _VERSION[0]
 
 
 def register_op(
@@ -89,6 +95,7 @@ def register_op(
             check=check,
             doc=doc if doc is not None else (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else "",
         )
+        _VERSION[0] += 1
         return factory
 
     return deco
@@ -96,7 +103,8 @@ def register_op(
 
 def unregister_op(name: str) -> None:
     """Remove an operator (tests, or replacing a built-in on purpose); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    if _REGISTRY.pop(name, None) is not None:
+        _VERSION[0] += 1
 
 
 def registered_ops() -> dict[str, OpDef]:
@@ -262,3 +270,8 @@ def _avgpool(spec: OpSpec) -> nn.Module:
              doc="global average pool -> linear classifier (o = classes)")
 def _gap_fc(spec: OpSpec) -> nn.Module:
     return GapFC(spec.shape[1], spec.get("o"))  # type: ignore[arg-type]
+
+
+# Quantized operators (qconv, qlinear with a #w<b>a<b> dtype) live in search/quant and register
+# themselves here, so the super net, the device agent and the cost models all see them.
+from search.quant import registry as _quant_registry  # noqa: E402,F401  (import registers)

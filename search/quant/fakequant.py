@@ -1,0 +1,170 @@
+"""Fake quantization with straight-through gradients.
+
+* Weights: symmetric, one scale per output channel, levels ``-Q..Q`` with ``Q = 2^(b-1) - 1``
+  (so 2 bits is ternary and every level is an int8 value: an integer runtime runs it as is).
+  The scale is the clip ``r·max|w|/Q`` whose ratio ``r`` minimises the squared error, chosen
+  afresh each step without gradient: weights are shared between bit widths in the super net
+  and keep moving, so a learned or once-calibrated scale would go stale.
+* Activations: PACT (Choi et al. 2018): clip to a learned ``[0, α]`` (or ``[-α, α]`` for an
+  input that can be negative), quantize uniformly; ``α`` gets the PACT gradient (1 where the
+  input is clipped), the input the straight-through one.
+* 32 bits (or more) is the identity, exactly: same tensor, no clipping.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+FULL_PRECISION = 32
+# Clip ratios tried per channel for the weight scale; 1.0 (max) keeps every weight in range.
+_CLIP_RATIOS = torch.tensor([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+
+
+class BitsError(ValueError):
+    """A bit width that is not supported (weights and activations: 1..16 or 32)."""
+
+
+def check_bits(bits: int, what: str = "bits", low: int = 1) -> int:
+    """Return ``bits`` if it is ``low``..16 or 32, else raise ``BitsError`` naming ``what``."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not (low <= bits <= 16 or bits == FULL_PRECISION):
+        raise BitsError(f"{what}: {bits!r} is not a supported bit width ({low}..16 or 32)")
+    return bits
+
+
+def is_full_precision(bits: int) -> bool:
+    return bits >= FULL_PRECISION
+
+
+def weight_levels(bits: int) -> int:
+    """Largest integer level ``Q`` of a symmetric ``bits``-bit weight (1 bit: ±1)."""
+    return 1 if bits == 1 else 2 ** (bits - 1) - 1
+
+
+def _round_ste(x: Tensor) -> Tensor:
+    # Forward: round; backward: identity.
+    return x + (torch.round(x) - x).detach()
+
+
+@torch.no_grad()
+def weight_scale(w: Tensor, bits: int) -> Tensor:
+    """Per-output-channel scale (shape ``[C_out]``) of a symmetric ``bits``-bit quantizer."""
+    flat = w.detach().reshape(w.shape[0], -1)
+    amax = flat.abs().amax(dim=1).clamp_min(1e-8)
+    if bits == 1:
+        # Binary weights ±s: the least-squares s is the mean magnitude.
+        return flat.abs().mean(dim=1).clamp_min(1e-8)
+    q = weight_levels(bits)
+    if bits >= 8:
+        return amax / q  # fine grid: clipping buys nothing worth the search
+    ratios = _CLIP_RATIOS.to(w.device, w.dtype)
+    scales = ratios[:, None] * amax[None, :] / q  # [R, C]
+    x = flat[None, :, :] / scales[:, :, None]
+    err = ((torch.clamp(torch.round(x), -q, q) * scales[:, :, None] - flat[None]) ** 2).sum(dim=2)  # [R, C]
+    best = err.argmin(dim=0)
+    return scales.gather(0, best[None, :])[0]
+
+
+def quantize_weight(w: Tensor, bits: int) -> Tensor:
+    """Fake-quantize a weight (``[C_out, ...]``) per output channel; straight-through gradient."""
+    if is_full_precision(bits):
+        return w
+    scale = weight_scale(w, bits).reshape(-1, *([1] * (w.dim() - 1)))
+    if bits == 1:
+        q = torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w)) * scale
+    else:
+        lv = weight_levels(bits)
+        q = torch.clamp(torch.round(w / scale), -lv, lv) * scale
+    return w + (q - w).detach()
+
+
+def weight_integers(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """The integer levels (as float tensor) and per-channel scale of a quantized weight."""
+    scale = weight_scale(w, bits)
+    s = scale.reshape(-1, *([1] * (w.dim() - 1)))
+    if bits == 1:
+        return torch.where(w >= 0, 1.0, -1.0).to(w.dtype), scale
+    lv = weight_levels(bits)
+    return torch.clamp(torch.round(w.detach() / s), -lv, lv), scale
+
+
+class _PactFunction(torch.autograd.Function):
+    """Clip to [lo, α], round to the grid; PACT gradients in one fused backward.
+
+    d/dx = 1 inside the clip range, 0 outside (straight-through rounding);
+    d/dα = Σ grad where x ≥ α (minus Σ grad where x ≤ −α when signed): PACT's rule.
+    Writing it by hand saves the several elementwise masks autograd would keep.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: Tensor, levels: int, signed: bool) -> Tensor:  # type: ignore[override]
+        a = alpha.abs() + 1e-8
+        lo = -a if signed else torch.zeros_like(a)
+        y = torch.minimum(torch.maximum(x, lo), a)
+        step = a / levels
+        out = torch.round(y / step) * step
+        upper = x >= a
+        lower = x <= lo if signed else None
+        ctx.signed = signed
+        ctx.alpha_sign = torch.sign(alpha) if alpha.requires_grad else None
+        ctx.save_for_backward(upper, lower if lower is not None else torch.empty(0, dtype=torch.bool), (x > lo) & ~upper)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        upper, lower, inside = ctx.saved_tensors
+        gx = grad * inside
+        ga = None
+        if ctx.needs_input_grad[1]:
+            ga = (grad * upper).sum()
+            if ctx.signed:
+                ga = ga - (grad * lower).sum()
+            if ctx.alpha_sign is not None:
+                ga = ga * torch.where(ctx.alpha_sign == 0, 1.0, ctx.alpha_sign)
+        return gx, ga, None, None
+
+
+def pact_quantize(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> Tensor:
+    """PACT: clip ``x`` to ``[0, α]`` (``[-α, α]`` if signed) and quantize to ``bits`` bits."""
+    if is_full_precision(bits):
+        return x
+    levels = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    return _PactFunction.apply(x, alpha, levels, signed)
+
+
+class PactQuantizer(nn.Module):
+    """Activation quantizer with a learned clip level α (one per instance)."""
+
+    def __init__(self, bits: int, signed: bool = False, init_alpha: float | None = None) -> None:
+        super().__init__()
+        # 2 bits at least: a signed 1-bit grid {-α, 0, α} would have three values.
+        self.bits = check_bits(bits, "activation bits", low=2)
+        self.signed = signed
+        self.alpha = nn.Parameter(torch.tensor(float(init_alpha) if init_alpha else 1.0))
+        # The first batch seen in training sets α from the data unless given explicitly.
+        self.register_buffer("initialized", torch.tensor(init_alpha is not None))
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor) -> None:
+        """Set α to a high quantile of |x| (robust to a few outliers)."""
+        flat = x.detach().abs().flatten()
+        if flat.numel() > 200_000:
+            flat = flat[torch.randint(0, flat.numel(), (200_000,), device=flat.device)]
+        q = torch.quantile(flat.float(), 0.999).item() if flat.numel() else 1.0
+        self.alpha.fill_(max(q, 1e-3))
+        self.initialized.fill_(True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if is_full_precision(self.bits):
+            return x
+        if not bool(self.initialized):
+            self.calibrate(x)
+        return pact_quantize(x, self.alpha, self.bits, self.signed)
+
+    def scale(self) -> float:
+        """Quantization step (what an integer runtime calls the scale)."""
+        levels = (2 ** (self.bits - 1) - 1) if self.signed else (2**self.bits - 1)
+        return float(self.alpha.detach().abs()) / levels
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, signed={self.signed}"
