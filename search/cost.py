@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hwnas.opkey import OpSpec
 from search.arch import Architecture
 from search.lut import LatencyTable, MissingEntriesError
-from search.ops import _as_spec, get_op
+from search.ops import _as_spec, get_op, registry_version
 from search.space import SearchSpace
 
 
@@ -47,7 +47,7 @@ def _meta_module(spec: OpSpec) -> torch.nn.Module:
 
 
 @lru_cache(maxsize=8192)
-def _count(key: str) -> tuple[int, int]:
+def _count(key: str, version: int) -> tuple[int, int]:  # version: see ops.registry_version
     spec = OpSpec.parse(key)
     module = _meta_module(spec)
     params = sum(p.numel() for p in module.parameters())
@@ -58,12 +58,12 @@ def _count(key: str) -> tuple[int, int]:
 
 def op_macs(spec: OpSpec | str) -> int:
     """Multiply-accumulates of one operator at its input shape (batch included)."""
-    return _count(_as_spec(spec).key)[0]
+    return _count(_as_spec(spec).key, registry_version())[0]
 
 
 def op_params(spec: OpSpec | str) -> int:
     """Learnable parameters of one operator."""
-    return _count(_as_spec(spec).key)[1]
+    return _count(_as_spec(spec).key, registry_version())[1]
 
 
 # ---- the shared shape of all per-operator costs ------------------------------------------------
