@@ -454,7 +454,7 @@ class LoopbackAdbd:
 
     def __init__(self, root: Path, phone: FakePhone, port: int = 0, host: str = "127.0.0.1",
                  auth_required: bool = False, accept_new_keys: bool = True,
-                 shell_env: dict[str, str] | None = None) -> None:
+                 shell_env: dict[str, str] | None = None, worker: bool = False) -> None:
         self.sandbox = Sandbox(root)
         self.phone = phone
         self.auth_required = auth_required
@@ -471,6 +471,23 @@ class LoopbackAdbd:
         self.host, self.port = self._listener.getsockname()[:2]
         self._thread: threading.Thread | None = None
         self._conns: list[_Connection] = []
+        self._worker: subprocess.Popen[bytes] | None = None
+        if worker:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        """Keep a warm stand-in worker so benchmark calls cost milliseconds (standins/worker.py)."""
+        import sys
+
+        wdir = self.sandbox.root / PHONE_DIR / "worker"
+        env = self.sandbox.env()
+        env.pop("HOME", None)
+        env["HOME"] = os.environ.get("HOME", str(self.sandbox.root))
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "device_agent.standins.worker", "--dir", str(wdir), "--parent", str(os.getpid())],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.shell_env["HWNAS_STANDIN_WORKER"] = str(wdir)
 
     @property
     def serial(self) -> str:
@@ -526,6 +543,12 @@ class LoopbackAdbd:
                 pass
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._worker is not None and self._worker.poll() is None:
+            self._worker.terminate()
+            try:
+                self._worker.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._worker.kill()
 
     def __enter__(self) -> "LoopbackAdbd":
         return self.start()

@@ -1,0 +1,463 @@
+"""The agent: register the device, claim jobs, measure them batch by batch, upload, repeat.
+
+Nothing is lost: every batch is uploaded as soon as it is measured (one run id per job
+claim, so a retried upload stores nothing twice); the lease is heartbeated from a thread;
+a dropped device is reconnected with back-off and the job goes on with its pending keys;
+when the device stays away the job is given back with a clear log line; a stop request
+(Ctrl-C) finishes the current burst, uploads what is complete and gives the job back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.client import ConflictError, ProfilerClient, ProfilerError, ServerUnreachable
+from hwnas.opkey import OVERHEAD_KEY
+from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementResult
+
+from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
+from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceUnreachable, ServerError
+from device_agent.models import ModelCache
+from device_agent.platforms.base import Device
+from device_agent.protocol import BatchOutcome, CoolDown, ProtocolConfig, measure_batch
+from device_agent.runtimes.base import RUNTIMES, Item, Runner, check_runtime
+from device_agent.standins import RUNTIME_TOOL
+
+log = logging.getLogger("device_agent")
+
+
+@dataclass
+class AgentConfig:
+    """Everything ``device-agent run`` can be told."""
+
+    name: str | None = None
+    runtimes: tuple[str, ...] = tuple(RUNTIMES)  # job runtimes this agent accepts
+    threads: int | None = None  # only jobs with this thread count (None: any)
+    binaries: dict[str, Path] = field(default_factory=dict)  # runtime -> host path of the phone binary
+    runtime_version: str | None = None
+    lease_s: float = 120.0
+    batch_size: int = 16
+    poll_s: float = 5.0
+    once: bool = False
+    reconnect_attempts: int = 8
+    reconnect_max_delay_s: float = 15.0
+    pin: bool = True
+    read_timeout_s: float = 120.0
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    cooldown: CoolDown = field(default_factory=CoolDown)
+    cache_dir: Path | None = None
+    measure_overhead: bool = True
+
+
+def binary_runtime(path: Path, default: str | None) -> str:
+    """Which runtime a benchmark binary serves, from its name (or ``default``)."""
+    name = path.name.lower()
+    if "onnxruntime" in name or "perf_test" in name:
+        return "onnxruntime"
+    if "speed_benchmark" in name or "torch" in name:
+        return "torchscript"
+    if default is None:
+        raise ConfigError(f"cannot tell the runtime of benchmark binary {path}: name it after the program "
+                          "(onnxruntime_perf_test / speed_benchmark_torch) or give --runtime")
+    return default
+
+
+class Heartbeat:
+    """Keeps a job's lease alive from a thread; notices when it was lost."""
+
+    def __init__(self, make_client: Callable[[], ProfilerClient], job_id: int, agent: str, lease_s: float) -> None:
+        self.make_client = make_client
+        self.job_id = job_id
+        self.agent = agent
+        self.lease_s = lease_s
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        interval = max(0.2, self.lease_s / 3.0)
+        with self.make_client() as client:
+            while not self._stop.wait(interval):
+                try:
+                    client.heartbeat(self.job_id, JobHeartbeat(agent=self.agent, lease_s=self.lease_s))
+                except ConflictError as exc:
+                    log.error("lost the lease of job %d: %s", self.job_id, exc.detail)
+                    self.lost.set()
+                    return
+                except ProfilerError as exc:
+                    log.warning("heartbeat of job %d failed (will retry): %s", self.job_id, exc)
+
+
+class Agent:
+    """One device (phone or host), one server, any number of jobs."""
+
+    def __init__(self, device: Device, cfg: AgentConfig, client: ProfilerClient | None = None,
+                 make_client: Callable[[], ProfilerClient] | None = None, local: bool = False,
+                 stop: threading.Event | None = None) -> None:
+        self.device = device
+        self.cfg = cfg
+        self.client = client
+        self.make_client = make_client
+        self.local = local
+        self.stop = stop or threading.Event()
+        self.cache = ModelCache(cfg.cache_dir)
+        self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"[:128]
+        self.facts: PhoneFacts | None = None
+        self.name: str | None = cfg.name
+        self._runners: dict[tuple[str, int], Runner] = {}
+        self._skipped_jobs: set[int] = set()
+
+    # -- device ------------------------------------------------------------------------------
+    def connect(self) -> PhoneFacts:
+        """Connect and read what the device is (with reconnect back-off)."""
+        self._with_reconnect(self.device.connect, first=True)
+        self.facts = read_facts(self.device)
+        self.name = self.cfg.name or self.facts.default_name()
+        return self.facts
+
+    def register(self) -> str:
+        """``PUT /devices/{name}``: what the device is, stored on the server."""
+        assert self.facts is not None and self.name is not None
+        self._require_client().put_device(self.name, self.facts.device_info())
+        log.info("registered %s as %s", self.device.serial, self.name)
+        return self.name
+
+    def _with_reconnect(self, action: Callable[[], Any], first: bool = False) -> Any:
+        delay = 0.5
+        attempts = self.cfg.reconnect_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                if attempt > 1 or not first:
+                    self.device.reconnect()
+                return action()
+            except DeviceUnreachable as exc:
+                if attempt == attempts or self.stop.is_set():
+                    raise DeviceUnreachable(f"{self.device.serial} unreachable after {attempt} attempt(s): {exc}") from None
+                log.warning("device %s unreachable (%s); retrying in %.1f s (%d/%d)",
+                            self.device.serial, exc, delay, attempt, attempts)
+                if self.stop.wait(delay):
+                    raise DeviceUnreachable(f"{self.device.serial}: stopped while reconnecting") from None
+                delay = min(self.cfg.reconnect_max_delay_s, delay * 2)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def runner(self, runtime: str, threads: int) -> Runner:
+        """The runner for ``runtime`` at ``threads`` (one per pair, kept open)."""
+        check_runtime(runtime)
+        key = (runtime, threads)
+        if key not in self._runners:
+            if self.local:
+                from device_agent.runtimes.local import LocalRunner
+
+                self._runners[key] = LocalRunner(runtime, threads)
+            else:
+                from device_agent.runtimes.binary import BinaryRunner
+
+                self._runners[key] = BinaryRunner(self.device, runtime, threads, self._binary(runtime), self.facts,
+                                                  runtime_version=self._binary_version(runtime), pin=self.cfg.pin,
+                                                  read_timeout_s=self.cfg.read_timeout_s)
+        return self._runners[key]
+
+    def _binary(self, runtime: str) -> Path:
+        if runtime in self.cfg.binaries:
+            return self.cfg.binaries[runtime]
+        if self.facts is not None and self.facts.is_loopback:
+            from device_agent.standins.worker import write_launcher
+
+            return write_launcher(RUNTIME_TOOL[runtime], self.cache.root.parent / "standins")
+        abi = self.facts.props.get("ro.product.cpu.abi", "?") if self.facts else "?"
+        raise ConfigError(f"no benchmark binary for {runtime} on {self.device.serial}: build "
+                          f"{RUNTIME_TOOL[runtime]} for {abi} and pass --benchmark-binary PATH (docs/device-agent.md)")
+
+    def _binary_version(self, runtime: str) -> str | None:
+        if self.cfg.runtime_version:
+            return self.cfg.runtime_version
+        if self.facts is not None and self.facts.is_loopback and runtime not in self.cfg.binaries:
+            from device_agent.runtimes.engines import runtime_version
+
+            return f"{runtime_version(runtime)}+loopback"
+        return None
+
+    # -- measuring ---------------------------------------------------------------------------
+    def build_items(self, keys: Sequence[str], runtime: str,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[list[Item], dict[str, str]]:
+        """Models for ``keys`` (cached by key); keys whose model cannot be built come back as failures."""
+        items: list[Item] = []
+        failures: dict[str, str] = {}
+        for i, key in enumerate(keys):
+            try:
+                items.append(self.cache.item(key, runtime))
+            except BenchmarkError as exc:
+                failures[key] = exc.reason
+            if progress is not None:
+                progress(i + 1, len(keys))
+        return items, failures
+
+    def measure(self, items: Sequence[Item], runner: Runner, canary: Item | None,
+                progress: Callable[[int, int], None] | None = None) -> tuple[BatchOutcome, dict[str, Any]]:
+        """One batch: cool down if hot, make sure files are there, measure with the protocol."""
+        waited, thermal = self.cfg.cooldown.wait(lambda: read_thermal(self.device), self.stop)
+        runner.prepare(list(items) + ([canary] if canary else []))
+        outcome = measure_batch(runner, items, self.cfg.protocol, canary, self.stop, progress)
+        state: dict[str, Any] = {
+            "thermal_before": {"status": thermal.status, "temperatures_c": thermal.temperatures_c},
+            "cooled_down_s": round(waited, 1),
+            "device": {k: v for k, v in (self.facts.device_info().model_dump() if self.facts else {}).items()
+                       if k in ("model", "soc", "abi", "os_version", "cpu_max_freqs_khz")},
+            "governors": self.facts.governors if self.facts else [],
+            **runner.state(),
+            **outcome.state,
+        }
+        return outcome, state
+
+    def measure_keys(self, keys: Sequence[str], runtime: str, threads: int, job_id: int | None = None,
+                     upload: bool = True, on_batch: Callable[[BatchOutcome, dict[str, Any]], None] | None = None,
+                     lost: threading.Event | None = None) -> dict[str, MeasurementResult]:
+        """Measure ``keys`` batch by batch, uploading each batch; returns every result (and ``__overhead__``)."""
+        from device_agent.progress import Progress
+
+        check_runtime(runtime)
+        run_id = uuid.uuid4()
+        results: dict[str, MeasurementResult] = {}
+        failed: dict[str, str] = {}
+        wanted = [k for k in dict.fromkeys(keys) if k != OVERHEAD_KEY]
+        with Progress(f"building {runtime} models") as bar:
+            items, build_failures = self.build_items(wanted, runtime, bar.update)
+        for key, reason in build_failures.items():
+            self._fail(job_id, key, reason, failed)
+        by_key = {it.key: it for it in items}
+        overhead: Item | None = None
+        if self.cfg.measure_overhead:
+            try:
+                overhead = self.cache.overhead(runtime)
+            except BenchmarkError as exc:
+                log.warning("no empty-model overhead this run: %s", exc.reason)
+        canary = items[0] if items else None
+        runner = self.runner(runtime, threads)
+        with Progress(f"measuring on {self.name or self.device.serial}", total=len(items)) as bar:
+            while not self.stop.is_set() and not (lost is not None and lost.is_set()):
+                pending = [by_key[k] for k in by_key if k not in results and k not in failed]
+                if not pending:
+                    break
+                batch = pending[: self.cfg.batch_size]
+                if overhead is not None and OVERHEAD_KEY not in results:
+                    batch = [overhead] + batch
+                try:
+                    outcome, state = self.measure(batch, runner, canary, bar.burst)
+                except DeviceUnreachable as exc:
+                    log.warning("lost %s during a batch: %s", self.device.serial, exc)
+                    self._with_reconnect(lambda: None)
+                    if hasattr(runner, "forget_files"):
+                        runner.forget_files()
+                    log.info("reconnected to %s; resuming with %d pending key(s)", self.device.serial, len(pending))
+                    continue
+                if outcome.failures.pop(OVERHEAD_KEY, None) is not None or (
+                        overhead is not None and OVERHEAD_KEY in outcome.unfinished and not outcome.stopped):
+                    log.warning("the empty-model overhead could not be measured this run")
+                    overhead = None
+                for key, reason in outcome.failures.items():
+                    self._fail(job_id, key, reason, failed)
+                if outcome.results and upload:
+                    self._upload(run_id, runtime, threads, job_id, outcome.results, state, runner)
+                for r in outcome.results:
+                    results[r.key] = r
+                bar.advance(len([r for r in outcome.results if r.key != OVERHEAD_KEY]))
+                if on_batch is not None:
+                    on_batch(outcome, state)
+                if hasattr(runner, "forget"):
+                    runner.forget([it for it in batch if it.key in results and it is not canary])
+        return results
+
+    def _fail(self, job_id: int | None, key: str, reason: str, failed: dict[str, str]) -> None:
+        failed[key] = reason
+        log.error("cannot measure %s: %s", key, reason)
+        if job_id is not None and self.client is not None:
+            try:
+                self.client.fail_key(job_id, JobFail(key=key, error=reason[:4000] or "failed"))
+            except ProfilerError as exc:
+                log.warning("could not report the failure of %s: %s", key, exc)
+
+    def _upload(self, run_id: uuid.UUID, runtime: str, threads: int, job_id: int | None,
+                results: list[MeasurementResult], state: dict[str, Any], runner: Runner) -> None:
+        client = self._require_client()
+        assert self.name is not None
+        body = MeasurementBatch(device=self.name, runtime=runtime, runtime_version=runner.runtime_version,
+                                threads=threads, agent=self.agent_id, run_id=run_id, job_id=job_id,
+                                device_state=state, results=results)
+        delay = 1.0
+        deadline = time.monotonic() + 120.0
+        while True:
+            try:
+                res = client.post_measurements(body)
+                log.info("uploaded %d result(s)%s (run %s%s)", res.stored,
+                         f", {res.duplicates} already stored" if res.duplicates else "", str(run_id)[:8],
+                         f", job {job_id}" if job_id is not None else "")
+                return
+            except ServerUnreachable as exc:
+                if time.monotonic() > deadline:
+                    spooled = self._spool(body)
+                    raise ServerError(f"server unreachable, batch saved to {spooled}: {exc}") from None
+                log.warning("upload failed (%s); retrying in %.0f s", exc, delay)
+                time.sleep(delay)
+                delay = min(15.0, delay * 2)
+            except ProfilerError as exc:
+                spooled = self._spool(body)
+                raise ServerError(f"server rejected the results ({exc}); batch saved to {spooled}") from None
+
+    def _spool(self, body: MeasurementBatch) -> Path:
+        """Keep a batch the server did not take, for ``flush_spool`` at the next start."""
+        spool = self.cache.root.parent / "spool"
+        spool.mkdir(parents=True, exist_ok=True)
+        path = spool / f"{body.run_id}-{int(time.time() * 1000)}.json"
+        path.write_text(body.model_dump_json())
+        return path
+
+    def flush_spool(self) -> int:
+        """Upload batches an earlier run could not (idempotent: duplicates are not stored twice)."""
+        spool = self.cache.root.parent / "spool"
+        sent = 0
+        for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
+            try:
+                self._require_client().post_measurements(MeasurementBatch.model_validate_json(path.read_text()))
+            except ProfilerError as exc:
+                log.warning("spooled batch %s not uploaded yet: %s", path.name, exc)
+                break
+            path.unlink()
+            sent += 1
+        return sent
+
+    # -- jobs --------------------------------------------------------------------------------
+    def _require_client(self) -> ProfilerClient:
+        if self.client is None:
+            raise ConfigError("no server: give --server URL (or HWNAS_SERVER) and --token (or HWNAS_TOKEN)")
+        return self.client
+
+    def give_back(self, job_id: int) -> None:
+        """Release the lease now (a heartbeat with a lease that ends at once), so another agent can claim."""
+        try:
+            self._require_client().heartbeat(job_id, JobHeartbeat(agent=self.agent_id, lease_s=0.001))
+        except ConflictError:
+            pass  # finished, or someone else holds it already
+        except ProfilerError as exc:
+            log.warning("could not give job %d back (its lease will run out): %s", job_id, exc)
+
+    def process(self, job: JobClaimed) -> bool:
+        """Measure one claimed job; True when it was worked off, False when given back."""
+        log.info("claimed job %d: %d key(s), %s, %d thread(s)", job.id, len(job.keys), job.runtime, job.threads)
+        factory = self.make_client or (lambda: ProfilerClient(self._require_client().base_url))
+        with Heartbeat(factory, job.id, self.agent_id, self.cfg.lease_s) as hb:
+            try:
+                self.measure_keys(job.keys, job.runtime, job.threads, job_id=job.id, lost=hb.lost)
+            except DeviceUnreachable as exc:
+                log.error("giving job %d back: %s", job.id, exc)
+                self.give_back(job.id)
+                raise
+            except ConfigError as exc:
+                log.error("giving job %d back: %s", job.id, exc)
+                self.give_back(job.id)
+                self._skipped_jobs.add(job.id)
+                return False
+        if hb.lost.is_set():
+            return False
+        if self.stop.is_set():
+            log.info("stopped: giving job %d back", job.id)
+            self.give_back(job.id)
+            return False
+        return True
+
+    def serve(self) -> int:
+        """Claim and measure until stopped (``once``: until no job is waiting). Returns jobs worked off."""
+        client = self._require_client()
+        assert self.name is not None
+        sent = self.flush_spool()
+        if sent:
+            log.info("uploaded %d spooled batch(es)", sent)
+        done = 0
+        while not self.stop.is_set():
+            job = client.claim_job(JobClaim(device=self.name, agent=self.agent_id, lease_s=self.cfg.lease_s))
+            unfit = job is not None and (job.runtime not in self.cfg.runtimes
+                                         or (self.cfg.threads is not None and job.threads != self.cfg.threads))
+            if job is not None and (job.id in self._skipped_jobs or unfit):
+                if unfit:
+                    log.warning("job %d wants %s with %d thread(s), this agent serves %s%s: giving it back", job.id,
+                                job.runtime, job.threads, "/".join(self.cfg.runtimes),
+                                f" with {self.cfg.threads} thread(s)" if self.cfg.threads else "")
+                self._skipped_jobs.add(job.id)
+                self.give_back(job.id)
+                job = None
+                if self.cfg.once:
+                    break
+            if job is None:
+                if self.cfg.once:
+                    break
+                self.stop.wait(self.cfg.poll_s * (0.8 + 0.4 * random.random()))
+                continue
+            if self.process(job):
+                done += 1
+        return done
+
+    def close(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
+        self.device.close()
+
+
+def results_table(results: dict[str, MeasurementResult]) -> list[dict[str, Any]]:
+    """Rows for printing or ``--out`` JSON."""
+    return [{"key": k, "median_ms": r.median_ms, "min_ms": r.min_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
+             "std_ms": r.std_ms, "n": r.iterations} for k, r in sorted(results.items())]
+
+
+def read_keys_file(path: Path) -> list[str]:
+    """Keys from a file: one per line (``#`` comments), or a JSON list / ``{"keys": [...]}``."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read keys file {path}: {exc.strerror}") from None
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+        keys = data.get("keys") if isinstance(data, dict) else data
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ConfigError(f"{path}: expected a list of key strings")
+    else:
+        # '#' also marks a dtype inside keys (…@1x16x28x28#int8): only whole-line or
+        # whitespace-led comments count.
+        keys = [re.split(r"\s+#", line.strip(), maxsplit=1)[0].strip() for line in text.splitlines()
+                if not line.strip().startswith("#")]
+        keys = [k for k in keys if k]
+    from hwnas.schemas import check_key
+
+    for i, key in enumerate(keys):
+        try:
+            check_key(key)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: entry {i + 1}: {exc}") from None
+    if not keys:
+        raise ConfigError(f"{path}: no keys")
+    return keys
+
+
+__all__ = ["Agent", "AgentConfig", "AgentError", "binary_runtime", "read_keys_file", "results_table"]

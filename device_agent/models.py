@@ -1,0 +1,116 @@
+"""Models per operator key, built once on the host through the operator library and cached by key.
+
+``ModelCache(root).item(key, runtime)`` gives an ``Item`` (model file + input shape); the
+file is exported by ``search.export.export_op`` the first time and reused afterwards, by
+every agent on this host (writes are atomic renames). The empty model behind
+``__overhead__`` is an Identity on a 1x1x1x1 tensor: the fixed cost of one call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+
+from hwnas.opkey import OVERHEAD_KEY, OpKeyError, OpSpec
+
+from device_agent.errors import ModelBuildError
+from device_agent.runtimes.base import RUNTIMES, Item, check_runtime
+
+log = logging.getLogger(__name__)
+
+OVERHEAD_SHAPE = (1, 1, 1, 1)
+_CACHE_VERSION = "v1"  # bump when the export changes in a way that changes latency
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HWNAS_CACHE_DIR")
+    if env:
+        return Path(env) / "models"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "hwnas" / "models"
+
+
+def file_name(key: str, suffix: str) -> str:
+    """A file name for a key, readable and safe in a device shell ('#' is not allowed in keys' blocks)."""
+    return key.replace("#", "+") + suffix
+
+
+_md5_cache: dict[tuple[str, int, int], str] = {}
+
+
+def md5_of(path: Path) -> str:
+    """MD5 of a file (cached by path, size and mtime): what ``md5sum`` on the device prints."""
+    st = path.stat()
+    sig = (str(path), st.st_size, st.st_mtime_ns)
+    if sig not in _md5_cache:
+        h = hashlib.md5()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _md5_cache[sig] = h.hexdigest()
+    return _md5_cache[sig]
+
+
+class ModelCache:
+    """Exported operator models on disk, one per (runtime format, key)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else default_cache_dir()
+        self._lock = threading.Lock()
+
+    def path(self, key: str, runtime: str) -> Path:
+        fmt, suffix = RUNTIMES[check_runtime(runtime)]
+        return self.root / _CACHE_VERSION / fmt / file_name(key, suffix)
+
+    def item(self, key: str, runtime: str) -> Item:
+        """The model of ``key`` for ``runtime``, exported now if not cached."""
+        if key == OVERHEAD_KEY:
+            return self.overhead(runtime)
+        try:
+            spec = OpSpec.parse(key)
+        except OpKeyError as exc:
+            raise ModelBuildError(key, str(exc)) from None
+        path = self.path(key, runtime)
+        if not path.exists():
+            self._build(path, lambda tmp: _export_op(spec, RUNTIMES[runtime][0], tmp), key)
+        return Item(key, path, spec.shape)
+
+    def overhead(self, runtime: str) -> Item:
+        """The empty model (Identity on 1x1x1x1) measured as ``__overhead__``."""
+        path = self.path("overhead@1x1x1x1", runtime)
+        if not path.exists():
+            self._build(path, lambda tmp: _export_identity(RUNTIMES[runtime][0], tmp), OVERHEAD_KEY)
+        return Item(OVERHEAD_KEY, path, OVERHEAD_SHAPE)
+
+    def _build(self, path: Path, export, key: str) -> None:  # noqa: ANN001
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}{path.suffix}")
+        try:
+            with self._lock:
+                export(tmp)
+            os.replace(tmp, path)
+        except ModelBuildError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any export failure is this key's failure
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelBuildError(key, f"cannot build the model: {first}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.debug("built %s", path)
+
+
+def _export_op(spec: OpSpec, fmt: str, path: Path) -> None:
+    from search.export import export_op
+
+    export_op(spec, fmt, path)
+
+
+def _export_identity(fmt: str, path: Path) -> None:
+    import torch
+
+    from search.export import export_module
+
+    export_module(torch.nn.Identity(), torch.ones(OVERHEAD_SHAPE), fmt, path)

@@ -1,0 +1,74 @@
+"""The runner interface: measure bursts of model runs, in the order given."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from device_agent.errors import ConfigError
+
+#: runtime name -> (export format of search.export, model file suffix)
+RUNTIMES: dict[str, tuple[str, str]] = {"onnxruntime": ("onnx", ".onnx"), "torchscript": ("torchscript", ".ptl")}
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
+@dataclass(frozen=True)
+class Item:
+    """Something measurable: a model file on the host and the shape of its one input."""
+
+    key: str
+    model: Path
+    input_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Burst:
+    """``warmup`` untimed runs, then ``iters`` timed runs of one item."""
+
+    item: Item
+    warmup: int
+    iters: int
+    canary: bool = False
+
+
+@dataclass
+class BurstResult:
+    burst: Burst
+    samples_ms: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+ProgressFn = Callable[[int, int], None]  # (bursts done, bursts total)
+
+
+class Runner(ABC):
+    """Measures bursts; ``prepare`` once per set of items (open sessions, push files)."""
+
+    runtime: str
+    runtime_version: str | None
+    threads: int
+    where: str = ""  # "local" or "device": shown in logs and stored with runs
+
+    @abstractmethod
+    def prepare(self, items: Sequence[Item]) -> None:
+        """Make ``items`` runnable (load sessions / push models); raise on what cannot be fixed."""
+
+    @abstractmethod
+    def run(self, bursts: Sequence[Burst], stop: threading.Event | None = None,
+            progress: ProgressFn | None = None) -> list[BurstResult]:
+        """Measure ``bursts`` in order; stop early (returning the finished ones) when ``stop`` is set."""
+
+    def state(self) -> dict[str, object]:
+        """How this runner measures (pinning, binary...), stored with every batch."""
+        return {}
+
+    def close(self) -> None:
+        """Release sessions and connections."""

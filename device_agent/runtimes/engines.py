@@ -1,0 +1,131 @@
+"""Timed model execution in this process: ONNX Runtime with pre-bound inputs, TorchScript.
+
+Shared by the local runner and by the host stand-ins of the phone binaries. ONNX Runtime
+binds inputs and outputs once (IOBinding / OrtValue): without it every call copies numpy
+inputs, which for operator-sized models adds 5-20% (research: lut-fidelity-host.md).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _ort_shape(shape: list[Any], fallback: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    if all(isinstance(d, int) and d > 0 for d in shape):
+        return tuple(shape)
+    if fallback is not None and len(fallback) == len(shape):
+        return fallback
+    return None
+
+
+class OrtEngine:
+    """One ``InferenceSession`` with bound inputs (ones) and outputs."""
+
+    def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None,
+                 spin: bool = True, opt_level: int = 99) -> None:
+        import numpy as np
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = {0: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                       1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                       2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}.get(
+            opt_level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        so.log_severity_level = 3
+        if not spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+        self.binding = self.session.io_binding()
+        self._keep: list[Any] = []
+        for i, inp in enumerate(self.session.get_inputs()):
+            shape = _ort_shape(inp.shape, input_shape if i == 0 else None) or tuple(
+                d if isinstance(d, int) and d > 0 else 1 for d in inp.shape)  # free dims = 1, like perf_test -I
+            dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                     "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(inp.type, np.float32)
+            value = ort.OrtValue.ortvalue_from_numpy(np.ones(shape, dtype=dtype))
+            self._keep.append(value)
+            self.binding.bind_ortvalue_input(inp.name, value)
+        for meta in self.session.get_outputs():
+            self.binding.bind_output(meta.name, "cpu")
+        self.run_once()  # learn output shapes, then bind preallocated outputs
+        outputs = self.binding.get_outputs()
+        self.binding.clear_binding_outputs()
+        for meta, produced in zip(self.session.get_outputs(), outputs):
+            value = ort.OrtValue.ortvalue_from_shape_and_type(produced.shape(), produced.numpy().dtype)
+            self._keep.append(value)
+            self.binding.bind_ortvalue_output(meta.name, value)
+
+    def run_once(self) -> None:
+        self.session.run_with_iobinding(self.binding)
+
+    def burst(self, warmup: int, iters: int) -> list[float]:
+        """``warmup`` untimed runs, then ``iters`` timed ones; milliseconds."""
+        run = self.session.run_with_iobinding
+        binding = self.binding
+        for _ in range(warmup):
+            run(binding)
+        clock = time.perf_counter_ns
+        out = [0] * iters
+        for i in range(iters):
+            t0 = clock()
+            run(binding)
+            out[i] = clock() - t0
+        return [t / 1e6 for t in out]
+
+
+class TorchEngine:
+    """A TorchScript module (full or lite-interpreter file) with a fixed input of ones."""
+
+    def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        try:
+            self.module = torch.jit.load(str(model), map_location="cpu").eval()
+        except Exception:  # noqa: BLE001 - a lite-interpreter-only file
+            from torch.jit.mobile import _load_for_lite_interpreter
+
+            self.module = _load_for_lite_interpreter(str(model))
+        if input_shape is None:
+            raise ValueError("a TorchScript model needs its input shape")
+        self.input = torch.ones(input_shape)
+        self._mode = torch.inference_mode
+
+    def run_once(self) -> None:
+        with self._mode():
+            self.module(self.input)
+
+    def burst(self, warmup: int, iters: int) -> list[float]:
+        module, x = self.module, self.input
+        clock = time.perf_counter_ns
+        out = [0] * iters
+        with self._mode():
+            for _ in range(warmup):
+                module(x)
+            for i in range(iters):
+                t0 = clock()
+                module(x)
+                out[i] = clock() - t0
+        return [t / 1e6 for t in out]
+
+
+def make_engine(runtime: str, model: Path, threads: int, input_shape: tuple[int, ...] | None):  # noqa: ANN201
+    """An engine for ``runtime`` ("onnxruntime" or "torchscript")."""
+    if runtime == "onnxruntime":
+        return OrtEngine(model, threads, input_shape)
+    return TorchEngine(model, threads, input_shape)
+
+
+def runtime_version(runtime: str) -> str:
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        return onnxruntime.__version__
+    import torch
+
+    return torch.__version__

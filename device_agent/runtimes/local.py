@@ -1,0 +1,63 @@
+"""Measure on the host, in this process (``device-agent run --local``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from device_agent.runtimes.base import Burst, BurstResult, Item, ProgressFn, Runner, check_runtime
+from device_agent.runtimes.engines import make_engine, runtime_version
+
+
+class LocalRunner(Runner):
+    """Sessions stay open across bursts, so later bursts need little warm-up."""
+
+    where = "local"
+
+    def __init__(self, runtime: str, threads: int = 1) -> None:
+        self.runtime = check_runtime(runtime)
+        self.threads = threads
+        self.runtime_version = runtime_version(runtime)
+        self._engines: dict[Path, object] = {}
+        if runtime == "torchscript":
+            import torch
+
+            torch.set_num_threads(threads)
+
+    def prepare(self, items: Sequence[Item]) -> None:
+        for item in items:
+            self._engine(item)
+
+    def _engine(self, item: Item):  # noqa: ANN202
+        engine = self._engines.get(item.model)
+        if engine is None:
+            engine = make_engine(self.runtime, item.model, self.threads, item.input_shape)
+            self._engines[item.model] = engine
+        return engine
+
+    def run(self, bursts: Sequence[Burst], stop: threading.Event | None = None,
+            progress: ProgressFn | None = None) -> list[BurstResult]:
+        results: list[BurstResult] = []
+        for i, burst in enumerate(bursts):
+            if stop is not None and stop.is_set():
+                break
+            try:
+                samples = self._engine(burst.item).burst(burst.warmup, burst.iters)
+                results.append(BurstResult(burst, samples))
+            except Exception as exc:  # noqa: BLE001 - one broken model must not end the batch
+                results.append(BurstResult(burst, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+            if progress is not None:
+                progress(i + 1, len(bursts))
+        return results
+
+    def forget(self, items: Sequence[Item]) -> None:
+        """Close the sessions of ``items`` (after their batch) to bound memory."""
+        for item in items:
+            self._engines.pop(item.model, None)
+
+    def state(self) -> dict[str, object]:
+        return {"runner": "local", "threads": self.threads}
+
+    def close(self) -> None:
+        self._engines.clear()

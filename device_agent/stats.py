@@ -1,0 +1,65 @@
+"""Summaries of one operator's bursts: what gets uploaded for it."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from hwnas.schemas import MeasurementResult
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), ``q`` in [0, 100]."""
+    if not sorted_values:
+        raise ValueError("no values")
+    k = (len(sorted_values) - 1) * q / 100.0
+    lo, hi = math.floor(k), math.ceil(k)
+    if lo == hi:
+        return sorted_values[int(k)]
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def burst_minimum(bursts: Sequence[Sequence[float]]) -> float:
+    """Median over bursts of each burst's minimum: the estimator that predicts whole networks best
+    on drifting hosts (research: lut-fidelity-host.md, protocol P2)."""
+    mins = [min(b) for b in bursts if b]
+    if not mins:
+        raise ValueError("no samples")
+    return statistics.median(mins)
+
+
+def variation(bursts: Sequence[Sequence[float]]) -> float:
+    """Coefficient of variation of the burst minima (of the samples when there is one burst).
+
+    The minima are what the table's estimator is built from; raw samples carry scheduler
+    outliers the estimator ignores by design, so their CV would re-measure nearly every
+    operator on a shared host without making the table better.
+    """
+    mins = [min(b) for b in bursts if b]
+    values = mins if len(mins) >= 2 else [x for b in bursts for x in b]
+    if len(values) < 2:
+        return 0.0
+    mean = statistics.fmean(values)
+    return statistics.pstdev(values) / mean if mean > 0 else 0.0
+
+
+def summarize(key: str, bursts: Sequence[Sequence[float]], warmup: int, keep_samples: bool = True) -> MeasurementResult:
+    """Median, p10, p90, mean, std (population), burst minimum (as ``min_ms``) and the raw samples."""
+    samples = [float(x) for b in bursts for x in b]
+    if not samples:
+        raise ValueError(f"{key}: no samples")
+    ordered = sorted(samples)
+    median = statistics.median(ordered)
+    return MeasurementResult(
+        key=key,
+        median_ms=median,
+        p10_ms=min(percentile(ordered, 10), median),
+        p90_ms=max(percentile(ordered, 90), median),
+        mean_ms=statistics.fmean(samples),
+        std_ms=statistics.pstdev(samples),
+        min_ms=min(burst_minimum(bursts), median),
+        iterations=len(samples),
+        warmup=warmup,
+        samples_ms=[round(x, 6) for x in samples] if keep_samples else None,
+    )
