@@ -15,7 +15,7 @@ import io
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -46,14 +46,18 @@ class TableRef:
     version: int
 
 
-def resolve_table(session: Session, device: str, runtime: str | None, threads: int | None) -> TableRef:
+# Built once: this runs on every GET /lut, and building a statement costs more than running it.
+_TABLES_OF_DEVICE = (
+    select(Device.id, LutVersion.runtime, LutVersion.threads, LutVersion.version)
+    .select_from(Device)
+    .outerjoin(LutVersion, LutVersion.device_id == Device.id)
+    .where(Device.name == bindparam("device"))
+)
+
+
+def resolve_table(db: Session | Connection, device: str, runtime: str | None, threads: int | None) -> TableRef:
     """The one table of ``device`` matching ``runtime``/``threads``: 404 if none, 409 if several."""
-    rows = session.execute(
-        select(Device.id, LutVersion.runtime, LutVersion.threads, LutVersion.version)
-        .select_from(Device)
-        .outerjoin(LutVersion, LutVersion.device_id == Device.id)
-        .where(Device.name == device)
-    ).all()
+    rows = db.execute(_TABLES_OF_DEVICE, {"device": device}).all()
     if not rows:
         raise UnknownDevice(f"unknown device {device!r}", [field_error("device", f"no device named {device!r} is registered")])
     tables = [r for r in rows if r.runtime is not None]
@@ -199,6 +203,13 @@ class LutCache:
     _entries: dict[tuple[int, str, int], CachedLut] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def peek(self, ref: TableRef, csv: bool = False) -> Rendered | None:
+        """The cached bytes of ``ref`` when they are of its current version (no database work)."""
+        hit = self._entries.get((ref.device_id, ref.runtime, ref.threads))
+        if hit is None or hit.version != ref.version:
+            return None
+        return hit.json if not csv else hit.csv
+
     def get(self, session: Session, ref: TableRef) -> CachedLut:
         """The cached table for ``ref``, rebuilt when the database holds a newer version."""
         key = (ref.device_id, ref.runtime, ref.threads)
@@ -214,9 +225,11 @@ class LutCache:
             self._entries[key] = fresh
         return fresh
 
-    def csv(self, session: Session, ref: TableRef) -> Rendered:
-        """The CSV form of ``ref`` (rendered once per version)."""
+    def render(self, session: Session, ref: TableRef, csv: bool = False) -> Rendered:
+        """The JSON or CSV bytes of ``ref`` (each rendered once per version)."""
         cached = self.get(session, ref)
+        if not csv:
+            return cached.json
         if cached.csv is None:
             body = to_csv(cached.lut)
             cached.csv = Rendered(body, _etag(body))

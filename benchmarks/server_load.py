@@ -1,0 +1,253 @@
+"""Load on GET /lut/{device}: the profiler server under uvicorn (2 workers) with a 2,000-entry table.
+
+A loader in a separate process (wrk, or an asyncio httpx loader when wrk is missing) drives
+concurrency 32 against three routes of the same app:
+
+* ``GET /lut/bench`` (200, the cached serialized table),
+* ``GET /lut/bench`` with ``If-None-Match`` (304),
+* ``GET /bench/trivial``: the same JSON bytes from a route that does no work (the baseline).
+
+    python benchmarks/server_load.py            # ~10 s per route
+    python benchmarks/server_load.py --quick    # ~3 s per route
+
+Writes benchmarks/results/server_load.json and prints a one-line summary last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "server_load.json"
+DEVICE = "bench"
+ENTRIES = 2000
+CONCURRENCY = 32
+TARGETS = {"lut_vs_trivial_rps": ">= 0.5", "lut_p99_ms": "< 50"}
+
+
+# ---- the app the workers run: the real server plus one trivial route ------------------------
+def bench_app() -> Any:
+    """uvicorn factory: the profiler server app plus GET /bench/trivial serving fixed bytes."""
+    from fastapi import Response
+
+    from profiler_server.app import create_app
+
+    app = create_app()
+    body = Path(os.environ["HWNAS_BENCH_BODY"]).read_bytes()
+
+    @app.get("/bench/trivial", include_in_schema=False)
+    async def trivial() -> Response:
+        return Response(body, media_type="application/json")
+
+    return app
+
+
+# ---- set-up --------------------------------------------------------------------------------
+def keys(n: int) -> list[str]:
+    """``n`` distinct, plausible operator keys."""
+    out: list[str] = []
+    for c in (16, 24, 32, 64, 96, 160, 320):
+        for hw in (112, 56, 28, 14, 7):
+            for k in (3, 5):
+                for e in (1, 3, 6):
+                    for s in (1, 2):
+                        for o in (16, 24, 32, 48, 64):
+                            out.append(f"ir_k{k}_e{e}_g1_s{s}_o{o}@1x{c}x{hw}x{hw}")
+                            if len(out) == n:
+                                return out
+    raise ValueError(f"cannot make {n} keys")
+
+
+def seed(database_url: str, n: int) -> bytes:
+    """Migrate, register the device, store one run of ``n`` entries; return the table's JSON bytes."""
+    import random
+
+    from hwnas.opkey import OVERHEAD_KEY
+    from hwnas.schemas import DeviceInfo, MeasurementBatch, MeasurementResult
+    from profiler_server.db import make_engine, session_factory, write_lock
+    from profiler_server.migrate import upgrade
+    from profiler_server.services.devices import put_device
+    from profiler_server.services.luts import resolve_table, build_lut
+    from profiler_server.services.measurements import store_batch
+
+    upgrade(database_url)
+    rng = random.Random(0)
+    results = []
+    for key in keys(n) + [OVERHEAD_KEY]:
+        m = rng.uniform(0.05, 5.0)
+        results.append(MeasurementResult(key=key, median_ms=m, p10_ms=m * 0.95, p90_ms=m * 1.1, mean_ms=m, std_ms=m * 0.03, min_ms=m * 0.9, iterations=100, warmup=10))
+    batch = MeasurementBatch(device=DEVICE, runtime="ort", runtime_version="1.17.0", threads=1, agent="bench", run_id=uuid.uuid4(), results=results)
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            with write_lock(session):
+                put_device(session, DEVICE, DeviceInfo(model="bench"))
+                store_batch(session, batch)
+            session.commit()
+            lut = build_lut(session, resolve_table(session, DEVICE, None, None))
+    finally:
+        engine.dispose()
+    return lut.model_dump_json().encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(database_url: str, body_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, DATABASE_URL=database_url, HWNAS_BENCH_BODY=str(body_path), PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}")
+    cmd = [sys.executable, "-m", "uvicorn", "server_load:bench_app", "--factory", "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()}")
+        try:
+            # Both workers must answer: warm each one's table cache before measuring.
+            if all(httpx.get(f"http://127.0.0.1:{port}/lut/{DEVICE}", timeout=2).status_code == 200 for _ in range(8)):
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"server did not start:\n{log.read_text()}")
+
+
+# ---- loaders ------------------------------------------------------------------------------
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(url: str, seconds: float, headers: dict[str, str]) -> dict[str, float]:
+    """req/s, p50 and p99 (ms), and non-2xx/3xx count, from wrk --latency."""
+    cmd = ["wrk", "-t", "2", "-c", str(CONCURRENCY), "-d", f"{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*timeout (\d+)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "bad": float(bad.group(1)) if bad else 0.0, "timeouts": float(errors.group(1)) if errors else 0.0}
+
+
+_HTTPX_LOADER = r"""
+import asyncio, json, sys, time, httpx
+url, seconds, conc, headers = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+lat, bad = [], 0
+async def worker(client, stop):
+    global bad
+    while time.monotonic() < stop:
+        t = time.perf_counter(); r = await client.get(url, headers=headers); await r.aread()
+        lat.append((time.perf_counter() - t) * 1e3); bad += r.status_code >= 400
+async def main():
+    limits = httpx.Limits(max_connections=conc)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        t0 = time.monotonic(); stop = t0 + seconds
+        await asyncio.gather(*(worker(client, stop) for _ in range(conc)))
+        wall = time.monotonic() - t0
+    lat.sort()
+    print(json.dumps({"rps": len(lat) / wall, "p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(len(lat) * 0.99) - 1], "bad": bad, "timeouts": 0}))
+asyncio.run(main())
+"""
+
+
+def run_httpx(url: str, seconds: float, headers: dict[str, str]) -> dict[str, float]:
+    """The same figures from an asyncio httpx loader in a separate process."""
+    out = subprocess.run([sys.executable, "-c", _HTTPX_LOADER, url, str(seconds), str(CONCURRENCY), json.dumps(headers)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+# ---- main ---------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="~3 s per route instead of ~10 s")
+    parser.add_argument("--database-url", help="benchmark on this (empty) database instead of a temporary SQLite file")
+    parser.add_argument("--loader", choices=["auto", "wrk", "httpx"], default="auto")
+    args = parser.parse_args()
+    seconds = 3.0 if args.quick else 10.0
+    loader = "wrk" if args.loader == "wrk" or (args.loader == "auto" and shutil.which("wrk")) else "httpx"
+    run = run_wrk if loader == "wrk" else run_httpx
+    import httpx
+
+    with tempfile.TemporaryDirectory(prefix="hwnas-bench-") as tmp:
+        work = Path(tmp)
+        database_url = args.database_url or f"sqlite:///{work / 'bench.db'}"
+        body = seed(database_url, ENTRIES)
+        body_path = work / "lut.json"
+        body_path.write_bytes(body)
+        port = free_port()
+        proc = start_server(database_url, body_path, port, work / "server.log")
+        try:
+            base = f"http://127.0.0.1:{port}"
+            first = httpx.get(f"{base}/lut/{DEVICE}")
+            if first.content != body or httpx.get(f"{base}/bench/trivial").content != body:
+                raise RuntimeError("the trivial route and GET /lut do not return the same bytes")
+            etag = first.headers["etag"]
+            if httpx.get(f"{base}/lut/{DEVICE}", headers={"If-None-Match": etag}).status_code != 304:
+                raise RuntimeError("If-None-Match did not give 304")
+            trivial = run(f"{base}/bench/trivial", seconds, {})
+            lut = run(f"{base}/lut/{DEVICE}", seconds, {})
+            not_modified = run(f"{base}/lut/{DEVICE}", seconds, {"If-None-Match": etag})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    if any(r["bad"] for r in (trivial, lut)) or not_modified["bad"]:
+        raise RuntimeError(f"error responses during the run: trivial={trivial} lut={lut} 304={not_modified}")
+    figures = {
+        "lut_vs_trivial_rps": round(lut["rps"] / trivial["rps"], 3),
+        "lut_rps": round(lut["rps"], 1),
+        "trivial_rps": round(trivial["rps"], 1),
+        "lut_p50_ms": round(lut["p50_ms"], 2),
+        "lut_p99_ms": round(lut["p99_ms"], 2),
+        "trivial_p99_ms": round(trivial["p99_ms"], 2),
+        "lut_304_rps": round(not_modified["rps"], 1),
+        "lut_304_p99_ms": round(not_modified["p99_ms"], 2),
+        "entries": ENTRIES,
+        "body_bytes": len(body),
+        "concurrency": CONCURRENCY,
+        "seconds_per_route": seconds,
+        "workers": 2,
+        "loader": loader,
+        "cpus": os.cpu_count() or 0,
+    }
+    met = {
+        "lut_vs_trivial_rps": figures["lut_vs_trivial_rps"] >= 0.5,
+        "lut_p99_ms": figures["lut_p99_ms"] < 50,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
+    print(
+        f"server_load: GET /lut {figures['lut_rps']} req/s = {figures['lut_vs_trivial_rps']}x trivial ({figures['trivial_rps']} req/s), "
+        f"p99 {figures['lut_p99_ms']} ms, 304 {figures['lut_304_rps']} req/s; {ENTRIES} entries, {len(body)} bytes, "
+        f"{'all targets met' if all(met.values()) else 'targets missed: ' + ', '.join(k for k, v in met.items() if not v)}"
+    )
+    return 0 if all(met.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
