@@ -119,6 +119,14 @@ class SearchConfig:
         """Gumbel-softmax temperature during epoch ``epoch`` (0-based)."""
         return self.tau0 * math.exp(-self.tau_decay * epoch)
 
+    def w_lr_at(self, epoch: int) -> float:
+        """Cosine learning rate of the weights in epoch ``epoch``: from w_lr down towards 0 at the last epoch.
+
+        A closed form rather than a scheduler object: a resumed search that is given more epochs
+        follows the cosine of its new length.
+        """
+        return self.w_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+
     def loss_config(self) -> LossConfig:
         return LossConfig(form=self.loss, alpha=self.alpha, beta=self.beta, lam=self.lam, reference=self.reference,
                           target=self.target)
@@ -237,7 +245,6 @@ class SearchSetup:
     val_index: torch.Tensor
     model: SuperNet
     w_optimizer: torch.optim.Optimizer
-    w_scheduler: torch.optim.lr_scheduler.LRScheduler
     theta_optimizer: torch.optim.Optimizer
     costs: CostTable
     cost_tensors: list[torch.Tensor]
@@ -287,14 +294,13 @@ def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
     model = SuperNet(space, mode=config.mode, temperature=config.tau(0)).to(device)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                             weight_decay=config.w_wd)
-    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs)
     t_opt = torch.optim.Adam(model.arch_parameters(), lr=config.theta_lr, weight_decay=config.theta_wd)
     cost_tensors = model.cost_tensors(costs.layer_costs)
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
     scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
     reference = config.reference or uniform
     return SearchSetup(config, space, info, train_set, val_set, perm[:n_w], perm[n_w:], torch.arange(len(val_set)),
-                       model, w_opt, w_sched, t_opt, costs, cost_tensors, scale, reference, device)
+                       model, w_opt, t_opt, costs, cost_tensors, scale, reference, device)
 
 
 def _epoch_seed(seed: int, epoch: int, phase: int = 0) -> int:
@@ -349,10 +355,11 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
     t0 = time.perf_counter()
     model.temperature = cfg.tau(epoch)
     torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # Gumbel noise of this epoch
-    lr = setup.w_optimizer.param_groups[0]["lr"]
+    lr = cfg.w_lr_at(epoch)
+    for group in setup.w_optimizer.param_groups:
+        group["lr"] = lr
     w = _phase(setup, setup.w_index, setup.w_optimizer, model.weight_parameters(), model.arch_parameters(),
                torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 1)), progress, f"epoch {epoch + 1} weights")
-    setup.w_scheduler.step()
     searching = epoch >= cfg.num_warmup_epochs
     th: dict[str, Any] = {}
     if searching:
@@ -388,7 +395,6 @@ def _state(setup: SearchSetup, epoch: int, history: list[dict[str, Any]]) -> dic
         "epoch": epoch,  # completed epochs
         "model": setup.model.state_dict(),
         "w_optimizer": setup.w_optimizer.state_dict(),
-        "w_scheduler": setup.w_scheduler.state_dict(),
         "theta_optimizer": setup.theta_optimizer.state_dict(),
         "history": history,
         "config": setup.config.to_dict(),
@@ -404,7 +410,6 @@ def _restore(setup: SearchSetup, state: dict[str, Any]) -> tuple[int, list[dict[
                                 + ", ".join(f"{k} ({saved.get(k)!r} != {getattr(setup.config, k)!r})" for k in diff))
     setup.model.load_state_dict(state["model"])
     setup.w_optimizer.load_state_dict(state["w_optimizer"])
-    setup.w_scheduler.load_state_dict(state["w_scheduler"])
     setup.theta_optimizer.load_state_dict(state["theta_optimizer"])
     setup.reference = state.get("reference", setup.reference)
     return int(state["epoch"]), list(state["history"])

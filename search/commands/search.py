@@ -102,15 +102,15 @@ _FIELD_OF = {"torch_threads": "num_threads", "lam": "lam"}
 
 def _resume_arguments(ctx: typer.Context, out: Path, kw: dict) -> dict:
     """The saved config of ``out``, overridden only by options given on this command line (e.g. more --epochs)."""
-    from click.core import ParameterSource
-
     from search.rundir import RunDir
 
     saved = RunDir(out).read_json(RunDir(out).config)
     merged = {**kw, **{k: v for k, v in saved.items() if k in kw}}
     for name in ctx.params:
         field = _FIELD_OF.get(name, name)
-        if field in kw and ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        source = ctx.get_parameter_source(name)
+        # By name: typer ships its own copy of click, whose enum is not click's.
+        if field in kw and source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
             merged[field] = kw[field]
     merged.update(out=kw["out"], resume=True, progress=kw["progress"], token=kw["token"])
     return merged

@@ -1,0 +1,111 @@
+"""The search loop on real Fashion-MNIST subsets: learning, cost pressure on θ, exact resume, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from search.lut import LatencyTable
+from search.searcher import SearchConfig, SearchConfigError, build_setup, run_search, train_step
+from search.space import get_space
+
+
+def _config(tmp_path: Path, space: Path, **kw) -> SearchConfig:
+    base = dict(out=str(tmp_path / "run"), space=str(space), subset=2000, val_subset=1000, epochs=1, batch_size=32,
+                progress=False, plots=False)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_one_epoch_search_beats_chance(tmp_path: Path, tiny_space: Path) -> None:
+    result = run_search(_config(tmp_path, tiny_space))
+    assert result.val_acc > 0.3  # 10 classes: chance is 0.1
+    entry = result.history[0]
+    assert entry["phase"] == "search" and entry["theta_acc"] is not None  # 10% of 1 epoch: no warm-up
+    out = Path(result.out)
+    theta = json.loads((out / "theta.json").read_text())
+    assert theta["candidates"] == [["ir_k3_e1", "ir_k3_e3", "skip"]] * 3
+    assert len(theta["epochs"]) == 1 and len(theta["epochs"][0]["probabilities"]) == 3
+    assert (out / "checkpoint.pt").is_file() and (out / "argmax.json").is_file()
+    argmax = json.loads((out / "argmax.json").read_text())
+    assert argmax["choices"] == result.argmax and argmax["meta"]["predicted"]["flops"] == pytest.approx(result.argmax_cost)
+
+
+def _slow_table(space_path: Path, slow: str, path: Path) -> Path:
+    """A latency table where candidate ``slow`` is 20× slower than the others in every layer."""
+    space = get_space(str(space_path))
+    entries = {key: 1.0 for key in space.op_keys()}
+    for layer in space.layers():
+        entries[layer.spec(slow).key] = 20.0
+    return LatencyTable("test-phone", "onnxruntime", 1, entries, overhead_ms=0.1).save(path)
+
+
+@pytest.mark.parametrize("loss,extra,slow_name", [("fbnet", {"alpha": 5.0}, "ir_k3_e3"), ("fbnet", {"alpha": 5.0}, "ir_k3_e1"),
+                                                  ("additive", {"lam": 5.0}, "ir_k3_e3")])
+def test_theta_moves_away_from_a_20x_slower_candidate(tmp_path: Path, tiny_space: Path, loss: str, extra: dict,
+                                                      slow_name: str) -> None:
+    lut = _slow_table(tiny_space, slow_name, tmp_path / "lut.json")
+    cfg = _config(tmp_path, tiny_space, cost="latency", lut=str(lut), subset=400, loss=loss, **extra)
+    setup = build_setup(cfg)
+    model = setup.model
+    slow = [layer.candidates.index(slow_name) for layer in setup.space.layers()]
+    for p in model.weight_parameters():
+        p.requires_grad_(False)  # a θ step, as in the search's θ phase
+    x, y = setup.train_set.batch(setup.theta_index[:32])
+    for _ in range(5):
+        train_step(setup, x, y, setup.theta_optimizer)
+    for layer, probs in enumerate(model.probabilities()):
+        assert int(torch.argmin(probs)) == slow[layer], f"layer {layer}: {probs.tolist()}"
+        assert float(probs[slow[layer]]) < 1 / 3
+
+
+def test_resume_after_interruption_gives_the_same_theta(tmp_path: Path, tiny_space: Path) -> None:
+    kw = dict(subset=600, val_subset=200, epochs=3, warmup_epochs=1, seed=7)
+    straight = run_search(_config(tmp_path / "a", tiny_space, **kw))
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_second(epoch: int, entry: dict) -> None:
+        if epoch == 1:
+            raise Interrupted
+
+    cfg = _config(tmp_path / "b", tiny_space, **kw)
+    with pytest.raises(Interrupted):
+        run_search(cfg, on_epoch_end=stop_after_second)
+    with pytest.raises(SearchConfigError, match="--resume"):
+        run_search(cfg)  # the folder holds a search: refuse to overwrite it
+    resumed = run_search(_config(tmp_path / "b", tiny_space, resume=True, **kw))
+
+    assert [e["theta"] for e in resumed.history] == [e["theta"] for e in straight.history]
+    assert [e["val_acc"] for e in resumed.history] == [e["val_acc"] for e in straight.history]
+    a = torch.load(Path(straight.out) / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(Path(resumed.out) / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Warm-up epoch: θ untouched; afterwards it moves.
+    assert straight.history[0]["phase"] == "warmup" and straight.history[0]["theta"] == [[0.0] * 3] * 3
+    assert straight.history[-1]["theta"] != straight.history[0]["theta"]
+
+
+def test_resume_refuses_a_different_search(tmp_path: Path, tiny_space: Path) -> None:
+    run_search(_config(tmp_path, tiny_space, subset=200, val_subset=100))
+    with pytest.raises(SearchConfigError, match="mode"):
+        run_search(_config(tmp_path, tiny_space, subset=200, val_subset=100, mode="hard", resume=True))
+
+
+def test_hard_mode_search_runs_and_moves_theta(tmp_path: Path, tiny_space: Path) -> None:
+    result = run_search(_config(tmp_path, tiny_space, mode="hard", subset=800, val_subset=200, epochs=2, plots=True))
+    assert any(v != 0.0 for row in result.history[-1]["theta"] for v in row)
+    assert result.history[1]["tau"] == pytest.approx(5.0 * 0.9559974818, rel=1e-6)  # τ0 · exp(−0.045)
+    plots = sorted(p.name for p in (Path(result.out) / "plots").iterdir())
+    assert plots == ["cost_accuracy.png", "theta_final.png", "theta_heatmap.png"]
+
+
+def test_target_loss_needs_a_budget(tmp_path: Path, tiny_space: Path) -> None:
+    with pytest.raises(SearchConfigError, match="target"):
+        _config(tmp_path, tiny_space, loss="target")
+    with pytest.raises(SearchConfigError, match="--server"):
+        _config(tmp_path, tiny_space, cost="latency")

@@ -1,0 +1,126 @@
+"""Super net mechanics: Gumbel masks, gradients to θ in both modes, one candidate per layer in hard mode."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from search.gumbel import hard_mask, soft_mask
+from search.loss import fbnet_loss
+from search.space import get_space
+from search.supernet import SuperNet
+
+
+def _costs(net: SuperNet) -> list[list[float]]:
+    return [[1.0 + i for i in range(len(net.candidates(l)))] for l in range(net.num_layers)]
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_theta_receives_gradients(tiny_space: Path, mode: str) -> None:
+    net = SuperNet(get_space(str(tiny_space)), mode=mode)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    ce = torch.nn.functional.cross_entropy(net(x), y)
+    loss = fbnet_loss(ce, net.expected_cost(_costs(net), fixed=2.0) * 3.0)
+    loss.backward()
+    for layer, theta in enumerate(net.arch_parameters()):
+        assert theta.grad is not None, f"layer {layer}: no gradient"
+        assert torch.all(torch.isfinite(theta.grad))
+        assert float(theta.grad.abs().sum()) > 0, f"layer {layer}: zero gradient"
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_theta_gets_cross_entropy_gradient_alone(tiny_space: Path, mode: str) -> None:
+    """Without any cost term, θ still learns from the data (through the masks)."""
+    net = SuperNet(get_space(str(tiny_space)), mode=mode)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    assert all(float(t.grad.abs().sum()) > 0 for t in net.arch_parameters())
+
+
+def _count_calls(net: SuperNet) -> Counter:
+    calls: Counter = Counter()
+    for layer, mixed in enumerate(net.mixed):
+        for i, op in enumerate(mixed.ops):
+            op.register_forward_hook(lambda *_a, key=(layer, i): calls.update([key]))
+    return calls
+
+
+def test_hard_mode_runs_exactly_one_candidate_per_layer_per_step(tiny_space: Path) -> None:
+    net = SuperNet(get_space(str(tiny_space)), mode="hard")
+    calls = _count_calls(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    seen: set = set()
+    for _ in range(12):
+        calls.clear()
+        loss = torch.nn.functional.cross_entropy(net(torch.randn(4, 1, 28, 28)), torch.randint(0, 10, (4,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for layer in range(net.num_layers):
+            per_layer = {i: n for (l, i), n in calls.items() if l == layer}
+            assert sum(per_layer.values()) == 1, f"layer {layer} ran {per_layer}"
+            assert list(per_layer) == [net.last_indices[layer]]
+            seen.add((layer, net.last_indices[layer]))
+    assert len(seen) > net.num_layers  # the sampled candidate changes from step to step
+
+
+def test_soft_mode_runs_every_candidate(tiny_space: Path) -> None:
+    net = SuperNet(get_space(str(tiny_space)), mode="soft")
+    calls = _count_calls(net)
+    net(torch.randn(2, 1, 28, 28))
+    assert sorted(calls) == [(l, i) for l in range(net.num_layers) for i in range(3)]
+    assert set(calls.values()) == {1}
+
+
+def test_hard_mask_is_one_hot_and_samples_softmax_theta() -> None:
+    torch.manual_seed(0)
+    theta = torch.tensor([1.0, 0.0, -1.0], requires_grad=True)
+    counts = torch.zeros(3)
+    for _ in range(4000):
+        mask, index = hard_mask(theta, tau=0.7)
+        assert torch.allclose(mask.detach(), torch.nn.functional.one_hot(torch.tensor(index), 3).float())
+        counts[index] += 1
+    expected = torch.softmax(theta.detach(), 0)
+    assert torch.allclose(counts / 4000, expected, atol=0.03)  # argmax(θ + g) ~ softmax(θ), whatever τ
+
+
+def test_soft_mask_sharpens_as_temperature_falls() -> None:
+    torch.manual_seed(1)
+    theta = torch.tensor([0.5, 0.0, 0.0])
+    noise = -torch.log(-torch.log(torch.rand(3)))
+    hot, cold = soft_mask(theta, 5.0, noise), soft_mask(theta, 0.05, noise)
+    assert float(hot.max()) < 0.5 < float(cold.max())
+    assert torch.allclose(hot.sum(), torch.tensor(1.0)) and torch.allclose(cold.sum(), torch.tensor(1.0))
+
+
+def test_eval_mode_is_deterministic_and_fixed_choices_run_one_path(tiny_space: Path) -> None:
+    net = SuperNet(get_space(str(tiny_space)), mode="hard").eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(net(x), net(x))
+    assert net.last_indices == [int(torch.argmax(t)) for t in net.arch_parameters()]
+    with net.fixed_choices(["skip", "ir_k3_e3", "skip"]):
+        net(x)
+        assert net.last_indices == [2, 1, 2]
+    with pytest.raises(ValueError, match="not a candidate"):
+        with net.fixed_choices(["skip", "maxpool_k3", "skip"]):
+            pass
+
+
+def test_expected_cost_uses_the_masks_of_the_last_forward(tiny_space: Path) -> None:
+    net = SuperNet(get_space(str(tiny_space)), mode="hard")
+    costs = _costs(net)
+    # Before any forward: softmax(θ) = uniform → mean cost 2 per layer.
+    assert float(net.expected_cost(costs, fixed=1.0).detach()) == pytest.approx(1.0 + 2.0 * net.num_layers)
+    net(torch.randn(2, 1, 28, 28))
+    sampled = 1.0 + sum(1.0 + i for i in net.last_indices)
+    assert float(net.expected_cost(costs, fixed=1.0).detach()) == pytest.approx(sampled, rel=1e-5)
+
+
+def test_builtin_fmnist_space_builds_in_both_modes() -> None:
+    space = get_space("fbnet-fmnist")
+    net = SuperNet(space, mode="hard")
+    assert net.num_layers == space.num_layers
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
