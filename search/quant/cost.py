@@ -2,7 +2,7 @@
 
 * ``SizeCost``: model size in KB (1 KB = 1024 bytes) = Σ weights × weight bits, plus one 32-bit
   bias per output channel (batch norm folds into it). Per-channel scales are not counted.
-* ``BopsCost``: bit operations in GBOPs = Σ MACs × weight bits × activation bits.
+* ``BopsCost``: bit operations in MBOPs (10^6) = Σ MACs × weight bits × activation bits.
 * ``Int8LatencyCost``: measured latency from a latency table through the project's
   ``LatencyCost``. A runtime has int8 kernels, not int4: a layer whose weights and inputs both
   fit 8 bits is looked up as its ``#w8a8`` operator, anything with a 32-bit side as the fp32
@@ -55,13 +55,13 @@ class SizeCost:
 
 @dataclass
 class BopsCost:
-    """Bit operations in GBOPs: Σ MACs × weight bits × activation bits."""
+    """Bit operations in MBOPs: Σ MACs × weight bits × activation bits."""
 
     name: str = "bops"
-    unit: str = "GBOPs"
+    unit: str = "MBOPs"
 
     def layer_cost(self, layer: QuantLayerInfo, bits: Bits) -> float:
-        return layer.macs * bits.w * bits.a / 1e9
+        return layer.macs * bits.w * bits.a / 1e6
 
     def layer_costs(self, space: BitsSpace) -> list[list[float]]:
         return [[self.layer_cost(lay, b) for b in lay.bits()] for lay in space.layers()]
@@ -144,15 +144,23 @@ def make_cost(name: str, table: Any = None) -> BitsCostModel:
 
 
 def config_cost(model: BitsCostModel, space: BitsSpace, bits: dict[str, str]) -> float:
-    """Cost of one configuration: its candidates' layer costs plus the fixed cost."""
+    """Cost of one configuration: fixed cost plus each layer's cost at its bits.
+
+    The analytic costs (size, BOPs) price any bits; a table-backed cost only the candidates.
+    """
     total = model.fixed_cost(space)
+    per_layer = getattr(model, "layer_cost", None)
+    if per_layer is not None:
+        return float(total + sum(per_layer(lay, Bits.parse(bits[lay.name])) for lay in space.layers()))
     for lay, costs in zip(space.layers(), model.layer_costs(space)):
         total += costs[list(lay.candidates).index(Bits.parse(bits[lay.name]).tag)]
     return float(total)
 
 
-def uniform_cost(model: BitsCostModel, space: BitsSpace, bits: Bits) -> float:
-    """Cost with every layer at ``bits`` computed directly (``bits`` need not be a candidate)."""
-    if isinstance(model, (SizeCost, BopsCost)):
-        return model.fixed_cost(space) + sum(model.layer_cost(lay, bits) for lay in space.layers())
-    raise TypeError("uniform_cost takes the analytic costs (size, bops)")
+def config_figures(space: BitsSpace, bits: dict[str, str]) -> dict[str, float]:
+    """Size (KB), BOPs (G), and how many times smaller than fp32 each is."""
+    size, bops = SizeCost(), BopsCost()
+    fp32 = space.uniform(FP32)
+    s, b = config_cost(size, space, bits), config_cost(bops, space, bits) / 1000
+    s32, b32 = config_cost(size, space, fp32), config_cost(bops, space, fp32) / 1000
+    return {"size_kb": s, "bops_g": b, "compression_x": s32 / s, "bops_reduction_x": b32 / b}

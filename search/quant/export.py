@@ -21,6 +21,7 @@ Layers with a 32-bit side stay float (their other side is still fake-quantized i
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -211,10 +212,13 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], path: 
     if has_quant:
         calibrate(net, calibration if calibration else [torch.randn(input_shape)])
     try:
-        torch.onnx.export(
-            net, (example,), str(path), dynamo=False, opset_version=OPSET,
-            input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )  # fmt: skip
+        with torch.no_grad(), warnings.catch_warnings():
+            # Tracer warnings are about Python floats taken from buffers: constants here, on purpose.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net, (example,), str(path), dynamo=False, opset_version=OPSET,
+                input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )  # fmt: skip
     except Exception as e:  # noqa: BLE001 - the exporter raises many types
         raise ExportError(f"ONNX export failed: {e}") from None
     proto = onnx.load(str(path))

@@ -254,6 +254,7 @@ class QuantSuperNet(nn.Module):
 
     def load_float_state_dict(self, state: dict[str, Tensor]) -> None:
         """Start from a trained float network (the usual way: fine-tune, then search)."""
+        state = float_state(state, self.space)
         mapped = {}
         names = {lay.name for lay in self.space.layers()}
         for k, v in state.items():
@@ -267,6 +268,7 @@ class QuantSuperNet(nn.Module):
 
 def load_float_into_quant(model: nn.Module, state: dict[str, Tensor], space: BitsSpace) -> None:
     """Load a float network's weights into its fixed-bits version (QuantLayer wraps as ``.op``)."""
+    state = float_state(state, space)
     names = {lay.name for lay in space.layers()}
     mapped = {}
     for k, v in state.items():
@@ -276,3 +278,23 @@ def load_float_into_quant(model: nn.Module, state: dict[str, Tensor], space: Bit
     bad = [k for k in missing if ".act." not in k]
     if bad or unexpected:
         raise ValueError(f"float state does not fit the quantized network: missing {bad[:5]}, unexpected {list(unexpected)[:5]}")
+
+
+def float_state(state: dict[str, Tensor], space: BitsSpace) -> dict[str, Tensor]:
+    """A float network's state dict from a float, quantized or super-net one (drops clips and θ)."""
+    out: dict[str, Tensor] = {}
+    names = [lay.name for lay in space.layers()]
+    for k, v in state.items():
+        for name in names:
+            prefix = f"{name}."
+            if not k.startswith(prefix):
+                continue
+            rest = k[len(prefix):]
+            if rest == "theta" or rest.startswith(("act.", "acts.")):
+                k = ""
+            elif rest.startswith("op."):
+                k = prefix + rest[3:]
+            break
+        if k:
+            out[k] = v
+    return out

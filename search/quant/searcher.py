@@ -1,0 +1,282 @@
+"""Mixed-precision search: the architecture search's loop, losses and data, driving the bits super net.
+
+What is shared with ``search.searcher`` (not copied): the configuration and its validation
+(``QuantSearchConfig`` extends ``SearchConfig``), the data split, the per-epoch schedule
+(``train_epoch``: weights on 80 %, θ on 20 % after the warm-up, τ annealing, evaluation), the
+loss forms (FBNet ``CE·α·(log C)^β``, additive, target), checkpoints and resume, ``theta.json``
+and the plots. What is particular: the super net (``QuantSuperNet``: shared float weights, one
+θ per layer over (w, a) pairs), the cost models (size, BOPs, int8 latency), the optional float
+initialisation, and the result — a bit configuration document, kept within a hard budget
+("at most N KB") when the target loss is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search.data import dataset_info, load_dataset
+from search.progress import EpochProgress
+from search.quant.bits import DEFAULT_ACT_BITS, DEFAULT_WEIGHT_BITS, Bits
+from search.quant.cost import BitsCostModel, BopsCost, Int8LatencyCost, SizeCost, config_cost, config_figures
+from search.quant.network import BitsConfig, QuantSuperNet
+from search.quant.space import BitsSpace, get_bits_space
+from search.rundir import RunDir
+from search.searcher import (
+    SearchConfig,
+    SearchConfigError,
+    SearchSetup,
+    _restore,
+    _state,
+    _torch_device,
+    cost_table,
+    default_cost_scale,
+    make_cost_model,
+    theta_document,
+    train_epoch,
+)
+
+QUANT_COSTS: tuple[str, ...] = ("size", "bops", "latency")
+# Fields beyond the architecture search's that must match when resuming.
+_QUANT_RESUME_FIELDS = ("weight_bits", "act_bits", "pins", "init")
+
+
+@dataclass
+class QuantSearchConfig(SearchConfig):
+    """A bits search; the architecture search's options plus the bit sets and a float start."""
+
+    space: str = "resnet20"
+    cost: str = "size"
+    weight_bits: list[int] = field(default_factory=lambda: list(DEFAULT_WEIGHT_BITS))
+    act_bits: list[int] = field(default_factory=lambda: list(DEFAULT_ACT_BITS))
+    pins: dict[str, str] = field(default_factory=dict)  # layer name -> bits fixed, not searched
+    init: str | None = None  # float weights to start from (a quant-train fp32 run, or hwnas train)
+    strict_budget: bool = True  # target loss: the result's cost is at most the target
+
+    def __post_init__(self) -> None:
+        if self.cost not in QUANT_COSTS:
+            raise SearchConfigError(f"--cost must be one of {', '.join(QUANT_COSTS)}, not {self.cost!r}")
+        for b in self.weight_bits:
+            _check(lambda: Bits(int(b), 32), "--weight-bits")
+        for b in self.act_bits:
+            _check(lambda: Bits(32, int(b)), "--act-bits")
+        for name, tag in self.pins.items():
+            _check(lambda: Bits.parse(tag), f"--pin {name}")
+        # The parent validates everything else; it knows latency but not size/bops, which need no table.
+        cost = self.cost
+        self.cost = "latency" if cost == "latency" else "params"
+        try:
+            super().__post_init__()
+        finally:
+            self.cost = cost
+
+
+def _check(fn: Any, what: str) -> None:
+    try:
+        fn()
+    except ValueError as exc:
+        raise SearchConfigError(f"{what}: {exc}") from None
+
+
+def make_quant_cost(config: QuantSearchConfig) -> BitsCostModel:
+    """Size, BOPs, or int8 latency from the configured table (server or file, like the architecture search)."""
+    if config.cost == "size":
+        return SizeCost()
+    if config.cost == "bops":
+        return BopsCost()
+    return Int8LatencyCost(make_cost_model(config).table)
+
+
+def load_float_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A float state dict from a file (a bare state dict, or a checkpoint holding one)."""
+    try:
+        obj: Any = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SearchConfigError(f"--init: weights file {path} not found") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types
+        raise SearchConfigError(f"--init: cannot read {path} ({exc.__class__.__name__})") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "weights"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        raise SearchConfigError(f"--init: {path} holds no state dict")
+    return obj
+
+
+def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> SearchSetup:
+    """Data, bits space, cost table, super net and optimisers — the architecture search's ``SearchSetup``."""
+    train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
+    val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
+    info = dataset_info(train_set)
+    space = get_bits_space(config.space, tuple(info.input_shape), info.num_classes, config.weight_bits, config.act_bits,
+                           config.pins)
+    if cost_model is None:
+        cost_model = make_quant_cost(config)
+    costs = cost_table(cost_model, space, config)
+    if config.loss == "target" and config.strict_budget and config.target is not None and config.target < costs.min_cost():
+        # Fail before training, not after: no configuration could meet this budget.
+        raise SearchConfigError(f"--target {config.target:g} {costs.unit}: the smallest configuration of {space.name} "
+                                f"costs {costs.min_cost():.4g} {costs.unit}")
+    n = len(train_set)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
+    n_w = int(round(config.w_split * n))
+    if n_w < 1 or n - n_w < 1:
+        raise SearchConfigError(f"{n} training images cannot be split {config.w_split:.0%}/{1 - config.w_split:.0%}")
+    device = _torch_device(config.torch_device)
+    torch.manual_seed(config.seed)
+    model = QuantSuperNet(space, mode=config.mode)
+    model.temperature = config.tau(0)
+    if config.init:
+        try:
+            model.load_float_state_dict(load_float_weights(config.init))
+        except ValueError as exc:
+            raise SearchConfigError(f"--init {config.init}: {exc}") from None
+    model = model.to(device)
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum, weight_decay=config.w_wd)
+    t_opt = torch.optim.Adam(model.arch_parameters(), lr=config.theta_lr, weight_decay=config.theta_wd)
+    cost_tensors = model.cost_tensors(costs.layer_costs)
+    uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
+    scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
+    values: dict[str, Any] = {
+        "config": config, "space": space, "info": info, "train_set": train_set, "val_set": val_set,
+        "w_index": perm[:n_w], "theta_index": perm[n_w:], "val_index": torch.arange(len(val_set)), "model": model,
+        "w_optimizer": w_opt, "theta_optimizer": t_opt, "costs": costs, "cost_tensors": cost_tensors,
+        "cost_scale": scale, "reference": config.reference or uniform, "device": device,
+    }
+    names = [f.name for f in dataclasses.fields(SearchSetup)]
+    if "w_scheduler" in names:
+        values["w_scheduler"] = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs)
+    missing = [n for n in names if n not in values]
+    if missing:  # pragma: no cover - only if the architecture search's setup grows a field
+        raise RuntimeError(f"search.searcher.SearchSetup has new fields {missing}; build_quant_setup must supply them")
+    # By field name: the architecture search's setup is the one place that says what an epoch needs.
+    return SearchSetup(**{n: values[n] for n in names})
+
+
+def fit_budget(config: BitsConfig, layer_costs: list[list[float]], fixed: float, budget: float,
+               probabilities: list[list[float]]) -> BitsConfig:
+    """Lower bits until the configuration costs at most ``budget``, giving up the least θ-probability per unit saved."""
+    space = config.space
+    layers = space.layers()
+    choice = [list(lay.candidates).index(config.bits[lay.name]) for lay in layers]
+
+    def total() -> float:
+        return fixed + sum(layer_costs[i][c] for i, c in enumerate(choice))
+
+    while total() > budget + 1e-9:
+        best: tuple[float, int, int] | None = None
+        for i, lay in enumerate(layers):
+            cur_cost, cur_p = layer_costs[i][choice[i]], probabilities[i][choice[i]]
+            for j in range(len(lay.candidates)):
+                saved = cur_cost - layer_costs[i][j]
+                if saved <= 0:
+                    continue
+                lost = math.log(max(cur_p, 1e-12)) - math.log(max(probabilities[i][j], 1e-12))
+                score = lost / saved
+                if best is None or score < best[0]:
+                    best = (score, i, j)
+        if best is None:
+            raise SearchConfigError(f"no configuration of this space fits the budget {budget:g}: the smallest costs {total():.4g}")
+        choice[best[1]] = best[2]
+    return BitsConfig(space, {lay.name: lay.candidates[c] for lay, c in zip(layers, choice)})
+
+
+@dataclass
+class QuantSearchResult:
+    """What a bits search produced (also ``DIR/result.json`` and ``DIR/bits.json``)."""
+
+    out: Path
+    config: BitsConfig
+    cost: float
+    unit: str
+    size_kb: float
+    bops_g: float
+    val_acc: float
+    epochs: int
+    seconds: float
+    history: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "bits": self.config.bits, "cost": self.cost, "unit": self.unit,
+                "size_kb": self.size_kb, "bops_g": self.bops_g, "supernet_val_acc": self.val_acc,
+                "seconds": self.seconds, "bits_document": "bits.json"}
+
+
+def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> QuantSearchResult:
+    """Run (or resume) a bits search into ``config.out``."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    rundir = RunDir(config.out)
+    if rundir.checkpoint.exists() and not config.resume:
+        raise SearchConfigError(f"{rundir.root} already holds a search: pass --resume to continue it, or another --out")
+    if config.resume and not rundir.checkpoint.exists():
+        raise SearchConfigError(f"--resume: no checkpoint in {rundir.root}")
+    setup = build_quant_setup(config, cost_model)
+    start, history = 0, []
+    if config.resume:
+        state = rundir.load_checkpoint(map_location=setup.device)
+        saved = state["config"]
+        diff = [k for k in _QUANT_RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+        if diff:
+            raise SearchConfigError("cannot resume: the checkpoint was made with different " + ", ".join(diff))
+        start, history = _restore(setup, state)
+    rundir.mkdir()
+    rundir.write_json(rundir.config, config.to_dict())
+    rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [list(l.candidates) for l in setup.space.layers()],
+                                     "layers": [l.name for l in setup.space.layers()],
+                                     "cost_scale": setup.cost_scale, "reference": setup.reference})
+    t_start = time.perf_counter() - sum(e["seconds"] for e in history)
+    with EpochProgress(enabled=config.progress and rundir.main, unit=setup.costs.unit) as progress:
+        for epoch in range(start, config.epochs):
+            entry = train_epoch(setup, epoch, progress)
+            history.append(entry)
+            rundir.save_checkpoint(_state(setup, epoch + 1, history))
+            rundir.write_json(rundir.theta, theta_document(setup, history))
+            progress.epoch_done(entry)
+    model: QuantSuperNet = setup.model  # type: ignore[assignment]
+    result_config = model.argmax_config()
+    budgeted = False
+    if config.loss == "target" and config.strict_budget and config.target is not None:
+        fitted = fit_budget(result_config, setup.costs.layer_costs, setup.costs.fixed, config.target,
+                            [p.tolist() for p in model.probabilities()])
+        budgeted = fitted.bits != result_config.bits
+        result_config = fitted
+    cost = config_cost(_CostView(setup.costs), setup.space, result_config.bits)
+    d = config_figures(result_config.space, result_config.bits)
+    result = QuantSearchResult(out=rundir.root, config=result_config, cost=cost, unit=setup.costs.unit,
+                               size_kb=d["size_kb"], bops_g=d["bops_g"], val_acc=history[-1]["val_acc"],
+                               epochs=config.epochs, seconds=time.perf_counter() - t_start, history=history)
+    if rundir.main:
+        meta = {"predicted": {setup.costs.name: cost, "unit": setup.costs.unit, **d},
+                "source": "hwnas quant-search (argmax of θ" + (", lowered to fit the budget)" if budgeted else ")"),
+                "supernet_val_acc": result.val_acc}
+        result_config.save(rundir.root / "bits.json", {"meta": meta})
+        torch.save(model.float_state_dict(), rundir.root / "supernet_float.pt")
+        rundir.write_json(rundir.result, result.summary())
+        if config.plots:
+            from search.plots import plot_search
+
+            plot_search(rundir.root)
+    return result
+
+
+class _CostView:
+    """A cost table seen as a cost model (so ``config_cost`` prices a configuration from it)."""
+
+    def __init__(self, table: Any) -> None:
+        self._t = table
+        self.name, self.unit = table.name, table.unit
+
+    def layer_costs(self, space: BitsSpace) -> list[list[float]]:
+        return self._t.layer_costs
+
+    def fixed_cost(self, space: BitsSpace) -> float:
+        return self._t.fixed
