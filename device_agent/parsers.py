@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass, field
 
 # ---- speed_benchmark_torch ------------------------------------------------------------------
+_NUM = r"(-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
 _OBSERVER = re.compile(r"PyTorchObserver\s*(\{.*\})")
-_TORCH_SUMMARY = re.compile(r"Microseconds per iter:\s*([0-9.eE+-]+)\.?\s+Iters per second:\s*([0-9.eE+-]+)")
+_TORCH_SUMMARY = re.compile(r"Microseconds per iter:\s*" + _NUM + r"\.?\s+Iters per second:\s*" + _NUM)
 
 
 class ParseError(ValueError):
@@ -73,12 +74,12 @@ def parse_speed_benchmark_torch(text: str) -> TorchBenchOutput:
 
 
 # ---- onnxruntime_perf_test ------------------------------------------------------------------
-_ORT_AVG = re.compile(r"Average inference time cost(?: total)?:\s*([0-9.eE+-]+)\s*ms")
-_ORT_LAT = re.compile(r"(Min|Max|P50|P90|P95|P99|P999) Latency:\s*([0-9.eE+-]+)\s*s\b")
+_ORT_AVG = re.compile(r"Average inference time cost(?: total)?:\s*" + _NUM + r"\s*ms")
+_ORT_LAT = re.compile(r"(Min|Max|P50|P90|P95|P99|P999) Latency:\s*" + _NUM + r"\s*s\b")
 _ORT_REQ = re.compile(r"Total inference requests:\s*(\d+)")
-_ORT_TOTAL = re.compile(r"Total inference time cost:\s*([0-9.eE+-]+)\s*s")
-_ORT_FIRST = re.compile(r"First inference time cost:\s*([0-9.eE+-]+)\s*ms")
-_ORT_SESSION = re.compile(r"Session creation time cost:\s*([0-9.eE+-]+)\s*s")
+_ORT_TOTAL = re.compile(r"Total inference time cost:\s*" + _NUM + r"\s*s")
+_ORT_FIRST = re.compile(r"First inference time cost:\s*" + _NUM + r"\s*ms")
+_ORT_SESSION = re.compile(r"Session creation time cost:\s*" + _NUM + r"\s*s")
 _ORT_RUNS = re.compile(r"^Runs:\s*(\d+)", re.M)
 
 
@@ -135,7 +136,7 @@ _PROP = re.compile(r"^\[([^\]]+)\]:\s*\[(.*)\]\s*$")
 
 
 def parse_getprop(text: str) -> dict[str, str]:
-    """``[key]: [value]`` lines of ``getprop`` (multi-line values keep their first line)."""
+    """``[key]: [value]`` lines of ``getprop`` (a rare multi-line value is skipped)."""
     props: dict[str, str] = {}
     for line in text.splitlines():
         m = _PROP.match(line)

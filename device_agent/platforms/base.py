@@ -81,7 +81,8 @@ class Device(ABC):
     def run(self, command: str, timeout_s: float | None = None, check: bool = True) -> CommandResult:
         """Run ``command`` and recover its exit code from an ``echo <marker>$?`` line."""
         marker = new_marker("RC")
-        out = self.shell(f"{command}\necho {marker}$?", timeout_s=timeout_s)
+        # A subshell, so an 'exit' inside the command still reaches the marker line.
+        out = self.shell(f"(\n{command}\n)\necho {marker}$?", timeout_s=timeout_s)
         text, rc = split_exit_code(out, marker)
         if check and rc != 0:
             raise DeviceCommandError(f"command failed on {self.serial} (exit {rc}): {command[:200]}\n{text[-2000:]}",

@@ -84,9 +84,13 @@ class TorchEngine:
     def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None) -> None:
         import torch
 
+        import warnings
+
         torch.set_num_threads(max(1, threads))
         try:
-            self.module = torch.jit.load(str(model), map_location="cpu").eval()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # jit.load: what phones run today
+                self.module = torch.jit.load(str(model), map_location="cpu").eval()
         except Exception:  # noqa: BLE001 - a lite-interpreter-only file
             from torch.jit.mobile import _load_for_lite_interpreter
 

@@ -1,0 +1,111 @@
+"""The host stand-ins take the binaries' flags and print their output; the warm worker gives the same."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device_agent import parsers
+from device_agent.adb.loopback import LoopbackAdbd
+from device_agent.fakephone import load_phone
+from device_agent.models import ModelCache
+from device_agent.platforms.adb import AdbDevice
+from device_agent.standins import onnxruntime_perf_test, speed_benchmark_torch
+from device_agent.standins.worker import write_launcher
+from tests.agent.agent_support import env
+
+KEY = "ir_k3_e1_g1_s1_o8@1x8x28x28"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> ModelCache:
+    return ModelCache(tmp_path_factory.mktemp("standin-models"))
+
+
+def test_onnxruntime_perf_test_output_and_result_file(models: ModelCache, tmp_path: Path) -> None:
+    item = models.item(KEY, "onnxruntime")
+    out = io.StringIO()
+    result = tmp_path / "res.csv"
+    rc = onnxruntime_perf_test.main(["-e", "cpu", "-m", "times", "-r", "7", "-x", "1", "-I", "-s", str(item.model),
+                                     str(result)], out=out)
+    text = out.getvalue()
+    assert rc == 0, text
+    assert text.startswith("Setting intra_op_num_threads to 1\n")
+    summary = parsers.parse_onnxruntime_perf_test(text)
+    assert summary.requests == 7 and set(summary.percentiles_ms) == {"min", "max", "p50", "p90", "p95", "p99", "p999"}
+    runs = parsers.parse_ort_result_csv(result.read_text())
+    assert len(runs) == 1 and len(runs[0]) == 7
+    assert min(runs[0]) == pytest.approx(summary.percentiles_ms["min"], rel=1e-4)
+    # the result file is appended to, like the binary does
+    onnxruntime_perf_test.main(["-m", "times", "-r", "3", "-I", str(item.model), str(result)], out=io.StringIO())
+    assert [len(r) for r in parsers.parse_ort_result_csv(result.read_text())] == [7, 3]
+
+
+def test_onnxruntime_perf_test_errors_like_the_binary(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert onnxruntime_perf_test.main(["-e", "nnapi", "m.onnx"], out=out) == 255
+    assert "nnapi" in out.getvalue()
+    assert onnxruntime_perf_test.main([], out=io.StringIO()) == 255
+    out = io.StringIO()
+    assert onnxruntime_perf_test.main(["-m", "times", "-r", "1", str(tmp_path / "missing.onnx")], out=out) != 0
+
+
+def test_speed_benchmark_torch_output(models: ModelCache) -> None:
+    item = models.item(KEY, "torchscript")
+    out = io.StringIO()
+    rc = speed_benchmark_torch.main([f"--model={item.model}", "--input_dims", "1,8,28,28", "--input_type=float",
+                                     "--warmup=2", "--iter=6", "--report_pep", "true"], out=out)
+    text = out.getvalue()
+    assert rc == 0, text
+    assert text.splitlines()[:3] == ["Starting benchmark.", "Running warmup runs.", "Main runs."]
+    assert text.count('PyTorchObserver {"type": "NET", "unit": "us", "metric": "latency", "value": "') == 6
+    parsed = parsers.parse_speed_benchmark_torch(text)
+    assert len(parsed.samples_ms) == 6 and all(abs(s * 1000 - round(s * 1000)) < 1e-6 for s in parsed.samples_ms)  # whole us
+    assert parsed.mean_ms is not None and parsed.mean_ms > 0
+
+
+def test_speed_benchmark_torch_flag_errors() -> None:
+    out = io.StringIO()
+    assert speed_benchmark_torch.main(["--bogus=1"], out=out) == 1
+    assert "unknown command line flag 'bogus'" in out.getvalue()
+    out = io.StringIO()
+    assert speed_benchmark_torch.main(["--model=x.ptl"], out=out) == 134
+    assert "Input dims must be specified" in out.getvalue()
+
+
+def test_module_entry_point_runs_standalone(models: ModelCache) -> None:
+    item = models.item(KEY, "onnxruntime")
+    r = subprocess.run([sys.executable, "-m", "device_agent.standins.onnxruntime_perf_test", "-m", "times", "-r", "3",
+                        "-I", str(item.model)], capture_output=True, text=True, env=env(), timeout=60)
+    assert r.returncode == 0 and "Total inference requests: 3" in r.stdout
+
+
+def test_launcher_uses_the_warm_worker_and_falls_back_without_it(models: ModelCache, tmp_path: Path) -> None:
+    item = models.item(KEY, "onnxruntime")
+    launcher = write_launcher("onnxruntime_perf_test", tmp_path / "bin")
+    cmd = "cd /data/local/tmp/hwnas && ./bin/onnxruntime_perf_test -m times -r 5 -x 1 -I models/m.onnx"
+    for worker in (True, False):
+        with LoopbackAdbd(tmp_path / f"phone{worker}", load_phone("generic"), worker=worker) as daemon:
+            dev = AdbDevice(daemon.serial)
+            dev.push(launcher, "/data/local/tmp/hwnas/bin/onnxruntime_perf_test")
+            dev.push(item.model, "/data/local/tmp/hwnas/models/m.onnx")
+            if worker:  # the worker imports onnxruntime before it opens its FIFO
+                deadline = time.monotonic() + 30
+                while not (daemon.sandbox.root / ".phone/worker/requests").exists() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            res = dev.run(cmd, timeout_s=60)
+            assert parsers.parse_onnxruntime_perf_test(res.output).requests == 5
+            bad = dev.run(cmd.replace("models/m.onnx", "models/none.onnx"), check=False, timeout_s=60)
+            assert bad.rc == 255  # the exit code travels back through the worker too
+            if worker:
+                start = time.perf_counter()
+                for _ in range(5):
+                    dev.run(cmd)
+                per_call = (time.perf_counter() - start) / 5
+                assert per_call < 0.5, f"worker call took {per_call:.3f} s"
+            dev.close()
