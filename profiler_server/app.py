@@ -15,10 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from profiler_server import __version__
-from profiler_server.api import router
+from profiler_server.api import routers
 from profiler_server.db import make_engine, session_factory
 from profiler_server.errors import ServiceError
-from profiler_server.services.luts import LutCache
+from profiler_server.services.luts import LutCache, TableProbe
 from profiler_server.settings import Settings
 
 
@@ -151,7 +151,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.lut_cache = LutCache()
-    app.include_router(router)
+    app.state.table_probe = TableProbe(engine)
+    for module_router in routers:
+        app.include_router(module_router)
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

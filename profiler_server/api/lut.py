@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from hwnas import schemas
 from profiler_server.api.deps import LutCacheDep, ReaderDep, SessionDep, check_read_token
-from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys, resolve_table
+from profiler_server.errors import BadRequest, field_error
+from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys
 
 router = APIRouter(tags=["latency tables"])
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
@@ -28,27 +27,50 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
+# Declared for the OpenAPI page only: the handler reads them itself (see get_lut).
+_LUT_PARAMS = [
+    {"name": "runtime", "in": "query", "required": False, "schema": {"type": "string"}, "description": "e.g. ort, torchscript"},
+    {"name": "threads", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
+    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}, "description": "or Accept: text/csv"},
+    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag: 304 when unchanged"},
+]
+
+
+def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
+    """runtime, threads and format from the query string, with 422s that name the parameter."""
+    q = request.query_params
+    runtime, threads_text, fmt = q.get("runtime") or None, q.get("threads"), q.get("format")
+    threads: int | None = None
+    if threads_text is not None:
+        if not threads_text.isdigit() or int(threads_text) < 1:
+            raise BadRequest(f"threads must be an integer >= 1, got {threads_text!r}", [field_error("threads", "must be an integer >= 1")])
+        threads = int(threads_text)
+    if fmt not in (None, "json", "csv"):
+        raise BadRequest(f"format must be json or csv, got {fmt!r}", [field_error("format", "must be 'json' or 'csv'")])
+    return runtime, threads, fmt
+
+
 @router.get(
     "/lut/{device}",
     response_model=schemas.Lut,
     responses={200: {"content": {"text/csv": {}}}, 304: {"description": "Not modified (If-None-Match)"}, **ERRORS},
+    openapi_extra={"parameters": _LUT_PARAMS},
 )
-async def get_lut(
-    device: str,
-    request: Request,
-    runtime: str | None = None,
-    threads: Annotated[int | None, Query(ge=1)] = None,
-    format: Literal["json", "csv"] | None = None,
-) -> Response:
-    """The latest valid measurement per key of one (device, runtime, threads) table."""
-    # The hot path of every search job: async, no thread hand-offs, one small query for the
-    # table's version; the table itself is rebuilt (in the thread pool) only when it changed.
+async def get_lut(device: str, request: Request) -> Response:
+    """The latest valid measurement per key of one (device, runtime, threads) table.
+
+    Query: ``runtime``, ``threads`` (needed when the device has several tables), ``format=csv``.
+    """
+    # The hot path of every search job. It is async and declares no query parameters or
+    # dependencies (FastAPI's per-parameter work costs more than the rest of the request):
+    # one precompiled query reads the table's version; the table itself is rebuilt (in the
+    # thread pool) only when that version changed.
+    runtime, threads, fmt = _table_query(request)
     state = request.app.state
     if state.settings.read_requires_token:
         check_read_token(state, request.headers.get("authorization"))
-    with state.engine.connect() as conn:
-        ref = resolve_table(conn, device, runtime, threads)
-    want_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
+    ref = state.table_probe.resolve(device, runtime, threads)
+    want_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
     cache: LutCache = state.lut_cache
     rendered = cache.peek(ref, want_csv) or await run_in_threadpool(_render, state.sessions, cache, ref, want_csv)
     headers = {"ETag": rendered.etag, "Cache-Control": "no-cache", "Vary": "Accept"}

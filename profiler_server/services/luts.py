@@ -15,7 +15,7 @@ import io
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -57,28 +57,60 @@ _TABLES_OF_DEVICE = (
 
 def resolve_table(db: Session | Connection, device: str, runtime: str | None, threads: int | None) -> TableRef:
     """The one table of ``device`` matching ``runtime``/``threads``: 404 if none, 409 if several."""
-    rows = db.execute(_TABLES_OF_DEVICE, {"device": device}).all()
+    rows = [tuple(r) for r in db.execute(_TABLES_OF_DEVICE, {"device": device}).all()]
+    return pick_table(device, rows, runtime, threads)  # type: ignore[arg-type]
+
+
+class TableProbe:
+    """resolve_table through one precompiled DBAPI statement: the per-request cost of GET /lut.
+
+    A plain SQLAlchemy execution costs several times the query itself; this path runs on
+    every table fetch, so it talks to the pooled DBAPI connection directly.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        compiled = _TABLES_OF_DEVICE.compile(dialect=engine.dialect)
+        self._engine = engine
+        self._sql = str(compiled)
+        self._positional = bool(compiled.positional)
+
+    def resolve(self, device: str, runtime: str | None, threads: int | None) -> TableRef:
+        """As resolve_table."""
+        conn = self._engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute(self._sql, (device,) if self._positional else {"device": device})
+            rows = [tuple(r) for r in cur.fetchall()]
+            cur.close()
+        finally:
+            conn.close()  # back to the pool, which rolls the read back
+        return pick_table(device, rows, runtime, threads)
+
+
+def pick_table(device: str, rows: list[tuple[int, str | None, int | None, int | None]], runtime: str | None, threads: int | None) -> TableRef:
+    """Choose among a device's (id, runtime, threads, version) rows; rows empty: unknown device."""
     if not rows:
         raise UnknownDevice(f"unknown device {device!r}", [field_error("device", f"no device named {device!r} is registered")])
-    tables = [r for r in rows if r.runtime is not None]
-    matching = [r for r in tables if (runtime is None or r.runtime == runtime) and (threads is None or r.threads == threads)]
+    tables = [r for r in rows if r[1] is not None]
+    matching = [r for r in tables if (runtime is None or r[1] == runtime) and (threads is None or r[2] == threads)]
     if not matching:
         asked = ", ".join(f"{k}={v}" for k, v in (("runtime", runtime), ("threads", threads)) if v is not None) or "any runtime"
-        have = ", ".join(f"{r.runtime}/{r.threads}" for r in tables) or "none yet"
+        have = ", ".join(f"{r[1]}/{r[2]}" for r in tables) or "none yet"
         raise NoSuchTable(
             f"device {device!r} has no latency table for {asked} (tables: {have})",
             [field_error("runtime" if runtime is not None else "device", f"no table for {asked}")],
         )
     if len(matching) > 1:
-        options = ", ".join(f"runtime={r.runtime}&threads={r.threads}" for r in sorted(matching, key=lambda r: (r.runtime, r.threads)))
+        ordered = sorted(matching, key=lambda r: (str(r[1]), int(r[2] or 0)))
+        options = ", ".join(f"runtime={r[1]}&threads={r[2]}" for r in ordered)
         errors = []
-        if runtime is None and len({r.runtime for r in matching}) > 1:
-            errors.append(field_error("runtime", "ambiguous: one of " + ", ".join(sorted({r.runtime for r in matching}))))
-        if threads is None and len({r.threads for r in matching}) > 1:
-            errors.append(field_error("threads", "ambiguous: one of " + ", ".join(str(t) for t in sorted({r.threads for r in matching}))))
+        if runtime is None and len({r[1] for r in matching}) > 1:
+            errors.append(field_error("runtime", "ambiguous: one of " + ", ".join(sorted({str(r[1]) for r in matching}))))
+        if threads is None and len({r[2] for r in matching}) > 1:
+            errors.append(field_error("threads", "ambiguous: one of " + ", ".join(str(t) for t in sorted({int(r[2] or 0) for r in matching}))))
         raise Conflict(f"device {device!r} has {len(matching)} latency tables; choose one: {options}", errors)
-    r = matching[0]
-    return TableRef(device_id=r.id, device=device, runtime=r.runtime, threads=r.threads, version=r.version)
+    device_id, rt, th, version = matching[0]
+    return TableRef(device_id=device_id, device=device, runtime=str(rt), threads=int(th or 0), version=int(version or 0))
 
 
 def bump_version(session: Session, device_id: int, runtime: str, threads: int) -> None:

@@ -198,3 +198,10 @@ def test_read_requires_token(small_server: LiveServer) -> None:
     with small_server.client("client") as reader:
         assert isinstance(reader.list_devices(), list)
     assert httpx.get(f"{small_server.url}/healthz").status_code == 200  # health stays open
+
+
+def test_bad_lut_query_parameters_name_the_parameter(server: LiveServer, seeded: str) -> None:
+    bad_threads = httpx.get(f"{server.url}/lut/{seeded}", params={"threads": "0"})
+    assert bad_threads.status_code == 422 and bad_threads.json()["errors"][0]["field"] == "threads"
+    bad_format = httpx.get(f"{server.url}/lut/{seeded}", params={"format": "xml"})
+    assert bad_format.status_code == 422 and bad_format.json()["errors"][0]["field"] == "format"
