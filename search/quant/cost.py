@@ -92,6 +92,9 @@ class _RuntimeLayer:
     def spec(self, candidate: str) -> OpSpec:
         return self._layer.spec(runtime_bits(Bits.parse(candidate)))
 
+    def specs(self) -> list[OpSpec]:
+        return [self.spec(c) for c in self.candidates]
+
 
 class _RuntimeSpace:
     def __init__(self, space: BitsSpace) -> None:

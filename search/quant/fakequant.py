@@ -41,11 +41,6 @@ def weight_levels(bits: int) -> int:
     return 1 if bits == 1 else 2 ** (bits - 1) - 1
 
 
-def _round_ste(x: Tensor) -> Tensor:
-    # Forward: round; backward: identity.
-    return x + (torch.round(x) - x).detach()
-
-
 @torch.no_grad()
 def weight_scale(w: Tensor, bits: int) -> Tensor:
     """Per-output-channel scale (shape ``[C_out]``) of a symmetric ``bits``-bit quantizer."""
@@ -75,7 +70,9 @@ def quantize_weight(w: Tensor, bits: int) -> Tensor:
     else:
         lv = weight_levels(bits)
         q = torch.clamp(torch.round(w / scale), -lv, lv) * scale
-    return w + (q - w).detach()
+    # q + (w − w): exactly q in value (x − x is exactly 0 in floating point, while w + (q − w) is
+    # not exactly q), with the identity gradient to w.
+    return q.detach() + (w - w.detach())
 
 
 def weight_integers(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
