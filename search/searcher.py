@@ -89,6 +89,10 @@ class SearchConfig:
     progress: bool = True
     plots: bool = True
     resume: bool = False
+    # device path and distributed search (search/replica.py; docs/distributed.md)
+    amp: str = "off"  # "bf16": forward passes under torch.autocast with bfloat16
+    channels_last: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across processes (GPUs only)
 
     def __post_init__(self) -> None:
         if self.cost not in COSTS:
@@ -251,12 +255,13 @@ class SearchSetup:
     cost_scale: float
     reference: float
     device: torch.device
+    replica: Any = None  # search.replica.Replica: DDP, data shards, AMP (None: plain single process)
 
 
 def _torch_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from search.distributed import local_device
+
+    return local_device(name)  # auto: cuda:LOCAL_RANK when CUDA is available, else cpu
 
 
 def _space_for_data(space_name: str, info: DatasetInfo):
@@ -275,12 +280,15 @@ def _space_for_data(space_name: str, info: DatasetInfo):
 
 def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
     """Load data, build the cost table, the super net and both optimisers (no file I/O)."""
+    from search.distributed import init_from_env, main_then_broadcast
+
+    init_from_env(config.torch_device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPUs)
     train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
     val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
     info = dataset_info(train_set)
     space = _space_for_data(config.space, info)
     if cost_model is None:
-        cost_model = make_cost_model(config)
+        cost_model = main_then_broadcast(lambda: make_cost_model(config))  # rank 0 asks the server, once
     costs = cost_table(cost_model, space, config)
 
     n = len(train_set)
@@ -299,8 +307,15 @@ def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
     scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
     reference = config.reference or uniform
-    return SearchSetup(config, space, info, train_set, val_set, perm[:n_w], perm[n_w:], torch.arange(len(val_set)),
-                       model, w_opt, t_opt, costs, cost_tensors, scale, reference, device)
+    setup = SearchSetup(config, space, info, train_set, val_set, perm[:n_w], perm[n_w:], torch.arange(len(val_set)),
+                        model, w_opt, t_opt, costs, cost_tensors, scale, reference, device)
+    from search.replica import ReplicaConfigError, attach
+
+    try:  # DDP, data shards, AMP, channels_last (search/replica.py); None for a plain single process
+        setup.replica = attach(setup, amp=config.amp, channels_last=config.channels_last, sync_bn=config.sync_bn)
+    except ReplicaConfigError as exc:
+        raise SearchConfigError(str(exc)) from None
+    return setup
 
 
 def _epoch_seed(seed: int, epoch: int, phase: int = 0) -> int:
@@ -310,12 +325,14 @@ def _epoch_seed(seed: int, epoch: int, phase: int = 0) -> int:
 def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
     model = setup.model
     x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
-    logits = model(x)
+    logits = setup.replica.forward(x, optimizer) if setup.replica is not None else model(x)
     ce = nn.functional.cross_entropy(logits, y)
     lat = model.expected_cost(setup.cost_tensors, setup.costs.fixed)
     loss = search_loss(ce, lat, setup.config.loss_config(), cost_scale=setup.cost_scale, reference=setup.reference)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if setup.replica is not None:
+        setup.replica.reduce_gradients(optimizer)  # θ: mean over the ranks (DDP does the weights)
     optimizer.step()
     correct = (logits.detach().argmax(1) == y).sum()
     return {"loss": float(loss.detach()), "ce": float(ce.detach()), "cost": float(lat.detach()),
@@ -329,11 +346,15 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
         p.requires_grad_(False)
     sums = {"loss": 0.0, "ce": 0.0, "cost": 0.0, "correct": 0.0, "n": 0.0}
     batches = 0
+    batch_size, shuffle = setup.config.batch_size, True
+    if setup.replica is not None:  # this rank's shard of the split, already shuffled, and its share of the batch
+        index, batch_size = setup.replica.shard(index, generator)
+        shuffle = False
     try:
         setup.model.train()
         if progress:
-            progress.start(label, num_batches(len(index), setup.config.batch_size, drop_last=True))
-        for x, y in iterate_batches(setup.train_set, index, setup.config.batch_size, shuffle=True, generator=generator,
+            progress.start(label, num_batches(len(index), batch_size, drop_last=True))
+        for x, y in iterate_batches(setup.train_set, index, batch_size, shuffle=shuffle, generator=generator,
                                     workers=setup.config.workers, drop_last=True):
             r = train_step(setup, x, y, optimizer)
             batches += 1
@@ -344,6 +365,8 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
     finally:
         for p in frozen:
             p.requires_grad_(True)
+    if setup.replica is not None:
+        sums = setup.replica.sum_over_ranks(sums)  # the epoch log covers the whole job's images
     n = max(sums["n"], 1.0)
     return {"loss": sums["loss"] / n, "ce": sums["ce"] / n, "acc": sums["correct"] / n, "cost": sums["cost"] / n,
             "batches": batches}
@@ -354,7 +377,9 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
     cfg, model = setup.config, setup.model
     t0 = time.perf_counter()
     model.temperature = cfg.tau(epoch)
-    torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # Gumbel noise of this epoch
+    torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # Gumbel noise of this epoch (the same on every rank)
+    if setup.replica is not None:
+        setup.replica.set_epoch(epoch)
     lr = cfg.w_lr_at(epoch)
     for group in setup.w_optimizer.param_groups:
         group["lr"] = lr
@@ -366,7 +391,10 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
         th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.arch_parameters(),
                     model.weight_parameters(), torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2)),
                     progress, f"epoch {epoch + 1} θ")
-    val_acc = evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, cfg.workers)
+    if setup.replica is not None:  # split over the ranks, after checking θ and taking rank 0's BN statistics
+        val_acc = setup.replica.evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, cfg.workers)
+    else:
+        val_acc = evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, cfg.workers)
     probs = model.probabilities()
     argmax = model.argmax_choices()
     return {
@@ -475,6 +503,9 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
     """Run (or resume) a search into ``config.out``; ``on_epoch_end(epoch, entry)`` runs after each checkpoint."""
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    from search.distributed import init_from_env
+
+    init_from_env(config.torch_device)  # before RunDir, which asks whether this process is rank 0 (the writer)
     rundir = RunDir(config.out)
     if rundir.checkpoint.exists() and not config.resume:
         raise SearchConfigError(f"{rundir.root} already holds a search: pass --resume to continue it, or another --out")
