@@ -151,13 +151,16 @@ def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | Non
         "w_optimizer": w_opt, "theta_optimizer": t_opt, "costs": costs, "cost_tensors": cost_tensors,
         "cost_scale": scale, "reference": config.reference or uniform, "device": device,
     }
-    names = [f.name for f in dataclasses.fields(SearchSetup)]
-    if "w_scheduler" in names:
+    fields = dataclasses.fields(SearchSetup)
+    names = [f.name for f in fields if f.name in values]
+    if "w_scheduler" in {f.name for f in fields}:
         values["w_scheduler"] = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs)
-    missing = [n for n in names if n not in values]
-    if missing:  # pragma: no cover - only if the architecture search's setup grows a field
+        names.append("w_scheduler")
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in values]
+    if missing:  # pragma: no cover - only if the architecture search's setup grows a required field
         raise RuntimeError(f"search.searcher.SearchSetup has new fields {missing}; build_quant_setup must supply them")
-    # By field name: the architecture search's setup is the one place that says what an epoch needs.
+    # Optional fields (e.g. the distributed replica) keep their defaults: a bits search runs in one process.
     return SearchSetup(**{n: values[n] for n in names})
 
 
