@@ -253,6 +253,8 @@ class Agent:
                 log.warning("no empty-model overhead this run: %s", exc.reason)
         canary = items[0] if items else None
         runner = self.runner(runtime, threads)
+        # All files of the job in one go: one MD5 round trip, pushes only what the device lacks.
+        self._with_reconnect(lambda: runner.prepare(items + ([overhead] if overhead else [])), first=True)
         with Progress(f"measuring on {self.name or self.device.serial}", total=len(items)) as bar:
             while not self.stop.is_set() and not (lost is not None and lost.is_set()):
                 pending = [by_key[k] for k in by_key if k not in results and k not in failed]

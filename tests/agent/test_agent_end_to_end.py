@@ -1,0 +1,195 @@
+"""End to end: a job made through the client, ``device-agent run --serial ... --once`` against a
+loopback device subprocess and a live server (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from device_agent.deviceinfo import read_facts
+from device_agent.models import ModelCache
+from device_agent.platforms.adb import AdbDevice
+from hwnas.schemas import JobCreate, JobState
+from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, SLOW_KEYS, agent_cmd, env, free_port, kill, \
+    measurement_counts, start_loopback
+from tests.support.live_server import LiveServer, start_live_server
+
+
+@pytest.fixture
+def server(any_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    srv = start_live_server(any_database_url, tmp_path / "srv")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def phone(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]:
+    port, root = free_port(), tmp_path / "phone"
+    proc = start_loopback(port, root, tmp_path / "loopback.log")
+    holder = {"proc": proc}
+    try:
+        yield port, root, proc
+    finally:
+        kill(holder["proc"], signal.SIGTERM)
+
+
+def _register(srv: LiveServer, serial: str) -> str:
+    dev = AdbDevice(serial)
+    facts = read_facts(dev)
+    dev.close()
+    with srv.client("agent") as c:
+        c.put_device(facts.default_name(), facts.device_info())
+    return facts.default_name()
+
+
+def _agent(srv: LiveServer, port: int, cache: Path, *extra: str) -> list[str]:
+    return agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", srv.url, "--token", srv.agent_token,
+                     "--cache-dir", str(cache), "--once", *extra)
+
+
+def _wait_done(srv: LiveServer, job_id: int, at_least: int, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    with srv.client() as c:
+        while time.monotonic() < deadline:
+            if c.get_job(job_id).done >= at_least:
+                return
+            time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} did not reach {at_least} done keys")
+
+
+def _check_table(srv: LiveServer, name: str, keys: list[str], job_id: int) -> None:
+    with srv.client() as c:
+        job = c.get_job(job_id)
+        assert job.state == JobState.done and job.done == len(keys) and job.pending_keys == []
+        lut = c.get_lut(name, runtime="onnxruntime", threads=1).lut
+    assert lut is not None and set(lut.entries) == set(keys)
+    assert lut.overhead_ms is not None and lut.overhead_ms > 0
+    assert all(0 < e.median_ms < 1000 and e.min_ms is not None and e.min_ms <= e.median_ms for e in lut.entries.values())
+    counts = measurement_counts(srv.database_url, name)
+    assert {k: counts.get(k) for k in keys} == {k: 1 for k in keys}  # every key once: no duplicates
+
+
+def _prebuild(cache_dir: Path, keys: list[str]) -> None:
+    cache = ModelCache(cache_dir)
+    for k in keys:
+        cache.item(k, "onnxruntime")
+    cache.overhead("onnxruntime")
+
+
+def test_run_once_fills_the_table(server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]],
+                                  model_cache_dir: Path) -> None:
+    port, root, _ = phone
+    _prebuild(model_cache_dir, FMNIST_KEYS)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=FMNIST_KEYS))
+    r = subprocess.run(_agent(server, port, model_cache_dir, "--batch-size", "3", *FAST_PROTOCOL),
+                       capture_output=True, text=True, env=env(), timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert f"claimed job {job.id}" in r.stderr and "uploaded" in r.stderr
+    _check_table(server, name, FMNIST_KEYS, job.id)
+    # the models and the stand-in were pushed into the phone's /data/local/tmp/hwnas
+    assert len(list((root / "data/local/tmp/hwnas/models").glob("*.onnx"))) == len(FMNIST_KEYS) + 1
+    with server.client() as c:
+        device = c.get_device(name)
+    assert device.model == "Pixel 7" and device.cpu_max_freqs_khz[-1] == 2850000
+
+
+def test_loopback_device_restarted_mid_job(server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]],
+                                           model_cache_dir: Path, tmp_path: Path) -> None:
+    port, root, proc = phone
+    keys = SLOW_KEYS[:8]
+    _prebuild(model_cache_dir, keys)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    log = open(tmp_path / "agent.log", "w")
+    agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--batch-size", "2", "--warmup", "2",
+                                    "--iterations", "30", "--rounds", "2"),
+                             stdout=log, stderr=subprocess.STDOUT, env=env())
+    try:
+        _wait_done(server, job.id, 2)
+        kill(proc)  # the phone goes away mid-job...
+        time.sleep(1.0)
+        restarted = start_loopback(port, root, tmp_path / "loopback.log")  # ...and comes back
+        try:
+            assert agent.wait(timeout=120) == 0, (tmp_path / "agent.log").read_text()
+        finally:
+            kill(restarted, signal.SIGTERM)
+    finally:
+        kill(agent)
+        log.close()
+    text = (tmp_path / "agent.log").read_text()
+    assert "unreachable" in text and "reconnected" in text
+    _check_table(server, name, keys, job.id)
+
+
+def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
+                                                          phone: tuple[int, Path, subprocess.Popen[bytes]],
+                                                          model_cache_dir: Path, tmp_path: Path) -> None:
+    port, _, _ = phone
+    keys = SLOW_KEYS[:8]
+    _prebuild(model_cache_dir, keys)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    slow = ["--batch-size", "2", "--warmup", "2", "--iterations", "30", "--rounds", "2", "--lease-s", "3"]
+    first = subprocess.Popen(_agent(server, port, model_cache_dir, *slow), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env(), start_new_session=True)
+    try:
+        _wait_done(server, job.id, 2)
+    finally:
+        kill(first)  # no chance to give the job back
+    with server.client() as c:
+        held = c.get_job(job.id)
+        assert held.pending > 0 and held.state == JobState.running and held.lease_expires_at is not None
+        # a second agent finds nothing to claim while the dead agent's lease runs
+        r = subprocess.run(_agent(server, port, model_cache_dir, *slow), capture_output=True, text=True, env=env(),
+                           timeout=120)
+        assert r.returncode == 0 and "claimed job" not in r.stderr
+        while datetime.now(timezone.utc) < held.lease_expires_at:
+            time.sleep(0.2)
+        time.sleep(0.3)
+        r = subprocess.run(_agent(server, port, model_cache_dir, *slow), capture_output=True, text=True, env=env(),
+                           timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert f"claimed job {job.id}: {held.pending} key(s)" in r.stderr
+    _check_table(server, name, keys, job.id)
+
+
+def test_ctrl_c_uploads_and_gives_the_job_back(server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]],
+                                               model_cache_dir: Path, tmp_path: Path) -> None:
+    port, _, _ = phone
+    keys = SLOW_KEYS
+    _prebuild(model_cache_dir, keys)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    log = tmp_path / "agent.log"
+    with open(log, "w") as fh:
+        agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--batch-size", "2", "--warmup", "2",
+                                        "--iterations", "30", "--rounds", "2", "--lease-s", "60"),
+                                 stdout=fh, stderr=subprocess.STDOUT, env=env())
+        try:
+            _wait_done(server, job.id, 2)
+            agent.send_signal(signal.SIGINT)
+            assert agent.wait(timeout=60) == 130
+        finally:
+            kill(agent)
+    text = log.read_text()
+    assert "stopping: finishing the current measurement" in text and f"giving job {job.id} back" in text
+    assert "Traceback" not in text
+    with server.client() as c:
+        after = c.get_job(job.id)
+    # what was measured is stored, the rest waits for the next agent, the lease is free at once
+    assert 2 <= after.done < len(keys) and after.state == JobState.queued
+    counts = measurement_counts(server.database_url, name)
+    assert sum(counts.get(k, 0) for k in keys) == after.done
