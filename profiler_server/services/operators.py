@@ -35,7 +35,8 @@ def ensure_operators(session: Session, keys: Iterable[str]) -> dict[str, int]:
     """Ids of the operators ``keys`` (already validated), creating the missing ones."""
     keys = list(dict.fromkeys(keys))
     found = operator_ids(session, keys)
-    missing = [k for k in keys if k not in found]
+    # Sorted: concurrent batches then insert shared new keys in one order (no PG deadlock).
+    missing = sorted(k for k in keys if k not in found)
     if missing:
         insert_ignore(session, Operator.__table__, [_row(k) for k in missing], ["key"])  # type: ignore[arg-type]
         found.update(operator_ids(session, missing))

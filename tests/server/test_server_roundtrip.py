@@ -34,6 +34,14 @@ def test_device_register_update_list(agent: ProfilerClient, client: ProfilerClie
     assert "no-such-device" in err.value.detail
 
 
+def test_put_device_answers_201_then_200(server: LiveServer) -> None:
+    name = f"dev-{uuid.uuid4().hex[:8]}"
+    auth = {"Authorization": f"Bearer {server.agent_token}"}
+    assert httpx.put(f"{server.url}/devices/{name}", json={"model": "a"}, headers=auth).status_code == 201
+    again = httpx.put(f"{server.url}/devices/{name}", json={"model": "b"}, headers=auth)
+    assert again.status_code == 200 and again.json()["model"] == "b"
+
+
 def test_lut_view_latest_overhead_and_tables(agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
     first = agent.post_measurements(batch(device, [result(key(0), 2.0), result(key(1), 3.0), result(OVERHEAD_KEY, 0.5)], runtime_version="1.16"))
     assert (first.stored, first.duplicates) == (3, 0)
