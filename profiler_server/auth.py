@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from profiler_server.errors import BadRequest, Forbidden, Unauthorized, field_error
+from profiler_server.errors import Forbidden, InvalidInput, Unauthorized, field_error
 from profiler_server.models import ApiToken, Role
 
 TOKEN_PREFIX = "hwnas_"
@@ -22,7 +22,7 @@ def hash_token(token: str) -> str:
 def create_token(session: Session, name: str, role: str) -> str:
     """Store a new token for ``role`` under ``name`` and return it; it is not retrievable later."""
     if role not in {r.value for r in Role}:
-        raise BadRequest(f"unknown role {role!r}", [field_error("role", "must be one of agent, client, admin")])
+        raise InvalidInput(f"unknown role {role!r}", [field_error("role", "must be one of agent, client, admin")])
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
     session.flush()

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(
     name="profiler-server",
@@ -35,6 +40,27 @@ def _database_url(option: str | None) -> str:
     from profiler_server.settings import Settings
 
     return option or Settings().database_url
+
+
+@contextmanager
+def _session(database_url: str | None) -> Iterator["Session"]:
+    """A session on the database that commits on success; database errors end the command in one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from profiler_server.db import make_engine, session_factory
+    from profiler_server.errors import ServiceError
+
+    engine = make_engine(_database_url(database_url))
+    try:
+        with session_factory(engine)() as session:
+            yield session
+            session.commit()
+    except ServiceError as exc:
+        _fail(exc.detail)
+    except SQLAlchemyError as exc:
+        _db_error(exc)
+    finally:
+        engine.dispose()
 
 
 def _db_error(exc: Exception) -> NoReturn:
@@ -97,24 +123,10 @@ def token_create(
 
     Example: profiler-server token create --name pixel7-agent --role agent
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from profiler_server.auth import create_token
-    from profiler_server.db import make_engine, session_factory
-    from profiler_server.errors import ServiceError
 
-    url = _database_url(database_url)
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as session:
-            token = create_token(session, name, role)
-            session.commit()
-    except ServiceError as exc:
-        _fail(exc.detail)
-    except SQLAlchemyError as exc:
-        _db_error(exc)
-    finally:
-        engine.dispose()
+    with _session(database_url) as session:
+        token = create_token(session, name, role)
     typer.echo(token)
     typer.echo(f"token for {name!r} ({role}); it is shown only once", err=True)
 
@@ -128,20 +140,10 @@ def token_revoke(
 
     Example: profiler-server token revoke --name pixel7-agent
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from profiler_server.auth import revoke_tokens
-    from profiler_server.db import make_engine, session_factory
 
-    engine = make_engine(_database_url(database_url))
-    try:
-        with session_factory(engine)() as session:
-            n = revoke_tokens(session, name)
-            session.commit()
-    except SQLAlchemyError as exc:
-        _db_error(exc)
-    finally:
-        engine.dispose()
+    with _session(database_url) as session:
+        n = revoke_tokens(session, name)
     if n == 0:
         _fail(f"no active token named {name!r}")
     typer.echo(f"revoked {n} token(s) named {name!r}")

@@ -20,12 +20,19 @@ def field_error(field: str, reason: str) -> dict[str, str]:
     return {"field": field, "reason": reason}
 
 
-class BadRequest(ServiceError):
+class InvalidInput(ServiceError):
     status = 422
 
 
 class NotFound(ServiceError):
     status = 404
+
+
+class UnknownDevice(NotFound):
+    """No device of that name (``field`` says where the name came from)."""
+
+    def __init__(self, name: str, field: str = "device") -> None:
+        super().__init__(f"unknown device {name!r}", [field_error(field, f"no device named {name!r} is registered")])
 
 
 class Conflict(ServiceError):

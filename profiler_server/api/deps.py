@@ -14,7 +14,6 @@ from profiler_server.auth import authenticate, bearer_token
 from profiler_server.db import write_lock
 from profiler_server.errors import Conflict
 from profiler_server.services.luts import LutCache
-from profiler_server.settings import Settings
 
 T = TypeVar("T")
 WRITE_ATTEMPTS = 3
@@ -29,10 +28,6 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
     finally:
         session.close()
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def get_lut_cache(request: Request) -> LutCache:

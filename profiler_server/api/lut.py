@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hwnas import schemas
 from profiler_server.api.deps import LutCacheDep, ReaderDep, SessionDep, check_read_token
-from profiler_server.errors import BadRequest, field_error
+from profiler_server.errors import InvalidInput, field_error
 from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys
 
 router = APIRouter(tags=["latency tables"])
@@ -43,10 +43,10 @@ def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
     threads: int | None = None
     if threads_text is not None:
         if not threads_text.isdigit() or int(threads_text) < 1:
-            raise BadRequest(f"threads must be an integer >= 1, got {threads_text!r}", [field_error("threads", "must be an integer >= 1")])
+            raise InvalidInput(f"threads must be an integer >= 1, got {threads_text!r}", [field_error("threads", "must be an integer >= 1")])
         threads = int(threads_text)
     if fmt not in (None, "json", "csv"):
-        raise BadRequest(f"format must be json or csv, got {fmt!r}", [field_error("format", "must be 'json' or 'csv'")])
+        raise InvalidInput(f"format must be json or csv, got {fmt!r}", [field_error("format", "must be 'json' or 'csv'")])
     return runtime, threads, fmt
 
 

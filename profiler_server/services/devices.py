@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
-from profiler_server.errors import NotFound, field_error
+from profiler_server.errors import UnknownDevice
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
 from profiler_server.services.sql import insert_ignore
 
@@ -18,7 +18,7 @@ def find_device(session: Session, name: str, field: str = "device") -> Device:
     """The device called ``name``, or a 404 naming it."""
     device = session.scalar(select(Device).where(Device.name == name))
     if device is None:
-        raise NotFound(f"unknown device {name!r}", [field_error(field, f"no device named {name!r} is registered")])
+        raise UnknownDevice(name, field)
     return device
 
 

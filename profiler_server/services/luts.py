@@ -20,15 +20,11 @@ from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
-from profiler_server.errors import Conflict, NotFound, field_error
+from profiler_server.errors import Conflict, NotFound, UnknownDevice, field_error
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
 from profiler_server.services.sql import insert_ignore
 
 CSV_COLUMNS = ("key", "median_ms", "min_ms", "p10_ms", "p90_ms", "std_ms", "n", "measured_at")
-
-
-class UnknownDevice(NotFound):
-    """No device of that name."""
 
 
 class NoSuchTable(NotFound):
@@ -90,7 +86,7 @@ class TableProbe:
 def pick_table(device: str, rows: list[tuple[int, str | None, int | None, int | None]], runtime: str | None, threads: int | None) -> TableRef:
     """Choose among a device's (id, runtime, threads, version) rows; rows empty: unknown device."""
     if not rows:
-        raise UnknownDevice(f"unknown device {device!r}", [field_error("device", f"no device named {device!r} is registered")])
+        raise UnknownDevice(device)
     tables = [r for r in rows if r[1] is not None]
     matching = [r for r in tables if (runtime is None or r[1] == runtime) and (threads is None or r[2] == threads)]
     if not matching:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
-from profiler_server.errors import BadRequest, Conflict, field_error
+from profiler_server.errors import InvalidInput, Conflict, field_error
 from profiler_server.models import Measurement, MeasurementRun, utcnow
 from profiler_server.services import jobs
 from profiler_server.services.devices import find_device
@@ -18,7 +18,7 @@ def _check_repeats(batch: schemas.MeasurementBatch) -> None:
     seen: dict[str, int] = {}
     for i, r in enumerate(batch.results):
         if r.key in seen:
-            raise BadRequest(
+            raise InvalidInput(
                 f"key {r.key!r} appears twice in one batch (results[{seen[r.key]}] and results[{i}])",
                 [field_error(f"results[{i}].key", "repeated in this batch")],
             )
