@@ -32,6 +32,8 @@ Name = Annotated[Optional[str], typer.Option("--name", help="Device name on the 
 Binary = Annotated[Optional[list[Path]], typer.Option(
     "--benchmark-binary", help="Host path of onnxruntime_perf_test / speed_benchmark_torch built for the phone's ABI "
     "(repeat for both). Not needed for the loopback device.")]
+Libs = Annotated[Optional[list[Path]], typer.Option(
+    "--benchmark-lib", help="A shared library the binary needs (e.g. libonnxruntime.so), pushed next to it; repeatable.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 
@@ -98,6 +100,7 @@ def run(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Serve only jobs with this thread count.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Work off the queue for this device, then exit.")] = False,
     benchmark_binary: Binary = None,
+    benchmark_lib: Libs = None,
     runtime_version: Annotated[Optional[str], typer.Option(help="Version of the phone runtime, stored with the table.")] = None,
     lease_s: Annotated[float, typer.Option(min=1.0, help="Job lease in seconds (heartbeated every third).")] = 120.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Operators per batch (one upload, one device command).")] = 16,
@@ -126,7 +129,8 @@ def run(
     runtimes = tuple(check_runtime(r) for r in runtime) if runtime else tuple(RUNTIMES)
     cfg = AgentConfig(name=name, runtimes=runtimes, threads=threads,
                       binaries=_binaries(benchmark_binary, runtimes[0] if len(runtimes) == 1 else None),
-                      runtime_version=runtime_version, lease_s=lease_s, batch_size=batch_size, once=once,
+                      libs=list(benchmark_lib or []), runtime_version=runtime_version, lease_s=lease_s,
+                      batch_size=batch_size, once=once,
                       pin=not no_pin, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
                       cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir)
     from hwnas.client import ProfilerClient
@@ -205,6 +209,7 @@ def profile(
     name: Name = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the results as JSON here.")] = None,
     benchmark_binary: Binary = None,
+    benchmark_lib: Libs = None,
     runtime_version: Annotated[Optional[str], typer.Option(help="Version of the phone runtime.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     warmup: Annotated[int, typer.Option(min=0)] = 10,
@@ -225,7 +230,8 @@ def profile(
     _setup_logging(verbose)
     wanted = read_keys_file(keys)
     check_runtime(runtime)
-    cfg = AgentConfig(name=name, binaries=_binaries(benchmark_binary, runtime), runtime_version=runtime_version,
+    cfg = AgentConfig(name=name, binaries=_binaries(benchmark_binary, runtime), libs=list(benchmark_lib or []),
+                      runtime_version=runtime_version,
                       batch_size=batch_size, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
                       cache_dir=cache_dir)
     stop = _stop_on_signals()

@@ -30,6 +30,7 @@ from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, Measureme
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceUnreachable, ServerError
 from device_agent.models import ModelCache
+from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device
 from device_agent.protocol import BatchOutcome, CoolDown, ProtocolConfig, measure_batch
 from device_agent.runtimes.base import RUNTIMES, Item, Runner, check_runtime
@@ -46,6 +47,7 @@ class AgentConfig:
     runtimes: tuple[str, ...] = tuple(RUNTIMES)  # job runtimes this agent accepts
     threads: int | None = None  # only jobs with this thread count (None: any)
     binaries: dict[str, Path] = field(default_factory=dict)  # runtime -> host path of the phone binary
+    libs: list[Path] = field(default_factory=list)  # shared libraries pushed next to the binaries
     runtime_version: str | None = None
     lease_s: float = 120.0
     batch_size: int = 16
@@ -126,6 +128,8 @@ class Agent:
         self.name: str | None = cfg.name
         self._runners: dict[tuple[str, int], Runner] = {}
         self._skipped_jobs: set[int] = set()
+        self._thermal_source: bool | None = None
+        self.timings: dict[str, float] = {}  # seconds spent staging files / opening sessions
 
     # -- device ------------------------------------------------------------------------------
     def connect(self) -> PhoneFacts:
@@ -174,7 +178,7 @@ class Agent:
 
                 self._runners[key] = BinaryRunner(self.device, runtime, threads, self._binary(runtime), self.facts,
                                                   runtime_version=self._binary_version(runtime), pin=self.cfg.pin,
-                                                  read_timeout_s=self.cfg.read_timeout_s)
+                                                  read_timeout_s=self.cfg.read_timeout_s, libs=self.cfg.libs)
         return self._runners[key]
 
     def _binary(self, runtime: str) -> Path:
@@ -215,8 +219,15 @@ class Agent:
     def measure(self, items: Sequence[Item], runner: Runner, canary: Item | None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[BatchOutcome, dict[str, Any]]:
         """One batch: cool down if hot, make sure files are there, measure with the protocol."""
-        waited, thermal = self.cfg.cooldown.wait(lambda: read_thermal(self.device), self.stop)
+        if self._thermal_source is False:
+            waited, thermal = 0.0, ThermalState(None, {})
+        else:
+            waited, thermal = self.cfg.cooldown.wait(lambda: read_thermal(self.device), self.stop)
+            # A host without thermal sensors (a VM) never gets any: stop asking every batch.
+            self._thermal_source = thermal.status is not None or bool(thermal.temperatures_c)
+        start = time.perf_counter()
         runner.prepare(list(items) + ([canary] if canary else []))
+        self.timings["prepare_s"] = self.timings.get("prepare_s", 0.0) + time.perf_counter() - start
         outcome = measure_batch(runner, items, self.cfg.protocol, canary, self.stop, progress)
         state: dict[str, Any] = {
             "thermal_before": {"status": thermal.status, "temperatures_c": thermal.temperatures_c},
@@ -251,10 +262,14 @@ class Agent:
                 overhead = self.cache.overhead(runtime)
             except BenchmarkError as exc:
                 log.warning("no empty-model overhead this run: %s", exc.reason)
-        canary = items[0] if items else None
+        # The canary: the job's biggest model (a tiny operator's few microseconds are mostly
+        # timer and cache noise, which would read as drift).
+        canary = max(items, key=lambda it: (it.model.stat().st_size, it.key)) if items else None
         runner = self.runner(runtime, threads)
         # All files of the job in one go: one MD5 round trip, pushes only what the device lacks.
-        self._with_reconnect(lambda: runner.prepare(items + ([overhead] if overhead else [])), first=True)
+        start = time.perf_counter()
+        self._with_reconnect(lambda: runner.stage(items + ([overhead] if overhead else [])), first=True)
+        self.timings["stage_s"] = self.timings.get("stage_s", 0.0) + time.perf_counter() - start
         with Progress(f"measuring on {self.name or self.device.serial}", total=len(items)) as bar:
             while not self.stop.is_set() and not (lost is not None and lost.is_set()):
                 pending = [by_key[k] for k in by_key if k not in results and k not in failed]

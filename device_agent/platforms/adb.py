@@ -69,12 +69,12 @@ class AdbDevice(Device):
 
         if self._tcp is not None:
             return _AdbDevice(transport=_tcp_transport_class()(*self._tcp))
-        try:
-            from adb_shell.adb_device import AdbDeviceUsb
-        except ImportError:  # pragma: no cover - depends on the optional extra
-            raise ConfigError("USB serials need the usb extra: pip install 'adb-shell[usb]' "
-                              "(or use adb tcpip and --serial host:port)") from None
-        return AdbDeviceUsb(serial=self.serial)
+        from adb_shell import adb_device
+
+        if getattr(adb_device, "UsbTransport", None) is None:  # adb-shell without its usb extra
+            raise ConfigError(f"{self.serial!r} is a USB serial and USB needs: pip install 'adb-shell[usb]' "
+                              "(or use adb tcpip and --serial host:port)")
+        return adb_device.AdbDeviceUsb(serial=self.serial)
 
     def connect(self) -> None:
         if self._dev is not None and self._dev.available:

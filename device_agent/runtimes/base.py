@@ -66,6 +66,9 @@ class Runner(ABC):
             progress: ProgressFn | None = None) -> list[BurstResult]:
         """Measure ``bursts`` in order; stop early (returning the finished ones) when ``stop`` is set."""
 
+    def stage(self, items: Sequence[Item]) -> None:
+        """Put the files of ``items`` where they will run (a device pushes them); nothing to do in-process."""
+
     def state(self) -> dict[str, object]:
         """How this runner measures (pinning, binary...), stored with every batch."""
         return {}

@@ -59,7 +59,8 @@ class BinaryRunner(Runner):
     where = "device"
 
     def __init__(self, device: Device, runtime: str, threads: int, binary: Path, facts: PhoneFacts | None = None,
-                 runtime_version: str | None = None, pin: bool = True, read_timeout_s: float = 120.0) -> None:
+                 runtime_version: str | None = None, pin: bool = True, read_timeout_s: float = 120.0,
+                 libs: Sequence[Path] = ()) -> None:
         self.device = device
         self.runtime = check_runtime(runtime)
         self.threads = threads
@@ -68,6 +69,10 @@ class BinaryRunner(Runner):
         if not self.binary.is_file():
             raise ConfigError(f"benchmark binary {self.binary} not found")
         self.runtime_version = runtime_version
+        self.libs = [Path(p) for p in libs]  # shared libraries the binary needs, pushed next to it
+        for lib in self.libs:
+            if not lib.is_file():
+                raise ConfigError(f"benchmark library {lib} not found")
         self.mask = facts.taskset_mask(threads) if (facts is not None and pin) else None
         self.read_timeout_s = read_timeout_s
         self._ready: set[str] = set()
@@ -84,6 +89,7 @@ class BinaryRunner(Runner):
     def prepare(self, items: Sequence[Item]) -> None:
         """Push the binary and the models the device does not have yet (same MD5 → skipped)."""
         files = {self.remote_binary: self.binary}
+        files.update({f"bin/{lib.name}": lib for lib in self.libs})
         files.update({self.remote_model(it): it.model for it in items})
         wanted = {k: v for k, v in files.items() if k not in self._ready}
         if not wanted:
@@ -99,6 +105,9 @@ class BinaryRunner(Runner):
             log.info("pushed %d file(s) to %s:%s", len(pushed), self.device.serial, self.device.workdir)
         self._ready.update(wanted)
 
+    def stage(self, items: Sequence[Item]) -> None:
+        self.prepare(items)
+
     def forget_files(self) -> None:
         """After a reconnect: check the device's files again before trusting them."""
         self._ready.clear()
@@ -107,7 +116,7 @@ class BinaryRunner(Runner):
     def _command(self, burst: Burst, index: int) -> str:
         item = burst.item
         model = shlex.quote(self.remote_model(item))
-        prefix = f"OMP_NUM_THREADS={self.threads} "
+        prefix = f"LD_LIBRARY_PATH=bin OMP_NUM_THREADS={self.threads} "
         if self.mask and self._has_taskset:
             prefix += f"taskset {self.mask} "
         if self.runtime == "torchscript":

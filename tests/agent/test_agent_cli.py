@@ -34,6 +34,8 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert r.returncode == 3 and "cannot connect to 127.0.0.1" in r.stderr and "Traceback" not in r.stderr
     r = _run("profile", "--local", "--keys", str(tmp_path / "missing.txt"))
     assert r.returncode == 2 and "cannot read keys file" in r.stderr
+    r = _run("info", "--serial", "R58N12ABCDE")  # a USB serial, adb-shell installed without its usb extra
+    assert r.returncode in (2, 3) and ("adb-shell[usb]" in r.stderr or "cannot connect" in r.stderr)
 
 
 def test_info_against_the_loopback_device(loopback: LoopbackAdbd) -> None:

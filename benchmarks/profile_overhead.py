@@ -1,0 +1,199 @@
+"""How much time does building a latency table cost beyond the measuring itself?
+
+Builds the table of every distinct operator key of the small Fashion-MNIST space
+(``fbnet-fmnist``) with the device agent's protocol (defaults: 10 warm-up + 50 timed runs in
+5 shuffled interleaved rounds, canary, CV re-measure, empty-model overhead):
+
+(a) ``--local``: in-process ONNX Runtime with pre-bound inputs (the agent's LocalRunner);
+(b) through a loopback ADB device in a separate process: models and the stand-in
+    ``onnxruntime_perf_test`` pushed over real ADB, one shell invocation per batch.
+
+Figures:
+* ``local_overhead_ratio`` / ``adb_overhead_ratio`` = wall time of the build divided by
+  Σ over keys of (iterations + warm-up) × that key's median: the time the measuring itself
+  needs. Models are exported before the clock starts (they are cached by key on the host;
+  the export time is reported apart), no server upload.
+* ``repeatability``: median over keys of |Δ| / value between two local builds of the
+  table (value = ``min_ms``, the burst-minimum estimator the table is built on); the same
+  for the median and for the ADB path are reported beside it.
+
+Context figures (not targets): the per-model setup the ratio contains (``*_setup_s``: ONNX
+Runtime sessions locally, the MD5 check of the pushed files on the device), the ratio
+without it, the cost of one device burst (one binary call through ADB), and the same
+ratios for 16 operators of the 224x224 FBNet space (``*_fbnet224``), whose operators take
+0.1-5 ms instead of microseconds.
+
+    python benchmarks/profile_overhead.py            # all keys
+    python benchmarks/profile_overhead.py --quick    # 24 keys
+
+Writes benchmarks/results/profile_overhead.json and prints a one-line summary last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = HERE / "results" / "profile_overhead.json"
+TARGETS = {"local_overhead_ratio": "<= 1.5", "adb_overhead_ratio": "<= 2", "repeatability": "<= 0.03"}
+
+
+def space_keys(space_name: str, quick: bool, limit: int | None = None) -> list[str]:
+    from search.space import get_space
+
+    space = get_space(space_name)
+    keys = sorted({layer.spec(c).key for layer in space.layers() for c in layer.candidates}
+                  | {s.key for s in space.fixed_specs()})
+    if limit is not None:
+        step = max(1, len(keys) // limit)
+        return keys[::step][:limit]
+    return keys[::4][:24] if quick else keys
+
+
+def build(device: Any, keys: list[str], cache_dir: Path, local: bool, protocol: Any) -> tuple[float, dict[str, Any], Any]:
+    """One table build; returns (wall seconds, results by key, agent)."""
+    from device_agent.jobloop import Agent, AgentConfig
+
+    agent = Agent(device, AgentConfig(cache_dir=cache_dir, protocol=protocol), local=local)
+    agent.connect()
+    agent.runner("onnxruntime", 1)  # imports the runtime before the clock starts
+    start = time.perf_counter()
+    results = agent.measure_keys(keys, "onnxruntime", 1, upload=False)
+    wall = time.perf_counter() - start
+    agent.close()
+    return wall, results, agent
+
+
+def ideal_s(results: dict[str, Any], protocol: Any) -> float:
+    return sum((protocol.iterations + protocol.warmup) * r.median_ms for r in results.values()) / 1000.0
+
+
+def rel_delta(a: dict[str, Any], b: dict[str, Any], field: str) -> float:
+    common = [k for k in a if k in b and not k.startswith("__")]
+    return statistics.median(abs(getattr(a[k], field) - getattr(b[k], field)) / getattr(a[k], field) for k in common)
+
+
+def wait_port(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("loopback device did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="24 keys instead of all")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    from device_agent.models import ModelCache
+    from device_agent.platforms.adb import AdbDevice
+    from device_agent.platforms.local import LocalDevice
+    from device_agent.protocol import ProtocolConfig
+
+    protocol = ProtocolConfig()
+    work = Path(tempfile.mkdtemp(prefix="hwnas-profile-overhead-"))
+    cache_dir = work / "models"
+    cache = ModelCache(cache_dir)
+    keys = space_keys("fbnet-fmnist", args.quick)
+    keys224 = space_keys("fbnet", args.quick, limit=8 if args.quick else 16)
+    t0 = time.perf_counter()
+    for k in keys + keys224:
+        cache.item(k, "onnxruntime")
+    cache.overhead("onnxruntime")
+    export_s = time.perf_counter() - t0
+
+    figures: dict[str, Any] = {"keys": len(keys), "export_s": round(export_s, 2),
+                               "protocol": {"warmup": protocol.warmup, "iterations": protocol.iterations,
+                                            "rounds": protocol.rounds, "canary_every": protocol.canary_every}}
+    try:
+        figures["load_average_start"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+
+    def local_build(ks: list[str]) -> tuple[float, dict[str, Any], Any]:
+        return build(LocalDevice(work / "local-device"), ks, cache_dir, True, protocol)
+
+    # (a) local, twice
+    wall_a, res_a, agent_a = local_build(keys)
+    wall_a2, res_a2, _ = local_build(keys)
+    ideal_a = ideal_s(res_a, protocol)
+    setup_a = agent_a.timings.get("prepare_s", 0.0) + agent_a.timings.get("stage_s", 0.0)
+    figures.update({
+        "local_wall_s": round(wall_a, 3), "local_ideal_s": round(ideal_a, 3),
+        "local_overhead_ratio": round(wall_a / ideal_a, 3),
+        "local_overhead_ratio_second_build": round(wall_a2 / ideal_s(res_a2, protocol), 3),
+        "local_setup_s": round(setup_a, 3),
+        "local_overhead_ratio_without_setup": round((wall_a - setup_a) / ideal_a, 3),
+        "median_key_ms": round(statistics.median(r.median_ms for r in res_a.values()), 5),
+        "repeatability": round(rel_delta(res_a, res_a2, "min_ms"), 4),
+        "repeatability_median_ms": round(rel_delta(res_a, res_a2, "median_ms"), 4),
+    })
+    wall_c, res_c, _ = local_build(keys224)
+    figures["local_overhead_ratio_fbnet224"] = round(wall_c / ideal_s(res_c, protocol), 3)
+    figures["median_key_ms_fbnet224"] = round(statistics.median(r.median_ms for r in res_c.values()), 4)
+
+    # (b) through a loopback ADB device in its own process
+    from tests.agent.agent_support import agent_cmd, env, free_port
+
+    port = free_port()
+    proc = subprocess.Popen(agent_cmd("loopback-device", "--port", str(port), "--root", str(work / "phone")),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), start_new_session=True)
+    try:
+        wait_port(port)
+        time.sleep(3.0)  # let the stand-in worker import onnxruntime
+        serial = f"127.0.0.1:{port}"
+        wall_b0, _, _ = build(AdbDevice(serial), keys + keys224, cache_dir, False, protocol)  # pushes the files
+        wall_b, res_b, agent_b = build(AdbDevice(serial), keys, cache_dir, False, protocol)
+        wall_d, res_d, _ = build(AdbDevice(serial), keys224, cache_dir, False, protocol)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    ideal_b = ideal_s(res_b, protocol)
+    setup_b = agent_b.timings.get("prepare_s", 0.0) + agent_b.timings.get("stage_s", 0.0)
+    bursts = (len(keys) + 1) * protocol.rounds
+    figures.update({
+        "adb_wall_s": round(wall_b, 3), "adb_ideal_s": round(ideal_b, 3),
+        "adb_overhead_ratio": round(wall_b / ideal_b, 3),
+        "adb_setup_s": round(setup_b, 3),
+        "adb_overhead_ratio_without_setup": round((wall_b - setup_b) / ideal_b, 3),
+        "adb_first_build_wall_s": round(wall_b0, 3),
+        "adb_ms_per_burst": round((wall_b - setup_b) * 1000 / bursts, 3),
+        "adb_repeatability_vs_local": round(rel_delta(res_a, res_b, "min_ms"), 4),
+        "adb_overhead_ratio_fbnet224": round(wall_d / ideal_s(res_d, protocol), 3),
+    })
+    met = {
+        "local_overhead_ratio": figures["local_overhead_ratio"] <= 1.5,
+        "adb_overhead_ratio": figures["adb_overhead_ratio"] <= 2.0,
+        "repeatability": figures["repeatability"] <= 0.03,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
+    print(f"profile_overhead: {len(keys)} fbnet-fmnist keys, median {figures['median_key_ms']} ms: "
+          f"local {figures['local_overhead_ratio']}x (target <= 1.5), adb {figures['adb_overhead_ratio']}x "
+          f"(target <= 2), repeatability {figures['repeatability']} (target <= 0.03); fbnet224 context: "
+          f"local {figures['local_overhead_ratio_fbnet224']}x, adb {figures['adb_overhead_ratio_fbnet224']}x; met: "
+          + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in met.items()))
+
+
+if __name__ == "__main__":
+    main()
