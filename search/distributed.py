@@ -128,15 +128,25 @@ def init_from_env(torch_device: str = "auto", timeout_s: float | None = None) ->
         torch.cuda.set_device(device)
         kwargs["device_id"] = device  # NCCL: bind the communicator to this GPU now, not lazily
     dist.init_process_group(**kwargs)
-    atexit.register(shutdown)
+    atexit.register(shutdown, wait=False)
     return dist.get_world_size() > 1
 
 
-def shutdown() -> None:
-    """Leave the process group (called at exit; harmless when not initialised)."""
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group (harmless when not initialised); ``wait``: all ranks leave together.
+
+    Call it with ``wait`` at the normal end of a run: the barrier keeps rank 0 — which hosts the
+    rendezvous store — alive until every rank is done, so no rank tears down connections another
+    still uses. At exit (``atexit``) it runs without waiting: a rank that fails mid-epoch must not
+    block in a barrier its peers never reach; torchrun then stops the others.
+    """
     dist = _dist()
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if wait:
+                barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _device_kwargs() -> dict[str, Any]:

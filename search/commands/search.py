@@ -58,17 +58,26 @@ def register(app: typer.Typer) -> None:
         samples: int = typer.Option(6, "--samples", min=0, help="After the search, sample K architectures plus the argmax (0: skip)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the search in --out from its last checkpoint."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torchrun: gloo on CPU, one GPU "
+                                  "each with NCCL); --batch-size is the batch of the whole job. docs/distributed.md"),
+        amp: str = typer.Option("off", "--amp", help="off or bf16: forward passes under autocast with bfloat16 (GPUs)."),
+        channels_last: bool = typer.Option(False, "--channels-last", help="NHWC weights and inputs (faster on GPUs)."),
+        sync_bn: bool = typer.Option(False, "--sync-bn", help="Several processes: BatchNorm statistics of the whole "
+                                     "batch (SyncBatchNorm, GPUs only)."),
     ) -> None:
         """Run the FBNet differentiable architecture search of a space on a data set.
 
         Examples: `hwnas search --space fbnet-fmnist --data fashion-mnist --cost flops --epochs 10 --out runs/flops` ·
         `hwnas search --cost latency --server http://127.0.0.1:8000 --device host-cpu --runtime onnxruntime --threads 1
-        --mode hard --out runs/lat` · `hwnas search --out runs/lat --resume`
+        --mode hard --out runs/lat` · `hwnas search --out runs/lat --resume` ·
+        `hwnas search --nproc 2 --batch-size 256 --out runs/ddp` (or `torchrun --nproc-per-node 8 -m search search ...`)
         """
+        from search.distributed import init_from_env, is_main, main_then_broadcast, shutdown
+        from search.launch import distributed_errors, launch_local, preflight
         from search.searcher import SearchConfig, run_search
 
         cost = cost or ("latency" if (lut or (server and device)) else "flops")
-        with dnas_errors():
+        with dnas_errors(), distributed_errors():
             kw = dict(
                 out=str(out), space=_space_arg(space), data=_data_arg(data), cost=cost, server=server, device=device,
                 runtime=runtime, threads=threads, token=token, lut=str(lut) if lut else None,
@@ -77,12 +86,20 @@ def register(app: typer.Typer) -> None:
                 loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, cost_scale=cost_scale, subset=subset,
                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
                 num_threads=torch_threads, workers=workers, progress=progress, resume=resume,
+                amp=amp, channels_last=channels_last, sync_bn=sync_bn,
             )
             if resume and (out / "config.json").is_file():
                 kw = _resume_arguments(ctx, out, kw)
             config = SearchConfig(**kw)
-            cost_model = _cost_model(config, create_job, wait_timeout)
+            if nproc > 1:  # the same command under torchrun (search/launch.py)
+                preflight(config, nproc)
+                raise typer.Exit(launch_local(ctx, nproc, torch_threads))
+            init_from_env(config.torch_device)  # under torchrun: join the group; rank 0 alone fetches and writes
+            cost_model = main_then_broadcast(lambda: _cost_model(config, create_job, wait_timeout))
             result = _run_with_jobs(config, cost_model, create_job, wait_timeout, run_search)
+            if not is_main():
+                shutdown()
+                return
             typer.echo(f"search done in {result.seconds:.0f} s: super-net val acc {result.val_acc:.4f}")
             typer.echo(f"argmax architecture ({result.argmax_cost:.4g} {result.unit} predicted): {' '.join(result.argmax)}")
             typer.echo(f"  {out / 'argmax.json'}")
@@ -94,6 +111,7 @@ def register(app: typer.Typer) -> None:
                 plot_search(out)
                 typer.echo(f"{len(ranked)} samples ranked by predicted {result.unit} in {out / 'samples'}")
             typer.echo(f"plots in {out / 'plots'}")
+            shutdown()
 
 
 # CLI parameter name -> SearchConfig field, where they differ.
@@ -147,20 +165,24 @@ def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: fl
     try:
         return run_search(config, cost_model=cost_model)
     except MissingEntriesError as exc:
-        typer.echo(f"error: {len(exc.keys)} operator(s) of the space missing from the latency table"
-                   f"{' of ' + exc.table if exc.table else ''}:", err=True)
-        for key in exc.keys[:50]:
-            typer.echo(f"  {key}", err=True)
-        if len(exc.keys) > 50:
-            typer.echo(f"  … and {len(exc.keys) - 50} more (`hwnas lut keys --space {config.space}` lists all)", err=True)
+        from search.distributed import is_main, main_then_broadcast
+
+        if is_main():  # under torchrun every rank has the same table: rank 0 alone reports, asks and runs the job
+            typer.echo(f"error: {len(exc.keys)} operator(s) of the space missing from the latency table"
+                       f"{' of ' + exc.table if exc.table else ''}:", err=True)
+            for key in exc.keys[:50]:
+                typer.echo(f"  {key}", err=True)
+            if len(exc.keys) > 50:
+                typer.echo(f"  … and {len(exc.keys) - 50} more (`hwnas lut keys --space {config.space}` lists all)", err=True)
         from search.commands._table import decide_job, run_job
 
-        if config.lut or not config.server or not decide_job(create_job, len(exc.keys)):
-            if config.server and not config.lut:
+        if not main_then_broadcast(lambda: bool(config.server and not config.lut and decide_job(create_job, len(exc.keys)))):
+            if config.server and not config.lut and is_main():
                 typer.echo("rerun with --create-job to have a device agent measure them", err=True)
             raise typer.Exit(1) from None
-        run_job(config.server, config.token, cost_model.table, exc.keys, config.runtime, config.threads, wait_timeout)
-        return run_search(config, cost_model=_cost_model(config, False, wait_timeout))
+        main_then_broadcast(lambda: run_job(config.server, config.token, cost_model.table, exc.keys, config.runtime,
+                                            config.threads, wait_timeout))
+        return run_search(config, cost_model=main_then_broadcast(lambda: _cost_model(config, False, wait_timeout)))
 
 
 __all__ = ["register", "fail"]

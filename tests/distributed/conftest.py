@@ -1,0 +1,64 @@
+"""Distributed-search tests: real torchrun launches of 2 gloo processes on CPU, one thread each, tiny subsets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("worker.py")
+LAUNCH_TIMEOUT_S = 120
+
+# 3 searchable layers × 3 candidates at 14×14 and 7×7: an epoch on 1,200 images takes about a second.
+TINY_SPACE = """\
+name: tiny-ddp
+input_shape: [1, 28, 28]
+classes: 10
+candidates: [ir_k3_e1, ir_k3_e3, skip]
+stem: {op: conv_k3, channels: 8, stride: 2}
+stages:
+  - {channels: 8, repeats: 1, stride: 1}
+  - {channels: 16, repeats: 2, stride: 2}
+head: {op: conv_k1, channels: 32}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_space(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def worker_env() -> dict[str, str]:
+    """One thread per process (the machine is shared) and this checkout on the path."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)  # a test run under torchrun must not leak its own group into the children
+    return env
+
+
+def torchrun(script_args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node N tests/distributed/worker.py ARGS``; fails the test on a non-zero exit."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(WORKER),
+           *script_args]
+    proc = subprocess.run(cmd, env=worker_env(), cwd=ROOT, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert proc.returncode == 0, f"torchrun exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def hwnas(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``python -m search ARGS`` as a user runs it (so ``--nproc`` really starts torchrun)."""
+    return subprocess.run([sys.executable, "-m", "search", *args], env=worker_env(), cwd=ROOT, capture_output=True,
+                          text=True, timeout=LAUNCH_TIMEOUT_S)
