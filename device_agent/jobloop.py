@@ -262,9 +262,7 @@ class Agent:
                 overhead = self.cache.overhead(runtime)
             except BenchmarkError as exc:
                 log.warning("no empty-model overhead this run: %s", exc.reason)
-        # The canary: the job's biggest model (a tiny operator's few microseconds are mostly
-        # timer and cache noise, which would read as drift).
-        canary = max(items, key=lambda it: (it.model.stat().st_size, it.key)) if items else None
+        canary = pick_canary(items)
         runner = self.runner(runtime, threads)
         # All files of the job in one go: one MD5 round trip, pushes only what the device lacks.
         start = time.perf_counter()
@@ -436,6 +434,18 @@ class Agent:
         for runner in self._runners.values():
             runner.close()
         self.device.close()
+
+
+def pick_canary(items: Sequence[Item]) -> Item | None:
+    """The job's canary: the item of median model size, a typical operator.
+
+    Not the smallest (a few microseconds are mostly timer and cache noise, which reads as
+    drift) and not the biggest (measured every few operators, it would cost the most).
+    """
+    if not items:
+        return None
+    ordered = sorted(items, key=lambda it: (it.model.stat().st_size, it.key))
+    return ordered[len(ordered) // 2]
 
 
 def results_table(results: dict[str, MeasurementResult]) -> list[dict[str, Any]]:

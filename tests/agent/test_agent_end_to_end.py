@@ -193,3 +193,23 @@ def test_ctrl_c_uploads_and_gives_the_job_back(server: LiveServer, phone: tuple[
     assert 2 <= after.done < len(keys) and after.state == JobState.queued
     counts = measurement_counts(server.database_url, name)
     assert sum(counts.get(k, 0) for k in keys) == after.done
+
+
+def test_run_local_measures_on_this_host(server: LiveServer, model_cache_dir: Path) -> None:
+    from device_agent.platforms.local import LocalDevice
+
+    _prebuild(model_cache_dir, FMNIST_KEYS[:4])
+    facts = read_facts(LocalDevice())
+    name = facts.default_name()
+    with server.client("agent") as c:
+        c.put_device(name, facts.device_info())
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=FMNIST_KEYS[:4]))
+    r = subprocess.run(agent_cmd("run", "--local", "--server", server.url, "--token", server.agent_token,
+                                 "--cache-dir", str(model_cache_dir), "--once", *FAST_PROTOCOL),
+                       capture_output=True, text=True, env=env(), timeout=180)
+    assert r.returncode == 0, r.stderr
+    _check_table(server, name, FMNIST_KEYS[:4], job.id)
+    with server.client() as c:
+        lut = c.get_lut(name).lut
+    assert lut is not None and lut.runtime_version and "loopback" not in lut.runtime_version
