@@ -391,6 +391,10 @@ class Agent:
                 self.give_back(job.id)
                 self._skipped_jobs.add(job.id)
                 return False
+            except AgentError as exc:
+                log.error("giving job %d back: %s", job.id, exc)
+                self.give_back(job.id)
+                raise
         if hb.lost.is_set():
             return False
         if self.stop.is_set():
@@ -407,8 +411,18 @@ class Agent:
         if sent:
             log.info("uploaded %d spooled batch(es)", sent)
         done = 0
+        backoff = self.cfg.poll_s
         while not self.stop.is_set():
-            job = client.claim_job(JobClaim(device=self.name, agent=self.agent_id, lease_s=self.cfg.lease_s))
+            try:
+                job = client.claim_job(JobClaim(device=self.name, agent=self.agent_id, lease_s=self.cfg.lease_s))
+            except ServerUnreachable as exc:
+                if self.cfg.once:
+                    raise
+                log.warning("server unreachable (%s); trying again in %.0f s", exc, backoff)
+                self.stop.wait(backoff)
+                backoff = min(60.0, backoff * 2)
+                continue
+            backoff = self.cfg.poll_s
             unfit = job is not None and (job.runtime not in self.cfg.runtimes
                                          or (self.cfg.threads is not None and job.threads != self.cfg.threads))
             if job is not None and (job.id in self._skipped_jobs or unfit):
