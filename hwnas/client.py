@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel
 
 from hwnas.schemas import (
+    Calibration,
     Device,
     DeviceInfo,
     Health,
@@ -31,9 +32,12 @@ from hwnas.schemas import (
     JobHeartbeat,
     Lut,
     LutQuery,
+    LutCalibration,
     LutQueryResult,
     MeasurementBatch,
     MeasurementBatchResult,
+    NetworkMeasurementBatch,
+    NetworkTable,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -216,3 +220,15 @@ class ProfilerClient:
     def fail_key(self, job_id: int, fail: JobFail) -> Job:
         """POST /jobs/{id}/fail (agent token): one key could not be measured."""
         return self._json(Job, "POST", f"/jobs/{job_id}/fail", body=fail)
+
+    def post_network_measurements(self, batch: NetworkMeasurementBatch) -> MeasurementBatchResult:
+        """POST /networks/measurements (agent token); idempotent on (run_id, arch_id), so retried."""
+        return self._json(MeasurementBatchResult, "POST", "/networks/measurements", body=batch)
+
+    def get_networks(self, device: str, runtime: str | None = None, threads: int | None = None) -> NetworkTable:
+        """GET /devices/{name}/networks: the latest measurement of every whole network of one table."""
+        return self._json(NetworkTable, "GET", f"/devices/{device}/networks", params=self._table_params(runtime, threads))
+
+    def put_calibration(self, device: str, calibration: Calibration) -> LutCalibration:
+        """PUT /lut/{device}/calibration (client token): the correction GET /lut serves with the table."""
+        return self._json(LutCalibration, "PUT", f"/lut/{device}/calibration", body=calibration)

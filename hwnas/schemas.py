@@ -93,6 +93,7 @@ class Lut(BaseModel):
     unit: Literal["ms"] = "ms"
     overhead_ms: float | None = None
     entries: dict[str, LutEntry]
+    calibration: LutCalibration | None = None  # see Calibration; absent when none was stored
 
 
 class LutQuery(Strict):
@@ -182,6 +183,130 @@ class MeasurementBatchResult(BaseModel):
     duplicates: int
 
 
+# ---- whole networks ---------------------------------------------------------------------------
+ARCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class NetworkSpec(Strict):
+    """A whole network to measure: its architecture document (search.arch JSON) and NCHW input shape."""
+
+    arch_id: str = Field(pattern=ARCH_ID_PATTERN)
+    arch: dict[str, Any]
+    input_shape: list[int] = Field(min_length=4, max_length=4)
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape(cls, shape: list[int]) -> list[int]:
+        if any(d < 1 for d in shape):
+            raise ValueError(f"every dimension must be >= 1, got {shape}")
+        return shape
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, arch: dict[str, Any]) -> dict[str, Any]:
+        if "space" not in arch or "choices" not in arch:
+            raise ValueError("an architecture document needs 'space' and 'choices'")
+        return arch
+
+
+class NetworkResult(Strict):
+    """Latency of one whole network in one run; ``samples_ms`` holds the burst minimum of every round, in order."""
+
+    arch_id: str = Field(pattern=ARCH_ID_PATTERN)
+    median_ms: float
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    iterations: int = Field(ge=1)
+    warmup: int = Field(default=0, ge=0)
+    samples_ms: list[float] | None = None
+
+    @field_validator("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms")
+    @classmethod
+    def _finite(cls, v: float | None, info: Any) -> float | None:
+        return _finite_nonneg(info.field_name, v)
+
+    @field_validator("samples_ms")
+    @classmethod
+    def _samples(cls, v: list[float] | None) -> list[float] | None:
+        for s in v or []:
+            _finite_nonneg("samples_ms", s)
+        return v
+
+
+class NetworkMeasurementBatch(Strict):
+    """POST /networks/measurements: whole-network results of one run; idempotent on (run_id, arch_id)."""
+
+    device: str = Field(pattern=NAME_PATTERN)
+    runtime: str = Field(min_length=1, max_length=64)
+    runtime_version: str | None = None
+    threads: int = Field(ge=1)
+    agent: str = Field(min_length=1, max_length=128)
+    run_id: uuid.UUID
+    job_id: int | None = None
+    device_state: dict[str, Any] = Field(default_factory=dict)
+    results: list[NetworkResult] = Field(min_length=1)
+
+
+class NetworkEntry(BaseModel):
+    median_ms: float
+    min_ms: float | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    std_ms: float | None = None
+    n: int
+    samples_ms: list[float] | None = None
+    measured_at: datetime
+
+
+class NetworkTable(BaseModel):
+    """GET /devices/{name}/networks: the latest valid measurement per network for one (device, runtime, threads)."""
+
+    device: str
+    runtime: str
+    runtime_version: str | None = None
+    threads: int
+    unit: Literal["ms"] = "ms"
+    entries: dict[str, NetworkEntry]
+
+
+# ---- calibration ------------------------------------------------------------------------------
+class Calibration(Strict):
+    """A correction of a table's network predictions: ``measured ≈ scale · predicted + offset_ms``.
+
+    Stored per (device, runtime, threads) with PUT /lut/{device}/calibration and served inside
+    GET /lut, so every search that pulls the table applies it.
+    """
+
+    runtime: str = Field(min_length=1, max_length=64)
+    threads: int = Field(ge=1)
+    scale: float = Field(gt=0)
+    offset_ms: float = 0.0
+    networks: int = Field(default=0, ge=0)  # how many measured networks it was fitted on
+    method: str = Field(default="linear", max_length=64)
+    mape_before: float | None = None
+    mape_after: float | None = None
+
+    @field_validator("scale", "offset_ms")
+    @classmethod
+    def _finite(cls, v: float, info: Any) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"{info.field_name} must be a finite number, got {v}")
+        return v
+
+
+class LutCalibration(BaseModel):
+    scale: float
+    offset_ms: float
+    networks: int = 0
+    method: str = "linear"
+    mape_before: float | None = None
+    mape_after: float | None = None
+    created_at: datetime
+
+
 # ---- jobs ---------------------------------------------------------------------------------
 class JobState(str, Enum):
     queued = "queued"
@@ -191,16 +316,30 @@ class JobState(str, Enum):
 
 
 class JobCreate(Strict):
+    """A profiling job: operator keys and/or whole networks; ``force`` measures what the table has too."""
+
     device: str = Field(pattern=NAME_PATTERN)
     runtime: str = Field(min_length=1, max_length=64)
     threads: int = Field(ge=1)
-    keys: list[str] = Field(min_length=1)
+    keys: list[str] = Field(default_factory=list)
+    networks: list[NetworkSpec] = Field(default_factory=list)
     force: bool = False
 
     @field_validator("keys")
     @classmethod
     def _keys(cls, keys: list[str]) -> list[str]:
         return [check_key(k) for k in keys]
+
+    @model_validator(mode="after")
+    def _something(self) -> "JobCreate":
+        if not self.keys and not self.networks:
+            raise ValueError("a job needs at least one operator key or one network")
+        seen: set[str] = set()
+        for net in self.networks:
+            if net.arch_id in seen:
+                raise ValueError(f"network {net.arch_id!r} appears twice in networks")
+            seen.add(net.arch_id)
+        return self
 
 
 class JobCreated(BaseModel):
@@ -222,6 +361,7 @@ class Job(BaseModel):
     failed: int
     pending: int
     pending_keys: list[str]
+    pending_networks: list[str] = Field(default_factory=list)  # arch ids
     agent: str | None = None
     lease_expires_at: datetime | None = None
     created_at: datetime
@@ -240,6 +380,7 @@ class JobClaimed(BaseModel):
     runtime: str
     threads: int
     keys: list[str]
+    networks: list[NetworkSpec] = Field(default_factory=list)
     lease_expires_at: datetime
 
 
@@ -249,13 +390,22 @@ class JobHeartbeat(Strict):
 
 
 class JobFail(Strict):
-    key: str
+    """One item of a job could not be measured: an operator ``key`` or a network ``arch_id``."""
+
+    key: str | None = None
+    arch_id: str | None = Field(default=None, pattern=ARCH_ID_PATTERN)
     error: str = Field(min_length=1, max_length=4000)
 
     @field_validator("key")
     @classmethod
-    def _key(cls, key: str) -> str:
-        return check_key(key)
+    def _key(cls, key: str | None) -> str | None:
+        return None if key is None else check_key(key)
+
+    @model_validator(mode="after")
+    def _one(self) -> "JobFail":
+        if (self.key is None) == (self.arch_id is None):
+            raise ValueError("give exactly one of key and arch_id")
+        return self
 
 
 class ErrorBody(BaseModel):

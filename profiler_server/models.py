@@ -183,7 +183,8 @@ class LutVersion(Base):
 
 
 class JobKind(str, enum.Enum):
-    operators = "operators"  # measure a list of operator keys (more kinds may follow)
+    operators = "operators"  # measure a list of operator keys
+    networks = "networks"  # whole networks, measured interleaved with the job's operator keys (if any)
 
 
 class Job(Base):
@@ -227,6 +228,81 @@ class JobItem(Base):
 
     job: Mapped[Job] = relationship(back_populates="items")
     operator: Mapped[Operator] = relationship()
+
+
+class Network(Base):
+    """A whole network by its architecture id, with the document that rebuilds it."""
+
+    __tablename__ = "networks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arch_id: Mapped[str] = mapped_column(String(64), unique=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input_shape: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NetworkMeasurement(Base):
+    """Latency of one whole network in one run (append-only, like ``measurements``)."""
+
+    __tablename__ = "network_measurements"
+    __table_args__ = (UniqueConstraint("run_id", "network_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("measurement_runs.id", ondelete="CASCADE"))
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), index=True)
+    median_ms: Mapped[float] = mapped_column(Float)
+    p10_ms: Mapped[float | None] = mapped_column(Float)
+    p90_ms: Mapped[float | None] = mapped_column(Float)
+    mean_ms: Mapped[float | None] = mapped_column(Float)
+    std_ms: Mapped[float | None] = mapped_column(Float)
+    min_ms: Mapped[float | None] = mapped_column(Float)
+    iterations: Mapped[int] = mapped_column(Integer)
+    warmup: Mapped[int] = mapped_column(Integer, default=0)
+    samples_ms: Mapped[list[float] | None] = mapped_column(JSON)
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    network: Mapped[Network] = relationship()
+
+
+class JobNetwork(Base):
+    """One network of a job and where it stands (the network counterpart of ``JobItem``)."""
+
+    __tablename__ = "job_networks"
+    __table_args__ = (UniqueConstraint("job_id", "network_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"))
+    state: Mapped[str] = mapped_column(String(16), default=ItemState.pending.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    measurement_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("network_measurements.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    network: Mapped[Network] = relationship()
+
+
+class Calibration(Base):
+    """A fitted correction ``scale · predicted + offset_ms`` for one table; the latest one applies."""
+
+    __tablename__ = "calibrations"
+    __table_args__ = (Index("ix_calibrations_table", "device_id", "runtime", "threads"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    runtime: Mapped[str] = mapped_column(String(64))
+    threads: Mapped[int] = mapped_column(Integer)
+    scale: Mapped[float] = mapped_column(Float)
+    offset_ms: Mapped[float] = mapped_column(Float)
+    networks: Mapped[int] = mapped_column(Integer, default=0)
+    method: Mapped[str] = mapped_column(String(64))
+    mape_before: Mapped[float | None] = mapped_column(Float)
+    mape_after: Mapped[float | None] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiToken(Base):

@@ -1,5 +1,8 @@
 """Profiling jobs: keys to measure on one table; agents claim a job with a lease.
 
+A job holds operator keys (``job_items``) and whole networks (``job_networks``); both count
+towards its progress, and an agent measures them in the same interleaved rounds.
+
 A job is claimable while it is not finished and nobody holds a live lease on it, so a lease
 that runs out puts the job back in the queue. Claims never hand one job to two agents: on
 PostgreSQL the candidate row is taken with ``FOR UPDATE SKIP LOCKED``; on SQLite the claim
@@ -16,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from profiler_server.errors import Conflict, NotFound, field_error
-from profiler_server.models import Device, ItemState, Job, JobItem, JobState, Operator, utcnow
+from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
 from profiler_server.services.luts import present_operator_ids
 from profiler_server.services.operators import ensure_operators
@@ -38,17 +41,23 @@ def find_job(session: Session, job_id: int, field: str = "job_id", for_update: b
 
 
 def create_job(session: Session, body: schemas.JobCreate, created_by: str | None = None) -> schemas.JobCreated:
-    """Queue the keys of ``body`` that the table lacks (all of them with ``force``)."""
+    """Queue the keys and networks of ``body`` that the table lacks (all of them with ``force``)."""
+    from profiler_server.services import networks as nets  # networks imports this module
+
     device = find_device(session, body.device)
     keys = list(dict.fromkeys(body.keys))
     ops = ensure_operators(session, keys)
     present = present_operator_ids(session, device.id, body.runtime, body.threads, list(ops.values()))
     todo = keys if body.force else [k for k in keys if ops[k] not in present]
+    net_ids = nets.ensure_networks(session, body.networks)
+    nets_present = nets.present_network_ids(session, device.id, body.runtime, body.threads, list(net_ids.values()))
+    todo_nets = [n.arch_id for n in body.networks if body.force or net_ids[n.arch_id] not in nets_present]
     job = Job(
+        kind=JobKind.networks.value if body.networks else JobKind.operators.value,
         device_id=device.id,
         runtime=body.runtime,
         threads=body.threads,
-        state=JobState.queued.value if todo else JobState.done.value,
+        state=JobState.queued.value if todo or todo_nets else JobState.done.value,
         created_by=created_by,
     )
     session.add(job)
@@ -58,8 +67,14 @@ def create_job(session: Session, body: schemas.JobCreate, created_by: str | None
             JobItem.__table__.insert(),  # type: ignore[attr-defined]
             [{"job_id": job.id, "operator_id": ops[k], "state": ItemState.pending.value, "updated_at": job.created_at} for k in todo],
         )
-    already = sum(1 for k in keys if ops[k] in present)
-    return schemas.JobCreated(id=job.id, state=schemas.JobState(job.state), total=len(todo), already_present=already, pending=len(todo))
+    if todo_nets:
+        session.execute(
+            JobNetwork.__table__.insert(),  # type: ignore[attr-defined]
+            [{"job_id": job.id, "network_id": net_ids[a], "state": ItemState.pending.value, "updated_at": job.created_at} for a in todo_nets],
+        )
+    already = sum(1 for k in keys if ops[k] in present) + sum(1 for n in body.networks if net_ids[n.arch_id] in nets_present)
+    total = len(todo) + len(todo_nets)
+    return schemas.JobCreated(id=job.id, state=schemas.JobState(job.state), total=total, already_present=already, pending=total)
 
 
 def _pending_keys(session: Session, job_id: int) -> list[str]:
@@ -69,6 +84,17 @@ def _pending_keys(session: Session, job_id: int) -> list[str]:
             .join(JobItem, JobItem.operator_id == Operator.id)
             .where(JobItem.job_id == job_id, JobItem.state == ItemState.pending.value)
             .order_by(JobItem.id)
+        )
+    )
+
+
+def _pending_networks(session: Session, job_id: int) -> list[Network]:
+    return list(
+        session.scalars(
+            select(Network)
+            .join(JobNetwork, JobNetwork.network_id == Network.id)
+            .where(JobNetwork.job_id == job_id, JobNetwork.state == ItemState.pending.value)
+            .order_by(JobNetwork.id)
         )
     )
 
@@ -102,8 +128,13 @@ def claim_job(session: Session, body: schemas.JobClaim) -> schemas.JobClaimed | 
         ).rowcount
         if taken == 1:
             job = find_job(session, job_id)
+            networks = [
+                schemas.NetworkSpec(arch_id=n.arch_id, arch=dict(n.document), input_shape=list(n.input_shape))
+                for n in _pending_networks(session, job.id)
+            ]
             return schemas.JobClaimed(
-                id=job.id, device=device.name, runtime=job.runtime, threads=job.threads, keys=_pending_keys(session, job.id), lease_expires_at=expires
+                id=job.id, device=device.name, runtime=job.runtime, threads=job.threads, keys=_pending_keys(session, job.id),
+                networks=networks, lease_expires_at=expires,
             )
     raise Conflict("too much contention on the job queue; retry the claim")
 
@@ -125,11 +156,19 @@ def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat) -> Job:
 
 
 def fail_key(session: Session, job_id: int, body: schemas.JobFail) -> Job:
-    """Record that ``body.key`` of job ``job_id`` could not be measured."""
+    """Record that ``body.key`` (or network ``body.arch_id``) of job ``job_id`` could not be measured."""
     job = find_job(session, job_id, for_update=True)
-    item = session.scalar(
-        select(JobItem).join(Operator, Operator.id == JobItem.operator_id).where(JobItem.job_id == job_id, Operator.key == body.key)
-    )
+    item: JobItem | JobNetwork | None
+    if body.arch_id is not None:
+        item = session.scalar(
+            select(JobNetwork).join(Network, Network.id == JobNetwork.network_id).where(JobNetwork.job_id == job_id, Network.arch_id == body.arch_id)
+        )
+        if item is None:
+            raise NotFound(f"job {job_id} has no network {body.arch_id!r}", [field_error("arch_id", "not part of this job")])
+    else:
+        item = session.scalar(
+            select(JobItem).join(Operator, Operator.id == JobItem.operator_id).where(JobItem.job_id == job_id, Operator.key == body.key)
+        )
     if item is None:
         raise NotFound(f"job {job_id} has no key {body.key!r}", [field_error("key", "not part of this job")])
     if item.state != ItemState.done.value:
@@ -140,14 +179,19 @@ def fail_key(session: Session, job_id: int, body: schemas.JobFail) -> Job:
     return job
 
 
-def complete_keys(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
-    """Mark the items of job ``job_id`` measured in ``measured`` (operator id -> measurement id) done."""
+def _job_for_batch(session: Session, job_id: int, device_id: int, runtime: str, threads: int) -> Job:
     job = find_job(session, job_id, for_update=True)
     if (job.device_id, job.runtime, job.threads) != (device_id, runtime, threads):
         raise Conflict(
             f"job {job_id} is for another table (runtime={job.runtime}, threads={job.threads})",
             [field_error("job_id", "the job's device, runtime and threads differ from this batch's")],
         )
+    return job
+
+
+def complete_keys(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
+    """Mark the items of job ``job_id`` measured in ``measured`` (operator id -> measurement id) done."""
+    job = _job_for_batch(session, job_id, device_id, runtime, threads)
     items = session.scalars(select(JobItem).where(JobItem.job_id == job_id, JobItem.operator_id.in_(list(measured)))).all()
     now = utcnow()
     for item in items:
@@ -155,6 +199,21 @@ def complete_keys(session: Session, job_id: int, device_id: int, runtime: str, t
             item.state = ItemState.done.value
             item.error = None
             item.measurement_id = measured[item.operator_id]
+            item.updated_at = now
+    session.flush()
+    refresh_state(session, job)
+
+
+def complete_networks(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
+    """Mark the networks of job ``job_id`` measured in ``measured`` (network id -> measurement id) done."""
+    job = _job_for_batch(session, job_id, device_id, runtime, threads)
+    items = session.scalars(select(JobNetwork).where(JobNetwork.job_id == job_id, JobNetwork.network_id.in_(list(measured)))).all()
+    now = utcnow()
+    for item in items:
+        if item.state != ItemState.done.value:
+            item.state = ItemState.done.value
+            item.error = None
+            item.measurement_id = measured[item.network_id]
             item.updated_at = now
     session.flush()
     refresh_state(session, job)
@@ -170,19 +229,29 @@ def refresh_state(session: Session, job: Job) -> None:
 
 
 def _counts(session: Session, job_id: int) -> dict[str, int]:
+    """Items per state, operator keys and networks together."""
     counts = {s.value: 0 for s in ItemState}
-    counts.update(session.execute(select(JobItem.state, func.count()).where(JobItem.job_id == job_id).group_by(JobItem.state)).tuples().all())
+    for table in (JobItem, JobNetwork):
+        for state, n in session.execute(select(table.state, func.count()).where(table.job_id == job_id).group_by(table.state)).tuples():
+            counts[state] = counts.get(state, 0) + n
     return counts
 
 
 def to_schema(session: Session, job: Job) -> schemas.Job:
-    """The REST shape of a job: counts, pending keys, and the errors of failed keys."""
+    """The REST shape of a job: counts, pending keys and networks, and the errors of failed ones (by key or arch id)."""
     counts = _counts(session, job.id)
     errors = dict(
         session.execute(
             select(Operator.key, JobItem.error)
             .join(JobItem, JobItem.operator_id == Operator.id)
             .where(JobItem.job_id == job.id, JobItem.state == ItemState.failed.value)
+        ).tuples().all()
+    )
+    errors.update(
+        session.execute(
+            select(Network.arch_id, JobNetwork.error)
+            .join(JobNetwork, JobNetwork.network_id == Network.id)
+            .where(JobNetwork.job_id == job.id, JobNetwork.state == ItemState.failed.value)
         ).tuples().all()
     )
     state = job.state
@@ -200,6 +269,7 @@ def to_schema(session: Session, job: Job) -> schemas.Job:
         failed=counts[ItemState.failed.value],
         pending=counts[ItemState.pending.value],
         pending_keys=_pending_keys(session, job.id),
+        pending_networks=[n.arch_id for n in _pending_networks(session, job.id)],
         agent=job.agent,
         lease_expires_at=job.lease_expires_at,
         created_at=job.created_at,

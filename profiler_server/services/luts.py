@@ -167,8 +167,11 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
             overhead = median
             continue
         entries[key] = schemas.LutEntry(median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, measured_at=at)
+    from profiler_server.services.calibrations import latest_calibration
+
     return schemas.Lut(
-        device=ref.device, runtime=ref.runtime, runtime_version=runtime_version, threads=ref.threads, overhead_ms=overhead, entries=entries
+        device=ref.device, runtime=ref.runtime, runtime_version=runtime_version, threads=ref.threads, overhead_ms=overhead, entries=entries,
+        calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
     )
 
 

@@ -25,7 +25,8 @@ def _check_repeats(batch: schemas.MeasurementBatch) -> None:
         seen[r.key] = i
 
 
-def _run_for(session: Session, batch: schemas.MeasurementBatch, device_id: int) -> MeasurementRun:
+def run_for(session: Session, batch: schemas.MeasurementBatch | schemas.NetworkMeasurementBatch, device_id: int) -> MeasurementRun:
+    """The run of ``batch`` (created on its first upload); 409 when a later upload contradicts it."""
     run = session.scalar(select(MeasurementRun).where(MeasurementRun.run_uuid == batch.run_id))
     now = utcnow()
     if run is None:
@@ -59,7 +60,7 @@ def store_batch(session: Session, batch: schemas.MeasurementBatch) -> schemas.Me
     device = find_device(session, batch.device)
     if batch.job_id is not None:
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
-    run = _run_for(session, batch, device.id)
+    run = run_for(session, batch, device.id)
     ops = ensure_operators(session, (r.key for r in batch.results))
     have = dict(session.execute(select(Measurement.operator_id, Measurement.id).where(Measurement.run_id == run.id)).tuples().all())
     now = utcnow()

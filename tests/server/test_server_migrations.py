@@ -17,6 +17,8 @@ from profiler_server.models import Base
 from tests.support.databases import fresh_postgres_database, postgres_base_url, sqlite_url
 from tests.support.live_server import cli_command
 
+HEAD = "0002"  # the latest revision in migrations/versions
+
 
 def _schema(url: str) -> dict[str, object]:
     """Tables, columns (name, nullable), unique constraints and indexes, as reflected."""
@@ -40,7 +42,7 @@ def _schema(url: str) -> dict[str, object]:
 
 def test_migrations_match_models(any_database_url: str) -> None:
     upgrade(any_database_url)
-    assert current_revision(any_database_url) == "0001"
+    assert current_revision(any_database_url) == HEAD
     engine = make_engine(any_database_url)
     try:
         with engine.connect() as conn:
@@ -53,9 +55,10 @@ def test_migrations_match_models(any_database_url: str) -> None:
 def test_cli_upgrade_gives_the_same_schema_everywhere(any_database_url: str) -> None:
     proc = subprocess.run(cli_command() + ["db", "upgrade", "--database-url", any_database_url], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "revision 0001" in proc.stdout
+    assert f"revision {HEAD}" in proc.stdout
     schema = _schema(any_database_url)
-    expected = {"devices", "operators", "measurement_runs", "measurements", "lut_versions", "jobs", "job_items", "api_tokens"}
+    expected = {"devices", "operators", "measurement_runs", "measurements", "lut_versions", "jobs", "job_items", "api_tokens",
+                "networks", "network_measurements", "job_networks", "calibrations"}
     assert set(schema) == expected
     # Upgrading again is a no-op.
     again = subprocess.run(cli_command() + ["db", "upgrade", "--database-url", any_database_url], capture_output=True, text=True, timeout=120)

@@ -1,0 +1,39 @@
+"""Whole networks: POST /networks/measurements (agent), GET /devices/{name}/networks, PUT /lut/{device}/calibration (client)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from hwnas import schemas
+from profiler_server.api.deps import AgentDep, ClientDep, ReaderDep, SessionDep, run_write
+from profiler_server.services.calibrations import store_calibration
+from profiler_server.services.networks import network_table, store_network_batch
+
+router = APIRouter(tags=["networks"])
+ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
+
+
+@router.post("/networks/measurements", response_model=schemas.MeasurementBatchResult, responses={**ERRORS, 413: {"model": schemas.ErrorBody}})
+def post_network_measurements(batch: schemas.NetworkMeasurementBatch, session: SessionDep, _: AgentDep) -> schemas.MeasurementBatchResult:
+    """Store a run's whole-network results; a retry stores nothing twice and reports the duplicates."""
+    return run_write(session, lambda: store_network_batch(session, batch))
+
+
+@router.get("/devices/{name}/networks", response_model=schemas.NetworkTable, responses=ERRORS)
+def get_networks(
+    name: str,
+    session: SessionDep,
+    _: ReaderDep,
+    runtime: Annotated[str | None, Query(description="e.g. onnxruntime")] = None,
+    threads: Annotated[int | None, Query(ge=1)] = None,
+) -> schemas.NetworkTable:
+    """The latest valid measurement of every network measured on this device (one runtime and thread count)."""
+    return network_table(session, name, runtime, threads)
+
+
+@router.put("/lut/{device}/calibration", response_model=schemas.LutCalibration, responses=ERRORS)
+def put_calibration(device: str, body: schemas.Calibration, session: SessionDep, caller: ClientDep) -> schemas.LutCalibration:
+    """Store a correction ``scale · predicted + offset_ms`` for a table; GET /lut serves it from now on."""
+    return run_write(session, lambda: store_calibration(session, device, body, created_by=caller.name))

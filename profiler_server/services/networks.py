@@ -1,0 +1,204 @@
+"""Whole networks: stored by architecture id, measured by agents in runs, served per table.
+
+A network's latencies are history like operator latencies (append-only, one row per run);
+``GET /devices/{name}/networks`` shows the latest valid measurement of each network of one
+(device, runtime, threads). A network batch belongs to a ``measurement_runs`` row, so a run
+can carry operator and network results measured in the same interleaved rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hwnas import schemas
+from profiler_server.errors import Conflict, InvalidInput, NotFound, field_error
+from profiler_server.models import Device, MeasurementRun, Network, NetworkMeasurement, utcnow
+from profiler_server.services.devices import find_device
+from profiler_server.services.measurements import run_for
+from profiler_server.services.sql import CHUNK, insert_ignore
+
+
+def network_ids(session: Session, arch_ids: Sequence[str]) -> dict[str, int]:
+    """Ids of the stored networks among ``arch_ids`` (no writes)."""
+    wanted = list(dict.fromkeys(arch_ids))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        found.update(session.execute(select(Network.arch_id, Network.id).where(Network.arch_id.in_(chunk))).tuples().all())
+    return found
+
+
+def ensure_networks(session: Session, specs: Sequence[schemas.NetworkSpec]) -> dict[str, int]:
+    """Ids of the networks of ``specs``, storing the new ones (an arch id keeps its first document)."""
+    found = network_ids(session, [s.arch_id for s in specs])
+    now = utcnow()
+    # Sorted, like operators: concurrent jobs insert shared new networks in one order.
+    missing = sorted((s for s in specs if s.arch_id not in found), key=lambda s: s.arch_id)
+    if missing:
+        rows = [{"arch_id": s.arch_id, "document": s.arch, "input_shape": list(s.input_shape), "created_at": now} for s in missing]
+        insert_ignore(session, Network.__table__, rows, ["arch_id"])  # type: ignore[arg-type]
+        found.update(network_ids(session, [s.arch_id for s in missing]))
+    return found
+
+
+def present_network_ids(session: Session, device_id: int, runtime: str, threads: int, ids: list[int]) -> set[int]:
+    """Which of ``ids`` have a valid measurement for (device, runtime, threads)."""
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(NetworkMeasurement.network_id)
+            .join(MeasurementRun, MeasurementRun.id == NetworkMeasurement.run_id)
+            .where(
+                MeasurementRun.device_id == device_id,
+                MeasurementRun.runtime == runtime,
+                MeasurementRun.threads == threads,
+                NetworkMeasurement.valid.is_(True),
+                NetworkMeasurement.network_id.in_(ids),
+            )
+            .distinct()
+        )
+    )
+
+
+def _check_repeats(batch: schemas.NetworkMeasurementBatch) -> None:
+    seen: dict[str, int] = {}
+    for i, r in enumerate(batch.results):
+        if r.arch_id in seen:
+            raise InvalidInput(
+                f"network {r.arch_id!r} appears twice in one batch (results[{seen[r.arch_id]}] and results[{i}])",
+                [field_error(f"results[{i}].arch_id", "repeated in this batch")],
+            )
+        seen[r.arch_id] = i
+
+
+def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch) -> schemas.MeasurementBatchResult:
+    """Store the new results of ``batch``; networks this run already has count as duplicates."""
+    from profiler_server.services import jobs  # jobs imports this module
+
+    _check_repeats(batch)
+    device = find_device(session, batch.device)
+    if batch.job_id is not None:
+        jobs.find_job(session, batch.job_id)  # 404 before anything is written
+    ids = network_ids(session, [r.arch_id for r in batch.results])
+    for i, r in enumerate(batch.results):
+        if r.arch_id not in ids:
+            raise NotFound(
+                f"unknown network {r.arch_id!r}: networks are registered by the job that asks for them",
+                [field_error(f"results[{i}].arch_id", "no network with this id")],
+            )
+    run = run_for(session, batch, device.id)
+    have = set(session.scalars(select(NetworkMeasurement.network_id).where(NetworkMeasurement.run_id == run.id)))
+    now = utcnow()
+    rows = [
+        {
+            "run_id": run.id,
+            "network_id": ids[r.arch_id],
+            "median_ms": r.median_ms,
+            "p10_ms": r.p10_ms,
+            "p90_ms": r.p90_ms,
+            "mean_ms": r.mean_ms,
+            "std_ms": r.std_ms,
+            "min_ms": r.min_ms,
+            "iterations": r.iterations,
+            "warmup": r.warmup,
+            "samples_ms": r.samples_ms,
+            "valid": True,
+            "measured_at": now,
+        }
+        for r in batch.results
+        if ids[r.arch_id] not in have
+    ]
+    if rows:
+        session.execute(NetworkMeasurement.__table__.insert(), rows)  # type: ignore[attr-defined]
+    if batch.job_id is not None:
+        measured = dict(
+            session.execute(
+                select(NetworkMeasurement.network_id, NetworkMeasurement.id).where(
+                    NetworkMeasurement.run_id == run.id, NetworkMeasurement.network_id.in_(list(ids.values()))
+                )
+            ).tuples().all()
+        )
+        jobs.complete_networks(session, batch.job_id, device.id, batch.runtime, batch.threads, measured)
+    return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=len(rows), duplicates=len(batch.results) - len(rows))
+
+
+def _network_tables(session: Session, device_id: int) -> list[tuple[str, int]]:
+    """The (runtime, threads) pairs that have network measurements on a device."""
+    return [
+        (str(r), int(t))
+        for r, t in session.execute(
+            select(MeasurementRun.runtime, MeasurementRun.threads)
+            .join(NetworkMeasurement, NetworkMeasurement.run_id == MeasurementRun.id)
+            .where(MeasurementRun.device_id == device_id)
+            .distinct()
+            .order_by(MeasurementRun.runtime, MeasurementRun.threads)
+        ).tuples()
+    ]
+
+
+def _pick(device: Device, tables: list[tuple[str, int]], runtime: str | None, threads: int | None) -> tuple[str, int]:
+    matching = [(r, t) for r, t in tables if (runtime is None or r == runtime) and (threads is None or t == threads)]
+    if len(matching) == 1:
+        return matching[0]
+    if not matching:
+        asked = ", ".join(f"{k}={v}" for k, v in (("runtime", runtime), ("threads", threads)) if v is not None) or "any runtime"
+        have = ", ".join(f"{r}/{t}" for r, t in tables) or "none yet"
+        raise NotFound(
+            f"device {device.name!r} has no network measurements for {asked} (have: {have})",
+            [field_error("runtime" if runtime is not None else "name", f"no network measurements for {asked}")],
+        )
+    options = ", ".join(f"runtime={r}&threads={t}" for r, t in matching)
+    errors = []
+    if runtime is None and len({r for r, _ in matching}) > 1:
+        errors.append(field_error("runtime", "ambiguous: one of " + ", ".join(sorted({r for r, _ in matching}))))
+    if threads is None and len({t for _, t in matching}) > 1:
+        errors.append(field_error("threads", "ambiguous: one of " + ", ".join(str(t) for t in sorted({t for _, t in matching}))))
+    raise Conflict(f"device {device.name!r} has network measurements of {len(matching)} tables; choose one: {options}", errors)
+
+
+def network_table(session: Session, name: str, runtime: str | None, threads: int | None) -> schemas.NetworkTable:
+    """The latest valid measurement of every network of one (device, runtime, threads)."""
+    device = find_device(session, name, field="name")
+    runtime, threads = _pick(device, _network_tables(session, device.id), runtime, threads)
+    scope = (MeasurementRun.device_id == device.id, MeasurementRun.runtime == runtime, MeasurementRun.threads == threads)
+    latest = (
+        select(func.max(NetworkMeasurement.id).label("mid"))
+        .join(MeasurementRun, MeasurementRun.id == NetworkMeasurement.run_id)
+        .where(*scope, NetworkMeasurement.valid.is_(True))
+        .group_by(NetworkMeasurement.network_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            Network.arch_id,
+            NetworkMeasurement.median_ms,
+            NetworkMeasurement.min_ms,
+            NetworkMeasurement.p10_ms,
+            NetworkMeasurement.p90_ms,
+            NetworkMeasurement.std_ms,
+            NetworkMeasurement.iterations,
+            NetworkMeasurement.samples_ms,
+            NetworkMeasurement.measured_at,
+        )
+        .join(latest, NetworkMeasurement.id == latest.c.mid)
+        .join(Network, Network.id == NetworkMeasurement.network_id)
+        .order_by(Network.arch_id)
+    ).all()
+    version = session.scalar(
+        select(MeasurementRun.runtime_version)
+        .join(NetworkMeasurement, NetworkMeasurement.run_id == MeasurementRun.id)
+        .where(*scope)
+        .order_by(MeasurementRun.id.desc())
+        .limit(1)
+    )
+    entries = {
+        arch_id: schemas.NetworkEntry(
+            median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, samples_ms=samples, measured_at=at
+        )
+        for arch_id, median, mn, p10, p90, std, n, samples, at in rows
+    }
+    return schemas.NetworkTable(device=device.name, runtime=runtime, runtime_version=version, threads=threads, entries=entries)
