@@ -34,6 +34,10 @@ class DataError(Exception):
     """A data set that cannot be found or read; the message is one line a user can act on."""
 
 
+class NoEvaluationSplit(DataError):
+    """An image folder without a val/ or test/ sub-folder: callers may evaluate on held-out training data."""
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a model needs to know about a data set."""
@@ -216,7 +220,7 @@ def _image_folder_split(root: Path, split: str) -> Path:
     for name in ("val", "test", "validation"):
         if (root / name).is_dir():
             return root / name
-    raise DataError(f"{root}: image folder has no val/ or test/ sub-folder for the evaluation split")
+    raise NoEvaluationSplit(f"{root}: image folder has no val/ or test/ sub-folder for the evaluation split")
 
 
 # ---------------------------------------------------------------- entry point

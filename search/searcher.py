@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from search.data import DatasetInfo, NoEvaluationSplit, dataset_info, iterate_batches, load_dataset, num_batches
 from search.evaluate import evaluate_model as evaluate
-from search.data import DatasetInfo, dataset_info, iterate_batches, load_dataset, num_batches
 from search.loss import LossConfig, search_loss
 from search.progress import EpochProgress
 from search.rundir import RunDir
@@ -284,7 +284,11 @@ def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
 
     init_from_env(config.torch_device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPUs)
     train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
-    val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
+    try:
+        val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size,
+                               seed=config.seed)
+    except NoEvaluationSplit:
+        val_set = None  # an image folder without val/: evaluate on the θ split (held out from the weights)
     info = dataset_info(train_set)
     space = _space_for_data(config.space, info)
     if cost_model is None:
@@ -307,7 +311,12 @@ def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
     scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
     reference = config.reference or uniform
-    setup = SearchSetup(config, space, info, train_set, val_set, perm[:n_w], perm[n_w:], torch.arange(len(val_set)),
+    theta_index = perm[n_w:]
+    if val_set is None:
+        val_set, val_index = train_set, theta_index[: config.val_subset] if config.val_subset else theta_index
+    else:
+        val_index = torch.arange(len(val_set))
+    setup = SearchSetup(config, space, info, train_set, val_set, perm[:n_w], theta_index, val_index,
                         model, w_opt, t_opt, costs, cost_tensors, scale, reference, device)
     from search.replica import ReplicaConfigError, attach
 

@@ -110,3 +110,16 @@ def test_image_folder_tree(tmp_path: Path) -> None:
     assert len(load_dataset(tmp_path, "test", image_size=16)) == 4
     sub = load_dataset(tmp_path, "train", subset=2, image_size=16)
     assert len(sub) == 2 and dataset_info(sub).num_classes == 2
+
+
+def test_image_folder_without_val_trains_and_has_no_evaluation_split(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from search.data import NoEvaluationSplit
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("L", (8, 8), 128).save(tmp_path / cls / "0.png")
+    assert len(load_dataset(tmp_path, "train", image_size=8)) == 2
+    with pytest.raises(NoEvaluationSplit, match="no val/ or test/"):
+        load_dataset(tmp_path, "test", image_size=8)
