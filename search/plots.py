@@ -5,7 +5,8 @@
 * ``theta_final.png`` — layers × candidates, the final distribution;
 * ``cost_accuracy.png`` — expected cost (and the argmax architecture's cost) with the super net's
   accuracies over the epochs;
-* ``samples.png`` — accuracy vs predicted cost of the sampled architectures (after ``hwnas sample``).
+* ``samples.png`` — accuracy vs predicted cost of the sampled architectures (after ``hwnas sample``);
+* ``plot_predicted_vs_measured`` — predicted against measured latency (whole networks), y = x and ±10%.
 """
 
 from __future__ import annotations
@@ -114,8 +115,11 @@ def plot_cost_accuracy(theta: dict, path: Path) -> Path:
     return path
 
 
-def plot_samples(index: dict, path: Path) -> Path:
-    """Accuracy vs predicted cost of the sampled architectures (super-net accuracy, and trained accuracy if any)."""
+def plot_samples(index: dict, path: Path, references: list[dict] | None = None) -> Path:
+    """Accuracy vs predicted cost of the sampled architectures (super-net accuracy, and trained accuracy if any).
+
+    ``references``: extra labelled points ``{"label", "cost", "acc"}`` (e.g. a hand-made baseline trained the same way).
+    """
     samples = index["samples"]
     cost = index["cost"]
     unit = index.get("unit", "")
@@ -131,10 +135,48 @@ def plot_samples(index: dict, path: Path) -> Path:
             if acc is not None:
                 ax.scatter([s["predicted"][cost]], [acc], marker="*", s=220, color="gold", edgecolor="black",
                            label="argmax", zorder=5)
+    for i, ref in enumerate(references or []):
+        ax.scatter([ref["cost"]], [ref["acc"]], marker="P", s=140, color=f"C{3 + i}", edgecolor="black",
+                   label=ref["label"], zorder=5)
     ax.set_xlabel(f"predicted {cost} [{unit}]")
     ax.set_ylabel("accuracy")
     ax.set_title("sampled architectures")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_predicted_vs_measured(points: list[dict], path: Path, title: str = "predicted vs measured latency") -> Path:
+    """Scatter of predicted against measured latency with the y = x line and a ±10% band.
+
+    ``points``: ``{"predicted": ms, "measured": ms}``, optionally ``"label"`` (annotated next to the point) and
+    ``"group"`` (one colour and legend entry per group).
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    groups = list(dict.fromkeys(p.get("group", "networks") for p in points))
+    for i, group in enumerate(groups):
+        pts = [p for p in points if p.get("group", "networks") == group]
+        ax.scatter([p["measured"] for p in pts], [p["predicted"] for p in pts], color=f"C{i}", label=group,
+                   alpha=0.85, edgecolor="black", linewidth=0.4, zorder=3)
+        for p in pts:
+            if p.get("label"):
+                ax.annotate(p["label"], (p["measured"], p["predicted"]), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+    values = [v for p in points for v in (p["predicted"], p["measured"])]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = 0.08 * (hi - lo or hi or 1.0)
+    lo, hi = max(0.0, lo - pad), hi + pad
+    line = np.linspace(lo, hi, 2)
+    ax.plot(line, line, "k-", linewidth=1, label="y = x")
+    ax.fill_between(line, 0.9 * line, 1.1 * line, color="grey", alpha=0.15, label="±10%")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured latency [ms]")
+    ax.set_ylabel("predicted latency (table) [ms]")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
