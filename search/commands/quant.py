@@ -76,7 +76,9 @@ def register(app: typer.Typer) -> None:
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default 10%)."),
         batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
         w_lr: Optional[float] = typer.Option(None, "--w-lr", help="SGD learning rate of the weights (default 0.1; 0.01 with --init)."),
-        theta_lr: float = typer.Option(0.01, "--theta-lr"),
+        theta_lr: Optional[float] = typer.Option(None, "--theta-lr", help="θ learning rate (default: adam 0.01, sgd 1.0)."),
+        theta_optimizer: str = typer.Option("adam", "--theta-optimizer", help="adam (FBNet) or sgd: SGD keeps the size "
+                                            "of the cost gradient, so big layers move first (see docs/mixed-precision.md)."),
         tau0: float = typer.Option(5.0, "--tau0"),
         tau_decay: float = typer.Option(0.045, "--tau-decay"),
         subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
@@ -101,8 +103,8 @@ def register(app: typer.Typer) -> None:
                 pins=_pins(pin), init=str(init.resolve()) if init else None, loss=loss, target=target, alpha=alpha,
                 beta=beta, lam=lam, server=server, device=device, runtime=runtime, threads=threads, token=token,
                 lut=str(lut) if lut else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
-                batch_size=batch_size, w_lr=w_lr if w_lr is not None else (0.01 if init else 0.1), theta_lr=theta_lr,
-                tau0=tau0, tau_decay=tau_decay, subset=subset, val_subset=val_subset, seed=seed,
+                batch_size=batch_size, w_lr=w_lr if w_lr is not None else (0.01 if init else 0.1), theta_lr=theta_lr if theta_lr is not None else (1.0 if theta_optimizer == "sgd" else 0.01),
+                theta_optimizer=theta_optimizer, tau0=tau0, tau_decay=tau_decay, subset=subset, val_subset=val_subset, seed=seed,
                 num_threads=torch_threads, progress=progress, resume=resume,
             )
             result = run_quant_search(config)

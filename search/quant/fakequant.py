@@ -90,34 +90,34 @@ class _PactFunction(torch.autograd.Function):
 
     d/dx = 1 inside the clip range, 0 outside (straight-through rounding);
     d/dα = Σ grad where x ≥ α (minus Σ grad where x ≤ −α when signed): PACT's rule.
-    Writing it by hand saves the several elementwise masks autograd would keep.
+    Only the input is kept for the backward (the masks are recomputed there): activations are
+    the big tensors of a small network, so every elementwise pass and saved mask shows.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor, levels: int, signed: bool) -> Tensor:  # type: ignore[override]
-        a = alpha.abs() + 1e-8
+        a = alpha.detach().abs() + 1e-8
         lo = -a if signed else torch.zeros_like(a)
-        y = torch.minimum(torch.maximum(x, lo), a)
         step = a / levels
-        out = torch.round(y / step) * step
-        upper = x >= a
-        lower = x <= lo if signed else None
+        out = torch.round(torch.clamp(x, lo, a) / step).mul_(step)
         ctx.signed = signed
-        ctx.alpha_sign = torch.sign(alpha) if alpha.requires_grad else None
-        ctx.save_for_backward(upper, lower if lower is not None else torch.empty(0, dtype=torch.bool), (x > lo) & ~upper)
+        ctx.save_for_backward(x, a, alpha.detach())
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        upper, lower, inside = ctx.saved_tensors
-        gx = grad * inside
+        x, a, alpha = ctx.saved_tensors
+        lo = -a if ctx.signed else torch.zeros_like(a)
+        upper = x >= a
+        lower = x <= lo
+        gx = grad.masked_fill(upper | lower, 0.0)
         ga = None
         if ctx.needs_input_grad[1]:
-            ga = (grad * upper).sum()
+            ga = grad[upper].sum()
             if ctx.signed:
-                ga = ga - (grad * lower).sum()
-            if ctx.alpha_sign is not None:
-                ga = ga * torch.where(ctx.alpha_sign == 0, 1.0, ctx.alpha_sign)
+                ga = ga - grad[lower].sum()
+            # α enters as |α|: its gradient takes α's sign.
+            ga = ga * (1.0 if float(alpha) >= 0 else -1.0)
         return gx, ga, None, None
 
 

@@ -74,7 +74,10 @@ class MixedQuantLayer(nn.Module):
         if self.fixed_index is not None:
             return F.one_hot(torch.tensor(self.fixed_index), len(self.candidates)).to(self.theta)
         if not self.training:
-            # Evaluation runs the most likely width: deterministic, and the network a search would pick.
+            # Deterministic, as in the architecture super net: soft mixes with softmax(θ/τ) (the
+            # batch-norm statistics were gathered under mixing), hard runs the most likely width.
+            if self.mode == "soft":
+                return F.softmax(self.theta.detach() / self.temperature, dim=0)
             return F.one_hot(self.theta.detach().argmax(), len(self.candidates)).to(self.theta)
         if self.mode == "hard":
             return hard_mask(self.theta, self.temperature)[0]
@@ -83,7 +86,7 @@ class MixedQuantLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         mask = self.sample_mask()
         self.last_mask = mask
-        if self.mode == "hard" or not self.training or self.fixed_index is not None:
+        if self.mode == "hard" or self.fixed_index is not None:
             i = int(mask.detach().argmax())
             c = self.candidates[i]
             self.forward_calls += 1

@@ -44,7 +44,7 @@ from search.searcher import (
 
 QUANT_COSTS: tuple[str, ...] = ("size", "bops", "latency")
 # Fields beyond the architecture search's that must match when resuming.
-_QUANT_RESUME_FIELDS = ("weight_bits", "act_bits", "pins", "init")
+_QUANT_RESUME_FIELDS = ("weight_bits", "act_bits", "pins", "init", "theta_optimizer")
 
 
 @dataclass
@@ -58,6 +58,11 @@ class QuantSearchConfig(SearchConfig):
     pins: dict[str, str] = field(default_factory=dict)  # layer name -> bits fixed, not searched
     init: str | None = None  # float weights to start from (a quant-train fp32 run, or hwnas train)
     strict_budget: bool = True  # target loss: the result's cost is at most the target
+    # Adam (FBNet's) normalises every θ coordinate's step, so a layer of 72 weights is pushed to
+    # low bits as fast as one of 37,000: the size gradient's magnitude — the layer's share of the
+    # model — is lost. Plain SGD (with momentum) keeps it: big layers move first.
+    theta_optimizer: str = "adam"
+    theta_momentum: float = 0.9
 
     def __post_init__(self) -> None:
         if self.cost not in QUANT_COSTS:
@@ -68,6 +73,8 @@ class QuantSearchConfig(SearchConfig):
             _check(lambda: Bits(32, int(b)), "--act-bits")
         for name, tag in self.pins.items():
             _check(lambda: Bits.parse(tag), f"--pin {name}")
+        if self.theta_optimizer not in ("adam", "sgd"):
+            raise SearchConfigError(f"--theta-optimizer must be adam or sgd, not {self.theta_optimizer!r}")
         # The parent validates everything else; it knows latency but not size/bops, which need no table.
         cost = self.cost
         self.cost = "latency" if cost == "latency" else "params"
@@ -141,7 +148,11 @@ def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | Non
             raise SearchConfigError(f"--init {config.init}: {exc}") from None
     model = model.to(device)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum, weight_decay=config.w_wd)
-    t_opt = torch.optim.Adam(model.arch_parameters(), lr=config.theta_lr, weight_decay=config.theta_wd)
+    if config.theta_optimizer == "sgd":
+        t_opt: torch.optim.Optimizer = torch.optim.SGD(model.arch_parameters(), lr=config.theta_lr,
+                                                       momentum=config.theta_momentum, weight_decay=config.theta_wd)
+    else:
+        t_opt = torch.optim.Adam(model.arch_parameters(), lr=config.theta_lr, weight_decay=config.theta_wd)
     cost_tensors = model.cost_tensors(costs.layer_costs)
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
     scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
@@ -165,8 +176,15 @@ def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | Non
 
 
 def fit_budget(config: BitsConfig, layer_costs: list[list[float]], fixed: float, budget: float,
-               probabilities: list[list[float]]) -> BitsConfig:
-    """Lower bits until the configuration costs at most ``budget``, giving up the least θ-probability per unit saved."""
+               probabilities: list[list[float]], fill: bool = False) -> BitsConfig:
+    """The most likely configuration at most ``budget``, starting from ``config`` (the argmax).
+
+    Above the budget: lower widths where θ gives up the least log-probability per unit of cost
+    saved, until it fits. With ``fill`` (the target loss, which asks for a cost *at* the budget)
+    and below it: raise widths where θ gives up the least log-probability per unit of cost
+    added, while the result still fits. Both are the greedy steps of maximising Σ log p(choice)
+    under the budget. Argmax rounding alone lands well below a budget whenever θ is unsure.
+    """
     space = config.space
     layers = space.layers()
     choice = [list(lay.candidates).index(config.bits[lay.name]) for lay in layers]
@@ -174,20 +192,29 @@ def fit_budget(config: BitsConfig, layer_costs: list[list[float]], fixed: float,
     def total() -> float:
         return fixed + sum(layer_costs[i][c] for i, c in enumerate(choice))
 
+    def lost(i: int, j: int) -> float:
+        return math.log(max(probabilities[i][choice[i]], 1e-12)) - math.log(max(probabilities[i][j], 1e-12))
+
     while total() > budget + 1e-9:
         best: tuple[float, int, int] | None = None
         for i, lay in enumerate(layers):
-            cur_cost, cur_p = layer_costs[i][choice[i]], probabilities[i][choice[i]]
             for j in range(len(lay.candidates)):
-                saved = cur_cost - layer_costs[i][j]
-                if saved <= 0:
-                    continue
-                lost = math.log(max(cur_p, 1e-12)) - math.log(max(probabilities[i][j], 1e-12))
-                score = lost / saved
-                if best is None or score < best[0]:
-                    best = (score, i, j)
+                saved = layer_costs[i][choice[i]] - layer_costs[i][j]
+                if saved > 0 and (best is None or lost(i, j) / saved < best[0]):
+                    best = (lost(i, j) / saved, i, j)
         if best is None:
             raise SearchConfigError(f"no configuration of this space fits the budget {budget:g}: the smallest costs {total():.4g}")
+        choice[best[1]] = best[2]
+    while fill:
+        room = budget - total()
+        best = None
+        for i, lay in enumerate(layers):
+            for j in range(len(lay.candidates)):
+                added = layer_costs[i][j] - layer_costs[i][choice[i]]
+                if 0 < added <= room + 1e-9 and (best is None or lost(i, j) / added < best[0]):
+                    best = (lost(i, j) / added, i, j)
+        if best is None:
+            break
         choice[best[1]] = best[2]
     return BitsConfig(space, {lay.name: lay.candidates[c] for lay, c in zip(layers, choice)})
 
@@ -249,7 +276,7 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
     budgeted = False
     if config.loss == "target" and config.strict_budget and config.target is not None:
         fitted = fit_budget(result_config, setup.costs.layer_costs, setup.costs.fixed, config.target,
-                            [p.tolist() for p in model.probabilities()])
+                            [p.tolist() for p in model.probabilities()], fill=True)
         budgeted = fitted.bits != result_config.bits
         result_config = fitted
     cost = config_cost(_CostView(setup.costs), setup.space, result_config.bits)
@@ -259,7 +286,7 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
                                epochs=config.epochs, seconds=time.perf_counter() - t_start, history=history)
     if rundir.main:
         meta = {"predicted": {setup.costs.name: cost, "unit": setup.costs.unit, **d},
-                "source": "hwnas quant-search (argmax of θ" + (", lowered to fit the budget)" if budgeted else ")"),
+                "source": "hwnas quant-search (argmax of θ" + (", moved to the budget)" if budgeted else ")"),
                 "supernet_val_acc": result.val_acc}
         result_config.save(rundir.root / "bits.json", {"meta": meta})
         torch.save(model.float_state_dict(), rundir.root / "supernet_float.pt")

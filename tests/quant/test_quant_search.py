@@ -20,12 +20,15 @@ from search.searcher import SearchConfigError
 QUICK = dict(data="fashion-mnist", batch_size=32, progress=False, plots=False, warmup_epochs=0, seed=0)
 
 
-def test_a_size_budget_far_below_fp32_drives_the_largest_layers_to_low_bits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("optimizer,theta_lr", [("adam", 0.1), ("sgd", 1.0)])
+def test_a_size_budget_far_below_fp32_drives_the_largest_layers_to_low_bits(tmp_path: Path, optimizer: str,
+                                                                            theta_lr: float) -> None:
     space = get_bits_space("resnet8-w8", weight_bits=[2, 4, 8, 32], act_bits=[8])
     fp32_kb = config_cost(SizeCost(), space, space.uniform("fp32"))
     budget = fp32_kb / 12  # about 2.7 bits per weight
     config = QuantSearchConfig(out=str(tmp_path / "qs"), space="resnet8-w8", cost="size", loss="target", target=budget,
-                               subset=768, val_subset=200, epochs=3, w_split=0.5, theta_lr=0.1,
+                               subset=768, val_subset=200, epochs=3, w_split=0.5, theta_lr=theta_lr,
+                               theta_optimizer=optimizer,
                                weight_bits=[2, 4, 8, 32], act_bits=[8], **QUICK)
     result = run_quant_search(config)
     last = json.loads((tmp_path / "qs" / "theta.json").read_text())["epochs"][-1]
@@ -38,11 +41,16 @@ def test_a_size_budget_far_below_fp32_drives_the_largest_layers_to_low_bits(tmp_
         assert high < 0.25, (lay.name, probs)  # uniform start: 0.5
     assert result.size_kb <= budget + 1e-9  # "at most N KB"
     assert result.size_kb < fp32_kb / 10
+    if optimizer == "sgd":
+        # SGD keeps each layer's share of the size gradient: the smallest layer barely moves.
+        smallest = min(space.layers(), key=lambda lay: lay.weight_params)
+        probs = last["probabilities"][smallest.index]
+        assert max(probs) - min(probs) < 0.2, probs
     saved = BitsConfig.load(tmp_path / "qs" / "bits.json")
     assert saved.bits == result.config.bits
 
 
-def test_fit_budget_lowers_the_least_likely_loss_first() -> None:
+def test_fit_budget_lowers_then_fills_where_theta_is_least_sure() -> None:
     space = get_bits_space("resnet8-w4", weight_bits=[2, 8], act_bits=[8])
     sizes = SizeCost().layer_costs(space)
     fixed = SizeCost().fixed_cost(space)
@@ -55,6 +63,16 @@ def test_fit_budget_lowers_the_least_likely_loss_first() -> None:
     assert fitted.bits[space.layers()[-2].name] == "w8a8"
     with pytest.raises(SearchConfigError):
         fit_budget(high, sizes, fixed, fixed / 2, probs)
+    # Filling: from all-2-bit, raise where θ prefers 8 bits most, and never past the budget.
+    low = BitsConfig(space, space.uniform("w2a8"))
+    probs = [[0.6, 0.4] for _ in space.layers()]
+    probs[3] = [0.3, 0.7]
+    lay3 = space.layers()[3]
+    budget = config_cost(SizeCost(), space, low.bits) + SizeCost().layer_cost(lay3, Bits(8, 8)) * 1.01
+    assert fit_budget(low, sizes, fixed, budget, probs).bits == low.bits  # no fill unless asked
+    filled = fit_budget(low, sizes, fixed, budget, probs, fill=True)
+    assert filled.bits[lay3.name] == "w8a8"
+    assert config_cost(SizeCost(), space, low.bits) < config_cost(SizeCost(), space, filled.bits) <= budget
 
 
 def test_search_then_fine_tune_then_table_end_to_end(tmp_path: Path) -> None:
