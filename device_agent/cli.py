@@ -35,6 +35,8 @@ Binary = Annotated[Optional[list[Path]], typer.Option(
 Libs = Annotated[Optional[list[Path]], typer.Option(
     "--benchmark-lib", help="A shared library the binary needs (e.g. libonnxruntime.so), pushed next to it; repeatable.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+Clock = Annotated[str, typer.Option("--clock", help="--local timing: auto (thread CPU time with 1 thread, wall "
+                                    "otherwise), wall, or cpu. CPU time ignores preemption on a shared host.")]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -112,6 +114,7 @@ def run(
     no_pin: Annotated[bool, typer.Option("--no-pin", help="Do not pin to the fastest cluster with taskset.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache (default ~/.cache/hwnas/models).")] = None,
     key: Annotated[Optional[Path], typer.Option("--adb-key", help="ADB private key (default ~/.android/adbkey, else generated).")] = None,
+    clock: Clock = "auto",
     verbose: Verbose = False,
 ) -> None:
     """Register the device, claim its profiling jobs, measure, upload after every batch, repeat.
@@ -132,7 +135,7 @@ def run(
                       libs=list(benchmark_lib or []), runtime_version=runtime_version, lease_s=lease_s,
                       batch_size=batch_size, once=once,
                       pin=not no_pin, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
-                      cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir)
+                      cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir, clock=clock)
     from hwnas.client import ProfilerClient
 
     stop = _stop_on_signals()

@@ -61,6 +61,7 @@ class AgentConfig:
     cooldown: CoolDown = field(default_factory=CoolDown)
     cache_dir: Path | None = None
     measure_overhead: bool = True
+    clock: str = "auto"  # --local only: auto | wall | cpu (runtimes/local.py)
 
 
 def binary_runtime(path: Path, default: str | None) -> str:
@@ -172,7 +173,7 @@ class Agent:
             if self.local:
                 from device_agent.runtimes.local import LocalRunner
 
-                self._runners[key] = LocalRunner(runtime, threads)
+                self._runners[key] = LocalRunner(runtime, threads, clock=self.cfg.clock)
             else:
                 from device_agent.runtimes.binary import BinaryRunner
 
@@ -217,8 +218,9 @@ class Agent:
         return items, failures
 
     def measure(self, items: Sequence[Item], runner: Runner, canary: Item | None,
-                progress: Callable[[int, int], None] | None = None) -> tuple[BatchOutcome, dict[str, Any]]:
-        """One batch: cool down if hot, make sure files are there, measure with the protocol."""
+                progress: Callable[[int, int], None] | None = None,
+                protocol: ProtocolConfig | None = None) -> tuple[BatchOutcome, dict[str, Any]]:
+        """One batch: cool down if hot, make sure files are there, measure with the protocol (default: the agent's)."""
         if self._thermal_source is False:
             waited, thermal = 0.0, ThermalState(None, {})
         else:
@@ -228,7 +230,7 @@ class Agent:
         start = time.perf_counter()
         runner.prepare(list(items) + ([canary] if canary else []))
         self.timings["prepare_s"] = self.timings.get("prepare_s", 0.0) + time.perf_counter() - start
-        outcome = measure_batch(runner, items, self.cfg.protocol, canary, self.stop, progress)
+        outcome = measure_batch(runner, items, protocol or self.cfg.protocol, canary, self.stop, progress)
         state: dict[str, Any] = {
             "thermal_before": {"status": thermal.status, "temperatures_c": thermal.temperatures_c},
             "cooled_down_s": round(waited, 1),
@@ -377,11 +379,18 @@ class Agent:
 
     def process(self, job: JobClaimed) -> bool:
         """Measure one claimed job; True when it was worked off, False when given back."""
-        log.info("claimed job %d: %d key(s), %s, %d thread(s)", job.id, len(job.keys), job.runtime, job.threads)
+        log.info("claimed job %d: %d key(s)%s, %s, %d thread(s)", job.id, len(job.keys),
+                 f", {len(job.networks)} network(s)" if job.networks else "", job.runtime, job.threads)
         factory = self.make_client or (lambda: ProfilerClient(self._require_client().base_url))
         with Heartbeat(factory, job.id, self.agent_id, self.cfg.lease_s) as hb:
             try:
-                self.measure_keys(job.keys, job.runtime, job.threads, job_id=job.id, lost=hb.lost)
+                if job.networks:
+                    from device_agent.networks import measure_job_with_networks
+
+                    # Networks and the job's keys in the same interleaved rounds (device_agent/networks.py).
+                    measure_job_with_networks(self, job.keys, job.networks, job.runtime, job.threads, job_id=job.id, lost=hb.lost)
+                else:
+                    self.measure_keys(job.keys, job.runtime, job.threads, job_id=job.id, lost=hb.lost)
             except DeviceUnreachable as exc:
                 log.error("giving job %d back: %s", job.id, exc)
                 self.give_back(job.id)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from hwnas.opkey import OVERHEAD_KEY, OpKeyError, OpSpec
@@ -78,6 +79,17 @@ class ModelCache:
             self._build(path, lambda tmp: _export_op(spec, RUNTIMES[runtime][0], tmp), key)
         return Item(key, path, spec.shape)
 
+    def network(self, arch_id: str, document: dict, input_shape: Sequence[int], runtime: str) -> Item:
+        """The whole network of an architecture document for ``runtime`` (exported now if not cached).
+
+        Cached by architecture id: the id is a hash of what decides the network. Exported
+        with the same exporter as the operators (``search.export``), seed-0 random weights.
+        """
+        path = self.path(f"net-{arch_id}", runtime)
+        if not path.exists():
+            self._build(path, lambda tmp: _export_network(document, input_shape, RUNTIMES[runtime][0], tmp), f"net-{arch_id}")
+        return Item(f"net-{arch_id}", path, tuple(int(d) for d in input_shape), network=True)
+
     def overhead(self, runtime: str) -> Item:
         """The empty model (Identity on 1x1x1x1) measured as ``__overhead__``."""
         path = self.path("overhead@1x1x1x1", runtime)
@@ -106,6 +118,17 @@ def _export_op(spec: OpSpec, fmt: str, path: Path) -> None:
     from search.export import export_op
 
     export_op(spec, fmt, path)
+
+
+def _export_network(document: dict, input_shape: Sequence[int], fmt: str, path: Path) -> None:
+    from search.arch import Architecture
+    from search.export import export_arch
+
+    arch = Architecture.from_dict(document, source="job network")
+    space = arch.resolve_space()
+    if tuple(input_shape) != (1, *space.input_shape):
+        raise ValueError(f"input_shape {list(input_shape)} does not match the architecture's {[1, *space.input_shape]}")
+    export_arch(arch, fmt, path)
 
 
 def _export_identity(fmt: str, path: Path) -> None:

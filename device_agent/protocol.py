@@ -104,6 +104,10 @@ class BatchOutcome:
     unfinished: list[str] = field(default_factory=list)  # stopped before enough bursts
     state: dict[str, Any] = field(default_factory=dict)
     stopped: bool = False
+    # Every finished item's bursts in round order, and its warm-up runs: whole networks
+    # (``Item.network``) are summarised from these by the caller, not into ``results``.
+    bursts: dict[str, list[list[float]]] = field(default_factory=dict)
+    warmups: dict[str, int] = field(default_factory=dict)
 
 
 def _collect(results: Sequence[BurstResult]) -> tuple[dict[str, list[list[float]]], dict[str, int], dict[str, str]]:
@@ -167,7 +171,9 @@ def measure_batch(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, ca
             if len(new) >= len(done[key]) and variation(new) < cvs[key]:
                 done[key], warm[key], cvs[key] = new, more_warm[key], variation(new)
     for key, got in done.items():
-        outcome.results.append(summarize(key, got, warm.get(key, 0), cfg.keep_samples))
+        outcome.bursts[key], outcome.warmups[key] = got, warm.get(key, 0)
+        if not by_key[key].network:
+            outcome.results.append(summarize(key, got, warm.get(key, 0), cfg.keep_samples))
     outcome.state = {
         "canary": {"key": canary.key if canary else None, "burst_min_ms": [round(v, 6) for v in canary_values],
                    "drift": round(drift, 4), "remeasured_batches": attempts},

@@ -9,6 +9,9 @@ architecture's cost is ``fixed_cost + Σ_l layer_costs[l][choice_l]``:
   its own model, so every entry contains one per-invocation overhead; the network is predicted
   as ``overhead + Σ (entry − overhead)`` rather than a sum of N overheads. Layer costs are
   therefore ``entry − overhead`` and the fixed cost is ``overhead + Σ_fixed (entry − overhead)``.
+  When the table carries a calibration (``hwnas validate --calibrate``), a network costs
+  ``scale · prediction + offset_ms``: layer costs are scaled, the offset joins the fixed cost,
+  so the super net's expected cost stays linear in the architecture probabilities.
 """
 
 from __future__ import annotations
@@ -116,17 +119,21 @@ class ParamsCost(SpecCost):
 
 
 class LatencyCost(SpecCost):
-    """Milliseconds from a latency table, with its per-model overhead counted once."""
+    """Milliseconds from a latency table, with its per-model overhead counted once and its calibration applied."""
 
     name = "latency"
     unit = "ms"
 
-    def __init__(self, table: LatencyTable) -> None:
+    def __init__(self, table: LatencyTable, calibrated: bool = True) -> None:
         self.table = table
+        # calibrated=False: the raw table sum (what `hwnas validate` checks before fitting a correction).
+        self.calibration = table.calibration if calibrated else None
 
     @property
     def base(self) -> float:
-        return self.table.overhead
+        if self.calibration is None:
+            return self.table.overhead
+        return self.calibration.scale * self.table.overhead + self.calibration.offset_ms
 
     def require(self, specs: list[OpSpec]) -> None:
         missing = self.table.missing([s.key for s in specs])
@@ -134,7 +141,8 @@ class LatencyCost(SpecCost):
             raise MissingEntriesError(missing, self.table.describe())
 
     def spec_cost(self, spec: OpSpec) -> float:
-        return self.table.entries[spec.key] - self.table.overhead
+        cost = self.table.entries[spec.key] - self.table.overhead
+        return cost if self.calibration is None else self.calibration.scale * cost
 
 
 # ---- architectures -----------------------------------------------------------------------------

@@ -5,7 +5,12 @@ A table file is the same JSON document ``GET /lut/<device>`` returns::
     {"device": "pixel7", "runtime": "onnxruntime", "threads": 1, "unit": "ms", "overhead_ms": 0.05,
      "entries": {"ir_k3_e6_g1_s2_o24@1x16x112x112": {"median_ms": 1.23, "n": 50, ...}, ...}}
 
-(entries may also be plain numbers of milliseconds). Missing operators raise
+(entries may also be plain numbers of milliseconds). An entry's value is its ``min_ms`` when the
+document has one — the agent's burst-minimum estimator (median over shuffled rounds of each
+burst's minimum), the estimator that predicts whole networks on drifting hosts
+(``docs/validation.md``) — else its ``median_ms``. A ``calibration`` (``scale``, ``offset_ms``,
+stored by ``hwnas validate --calibrate``) travels with the table and ``LatencyCost`` applies
+it. Missing operators raise
 ``MissingEntriesError`` listing every one, and ``request_measurements`` + ``wait_for_job`` ask
 the server's device agents to measure them.
 """
@@ -44,6 +49,36 @@ class MissingEntriesError(LookupError):
         super().__init__(f"{len(self.keys)} operator(s) missing from the latency table{where}: {', '.join(self.keys)}")
 
 
+@dataclass(frozen=True)
+class TableCalibration:
+    """``measured ≈ scale · predicted + offset_ms`` for whole networks predicted from this table."""
+
+    scale: float = 1.0
+    offset_ms: float = 0.0
+    networks: int = 0
+    method: str = "linear"
+
+    def apply(self, predicted_ms: float) -> float:
+        return self.scale * predicted_ms + self.offset_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "offset_ms": self.offset_ms, "networks": self.networks, "method": self.method}
+
+
+def _calibration(doc: Any, where: str) -> TableCalibration | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise LutError(f"{where}: calibration: expected an object with scale and offset_ms")
+    scale, offset = doc.get("scale", 1.0), doc.get("offset_ms", 0.0)
+    for name, v in (("scale", scale), ("offset_ms", offset)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise LutError(f"{where}: calibration.{name}: expected a number, got {v!r}")
+    if scale <= 0:
+        raise LutError(f"{where}: calibration.scale: must be positive, got {scale!r}")
+    return TableCalibration(float(scale), float(offset), int(doc.get("networks") or 0), str(doc.get("method") or "linear"))
+
+
 @dataclass
 class LatencyTable:
     """Median latency in ms per operator key for one (device, runtime, threads), plus the per-model overhead."""
@@ -58,6 +93,7 @@ class LatencyTable:
     source: str | None = None  # server URL or file path
     stale: bool = False  # True when served from the cache because the server could not be reached
     fetched_at: str | None = None
+    calibration: TableCalibration | None = None  # applied by LatencyCost (see hwnas validate --calibrate)
 
     @property
     def overhead(self) -> float:
@@ -73,11 +109,14 @@ class LatencyTable:
 
     def to_dict(self) -> dict[str, Any]:
         """The table as a ``GET /lut`` document (entries carry only their median)."""
-        return {
+        doc = {
             "device": self.device, "runtime": self.runtime, "runtime_version": self.runtime_version,
             "threads": self.threads, "unit": "ms", "overhead_ms": self.overhead_ms,
             "entries": {k: {"median_ms": v} for k, v in self.entries.items()},
         }
+        if self.calibration is not None:
+            doc["calibration"] = self.calibration.to_dict()
+        return doc
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -106,6 +145,8 @@ class LatencyTable:
         entries: dict[str, float] = {}
         for key, value in raw.items():
             ms = value.get("median_ms") if isinstance(value, dict) else value
+            if isinstance(value, dict) and value.get("min_ms") is not None:
+                ms = value["min_ms"]  # the burst-minimum estimator (see the module docstring)
             if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 0 or ms != ms:
                 raise LutError(f"{where}: entries[{key!r}]: expected a non-negative number of ms, got {ms!r}")
             if key == OVERHEAD_KEY:
@@ -123,6 +164,7 @@ class LatencyTable:
             device=str(doc["device"]), runtime=str(doc["runtime"]), threads=threads, entries=entries,
             overhead_ms=float(overhead) if overhead is not None else None,
             runtime_version=doc.get("runtime_version"), etag=etag, source=source,
+            calibration=_calibration(doc.get("calibration"), where),
         )
 
 

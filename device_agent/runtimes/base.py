@@ -27,6 +27,7 @@ class Item:
     key: str
     model: Path
     input_shape: tuple[int, ...]
+    network: bool = False  # a whole network (key ``net-<arch id>``), not an operator of the table
 
 
 @dataclass(frozen=True)

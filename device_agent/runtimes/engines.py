@@ -3,6 +3,14 @@
 Shared by the local runner and by the host stand-ins of the phone binaries. ONNX Runtime
 binds inputs and outputs once (IOBinding / OrtValue): without it every call copies numpy
 inputs, which for operator-sized models adds 5-20% (research: lut-fidelity-host.md).
+
+``cpu_clock=True`` times each run with the calling thread's CPU clock instead of the wall
+clock. With one intra-op thread the runtime computes in the calling thread, so this is the
+run's latency minus the time the thread was preempted. On a shared host that matters: with
+the load at ~4 runnable processes per core, almost every run of a 5 ms network is preempted
+(wall minimum 9-11 ms, thread CPU 5.5 ms, steady to 1%), while sub-millisecond operators
+often run whole (wall minimum = thread CPU time within 1-2%), which biased every prediction
+by -60% (docs/validation.md). Only meaningful with one thread.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ class OrtEngine:
     """One ``InferenceSession`` with bound inputs (ones) and outputs."""
 
     def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None,
-                 spin: bool = True, opt_level: int = 99) -> None:
+                 spin: bool = True, opt_level: int = 99, cpu_clock: bool = False) -> None:
         import numpy as np
         import onnxruntime as ort
+
+        self.clock = time.thread_time_ns if cpu_clock else time.perf_counter_ns
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
@@ -69,7 +79,7 @@ class OrtEngine:
         binding = self.binding
         for _ in range(warmup):
             run(binding)
-        clock = time.perf_counter_ns
+        clock = self.clock
         out = [0] * iters
         for i in range(iters):
             t0 = clock()
@@ -81,10 +91,13 @@ class OrtEngine:
 class TorchEngine:
     """A TorchScript module (full or lite-interpreter file) with a fixed input of ones."""
 
-    def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None,
+                 cpu_clock: bool = False) -> None:
         import torch
 
         import warnings
+
+        self.clock = time.thread_time_ns if cpu_clock else time.perf_counter_ns
 
         torch.set_num_threads(max(1, threads))
         try:
@@ -106,7 +119,7 @@ class TorchEngine:
 
     def burst(self, warmup: int, iters: int) -> list[float]:
         module, x = self.module, self.input
-        clock = time.perf_counter_ns
+        clock = self.clock
         out = [0] * iters
         with self._mode():
             for _ in range(warmup):
@@ -118,11 +131,12 @@ class TorchEngine:
         return [t / 1e6 for t in out]
 
 
-def make_engine(runtime: str, model: Path, threads: int, input_shape: tuple[int, ...] | None):  # noqa: ANN201
-    """An engine for ``runtime`` ("onnxruntime" or "torchscript")."""
+def make_engine(runtime: str, model: Path, threads: int, input_shape: tuple[int, ...] | None,
+                cpu_clock: bool = False):  # noqa: ANN201
+    """An engine for ``runtime`` ("onnxruntime" or "torchscript"); ``cpu_clock``: see the module docstring."""
     if runtime == "onnxruntime":
-        return OrtEngine(model, threads, input_shape)
-    return TorchEngine(model, threads, input_shape)
+        return OrtEngine(model, threads, input_shape, cpu_clock=cpu_clock)
+    return TorchEngine(model, threads, input_shape, cpu_clock=cpu_clock)
 
 
 def runtime_version(runtime: str) -> str:

@@ -6,7 +6,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from device_agent.errors import ConfigError
 from device_agent.runtimes.base import Burst, BurstResult, Item, ProgressFn, Runner, check_runtime
+
+CLOCKS = ("auto", "wall", "cpu")
 from device_agent.runtimes.engines import make_engine, runtime_version
 
 
@@ -15,9 +18,16 @@ class LocalRunner(Runner):
 
     where = "local"
 
-    def __init__(self, runtime: str, threads: int = 1) -> None:
+    def __init__(self, runtime: str, threads: int = 1, clock: str = "auto") -> None:
         self.runtime = check_runtime(runtime)
         self.threads = threads
+        if clock not in CLOCKS:
+            raise ConfigError(f"unknown clock {clock!r}: use one of {', '.join(CLOCKS)}")
+        # auto: the thread's CPU clock with one thread (immune to preemption on a shared host,
+        # see runtimes/engines.py), the wall clock with more (work then runs on other threads).
+        self.cpu_clock = clock == "cpu" or (clock == "auto" and threads == 1)
+        if self.cpu_clock and threads != 1:
+            raise ConfigError("--clock cpu measures the calling thread only: use it with --threads 1")
         self.runtime_version = runtime_version(runtime)
         self._engines: dict[Path, object] = {}
         if runtime == "torchscript":
@@ -32,7 +42,7 @@ class LocalRunner(Runner):
     def _engine(self, item: Item):  # noqa: ANN202
         engine = self._engines.get(item.model)
         if engine is None:
-            engine = make_engine(self.runtime, item.model, self.threads, item.input_shape)
+            engine = make_engine(self.runtime, item.model, self.threads, item.input_shape, cpu_clock=self.cpu_clock)
             self._engines[item.model] = engine
         return engine
 
@@ -57,7 +67,7 @@ class LocalRunner(Runner):
             self._engines.pop(item.model, None)
 
     def state(self) -> dict[str, object]:
-        return {"runner": "local", "threads": self.threads}
+        return {"runner": "local", "threads": self.threads, "clock": "thread_cpu" if self.cpu_clock else "wall"}
 
     def close(self) -> None:
         self._engines.clear()
