@@ -1,6 +1,9 @@
-"""Top-1 accuracy of a model on (part of) a data set."""
+"""Top-1 accuracy of a model on (part of) a data set, and BatchNorm recalibration for one path of a super net."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -23,3 +26,35 @@ def evaluate_model(model: nn.Module, ds, index: torch.Tensor, batch_size: int, d
     finally:
         model.train(was_training)
     return correct / max(total, 1)
+
+
+@contextmanager
+def recalibrated_bn(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device,
+                    workers: int = 0) -> Iterator[None]:
+    """Inside the block, BatchNorm running statistics are those of ``model`` as it now runs, on ``ds[index]``.
+
+    A super net's running statistics mix every path it sampled; one architecture inside it (the
+    argmax, a sample) is evaluated with statistics recomputed for that path (as single-path
+    one-shot methods do). The previous statistics are restored afterwards, so training — and an
+    exact resume — never see the change.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns]
+    was_training = model.training
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        with torch.no_grad():
+            for x, _ in iterate_batches(ds, index, batch_size, shuffle=False, workers=workers):
+                model(x.to(device))
+        model.train(was_training)
+        yield
+    finally:
+        for m, (mean, var, n, momentum) in zip(bns, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(n)
+            m.momentum = momentum
+        model.train(was_training)

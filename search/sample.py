@@ -68,8 +68,9 @@ def _load_run(out: Path) -> dict[str, Any]:
 
 
 def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: int | None, batch_size: int) -> None:
-    from search.data import load_dataset
+    from search.data import NoEvaluationSplit, load_dataset
     from search.evaluate import evaluate_model as evaluate
+    from search.evaluate import recalibrated_bn
     from search.space import get_space
     from search.supernet import SuperNet
 
@@ -80,11 +81,18 @@ def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: i
     space = get_space(run["space"])
     model = SuperNet(space, mode=cfg["mode"])
     model.load_state_dict(rd.load_checkpoint()["model"])
-    val = load_dataset(cfg["data"], "test", subset=val_subset, image_size=cfg.get("image_size"), seed=cfg.get("seed", 0))
-    index = torch.arange(len(val))
+    seed = cfg.get("seed", 0)
+    try:
+        val = load_dataset(cfg["data"], "test", subset=val_subset, image_size=cfg.get("image_size"), seed=seed)
+    except NoEvaluationSplit:
+        val = load_dataset(cfg["data"], "train", subset=val_subset, image_size=cfg.get("image_size"), seed=seed + 1)
+    calib = load_dataset(cfg["data"], "train", subset=2000, image_size=cfg.get("image_size"), seed=seed)
+    index, calib_index = torch.arange(len(val)), torch.arange(len(calib))
+    device = torch.device("cpu")
     for s in samples:
-        with model.fixed_choices(s.choices):
-            s.supernet_acc = evaluate(model, val, index, batch_size, torch.device("cpu"))
+        # BN statistics recomputed for this path: the super net's mix every path it trained.
+        with model.fixed_choices(s.choices), recalibrated_bn(model, calib, calib_index, batch_size, device):
+            s.supernet_acc = evaluate(model, val, index, batch_size, device)
 
 
 def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = True, val_subset: int | None = 2000,

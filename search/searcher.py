@@ -14,6 +14,7 @@ as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -28,6 +29,7 @@ from torch import nn
 
 from search.data import DatasetInfo, NoEvaluationSplit, dataset_info, iterate_batches, load_dataset, num_batches
 from search.evaluate import evaluate_model as evaluate
+from search.evaluate import recalibrated_bn
 from search.loss import LossConfig, search_loss
 from search.progress import EpochProgress
 from search.rundir import RunDir
@@ -81,6 +83,7 @@ class SearchConfig:
     # data and run
     subset: int | None = None
     val_subset: int | None = None
+    bn_calibration: int = 2000  # hard mode: training images that recompute BN statistics of the evaluated path
     image_size: int | None = None
     seed: int = 0
     torch_device: str = "auto"
@@ -381,6 +384,22 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
             "batches": batches}
 
 
+def _evaluation_path(setup: SearchSetup) -> contextlib.AbstractContextManager:
+    """Hard mode evaluates the argmax architecture, with BatchNorm statistics recomputed for that path.
+
+    Its running statistics mix all the random paths it trained (an argmax child evaluated with them
+    is badly off); soft mode evaluates the noise-free mixture its statistics were gathered under.
+    """
+    cfg, model = setup.config, setup.model
+    if cfg.mode != "hard" or cfg.bn_calibration <= 0:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(model.fixed_choices(model.argmax_choices()))
+    stack.enter_context(recalibrated_bn(model, setup.train_set, setup.w_index[: cfg.bn_calibration], cfg.batch_size,
+                                        setup.device, cfg.workers))
+    return stack
+
+
 def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None = None) -> dict[str, Any]:
     """Run epoch ``epoch`` (0-based): weights, then θ unless warming up, then evaluation; returns its log entry."""
     cfg, model = setup.config, setup.model
@@ -400,10 +419,12 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
         th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.arch_parameters(),
                     model.weight_parameters(), torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2)),
                     progress, f"epoch {epoch + 1} θ")
-    if setup.replica is not None:  # split over the ranks, after checking θ and taking rank 0's BN statistics
-        val_acc = setup.replica.evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, cfg.workers)
-    else:
-        val_acc = evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, cfg.workers)
+    with _evaluation_path(setup):
+        if setup.replica is not None:  # split over the ranks, after checking θ and taking rank 0's BN statistics
+            val_acc = setup.replica.evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device,
+                                             cfg.workers)
+        else:
+            val_acc = evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, cfg.workers)
     probs = model.probabilities()
     argmax = model.argmax_choices()
     return {

@@ -124,3 +124,28 @@ def test_builtin_fmnist_space_builds_in_both_modes() -> None:
     net = SuperNet(space, mode="hard")
     assert net.num_layers == space.num_layers
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_bn_recalibration_is_for_one_path_and_is_undone(tiny_space: Path) -> None:
+    from search.data import load_dataset
+    from search.evaluate import recalibrated_bn
+
+    net = SuperNet(get_space(str(tiny_space)), mode="hard")
+    for _ in range(3):  # running statistics now mix random paths
+        net(torch.randn(16, 1, 28, 28) * 3 + 1)
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    ds = load_dataset("fashion-mnist", "train", subset=64)
+    bn = net.mixed[1].ops[1].pw[1]  # layer 1, ir_k3_e3: its first BatchNorm
+    with net.fixed_choices(["skip", "ir_k3_e3", "skip"]), recalibrated_bn(net, ds, torch.arange(64), 32, torch.device("cpu")):
+        inside = bn.running_mean.clone()
+        # The statistics are those of this path on these images: recompute them by hand.
+        x, _ = ds.batch(torch.arange(64))
+        with torch.no_grad():
+            h = net.mixed[0].ops[2](net.stem.eval()(x))  # stem (eval BN: no stat updates), layer 0 skip
+            conv_out = net.mixed[1].ops[1].pw[0](h)
+        net.stem.train()
+        # (the stem ran with batch statistics of 32 images during calibration, here with their average)
+        assert torch.allclose(inside, conv_out.mean(dim=(0, 2, 3)), atol=2e-3)
+    after = {k: v for k, v in net.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.allclose(inside, before["mixed.1.ops.1.pw.1.running_mean"])
