@@ -27,34 +27,44 @@ def _load(path: Path) -> dict:
 
 
 def plot_theta_heatmap(theta: dict, path: Path) -> Path:
-    """Probability of each (layer, candidate) per epoch, layers stacked top to bottom."""
+    """One panel per layer: the probability of each candidate (rows) over the epochs (columns)."""
     epochs = theta["epochs"]
     cands = theta["candidates"]
-    rows, labels, bounds = [], [], []
-    for layer, names in enumerate(cands):
-        for i, name in enumerate(names):
-            rows.append([e["probabilities"][layer][i] for e in epochs])
-            labels.append(f"L{layer} {name}")
-        bounds.append(len(rows))
-    data = np.array(rows)
-    height = max(4.0, 0.14 * len(rows) + 1.5)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(epochs) + 4), height))
-    im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(0.5, float(data.max())), interpolation="nearest",
-                   extent=(0.5, len(epochs) + 0.5, len(rows) - 0.5, -0.5))
-    for b in bounds[:-1]:
-        ax.axhline(b - 0.5, color="white", linewidth=1.2)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(labels, fontsize=max(4, min(8, int(400 / max(len(rows), 1)))))
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    n_layers = len(cands)
+    ncols = min(n_layers, 3 if n_layers <= 9 else 4 if n_layers <= 16 else 6)
+    nrows = (n_layers + ncols - 1) // ncols
+    rows_per_panel = max(len(c) for c in cands)
+    panel_h = 0.17 * rows_per_panel + 0.7
+    panel_w = max(2.4, 0.22 * len(epochs) + 1.4)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols + 1.2, panel_h * nrows + 0.9), squeeze=False)
+    vmax = max(0.5, max(max(p) for e in epochs for p in e["probabilities"]))
     warm = [e["epoch"] for e in epochs if e.get("phase") == "warmup"]
-    if warm:
-        ax.axvspan(0.5, max(warm) + 0.5, color="white", alpha=0.15, label="warm-up (weights only)")
-        ax.legend(loc="upper right", fontsize=7)
-    ax.set_title(f"softmax(θ) per layer over epochs — {theta.get('space', '')} ({theta.get('mode', '')} mode, "
-                 f"{theta.get('cost', '')} cost)")
-    fig.colorbar(im, ax=ax, label="probability", fraction=0.03)
-    fig.tight_layout()
+    im = None
+    for layer in range(nrows * ncols):
+        ax = axes[layer // ncols][layer % ncols]
+        if layer >= n_layers:
+            ax.axis("off")
+            continue
+        names = cands[layer]
+        data = np.array([[e["probabilities"][layer][i] for e in epochs] for i in range(len(names))])
+        im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest",
+                       extent=(0.5, len(epochs) + 0.5, len(names) - 0.5, -0.5))
+        if warm:
+            ax.axvline(max(warm) + 0.5, color="white", linewidth=1.0, linestyle="--")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names if layer % ncols == 0 or len(set(map(tuple, cands))) > 1 else [], fontsize=6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"layer {layer}", fontsize=8)
+        if layer // ncols == nrows - 1 or layer + ncols >= n_layers:
+            ax.set_xlabel("epoch", fontsize=7)
+    note = f"; dashed: end of warm-up (epoch {max(warm)})" if warm else ""
+    fig.suptitle(f"softmax(θ) per layer over the epochs — {theta.get('space', '')}, {theta.get('mode', '')} mode, "
+                 f"{theta.get('cost', '')} cost{note}", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.9, 0.97))
+    if im is not None:
+        cax = fig.add_axes((0.915, 0.15, 0.015, 0.7))
+        fig.colorbar(im, cax=cax, label="probability")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
