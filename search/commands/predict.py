@@ -67,13 +67,16 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 doc = {"name": arch.name, "id": arch.id, "space": space.name, **result.to_dict()}
                 if table is not None:
-                    doc.update(device=table.device, runtime=table.runtime, threads=table.threads, overhead_ms=table.overhead_ms, stale=table.stale)
+                    doc.update(device=table.device, runtime=table.runtime, threads=table.threads, overhead_ms=table.overhead_ms, stale=table.stale,
+                               calibration=table.calibration.to_dict() if table.calibration else None)
                 typer.echo(json.dumps(doc))
                 return
             typer.echo(f"{arch.name or arch_path}  (id {arch.id}, space {space.name}, "
                        f"{'x'.join(map(str, space.input_shape))} input, {space.classes} classes, {result.ops} operators)")
             if table is not None and result.latency_ms is not None:
+                cal = table.calibration
                 typer.echo(f"latency  {result.latency_ms:.3f} ms  on {table.describe()}, overhead {table.overhead:.3f} ms counted once"
+                           + (f", calibrated ({cal.scale:.4f} · sum {cal.offset_ms:+.4f} ms)" if cal else "")
                            + (" [cached table, server unreachable]" if table.stale else ""))
             typer.echo(f"MACs     {result.macs / 1e6:.2f} M")
             typer.echo(f"params   {result.params / 1e6:.3f} M")
