@@ -111,7 +111,7 @@ def test_network_job_round_trip(server: LiveServer) -> None:
 
 
 def test_network_rejections_name_the_field(shared: LiveServer) -> None:
-    with shared.client("client") as client, server.client("agent") as agent:
+    with shared.client("client") as client, shared.client("agent") as agent:
         with pytest.raises(ApiError) as empty:
             client.create_job(JobCreate.model_construct(device="host-cpu", runtime="onnxruntime", threads=1, keys=[], networks=[], force=False))
         assert empty.value.status == 422 and "operator key or one network" in empty.value.detail
