@@ -34,6 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+# OpenMP threads that spin while waiting stall badly when other programs hold the cores (a shared
+# machine): the 2-thread baseline then runs many times slower, for reasons unrelated to DDP.
+# Passive waiting only helps the baseline (the DDP ranks run 1 thread each), so the comparison
+# stays conservative. Set before torch (libgomp) is loaded; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
@@ -285,7 +291,7 @@ def main() -> None:
         "theta_sync_efficiency": round(two["theta_img_s"] / alone["theta_img_s"], 3),
         "space": "fbnet-fmnist", "global_batch": args.batch, "total_threads": args.threads,
         "steps_per_round": args.steps, "rounds": args.rounds, "cpus": os.cpu_count(), "torch": torch.__version__,
-        "load_avg_1min_before": round(load_before, 2), "load_avg_1min_after": round(os.getloadavg()[0], 2),
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "load_avg_1min_before": round(load_before, 2), "load_avg_1min_after": round(os.getloadavg()[0], 2),
     }
     figures.update(gpu_figures(steps=5 if args.quick else 20, warmup=3))
     figures["seconds"] = round(time.perf_counter() - t0, 1)

@@ -69,11 +69,14 @@ def preflight(config: Any, nproc: int) -> None:
     if config.batch_size % nproc:
         raise fail(f"--batch-size {config.batch_size} is the batch of the whole job: it must be a multiple of "
                    f"--nproc {nproc}")
-    if config.sync_bn:
-        import torch
+    import torch
 
-        if config.torch_device == "cpu" or not torch.cuda.is_available():
-            raise fail("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
+    on_gpus = config.torch_device in ("auto", "cuda") and torch.cuda.is_available()
+    if on_gpus and nproc > torch.cuda.device_count():
+        raise fail(f"--nproc {nproc}: each process takes one GPU and this machine has {torch.cuda.device_count()} "
+                   "(or pass --torch-device cpu)")
+    if config.sync_bn and not (on_gpus or config.torch_device.startswith("cuda")):
+        raise fail("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
 
 
 def launch_local(ctx: Any, nproc: int, threads: int | None = None) -> int:

@@ -61,8 +61,9 @@ def register(app: typer.Typer) -> None:
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torchrun: gloo on CPU, one GPU "
                                   "each with NCCL); --batch-size is the batch of the whole job. docs/distributed.md"),
         amp: str = typer.Option("off", "--amp", help="off or bf16: forward passes under autocast with bfloat16 (GPUs)."),
-        channels_last: bool = typer.Option(False, "--channels-last", help="NHWC weights and inputs (faster on GPUs)."),
-        sync_bn: bool = typer.Option(False, "--sync-bn", help="Several processes: BatchNorm statistics of the whole "
+        channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last",
+                                           help="NHWC weights and inputs (faster on GPUs)."),
+        sync_bn: bool = typer.Option(False, "--sync-bn/--no-sync-bn", help="Several processes: BatchNorm statistics of the whole "
                                      "batch (SyncBatchNorm, GPUs only)."),
     ) -> None:
         """Run the FBNet differentiable architecture search of a space on a data set.
