@@ -187,7 +187,54 @@ def throughput(seconds: dict[str, list[float]], steps: int, batch: int) -> dict[
 
 
 # ---- GPU: the fbnet space at 224, batch 128 ---------------------------------------------------------
-def gpu_figures(steps: int, warmup: int) -> dict[str, Any]:
+def fbnet_step_img_s(device: Any, mode: str, batch: int, steps: int, warmup: int) -> float:
+    """Images/s of a weight step of the ``fbnet`` super net at 224 on ``device``: bf16 autocast, channels_last, FLOPs cost."""
+    import torch
+
+    from search.cost import FlopsCost
+    from search.loss import LossConfig, search_loss
+    from search.searcher import default_cost_scale
+    from search.space import get_space
+    from search.supernet import SuperNet
+
+    space = get_space("fbnet")
+    cost = FlopsCost()
+    layer_costs, fixed = cost.layer_costs(space), cost.fixed_cost(space)
+    torch.manual_seed(0)
+    model = SuperNet(space, mode=mode).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    for p in model.arch_parameters():  # the weight phase: θ frozen
+        p.requires_grad_(False)
+    x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, space.classes, (batch,), device=device)
+    costs = model.cost_tensors(layer_costs)
+    minimum = fixed + sum(min(row) for row in layer_costs)
+    scale = default_cost_scale(model.distribution_cost(costs, fixed), minimum)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            logits = model(x)
+        ce = torch.nn.functional.cross_entropy(logits.float(), y)
+        loss = search_loss(ce, model.expected_cost(costs, fixed), LossConfig(), cost_scale=scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def gpu_figures(steps: int, warmup: int, batch: int = 128) -> dict[str, Any]:
     """Images/s of a weight step of the fbnet super net at 224, batch 128 (soft and hard), or why not measured."""
     import torch
 
@@ -195,53 +242,18 @@ def gpu_figures(steps: int, warmup: int) -> dict[str, Any]:
         return {"gpu_soft_img_s": None, "gpu_hard_img_s": None, "gpu_device": None,
                 "gpu_not_measured": f"no CUDA device visible to PyTorch {torch.__version__} on this machine "
                                     "(no accelerator was lent to this run)"}
-    from search.cost import FlopsCost
-    from search.loss import LossConfig, search_loss
-    from search.space import get_space
-    from search.supernet import SuperNet
-
     device = torch.device("cuda", 0)
-    space = get_space("fbnet")
-    cost = FlopsCost()
-    layer_costs, fixed = cost.layer_costs(space), cost.fixed_cost(space)
-    figures: dict[str, Any] = {"gpu_device": torch.cuda.get_device_name(device), "gpu_batch": 128,
-                               "gpu_settings": "bf16 autocast, channels_last, 1 GPU"}
+    figures: dict[str, Any] = {"gpu_device": torch.cuda.get_device_name(device), "gpu_batch": batch,
+                               "gpu_settings": "bf16 autocast, channels_last, 1 GPU, weight step"}
     for mode in ("soft", "hard"):
-        torch.manual_seed(0)
-        model = SuperNet(space, mode=mode).to(device).to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9)
-        for p in model.arch_parameters():
-            p.requires_grad_(False)
-        x = torch.randn(128, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, space.classes, (128,), device=device)
-        costs = model.cost_tensors(layer_costs)
-        scale = 20.0 / model.distribution_cost(costs, fixed)
-
-        def step() -> None:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = model(x)
-            ce = torch.nn.functional.cross_entropy(logits.float(), y)
-            loss = search_loss(ce, model.expected_cost(costs, fixed), LossConfig(), cost_scale=scale)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
+        torch.cuda.reset_peak_memory_stats(device)
         try:
-            for _ in range(warmup):
-                step()
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            torch.cuda.synchronize()
-            figures[f"gpu_{mode}_img_s"] = round(steps * 128 / (time.perf_counter() - t0), 1)
+            figures[f"gpu_{mode}_img_s"] = round(fbnet_step_img_s(device, mode, batch, steps, warmup), 1)
             figures[f"gpu_{mode}_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 1)
         except torch.cuda.OutOfMemoryError:
             figures[f"gpu_{mode}_img_s"] = None
-            figures[f"gpu_{mode}_note"] = "out of GPU memory at batch 128"
-        del model, opt
+            figures[f"gpu_{mode}_note"] = f"out of GPU memory at batch {batch}"
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
     return figures
 
 

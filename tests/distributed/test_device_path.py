@@ -104,3 +104,18 @@ def test_nproc_relaunch_repeats_the_command_line_options() -> None:
     assert seen["args"] == ["--out", "runs/x", "--no-progress", "--resume"]  # defaults and --nproc stay out
     assert torchrun_arguments(4, "search", seen["args"]) == ["--standalone", "--nproc-per-node=4", "-m", "search",
                                                               "search", "--out", "runs/x", "--no-progress", "--resume"]
+
+
+def test_gpu_benchmark_step_runs_on_any_device() -> None:
+    """The GPU figures' step (fbnet at 224, bf16 autocast, channels_last) kept working where no GPU is: on the CPU."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "search_scaling.py"
+    spec = importlib.util.spec_from_file_location("search_scaling_bench", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.fbnet_step_img_s(torch.device("cpu"), "hard", batch=2, steps=1, warmup=0) > 0
+    if NO_CUDA:
+        figures = bench.gpu_figures(steps=1, warmup=0)
+        assert figures["gpu_soft_img_s"] is None and "no CUDA device" in figures["gpu_not_measured"]
