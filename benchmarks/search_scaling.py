@@ -34,12 +34,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-# OpenMP threads that spin while waiting stall badly when other programs hold the cores (a shared
-# machine): the 2-thread baseline then runs many times slower, for reasons unrelated to DDP.
-# Passive waiting only helps the baseline (the DDP ranks run 1 thread each), so the comparison
-# stays conservative. Set before torch (libgomp) is loaded; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
@@ -258,6 +252,11 @@ def gpu_figures(steps: int, warmup: int, batch: int = 128) -> dict[str, Any]:
 
 
 def main() -> None:
+    # OpenMP threads that spin while waiting stall badly when other programs hold the cores (a shared
+    # machine): the 2-thread baseline then runs many times slower, for reasons unrelated to DDP.
+    # Passive waiting only helps the baseline (the DDP ranks run 1 thread each), so the comparison
+    # stays conservative. Set before torch (libgomp) is loaded; an explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps and rounds")
     ap.add_argument("--threads", type=int, default=max(2, os.cpu_count() or 2), help="total CPU threads (even)")
