@@ -1,0 +1,60 @@
+"""`hwnas demo`: the whole loop on this machine (server, local agent, table, search, training, measurement, report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from search.commands._dnas_errors import dnas_errors
+from search.commands._errors import fail
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        quick: bool = typer.Option(False, "--quick", help="Small subsets and 2 epochs: about 2 minutes instead of 10."),
+        out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder (a previous demo's folder is replaced)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1, help="Search epochs (full 6, quick 2)."),
+        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only search epochs (full 2, quick 1)."),
+        train_epochs: Optional[int] = typer.Option(None, "--train-epochs", min=1, help="Epochs of training from scratch (full 3, quick 2)."),
+        subset: Optional[int] = typer.Option(None, "--subset", min=10, help="Training images of the search (full 6000, quick 1500)."),
+        train_subset: Optional[int] = typer.Option(None, "--train-subset", min=10, help="Training images for training from scratch (full 10000, quick 2000)."),
+        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=10, help="Test images for the trained networks (full 5000, quick 1000)."),
+        samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Architectures sampled after the search (full 8, quick 4)."),
+        seed: int = typer.Option(0, "--seed"),
+        port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the profiler server (default: a free one)."),
+        keep_server: bool = typer.Option(False, "--keep-server", help="After the report, keep the server and agent running "
+                                         "(browse http://127.0.0.1:PORT/docs) until Ctrl-C."),
+        torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1, help="torch threads for search and training."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars and phase lines."),
+    ) -> None:
+        """Run the whole hwnas loop on this machine and write OUT/report.md.
+
+        Starts a profiler-server (SQLite, in OUT) and a local device agent for device host-cpu (ONNX Runtime,
+        1 thread), measures the fbnet-fmnist operators through a profiling job, runs the FBNet search with that
+        latency table, samples architectures, trains the found one and the all-ir_k3_e6 baseline from scratch,
+        exports both to ONNX, has the agent measure the whole networks, and writes the report with plots.
+        Ctrl-C stops everything it started.
+
+        Examples: `hwnas demo` · `hwnas demo --quick --out /tmp/demo` · `hwnas demo --keep-server --port 8000`
+        """
+        from search.demo import DemoConfig, DemoError, main_summary, run_demo
+
+        config = DemoConfig.preset(quick, out=out, search_epochs=epochs, warmup_epochs=warmup_epochs,
+                                   train_epochs=train_epochs, search_subset=subset, train_subset=train_subset,
+                                   val_subset=val_subset, samples=samples, seed=seed, port=port, keep_server=keep_server,
+                                   torch_threads=torch_threads, progress=progress)
+        if config.warmup_epochs >= config.search_epochs:
+            raise fail(f"--warmup-epochs ({config.warmup_epochs}) must be below --epochs ({config.search_epochs})", 2)
+        with dnas_errors():
+            try:
+                result = run_demo(config)
+            except DemoError as exc:
+                raise fail(str(exc)) from None
+            except KeyboardInterrupt:
+                typer.echo("interrupted: server and agent stopped", err=True)
+                raise typer.Exit(130) from None
+        for line in main_summary(result):
+            typer.echo(line)

@@ -1,0 +1,502 @@
+"""`hwnas demo`: the whole loop on one machine, no phone — server, agent, table, search, training, measurement, report.
+
+Phases, in order (each timed into ``<out>/timings.json``):
+
+1. ``server``  — ``profiler-server serve`` on a SQLite file in ``<out>``, free port; agent and client tokens
+   (``profiler-server token create``).
+2. ``agent``   — ``device-agent run --local`` for device ``host-cpu`` (ONNX Runtime, 1 thread); waits until
+   it has registered the device.
+3. ``table``   — a profiling job for every operator key of the space; the agent measures, the demo waits.
+4. ``search``  — the FBNet search (``search.searcher.run_search``) with the latency table pulled over HTTP
+   (``search.lut.fetch_table``).
+5. ``sample``  — architectures drawn from the learned distribution (``search.sample.sample_search``).
+6. ``train``   — the found architecture (argmax of θ) and the hand-made baseline (every layer ``ir_k3_e6``,
+   MobileNetV2-like) trained from scratch the same way (``search.train.train_arch``).
+7. ``export``  — both to ONNX with their trained weights (``search.export.export_arch``).
+8. ``measure`` — a network job: the agent measures every sample, the found network and the baseline whole.
+9. ``report``  — ``<out>/report.md``, plots, ``summary.json``.
+
+The server and agent are stopped on success, error or Ctrl-C (``search.demo_services``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from search.demo_services import DemoError, Services
+
+DEVICE = "host-cpu"
+RUNTIME = "onnxruntime"
+THREADS = 1
+SPACE = "fbnet-fmnist"
+DATA = "fashion-mnist"
+BASELINE_CHOICE = "ir_k3_e6"
+PHASES = ("server", "agent", "table", "search", "sample", "train", "export", "measure", "report")
+_MARKER = ".hwnas-demo"  # marks a folder as the demo's own, so a rerun may replace it
+
+
+@dataclass
+class DemoConfig:
+    """Sizes and options of one demo run; ``preset(quick)`` gives the two standard ones."""
+
+    out: Path = Path("demo-output")
+    quick: bool = False
+    # search (hard mode: on CPU it trains at about the cost of one child network per step)
+    search_epochs: int = 6
+    warmup_epochs: int = 2
+    search_subset: int = 6000  # 80% train the weights, 20% θ
+    search_val_subset: int = 2000  # the super net's evaluation (search epochs, samples)
+    theta_lr: float = 0.05  # FBNet's 0.01 is for ~90 epochs; a short search needs bigger θ steps to converge visibly
+    mode: str = "hard"
+    batch_size: int = 64  # more steps per image than 128: short runs reach sane BatchNorm statistics
+    samples: int = 8
+    # training from scratch (found architecture and baseline alike)
+    train_epochs: int = 3
+    train_subset: int | None = 10000
+    val_subset: int | None = 5000  # test images for the trained networks' accuracy
+    # run
+    seed: int = 0
+    port: int | None = None
+    keep_server: bool = False
+    torch_threads: int | None = None
+    progress: bool = True
+    job_timeout_s: float = 600.0
+    agent_args: list[str] = field(default_factory=list)  # extra `device-agent run` options
+
+    @classmethod
+    def preset(cls, quick: bool, **overrides: Any) -> "DemoConfig":
+        """The full demo (≤ 10 min on 2 cores) or ``quick`` (≤ 2 min: small subsets, 2 epochs); ``overrides`` win.
+
+        Sized by CPU time: about 300 CPU-seconds full (search ~110, training ~170), so that a 2-core machine
+        finishes in budget even when it is not entirely free.
+        """
+        base = cls(quick=quick)
+        if quick:
+            base = replace(base, search_epochs=2, warmup_epochs=1, search_subset=1500, search_val_subset=500, samples=4,
+                           train_epochs=2, train_subset=2000, val_subset=1000)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        return d
+
+
+# ---- timing -------------------------------------------------------------------------------------
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class Timings:
+    """Wall and CPU seconds of every phase, written to ``timings.json`` after each (an interrupted run keeps its part)."""
+
+    path: Path
+    config: dict[str, Any]
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    load_start: tuple[float, ...] = field(default_factory=lambda: tuple(os.getloadavg()))
+    complete: bool = False
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), _cpu_s()
+        try:
+            yield
+        finally:
+            self.phases[name] = {"wall_s": round(time.perf_counter() - t0, 3), "cpu_s": round(_cpu_s() - c0, 3)}
+            self.write()
+
+    @property
+    def total_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "complete": self.complete,
+            "total_s": round(self.total_s, 3),
+            "phases": self.phases,
+            "load_average_start": [round(v, 2) for v in self.load_start],
+            "load_average_end": [round(v, 2) for v in os.getloadavg()],
+            "cpu_count": os.cpu_count(),
+            "config": self.config,
+        }
+
+    def write(self) -> None:
+        self.path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+# ---- console ------------------------------------------------------------------------------------
+class Console:
+    """Phase headers and result lines on stderr (rich), next to the phases' own progress bars."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.console import Console as RichConsole
+
+        self.enabled = enabled
+        self.rich = RichConsole(stderr=True, highlight=False)
+
+    def phase(self, i: int, name: str, what: str) -> None:
+        if self.enabled:
+            self.rich.print(f"[bold cyan][{i}/{len(PHASES)}] {name}[/] — {what}")
+
+    def info(self, text: str) -> None:
+        if self.enabled:
+            self.rich.print(f"    {text}", markup=False, soft_wrap=True)
+
+
+# ---- results ------------------------------------------------------------------------------------
+@dataclass
+class NetworkResult:
+    """One network of the report: what was predicted, measured and (for the trained ones) reached."""
+
+    name: str
+    arch: Any  # search.arch.Architecture
+    predicted_ms: float
+    mmacs: float
+    mparams: float
+    measured_ms: float | None = None
+    accuracy: float | None = None  # test accuracy after training from scratch
+    supernet_acc: float | None = None  # inside the trained super net (samples)
+    train_s: float | None = None
+    onnx: Path | None = None
+
+    @property
+    def error_pct(self) -> float | None:
+        if self.measured_ms is None or self.measured_ms <= 0:
+            return None
+        return 100.0 * (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "id": self.arch.id, "choices": self.arch.choices, "predicted_ms": self.predicted_ms,
+                "measured_ms": self.measured_ms, "error_pct": self.error_pct, "mmacs": self.mmacs,
+                "mparams": self.mparams, "accuracy": self.accuracy, "supernet_acc": self.supernet_acc,
+                "train_s": self.train_s, "onnx": str(self.onnx) if self.onnx else None}
+
+
+@dataclass
+class DemoResult:
+    """Everything the report shows; ``summary.json`` is its ``to_dict``."""
+
+    config: DemoConfig
+    server: str
+    table_entries: int
+    table_overhead_ms: float | None
+    search_s: float
+    search_epochs: int
+    supernet_val_acc: float
+    found: NetworkResult
+    baseline: NetworkResult
+    samples: list[NetworkResult]
+    theta_history: list[dict[str, Any]]
+    candidates: list[list[str]]
+    timings: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": DEVICE, "runtime": RUNTIME, "threads": THREADS, "space": SPACE, "data": DATA,
+            "quick": self.config.quick, "table_entries": self.table_entries, "table_overhead_ms": self.table_overhead_ms,
+            "search_s": self.search_s, "search_epochs": self.search_epochs, "supernet_val_acc": self.supernet_val_acc,
+            "found": self.found.to_dict(), "baseline": self.baseline.to_dict(),
+            "samples": [s.to_dict() for s in self.samples],
+        }
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def prepare_out(out: Path) -> None:
+    """Create ``out``; a previous demo's folder is replaced, any other non-empty folder is refused."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / _MARKER).exists():
+            raise DemoError(f"{out} exists and is not a demo output folder; remove it or pass another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text("written by `hwnas demo`; the next run replaces this folder\n")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C does: through every ``finally`` (the services stop)."""
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_demo(config: DemoConfig, on_ready: Callable[[Services], None] | None = None) -> DemoResult:
+    """Run every phase; the server and agent are stopped whatever happens (``keep_server``: after Ctrl-C)."""
+    out = Path(config.out)
+    prepare_out(out)
+    console = Console(config.progress)
+    timings = Timings(out / "timings.json", config.to_dict())
+    timings.write()
+    if config.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    with _sigterm_as_interrupt(), Services(out) as services:
+        ctx = _Run(config, out, console, timings, services)
+        ctx.start_services()
+        if on_ready is not None:
+            on_ready(services)
+        result = ctx.run_pipeline()
+        timings.complete = True
+        timings.write()
+        result.timings = timings.to_dict()
+        (out / "summary.json").write_text(json.dumps({**result.to_dict(), "timings": result.timings}, indent=2) + "\n")
+        if config.keep_server:
+            ctx.wait_for_interrupt()
+    return result
+
+
+@dataclass
+class _Run:
+    """The state shared by the phases of one demo."""
+
+    config: DemoConfig
+    out: Path
+    console: Console
+    timings: Timings
+    services: Services
+    tokens: dict[str, str] = field(default_factory=dict)
+    table: Any = None
+    space: Any = None
+
+    @property
+    def url(self) -> str:
+        assert self.services.url is not None
+        return self.services.url
+
+    def client(self) -> Any:
+        from hwnas.client import ProfilerClient
+
+        return ProfilerClient(self.url, token=self.tokens["client"])
+
+    # -- 1, 2 --------------------------------------------------------------------------------
+    def start_services(self) -> None:
+        c = self.console
+        c.phase(1, "server", "profiler-server on SQLite, tokens")
+        with self.timings.phase("server"):
+            url = self.services.start_server(self.config.port)
+            self.tokens = {role: self.services.create_token(f"demo-{role}", role) for role in ("agent", "client")}
+        c.info(f"{url} (API docs: {url}/docs), database {self.services.database_url}")
+        c.phase(2, "agent", f"device-agent --local for device {DEVICE!r} ({RUNTIME}, {THREADS} thread)")
+        with self.timings.phase("agent"):
+            self.services.start_agent(self.tokens["agent"], DEVICE, RUNTIME, THREADS, self.config.agent_args)
+            self.services.wait_for(self._device_registered, "agent", 120.0, f"device {DEVICE!r} registration")
+        c.info(f"registered; log {self.services.get('agent').log}")
+
+    def _device_registered(self) -> bool:
+        from hwnas.client import NotFoundError
+
+        with self.client() as client:
+            try:
+                client.get_device(DEVICE)
+                return True
+            except NotFoundError:
+                return False
+
+    def run_pipeline(self) -> DemoResult:
+        table_entries = self.phase_table()
+        search = self.phase_search()
+        samples = self.phase_sample(search)
+        found, baseline = self.phase_train(search)
+        self.phase_export(found, baseline)
+        self.phase_measure([found, baseline, *samples])
+        return self.phase_report(search, samples, found, baseline, table_entries)
+
+    # -- 3 ------------------------------------------------------------------------------------
+    def phase_table(self) -> int:
+        from search.lut import fetch_table, request_measurements
+        from search.space import get_space
+
+        self.space = get_space(SPACE)
+        keys = self.space.op_keys()
+        self.console.phase(3, "table", f"measure the {len(keys)} operators of {SPACE} on {DEVICE} (profiling job)")
+        with self.timings.phase("table"), self.client() as client:
+            created = request_measurements(client, DEVICE, RUNTIME, THREADS, keys)
+            self._wait_job(client, created.id)
+            self.table = fetch_table(self.url, DEVICE, runtime=RUNTIME, threads=THREADS, token=self.tokens["client"],
+                                     cache_dir=self.out / "cache")
+        overhead = f"{self.table.overhead_ms:.4f} ms" if self.table.overhead_ms is not None else "none"
+        self.console.info(f"table: {len(self.table.entries)} entries, per-model overhead {overhead}")
+        return len(self.table.entries)
+
+    def _wait_job(self, client: Any, job_id: int) -> Any:
+        from search.lut import wait_for_job
+
+        job = wait_for_job(client, job_id, timeout_s=self.config.job_timeout_s, poll_s=0.5, progress=self.config.progress)
+        self.services.check_alive()
+        if job.state.value == "failed" or job.failed:
+            errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:3])
+            raise DemoError(f"profiling job {job.id} finished with {job.failed} failure(s): {errors}")
+        return job
+
+    # -- 4 ------------------------------------------------------------------------------------
+    def phase_search(self) -> Any:
+        from search.cost import LatencyCost
+        from search.searcher import SearchConfig, run_search
+
+        cfg = self.config
+        self.console.phase(4, "search", f"FBNet DNAS, latency cost from {self.url}: {cfg.search_epochs} epochs "
+                                        f"({cfg.warmup_epochs} warm-up), {cfg.mode} mode, {cfg.search_subset} images")
+        config = SearchConfig(
+            out=str(self.out / "search"), space=SPACE, data=DATA, cost="latency", server=self.url, device=DEVICE,
+            runtime=RUNTIME, threads=THREADS, token=self.tokens["client"], cache_dir=str(self.out / "cache"),
+            mode=cfg.mode, epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size,
+            theta_lr=cfg.theta_lr, subset=cfg.search_subset, val_subset=cfg.search_val_subset, seed=cfg.seed,
+            num_threads=cfg.torch_threads, progress=cfg.progress, plots=True,
+        )
+        with self.timings.phase("search"):
+            result = run_search(config, cost_model=LatencyCost(self.table))
+        self.console.info(f"argmax: {' '.join(result.argmax)}  ({result.argmax_cost:.4f} ms predicted, "
+                          f"super-net val acc {result.val_acc:.3f})")
+        return result
+
+    # -- 5 ------------------------------------------------------------------------------------
+    def phase_sample(self, search: Any) -> list[NetworkResult]:
+        from search.arch import Architecture
+        from search.sample import sample_search
+
+        cfg = self.config
+        self.console.phase(5, "sample", f"{cfg.samples} architectures from softmax(θ), accuracy in the super net")
+        with self.timings.phase("sample"):
+            drawn = sample_search(search.out, k=cfg.samples, seed=cfg.seed, val_subset=cfg.search_val_subset)
+        rows = []
+        for s in drawn:
+            arch = Architecture.load(s.path)
+            rows.append(NetworkResult(name=arch.name or s.id, arch=arch, predicted_ms=float(s.predicted["latency_ms"]),
+                                      mmacs=float(s.predicted["mmacs"]), mparams=float(s.predicted["mparams"]),
+                                      supernet_acc=s.supernet_acc))
+        self.console.info(f"{len(rows)} distinct architectures, predicted "
+                          f"{min(r.predicted_ms for r in rows):.4f}–{max(r.predicted_ms for r in rows):.4f} ms")
+        return rows
+
+    # -- 6 ------------------------------------------------------------------------------------
+    def _network(self, name: str, arch: Any) -> NetworkResult:
+        from search.cost import predict
+
+        p = predict(arch, self.table)
+        assert p.latency_ms is not None
+        return NetworkResult(name=name, arch=arch, predicted_ms=p.latency_ms, mmacs=p.macs / 1e6, mparams=p.params / 1e6)
+
+    def phase_train(self, search: Any) -> tuple[NetworkResult, NetworkResult]:
+        from search.searcher import make_architecture
+        from search.train import TrainConfig, train_arch
+
+        cfg = self.config
+        space = self.space
+        found = self._network("found", make_architecture(SPACE, space, search.argmax, name="found",
+                                                         meta={"source": "hwnas demo: argmax of θ"}))
+        baseline = self._network("baseline", make_architecture(
+            SPACE, space, [BASELINE_CHOICE] * space.num_layers, name="baseline",
+            meta={"source": f"hwnas demo: hand-made baseline, every layer {BASELINE_CHOICE} (MobileNetV2-like)"}))
+        self.console.phase(6, "train", f"found and baseline from scratch: {cfg.train_epochs} epochs, "
+                                       f"{cfg.train_subset or 'all'} images, tested on {cfg.val_subset or 'all'}")
+        tc = TrainConfig(data=DATA, epochs=cfg.train_epochs, batch_size=cfg.batch_size, subset=cfg.train_subset,
+                         val_subset=cfg.val_subset, seed=cfg.seed, num_threads=cfg.torch_threads, progress=cfg.progress)
+        with self.timings.phase("train"):
+            for net in (found, baseline):
+                net.arch.save(self.out / "train" / f"{net.name}.json")
+                trained = train_arch(net.arch, tc, out_dir=self.out / "train", stem=net.name)
+                net.accuracy, net.train_s = trained.accuracy, trained.seconds
+                self.console.info(f"{net.name}: test accuracy {trained.accuracy:.4f} ({trained.seconds:.0f} s)")
+        return found, baseline
+
+    # -- 7 ------------------------------------------------------------------------------------
+    def phase_export(self, found: NetworkResult, baseline: NetworkResult) -> None:
+        from search.export import export_arch
+
+        self.console.phase(7, "export", "ONNX with the trained weights")
+        with self.timings.phase("export"):
+            for net in (found, baseline):
+                net.onnx = export_arch(net.arch, "onnx", self.out / f"{net.name}.onnx",
+                                       weights=self.out / "train" / f"{net.name}.pt")
+                self.console.info(str(net.onnx))
+
+    # -- 8 ------------------------------------------------------------------------------------
+    def phase_measure(self, nets: list[NetworkResult]) -> None:
+        from hwnas.schemas import JobCreate
+        from search.validate import network_spec
+
+        unique = list({n.arch.id: n for n in nets}.values())
+        self.console.phase(8, "measure", f"{len(unique)} whole networks on {DEVICE} (network job)")
+        with self.timings.phase("measure"), self.client() as client:
+            created = client.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS,
+                                                  networks=[network_spec(n.arch) for n in unique]))
+            self._wait_job(client, created.id)
+            table = client.get_networks(DEVICE, RUNTIME, THREADS)
+        missing = [n.name for n in nets if n.arch.id not in table.entries]
+        if missing:
+            raise DemoError(f"the network job finished but the server has no measurement of {', '.join(missing)}")
+        for n in nets:
+            n.measured_ms = measured_ms(table.entries[n.arch.id])
+        for n in (nets[0], nets[1]):
+            self.console.info(f"{n.name}: predicted {n.predicted_ms:.4f} ms, measured {n.measured_ms:.4f} ms "
+                              f"({n.error_pct:+.1f}%)")
+
+    # -- 9 ------------------------------------------------------------------------------------
+    def phase_report(self, search: Any, samples: list[NetworkResult], found: NetworkResult, baseline: NetworkResult,
+                     table_entries: int) -> DemoResult:
+        from search.demo_report import write_report
+        from search.searcher import load_history
+
+        self.console.phase(9, "report", f"{self.out / 'report.md'}")
+        with self.timings.phase("report"):
+            theta = load_history(search.out)
+            result = DemoResult(
+                config=self.config, server=self.url, table_entries=table_entries,
+                table_overhead_ms=self.table.overhead_ms, search_s=self.timings.phases["search"]["wall_s"],
+                search_epochs=search.epochs, supernet_val_acc=search.val_acc, found=found, baseline=baseline,
+                samples=samples, theta_history=theta["epochs"], candidates=theta["candidates"],
+            )
+            result.report = write_report(result, self.out, self.timings.to_dict())
+        return result
+
+    def wait_for_interrupt(self) -> None:
+        """``--keep-server``: leave the server and agent up until Ctrl-C."""
+        self.console.info(f"server still running: {self.url}/docs  (client token {self.tokens['client']}); "
+                          "Ctrl-C stops it")
+        while True:
+            self.services.check_alive()
+            time.sleep(1.0)
+
+
+def measured_ms(entry: Any) -> float:
+    """A network's measured latency with the table's own estimator: burst minimum when there is one, else median."""
+    return float(entry.min_ms if entry.min_ms is not None else entry.median_ms)
+
+
+def main_summary(result: DemoResult) -> list[str]:
+    """The few lines the command prints at the end."""
+    f, b = result.found, result.baseline
+    lines = [f"{'':9} {'accuracy':>9} {'predicted':>11} {'measured':>11} {'MMACs':>8} {'Mparams':>8}"]
+    for n in (f, b):
+        measured = f"{n.measured_ms:.4f} ms" if n.measured_ms is not None else "-"
+        lines.append(f"{n.name:9} {n.accuracy or 0:9.4f} {n.predicted_ms:8.4f} ms {measured:>11} {n.mmacs:8.2f} {n.mparams:8.3f}")
+    lines.append(f"search {result.search_s:.0f} s; total {result.timings.get('total_s', 0):.0f} s; report {result.report}")
+    return lines
+
+
+__all__ = ["DemoConfig", "DemoError", "DemoResult", "run_demo", "PHASES", "measured_ms", "main_summary"]

@@ -1,0 +1,87 @@
+"""`hwnas demo --quick` end to end: real server, real local agent, real Fashion-MNIST, report with sane numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from search.demo import PHASES
+from tests.demo.procs import TINY, processes_mentioning, start_demo, wait_gone
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("demo") / "demo-output"
+    proc = start_demo(out, *TINY)
+    try:
+        stdout, stderr = proc.communicate(timeout=420)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return out, subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_demo_finishes_and_prints_the_summary(demo_run) -> None:
+    out, done = demo_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "found" in done.stdout and "baseline" in done.stdout
+    assert str(out / "report.md") in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_report_and_files_are_there(demo_run) -> None:
+    out, done = demo_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for section in ("## Summary", "## The found architecture", "## Predicted vs measured latency", "## Timings"):
+        assert section in report
+    for plot in ("theta_heatmap.png", "samples.png", "predicted_vs_measured.png"):
+        path = out / "plots" / plot
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+        assert f"plots/{plot}" in report
+    for onnx in ("found.onnx", "baseline.onnx"):
+        assert (out / onnx).stat().st_size > 1000
+    assert (out / "search" / "theta.json").is_file() and (out / "search" / "argmax.json").is_file()
+
+
+def test_numbers_are_sane(demo_run) -> None:
+    out, done = demo_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["device"] == "host-cpu" and s["runtime"] == "onnxruntime" and s["threads"] == 1
+    assert s["table_entries"] == 102  # every operator of fbnet-fmnist, measured through the job
+    found, base = s["found"], s["baseline"]
+    assert base["choices"] == ["ir_k3_e6"] * 9
+    for net in (found, base, *s["samples"]):
+        assert net["predicted_ms"] > 0 and net["measured_ms"] > 0
+        # The table's prediction of a whole network is within a factor 2 of its measurement.
+        assert 0.5 < net["predicted_ms"] / net["measured_ms"] < 2.0, net
+    for net in (found, base):
+        assert net["accuracy"] > 0.2, net  # 10 classes: chance is 0.1
+        assert net["mmacs"] > 0 and net["mparams"] > 0
+    # The search traded accuracy for latency, so it cannot be slower than the biggest-everywhere baseline by much.
+    assert found["predicted_ms"] <= base["predicted_ms"] * 1.5
+    assert s["search_s"] > 0
+
+
+def test_timings_cover_every_phase(demo_run) -> None:
+    out, done = demo_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    t = json.loads((out / "timings.json").read_text())
+    assert t["complete"] is True
+    assert list(t["phases"]) == list(PHASES)
+    assert all(p["wall_s"] >= 0 for p in t["phases"].values())
+    assert t["total_s"] >= sum(p["wall_s"] for p in t["phases"].values()) * 0.99
+
+
+def test_no_process_left_behind(demo_run) -> None:
+    out, _ = demo_run
+    started = json.loads((out / "services.json").read_text())["started"]
+    assert set(started) == {"server", "agent"}
+    assert wait_gone(list(started.values())) == []
+    assert processes_mentioning(str(out)) == []
