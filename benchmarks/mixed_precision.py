@@ -4,13 +4,15 @@ One process, one training budget for everyone (stated in the output):
 
 1. fp32 ResNet (``--space``, default ResNet-20 with an 8-channel first stage) trained from
    scratch for ``--pretrain-epochs`` on ``--train-images`` Fashion-MNIST images;
-2. from those weights, every row is fine-tuned for ``--finetune-epochs`` with the same schedule:
-   fp32 itself (so the float baseline gets the same extra training), uniform 8-, 4- and 2-bit
-   weights, and the searched mix. All quantized rows use 8-bit activations (what an int8
-   runtime executes); weights are searched from {2, 4, 8, 32};
-3. the search: the bits super net starts from the fp32 weights and runs ``--search-epochs`` of
+2. the search: the bits super net starts from the fp32 weights and runs ``--search-epochs`` of
    the DNAS loop (80 % weights / 20 % θ) with the target loss on model size, budget
-   fp32 size / ``--budget-x``; its argmax, kept at most the budget, is the searched mix.
+   fp32 size / ``--budget-x``; its argmax, moved to at most the budget, is the searched mix.
+   Weights are searched from {2, 4, 8, 32} bits, activations are 8-bit (what an int8 runtime
+   executes);
+3. every row starts from the same weights — the super net's shared float weights — and is
+   fine-tuned for ``--finetune-epochs`` with the same schedule: fp32 itself (so the float
+   baseline gets the same training as everyone), uniform 8-, 4- and 2-bit weights (8-bit
+   activations), and the searched mix.
 
 Every row is evaluated on the full test set (10,000 images; ``--quick``: 1,000), exported to
 ONNX (QDQ for the 8-bit parts), evaluated again in ONNX Runtime, and timed there (batch 1,
@@ -54,14 +56,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny network and subsets, under a minute")
     p.add_argument("--space", default=None, help="bits space (default resnet20-w8; quick: resnet8-w8)")
-    p.add_argument("--train-images", type=int, default=None, help="training subset (default 10000; quick 2000)")
+    p.add_argument("--train-images", type=int, default=None, help="training subset (default 8000; quick 2000)")
     p.add_argument("--test-images", type=int, default=None, help="test subset (default: all 10000; quick 1000)")
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="fp32 from scratch (default 4; quick 2)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="every row, from the fp32 weights (default 2; quick 1)")
+    p.add_argument("--pretrain-epochs", type=int, default=None, help="fp32 from scratch (default 3; quick 2)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="every row, from the same weights (default 3; quick 1)")
     p.add_argument("--search-epochs", type=int, default=None, help="DNAS epochs (default 2; quick 1)")
     p.add_argument("--budget-x", type=float, default=12.0, help="size budget of the search: fp32 size / this")
     p.add_argument("--theta-optimizer", default="sgd", help="sgd (keeps each layer's share of the size gradient) or adam")
-    p.add_argument("--theta-lr", type=float, default=1.0, help="lr of θ")
+    p.add_argument("--theta-lr", type=float, default=2.0, help="lr of θ (few θ steps in a short search)")
     p.add_argument("--lr", type=float, default=0.1, help="peak lr of the fp32 training")
     p.add_argument("--finetune-lr", type=float, default=0.02, help="peak lr of the fine-tunes and the search's weights")
     p.add_argument("--batch-size", type=int, default=128)
@@ -75,10 +77,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     q = args.quick
     space_name = args.space or ("resnet8-w8" if q else "resnet20-w8")
-    n_train = args.train_images or (2000 if q else 10000)
-    ft_epochs = args.finetune_epochs or (1 if q else 2)
+    n_train = args.train_images or (2000 if q else 8000)
+    ft_epochs = args.finetune_epochs or (1 if q else 3)
     n_test = args.test_images or (1000 if q else None)
-    pre_epochs = args.pretrain_epochs or (2 if q else 4)
+    pre_epochs = args.pretrain_epochs or (2 if q else 3)
     search_epochs = args.search_epochs or (1 if q else 2)
 
     with tempfile.TemporaryDirectory(prefix="hwnas-mp-") as tmp:
@@ -141,7 +143,8 @@ def run(work: Path, space_name: str, n_train: int, n_test: int | None, pre_epoch
             weight_bits=[2, 4, 8, 32], act_bits=[8], init=init, epochs=search_epochs, warmup_epochs=0,
             w_lr=args.finetune_lr, theta_lr=args.theta_lr, theta_optimizer=args.theta_optimizer, plots=False, **common))
 
-    # 3. every row fine-tuned from the same fp32 weights with the same schedule.
+    # 3. every row fine-tuned from the same weights (the super net's) with the same schedule.
+    init = str(work / "search" / "supernet_float.pt")
     configs = {"fp32": fp32, **{f"uniform {t}": BitsConfig(space, space.uniform(t)) for t in UNIFORM},
                "searched mix": search.config}
     rows, reports = [], {}
@@ -168,9 +171,10 @@ def run(work: Path, space_name: str, n_train: int, n_test: int | None, pre_epoch
     n_train_used = reports["fp32"]["train_images"]
     budget_text = (
         f"training budget: {space_name} ({space.num_layers} layers, {sum(l.weight_params for l in space.layers())} weights) "
-        f"on {n_train_used} Fashion-MNIST training images; fp32 {pre_epochs} epochs from scratch (lr {args.lr}), then every "
-        f"row {ft_epochs} epoch(s) from those weights (lr {args.finetune_lr}); search {search_epochs} epoch(s) "
-        f"(target loss, size ≤ {budget:.1f} KB = fp32/{args.budget_x:g}, θ {args.theta_optimizer} lr {args.theta_lr}); batch {args.batch_size}; "
+        f"on {n_train_used} Fashion-MNIST training images; fp32 {pre_epochs} epochs from scratch (lr {args.lr}); search "
+        f"{search_epochs} epoch(s) from it (target loss, size ≤ {budget:.1f} KB = fp32/{args.budget_x:g}, θ "
+        f"{args.theta_optimizer} lr {args.theta_lr}); then every row {ft_epochs} epoch(s) from the super net's weights "
+        f"(lr {args.finetune_lr}); batch {args.batch_size}; "
         f"tested on {n_test_used} images; {args.threads} thread(s); latency: ONNX Runtime on this host, batch 1")
     table = format_table(rows, reference="fp32")
     return {

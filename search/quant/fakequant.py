@@ -1,10 +1,11 @@
 """Fake quantization with straight-through gradients.
 
-* Weights: symmetric, one scale per output channel, levels ``-Q..Q`` with ``Q = 2^(b-1) - 1``
-  (so 2 bits is ternary and every level is an int8 value: an integer runtime runs it as is).
-  The scale is the clip ``r·max|w|/Q`` whose ratio ``r`` minimises the squared error, chosen
+* Weights: symmetric, one step per output channel, weight = integer level × step. Up to 7 bits
+  the levels are the 2^b odd integers −(2^b−1)..2^b−1 (mid-rise: 2 bits = {±1, ±3}); at 8 bits
+  −127..127. Every level is an int8 value, so an integer runtime runs any of them as is. The
+  step puts the top level at ``r·max|w|``, the ratio ``r`` minimising the squared error, chosen
   afresh each step without gradient: weights are shared between bit widths in the super net
-  and keep moving, so a learned or once-calibrated scale would go stale.
+  and keep moving, so a learned or once-calibrated step would go stale.
 * Activations: PACT (Choi et al. 2018): clip to a learned ``[0, α]`` (or ``[-α, α]`` for an
   input that can be negative), quantize uniformly; ``α`` gets the PACT gradient (1 where the
   input is clipped), the input the straight-through one.
@@ -36,26 +37,42 @@ def is_full_precision(bits: int) -> bool:
     return bits >= FULL_PRECISION
 
 
+# Up to this width the weight grid is mid-rise: 2^b levels at odd multiples of the step.
+MIDRISE_MAX_BITS = 7
+
+
 def weight_levels(bits: int) -> int:
-    """Largest integer level ``Q`` of a symmetric ``bits``-bit weight (1 bit: ±1)."""
-    return 1 if bits == 1 else 2 ** (bits - 1) - 1
+    """Largest integer level ``L`` of a ``bits``-bit weight: 2^b − 1 (odd levels) up to 7 bits, else 2^(b−1) − 1."""
+    return 2**bits - 1 if bits <= MIDRISE_MAX_BITS else 2 ** (bits - 1) - 1
+
+
+def _to_grid(v: Tensor, bits: int) -> Tensor:
+    """Integer levels of ``v`` (already divided by the step)."""
+    lv = weight_levels(bits)
+    if bits <= MIDRISE_MAX_BITS:
+        # Mid-rise: the odd integers −L..L, 2^b of them. With no zero level, 2 bits are four
+        # values {±1, ±3}·step, not the three of a ternary grid: every code is used, and the
+        # squared error of a Gaussian weight drops by about 40 %. Odd integers up to 127 are
+        # int8 values, so an int8 kernel still computes the layer exactly.
+        return torch.clamp(2 * torch.floor(v / 2) + 1, -lv, lv)
+    return torch.clamp(torch.round(v), -lv, lv)
 
 
 @torch.no_grad()
 def weight_scale(w: Tensor, bits: int) -> Tensor:
-    """Per-output-channel scale (shape ``[C_out]``) of a symmetric ``bits``-bit quantizer."""
+    """Per-output-channel step (shape ``[C_out]``): weight = integer level × step."""
     flat = w.detach().reshape(w.shape[0], -1)
     amax = flat.abs().amax(dim=1).clamp_min(1e-8)
     if bits == 1:
         # Binary weights ±s: the least-squares s is the mean magnitude.
         return flat.abs().mean(dim=1).clamp_min(1e-8)
-    q = weight_levels(bits)
+    lv = weight_levels(bits)
     if bits >= 8:
-        return amax / q  # fine grid: clipping buys nothing worth the search
+        return amax / lv  # fine grid: clipping buys nothing worth the search
     ratios = _CLIP_RATIOS.to(w.device, w.dtype)
-    scales = ratios[:, None] * amax[None, :] / q  # [R, C]
+    scales = ratios[:, None] * amax[None, :] / lv  # [R, C]: the top level at r·max|w|
     x = flat[None, :, :] / scales[:, :, None]
-    err = ((torch.clamp(torch.round(x), -q, q) * scales[:, :, None] - flat[None]) ** 2).sum(dim=2)  # [R, C]
+    err = ((_to_grid(x, bits) * scales[:, :, None] - flat[None]) ** 2).sum(dim=2)  # [R, C]
     best = err.argmin(dim=0)
     return scales.gather(0, best[None, :])[0]
 
@@ -64,25 +81,21 @@ def quantize_weight(w: Tensor, bits: int) -> Tensor:
     """Fake-quantize a weight (``[C_out, ...]``) per output channel; straight-through gradient."""
     if is_full_precision(bits):
         return w
-    scale = weight_scale(w, bits).reshape(-1, *([1] * (w.dim() - 1)))
-    if bits == 1:
-        q = torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w)) * scale
-    else:
-        lv = weight_levels(bits)
-        q = torch.clamp(torch.round(w / scale), -lv, lv) * scale
+    q, step = weight_integers(w, bits)
+    q = q * step.reshape(-1, *([1] * (w.dim() - 1)))
     # q + (w − w): exactly q in value (x − x is exactly 0 in floating point, while w + (q − w) is
     # not exactly q), with the identity gradient to w.
-    return q.detach() + (w - w.detach())
+    return q + (w - w.detach())
 
 
+@torch.no_grad()
 def weight_integers(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
-    """The integer levels (as float tensor) and per-channel scale of a quantized weight."""
-    scale = weight_scale(w, bits)
-    s = scale.reshape(-1, *([1] * (w.dim() - 1)))
+    """The integer levels (a float tensor of int8 values for ≤ 8 bits) and the per-channel step."""
+    step = weight_scale(w, bits)
+    s = step.reshape(-1, *([1] * (w.dim() - 1)))
     if bits == 1:
-        return torch.where(w >= 0, 1.0, -1.0).to(w.dtype), scale
-    lv = weight_levels(bits)
-    return torch.clamp(torch.round(w.detach() / s), -lv, lv), scale
+        return torch.where(w >= 0, 1.0, -1.0).to(w.dtype), step
+    return _to_grid(w.detach() / s, bits), step
 
 
 class _PactFunction(torch.autograd.Function):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from search.quant.bits import Bits, bits_grid
-from search.quant.fakequant import BitsError, PactQuantizer, pact_quantize, quantize_weight
+from search.quant.fakequant import BitsError, PactQuantizer, pact_quantize, quantize_weight, weight_integers
 from search.quant.modules import MixedQuantLayer, QuantLayer
 
 
@@ -28,10 +28,17 @@ def test_weights_take_at_most_2_to_the_b_values_per_output_channel(bits: int) ->
     q = quantize_weight(w, bits)
     for c in range(w.shape[0]):
         assert len(torch.unique(q[c])) <= 2**bits
-    # Symmetric: the grid of a channel is ±k·step, so the values come in sign pairs (plus zero).
+    # Symmetric: the grid of a channel is ±k·step, so the values come in sign pairs.
     levels = torch.unique(q[0].abs())
-    assert len(levels) <= 2 ** (bits - 1) + (0 if bits == 1 else 1)
+    assert len(levels) <= 2 ** (bits - 1) + (1 if bits >= 8 else 0)
     assert not torch.equal(q, w)
+    # Integer levels an int8 kernel can run: odd −(2^b−1)..2^b−1 up to 7 bits (every code used).
+    ints, step = weight_integers(w, bits)
+    assert step.shape == (16,) and float(ints.abs().max()) <= 127
+    assert torch.equal(ints * step.view(-1, 1, 1, 1), q)
+    if 1 < bits <= 7:
+        assert bool((ints.remainder(2) == 1).all())
+        assert max(len(torch.unique(ints[c])) for c in range(16)) == 2**bits
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
