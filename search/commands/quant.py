@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the table."),
         token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN"),
         lut: Optional[Path] = typer.Option(None, "--lut", help="A latency table JSON file instead of the server."),
+        create_job: Optional[bool] = typer.Option(None, "--create-job/--no-create-job",
+                                                  help="Latency: on missing table entries, have a device agent measure them and wait."),
+        wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
         mode: str = typer.Option("soft", "--mode", help="soft (mix every width) or hard (one sampled width per layer per step)."),
         epochs: int = typer.Option(10, "--epochs", "-e", min=1),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default 10%)."),
@@ -107,7 +110,7 @@ def register(app: typer.Typer) -> None:
                 theta_optimizer=theta_optimizer, tau0=tau0, tau_decay=tau_decay, subset=subset, val_subset=val_subset, seed=seed,
                 num_threads=torch_threads, progress=progress, resume=resume,
             )
-            result = run_quant_search(config)
+            result = _run_with_table(config, create_job, wait_timeout)
             typer.echo(f"search done in {result.seconds:.0f} s: super-net val acc {result.val_acc:.4f}")
             typer.echo(f"bits ({result.cost:.4g} {result.unit}; {result.size_kb:.1f} KB, {result.bops_g:.3f} GBOPs):")
             for name, tag in result.config.bits.items():
@@ -195,6 +198,36 @@ def register(app: typer.Typer) -> None:
                 typer.echo(json.dumps([row.to_dict() for row in rows], indent=2))
             else:
                 typer.echo(format_table(rows))
+
+
+def _run_with_table(config, create_job: bool | None, wait_timeout: float):
+    """Run the search; with the latency cost, pull the table first and fill its gaps by a profiling job if asked."""
+    from search.lut import MissingEntriesError
+    from search.quant.cost import Int8LatencyCost
+    from search.quant.searcher import run_quant_search
+
+    if config.cost != "latency":
+        return run_quant_search(config)
+    from search.commands._table import decide_job, obtain_table, run_job
+
+    def table():
+        return obtain_table(config.server, config.device, config.runtime, config.threads, config.token,
+                            Path(config.lut) if config.lut else None, None, empty_if_unknown=bool(create_job))
+
+    cost = Int8LatencyCost(table())
+    try:
+        return run_quant_search(config, cost_model=cost)
+    except MissingEntriesError as exc:
+        typer.echo(f"error: {len(exc.keys)} int8/fp32 operator(s) missing from the latency table"
+                   f"{' of ' + exc.table if exc.table else ''}:", err=True)
+        for key in exc.keys[:50]:
+            typer.echo(f"  {key}", err=True)
+        if config.lut or not config.server or not decide_job(create_job, len(exc.keys)):
+            if config.server and not config.lut:
+                typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+            raise typer.Exit(1) from None
+        run_job(config.server, config.token, cost.table, exc.keys, config.runtime, config.threads, wait_timeout)
+        return run_quant_search(config, cost_model=Int8LatencyCost(table()))
 
 
 __all__ = ["register"]
