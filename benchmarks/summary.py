@@ -1,0 +1,71 @@
+"""Rewrite benchmarks/README.md from the latest results in benchmarks/results/*.json.
+
+    python benchmarks/summary.py
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+HEADER = """# Benchmarks
+
+Each benchmark measures against a baseline run in the same process (these machines are shared
+and noisy, so most figures are ratios), writes `results/NAME.json` as
+`{"figures": {...}, "targets": {...}, "met": {...}}` and prints a one-line summary last.
+Run one with `.venv/bin/python benchmarks/NAME.py [--quick]`; `--quick` is a smoke run that
+overwrites the same file. This page is rewritten from the result files by
+`python benchmarks/summary.py`.
+
+| benchmark | what it measures |
+|---|---|
+"""
+
+
+def _doc_line(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render() -> str:
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name != "summary.py")
+    out = [HEADER]
+    for s in scripts:
+        out.append(f"| [`{s.name}`]({s.name}) | {_doc_line(s)} |\n")
+    out.append("\n## Latest figures\n")
+    for s in scripts:
+        res = HERE / "results" / f"{s.stem}.json"
+        out.append(f"\n### {s.stem}\n\n")
+        if not res.exists():
+            out.append(f"Not run yet: `python benchmarks/{s.name}`.\n")
+            continue
+        data = json.loads(res.read_text())
+        targets, met = data.get("targets", {}), data.get("met", {})
+        out.append("| figure | value | target | met |\n|---|---|---|---|\n")
+        for name, target in targets.items():
+            value = data["figures"].get(name)
+            mark = "yes" if met.get(name) else "**no**"
+            out.append(f"| `{name}` | {_fmt(value)} | {target} | {mark} |\n")
+        others = {k: v for k, v in data["figures"].items() if k not in targets and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+        if others:
+            shown = ", ".join(f"`{k}` {_fmt(v)}" for k, v in list(others.items())[:24])
+            out.append(f"\nOther figures: {shown}.\n")
+    return "".join(out)
+
+
+def main() -> None:
+    (HERE / "README.md").write_text(render())
+    print(f"wrote {HERE / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
