@@ -6,7 +6,7 @@ import math
 import uuid
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -73,13 +73,18 @@ class Device(DeviceInfo):
 
 
 # ---- latency tables -----------------------------------------------------------------------
-class LutEntry(BaseModel):
+class LatencySummary(BaseModel):
+    """The statistics a served table shows per entry (operator key or network)."""
+
     median_ms: float
     min_ms: float | None = None
     p10_ms: float | None = None
     p90_ms: float | None = None
     std_ms: float | None = None
     n: int
+
+
+class LutEntry(LatencySummary):
     measured_at: datetime
 
 
@@ -123,8 +128,16 @@ def _finite_nonneg(name: str, v: float | None) -> float | None:
     return v
 
 
-class MeasurementResult(Strict):
-    key: str
+class LatencyStats(Strict):
+    """Latency statistics of one measured item in one run, as an agent uploads them.
+
+    Shared by operator and network results so that the checks exist once: every statistic
+    finite and non-negative, and (where ``check_order``) p10 <= median <= p90, min <= median.
+    """
+
+    # Network results never had the ordering check; kept off there so the API accepts what it did.
+    check_order: ClassVar[bool] = True
+
     median_ms: float
     p10_ms: float | None = None
     p90_ms: float | None = None
@@ -134,11 +147,6 @@ class MeasurementResult(Strict):
     iterations: int = Field(ge=1)
     warmup: int = Field(default=0, ge=0)
     samples_ms: list[float] | None = None
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, key: str) -> str:
-        return check_key(key)
 
     @field_validator("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms")
     @classmethod
@@ -153,7 +161,9 @@ class MeasurementResult(Strict):
         return v
 
     @model_validator(mode="after")
-    def _order(self) -> "MeasurementResult":
+    def _order(self) -> Self:
+        if not self.check_order:
+            return self
         if self.p10_ms is not None and self.p10_ms > self.median_ms:
             raise ValueError(f"p10_ms ({self.p10_ms}) must not exceed median_ms ({self.median_ms})")
         if self.p90_ms is not None and self.p90_ms < self.median_ms:
@@ -163,8 +173,23 @@ class MeasurementResult(Strict):
         return self
 
 
-class MeasurementBatch(Strict):
-    """POST /measurements: results of one measurement run; idempotent on (run_id, key)."""
+class _OperatorItem(Strict):
+    key: str
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        return check_key(key)
+
+
+# LatencyStats first in the bases: pydantic orders fields base-most first, so ``key`` stays the
+# first field of the JSON and the OpenAPI schema, as it was before the statistics were shared.
+class MeasurementResult(LatencyStats, _OperatorItem):
+    pass
+
+
+class RunUpload(Strict):
+    """What every upload of one measurement run says about the run (its results follow)."""
 
     device: str = Field(pattern=NAME_PATTERN)
     runtime: str = Field(min_length=1, max_length=64)
@@ -174,6 +199,11 @@ class MeasurementBatch(Strict):
     run_id: uuid.UUID
     job_id: int | None = None
     device_state: dict[str, Any] = Field(default_factory=dict)  # thermal status etc. at run time
+
+
+class MeasurementBatch(RunUpload):
+    """POST /measurements: results of one measurement run; idempotent on (run_id, key)."""
+
     results: list[MeasurementResult] = Field(min_length=1)
 
 
@@ -209,54 +239,23 @@ class NetworkSpec(Strict):
         return arch
 
 
-class NetworkResult(Strict):
+class _NetworkItem(Strict):
+    arch_id: str = Field(pattern=ARCH_ID_PATTERN)
+
+
+class NetworkResult(LatencyStats, _NetworkItem):  # bases in this order: arch_id stays the first field
     """Latency of one whole network in one run; ``samples_ms`` holds the burst minimum of every round, in order."""
 
-    arch_id: str = Field(pattern=ARCH_ID_PATTERN)
-    median_ms: float
-    p10_ms: float | None = None
-    p90_ms: float | None = None
-    mean_ms: float | None = None
-    std_ms: float | None = None
-    min_ms: float | None = None
-    iterations: int = Field(ge=1)
-    warmup: int = Field(default=0, ge=0)
-    samples_ms: list[float] | None = None
-
-    @field_validator("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms")
-    @classmethod
-    def _finite(cls, v: float | None, info: Any) -> float | None:
-        return _finite_nonneg(info.field_name, v)
-
-    @field_validator("samples_ms")
-    @classmethod
-    def _samples(cls, v: list[float] | None) -> list[float] | None:
-        for s in v or []:
-            _finite_nonneg("samples_ms", s)
-        return v
+    check_order: ClassVar[bool] = False
 
 
-class NetworkMeasurementBatch(Strict):
+class NetworkMeasurementBatch(RunUpload):
     """POST /networks/measurements: whole-network results of one run; idempotent on (run_id, arch_id)."""
 
-    device: str = Field(pattern=NAME_PATTERN)
-    runtime: str = Field(min_length=1, max_length=64)
-    runtime_version: str | None = None
-    threads: int = Field(ge=1)
-    agent: str = Field(min_length=1, max_length=128)
-    run_id: uuid.UUID
-    job_id: int | None = None
-    device_state: dict[str, Any] = Field(default_factory=dict)
     results: list[NetworkResult] = Field(min_length=1)
 
 
-class NetworkEntry(BaseModel):
-    median_ms: float
-    min_ms: float | None = None
-    p10_ms: float | None = None
-    p90_ms: float | None = None
-    std_ms: float | None = None
-    n: int
+class NetworkEntry(LatencySummary):
     samples_ms: list[float] | None = None
     measured_at: datetime
 
