@@ -72,22 +72,24 @@ def _check_fit(space, info) -> None:
         raise TrainError(f"architecture has {space.classes} classes, data set {info.name!r} has {info.num_classes}")
 
 
-def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str | None = None) -> TrainResult:
-    """Train ``arch`` (an ``Architecture``) from scratch on ``config.data``; save weights and a report."""
-    from search.arch import build_network
+def torch_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else CPU; any other name as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainConfig,
+                progress: EpochProgress | None = None, label: str | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` in place (SGD + Nesterov momentum, one per-step cosine cycle); one log entry per epoch.
+
+    ``label`` names the run in the progress bar and its epoch lines (``hwnas quant-train`` passes
+    the output stem; ``hwnas train`` shows plain "train N/E").
+    """
     from search.evaluate import evaluate_model
 
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    device = torch.device("cuda" if config.torch_device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if config.torch_device == "auto" else config.torch_device))
-    train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
-    val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
-    space = arch.resolve_space()
-    _check_fit(space, dataset_info(train_set))
-
-    torch.manual_seed(config.seed)
-    model = build_network(space, arch.choices).to(device)
+    device = torch_device(config.torch_device)
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.wd,
                           nesterov=config.momentum > 0)
     steps_per_epoch = num_batches(len(train_set), config.batch_size, drop_last=True)
@@ -96,35 +98,55 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
                                                 pct_start=0.15, anneal_strategy="cos", div_factor=10.0,
                                                 final_div_factor=100.0)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    index = torch.arange(len(train_set))
-    val_index = torch.arange(len(val_set))
+    index, val_index = torch.arange(len(train_set)), torch.arange(len(val_set))
+    line_prefix = f"{label} " if label else ""
     history: list[dict[str, Any]] = []
+    for epoch in range(config.epochs):
+        te = time.perf_counter()
+        model.train()
+        g = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        if progress:
+            progress.start(f"{label or 'train'} {epoch + 1}/{config.epochs}", steps_per_epoch)
+        correct = seen = 0
+        loss_sum = 0.0
+        for x, y in iterate_batches(train_set, index, config.batch_size, True, g, config.workers, drop_last=True):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += int(y.shape[0])
+            loss_sum += float(loss.detach()) * int(y.shape[0])
+            if progress:
+                progress.advance(loss=float(loss.detach()), acc=correct / seen)
+        acc = evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                        "val_acc": acc, "seconds": time.perf_counter() - te})
+        if progress:
+            progress.line(f"{line_prefix}epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  test-acc {acc:.4f}  "
+                          f"{time.perf_counter() - te:.0f}s")
+    return history
+
+
+def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str | None = None) -> TrainResult:
+    """Train ``arch`` (an ``Architecture``) from scratch on ``config.data``; save weights and a report."""
+    from search.arch import build_network
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
+    val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
+    space = arch.resolve_space()
+    _check_fit(space, dataset_info(train_set))
+
+    torch.manual_seed(config.seed)
+    model = build_network(space, arch.choices)
     t0 = time.perf_counter()
     with EpochProgress(enabled=config.progress) as progress:
-        for epoch in range(config.epochs):
-            te = time.perf_counter()
-            model.train()
-            g = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-            progress.start(f"train {epoch + 1}/{config.epochs}", steps_per_epoch)
-            correct = seen = 0
-            loss_sum = 0.0
-            for x, y in iterate_batches(train_set, index, config.batch_size, True, g, config.workers, drop_last=True):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                logits = model(x)
-                loss = loss_fn(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                correct += int((logits.detach().argmax(1) == y).sum())
-                seen += int(y.shape[0])
-                loss_sum += float(loss.detach()) * int(y.shape[0])
-                progress.advance(loss=float(loss.detach()), acc=correct / seen)
-            acc = evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
-            history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                            "val_acc": acc, "seconds": time.perf_counter() - te})
-            progress.line(f"epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  test-acc {acc:.4f}  "
-                          f"{time.perf_counter() - te:.0f}s")
+        history = train_model(model, train_set, val_set, config, progress)
     seconds = time.perf_counter() - t0
 
     out = Path(out_dir)

@@ -1,7 +1,7 @@
 """Train (or fine-tune from float weights) a network at a fixed bit configuration; export its QDQ ONNX.
 
-The schedule is ``hwnas train``'s (``search.train.TrainConfig``: SGD + Nesterov momentum, one
-cosine cycle per run, per step). Writes into ``out``:
+The schedule and loop are ``hwnas train``'s (``search.train.train_model`` with a
+``TrainConfig``: SGD + Nesterov momentum, one cosine cycle per run, per step). Writes into ``out``:
 
 * ``<stem>.pt`` — the quantized network's state dict (float weights, PACT clips);
 * ``<stem>.onnx`` — the network with its 8-bit parts as QuantizeLinear/DequantizeLinear;
@@ -19,16 +19,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from search.data import dataset_info, iterate_batches, load_dataset, num_batches
-from search.evaluate import evaluate_model
+from search.data import dataset_info, iterate_batches, load_dataset
 from search.progress import EpochProgress
 from search.quant.cost import config_figures
 from search.quant.network import BitsConfig, load_float_into_quant
 from search.quant.searcher import load_float_weights
 from search.rundir import RunDir
-from search.train import TrainConfig, TrainError
+from search.train import TrainConfig, TrainError, train_model
 
 
 @dataclass
@@ -52,56 +50,6 @@ class QuantTrainResult:
     onnx_accuracy: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def fit(model: nn.Module, train_set: Any, val_set: Any, config: TrainConfig, progress: EpochProgress | None = None,
-        label: str = "train") -> list[dict[str, Any]]:
-    """Train ``model`` in place with the ``hwnas train`` schedule; one log entry per epoch."""
-    device = _device(config.torch_device)
-    model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.wd,
-                          nesterov=config.momentum > 0)
-    steps = num_batches(len(train_set), config.batch_size, drop_last=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(1, config.epochs * steps),
-                                                pct_start=0.15, anneal_strategy="cos", div_factor=10.0,
-                                                final_div_factor=100.0)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    index, val_index = torch.arange(len(train_set)), torch.arange(len(val_set))
-    history: list[dict[str, Any]] = []
-    for epoch in range(config.epochs):
-        te = time.perf_counter()
-        model.train()
-        g = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        if progress:
-            progress.start(f"{label} {epoch + 1}/{config.epochs}", steps)
-        correct = seen = 0
-        loss_sum = 0.0
-        for x, y in iterate_batches(train_set, index, config.batch_size, True, g, config.workers, drop_last=True):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += int(y.shape[0])
-            loss_sum += float(loss.detach()) * int(y.shape[0])
-            if progress:
-                progress.advance(loss=float(loss.detach()), acc=correct / seen)
-        acc = evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                        "val_acc": acc, "seconds": time.perf_counter() - te})
-        if progress:
-            progress.line(f"{label} epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  test-acc {acc:.4f}  "
-                          f"{time.perf_counter() - te:.0f}s")
-    return history
 
 
 def onnx_accuracy(path: str | Path, ds: Any, batch_size: int = 256, threads: int | None = None) -> float:
@@ -145,7 +93,7 @@ def train_quant(bits: BitsConfig, config: QuantTrainConfig, out_dir: str | Path 
             raise TrainError(f"--init {config.init}: {exc}") from None
     t0 = time.perf_counter()
     with EpochProgress(enabled=config.progress if progress is None else progress) as bar:
-        history = fit(model, train_set, val_set, config, bar, label=stem)
+        history = train_model(model, train_set, val_set, config, bar, label=stem)
     seconds = time.perf_counter() - t0
     model = model.cpu().eval()
     out = Path(out_dir)
