@@ -88,6 +88,26 @@ class ItemState(str, enum.Enum):
     failed = "failed"
 
 
+class LatencyColumns:
+    """The statistics columns of one measured item in one run (``measurements``, ``network_measurements``).
+
+    A declarative mixin: each table gets its own copies, after the table's own columns, so the
+    column order (and the migrations that create these tables) stay as they are.
+    """
+
+    median_ms: Mapped[float] = mapped_column(Float)
+    p10_ms: Mapped[float | None] = mapped_column(Float)
+    p90_ms: Mapped[float | None] = mapped_column(Float)
+    mean_ms: Mapped[float | None] = mapped_column(Float)
+    std_ms: Mapped[float | None] = mapped_column(Float)
+    min_ms: Mapped[float | None] = mapped_column(Float)
+    iterations: Mapped[int] = mapped_column(Integer)
+    warmup: Mapped[int] = mapped_column(Integer, default=0)
+    samples_ms: Mapped[list[float] | None] = mapped_column(JSON)
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Device(Base):
     """A measured target: a phone, or the host CPU."""
 
@@ -144,7 +164,7 @@ class MeasurementRun(Base):
     device: Mapped[Device] = relationship()
 
 
-class Measurement(Base):
+class Measurement(LatencyColumns, Base):
     """Latency statistics of one operator in one run; never updated, only invalidated."""
 
     __tablename__ = "measurements"
@@ -153,17 +173,6 @@ class Measurement(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("measurement_runs.id", ondelete="CASCADE"))
     operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
-    median_ms: Mapped[float] = mapped_column(Float)
-    p10_ms: Mapped[float | None] = mapped_column(Float)
-    p90_ms: Mapped[float | None] = mapped_column(Float)
-    mean_ms: Mapped[float | None] = mapped_column(Float)
-    std_ms: Mapped[float | None] = mapped_column(Float)
-    min_ms: Mapped[float | None] = mapped_column(Float)
-    iterations: Mapped[int] = mapped_column(Integer)
-    warmup: Mapped[int] = mapped_column(Integer, default=0)
-    samples_ms: Mapped[list[float] | None] = mapped_column(JSON)
-    valid: Mapped[bool] = mapped_column(Boolean, default=True)
-    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     operator: Mapped[Operator] = relationship()
 
@@ -242,7 +251,7 @@ class Network(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class NetworkMeasurement(Base):
+class NetworkMeasurement(LatencyColumns, Base):
     """Latency of one whole network in one run (append-only, like ``measurements``)."""
 
     __tablename__ = "network_measurements"
@@ -251,17 +260,6 @@ class NetworkMeasurement(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("measurement_runs.id", ondelete="CASCADE"))
     network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), index=True)
-    median_ms: Mapped[float] = mapped_column(Float)
-    p10_ms: Mapped[float | None] = mapped_column(Float)
-    p90_ms: Mapped[float | None] = mapped_column(Float)
-    mean_ms: Mapped[float | None] = mapped_column(Float)
-    std_ms: Mapped[float | None] = mapped_column(Float)
-    min_ms: Mapped[float | None] = mapped_column(Float)
-    iterations: Mapped[int] = mapped_column(Integer)
-    warmup: Mapped[int] = mapped_column(Integer, default=0)
-    samples_ms: Mapped[list[float] | None] = mapped_column(JSON)
-    valid: Mapped[bool] = mapped_column(Boolean, default=True)
-    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     network: Mapped[Network] = relationship()
 
