@@ -15,13 +15,14 @@ import io
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
 from profiler_server.errors import Conflict, NotFound, UnknownDevice, field_error
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
+from profiler_server.services.history import latest_valid_ids, present_ids
 from profiler_server.services.sql import insert_ignore
 
 CSV_COLUMNS = ("key", "median_ms", "min_ms", "p10_ms", "p90_ms", "std_ms", "n", "measured_at")
@@ -121,24 +122,9 @@ def bump_version(session: Session, device_id: int, runtime: str, threads: int) -
     )
 
 
-def _latest_ids(ref: TableRef):  # type: ignore[no-untyped-def]
-    return (
-        select(func.max(Measurement.id).label("mid"))
-        .join(MeasurementRun, MeasurementRun.id == Measurement.run_id)
-        .where(
-            MeasurementRun.device_id == ref.device_id,
-            MeasurementRun.runtime == ref.runtime,
-            MeasurementRun.threads == ref.threads,
-            Measurement.valid.is_(True),
-        )
-        .group_by(Measurement.operator_id)
-        .subquery()
-    )
-
-
 def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
     """Read the table ``ref`` from the measurement history."""
-    latest = _latest_ids(ref)
+    latest = latest_valid_ids(Measurement.operator_id, ref.device_id, ref.runtime, ref.threads)
     rows = session.execute(
         select(
             Operator.key,
@@ -177,22 +163,7 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
 
 def present_operator_ids(session: Session, device_id: int, runtime: str, threads: int, operator_ids: list[int]) -> set[int]:
     """Which of ``operator_ids`` have a valid measurement in table (device, runtime, threads)."""
-    if not operator_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(Measurement.operator_id)
-            .join(MeasurementRun, MeasurementRun.id == Measurement.run_id)
-            .where(
-                MeasurementRun.device_id == device_id,
-                MeasurementRun.runtime == runtime,
-                MeasurementRun.threads == threads,
-                Measurement.valid.is_(True),
-                Measurement.operator_id.in_(operator_ids),
-            )
-            .distinct()
-        )
-    )
+    return present_ids(session, Measurement.operator_id, device_id, runtime, threads, operator_ids)
 
 
 def to_csv(lut: schemas.Lut) -> bytes:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
-from profiler_server.errors import Conflict, InvalidInput, NotFound, field_error
+from profiler_server.errors import Conflict, NotFound, field_error
 from profiler_server.models import Device, MeasurementRun, Network, NetworkMeasurement, utcnow
 from profiler_server.services.devices import find_device
-from profiler_server.services.measurements import run_for
+from profiler_server.services.history import check_repeats, latest_valid_ids, present_ids, run_for, run_rows, store_new_results
 from profiler_server.services.sql import CHUNK, insert_ignore
 
 
@@ -46,40 +46,14 @@ def ensure_networks(session: Session, specs: Sequence[schemas.NetworkSpec]) -> d
 
 def present_network_ids(session: Session, device_id: int, runtime: str, threads: int, ids: list[int]) -> set[int]:
     """Which of ``ids`` have a valid measurement for (device, runtime, threads)."""
-    if not ids:
-        return set()
-    return set(
-        session.scalars(
-            select(NetworkMeasurement.network_id)
-            .join(MeasurementRun, MeasurementRun.id == NetworkMeasurement.run_id)
-            .where(
-                MeasurementRun.device_id == device_id,
-                MeasurementRun.runtime == runtime,
-                MeasurementRun.threads == threads,
-                NetworkMeasurement.valid.is_(True),
-                NetworkMeasurement.network_id.in_(ids),
-            )
-            .distinct()
-        )
-    )
-
-
-def _check_repeats(batch: schemas.NetworkMeasurementBatch) -> None:
-    seen: dict[str, int] = {}
-    for i, r in enumerate(batch.results):
-        if r.arch_id in seen:
-            raise InvalidInput(
-                f"network {r.arch_id!r} appears twice in one batch (results[{seen[r.arch_id]}] and results[{i}])",
-                [field_error(f"results[{i}].arch_id", "repeated in this batch")],
-            )
-        seen[r.arch_id] = i
+    return present_ids(session, NetworkMeasurement.network_id, device_id, runtime, threads, ids)
 
 
 def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch) -> schemas.MeasurementBatchResult:
     """Store the new results of ``batch``; networks this run already has count as duplicates."""
     from profiler_server.services import jobs  # jobs imports this module
 
-    _check_repeats(batch)
+    check_repeats((r.arch_id for r in batch.results), "network", "arch_id")
     device = find_device(session, batch.device)
     if batch.job_id is not None:
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
@@ -91,39 +65,11 @@ def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch
                 [field_error(f"results[{i}].arch_id", "no network with this id")],
             )
     run = run_for(session, batch, device.id)
-    have = set(session.scalars(select(NetworkMeasurement.network_id).where(NetworkMeasurement.run_id == run.id)))
-    now = utcnow()
-    rows = [
-        {
-            "run_id": run.id,
-            "network_id": ids[r.arch_id],
-            "median_ms": r.median_ms,
-            "p10_ms": r.p10_ms,
-            "p90_ms": r.p90_ms,
-            "mean_ms": r.mean_ms,
-            "std_ms": r.std_ms,
-            "min_ms": r.min_ms,
-            "iterations": r.iterations,
-            "warmup": r.warmup,
-            "samples_ms": r.samples_ms,
-            "valid": True,
-            "measured_at": now,
-        }
-        for r in batch.results
-        if ids[r.arch_id] not in have
-    ]
-    if rows:
-        session.execute(NetworkMeasurement.__table__.insert(), rows)  # type: ignore[attr-defined]
+    stored = store_new_results(session, NetworkMeasurement.network_id, run.id, [(ids[r.arch_id], r) for r in batch.results])
     if batch.job_id is not None:
-        measured = dict(
-            session.execute(
-                select(NetworkMeasurement.network_id, NetworkMeasurement.id).where(
-                    NetworkMeasurement.run_id == run.id, NetworkMeasurement.network_id.in_(list(ids.values()))
-                )
-            ).tuples().all()
-        )
+        measured = run_rows(session, NetworkMeasurement.network_id, run.id, list(ids.values()))
         jobs.complete_networks(session, batch.job_id, device.id, batch.runtime, batch.threads, measured)
-    return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=len(rows), duplicates=len(batch.results) - len(rows))
+    return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=stored, duplicates=len(batch.results) - stored)
 
 
 def _network_tables(session: Session, device_id: int) -> list[tuple[str, int]]:
@@ -165,13 +111,7 @@ def network_table(session: Session, name: str, runtime: str | None, threads: int
     device = find_device(session, name, field="name")
     runtime, threads = _pick(device, _network_tables(session, device.id), runtime, threads)
     scope = (MeasurementRun.device_id == device.id, MeasurementRun.runtime == runtime, MeasurementRun.threads == threads)
-    latest = (
-        select(func.max(NetworkMeasurement.id).label("mid"))
-        .join(MeasurementRun, MeasurementRun.id == NetworkMeasurement.run_id)
-        .where(*scope, NetworkMeasurement.valid.is_(True))
-        .group_by(NetworkMeasurement.network_id)
-        .subquery()
-    )
+    latest = latest_valid_ids(NetworkMeasurement.network_id, device.id, runtime, threads)
     rows = session.execute(
         select(
             Network.arch_id,
