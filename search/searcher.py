@@ -281,8 +281,28 @@ def _space_for_data(space_name: str, info: DatasetInfo):
     return space
 
 
-def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
-    """Load data, build the cost table, the super net and both optimisers (no file I/O)."""
+def _default_supernet(space: Any, config: SearchConfig) -> nn.Module:
+    return SuperNet(space, mode=config.mode, temperature=config.tau(0))
+
+
+def _default_theta_optimizer(params: list[nn.Parameter], config: SearchConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=config.theta_lr, weight_decay=config.theta_wd)
+
+
+def build_setup(config: SearchConfig, cost_model=None, *,
+                make_space: Callable[[SearchConfig, DatasetInfo], Any] | None = None,
+                make_cost: Callable[[SearchConfig], Any] | None = None,
+                make_supernet: Callable[[Any, SearchConfig], nn.Module] | None = None,
+                make_theta_optimizer: Callable[[list[nn.Parameter], SearchConfig], torch.optim.Optimizer] | None = None,
+                ) -> SearchSetup:
+    """Load data, build the cost table, the super net and both optimisers (no file I/O).
+
+    The hooks let another search (the bits search, ``search.quant.searcher``) reuse all of it:
+    ``make_space(config, info)`` the searched space at the data's shape, ``make_cost(config)``
+    the cost model (run on rank 0 only, unless ``cost_model`` is given), ``make_supernet(space,
+    config)`` the super net (built right after seeding torch with ``config.seed``), and
+    ``make_theta_optimizer(params, config)``. Left out, they build the architecture search's.
+    """
     from search.distributed import init_from_env, main_then_broadcast
 
     init_from_env(config.torch_device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPUs)
@@ -293,9 +313,10 @@ def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
     except NoEvaluationSplit:
         val_set = None  # an image folder without val/: evaluate on the θ split (held out from the weights)
     info = dataset_info(train_set)
-    space = _space_for_data(config.space, info)
+    space = make_space(config, info) if make_space else _space_for_data(config.space, info)
     if cost_model is None:
-        cost_model = main_then_broadcast(lambda: make_cost_model(config))  # rank 0 asks the server, once
+        make = make_cost or make_cost_model
+        cost_model = main_then_broadcast(lambda: make(config))  # rank 0 asks the server, once
     costs = cost_table(cost_model, space, config)
 
     n = len(train_set)
@@ -306,10 +327,10 @@ def build_setup(config: SearchConfig, cost_model=None) -> SearchSetup:
     device = _torch_device(config.torch_device)
 
     torch.manual_seed(config.seed)  # weight initialisation
-    model = SuperNet(space, mode=config.mode, temperature=config.tau(0)).to(device)
+    model = (make_supernet or _default_supernet)(space, config).to(device)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                             weight_decay=config.w_wd)
-    t_opt = torch.optim.Adam(model.arch_parameters(), lr=config.theta_lr, weight_decay=config.theta_wd)
+    t_opt = (make_theta_optimizer or _default_theta_optimizer)(model.arch_parameters(), config)
     cost_tensors = model.cost_tensors(costs.layer_costs)
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
     scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
@@ -529,8 +550,8 @@ def argmax_architecture(setup: SearchSetup, choices: list[str], cost: float) -> 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallback | None = None) -> SearchResult:
-    """Run (or resume) a search into ``config.out``; ``on_epoch_end(epoch, entry)`` runs after each checkpoint."""
+def open_rundir(config: SearchConfig) -> RunDir:
+    """The run folder of a new search, or of one to resume (checked either way); joins torchrun's group first."""
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     from search.distributed import init_from_env
@@ -541,15 +562,17 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
         raise SearchConfigError(f"{rundir.root} already holds a search: pass --resume to continue it, or another --out")
     if config.resume and not rundir.checkpoint.exists():
         raise SearchConfigError(f"--resume: no checkpoint in {rundir.root}")
-    setup = build_setup(config, cost_model)
-    start, history = 0, []
-    if config.resume:
-        start, history = _restore(setup, rundir.load_checkpoint(map_location=setup.device))
-    rundir.mkdir()
-    rundir.write_json(rundir.config, config.to_dict())
-    rundir.write_json(rundir.root / "space.json", setup.space.to_dict())
-    rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [l.candidates for l in setup.space.layers()],
-                                     "cost_scale": setup.cost_scale, "reference": setup.reference})
+    return rundir
+
+
+def run_epochs(setup: SearchSetup, rundir: RunDir, start: int, history: list[dict[str, Any]],
+               on_epoch_end: EpochCallback | None = None) -> float:
+    """Epochs ``start`` to ``config.epochs``, each checkpointed and logged to ``theta.json``; appends to ``history``.
+
+    Returns the ``time.perf_counter()`` at which the search would have started had it run in one
+    go (resumed epochs count their recorded seconds).
+    """
+    config = setup.config
     t_start = time.perf_counter() - sum(e["seconds"] for e in history)
     with EpochProgress(enabled=config.progress and rundir.main, unit=setup.costs.unit) as progress:
         for epoch in range(start, config.epochs):
@@ -560,6 +583,22 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
             progress.epoch_done(entry)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, entry)
+    return t_start
+
+
+def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallback | None = None) -> SearchResult:
+    """Run (or resume) a search into ``config.out``; ``on_epoch_end(epoch, entry)`` runs after each checkpoint."""
+    rundir = open_rundir(config)
+    setup = build_setup(config, cost_model)
+    start, history = 0, []
+    if config.resume:
+        start, history = _restore(setup, rundir.load_checkpoint(map_location=setup.device))
+    rundir.mkdir()
+    rundir.write_json(rundir.config, config.to_dict())
+    rundir.write_json(rundir.root / "space.json", setup.space.to_dict())
+    rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [l.candidates for l in setup.space.layers()],
+                                     "cost_scale": setup.cost_scale, "reference": setup.reference})
+    t_start = run_epochs(setup, rundir, start, history, on_epoch_end)
     last = history[-1]
     arch = argmax_architecture(setup, last["argmax"], last["argmax_cost"])
     result = SearchResult(out=rundir.root, epochs=config.epochs, history=history, argmax=last["argmax"],

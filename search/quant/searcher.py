@@ -1,18 +1,19 @@
 """Mixed-precision search: the architecture search's loop, losses and data, driving the bits super net.
 
 What is shared with ``search.searcher`` (not copied): the configuration and its validation
-(``QuantSearchConfig`` extends ``SearchConfig``), the data split, the per-epoch schedule
-(``train_epoch``: weights on 80 %, θ on 20 % after the warm-up, τ annealing, evaluation), the
-loss forms (FBNet ``CE·α·(log C)^β``, additive, target), checkpoints and resume, ``theta.json``
-and the plots. What is particular: the super net (``QuantSuperNet``: shared float weights, one
-θ per layer over (w, a) pairs), the cost models (size, BOPs, int8 latency), the optional float
-initialisation, and the result — a bit configuration document, kept within a hard budget
+(``QuantSearchConfig`` extends ``SearchConfig``), the setup (``build_setup``, given this
+module's space, cost, super net and θ optimiser hooks: data split, optimisers, cost scale, the
+distributed replica), the per-epoch schedule (``run_epochs``/``train_epoch``: weights on 80 %,
+θ on 20 % after the warm-up, τ annealing, evaluation), the loss forms (FBNet
+``CE·α·(log C)^β``, additive, target), checkpoints and resume, ``theta.json`` and the plots.
+What is particular: the super net (``QuantSuperNet``: shared float weights, one θ per layer
+over (w, a) pairs), the cost models (size, BOPs, int8 latency), the optional float
+initialisation, the θ optimiser choice (Adam or SGD), and the result — a bit configuration document, kept within a hard budget
 ("at most N KB") when the target loss is used.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,25 +22,20 @@ from typing import Any
 
 import torch
 
-from search.data import dataset_info, load_dataset
-from search.progress import EpochProgress
+from search.data import DatasetInfo
 from search.quant.bits import DEFAULT_ACT_BITS, DEFAULT_WEIGHT_BITS, Bits
 from search.quant.cost import BitsCostModel, BopsCost, Int8LatencyCost, SizeCost, config_cost, config_figures
 from search.quant.network import BitsConfig, QuantSuperNet
 from search.quant.space import BitsSpace, get_bits_space
-from search.rundir import RunDir
 from search.searcher import (
     SearchConfig,
     SearchConfigError,
     SearchSetup,
     _restore,
-    _state,
-    _torch_device,
-    cost_table,
-    default_cost_scale,
+    build_setup,
     make_cost_model,
-    theta_document,
-    train_epoch,
+    open_rundir,
+    run_epochs,
 )
 
 QUANT_COSTS: tuple[str, ...] = ("size", "bops", "latency")
@@ -118,27 +114,12 @@ def load_float_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> SearchSetup:
-    """Data, bits space, cost table, super net and optimisers — the architecture search's ``SearchSetup``."""
-    train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
-    val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
-    info = dataset_info(train_set)
-    space = get_bits_space(config.space, tuple(info.input_shape), info.num_classes, config.weight_bits, config.act_bits,
-                           config.pins)
-    if cost_model is None:
-        cost_model = make_quant_cost(config)
-    costs = cost_table(cost_model, space, config)
-    if config.loss == "target" and config.strict_budget and config.target is not None and config.target < costs.min_cost():
-        # Fail before training, not after: no configuration could meet this budget.
-        raise SearchConfigError(f"--target {config.target:g} {costs.unit}: the smallest configuration of {space.name} "
-                                f"costs {costs.min_cost():.4g} {costs.unit}")
-    n = len(train_set)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
-    n_w = int(round(config.w_split * n))
-    if n_w < 1 or n - n_w < 1:
-        raise SearchConfigError(f"{n} training images cannot be split {config.w_split:.0%}/{1 - config.w_split:.0%}")
-    device = _torch_device(config.torch_device)
-    torch.manual_seed(config.seed)
+def _bits_space(config: QuantSearchConfig, info: DatasetInfo) -> BitsSpace:
+    return get_bits_space(config.space, tuple(info.input_shape), info.num_classes, config.weight_bits, config.act_bits,
+                          config.pins)
+
+
+def _bits_supernet(space: BitsSpace, config: QuantSearchConfig) -> QuantSuperNet:
     model = QuantSuperNet(space, mode=config.mode)
     model.temperature = config.tau(0)
     if config.init:
@@ -146,33 +127,25 @@ def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | Non
             model.load_float_state_dict(load_float_weights(config.init))
         except ValueError as exc:
             raise SearchConfigError(f"--init {config.init}: {exc}") from None
-    model = model.to(device)
-    w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum, weight_decay=config.w_wd)
+    return model
+
+
+def _theta_optimizer(params: list[torch.nn.Parameter], config: QuantSearchConfig) -> torch.optim.Optimizer:
     if config.theta_optimizer == "sgd":
-        t_opt: torch.optim.Optimizer = torch.optim.SGD(model.arch_parameters(), lr=config.theta_lr,
-                                                       momentum=config.theta_momentum, weight_decay=config.theta_wd)
-    else:
-        t_opt = torch.optim.Adam(model.arch_parameters(), lr=config.theta_lr, weight_decay=config.theta_wd)
-    cost_tensors = model.cost_tensors(costs.layer_costs)
-    uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
-    scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
-    values: dict[str, Any] = {
-        "config": config, "space": space, "info": info, "train_set": train_set, "val_set": val_set,
-        "w_index": perm[:n_w], "theta_index": perm[n_w:], "val_index": torch.arange(len(val_set)), "model": model,
-        "w_optimizer": w_opt, "theta_optimizer": t_opt, "costs": costs, "cost_tensors": cost_tensors,
-        "cost_scale": scale, "reference": config.reference or uniform, "device": device,
-    }
-    fields = dataclasses.fields(SearchSetup)
-    names = [f.name for f in fields if f.name in values]
-    if "w_scheduler" in {f.name for f in fields}:
-        values["w_scheduler"] = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=config.epochs)
-        names.append("w_scheduler")
-    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [n for n in required if n not in values]
-    if missing:  # pragma: no cover - only if the architecture search's setup grows a required field
-        raise RuntimeError(f"search.searcher.SearchSetup has new fields {missing}; build_quant_setup must supply them")
-    # Optional fields (e.g. the distributed replica) keep their defaults: a bits search runs in one process.
-    return SearchSetup(**{n: values[n] for n in names})
+        return torch.optim.SGD(params, lr=config.theta_lr, momentum=config.theta_momentum, weight_decay=config.theta_wd)
+    return torch.optim.Adam(params, lr=config.theta_lr, weight_decay=config.theta_wd)
+
+
+def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> SearchSetup:
+    """The architecture search's ``build_setup`` with the bits space, cost models, super net and θ optimiser."""
+    setup = build_setup(config, cost_model, make_space=_bits_space, make_cost=make_quant_cost,
+                        make_supernet=_bits_supernet, make_theta_optimizer=_theta_optimizer)
+    costs = setup.costs
+    if config.loss == "target" and config.strict_budget and config.target is not None and config.target < costs.min_cost():
+        # Fail before training, not after: no configuration could meet this budget.
+        raise SearchConfigError(f"--target {config.target:g} {costs.unit}: the smallest configuration of {setup.space.name} "
+                                f"costs {costs.min_cost():.4g} {costs.unit}")
+    return setup
 
 
 def fit_budget(config: BitsConfig, layer_costs: list[list[float]], fixed: float, budget: float,
@@ -242,13 +215,7 @@ class QuantSearchResult:
 
 def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> QuantSearchResult:
     """Run (or resume) a bits search into ``config.out``."""
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    rundir = RunDir(config.out)
-    if rundir.checkpoint.exists() and not config.resume:
-        raise SearchConfigError(f"{rundir.root} already holds a search: pass --resume to continue it, or another --out")
-    if config.resume and not rundir.checkpoint.exists():
-        raise SearchConfigError(f"--resume: no checkpoint in {rundir.root}")
+    rundir = open_rundir(config)
     setup = build_quant_setup(config, cost_model)
     start, history = 0, []
     if config.resume:
@@ -263,14 +230,7 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
     rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [list(l.candidates) for l in setup.space.layers()],
                                      "layers": [l.name for l in setup.space.layers()],
                                      "cost_scale": setup.cost_scale, "reference": setup.reference})
-    t_start = time.perf_counter() - sum(e["seconds"] for e in history)
-    with EpochProgress(enabled=config.progress and rundir.main, unit=setup.costs.unit) as progress:
-        for epoch in range(start, config.epochs):
-            entry = train_epoch(setup, epoch, progress)
-            history.append(entry)
-            rundir.save_checkpoint(_state(setup, epoch + 1, history))
-            rundir.write_json(rundir.theta, theta_document(setup, history))
-            progress.epoch_done(entry)
+    t_start = run_epochs(setup, rundir, start, history)
     model: QuantSuperNet = setup.model  # type: ignore[assignment]
     result_config = model.argmax_config()
     budgeted = False
