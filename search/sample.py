@@ -9,6 +9,7 @@ ranked by predicted cost and also written as ``DIR/samples/index.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,12 @@ def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: i
 
 def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = True, val_subset: int | None = 2000,
                   batch_size: int = 256, train_epochs: int = 0, train_subset: int | None = None,
-                  progress: bool = False) -> list[Sample]:
-    """Sample ``k`` architectures plus the argmax from a search folder; write and return them ranked by predicted cost."""
+                  progress: bool = False, train_config: Any = None) -> list[Sample]:
+    """Sample ``k`` architectures plus the argmax from a search folder; write and return them ranked by predicted cost.
+
+    ``train_config`` (a ``search.train.TrainConfig``): how to train each sample when ``train_epochs`` > 0
+    (its ``epochs`` is replaced by ``train_epochs``); default: the search's data, all test images.
+    """
     from search.arch import Architecture
     from search.cost import predict
     from search.searcher import CostTable, make_architecture
@@ -133,8 +138,11 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
 
         for s in samples:
             arch = make_architecture(cfg["space"], space, s.choices)
-            tc = TrainConfig(data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed,
-                             image_size=cfg.get("image_size"), progress=progress)
+            if train_config is not None:
+                tc = dataclasses.replace(train_config, epochs=train_epochs)
+            else:
+                tc = TrainConfig(data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed,
+                                 image_size=cfg.get("image_size"), progress=progress)
             s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}").accuracy
 
     rd: RunDir = run["rundir"]
