@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Subquery, func, select
+from sqlalchemy import ColumnElement, Subquery, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hwnas import schemas
@@ -87,18 +87,23 @@ def run_rows(session: Session, item: ItemColumn, run_id: int, item_ids: list[int
     return dict(session.execute(select(item, model.id).where(model.run_id == run_id, item.in_(item_ids))).tuples().all())
 
 
+def _valid_in_table(item: ItemColumn, device_id: int, runtime: str, threads: int) -> tuple[ColumnElement[bool], ...]:
+    """Conditions for valid rows of table (device, runtime, threads); the query joins MeasurementRun."""
+    return (
+        MeasurementRun.device_id == device_id,
+        MeasurementRun.runtime == runtime,
+        MeasurementRun.threads == threads,
+        item.class_.valid.is_(True),
+    )
+
+
 def latest_valid_ids(item: ItemColumn, device_id: int, runtime: str, threads: int) -> Subquery:
     """Subquery with column ``mid``: the latest valid row id per item of table (device, runtime, threads)."""
     model = item.class_
     return (
         select(func.max(model.id).label("mid"))
         .join(MeasurementRun, MeasurementRun.id == model.run_id)
-        .where(
-            MeasurementRun.device_id == device_id,
-            MeasurementRun.runtime == runtime,
-            MeasurementRun.threads == threads,
-            model.valid.is_(True),
-        )
+        .where(*_valid_in_table(item, device_id, runtime, threads))
         .group_by(item)
         .subquery()
     )
@@ -113,13 +118,7 @@ def present_ids(session: Session, item: ItemColumn, device_id: int, runtime: str
         session.scalars(
             select(item)
             .join(MeasurementRun, MeasurementRun.id == model.run_id)
-            .where(
-                MeasurementRun.device_id == device_id,
-                MeasurementRun.runtime == runtime,
-                MeasurementRun.threads == threads,
-                model.valid.is_(True),
-                item.in_(item_ids),
-            )
+            .where(*_valid_in_table(item, device_id, runtime, threads), item.in_(item_ids))
             .distinct()
         )
     )
