@@ -205,12 +205,13 @@ class Services:
 
     # -- stopping ---------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop the agent, then the server (reverse start order); a second Ctrl-C meanwhile is ignored."""
+        """Stop the agent, then the server (reverse start order); a second Ctrl-C or SIGTERM meanwhile is ignored."""
         if not self.services:
             return
-        previous = None
+        previous = {}
         try:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                previous[sig] = signal.signal(sig, signal.SIG_IGN)
         except ValueError:  # not the main thread: cannot touch signal handlers
             pass
         try:
@@ -219,8 +220,8 @@ class Services:
             self.services.clear()
             self._write_pids()
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _healthy(url: str | None) -> bool:

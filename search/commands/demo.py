@@ -16,18 +16,21 @@ def register(app: typer.Typer) -> None:
     def demo(
         quick: bool = typer.Option(False, "--quick", help="Small subsets and 2 epochs: about 2 minutes instead of 10."),
         out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder (a previous demo's folder is replaced)."),
-        epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1, help="Search epochs (full 6, quick 2)."),
-        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only search epochs (full 2, quick 1)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1, help="Search epochs (full 4, quick 2)."),
+        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only search epochs (full 1, quick 1)."),
         train_epochs: Optional[int] = typer.Option(None, "--train-epochs", min=1, help="Epochs of training from scratch (full 3, quick 2)."),
-        subset: Optional[int] = typer.Option(None, "--subset", min=10, help="Training images of the search (full 6000, quick 1500)."),
+        subset: Optional[int] = typer.Option(None, "--subset", min=10, help="Training images of the search (full 2500, quick 800)."),
         train_subset: Optional[int] = typer.Option(None, "--train-subset", min=10, help="Training images for training from scratch (full 10000, quick 2000)."),
         val_subset: Optional[int] = typer.Option(None, "--val-subset", min=10, help="Test images for the trained networks (full 5000, quick 1000)."),
         samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Architectures sampled after the search (full 8, quick 4)."),
+        sample_train_subset: Optional[int] = typer.Option(None, "--sample-train-subset", min=10, help="Images of the "
+                                                          "one-epoch training of each sample (full 3000, quick 1500)."),
         seed: int = typer.Option(0, "--seed"),
         port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the profiler server (default: a free one)."),
         keep_server: bool = typer.Option(False, "--keep-server", help="After the report, keep the server and agent running "
                                          "(browse http://127.0.0.1:PORT/docs) until Ctrl-C."),
-        torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1, help="torch threads for search and training."),
+        torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="torch threads for search and training "
+                                           "(1 is fastest on a small shared machine)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars and phase lines."),
     ) -> None:
         """Run the whole hwnas loop on this machine and write OUT/report.md.
@@ -44,8 +47,9 @@ def register(app: typer.Typer) -> None:
 
         config = DemoConfig.preset(quick, out=out, search_epochs=epochs, warmup_epochs=warmup_epochs,
                                    train_epochs=train_epochs, search_subset=subset, train_subset=train_subset,
-                                   val_subset=val_subset, samples=samples, seed=seed, port=port, keep_server=keep_server,
-                                   torch_threads=torch_threads, progress=progress)
+                                   val_subset=val_subset, samples=samples, sample_train_subset=sample_train_subset,
+                                   seed=seed, port=port, keep_server=keep_server, torch_threads=torch_threads,
+                                   progress=progress)
         if config.warmup_epochs >= config.search_epochs:
             raise fail(f"--warmup-epochs ({config.warmup_epochs}) must be below --epochs ({config.search_epochs})", 2)
         with dnas_errors():
