@@ -7,37 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+from tests.support.torch_tests import one_thread_seeded, tiny_space  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("worker.py")
 LAUNCH_TIMEOUT_S = 120
-
-# 3 searchable layers × 3 candidates at 14×14 and 7×7: an epoch on 1,200 images takes about a second.
-TINY_SPACE = """\
-name: tiny-ddp
-input_shape: [1, 28, 28]
-classes: 10
-candidates: [ir_k3_e1, ir_k3_e3, skip]
-stem: {op: conv_k3, channels: 8, stride: 2}
-stages:
-  - {channels: 8, repeats: 1, stride: 1}
-  - {channels: 16, repeats: 2, stride: 2}
-head: {op: conv_k1, channels: 32}
-"""
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny_space(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
-    path.write_text(TINY_SPACE)
-    return path
 
 
 def worker_env() -> dict[str, str]:
