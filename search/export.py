@@ -80,21 +80,35 @@ def export_op(spec: OpSpec | str, fmt: Format | str, path: str | Path) -> Path:
     return export_module(module, x, fmt, path)
 
 
-def load_weights(module: nn.Module, weights: str | Path) -> None:
-    """Load a state dict (or a checkpoint dict holding one under ``state_dict``/``model``) into ``module``."""
+class WeightsFileError(ValueError):
+    """A weights file that is missing, unreadable or holds no state dict."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a file: a bare one, or a checkpoint dict holding one under ``state_dict``/``model``/``weights``."""
     try:
-        obj: Any = torch.load(str(weights), map_location="cpu", weights_only=True)
+        obj: Any = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ExportError(f"weights file {weights} not found") from None
-    except Exception as exc:
-        raise ExportError(f"weights file {weights}: cannot read ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
+        raise WeightsFileError(f"weights file {path} not found") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types
+        first = (str(exc).splitlines() or [""])[0]
+        raise WeightsFileError(f"weights file {path}: cannot read ({exc.__class__.__name__}: {first})") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "weights"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict):
-        raise ExportError(f"weights file {weights}: expected a state dict, got {type(obj).__name__}")
+        raise WeightsFileError(f"weights file {path}: expected a state dict, got {type(obj).__name__}")
+    return obj
+
+
+def load_weights(module: nn.Module, weights: str | Path) -> None:
+    """Load a state dict (or a checkpoint dict holding one under ``state_dict``/``model``) into ``module``."""
+    try:
+        obj = read_state_dict(weights)
+    except WeightsFileError as exc:
+        raise ExportError(str(exc)) from None
     try:
         module.load_state_dict(obj)
     except RuntimeError as exc:

@@ -98,20 +98,12 @@ def make_quant_cost(config: QuantSearchConfig) -> BitsCostModel:
 
 def load_float_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A float state dict from a file (a bare state dict, or a checkpoint holding one)."""
+    from search.export import WeightsFileError, read_state_dict
+
     try:
-        obj: Any = torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SearchConfigError(f"--init: weights file {path} not found") from None
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types
-        raise SearchConfigError(f"--init: cannot read {path} ({exc.__class__.__name__})") from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model", "weights"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict):
-        raise SearchConfigError(f"--init: {path} holds no state dict")
-    return obj
+        return read_state_dict(path)
+    except WeightsFileError as exc:
+        raise SearchConfigError(f"--init: {exc}") from None
 
 
 def _bits_space(config: QuantSearchConfig, info: DatasetInfo) -> BitsSpace:
