@@ -125,17 +125,19 @@ def plot_cost_accuracy(theta: dict, path: Path) -> Path:
     return path
 
 
-def plot_samples(index: dict, path: Path, references: list[dict] | None = None) -> Path:
+def plot_samples(index: dict, path: Path, references: list[dict] | None = None,
+                 trained_label: str = "trained from scratch") -> Path:
     """Accuracy vs predicted cost of the sampled architectures (super-net accuracy, and trained accuracy if any).
 
-    ``references``: extra labelled points ``{"label", "cost", "acc"}`` (e.g. a hand-made baseline trained the same way).
+    ``references``: extra labelled points ``{"label", "cost", "acc"}`` (e.g. a hand-made baseline trained the same way);
+    ``trained_label``: the legend of the samples' trained accuracy (say how briefly they were trained).
     """
     samples = index["samples"]
     cost = index["cost"]
     unit = index.get("unit", "")
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, marker, label in (("supernet_acc", "o", "in the super net (shared weights)"),
-                               ("trained_acc", "s", "trained from scratch")):
+                               ("trained_acc", "s", trained_label)):
         pts = [(s["predicted"][cost], s[key]) for s in samples if s.get(key) is not None]
         if pts:
             ax.scatter(*zip(*pts), marker=marker, label=label, alpha=0.8)
