@@ -157,8 +157,8 @@ class Console:
         if self.enabled:
             self.rich.print(f"[bold cyan][{i}/{len(PHASES)}] {name}[/] — {what}")
 
-    def info(self, text: str) -> None:
-        if self.enabled:
+    def info(self, text: str, always: bool = False) -> None:
+        if self.enabled or always:
             self.rich.print(f"    {text}", markup=False, soft_wrap=True)
 
 
@@ -252,8 +252,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_demo(config: DemoConfig, on_ready: Callable[[Services], None] | None = None) -> DemoResult:
-    """Run every phase; the server and agent are stopped whatever happens (``keep_server``: after Ctrl-C)."""
+def run_demo(config: DemoConfig, on_done: Callable[[DemoResult], None] | None = None) -> DemoResult:
+    """Run every phase; the server and agent are stopped whatever happens (``keep_server``: after Ctrl-C).
+
+    ``on_done(result)`` runs once the report is written, before ``keep_server`` waits.
+    """
     out = Path(config.out)
     prepare_out(out)
     console = Console(config.progress)
@@ -266,13 +269,13 @@ def run_demo(config: DemoConfig, on_ready: Callable[[Services], None] | None = N
     with _sigterm_as_interrupt(), Services(out) as services:
         ctx = _Run(config, out, console, timings, services)
         ctx.start_services()
-        if on_ready is not None:
-            on_ready(services)
         result = ctx.run_pipeline()
         timings.complete = True
         timings.write()
         result.timings = timings.to_dict()
         (out / "summary.json").write_text(json.dumps({**result.to_dict(), "timings": result.timings}, indent=2) + "\n")
+        if on_done is not None:
+            on_done(result)
         if config.keep_server:
             ctx.wait_for_interrupt()
     return result
@@ -494,12 +497,15 @@ class _Run:
         return result
 
     def wait_for_interrupt(self) -> None:
-        """``--keep-server``: leave the server and agent up until Ctrl-C."""
+        """``--keep-server``: leave the server and agent up until Ctrl-C (or SIGTERM), which ends the demo normally."""
         self.console.info(f"server still running: {self.url}/docs  (client token {self.tokens['client']}); "
-                          "Ctrl-C stops it")
-        while True:
-            self.services.check_alive()
-            time.sleep(1.0)
+                          "Ctrl-C stops it", always=True)
+        try:
+            while True:
+                self.services.check_alive()
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            self.console.info("stopping the server and agent", always=True)
 
 
 def measured_ms(entry: Any) -> float:

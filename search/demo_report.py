@@ -41,7 +41,8 @@ def write_plots(result: "DemoResult", out: Path) -> dict[str, Path]:
               if n.measured_ms is not None]
     return {
         "theta": plot_theta_heatmap(theta, plots / "theta_heatmap.png"),
-        "samples": plot_samples(index, plots / "samples.png", references=refs),
+        "samples": plot_samples(index, plots / "samples.png", references=refs,
+                                trained_label=f"samples, 1 epoch on {result.config.sample_train_subset} images"),
         "fidelity": plot_predicted_vs_measured(points, plots / "predicted_vs_measured.png",
                                                title="host-cpu: predicted vs measured (whole networks)"),
     }

@@ -52,13 +52,15 @@ def register(app: typer.Typer) -> None:
                                    progress=progress)
         if config.warmup_epochs >= config.search_epochs:
             raise fail(f"--warmup-epochs ({config.warmup_epochs}) must be below --epochs ({config.search_epochs})", 2)
+        def summary(result) -> None:  # noqa: ANN001 - search.demo.DemoResult, imported lazily
+            for line in main_summary(result):
+                typer.echo(line)
+
         with dnas_errors():
             try:
-                result = run_demo(config)
+                run_demo(config, on_done=summary)
             except DemoError as exc:
                 raise fail(str(exc)) from None
             except KeyboardInterrupt:
                 typer.echo("interrupted: server and agent stopped", err=True)
                 raise typer.Exit(130) from None
-        for line in main_summary(result):
-            typer.echo(line)

@@ -12,8 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # The smallest demo that still shows something: --quick with smaller subsets (the test budget is CPU time).
-TINY = ["--quick", "--epochs", "1", "--warmup-epochs", "0", "--subset", "400", "--train-subset", "1200", "--val-subset", "500", "--samples", "2",
-        "--sample-train-subset", "300", "--torch-threads", "1", "--no-progress"]
+TINY = ["--quick", "--epochs", "1", "--warmup-epochs", "0", "--subset", "400", "--train-subset", "1200",
+        "--val-subset", "500", "--samples", "2", "--sample-train-subset", "300", "--torch-threads", "1", "--no-progress"]
 
 
 def hwnas_command() -> list[str]:
@@ -28,10 +28,10 @@ def env() -> dict[str, str]:
     return e
 
 
-def start_demo(out: Path, *args: str) -> subprocess.Popen[str]:
+def start_demo(out: Path, *args: str, stderr: object = subprocess.PIPE) -> subprocess.Popen[str]:
     """`hwnas demo --out OUT ARGS` in its own session (signals from the test reach it alone)."""
     return subprocess.Popen(hwnas_command() + ["demo", "--out", str(out), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT, start_new_session=True)
+                            stderr=stderr, text=True, env=env(), cwd=ROOT, start_new_session=True)
 
 
 def services(out: Path) -> dict:

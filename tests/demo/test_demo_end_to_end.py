@@ -1,36 +1,71 @@
-"""`hwnas demo --quick` end to end: real server, real local agent, real Fashion-MNIST, report with sane numbers."""
+"""`hwnas demo --quick --keep-server` end to end: real server, local agent and Fashion-MNIST; sane report; clean stop."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from search.demo import PHASES
-from tests.demo.procs import TINY, processes_mentioning, start_demo, wait_gone
+from tests.demo.procs import TINY, processes_mentioning, services, start_demo, wait_gone
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    out = tmp_path_factory.mktemp("demo") / "demo-output"
-    proc = start_demo(out, *TINY)
-    try:
-        stdout, stderr = proc.communicate(timeout=420)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return out, subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    """One `hwnas demo --quick --keep-server` run: checked while its server is still up, then stopped with Ctrl-C."""
+    base = tmp_path_factory.mktemp("demo")
+    out = base / "demo-output"
+    with open(base / "stderr.txt", "w") as err:
+        proc = start_demo(out, *TINY, "--keep-server", stderr=err)
+        try:
+            stdout = _read_summary(proc)
+            _check_server_kept(out)
+            proc.send_signal(signal.SIGINT)
+            rest, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return out, subprocess.CompletedProcess(proc.args, proc.returncode, stdout + rest, (base / "stderr.txt").read_text())
+
+
+def _read_summary(proc: subprocess.Popen[str]) -> str:
+    """stdout up to the summary's last line (the demo then waits with its server up)."""
+    lines = []
+    deadline = time.monotonic() + 420
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if (line.startswith("search ") and "report" in line) or time.monotonic() > deadline:
+            break
+    return "".join(lines)
+
+
+def _check_server_kept(out: Path) -> None:
+    """--keep-server: the API still answers, with the table and the whole-network measurements."""
+    url = services(out).get("url")
+    if not url:
+        return  # the demo failed; the tests below say how
+    lut = httpx.get(f"{url}/lut/host-cpu", params={"runtime": "onnxruntime", "threads": 1}, timeout=10).json()
+    assert len(lut["entries"]) == 102
+    nets = httpx.get(f"{url}/devices/host-cpu/networks", params={"runtime": "onnxruntime", "threads": 1}, timeout=10)
+    assert nets.status_code == 200 and len(nets.json()["entries"]) >= 2
+    assert httpx.get(f"{url}/docs", timeout=10).status_code == 200
 
 
 def test_demo_finishes_and_prints_the_summary(demo_run) -> None:
     out, done = demo_run
+    # --keep-server: Ctrl-C after the report ends the demo normally.
     assert done.returncode == 0, done.stderr[-3000:]
     assert "found" in done.stdout and "baseline" in done.stdout
     assert str(out / "report.md") in done.stdout
+    assert "server still running" in done.stderr and "stopping the server and agent" in done.stderr
     assert "Traceback" not in done.stderr
 
 
