@@ -257,6 +257,13 @@ def run_demo(config: DemoConfig, on_done: Callable[[DemoResult], None] | None = 
 
     ``on_done(result)`` runs once the report is written, before ``keep_server`` waits.
     """
+    from search.data import DataError, load_dataset
+
+    try:  # no data set: fail in one line now, before any process starts
+        load_dataset(DATA, "test", subset=10)
+    except DataError as exc:
+        raise DemoError(f"{str(exc).split(':')[0]}: the demo needs it (`apt-get install dataset-fashion-mnist`, "
+                        "or HWNAS_FASHION_MNIST=DIR of its IDX files)") from None
     out = Path(config.out)
     prepare_out(out)
     console = Console(config.progress)
@@ -401,7 +408,8 @@ class _Run:
         self.console.phase(5, "sample", f"{cfg.samples} architectures from softmax(θ) plus the argmax, {proxy} "
                                         f"({cfg.sample_train_subset} images)")
         tc = TrainConfig(data=DATA, epochs=1, batch_size=cfg.batch_size, subset=cfg.sample_train_subset,
-                         val_subset=cfg.search_val_subset, seed=cfg.seed, num_threads=cfg.torch_threads, progress=False)
+                         val_subset=cfg.search_val_subset, seed=cfg.seed, num_threads=cfg.torch_threads,
+                         progress=cfg.progress)
         with self.timings.phase("sample"):
             drawn = sample_search(search.out, k=cfg.samples, seed=cfg.seed, evaluate=cfg.mode == "hard",
                                   val_subset=cfg.search_val_subset, train_epochs=1, train_config=tc)

@@ -1,8 +1,9 @@
-"""Ctrl-C (and SIGTERM) during the demo stops the server and agent: no process is left behind."""
+"""Ctrl-C, SIGTERM or a failure during the demo stops the server and agent: no process is left behind."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -72,3 +73,23 @@ def test_replaces_a_previous_demo_folder(tmp_path: Path) -> None:
     prepare_out(out)
     assert not (out / "report.md").exists()
     assert (out / ".hwnas-demo").is_file()
+
+
+def test_port_in_use_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "demo-output"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(DemoError, match=r"server exited with code \d+.*\(log: .*server\.log\)"):
+            run_demo(DemoConfig.preset(True, out=out, port=port, progress=False))
+    started = services(out)["started"]
+    assert list(started) == ["server"]
+    assert wait_gone(list(started.values())) == []
+
+
+def test_missing_data_set_fails_before_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWNAS_FASHION_MNIST", str(tmp_path / "nowhere"))
+    with pytest.raises(DemoError, match="Fashion-MNIST not found in .*nowhere: the demo needs it .*HWNAS_FASHION_MNIST"):
+        run_demo(DemoConfig.preset(True, out=tmp_path / "demo-output", progress=False))
+    assert not (tmp_path / "demo-output").exists()
