@@ -189,34 +189,31 @@ def _job_for_batch(session: Session, job_id: int, device_id: int, runtime: str, 
     return job
 
 
-def complete_keys(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
-    """Mark the items of job ``job_id`` measured in ``measured`` (operator id -> measurement id) done."""
+def _complete_items(session: Session, job_id: int, device_id: int, runtime: str, threads: int,
+                    measured: dict[int, int], model: type[JobItem] | type[JobNetwork], id_attr: str) -> None:
+    """Mark the items of job ``job_id`` whose ``id_attr`` is in ``measured`` (id -> measurement id) done."""
     job = _job_for_batch(session, job_id, device_id, runtime, threads)
-    items = session.scalars(select(JobItem).where(JobItem.job_id == job_id, JobItem.operator_id.in_(list(measured)))).all()
+    column = getattr(model, id_attr)
+    items = session.scalars(select(model).where(model.job_id == job_id, column.in_(list(measured)))).all()
     now = utcnow()
     for item in items:
         if item.state != ItemState.done.value:
             item.state = ItemState.done.value
             item.error = None
-            item.measurement_id = measured[item.operator_id]
+            item.measurement_id = measured[getattr(item, id_attr)]
             item.updated_at = now
     session.flush()
     refresh_state(session, job)
+
+
+def complete_keys(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
+    """Mark the items of job ``job_id`` measured in ``measured`` (operator id -> measurement id) done."""
+    _complete_items(session, job_id, device_id, runtime, threads, measured, JobItem, "operator_id")
 
 
 def complete_networks(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
     """Mark the networks of job ``job_id`` measured in ``measured`` (network id -> measurement id) done."""
-    job = _job_for_batch(session, job_id, device_id, runtime, threads)
-    items = session.scalars(select(JobNetwork).where(JobNetwork.job_id == job_id, JobNetwork.network_id.in_(list(measured)))).all()
-    now = utcnow()
-    for item in items:
-        if item.state != ItemState.done.value:
-            item.state = ItemState.done.value
-            item.error = None
-            item.measurement_id = measured[item.network_id]
-            item.updated_at = now
-    session.flush()
-    refresh_state(session, job)
+    _complete_items(session, job_id, device_id, runtime, threads, measured, JobNetwork, "network_id")
 
 
 def refresh_state(session: Session, job: Job) -> None:
