@@ -187,7 +187,7 @@ def fbnet_step_img_s(device: Any, mode: str, batch: int, steps: int, warmup: int
 
     from search.cost import FlopsCost
     from search.loss import LossConfig, search_loss
-    from search.searcher import default_cost_scale
+    from search.loss import default_cost_scale
     from search.space import get_space
     from search.supernet import SuperNet
 

@@ -16,9 +16,9 @@ architecture's cost is ``fixed_cost + Σ_l layer_costs[l][choice_l]``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -28,6 +28,41 @@ from search.arch import Architecture
 from search.lut import LatencyTable, MissingEntriesError
 from search.ops import _as_spec, get_op, registry_version
 from search.space import SearchSpace
+
+
+@dataclass
+class CostTable:
+    """A cost model evaluated on a space: per-layer candidate costs and the fixed part, in the model's unit."""
+
+    name: str
+    unit: str
+    layer_costs: list[list[float]]
+    fixed: float
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def arch_cost(self, space: Any, choices: list[str]) -> float:
+        """Predicted cost of one architecture: fixed part plus its candidate of every layer."""
+        total = self.fixed
+        for layer, choice in zip(space.layers(), choices):
+            total += self.layer_costs[layer.index][layer.candidates.index(choice)]
+        return total
+
+    def min_cost(self) -> float:
+        """Cost of the cheapest architecture (every layer at its cheapest candidate)."""
+        return self.fixed + sum(min(row) for row in self.layer_costs)
+
+    def max_cost(self) -> float:
+        """Cost of the most expensive architecture."""
+        return self.fixed + sum(max(row) for row in self.layer_costs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cost": self.name, "unit": self.unit, "fixed": self.fixed, "layer_costs": self.layer_costs,
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CostTable":
+        return cls(d["cost"], d["unit"], [list(map(float, c)) for c in d["layer_costs"]], float(d["fixed"]),
+                   d.get("source", {}))
 
 
 @runtime_checkable

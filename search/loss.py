@@ -8,6 +8,7 @@ different loss; see docs/search.md.)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +46,35 @@ class LossConfig:
     def weight(self) -> float:
         """λ of the additive and target forms (their per-form default when not given)."""
         return _DEFAULT_LAMBDA[self.form] if self.lam is None else float(self.lam)
+
+
+# FBNet's α=0.2, β=0.6 were tuned with LAT in ms on a Samsung S8, where networks take about 20 ms.
+FBNET_LAT_REFERENCE = 20.0
+# The cheapest architecture's (log LAT)^β is kept at ≥ 80% of the uniform θ's: collapsing to pools and
+# skips may lower the loss by at most a fifth. In the paper's own units the FBNet-A…C range (19.8–28.1 ms)
+# spans (log 19.8 / log 28.1)^0.6 ≈ 0.94; a small space whose cheapest network costs a tenth of the
+# uniform one would, mapped to 20 alone, reach 2 "ms" and halve the multiplier, which is what made the
+# search collapse.
+COLLAPSE_FLOOR = 0.8
+
+
+def default_cost_scale(uniform_cost: float, min_cost: float, beta: float = 0.6) -> float:
+    """Unit scale for FBNet's loss: uniform θ at ≥ 20 "FBNet ms", the cheapest architecture's multiplier ≥ 0.8 of it.
+
+    ``(log LAT)^β`` depends on the unit: log of MACs is ~15, of µs ~7, of a small net's ms below 0
+    (undefined). The scale is the smallest that (1) maps the cost at uniform θ to the paper's
+    operating point, 20, and (2) keeps ``(log s·c_min / log s·c_uniform)^β ≥ COLLAPSE_FLOOR``, so that
+    the cost term cannot pay for collapsing the network much more than in the paper's ms range.
+    """
+    if uniform_cost <= 0 or min_cost <= 0:
+        raise LossDomainError("the cost model gives non-positive costs; the FBNet loss needs LAT > 0 "
+                              "(use --loss additive or target)")
+    scale = FBNET_LAT_REFERENCE / uniform_cost
+    if min_cost < uniform_cost:
+        r = COLLAPSE_FLOOR ** (1.0 / beta)  # the floor on log(s·c_min) / log(s·c_uniform)
+        a, b = math.log(min_cost), math.log(uniform_cost)
+        scale = max(scale, math.exp((r * b - a) / (1.0 - r)))
+    return scale
 
 
 def fbnet_loss(ce: torch.Tensor, lat: torch.Tensor, alpha: float = 0.2, beta: float = 0.6) -> torch.Tensor:

@@ -64,6 +64,11 @@ class RunDir:
         return self.root / "argmax.json"
 
     @property
+    def found(self) -> Path:
+        """The network the search ships (at the target with the target loss; else the argmax)."""
+        return self.root / "found.json"
+
+    @property
     def result(self) -> Path:
         return self.root / "result.json"
 

@@ -106,7 +106,8 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
     """
     from search.arch import Architecture
     from search.cost import predict
-    from search.searcher import CostTable, make_architecture
+    from search.cost import CostTable
+    from search.searcher import make_architecture
     from search.space import get_space
 
     out = Path(out)

@@ -2,8 +2,14 @@
 
 Per epoch: the weights take a pass over their split (SGD, cosine learning rate), then — after the
 warm-up epochs — θ takes a pass over its split (Adam); then the super net is evaluated, the
-epoch is logged to ``DIR/theta.json`` and a checkpoint is written. τ follows
-``τ_e = τ0 · exp(−decay · e)``, i.e. ×exp(−0.045) per epoch by default.
+epoch is logged to ``DIR/theta.json`` and a checkpoint is written.
+
+Schedules that work at any length (docs/search.md, "Schedules"): the warm-up is a share of the
+epochs but at least one (the weights must be past chance before θ reads their loss); τ is
+annealed every step from ``tau0`` to ``tau_end``, reached at the last step, whatever the number of
+epochs (``tau_schedule="epoch"`` is the paper's ``τ0·e^(−0.045·epoch)``); θ's Adam step, when not
+given, is sized by the number of θ steps the search will take. A θ split smaller than one batch
+is an error, and a search whose θ stayed near uniform says so instead of ending quietly.
 
 The pieces are separate so that a distributed launcher can wrap them: ``build_setup`` (data,
 cost table, model, optimisers), ``train_epoch`` (one epoch, no file I/O), and ``run_search``
@@ -30,12 +36,24 @@ from torch import nn
 from search.data import DatasetInfo, NoEvaluationSplit, dataset_info, iterate_batches, load_dataset, num_batches
 from search.evaluate import evaluate_model as evaluate
 from search.evaluate import recalibrated_bn
-from search.loss import LossConfig, search_loss
+from search.cost import CostTable
+from search.loss import LossConfig, default_cost_scale, search_loss
+from search.mixed import THETA_ESTIMATORS, normalised_entropy
 from search.progress import EpochProgress
 from search.rundir import RunDir
 from search.supernet import SuperNet
 
 COSTS: tuple[str, ...] = ("latency", "flops", "params")
+TAU_SCHEDULES: tuple[str, ...] = ("step", "epoch")
+# FBNet's θ learning rate, for its ~90 epochs of ImageNet-100 (thousands of θ steps).
+PAPER_THETA_LR = 0.01
+# How far (in logits) Adam may carry θ over the whole search when --theta-lr is not given: enough to
+# decide a layer of 11 candidates (p ≥ 0.5 needs a lead of about log 10 ≈ 2.3 over the others).
+THETA_TRAVEL = 4.0
+# ... but no larger step than this: with a few dozen θ steps the gradient is too noisy to follow further.
+MAX_AUTO_THETA_LR = 0.1
+# Mean normalised entropy above which θ is reported as not having moved (1.0 = uniform).
+UNMOVED_ENTROPY = 0.9
 
 
 class SearchConfigError(ValueError):
@@ -60,17 +78,20 @@ class SearchConfig:
     cache_dir: str | None = None
     # super net and schedule
     mode: str = "soft"
+    theta_estimator: str = "soft"  # hard mode's θ step: soft (every candidate) or straight-through (search/mixed.py)
     epochs: int = 10
-    warmup_fraction: float = 0.1  # first 10% of the epochs train the weights only
+    warmup_fraction: float = 0.1  # first 10% of the epochs (at least one) train the weights only
     warmup_epochs: int | None = None  # overrides warmup_fraction
     batch_size: int = 128
     w_split: float = 0.8
     w_lr: float = 0.1
     w_momentum: float = 0.9
     w_wd: float = 1e-4
-    theta_lr: float = 0.01
+    theta_lr: float | None = None  # None: 4 / θ steps, within [0.01, 0.1] — see resolved_theta_lr
     theta_wd: float = 5e-4
     tau0: float = 5.0
+    tau_end: float = 0.5  # τ at the last step of the "step" schedule
+    tau_schedule: str = "step"  # step: τ0 → tau_end per step; epoch: the paper's τ0·exp(−tau_decay·epoch)
     tau_decay: float = 0.045
     # loss
     loss: str = "fbnet"
@@ -78,8 +99,9 @@ class SearchConfig:
     beta: float = 0.6
     lam: float | None = None
     target: float | None = None
+    target_tolerance: float = 0.02  # target loss: the shipped network's predicted cost within target·(1 ± this)
     reference: float | None = None
-    cost_scale: float | None = None  # FBNet form only; None: uniform-θ cost -> 20 (see default_cost_scale)
+    cost_scale: float | None = None  # FBNet form only; None: see search.loss.default_cost_scale
     # data and run
     subset: int | None = None
     val_subset: int | None = None
@@ -102,6 +124,15 @@ class SearchConfig:
             raise SearchConfigError(f"--cost must be one of {', '.join(COSTS)}, not {self.cost!r}")
         if self.mode not in ("soft", "hard"):
             raise SearchConfigError(f"--mode must be soft or hard, not {self.mode!r}")
+        if self.theta_estimator not in THETA_ESTIMATORS:
+            raise SearchConfigError(f"--theta-estimator must be one of {', '.join(THETA_ESTIMATORS)}, "
+                                    f"not {self.theta_estimator!r}")
+        if self.tau_schedule not in TAU_SCHEDULES:
+            raise SearchConfigError(f"--tau-schedule must be one of {', '.join(TAU_SCHEDULES)}, not {self.tau_schedule!r}")
+        if not (self.tau0 > 0 and self.tau_end > 0):
+            raise SearchConfigError("--tau0 and --tau-end must be positive")
+        if self.theta_lr is not None and self.theta_lr <= 0:
+            raise SearchConfigError("--theta-lr must be positive")
         if self.epochs < 1:
             raise SearchConfigError("--epochs must be at least 1")
         if not 0.0 < self.w_split < 1.0:
@@ -118,13 +149,16 @@ class SearchConfig:
     # derived
     @property
     def num_warmup_epochs(self) -> int:
+        """Weights-only epochs: as given, else ``warmup_fraction`` of them but at least one (none in a 1-epoch search)."""
         if self.warmup_epochs is not None:
             return max(0, min(self.warmup_epochs, self.epochs))
-        return int(self.warmup_fraction * self.epochs)
+        return max(0, min(max(1, round(self.warmup_fraction * self.epochs)), self.epochs - 1))
 
-    def tau(self, epoch: int) -> float:
-        """Gumbel-softmax temperature during epoch ``epoch`` (0-based)."""
-        return self.tau0 * math.exp(-self.tau_decay * epoch)
+    def tau(self, epoch: float) -> float:
+        """Gumbel-softmax temperature at ``epoch`` (0-based; a fraction is a point inside the epoch)."""
+        if self.tau_schedule == "epoch":
+            return self.tau0 * math.exp(-self.tau_decay * math.floor(epoch))
+        return self.tau0 * (self.tau_end / self.tau0) ** min(1.0, max(0.0, epoch / self.epochs))
 
     def w_lr_at(self, epoch: int) -> float:
         """Cosine learning rate of the weights in epoch ``epoch``: from w_lr down towards 0 at the last epoch.
@@ -151,38 +185,8 @@ class SearchConfig:
 
 # Fields that must match between a checkpoint and the config that resumes it.
 _RESUME_FIELDS = ("space", "data", "cost", "mode", "batch_size", "w_split", "subset", "seed", "loss", "alpha", "beta",
-                  "lam", "target", "tau0", "tau_decay", "w_lr", "theta_lr", "image_size")
-
-
-@dataclass
-class CostTable:
-    """Per-layer candidate costs and the fixed part, in the cost model's unit."""
-
-    name: str
-    unit: str
-    layer_costs: list[list[float]]
-    fixed: float
-    source: dict[str, Any] = field(default_factory=dict)
-
-    def arch_cost(self, space, choices: list[str]) -> float:
-        """Predicted cost of one architecture: fixed part plus its candidate of every layer."""
-        total = self.fixed
-        for layer, choice in zip(space.layers(), choices):
-            total += self.layer_costs[layer.index][layer.candidates.index(choice)]
-        return total
-
-    def min_cost(self) -> float:
-        """Cost of the cheapest architecture (every layer at its cheapest candidate)."""
-        return self.fixed + sum(min(row) for row in self.layer_costs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cost": self.name, "unit": self.unit, "fixed": self.fixed, "layer_costs": self.layer_costs,
-                "source": self.source}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CostTable":
-        return cls(d["cost"], d["unit"], [list(map(float, c)) for c in d["layer_costs"]], float(d["fixed"]),
-                   d.get("source", {}))
+                  "lam", "target", "tau0", "tau_decay", "w_lr", "theta_lr", "image_size", "tau_end", "tau_schedule",
+                  "theta_estimator")
 
 
 def make_cost_model(config: SearchConfig):
@@ -221,23 +225,6 @@ def cost_table(cost_model, space, config: SearchConfig | None = None) -> CostTab
                      fixed=float(cost_model.fixed_cost(space)), source=source)
 
 
-# FBNet's α=0.2, β=0.6 were tuned with LAT in ms on a Samsung S8, where networks take about 20 ms.
-FBNET_LAT_REFERENCE = 20.0
-
-
-def default_cost_scale(uniform_cost: float, min_cost: float) -> float:
-    """Scale that maps the expected cost at uniform θ to 20 "FBNet units" (and the cheapest architecture above 1.5).
-
-    ``(log LAT)^β`` depends on the unit: log of MACs is ~15, of µs ~7, of a small net's ms below 0
-    (undefined). Mapping the starting cost to the paper's operating point keeps the balance between
-    accuracy and cost that α and β were tuned for, in any unit, and keeps log LAT > 0 for every
-    architecture of the space.
-    """
-    if uniform_cost <= 0 or min_cost <= 0:
-        raise SearchConfigError("the cost model gives non-positive costs; the FBNet loss needs LAT > 0 (use --loss additive)")
-    return max(FBNET_LAT_REFERENCE / uniform_cost, 1.5 / min_cost)
-
-
 @dataclass
 class SearchSetup:
     """What one process needs to run epochs: data, model, optimisers and costs."""
@@ -258,6 +245,7 @@ class SearchSetup:
     cost_scale: float
     reference: float
     device: torch.device
+    theta_lr: float = PAPER_THETA_LR
     replica: Any = None  # search.replica.Replica: DDP, data shards, AMP (None: plain single process)
 
 
@@ -287,6 +275,34 @@ def _default_supernet(space: Any, config: SearchConfig) -> nn.Module:
 
 def _default_theta_optimizer(params: list[nn.Parameter], config: SearchConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.theta_lr, weight_decay=config.theta_wd)
+
+
+def theta_steps(config: SearchConfig, theta_images: int) -> int:
+    """θ steps of the whole search: θ batches per epoch (incomplete ones dropped) times the searching epochs."""
+    return (theta_images // config.batch_size) * (config.epochs - config.num_warmup_epochs)
+
+
+def resolved_theta_lr(config: SearchConfig, theta_images: int) -> float:
+    """``--theta-lr`` as given, else FBNet's 0.01 raised (up to 0.1) so that θ can travel ``THETA_TRAVEL`` logits in its steps.
+
+    Adam's step is about its learning rate whatever the gradient's size, so the distance θ can move
+    is about lr × steps: 0.01 suits the paper's thousands of θ steps, a short search needs more.
+    """
+    if config.theta_lr is not None:
+        return float(config.theta_lr)
+    return min(MAX_AUTO_THETA_LR, max(PAPER_THETA_LR, THETA_TRAVEL / max(1, theta_steps(config, theta_images))))
+
+
+def check_splits(config: SearchConfig, n_w: int, n_theta: int) -> None:
+    """Both splits hold at least one batch (incomplete batches are dropped, so a smaller split never trains)."""
+    bs = config.batch_size
+    need = math.ceil(bs / min(config.w_split, 1.0 - config.w_split) - 1e-9)
+    hint = f"use --subset {need} or more, or a smaller --batch-size"
+    if n_w < bs:
+        raise SearchConfigError(f"the weights' split has {n_w} images, fewer than one batch of {bs}: {hint}")
+    if config.epochs > config.num_warmup_epochs and n_theta < bs:
+        raise SearchConfigError(f"the θ split has {n_theta} images ({1 - config.w_split:.0%} of {n_w + n_theta}), fewer than "
+                                f"one batch of {bs}: θ would never take a step; {hint}")
 
 
 def build_setup(config: SearchConfig, cost_model=None, *,
@@ -322,18 +338,23 @@ def build_setup(config: SearchConfig, cost_model=None, *,
     n = len(train_set)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     n_w = int(round(config.w_split * n))
-    if n_w < 1 or n - n_w < 1:
-        raise SearchConfigError(f"{n} training images cannot be split {config.w_split:.0%}/{1 - config.w_split:.0%}")
+    check_splits(config, n_w, n - n_w)
     device = _torch_device(config.torch_device)
+    theta_lr = resolved_theta_lr(config, n - n_w)
 
     torch.manual_seed(config.seed)  # weight initialisation
     model = (make_supernet or _default_supernet)(space, config).to(device)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                             weight_decay=config.w_wd)
-    t_opt = (make_theta_optimizer or _default_theta_optimizer)(model.arch_parameters(), config)
+    t_opt = (make_theta_optimizer or _default_theta_optimizer)(model.arch_parameters(),
+                                                               dataclasses.replace(config, theta_lr=theta_lr))
     cost_tensors = model.cost_tensors(costs.layer_costs)
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
-    scale = config.cost_scale if config.cost_scale is not None else default_cost_scale(uniform, costs.min_cost())
+    try:
+        scale = (config.cost_scale if config.cost_scale is not None
+                 else default_cost_scale(uniform, costs.min_cost(), config.beta))
+    except ValueError as exc:
+        raise SearchConfigError(str(exc)) from None
     reference = config.reference or uniform
     theta_index = perm[n_w:]
     if val_set is None:
@@ -341,7 +362,7 @@ def build_setup(config: SearchConfig, cost_model=None, *,
     else:
         val_index = torch.arange(len(val_set))
     setup = SearchSetup(config, space, info, train_set, val_set, perm[:n_w], theta_index, val_index,
-                        model, w_opt, t_opt, costs, cost_tensors, scale, reference, device)
+                        model, w_opt, t_opt, costs, cost_tensors, scale, reference, device, theta_lr)
     from search.replica import ReplicaConfigError, attach
 
     try:  # DDP, data shards, AMP, channels_last (search/replica.py); None for a plain single process
@@ -373,8 +394,12 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
 
 
 def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optimizer, train_params: list[nn.Parameter],
-           frozen: list[nn.Parameter], generator: torch.Generator, progress: EpochProgress | None, label: str) -> dict[str, float]:
-    """One pass over ``index`` updating ``train_params`` only (``frozen`` get no gradient, which saves their backward)."""
+           frozen: list[nn.Parameter], generator: torch.Generator, progress: EpochProgress | None, label: str,
+           when: tuple[float, float] = (0.0, 1.0)) -> dict[str, float]:
+    """One pass over ``index`` updating ``train_params`` only (``frozen`` get no gradient, which saves their backward).
+
+    ``when``: the span of the search (in epochs, fractional) this pass covers; τ follows the schedule across it.
+    """
     for p in frozen:
         p.requires_grad_(False)
     sums = {"loss": 0.0, "ce": 0.0, "cost": 0.0, "correct": 0.0, "n": 0.0}
@@ -385,10 +410,12 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
         shuffle = False
     try:
         setup.model.train()
+        total = num_batches(len(index), batch_size, drop_last=True)
         if progress:
-            progress.start(label, num_batches(len(index), batch_size, drop_last=True))
+            progress.start(label, total)
         for x, y in iterate_batches(setup.train_set, index, batch_size, shuffle=shuffle, generator=generator,
                                     workers=setup.config.workers, drop_last=True):
+            setup.model.temperature = setup.config.tau(when[0] + (when[1] - when[0]) * batches / max(total, 1))
             r = train_step(setup, x, y, optimizer)
             batches += 1
             for k in sums:
@@ -432,14 +459,18 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
     lr = cfg.w_lr_at(epoch)
     for group in setup.w_optimizer.param_groups:
         group["lr"] = lr
-    w = _phase(setup, setup.w_index, setup.w_optimizer, model.weight_parameters(), model.arch_parameters(),
-               torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 1)), progress, f"epoch {epoch + 1} weights")
     searching = epoch >= cfg.num_warmup_epochs
+    # τ runs through the epoch in step order: the weights' pass first, then θ's, each over its share of images.
+    w_share = len(setup.w_index) / (len(setup.w_index) + (len(setup.theta_index) if searching else 0))
+    w = _phase(setup, setup.w_index, setup.w_optimizer, model.weight_parameters(), model.arch_parameters(),
+               torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 1)), progress, f"epoch {epoch + 1} weights",
+               when=(epoch, epoch + w_share))
     th: dict[str, Any] = {}
     if searching:
-        th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.arch_parameters(),
-                    model.weight_parameters(), torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2)),
-                    progress, f"epoch {epoch + 1} θ")
+        with model.theta_pass(cfg.theta_estimator):  # hard mode: θ sees every candidate (search/mixed.py)
+            th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.arch_parameters(),
+                        model.weight_parameters(), torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2)),
+                        progress, f"epoch {epoch + 1} θ", when=(epoch + w_share, epoch + 1))
     with _evaluation_path(setup):
         if setup.replica is not None:  # split over the ranks, after checking θ and taking rank 0's BN statistics
             val_acc = setup.replica.evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device,
@@ -461,6 +492,8 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
         "argmax": argmax,
         "argmax_cost": setup.costs.arch_cost(setup.space, argmax),
         "probabilities": [[round(float(v), 6) for v in p] for p in probs],
+        "theta_entropy": normalised_entropy([p.tolist() for p in probs]),
+        "theta_lr": setup.theta_lr,
         "theta": [[float(v) for v in t.detach().cpu()] for t in model.arch_parameters()],
         "seconds": time.perf_counter() - t0,
     }
@@ -519,10 +552,15 @@ class SearchResult:
     val_acc: float
     seconds: float
     architecture: Any = None
+    found: list[str] = field(default_factory=list)  # what the search ships: at the target (target loss), else the argmax
+    found_cost: float = 0.0
+    theta_entropy: float = 1.0
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "argmax": self.argmax, "argmax_cost": self.argmax_cost, "unit": self.unit,
-                "val_acc": self.val_acc, "seconds": self.seconds}
+                "found": self.found, "found_cost": self.found_cost, "theta_entropy": self.theta_entropy,
+                "val_acc": self.val_acc, "seconds": self.seconds, "warnings": self.warnings}
 
 
 def make_architecture(space_name: str, space, choices: list[str], name: str | None = None,
@@ -545,6 +583,35 @@ def argmax_architecture(setup: SearchSetup, choices: list[str], cost: float) -> 
     return make_architecture(setup.config.space, setup.space, choices, name="argmax",
                              meta={"predicted": {setup.costs.name: cost, "unit": setup.costs.unit},
                                    "source": "hwnas search (argmax of θ)"})
+
+
+def found_network(setup: SearchSetup, history: list[dict[str, Any]]) -> tuple[list[str], float, list[str]]:
+    """The network the search ships, its predicted cost, and warnings about how it was chosen or how θ converged.
+
+    With the target loss: the most likely architecture (under softmax θ) whose cost is within
+    ``target·(1 ± target_tolerance)`` (``search/budget.py``), since the argmax can sit far from the
+    budget the expected cost was held at. Otherwise the argmax.
+    """
+    from search.budget import nearest_most_likely
+
+    cfg, last = setup.config, history[-1]
+    warnings: list[str] = []
+    searched = [e for e in history if e["phase"] == "search"]
+    if not searched:
+        warnings.append("θ was never trained: every epoch was warm-up (lower --warmup-epochs or raise --epochs)")
+    elif last["theta_entropy"] > UNMOVED_ENTROPY:
+        warnings.append(f"θ barely moved: mean normalised entropy {last['theta_entropy']:.2f} (1.0 is uniform), so the "
+                        "result is close to a random draw; give the search more epochs or images, or a larger --theta-lr")
+    if cfg.loss != "target" or cfg.target is None:
+        return list(last["argmax"]), float(last["argmax_cost"]), warnings
+    probs = [p.tolist() for p in setup.model.probabilities()]
+    choice, inside = nearest_most_likely(probs, setup.costs.layer_costs, setup.costs.fixed, cfg.target,
+                                         cfg.target_tolerance)
+    if not inside:
+        warnings.append(f"no architecture of this space costs within ±{cfg.target_tolerance:.0%} of the target "
+                        f"{cfg.target:g} {setup.costs.unit}: shipping the nearest, at {choice.cost:.4g}")
+    names = [layer.candidates[j] for layer, j in zip(setup.space.layers(), choice.index)]
+    return names, choice.cost, warnings
 
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
@@ -601,11 +668,19 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
     t_start = run_epochs(setup, rundir, start, history, on_epoch_end)
     last = history[-1]
     arch = argmax_architecture(setup, last["argmax"], last["argmax_cost"])
+    found, found_cost, warnings = found_network(setup, history)
     result = SearchResult(out=rundir.root, epochs=config.epochs, history=history, argmax=last["argmax"],
                           argmax_cost=last["argmax_cost"], unit=setup.costs.unit, val_acc=last["val_acc"],
-                          seconds=time.perf_counter() - t_start, architecture=arch)
+                          seconds=time.perf_counter() - t_start, architecture=arch, found=found, found_cost=found_cost,
+                          theta_entropy=last["theta_entropy"], warnings=warnings)
     if rundir.main:
         arch.save(rundir.argmax)
+        source = ("hwnas search (most likely under θ within the target)" if found != last["argmax"] or config.loss == "target"
+                  else "hwnas search (argmax of θ)")
+        make_architecture(config.space, setup.space, found, name="found",
+                          meta={"predicted": {setup.costs.name: found_cost, "unit": setup.costs.unit},
+                                "target": config.target if config.loss == "target" else None,
+                                "source": source}).save(rundir.found)
         rundir.write_json(rundir.result, result.summary())
         if config.plots:
             from search.plots import plot_search

@@ -2,8 +2,10 @@
 
 * ``soft`` (FBNet): mask ``m_l = GumbelSoftmax(θ_l, τ)``, output ``Σ_i m_{l,i}·op_{l,i}(x)``; all
   candidates run.
-* ``hard``: straight-through Gumbel; one candidate per layer is sampled and only it runs; the
-  gradient reaches θ_l through the soft mask (memory and time of about one child network).
+* ``hard``: in the weight steps one candidate per layer is sampled (``argmax(θ + g)``) and only it
+  runs (memory and time of about one child network). The θ steps run every candidate with the soft
+  mask (``MixedNet.theta_pass``): a single path times a straight-through mask entry feeds a
+  BatchNorm that cancels the scale, so it would give θ no accuracy gradient (``search/mixed.py``).
 
 In ``eval()`` the net is deterministic: ``soft`` mixes with ``softmax(θ/τ)`` (no noise) and ``hard``
 runs the argmax candidate of each layer. ``fixed_choices`` runs one given architecture.
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from search.gumbel import hard_mask, soft_mask
+from search.mixed import MixedNet
 from search.ops import build_op
 
 MODES: tuple[str, ...] = ("soft", "hard")
@@ -35,8 +38,8 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, index: int | None = None) -> torch.Tensor:
         if index is not None:
-            # One candidate runs; multiplying by the (straight-through) mask entry, which is 1.0
-            # in value, is what routes the gradient to θ.
+            # One candidate runs. Times the straight-through mask entry (1.0 in value) so that the
+            # "straight-through" θ estimator can be measured against the default soft θ pass.
             return mask[index] * self.ops[index](x)
         out = mask[0] * self.ops[0](x)
         for i in range(1, len(self.ops)):
@@ -45,7 +48,7 @@ class MixedOp(nn.Module):
         return out
 
 
-class SuperNet(nn.Module):
+class SuperNet(MixedNet, nn.Module):
     """FBNet super net of a ``SearchSpace``: stem → mixed layers → head, with θ per layer."""
 
     def __init__(self, space, mode: str = "soft", temperature: float = 5.0) -> None:
@@ -79,16 +82,8 @@ class SuperNet(nn.Module):
         ids = {id(p) for p in self.theta}
         return [p for p in self.parameters() if id(p) not in ids]
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.mixed)
-
     def candidates(self, layer: int) -> list[str]:
         return self.mixed[layer].names
-
-    def probabilities(self) -> list[torch.Tensor]:
-        """``softmax(θ_l)`` per layer, detached: the learned sampling distribution."""
-        return [torch.softmax(t.detach(), dim=-1) for t in self.theta]
 
     def argmax_choices(self) -> list[str]:
         """The most likely candidate of every layer."""
@@ -134,32 +129,3 @@ class SuperNet(nn.Module):
         for layer, op in enumerate(self.mixed):
             x = op(x, masks[layer], None if indices is None else indices[layer])
         return self.head(x).flatten(1)
-
-    # ------------------------------------------------------------------ cost
-    def cost_tensors(self, layer_costs: Sequence[Sequence[float]] | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The per-layer cost vectors as float32 tensors on θ's device (convert once, reuse every step)."""
-        if len(layer_costs) != self.num_layers:
-            raise ValueError(f"cost table has {len(layer_costs)} layers, the super net {self.num_layers}")
-        device = self.theta[0].device
-        tensors = []
-        for layer, costs in enumerate(layer_costs):
-            c = torch.as_tensor(costs).to(device=device, dtype=torch.float32)
-            if c.numel() != len(self.theta[layer]):
-                raise ValueError(f"layer {layer}: {c.numel()} costs for {len(self.theta[layer])} candidates")
-            tensors.append(c)
-        return tensors
-
-    def expected_cost(self, layer_costs: Sequence[Sequence[float]] | Sequence[torch.Tensor], fixed: float = 0.0,
-                      masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """``Σ_l Σ_i m_{l,i}·cost_{l,i} + fixed`` under the masks of the last forward (or ``masks``; or softmax(θ) before any)."""
-        costs = self.cost_tensors(layer_costs)
-        if masks is None:
-            masks = self.last_masks if self.last_masks is not None else [torch.softmax(t, -1) for t in self.theta]
-        total = torch.zeros((), device=costs[0].device)
-        for m, c in zip(masks, costs):
-            total = total + (m * c).sum()
-        return total + fixed
-
-    def distribution_cost(self, layer_costs: Sequence[Sequence[float]] | Sequence[torch.Tensor], fixed: float = 0.0) -> float:
-        """Expected cost of an architecture drawn from ``softmax(θ)`` (no noise): what the search is heading for."""
-        return float(self.expected_cost(layer_costs, fixed, masks=self.probabilities()))

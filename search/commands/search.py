@@ -31,21 +31,33 @@ def register(app: typer.Typer) -> None:
                                                   help="On missing table entries: have a device agent measure them and wait."),
         wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
         mode: str = typer.Option("soft", "--mode", help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard "
-                                 "(straight-through: one candidate per layer per step)."),
+                                 "(one candidate per layer in the weight steps; θ steps still mix all: about a third "
+                                 "of soft's time)."),
+        theta_estimator: str = typer.Option("soft", "--theta-estimator", help="Hard mode's θ step: soft (every candidate, "
+                                            "the accuracy signal) or straight-through (single path; θ then follows the "
+                                            "cost alone — for comparison)."),
         epochs: int = typer.Option(10, "--epochs", "-e", min=1, help="Search epochs (the paper: 90)."),
-        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs)."),
+        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs, at least 1)."),
         batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
         w_split: float = typer.Option(0.8, "--w-split", help="Share of the training set for the weights; the rest trains θ."),
         w_lr: float = typer.Option(0.1, "--w-lr", help="SGD learning rate of the weights (cosine schedule)."),
-        theta_lr: float = typer.Option(0.01, "--theta-lr", help="Adam learning rate of θ."),
+        theta_lr: Optional[float] = typer.Option(None, "--theta-lr", help="Adam learning rate of θ (default: FBNet's 0.01, "
+                                                 "raised for short searches so θ can move 4 logits over its steps)."),
         tau0: float = typer.Option(5.0, "--tau0", help="Initial Gumbel-softmax temperature."),
-        tau_decay: float = typer.Option(0.045, "--tau-decay", help="τ is multiplied by exp(-decay) every epoch."),
+        tau_end: float = typer.Option(0.5, "--tau-end", help="Temperature at the last step (step schedule)."),
+        tau_schedule: str = typer.Option("step", "--tau-schedule", help="step: τ0 → --tau-end every step, at any length; "
+                                         "epoch: the paper's τ0·exp(−decay·epoch)."),
+        tau_decay: float = typer.Option(0.045, "--tau-decay", help="Epoch schedule: τ is multiplied by exp(-decay) every epoch."),
         loss: str = typer.Option("fbnet", "--loss", help="fbnet: CE·α·(log LAT)^β; additive: CE + λ·LAT/ref; "
                                  "target: CE + λ·|LAT/target − 1|."),
         alpha: float = typer.Option(0.2, "--alpha", help="α of the FBNet loss."),
         beta: float = typer.Option(0.6, "--beta", help="β of the FBNet loss."),
         lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive (default 0.1) and target (default 1.0) losses."),
         target: Optional[float] = typer.Option(None, "--target", help="Budget of the target loss, in the cost's unit (ms, MMACs, Mparams)."),
+        target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Search for a network of this latency (ms): "
+                                                  "--cost latency --loss target --target X; ships found.json at X."),
+        target_tolerance: float = typer.Option(0.02, "--target-tolerance", help="The shipped network's predicted cost is "
+                                               "within target·(1 ± this)."),
         cost_scale: Optional[float] = typer.Option(None, "--cost-scale", help="FBNet loss: multiply the cost by this before "
                                                    "the log (default: the uniform-θ cost maps to 20, FBNet's operating point)."),
         subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
@@ -77,6 +89,11 @@ def register(app: typer.Typer) -> None:
         from search.launch import distributed_errors, launch_local, preflight
         from search.searcher import SearchConfig, run_search
 
+        if target_ms is not None:
+            if (cost and cost != "latency") or (loss not in ("fbnet", "target")) or target is not None:
+                raise fail("--target-ms is --cost latency --loss target --target X: do not combine it with another "
+                           "--cost, --loss or --target", 2)
+            cost, loss, target = "latency", "target", target_ms
         cost = cost or ("latency" if (lut or (server and device)) else "flops")
         with dnas_errors(), distributed_errors():
             kw = dict(
@@ -84,7 +101,9 @@ def register(app: typer.Typer) -> None:
                 runtime=runtime, threads=threads, token=token, lut=str(lut) if lut else None,
                 cache_dir=str(cache_dir) if cache_dir else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
                 batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, tau0=tau0, tau_decay=tau_decay,
-                loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, cost_scale=cost_scale, subset=subset,
+                tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
+                loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
+                cost_scale=cost_scale, subset=subset,
                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
                 num_threads=torch_threads, workers=workers, progress=progress, resume=resume,
                 amp=amp, channels_last=channels_last, sync_bn=sync_bn,
@@ -104,6 +123,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"search done in {result.seconds:.0f} s: super-net val acc {result.val_acc:.4f}")
             typer.echo(f"argmax architecture ({result.argmax_cost:.4g} {result.unit} predicted): {' '.join(result.argmax)}")
             typer.echo(f"  {out / 'argmax.json'}")
+            if result.found != result.argmax:
+                typer.echo(f"found at the target ({result.found_cost:.4g} {result.unit} predicted): {' '.join(result.found)}")
+                typer.echo(f"  {out / 'found.json'}")
+            typer.echo(f"θ mean normalised entropy {result.theta_entropy:.2f} (1.0 uniform, 0 decided)")
+            for warning in result.warnings:
+                typer.echo(f"warning: {warning}", err=True)
             if samples > 0:
                 from search.plots import plot_search
                 from search.sample import sample_search

@@ -47,8 +47,9 @@ class MixedQuantLayer(nn.Module):
     The candidates share the float weight (one copy, quantized per width on the fly) and each
     activation width has its own PACT clip. Because a convolution is bilinear,
     ``Σ_i m_i·conv(Qa_i(x), Qw_i(W)) = Σ_a conv(Qa(x), Σ_{i: a_i = a} m_i·Qw_i(W))``: soft mode
-    costs one convolution per distinct activation width, not one per candidate. Hard mode
-    (straight-through Gumbel) runs only the sampled candidate.
+    costs one convolution per distinct activation width, not one per candidate. Hard mode runs
+    only the sampled candidate in the weight steps; its θ steps run soft (``MixedNet.theta_pass``:
+    the BatchNorm after this layer would cancel a straight-through mask's gradient).
     """
 
     def __init__(self, op: QuantizableModule, candidates: list[Bits], signed: bool = False) -> None:
@@ -92,7 +93,8 @@ class MixedQuantLayer(nn.Module):
             self.forward_calls += 1
             w = quantize_weight(self.op.weight, c.w)
             y = _apply(self.op, self.acts[str(c.a)](x), w, None)
-            # Multiplying by the (straight-through) mask entry carries the gradient to θ.
+            # Times the straight-through mask entry (1.0 in value): the "straight-through" θ estimator,
+            # kept for comparison; the default θ step of hard mode runs soft (search/mixed.py).
             y = y * mask[i]
             return y if self.op.bias is None else y + _bias_view(self.op, y)
         out: Tensor | None = None

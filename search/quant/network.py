@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from search.mixed import MixedNet
 from search.quant.bits import Bits
 from search.quant.modules import MixedQuantLayer, QuantLayer, replace_module
 from search.quant.space import BitsSpace, SpaceError
@@ -103,7 +104,7 @@ def quant_layers(model: nn.Module) -> list[tuple[str, QuantLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)]
 
 
-class QuantSuperNet(nn.Module):
+class QuantSuperNet(MixedNet, nn.Module):
     """The bits super net: the float network with every searchable layer a ``MixedQuantLayer``.
 
     Same interface as the architecture super net (``arch_parameters``, ``weight_parameters``,
@@ -196,33 +197,6 @@ class QuantSuperNet(nn.Module):
         finally:
             for m in self._mixed:
                 m.fixed_index = None
-
-    def cost_tensors(self, layer_costs: Sequence[Sequence[float]] | Sequence[Tensor]) -> list[Tensor]:
-        """Per-layer cost vectors as float32 tensors on θ's device."""
-        if len(layer_costs) != self.num_layers:
-            raise ValueError(f"cost table has {len(layer_costs)} layers, the super net {self.num_layers}")
-        out = []
-        for i, (costs, m) in enumerate(zip(layer_costs, self._mixed)):
-            c = torch.as_tensor(costs).to(device=m.theta.device, dtype=torch.float32)
-            if c.numel() != len(m.candidates):
-                raise ValueError(f"layer {i}: {c.numel()} costs for {len(m.candidates)} candidates")
-            out.append(c)
-        return out
-
-    def expected_cost(self, layer_costs: Sequence[Sequence[float]] | Sequence[Tensor], fixed: float = 0.0,
-                      masks: Sequence[Tensor] | None = None) -> Tensor:
-        """``Σ_l Σ_i m_{l,i}·cost_{l,i} + fixed`` under the last forward's masks (or ``masks``; softmax(θ) before any)."""
-        costs = self.cost_tensors(layer_costs)
-        if masks is None:
-            masks = self.last_masks or [m.probabilities() for m in self._mixed]
-        total = torch.zeros((), device=costs[0].device)
-        for w, c in zip(masks, costs):
-            total = total + (w * c).sum()
-        return total + fixed
-
-    def distribution_cost(self, layer_costs: Sequence[Sequence[float]] | Sequence[Tensor], fixed: float = 0.0) -> float:
-        """Expected cost of a configuration drawn from softmax(θ), without noise."""
-        return float(self.expected_cost(layer_costs, fixed, masks=self.probabilities()))
 
     def argmax_config(self) -> BitsConfig:
         return BitsConfig(self.space, {lay.name: m.argmax_bits().tag for lay, m in zip(self.space.layers(), self._mixed)})

@@ -53,7 +53,7 @@ def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> Non
 
 def test_resume_from_the_command_line_extends_the_search(tmp_path: Path, tiny_space: Path) -> None:
     out = tmp_path / "run"
-    base = ["search", "--space", str(tiny_space), "--subset", "300", "--val-subset", "100", "--samples", "0",
+    base = ["search", "--space", str(tiny_space), "--subset", "300", "--batch-size", "32", "--val-subset", "100", "--samples", "0",
             "--no-progress", "--out", str(out)]
     assert runner.invoke(app, base + ["--epochs", "1"]).exit_code == 0
     r = runner.invoke(app, base + ["--epochs", "1"])

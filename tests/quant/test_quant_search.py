@@ -100,7 +100,7 @@ def test_search_then_fine_tune_then_table_end_to_end(tmp_path: Path) -> None:
 
 
 def test_resume_continues_and_refuses_other_bit_sets(tmp_path: Path) -> None:
-    kw = dict(out=str(tmp_path / "r"), space="resnet8-w4", subset=128, val_subset=100, act_bits=[8], **QUICK)
+    kw = dict(out=str(tmp_path / "r"), space="resnet8-w4", subset=200, val_subset=100, act_bits=[8], **QUICK)
     run_quant_search(QuantSearchConfig(epochs=1, **kw))
     result = run_quant_search(QuantSearchConfig(epochs=2, resume=True, **kw))
     assert [e["epoch"] for e in result.history] == [1, 2]
@@ -128,3 +128,21 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in r.output
     for cmd in ("quant-search", "quant-train", "quant-table"):
         assert "Example" in runner.invoke(app, [cmd, "--help"]).output
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_theta_prefers_8_bits_over_2_when_size_is_free(tmp_path: Path, mode: str) -> None:
+    """λ = 0: the size says nothing, so θ of every layer must learn from accuracy alone that w2a2 hurts.
+
+    With hard mode's old straight-through θ step, θ of every layer before a BatchNorm stayed at 0.25.
+    """
+    config = QuantSearchConfig(out=str(tmp_path / mode), space="resnet8-w8", cost="size", loss="additive", lam=0.0,
+                               mode=mode, weight_bits=[2, 8], act_bits=[2, 8], epochs=4, subset=1500, w_split=0.5,
+                               batch_size=50, val_subset=200, data="fashion-mnist", progress=False, plots=False, seed=0)
+    run_quant_search(config)
+    doc = json.loads((tmp_path / mode / "theta.json").read_text())
+    tags = doc["candidates"][0]
+    last = doc["epochs"][-1]["probabilities"]
+    lead = [p[tags.index("w8a8")] - p[tags.index("w2a2")] for p in last]
+    assert sum(d > 0 for d in lead) >= len(lead) - 1, lead
+    assert sum(lead) / len(lead) > 0.15, lead

@@ -1,0 +1,518 @@
+"""Does the search find better networks than random search at the same latency? (issue 11)
+
+On ``fbnet-fmnist`` with the host-CPU table built by the local agent (``device-agent run --local``,
+ONNX Runtime, 1 thread; calibrated on whole networks by ``hwnas validate --calibrate``):
+
+1. **table** — server + agent; a profiling job for every operator of the space, then a validation
+   job (40 random networks measured whole) whose linear calibration is stored with the table.
+2. **search** — budgets at ``--budgets`` (default 25% and 50%) of the all-``ir_k3_e6`` baseline's
+   predicted latency × ``--seeds`` search seeds: ``hwnas search --target-ms`` (hard mode, target
+   loss, default schedule). The found network is what the search ships (``found.json``: the most
+   likely architecture within ±2% of the target). Plus one short soft and one short hard search
+   with the same settings, timed, for ``hard_vs_soft_search_time``.
+3. **networks** — for every found network, ``--matched`` uniformly random architectures whose
+   predicted latency is within ±5% of its own (drawn until enough match), ``--random``
+   unconstrained uniformly random ones, and the baseline.
+4. **measure** — every network measured whole by the agent (one network job), nothing else running.
+5. **train** — every network from scratch with one recipe (``--train-epochs`` on
+   ``--train-images`` images, SGD one-cycle), ``--train-seeds`` seeds each, tested on all 10,000
+   test images; plus a learning-curve check: the baseline and two found networks at twice the
+   epochs (the recipe is long enough when doubling it changes little and keeps the order).
+6. **figures** and ``results/search_quality.png``.
+
+Figures: ``gain_vs_matched_random_pts`` (found − matched random, mean over all pairs, accuracy points,
+each network's accuracy the mean of its training seeds), ``gain_ci_low_pts`` (95% lower bound,
+hierarchical bootstrap: searches, then their matched networks), ``found_beats_random_share`` (share
+of matched pairs the found one wins, ties half), ``dominated_share`` (share of found networks that
+some random network beats in accuracy and measured latency both), ``target_error_pct`` (mean
+|measured / target − 1| of the found networks), ``theta_entropy_norm`` (mean per-layer entropy /
+log K at the end), ``hard_vs_soft_search_time``.
+
+Every step is saved as it finishes under ``--workdir`` (default ``benchmarks/.work/search_quality``):
+a rerun continues where it stopped. ``--workers 2`` runs searches and trainings in two processes.
+
+    python benchmarks/search_quality.py            # hours on 2 cores; resumable
+    python benchmarks/search_quality.py --quick    # ≤ 5 min: one budget, one seed, few networks
+
+Writes benchmarks/results/search_quality.json (+ .png) and prints a one-line summary last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = HERE / "results" / "search_quality.json"
+PLOT = HERE / "results" / "search_quality.png"
+SPACE, DATA, DEVICE, RUNTIME, THREADS = "fbnet-fmnist", "fashion-mnist", "host-cpu", "onnxruntime", 1
+BASELINE = "ir_k3_e6"
+TARGETS = {"gain_ci_low_pts": "> 0", "found_beats_random_share": ">= 0.75", "dominated_share": "<= 0.2",
+           "target_error_pct": "<= 5", "theta_entropy_norm": "<= 0.5", "hard_vs_soft_search_time": "<= 0.5"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of one run (full or quick); saved with the results."""
+
+    budgets: tuple[float, ...] = (0.25, 0.5)
+    seeds: int = 3
+    matched: int = 10
+    random: int = 20
+    match_tol: float = 0.05
+    search_epochs: int = 10
+    search_images: int = 6000
+    search_batch: int = 64
+    train_epochs: int = 8
+    train_images: int = 6000
+    train_seeds: int = 2
+    test_images: int | None = None  # all 10,000
+    curve_networks: int = 3  # the baseline and two found networks at twice the epochs
+    timing_epochs: int = 2
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(budgets=(0.5,), seeds=1, matched=3, random=4, search_epochs=3, search_images=1500, search_batch=64,
+                   train_epochs=2, train_images=1500, train_seeds=1, test_images=2000, curve_networks=0, timing_epochs=2)
+
+
+def _met(value: float, target: str) -> bool:
+    op, num = target.split()
+    return {">=": value >= float(num), "<=": value <= float(num), ">": value > float(num), "<": value < float(num)}[op]
+
+
+def _log(t0: float, text: str) -> None:
+    print(f"[{time.perf_counter() - t0:7.0f}s] {text}", flush=True)
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)  # a killed run never leaves half a file behind
+
+
+# ---- 1 and 4: the server and the agent --------------------------------------------------------
+class Lab:
+    """The profiler server (SQLite in the work folder) and a local agent, up only while measuring."""
+
+    def __init__(self, work: Path) -> None:
+        from search.demo_services import Services
+
+        self.services = Services(work / "lab")
+        self.services.workdir.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> "Lab":
+        s = self.services
+        self.url = s.start_server()
+        self.client_token = s.create_token("sq-client", "client")
+        s.start_agent(s.create_token("sq-agent", "agent"), DEVICE, RUNTIME, THREADS, ["--poll-s", "1"])
+        s.wait_for(self._registered, "agent", 120.0, f"device {DEVICE!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.services.stop()
+
+    def client(self) -> Any:
+        from hwnas.client import ProfilerClient
+
+        return ProfilerClient(self.url, token=self.client_token)
+
+    def _registered(self) -> bool:
+        from hwnas.client import NotFoundError
+
+        with self.client() as c:
+            try:
+                c.get_device(DEVICE)
+                return True
+            except NotFoundError:
+                return False
+
+
+def build_table(work: Path, t0: float) -> Path:
+    """The calibrated host-CPU table of the space, as a file (``--lut``) the searches read."""
+    path = work / "table.json"
+    if path.is_file():
+        return path
+    from search.lut import fetch_table, request_measurements, wait_for_job
+    from search.space import get_space
+    from search.validate import ValidateConfig, run_validation
+
+    with Lab(work) as lab:
+        keys = get_space(SPACE).op_keys()
+        _log(t0, f"table: {len(keys)} operators of {SPACE} on {DEVICE}")
+        with lab.client() as c:
+            job = wait_for_job(c, request_measurements(c, DEVICE, RUNTIME, THREADS, keys).id, timeout_s=1800, progress=False)
+            if job.failed:
+                raise RuntimeError(f"profiling job {job.id}: {job.failed} operators failed")
+        report = run_validation(ValidateConfig(server=lab.url, device=DEVICE, space=SPACE, n=40, calibrate=True,
+                                               token=lab.client_token, out=work / "validation", progress=False),
+                                log=lambda s: _log(t0, s))
+        cal = report.calibration or {}
+        _log(t0, f"calibration: scale {cal.get('scale', 1):.3f}, offset {cal.get('offset_ms', 0):+.4f} ms; "
+                 f"MAPE {report.uncalibrated.mape:.1f}% before")
+        table = fetch_table(lab.url, DEVICE, runtime=RUNTIME, threads=THREADS, token=lab.client_token,
+                            cache_dir=work / "cache")
+    table.save(path)
+    return path
+
+
+# ---- 2: searches (worker processes) ------------------------------------------------------------
+def _search_task(out: str, lut: str, target_ms: float, seed: int, s: dict[str, Any], mode: str = "hard",
+                 epochs: int | None = None) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    from search.searcher import SearchConfig, run_search
+
+    done = Path(out) / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    resume = (Path(out) / "checkpoint.pt").is_file()
+    config = SearchConfig(out=out, space=SPACE, data=DATA, cost="latency", lut=lut, loss="target", target=target_ms,
+                          mode=mode, epochs=epochs or s["search_epochs"], subset=s["search_images"],
+                          batch_size=s["search_batch"], val_subset=1000, seed=seed, num_threads=1, progress=False,
+                          plots=epochs is None, resume=resume)
+    result = run_search(config)
+    return result.summary()
+
+
+# ---- 5: training (worker processes) ------------------------------------------------------------
+def _train_task(report: str, choices: list[str], seed: int, epochs: int, images: int, test: int | None) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    from search.arch import Architecture
+    from search.space import get_space
+    from search.train import TrainConfig, train_arch
+
+    path = Path(report)
+    if path.is_file():
+        return float(json.loads(path.read_text())["accuracy"])
+    space = get_space(SPACE)
+    arch = Architecture(space=SPACE, choices=choices, input_size=space.input_shape[-1], classes=space.classes)
+    cfg = TrainConfig(data=DATA, epochs=epochs, subset=images, val_subset=test, seed=seed, num_threads=1, progress=False)
+    stem = path.name.removesuffix(".train.json")
+    return train_arch(arch, cfg, out_dir=path.parent, stem=stem).accuracy
+
+
+def _run_all(pool: ProcessPoolExecutor | None, tasks: list[tuple[Any, tuple]], t0: float, what: str) -> list[Any]:
+    """Run ``tasks`` (fn, args) in the pool (or here), logging each as it finishes."""
+    if pool is None:
+        out = []
+        for i, (fn, args) in enumerate(tasks):
+            out.append(fn(*args))
+            _log(t0, f"{what} {i + 1}/{len(tasks)}")
+        return out
+    futures = [pool.submit(fn, *args) for fn, args in tasks]
+    for i, f in enumerate(futures):
+        f.result()
+        _log(t0, f"{what} {i + 1}/{len(tasks)} done")
+    return [f.result() for f in futures]
+
+
+# ---- 3: the networks ---------------------------------------------------------------------------
+def _arch_id(choices: list[str]) -> str:
+    from search.arch import Architecture
+    from search.space import get_space
+
+    space = get_space(SPACE)
+    return Architecture(space=SPACE, choices=choices, input_size=space.input_shape[-1], classes=space.classes).id
+
+
+def plan_networks(work: Path, searches: dict[str, dict[str, Any]], s: Settings, costs: Any) -> list[dict[str, Any]]:
+    """Found, matched random, unconstrained random and baseline networks (saved; a rerun reuses them)."""
+    path = work / "networks.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from search.random_search import matched_random, uniform_random
+    from search.space import get_space
+
+    space = get_space(SPACE)
+    nets: list[dict[str, Any]] = []
+
+    def add(choices: list[str], role: str, group: str | None, target: float | None = None) -> None:
+        nets.append({"id": _arch_id(choices), "choices": choices, "role": role, "group": group, "target_ms": target,
+                     "predicted_ms": costs.arch_cost(space, choices)})
+
+    add([BASELINE] * space.num_layers, "baseline", None)
+    for name, res in sorted(searches.items()):
+        add(res["found"], "found", name, res["target_ms"])
+        for choices in matched_random(costs, space, res["found_cost"], s.matched, s.match_tol,
+                                      seed=sum(map(ord, name)), exclude={tuple(res["found"])}):
+            add(choices, "matched", name)
+    for choices in uniform_random(space, s.random, seed=12345):
+        add(choices, "random", None)
+    _write(path, nets)
+    return nets
+
+
+def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[str, float]:
+    """Every network measured whole by the agent (burst minimum, the table's own estimator)."""
+    path = work / "measured.json"
+    done = _read(path) or {}
+    todo = [n for n in {n["id"]: n for n in nets}.values() if n["id"] not in done]
+    if not todo:
+        return done
+    from hwnas.schemas import JobCreate
+    from search.arch import Architecture
+    from search.demo import measured_ms
+    from search.lut import wait_for_job
+    from search.space import get_space
+    from search.validate import network_spec
+
+    space = get_space(SPACE)
+    with Lab(work) as lab, lab.client() as c:
+        specs = [network_spec(Architecture(space=SPACE, choices=n["choices"], input_size=space.input_shape[-1],
+                                           classes=space.classes)) for n in todo]
+        _log(t0, f"measure: {len(specs)} whole networks on {DEVICE}")
+        job = wait_for_job(c, c.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS, networks=specs,
+                                                     force=True)).id, timeout_s=3600, progress=False)
+        table = c.get_networks(DEVICE, RUNTIME, THREADS)
+    for n in todo:
+        if n["id"] in table.entries:
+            done[n["id"]] = measured_ms(table.entries[n["id"]])
+    _write(path, done)
+    missing = [n["id"] for n in todo if n["id"] not in done]
+    if missing:
+        raise RuntimeError(f"network job {job.id}: {len(missing)} networks not measured")
+    return done
+
+
+# ---- 6: figures --------------------------------------------------------------------------------
+def hierarchical_bootstrap(groups: list[list[float]], n: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean pair difference, resampling groups (searches), then pairs within each."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(g, dtype=float) for g in groups if g]
+    means = np.empty(n)
+    for i in range(n):
+        picked = rng.integers(0, len(arrays), len(arrays))
+        parts = [arrays[j][rng.integers(0, len(arrays[j]), len(arrays[j]))] for j in picked]
+        means[i] = np.concatenate(parts).mean()
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], timing: dict[str, float]) -> dict[str, Any]:
+    found = [n for n in nets if n["role"] == "found"]
+    groups: list[list[float]] = []
+    wins: list[float] = []
+    per_budget: dict[str, list[float]] = {}
+    for f in found:
+        matched = [n for n in nets if n["role"] == "matched" and n["group"] == f["group"]]
+        diffs = [100 * (f["acc"] - m["acc"]) for m in matched]
+        groups.append(diffs)
+        wins += [1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs]
+        per_budget.setdefault(f["group"].split("_")[0], []).extend(diffs)
+    pairs = [d for g in groups for d in g]
+    low, high = hierarchical_bootstrap(groups)
+    randoms = [n for n in nets if n["role"] in ("matched", "random")]
+    dominated = [any(r["acc"] >= f["acc"] and r["measured_ms"] <= f["measured_ms"]
+                     and (r["acc"] > f["acc"] or r["measured_ms"] < f["measured_ms"]) for r in randoms) for f in found]
+    return {
+        "gain_vs_matched_random_pts": sum(pairs) / len(pairs),
+        "gain_ci_low_pts": low,
+        "gain_ci_high_pts": high,
+        "found_beats_random_share": sum(wins) / len(wins),
+        "dominated_share": sum(dominated) / len(dominated),
+        "target_error_pct": 100 * sum(abs(f["measured_ms"] / f["target_ms"] - 1) for f in found) / len(found),
+        "predicted_target_error_pct": 100 * sum(abs(f["predicted_ms"] / f["target_ms"] - 1) for f in found) / len(found),
+        "theta_entropy_norm": sum(r["theta_entropy"] for r in searches.values()) / len(searches),
+        "hard_vs_soft_search_time": timing["ratio"],
+        "pairs": len(pairs),
+        "gain_by_budget_pts": {b: sum(v) / len(v) for b, v in per_budget.items()},
+    }
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(latency, accuracy) points no other point beats in both, by latency."""
+    front, best = [], -1.0
+    for lat, acc in sorted(points):
+        if acc > best:
+            front.append((lat, acc))
+            best = acc
+    return front
+
+
+def plot(nets: list[dict[str, Any]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    style = {"random": dict(c="0.6", marker="o", s=22, label="random (unconstrained)"),
+             "matched": dict(c="tab:orange", marker="o", s=26, label="random, matched latency (±5%)"),
+             "found": dict(c="red", marker="*", s=220, edgecolors="k", linewidths=0.6, label="found by the search"),
+             "baseline": dict(c="tab:blue", marker="s", s=60, label=f"baseline (all {BASELINE})")}
+    for role in ("random", "matched", "found", "baseline"):
+        pts = [n for n in nets if n["role"] == role]
+        if pts:
+            ax.scatter([n["measured_ms"] for n in pts], [100 * n["acc"] for n in pts], zorder=3 if role == "found" else 2,
+                       **style[role])
+    front = pareto_front([(n["measured_ms"], 100 * n["acc"]) for n in nets if n["role"] in ("random", "matched")])
+    if front:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", c="0.3", ls="--", lw=1,
+                label="random Pareto front")
+    for n in nets:
+        if n["role"] == "found" and n.get("target_ms"):
+            ax.axvline(n["target_ms"], c="red", alpha=0.15, lw=1)
+    ax.set_xlabel(f"measured latency, ms ({DEVICE}, {RUNTIME}, {THREADS} thread)")
+    ax.set_ylabel("test accuracy, % (mean of training seeds)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="one budget, one seed, few networks: ≤ 5 min")
+    p.add_argument("--workdir", type=Path, default=None, help="where every step is saved (default benchmarks/.work/...)")
+    p.add_argument("--workers", type=int, default=2, help="processes for searches and trainings (1 torch thread each)")
+    p.add_argument("--seeds", type=int, default=None, help="search seeds per budget (full 3)")
+    p.add_argument("--budgets", default=None, help="comma-separated shares of the baseline's latency (full 0.25,0.5)")
+    args = p.parse_args()
+    s = Settings.quick() if args.quick else Settings()
+    if args.seeds:
+        s = Settings(**{**asdict(s), "seeds": args.seeds})
+    if args.budgets:
+        s = Settings(**{**asdict(s), "budgets": tuple(float(b) for b in args.budgets.split(","))})
+    work = args.workdir or HERE / ".work" / ("search_quality_quick" if args.quick else "search_quality")
+    work.mkdir(parents=True, exist_ok=True)
+    saved = _read(work / "settings.json")
+    if saved is not None and saved != json.loads(json.dumps(asdict(s))):
+        sys.exit(f"{work} holds a run with other settings ({saved}); use another --workdir")
+    _write(work / "settings.json", asdict(s))
+    t0 = time.perf_counter()
+    out = run(work, s, args.workers, t0, args.quick)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+    f, met = out["figures"], out["met"]
+    ok = lambda k: "ok" if met[k] else "MISS"  # noqa: E731
+    print(f"search_quality{' (quick)' if args.quick else ''}: gain vs matched random {f['gain_vs_matched_random_pts']:+.2f} pts "
+          f"(95% CI {f['gain_ci_low_pts']:+.2f}..{f['gain_ci_high_pts']:+.2f}) [{ok('gain_ci_low_pts')}], beats "
+          f"{f['found_beats_random_share']:.0%} [{ok('found_beats_random_share')}], dominated {f['dominated_share']:.0%} "
+          f"[{ok('dominated_share')}], target error {f['target_error_pct']:.1f}% [{ok('target_error_pct')}], θ entropy "
+          f"{f['theta_entropy_norm']:.2f} [{ok('theta_entropy_norm')}], hard/soft time {f['hard_vs_soft_search_time']:.2f} "
+          f"[{ok('hard_vs_soft_search_time')}]; {out['seconds']:.0f} s")
+
+
+def run(work: Path, s: Settings, workers: int, t0: float, quick: bool) -> dict[str, Any]:
+    from search.cost import LatencyCost
+    from search.lut import load_table
+    from search.searcher import cost_table
+    from search.space import get_space
+
+    lut = build_table(work, t0)
+    space = get_space(SPACE)
+    costs = cost_table(LatencyCost(load_table(lut)), space)
+    baseline_ms = costs.arch_cost(space, [BASELINE] * space.num_layers)
+    _log(t0, f"baseline {BASELINE} predicted {baseline_ms:.4f} ms; cheapest {costs.min_cost():.4f} ms")
+    sd = asdict(s)
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        # 2. searches, and the timing pair (soft and hard, same settings, short)
+        names, tasks = [], []
+        for b in s.budgets:
+            for seed in range(s.seeds):
+                name = f"b{round(100 * b)}_s{seed}"
+                names.append(name)
+                tasks.append((_search_task, (str(work / "search" / name), str(lut), b * baseline_ms, seed, sd)))
+        timing_target = s.budgets[-1] * baseline_ms
+        for mode in ("soft", "hard"):
+            tasks.append((_search_task, (str(work / "timing" / mode), str(lut), timing_target, 0, sd, mode,
+                                         s.timing_epochs)))
+        results = _run_all(pool, tasks, t0, "search")
+        searches = {n: {**r, "target_ms": tasks[i][1][2]} for i, (n, r) in enumerate(zip(names, results))}
+        timing = _timing(work, s)
+        # 3, 4
+        nets = plan_networks(work, searches, s, costs)
+        pool.shutdown() if pool else None  # nothing may run while the agent measures
+        pool = None
+        measured = measure_networks(work, nets, t0)
+        pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+        # 5. training: every network × seeds, and the learning-curve check at twice the epochs
+        unique = list({n["id"]: n for n in nets}.values())
+        jobs = [(n["id"], seed, s.train_epochs) for n in unique for seed in range(s.train_seeds)]
+        curve_ids = ([n["id"] for n in nets if n["role"] == "baseline"]
+                     + [n["id"] for n in nets if n["role"] == "found"][: max(0, s.curve_networks - 1)])
+        jobs += [(i, 0, 2 * s.train_epochs) for i in curve_ids]
+        choices = {n["id"]: n["choices"] for n in unique}
+        tdir = work / "train"
+        train_tasks = [(_train_task, (str(tdir / f"{i}_s{seed}_e{e}.train.json"), choices[i], seed, e, s.train_images,
+                                      s.test_images)) for i, seed, e in jobs]
+        accs = _run_all(pool, train_tasks, t0, "train")
+    finally:
+        if pool:
+            pool.shutdown()
+    acc: dict[tuple[str, int, int], float] = {job: a for job, a in zip(jobs, accs)}
+    for n in nets:
+        n["accs"] = [acc[(n["id"], seed, s.train_epochs)] for seed in range(s.train_seeds)]
+        n["acc"] = sum(n["accs"]) / len(n["accs"])
+        n["measured_ms"] = measured[n["id"]]
+    curve = []
+    for i in curve_ids:
+        hist = json.loads((tdir / f"{i}_s0_e{2 * s.train_epochs}.train.json").read_text())["history"]
+        curve.append({"id": i, "role": next(n["role"] for n in nets if n["id"] == i),
+                      "acc_at_recipe": acc[(i, 0, s.train_epochs)], "acc_at_double": acc[(i, 0, 2 * s.train_epochs)],
+                      "double_run_curve": [h["val_acc"] for h in hist]})
+    figs = figures(nets, searches, timing)
+    met = {k: _met(figs[k], t) for k, t in TARGETS.items()}
+    title = (f"{SPACE}: {len(searches)} searches vs {s.matched} matched random each; trained {s.train_epochs} ep on "
+             f"{s.train_images} images × {s.train_seeds} seeds; gain {figs['gain_vs_matched_random_pts']:+.2f} pts "
+             f"(CI low {figs['gain_ci_low_pts']:+.2f})")
+    plot(nets, PLOT if not quick else PLOT.with_name("search_quality_quick.png"), title)
+    return {
+        "figures": {k: v for k, v in figs.items()}, "targets": TARGETS, "met": met, "mode": "quick" if quick else "full",
+        "settings": asdict(s), "baseline_predicted_ms": baseline_ms,
+        "searches": {n: {k: r[k] for k in ("found", "found_cost", "argmax", "argmax_cost", "theta_entropy", "target_ms",
+                                           "seconds", "val_acc", "warnings")} for n, r in searches.items()},
+        "timing": timing, "learning_curve": curve,
+        "networks": [{k: n[k] for k in ("id", "role", "group", "choices", "predicted_ms", "measured_ms", "accs", "acc",
+                                        "target_ms")} for n in nets],
+        "recipe": (f"search: hard mode, target loss, {s.search_epochs} epochs on {s.search_images} images, batch "
+                   f"{s.search_batch}, default schedule; training: {s.train_epochs} epochs on {s.train_images} images, "
+                   f"SGD one-cycle lr 0.1, batch 128, {s.train_seeds} seeds, tested on "
+                   f"{s.test_images or 10000} test images; latency measured whole by the local agent"),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _timing(work: Path, s: Settings) -> dict[str, float]:
+    """Hard over soft search time, extrapolated from the timed runs' epochs to the benchmark's schedule."""
+    docs = {m: json.loads((work / "timing" / m / "theta.json").read_text())["epochs"] for m in ("soft", "hard")}
+    per: dict[str, dict[str, float]] = {}
+    for m, epochs in docs.items():
+        warm = [e["seconds"] for e in epochs if e["phase"] == "warmup"]
+        search = [e["seconds"] for e in epochs if e["phase"] == "search"]
+        per[m] = {"warmup_epoch_s": sum(warm) / len(warm), "search_epoch_s": sum(search) / len(search)}
+    from search.searcher import SearchConfig
+
+    warmup = SearchConfig(out="-", epochs=s.search_epochs).num_warmup_epochs
+    total = {m: warmup * v["warmup_epoch_s"] + (s.search_epochs - warmup) * v["search_epoch_s"] for m, v in per.items()}
+    return {"ratio": total["hard"] / total["soft"], "soft_s": total["soft"], "hard_s": total["hard"],
+            **{f"{m}_{k}": v for m, d in per.items() for k, v in d.items()}}
+
+
+if __name__ == "__main__":
+    main()

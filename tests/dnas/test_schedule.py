@@ -1,0 +1,72 @@
+"""Schedules that work at any length: warm-up, τ per step, θ's step size, split sizes, an unmoved θ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search.loss import COLLAPSE_FLOOR, default_cost_scale
+from search.mixed import normalised_entropy
+from search.searcher import SearchConfig, SearchConfigError, resolved_theta_lr, run_search
+
+
+@pytest.mark.parametrize("epochs,warmup", [(1, 0), (2, 1), (4, 1), (10, 1), (30, 3), (90, 9)])
+def test_warmup_is_a_share_of_the_epochs_but_at_least_one(epochs: int, warmup: int) -> None:
+    assert SearchConfig(out="-", epochs=epochs).num_warmup_epochs == warmup
+
+
+@pytest.mark.parametrize("epochs", [2, 4, 10, 90])
+def test_tau_reaches_tau_end_at_the_last_step_whatever_the_length(epochs: int) -> None:
+    cfg = SearchConfig(out="-", epochs=epochs, tau0=5.0, tau_end=0.5)
+    assert cfg.tau(0) == pytest.approx(5.0)
+    assert cfg.tau(epochs) == pytest.approx(0.5)
+    assert cfg.tau(epochs / 2) == pytest.approx((5.0 * 0.5) ** 0.5)  # geometric halfway
+    assert cfg.tau(0.5) < cfg.tau(0.25)  # it moves inside an epoch
+
+
+def test_the_papers_epoch_schedule_is_kept_as_an_option() -> None:
+    cfg = SearchConfig(out="-", epochs=90, tau_schedule="epoch")
+    assert cfg.tau(10.7) == pytest.approx(5.0 * 2.718281828 ** (-0.045 * 10), rel=1e-6)
+
+
+def test_theta_lr_is_fbnets_for_long_searches_and_larger_for_short_ones() -> None:
+    long = SearchConfig(out="-", epochs=90, batch_size=128)
+    assert resolved_theta_lr(long, 12000) == 0.01  # 93 θ batches × 81 epochs
+    short = SearchConfig(out="-", epochs=4, batch_size=64)
+    assert resolved_theta_lr(short, 1280) == pytest.approx(4.0 / (20 * 3))
+    tiny = SearchConfig(out="-", epochs=2, batch_size=64)
+    assert resolved_theta_lr(tiny, 640) == pytest.approx(0.1)  # 4 / 10 steps, capped
+    assert resolved_theta_lr(SearchConfig(out="-", theta_lr=0.3), 1280) == 0.3
+
+
+def test_a_theta_split_smaller_than_one_batch_is_an_error_that_names_the_fix(tmp_path: Path, tiny_space: Path) -> None:
+    cfg = SearchConfig(out=str(tmp_path / "s"), space=str(tiny_space), subset=500, epochs=2, progress=False, plots=False)
+    with pytest.raises(SearchConfigError, match=r"θ split has 100 images.*--subset 640"):
+        run_search(cfg)
+
+
+def test_a_search_whose_theta_did_not_move_warns(tmp_path: Path, tiny_space: Path) -> None:
+    cfg = SearchConfig(out=str(tmp_path / "s"), space=str(tiny_space), subset=400, batch_size=32, epochs=2,
+                       theta_lr=1e-6, val_subset=100, progress=False, plots=False)
+    result = run_search(cfg)
+    assert result.theta_entropy > 0.99
+    assert any("θ barely moved" in w for w in result.warnings)
+    moved = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "m"), "theta_lr": 0.5}))
+    assert not any("θ barely moved" in w for w in moved.warnings), moved.theta_entropy
+
+
+def test_normalised_entropy_is_one_when_uniform_and_zero_when_decided() -> None:
+    assert normalised_entropy([[0.25] * 4, [0.5, 0.5]]) == pytest.approx(1.0)
+    assert normalised_entropy([[1.0, 0.0, 0.0]]) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("ratio", [0.02, 0.1, 0.5])
+def test_cost_scale_keeps_collapse_from_paying_more_than_a_fifth(ratio: float) -> None:
+    import math
+
+    uniform = 3.7
+    scale = default_cost_scale(uniform, ratio * uniform)
+    assert scale * uniform >= 20.0 - 1e-9
+    multiplier = (math.log(scale * ratio * uniform) / math.log(scale * uniform)) ** 0.6
+    assert multiplier >= COLLAPSE_FLOOR - 1e-9
