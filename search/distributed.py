@@ -14,7 +14,9 @@ and writes files (``on_main``, and ``search.rundir.RunDir``, which follows the s
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -32,7 +34,7 @@ class DistributedError(RuntimeError):
 
 
 class PeerFailed(DistributedError):
-    """Rank 0 failed in a step the other ranks were waiting for; rank 0 reports the cause itself."""
+    """A rank failed in a step the others were waiting for (``main_then_broadcast``, ``shutdown``); it says why."""
 
 
 def _dist():
@@ -128,25 +130,200 @@ def init_from_env(torch_device: str = "auto", timeout_s: float | None = None) ->
         torch.cuda.set_device(device)
         kwargs["device_id"] = device  # NCCL: bind the communicator to this GPU now, not lazily
     dist.init_process_group(**kwargs)
+    global _group_timeout_s
+    _group_timeout_s = timeout_s if timeout_s is not None else _torch_default_timeout_s()
     atexit.register(shutdown, wait=False)
     return dist.get_world_size() > 1
 
 
-def shutdown(wait: bool = True) -> None:
-    """Leave the process group (harmless when not initialised); ``wait``: all ranks leave together.
+# ----------------------------------------------------------------------------- leaving the group
+#
+# Why the end of a run is choreographed (the CI failure: rank 1 of a 2-process gloo search
+# sometimes ended with SIGABRT, exit code -6, after the search itself had succeeded).
+#
+# The old end was "gloo barrier, destroy_process_group() on every rank, exit". The barrier only
+# says that everyone *arrived*; it orders nothing about how the ranks *leave*, and leaving is
+# where the ranks still touch each other:
+#
+# * ``destroy_process_group()`` only forgets the group in Python. With gloo (PyTorch 2.13) it
+#   neither closes the group's sockets nor stops its I/O and worker threads (checked: same
+#   threads and sockets before and after): they belong to the C++ ``ProcessGroupGloo``, which
+#   lives while anything references it, and DDP's reducer keeps a reference that is never
+#   released. So a rank's gloo connections are really torn down by its process exit, in the
+#   middle of the interpreter's and the C++ runtime's own teardown.
+# * After the barrier both ranks run that teardown at the same moment. Rank 0 often finishes
+#   first; its sockets then close under rank 1 while rank 1's runtime is being dismantled, and
+#   whether rank 1's gloo thread handles "connection closed by peer" before or after the parts
+#   it needs are gone is a matter of scheduling. (The abort did not show in ~100 local runs; what
+#   is certain is that the old end allowed this overlap, and the new one excludes it.)
+# * Where rank 0 hosts the TCPStore (any launch without torchrun's agent store, e.g.
+#   ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` or a plain ``env://`` job), rank 0 leaving first also
+#   takes away the store that the other ranks are still connected to.
+# * On an exception only the ``atexit`` hook runs; the others then wait in a barrier that never
+#   completes, up to the group's 30-minute timeout, unless torchrun happens to stop them.
+#
+# So ``shutdown`` makes rank 0 — the store host — the last process to leave, by protocol rather
+# than by luck: (1) every rank arrives (a store barrier: a rank that fails instead says so in the
+# store, and the wait has a deadline); (2) every rank destroys its group; (3) every other rank
+# records "left" in the store, its last use of the store; (4) rank 0 waits for all of them and,
+# for the ranks on its own machine, for their processes to be gone, since only process exit
+# closes their gloo connections. Nothing can then disconnect while rank 0 tears down, and rank
+# 0's departure reaches no process that is still tearing down.
 
-    Call it with ``wait`` at the normal end of a run: the barrier keeps rank 0 — which hosts the
-    rendezvous store — alive until every rank is done, so no rank tears down connections another
-    still uses. At exit (``atexit``) it runs without waiting: a rank that fails mid-epoch must not
-    block in a barrier its peers never reach; torchrun then stops the others.
+_KEY_PREFIX = "hwnas/shutdown"
+LEAVE_TIMEOUT_S = 60.0  # after everyone arrived: how long rank 0 waits for the others to leave
+_POLL_S = 0.05
+_group_timeout_s: float | None = None  # the timeout the group was created with (arrival deadline)
+_round = 0  # shutdowns completed by this process: keys of a later group never meet stale ones
+
+
+def _torch_default_timeout_s() -> float:
+    from torch.distributed import distributed_c10d
+
+    return float(distributed_c10d.default_pg_timeout.total_seconds())
+
+
+def _keys() -> str:
+    return f"{_KEY_PREFIX}/{_round}"
+
+
+def _default_store() -> Any:
+    from torch.distributed import distributed_c10d
+
+    return distributed_c10d._get_default_store()
+
+
+def _machine() -> str | None:
+    """This kernel's boot id and PID namespace: equal for two processes iff PIDs mean the same to both."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f"{f.read().strip()} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None  # no /proc (macOS): peers' processes cannot be watched, only their signals
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of a live process ``pid`` (guards against a recycled PID); None once it has ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):  # a zombie has closed all its sockets: gone, for what matters here
+        return None
+    return fields[19]
+
+
+def _process_identity() -> str:
+    """This process, as the other ranks can recognise it: machine, PID and start time (JSON)."""
+    pid = os.getpid()
+    return json.dumps({"machine": _machine(), "pid": pid, "start": _start_time(pid)})
+
+
+def _process_gone(identity: str, machine: str | None) -> bool:
+    """True when the process ``identity`` names has ended, or runs elsewhere than ``machine`` (nothing to watch)."""
+    try:
+        peer = json.loads(identity)
+    except ValueError:
+        return True
+    if machine is None or peer.get("machine") != machine or peer.get("start") is None or peer["pid"] == os.getpid():
+        return True  # not watchable from here (nor is this process itself)
+    return _start_time(int(peer["pid"])) != peer["start"]
+
+
+def _wait_for_key(store: Any, key: str, timeout_s: float, what: str, failed_key: str | None = None) -> None:
+    """Wait until ``key`` is set; ``PeerFailed`` as soon as ``failed_key`` is, ``DistributedError`` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # The failure first: a rank that arrived and then gave up (its own deadline) counts as gone.
+        if failed_key is not None and store.check([failed_key]):
+            who = store.get(failed_key).decode()
+            raise PeerFailed(f"rank {who} stopped before the end of the run")
+        if store.check([key]):
+            return
+        if time.monotonic() >= deadline:
+            raise DistributedError(f"{what} within {timeout_s:g} s")
+        time.sleep(_POLL_S)
+
+
+def store_barrier(store: Any, me: int, n: int, prefix: str, timeout_s: float) -> None:
+    """All ``n`` ranks meet through ``store`` (no collective): raises instead of waiting past ``timeout_s``."""
+    if store.add(f"{prefix}/arrived", 1) == n:
+        store.set(f"{prefix}/all-arrived", str(me))
+    _wait_for_key(store, f"{prefix}/all-arrived", timeout_s, f"rank {me}: the other ranks did not reach the end of "
+                  "the run", failed_key=f"{prefix}/failed")
+
+
+def leave_in_order(store: Any, me: int, n: int, prefix: str, destroy: Callable[[], None],
+                   timeout_s: float = LEAVE_TIMEOUT_S) -> None:
+    """After ``store_barrier``: every rank runs ``destroy``; rank 0 returns only once every other rank has left.
+
+    A rank other than 0 signals "left" after ``destroy`` — its last use of the store, which rank 0
+    may host. Rank 0 waits for all the signals and then, for ranks on its own machine, for their
+    processes to end (they are still connected until then); a peer slower than ``timeout_s`` to
+    signal is an error, one slow to exit after signalling is not waited for beyond it.
     """
+    deadline = time.monotonic() + timeout_s
+    destroy()
+    if me != 0:
+        store.set(f"{prefix}/left/{me}", _process_identity())
+        return
+    for r in range(1, n):
+        _wait_for_key(store, f"{prefix}/left/{r}", max(0.0, deadline - time.monotonic()),
+                      f"rank 0: rank {r} did not leave the process group")
+    peers = [store.get(f"{prefix}/left/{r}").decode() for r in range(1, n)]
+    machine = _machine()
+    while not all(_process_gone(p, machine) for p in peers) and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+
+
+def _leave_early(store: Any, prefix: str, me: int) -> None:
+    """Leave without the others: tell them through the store (the first failure keeps its name), then destroy."""
     dist = _dist()
-    if dist.is_available() and dist.is_initialized():
-        try:
-            if wait:
-                barrier()
-        finally:
-            dist.destroy_process_group()
+    try:
+        store.set_timeout(timedelta(seconds=5))  # possibly at exit: never hang on a store whose host is gone
+        if not store.check([f"{prefix}/failed"]):
+            store.set(f"{prefix}/failed", str(me))
+    except Exception:  # noqa: BLE001 - the store's host may be gone already; leaving must go on
+        pass
+    finally:
+        dist.destroy_process_group()
+
+
+def shutdown(wait: bool = True, timeout_s: float | None = None) -> None:
+    """Leave the process group (harmless when not initialised); ``wait``: the orderly end of a run.
+
+    With ``wait`` every rank must call it: it returns once all ranks arrived (within ``timeout_s``,
+    by default the group's timeout) and left, rank 0 last — see the comment above for why. A rank
+    that stopped instead is reported at once (``PeerFailed``), not after the timeout.
+
+    At exit (``atexit``, registered by ``init_from_env``) it runs without waiting: a rank that fails
+    mid-run must not block on peers that will never come. It then tells the others, through the
+    store, so that their ``shutdown`` fails now instead of at its deadline.
+    """
+    global _round
+    dist = _dist()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    n, me = dist.get_world_size(), dist.get_rank()
+    if n == 1:
+        dist.destroy_process_group()
+        return
+    prefix = _keys()
+    store = _default_store()
+    if not wait:
+        _leave_early(store, prefix, me)
+        return
+    if dist.get_backend() == "nccl":
+        torch.cuda.synchronize()  # this rank's collectives are done on the GPU, not just queued
+    try:
+        store_barrier(store, me, n, prefix, timeout_s if timeout_s is not None else
+                      (_group_timeout_s or _torch_default_timeout_s()))
+    except BaseException:
+        _leave_early(store, prefix, me)  # the others stop waiting for this rank too
+        raise
+    _round += 1
+    leave_in_order(store, me, n, prefix, dist.destroy_process_group)
 
 
 def _device_kwargs() -> dict[str, Any]:

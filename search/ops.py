@@ -107,13 +107,30 @@ def unregister_op(name: str) -> None:
         _VERSION[0] += 1
 
 
+_EXTENSIONS_LOADED = [False]
+
+
+def _load_extensions() -> None:
+    """Register the operators defined outside this module (the quantized qconv/qlinear of search/quant).
+
+    Imported on first need rather than at the bottom of this module: search.quant.registry imports
+    this module, and a module-level import back would make an import cycle.
+    """
+    if not _EXTENSIONS_LOADED[0]:
+        _EXTENSIONS_LOADED[0] = True
+        from search.quant import registry  # noqa: F401  (import registers)
+
+
 def registered_ops() -> dict[str, OpDef]:
     """All registered operators by name (a copy)."""
+    _load_extensions()
     return dict(_REGISTRY)
 
 
 def get_op(name: str) -> OpDef:
     """The registration of block type ``name``; ``OpError`` listing the known ones otherwise."""
+    if name not in _REGISTRY:
+        _load_extensions()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -271,7 +288,3 @@ def _avgpool(spec: OpSpec) -> nn.Module:
 def _gap_fc(spec: OpSpec) -> nn.Module:
     return GapFC(spec.shape[1], spec.get("o"))  # type: ignore[arg-type]
 
-
-# Quantized operators (qconv, qlinear with a #w<b>a<b> dtype) live in search/quant and register
-# themselves here, so the super net, the device agent and the cost models all see them.
-from search.quant import registry as _quant_registry  # noqa: E402,F401  (import registers)

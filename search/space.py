@@ -35,13 +35,15 @@ Shape = tuple[int, int, int, int]
 
 
 class SpaceError(ValueError):
-    """A malformed search space; ``field`` is the path of the offending entry (``stages[2].channels``)."""
+    """A space that cannot be built: an architecture space (``field`` is the offending entry's path,
+    ``stages[2].channels``) or a bits space (``search.quant.space``, which raises it with a message alone).
+    """
 
-    def __init__(self, source: str, field: str, reason: str) -> None:
+    def __init__(self, source: str, field: str | None = None, reason: str | None = None) -> None:
         self.source = source
         self.field = field
         self.reason = reason
-        super().__init__(f"space {source}: {field}: {reason}")
+        super().__init__(source if field is None else f"space {source}: {field}: {reason}")
 
 
 # ---- the document schema (pydantic: types and required fields) ------------------------------

@@ -44,6 +44,7 @@ class TrainConfig:
     num_threads: int | None = None
     workers: int = 0
     progress: bool = True
+    eval_every_epoch: bool = True  # False: test only after the last epoch (the other epochs log val_acc None)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -122,11 +123,14 @@ def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainCon
             loss_sum += float(loss.detach()) * int(y.shape[0])
             if progress:
                 progress.advance(loss=float(loss.detach()), acc=correct / seen)
-        acc = evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
+        last = epoch == config.epochs - 1
+        acc = (evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
+               if config.eval_every_epoch or last else None)
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                         "val_acc": acc, "seconds": time.perf_counter() - te})
         if progress:
-            progress.line(f"{line_prefix}epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  test-acc {acc:.4f}  "
+            tested = f"test-acc {acc:.4f}  " if acc is not None else ""
+            progress.line(f"{line_prefix}epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  {tested}"
                           f"{time.perf_counter() - te:.0f}s")
     return history
 

@@ -32,15 +32,12 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import Tensor, nn
 
+from search.export import ExportError  # one error for every export (here: what cannot be written as ONNX QDQ)
 from search.quant.bits import Bits
 from search.quant.fakequant import pact_quantize, quantize_weight, weight_integers
 from search.quant.modules import QuantLayer, replace_module
 
 OPSET = 17
-
-
-class ExportError(RuntimeError):
-    """The network cannot be written as ONNX QDQ (explained in the message)."""
 
 
 class _QuantTracer(fx.Tracer):

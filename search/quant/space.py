@@ -26,16 +26,13 @@ from torch import nn
 from hwnas.opkey import OpSpec
 from search.quant.bits import DEFAULT_ACT_BITS, DEFAULT_WEIGHT_BITS, Bits, bits_grid
 from search.quant.resnet import SmallResNet
+from search.space import SpaceError  # one error for every space (unknown name, unreadable architecture, bad pin)
 
 # Block names of the quantized operators in the operator registry (see search.quant.registry).
 CONV_BLOCK = "qconv"
 LINEAR_BLOCK = "qlinear"
 
 _RESNET = re.compile(r"resnet(\d+)(?:-w(\d+))?")
-
-
-class SpaceError(ValueError):
-    """A bits space that cannot be built (unknown name, unreadable architecture, bad pin)."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +275,6 @@ def arch_bits_space(
     ``input_shape``/``classes`` re-target the architecture (e.g. FBNet-A at 28×28, 10 classes).
     """
     from search.arch import ArchError, get_arch
-    from search.space import SpaceError as ArchSpaceError
 
     try:
         arch = get_arch(name_or_path)
@@ -297,7 +293,9 @@ def arch_bits_space(
             if classes is not None:
                 doc["classes"] = int(classes)
             space = get_arch_from_doc(doc).resolve_space()
-    except (ArchError, ArchSpaceError, OSError) as e:
+    except (ArchError, SpaceError, OSError) as e:
+        if isinstance(e, SpaceError) and e.field is None:  # raised just above: already says what is wrong
+            raise
         raise SpaceError(f"{name_or_path!r} is neither a bits space (resnet20, resnet8, resnet20-w8, …) nor a usable architecture document: {e}") from None
     source = {"kind": "arch", "arch": doc}
     name = arch.name or Path(str(name_or_path)).stem

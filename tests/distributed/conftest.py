@@ -23,11 +23,14 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def torchrun(script_args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
-    """``torchrun --standalone --nproc-per-node N tests/distributed/worker.py ARGS``; fails the test on a non-zero exit."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(WORKER),
+def torchrun(script_args: list[str], nproc: int = 2, script: Path = WORKER,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node N SCRIPT ARGS`` (``worker.py`` by default; ``env`` added to the
+    environment of torchrun and its workers); fails the test on a non-zero exit."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(script),
            *script_args]
-    proc = subprocess.run(cmd, env=worker_env(), cwd=ROOT, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    proc = subprocess.run(cmd, env={**worker_env(), **(env or {})}, cwd=ROOT, capture_output=True, text=True,
+                          timeout=LAUNCH_TIMEOUT_S)
     assert proc.returncode == 0, f"torchrun exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
