@@ -324,8 +324,11 @@ def hierarchical_bootstrap(groups: list[list[float]], n: int = 10000, seed: int 
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], timing: dict[str, float]) -> dict[str, Any]:
+def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], timing: dict[str, float] | None
+            ) -> dict[str, Any]:
     found = [n for n in nets if n["role"] == "found"]
+    if not found:
+        raise SystemExit("no found network is trained and measured yet: nothing to report")
     groups: list[list[float]] = []
     wins: list[float] = []
     per_budget: dict[str, list[float]] = {}
@@ -349,7 +352,7 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "target_error_pct": 100 * sum(abs(f["measured_ms"] / f["target_ms"] - 1) for f in found) / len(found),
         "predicted_target_error_pct": 100 * sum(abs(f["predicted_ms"] / f["target_ms"] - 1) for f in found) / len(found),
         "theta_entropy_norm": sum(r["theta_entropy"] for r in searches.values()) / len(searches),
-        "hard_vs_soft_search_time": timing["ratio"],
+        "hard_vs_soft_search_time": timing["ratio"] if timing else None,
         "pairs": len(pairs),
         "gain_by_budget_pts": {b: sum(v) / len(v) for b, v in per_budget.items()},
     }
@@ -408,6 +411,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for searches and trainings (1 torch thread each)")
     p.add_argument("--seeds", type=int, default=None, help="search seeds per budget (full 3)")
     p.add_argument("--budgets", default=None, help="comma-separated shares of the baseline's latency (full 0.25,0.5)")
+    p.add_argument("--report-only", action="store_true", help="figures of what the work folder holds now; runs nothing")
     args = p.parse_args()
     s = Settings.quick() if args.quick else Settings()
     if args.seeds:
@@ -424,9 +428,10 @@ def main() -> None:
     fixed = lambda d: {k: v for k, v in d.items() if k not in ("budgets", "seeds")}  # noqa: E731
     if saved is not None and fixed(saved) != fixed(mine):
         sys.exit(f"{work} holds a run with other settings ({saved}); use another --workdir")
-    _write(work / "settings.json", mine)
+    if not args.report_only:
+        _write(work / "settings.json", mine)
     t0 = time.perf_counter()
-    out = run(work, s, args.workers, t0, args.quick)
+    out = report_only(work, s, t0, args.quick) if args.report_only else run(work, s, args.workers, t0, args.quick)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
     f, met = out["figures"], out["met"]
@@ -435,8 +440,10 @@ def main() -> None:
           f"(95% CI {f['gain_ci_low_pts']:+.2f}..{f['gain_ci_high_pts']:+.2f}) [{ok('gain_ci_low_pts')}], beats "
           f"{f['found_beats_random_share']:.0%} [{ok('found_beats_random_share')}], dominated {f['dominated_share']:.0%} "
           f"[{ok('dominated_share')}], target error {f['target_error_pct']:.1f}% [{ok('target_error_pct')}], θ entropy "
-          f"{f['theta_entropy_norm']:.2f} [{ok('theta_entropy_norm')}], hard/soft time {f['hard_vs_soft_search_time']:.2f} "
-          f"[{ok('hard_vs_soft_search_time')}]; {out['seconds']:.0f} s")
+          f"{f['theta_entropy_norm']:.2f} [{ok('theta_entropy_norm')}], hard/soft time "
+          f"{'-' if f['hard_vs_soft_search_time'] is None else format(f['hard_vs_soft_search_time'], '.2f')} "
+          f"[{ok('hard_vs_soft_search_time')}]; {out['networks_done']}{'' if out['complete'] else ' (PARTIAL)'}; "
+          f"{out['seconds']:.0f} s")
 
 
 def run(work: Path, s: Settings, workers: int, t0: float, quick: bool) -> dict[str, Any]:
@@ -473,51 +480,102 @@ def run(work: Path, s: Settings, workers: int, t0: float, quick: bool) -> dict[s
         pool = None
         measured = measure_networks(work, nets, t0)
         pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-        # 5. training: every network × seeds, and the learning-curve check at twice the epochs
+        # 5. training: the found and matched networks first (seed by seed, so a cut run still pairs them), then
+        # the baseline and the unconstrained random ones, then the learning-curve check at twice the epochs
+        order = {"found": 0, "matched": 0, "baseline": 1, "random": 1}
         unique = list({n["id"]: n for n in nets}.values())
-        jobs = [(n["id"], seed, s.train_epochs) for n in unique for seed in range(s.train_seeds)]
-        curve_ids = ([n["id"] for n in nets if n["role"] == "baseline"]
-                     + [n["id"] for n in nets if n["role"] == "found"][: max(0, s.curve_networks - 1)])
-        jobs += [(i, 0, 2 * s.train_epochs) for i in curve_ids]
+        jobs = [(n["id"], seed, s.train_epochs) for rank in (0, 1) for seed in range(s.train_seeds)
+                for n in unique if order[n["role"]] == rank]
+        jobs += [(i, 0, 2 * s.train_epochs) for i in curve_ids(nets, s)]
         choices = {n["id"]: n["choices"] for n in unique}
-        tdir = work / "train"
-        train_tasks = [(_train_task, (str(tdir / f"{i}_s{seed}_e{e}.train.json"), choices[i], seed, e, s.train_images,
+        train_tasks = [(_train_task, (str(_report(work, i, seed, e)), choices[i], seed, e, s.train_images,
                                       s.test_images, e != s.train_epochs)) for i, seed, e in jobs]
-        accs = _run_all(pool, train_tasks, t0, "train")
+        _run_all(pool, train_tasks, t0, "train")
     finally:
         if pool:
             pool.shutdown()
-    acc: dict[tuple[str, int, int], float] = {job: a for job, a in zip(jobs, accs)}
+    return report(work, s, searches, timing, nets, measured, baseline_ms, t0, quick)
+
+
+def _report(work: Path, i: str, seed: int, epochs: int) -> Path:
+    return work / "train" / f"{i}_s{seed}_e{epochs}.train.json"
+
+
+def curve_ids(nets: list[dict[str, Any]], s: Settings) -> list[str]:
+    """The learning-curve networks: the baseline and the first found ones."""
+    return ([n["id"] for n in nets if n["role"] == "baseline"]
+            + [n["id"] for n in nets if n["role"] == "found"][: max(0, s.curve_networks - 1)])
+
+
+def report(work: Path, s: Settings, searches: dict[str, dict[str, Any]], timing: dict[str, float] | None,
+           nets: list[dict[str, Any]], measured: dict[str, float], baseline_ms: float, t0: float,
+           quick: bool) -> dict[str, Any]:
+    """Figures from whatever is saved: a network counts once all its training seeds are done."""
+    kept = []
     for n in nets:
-        n["accs"] = [acc[(n["id"], seed, s.train_epochs)] for seed in range(s.train_seeds)]
+        reports = [_read(_report(work, n["id"], seed, s.train_epochs)) for seed in range(s.train_seeds)]
+        if any(r is None for r in reports) or n["id"] not in measured:
+            continue
+        n = {**n, "accs": [r["accuracy"] for r in reports], "measured_ms": measured[n["id"]]}
         n["acc"] = sum(n["accs"]) / len(n["accs"])
-        n["measured_ms"] = measured[n["id"]]
+        kept.append(n)
+    complete = len(kept) == len(nets) and timing is not None
+    # A found network counts with the matched networks trained so far (a cut run: fewer pairs).
+    groups = {n["group"] for n in kept if n["role"] == "found"}
+    kept = [n for n in kept if n["role"] not in ("found", "matched") or n["group"] in groups]
     curve = []
-    for i in curve_ids:
-        hist = json.loads((tdir / f"{i}_s0_e{2 * s.train_epochs}.train.json").read_text())["history"]
-        curve.append({"id": i, "role": next(n["role"] for n in nets if n["id"] == i),
-                      "acc_at_recipe": acc[(i, 0, s.train_epochs)], "acc_at_double": acc[(i, 0, 2 * s.train_epochs)],
-                      "double_run_curve": [h["val_acc"] for h in hist]})
-    figs = figures(nets, searches, timing)
-    met = {k: _met(figs[k], t) for k, t in TARGETS.items()}
-    title = (f"{SPACE}: {len(searches)} searches vs {s.matched} matched random each; trained {s.train_epochs} ep on "
+    for i in curve_ids(nets, s):
+        short, long = _read(_report(work, i, 0, s.train_epochs)), _read(_report(work, i, 0, 2 * s.train_epochs))
+        if short and long:
+            curve.append({"id": i, "role": next(n["role"] for n in nets if n["id"] == i),
+                          "acc_at_recipe": short["accuracy"], "acc_at_double": long["accuracy"],
+                          "double_run_curve": [h["val_acc"] for h in long["history"]]})
+    figs = figures(kept, {g: searches[g] for g in groups if g in searches}, timing)
+    met = {k: figs[k] is not None and _met(figs[k], t) for k, t in TARGETS.items()}
+    title = (f"{SPACE}: {len(groups)} searches vs matched random; trained {s.train_epochs} ep on "
              f"{s.train_images} images × {s.train_seeds} seeds; gain {figs['gain_vs_matched_random_pts']:+.2f} pts "
-             f"(CI low {figs['gain_ci_low_pts']:+.2f})")
-    plot(nets, PLOT if not quick else PLOT.with_name("search_quality_quick.png"), title)
+             f"(CI low {figs['gain_ci_low_pts']:+.2f}){'' if complete else ' — PARTIAL'}")
+    plot(kept, PLOT if not quick else PLOT.with_name("search_quality_quick.png"), title)
     return {
-        "figures": {k: v for k, v in figs.items()}, "targets": TARGETS, "met": met, "mode": "quick" if quick else "full",
+        "figures": figs, "targets": TARGETS, "met": met, "mode": "quick" if quick else "full", "complete": complete,
+        "networks_done": f"{len(kept)} of {len(nets)} networks trained with every seed and measured",
         "settings": asdict(s), "baseline_predicted_ms": baseline_ms,
-        "searches": {n: {k: r[k] for k in ("found", "found_cost", "argmax", "argmax_cost", "theta_entropy", "target_ms",
-                                           "seconds", "val_acc", "warnings")} for n, r in searches.items()},
+        "searches": {n: {k: r.get(k) for k in ("found", "found_cost", "argmax", "argmax_cost", "theta_entropy", "target_ms",
+                                               "seconds", "val_acc", "warnings")} for n, r in searches.items()},
         "timing": timing, "learning_curve": curve,
-        "networks": [{k: n[k] for k in ("id", "role", "group", "choices", "predicted_ms", "measured_ms", "accs", "acc",
-                                        "target_ms")} for n in nets],
+        "networks": [{k: n.get(k) for k in ("id", "role", "group", "choices", "predicted_ms", "measured_ms", "accs", "acc",
+                                            "target_ms")} for n in kept],
         "recipe": (f"search: hard mode, target loss, {s.search_epochs} epochs on {s.search_images} images, batch "
                    f"{s.search_batch}, default schedule; training: {s.train_epochs} epochs on {s.train_images} images, "
                    f"SGD one-cycle lr 0.1, batch 128, {s.train_seeds} seeds, tested on "
                    f"{s.test_images or 10000} test images; latency measured whole by the local agent"),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def report_only(work: Path, s: Settings, t0: float, quick: bool) -> dict[str, Any]:
+    """``--report-only``: the figures of what a (running or cut) run has saved so far; starts nothing."""
+    from search.cost import LatencyCost
+    from search.lut import load_table
+    from search.searcher import cost_table
+    from search.space import get_space
+
+    space = get_space(SPACE)
+    costs = cost_table(LatencyCost(load_table(work / "table.json")), space)
+    baseline_ms = costs.arch_cost(space, [BASELINE] * space.num_layers)
+    searches = {}
+    for b in s.budgets:
+        for seed in range(s.seeds):
+            name = f"b{round(100 * b)}_s{seed}"
+            res = _read(work / "search" / name / "result.json")
+            if res is not None:
+                searches[name] = {**res, "target_ms": b * baseline_ms}
+    try:
+        timing: dict[str, float] | None = _timing(work, s)
+    except (OSError, ValueError, ZeroDivisionError, KeyError):
+        timing = None
+    return report(work, s, searches, timing, _read(work / "networks.json") or [], _read(work / "measured.json") or {},
+                  baseline_ms, t0, quick)
 
 
 def _timing(work: Path, s: Settings) -> dict[str, float]:

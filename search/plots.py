@@ -6,7 +6,10 @@
 * ``cost_accuracy.png`` — expected cost (and the argmax architecture's cost) with the super net's
   accuracies over the epochs;
 * ``samples.png`` — accuracy vs predicted cost of the sampled architectures (after ``hwnas sample``);
-* ``plot_predicted_vs_measured`` — predicted against measured latency (whole networks), y = x and ±10%.
+* ``plot_predicted_vs_measured`` — predicted against measured latency (whole networks), y = x and ±10%;
+* ``plot_accuracy_latency`` — accuracy against measured latency of a found network among random ones, in the
+  visual language of ``benchmarks/search_quality.png`` (random grey, matched random orange, found red star,
+  baseline blue, random Pareto front dashed).
 """
 
 from __future__ import annotations
@@ -26,8 +29,36 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def plot_theta_heatmap(theta: dict, path: Path) -> Path:
-    """One panel per layer: the probability of each candidate (rows) over the epochs (columns)."""
+def _theta_ranges(epochs: list[dict], n_layers: int) -> list[tuple[float, float]]:
+    """Lowest and highest probability of every layer over all epochs and candidates."""
+    out = []
+    for layer in range(n_layers):
+        values = [v for e in epochs for v in e["probabilities"][layer]]
+        out.append((min(values), max(values)))
+    return out
+
+
+THETA_SCALES: tuple[str, ...] = ("layer", "global")
+
+
+def plot_theta_heatmap(theta: dict, path: Path, scale: str = "layer", chosen: list[str] | None = None) -> Path:
+    """One panel per layer: the probability of each candidate (rows) over the epochs (columns).
+
+    The colours fit the data, so that a θ that moved only a little still shows which way it moved
+    (a fixed 0–1 scale paints a near-uniform θ, 1/K everywhere, as one flat colour):
+
+    * ``scale="layer"`` (default): every panel runs from that layer's lowest to its highest probability
+      over the epochs, and its title gives the range;
+    * ``scale="global"``: one scale from the lowest to the highest probability present in any layer.
+
+    ``chosen``: one candidate per layer (e.g. the network the search ships), outlined in the last epoch.
+    """
+    if scale not in THETA_SCALES:
+        raise ValueError(f"scale must be one of {', '.join(THETA_SCALES)}, not {scale!r}")
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
     epochs = theta["epochs"]
     cands = theta["candidates"]
     n_layers = len(cands)
@@ -36,10 +67,11 @@ def plot_theta_heatmap(theta: dict, path: Path) -> Path:
     rows_per_panel = max(len(c) for c in cands)
     panel_h = 0.17 * rows_per_panel + 0.7
     panel_w = max(2.4, 0.22 * len(epochs) + 1.4)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols + 1.2, panel_h * nrows + 0.9), squeeze=False)
-    vmax = max(0.5, max(max(p) for e in epochs for p in e["probabilities"]))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_w * ncols + 1.4, panel_h * nrows + 0.9), squeeze=False)
+    ranges = _theta_ranges(epochs, n_layers)
+    g_lo, g_hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     warm = [e["epoch"] for e in epochs if e.get("phase") == "warmup"]
-    im = None
+    cmap = "viridis"
     for layer in range(nrows * ncols):
         ax = axes[layer // ncols][layer % ncols]
         if layer >= n_layers:
@@ -47,24 +79,42 @@ def plot_theta_heatmap(theta: dict, path: Path) -> Path:
             continue
         names = cands[layer]
         data = np.array([[e["probabilities"][layer][i] for e in epochs] for i in range(len(names))])
-        im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest",
-                       extent=(0.5, len(epochs) + 0.5, len(names) - 0.5, -0.5))
+        lo, hi = ranges[layer] if scale == "layer" else (g_lo, g_hi)
+        flat = hi - lo < 1e-6
+        if flat:  # nothing moved: the middle of the scale, said in the title
+            lo, hi = lo - 0.5, hi + 0.5
+        ax.imshow(data, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest",
+                  extent=(0.5, len(epochs) + 0.5, len(names) - 0.5, -0.5))
         if warm:
             ax.axvline(max(warm) + 0.5, color="white", linewidth=1.0, linestyle="--")
+        if chosen is not None and chosen[layer] in names:
+            row = names.index(chosen[layer])
+            ax.add_patch(Rectangle((len(epochs) - 0.5, row - 0.5), 1.0, 1.0, fill=False, edgecolor="red", linewidth=1.4))
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels(names if layer % ncols == 0 or len(set(map(tuple, cands))) > 1 else [], fontsize=6)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
         ax.tick_params(axis="x", labelsize=7)
-        ax.set_title(f"layer {layer}", fontsize=8)
+        if scale == "layer":
+            span = "uniform, never moved" if flat else f"p {ranges[layer][0]:.3f}–{ranges[layer][1]:.3f}"
+            ax.set_title(f"layer {layer}: {span}", fontsize=7)
+        else:
+            ax.set_title(f"layer {layer}", fontsize=8)
         if layer // ncols == nrows - 1 or layer + ncols >= n_layers:
             ax.set_xlabel("epoch", fontsize=7)
-    note = f"; dashed: end of warm-up (epoch {max(warm)})" if warm else ""
+    notes = [f"dashed: end of warm-up (epoch {max(warm)})"] if warm else []
+    if chosen is not None:
+        notes.append("red box: the shipped network's choice")
     fig.suptitle(f"softmax(θ) per layer over the epochs — {theta.get('space', '')}, {theta.get('mode', '')} mode, "
-                 f"{theta.get('cost', '')} cost{note}", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.9, 0.97))
-    if im is not None:
-        cax = fig.add_axes((0.915, 0.15, 0.015, 0.7))
-        fig.colorbar(im, cax=cax, label="probability")
+                 f"{theta.get('cost', '')} cost" + (f"\n{'; '.join(notes)}" if notes else ""), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.88, 0.95 if notes else 0.97))
+    cax = fig.add_axes((0.9, 0.15, 0.015, 0.7))
+    if scale == "layer":
+        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=cmap), cax=cax, ticks=[0.0, 1.0])
+        bar.ax.set_yticklabels(["layer's\nlowest", "layer's\nhighest"], fontsize=7)
+        bar.set_label("probability, scaled per layer (range in each title)", fontsize=8)
+    else:
+        lo, hi = (g_lo, g_hi) if g_hi - g_lo >= 1e-6 else (g_lo - 0.5, g_hi + 0.5)
+        fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap=cmap), cax=cax, label="probability (range present)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -80,16 +130,18 @@ def plot_theta_final(theta: dict, path: Path) -> Path:
         for name, v in zip(layer_names, p):
             data[layer, names.index(name)] = v
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), max(3.0, 0.45 * len(cands) + 1.5)))
-    im = ax.imshow(data, cmap="magma", vmin=0.0, vmax=1.0, aspect="auto")
+    # 0 to the highest probability present (not to 1): a θ that stayed near uniform still shows its leaders.
+    vmax = max(float(np.nanmax(data)), 1e-6)
+    im = ax.imshow(data, cmap="magma", vmin=0.0, vmax=vmax, aspect="auto")
     for (r, c), v in np.ndenumerate(data):
         if not np.isnan(v):
-            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 * vmax else "black")
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(cands)))
     ax.set_yticklabels([f"layer {i}" for i in range(len(cands))], fontsize=8)
     ax.set_title(f"final softmax(θ) after {theta['epochs'][-1]['epoch']} epochs")
-    fig.colorbar(im, ax=ax, label="probability", fraction=0.03)
+    fig.colorbar(im, ax=ax, label="probability (0 to the highest present)", fraction=0.03)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -189,6 +241,61 @@ def plot_predicted_vs_measured(points: list[dict], path: Path, title: str = "pre
     ax.set_ylabel("predicted latency (table) [ms]")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+ROLE_STYLE: dict[str, dict] = {  # shared with benchmarks/search_quality.png
+    "random": dict(c="0.6", marker="o", s=22, label="random (unconstrained)"),
+    "matched": dict(c="tab:orange", marker="o", s=30, edgecolors="k", linewidths=0.3,
+                    label="random, matched predicted latency (±5%)"),
+    "found": dict(c="red", marker="*", s=240, edgecolors="k", linewidths=0.6, label="found by the search"),
+    "baseline": dict(c="tab:blue", marker="s", s=60, label="baseline"),
+}
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(latency, accuracy) points that no other point beats in both, ordered by latency."""
+    front, best = [], -float("inf")
+    for lat, acc in sorted(points):
+        if acc > best:
+            front.append((lat, acc))
+            best = acc
+    return front
+
+
+def plot_accuracy_latency(nets: list[dict], path: Path, title: str = "accuracy vs measured latency",
+                          target_ms: float | None = None, labels: dict[str, str] | None = None,
+                          xlabel: str = "measured latency [ms]", ylabel: str = "test accuracy [%]") -> Path:
+    """Accuracy (%) against measured latency (ms), one style per role, as in ``benchmarks/search_quality.png``.
+
+    ``nets``: ``{"role": "random" | "matched" | "found" | "baseline", "measured_ms", "acc"}`` (acc in 0–1);
+    ``labels`` overrides a role's legend text; ``target_ms`` draws the search's latency target. The random
+    Pareto front (dashed) is drawn once there are two random networks or more.
+    """
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for role in ("random", "matched", "found", "baseline"):
+        pts = [n for n in nets if n["role"] == role and n.get("measured_ms") is not None and n.get("acc") is not None]
+        if pts:
+            style = dict(ROLE_STYLE[role])
+            style["label"] = (labels or {}).get(role, style["label"])
+            ax.scatter([n["measured_ms"] for n in pts], [100 * n["acc"] for n in pts],
+                       zorder=4 if role == "found" else 3, **style)
+    rand = [(n["measured_ms"], 100 * n["acc"]) for n in nets if n["role"] in ("random", "matched")
+            and n.get("measured_ms") is not None and n.get("acc") is not None]
+    if len(rand) >= 2:
+        front = pareto_front(rand)
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", c="0.3", ls="--", lw=1,
+                label="random Pareto front", zorder=2)
+    if target_ms is not None:
+        ax.axvline(target_ms, c="red", alpha=0.25, lw=1, label=f"latency target ({target_ms:.4f} ms, predicted)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

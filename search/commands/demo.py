@@ -18,13 +18,16 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder (a previous demo's folder is replaced)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1, help="Search epochs (full 4, quick 2)."),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only search epochs (full 1, quick 1)."),
+        target_share: Optional[float] = typer.Option(None, "--target-share", min=0.01, max=1.0, help="The search's "
+                                                     "latency target, as a share of the all-ir_k3_e6 baseline's "
+                                                     "predicted latency (default 0.5)."),
+        mode: Optional[str] = typer.Option(None, "--mode", help="Super-net mode of the search: soft (default) or hard."),
         train_epochs: Optional[int] = typer.Option(None, "--train-epochs", min=1, help="Epochs of training from scratch (full 3, quick 2)."),
         subset: Optional[int] = typer.Option(None, "--subset", min=10, help="Training images of the search (full 2500, quick 800)."),
-        train_subset: Optional[int] = typer.Option(None, "--train-subset", min=10, help="Training images for training from scratch (full 10000, quick 2000)."),
+        train_subset: Optional[int] = typer.Option(None, "--train-subset", min=10, help="Training images for training from scratch (full 6000, quick 2000)."),
         val_subset: Optional[int] = typer.Option(None, "--val-subset", min=10, help="Test images for the trained networks (full 5000, quick 1000)."),
-        samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Architectures sampled after the search (full 8, quick 4)."),
-        sample_train_subset: Optional[int] = typer.Option(None, "--sample-train-subset", min=10, help="Images of the "
-                                                          "one-epoch training of each sample (full 3000, quick 1500)."),
+        matched: Optional[int] = typer.Option(None, "--matched", min=0, help="Random networks at the found network's "
+                                              "predicted latency (±5%), trained and measured like it (full 4, quick 2)."),
         seed: int = typer.Option(0, "--seed"),
         port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the profiler server (default: a free one)."),
         keep_server: bool = typer.Option(False, "--keep-server", help="After the report, keep the server and agent running "
@@ -36,20 +39,23 @@ def register(app: typer.Typer) -> None:
         """Run the whole hwnas loop on this machine and write OUT/report.md.
 
         Starts a profiler-server (SQLite, in OUT) and a local device agent for device host-cpu (ONNX Runtime,
-        1 thread), measures the fbnet-fmnist operators through a profiling job, runs the FBNet search with that
-        latency table, samples architectures, trains the found one and the all-ir_k3_e6 baseline from scratch,
-        exports both to ONNX, has the agent measure the whole networks, and writes the report with plots.
-        Ctrl-C stops everything it started.
+        1 thread), measures the fbnet-fmnist operators through a profiling job, runs a target-latency FBNet search
+        with that latency table (target: half the all-ir_k3_e6 baseline's predicted latency), draws random networks
+        of the found network's predicted latency, trains them, the found network and the baseline from scratch with
+        one recipe, exports the found network and the baseline to ONNX, has the agent measure every network whole,
+        and writes the report: the gain at equal latency, with plots. Ctrl-C stops everything it started.
 
         Examples: `hwnas demo` · `hwnas demo --quick --out /tmp/demo` · `hwnas demo --keep-server --port 8000`
         """
         from search.demo import DemoConfig, DemoError, main_summary, run_demo
 
         config = DemoConfig.preset(quick, out=out, search_epochs=epochs, warmup_epochs=warmup_epochs,
-                                   train_epochs=train_epochs, search_subset=subset, train_subset=train_subset,
-                                   val_subset=val_subset, samples=samples, sample_train_subset=sample_train_subset,
-                                   seed=seed, port=port, keep_server=keep_server, torch_threads=torch_threads,
-                                   progress=progress)
+                                   target_share=target_share, mode=mode, train_epochs=train_epochs,
+                                   search_subset=subset, train_subset=train_subset, val_subset=val_subset,
+                                   matched=matched, seed=seed, port=port, keep_server=keep_server,
+                                   torch_threads=torch_threads, progress=progress)
+        if config.mode not in ("hard", "soft"):
+            raise fail(f"--mode must be hard or soft, not {config.mode!r}", 2)
         if config.warmup_epochs >= config.search_epochs:
             raise fail(f"--warmup-epochs ({config.warmup_epochs}) must be below --epochs ({config.search_epochs})", 2)
         def summary(result) -> None:  # noqa: ANN001 - search.demo.DemoResult, imported lazily

@@ -31,3 +31,10 @@ def test_warmup_must_leave_search_epochs(tmp_path: Path) -> None:
     assert done.exit_code == 2
     assert "--warmup-epochs (2) must be below --epochs (2)" in done.output
     assert not (tmp_path / "o").exists()
+
+
+def test_mode_must_be_hard_or_soft(tmp_path: Path) -> None:
+    done = runner.invoke(app, ["demo", "--quick", "--mode", "single", "--out", str(tmp_path / "o")])
+    assert done.exit_code == 2
+    assert "--mode must be hard or soft" in done.output
+    assert not (tmp_path / "o").exists()
