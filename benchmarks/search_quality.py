@@ -121,11 +121,13 @@ class Lab:
         self.services.workdir.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> "Lab":
+        from search.demo_services import device_registered
+
         s = self.services
         self.url = s.start_server()
         self.client_token = s.create_token("sq-client", "client")
         s.start_agent(s.create_token("sq-agent", "agent"), DEVICE, RUNTIME, THREADS, ["--poll-s", "1"])
-        s.wait_for(self._registered, "agent", 120.0, f"device {DEVICE!r}")
+        s.wait_for(lambda: device_registered(self.url, self.client_token, DEVICE), "agent", 120.0, f"device {DEVICE!r}")
         # The agent measures while other work may share the 2 cores: ahead of everything else (root only), its
         # bursts are not stretched by whoever else runs.
         try:
@@ -142,15 +144,6 @@ class Lab:
 
         return ProfilerClient(self.url, token=self.client_token)
 
-    def _registered(self) -> bool:
-        from hwnas.client import NotFoundError
-
-        with self.client() as c:
-            try:
-                c.get_device(DEVICE)
-                return True
-            except NotFoundError:
-                return False
 
 
 def build_table(work: Path, t0: float, validation_networks: int) -> Path:

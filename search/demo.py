@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from search.demo_services import DemoError, Services
+from search.demo_services import DemoError, Services, device_registered
 
 DEVICE = "host-cpu"
 RUNTIME = "onnxruntime"
@@ -363,18 +363,9 @@ class _Run:
             # Poll every second (default 5): each job starts within a second of being created.
             self.services.start_agent(self.tokens["agent"], DEVICE, RUNTIME, THREADS,
                                       ["--poll-s", "1", *self.config.agent_args])
-            self.services.wait_for(self._device_registered, "agent", 120.0, f"device {DEVICE!r} registration")
+            self.services.wait_for(lambda: device_registered(self.url, self.tokens["client"], DEVICE), "agent", 120.0,
+                                   f"device {DEVICE!r} registration")
         c.info(f"registered; log {self.services.get('agent').log}")
-
-    def _device_registered(self) -> bool:
-        from hwnas.client import NotFoundError
-
-        with self.client() as client:
-            try:
-                client.get_device(DEVICE)
-                return True
-            except NotFoundError:
-                return False
 
     def run_pipeline(self) -> DemoResult:
         table_entries = self.phase_table()

@@ -229,3 +229,15 @@ def _healthy(url: str | None) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def device_registered(url: str, token: str, device: str) -> bool:
+    """Whether the server at ``url`` knows ``device`` yet (an agent registers it when it starts)."""
+    from hwnas.client import NotFoundError, ProfilerClient
+
+    with ProfilerClient(url, token=token) as client:
+        try:
+            client.get_device(device)
+            return True
+        except NotFoundError:
+            return False

@@ -675,7 +675,7 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
                           theta_entropy=last["theta_entropy"], warnings=warnings)
     if rundir.main:
         arch.save(rundir.argmax)
-        source = ("hwnas search (most likely under θ within the target)" if found != last["argmax"] or config.loss == "target"
+        source = ("hwnas search (most likely under θ within the target)" if config.loss == "target"
                   else "hwnas search (argmax of θ)")
         make_architecture(config.space, setup.space, found, name="found",
                           meta={"predicted": {setup.costs.name: found_cost, "unit": setup.costs.unit},
