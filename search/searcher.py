@@ -54,6 +54,11 @@ THETA_TRAVEL = 4.0
 MAX_AUTO_THETA_LR = 0.1
 # Mean normalised entropy above which θ is reported as not having moved (1.0 = uniform).
 UNMOVED_ENTROPY = 0.9
+# Super-net training accuracy below this multiple of chance: the weights learned next to nothing, so θ's
+# accuracy gradient is noise and θ followed the cost alone. Measured: a hard-mode super net of fbnet-fmnist
+# (one random path of 11 candidates × 9 layers per step) stays at 10–14% after 6 epochs on 5,000 images,
+# where soft mode is at 54% after one (docs/search.md, "Hard or soft").
+UNTRAINED_ACC_FACTOR = 2.0
 
 
 class SearchConfigError(ValueError):
@@ -602,6 +607,12 @@ def found_network(setup: SearchSetup, history: list[dict[str, Any]]) -> tuple[li
     elif last["theta_entropy"] > UNMOVED_ENTROPY:
         warnings.append(f"θ barely moved: mean normalised entropy {last['theta_entropy']:.2f} (1.0 is uniform), so the "
                         "result is close to a random draw; give the search more epochs or images, or a larger --theta-lr")
+    chance = 1.0 / max(setup.info.num_classes, 1)
+    if last["train_acc"] < UNTRAINED_ACC_FACTOR * chance:
+        hint = ("hard mode trains one random path per step and needs far longer searches; use --mode soft"
+                if cfg.mode == "hard" else "give the search more epochs or images")
+        warnings.append(f"the super net barely learned (training accuracy {last['train_acc']:.0%}, chance "
+                        f"{chance:.0%}): θ read no accuracy signal and followed the cost alone; {hint}")
     if cfg.loss != "target" or cfg.target is None:
         return list(last["argmax"]), float(last["argmax_cost"]), warnings
     probs = [p.tolist() for p in setup.model.probabilities()]

@@ -70,3 +70,14 @@ def test_cost_scale_keeps_collapse_from_paying_more_than_a_fifth(ratio: float) -
     assert scale * uniform >= 20.0 - 1e-9
     multiplier = (math.log(scale * ratio * uniform) / math.log(scale * uniform)) ** 0.6
     assert multiplier >= COLLAPSE_FLOOR - 1e-9
+
+
+def test_a_super_net_that_learned_nothing_warns_that_theta_followed_the_cost(tmp_path: Path, tiny_space: Path) -> None:
+    cfg = SearchConfig(out=str(tmp_path / "s"), space=str(tiny_space), subset=1000, batch_size=32, epochs=3,
+                       w_lr=1e-7, val_subset=100, progress=False, plots=False)
+    frozen = run_search(cfg)
+    assert frozen.history[-1]["train_acc"] < 0.2
+    assert any("super net barely learned" in w for w in frozen.warnings), frozen.warnings
+    learned = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "l"), "w_lr": 0.1}))
+    assert learned.history[-1]["train_acc"] >= 0.2
+    assert not any("super net barely learned" in w for w in learned.warnings)
