@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.client import ConflictError, ProfilerClient, ProfilerError, ServerUnreachable
+from hwnas.client import ApiError, ConflictError, ProfilerClient, ProfilerError, ServerUnreachable
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementResult
 
@@ -334,6 +334,18 @@ class Agent:
                     spooled = self._spool(body)
                     raise ServerError(f"server unreachable, batch saved to {spooled}: {exc}") from None
                 log.warning("upload failed (%s); retrying in %.0f s", exc, delay)
+                time.sleep(delay)
+                delay = min(15.0, delay * 2)
+            except ApiError as exc:
+                if exc.status < 500:
+                    spooled = self._spool(body)
+                    raise ServerError(f"server rejected the results ({exc}); batch saved to {spooled}") from None
+                # A server fault (5xx) is the server's, not the batch's: retry, then keep the batch and serve on.
+                if time.monotonic() > deadline:
+                    spooled = self._spool(body)
+                    log.error("the server kept failing (%s); batch saved to %s, sent again at the next start", exc, spooled)
+                    return
+                log.warning("upload failed with a server error (%s); retrying in %.0f s", exc, delay)
                 time.sleep(delay)
                 delay = min(15.0, delay * 2)
             except ProfilerError as exc:

@@ -82,6 +82,17 @@ class LutFetch:
     not_modified: bool = False
 
 
+MAX_RETRY_AFTER_S = 10.0
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    """The server's Retry-After (seconds form), capped; ``default`` when absent or unreadable."""
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(response.headers.get("retry-after", ""))))
+    except ValueError:
+        return default
+
+
 def _error_for(response: httpx.Response) -> ApiError:
     detail, errors = response.reason_phrase or "error", []
     try:
@@ -133,7 +144,13 @@ class ProfilerClient:
             else:
                 if response.status_code in ok:
                     return response
-                raise _error_for(response)
+                if response.status_code != 503 or attempt == self.retries:
+                    raise _error_for(response)
+                # 503: the server rolled the request back (database busy or away): resending is safe for any method.
+                last = _error_for(response)
+                wait = _retry_after(response, self.backoff_s * (2**attempt))
+                time.sleep(wait)
+                continue
             if attempt < self.retries:
                 time.sleep(self.backoff_s * (2**attempt))
         raise ServerUnreachable(f"cannot reach the profiler server at {self.base_url} ({last!r})") from last

@@ -23,6 +23,8 @@ OVERHEAD_KEY = "__overhead__"
 
 _WORD = re.compile(r"[a-z][a-z0-9]*")
 _PARAM = re.compile(r"([a-z])(0|[1-9][0-9]*)")
+# Dimensions and parameters are stored in 32-bit integer columns: 9 digits always fit.
+MAX_DIGITS = 9
 _DIM = re.compile(r"0|[1-9][0-9]*")
 _DTYPE = re.compile(r"int8|fp16|w([1-9][0-9]?)a([1-9][0-9]?)")
 
@@ -119,12 +121,16 @@ def _parse_parts(key: str) -> tuple[str, tuple[tuple[str, int], ...], tuple[int,
             raise OpKeyError(key, f"shape.{name}", f"{d!r} is not a non-negative integer without leading zeros")
         if int(d) == 0:
             raise OpKeyError(key, f"shape.{name}", "must be at least 1")
+        if len(d) > MAX_DIGITS:
+            raise OpKeyError(key, f"shape.{name}", f"{d[:12]}… is too large (at most {MAX_DIGITS} digits)")
     tokens = block_part.split("_")
     type_words: list[str] = []
     params: list[tuple[str, int]] = []
     for tok in tokens:
         m = _PARAM.fullmatch(tok)
         if m and type_words:
+            if len(m.group(2)) > MAX_DIGITS:
+                raise OpKeyError(key, f"param {tok[:12]!r}", f"too large (at most {MAX_DIGITS} digits)")
             params.append((m.group(1), int(m.group(2))))
             continue
         if params:

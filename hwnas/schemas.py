@@ -6,19 +6,86 @@ import math
 import uuid
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from hwnas.opkey import OVERHEAD_KEY, OpKeyError, OpSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+# ---- limits: what the columns and both databases can hold (docs/server.md, "Limits") ------------------
+INT32_MAX = 2**31 - 1  # INTEGER columns and job ids, on SQLite and PostgreSQL alike
+MAX_KEYS = 20_000  # operator keys in one request (job, query, results of one upload)
+MAX_NETWORKS = 1_000  # networks in one job or one upload
+MAX_SAMPLES = 100_000  # samples_ms of one result
+MAX_THREADS = 1_024
+MAX_KEY_LENGTH = 256  # operators.key
+MAX_JSON_DEPTH = 8  # props, device_state, architecture documents
+MAX_JSON_BYTES = 64 * 1024  # one free-form JSON value, serialised
+MAX_ARCH_BYTES = 256 * 1024  # one architecture document, serialised
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+
+
+def Text(max_length: int, min_length: int = 0) -> Any:  # noqa: N802 - a type factory, used like a type
+    """A string that fits a VARCHAR(max_length) column on both databases (no NUL)."""
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length, pattern=NO_NUL)]
+
+
+Int32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Threads = Annotated[int, Field(ge=1, le=MAX_THREADS)]
+JobId = Annotated[int, Field(ge=1, le=INT32_MAX)]
+
+
+def check_json(value: Any, max_depth: int = MAX_JSON_DEPTH, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A free-form JSON value both databases store and every reader can serve back.
+
+    Bounded depth (a deeply nested value is stored, then breaks serialisation for every reader)
+    and size, no NUL in keys or strings, finite numbers, integers within 64 bits.
+    """
+    import json
+
+    def walk(v: Any, depth: int) -> None:
+        if depth > max_depth:
+            raise ValueError(f"nested deeper than {max_depth} levels")
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if "\x00" in k:
+                    raise ValueError("keys must not contain NUL")
+                walk(item, depth + 1)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item, depth + 1)
+        elif isinstance(v, str):
+            if "\x00" in v:
+                raise ValueError("strings must not contain NUL")
+        elif isinstance(v, bool) or v is None:
+            pass
+        elif isinstance(v, int):
+            if not -(2**63) <= v < 2**63:
+                raise ValueError(f"integer {str(v)[:20]}… does not fit 64 bits")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"numbers must be finite, got {v}")
+
+    walk(value, 1)
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > max_bytes:
+        raise ValueError(f"{size} bytes serialised; at most {max_bytes}")
+    return value
+
+
+FreeJson = Annotated[dict[str, Any], AfterValidator(check_json)]
+ArchDocument = Annotated[dict[str, Any], AfterValidator(lambda v: check_json(v, MAX_JSON_DEPTH, MAX_ARCH_BYTES))]
+KeyText = Text(MAX_KEY_LENGTH, 1)
 
 
 def check_key(key: str) -> str:
     """Validate an operator key (or the overhead key), raising ValueError that names the bad part."""
     if key == OVERHEAD_KEY:
         return key
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"longer than {MAX_KEY_LENGTH} characters")
     try:
         OpSpec.parse(key)
     except OpKeyError as exc:
@@ -47,15 +114,15 @@ class Health(BaseModel):
 class DeviceInfo(Strict):
     """What a device is, as the agent reports it with PUT /devices/{name}."""
 
-    serial: str | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    soc: str | None = None
-    abi: str | None = None
-    os_version: str | None = None
-    cpu_cores: int | None = Field(default=None, ge=1)
-    cpu_max_freqs_khz: list[int] = Field(default_factory=list)
-    props: dict[str, Any] = Field(default_factory=dict)
+    serial: Text(256) | None = None
+    manufacturer: Text(256) | None = None
+    model: Text(256) | None = None
+    soc: Text(256) | None = None
+    abi: Text(64) | None = None
+    os_version: Text(128) | None = None
+    cpu_cores: int | None = Field(default=None, ge=1, le=4096)
+    cpu_max_freqs_khz: list[Int32] = Field(default_factory=list, max_length=4096)
+    props: FreeJson = Field(default_factory=dict)
 
 
 class TableInfo(BaseModel):
@@ -102,14 +169,11 @@ class Lut(BaseModel):
 
 
 class LutQuery(Strict):
-    runtime: str | None = None
-    threads: int | None = Field(default=None, ge=1)
-    keys: list[str]
+    """Which of ``keys`` (at most MAX_KEYS) the table has; the grammar of each key is checked off the event loop."""
 
-    @field_validator("keys")
-    @classmethod
-    def _keys(cls, keys: list[str]) -> list[str]:
-        return [check_key(k) for k in keys]
+    runtime: Text(64, 1) | None = None
+    threads: Threads | None = None
+    keys: list[KeyText] = Field(max_length=MAX_KEYS)
 
 
 class LutQueryResult(BaseModel):
@@ -144,9 +208,9 @@ class LatencyStats(Strict):
     mean_ms: float | None = None
     std_ms: float | None = None
     min_ms: float | None = None
-    iterations: int = Field(ge=1)
-    warmup: int = Field(default=0, ge=0)
-    samples_ms: list[float] | None = None
+    iterations: int = Field(ge=1, le=INT32_MAX)
+    warmup: int = Field(default=0, ge=0, le=INT32_MAX)
+    samples_ms: list[float] | None = Field(default=None, max_length=MAX_SAMPLES)
 
     @field_validator("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms")
     @classmethod
@@ -174,12 +238,7 @@ class LatencyStats(Strict):
 
 
 class _OperatorItem(Strict):
-    key: str
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, key: str) -> str:
-        return check_key(key)
+    key: KeyText  # grammar: checked off the event loop (services call checked_keys)
 
 
 # LatencyStats first in the bases: pydantic orders fields base-most first, so ``key`` stays the
@@ -192,19 +251,19 @@ class RunUpload(Strict):
     """What every upload of one measurement run says about the run (its results follow)."""
 
     device: str = Field(pattern=NAME_PATTERN)
-    runtime: str = Field(min_length=1, max_length=64)
-    runtime_version: str | None = None
-    threads: int = Field(ge=1)
-    agent: str = Field(min_length=1, max_length=128)
+    runtime: Text(64, 1)
+    runtime_version: Text(64) | None = None
+    threads: Threads
+    agent: Text(128, 1)
     run_id: uuid.UUID
-    job_id: int | None = None
-    device_state: dict[str, Any] = Field(default_factory=dict)  # thermal status etc. at run time
+    job_id: JobId | None = None
+    device_state: FreeJson = Field(default_factory=dict)  # thermal status etc. at run time
 
 
 class MeasurementBatch(RunUpload):
     """POST /measurements: results of one measurement run; idempotent on (run_id, key)."""
 
-    results: list[MeasurementResult] = Field(min_length=1)
+    results: list[MeasurementResult] = Field(min_length=1, max_length=MAX_KEYS)
 
 
 class MeasurementBatchResult(BaseModel):
@@ -221,8 +280,8 @@ class NetworkSpec(Strict):
     """A whole network to measure: its architecture document (search.arch JSON) and NCHW input shape."""
 
     arch_id: str = Field(pattern=ARCH_ID_PATTERN)
-    arch: dict[str, Any]
-    input_shape: list[int] = Field(min_length=4, max_length=4)
+    arch: ArchDocument
+    input_shape: list[Annotated[int, Field(le=1_000_000)]] = Field(min_length=4, max_length=4)
 
     @field_validator("input_shape")
     @classmethod
@@ -252,7 +311,7 @@ class NetworkResult(LatencyStats, _NetworkItem):  # bases in this order: arch_id
 class NetworkMeasurementBatch(RunUpload):
     """POST /networks/measurements: whole-network results of one run; idempotent on (run_id, arch_id)."""
 
-    results: list[NetworkResult] = Field(min_length=1)
+    results: list[NetworkResult] = Field(min_length=1, max_length=MAX_NETWORKS)
 
 
 class NetworkEntry(LatencySummary):
@@ -279,18 +338,20 @@ class Calibration(Strict):
     GET /lut, so every search that pulls the table applies it.
     """
 
-    runtime: str = Field(min_length=1, max_length=64)
-    threads: int = Field(ge=1)
+    runtime: Text(64, 1)
+    threads: Threads
     scale: float = Field(gt=0)
     offset_ms: float = 0.0
-    networks: int = Field(default=0, ge=0)  # how many measured networks it was fitted on
-    method: str = Field(default="linear", max_length=64)
+    networks: Int32 = 0  # how many measured networks it was fitted on
+    method: Text(64) = "linear"
     mape_before: float | None = None
     mape_after: float | None = None
 
-    @field_validator("scale", "offset_ms")
+    @field_validator("scale", "offset_ms", "mape_before", "mape_after")
     @classmethod
-    def _finite(cls, v: float, info: Any) -> float:
+    def _finite(cls, v: float | None, info: Any) -> float | None:
+        if v is None:
+            return v
         if not math.isfinite(v):
             raise ValueError(f"{info.field_name} must be a finite number, got {v}")
         return v
@@ -312,22 +373,18 @@ class JobState(str, Enum):
     running = "running"
     done = "done"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class JobCreate(Strict):
     """A profiling job: operator keys and/or whole networks; ``force`` measures what the table has too."""
 
     device: str = Field(pattern=NAME_PATTERN)
-    runtime: str = Field(min_length=1, max_length=64)
-    threads: int = Field(ge=1)
-    keys: list[str] = Field(default_factory=list)
-    networks: list[NetworkSpec] = Field(default_factory=list)
+    runtime: Text(64, 1)
+    threads: Threads
+    keys: list[KeyText] = Field(default_factory=list, max_length=MAX_KEYS)  # grammar: see checked_keys
+    networks: list[NetworkSpec] = Field(default_factory=list, max_length=MAX_NETWORKS)
     force: bool = False
-
-    @field_validator("keys")
-    @classmethod
-    def _keys(cls, keys: list[str]) -> list[str]:
-        return [check_key(k) for k in keys]
 
     @model_validator(mode="after")
     def _something(self) -> "JobCreate":
@@ -349,7 +406,12 @@ class JobCreated(BaseModel):
     pending: int
 
 
+PENDING_SHOWN = 1_000  # pending keys, networks and errors a job shows; counts are always complete
+
+
 class Job(BaseModel):
+    """A job's progress; ``pending_keys``, ``pending_networks`` and ``errors`` list at most PENDING_SHOWN each."""
+
     id: int
     device: str
     runtime: str
@@ -365,11 +427,13 @@ class Job(BaseModel):
     lease_expires_at: datetime | None = None
     created_at: datetime
     errors: dict[str, str] = Field(default_factory=dict)
+    reason: str | None = None  # why the whole job failed or was cancelled
+    holder: str | None = None  # the agent token holding the lease
 
 
 class JobClaim(Strict):
     device: str = Field(pattern=NAME_PATTERN)
-    agent: str = Field(min_length=1, max_length=128)
+    agent: Text(128, 1)
     lease_s: float = Field(default=300.0, gt=0, le=86400)
 
 
@@ -384,16 +448,16 @@ class JobClaimed(BaseModel):
 
 
 class JobHeartbeat(Strict):
-    agent: str = Field(min_length=1, max_length=128)
+    agent: Text(128, 1)
     lease_s: float = Field(default=300.0, gt=0, le=86400)
 
 
 class JobFail(Strict):
     """One item of a job could not be measured: an operator ``key`` or a network ``arch_id``."""
 
-    key: str | None = None
+    key: KeyText | None = None
     arch_id: str | None = Field(default=None, pattern=ARCH_ID_PATTERN)
-    error: str = Field(min_length=1, max_length=4000)
+    error: Text(4000, 1)
 
     @field_validator("key")
     @classmethod
@@ -405,6 +469,21 @@ class JobFail(Strict):
         if (self.key is None) == (self.arch_id is None):
             raise ValueError("give exactly one of key and arch_id")
         return self
+
+
+def checked_keys(keys: list[str], field: str) -> list[dict[str, str]]:
+    """(field, reason) for every key of ``keys`` that breaks the operator-key grammar (DESIGN.md).
+
+    Separate from the models' validation so that the server can run it in its thread pool: at
+    MAX_KEYS keys it costs a few hundred milliseconds, which must not stall the event loop.
+    """
+    errors = []
+    for i, k in enumerate(keys):
+        try:
+            check_key(k)
+        except ValueError as exc:
+            errors.append({"field": f"{field}[{i}]", "reason": f"{k!r}: {exc}"})
+    return errors
 
 
 class ErrorBody(BaseModel):

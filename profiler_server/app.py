@@ -8,18 +8,25 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import logging
 
 from profiler_server import __version__
 from profiler_server.api import routers
 from profiler_server.db import make_engine, session_factory
+from hwnas.schemas import ErrorBody
 from profiler_server.errors import ServiceError
 from profiler_server.services.luts import LutCache, TableProbe
 from profiler_server.settings import Settings
+
+
+logger = logging.getLogger("profiler_server")
 
 
 def error_response(status: int, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -122,9 +129,75 @@ def _install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        # A value the schema let through but the database cannot hold: the request's fault, not the server's.
+        reason = str(exc.orig).splitlines()[0][:300] if exc.orig else "value out of range"
+        return error_response(422, f"a value does not fit the database: {reason}", [{"field": "body", "reason": reason}])
+
     @app.exception_handler(OperationalError)
-    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        return error_response(503, f"database unavailable: {type(exc.orig).__name__ if exc.orig else 'error'}")
+    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+        kind = database_fault(exc)
+        if kind == "unavailable":
+            return error_response(503, "database unavailable; retry later", headers={"Retry-After": str(RETRY_AFTER_S)})
+        if kind == "busy":
+            return error_response(503, "database busy (a lock or the statement timeout); retry later",
+                                  headers={"Retry-After": str(RETRY_AFTER_S)})
+        return _internal(exc)
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(_: Request, exc: DBAPIError) -> JSONResponse:
+        return _internal(exc)
+
+    @app.exception_handler(Exception)
+    async def _any(_: Request, exc: Exception) -> JSONResponse:
+        return _internal(exc)
+
+
+RETRY_AFTER_S = 2
+# PostgreSQL SQLSTATEs of a statement cut short rather than a bad request or a dead server:
+# query_canceled (statement_timeout), lock_not_available, serialization failure, deadlock.
+BUSY_SQLSTATES = {"57014", "55P03", "40001", "40P01"}
+
+
+def database_fault(exc: DBAPIError) -> str:
+    """``unavailable`` (the connection is gone), ``busy`` (locked or timed out: retry), or ``error``."""
+    if exc.connection_invalidated:
+        return "unavailable"
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None)
+    if code is not None:
+        if code.startswith("08") or code in {"57P01", "57P02", "57P03"}:  # connection exception, shutdown
+            return "unavailable"
+        return "busy" if code in BUSY_SQLSTATES else "error"
+    text = str(orig).lower()
+    if "locked" in text or "busy" in text:  # SQLite: database is locked / busy
+        return "busy"
+    if "unable to open" in text or "disk i/o" in text or "connection" in text:
+        return "unavailable"
+    return "error"
+
+
+def _internal(exc: BaseException) -> JSONResponse:
+    """A 500 that is still an ErrorBody; the traceback goes to the server log, not to the caller."""
+    logger.error("unhandled error", exc_info=exc)
+    return error_response(500, f"internal server error ({type(exc).__name__}); the server log has the details")
+
+
+ERROR_BODY = {"model": ErrorBody}
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {**ERROR_BODY, "description": "No token, or an unknown, revoked or expired one"},
+    403: {**ERROR_BODY, "description": "The token's role (or identity) may not do this"},
+    422: {**ERROR_BODY, "description": "Invalid input: `errors` names each field and why"},
+    500: {**ERROR_BODY, "description": "Internal error (details in the server log)"},
+    503: {**ERROR_BODY, "description": "Database unavailable or busy; retry after Retry-After seconds"},
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """``<tag>_<handler>`` (e.g. ``latency_tables_get_lut``), stable names for generated clients."""
+    tag = str(route.tags[0]) if route.tags else "default"
+    return f"{tag.replace(' ', '_')}_{route.name}"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -145,15 +218,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Devices, measurements, profiling jobs and on-device latency tables (LUTs) for hardware-aware NAS.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, statement_timeout_ms=settings.statement_timeout_ms)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.lut_cache = LutCache()
     app.state.table_probe = TableProbe(engine)
     for module_router in routers:
-        app.include_router(module_router)
+        app.include_router(module_router, responses=COMMON_ERRORS)
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

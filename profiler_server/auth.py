@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from profiler_server.errors import Forbidden, InvalidInput, Unauthorized, field_error
-from profiler_server.models import ApiToken, Role
+from profiler_server.models import ApiToken, Role, utcnow
 
 TOKEN_PREFIX = "hwnas_"
 
@@ -19,22 +21,45 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str) -> str:
+def create_token(session: Session, name: str, role: str, expires_days: float | None = None) -> str:
     """Store a new token for ``role`` under ``name`` and return it; it is not retrievable later."""
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"unknown role {role!r}", [field_error("role", "must be one of agent, client, admin")])
+    if not 1 <= len(name) <= 128:
+        raise InvalidInput("a token name has 1 to 128 characters", [field_error("name", "1 to 128 characters")])
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
+    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
+    session.add(ApiToken(name=name, role=role, token_hash=hash_token(token), expires_at=expires))
     session.flush()
     return token
 
 
-def revoke_tokens(session: Session, name: str) -> int:
-    """Revoke every token called ``name``; return how many."""
-    rows = session.scalars(select(ApiToken).where(ApiToken.name == name, ApiToken.revoked.is_(False))).all()
+def revoke_tokens(session: Session, name: str | None = None, token_id: int | None = None) -> int:
+    """Revoke the token ``token_id``, or every token called ``name``; return how many."""
+    stmt = select(ApiToken).where(ApiToken.revoked.is_(False))
+    stmt = stmt.where(ApiToken.id == token_id) if token_id is not None else stmt.where(ApiToken.name == name)
+    rows = session.scalars(stmt).all()
     for row in rows:
         row.revoked = True
     return len(rows)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+    expired: bool
+
+
+def list_tokens(session: Session) -> list[TokenInfo]:
+    """Every token's metadata (the tokens themselves are not stored)."""
+    now = utcnow()
+    return [TokenInfo(r.id, r.name, r.role, r.created_at, r.expires_at, r.revoked, r.expires_at is not None and r.expires_at <= now)
+            for r in session.scalars(select(ApiToken).order_by(ApiToken.id))]
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -54,6 +79,8 @@ def authenticate(session: Session, token: str | None, roles: frozenset[str]) -> 
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None or row.revoked:
         raise Unauthorized("the bearer token is unknown or revoked")
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        raise Unauthorized(f"the bearer token {row.name!r} expired at {row.expires_at:%Y-%m-%d %H:%M} UTC")
     if row.role != Role.admin.value and row.role not in roles:
         need = " or ".join(sorted(roles | {Role.admin.value}))
         raise Forbidden(f"token {row.name!r} has role {row.role!r}; this endpoint needs {need}")

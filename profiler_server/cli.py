@@ -117,36 +117,59 @@ def serve(
 def token_create(
     name: Annotated[str, typer.Option(help="Who the token is for, e.g. pixel7-agent.")],
     role: Annotated[str, typer.Option(help="agent (uploads, claims jobs), client (creates jobs) or admin (everything).")],
+    expires_days: Annotated[float | None, typer.Option("--expires", help="Days until the token stops working (default: never).", min=0.001)] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create a token and print it once (only its hash is stored).
+    """Create a token and print it once (only its hash is stored). An agent token's name is the agent's identity:
+    only it may renew or fail the jobs it claimed.
 
-    Example: profiler-server token create --name pixel7-agent --role agent
+    Example: profiler-server token create --name pixel7-agent --role agent --expires 90
     """
     from profiler_server.auth import create_token
 
     with _session(database_url) as session:
-        token = create_token(session, name, role)
+        token = create_token(session, name, role, expires_days=expires_days)
     typer.echo(token)
     typer.echo(f"token for {name!r} ({role}); it is shown only once", err=True)
 
 
 @token_app.command("revoke")
 def token_revoke(
-    name: Annotated[str, typer.Option(help="Revoke every token with this name.")],
+    name: Annotated[str | None, typer.Option(help="Revoke every token with this name.")] = None,
+    token_id: Annotated[int | None, typer.Option("--id", help="Revoke the one token with this id (see token list).")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Revoke tokens by name.
+    """Revoke one token by id, or every token of a name.
 
-    Example: profiler-server token revoke --name pixel7-agent
+    Example: profiler-server token revoke --id 3 · profiler-server token revoke --name pixel7-agent
     """
     from profiler_server.auth import revoke_tokens
 
+    if (name is None) == (token_id is None):
+        _fail("give exactly one of --name and --id")
     with _session(database_url) as session:
-        n = revoke_tokens(session, name)
+        n = revoke_tokens(session, name=name, token_id=token_id)
+    what = f"named {name!r}" if name is not None else f"with id {token_id}"
     if n == 0:
-        _fail(f"no active token named {name!r}")
-    typer.echo(f"revoked {n} token(s) named {name!r}")
+        _fail(f"no active token {what}")
+    typer.echo(f"revoked {n} token(s) {what}")
+
+
+@token_app.command("list")
+def token_list(database_url: DatabaseUrl = None) -> None:
+    """List tokens: id, name, role, created, expires, revoked (never the tokens themselves).
+
+    Example: profiler-server token list
+    """
+    from profiler_server.auth import list_tokens
+
+    with _session(database_url) as session:
+        rows = list_tokens(session)
+    typer.echo(f"{'id':>4}  {'name':<24} {'role':<7} {'created (UTC)':<19}  {'expires (UTC)':<19}  state")
+    for r in rows:
+        fmt = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else "never"  # noqa: E731
+        typer.echo(f"{r.id:>4}  {r.name:<24} {r.role:<7} {fmt(r.created_at):<19}  {fmt(r.expires_at):<19}  "
+                   f"{'revoked' if r.revoked else 'expired' if r.expired else 'active'}")
 
 
 @db_app.command("upgrade")

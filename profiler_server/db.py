@@ -25,8 +25,12 @@ def is_sqlite(url_or_engine: str | Engine) -> bool:
     return name == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and real BEGINs."""
+def make_engine(url: str, statement_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
+    """Create the engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and real BEGINs.
+
+    ``statement_timeout_ms`` (PostgreSQL): no statement of a request may hold a connection and its
+    locks longer than this; one stuck query must not stall every other request.
+    """
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
@@ -35,6 +39,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    if statement_timeout_ms:
+        kwargs.setdefault("connect_args", {})["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
     return create_engine(url, **kwargs)
 
 

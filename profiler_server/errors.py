@@ -48,3 +48,16 @@ class Unauthorized(ServiceError):
 
 class Forbidden(ServiceError):
     status = 403
+
+
+def reject_bad_keys(keys: list[str], field: str, attribute: str | None = None) -> None:
+    """422 naming every key of ``keys`` that breaks the operator-key grammar (``field[i]`` or ``field[i].attribute``)."""
+    from hwnas.schemas import checked_keys
+
+    errors = checked_keys(keys, field)
+    if attribute:
+        errors = [{**e, "field": f"{e['field']}.{attribute}"} for e in errors]
+    if errors:
+        summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise InvalidInput(f"invalid operator keys: {summary}{more}", errors)

@@ -80,6 +80,7 @@ class JobState(str, enum.Enum):
     running = "running"
     done = "done"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class ItemState(str, enum.Enum):
@@ -211,6 +212,10 @@ class Job(Base):
     agent: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     claims: Mapped[int] = mapped_column(Integer, default=0)
+    # Name of the agent token that holds the lease: only it may renew the lease or fail items.
+    holder: Mapped[str | None] = mapped_column(String(128))
+    # Why the job was failed or cancelled as a whole (not one item's error).
+    reason: Mapped[str | None] = mapped_column(String(4000))
     created_by: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -314,3 +319,4 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()

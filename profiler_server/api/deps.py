@@ -6,16 +6,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from profiler_server.auth import authenticate, bearer_token
 from profiler_server.db import write_lock
-from profiler_server.errors import Conflict
+from profiler_server.errors import Conflict, ServiceError
 from profiler_server.services.luts import LutCache
 
 T = TypeVar("T")
+# Declares the bearer scheme in OpenAPI (the Authorize button of /docs); the header itself is parsed by
+# auth.bearer_token, whose errors say what is wrong with it.
+BEARER = HTTPBearer(auto_error=False, description="a token from `profiler-server token create`")
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 WRITE_ATTEMPTS = 3
 # PostgreSQL codes worth a retry: serialization failure, deadlock detected.
 RETRY_SQLSTATES = {"40001", "40P01"}
@@ -50,8 +55,8 @@ def require(*roles: str) -> Callable[..., Caller]:
     """A dependency that admits a token of one of ``roles`` (or admin); 401/403 otherwise."""
     wanted = frozenset(roles)
 
-    def dependency(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
-        row = authenticate(session, bearer_token(authorization), wanted)
+    def dependency(session: SessionDep, request: Request, _: BearerDoc) -> Caller:
+        row = authenticate(session, bearer_token(request.headers.get("authorization")), wanted)
         caller = Caller(name=row.name, role=row.role)
         session.rollback()  # end the read so the write can begin its own (locking) transaction
         return caller
@@ -62,10 +67,20 @@ def require(*roles: str) -> Callable[..., Caller]:
 READ_ROLES = frozenset({"agent", "client"})
 
 
-def read_access(request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    """Reads are open unless READ_REQUIRES_TOKEN is set; then any valid token will do."""
+def read_access(request: Request, session: SessionDep, _: BearerDoc) -> Caller:
+    """Reads are open unless READ_REQUIRES_TOKEN is set; then any valid token will do.
+
+    An open read with a valid token still knows its caller (who may then see serials and addresses).
+    """
+    authorization = request.headers.get("authorization")
     if not request.app.state.settings.read_requires_token:
-        return Caller(name=None, role=None)
+        if not authorization:
+            return Caller(name=None, role=None)
+        try:
+            row = authenticate(session, bearer_token(authorization), READ_ROLES)
+        except ServiceError:
+            return Caller(name=None, role=None)  # a bad token on an open read: served as anonymous
+        return Caller(name=row.name, role=row.role)
     row = authenticate(session, bearer_token(authorization), READ_ROLES)
     return Caller(name=row.name, role=row.role)
 
@@ -80,6 +95,7 @@ def check_read_token(state: Any, authorization: str | None) -> Caller:
 AgentDep = Annotated[Caller, Depends(require("agent"))]
 ClientDep = Annotated[Caller, Depends(require("client"))]
 ReaderDep = Annotated[Caller, Depends(read_access)]
+AdminDep = Annotated[Caller, Depends(require("admin"))]
 
 
 def _retryable(exc: Exception) -> bool:

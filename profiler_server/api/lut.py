@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -12,6 +15,8 @@ from profiler_server.errors import InvalidInput, field_error
 from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys
 
 router = APIRouter(tags=["latency tables"])
+_NAME = re.compile(schemas.NAME_PATTERN)
+DeviceName = Annotated[str, Path(pattern=schemas.NAME_PATTERN, description="device name")]
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
@@ -29,8 +34,8 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 # Declared for the OpenAPI page only: the handler reads them itself (see get_lut).
 _LUT_PARAMS = [
-    {"name": "runtime", "in": "query", "required": False, "schema": {"type": "string"}, "description": "e.g. ort, torchscript"},
-    {"name": "threads", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
+    {"name": "runtime", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}, "description": "e.g. ort, torchscript"},
+    {"name": "threads", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_THREADS}},
     {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}, "description": "or Accept: text/csv"},
     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag: 304 when unchanged"},
 ]
@@ -40,10 +45,13 @@ def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
     """runtime, threads and format from the query string, with 422s that name the parameter."""
     q = request.query_params
     runtime, threads_text, fmt = q.get("runtime") or None, q.get("threads"), q.get("format")
+    if runtime is not None and (len(runtime) > 64 or "\x00" in runtime):
+        raise InvalidInput("runtime must be at most 64 characters, without NUL", [field_error("runtime", "at most 64 characters, no NUL")])
     threads: int | None = None
     if threads_text is not None:
-        if not threads_text.isdigit() or int(threads_text) < 1:
-            raise InvalidInput(f"threads must be an integer >= 1, got {threads_text!r}", [field_error("threads", "must be an integer >= 1")])
+        if not threads_text.isdigit() or len(threads_text) > 4 or not 1 <= int(threads_text) <= schemas.MAX_THREADS:
+            raise InvalidInput(f"threads must be an integer from 1 to {schemas.MAX_THREADS}, got {threads_text[:20]!r}",
+                               [field_error("threads", f"must be an integer from 1 to {schemas.MAX_THREADS}")])
         threads = int(threads_text)
     if fmt not in (None, "json", "csv"):
         raise InvalidInput(f"format must be json or csv, got {fmt!r}", [field_error("format", "must be 'json' or 'csv'")])
@@ -54,7 +62,7 @@ def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
     "/lut/{device}",
     response_model=schemas.Lut,
     responses={200: {"content": {"text/csv": {}}}, 304: {"description": "Not modified (If-None-Match)"}, **ERRORS},
-    openapi_extra={"parameters": _LUT_PARAMS},
+    openapi_extra={"parameters": _LUT_PARAMS, "security": [{"HTTPBearer": []}, {}]},
 )
 async def get_lut(device: str, request: Request) -> Response:
     """The latest valid measurement per key of one (device, runtime, threads) table.
@@ -66,10 +74,14 @@ async def get_lut(device: str, request: Request) -> Response:
     # one precompiled query reads the table's version; the table itself is rebuilt (in the
     # thread pool) only when that version changed.
     runtime, threads, fmt = _table_query(request)
+    if not _NAME.fullmatch(device):
+        raise InvalidInput(f"invalid device name {device[:64]!r}", [field_error("device", f"must match {schemas.NAME_PATTERN}")])
     state = request.app.state
+    # The token check and the version probe read the database: in the thread pool, so that a slow or locked
+    # database stalls this request only, never the event loop that serves everyone else.
     if state.settings.read_requires_token:
-        check_read_token(state, request.headers.get("authorization"))
-    ref = state.table_probe.resolve(device, runtime, threads)
+        await run_in_threadpool(check_read_token, state, request.headers.get("authorization"))
+    ref = await run_in_threadpool(state.table_probe.resolve, device, runtime, threads)
     want_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
     cache: LutCache = state.lut_cache
     rendered = cache.peek(ref, want_csv) or await run_in_threadpool(_render, state.sessions, cache, ref, want_csv)
@@ -86,6 +98,6 @@ def _render(sessions: sessionmaker[Session], cache: LutCache, ref: TableRef, wan
 
 
 @router.post("/lut/{device}/query", response_model=schemas.LutQueryResult, responses=ERRORS)
-def query_lut(device: str, query: schemas.LutQuery, session: SessionDep, cache: LutCacheDep, _: ReaderDep) -> schemas.LutQueryResult:
+def query_lut(device: DeviceName, query: schemas.LutQuery, session: SessionDep, cache: LutCacheDep, _: ReaderDep) -> schemas.LutQueryResult:
     """Which of ``keys`` the table has (present) and which it lacks (missing)."""
     return query_keys(session, cache, device, query)

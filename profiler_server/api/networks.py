@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from hwnas import schemas
 from profiler_server.api.deps import AgentDep, ClientDep, ReaderDep, SessionDep, run_write
@@ -12,6 +12,7 @@ from profiler_server.services.calibrations import store_calibration
 from profiler_server.services.networks import network_table, store_network_batch
 
 router = APIRouter(tags=["networks"])
+DeviceName = Annotated[str, Path(pattern=schemas.NAME_PATTERN, description="device name")]
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
@@ -23,17 +24,17 @@ def post_network_measurements(batch: schemas.NetworkMeasurementBatch, session: S
 
 @router.get("/devices/{name}/networks", response_model=schemas.NetworkTable, responses=ERRORS)
 def get_networks(
-    name: str,
+    name: DeviceName,
     session: SessionDep,
     _: ReaderDep,
-    runtime: Annotated[str | None, Query(description="e.g. onnxruntime")] = None,
-    threads: Annotated[int | None, Query(ge=1)] = None,
+    runtime: Annotated[str | None, Query(description="e.g. onnxruntime", max_length=64, pattern=schemas.NO_NUL)] = None,
+    threads: Annotated[int | None, Query(ge=1, le=schemas.MAX_THREADS)] = None,
 ) -> schemas.NetworkTable:
     """The latest valid measurement of every network measured on this device (one runtime and thread count)."""
     return network_table(session, name, runtime, threads)
 
 
 @router.put("/lut/{device}/calibration", response_model=schemas.LutCalibration, responses=ERRORS)
-def put_calibration(device: str, body: schemas.Calibration, session: SessionDep, caller: ClientDep) -> schemas.LutCalibration:
+def put_calibration(device: DeviceName, body: schemas.Calibration, session: SessionDep, caller: ClientDep) -> schemas.LutCalibration:
     """Store a correction ``scale · predicted + offset_ms`` for a table; GET /lut serves it from now on."""
     return run_write(session, lambda: store_calibration(session, device, body, created_by=caller.name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -97,3 +97,9 @@ def to_schema(device: Device, tables: list[schemas.TableInfo]) -> schemas.Device
         updated_at=device.updated_at,
         tables=tables,
     )
+
+
+def delete_device(session: Session, name: str) -> None:
+    """Delete device ``name`` and everything measured on it (the foreign keys cascade)."""
+    device = find_device(session, name, field="name")
+    session.execute(delete(Device).where(Device.id == device.id).execution_options(synchronize_session=False))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from hwnas import schemas
 from profiler_server.errors import Conflict, InvalidInput, field_error
 from profiler_server.models import MeasurementRun, utcnow
+from profiler_server.services.sql import chunks
 
 ItemColumn = InstrumentedAttribute[int]
 
@@ -84,7 +85,10 @@ def store_new_results(session: Session, item: ItemColumn, run_id: int, results: 
 def run_rows(session: Session, item: ItemColumn, run_id: int, item_ids: list[int]) -> dict[int, int]:
     """Item id -> row id of what run ``run_id`` holds for ``item_ids`` (stored now or by an earlier upload)."""
     model = item.class_
-    return dict(session.execute(select(item, model.id).where(model.run_id == run_id, item.in_(item_ids))).tuples().all())
+    out: dict[int, int] = {}
+    for part in chunks(item_ids):
+        out.update(session.execute(select(item, model.id).where(model.run_id == run_id, item.in_(part))).tuples().all())
+    return out
 
 
 def _valid_in_table(item: ItemColumn, device_id: int, runtime: str, threads: int) -> tuple[ColumnElement[bool], ...]:
@@ -114,11 +118,14 @@ def present_ids(session: Session, item: ItemColumn, device_id: int, runtime: str
     if not item_ids:
         return set()
     model = item.class_
-    return set(
-        session.scalars(
-            select(item)
-            .join(MeasurementRun, MeasurementRun.id == model.run_id)
-            .where(*_valid_in_table(item, device_id, runtime, threads), item.in_(item_ids))
-            .distinct()
+    out: set[int] = set()
+    for part in chunks(item_ids):
+        out.update(
+            session.scalars(
+                select(item)
+                .join(MeasurementRun, MeasurementRun.id == model.run_id)
+                .where(*_valid_in_table(item, device_id, runtime, threads), item.in_(part))
+                .distinct()
+            )
         )
-    )
+    return out

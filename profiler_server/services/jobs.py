@@ -18,12 +18,12 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
-from profiler_server.errors import Conflict, NotFound, field_error
+from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
 from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
 from profiler_server.services.luts import present_operator_ids
 from profiler_server.services.operators import ensure_operators
-from profiler_server.services.sql import is_postgres
+from profiler_server.services.sql import chunks, is_postgres
 
 OPEN_STATES = (JobState.queued.value, JobState.running.value)
 CLAIM_ATTEMPTS = 5
@@ -44,6 +44,7 @@ def create_job(session: Session, body: schemas.JobCreate, created_by: str | None
     """Queue the keys and networks of ``body`` that the table lacks (all of them with ``force``)."""
     from profiler_server.services import networks as nets  # networks imports this module
 
+    reject_bad_keys(body.keys, "keys")
     device = find_device(session, body.device)
     keys = list(dict.fromkeys(body.keys))
     ops = ensure_operators(session, keys)
@@ -77,13 +78,14 @@ def create_job(session: Session, body: schemas.JobCreate, created_by: str | None
     return schemas.JobCreated(id=job.id, state=schemas.JobState(job.state), total=total, already_present=already, pending=total)
 
 
-def _pending_keys(session: Session, job_id: int) -> list[str]:
+def _pending_keys(session: Session, job_id: int, limit: int | None = None) -> list[str]:
     return list(
         session.scalars(
             select(Operator.key)
             .join(JobItem, JobItem.operator_id == Operator.id)
             .where(JobItem.job_id == job_id, JobItem.state == ItemState.pending.value)
             .order_by(JobItem.id)
+            .limit(limit)
         )
     )
 
@@ -103,27 +105,45 @@ def _lease_free(now: datetime):  # type: ignore[no-untyped-def]
     return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
 
 
-def claim_job(session: Session, body: schemas.JobClaim) -> schemas.JobClaimed | None:
-    """Lease the oldest claimable job of ``body.device`` to ``body.agent``; None when there is none."""
+def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = None,
+              max_claims: int | None = None) -> schemas.JobClaimed | None:
+    """Lease the oldest claimable job of ``body.device`` to ``body.agent`` (token ``holder``); None when there is none.
+
+    A job already claimed ``max_claims`` times without finishing (its items keep killing agents, or
+    agents keep dying on it) is failed with that reason instead of being handed out for ever.
+    """
     device = find_device(session, body.device)
-    for _ in range(CLAIM_ATTEMPTS):
+    attempts = 0
+    while attempts < CLAIM_ATTEMPTS:
         now = utcnow()
         stmt = (
-            select(Job.id)
+            select(Job.id, Job.claims)
             .where(Job.device_id == device.id, Job.state.in_(OPEN_STATES), _lease_free(now))
             .order_by(Job.id)
             .limit(1)
         )
         if is_postgres(session):
             stmt = stmt.with_for_update(skip_locked=True)
-        job_id = session.scalar(stmt)
-        if job_id is None:
+        row = session.execute(stmt).first()
+        if row is None:
             return None
+        job_id, claims = row
+        if max_claims is not None and claims >= max_claims:
+            session.execute(
+                update(Job).where(Job.id == job_id)
+                .values(state=JobState.failed.value, lease_expires_at=None, updated_at=now,
+                        reason=f"claimed {claims} times without finishing (MAX_CLAIMS={max_claims}): agents kept "
+                               "stopping on its items; see the server log and the agents' logs")
+                .execution_options(synchronize_session=False)
+            )
+            continue  # a failed job does not count as a contended attempt
+        attempts += 1
         expires = now + timedelta(seconds=body.lease_s)
         taken = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.state.in_(OPEN_STATES), _lease_free(now))
-            .values(state=JobState.running.value, agent=body.agent, lease_expires_at=expires, claims=Job.claims + 1, updated_at=now)
+            .values(state=JobState.running.value, agent=body.agent, holder=holder, lease_expires_at=expires,
+                    claims=Job.claims + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         if taken == 1:
@@ -139,12 +159,20 @@ def claim_job(session: Session, body: schemas.JobClaim) -> schemas.JobClaimed | 
     raise Conflict("too much contention on the job queue; retry the claim")
 
 
-def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat) -> Job:
+def check_holder(job: Job, holder: str | None) -> None:
+    """403 unless token ``holder`` holds the job's lease (``None``: an admin, who may act for anyone)."""
+    if holder is not None and job.holder is not None and job.holder != holder:
+        raise Forbidden(f"job {job.id} is leased to the agent token {job.holder!r}, not to {holder!r}",
+                        [field_error("job_id", "leased by another agent token")])
+
+
+def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat, holder: str | None = None) -> Job:
     """Extend the lease of ``body.agent`` on job ``job_id``; 409 when another agent holds it or it is finished."""
     job = find_job(session, job_id, for_update=True)
     now = utcnow()
     if job.state not in OPEN_STATES:
         raise Conflict(f"job {job_id} is {job.state}; nothing to extend", [field_error("job_id", f"job is {job.state}")])
+    check_holder(job, holder)
     if job.agent != body.agent:
         holder = f"held by agent {job.agent!r}" if job.agent else "not claimed"
         raise Conflict(f"job {job_id} is {holder}, not by {body.agent!r}", [field_error("agent", holder)])
@@ -155,9 +183,17 @@ def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat) -> Job:
     return job
 
 
-def fail_key(session: Session, job_id: int, body: schemas.JobFail) -> Job:
-    """Record that ``body.key`` (or network ``body.arch_id``) of job ``job_id`` could not be measured."""
+def fail_key(session: Session, job_id: int, body: schemas.JobFail, holder: str | None = None) -> Job:
+    """Record that ``body.key`` (or network ``body.arch_id``) of job ``job_id`` could not be measured.
+
+    Only the token holding the job's lease may (an agent whose lease another agent took over may not).
+    """
     job = find_job(session, job_id, for_update=True)
+    if job.state not in OPEN_STATES:
+        raise Conflict(f"job {job_id} is {job.state}; its items can no longer fail", [field_error("job_id", f"job is {job.state}")])
+    if job.holder is None and holder is not None:
+        raise Conflict(f"job {job_id} is not claimed; claim it before failing its items", [field_error("job_id", "not claimed")])
+    check_holder(job, holder)
     item: JobItem | JobNetwork | None
     if body.arch_id is not None:
         item = session.scalar(
@@ -194,7 +230,8 @@ def _complete_items(session: Session, job_id: int, device_id: int, runtime: str,
     """Mark the items of job ``job_id`` whose ``id_attr`` is in ``measured`` (id -> measurement id) done."""
     job = _job_for_batch(session, job_id, device_id, runtime, threads)
     column = getattr(model, id_attr)
-    items = session.scalars(select(model).where(model.job_id == job_id, column.in_(list(measured)))).all()
+    items = [i for part in chunks(list(measured))
+             for i in session.scalars(select(model).where(model.job_id == job_id, column.in_(part))).all()]
     now = utcnow()
     for item in items:
         if item.state != ItemState.done.value:
@@ -217,9 +254,13 @@ def complete_networks(session: Session, job_id: int, device_id: int, runtime: st
 
 
 def refresh_state(session: Session, job: Job) -> None:
-    """Finish the job once no item is pending: done if anything was measured, failed otherwise."""
+    """Finish the job once no item is pending: done if anything was measured, failed otherwise.
+
+    A job that failed because every item failed becomes done when a late result for one of them arrives.
+    """
     counts = _counts(session, job.id)
-    if counts[ItemState.pending.value] == 0 and job.state in OPEN_STATES:
+    reopenable = job.state == JobState.failed.value and job.reason is None
+    if counts[ItemState.pending.value] == 0 and (job.state in OPEN_STATES or reopenable):
         job.state = JobState.done.value if counts[ItemState.done.value] or not counts[ItemState.failed.value] else JobState.failed.value
         job.lease_expires_at = None
         session.flush()
@@ -234,8 +275,8 @@ def _counts(session: Session, job_id: int) -> dict[str, int]:
     return counts
 
 
-def to_schema(session: Session, job: Job) -> schemas.Job:
-    """The REST shape of a job: counts, pending keys and networks, and the errors of failed ones (by key or arch id)."""
+def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_SHOWN) -> schemas.Job:
+    """The REST shape of a job: counts, the first ``pending_limit`` pending keys and networks, the errors of failed ones."""
     counts = _counts(session, job.id)
     errors = dict(
         session.execute(
@@ -265,10 +306,37 @@ def to_schema(session: Session, job: Job) -> schemas.Job:
         done=counts[ItemState.done.value],
         failed=counts[ItemState.failed.value],
         pending=counts[ItemState.pending.value],
-        pending_keys=_pending_keys(session, job.id),
-        pending_networks=[n.arch_id for n in _pending_networks(session, job.id)],
+        pending_keys=_pending_keys(session, job.id, limit=pending_limit),
+        pending_networks=[n.arch_id for n in _pending_networks(session, job.id)][:pending_limit],
         agent=job.agent,
         lease_expires_at=job.lease_expires_at,
         created_at=job.created_at,
-        errors={k: e or "" for k, e in errors.items()},
+        errors={k: e or "" for k, e in list(errors.items())[:pending_limit]},
+        reason=job.reason,
+        holder=job.holder,
     )
+
+
+def cancel_job(session: Session, job_id: int, by: str | None) -> Job:
+    """Cancel an open job: agents stop at their next heartbeat (409) and nothing more is claimed."""
+    job = find_job(session, job_id, for_update=True)
+    if job.state not in OPEN_STATES:
+        raise Conflict(f"job {job_id} is {job.state}; only queued or running jobs can be cancelled",
+                       [field_error("job_id", f"job is {job.state}")])
+    job.state = JobState.cancelled.value
+    job.lease_expires_at = None
+    job.reason = f"cancelled by {by or 'an admin'}"
+    session.flush()
+    return job
+
+
+def list_jobs(session: Session, device: str | None, state: str | None, limit: int, after: int | None) -> list[Job]:
+    """Jobs newest first, optionally of one device and one state; ``after``: ids below this one (the next page)."""
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if device is not None:
+        stmt = stmt.where(Job.device_id == find_device(session, device, field="device").id)
+    if state is not None:
+        stmt = stmt.where(Job.state == state)
+    if after is not None:
+        stmt = stmt.where(Job.id < after)
+    return list(session.scalars(stmt))

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
-from profiler_server.errors import Conflict, NotFound, UnknownDevice, field_error
+from profiler_server.errors import Conflict, NotFound, UnknownDevice, field_error, reject_bad_keys
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
 from profiler_server.services.history import latest_valid_ids, present_ids
 from profiler_server.services.sql import insert_ignore
@@ -244,6 +244,7 @@ class LutCache:
 
 def query_keys(session: Session, cache: LutCache, device: str, query: schemas.LutQuery) -> schemas.LutQueryResult:
     """Split ``query.keys`` into those the table has and those it lacks (no table: all missing)."""
+    reject_bad_keys(query.keys, "keys")
     try:
         ref = resolve_table(session, device, query.runtime, query.threads)
     except NoSuchTable:

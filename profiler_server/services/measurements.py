@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
+from profiler_server.errors import reject_bad_keys
 from profiler_server.models import Measurement
 from profiler_server.services import jobs
 from profiler_server.services.devices import find_device
@@ -15,6 +16,7 @@ from profiler_server.services.operators import ensure_operators
 
 def store_batch(session: Session, batch: schemas.MeasurementBatch) -> schemas.MeasurementBatchResult:
     """Store the new results of ``batch``; results of keys this run already has count as duplicates."""
+    reject_bad_keys([r.key for r in batch.results], "results", "key")
     check_repeats((r.key for r in batch.results), "key", "key")
     device = find_device(session, batch.device)
     if batch.job_id is not None:

@@ -24,6 +24,12 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
         session.execute(stmt)
 
 
+def chunks(values: Sequence[Any], size: int = CHUNK) -> list[list[Any]]:
+    """``values`` in pieces for ``IN (...)`` lists: psycopg refuses more than 65,535 parameters in one statement."""
+    values = list(values)
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 def is_postgres(session: Session) -> bool:
     """True when the session talks to PostgreSQL."""
     return session.get_bind().dialect.name == "postgresql"

@@ -122,7 +122,7 @@ def test_repeated_key_in_batch_rejected(server: LiveServer, seeded: str) -> None
 def test_bad_job_keys_rejected(server: LiveServer, seeded: str) -> None:
     response = raw_post(server, "/jobs", {"device": seeded, "runtime": "ort", "threads": 1, "keys": [key(0), "conv_k3@1x3"]}, role="client")
     assert response.status_code == 422
-    assert response.json()["errors"][0]["field"] == "keys"
+    assert response.json()["errors"][0]["field"] == "keys[1]"
     assert "conv_k3@1x3" in response.json()["errors"][0]["reason"]
 
 

@@ -145,8 +145,8 @@ def test_job_lifecycle(agent: ProfilerClient, client: ProfilerClient, device: st
     assert failed.errors == {key(2): "runtime crashed"}
     with pytest.raises(ConflictError):
         agent.heartbeat(created.id, JobHeartbeat(agent="a1"))  # finished jobs have no lease
-    with pytest.raises(NotFoundError):
-        agent.fail_key(created.id, JobFail(key=key(9), error="x"))
+    with pytest.raises(ConflictError):
+        agent.fail_key(created.id, JobFail(key=key(9), error="x"))  # a finished job's items can no longer fail
     with pytest.raises(NotFoundError):
         client.get_job(10**9)
 

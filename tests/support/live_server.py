@@ -93,6 +93,20 @@ class LiveServer:
         """The token for ``role`` ("admin", "agent", "client") or None for no token."""
         return {None: None, "admin": self.admin_token, "agent": self.agent_token, "client": self.client_token}[role]
 
+    def new_token(self, name: str, role: str, expires_days: float | None = None) -> str:
+        """Another token (a second agent, say), created in the server's database."""
+        from profiler_server.auth import create_token
+        from profiler_server.db import make_engine, session_factory
+
+        engine = make_engine(self.database_url)
+        try:
+            with session_factory(engine)() as session:
+                token = create_token(session, name, role, expires_days=expires_days)
+                session.commit()
+        finally:
+            engine.dispose()
+        return token
+
     def client(self, role: str | None = "client", **kwargs: object) -> ProfilerClient:
         """A ProfilerClient for this server holding the token of ``role`` (None: no token)."""
         return ProfilerClient(self.url, token=self.token(role), **kwargs)  # type: ignore[arg-type]
