@@ -329,6 +329,11 @@ def hierarchical_bootstrap(groups: list[list[float]], n: int = 10000, seed: int 
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def pair_gains(nets: list[dict[str, Any]], found: dict[str, Any]) -> list[float]:
+    """Accuracy points the found network ``found`` has over each random network matched to its latency."""
+    return [100 * (found["acc"] - m["acc"]) for m in nets if m["role"] == "matched" and m["group"] == found["group"]]
+
+
 def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], timing: dict[str, float] | None
             ) -> dict[str, Any]:
     found = [n for n in nets if n["role"] == "found"]
@@ -338,8 +343,7 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
     wins: list[float] = []
     per_budget: dict[str, list[float]] = {}
     for f in found:
-        matched = [n for n in nets if n["role"] == "matched" and n["group"] == f["group"]]
-        diffs = [100 * (f["acc"] - m["acc"]) for m in matched]
+        diffs = pair_gains(nets, f)
         groups.append(diffs)
         wins += [1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs]
         per_budget.setdefault(f["group"].split("_")[0], []).extend(diffs)
@@ -546,8 +550,7 @@ def report(work: Path, s: Settings, searches: dict[str, dict[str, Any]], timing:
     figs = figures(kept, {g: searches[g] for g in groups if g in searches}, timing)
     by_mode: dict[str, list[float]] = {}
     for f in (n for n in kept_all if n["role"] == "found"):
-        by_mode.setdefault(_group_mode(f["group"]), []).extend(
-            100 * (f["acc"] - m["acc"]) for m in kept_all if m["role"] == "matched" and m["group"] == f["group"])
+        by_mode.setdefault(_group_mode(f["group"]), []).extend(pair_gains(kept_all, f))
     figs["gain_by_mode_pts"] = {m: sum(v) / len(v) for m, v in by_mode.items() if v}
     met = {k: figs[k] is not None and _met(figs[k], t) for k, t in TARGETS.items()}
     title = (f"{SPACE}: {len(groups)} searches vs matched random; trained {s.train_epochs} ep on "

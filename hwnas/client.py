@@ -147,9 +147,7 @@ class ProfilerClient:
                 if response.status_code != 503 or attempt == self.retries:
                     raise _error_for(response)
                 # 503: the server rolled the request back (database busy or away): resending is safe for any method.
-                last = _error_for(response)
-                wait = _retry_after(response, self.backoff_s * (2**attempt))
-                time.sleep(wait)
+                time.sleep(_retry_after(response, self.backoff_s * (2**attempt)))
                 continue
             if attempt < self.retries:
                 time.sleep(self.backoff_s * (2**attempt))

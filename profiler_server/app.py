@@ -19,6 +19,7 @@ import logging
 
 from profiler_server import __version__
 from profiler_server.api import routers
+from profiler_server.api.deps import RETRY_SQLSTATES
 from profiler_server.db import make_engine, session_factory
 from hwnas.schemas import ErrorBody
 from profiler_server.errors import ServiceError
@@ -155,9 +156,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 RETRY_AFTER_S = 2
-# PostgreSQL SQLSTATEs of a statement cut short rather than a bad request or a dead server:
-# query_canceled (statement_timeout), lock_not_available, serialization failure, deadlock.
-BUSY_SQLSTATES = {"57014", "55P03", "40001", "40P01"}
+# PostgreSQL SQLSTATEs of a statement cut short rather than a bad request or a dead server: the ones
+# run_write retries (serialization failure, deadlock), query_canceled (statement_timeout), lock_not_available.
+BUSY_SQLSTATES = RETRY_SQLSTATES | {"57014", "55P03"}
 
 
 def database_fault(exc: DBAPIError) -> str:

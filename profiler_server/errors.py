@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwnas.schemas import checked_keys
+
 
 class ServiceError(Exception):
     """A request the server refuses: HTTP ``status``, a message, and (field, reason) pairs."""
@@ -52,8 +54,6 @@ class Forbidden(ServiceError):
 
 def reject_bad_keys(keys: list[str], field: str, attribute: str | None = None) -> None:
     """422 naming every key of ``keys`` that breaks the operator-key grammar (``field[i]`` or ``field[i].attribute``)."""
-    from hwnas.schemas import checked_keys
-
     errors = checked_keys(keys, field)
     if attribute:
         errors = [{**e, "field": f"{e['field']}.{attribute}"} for e in errors]

@@ -6,11 +6,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from hwnas import schemas
 from profiler_server.auth import authenticate, bearer_token
 from profiler_server.db import write_lock
 from profiler_server.errors import Conflict, ServiceError
@@ -96,6 +97,7 @@ AgentDep = Annotated[Caller, Depends(require("agent"))]
 ClientDep = Annotated[Caller, Depends(require("client"))]
 ReaderDep = Annotated[Caller, Depends(read_access)]
 AdminDep = Annotated[Caller, Depends(require("admin"))]
+DeviceName = Annotated[str, Path(pattern=schemas.NAME_PATTERN, description="device name, e.g. pixel7 or host")]
 
 
 def _retryable(exc: Exception) -> bool:

@@ -1,18 +1,14 @@
-"""Devices: PUT /devices/{name} (agent), GET /devices, GET /devices/{name}."""
+"""Devices: PUT /devices/{name} (agent), GET /devices, GET /devices/{name}, DELETE /devices/{name} (admin)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 
 from hwnas import schemas
-from profiler_server.api.deps import AdminDep, AgentDep, Caller, ReaderDep, SessionDep, run_write
+from profiler_server.api.deps import AdminDep, AgentDep, Caller, DeviceName, ReaderDep, SessionDep, run_write
 from profiler_server.services import devices
 
 router = APIRouter(tags=["devices"])
-DeviceName = Annotated[str, Path(pattern=schemas.NAME_PATTERN, description="device name, e.g. pixel7 or host")]
-
 
 @router.put("/devices/{name}", response_model=schemas.Device, responses={201: {"model": schemas.Device}})
 def put_device(name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, _: AgentDep, response: Response) -> schemas.Device:
@@ -25,7 +21,6 @@ def put_device(name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, 
 
     return run_write(session, work)
 
-
 def shown_to(caller: Caller, device: schemas.Device) -> schemas.Device:
     """Anonymous readers (READ_REQUIRES_TOKEN off) do not see where a phone is: its serial and ADB address."""
     if caller.name is not None:
@@ -35,7 +30,6 @@ def shown_to(caller: Caller, device: schemas.Device) -> schemas.Device:
         props["connection"] = {k: v for k, v in props["connection"].items() if k != "serial"}
     return device.model_copy(update={"serial": None, "props": props})
 
-
 @router.get("/devices", response_model=list[schemas.Device])
 def list_devices(session: SessionDep, caller: ReaderDep) -> list[schemas.Device]:
     """Every device with its latency tables (serials and addresses only for callers with a token)."""
@@ -43,13 +37,11 @@ def list_devices(session: SessionDep, caller: ReaderDep) -> list[schemas.Device]
     tables = devices.tables_of(session, [d.id for d in rows])
     return [shown_to(caller, devices.to_schema(d, tables.get(d.id, []))) for d in rows]
 
-
 @router.delete("/devices/{name}", status_code=204, responses={204: {"description": "Deleted"}, 404: {"model": schemas.ErrorBody}})
 def delete_device(name: DeviceName, session: SessionDep, _: AdminDep) -> Response:
     """Delete a device with its measurements, tables and jobs (admin only)."""
     run_write(session, lambda: devices.delete_device(session, name))
     return Response(status_code=204)
-
 
 @router.get("/devices/{name}", response_model=schemas.Device, responses={404: {"model": schemas.ErrorBody}})
 def get_device(name: DeviceName, session: SessionDep, caller: ReaderDep) -> schemas.Device:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from hwnas import schemas
-from profiler_server.api.deps import LutCacheDep, ReaderDep, SessionDep, check_read_token
+from profiler_server.api.deps import DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token
 from profiler_server.errors import InvalidInput, field_error
 from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys
 
 router = APIRouter(tags=["latency tables"])
 _NAME = re.compile(schemas.NAME_PATTERN)
-DeviceName = Annotated[str, Path(pattern=schemas.NAME_PATTERN, description="device name")]
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 

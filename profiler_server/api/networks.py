@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from hwnas import schemas
-from profiler_server.api.deps import AgentDep, ClientDep, ReaderDep, SessionDep, run_write
+from profiler_server.api.deps import AgentDep, ClientDep, DeviceName, ReaderDep, SessionDep, run_write
 from profiler_server.services.calibrations import store_calibration
 from profiler_server.services.networks import network_table, store_network_batch
 
 router = APIRouter(tags=["networks"])
-DeviceName = Annotated[str, Path(pattern=schemas.NAME_PATTERN, description="device name")]
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 

@@ -90,13 +90,14 @@ def _pending_keys(session: Session, job_id: int, limit: int | None = None) -> li
     )
 
 
-def _pending_networks(session: Session, job_id: int) -> list[Network]:
+def _pending_networks(session: Session, job_id: int, limit: int | None = None) -> list[Network]:
     return list(
         session.scalars(
             select(Network)
             .join(JobNetwork, JobNetwork.network_id == Network.id)
             .where(JobNetwork.job_id == job_id, JobNetwork.state == ItemState.pending.value)
             .order_by(JobNetwork.id)
+            .limit(limit)
         )
     )
 
@@ -283,6 +284,8 @@ def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_S
             select(Operator.key, JobItem.error)
             .join(JobItem, JobItem.operator_id == Operator.id)
             .where(JobItem.job_id == job.id, JobItem.state == ItemState.failed.value)
+            .order_by(JobItem.id)
+            .limit(pending_limit)
         ).tuples().all()
     )
     errors.update(
@@ -290,6 +293,8 @@ def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_S
             select(Network.arch_id, JobNetwork.error)
             .join(JobNetwork, JobNetwork.network_id == Network.id)
             .where(JobNetwork.job_id == job.id, JobNetwork.state == ItemState.failed.value)
+            .order_by(JobNetwork.id)
+            .limit(pending_limit)
         ).tuples().all()
     )
     state = job.state
@@ -307,11 +312,11 @@ def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_S
         failed=counts[ItemState.failed.value],
         pending=counts[ItemState.pending.value],
         pending_keys=_pending_keys(session, job.id, limit=pending_limit),
-        pending_networks=[n.arch_id for n in _pending_networks(session, job.id)][:pending_limit],
+        pending_networks=[n.arch_id for n in _pending_networks(session, job.id, limit=pending_limit)],
         agent=job.agent,
         lease_expires_at=job.lease_expires_at,
         created_at=job.created_at,
-        errors={k: e or "" for k, e in list(errors.items())[:pending_limit]},
+        errors={k: e or "" for k, e in list(errors.items())[:pending_limit]},  # keys' and networks' errors together
         reason=job.reason,
         holder=job.holder,
     )
@@ -330,13 +335,13 @@ def cancel_job(session: Session, job_id: int, by: str | None) -> Job:
     return job
 
 
-def list_jobs(session: Session, device: str | None, state: str | None, limit: int, after: int | None) -> list[Job]:
-    """Jobs newest first, optionally of one device and one state; ``after``: ids below this one (the next page)."""
+def list_jobs(session: Session, device: str | None, state: str | None, limit: int, before: int | None) -> list[Job]:
+    """Jobs newest first, optionally of one device and one state; ``before``: ids below this one (the next page)."""
     stmt = select(Job).order_by(Job.id.desc()).limit(limit)
     if device is not None:
         stmt = stmt.where(Job.device_id == find_device(session, device, field="device").id)
     if state is not None:
         stmt = stmt.where(Job.state == state)
-    if after is not None:
-        stmt = stmt.where(Job.id < after)
+    if before is not None:
+        stmt = stmt.where(Job.id < before)
     return list(session.scalars(stmt))
