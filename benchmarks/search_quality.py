@@ -283,12 +283,18 @@ def plan_networks(work: Path, searches: dict[str, dict[str, Any]], s: Settings, 
 
 
 def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[str, float]:
-    """Every network measured whole by the agent (burst minimum, the table's own estimator)."""
+    """Every network measured whole by the agent (burst minimum, the table's own estimator), all in one sitting.
+
+    When networks are added (more budgets, seeds, another search mode) every network is measured again with
+    them: this machine's speed drifts between sessions by tens of per cent, and networks measured at different
+    times must not be compared.
+    """
     path = work / "measured.json"
     done = _read(path) or {}
-    todo = [n for n in {n["id"]: n for n in nets}.values() if n["id"] not in done]
-    if not todo:
+    unique = list({n["id"]: n for n in nets}.values())
+    if all(n["id"] in done for n in unique):
         return done
+    todo, done = unique, {}
     from hwnas.schemas import JobCreate
     from search.arch import Architecture
     from search.demo import measured_ms
@@ -360,11 +366,21 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "dominated_share": sum(dominated) / len(dominated),
         "target_error_pct": 100 * sum(abs(f["measured_ms"] / f["target_ms"] - 1) for f in found) / len(found),
         "predicted_target_error_pct": 100 * sum(abs(f["predicted_ms"] / f["target_ms"] - 1) for f in found) / len(found),
+        # How far the table's predictions sit from the whole-network measurements: the random networks (what the
+        # table is fitted to be right about on average) and the found ones (which the search chose through it).
+        "measured_over_predicted_random": _median([r["measured_ms"] / r["predicted_ms"] for r in randoms]),
+        "measured_over_predicted_found": _median([f["measured_ms"] / f["predicted_ms"] for f in found]),
         "theta_entropy_norm": sum(r["theta_entropy"] for r in searches.values()) / len(searches),
         "hard_vs_soft_search_time": timing["ratio"] if timing else None,
         "pairs": len(pairs),
         "gain_by_budget_pts": {b: sum(v) / len(v) for b, v in per_budget.items()},
     }
+
+
+def _median(values: list[float]) -> float | None:
+    import statistics
+
+    return statistics.median(values) if values else None
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -48,10 +48,12 @@ TAU_SCHEDULES: tuple[str, ...] = ("step", "epoch")
 # FBNet's θ learning rate, for its ~90 epochs of ImageNet-100 (thousands of θ steps).
 PAPER_THETA_LR = 0.01
 # How far (in logits) Adam may carry θ over the whole search when --theta-lr is not given: enough to
-# decide a layer of 11 candidates (p ≥ 0.5 needs a lead of about log 10 ≈ 2.3 over the others).
-THETA_TRAVEL = 4.0
-# ... but no larger step than this: with a few dozen θ steps the gradient is too noisy to follow further.
-MAX_AUTO_THETA_LR = 0.1
+# decide a layer of 11 candidates (normalised entropy 0.5 needs p ≈ 0.75, a lead of about log 30 ≈ 3.4 over
+# the others) with room for the first θ epochs' detours. Measured on fbnet-fmnist (45 θ steps): 4 logits
+# left the entropy at 0.92 after 5 of 6 epochs, 8 brought it to 0.55 with the decision term.
+THETA_TRAVEL = 8.0
+# ... but no larger step than this: one θ step may not overturn a layer's ranking.
+MAX_AUTO_THETA_LR = 0.2
 # Mean normalised entropy above which θ is reported as not having moved (1.0 = uniform).
 UNMOVED_ENTROPY = 0.9
 # Super-net training accuracy below this multiple of chance: the weights learned next to nothing, so θ's
@@ -59,6 +61,12 @@ UNMOVED_ENTROPY = 0.9
 # (one random path of 11 candidates × 9 layers per step) stays at 10–14% after 6 epochs on 5,000 images,
 # where soft mode is at 54% after one (docs/search.md, "Hard or soft").
 UNTRAINED_ACC_FACTOR = 2.0
+# Weight of the decision term (mean normalised entropy of softmax θ) at the last θ step; it ramps up linearly
+# from 0 at the first. A short search's accuracy gradient is too noisy to carry θ far by itself (measured: soft
+# searches of 8 epochs on 5,000 images ended at entropy 0.93–0.94); the term makes θ commit to the candidates
+# that lead by then, while the cost term keeps the expected cost on its target. Measured on fbnet-fmnist (soft,
+# 5 epochs on 3,000 images, target loss λ 5): entropy 0.48 at the end with 3, expected cost 4% off the target.
+THETA_DECIDE = 3.0
 
 
 class SearchConfigError(ValueError):
@@ -92,8 +100,9 @@ class SearchConfig:
     w_lr: float = 0.1
     w_momentum: float = 0.9
     w_wd: float = 1e-4
-    theta_lr: float | None = None  # None: 4 / θ steps, within [0.01, 0.1] — see resolved_theta_lr
+    theta_lr: float | None = None  # None: 8 / θ steps, within [0.01, 0.2] — see resolved_theta_lr
     theta_wd: float = 5e-4
+    theta_decide: float = THETA_DECIDE  # weight of θ's entropy in its loss at the last θ step (0 at the first)
     tau0: float = 5.0
     tau_end: float = 0.5  # τ at the last step of the "step" schedule
     tau_schedule: str = "step"  # step: τ0 → tau_end per step; epoch: the paper's τ0·exp(−tau_decay·epoch)
@@ -136,6 +145,8 @@ class SearchConfig:
             raise SearchConfigError(f"--tau-schedule must be one of {', '.join(TAU_SCHEDULES)}, not {self.tau_schedule!r}")
         if not (self.tau0 > 0 and self.tau_end > 0):
             raise SearchConfigError("--tau0 and --tau-end must be positive")
+        if self.theta_decide < 0:
+            raise SearchConfigError("--theta-decide must be 0 (off) or positive")
         if self.theta_lr is not None and self.theta_lr <= 0:
             raise SearchConfigError("--theta-lr must be positive")
         if self.epochs < 1:
@@ -191,7 +202,7 @@ class SearchConfig:
 # Fields that must match between a checkpoint and the config that resumes it.
 _RESUME_FIELDS = ("space", "data", "cost", "mode", "batch_size", "w_split", "subset", "seed", "loss", "alpha", "beta",
                   "lam", "target", "tau0", "tau_decay", "w_lr", "theta_lr", "image_size", "tau_end", "tau_schedule",
-                  "theta_estimator")
+                  "theta_estimator", "theta_decide")
 
 
 def make_cost_model(config: SearchConfig):
@@ -288,7 +299,7 @@ def theta_steps(config: SearchConfig, theta_images: int) -> int:
 
 
 def resolved_theta_lr(config: SearchConfig, theta_images: int) -> float:
-    """``--theta-lr`` as given, else FBNet's 0.01 raised (up to 0.1) so that θ can travel ``THETA_TRAVEL`` logits in its steps.
+    """``--theta-lr`` as given, else FBNet's 0.01 raised (up to 0.2) so that θ can travel ``THETA_TRAVEL`` logits in its steps.
 
     Adam's step is about its learning rate whatever the gradient's size, so the distance θ can move
     is about lr × steps: 0.01 suits the paper's thousands of θ steps, a short search needs more.
@@ -381,13 +392,29 @@ def _epoch_seed(seed: int, epoch: int, phase: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 101 + phase) % (2**63 - 1)
 
 
-def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+def decide_weight(config: SearchConfig, progress: float) -> float:
+    """Weight of the decision term at ``progress`` ∈ [0, 1] through the θ steps: a linear ramp to ``theta_decide``."""
+    return config.theta_decide * min(1.0, max(0.0, progress))
+
+
+def entropy_term(model: Any) -> torch.Tensor:
+    """Mean over layers of the normalised entropy of ``softmax(θ_l)``, differentiable in θ."""
+    terms = [-(torch.softmax(t, -1) * torch.log_softmax(t, -1)).sum() / math.log(t.numel())
+             for t in model.arch_parameters() if t.numel() > 1]
+    return torch.stack(terms).mean() if terms else torch.zeros(())
+
+
+def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               decide: float = 0.0) -> dict[str, float]:
+    """One step of ``optimizer``; ``decide`` > 0 (θ steps only) adds that times θ's entropy to the loss."""
     model = setup.model
     x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
     logits = setup.replica.forward(x, optimizer) if setup.replica is not None else model(x)
     ce = nn.functional.cross_entropy(logits, y)
     lat = model.expected_cost(setup.cost_tensors, setup.costs.fixed)
     loss = search_loss(ce, lat, setup.config.loss_config(), cost_scale=setup.cost_scale, reference=setup.reference)
+    if decide > 0:
+        loss = loss + decide * entropy_term(model)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if setup.replica is not None:
@@ -400,10 +427,11 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
 
 def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optimizer, train_params: list[nn.Parameter],
            frozen: list[nn.Parameter], generator: torch.Generator, progress: EpochProgress | None, label: str,
-           when: tuple[float, float] = (0.0, 1.0)) -> dict[str, float]:
+           when: tuple[float, float] = (0.0, 1.0), decide: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
     """One pass over ``index`` updating ``train_params`` only (``frozen`` get no gradient, which saves their backward).
 
     ``when``: the span of the search (in epochs, fractional) this pass covers; τ follows the schedule across it.
+    ``decide``: the decision term's weight at the pass's first and last step (θ passes only).
     """
     for p in frozen:
         p.requires_grad_(False)
@@ -420,8 +448,9 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
             progress.start(label, total)
         for x, y in iterate_batches(setup.train_set, index, batch_size, shuffle=shuffle, generator=generator,
                                     workers=setup.config.workers, drop_last=True):
+            share = batches / max(total - 1, 1)
             setup.model.temperature = setup.config.tau(when[0] + (when[1] - when[0]) * batches / max(total, 1))
-            r = train_step(setup, x, y, optimizer)
+            r = train_step(setup, x, y, optimizer, decide[0] + (decide[1] - decide[0]) * share)
             batches += 1
             for k in sums:
                 sums[k] += r[k] if k in ("correct", "n") else r[k] * r["n"]
@@ -472,10 +501,14 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
                when=(epoch, epoch + w_share))
     th: dict[str, Any] = {}
     if searching:
+        # The decision term ramps over the θ epochs: from 0 at the first θ step to theta_decide at the last.
+        span = max(cfg.epochs - cfg.num_warmup_epochs, 1)
+        done = epoch - cfg.num_warmup_epochs
+        decide = (decide_weight(cfg, done / span), decide_weight(cfg, (done + 1) / span))
         with model.theta_pass(cfg.theta_estimator):  # hard mode: θ sees every candidate (search/mixed.py)
             th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.arch_parameters(),
                         model.weight_parameters(), torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2)),
-                        progress, f"epoch {epoch + 1} θ", when=(epoch + w_share, epoch + 1))
+                        progress, f"epoch {epoch + 1} θ", when=(epoch + w_share, epoch + 1), decide=decide)
     with _evaluation_path(setup):
         if setup.replica is not None:  # split over the ranks, after checking θ and taking rank 0's BN statistics
             val_acc = setup.replica.evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device,

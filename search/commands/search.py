@@ -42,7 +42,10 @@ def register(app: typer.Typer) -> None:
         w_split: float = typer.Option(0.8, "--w-split", help="Share of the training set for the weights; the rest trains θ."),
         w_lr: float = typer.Option(0.1, "--w-lr", help="SGD learning rate of the weights (cosine schedule)."),
         theta_lr: Optional[float] = typer.Option(None, "--theta-lr", help="Adam learning rate of θ (default: FBNet's 0.01, "
-                                                 "raised for short searches so θ can move 4 logits over its steps)."),
+                                                 "raised for short searches so θ can move 8 logits over its steps)."),
+        theta_decide: float = typer.Option(3.0, "--theta-decide", min=0.0, help="Weight of θ's entropy in its loss at "
+                                           "the last θ step, ramped from 0 at the first: makes a short search commit "
+                                           "to the candidates that lead (0: off)."),
         tau0: float = typer.Option(5.0, "--tau0", help="Initial Gumbel-softmax temperature."),
         tau_end: float = typer.Option(0.5, "--tau-end", help="Temperature at the last step (step schedule)."),
         tau_schedule: str = typer.Option("step", "--tau-schedule", help="step: τ0 → --tau-end every step, at any length; "
@@ -52,7 +55,7 @@ def register(app: typer.Typer) -> None:
                                  "target: CE + λ·|LAT/target − 1|."),
         alpha: float = typer.Option(0.2, "--alpha", help="α of the FBNet loss."),
         beta: float = typer.Option(0.6, "--beta", help="β of the FBNet loss."),
-        lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive (default 0.1) and target (default 1.0) losses."),
+        lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive (default 0.1) and target (default 5.0) losses."),
         target: Optional[float] = typer.Option(None, "--target", help="Budget of the target loss, in the cost's unit (ms, MMACs, Mparams)."),
         target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Search for a network of this latency (ms): "
                                                   "--cost latency --loss target --target X; ships found.json at X."),
@@ -100,8 +103,8 @@ def register(app: typer.Typer) -> None:
                 out=str(out), space=_space_arg(space), data=_data_arg(data), cost=cost, server=server, device=device,
                 runtime=runtime, threads=threads, token=token, lut=str(lut) if lut else None,
                 cache_dir=str(cache_dir) if cache_dir else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
-                batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, tau0=tau0, tau_decay=tau_decay,
-                tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
+                batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, theta_decide=theta_decide, tau0=tau0,
+                tau_decay=tau_decay, tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
                 loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
                 cost_scale=cost_scale, subset=subset,
                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,

@@ -8,7 +8,8 @@ import pytest
 
 from search.loss import COLLAPSE_FLOOR, default_cost_scale
 from search.mixed import normalised_entropy
-from search.searcher import SearchConfig, SearchConfigError, resolved_theta_lr, run_search
+from search.searcher import (SearchConfig, SearchConfigError, decide_weight, entropy_term, resolved_theta_lr,
+                             run_search)
 
 
 @pytest.mark.parametrize("epochs,warmup", [(1, 0), (2, 1), (4, 1), (10, 1), (30, 3), (90, 9)])
@@ -34,9 +35,9 @@ def test_theta_lr_is_fbnets_for_long_searches_and_larger_for_short_ones() -> Non
     long = SearchConfig(out="-", epochs=90, batch_size=128)
     assert resolved_theta_lr(long, 12000) == 0.01  # 93 θ batches × 81 epochs
     short = SearchConfig(out="-", epochs=4, batch_size=64)
-    assert resolved_theta_lr(short, 1280) == pytest.approx(4.0 / (20 * 3))
+    assert resolved_theta_lr(short, 1280) == pytest.approx(8.0 / (20 * 3))
     tiny = SearchConfig(out="-", epochs=2, batch_size=64)
-    assert resolved_theta_lr(tiny, 640) == pytest.approx(0.1)  # 4 / 10 steps, capped
+    assert resolved_theta_lr(tiny, 640) == pytest.approx(0.2)  # 8 / 10 steps, capped
     assert resolved_theta_lr(SearchConfig(out="-", theta_lr=0.3), 1280) == 0.3
 
 
@@ -81,3 +82,40 @@ def test_a_super_net_that_learned_nothing_warns_that_theta_followed_the_cost(tmp
     learned = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "l"), "w_lr": 0.1}))
     assert learned.history[-1]["train_acc"] >= 0.2
     assert not any("super net barely learned" in w for w in learned.warnings)
+
+
+def test_the_decision_term_ramps_from_zero_to_theta_decide() -> None:
+    cfg = SearchConfig(out="-", theta_decide=4.0)
+    assert decide_weight(cfg, 0.0) == 0.0
+    assert decide_weight(cfg, 0.5) == pytest.approx(2.0)
+    assert decide_weight(cfg, 1.0) == pytest.approx(4.0)
+    assert decide_weight(cfg, 1.7) == pytest.approx(4.0)  # never past its weight
+    with pytest.raises(SearchConfigError, match="--theta-decide"):
+        SearchConfig(out="-", theta_decide=-1.0)
+
+
+def test_entropy_term_is_the_normalised_entropy_and_pulls_theta_apart() -> None:
+    import torch
+
+    class Net:
+        theta = [torch.nn.Parameter(torch.tensor([0.3, 0.0, -0.2])), torch.nn.Parameter(torch.zeros(4))]
+
+        def arch_parameters(self):
+            return self.theta
+
+    net = Net()
+    h = entropy_term(net)
+    expected = normalised_entropy([torch.softmax(t.detach(), -1).tolist() for t in net.theta])
+    assert float(h.detach()) == pytest.approx(expected, rel=1e-6)
+    h.backward()
+    g = net.theta[0].grad
+    # descending the entropy raises the leading candidate and lowers the last one
+    assert g[0] < 0 < g[2]
+
+
+def test_the_decision_term_makes_a_short_search_decide(tmp_path: Path, tiny_space: Path) -> None:
+    cfg = SearchConfig(out=str(tmp_path / "off"), space=str(tiny_space), subset=640, batch_size=32, epochs=3,
+                       theta_decide=0.0, val_subset=100, progress=False, plots=False)
+    off = run_search(cfg)
+    on = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "on"), "theta_decide": 10.0}))
+    assert on.theta_entropy < off.theta_entropy - 0.05, (on.theta_entropy, off.theta_entropy)
