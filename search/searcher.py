@@ -52,8 +52,9 @@ PAPER_THETA_LR = 0.01
 # the others) with room for the first θ epochs' detours. Measured on fbnet-fmnist (45 θ steps): 4 logits
 # left the entropy at 0.92 after 5 of 6 epochs, 8 brought it to 0.55 with the decision term.
 THETA_TRAVEL = 8.0
-# ... but no larger step than this: one θ step may not overturn a layer's ranking.
-MAX_AUTO_THETA_LR = 0.2
+# ... but no step larger than this share of the travel: with fewer than 40 θ steps the gradient is too noisy
+# to follow further, and one step may not overturn a layer's ranking (0.2 for the default travel).
+MIN_THETA_STEPS = 40
 # Mean normalised entropy above which θ is reported as not having moved (1.0 = uniform).
 UNMOVED_ENTROPY = 0.9
 # Super-net training accuracy below this multiple of chance: the weights learned next to nothing, so θ's
@@ -103,6 +104,7 @@ class SearchConfig:
     theta_lr: float | None = None  # None: 8 / θ steps, within [0.01, 0.2] — see resolved_theta_lr
     theta_wd: float = 5e-4
     theta_decide: float = THETA_DECIDE  # weight of θ's entropy in its loss at the last θ step (0 at the first)
+    theta_travel: float = THETA_TRAVEL  # theta_lr None: Adam's step is sized to carry θ this many logits
     tau0: float = 5.0
     tau_end: float = 0.5  # τ at the last step of the "step" schedule
     tau_schedule: str = "step"  # step: τ0 → tau_end per step; epoch: the paper's τ0·exp(−tau_decay·epoch)
@@ -202,7 +204,7 @@ class SearchConfig:
 # Fields that must match between a checkpoint and the config that resumes it.
 _RESUME_FIELDS = ("space", "data", "cost", "mode", "batch_size", "w_split", "subset", "seed", "loss", "alpha", "beta",
                   "lam", "target", "tau0", "tau_decay", "w_lr", "theta_lr", "image_size", "tau_end", "tau_schedule",
-                  "theta_estimator", "theta_decide")
+                  "theta_estimator", "theta_decide", "theta_travel")
 
 
 def make_cost_model(config: SearchConfig):
@@ -299,14 +301,15 @@ def theta_steps(config: SearchConfig, theta_images: int) -> int:
 
 
 def resolved_theta_lr(config: SearchConfig, theta_images: int) -> float:
-    """``--theta-lr`` as given, else FBNet's 0.01 raised (up to 0.2) so that θ can travel ``THETA_TRAVEL`` logits in its steps.
+    """``--theta-lr`` as given, else FBNet's 0.01 raised (up to 0.2) so that θ can travel ``theta_travel`` logits in its steps.
 
     Adam's step is about its learning rate whatever the gradient's size, so the distance θ can move
     is about lr × steps: 0.01 suits the paper's thousands of θ steps, a short search needs more.
     """
     if config.theta_lr is not None:
         return float(config.theta_lr)
-    return min(MAX_AUTO_THETA_LR, max(PAPER_THETA_LR, THETA_TRAVEL / max(1, theta_steps(config, theta_images))))
+    steps = max(MIN_THETA_STEPS, theta_steps(config, theta_images))
+    return max(PAPER_THETA_LR, config.theta_travel / steps)
 
 
 def check_splits(config: SearchConfig, n_w: int, n_theta: int) -> None:

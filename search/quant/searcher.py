@@ -43,6 +43,9 @@ QUANT_COSTS: tuple[str, ...] = ("size", "bops", "latency")
 _QUANT_RESUME_FIELDS = ("weight_bits", "act_bits", "pins", "init", "theta_optimizer")
 
 
+QUANT_TARGET_LAMBDA = 1.0
+
+
 @dataclass
 class QuantSearchConfig(SearchConfig):
     """A bits search; the architecture search's options plus the bit sets and a float start."""
@@ -59,8 +62,17 @@ class QuantSearchConfig(SearchConfig):
     # model — is lost. Plain SGD (with momentum) keeps it: big layers move first.
     theta_optimizer: str = "adam"
     theta_momentum: float = 0.9
+    # Off: the bits search's budget fitting (fit_budget) already turns an unsure θ into a configuration at the
+    # budget, and with SGD on θ the decision term would override the size gradient's per-layer magnitudes
+    # (measured: the smallest layer of resnet8-w8 went from undecided to p = 0.99 in 3 epochs).
+    theta_decide: float = 0.0
+    theta_travel: float = 4.0  # θ's automatic Adam step as the bits search was measured with
 
     def __post_init__(self) -> None:
+        if self.lam is None and self.loss == "target":
+            # The λ the bits search was measured with (benchmarks/mixed_precision.py): its budget is met by
+            # fit_budget, not by holding θ's expected size against a decision term.
+            self.lam = QUANT_TARGET_LAMBDA
         if self.cost not in QUANT_COSTS:
             raise SearchConfigError(f"--cost must be one of {', '.join(QUANT_COSTS)}, not {self.cost!r}")
         for b in self.weight_bits:

@@ -39,11 +39,13 @@ def noisy_space(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     unregister_op("noise")
 
 
-def _search(out: Path, space: Path, mode: str, estimator: str = "soft") -> list[list[float]]:
+def _search(out: Path, space: Path, mode: str, estimator: str = "soft", decide: float | None = None) -> list[list[float]]:
     # 1,500 θ images in batches of 50, 4 searching epochs: 120 θ steps; λ = 0: the cost says nothing.
     config = SearchConfig(out=str(out), space=str(space), cost="flops", loss="additive", lam=0.0, mode=mode,
                           theta_estimator=estimator, epochs=5, subset=3000, w_split=0.5, batch_size=50, val_subset=200,
                           progress=False, plots=False)
+    if decide is not None:
+        config.theta_decide = decide
     result = run_search(config)
     return result.history[-1]["probabilities"]
 
@@ -56,7 +58,8 @@ def test_theta_prefers_the_useful_candidate_in_every_layer(tmp_path: Path, noisy
 
 
 def test_straight_through_hard_mode_learns_nothing_where_a_batchnorm_follows(tmp_path: Path, noisy_space: Path) -> None:
-    probabilities = _search(tmp_path / "st", noisy_space, "hard", "straight-through")
+    # Without the decision term, which would turn the estimator's drift into a decision either way.
+    probabilities = _search(tmp_path / "st", noisy_space, "hard", "straight-through", decide=0.0)
     useful = [p[1] for p in probabilities]
     # Layers 0 and 2 are stride/channel changes or feed the head: BatchNorm right after → θ stays at 0.5.
     assert abs(useful[0] - 0.5) < 0.05 and abs(useful[2] - 0.5) < 0.05, useful
