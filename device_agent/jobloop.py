@@ -30,6 +30,7 @@ from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, Measureme
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceUnreachable, ServerError
 from device_agent.models import ModelCache
+from device_agent.networks import measure_job_with_networks
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device
 from device_agent.protocol import BatchOutcome, CoolDown, ProtocolConfig, measure_batch
@@ -397,8 +398,6 @@ class Agent:
         with Heartbeat(factory, job.id, self.agent_id, self.cfg.lease_s) as hb:
             try:
                 if job.networks:
-                    from device_agent.networks import measure_job_with_networks
-
                     # Networks and the job's keys in the same interleaved rounds (device_agent/networks.py).
                     measure_job_with_networks(self, job.keys, job.networks, job.runtime, job.threads, job_id=job.id, lost=hb.lost)
                 else:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 from hwnas import schemas
 from profiler_server.api.deps import AgentDep, ClientDep, DeviceName, ReaderDep, SessionDep, run_write
 from profiler_server.services.calibrations import store_calibration
-from profiler_server.services.networks import network_table, store_network_batch
+from profiler_server.services.measurements import store_network_batch
+from profiler_server.services.networks import network_table
 
 router = APIRouter(tags=["networks"])
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}

@@ -8,33 +8,15 @@ bumps the table's version: cached copies (ETag) are refreshed.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from profiler_server.models import Calibration, utcnow
-
-
-def latest_calibration(session: Session, device_id: int, runtime: str, threads: int) -> schemas.LutCalibration | None:
-    """The calibration in force for one table, or None."""
-    row = session.scalar(
-        select(Calibration)
-        .where(Calibration.device_id == device_id, Calibration.runtime == runtime, Calibration.threads == threads)
-        .order_by(Calibration.id.desc())
-        .limit(1)
-    )
-    if row is None:
-        return None
-    return schemas.LutCalibration(
-        scale=row.scale, offset_ms=row.offset_ms, networks=row.networks, method=row.method,
-        mape_before=row.mape_before, mape_after=row.mape_after, created_at=row.created_at,
-    )
+from profiler_server.services.luts import bump_version, latest_calibration, resolve_table
 
 
 def store_calibration(session: Session, device: str, body: schemas.Calibration, created_by: str | None = None) -> schemas.LutCalibration:
     """Record ``body`` for the table (device, body.runtime, body.threads), which must exist (404 otherwise)."""
-    from profiler_server.services.luts import bump_version, resolve_table
-
     ref = resolve_table(session, device, body.runtime, body.threads)
     now = utcnow()
     session.add(

@@ -21,6 +21,7 @@ from hwnas import schemas
 from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
 from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
+from profiler_server.services import networks as nets
 from profiler_server.services.luts import present_operator_ids
 from profiler_server.services.operators import ensure_operators
 from profiler_server.services.sql import chunks, is_postgres
@@ -42,8 +43,6 @@ def find_job(session: Session, job_id: int, field: str = "job_id", for_update: b
 
 def create_job(session: Session, body: schemas.JobCreate, created_by: str | None = None) -> schemas.JobCreated:
     """Queue the keys and networks of ``body`` that the table lacks (all of them with ``force``)."""
-    from profiler_server.services import networks as nets  # networks imports this module
-
     reject_bad_keys(body.keys, "keys")
     device = find_device(session, body.device)
     keys = list(dict.fromkeys(body.keys))

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
 from profiler_server.errors import Conflict, NotFound, UnknownDevice, field_error, reject_bad_keys
-from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
+from profiler_server.models import Calibration, Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
 from profiler_server.services.history import latest_valid_ids, present_ids
 from profiler_server.services.sql import insert_ignore
 
@@ -153,11 +153,25 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
             overhead = median
             continue
         entries[key] = schemas.LutEntry(median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, measured_at=at)
-    from profiler_server.services.calibrations import latest_calibration
-
     return schemas.Lut(
         device=ref.device, runtime=ref.runtime, runtime_version=runtime_version, threads=ref.threads, overhead_ms=overhead, entries=entries,
         calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
+    )
+
+
+def latest_calibration(session: Session, device_id: int, runtime: str, threads: int) -> schemas.LutCalibration | None:
+    """The calibration in force for one table, or None."""
+    row = session.scalar(
+        select(Calibration)
+        .where(Calibration.device_id == device_id, Calibration.runtime == runtime, Calibration.threads == threads)
+        .order_by(Calibration.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        return None
+    return schemas.LutCalibration(
+        scale=row.scale, offset_ms=row.offset_ms, networks=row.networks, method=row.method,
+        mape_before=row.mape_before, mape_after=row.mape_after, created_at=row.created_at,
     )
 
 

@@ -1,4 +1,4 @@
-"""Measurement upload: one batch per run, idempotent on (run_id, key)."""
+"""Measurement upload, of operators and of whole networks: one batch per run, idempotent on (run_id, key or arch_id)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from profiler_server.errors import reject_bad_keys
-from profiler_server.models import Measurement
-from profiler_server.services import jobs
+from profiler_server.errors import NotFound, field_error
+from profiler_server.models import Measurement, NetworkMeasurement
+from profiler_server.services import jobs, networks
 from profiler_server.services.devices import find_device
 from profiler_server.services.history import check_repeats, run_for, run_rows, store_new_results
 from profiler_server.services.luts import bump_version
@@ -29,4 +30,25 @@ def store_batch(session: Session, batch: schemas.MeasurementBatch) -> schemas.Me
     if batch.job_id is not None:
         measured = run_rows(session, Measurement.operator_id, run.id, list(ops.values()))
         jobs.complete_keys(session, batch.job_id, device.id, batch.runtime, batch.threads, measured)
+    return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=stored, duplicates=len(batch.results) - stored)
+
+
+def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch) -> schemas.MeasurementBatchResult:
+    """Store the new results of ``batch``; networks this run already has count as duplicates."""
+    check_repeats((r.arch_id for r in batch.results), "network", "arch_id")
+    device = find_device(session, batch.device)
+    if batch.job_id is not None:
+        jobs.find_job(session, batch.job_id)  # 404 before anything is written
+    ids = networks.network_ids(session, [r.arch_id for r in batch.results])
+    for i, r in enumerate(batch.results):
+        if r.arch_id not in ids:
+            raise NotFound(
+                f"unknown network {r.arch_id!r}: networks are registered by the job that asks for them",
+                [field_error(f"results[{i}].arch_id", "no network with this id")],
+            )
+    run = run_for(session, batch, device.id)
+    stored = store_new_results(session, NetworkMeasurement.network_id, run.id, [(ids[r.arch_id], r) for r in batch.results])
+    if batch.job_id is not None:
+        measured = run_rows(session, NetworkMeasurement.network_id, run.id, list(ids.values()))
+        jobs.complete_networks(session, batch.job_id, device.id, batch.runtime, batch.threads, measured)
     return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=stored, duplicates=len(batch.results) - stored)

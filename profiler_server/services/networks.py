@@ -17,7 +17,7 @@ from hwnas import schemas
 from profiler_server.errors import Conflict, NotFound, field_error
 from profiler_server.models import Device, MeasurementRun, Network, NetworkMeasurement, utcnow
 from profiler_server.services.devices import find_device
-from profiler_server.services.history import check_repeats, latest_valid_ids, present_ids, run_for, run_rows, store_new_results
+from profiler_server.services.history import latest_valid_ids, present_ids
 from profiler_server.services.sql import CHUNK, insert_ignore
 
 
@@ -47,29 +47,6 @@ def ensure_networks(session: Session, specs: Sequence[schemas.NetworkSpec]) -> d
 def present_network_ids(session: Session, device_id: int, runtime: str, threads: int, ids: list[int]) -> set[int]:
     """Which of ``ids`` have a valid measurement for (device, runtime, threads)."""
     return present_ids(session, NetworkMeasurement.network_id, device_id, runtime, threads, ids)
-
-
-def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch) -> schemas.MeasurementBatchResult:
-    """Store the new results of ``batch``; networks this run already has count as duplicates."""
-    from profiler_server.services import jobs  # jobs imports this module
-
-    check_repeats((r.arch_id for r in batch.results), "network", "arch_id")
-    device = find_device(session, batch.device)
-    if batch.job_id is not None:
-        jobs.find_job(session, batch.job_id)  # 404 before anything is written
-    ids = network_ids(session, [r.arch_id for r in batch.results])
-    for i, r in enumerate(batch.results):
-        if r.arch_id not in ids:
-            raise NotFound(
-                f"unknown network {r.arch_id!r}: networks are registered by the job that asks for them",
-                [field_error(f"results[{i}].arch_id", "no network with this id")],
-            )
-    run = run_for(session, batch, device.id)
-    stored = store_new_results(session, NetworkMeasurement.network_id, run.id, [(ids[r.arch_id], r) for r in batch.results])
-    if batch.job_id is not None:
-        measured = run_rows(session, NetworkMeasurement.network_id, run.id, list(ids.values()))
-        jobs.complete_networks(session, batch.job_id, device.id, batch.runtime, batch.threads, measured)
-    return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=stored, duplicates=len(batch.results) - stored)
 
 
 def _network_tables(session: Session, device_id: int) -> list[tuple[str, int]]:
