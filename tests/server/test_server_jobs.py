@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -72,12 +72,14 @@ def test_concurrent_claimers_on_separate_connections(server: LiveServer, client:
     assert sorted(claimed) == sorted(created)
 
 
-def test_expired_lease_is_claimed_again(agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
+def test_expired_lease_is_claimed_again(server: LiveServer, agent: ProfilerClient, client: ProfilerClient,
+                                       device: str) -> None:
     job_id = _queue_jobs(client, device, 1)[0]
-    first = agent.claim_job(JobClaim(device=device, agent="slow", lease_s=0.5))
+    first = agent.claim_job(JobClaim(device=device, agent="slow", lease_s=600))
     assert first is not None and first.id == job_id
     assert agent.claim_job(JobClaim(device=device, agent="other", lease_s=60)) is None
-    time.sleep(0.8)
+    assert client.get_job(job_id).state == JobState.running
+    server.end_lease(job_id)
     assert client.get_job(job_id).state == JobState.queued  # the lease ran out: back in the queue
     second = agent.claim_job(JobClaim(device=device, agent="other", lease_s=60))
     assert second is not None and second.id == job_id and second.keys == first.keys
@@ -94,13 +96,19 @@ def test_expired_lease_is_claimed_again(agent: ProfilerClient, client: ProfilerC
     assert agent.claim_job(JobClaim(device=device, agent="other")) is None
 
 
-def test_heartbeat_keeps_job_from_others(agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
+def test_heartbeat_keeps_job_from_others(server: LiveServer, agent: ProfilerClient, client: ProfilerClient,
+                                        device: str) -> None:
     job_id = _queue_jobs(client, device, 1)[0]
-    assert agent.claim_job(JobClaim(device=device, agent="a", lease_s=0.6)) is not None
-    for _ in range(3):
-        time.sleep(0.3)
-        agent.heartbeat(job_id, JobHeartbeat(agent="a", lease_s=0.6))
-        assert agent.claim_job(JobClaim(device=device, agent="b", lease_s=60)) is None
+    assert agent.claim_job(JobClaim(device=device, agent="a", lease_s=60)) is not None
+    before = client.get_job(job_id).lease_expires_at
+    renewed = agent.heartbeat(job_id, JobHeartbeat(agent="a", lease_s=600))
+    assert renewed.lease_expires_at is not None and before is not None
+    assert renewed.lease_expires_at - before > timedelta(seconds=500)  # the heartbeat moved the lease's end
+    assert agent.claim_job(JobClaim(device=device, agent="b", lease_s=60)) is None
+    # A lease that ran out and was renewed by its holder before anyone claimed it is the holder's again.
+    server.end_lease(job_id)
+    assert agent.heartbeat(job_id, JobHeartbeat(agent="a", lease_s=600)).agent == "a"
+    assert agent.claim_job(JobClaim(device=device, agent="b", lease_s=60)) is None
     assert client.get_job(job_id).agent == "a"
 
 

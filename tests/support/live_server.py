@@ -107,6 +107,29 @@ class LiveServer:
             engine.dispose()
         return token
 
+    def end_lease(self, job_id: int) -> None:
+        """Move job ``job_id``'s lease end into the past: what waiting out the lease does, without the wait.
+
+        Tests that waited for a short lease raced the machine's load (a 0.3 s sleep that took 0.7 s let
+        another agent in); the server compares the stored lease end with its clock, so this is the same event.
+        """
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from profiler_server.db import make_engine, session_factory
+        from profiler_server.models import Job, utcnow
+
+        engine = make_engine(self.database_url)
+        try:
+            with session_factory(engine)() as session:
+                done = session.execute(update(Job).where(Job.id == job_id, Job.lease_expires_at.is_not(None))
+                                       .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+                session.commit()
+                assert done.rowcount == 1, f"job {job_id} holds no lease"  # type: ignore[attr-defined]
+        finally:
+            engine.dispose()
+
     def client(self, role: str | None = "client", **kwargs: object) -> ProfilerClient:
         """A ProfilerClient for this server holding the token of ``role`` (None: no token)."""
         return ProfilerClient(self.url, token=self.token(role), **kwargs)  # type: ignore[arg-type]
