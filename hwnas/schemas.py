@@ -134,6 +134,7 @@ class TableInfo(BaseModel):
 
 class Device(DeviceInfo):
     name: str
+    owner: str | None = None  # the agent token that registered it (shown to callers with a token)
     created_at: datetime
     updated_at: datetime
     tables: list[TableInfo] = Field(default_factory=list)

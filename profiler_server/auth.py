@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hwnas.schemas import NAME_PATTERN
 from profiler_server.errors import Forbidden, InvalidInput, Unauthorized, field_error
 from profiler_server.models import ApiToken, Role, utcnow
 
@@ -21,15 +23,27 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str, expires_days: float | None = None) -> str:
-    """Store a new token for ``role`` under ``name`` and return it; it is not retrievable later."""
+def create_token(session: Session, name: str, role: str, expires_days: float | None = None,
+                 devices: list[str] | None = None) -> str:
+    """Store a new token for ``role`` under ``name`` and return it; it is not retrievable later.
+
+    ``devices``: an agent token acts for these devices only (register, upload, claim); None: any.
+    """
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"unknown role {role!r}", [field_error("role", "must be one of agent, client, admin")])
     if not 1 <= len(name) <= 128:
         raise InvalidInput("a token name has 1 to 128 characters", [field_error("name", "1 to 128 characters")])
+    if devices is not None:
+        if role != Role.agent.value:
+            raise InvalidInput("only agent tokens are limited to devices", [field_error("devices", "agent tokens only")])
+        bad = [d for d in devices if not re.fullmatch(NAME_PATTERN, d)]
+        if not devices or bad:
+            raise InvalidInput(f"device names must match {NAME_PATTERN}" + (f": {bad[0]!r}" if bad else ""),
+                               [field_error("devices", "one or more device names")])
+        devices = sorted(set(devices))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = utcnow() + timedelta(days=expires_days) if expires_days else None
-    session.add(ApiToken(name=name, role=role, token_hash=hash_token(token), expires_at=expires))
+    session.add(ApiToken(name=name, role=role, token_hash=hash_token(token), expires_at=expires, devices=devices))
     session.flush()
     return token
 
@@ -53,12 +67,14 @@ class TokenInfo:
     expires_at: datetime | None
     revoked: bool
     expired: bool
+    devices: list[str] | None = None
 
 
 def list_tokens(session: Session) -> list[TokenInfo]:
     """Every token's metadata (the tokens themselves are not stored)."""
     now = utcnow()
-    return [TokenInfo(r.id, r.name, r.role, r.created_at, r.expires_at, r.revoked, r.expires_at is not None and r.expires_at <= now)
+    return [TokenInfo(r.id, r.name, r.role, r.created_at, r.expires_at, r.revoked, r.expires_at is not None and r.expires_at <= now,
+                      r.devices)
             for r in session.scalars(select(ApiToken).order_by(ApiToken.id))]
 
 

@@ -118,17 +118,19 @@ def token_create(
     name: Annotated[str, typer.Option(help="Who the token is for, e.g. pixel7-agent.")],
     role: Annotated[str, typer.Option(help="agent (uploads, claims jobs), client (creates jobs) or admin (everything).")],
     expires_days: Annotated[float | None, typer.Option("--expires", help="Days until the token stops working (default: never).", min=0.001)] = None,
+    device: Annotated[list[str] | None, typer.Option("--device", help="Agent tokens: act for this device only "
+                                                      "(repeat for several; default: any device).")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a token and print it once (only its hash is stored). An agent token's name is the agent's identity:
-    only it may renew or fail the jobs it claimed.
+    only it may renew or fail the jobs it claimed, and only it may change the devices it registered.
 
-    Example: profiler-server token create --name pixel7-agent --role agent --expires 90
+    Example: profiler-server token create --name pixel7-agent --role agent --device pixel7 --expires 90
     """
     from profiler_server.auth import create_token
 
     with _session(database_url) as session:
-        token = create_token(session, name, role, expires_days=expires_days)
+        token = create_token(session, name, role, expires_days=expires_days, devices=list(device) if device else None)
     typer.echo(token)
     typer.echo(f"token for {name!r} ({role}); it is shown only once", err=True)
 
@@ -165,11 +167,12 @@ def token_list(database_url: DatabaseUrl = None) -> None:
 
     with _session(database_url) as session:
         rows = list_tokens(session)
-    typer.echo(f"{'id':>4}  {'name':<24} {'role':<7} {'created (UTC)':<19}  {'expires (UTC)':<19}  state")
+    typer.echo(f"{'id':>4}  {'name':<24} {'role':<7} {'created (UTC)':<19}  {'expires (UTC)':<19}  {'state':<7}  devices")
     for r in rows:
         fmt = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else "never"  # noqa: E731
         typer.echo(f"{r.id:>4}  {r.name:<24} {r.role:<7} {fmt(r.created_at):<19}  {fmt(r.expires_at):<19}  "
-                   f"{'revoked' if r.revoked else 'expired' if r.expired else 'active'}")
+                   f"{'revoked' if r.revoked else 'expired' if r.expired else 'active':<7}  "
+                   f"{', '.join(r.devices) if r.devices else 'any'}")
 
 
 @db_app.command("upgrade")

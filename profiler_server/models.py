@@ -125,6 +125,8 @@ class Device(Base):
     cpu_cores: Mapped[int | None] = mapped_column(Integer)
     cpu_max_freqs_khz: Mapped[list[int]] = mapped_column(JSON, default=list)
     props: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The agent token (its name) that registered the device: only it (or an admin) may change what the device is.
+    owner: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -320,3 +322,5 @@ class ApiToken(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column()
+    # An agent token may act for these devices only (None: any device).
+    devices: Mapped[list[str] | None] = mapped_column(JSON)

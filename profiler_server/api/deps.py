@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hwnas import schemas
 from profiler_server.auth import authenticate, bearer_token
 from profiler_server.db import write_lock
-from profiler_server.errors import Conflict, ServiceError
+from profiler_server.errors import Conflict, Forbidden, ServiceError, field_error
 from profiler_server.services.luts import LutCache
 
 T = TypeVar("T")
@@ -46,10 +46,22 @@ LutCacheDep = Annotated[LutCache, Depends(get_lut_cache)]
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made the request (None name: anonymous read)."""
+    """Who made the request (None name: anonymous read); ``devices``: the only devices an agent token may act for."""
 
     name: str | None
     role: str | None
+    devices: frozenset[str] | None = None
+
+    def check_device(self, device: str, field: str = "device") -> None:
+        """403 unless this caller may act for ``device`` (an agent token limited to other devices may not)."""
+        if self.role == "agent" and self.devices is not None and device not in self.devices:
+            raise Forbidden(f"the agent token {self.name!r} acts for {', '.join(sorted(self.devices))} only, not {device!r}",
+                            [field_error(field, "not a device of this agent token")])
+
+    @property
+    def owner(self) -> str | None:
+        """Who registers a device this caller puts: an agent token's name (admins act for anyone: None)."""
+        return self.name if self.role == "agent" else None
 
 
 def require(*roles: str) -> Callable[..., Caller]:
@@ -58,7 +70,7 @@ def require(*roles: str) -> Callable[..., Caller]:
 
     def dependency(session: SessionDep, request: Request, _: BearerDoc) -> Caller:
         row = authenticate(session, bearer_token(request.headers.get("authorization")), wanted)
-        caller = Caller(name=row.name, role=row.role)
+        caller = Caller(name=row.name, role=row.role, devices=frozenset(row.devices) if row.devices is not None else None)
         session.rollback()  # end the read so the write can begin its own (locking) transaction
         return caller
 

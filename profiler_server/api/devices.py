@@ -11,11 +11,13 @@ from profiler_server.services import devices
 router = APIRouter(tags=["devices"])
 
 @router.put("/devices/{name}", response_model=schemas.Device, responses={201: {"model": schemas.Device}})
-def put_device(name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, _: AgentDep, response: Response) -> schemas.Device:
-    """Register a device or update what it is (201 when new)."""
+def put_device(name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, caller: AgentDep, response: Response) -> schemas.Device:
+    """Register a device or update what it is (201 when new). The agent token that registered it owns it: another
+    agent token may not change it (403); an admin may."""
+    caller.check_device(name, "name")
 
     def work() -> schemas.Device:
-        device, created = devices.put_device(session, name, info)
+        device, created = devices.put_device(session, name, info, owner=caller.owner)
         response.status_code = 201 if created else 200
         return devices.to_schema(device, devices.tables_of(session, [device.id]).get(device.id, []))
 
@@ -28,7 +30,7 @@ def shown_to(caller: Caller, device: schemas.Device) -> schemas.Device:
     props = dict(device.props)
     if isinstance(props.get("connection"), dict):
         props["connection"] = {k: v for k, v in props["connection"].items() if k != "serial"}
-    return device.model_copy(update={"serial": None, "props": props})
+    return device.model_copy(update={"serial": None, "props": props, "owner": None})
 
 @router.get("/devices", response_model=list[schemas.Device])
 def list_devices(session: SessionDep, caller: ReaderDep) -> list[schemas.Device]:

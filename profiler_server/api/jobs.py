@@ -43,6 +43,7 @@ def list_jobs(
 @router.post("/jobs/claim", response_model=schemas.JobClaimed, responses={204: {"description": "No job to claim"}, **ERRORS})
 def claim_job(body: schemas.JobClaim, session: SessionDep, caller: AgentDep, request: Request) -> schemas.JobClaimed | Response:
     """Lease the oldest open job of a device to the calling agent token; 204 when there is none."""
+    caller.check_device(body.device)
     max_claims = request.app.state.settings.max_claims
     claimed = run_write(session, lambda: jobs.claim_job(session, body, holder=caller.name, max_claims=max_claims))
     return claimed if claimed is not None else Response(status_code=status.HTTP_204_NO_CONTENT)

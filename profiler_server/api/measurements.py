@@ -16,6 +16,7 @@ router = APIRouter(tags=["measurements"])
     response_model=schemas.MeasurementBatchResult,
     responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}, 413: {"model": schemas.ErrorBody}},
 )
-def post_measurements(batch: schemas.MeasurementBatch, session: SessionDep, _: AgentDep) -> schemas.MeasurementBatchResult:
+def post_measurements(batch: schemas.MeasurementBatch, session: SessionDep, caller: AgentDep) -> schemas.MeasurementBatchResult:
     """Store a run's results; a retry stores nothing twice and reports the duplicates."""
+    caller.check_device(batch.device)
     return run_write(session, lambda: store_batch(session, batch))

@@ -17,8 +17,9 @@ ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
 @router.post("/networks/measurements", response_model=schemas.MeasurementBatchResult, responses={**ERRORS, 413: {"model": schemas.ErrorBody}})
-def post_network_measurements(batch: schemas.NetworkMeasurementBatch, session: SessionDep, _: AgentDep) -> schemas.MeasurementBatchResult:
+def post_network_measurements(batch: schemas.NetworkMeasurementBatch, session: SessionDep, caller: AgentDep) -> schemas.MeasurementBatchResult:
     """Store a run's whole-network results; a retry stores nothing twice and reports the duplicates."""
+    caller.check_device(batch.device)
     return run_write(session, lambda: store_network_batch(session, batch))
 
 

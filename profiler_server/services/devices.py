@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
-from profiler_server.errors import UnknownDevice
+from profiler_server.errors import Forbidden, UnknownDevice, field_error
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
 from profiler_server.services.sql import insert_ignore
 
@@ -22,17 +22,25 @@ def find_device(session: Session, name: str, field: str = "device") -> Device:
     return device
 
 
-def put_device(session: Session, name: str, info: schemas.DeviceInfo) -> tuple[Device, bool]:
-    """Create or update device ``name`` from ``info``; True when it was created."""
+def put_device(session: Session, name: str, info: schemas.DeviceInfo, owner: str | None = None) -> tuple[Device, bool]:
+    """Create or update device ``name`` from ``info``; True when it was created.
+
+    ``owner``: the agent token acting (None: an admin). The first agent token to register a device owns
+    it; another may not change it (403), so one agent cannot rewrite a phone another agent drives.
+    """
     now = utcnow()
     values = info.model_dump()
     # Insert-or-skip first, so two agents registering the same name at once never collide.
-    insert_ignore(session, Device.__table__, [{"name": name, **values, "created_at": now, "updated_at": now}], ["name"])  # type: ignore[arg-type]
+    insert_ignore(session, Device.__table__, [{"name": name, **values, "owner": owner, "created_at": now, "updated_at": now}], ["name"])  # type: ignore[arg-type]
     device = session.scalars(select(Device).where(Device.name == name).execution_options(populate_existing=True)).one()
     created = device.created_at == now
     if not created:
+        if owner is not None and device.owner is not None and device.owner != owner:
+            raise Forbidden(f"device {name!r} is registered by the agent token {device.owner!r}, not {owner!r}",
+                            [field_error("name", "registered by another agent token")])
         for attr, value in values.items():
             setattr(device, attr, value)
+        device.owner = device.owner or owner
         device.updated_at = now
     session.flush()
     return device, created
@@ -93,6 +101,7 @@ def to_schema(device: Device, tables: list[schemas.TableInfo]) -> schemas.Device
         cpu_cores=device.cpu_cores,
         cpu_max_freqs_khz=list(device.cpu_max_freqs_khz or []),
         props=dict(device.props or {}),
+        owner=device.owner,
         created_at=device.created_at,
         updated_at=device.updated_at,
         tables=tables,

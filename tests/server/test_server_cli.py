@@ -35,6 +35,19 @@ def test_token_create_prints_a_working_token_once(tmp_path: Path) -> None:
     assert revoked.returncode == 0 and "revoked 1" in revoked.stdout
 
 
+def test_an_agent_token_can_be_limited_to_devices(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    assert run("db", "upgrade", "--database-url", url).returncode == 0
+    made = run("token", "create", "--name", "lab-agent", "--role", "agent", "--device", "pixel7", "--device", "s22",
+               "--database-url", url)
+    assert made.returncode == 0, made.stderr
+    listed = run("token", "list", "--database-url", url)
+    row = next(line for line in listed.stdout.splitlines() if "lab-agent" in line)
+    assert row.rstrip().endswith("pixel7, s22") and "active" in row
+    client = run("token", "create", "--name", "c", "--role", "client", "--device", "pixel7", "--database-url", url)
+    assert client.returncode == 1 and "only agent tokens" in client.stderr
+
+
 def test_bad_role_and_bad_database_are_one_line_errors(tmp_path: Path) -> None:
     bad_role = run("token", "create", "--name", "x", "--role", "root", "--database-url", sqlite_url(tmp_path))
     assert bad_role.returncode == 1 and "unknown role 'root'" in bad_role.stderr and "Traceback" not in bad_role.stderr
@@ -57,7 +70,7 @@ def test_serve_upgrades_and_tokens_work_end_to_end(tmp_path: Path) -> None:
     port = free_port()
     srv = LiveServer(url=f"http://127.0.0.1:{port}", database_url=url, port=port, workdir=tmp_path, admin_token="", agent_token="", client_token="")
     with srv.start():
-        assert run("db", "current", "--database-url", url).stdout.strip() == "0003"
+        assert run("db", "current", "--database-url", url).stdout.strip() == "0004"
         srv.agent_token = run("token", "create", "--name", "a", "--role", "agent", "--database-url", url).stdout.strip()
         with srv.client("agent") as agent:
             agent.put_device("host", DeviceInfo(cpu_cores=2))

@@ -124,6 +124,51 @@ def test_only_the_token_holding_the_lease_may_renew_it_or_fail_items(server: Liv
     assert call(server, "POST", f"/jobs/{job_id}/fail", json={"key": key(11), "error": "boom"}).json()["failed"] == 1
 
 
+def test_only_the_agent_token_that_registered_a_device_may_change_it(server: LiveServer, device: str) -> None:
+    other = server.new_token(f"other-{uuid.uuid4().hex[:6]}", "agent")
+    r = call(server, "PUT", f"/devices/{device}", token=other, json={"model": "Pixel 9"})
+    assert_error(r, 403, "name")
+    assert "test-agent" in r.json()["detail"]
+    shown = call(server, "GET", f"/devices/{device}", role="client").json()
+    assert shown["model"] == "Pixel 7" and shown["owner"] == "test-agent"  # nothing changed
+    assert call(server, "GET", f"/devices/{device}", role=None).json()["owner"] is None  # anonymous: not shown
+    assert call(server, "PUT", f"/devices/{device}", json={"model": "Pixel 7a"}).status_code == 200  # the owner may
+    assert call(server, "PUT", f"/devices/{device}", role="admin", json={"model": "Pixel 8"}).status_code == 200
+    after = call(server, "GET", f"/devices/{device}", role="client").json()
+    assert after["model"] == "Pixel 8" and after["owner"] == "test-agent"  # an admin's change keeps the owner
+    # A device nobody registered yet becomes the registering token's.
+    new = f"dev-{uuid.uuid4().hex[:6]}"
+    assert call(server, "PUT", f"/devices/{new}", token=other, json={}).status_code == 201
+    assert_error(call(server, "PUT", f"/devices/{new}", json={}), 403, "name")
+
+
+def test_an_agent_token_limited_to_devices_acts_for_those_only(server: LiveServer) -> None:
+    mine, theirs = f"dev-{uuid.uuid4().hex[:6]}", f"dev-{uuid.uuid4().hex[:6]}"
+    limited = server.new_token(f"lim-{uuid.uuid4().hex[:6]}", "agent", devices=[mine])
+    assert call(server, "PUT", f"/devices/{theirs}", json={}).status_code == 201  # registered by test-agent
+    assert_error(call(server, "PUT", f"/devices/{theirs}", token=limited, json={}), 403, "name")
+    assert_error(call(server, "POST", "/measurements", token=limited, json=upload(theirs)), 403, "device")
+    assert_error(call(server, "POST", "/jobs/claim", token=limited, json={"device": theirs, "agent": "x"}), 403, "device")
+    net = {"device": theirs, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "a",
+           "run_id": str(uuid.uuid4()), "results": [{"arch_id": "a" * 16, "median_ms": 1.0, "iterations": 10}]}
+    assert_error(call(server, "POST", "/networks/measurements", token=limited, json=net), 403, "device")
+    # Its own device: everything as usual.
+    assert call(server, "PUT", f"/devices/{mine}", token=limited, json={}).status_code == 201
+    assert call(server, "POST", "/measurements", token=limited, json=upload(mine)).status_code == 200
+    assert call(server, "POST", "/jobs/claim", token=limited, json={"device": mine, "agent": "x"}).status_code == 204
+
+
+def test_device_limits_are_for_agent_tokens_with_valid_names(server: LiveServer) -> None:
+    from profiler_server.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="only agent tokens"):
+        server.new_token("c", "client", devices=["pixel7"])
+    with pytest.raises(InvalidInput, match="device names"):
+        server.new_token("a", "agent", devices=["bad name"])
+    with pytest.raises(InvalidInput, match="device names"):
+        server.new_token("a", "agent", devices=[])
+
+
 def test_a_job_that_keeps_losing_its_agents_is_failed_with_a_reason(server: LiveServer, device: str) -> None:
     job_id = _job(server, device, [key(21)])
     with server.client("agent") as agent:

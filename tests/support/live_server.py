@@ -93,7 +93,7 @@ class LiveServer:
         """The token for ``role`` ("admin", "agent", "client") or None for no token."""
         return {None: None, "admin": self.admin_token, "agent": self.agent_token, "client": self.client_token}[role]
 
-    def new_token(self, name: str, role: str, expires_days: float | None = None) -> str:
+    def new_token(self, name: str, role: str, expires_days: float | None = None, devices: list[str] | None = None) -> str:
         """Another token (a second agent, say), created in the server's database."""
         from profiler_server.auth import create_token
         from profiler_server.db import make_engine, session_factory
@@ -101,7 +101,7 @@ class LiveServer:
         engine = make_engine(self.database_url)
         try:
             with session_factory(engine)() as session:
-                token = create_token(session, name, role, expires_days=expires_days)
+                token = create_token(session, name, role, expires_days=expires_days, devices=devices)
                 session.commit()
         finally:
             engine.dispose()
