@@ -43,6 +43,12 @@ class ModelBuildError(BenchmarkError):
     """The operator library could not build or export the model of a key."""
 
 
+class DeviceFault(AgentError):
+    """The benchmark program cannot run on the device even after its files were pushed again; the job goes back."""
+
+    exit_code = 5
+
+
 class ServerError(AgentError):
     """The profiler server rejected a request or stayed unreachable after retries."""
 

@@ -28,7 +28,8 @@ from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementResult
 
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
-from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceUnreachable, ServerError
+from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, ServerError
+from device_agent.faults import split_failures
 from device_agent.models import ModelCache
 from device_agent.networks import measure_job_with_networks
 from device_agent.parsers import ThermalState
@@ -55,6 +56,7 @@ class AgentConfig:
     poll_s: float = 5.0
     once: bool = False
     reconnect_attempts: int = 8
+    device_fault_retries: int = 2  # batches the program could not run in, files pushed again each time (faults.py)
     reconnect_max_delay_s: float = 15.0
     pin: bool = True
     read_timeout_s: float = 120.0
@@ -271,6 +273,7 @@ class Agent:
         start = time.perf_counter()
         self._with_reconnect(lambda: runner.stage(items + ([overhead] if overhead else [])), first=True)
         self.timings["stage_s"] = self.timings.get("stage_s", 0.0) + time.perf_counter() - start
+        faults = 0  # batches in a row in which the program could not run
         with Progress(f"measuring on {self.name or self.device.serial}", total=len(items)) as bar:
             while not self.stop.is_set() and not (lost is not None and lost.is_set()):
                 pending = [by_key[k] for k in by_key if k not in results and k not in failed]
@@ -288,6 +291,8 @@ class Agent:
                         runner.forget_files()
                     log.info("reconnected to %s; resuming with %d pending key(s)", self.device.serial, len(pending))
                     continue
+                outcome.failures, device_faults = split_failures(outcome.failures)
+                faults = self._device_faults(device_faults, runner, faults)
                 if outcome.failures.pop(OVERHEAD_KEY, None) is not None or (
                         overhead is not None and OVERHEAD_KEY in outcome.unfinished and not outcome.stopped):
                     log.warning("the empty-model overhead could not be measured this run")
@@ -304,6 +309,23 @@ class Agent:
                 if hasattr(runner, "forget"):
                     runner.forget([it for it in batch if it.key in results and it is not canary])
         return results
+
+    def _device_faults(self, device_faults: dict[str, str], runner: Runner, faults: int) -> int:
+        """After a batch: re-stage the files when the program could not run (its keys stay pending); the new count.
+
+        Raises ``DeviceFault`` once that happened in more than ``device_fault_retries`` batches in a row.
+        """
+        if not device_faults:
+            return 0
+        key, reason = next(iter(device_faults.items()))
+        if faults >= self.cfg.device_fault_retries:
+            raise DeviceFault(f"{self.device.serial}: the benchmark program still cannot run after pushing its files "
+                              f"again {faults} time(s): {reason}")
+        log.warning("the benchmark program could not run on %s (%s); pushing its files again, %d key(s) stay pending",
+                    self.device.serial, reason, len(device_faults))
+        if hasattr(runner, "forget_files"):
+            runner.forget_files()
+        return faults + 1
 
     def _fail(self, job_id: int | None, key: str, reason: str, failed: dict[str, str]) -> None:
         failed[key] = reason

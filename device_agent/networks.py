@@ -30,6 +30,7 @@ from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import JobFail, MeasurementResult, NetworkMeasurementBatch, NetworkResult, NetworkSpec
 
 from device_agent.errors import BenchmarkError, DeviceUnreachable, ServerError
+from device_agent.faults import split_failures
 from device_agent.runtimes.base import Item, check_runtime
 from device_agent.stats import percentile
 
@@ -140,12 +141,17 @@ def measure_job_with_networks(agent: "Agent", keys: Sequence[str], networks: Seq
     nets: dict[str, NetworkResult] = {}
     outcome = None
     with Progress(f"measuring on {agent.name or agent.device.serial}", total=len(everything)) as bar:
+        faults = 0
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             if agent.stop.is_set() or (lost is not None and lost.is_set()):
                 break
             try:
                 outcome, state = agent.measure(everything, runner, None, bar.burst, protocol=protocol)
-                break
+                outcome.failures, device_faults = split_failures(outcome.failures)
+                faults = agent._device_faults(device_faults, runner, faults)
+                if not device_faults:
+                    break
+                outcome = None  # the program could not run: the rounds again, with its files pushed again
             except DeviceUnreachable as exc:
                 if attempt == BATCH_ATTEMPTS:
                     raise

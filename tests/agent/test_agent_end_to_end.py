@@ -139,6 +139,57 @@ def test_loopback_device_restarted_mid_job(server: LiveServer, phone: tuple[int,
     _check_table(server, name, keys, job.id)
 
 
+def test_benchmark_program_deleted_mid_job_is_pushed_again_and_the_job_completes(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    port, root, _ = phone
+    keys = SLOW_KEYS[:8]
+    _prebuild(model_cache_dir, keys)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    log = open(tmp_path / "agent.log", "w")
+    agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--batch-size", "2", "--warmup", "2",
+                                    "--iterations", "30", "--rounds", "2"),
+                             stdout=log, stderr=subprocess.STDOUT, env=env())
+    try:
+        _wait_done(server, job.id, 2)
+        program = root / "data/local/tmp/hwnas/bin/onnxruntime_perf_test"
+        assert program.is_file()
+        program.unlink()  # someone cleaned /data/local/tmp: the next bursts exit 127 "not found"
+        assert agent.wait(timeout=180) == 0, (tmp_path / "agent.log").read_text()
+    finally:
+        kill(agent)
+        log.close()
+    text = (tmp_path / "agent.log").read_text()
+    assert "pushing its files again" in text, text[-3000:]  # the fault happened, and was taken for the device's
+    assert program.is_file()
+    _check_table(server, name, keys, job.id)  # no key failed for it: every key measured once
+    with server.client() as c:
+        assert c.get_job(job.id).failed == 0
+
+
+def test_a_program_that_cannot_run_gives_the_job_back_with_the_reason_and_fails_no_key(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    port, _, _ = phone
+    keys = SLOW_KEYS[:4]
+    _prebuild(model_cache_dir, keys)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    # What a phone's linker prints for a binary built without its C++ runtime next to it.
+    broken = tmp_path / "onnxruntime_perf_test"
+    broken.write_text('#!/bin/sh\necho \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": library '
+                      '"libc++_shared.so" not found\'\nexit 1\n')
+    broken.chmod(0o755)
+    r = subprocess.run(_agent(server, port, model_cache_dir, "--benchmark-binary", str(broken), "--batch-size", "2",
+                              *FAST_PROTOCOL), capture_output=True, text=True, env=env(), timeout=180)
+    assert r.returncode == 5, r.stderr[-3000:]
+    assert "still cannot run after pushing its files again 2 time(s)" in r.stderr and "libc++_shared.so" in r.stderr
+    with server.client() as c:
+        after = c.get_job(job.id)
+    assert after.failed == 0 and after.done == 0 and after.state == JobState.queued  # given back, nothing lost
+
+
 def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
                                                           phone: tuple[int, Path, subprocess.Popen[bytes]],
                                                           model_cache_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,34 @@
+"""Device and program faults are told apart from operator faults (device_agent/faults.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from device_agent.faults import is_device_fault, split_failures
+
+
+@pytest.mark.parametrize("reason", [
+    "onnxruntime benchmark exited 127: sh: ./bin/onnxruntime_perf_test: not found",
+    "onnxruntime benchmark exited 126: sh: ./bin/onnxruntime_perf_test: can't execute: Permission denied",
+    'torchscript benchmark exited 1: CANNOT LINK EXECUTABLE "./bin/speed_benchmark_torch": library "libc++_shared.so" not found',
+    "onnxruntime benchmark exited 2: /system/bin/sh: ./bin/onnxruntime_perf_test: Exec format error",
+    "torchscript benchmark exited 1: taskset: failed to set pid 4242's affinity: Invalid argument",
+])
+def test_the_program_not_running_is_a_device_fault(reason: str) -> None:
+    assert is_device_fault(reason)
+
+
+@pytest.mark.parametrize("reason", [
+    "onnxruntime benchmark exited 1: [E:onnxruntime:, inference_session.cc] Load model failed: Invalid model",
+    "torchscript benchmark exited 134: terminate called after throwing an instance of 'c10::Error' | shape mismatch",
+    "no 'Average inference timings' line in onnxruntime_perf_test output",
+    "cannot export ir_k3_e6_g1_s1_o16@1x16x28x28: unsupported",
+])
+def test_the_operator_failing_is_not(reason: str) -> None:
+    assert not is_device_fault(reason)
+
+
+def test_split_failures_keeps_every_key_once() -> None:
+    failures = {"a": "onnxruntime benchmark exited 127: not found", "b": "onnxruntime benchmark exited 1: Invalid model"}
+    ops, device = split_failures(failures)
+    assert ops == {"b": failures["b"]} and device == {"a": failures["a"]}
