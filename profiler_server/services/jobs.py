@@ -256,12 +256,15 @@ def complete_networks(session: Session, job_id: int, device_id: int, runtime: st
 def refresh_state(session: Session, job: Job) -> None:
     """Finish the job once no item is pending: done if anything was measured, failed otherwise.
 
-    A job that failed because every item failed becomes done when a late result for one of them arrives.
+    Late results count: a failed job (every item failed, or given up after MAX_CLAIMS) whose items are
+    no longer pending becomes done when one of them is measured after all; its failure reason goes.
     """
     counts = _counts(session, job.id)
-    reopenable = job.state == JobState.failed.value and job.reason is None
+    reopenable = job.state == JobState.failed.value
     if counts[ItemState.pending.value] == 0 and (job.state in OPEN_STATES or reopenable):
         job.state = JobState.done.value if counts[ItemState.done.value] or not counts[ItemState.failed.value] else JobState.failed.value
+        if job.state == JobState.done.value:
+            job.reason = None
         job.lease_expires_at = None
         session.flush()
 

@@ -177,6 +177,11 @@ def test_a_job_that_keeps_losing_its_agents_is_failed_with_a_reason(server: Live
         assert agent.claim_job(JobClaim(device=device, agent="crashy", lease_s=0.001)) is None
     job = call(server, "GET", f"/jobs/{job_id}", role=None).json()
     assert job["state"] == "failed" and "claimed 5 times" in job["reason"]
+    # One of those agents' results arrives after all: the job's work is done, and it says so.
+    assert call(server, "POST", "/measurements", json=upload(device, job_id=job_id,
+                                                             results=[{"key": key(21), "median_ms": 1.0, "iterations": 10}])).status_code == 200
+    job = call(server, "GET", f"/jobs/{job_id}", role=None).json()
+    assert job["state"] == "done" and job["reason"] is None and job["done"] == 1
 
 
 def test_a_late_result_turns_a_job_whose_items_all_failed_into_done(server: LiveServer, device: str) -> None:
