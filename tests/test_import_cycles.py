@@ -79,9 +79,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
-# search/ is not listed yet: search.ops loads search.quant.registry (the quantized operators) on first need, and
-# that registry imports search.ops; untangling it means a registry core module of its own (issue 11).
-@pytest.mark.parametrize("package", ["profiler_server", "device_agent", "hwnas"])
+@pytest.mark.parametrize("package", ["profiler_server", "search", "device_agent", "hwnas"])
 def test_no_import_cycles(package: str) -> None:
     graph = import_graph(package)
     assert len(graph) > 3

@@ -20,11 +20,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hwnas.opkey import OpSpec
-from search.ops import OpError, register_op
+from search.op_registry import OpError, register_op
 from search.quant.bits import Bits
 from search.quant.fakequant import BitsError, weight_integers
 from search.quant.modules import QuantLayer
-from search.quant.space import CONV_BLOCK, LINEAR_BLOCK
+
+# The block names of the quantized operators' keys (``qconv_k3_g1_s1_o16@1x16x32x32:w4a8``).
+CONV_BLOCK = "qconv"
+LINEAR_BLOCK = "qlinear"
 
 
 def _bits_of(spec: OpSpec) -> Bits:

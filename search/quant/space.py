@@ -25,12 +25,11 @@ from torch import nn
 
 from hwnas.opkey import OpSpec
 from search.quant.bits import DEFAULT_ACT_BITS, DEFAULT_WEIGHT_BITS, Bits, bits_grid
+from search.quant.registry import CONV_BLOCK, LINEAR_BLOCK
 from search.quant.resnet import SmallResNet
 from search.space import SpaceError  # one error for every space (unknown name, unreadable architecture, bad pin)
 
 # Block names of the quantized operators in the operator registry (see search.quant.registry).
-CONV_BLOCK = "qconv"
-LINEAR_BLOCK = "qlinear"
 
 _RESNET = re.compile(r"resnet(\d+)(?:-w(\d+))?")
 
