@@ -137,9 +137,15 @@ class Agent:
 
     # -- device ------------------------------------------------------------------------------
     def connect(self) -> PhoneFacts:
-        """Connect and read what the device is (with reconnect back-off)."""
-        self._with_reconnect(self.device.connect, first=True)
-        self.facts = read_facts(self.device)
+        """Connect (once: a device never reached is a wrong address, not a dropped link) and read what it is."""
+        try:
+            self.device.connect()
+        except DeviceUnreachable as exc:
+            raise DeviceUnreachable(
+                f"{exc}; never reached {self.device.serial}, so not retrying: check the address, that the phone is on "
+                "this network with `adb tcpip 5555` run on it (or on USB), and that `adb connect "
+                f"{self.device.serial}` works from here") from None
+        self.facts = self._with_reconnect(lambda: read_facts(self.device), first=True)
         self.name = self.cfg.name or self.facts.default_name()
         return self.facts
 

@@ -38,6 +38,19 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert r.returncode in (2, 3) and ("adb-shell[usb]" in r.stderr or "cannot connect" in r.stderr)
 
 
+def test_run_on_an_address_never_reached_fails_fast_with_the_hint() -> None:
+    import time
+
+    start = time.monotonic()
+    r = _run("run", "--serial", f"127.0.0.1:{free_port()}", "--server", "http://127.0.0.1:9", "--token", "x", "--once",
+             timeout=60)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 3, r.stderr
+    assert "never reached" in r.stderr and "adb tcpip 5555" in r.stderr and "Traceback" not in r.stderr
+    assert "retrying in" not in r.stderr  # one attempt: back-off is for connections that drop (it took 46 s before)
+    assert elapsed < 30, elapsed
+
+
 def test_info_against_the_loopback_device(loopback: LoopbackAdbd) -> None:
     r = _run("info", "--serial", loopback.serial)
     assert r.returncode == 0, r.stderr
