@@ -116,7 +116,8 @@ class BinaryRunner(Runner):
     def _command(self, burst: Burst, index: int) -> str:
         item = burst.item
         model = shlex.quote(self.remote_model(item))
-        prefix = f"LD_LIBRARY_PATH=bin OMP_NUM_THREADS={self.threads} "
+        # An absolute library path: a relative one resolves against whatever folder the program changes to.
+        prefix = f'LD_LIBRARY_PATH="$D/bin" OMP_NUM_THREADS={self.threads} '
         if self.mask and self._has_taskset:
             prefix += f"taskset {self.mask} "
         if self.runtime == "torchscript":
