@@ -106,6 +106,9 @@ def run(
     runtime_version: Annotated[Optional[str], typer.Option(help="Version of the phone runtime, stored with the table.")] = None,
     lease_s: Annotated[float, typer.Option(min=1.0, help="Job lease in seconds (heartbeated every third).")] = 120.0,
     poll_s: Annotated[float, typer.Option(min=0.1, help="Seconds between claims while no job is waiting.")] = 5.0,
+    upload_deadline_s: Annotated[float, typer.Option(min=0.1, help="Seconds an upload is retried while the server is "
+                                                     "down or failing; then the batch waits in the spool and goes up "
+                                                     "when the server answers again.")] = 120.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Operators per batch (one upload, one device command).")] = 16,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up runs per operator.")] = 10,
     iterations: Annotated[int, typer.Option(min=1, help="Timed runs per operator.")] = 50,
@@ -134,7 +137,7 @@ def run(
     cfg = AgentConfig(name=name, runtimes=runtimes, threads=threads,
                       binaries=_binaries(benchmark_binary, runtimes[0] if len(runtimes) == 1 else None),
                       libs=list(benchmark_lib or []), runtime_version=runtime_version, lease_s=lease_s,
-                      poll_s=poll_s, batch_size=batch_size, once=once,
+                      poll_s=poll_s, upload_deadline_s=upload_deadline_s, batch_size=batch_size, once=once,
                       pin=not no_pin, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
                       cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir, clock=clock)
     from hwnas.client import ProfilerClient

@@ -52,6 +52,7 @@ class AgentConfig:
     libs: list[Path] = field(default_factory=list)  # shared libraries pushed next to the binaries
     runtime_version: str | None = None
     lease_s: float = 120.0
+    upload_deadline_s: float = 120.0  # an upload is retried this long, then its batch waits in the spool
     batch_size: int = 16
     poll_s: float = 5.0
     once: bool = False
@@ -350,7 +351,7 @@ class Agent:
                                 threads=threads, agent=self.agent_id, run_id=run_id, job_id=job_id,
                                 device_state=state, results=results)
         delay = 1.0
-        deadline = time.monotonic() + 120.0
+        deadline = time.monotonic() + self.cfg.upload_deadline_s
         while True:
             try:
                 res = client.post_measurements(body)
@@ -359,11 +360,14 @@ class Agent:
                          f", job {job_id}" if job_id is not None else "")
                 return
             except ServerUnreachable as exc:
+                # A server that is down is transient too: keep the batch and measure on; the spool goes up when
+                # the server answers again (serve() tries it before every claim).
                 if time.monotonic() > deadline:
                     spooled = self._spool(body)
-                    raise ServerError(f"server unreachable, batch saved to {spooled}: {exc}") from None
+                    log.error("server unreachable (%s); batch saved to %s, sent when the server is back", exc, spooled)
+                    return
                 log.warning("upload failed (%s); retrying in %.0f s", exc, delay)
-                time.sleep(delay)
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic()) + 0.01))
                 delay = min(15.0, delay * 2)
             except ApiError as exc:
                 if exc.status < 500:
@@ -375,7 +379,7 @@ class Agent:
                     log.error("the server kept failing (%s); batch saved to %s, sent again at the next start", exc, spooled)
                     return
                 log.warning("upload failed with a server error (%s); retrying in %.0f s", exc, delay)
-                time.sleep(delay)
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic()) + 0.01))
                 delay = min(15.0, delay * 2)
             except ProfilerError as exc:
                 spooled = self._spool(body)
@@ -389,11 +393,15 @@ class Agent:
         path.write_text(body.model_dump_json())
         return path
 
-    def flush_spool(self) -> int:
-        """Upload batches an earlier run could not (idempotent: duplicates are not stored twice)."""
+    def spooled(self) -> list[Path]:
+        """Batches waiting for the server, oldest first."""
         spool = self.cache.root.parent / "spool"
+        return sorted(spool.glob("*.json")) if spool.is_dir() else []
+
+    def flush_spool(self) -> int:
+        """Upload batches the server did not take before (idempotent: duplicates are not stored twice)."""
         sent = 0
-        for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
+        for path in self.spooled():
             try:
                 self._require_client().post_measurements(MeasurementBatch.model_validate_json(path.read_text()))
             except ProfilerError as exc:
@@ -455,12 +463,13 @@ class Agent:
         """Claim and measure until stopped (``once``: until no job is waiting). Returns jobs worked off."""
         client = self._require_client()
         assert self.name is not None
-        sent = self.flush_spool()
-        if sent:
-            log.info("uploaded %d spooled batch(es)", sent)
         done = 0
         backoff = self.cfg.poll_s
         while not self.stop.is_set():
+            if self.spooled():
+                sent = self.flush_spool()
+                if sent:
+                    log.info("uploaded %d spooled batch(es)", sent)
             try:
                 job = client.claim_job(JobClaim(device=self.name, agent=self.agent_id, lease_s=self.cfg.lease_s))
             except ServerUnreachable as exc:

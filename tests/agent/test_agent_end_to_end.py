@@ -190,6 +190,39 @@ def test_a_program_that_cannot_run_gives_the_job_back_with_the_reason_and_fails_
     assert after.failed == 0 and after.done == 0 and after.state == JobState.queued  # given back, nothing lost
 
 
+def test_server_down_mid_job_loses_nothing_and_the_agent_serves_on(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    port, _, _ = phone
+    keys = SLOW_KEYS[:6]
+    cache = tmp_path / "cache" / "models"  # its own cache: the spool lives next to it
+    _prebuild(cache, keys)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    log = open(tmp_path / "agent.log", "w")
+    # No --once: the agent serves until stopped. Uploads give up after 1 s, polls start at 0.2 s.
+    cmd = agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token", server.agent_token,
+                    "--cache-dir", str(cache), "--batch-size", "2", "--warmup", "2", "--iterations", "30", "--rounds", "2",
+                    "--upload-deadline-s", "1", "--poll-s", "0.2")
+    agent = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+    try:
+        _wait_done(server, job.id, 2)
+        server.stop()  # the server goes away mid-job...
+        _wait_for_text(tmp_path / "agent.log", "sent when the server is back")  # (a batch went to the spool)
+        assert agent.poll() is None, (tmp_path / "agent.log").read_text()  # ...and the agent is still serving
+        server.start()  # ...and comes back
+        _wait_done(server, job.id, len(keys), timeout_s=120)
+        assert agent.poll() is None
+    finally:
+        kill(agent, signal.SIGTERM)
+        agent.wait(timeout=30)
+        log.close()
+    text = (tmp_path / "agent.log").read_text()
+    assert "uploaded" in text and "spooled batch(es)" in text, text[-3000:]
+    assert not list((tmp_path / "cache" / "spool").glob("*.json"))  # the spool went up
+    _check_table(server, name, keys, job.id)  # every key once, none failed
+
+
 def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
                                                           phone: tuple[int, Path, subprocess.Popen[bytes]],
                                                           model_cache_dir: Path, tmp_path: Path) -> None:
