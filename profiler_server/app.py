@@ -229,6 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.table_probe = TableProbe(engine)
     for module_router in routers:
         app.include_router(module_router, responses=COMMON_ERRORS)
+    from profiler_server import dashboard
+
+    dashboard.mount(app)  # the pages at /ui/ (and / for browsers): static files over this same API
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

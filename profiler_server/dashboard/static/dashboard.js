@@ -1,0 +1,277 @@
+// The device lab's dashboard: reads the profiler server's JSON API and draws it.
+// Every string from the server goes into the page as text (el() below), never as HTML: device
+// fields and error messages are written by agents.
+"use strict";
+
+const TOKEN_KEY = "hwnas-token";
+const REFRESH_MS = 1000;
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+class ApiError extends Error {
+  constructor(status, detail) { super(detail); this.status = status; }
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
+  if (token()) headers.Authorization = "Bearer " + token();
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 204) return null;
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) throw new ApiError(response.status, (body && body.detail) || response.statusText);
+  return body;
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "style") node.style.cssText = value;  // through the CSSOM: the page's policy forbids inline style
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const fmt = {
+  ms(v) { return v === null || v === undefined ? "–" : v >= 1 ? v.toFixed(3) : v.toFixed(4); },
+  when(iso) { return iso ? new Date(iso).toLocaleString() : "–"; },
+  ghz(khz) { return (khz / 1e6).toFixed(2) + " GHz"; },
+};
+
+function clusters(freqs) {
+  // CPU clusters from per-core maximum frequencies: "4 × 1.80 GHz + 4 × 2.85 GHz".
+  const counts = new Map();
+  for (const f of freqs || []) counts.set(f, (counts.get(f) || 0) + 1);
+  return [...counts.entries()].sort((a, b) => a[0] - b[0]).map(([f, n]) => `${n} × ${fmt.ghz(f)}`).join(" + ") || "–";
+}
+
+function progressBar(job) {
+  const total = Math.max(job.total, 1);
+  return el("div", { class: "bar", title: `${job.done} done, ${job.failed} failed, ${job.pending} pending` },
+    el("div", { class: "done", style: `width:${(100 * job.done / total).toFixed(1)}%` }),
+    el("div", { class: "failed", style: `width:${(100 * job.failed / total).toFixed(1)}%` }));
+}
+
+function tableLink(device, t) {
+  const q = new URLSearchParams({ device, runtime: t.runtime, threads: t.threads });
+  return el("a", { href: "/ui/table.html?" + q }, `${t.runtime} × ${t.threads}: ${t.entries} entries`);
+}
+
+function showError(main, error) {
+  const hint = error.status === 401 ? " — this server needs a token: paste one above." : "";
+  main.replaceChildren(el("p", { class: "error", id: "page-error" }, `${error.message}${hint}`));
+}
+
+// ---- overview -----------------------------------------------------------------------------
+function devicesTable(devices) {
+  const rows = devices.map(d => el("tr", { "data-device": d.name },
+    el("td", {}, el("b", {}, d.name)),
+    el("td", { class: "model" }, [d.manufacturer, d.model].filter(Boolean).join(" ") || "–"),
+    el("td", {}, d.soc || "–"), el("td", {}, d.abi || "–"), el("td", {}, d.os_version || "–"),
+    el("td", { class: "num cores" }, d.cpu_cores ?? "–"), el("td", {}, clusters(d.cpu_max_freqs_khz)),
+    el("td", {}, fmt.when(d.updated_at)),
+    el("td", { class: "tables" }, d.tables.length ? d.tables.map(t => el("div", {}, tableLink(d.name, t))) : "none yet")));
+  return el("table", { id: "devices" },
+    el("thead", {}, el("tr", {}, ["device", "model", "SoC", "ABI", "Android", "cores", "CPU clusters", "last seen", "tables"]
+      .map(h => el("th", { class: h === "cores" ? "num" : null }, h)))),
+    el("tbody", {}, rows));
+}
+
+function jobsTable(jobs) {
+  const rows = jobs.map(j => el("tr", { "data-job": j.id },
+    el("td", {}, el("a", { href: `/ui/job.html?id=${j.id}` }, `#${j.id}`)),
+    el("td", {}, j.device), el("td", {}, `${j.runtime} × ${j.threads}`),
+    el("td", { class: `state state-${j.state}` }, j.state), el("td", {}, progressBar(j)),
+    el("td", { class: "num n-done" }, j.done), el("td", { class: "num n-failed" }, j.failed),
+    el("td", { class: "num n-pending" }, j.pending), el("td", {}, j.holder || j.agent || "–"),
+    el("td", {}, fmt.when(j.created_at))));
+  return el("table", { id: "jobs" },
+    el("thead", {}, el("tr", {}, ["job", "device", "runtime × threads", "state", "progress", "done", "failed", "pending",
+      "agent", "created"].map(h => el("th", { class: ["done", "failed", "pending"].includes(h) ? "num" : null }, h)))),
+    el("tbody", {}, rows));
+}
+
+async function overview(main) {
+  const [devices, jobs] = await Promise.all([api("/devices"), api("/jobs?limit=50")]);
+  const tables = devices.reduce((n, d) => n + d.tables.length, 0);
+  const open = jobs.filter(j => j.state === "running" || j.state === "queued").length;
+  const card = (label, value, id) => el("div", { class: "card", id }, el("div", { class: "muted" }, label), el("div", { class: "value" }, value));
+  main.replaceChildren(
+    el("h1", {}, "Device lab"),
+    el("div", { class: "cards" }, card("devices", devices.length, "n-devices"), card("latency tables", tables, "n-tables"),
+      card("open jobs", open, "n-open")),
+    el("h2", {}, "Devices"), devices.length ? devicesTable(devices) : el("p", { class: "muted" }, "No device registered yet."),
+    el("h2", {}, "Jobs (newest first)"), jobs.length ? jobsTable(jobs) : el("p", { class: "muted" }, "No job yet."));
+  if (open) setTimeout(() => overview(main).catch(e => showError(main, e)), 2 * REFRESH_MS);  // live progress
+}
+
+// ---- one job ------------------------------------------------------------------------------
+async function jobPage(main) {
+  const id = new URLSearchParams(location.search).get("id");
+  if (!/^\d+$/.test(id || "")) throw new ApiError(422, "give the job as ?id=N");
+  const job = await api(`/jobs/${id}`);
+  const open = job.state === "running" || job.state === "queued";
+  const status = el("p", { id: "cancel-status" });
+  const cancel = el("button", {
+    id: "cancel", disabled: !open, onclick: async () => {
+      status.className = ""; status.textContent = "cancelling…";
+      try { await api(`/jobs/${id}`, { method: "DELETE" }); status.textContent = "cancelled"; await jobPage(main); }
+      catch (e) { status.className = "error"; status.textContent = `cannot cancel: ${e.message}`; }
+    },
+  }, "cancel job");
+  const errors = Object.entries(job.errors || {});
+  main.replaceChildren(
+    el("h1", {}, `Job #${job.id} · ${job.device} · ${job.runtime} × ${job.threads} `,
+      el("span", { id: "job-state", class: `state-${job.state}` }, job.state)),
+    el("div", { class: "cards" }, ...[["total", job.total], ["done", job.done], ["failed", job.failed], ["pending", job.pending]]
+      .map(([k, v]) => el("div", { class: "card" }, el("div", { class: "muted" }, k), el("div", { class: "value", id: `job-${k}` }, v)))),
+    progressBar(job),
+    el("p", {}, "lease: ", el("span", { id: "job-holder" }, job.holder || "nobody"),
+      job.agent ? ` (agent ${job.agent})` : "", job.lease_expires_at ? `, until ${fmt.when(job.lease_expires_at)}` : ""),
+    job.reason ? el("p", { class: "error", id: "job-reason" }, job.reason) : null,
+    el("div", { class: "controls" }, cancel, status),
+    el("h2", {}, `Failures (${job.failed})`),
+    errors.length ? el("table", { id: "job-errors" }, el("thead", {}, el("tr", {}, el("th", {}, "operator"), el("th", {}, "message"))),
+      el("tbody", {}, errors.map(([k, m]) => el("tr", {}, el("td", {}, el("code", {}, k)), el("td", { class: "message" }, m)))))
+      : el("p", { class: "muted" }, "none"),
+    el("h2", {}, `Pending (${job.pending})`),
+    el("ul", { id: "pending-keys" }, job.pending_keys.slice(0, 50).map(k => el("li", {}, el("code", {}, k)))));
+  if (open) setTimeout(() => jobPage(main).catch(e => showError(main, e)), REFRESH_MS);
+}
+
+// ---- one table ----------------------------------------------------------------------------
+function parseKey(key) {
+  // block_p1_p2…@NxCxHxW[:dtype] → the candidate (block and its own parameters) and the layer (stride,
+  // output channels, input shape): the operator-key grammar alone, no search space needed.
+  const [body, shapeAndType] = key.split("@");
+  const parts = body.split("_");
+  const block = [parts[0]];
+  const layer = [];
+  for (const p of parts.slice(1)) {
+    if (/^[so]\d+$/.test(p)) layer.push(p); else if (/^[a-z]\d+$/.test(p)) block.push(p); else block.push(p);
+  }
+  const [shape, dtype] = (shapeAndType || "").split(":");
+  return { type: parts[0], candidate: block.join("_") + (dtype ? `:${dtype}` : ""), layer: `${layer.join(" ")} @ ${shape}` };
+}
+
+function heatmap(entries) {
+  const cells = entries.map(([k, e]) => ({ ...parseKey(k), key: k, ms: e.median_ms }));
+  const rows = [...new Set(cells.map(c => c.layer))].sort();
+  const cols = [...new Set(cells.map(c => c.candidate))].sort();
+  const logs = cells.map(c => Math.log(Math.max(c.ms, 1e-6)));
+  const lo = Math.min(...logs), hi = Math.max(...logs);
+  const cw = 26, ch = 18, left = 230, top = 110;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  const add = (tag, attrs, text) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [a, v] of Object.entries(attrs)) n.setAttribute(a, v);
+    if (text !== undefined) n.textContent = text;
+    svg.append(n);
+    return n;
+  };
+  svg.setAttribute("id", "heatmap");
+  svg.setAttribute("width", left + cols.length * cw + 20);
+  svg.setAttribute("height", top + rows.length * ch + 10);
+  cols.forEach((c, i) => add("text", { x: left + i * cw + cw / 2, y: top - 6, transform: `rotate(-60 ${left + i * cw + cw / 2} ${top - 6})` }, c));
+  rows.forEach((r, j) => add("text", { x: left - 6, y: top + j * ch + ch * 0.7, "text-anchor": "end" }, r));
+  for (const c of cells) {
+    const t = hi > lo ? (Math.log(Math.max(c.ms, 1e-6)) - lo) / (hi - lo) : 0.5;
+    const rect = add("rect", { x: left + cols.indexOf(c.candidate) * cw, y: top + rows.indexOf(c.layer) * ch, width: cw - 1,
+      height: ch - 1, fill: `hsl(${(1 - t) * 220}, 70%, ${45 + 20 * (1 - t)}%)`, "data-key": c.key });
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${c.key}: ${fmt.ms(c.ms)} ms`;
+    rect.append(title);
+  }
+  return svg;
+}
+
+async function download(device, query, format) {
+  const headers = token() ? { Authorization: "Bearer " + token() } : {};
+  const response = await fetch(`/lut/${encodeURIComponent(device)}?${query}&format=${format}`, { headers });
+  const blob = await response.blob();
+  const a = el("a", { href: URL.createObjectURL(blob), download: `${device}.${format}` });
+  document.body.append(a); a.click(); a.remove();
+}
+
+async function tablePage(main) {
+  const params = new URLSearchParams(location.search);
+  const device = params.get("device") || "";
+  const query = new URLSearchParams();
+  for (const k of ["runtime", "threads"]) if (params.get(k)) query.set(k, params.get(k));
+  const lut = await api(`/lut/${encodeURIComponent(device)}?${query}`);
+  const entries = Object.entries(lut.entries);
+  const types = [...new Set(entries.map(([k]) => parseKey(k).type))].sort();
+  const columns = [["key", e => e.key], ["type", e => e.type], ["median ms", e => e.median_ms], ["min ms", e => e.min_ms],
+    ["p10 ms", e => e.p10_ms], ["p90 ms", e => e.p90_ms], ["std ms", e => e.std_ms], ["n", e => e.n], ["measured", e => e.measured_at]];
+  const rows = entries.map(([k, e]) => ({ key: k, type: parseKey(k).type, ...e }));
+  let sortBy = 2, ascending = true, only = "";
+  const body = el("tbody");
+  const draw = () => {
+    const shown = rows.filter(r => !only || r.type === only)
+      .sort((a, b) => { const x = columns[sortBy][1](a), y = columns[sortBy][1](b); return (x < y ? -1 : x > y ? 1 : 0) * (ascending ? 1 : -1); });
+    body.replaceChildren(...shown.map(r => el("tr", { "data-key": r.key },
+      el("td", {}, el("code", {}, r.key)), el("td", {}, r.type),
+      ...[r.median_ms, r.min_ms, r.p10_ms, r.p90_ms, r.std_ms].map((v, i) => el("td", { class: i === 0 ? "num median" : "num" }, fmt.ms(v))),
+      el("td", { class: "num" }, r.n), el("td", {}, fmt.when(r.measured_at)))));
+    document.getElementById("shown")?.replaceChildren(`${shown.length} of ${rows.length} entries`);
+  };
+  const head = el("tr", {}, columns.map(([name], i) => el("th", {
+    class: "sortable" + (i >= 2 && i <= 7 ? " num" : ""), onclick: () => { ascending = sortBy === i ? !ascending : true; sortBy = i; draw(); },
+  }, name)));
+  const filter = el("select", { id: "type-filter", onchange: e => { only = e.target.value; draw(); } },
+    el("option", { value: "" }, "every operator type"), types.map(t => el("option", { value: t }, t)));
+  const cal = lut.calibration;
+  main.replaceChildren(
+    el("h1", {}, `${lut.device} · ${lut.runtime} ${lut.runtime_version || ""} × ${lut.threads} thread(s)`),
+    el("p", { class: "muted" }, `overhead per call: ${fmt.ms(lut.overhead_ms)} ms`,
+      cal ? ` · calibrated on ${cal.networks} networks: × ${cal.scale.toFixed(3)} ${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms` : " · not calibrated"),
+    el("div", { class: "controls" }, filter, el("span", { id: "shown" }),
+      el("button", { onclick: () => download(device, query, "csv") }, "download CSV"),
+      el("button", { onclick: () => download(device, query, "json") }, "download JSON")),
+    el("h2", {}, "Latency by layer (rows) and candidate (columns), log colour scale"),
+    entries.length ? heatmap(entries) : el("p", { class: "muted" }, "empty table"),
+    el("h2", {}, "Entries"),
+    el("table", { id: "entries" }, el("thead", {}, head), body));
+  draw();
+}
+
+// ---- the frame ----------------------------------------------------------------------------
+function tokenForm() {
+  const state = document.getElementById("token-state");
+  state.textContent = token() ? "token set" : "no token (anonymous reads)";
+  document.getElementById("token-form").addEventListener("submit", event => {
+    event.preventDefault();
+    const value = document.getElementById("token-input").value.trim();
+    if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  });
+}
+
+function tokenFromFragment() {
+  // A token may also come in the fragment (#token=…): kept in this tab, then removed from the address bar.
+  const m = location.hash.match(/token=([^&]+)/);
+  if (!m) return false;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+  return true;
+}
+
+async function start() {
+  tokenFromFragment();
+  window.addEventListener("hashchange", () => { if (tokenFromFragment()) location.reload(); });
+  tokenForm();
+  const main = document.getElementById("main");
+  const page = { index: overview, job: jobPage, table: tablePage }[document.body.dataset.page];
+  try { await page(main); } catch (e) { showError(main, e); }
+  document.body.dataset.ready = "1";
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,51 @@
+"""Screenshots of the dashboard for docs/dashboard.md: ``python -m tests.support.dashboard_screenshots docs/images``.
+
+A live SQLite server filled through the API (two phones, a table, a job half done with a failure),
+each page opened in headless Chromium and saved as a PNG.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from hwnas.schemas import DeviceInfo, JobClaim, JobCreate, JobFail
+from tests.support.browser import Browser
+from tests.support.live_server import start_live_server
+from tests.support.measurements import batch, result
+
+
+def main(out: Path) -> None:
+    srv = start_live_server(tmp_path=Path(tempfile.mkdtemp()))
+    keys = [f"{b}_s{s}_o{o}@1x{c}x{h}x{h}" for (s, o, c, h) in [(1, 16, 16, 28), (2, 24, 16, 28), (1, 24, 24, 14),
+                                                             (2, 32, 24, 14), (1, 32, 32, 7)]
+            for b in ("ir_k3_e1_g1", "ir_k3_e3_g1", "ir_k3_e6_g1", "ir_k5_e3_g1", "ir_k5_e6_g1", "skip")]
+    try:
+        with srv.client("agent") as agent:
+            agent.put_device("pixel7", DeviceInfo(manufacturer="Google", model="Pixel 7", soc="gs201", abi="arm64-v8a",
+                                                  os_version="14", cpu_cores=8,
+                                                  cpu_max_freqs_khz=[1803000] * 4 + [2348000] * 2 + [2850000] * 2))
+            agent.put_device("galaxy-s22", DeviceInfo(manufacturer="Samsung", model="SM-S901B", soc="exynos2200",
+                                                      abi="arm64-v8a", os_version="13", cpu_cores=8))
+            agent.post_measurements(batch("pixel7", [result(k, median=0.02 * (1 + i % 6) * (1 + i // 6))
+                                                     for i, k in enumerate(keys)], runtime="onnxruntime"))
+        with srv.client("client") as client:
+            job = client.create_job(JobCreate(device="galaxy-s22", runtime="onnxruntime", threads=1, keys=keys[:12]))
+        with srv.client("agent") as agent:
+            agent.claim_job(JobClaim(device="galaxy-s22", agent="lab-host-1", lease_s=600))
+            agent.post_measurements(batch("galaxy-s22", [result(k, median=0.05) for k in keys[:5]], runtime="onnxruntime",
+                                          job_id=job.id))
+            agent.fail_key(job.id, JobFail(key=keys[5], error="onnxruntime benchmark exited 1: Load model failed: "
+                                                             "Invalid model"))
+        with Browser(width=1280, height=800) as b:
+            for name, url in [("overview", "/ui/"), ("job", f"/ui/job.html?id={job.id}"),
+                              ("table", "/ui/table.html?device=pixel7&runtime=onnxruntime&threads=1")]:
+                b.open(srv.url + url)
+                print(b.screenshot(out / f"dashboard-{name}.png"))
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images"))
