@@ -39,6 +39,9 @@ def lab(server: LiveServer) -> dict[str, object]:
                                           os_version="14", cpu_cores=8, cpu_max_freqs_khz=[1800000] * 4 + [2850000] * 4))
         agent.put_device(name + "-b", DeviceInfo(model="Galaxy S22"))
         agent.post_measurements(batch(name, [result(key(i), median=0.1 * (i + 1)) for i in range(12)]))
+        # The second phone: twice as slow on everything, but key(5) is 5 times slower on it than the trend says.
+        agent.post_measurements(batch(name + "-b", [result(key(i), median=0.2 * (i + 1) * (5 if i == 5 else 1))
+                                                    for i in range(12)]))
     with server.client("client") as client:
         job = client.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=[key(100 + i) for i in range(6)]))
     with server.client("agent") as agent:
@@ -124,6 +127,23 @@ def test_the_table_page_lists_every_entry_and_draws_the_heatmap(server: LiveServ
     assert [k for k, _ in shown] == sorted(lut["entries"], key=lambda k: lut["entries"][k]["median_ms"])  # by median
     # All twelve keys are one candidate (ir_k3_e6_g1) at twelve layers (output channels).
     assert browser.eval("document.querySelectorAll('#heatmap text').length") == 1 + 12
+
+
+def test_comparing_two_devices_names_what_is_relatively_slow(server: LiveServer, lab: dict[str, object],
+                                                             browser: Browser) -> None:
+    a, b = lab["device"], f"{lab['device']}-b"
+    browser.open(f"{server.url}/ui/")
+    browser.eval(f"(() => {{ const s = document.getElementById('compare-a'); s.value = [...s.options].find(o => "
+                 f"o.textContent.startsWith('{a} · ort ×')).value; const t = document.getElementById('compare-b'); t.value = "
+                 f"[...t.options].find(o => o.textContent.startsWith('{b} · ort ×')).value; "
+                 f"document.getElementById('compare-go').click(); }})()")
+    browser.wait_for("document.body.dataset.page === 'compare' && document.body.dataset.ready === '1'")
+    assert browser.errors == [], browser.errors
+    assert browser.eval("document.getElementById('shared').textContent").startswith("12 shared keys")
+    assert browser.eval("document.querySelectorAll('#compare-plot circle').length") == 12
+    top = browser.eval("document.querySelector('#outliers tbody tr').dataset.key")
+    assert top == key(5), top
+    assert browser.eval("document.querySelector('#outliers tbody tr .ratio').textContent").startswith("×")
 
 
 def test_reads_that_need_a_token_ask_for_one(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> None:

@@ -36,11 +36,16 @@ def main(out: Path) -> None:
             agent.claim_job(JobClaim(device="galaxy-s22", agent="lab-host-1", lease_s=600))
             agent.post_measurements(batch("galaxy-s22", [result(k, median=0.05) for k in keys[:5]], runtime="onnxruntime",
                                           job_id=job.id))
+            agent.put_device("pixel7-cpu1", DeviceInfo(manufacturer="Google", model="Pixel 7 (little cores)"))
+            agent.post_measurements(batch("pixel7-cpu1", [result(k, median=0.05 * (1 + i % 6) * (1 + i // 6) * (3 if i % 7 == 3 else 1))
+                                                          for i, k in enumerate(keys)], runtime="onnxruntime"))
             agent.fail_key(job.id, JobFail(key=keys[5], error="onnxruntime benchmark exited 1: Load model failed: "
                                                              "Invalid model"))
         with Browser(width=1280, height=800) as b:
             for name, url in [("overview", "/ui/"), ("job", f"/ui/job.html?id={job.id}"),
-                              ("table", "/ui/table.html?device=pixel7&runtime=onnxruntime&threads=1")]:
+                              ("table", "/ui/table.html?device=pixel7&runtime=onnxruntime&threads=1"),
+                              ("compare", "/ui/compare.html?a=pixel7&runtime_a=onnxruntime&threads_a=1&b=pixel7-cpu1"
+                                          "&runtime_b=onnxruntime&threads_b=1")]:
                 b.open(srv.url + url)
                 print(b.screenshot(out / f"dashboard-{name}.png"))
     finally:

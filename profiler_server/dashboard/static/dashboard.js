@@ -98,6 +98,20 @@ function jobsTable(jobs) {
     el("tbody", {}, rows));
 }
 
+function compareForm(devices) {
+  const tables = devices.flatMap(d => d.tables.map(t => ({ device: d.name, ...t })));
+  if (tables.length < 2) return null;
+  const options = () => tables.map((t, i) => el("option", { value: i }, `${t.device} · ${t.runtime} × ${t.threads}`));
+  const a = el("select", { id: "compare-a" }, options()), b = el("select", { id: "compare-b" }, options());
+  b.value = "1";
+  return el("div", {}, el("h2", {}, "Compare two tables"), el("div", { class: "controls" }, a, "against", b,
+    el("button", { id: "compare-go", onclick: () => {
+      const x = tables[a.value], y = tables[b.value];
+      location.href = "/ui/compare.html?" + new URLSearchParams({ a: x.device, runtime_a: x.runtime, threads_a: x.threads,
+        b: y.device, runtime_b: y.runtime, threads_b: y.threads });
+    } }, "compare")));
+}
+
 async function overview(main) {
   const [devices, jobs] = await Promise.all([api("/devices"), api("/jobs?limit=50")]);
   const tables = devices.reduce((n, d) => n + d.tables.length, 0);
@@ -108,6 +122,7 @@ async function overview(main) {
     el("div", { class: "cards" }, card("devices", devices.length, "n-devices"), card("latency tables", tables, "n-tables"),
       card("open jobs", open, "n-open")),
     el("h2", {}, "Devices"), devices.length ? devicesTable(devices) : el("p", { class: "muted" }, "No device registered yet."),
+    compareForm(devices),
     el("h2", {}, "Jobs (newest first)"), jobs.length ? jobsTable(jobs) : el("p", { class: "muted" }, "No job yet."));
   if (open) setTimeout(() => overview(main).catch(e => showError(main, e)), 2 * REFRESH_MS);  // live progress
 }
@@ -243,6 +258,90 @@ async function tablePage(main) {
   draw();
 }
 
+// ---- two devices --------------------------------------------------------------------------
+function loglogFit(points) {
+  // Least squares of log y on log x: the common trend of the two devices (slope and offset in log space).
+  const xs = points.map(p => Math.log(p.a)), ys = points.map(p => Math.log(p.b));
+  const n = xs.length, mx = xs.reduce((s, v) => s + v, 0) / n, my = ys.reduce((s, v) => s + v, 0) / n;
+  let sxy = 0, sxx = 0;
+  for (let i = 0; i < n; i++) { sxy += (xs[i] - mx) * (ys[i] - my); sxx += (xs[i] - mx) ** 2; }
+  const slope = sxx > 0 ? sxy / sxx : 1;
+  // The offset is the median one: a few relatively slow operators must not drag the trend towards themselves.
+  const offsets = xs.map((x, i) => ys[i] - slope * x).sort((u, v) => u - v);
+  const offset = n % 2 ? offsets[(n - 1) / 2] : (offsets[n / 2 - 1] + offsets[n / 2]) / 2;
+  return { slope, offset, residual: p => Math.log(p.b) - (offset + slope * Math.log(p.a)) };
+}
+
+function scatter(points, fit, labelA, labelB) {
+  const ns = "http://www.w3.org/2000/svg", W = 520, H = 420, pad = 50;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("id", "compare-plot"); svg.setAttribute("width", W); svg.setAttribute("height", H);
+  const add = (tag, attrs, text) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [a, v] of Object.entries(attrs)) n.setAttribute(a, v);
+    if (text !== undefined) n.textContent = text;
+    svg.append(n); return n;
+  };
+  const all = points.flatMap(p => [Math.log10(p.a), Math.log10(p.b)]);
+  const lo = Math.floor(Math.min(...all)), hi = Math.ceil(Math.max(...all));
+  const sx = v => pad + (Math.log10(v) - lo) / Math.max(hi - lo, 1e-9) * (W - 2 * pad);
+  const sy = v => H - pad - (Math.log10(v) - lo) / Math.max(hi - lo, 1e-9) * (H - 2 * pad);
+  add("rect", { x: pad, y: pad, width: W - 2 * pad, height: H - 2 * pad, fill: "#fff", stroke: "#ccd" });
+  for (let d = lo; d <= hi; d++) {
+    add("text", { x: sx(10 ** d), y: H - pad + 16, "text-anchor": "middle" }, `${10 ** d} ms`);
+    add("text", { x: pad - 6, y: sy(10 ** d) + 4, "text-anchor": "end" }, `${10 ** d}`);
+  }
+  const a0 = 10 ** lo, a1 = 10 ** hi;
+  const clip = add("clipPath", { id: "plot-area" });
+  const area = document.createElementNS(ns, "rect");
+  for (const [k, v] of Object.entries({ x: pad, y: pad, width: W - 2 * pad, height: H - 2 * pad })) area.setAttribute(k, v);
+  clip.append(area);
+  const trend = a => Math.exp(fit.offset + fit.slope * Math.log(a));
+  add("line", { x1: sx(a0), y1: sy(trend(a0)), x2: sx(a1), y2: sy(trend(a1)), stroke: "#888", "stroke-dasharray": "4 3",
+    "clip-path": "url(#plot-area)" });
+  for (const p of points) {
+    const c = add("circle", { cx: sx(p.a), cy: sy(p.b), r: 3, fill: p.outlier ? "#c8402f" : "#2f6fdb", "fill-opacity": 0.7,
+      "data-key": p.key });
+    const t = document.createElementNS(ns, "title"); t.textContent = `${p.key}: ${fmt.ms(p.a)} / ${fmt.ms(p.b)} ms`; c.append(t);
+  }
+  add("text", { x: W / 2, y: H - 8, "text-anchor": "middle" }, `${labelA} (ms, log)`);
+  add("text", { x: 14, y: H / 2, transform: `rotate(-90 14 ${H / 2})`, "text-anchor": "middle" }, `${labelB} (ms, log)`);
+  return svg;
+}
+
+async function comparePage(main) {
+  const q = new URLSearchParams(location.search);
+  const side = s => {
+    const p = new URLSearchParams();
+    for (const k of ["runtime", "threads"]) if (q.get(`${k}_${s}`)) p.set(k, q.get(`${k}_${s}`));
+    return p;
+  };
+  const devA = q.get("a") || "", devB = q.get("b") || "";
+  if (!devA || !devB) throw new ApiError(422, "give two devices: ?a=NAME&b=NAME (optionally runtime_a, threads_a, runtime_b, threads_b)");
+  const [A, B] = await Promise.all([api(`/lut/${encodeURIComponent(devA)}?${side("a")}`), api(`/lut/${encodeURIComponent(devB)}?${side("b")}`)]);
+  const points = Object.keys(A.entries).filter(k => k in B.entries)
+    .map(k => ({ key: k, a: A.entries[k].median_ms, b: B.entries[k].median_ms })).filter(p => p.a > 0 && p.b > 0);
+  const label = t => `${t.device} (${t.runtime} × ${t.threads})`;
+  if (points.length < 2) {
+    main.replaceChildren(el("h1", {}, `${label(A)} vs ${label(B)}`), el("p", { class: "muted", id: "shared" }, `${points.length} shared keys: nothing to compare`));
+    return;
+  }
+  const fit = loglogFit(points);
+  points.forEach(p => { p.residual = fit.residual(p); });
+  const ranked = [...points].sort((x, y) => Math.abs(y.residual) - Math.abs(x.residual));
+  ranked.slice(0, 15).filter(p => Math.abs(p.residual) > Math.log(1.25)).forEach(p => { p.outlier = true; });
+  main.replaceChildren(
+    el("h1", {}, `${label(A)} vs ${label(B)}`),
+    el("p", { class: "muted", id: "shared" }, `${points.length} shared keys · common trend: ${label(B)} ≈ ${Math.exp(fit.offset).toFixed(3)} × ${label(A)}^${fit.slope.toFixed(3)}`),
+    scatter(points, fit, label(A), label(B)),
+    el("h2", {}, "Furthest from the common trend (relatively slow or fast on the second device; red: more than 25% off)"),
+    el("table", { id: "outliers" }, el("thead", {}, el("tr", {}, ["operator", `${A.device} ms`, `${B.device} ms`, "vs trend"]
+      .map((h, i) => el("th", { class: i ? "num" : null }, h)))),
+      el("tbody", {}, ranked.slice(0, 15).map(p => el("tr", { "data-key": p.key },
+        el("td", {}, el("code", {}, p.key)), el("td", { class: "num" }, fmt.ms(p.a)), el("td", { class: "num" }, fmt.ms(p.b)),
+        el("td", { class: "num ratio" }, `×${Math.exp(p.residual).toFixed(2)}`))))));
+}
+
 // ---- the frame ----------------------------------------------------------------------------
 function tokenForm() {
   const state = document.getElementById("token-state");
@@ -269,7 +368,7 @@ async function start() {
   window.addEventListener("hashchange", () => { if (tokenFromFragment()) location.reload(); });
   tokenForm();
   const main = document.getElementById("main");
-  const page = { index: overview, job: jobPage, table: tablePage }[document.body.dataset.page];
+  const page = { index: overview, job: jobPage, table: tablePage, compare: comparePage }[document.body.dataset.page];
   try { await page(main); } catch (e) { showError(main, e); }
   document.body.dataset.ready = "1";
 }
