@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from hwnas.schemas import (
     Calibration,
+    CalibrationDetail,
     Device,
     DeviceInfo,
     Health,
@@ -243,6 +244,11 @@ class ProfilerClient:
     def get_networks(self, device: str, runtime: str | None = None, threads: int | None = None) -> NetworkTable:
         """GET /devices/{name}/networks: the latest measurement of every whole network of one table."""
         return self._json(NetworkTable, "GET", f"/devices/{device}/networks", params=self._table_params(runtime, threads))
+
+    def get_calibration(self, device: str, runtime: str | None = None, threads: int | None = None) -> CalibrationDetail:
+        """GET /lut/{device}/calibration: the calibration in force with the networks it was checked on."""
+        params = {k: v for k, v in (("runtime", runtime), ("threads", threads)) if v is not None}
+        return self._json(CalibrationDetail, "GET", f"/lut/{device}/calibration", params=params)
 
     def put_calibration(self, device: str, calibration: Calibration) -> LutCalibration:
         """PUT /lut/{device}/calibration (client token): the correction GET /lut serves with the table."""

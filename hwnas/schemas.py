@@ -332,6 +332,17 @@ class NetworkTable(BaseModel):
 
 
 # ---- calibration ------------------------------------------------------------------------------
+MAX_CALIBRATION_POINTS = 1000
+
+
+class CalibrationPoint(Strict):
+    """One whole network behind a calibration: the table's prediction (uncalibrated) and its measurement."""
+
+    arch_id: str = Field(pattern=ARCH_ID_PATTERN)
+    predicted_ms: float = Field(gt=0, le=1e7)
+    measured_ms: float = Field(gt=0, le=1e7)
+
+
 class Calibration(Strict):
     """A correction of a table's network predictions: ``measured ≈ scale · predicted + offset_ms``.
 
@@ -347,6 +358,8 @@ class Calibration(Strict):
     method: Text(64) = "linear"
     mape_before: float | None = None
     mape_after: float | None = None
+    # The networks it was checked on, so a reader can see the fit (the dashboard's validation page).
+    points: list[CalibrationPoint] = Field(default_factory=list, max_length=MAX_CALIBRATION_POINTS)
 
     @field_validator("scale", "offset_ms", "mape_before", "mape_after")
     @classmethod
@@ -366,6 +379,15 @@ class LutCalibration(BaseModel):
     mape_before: float | None = None
     mape_after: float | None = None
     created_at: datetime
+
+
+class CalibrationDetail(LutCalibration):
+    """GET /lut/{device}/calibration: the calibration in force with the networks it was checked on."""
+
+    device: str
+    runtime: str
+    threads: int
+    points: list[CalibrationPoint] = Field(default_factory=list)
 
 
 # ---- jobs ---------------------------------------------------------------------------------

@@ -306,6 +306,7 @@ class Calibration(Base):
     method: Mapped[str] = mapped_column(String(64))
     mape_before: Mapped[float | None] = mapped_column(Float)
     mape_after: Mapped[float | None] = mapped_column(Float)
+    points: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # [{arch_id, predicted_ms, measured_ms}]
     created_by: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

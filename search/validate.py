@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.schemas import Calibration, JobCreate, NetworkSpec, NetworkTable
+from hwnas.schemas import MAX_CALIBRATION_POINTS, Calibration, CalibrationPoint, JobCreate, NetworkSpec, NetworkTable
 from search.arch import Architecture
 from search.lut import LatencyTable, LutError, fetch_table, wait_for_job
 from search.space import SearchSpace, get_space
@@ -412,7 +412,9 @@ def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print) -> V
             c = report.calibration
             client.put_calibration(cfg.device, Calibration(
                 runtime=cfg.runtime, threads=cfg.threads, scale=c["scale"], offset_ms=c["offset_ms"], networks=c["fit_networks"],
-                method="linear", mape_before=c["test_before"].mape, mape_after=c["test_after"].mape))
+                method="linear", mape_before=c["test_before"].mape, mape_after=c["test_after"].mape,
+                points=[CalibrationPoint(arch_id=r.arch_id, predicted_ms=r.predicted_ms, measured_ms=r.measured_ms)
+                        for r in rows[:MAX_CALIBRATION_POINTS] if r.predicted_ms > 0 and r.measured_ms > 0]))
             c["stored"] = True
     seconds["total_s"] = time.perf_counter() - t0
     if cfg.out is not None:

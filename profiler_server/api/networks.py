@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from hwnas import schemas
 from profiler_server.api.deps import AgentDep, ClientDep, DeviceName, ReaderDep, SessionDep, run_write
-from profiler_server.services.calibrations import store_calibration
+from profiler_server.services.calibrations import calibration_detail, store_calibration
 from profiler_server.services.measurements import store_network_batch
 from profiler_server.services.networks import network_table
 
@@ -33,6 +33,18 @@ def get_networks(
 ) -> schemas.NetworkTable:
     """The latest valid measurement of every network measured on this device (one runtime and thread count)."""
     return network_table(session, name, runtime, threads)
+
+
+@router.get("/lut/{device}/calibration", response_model=schemas.CalibrationDetail, responses=ERRORS)
+def get_calibration(
+    device: DeviceName,
+    session: SessionDep,
+    _: ReaderDep,
+    runtime: Annotated[str | None, Query(description="e.g. onnxruntime", max_length=64, pattern=schemas.NO_NUL)] = None,
+    threads: Annotated[int | None, Query(ge=1, le=schemas.MAX_THREADS)] = None,
+) -> schemas.CalibrationDetail:
+    """The calibration in force for a table, with the whole networks it was checked on (predicted and measured)."""
+    return calibration_detail(session, device, runtime, threads)
 
 
 @router.put("/lut/{device}/calibration", response_model=schemas.LutCalibration, responses=ERRORS)

@@ -146,6 +146,33 @@ def test_comparing_two_devices_names_what_is_relatively_slow(server: LiveServer,
     assert browser.eval("document.querySelector('#outliers tbody tr .ratio').textContent").startswith("×")
 
 
+def test_the_validation_page_plots_the_calibrations_networks_and_their_figures(server: LiveServer, lab: dict[str, object],
+                                                                                browser: Browser) -> None:
+    from hwnas.schemas import Calibration, CalibrationPoint
+    from search.validate import kendall_tau
+
+    device = str(lab["device"])
+    measured = [0.5, 0.8, 1.0, 1.3, 2.0, 2.6]
+    predicted = [0.42, 0.75, 0.81, 1.2, 1.5, 2.4]  # the table misses some networks by 20% and more
+    points = [CalibrationPoint(arch_id=f"{i:016x}", predicted_ms=p, measured_ms=m)
+              for i, (p, m) in enumerate(zip(predicted, measured))]
+    with server.client("client") as client:
+        client.put_calibration(device, Calibration(runtime="ort", threads=1, scale=1.1, offset_ms=0.01, networks=6,
+                                                   mape_before=12.0, mape_after=5.0, points=points))
+        detail = client.get_calibration(device, runtime="ort", threads=1)
+    assert [p.arch_id for p in detail.points] == [p.arch_id for p in points]  # stored and served back
+    browser.open(f"{server.url}/ui/table.html?device={device}&runtime=ort&threads=1")
+    browser.eval("document.getElementById('validation-link').click()")
+    browser.wait_for("document.body.dataset.page === 'validation' && document.body.dataset.ready === '1'")
+    assert browser.errors == [], browser.errors
+    assert browser.eval("document.querySelectorAll('#validation-plot circle.calibrated').length") == 6
+    figure = lambda k: browser.eval(f"document.querySelector('[data-figure=\"{k}\"]').textContent")  # noqa: E731
+    mape = 100 * sum(abs(p - m) / m for p, m in zip(predicted, measured)) / 6
+    calibrated = 100 * sum(abs(1.1 * p + 0.01 - m) / m for p, m in zip(predicted, measured)) / 6
+    assert figure("MAPE, table sum") == f"{mape:.1f}%" and figure("MAPE, calibrated") == f"{calibrated:.1f}%"
+    assert figure("Kendall τ") == f"{kendall_tau(predicted, measured):.3f}"
+
+
 def test_reads_that_need_a_token_ask_for_one(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> None:
     srv = start_live_server(tmp_path=tmp_path_factory.mktemp("closed"), env={"READ_REQUIRES_TOKEN": "true"})
     try:

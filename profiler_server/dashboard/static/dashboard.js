@@ -247,7 +247,9 @@ async function tablePage(main) {
   main.replaceChildren(
     el("h1", {}, `${lut.device} · ${lut.runtime} ${lut.runtime_version || ""} × ${lut.threads} thread(s)`),
     el("p", { class: "muted" }, `overhead per call: ${fmt.ms(lut.overhead_ms)} ms`,
-      cal ? ` · calibrated on ${cal.networks} networks: × ${cal.scale.toFixed(3)} ${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms` : " · not calibrated"),
+      cal ? ` · calibrated on ${cal.networks} networks: × ${cal.scale.toFixed(3)} ${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms · ` : " · not calibrated",
+      cal ? el("a", { id: "validation-link", href: "/ui/validation.html?" + new URLSearchParams({ device, runtime: lut.runtime, threads: lut.threads }) },
+        "predicted vs measured networks") : null),
     el("div", { class: "controls" }, filter, el("span", { id: "shown" }),
       el("button", { onclick: () => download(device, query, "csv") }, "download CSV"),
       el("button", { onclick: () => download(device, query, "json") }, "download JSON")),
@@ -342,6 +344,83 @@ async function comparePage(main) {
         el("td", { class: "num ratio" }, `×${Math.exp(p.residual).toFixed(2)}`))))));
 }
 
+// ---- how well a table predicts whole networks ---------------------------------------------
+function kendallTau(xs, ys) {
+  // τ-b: ties in either ranking handled.
+  let concordant = 0, discordant = 0, tx = 0, ty = 0;
+  for (let i = 0; i < xs.length; i++) {
+    for (let j = i + 1; j < xs.length; j++) {
+      const dx = Math.sign(xs[i] - xs[j]), dy = Math.sign(ys[i] - ys[j]);
+      if (dx === 0 && dy === 0) continue;
+      if (dx === 0) tx++; else if (dy === 0) ty++; else if (dx === dy) concordant++; else discordant++;
+    }
+  }
+  const d = Math.sqrt((concordant + discordant + tx) * (concordant + discordant + ty));
+  return d > 0 ? (concordant - discordant) / d : NaN;
+}
+
+function mape(pred, meas) { return 100 * pred.reduce((s, p, i) => s + Math.abs(p - meas[i]) / meas[i], 0) / pred.length; }
+
+function fidelityPlot(points, cal) {
+  const ns = "http://www.w3.org/2000/svg", W = 520, H = 460, pad = 56;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("id", "validation-plot"); svg.setAttribute("width", W); svg.setAttribute("height", H);
+  const add = (tag, attrs, text) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [a, v] of Object.entries(attrs)) n.setAttribute(a, v);
+    if (text !== undefined) n.textContent = text;
+    svg.append(n); return n;
+  };
+  const values = points.flatMap(p => [p.measured_ms, p.predicted_ms, p.calibrated]);
+  const lo = Math.min(...values) * 0.9, hi = Math.max(...values) * 1.1;
+  const sx = v => pad + (v - lo) / (hi - lo) * (W - 2 * pad), sy = v => H - pad - (v - lo) / (hi - lo) * (H - 2 * pad);
+  add("rect", { x: pad, y: pad, width: W - 2 * pad, height: H - 2 * pad, fill: "#fff", stroke: "#ccd" });
+  // ±10% band around y = x (x: measured, y: predicted)
+  add("polygon", { points: [[lo, lo * 0.9], [hi, hi * 0.9], [hi, hi * 1.1], [lo, lo * 1.1]].map(([x, y]) => `${sx(x)},${sy(Math.min(Math.max(y, lo), hi))}`).join(" "),
+    fill: "#2e9d5b", "fill-opacity": 0.1 });
+  add("line", { x1: sx(lo), y1: sy(lo), x2: sx(hi), y2: sy(hi), stroke: "#2e9d5b", "stroke-dasharray": "4 3" });
+  for (const [value, label] of [[lo, lo.toFixed(3)], [(lo + hi) / 2, ((lo + hi) / 2).toFixed(3)], [hi, hi.toFixed(3)]]) {
+    add("text", { x: sx(value), y: H - pad + 16, "text-anchor": "middle" }, label);
+    add("text", { x: pad - 6, y: sy(value) + 4, "text-anchor": "end" }, label);
+  }
+  for (const p of points) {
+    add("circle", { cx: sx(p.measured_ms), cy: sy(p.predicted_ms), r: 3, fill: "#9aa3b5", class: "raw" });
+    const c = add("circle", { cx: sx(p.measured_ms), cy: sy(p.calibrated), r: 3.5, fill: "#2f6fdb", "fill-opacity": 0.8, class: "calibrated" });
+    const t = document.createElementNS(ns, "title");
+    t.textContent = `${p.arch_id}: measured ${fmt.ms(p.measured_ms)}, predicted ${fmt.ms(p.predicted_ms)} (${fmt.ms(p.calibrated)} calibrated) ms`;
+    c.append(t);
+  }
+  add("text", { x: W / 2, y: H - 12, "text-anchor": "middle" }, "measured whole network (ms)");
+  add("text", { x: 16, y: H / 2, transform: `rotate(-90 16 ${H / 2})`, "text-anchor": "middle" }, "predicted by the table (ms)");
+  add("text", { x: pad + 8, y: pad + 16 }, cal ? "grey: table sum · blue: calibrated · band: ±10%" : "band: ±10%");
+  return svg;
+}
+
+async function validationPage(main) {
+  const q = new URLSearchParams(location.search);
+  const device = q.get("device") || "";
+  const query = new URLSearchParams();
+  for (const k of ["runtime", "threads"]) if (q.get(k)) query.set(k, q.get(k));
+  const cal = await api(`/lut/${encodeURIComponent(device)}/calibration?${query}`);
+  const points = cal.points.map(p => ({ ...p, calibrated: cal.scale * p.predicted_ms + cal.offset_ms }));
+  const meas = points.map(p => p.measured_ms);
+  const figures = points.length ? {
+    "networks": points.length,
+    "MAPE, table sum": mape(points.map(p => p.predicted_ms), meas).toFixed(1) + "%",
+    "MAPE, calibrated": mape(points.map(p => p.calibrated), meas).toFixed(1) + "%",
+    "Kendall τ": kendallTau(points.map(p => p.predicted_ms), meas).toFixed(3),
+  } : {};
+  main.replaceChildren(
+    el("h1", {}, `How well ${cal.device}'s table (${cal.runtime} × ${cal.threads}) predicts whole networks`),
+    el("p", { class: "muted" }, `calibration of ${fmt.when(cal.created_at)}: measured ≈ ${cal.scale.toFixed(4)} × predicted `,
+      `${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms, fitted on ${cal.networks} networks`,
+      cal.mape_before !== null ? `; its held-out MAPE ${cal.mape_before.toFixed(1)}% → ${cal.mape_after.toFixed(1)}%` : ""),
+    el("div", { class: "cards" }, Object.entries(figures).map(([k, v]) =>
+      el("div", { class: "card" }, el("div", { class: "muted" }, k), el("div", { class: "value", "data-figure": k }, v)))),
+    points.length ? fidelityPlot(points, cal) : el("p", { class: "muted", id: "no-points" },
+      "This calibration was stored without its networks (an older hwnas validate): nothing to plot."));
+}
+
 // ---- the frame ----------------------------------------------------------------------------
 function tokenForm() {
   const state = document.getElementById("token-state");
@@ -368,7 +447,8 @@ async function start() {
   window.addEventListener("hashchange", () => { if (tokenFromFragment()) location.reload(); });
   tokenForm();
   const main = document.getElementById("main");
-  const page = { index: overview, job: jobPage, table: tablePage, compare: comparePage }[document.body.dataset.page];
+  const page = { index: overview, job: jobPage, table: tablePage, compare: comparePage,
+    validation: validationPage }[document.body.dataset.page];
   try { await page(main); } catch (e) { showError(main, e); }
   document.body.dataset.ready = "1";
 }
