@@ -132,8 +132,17 @@ class TableInfo(BaseModel):
     entries: int
 
 
+class DeviceThermal(BaseModel):
+    """What the agent read before the device's latest measurement run (Android's thermal status 0–6)."""
+
+    status: int | None = None
+    max_temp_c: float | None = None
+    at: datetime
+
+
 class Device(DeviceInfo):
     name: str
+    thermal: DeviceThermal | None = None
     owner: str | None = None  # the agent token that registered it (shown to callers with a token)
     created_at: datetime
     updated_at: datetime

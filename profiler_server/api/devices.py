@@ -37,7 +37,8 @@ def list_devices(session: SessionDep, caller: ReaderDep) -> list[schemas.Device]
     """Every device with its latency tables (serials and addresses only for callers with a token)."""
     rows = devices.list_devices(session)
     tables = devices.tables_of(session, [d.id for d in rows])
-    return [shown_to(caller, devices.to_schema(d, tables.get(d.id, []))) for d in rows]
+    thermal = devices.thermal_of(session, [d.id for d in rows])
+    return [shown_to(caller, devices.to_schema(d, tables.get(d.id, []), thermal.get(d.id))) for d in rows]
 
 @router.delete("/devices/{name}", status_code=204, responses={204: {"description": "Deleted"}, 404: {"model": schemas.ErrorBody}})
 def delete_device(name: DeviceName, session: SessionDep, _: AdminDep) -> Response:
@@ -49,4 +50,5 @@ def delete_device(name: DeviceName, session: SessionDep, _: AdminDep) -> Respons
 def get_device(name: DeviceName, session: SessionDep, caller: ReaderDep) -> schemas.Device:
     """One device with its (runtime, threads) tables and their entry counts."""
     device = devices.find_device(session, name, field="name")
-    return shown_to(caller, devices.to_schema(device, devices.tables_of(session, [device.id]).get(device.id, [])))
+    return shown_to(caller, devices.to_schema(device, devices.tables_of(session, [device.id]).get(device.id, []),
+                                              devices.thermal_of(session, [device.id]).get(device.id)))

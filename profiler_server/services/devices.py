@@ -88,7 +88,26 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
     return out
 
 
-def to_schema(device: Device, tables: list[schemas.TableInfo]) -> schemas.Device:
+def thermal_of(session: Session, device_ids: list[int]) -> dict[int, schemas.DeviceThermal]:
+    """Per device id: the thermal reading stored with its latest measurement run (none when it never measured)."""
+    if not device_ids:
+        return {}
+    latest = (select(func.max(MeasurementRun.id).label("rid")).where(MeasurementRun.device_id.in_(device_ids))
+              .group_by(MeasurementRun.device_id).subquery())
+    out: dict[int, schemas.DeviceThermal] = {}
+    for run in session.scalars(select(MeasurementRun).join(latest, MeasurementRun.id == latest.c.rid)):
+        before = (run.device_state or {}).get("thermal_before")
+        if not isinstance(before, dict):
+            continue
+        status = before.get("status")
+        temps = [t for t in (before.get("temperatures_c") or {}).values() if isinstance(t, (int, float))]
+        out[run.device_id] = schemas.DeviceThermal(status=status if isinstance(status, int) else None,
+                                                   max_temp_c=max(temps) if temps else None, at=run.started_at)
+    return out
+
+
+def to_schema(device: Device, tables: list[schemas.TableInfo],
+              thermal: schemas.DeviceThermal | None = None) -> schemas.Device:
     """The REST shape of a device row."""
     return schemas.Device(
         name=device.name,
@@ -102,6 +121,7 @@ def to_schema(device: Device, tables: list[schemas.TableInfo]) -> schemas.Device
         cpu_max_freqs_khz=list(device.cpu_max_freqs_khz or []),
         props=dict(device.props or {}),
         owner=device.owner,
+        thermal=thermal,
         created_at=device.created_at,
         updated_at=device.updated_at,
         tables=tables,

@@ -38,7 +38,8 @@ def lab(server: LiveServer) -> dict[str, object]:
         agent.put_device(name, DeviceInfo(manufacturer="Google", model=HOSTILE, soc="gs201", abi="arm64-v8a",
                                           os_version="14", cpu_cores=8, cpu_max_freqs_khz=[1800000] * 4 + [2850000] * 4))
         agent.put_device(name + "-b", DeviceInfo(model="Galaxy S22"))
-        agent.post_measurements(batch(name, [result(key(i), median=0.1 * (i + 1)) for i in range(12)]))
+        agent.post_measurements(batch(name, [result(key(i), median=0.1 * (i + 1)) for i in range(12)],
+                                      device_state={"thermal_before": {"status": 2, "temperatures_c": {"cpu": 41.5, "skin": 33.0}}}))
         # The second phone: twice as slow on everything, but key(5) is 5 times slower on it than the trend says.
         agent.post_measurements(batch(name + "-b", [result(key(i), median=0.2 * (i + 1) * (5 if i == 5 else 1))
                                                     for i in range(12)]))
@@ -68,6 +69,7 @@ def test_overview_shows_the_apis_devices_and_jobs_and_escapes_agent_text(server:
     assert browser.eval(f"document.querySelector(\"{row} .model\").textContent") == f"Google {HOSTILE}"
     assert browser.eval(f"document.querySelector(\"{row} .tables\").textContent") == "ort × 1: 12 entries"
     assert browser.eval(f"document.querySelector(\"{row}\").textContent").count("4 × 1.80 GHz + 4 × 2.85 GHz") == 1
+    assert browser.eval(f"document.querySelector(\"{row} .thermal\").textContent") == "moderate · 41.5 °C"
     # The markup stayed text: no element was made from it and nothing ran.
     assert browser.eval("document.querySelectorAll('main script, main img').length") == 0
     assert browser.eval("document.title") != "pwned" and browser.eval("window.pwned === undefined")

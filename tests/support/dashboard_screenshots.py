@@ -29,7 +29,8 @@ def main(out: Path) -> None:
             agent.put_device("galaxy-s22", DeviceInfo(manufacturer="Samsung", model="SM-S901B", soc="exynos2200",
                                                       abi="arm64-v8a", os_version="13", cpu_cores=8))
             agent.post_measurements(batch("pixel7", [result(k, median=0.02 * (1 + i % 6) * (1 + i // 6))
-                                                     for i, k in enumerate(keys)], runtime="onnxruntime"))
+                                                     for i, k in enumerate(keys)], runtime="onnxruntime",
+                                          device_state={"thermal_before": {"status": 1, "temperatures_c": {"cpu": 38.2}}}))
         with srv.client("client") as client:
             job = client.create_job(JobCreate(device="galaxy-s22", runtime="onnxruntime", threads=1, keys=keys[:12]))
         with srv.client("agent") as agent:

@@ -52,6 +52,17 @@ function clusters(freqs) {
   return [...counts.entries()].sort((a, b) => a[0] - b[0]).map(([f, n]) => `${n} × ${fmt.ghz(f)}`).join(" + ") || "–";
 }
 
+// Android's thermal status levels (PowerManager.THERMAL_STATUS_*).
+const THERMAL = ["none", "light", "moderate", "severe", "critical", "emergency", "shutdown"];
+
+function thermalText(t) {
+  if (!t) return "–";
+  const parts = [];
+  if (t.status !== null && t.status !== undefined) parts.push(THERMAL[t.status] || `status ${t.status}`);
+  if (t.max_temp_c !== null && t.max_temp_c !== undefined) parts.push(`${t.max_temp_c.toFixed(1)} °C`);
+  return parts.length ? parts.join(" · ") : "–";
+}
+
 function progressBar(job) {
   const total = Math.max(job.total, 1);
   return el("div", { class: "bar", title: `${job.done} done, ${job.failed} failed, ${job.pending} pending` },
@@ -76,10 +87,11 @@ function devicesTable(devices) {
     el("td", { class: "model" }, [d.manufacturer, d.model].filter(Boolean).join(" ") || "–"),
     el("td", {}, d.soc || "–"), el("td", {}, d.abi || "–"), el("td", {}, d.os_version || "–"),
     el("td", { class: "num cores" }, d.cpu_cores ?? "–"), el("td", {}, clusters(d.cpu_max_freqs_khz)),
+    el("td", { class: "thermal" }, thermalText(d.thermal)),
     el("td", {}, fmt.when(d.updated_at)),
     el("td", { class: "tables" }, d.tables.length ? d.tables.map(t => el("div", {}, tableLink(d.name, t))) : "none yet")));
   return el("table", { id: "devices" },
-    el("thead", {}, el("tr", {}, ["device", "model", "SoC", "ABI", "Android", "cores", "CPU clusters", "last seen", "tables"]
+    el("thead", {}, el("tr", {}, ["device", "model", "SoC", "ABI", "Android", "cores", "CPU clusters", "thermal", "last seen", "tables"]
       .map(h => el("th", { class: h === "cores" ? "num" : null }, h)))),
     el("tbody", {}, rows));
 }
