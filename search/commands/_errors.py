@@ -16,10 +16,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from search.arch import ArchError
     from search.export import ExportError
     from search.lut import LutError, MissingEntriesError
+    from search.lut_fit import FitError
     from search.ops import OpError
     from search.space import SpaceError
 
-    types: list[type[BaseException]] = [ArchError, ExportError, LutError, MissingEntriesError, OpError, SpaceError, OpKeyError]
+    types: list[type[BaseException]] = [ArchError, ExportError, LutError, MissingEntriesError, OpError, SpaceError, OpKeyError,
+                                        FitError]
     try:
         from hwnas.client import ProfilerError
 

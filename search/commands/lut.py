@@ -10,7 +10,7 @@ import typer
 
 from search.commands._errors import fail, user_errors
 
-lut_app = typer.Typer(help="Latency tables: keys a space needs, pull a table, request measurements.", no_args_is_help=True)
+lut_app = typer.Typer(help="Latency tables: keys a space needs, pull a table, request measurements, fit one from whole networks.", no_args_is_help=True)
 
 
 def _keys(space: Optional[str], arch: Optional[str], input_size: Optional[int], classes: Optional[int]) -> list[str]:
@@ -95,6 +95,52 @@ def request(
             if wait and created.pending:
                 job = wait_for_job(client, created.id, timeout_s=wait_timeout, progress=sys.stderr.isatty())
                 typer.echo(f"job {job.id} {job.state.value}: {job.done} measured, {job.failed} failed")
+
+
+@lut_app.command("fit")
+def fit(
+    space: str = typer.Option(..., "--space", "-s", help="The space the timed networks belong to (built-in name or file)."),
+    networks: Path = typer.Option(..., "--networks", "-n", help="Timed whole networks: CSV with columns 'choices' "
+                                  "(candidate names per layer, space-separated) and 'ms', or a JSON list of "
+                                  "{\"choices\": [...], \"ms\": x}."),
+    out: Path = typer.Option(..., "--out", "-o", help="Write the fitted table here (usable as --lut)."),
+    device: str = typer.Option("fitted", "--device", "-d", help="Device name written into the table."),
+    runtime: str = typer.Option("fitted", "--runtime"),
+    threads: int = typer.Option(1, "--threads", min=1),
+    holdout: float = typer.Option(0.2, "--holdout", help="Share of the networks held out to report the fit's quality."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the hold-out split."),
+) -> None:
+    """Fit a latency table from whole-network timings alone (non-negative least squares), with a hold-out report.
+
+    For devices where operators cannot be timed one by one: time a few hundred random networks of the
+    space whole, then fit. The constant (stem, head, per-network overhead) goes into overhead_ms.
+
+    Example: `hwnas lut fit --space fbnet-fmnist --networks timed.csv --device my-npu -o my-npu.json`
+    """
+    import csv
+
+    from search.lut_fit import fit_space_table
+    from search.space import get_space
+
+    with user_errors():
+        try:
+            text = networks.read_text()
+        except OSError as exc:
+            raise fail(f"cannot read {networks}: {exc.strerror}", 2) from None
+        try:
+            if text.lstrip().startswith("["):
+                rows = [(list(r["choices"]), float(r["ms"])) for r in json.loads(text)]
+            else:
+                rows = [(r["choices"].split(), float(r["ms"])) for r in csv.DictReader(text.splitlines())]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise fail(f"{networks}: every row needs 'choices' and 'ms' ({type(exc).__name__}: {exc})", 2) from None
+        table, report = fit_space_table(get_space(space), [c for c, _ in rows], [m for _, m in rows], device=device,
+                                        runtime=runtime, threads=threads, holdout=holdout, seed=seed)
+        table.save(out)
+        held = (f"hold-out MAPE {report.mape_pct:.1f}%, Kendall τ {report.kendall_tau:.2f} on {report.test_networks} networks"
+                if report.mape_pct is not None else "no hold-out")
+        typer.echo(f"fitted {len(table.entries)} entries from {report.train_networks} networks ({held}); "
+                   f"constant {report.constant_ms:.4f} ms; wrote {out}")
 
 
 def register(app: typer.Typer) -> None:
