@@ -418,7 +418,9 @@ def plot(nets: list[dict[str, Any]], path: Path, title: str) -> Path:
             ax.axvline(n["target_ms"], c="red", alpha=0.15, lw=1)
     ax.set_xlabel(f"measured latency, ms ({DEVICE}, {RUNTIME}, {THREADS} thread)")
     ax.set_ylabel("test accuracy, % (mean of training seeds)")
-    ax.set_title(title, fontsize=10)
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
