@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -201,9 +202,16 @@ def operation_id(route: APIRoute) -> str:
     return f"{tag.replace(' ', '_')}_{route.name}"
 
 
+# How long a thread may hold the GIL before another may take it (Python's default is 5 ms). Database work and large
+# queries run in the threadpool and are CPU-bound; each time the event loop needs the GIL back to answer a small
+# request it would wait up to the whole interval, and a request needs it several times.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: from the environment)."""
     settings = settings or Settings()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
