@@ -62,6 +62,7 @@ def test_overview_shows_the_apis_devices_and_jobs_and_escapes_agent_text(server:
                                                                           browser: Browser) -> None:
     browser.open(f"{server.url}/ui/")
     assert browser.errors == [], browser.errors
+    assert "null" not in browser.eval("document.getElementById('main').textContent")
     devices = httpx.get(f"{server.url}/devices").json()
     assert browser.eval("document.querySelectorAll('#devices tbody tr').length") == len(devices)
     assert browser.eval("document.getElementById('n-devices').querySelector('.value').textContent") == str(len(devices))
@@ -88,6 +89,7 @@ def test_the_job_page_follows_the_agent_and_shows_failures_as_text(server: LiveS
     assert browser.eval("document.getElementById('job-holder').textContent") == "test-agent"
     assert browser.eval("document.querySelector('#job-errors .message').textContent") == HOSTILE
     assert browser.eval("document.querySelectorAll('main img, main script').length") == 0
+    assert "null" not in browser.eval("document.getElementById('main').textContent")  # optional parts left out
     # The agent uploads two results: the open page shows them without a reload.
     with server.client("agent") as agent:
         agent.post_measurements(batch(str(lab["device"]), [result(key(101)), result(key(102))], runtime="onnxruntime",

@@ -75,9 +75,14 @@ function tableLink(device, t) {
   return el("a", { href: "/ui/table.html?" + q }, `${t.runtime} × ${t.threads}: ${t.entries} entries`);
 }
 
+function show(main, ...nodes) {
+  // Optional parts come as null: leave them out (replaceChildren would print "null").
+  main.replaceChildren(...nodes.flat().filter(node => node !== null && node !== undefined && node !== false));
+}
+
 function showError(main, error) {
   const hint = error.status === 401 ? " — this server needs a token: paste one above." : "";
-  main.replaceChildren(el("p", { class: "error", id: "page-error" }, `${error.message}${hint}`));
+  show(main, el("p", { class: "error", id: "page-error" }, `${error.message}${hint}`));
 }
 
 // ---- overview -----------------------------------------------------------------------------
@@ -129,7 +134,7 @@ async function overview(main) {
   const tables = devices.reduce((n, d) => n + d.tables.length, 0);
   const open = jobs.filter(j => j.state === "running" || j.state === "queued").length;
   const card = (label, value, id) => el("div", { class: "card", id }, el("div", { class: "muted" }, label), el("div", { class: "value" }, value));
-  main.replaceChildren(
+  show(main, 
     el("h1", {}, "Device lab"),
     el("div", { class: "cards" }, card("devices", devices.length, "n-devices"), card("latency tables", tables, "n-tables"),
       card("open jobs", open, "n-open")),
@@ -154,7 +159,7 @@ async function jobPage(main) {
     },
   }, "cancel job");
   const errors = Object.entries(job.errors || {});
-  main.replaceChildren(
+  show(main, 
     el("h1", {}, `Job #${job.id} · ${job.device} · ${job.runtime} × ${job.threads} `,
       el("span", { id: "job-state", class: `state-${job.state}` }, job.state)),
     el("div", { class: "cards" }, ...[["total", job.total], ["done", job.done], ["failed", job.failed], ["pending", job.pending]]
@@ -256,7 +261,7 @@ async function tablePage(main) {
   const filter = el("select", { id: "type-filter", onchange: e => { only = e.target.value; draw(); } },
     el("option", { value: "" }, "every operator type"), types.map(t => el("option", { value: t }, t)));
   const cal = lut.calibration;
-  main.replaceChildren(
+  show(main, 
     el("h1", {}, `${lut.device} · ${lut.runtime} ${lut.runtime_version || ""} × ${lut.threads} thread(s)`),
     el("p", { class: "muted" }, `overhead per call: ${fmt.ms(lut.overhead_ms)} ms`,
       cal ? ` · calibrated on ${cal.networks} networks: × ${cal.scale.toFixed(3)} ${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms · ` : " · not calibrated",
@@ -337,14 +342,14 @@ async function comparePage(main) {
     .map(k => ({ key: k, a: A.entries[k].median_ms, b: B.entries[k].median_ms })).filter(p => p.a > 0 && p.b > 0);
   const label = t => `${t.device} (${t.runtime} × ${t.threads})`;
   if (points.length < 2) {
-    main.replaceChildren(el("h1", {}, `${label(A)} vs ${label(B)}`), el("p", { class: "muted", id: "shared" }, `${points.length} shared keys: nothing to compare`));
+    show(main, el("h1", {}, `${label(A)} vs ${label(B)}`), el("p", { class: "muted", id: "shared" }, `${points.length} shared keys: nothing to compare`));
     return;
   }
   const fit = loglogFit(points);
   points.forEach(p => { p.residual = fit.residual(p); });
   const ranked = [...points].sort((x, y) => Math.abs(y.residual) - Math.abs(x.residual));
   ranked.slice(0, 15).filter(p => Math.abs(p.residual) > Math.log(1.25)).forEach(p => { p.outlier = true; });
-  main.replaceChildren(
+  show(main, 
     el("h1", {}, `${label(A)} vs ${label(B)}`),
     el("p", { class: "muted", id: "shared" }, `${points.length} shared keys · common trend: ${label(B)} ≈ ${Math.exp(fit.offset).toFixed(3)} × ${label(A)}^${fit.slope.toFixed(3)}`),
     scatter(points, fit, label(A), label(B)),
@@ -422,7 +427,7 @@ async function validationPage(main) {
     "MAPE, calibrated": mape(points.map(p => p.calibrated), meas).toFixed(1) + "%",
     "Kendall τ": kendallTau(points.map(p => p.predicted_ms), meas).toFixed(3),
   } : {};
-  main.replaceChildren(
+  show(main, 
     el("h1", {}, `How well ${cal.device}'s table (${cal.runtime} × ${cal.threads}) predicts whole networks`),
     el("p", { class: "muted" }, `calibration of ${fmt.when(cal.created_at)}: measured ≈ ${cal.scale.toFixed(4)} × predicted `,
       `${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms, fitted on ${cal.networks} networks`,
