@@ -149,6 +149,7 @@ def run(
                       local=local, stop=stop)
         try:
             agent.connect()
+            agent.preflight()
             agent.register()
             done = agent.serve()
         finally:

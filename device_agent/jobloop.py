@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import shlex
 import socket
 import threading
 import time
@@ -316,6 +317,33 @@ class Agent:
                 if hasattr(runner, "forget"):
                     runner.forget([it for it in batch if it.key in results and it is not canary])
         return results
+
+    def preflight(self) -> None:
+        """Before any claim: every benchmark program given for this phone must at least start there.
+
+        A program built for another ABI, or missing a shared library, would otherwise be found out only
+        on a claimed job. Run bare, the real programs print their usage; what counts is that the loader
+        and the linker let them run (``faults.is_device_fault``). Raises ``DeviceFault`` with the fix.
+        """
+        if self.local:
+            return
+        from device_agent.faults import is_device_fault
+
+        for runtime in self.cfg.binaries:
+            if runtime not in self.cfg.runtimes:
+                continue
+            runner = self.runner(runtime, 1)
+            self._with_reconnect(lambda: runner.prepare([]), first=True)
+            tool = getattr(runner, "remote_binary", f"bin/{RUNTIME_TOOL[runtime]}")
+            result = self.device.run(f'cd {shlex.quote(self.device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" ./{tool} 2>&1',
+                                     check=False)
+            reason = f"{runtime} benchmark exited {result.rc}: {' | '.join(result.output.strip().splitlines()[-3:])}"
+            if is_device_fault(reason):
+                abi = self.facts.props.get("ro.product.cpu.abi", "?") if self.facts else "?"
+                raise DeviceFault(f"{self.cfg.binaries[runtime]} cannot run on {self.device.serial} (ABI {abi}): "
+                                  f"{reason[:300]} — build it for {abi} and pass its shared libraries with "
+                                  "--benchmark-lib (docs/device-agent.md)")
+            log.info("%s starts on %s", tool, self.device.serial)
 
     def _device_faults(self, device_faults: dict[str, str], runner: Runner, faults: int) -> int:
         """After a batch: re-stage the files when the program could not run (its keys stay pending); the new count.

@@ -168,7 +168,7 @@ def test_benchmark_program_deleted_mid_job_is_pushed_again_and_the_job_completes
         assert c.get_job(job.id).failed == 0
 
 
-def test_a_program_that_cannot_run_gives_the_job_back_with_the_reason_and_fails_no_key(
+def test_a_program_that_cannot_run_is_refused_before_any_claim_with_the_fix(
         server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:4]
@@ -184,10 +184,11 @@ def test_a_program_that_cannot_run_gives_the_job_back_with_the_reason_and_fails_
     r = subprocess.run(_agent(server, port, model_cache_dir, "--benchmark-binary", str(broken), "--batch-size", "2",
                               *FAST_PROTOCOL), capture_output=True, text=True, env=env(), timeout=180)
     assert r.returncode == 5, r.stderr[-3000:]
-    assert "still cannot run after pushing its files again 2 time(s)" in r.stderr and "libc++_shared.so" in r.stderr
+    assert "cannot run on" in r.stderr and "libc++_shared.so" in r.stderr and "--benchmark-lib" in r.stderr
+    assert "claimed job" not in r.stderr  # refused at start: no job was touched
     with server.client() as c:
         after = c.get_job(job.id)
-    assert after.failed == 0 and after.done == 0 and after.state == JobState.queued  # given back, nothing lost
+    assert after.failed == 0 and after.done == 0 and after.state == JobState.queued and after.agent is None
 
 
 def test_server_down_mid_job_loses_nothing_and_the_agent_serves_on(
@@ -221,6 +222,30 @@ def test_server_down_mid_job_loses_nothing_and_the_agent_serves_on(
     assert "uploaded" in text and "spooled batch(es)" in text, text[-3000:]
     assert not list((tmp_path / "cache" / "spool").glob("*.json"))  # the spool went up
     _check_table(server, name, keys, job.id)  # every key once, none failed
+
+
+def test_a_program_that_stops_running_mid_job_gives_the_job_back_and_fails_no_key(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    port, _, _ = phone
+    keys = SLOW_KEYS[:4]
+    _prebuild(model_cache_dir, keys)
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    # Starts bare (the preflight passes), but cannot link once it is given a model: a fault that pushing the
+    # files again does not cure.
+    flaky = tmp_path / "onnxruntime_perf_test"
+    flaky.write_text('#!/bin/sh\nif [ $# -eq 0 ]; then echo "usage: onnxruntime_perf_test [options...] model_path"; exit 1; fi\n'
+                     'echo \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": library "libc++_shared.so" not found\'\n'
+                     'exit 1\n')
+    flaky.chmod(0o755)
+    r = subprocess.run(_agent(server, port, model_cache_dir, "--benchmark-binary", str(flaky), "--batch-size", "2",
+                              *FAST_PROTOCOL), capture_output=True, text=True, env=env(), timeout=180)
+    assert r.returncode == 5, r.stderr[-3000:]
+    assert "still cannot run after pushing its files again 2 time(s)" in r.stderr and f"claimed job {job.id}" in r.stderr
+    with server.client() as c:
+        after = c.get_job(job.id)
+    assert after.failed == 0 and after.done == 0 and after.state == JobState.queued  # given back, nothing lost
 
 
 def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
