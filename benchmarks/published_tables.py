@@ -114,6 +114,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="phones and CPUs at 300 training networks only")
     args = p.parse_args()
+    from search_quality import _met  # one reading of "<= 10"-style targets for the benchmarks that share it
+
     t0 = time.perf_counter()
     rows = read_help()
     sizes = (300,) if args.quick else (4000, 300, 100)
@@ -134,7 +136,7 @@ def main() -> None:
     host = host_fit(HERE / "results" / "search_quality_work")
     if host is not None:
         figures["host_fit_vs_lut_mape_ratio"] = host["host_fit_vs_lut_mape_ratio"]
-    met = {k: figures[k] is not None and eval_target(figures[k], t) for k, t in TARGETS.items()}
+    met = {k: figures[k] is not None and _met(figures[k], t) for k, t in TARGETS.items()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met, "mode": "quick" if args.quick else "full",
                                    "per_device": fits, "host": host, "seconds": time.perf_counter() - t0}, indent=1) + "\n")
@@ -145,11 +147,6 @@ def main() -> None:
           f"{f['help_fit_mape_cpus_300_pct']:.1f}%; HW-NAS-Bench Pixel 3 max |Δ| {f['hwnasbench_pixel3_max_abs_ms']:.1e} ms; "
           + (f"host fit/LUT MAPE {f['host_fit_vs_lut_mape_ratio']:.2f}; " if host else "")
           + f"OFA and export round trip not measured yet; {time.perf_counter() - t0:.0f} s")
-
-
-def eval_target(value: float, target: str) -> bool:
-    op, num = target.split()
-    return {"<=": value <= float(num), ">=": value >= float(num), "<": value < float(num), ">": value > float(num)}[op]
 
 
 if __name__ == "__main__":

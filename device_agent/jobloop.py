@@ -30,7 +30,7 @@ from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, Measureme
 
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, ServerError
-from device_agent.faults import split_failures
+from device_agent.faults import is_device_fault, split_failures
 from device_agent.models import ModelCache
 from device_agent.networks import measure_job_with_networks
 from device_agent.parsers import ThermalState
@@ -327,14 +327,12 @@ class Agent:
         """
         if self.local:
             return
-        from device_agent.faults import is_device_fault
-
         for runtime in self.cfg.binaries:
             if runtime not in self.cfg.runtimes:
                 continue
             runner = self.runner(runtime, 1)
             self._with_reconnect(lambda: runner.prepare([]), first=True)
-            tool = getattr(runner, "remote_binary", f"bin/{RUNTIME_TOOL[runtime]}")
+            tool = runner.remote_binary  # a BinaryRunner: --local returned above
             result = self.device.run(f'cd {shlex.quote(self.device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" ./{tool} 2>&1',
                                      check=False)
             reason = f"{runtime} benchmark exited {result.rc}: {' | '.join(result.output.strip().splitlines()[-3:])}"
@@ -395,8 +393,7 @@ class Agent:
                     log.error("server unreachable (%s); batch saved to %s, sent when the server is back", exc, spooled)
                     return
                 log.warning("upload failed (%s); retrying in %.0f s", exc, delay)
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic()) + 0.01))
-                delay = min(15.0, delay * 2)
+                delay = _back_off(delay, deadline)
             except ApiError as exc:
                 if exc.status < 500:
                     spooled = self._spool(body)
@@ -407,8 +404,7 @@ class Agent:
                     log.error("the server kept failing (%s); batch saved to %s, sent again at the next start", exc, spooled)
                     return
                 log.warning("upload failed with a server error (%s); retrying in %.0f s", exc, delay)
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic()) + 0.01))
-                delay = min(15.0, delay * 2)
+                delay = _back_off(delay, deadline)
             except ProfilerError as exc:
                 spooled = self._spool(body)
                 raise ServerError(f"server rejected the results ({exc}); batch saved to {spooled}") from None
@@ -533,6 +529,12 @@ class Agent:
         for runner in self._runners.values():
             runner.close()
         self.device.close()
+
+
+def _back_off(delay: float, deadline: float) -> float:
+    """Sleep ``delay`` (not past ``deadline``, so the last try comes on time); the next, doubled delay (≤ 15 s)."""
+    time.sleep(min(delay, max(0.0, deadline - time.monotonic()) + 0.01))
+    return min(15.0, delay * 2)
 
 
 def pick_canary(items: Sequence[Item]) -> Item | None:

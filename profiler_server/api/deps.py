@@ -59,8 +59,9 @@ class Caller:
                             [field_error(field, "not a device of this agent token")])
 
     @property
-    def owner(self) -> str | None:
-        """Who registers a device this caller puts: an agent token's name (admins act for anyone: None)."""
+    def agent_token(self) -> str | None:
+        """The agent identity this caller acts as — the lease holder of its claims, the owner of the devices it
+        registers: an agent token's name; None for an admin, who acts for anyone."""
         return self.name if self.role == "agent" else None
 
 

@@ -7,17 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from hwnas import schemas
-from profiler_server.api.deps import AgentDep, Caller, ClientDep, ReaderDep, SessionDep, run_write
+from profiler_server.api.deps import AgentDep, ClientDep, ReaderDep, SessionDep, run_write
 from profiler_server.services import jobs
 
 router = APIRouter(tags=["jobs"])
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 JobId = Annotated[int, Path(ge=1, le=schemas.INT32_MAX, description="job id")]
-
-
-def holder(caller: Caller) -> str | None:
-    """The lease identity of an agent caller: its token's name (admins act for anyone: None)."""
-    return None if caller.role == "admin" else caller.name
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=schemas.JobCreated, responses=ERRORS)
@@ -64,10 +59,10 @@ def cancel_job(job_id: JobId, session: SessionDep, caller: ClientDep) -> schemas
 @router.post("/jobs/{job_id}/heartbeat", response_model=schemas.Job, responses=ERRORS)
 def heartbeat(job_id: JobId, body: schemas.JobHeartbeat, session: SessionDep, caller: AgentDep) -> schemas.Job:
     """Extend the caller's lease on a job (only the token that claimed it may)."""
-    return run_write(session, lambda: jobs.to_schema(session, jobs.heartbeat(session, job_id, body, holder(caller))))
+    return run_write(session, lambda: jobs.to_schema(session, jobs.heartbeat(session, job_id, body, caller.agent_token)))
 
 
 @router.post("/jobs/{job_id}/fail", response_model=schemas.Job, responses=ERRORS)
 def fail_key(job_id: JobId, body: schemas.JobFail, session: SessionDep, caller: AgentDep) -> schemas.Job:
     """Record that one key of a job could not be measured (only the lease holder may)."""
-    return run_write(session, lambda: jobs.to_schema(session, jobs.fail_key(session, job_id, body, holder(caller))))
+    return run_write(session, lambda: jobs.to_schema(session, jobs.fail_key(session, job_id, body, caller.agent_token)))

@@ -14,10 +14,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 STATIC = Path(__file__).with_name("static")
+# Every page is the same shell (static/page.html); the script draws the page its <body data-page> names.
+PAGES = {"index": "Device lab", "job": "Job", "table": "Latency table", "compare": "Compare two devices",
+         "validation": "Predicted vs measured"}
+_SHELL = (STATIC / "page.html").read_text(encoding="utf-8")
+_RENDERED = {page: _SHELL.replace("{page}", page).replace("{title}", title) for page, title in PAGES.items()}
+# The pages run only their own script and talk only to this server: what an agent wrote can never run.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+                               "object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,23 +43,27 @@ def root(request: Request) -> Response:
 
 
 @router.get("/ui/")
-def index() -> FileResponse:
-    return FileResponse(STATIC / "index.html", media_type="text/html")
+def index() -> HTMLResponse:
+    return HTMLResponse(_RENDERED["index"], headers=SECURITY_HEADERS)
 
 
-# The pages run only their own script and talk only to this server: what an agent wrote can never run.
-CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; object-src 'none'"
+@router.get("/ui/{page}.html")
+def page(page: str) -> HTMLResponse:
+    if page not in _RENDERED:
+        raise HTTPException(404, f"no dashboard page {page!r}; pages: {', '.join(PAGES)}")
+    return HTMLResponse(_RENDERED[page], headers=SECURITY_HEADERS)
+
+
+class _Assets(StaticFiles):
+    """The pages' script, style and icon, with the same headers (set here, not by a middleware on every request)."""
+
+    async def get_response(self, path: str, scope) -> Response:  # noqa: ANN001
+        response = await super().get_response(path, scope)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
 
 def mount(app) -> None:  # noqa: ANN001 - a FastAPI app
-    """Serve the pages and their script and style under /ui/, with a content security policy."""
+    """Serve the pages and their script and style under /ui/."""
     app.include_router(router)
-    app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
-
-    @app.middleware("http")
-    async def _policy(request: Request, call_next):  # noqa: ANN001, ANN202
-        response = await call_next(request)
-        if request.url.path.startswith("/ui"):
-            response.headers["Content-Security-Policy"] = CSP
-            response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+    app.mount("/ui", _Assets(directory=STATIC), name="ui")

@@ -14,7 +14,7 @@ import pytest
 from device_agent.deviceinfo import read_facts
 from device_agent.models import ModelCache
 from device_agent.platforms.adb import AdbDevice
-from hwnas.schemas import JobClaim, JobCreate, JobState
+from hwnas.schemas import JobClaim, JobCreate, JobCreated, JobState
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, SLOW_KEYS, agent_cmd, env, free_port, kill, \
     measurement_counts, start_loopback
 from tests.support.live_server import LiveServer, start_live_server
@@ -38,6 +38,10 @@ def phone(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]
         yield port, root, proc
     finally:
         kill(holder["proc"], signal.SIGTERM)
+
+
+# Two keys a batch, slow bursts: a job that lasts long enough to be interrupted.
+SLOW_RUN = ("--batch-size", "2", "--warmup", "2", "--iterations", "30", "--rounds", "2")
 
 
 def _register(srv: LiveServer, serial: str) -> str:
@@ -84,6 +88,14 @@ def _check_table(srv: LiveServer, name: str, keys: list[str], job_id: int) -> No
     assert {k: counts.get(k) for k in keys} == {k: 1 for k in keys}  # every key once: no duplicates
 
 
+def _phone_job(srv: LiveServer, port: int, cache_dir: Path, keys: list[str]) -> tuple[str, JobCreated]:
+    """The loopback phone registered, the models of ``keys`` built, and a job queued for them."""
+    _prebuild(cache_dir, keys)
+    name = _register(srv, f"127.0.0.1:{port}")
+    with srv.client() as c:
+        return name, c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+
+
 def _prebuild(cache_dir: Path, keys: list[str]) -> None:
     cache = ModelCache(cache_dir)
     for k in keys:
@@ -94,10 +106,7 @@ def _prebuild(cache_dir: Path, keys: list[str]) -> None:
 def test_run_once_fills_the_table(server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]],
                                   model_cache_dir: Path) -> None:
     port, root, _ = phone
-    _prebuild(model_cache_dir, FMNIST_KEYS)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=FMNIST_KEYS))
+    name, job = _phone_job(server, port, model_cache_dir, FMNIST_KEYS)
     r = subprocess.run(_agent(server, port, model_cache_dir, "--batch-size", "3", *FAST_PROTOCOL),
                        capture_output=True, text=True, env=env(), timeout=180)
     assert r.returncode == 0, r.stderr
@@ -114,13 +123,9 @@ def test_loopback_device_restarted_mid_job(server: LiveServer, phone: tuple[int,
                                            model_cache_dir: Path, tmp_path: Path) -> None:
     port, root, proc = phone
     keys = SLOW_KEYS[:8]
-    _prebuild(model_cache_dir, keys)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    name, job = _phone_job(server, port, model_cache_dir, keys)
     log = open(tmp_path / "agent.log", "w")
-    agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--batch-size", "2", "--warmup", "2",
-                                    "--iterations", "30", "--rounds", "2"),
+    agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN),
                              stdout=log, stderr=subprocess.STDOUT, env=env())
     try:
         _wait_done(server, job.id, 2)
@@ -143,13 +148,9 @@ def test_benchmark_program_deleted_mid_job_is_pushed_again_and_the_job_completes
         server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
     port, root, _ = phone
     keys = SLOW_KEYS[:8]
-    _prebuild(model_cache_dir, keys)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    name, job = _phone_job(server, port, model_cache_dir, keys)
     log = open(tmp_path / "agent.log", "w")
-    agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--batch-size", "2", "--warmup", "2",
-                                    "--iterations", "30", "--rounds", "2"),
+    agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN),
                              stdout=log, stderr=subprocess.STDOUT, env=env())
     try:
         _wait_done(server, job.id, 2)
@@ -172,10 +173,7 @@ def test_a_program_that_cannot_run_is_refused_before_any_claim_with_the_fix(
         server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:4]
-    _prebuild(model_cache_dir, keys)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    name, job = _phone_job(server, port, model_cache_dir, keys)
     # What a phone's linker prints for a binary built without its C++ runtime next to it.
     broken = tmp_path / "onnxruntime_perf_test"
     broken.write_text('#!/bin/sh\necho \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": library '
@@ -196,14 +194,11 @@ def test_server_down_mid_job_loses_nothing_and_the_agent_serves_on(
     port, _, _ = phone
     keys = SLOW_KEYS[:6]
     cache = tmp_path / "cache" / "models"  # its own cache: the spool lives next to it
-    _prebuild(cache, keys)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    name, job = _phone_job(server, port, cache, keys)
     log = open(tmp_path / "agent.log", "w")
     # No --once: the agent serves until stopped. Uploads give up after 1 s, polls start at 0.2 s.
     cmd = agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token", server.agent_token,
-                    "--cache-dir", str(cache), "--batch-size", "2", "--warmup", "2", "--iterations", "30", "--rounds", "2",
+                    "--cache-dir", str(cache), *SLOW_RUN,
                     "--upload-deadline-s", "1", "--poll-s", "0.2")
     agent = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
     try:
@@ -228,10 +223,7 @@ def test_a_program_that_stops_running_mid_job_gives_the_job_back_and_fails_no_ke
         server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:4]
-    _prebuild(model_cache_dir, keys)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    name, job = _phone_job(server, port, model_cache_dir, keys)
     # Starts bare (the preflight passes), but cannot link once it is given a model: a fault that pushing the
     # files again does not cure.
     flaky = tmp_path / "onnxruntime_perf_test"
@@ -253,13 +245,9 @@ def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
                                                           model_cache_dir: Path, tmp_path: Path) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:8]
-    _prebuild(model_cache_dir, keys)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
-    slow = ["--batch-size", "2", "--warmup", "2", "--iterations", "30", "--rounds", "2"]
+    name, job = _phone_job(server, port, model_cache_dir, keys)
     # A lease far longer than the test: nothing here may depend on how fast this machine runs.
-    first = subprocess.Popen(_agent(server, port, model_cache_dir, *slow, "--lease-s", "600"), stdout=subprocess.DEVNULL,
+    first = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN, "--lease-s", "600"), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env=env(), start_new_session=True)
     try:
         _wait_done(server, job.id, 2)
@@ -272,7 +260,7 @@ def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
     with server.client(role="agent") as c:
         assert c.claim_job(JobClaim(device=name, agent="probe", lease_s=60)) is None
     server.end_lease(job.id)  # ...until it runs out (moved into the past rather than waited for)
-    r = subprocess.run(_agent(server, port, model_cache_dir, *slow), capture_output=True, text=True, env=env(),
+    r = subprocess.run(_agent(server, port, model_cache_dir, *SLOW_RUN), capture_output=True, text=True, env=env(),
                        timeout=180)
     assert r.returncode == 0, r.stderr
     assert f"claimed job {job.id}: {held.pending} key(s)" in r.stderr
@@ -283,14 +271,10 @@ def test_ctrl_c_uploads_and_gives_the_job_back(server: LiveServer, phone: tuple[
                                                model_cache_dir: Path, tmp_path: Path) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS
-    _prebuild(model_cache_dir, keys)
-    name = _register(server, f"127.0.0.1:{port}")
-    with server.client() as c:
-        job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
+    name, job = _phone_job(server, port, model_cache_dir, keys)
     log = tmp_path / "agent.log"
     with open(log, "w") as fh:
-        agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--batch-size", "2", "--warmup", "2",
-                                        "--iterations", "30", "--rounds", "2", "--lease-s", "60"),
+        agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN, "--lease-s", "60"),
                                  stdout=fh, stderr=subprocess.STDOUT, env=env())
         try:
             _wait_done(server, job.id, 2)

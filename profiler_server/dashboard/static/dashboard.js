@@ -187,10 +187,31 @@ function parseKey(key) {
   const block = [parts[0]];
   const layer = [];
   for (const p of parts.slice(1)) {
-    if (/^[so]\d+$/.test(p)) layer.push(p); else if (/^[a-z]\d+$/.test(p)) block.push(p); else block.push(p);
+    (/^[so]\d+$/.test(p) ? layer : block).push(p);
   }
   const [shape, dtype] = (shapeAndType || "").split(":");
   return { type: parts[0], candidate: block.join("_") + (dtype ? `:${dtype}` : ""), layer: `${layer.join(" ")} @ ${shape}` };
+}
+
+// ---- SVG drawing (the table's heatmap, the two plots below) -----------------------------------
+function svgCanvas(id, width, height) {
+  // An <svg> and add(tag, attrs, {text, tooltip, parent}): text as text nodes, a tooltip as a <title> child.
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  for (const [a, v] of Object.entries({ id, width, height })) svg.setAttribute(a, v);
+  const add = (tag, attrs, { text, tooltip, parent } = {}) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [a, v] of Object.entries(attrs)) node.setAttribute(a, v);
+    if (text !== undefined) node.textContent = text;
+    if (tooltip !== undefined) {
+      const title = document.createElementNS(ns, "title");
+      title.textContent = tooltip;
+      node.append(title);
+    }
+    (parent || svg).append(node);
+    return node;
+  };
+  return { svg, add };
 }
 
 function heatmap(entries) {
@@ -200,27 +221,14 @@ function heatmap(entries) {
   const logs = cells.map(c => Math.log(Math.max(c.ms, 1e-6)));
   const lo = Math.min(...logs), hi = Math.max(...logs);
   const cw = 26, ch = 18, left = 230, top = 110;
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  const add = (tag, attrs, text) => {
-    const n = document.createElementNS(ns, tag);
-    for (const [a, v] of Object.entries(attrs)) n.setAttribute(a, v);
-    if (text !== undefined) n.textContent = text;
-    svg.append(n);
-    return n;
-  };
-  svg.setAttribute("id", "heatmap");
-  svg.setAttribute("width", left + cols.length * cw + 20);
-  svg.setAttribute("height", top + rows.length * ch + 10);
-  cols.forEach((c, i) => add("text", { x: left + i * cw + cw / 2, y: top - 6, transform: `rotate(-60 ${left + i * cw + cw / 2} ${top - 6})` }, c));
-  rows.forEach((r, j) => add("text", { x: left - 6, y: top + j * ch + ch * 0.7, "text-anchor": "end" }, r));
+  const { svg, add } = svgCanvas("heatmap", left + cols.length * cw + 20, top + rows.length * ch + 10);
+  cols.forEach((c, i) => add("text", { x: left + i * cw + cw / 2, y: top - 6, transform: `rotate(-60 ${left + i * cw + cw / 2} ${top - 6})` }, { text: c }));
+  rows.forEach((r, j) => add("text", { x: left - 6, y: top + j * ch + ch * 0.7, "text-anchor": "end" }, { text: r }));
   for (const c of cells) {
     const t = hi > lo ? (Math.log(Math.max(c.ms, 1e-6)) - lo) / (hi - lo) : 0.5;
-    const rect = add("rect", { x: left + cols.indexOf(c.candidate) * cw, y: top + rows.indexOf(c.layer) * ch, width: cw - 1,
-      height: ch - 1, fill: `hsl(${(1 - t) * 220}, 70%, ${45 + 20 * (1 - t)}%)`, "data-key": c.key });
-    const title = document.createElementNS(ns, "title");
-    title.textContent = `${c.key}: ${fmt.ms(c.ms)} ms`;
-    rect.append(title);
+    add("rect", { x: left + cols.indexOf(c.candidate) * cw, y: top + rows.indexOf(c.layer) * ch, width: cw - 1,
+      height: ch - 1, fill: `hsl(${(1 - t) * 220}, 70%, ${45 + 20 * (1 - t)}%)`, "data-key": c.key },
+    { tooltip: `${c.key}: ${fmt.ms(c.ms)} ms` });
   }
   return svg;
 }
@@ -292,39 +300,29 @@ function loglogFit(points) {
 }
 
 function scatter(points, fit, labelA, labelB) {
-  const ns = "http://www.w3.org/2000/svg", W = 520, H = 420, pad = 50;
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("id", "compare-plot"); svg.setAttribute("width", W); svg.setAttribute("height", H);
-  const add = (tag, attrs, text) => {
-    const n = document.createElementNS(ns, tag);
-    for (const [a, v] of Object.entries(attrs)) n.setAttribute(a, v);
-    if (text !== undefined) n.textContent = text;
-    svg.append(n); return n;
-  };
+  const W = 520, H = 420, pad = 50;
+  const { svg, add } = svgCanvas("compare-plot", W, H);
   const all = points.flatMap(p => [Math.log10(p.a), Math.log10(p.b)]);
   const lo = Math.floor(Math.min(...all)), hi = Math.ceil(Math.max(...all));
   const sx = v => pad + (Math.log10(v) - lo) / Math.max(hi - lo, 1e-9) * (W - 2 * pad);
   const sy = v => H - pad - (Math.log10(v) - lo) / Math.max(hi - lo, 1e-9) * (H - 2 * pad);
-  add("rect", { x: pad, y: pad, width: W - 2 * pad, height: H - 2 * pad, fill: "#fff", stroke: "#ccd" });
+  const frame = { x: pad, y: pad, width: W - 2 * pad, height: H - 2 * pad };
+  add("rect", { ...frame, fill: "#fff", stroke: "#ccd" });
   for (let d = lo; d <= hi; d++) {
-    add("text", { x: sx(10 ** d), y: H - pad + 16, "text-anchor": "middle" }, `${10 ** d} ms`);
-    add("text", { x: pad - 6, y: sy(10 ** d) + 4, "text-anchor": "end" }, `${10 ** d}`);
+    add("text", { x: sx(10 ** d), y: H - pad + 16, "text-anchor": "middle" }, { text: `${10 ** d} ms` });
+    add("text", { x: pad - 6, y: sy(10 ** d) + 4, "text-anchor": "end" }, { text: `${10 ** d}` });
   }
   const a0 = 10 ** lo, a1 = 10 ** hi;
-  const clip = add("clipPath", { id: "plot-area" });
-  const area = document.createElementNS(ns, "rect");
-  for (const [k, v] of Object.entries({ x: pad, y: pad, width: W - 2 * pad, height: H - 2 * pad })) area.setAttribute(k, v);
-  clip.append(area);
+  add("rect", frame, { parent: add("clipPath", { id: "plot-area" }) });
   const trend = a => Math.exp(fit.offset + fit.slope * Math.log(a));
   add("line", { x1: sx(a0), y1: sy(trend(a0)), x2: sx(a1), y2: sy(trend(a1)), stroke: "#888", "stroke-dasharray": "4 3",
     "clip-path": "url(#plot-area)" });
   for (const p of points) {
-    const c = add("circle", { cx: sx(p.a), cy: sy(p.b), r: 3, fill: p.outlier ? "#c8402f" : "#2f6fdb", "fill-opacity": 0.7,
-      "data-key": p.key });
-    const t = document.createElementNS(ns, "title"); t.textContent = `${p.key}: ${fmt.ms(p.a)} / ${fmt.ms(p.b)} ms`; c.append(t);
+    add("circle", { cx: sx(p.a), cy: sy(p.b), r: 3, fill: p.outlier ? "#c8402f" : "#2f6fdb", "fill-opacity": 0.7, "data-key": p.key },
+      { tooltip: `${p.key}: ${fmt.ms(p.a)} / ${fmt.ms(p.b)} ms` });
   }
-  add("text", { x: W / 2, y: H - 8, "text-anchor": "middle" }, `${labelA} (ms, log)`);
-  add("text", { x: 14, y: H / 2, transform: `rotate(-90 14 ${H / 2})`, "text-anchor": "middle" }, `${labelB} (ms, log)`);
+  add("text", { x: W / 2, y: H - 8, "text-anchor": "middle" }, { text: `${labelA} (ms, log)` });
+  add("text", { x: 14, y: H / 2, transform: `rotate(-90 14 ${H / 2})`, "text-anchor": "middle" }, { text: `${labelB} (ms, log)` });
   return svg;
 }
 
@@ -379,15 +377,8 @@ function kendallTau(xs, ys) {
 function mape(pred, meas) { return 100 * pred.reduce((s, p, i) => s + Math.abs(p - meas[i]) / meas[i], 0) / pred.length; }
 
 function fidelityPlot(points, cal) {
-  const ns = "http://www.w3.org/2000/svg", W = 520, H = 460, pad = 56;
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("id", "validation-plot"); svg.setAttribute("width", W); svg.setAttribute("height", H);
-  const add = (tag, attrs, text) => {
-    const n = document.createElementNS(ns, tag);
-    for (const [a, v] of Object.entries(attrs)) n.setAttribute(a, v);
-    if (text !== undefined) n.textContent = text;
-    svg.append(n); return n;
-  };
+  const W = 520, H = 460, pad = 56;
+  const { svg, add } = svgCanvas("validation-plot", W, H);
   const values = points.flatMap(p => [p.measured_ms, p.predicted_ms, p.calibrated]);
   const lo = Math.min(...values) * 0.9, hi = Math.max(...values) * 1.1;
   const sx = v => pad + (v - lo) / (hi - lo) * (W - 2 * pad), sy = v => H - pad - (v - lo) / (hi - lo) * (H - 2 * pad);
@@ -396,20 +387,18 @@ function fidelityPlot(points, cal) {
   add("polygon", { points: [[lo, lo * 0.9], [hi, hi * 0.9], [hi, hi * 1.1], [lo, lo * 1.1]].map(([x, y]) => `${sx(x)},${sy(Math.min(Math.max(y, lo), hi))}`).join(" "),
     fill: "#2e9d5b", "fill-opacity": 0.1 });
   add("line", { x1: sx(lo), y1: sy(lo), x2: sx(hi), y2: sy(hi), stroke: "#2e9d5b", "stroke-dasharray": "4 3" });
-  for (const [value, label] of [[lo, lo.toFixed(3)], [(lo + hi) / 2, ((lo + hi) / 2).toFixed(3)], [hi, hi.toFixed(3)]]) {
-    add("text", { x: sx(value), y: H - pad + 16, "text-anchor": "middle" }, label);
-    add("text", { x: pad - 6, y: sy(value) + 4, "text-anchor": "end" }, label);
+  for (const value of [lo, (lo + hi) / 2, hi]) {
+    add("text", { x: sx(value), y: H - pad + 16, "text-anchor": "middle" }, { text: value.toFixed(3) });
+    add("text", { x: pad - 6, y: sy(value) + 4, "text-anchor": "end" }, { text: value.toFixed(3) });
   }
   for (const p of points) {
     add("circle", { cx: sx(p.measured_ms), cy: sy(p.predicted_ms), r: 3, fill: "#9aa3b5", class: "raw" });
-    const c = add("circle", { cx: sx(p.measured_ms), cy: sy(p.calibrated), r: 3.5, fill: "#2f6fdb", "fill-opacity": 0.8, class: "calibrated" });
-    const t = document.createElementNS(ns, "title");
-    t.textContent = `${p.arch_id}: measured ${fmt.ms(p.measured_ms)}, predicted ${fmt.ms(p.predicted_ms)} (${fmt.ms(p.calibrated)} calibrated) ms`;
-    c.append(t);
+    add("circle", { cx: sx(p.measured_ms), cy: sy(p.calibrated), r: 3.5, fill: "#2f6fdb", "fill-opacity": 0.8, class: "calibrated" },
+      { tooltip: `${p.arch_id}: measured ${fmt.ms(p.measured_ms)}, predicted ${fmt.ms(p.predicted_ms)} (${fmt.ms(p.calibrated)} calibrated) ms` });
   }
-  add("text", { x: W / 2, y: H - 12, "text-anchor": "middle" }, "measured whole network (ms)");
-  add("text", { x: 16, y: H / 2, transform: `rotate(-90 16 ${H / 2})`, "text-anchor": "middle" }, "predicted by the table (ms)");
-  add("text", { x: pad + 8, y: pad + 16 }, cal ? "grey: table sum · blue: calibrated · band: ±10%" : "band: ±10%");
+  add("text", { x: W / 2, y: H - 12, "text-anchor": "middle" }, { text: "measured whole network (ms)" });
+  add("text", { x: 16, y: H / 2, transform: `rotate(-90 16 ${H / 2})`, "text-anchor": "middle" }, { text: "predicted by the table (ms)" });
+  add("text", { x: pad + 8, y: pad + 16 }, { text: cal ? "grey: table sum · blue: calibrated · band: ±10%" : "band: ±10%" });
   return svg;
 }
 
