@@ -105,3 +105,93 @@ class GapFC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+# ---- MobileNetV3 / Once-for-All blocks ---------------------------------------------------------
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor`` (at least ``divisor``), never more than 10 % below it.
+
+    The channel rounding of MobileNetV2/V3 and Once-for-All: their published tables and configs
+    hold channel counts rounded this way, so ours must round the same to meet the same keys.
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hswish": nn.Hardswish}
+
+
+class ConvAct(nn.Sequential):
+    """K×K convolution → [BatchNorm] → activation (``relu`` or ``hswish``); without BN the conv has no bias either.
+
+    OFA's ``feature_mix_layer`` (the 1×1 conv after the pool) is the BN-less case: a conv
+    without bias followed by h-swish, exactly as its net.config says (``use_bn: false``, ``bias: false``).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, act: str = "relu", bn: bool = True) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False)]
+        if bn:
+            layers.append(nn.BatchNorm2d(out_ch))
+        layers.append(ACTIVATIONS[act]())
+        super().__init__(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """OFA MobileNetV3's squeeze-excite: mean over H×W → 1×1 conv to C/4 (rounded to 8) → ReLU → 1×1 conv → h-sigmoid → scale."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        mid = make_divisible(channels // reduction, 8)
+        self.reduce = nn.Conv2d(channels, mid, 1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(mid, channels, 1, bias=True)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.mean(dim=(2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.act(self.reduce(w))))
+
+
+class MobileBlock(nn.Module):
+    """MobileNetV3-style block with an explicit mid width: [1×1 conv-BN-act] → K×K depthwise-BN-act → [SE] → 1×1 conv-BN [+x].
+
+    ``mid == in_ch`` leaves out the 1×1 expansion conv, as Once-for-All and ProxylessNAS do for
+    expand ratio 1 (their first block): the table keys of those projects time that block without it.
+    The activation is ReLU or h-swish; squeeze-excite sits on the mid channels after the depthwise
+    conv. Residual add exactly when stride is 1 and the channel count does not change.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, se: bool = False, act: str = "relu") -> None:
+        super().__init__()
+        self.expand = ConvAct(in_ch, mid, 1, act=act) if mid != in_ch else None
+        self.dw = nn.Sequential(
+            nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False), nn.BatchNorm2d(mid), ACTIVATIONS[act]()
+        )
+        self.se = SqueezeExcite(mid) if se else None
+        self.project = nn.Sequential(nn.Conv2d(mid, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+        self.use_residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dw(x if self.expand is None else self.expand(x))
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y)
+        return x + y if self.use_residual else y
+
+
+class GlobalPool(nn.Module):
+    """Global average pool that keeps N×C×1×1, so a 1×1 conv can follow it (OFA's ``feature_mix_layer``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+class Classifier(nn.Module):
+    """Flatten → linear layer to the class logits: the classifier after a pool that was its own operator."""
+
+    def __init__(self, in_features: int, classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(x, 1))

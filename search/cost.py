@@ -5,7 +5,7 @@ architecture's cost is ``fixed_cost + Σ_l layer_costs[l][choice_l]``:
 
 * ``FlopsCost`` — multiply-accumulates (``torch.utils.flop_counter``; MACs = FLOPs / 2), in millions.
 * ``ParamsCost`` — parameters, in millions.
-* ``LatencyCost`` — milliseconds from a ``LatencyTable``. A table measures each operator as
+* ``LatencyCost`` — milliseconds from a ``LatencyTable`` (a ``free`` operator, ``zero``, costs 0 without an entry). A table measures each operator as
   its own model, so every entry contains one per-invocation overhead; the network is predicted
   as ``overhead + Σ (entry − overhead)`` rather than a sum of N overheads. Layer costs are
   therefore ``entry − overhead`` and the fixed cost is ``overhead + Σ_fixed (entry − overhead)``.
@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hwnas.opkey import OpSpec
 from search.arch import Architecture
 from search.lut import LatencyTable, MissingEntriesError
-from search.ops import _as_spec, get_op, registry_version
+from search.ops import _as_spec, get_op, is_free, registry_version
 from search.space import SearchSpace
 
 
@@ -171,11 +171,14 @@ class LatencyCost(SpecCost):
         return self.calibration.scale * self.table.overhead + self.calibration.offset_ms
 
     def require(self, specs: list[OpSpec]) -> None:
-        missing = self.table.missing([s.key for s in specs])
+        # A `free` operator (a dropped layer) needs no entry: it adds nothing to the network.
+        missing = self.table.missing([s.key for s in specs if not is_free(s)])
         if missing:
             raise MissingEntriesError(missing, self.table.describe())
 
     def spec_cost(self, spec: OpSpec) -> float:
+        if is_free(spec):
+            return 0.0
         cost = self.table.entries[spec.key] - self.table.overhead
         return cost if self.calibration is None else self.calibration.scale * cost
 

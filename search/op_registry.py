@@ -20,6 +20,8 @@ Shape = tuple[int, int, int, int]
 Factory = Callable[[OpSpec], nn.Module]
 ShapeFn = Callable[[OpSpec], Shape]
 CheckFn = Callable[[OpSpec], None]
+# Candidate parameters + layer input shape -> key parameters (e.g. an expansion ratio turned into a mid width).
+DeriveFn = Callable[[dict[str, int], Shape], dict[str, int]]
 
 
 class OpError(ValueError):
@@ -43,6 +45,8 @@ class OpDef:
     shape_fn: ShapeFn | None = None
     check: CheckFn | None = None
     doc: str = ""
+    derive: DeriveFn | None = None  # applied by candidate_spec after defaults and geometry
+    free: bool = False  # runs no computation (a dropped layer): costs nothing, needs no latency-table entry
 
     @property
     def allowed(self) -> frozenset[str]:
@@ -68,6 +72,8 @@ def register_op(
     check: CheckFn | None = None,
     doc: str | None = None,
     replace: bool = False,
+    derive: DeriveFn | None = None,
+    free: bool = False,
 ) -> Callable[[Factory], Factory]:
     """Decorator: register ``factory(spec) -> nn.Module`` as the operator ``name`` (the key's block type)."""
     try:
@@ -87,6 +93,8 @@ def register_op(
             shape_fn=shape,
             check=check,
             doc=doc if doc is not None else (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else "",
+            derive=derive,
+            free=free,
         )
         _VERSION[0] += 1
         return factory
@@ -186,6 +194,11 @@ def candidate_spec(
     geometry = {"s": stride, "o": out_channels}
     for letter in op.geometry:
         params[letter] = geometry[letter]
+    if op.derive is not None:
+        try:
+            params = op.derive(params, tuple(in_shape))  # type: ignore[arg-type]
+        except OpError as exc:
+            raise OpError(f"candidate {candidate!r} at input {'x'.join(map(str, in_shape))}", exc.reason) from None
     spec = OpSpec(block=parsed.block, params=tuple(params.items()), shape=tuple(in_shape), dtype=dtype)  # type: ignore[arg-type]
     try:
         _validate(spec)

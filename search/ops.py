@@ -18,9 +18,21 @@ import math
 from torch import nn
 
 from hwnas.opkey import OpSpec
-from search.blocks import ConvBNReLU, GapFC, InvertedResidual, Pool, Skip
+from search.blocks import (
+    Classifier,
+    ConvAct,
+    ConvBNReLU,
+    GapFC,
+    GlobalPool,
+    InvertedResidual,
+    MobileBlock,
+    Pool,
+    Skip,
+    make_divisible,
+)
 from search.op_registry import (  # noqa: F401 - the registry's API, re-exported: search.ops is where callers find it
     CheckFn,
+    DeriveFn,
     Factory,
     OpDef,
     OpError,
@@ -82,6 +94,21 @@ def _ir_cdw(spec: OpSpec) -> nn.Module:
     return InvertedResidual(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("e"), spec.get("g"), spec.get("s"), depthwise=2)  # type: ignore[arg-type]
 
 
+def _zero_check(spec: OpSpec) -> None:
+    if spec.get("s") != 1 or spec.get("o") != spec.shape[1]:
+        raise OpError(spec.key, "zero (a dropped layer) needs stride 1 and unchanged channels: only an identity can be dropped")
+
+
+# ProxylessNAS's "zero" op and Once-for-All's elastic depth: the layer is not there at all. Unlike an
+# identity `skip` (which our own tables measure like any operator), it is `free`: latency 0, no
+# table entry needed — what ProxylessNAS's latency estimator counts for it, and the only way a
+# published table (which has no entry for a layer that does not exist) can price a shallower network.
+@register_op("zero", shape=_spatial, check=_zero_check, free=True,
+             doc="a dropped layer (ProxylessNAS zero, OFA elastic depth): the input passes unchanged; costs nothing")
+def _zero(spec: OpSpec) -> nn.Module:
+    return nn.Identity()
+
+
 @register_op("skip", shape=_spatial, doc="identity; 1x1 conv-BN-ReLU projection when channels or stride change")
 def _skip(spec: OpSpec) -> nn.Module:
     return Skip(spec.shape[1], spec.get("o"), spec.get("s"))  # type: ignore[arg-type]
@@ -108,6 +135,72 @@ def _avgpool(spec: OpSpec) -> nn.Module:
              doc="global average pool -> linear classifier (o = classes)")
 def _gap_fc(spec: OpSpec) -> nn.Module:
     return GapFC(spec.shape[1], spec.get("o"))  # type: ignore[arg-type]
+
+
+# ---- MobileNetV3 / Once-for-All operators ------------------------------------------------------
+# `mb` is parameterised by its mid width `m`, because that is what Once-for-All's tables key on
+# (`expand:408` is 136 channels x 3). A candidate may give the expansion ratio instead (`mb_k3_e3`):
+# it becomes m = make_divisible(C_in * e, 8), OFA's own rounding, so one candidate list serves
+# the first layer of a stage and the ones after it.
+def _mb_derive(params: dict[str, int], in_shape: Shape) -> dict[str, int]:
+    params = dict(params)
+    e = params.pop("e", None)
+    if e is not None:
+        if "m" in params:
+            raise OpError("mb", "give the mid width m or the expansion e, not both")
+        if e < 1:
+            raise OpError("mb", "expansion e must be at least 1")
+        # e1 means "no expansion conv" (m == C_in), which rounding must not turn into another width.
+        params["m"] = in_shape[1] if e == 1 else make_divisible(in_shape[1] * e, 8)
+    return params
+
+
+def _mb_check(spec: OpSpec) -> None:
+    _odd_kernel(spec)
+    m = spec.get("m") or 0
+    if m < spec.shape[1]:
+        raise OpError(spec.key, f"mid width m{m} is below the input channels {spec.shape[1]} (m = input channels: no expansion)")
+
+
+def _register_mb(name: str, se: bool, act: str, what: str) -> None:
+    @register_op(name, params=("k", "m"), shape=_spatial, check=_mb_check, derive=_mb_derive,
+                 doc=f"MobileNetV3 block{what}: [1x1 conv to m] -> kxk depthwise -> {'SE -> ' if se else ''}1x1 conv-BN [+x]; "
+                     "m = input channels leaves out the expansion conv")
+    def _mb(spec: OpSpec) -> nn.Module:
+        return MobileBlock(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), spec.get("m"), se=se, act=act)  # type: ignore[arg-type]
+
+
+for _name, _se, _act, _what in (("mb", False, "relu", " (ReLU)"), ("mb_se", True, "relu", " with squeeze-excite (ReLU)"),
+                                ("mb_hs", False, "hswish", " (h-swish)"), ("mb_se_hs", True, "hswish", " with squeeze-excite, h-swish")):
+    _register_mb(_name, _se, _act, _what)
+
+
+@register_op("conv_hs", params=("k",), shape=_spatial, check=_odd_kernel, doc="kxk conv-BN-h-swish (MobileNetV3 stem and final 1x1 conv)")
+def _conv_hs(spec: OpSpec) -> nn.Module:
+    return ConvAct(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), act="hswish")  # type: ignore[arg-type]
+
+
+@register_op("conv_hs_nobn", params=("k",), shape=_spatial, check=_odd_kernel,
+             doc="kxk conv (no bias) -> h-swish, no BatchNorm: Once-for-All's feature_mix_layer after the pool")
+def _conv_hs_nobn(spec: OpSpec) -> nn.Module:
+    return ConvAct(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), act="hswish", bn=False)  # type: ignore[arg-type]
+
+
+@register_op("gap", geometry=(), shape=lambda s: (s.shape[0], s.shape[1], 1, 1), doc="global average pool to N x C x 1 x 1")
+def _gap(spec: OpSpec) -> nn.Module:
+    return GlobalPool()
+
+
+@register_op("fc", geometry=("o",), shape=lambda s: (s.shape[0], s.get("o"), 1, 1),  # type: ignore[arg-type,return-value]
+             doc="flatten -> linear classifier (o = classes), after a pool that is its own operator")
+def _fc(spec: OpSpec) -> nn.Module:
+    n, c, h, w = spec.shape
+    return Classifier(c * h * w, spec.get("o"))  # type: ignore[arg-type]
+
+
+def is_free(spec: OpSpec | str) -> bool:
+    """True for an operator that runs nothing (``zero``): it costs nothing and needs no latency-table entry."""
+    return get_op(_as_spec(spec).block).free
 
 
 # The quantized operators register themselves on import; importing them here makes ``search.ops`` the whole registry.

@@ -12,6 +12,10 @@ A space document (JSON or YAML; the built-in ones are ``search/spaces/*.yaml``):
       - {channels: 24, repeats: 4, stride: 2, candidates: [...]}   # a stage may override
     head: {op: conv_k1, channels: 1984}  # then global average pool + linear to `classes`
 
+``head`` may also be a list of fixed operators (MobileNetV3: final 1×1 conv, ``gap``, a 1×1 conv on
+the pooled map), and ``classifier`` names the operator placed last with ``o = classes``:
+``gap_fc`` (default: pool and linear layer in one) or ``fc`` (after a head that pooled already).
+
 Every mistake is a ``SpaceError`` naming the field, e.g. ``stages[2].channels``.
 """
 
@@ -31,6 +35,7 @@ from hwnas.opkey import OpSpec
 from search.ops import OpError, candidate_spec, output_shape
 
 BUILTIN_DIR = Path(__file__).with_name("spaces")
+CLASSIFIER = "gap_fc"  # the default last operator: global average pool + linear layer to the classes
 Shape = tuple[int, int, int, int]
 
 
@@ -56,7 +61,7 @@ class _Doc(BaseModel):
 
 class _FixedDoc(_Doc):
     op: str = Field(min_length=1)
-    channels: PosInt
+    channels: PosInt | None = None  # None: keeps the input's channels (an operator without `o`, such as `gap`)
     stride: PosInt = 1
 
 
@@ -76,7 +81,8 @@ class _SpaceDoc(_Doc):
     candidates: list[str] | None = Field(default=None, min_length=1)
     stem: _FixedDoc
     stages: list[_StageDoc] = Field(min_length=1)
-    head: _FixedDoc | None = None
+    head: _FixedDoc | list[_FixedDoc] | None = None
+    classifier: str = Field(default=CLASSIFIER, min_length=1)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -89,10 +95,10 @@ def _loc(loc: tuple[Any, ...]) -> str:
 # ---- the model -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FixedOp:
-    """A non-searchable part (stem or head conv): a candidate string placed with channels and stride."""
+    """A non-searchable part (stem or a head operator): a candidate string placed with channels and stride."""
 
     op: str
-    channels: int
+    channels: int | None = None  # None: the input's channels
     stride: int = 1
 
 
@@ -137,14 +143,17 @@ class SearchSpace:
     classes: int
     stem: FixedOp
     stages: tuple[Stage, ...]
-    head: FixedOp | None
+    head: tuple[FixedOp, ...] | FixedOp | None  # stored as a tuple; one FixedOp or None are accepted
     description: str = ""
     candidates: tuple[str, ...] = ()
     source: str | None = None
+    classifier: str = CLASSIFIER
     _layers: tuple[Layer, ...] = field(default=(), init=False, repr=False, compare=False)
     _fixed: tuple[OpSpec, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        head = () if self.head is None else (self.head,) if isinstance(self.head, FixedOp) else tuple(self.head)
+        object.__setattr__(self, "head", head)
         layers, fixed = _geometry(self)
         object.__setattr__(self, "_layers", tuple(layers))
         object.__setattr__(self, "_fixed", tuple(fixed))
@@ -162,11 +171,11 @@ class SearchSpace:
         return self._fixed[0]
 
     def head_specs(self) -> list[OpSpec]:
-        """The fixed operators after the last searchable layer: head conv (if any), then pool + classifier."""
+        """The fixed operators after the last searchable layer: the head operators (if any), then the classifier."""
         return list(self._fixed[1:])
 
     def fixed_specs(self) -> list[OpSpec]:
-        """Stem, head conv and gap_fc specs, in network order."""
+        """Stem, head operators and classifier specs, in network order."""
         return list(self._fixed)
 
     @property
@@ -200,9 +209,10 @@ class SearchSpace:
                 raise SpaceError(self.name, "input_size", f"{input_size!r} is not S, (H, W) or (C, H, W)")
         head = self.head
         if head_channels is not None:
-            if head is None:
+            if not head:
                 raise SpaceError(self.name, "head", "space has no head conv whose channels could be changed")
-            head = dataclasses.replace(head, channels=head_channels)
+            # The first head operator is the head conv whose width FBNet-A/B1/C1 changed.
+            head = (dataclasses.replace(head[0], channels=head_channels), *head[1:])  # type: ignore[index]
         if (shape, classes or self.classes, head) == (self.input_shape, self.classes, self.head):
             return self
         return dataclasses.replace(self, input_shape=shape, classes=classes or self.classes, head=head)
@@ -216,7 +226,7 @@ class SearchSpace:
         doc["classes"] = self.classes
         if self.candidates:
             doc["candidates"] = list(self.candidates)
-        doc["stem"] = dataclasses.asdict(self.stem)
+        doc["stem"] = _fixed_dict(self.stem)
         stages = []
         for st in self.stages:
             d: dict[str, Any] = {"channels": st.channels, "repeats": st.repeats, "stride": st.stride}
@@ -226,8 +236,11 @@ class SearchSpace:
                 d["name"] = st.name
             stages.append(d)
         doc["stages"] = stages
-        if self.head is not None:
-            doc["head"] = dataclasses.asdict(self.head)
+        head = [_fixed_dict(f) for f in self.head]  # type: ignore[union-attr]
+        if head:
+            doc["head"] = head[0] if len(head) == 1 else head
+        if self.classifier != CLASSIFIER:
+            doc["classifier"] = self.classifier
         return doc
 
     @classmethod
@@ -250,26 +263,35 @@ class SearchSpace:
                 raise SpaceError(label, f"stages[{i}].candidates", f"repeated candidate in {cands}")
             stages.append(Stage(st.channels, st.repeats, st.stride, tuple(cands), st.name))
         fixed = lambda f: FixedOp(f.op, f.channels, f.stride)  # noqa: E731
+        heads = [] if d.head is None else [d.head] if isinstance(d.head, _FixedDoc) else d.head
         return cls(
             name=d.name,
             input_shape=(d.input_shape[0], d.input_shape[1], d.input_shape[2]),
             classes=d.classes,
             stem=fixed(d.stem),
             stages=tuple(stages),
-            head=fixed(d.head) if d.head else None,
+            head=tuple(fixed(h) for h in heads),
             description=d.description,
             candidates=tuple(d.candidates or ()),
             source=source,
+            classifier=d.classifier,
         )
+
+
+def _fixed_dict(op: FixedOp) -> dict[str, Any]:
+    d = dataclasses.asdict(op)
+    if d["channels"] is None:
+        del d["channels"]
+    return d
 
 
 def _geometry(space: SearchSpace) -> tuple[list[Layer], list[OpSpec]]:
     """Walk the space once: place every candidate, check that a layer's candidates agree on the output shape."""
     label = space.source or space.name
 
-    def place(where: str, candidate: str, shape: Shape, channels: int, stride: int) -> OpSpec:
+    def place(where: str, candidate: str, shape: Shape, channels: int | None, stride: int) -> OpSpec:
         try:
-            return candidate_spec(candidate, shape, channels, stride)
+            return candidate_spec(candidate, shape, shape[1] if channels is None else channels, stride)
         except OpError as exc:
             raise SpaceError(label, where, str(exc)) from None
 
@@ -291,11 +313,13 @@ def _geometry(space: SearchSpace) -> tuple[list[Layer], list[OpSpec]]:
             layers.append(Layer(len(layers), list(st.candidates), shape, st.channels, stride, si, out))
             shape = out
     fixed = [stem]
-    if space.head is not None:
-        head = place("head.op", space.head.op, shape, space.head.channels, space.head.stride)
-        fixed.append(head)
-        shape = output_shape(head)
-    fixed.append(OpSpec.make("gap_fc", shape, o=space.classes))
+    heads: tuple[FixedOp, ...] = space.head  # type: ignore[assignment]  # a tuple after __post_init__
+    for hi, op in enumerate(heads):
+        where = "head.op" if len(heads) == 1 else f"head[{hi}].op"
+        spec = place(where, op.op, shape, op.channels, op.stride)
+        fixed.append(spec)
+        shape = output_shape(spec)
+    fixed.append(place("classifier", space.classifier, shape, space.classes, 1))
     return layers, fixed
 
 
