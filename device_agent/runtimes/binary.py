@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from device_agent import parsers
+from device_agent import parsers, scriptpid
 from device_agent.deviceinfo import PhoneFacts
 from device_agent.errors import ConfigError, DeviceCommandError
 from device_agent.models import file_name, md5_of
@@ -133,13 +133,14 @@ class BinaryRunner(Runner):
     def script(self, bursts: Sequence[Burst], marker: str) -> str:
         # The work folder comes in as $D (set by the caller), so a pushed script file holds
         # no device paths: the loopback device rewrites paths in commands, not in files.
-        lines = ['cd "$D" || exit 97', f"M='{marker}'"]
+        lines = ['cd "$D" || exit 97', f"M='{marker}'", scriptpid.write_line(marker)]
         if self.runtime == "onnxruntime":
             lines.append("rm -rf res; mkdir -p res")
         for i, burst in enumerate(bursts):
             lines.append(f'echo "$M b {i}"; {self._command(burst, i)} 2>&1; echo "$M e {i} $?"')
         if self.runtime == "onnxruntime":
             lines.append('echo "$M csv"; grep -H . res/*.csv 2>/dev/null')
+        lines.append(scriptpid.remove_line(marker))
         lines.append('echo "$M end"')
         return "\n".join(lines) + "\n"
 
@@ -159,19 +160,24 @@ class BinaryRunner(Runner):
         done = 0
         stopped = False
         end_rx = re.compile(re.escape(marker) + r" e \d+ \d+")
-        for chunk in self.device.stream(command, timeout_s=self.read_timeout_s):
-            output.append(chunk)
-            ends = len(end_rx.findall(chunk))
-            if ends:
-                done += ends
-                if progress is not None:
-                    progress(min(done, len(bursts)), len(bursts))
-                if stop is not None and stop.is_set():
-                    stopped = True
-                    break
-        if stopped:
-            # Dropping the connection ends the script on the device (adbd kills the shell).
-            self.device.close()
+        finished = False
+        try:
+            for chunk in self.device.stream(command, timeout_s=self.read_timeout_s):
+                output.append(chunk)
+                ends = len(end_rx.findall(chunk))
+                if ends:
+                    done += ends
+                    if progress is not None:
+                        progress(min(done, len(bursts)), len(bursts))
+                    if stop is not None and stop.is_set():
+                        stopped = True
+                        break
+            finished = not stopped
+        finally:
+            if not finished:
+                # Left early (stop, Ctrl-C, dropped link): adbd does not end the script, so kill it (scriptpid.py).
+                self.device.close()
+                scriptpid.kill_script(self.device, marker)
         return parse_batch_output("".join(output), marker, bursts, self.runtime)
 
     def _pushed_script(self, text: str) -> str:
