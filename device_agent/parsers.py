@@ -1,12 +1,27 @@
 """Pure parsers of what the device prints: one function per program, tested on captured output.
 
-* ``speed_benchmark_torch`` (pytorch binaries/speed_benchmark_torch.cc): per-iteration
-  ``PyTorchObserver {"type": "NET", "unit": "us", "metric": "latency", "value": "<t>"}`` lines
-  (value a quoted float string, 6 significant digits, e.g. ``"1.23457e+06"``) and a final
-  ``Main run finished. Microseconds per iter: <x>. Iters per second: <y>``.
-* ``onnxruntime_perf_test`` (onnxruntime/test/perftest): ``Average inference time cost: <ms> ms``
-  (newer builds: ``... cost total: ...``), ``Min/Max/P50/P90/P95/P99/P999 Latency: <s> s`` in
-  seconds, and, with a result file, CSV rows ``model,time_cost_s,peak_ws,avg_cpu,run_index``.
+Each format follows the program's source as it writes it:
+
+* ``speed_benchmark_torch`` (pytorch/pytorch ``binaries/speed_benchmark_torch.cc``): ``Starting
+  benchmark.`` / ``Running warmup runs.`` / ``Main runs.``, then with ``--report_pep true`` one
+  ``PyTorchObserver {"type": "NET", "unit": "us", "metric": "latency", "value": "<t>"}`` line per
+  iteration, printed after the loop. ``t`` is ``duration_cast<microseconds>`` stored in a float and
+  streamed with 6 significant digits: whole microseconds (``"57"``, ``"1.23457e+06"``). The last
+  line is ``Main run finished. Microseconds per iter: <x>. Iters per second: <y>`` where ``x`` is
+  ``caffe2::Timer::MicroSeconds()`` (nanoseconds / 1000 as a float) over the whole loop divided by
+  ``--iter``: the only figure with sub-microsecond resolution. On a phone (libc++) an uncaught
+  ``c10::Error`` — e.g. a ``.ptl`` whose bytecode the lite interpreter does not read — ends it with
+  ``libc++abi: terminating with uncaught exception of type c10::Error: <message>``.
+* ``onnxruntime_perf_test`` (microsoft/onnxruntime ``onnxruntime/test/perftest/performance_runner.cc``
+  ``Run()`` and ``PerformanceResult::DumpToFile``): the summary ``Average inference time cost: <ms>
+  ms`` (newer builds: ``... cost total: ...``); with ``-s`` (or without a result file) the
+  ``Min/Max/P50/P90/P95/P99/P999 Latency: <s> s`` lines in seconds (``sorted[int(n*q)]``). The
+  positional result file gets, per invocation (appended), one row per timed run
+  ``<model>,<seconds>,<peak working set>,<avg cpu>,<run index>`` where ``<model>`` is the name of
+  the model's PARENT FOLDER (``Initialize()``: ``GetLastComponent(GetDirNameFromFilePath(model))``,
+  so ``models/x.onnx`` → ``models``) and the seconds are a double with 6 significant digits
+  (sub-microsecond); with ``-s`` the same stats lines follow in the file after an empty line.
+  Older builds (``performance_result.h``) wrote ``Min Latency is <s> sec``.
 * ``getprop``, ``dumpsys thermalservice``, ``grep -H`` of sysfs files.
 """
 
@@ -18,8 +33,11 @@ from dataclasses import dataclass, field
 
 # ---- speed_benchmark_torch ------------------------------------------------------------------
 _NUM = r"(-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
-_OBSERVER = re.compile(r"PyTorchObserver\s*(\{.*\})")
+_OBSERVER = re.compile(r"^PyTorchObserver (\{.*\})\s*$", re.M)
 _TORCH_SUMMARY = re.compile(r"Microseconds per iter:\s*" + _NUM + r"\.?\s+Iters per second:\s*" + _NUM)
+# torch/csrc/jit/mobile (parse_bytecode / import): the lite interpreter's bytecode range check.
+_BYTECODE_RANGE = re.compile(r"Lite Interpreter version number does not match\. The model version must be between "
+                             r"(\d+) and (\d+) but the model version is (\d+)")
 
 
 class ParseError(ValueError):
@@ -28,42 +46,30 @@ class ParseError(ValueError):
 
 @dataclass(frozen=True)
 class TorchBenchOutput:
-    samples_ms: list[float]  # one per measured iteration (empty without --report_pep)
-    mean_ms: float | None  # from "Microseconds per iter"
+    samples_ms: list[float]  # one per measured iteration, whole microseconds (empty without --report_pep)
+    mean_ms: float | None  # "Microseconds per iter": the loop's float timer over --iter, sub-microsecond
+
+    #: what one per-iteration sample can resolve (``duration_cast<microseconds>``)
+    SAMPLE_RESOLUTION_MS = 0.001
 
 
 def _to_ms(value: float, unit: str) -> float:
-    unit = unit.lower()
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3, "ns": 1e-6}.get(unit)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3, "ns": 1e-6}.get(unit.lower())
     if scale is None:
         raise ParseError(f"unknown time unit {unit!r}")
     return value * scale
 
 
-def _observer_latency(row: dict) -> float | None:
-    """Latency in ms of one observer row, new format or old ``{"NET": {"latency": ...}}``."""
-    if "value" in row and str(row.get("metric", "latency")) == "latency" and row.get("type", "NET") == "NET":
-        return _to_ms(float(row["value"]), str(row.get("unit", "us")))
-    net = row.get("NET")
-    if isinstance(net, dict):
-        lat = net.get("latency", net)
-        if isinstance(lat, dict) and "value" in lat:
-            return _to_ms(float(lat["value"]), str(lat.get("unit", "us")))
-    return None
-
-
 def parse_speed_benchmark_torch(text: str) -> TorchBenchOutput:
-    """Per-iteration latencies (ms) and the mean from ``speed_benchmark_torch`` output."""
+    """Per-iteration latencies (ms) and the sub-microsecond mean (ms) from ``speed_benchmark_torch`` output."""
     samples: list[float] = []
     for m in _OBSERVER.finditer(text):
         try:
             row = json.loads(m.group(1))
         except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            value = _observer_latency(row)
-            if value is not None:
-                samples.append(value)
+            raise ParseError(f"a PyTorchObserver line that is not JSON: {m.group(0)[:200]!r}") from None
+        if isinstance(row, dict) and row.get("type") == "NET" and row.get("metric") == "latency":
+            samples.append(_to_ms(float(row["value"]), str(row.get("unit", "us"))))
     mean = None
     m = _TORCH_SUMMARY.search(text)
     if m:
@@ -73,14 +79,30 @@ def parse_speed_benchmark_torch(text: str) -> TorchBenchOutput:
     return TorchBenchOutput(samples, mean)
 
 
+@dataclass(frozen=True)
+class BytecodeRejected:
+    """The phone's lite interpreter refused a model's bytecode version."""
+
+    min_version: int
+    max_version: int
+    model_version: int
+
+
+def parse_bytecode_rejection(text: str) -> BytecodeRejected | None:
+    """The range the phone's PyTorch reads and the model's version, when its loader said so; else None."""
+    m = _BYTECODE_RANGE.search(text)
+    return BytecodeRejected(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
 # ---- onnxruntime_perf_test ------------------------------------------------------------------
 _ORT_AVG = re.compile(r"Average inference time cost(?: total)?:\s*" + _NUM + r"\s*ms")
-_ORT_LAT = re.compile(r"(Min|Max|P50|P90|P95|P99|P999) Latency:\s*" + _NUM + r"\s*s\b")
+_ORT_LAT = re.compile(r"^(Min|Max|P50|P90|P95|P99|P999) Latency(?::| is)\s*" + _NUM + r"\s*(?:s|sec)\s*$", re.M)
 _ORT_REQ = re.compile(r"Total inference requests:\s*(\d+)")
 _ORT_TOTAL = re.compile(r"Total inference time cost:\s*" + _NUM + r"\s*s")
 _ORT_FIRST = re.compile(r"First inference time cost:\s*" + _NUM + r"\s*ms")
 _ORT_SESSION = re.compile(r"Session creation time cost:\s*" + _NUM + r"\s*s")
 _ORT_RUNS = re.compile(r"^Runs:\s*(\d+)", re.M)
+_ORT_ROW = re.compile(r"^(.*),\s*" + _NUM + r",\s*(\d+),\s*(-?\d+),\s*(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -93,12 +115,15 @@ class OrtBenchOutput:
     percentiles_ms: dict[str, float] = field(default_factory=dict)  # min, max, p50, p90, ...
 
 
+def _percentiles_ms(text: str) -> dict[str, float]:
+    return {name.lower(): float(v) * 1000.0 for name, v in _ORT_LAT.findall(text)}
+
+
 def parse_onnxruntime_perf_test(text: str) -> OrtBenchOutput:
-    """Mean latency (ms), request count and percentiles (ms) from ``onnxruntime_perf_test``."""
+    """Mean latency (ms), request count and percentiles (ms) from ``onnxruntime_perf_test``'s output."""
     m = _ORT_AVG.search(text)
     if not m:
         raise ParseError(f"no 'Average inference time cost' in output: {text[-300:]!r}")
-    pct = {name.lower(): float(v) * 1000.0 for name, v in _ORT_LAT.findall(text)}
 
     def opt(rx: re.Pattern[str], cast=float):  # noqa: ANN001, ANN202
         mm = rx.search(text)
@@ -108,27 +133,43 @@ def parse_onnxruntime_perf_test(text: str) -> OrtBenchOutput:
     if requests is None:
         requests = opt(_ORT_RUNS, int)
     return OrtBenchOutput(mean_ms=float(m.group(1)), requests=requests, total_s=opt(_ORT_TOTAL),
-                          first_ms=opt(_ORT_FIRST), session_s=opt(_ORT_SESSION), percentiles_ms=pct)
+                          first_ms=opt(_ORT_FIRST), session_s=opt(_ORT_SESSION), percentiles_ms=_percentiles_ms(text))
+
+
+@dataclass
+class OrtResultRun:
+    """One invocation's part of a result file."""
+
+    model: str  # first column: the model's parent folder name
+    samples_ms: list[float] = field(default_factory=list)  # per timed run, in run order
+    percentiles_ms: dict[str, float] = field(default_factory=dict)  # the ``-s`` lines after the rows
+
+
+def parse_ort_result_file(text: str) -> list[OrtResultRun]:
+    """An ``onnxruntime_perf_test`` result file: one ``OrtResultRun`` per invocation that appended to it.
+
+    Each invocation starts again at run index 0; the ``-s`` stats lines belong to the rows before
+    them. Empty lines (the one ``-s`` writes before its stats) and anything else are skipped.
+    """
+    runs: list[OrtResultRun] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        row = _ORT_ROW.match(line)
+        if row is not None:
+            model, seconds, index = row.group(1), float(row.group(2)), int(row.group(5))
+            if index == 0 or not runs or runs[-1].percentiles_ms:
+                runs.append(OrtResultRun(model))
+            runs[-1].samples_ms.append(seconds * 1000.0)
+            continue
+        stats = _percentiles_ms(line)
+        if stats and runs:
+            runs[-1].percentiles_ms.update(stats)
+    return runs
 
 
 def parse_ort_result_csv(text: str) -> list[list[float]]:
-    """Per-run latencies (ms) of an ``onnxruntime_perf_test`` result file, one list per invocation.
-
-    The file is appended to by every invocation; each starts again at run index 0.
-    """
-    runs: list[list[float]] = []
-    for line in text.splitlines():
-        parts = line.strip().rsplit(",", 4)
-        if len(parts) != 5:
-            continue
-        try:
-            seconds, index = float(parts[1]), int(parts[4])
-        except ValueError:
-            continue
-        if index == 0 or not runs:
-            runs.append([])
-        runs[-1].append(seconds * 1000.0)
-    return runs
+    """Per-run latencies (ms) of an ``onnxruntime_perf_test`` result file, one list per invocation."""
+    return [run.samples_ms for run in parse_ort_result_file(text)]
 
 
 # ---- device facts ---------------------------------------------------------------------------

@@ -28,16 +28,26 @@ def test_torch_without_report_pep_gives_the_mean_only() -> None:
     assert out.samples_ms == [] and out.mean_ms == pytest.approx(1.52025)
 
 
-def test_torch_old_nested_net_format() -> None:
-    out = parsers.parse_speed_benchmark_torch(read("torch_old_net_format.txt"))
-    assert out.samples_ms == pytest.approx([0.81, 0.7905]) and out.mean_ms is None
+def test_torch_sub_microsecond_mean_beside_whole_microsecond_samples() -> None:
+    # a 9 us operator: per-iteration values are duration_cast<microseconds>, the mean a float timer
+    out = parsers.parse_speed_benchmark_torch(read("torch_report_pep_fast.txt"))
+    assert out.samples_ms == pytest.approx([0.009, 0.008, 0.008, 0.009, 0.008])
+    assert all(round(s * 1000) == pytest.approx(s * 1000) for s in out.samples_ms)  # whole microseconds
+    assert out.mean_ms == pytest.approx(0.00893417, rel=1e-9)  # "8.93417": kept to the last digit
+    assert out.SAMPLE_RESOLUTION_MS == 0.001
 
 
-def test_torch_logcat_prefix_units_and_foreign_rows() -> None:
-    out = parsers.parse_speed_benchmark_torch(read("torch_logcat_and_other_types.txt"))
-    # NET rows only (the operator-benchmark row is another type), unquoted numbers and ms units too
-    assert out.samples_ms == pytest.approx([0.12, 0.25])
-    assert out.mean_ms == pytest.approx(0.185)
+def test_torch_observer_line_that_is_not_json_is_a_parse_error() -> None:
+    with pytest.raises(parsers.ParseError, match="not JSON"):
+        parsers.parse_speed_benchmark_torch('PyTorchObserver {"type": "NET", "value": }\n')
+
+
+def test_torch_bytecode_rejection_names_the_range_and_the_model_version() -> None:
+    text = read("torch_bytecode_rejected.txt")
+    assert parsers.parse_bytecode_rejection(text) == parsers.BytecodeRejected(3, 7, 8)
+    assert parsers.parse_bytecode_rejection(read("torch_report_pep.txt")) is None
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_speed_benchmark_torch(text)
 
 
 def test_torch_garbage_is_a_parse_error() -> None:
@@ -65,9 +75,32 @@ def test_ort_with_result_file_and_no_stats() -> None:
     assert out.mean_ms == pytest.approx(0.02275) and out.percentiles_ms == {}
 
 
-def test_ort_result_file_splits_invocations_at_run_index_zero() -> None:
-    runs = parsers.parse_ort_result_csv(read("ort_result.csv"))
-    assert runs == [pytest.approx([0.023, 0.022, 0.024]), pytest.approx([0.022, 0.021])]
+def test_ort_result_file_as_the_program_writes_it_with_s() -> None:
+    # rows of the model's parent folder, then an empty line and the -s stats, per invocation (appended)
+    runs = parsers.parse_ort_result_file(read("ort_result_file_s.txt"))
+    assert [r.model for r in runs] == ["models", "models"]
+    assert runs[0].samples_ms == pytest.approx([0.0231, 0.012345, 0.012291, 0.0124], rel=1e-12)
+    assert runs[1].samples_ms == pytest.approx([0.019876, 0.012187], rel=1e-12)
+    # sub-microsecond resolution: 12.345 us and 12.291 us stay apart
+    assert runs[0].samples_ms[1] - runs[0].samples_ms[2] == pytest.approx(0.000054, abs=1e-9)
+    assert runs[0].percentiles_ms == pytest.approx({"min": 0.012291, "max": 0.0231, "p50": 0.0124, "p90": 0.0231,
+                                                    "p95": 0.0231, "p99": 0.0231, "p999": 0.0231})
+    assert runs[1].percentiles_ms["min"] == pytest.approx(0.012187)
+    for run in runs:  # the file's own stats agree with its rows: sorted[int(n*q)]
+        ordered = sorted(run.samples_ms)
+        assert run.percentiles_ms["p50"] == pytest.approx(ordered[int(len(ordered) * 0.5)])
+    assert parsers.parse_ort_result_csv(read("ort_result_file_s.txt")) == [runs[0].samples_ms, runs[1].samples_ms]
+
+
+def test_ort_result_file_of_an_older_build_with_latency_is_sec_lines() -> None:
+    (run,) = parsers.parse_ort_result_file(read("ort_result_file_old_stats.txt"))
+    assert run.model == "test_conv" and run.samples_ms == pytest.approx([0.123456, 0.119])
+    assert run.percentiles_ms["min"] == pytest.approx(0.119) and run.percentiles_ms["max"] == pytest.approx(0.123456)
+
+
+def test_ort_result_file_without_stats_splits_invocations_at_run_index_zero() -> None:
+    text = "models,2e-05,1,100,0\nmodels,3e-05,1,100,1\nmodels,4e-05,1,100,0\n"
+    assert parsers.parse_ort_result_csv(text) == [pytest.approx([0.02, 0.03]), pytest.approx([0.04])]
 
 
 def test_ort_missing_average_is_a_parse_error() -> None:
@@ -116,8 +149,9 @@ def test_batch_output_of_onnxruntime_uses_the_per_run_file_and_drops_extra_warmu
     m = "@@Bx@@"
     text = (f"{m} b 0\n{read('ort_result_file_no_stats.txt')}{m} e 0 0\n"
             f"{m} b 1\nLoad model failed\n{m} e 1 255\n"
-            f"{m} csv\nres/0.csv:models/a.onnx,5e-05,1,100,0\nres/0.csv:models/a.onnx,2.0e-05,1,100,1\n"
-            f"res/0.csv:models/a.onnx,2.1e-05,1,100,2\nres/0.csv:models/a.onnx,2.2e-05,1,100,3\n{m} end\n")
+            f"{m} csv\nres/0.csv:models,5e-05,1,100,0\nres/0.csv:models,2.0e-05,1,100,1\n"
+            f"res/0.csv:models,2.1e-05,1,100,2\nres/0.csv:models,2.2e-05,1,100,3\n"
+            f"res/0.csv:Min Latency: 2e-05 s\nres/0.csv:P50 Latency: 2.2e-05 s\n{m} end\n")
     results = parse_batch_output(text, m, _bursts(3), "onnxruntime")
     assert len(results) == 2  # burst 2 never ran
     assert results[0].samples_ms == pytest.approx([0.020, 0.021, 0.022])  # first of 4 = extra warm-up
