@@ -80,5 +80,5 @@ def register(app: typer.Typer) -> None:
                 table.add_row(str(si), "x".join(map(str, first.in_shape[1:])), str(st.channels), str(st.repeats),
                               str(st.stride), cands)
             for spec in s.head_specs():
-                table.add_row("head", "x".join(map(str, spec.shape[1:])), str(spec.get("o")), "1", str(spec.get("s", 1)), spec.block_name)
+                table.add_row("head", "x".join(map(str, spec.shape[1:])), str(spec.get("o", spec.shape[1])), "1", str(spec.get("s", 1)), spec.block_name)
             console.print(table)
