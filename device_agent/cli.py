@@ -278,6 +278,8 @@ def loopback_device(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     auth: Annotated[bool, typer.Option("--auth/--no-auth", help="Require ADB RSA authentication (new keys are accepted).")] = False,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Keep a warm stand-in worker (fast benchmark calls).")] = True,
+    kill_on_close: Annotated[bool, typer.Option("--kill-on-close", help="Kill a shell command when its stream closes. "
+                                                "Off by default, as on a phone: adbd leaves it running.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Run a loopback ADB device: a small adbd speaking the real ADB protocol, with a fake phone inside --root.
@@ -290,7 +292,8 @@ def loopback_device(
     _setup_logging(verbose)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        daemon = LoopbackAdbd(root, load_phone(model), port=port, host=host, auth_required=auth, worker=worker)
+        daemon = LoopbackAdbd(root, load_phone(model), port=port, host=host, auth_required=auth, worker=worker,
+                              kill_on_close=kill_on_close)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     done = threading.Event()

@@ -4,8 +4,11 @@ It speaks ADB wire protocol v1 (CNXN, optional AUTH, OPEN, OKAY, WRTE, CLSE) and
 ``shell:``, ``exec:`` and ``sync:`` (STAT, SEND, RECV, LIST, QUIT) well enough for both the
 ``adb-shell`` package and Google's ``adb`` client. It advertises no features, so clients
 fall back to the v1 shell (no exit codes: callers append ``; echo <marker>$?``) and sync v1.
-Commands run with the host's ``sh -c`` inside a ``Sandbox``; the phone it pretends to be is a
-``FakePhone``. One thread per connection reads packets; every stream (a shell process or a
+Commands run with the host's ``sh -c`` inside a ``Sandbox``, each in a session of its own as adbd
+starts them; the phone it pretends to be is a ``FakePhone``. Like real adbd, closing a
+``shell:<command>`` stream (or the whole connection) does not kill the command: its output pipe
+is closed, so it dies of SIGPIPE only when it next writes (``kill_on_close=True`` restores the
+old, kinder behaviour of killing the process group at once). One thread per connection reads packets; every stream (a shell process or a
 sync session) has its own thread, so a stream waiting for the host's OKAY never blocks the
 reader that delivers it.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import stat
@@ -75,6 +79,7 @@ class _Stream:
         self.reader = _ByteReader()
         self.proc: subprocess.Popen[bytes] | None = None
         self.kind = "shell"
+        self.interactive = False  # ``shell:`` with no command: a PTY on a phone, hung up (killed) on close
 
     def write(self, data: bytes) -> bool:
         """Send ``data`` as WRTEs no larger than the peer accepts, one OKAY at a time."""
@@ -99,13 +104,19 @@ class _Stream:
             self.conn.send(wire.CLSE, self.local_id, self.remote_id)
 
     def close_from_host(self) -> None:
-        """The host closed: answer once, stop the process."""
+        """The host closed: answer once; the command runs on unless killed on close (see ``hang_up``)."""
         if not self.closed.is_set():
             self.closed.set()
             self.reader.close()
             self.conn.forget(self)
             self.conn.send(wire.CLSE, self.local_id, self.remote_id)
-        self.kill()
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """What adbd does to the command when its stream goes: nothing for ``shell:<cmd>`` (no SIGHUP),
+        a hang-up for an interactive shell; ``kill_on_close`` kills either at once."""
+        if self.conn.server.kill_on_close or self.interactive:
+            self.kill()
 
     def kill(self) -> None:
         proc = self.proc
@@ -164,7 +175,7 @@ class _Connection:
             for s in streams:
                 s.closed.set()
                 s.reader.close()
-                s.kill()
+                s.hang_up()
             try:
                 self.sock.close()
             except OSError:
@@ -259,7 +270,7 @@ class _Connection:
     # -- services ---------------------------------------------------------------------------
     def _run_shell(self, stream: _Stream, command: str) -> None:
         box = self.server.sandbox
-        interactive = command.strip() == ""
+        interactive = stream.interactive = command.strip() == ""
         argv = ["/bin/sh", "-i"] if interactive else ["/bin/sh", "-c", box.rewrite(command)]
         try:
             proc = subprocess.Popen(
@@ -272,10 +283,14 @@ class _Connection:
             stream.close_from_device()
             return
         stream.proc = proc
+        self.server.track(proc)
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         try:
-            while True:
+            while not stream.closed.is_set():
+                # Wake up now and then: a stream the host closed must let go of the pipe at once.
+                if not select.select([fd], [], [], 0.1)[0]:
+                    continue
                 # Whatever piled up while we waited for the last OKAY goes out in one WRTE.
                 data = os.read(fd, wire.MAX_PAYLOAD)
                 if not data or not stream.write(data):
@@ -284,7 +299,8 @@ class _Connection:
             pass
         finally:
             if stream.closed.is_set():
-                stream.kill()
+                stream.hang_up()
+            # Our end of the pipe goes, as adbd's socket does: the command's next write is its SIGPIPE.
             proc.stdout.close()
             proc.wait()
             stream.close_from_device()
@@ -454,8 +470,9 @@ class LoopbackAdbd:
 
     def __init__(self, root: Path, phone: FakePhone, port: int = 0, host: str = "127.0.0.1",
                  auth_required: bool = False, accept_new_keys: bool = True,
-                 shell_env: dict[str, str] | None = None, worker: bool = False) -> None:
+                 shell_env: dict[str, str] | None = None, worker: bool = False, kill_on_close: bool = False) -> None:
         self.sandbox = Sandbox(root)
+        self.kill_on_close = kill_on_close  # False: like real adbd, a closed shell stream leaves its command running
         self.phone = phone
         self.auth_required = auth_required
         self.accept_new_keys = accept_new_keys
@@ -472,6 +489,8 @@ class LoopbackAdbd:
         self._thread: threading.Thread | None = None
         self._conns: list[_Connection] = []
         self._worker: subprocess.Popen[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []  # shell commands, for stop(): the phone goes off
+        self._procs_lock = threading.Lock()
         if worker:
             self._start_worker()
 
@@ -488,6 +507,11 @@ class LoopbackAdbd:
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.shell_env["HWNAS_STANDIN_WORKER"] = str(wdir)
+
+    def track(self, proc: subprocess.Popen[bytes]) -> None:
+        """Remember a shell command until it ends (``stop`` ends those still running)."""
+        with self._procs_lock:
+            self._procs = [p for p in self._procs if p.poll() is None] + [proc]
 
     @property
     def serial(self) -> str:
@@ -543,6 +567,14 @@ class LoopbackAdbd:
                 pass
         if self._thread is not None:
             self._thread.join(timeout=2)
+        with self._procs_lock:
+            procs, self._procs = self._procs, []
+        for proc in procs:  # a phone switched off runs nothing on
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         if self._worker is not None and self._worker.poll() is None:
             self._worker.terminate()
             try:
