@@ -34,6 +34,8 @@ from hwnas.schemas import (
     Lut,
     LutQuery,
     LutCalibration,
+    LutImport,
+    LutImportResult,
     LutQueryResult,
     MeasurementBatch,
     MeasurementBatchResult,
@@ -200,6 +202,15 @@ class ProfilerClient:
         """GET /lut/{device}?format=csv."""
         params = {**self._table_params(runtime, threads), "format": "csv"}
         return self._request("GET", f"/lut/{device}", idempotent=True, params=params).text
+
+    def export_lut(self, device: str, fmt: str, runtime: str | None = None, threads: int | None = None) -> str:
+        """GET /lut/{device}?format=ofa-yaml|proxyless-yaml: the table in a published YAML layout."""
+        params = {**self._table_params(runtime, threads), "format": fmt}
+        return self._request("GET", f"/lut/{device}", idempotent=True, params=params).text
+
+    def import_lut(self, body: LutImport) -> LutImportResult:
+        """POST /lut/import (admin token); the same content again is 'unchanged', so retrying is safe."""
+        return self._json(LutImportResult, "POST", "/lut/import", body=body)
 
     def query_lut(self, device: str, keys: list[str], runtime: str | None = None, threads: int | None = None) -> LutQueryResult:
         """POST /lut/{device}/query: which keys the table has and lacks."""

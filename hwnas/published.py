@@ -356,3 +356,60 @@ def map_keys(grammar: Grammar, keys: list[str]) -> KeyMapping:
                 del mapped[key]
                 unmappable[key] = f"{len(keys_)} published keys map to {spec_key}: {', '.join(k for k in keys_ if k != key)}"
     return KeyMapping(mapped, unmappable)
+
+
+# ---------------------------------------------------------------------------------------------
+# Published networks (OFA / ProxylessNAS ``net.config``) -> the published keys their estimators sum
+# ---------------------------------------------------------------------------------------------
+
+
+def _hwc_text(h: int, c: int) -> str:
+    return f"{h}x{h}x{c}"
+
+
+def _mb_blocks(config: dict, size: int) -> tuple[list[tuple[dict, int, int, int]], int]:
+    """(block conv, input size, output size, idskip) of every non-zero block, and the final size."""
+    out = []
+    for block in config["blocks"]:
+        conv = block["mobile_inverted_conv"]
+        if conv is None or conv.get("name") == "ZeroLayer":
+            continue  # a zero block costs nothing (ProxylessNAS, OFA latency_table.py)
+        out_size = (size - 1) // conv["stride"] + 1
+        out.append((conv, size, out_size, 0 if block.get("shortcut") is None else 1))
+        size = out_size
+    return out, size
+
+
+def ofa_net_config_keys(config: dict, image_size: int) -> list[str]:
+    """The OFA table keys a MobileNetV3 ``net.config`` sums to, in order (once-for-all's latency_table.py)."""
+    size = (image_size + 1) // 2
+    first = config["first_conv"]
+    keys = [_dash("Conv", input=f"{image_size}x{image_size}x3", output=_hwc_text(size, first["out_channels"]))]
+    blocks, size = _mb_blocks(config, size)
+    for conv, h, h2, idskip in blocks:
+        mid = conv.get("mid_channels") or round(conv["in_channels"] * conv["expand_ratio"])
+        keys.append(_dash("expanded_conv", input=_hwc_text(h, conv["in_channels"]), output=_hwc_text(h2, conv["out_channels"]),
+                          expand=mid, kernel=conv["kernel_size"], stride=conv["stride"], idskip=idskip,
+                          se=int(bool(conv.get("use_se"))), hs=int(conv.get("act_func") == "h_swish")))
+    expand, mix, classifier = config["final_expand_layer"], config["feature_mix_layer"], config["classifier"]
+    keys += [
+        _dash("Conv_1", input=_hwc_text(size, expand["in_channels"]), output=_hwc_text(size, expand["out_channels"])),
+        _dash("AvgPool2D", input=_hwc_text(size, expand["out_channels"]), output=f"1x1x{expand['out_channels']}"),
+        _dash("Conv_2", input=f"1x1x{mix['in_channels']}", output=f"1x1x{mix['out_channels']}"),
+        _dash("Logits", input=f"1x1x{classifier['in_features']}", output=classifier["out_features"]),
+    ]
+    return keys
+
+
+def proxyless_net_config_keys(config: dict, image_size: int = 224) -> list[str]:
+    """The ProxylessNAS table keys a ``net.config`` sums to, in order (proxylessnas' latency_estimator.py)."""
+    size = (image_size + 1) // 2
+    keys = [_dash("Conv", input=f"{image_size}x{image_size}x3", output=_hwc_text(size, config["first_conv"]["out_channels"]))]
+    blocks, size = _mb_blocks(config, size)
+    for conv, h, h2, idskip in blocks:
+        keys.append(_dash("expanded_conv", input=_hwc_text(h, conv["in_channels"]), output=_hwc_text(h2, conv["out_channels"]),
+                          expand=conv["expand_ratio"], kernel=conv["kernel_size"], stride=conv["stride"], idskip=idskip))
+    mix, classifier = config["feature_mix_layer"], config["classifier"]
+    keys += [_dash("Conv_1", input=_hwc_text(size, mix["in_channels"]), output=_hwc_text(size, mix["out_channels"])),
+             _dash("Logits", input=_hwc_text(size, classifier["in_features"]), output=classifier["out_features"])]
+    return keys

@@ -125,11 +125,83 @@ class DeviceInfo(Strict):
     props: FreeJson = Field(default_factory=dict)
 
 
+# ---- imported (published) tables: docs/tables-you-can-use.md ------------------------------------
+IMPORT_FORMATS = ("ofa-yaml", "proxyless-yaml", "hwnasbench-json")
+ImportFormat = Literal["ofa-yaml", "proxyless-yaml", "hwnasbench-json"]
+ExportFormat = Literal["ofa-yaml", "proxyless-yaml"]
+MAX_IMPORT_BYTES = 512 * 1024  # one published file (the largest known is 24 KB)
+
+
+class UnmappedEntry(BaseModel):
+    """A published key left out of an imported table, and why (never guessed)."""
+
+    key: str
+    reason: str
+
+
+class ImportSource(Strict):
+    """Where a published table comes from, as the importer states it."""
+
+    project: Text(256, 1)  # e.g. "mit-han-lab/once-for-all"
+    file: Text(512, 1)  # path in the source repository
+    commit: Text(64) | None = None
+    source_device: Text(256, 1)  # the device the authors measured, e.g. "Samsung Galaxy Note10"
+    source_runtime: Text(128) | None = None  # e.g. "TF-Lite"
+    licence: Text(1000, 1)
+    url: Text(512) | None = None
+
+
+class TableSource(BaseModel):
+    """Provenance of an imported table, served with the table (GET /lut) and the device."""
+
+    kind: Literal["imported"] = "imported"
+    format: str
+    project: str
+    file: str
+    commit: str | None = None
+    source_device: str
+    source_runtime: str | None = None
+    licence: str
+    url: str | None = None
+    column: str | None = None  # the device column of a multi-device file (HW-NAS-Bench)
+    gauge: str | None = None  # how entries relate to latency when they are not per-block ms
+    content_sha256: str
+    imported_at: datetime
+    imported_by: str | None = None
+    unmappable: list[UnmappedEntry] = Field(default_factory=list)
+    read_only: bool = True
+
+
+class LutImport(Strict):
+    """POST /lut/import (admin): a published table file, the table to create from it, and its provenance."""
+
+    format: ImportFormat
+    content: str = Field(max_length=MAX_IMPORT_BYTES, pattern=NO_NUL)
+    device: str = Field(pattern=NAME_PATTERN)
+    runtime: Text(64, 1)
+    runtime_version: Text(64) | None = None
+    threads: Threads = 1
+    column: Text(64) | None = None  # hwnasbench-json: which device of the file (pixel3, raspi4, eyeriss, fpga)
+    source: ImportSource
+    replace: bool = False  # a table imported before from different content: replace its entries
+
+
+class LutImportResult(BaseModel):
+    device: str
+    runtime: str
+    threads: int
+    status: Literal["created", "unchanged", "replaced"]
+    entries: int
+    overhead_ms: float | None = None
+    unmappable: list[UnmappedEntry] = Field(default_factory=list)
+
+
 class TableInfo(BaseModel):
     runtime: str
     runtime_version: str | None
     threads: int
     entries: int
+    source: TableSource | None = None  # imported tables only
 
 
 class DeviceThermal(BaseModel):
@@ -176,6 +248,7 @@ class Lut(BaseModel):
     overhead_ms: float | None = None
     entries: dict[str, LutEntry]
     calibration: LutCalibration | None = None  # see Calibration; absent when none was stored
+    source: TableSource | None = None  # imported tables: where they come from (read-only)
 
 
 class LutQuery(Strict):

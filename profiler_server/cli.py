@@ -1,4 +1,4 @@
-"""`profiler-server`: serve the API, create tokens, upgrade the database schema."""
+"""`profiler-server`: serve the API, create tokens, upgrade the database schema, import published tables."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import typer
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from hwnas import schemas
 
 app = typer.Typer(
     name="profiler-server",
@@ -173,6 +175,101 @@ def token_list(database_url: DatabaseUrl = None) -> None:
         typer.echo(f"{r.id:>4}  {r.name:<24} {r.role:<7} {fmt(r.created_at):<19}  {fmt(r.expires_at):<19}  "
                    f"{'revoked' if r.revoked else 'expired' if r.expired else 'active':<7}  "
                    f"{', '.join(r.devices) if r.devices else 'any'}")
+
+
+def _echo_import(result: "schemas.LutImportResult") -> None:
+    typer.echo(f"{result.device} {result.runtime}/{result.threads}: {result.status}, {result.entries} entries"
+               + (f", overhead {result.overhead_ms!r} ms" if result.overhead_ms is not None else "")
+               + f", {len(result.unmappable)} unmappable")
+    for u in result.unmappable:
+        typer.echo(f"  unmappable {u.key}: {u.reason}")
+
+
+@app.command("import")
+def import_table(
+    file: Annotated[str | None, typer.Argument(help="The published file (YAML or JSON).", show_default=False)] = None,
+    preset: Annotated[str | None, typer.Option(help="A known published table (fills every option below); see --list.")] = None,
+    all_in: Annotated[str | None, typer.Option("--all", help="Import every known table found in this folder "
+                                               "(../shared/reference-data).", show_default=False)] = None,
+    list_presets: Annotated[bool, typer.Option("--list", help="List the known tables and exit.")] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help="ofa-yaml, proxyless-yaml or hwnasbench-json.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device to import into (created when new).")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Runtime of the table, e.g. tflite.")] = None,
+    runtime_version: Annotated[str | None, typer.Option(help="Runtime version, when published.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Thread count of the table (default 1).")] = None,
+    column: Annotated[str | None, typer.Option(help="hwnasbench-json: pixel3, raspi4, eyeriss or fpga.")] = None,
+    project: Annotated[str | None, typer.Option(help="Source project, e.g. mit-han-lab/once-for-all.")] = None,
+    source_file: Annotated[str | None, typer.Option(help="Path of the file in the source repository.")] = None,
+    commit: Annotated[str | None, typer.Option(help="Commit of the source repository.")] = None,
+    source_device: Annotated[str | None, typer.Option(help="The device the authors measured.")] = None,
+    source_runtime: Annotated[str | None, typer.Option(help="The runtime the authors used.")] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence terms of the table.")] = None,
+    url: Annotated[str | None, typer.Option(help="Where the file is published.")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace a table imported before from other content.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Import a published latency table (read-only, with its provenance); unmappable entries are listed with the reason.
+    Importing the same content again changes nothing ("unchanged").
+
+    Examples: profiler-server import --all ../shared/reference-data ·
+    profiler-server import --preset note10-ofa ../shared/reference-data/ofa_note10_lut/224_lookup_table.yaml ·
+    profiler-server import my.yaml --format ofa-yaml --device s23-ofa --runtime tflite --project me/lab --source-file my.yaml
+    --source-device "Galaxy S23" --licence CC-BY-4.0
+    """
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from hwnas import schemas
+    from profiler_server.published_presets import PRESETS
+    from profiler_server.services.imports import import_table as do_import
+
+    if list_presets:
+        for name, p in PRESETS.items():
+            typer.echo(f"{name:<22} {p.format:<16} {p.path}  ({p.source.project}, {p.source.source_device})")
+        return
+    if sum(x is not None for x in (preset, all_in)) > 1 or (all_in is None and file is None):
+        _fail("give a FILE (with --preset or the source options), or --all FOLDER")
+    requests: list[tuple[Path, schemas.LutImport]] = []
+
+    def read(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"{path}: cannot read: {exc}")
+
+    try:
+        if all_in is not None:
+            folder = Path(all_in)
+            found = [p for p in PRESETS.values() if (folder / p.path).is_file()]
+            if not found:
+                _fail(f"{folder}: none of the known files is there (see --list)")
+            requests = [(folder / p.path, p.request(read(folder / p.path), replace)) for p in found]
+        else:
+            path = Path(file)  # type: ignore[arg-type]
+            base = PRESETS[preset].request("", replace).model_dump() if preset is not None else {"source": {}}
+            if preset is not None and preset not in PRESETS:
+                _fail(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
+            given = {"format": fmt, "device": device, "runtime": runtime, "runtime_version": runtime_version, "threads": threads, "column": column}
+            base.update({k: v for k, v in given.items() if v is not None})
+            sources = {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
+                       "source_runtime": source_runtime, "licence": licence, "url": url}
+            base["source"].update({k: v for k, v in sources.items() if v is not None})
+            base["content"] = read(path)
+            requests = [(path, schemas.LutImport.model_validate(base))]
+    except KeyError:
+        _fail(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()))
+    from profiler_server.errors import ServiceError
+
+    for path, request in requests:  # one transaction per table: a bad file leaves nothing half-imported
+        with _session(database_url) as session:
+            try:
+                result = do_import(session, request, imported_by="profiler-server import")
+            except ServiceError as exc:
+                _fail(f"{path}: {exc.detail}")
+        _echo_import(result)
 
 
 @db_app.command("upgrade")

@@ -325,3 +325,36 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     # An agent token may act for these devices only (None: any device).
     devices: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+class ImportedTable(Base):
+    """Provenance of a latency table imported from a published file; such a table is read-only.
+
+    Its entries are ordinary measurement rows of one run (so GET /lut serves them like any
+    table); this row says where they come from and keeps the published statistics as published.
+    """
+
+    __tablename__ = "imported_tables"
+    __table_args__ = (UniqueConstraint("device_id", "runtime", "threads"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    runtime: Mapped[str] = mapped_column(String(64))
+    threads: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(32))
+    project: Mapped[str] = mapped_column(String(256))
+    source_file: Mapped[str] = mapped_column(String(512))
+    source_commit: Mapped[str | None] = mapped_column(String(64))
+    source_device: Mapped[str] = mapped_column(String(256))
+    source_runtime: Mapped[str | None] = mapped_column(String(128))
+    licence: Mapped[str] = mapped_column(String(1000))
+    url: Mapped[str | None] = mapped_column(String(512))
+    source_column: Mapped[str | None] = mapped_column(String(64))  # the device column of a multi-device file
+    gauge: Mapped[str | None] = mapped_column(Text)  # how entries relate to latency when not per-block ms
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[int] = mapped_column(ForeignKey("measurement_runs.id", ondelete="CASCADE"))
+    # Our key -> {"published": key, "count", "mean", "std" | "var", ...} exactly as published.
+    statistics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    unmappable: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # [{key, reason}]
+    imported_by: Mapped[str | None] = mapped_column(String(128))
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)

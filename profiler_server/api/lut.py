@@ -1,4 +1,4 @@
-"""Latency tables: GET /lut/{device} (JSON or CSV, ETag) and POST /lut/{device}/query."""
+"""Latency tables: GET /lut/{device} (JSON or CSV, ETag; OFA / ProxylessNAS YAML), POST /lut/{device}/query, POST /lut/import."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from hwnas import schemas
-from profiler_server.api.deps import DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token
+from profiler_server.api.deps import AdminDep, DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token, run_write
 from profiler_server.errors import InvalidInput, field_error
+from profiler_server.services.imports import export_table, import_table
 from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys
 
 router = APIRouter(tags=["latency tables"])
 _NAME = re.compile(schemas.NAME_PATTERN)
+EXPORT_FORMATS = ("ofa-yaml", "proxyless-yaml")
 ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
@@ -34,7 +36,8 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 _LUT_PARAMS = [
     {"name": "runtime", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}, "description": "e.g. ort, torchscript"},
     {"name": "threads", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_THREADS}},
-    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv"]}, "description": "or Accept: text/csv"},
+    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv", *EXPORT_FORMATS]},
+     "description": "or Accept: text/csv; ofa-yaml / proxyless-yaml: the Once-for-All / ProxylessNAS latency-table layout (text/yaml)"},
     {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag: 304 when unchanged"},
 ]
 
@@ -51,8 +54,9 @@ def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
             raise InvalidInput(f"threads must be an integer from 1 to {schemas.MAX_THREADS}, got {threads_text[:20]!r}",
                                [field_error("threads", f"must be an integer from 1 to {schemas.MAX_THREADS}")])
         threads = int(threads_text)
-    if fmt not in (None, "json", "csv"):
-        raise InvalidInput(f"format must be json or csv, got {fmt!r}", [field_error("format", "must be 'json' or 'csv'")])
+    if fmt not in (None, "json", "csv", *EXPORT_FORMATS):
+        raise InvalidInput(f"format must be json, csv, {' or '.join(EXPORT_FORMATS)}, got {fmt!r}",
+                           [field_error("format", f"must be 'json', 'csv', {' or '.join(repr(f) for f in EXPORT_FORMATS)}")])
     return runtime, threads, fmt
 
 
@@ -65,7 +69,9 @@ def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
 async def get_lut(device: str, request: Request) -> Response:
     """The latest valid measurement per key of one (device, runtime, threads) table.
 
-    Query: ``runtime``, ``threads`` (needed when the device has several tables), ``format=csv``.
+    Query: ``runtime``, ``threads`` (needed when the device has several tables), ``format=csv``, or
+    ``format=ofa-yaml`` / ``proxyless-yaml``: the table in the Once-for-All / ProxylessNAS layout, with the
+    keys that layout cannot express listed in a comment header.
     """
     # The hot path of every search job. It is async and declares no query parameters or
     # dependencies (FastAPI's per-parameter work costs more than the rest of the request):
@@ -79,6 +85,9 @@ async def get_lut(device: str, request: Request) -> Response:
     # database stalls this request only, never the event loop that serves everyone else.
     if state.settings.read_requires_token:
         await run_in_threadpool(check_read_token, state, request.headers.get("authorization"))
+    if fmt in EXPORT_FORMATS:  # rare and cheap enough to render per request, off the event loop
+        text = await run_in_threadpool(_export, state.sessions, device, runtime, threads, fmt)
+        return Response(text, media_type="text/yaml; charset=utf-8", headers={"Cache-Control": "no-cache"})
     ref = await run_in_threadpool(state.table_probe.resolve, device, runtime, threads)
     want_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
     cache: LutCache = state.lut_cache
@@ -90,6 +99,11 @@ async def get_lut(device: str, request: Request) -> Response:
     return Response(rendered.body, media_type=media, headers=headers)
 
 
+def _export(sessions: sessionmaker[Session], device: str, runtime: str | None, threads: int | None, fmt: str) -> str:
+    with sessions() as session:
+        return export_table(session, device, runtime, threads, fmt)
+
+
 def _render(sessions: sessionmaker[Session], cache: LutCache, ref: TableRef, want_csv: bool) -> Rendered:
     with sessions() as session:
         return cache.render(session, ref, want_csv)
@@ -99,3 +113,15 @@ def _render(sessions: sessionmaker[Session], cache: LutCache, ref: TableRef, wan
 def query_lut(device: DeviceName, query: schemas.LutQuery, session: SessionDep, cache: LutCacheDep, _: ReaderDep) -> schemas.LutQueryResult:
     """Which of ``keys`` the table has (present) and which it lacks (missing)."""
     return query_keys(session, cache, device, query)
+
+
+@router.post("/lut/import", response_model=schemas.LutImportResult,
+             responses={**ERRORS, 403: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}})
+def post_import(body: schemas.LutImport, session: SessionDep, caller: AdminDep) -> schemas.LutImportResult:
+    """Import a published latency table (admin): OFA / ProxylessNAS YAML or HW-NAS-Bench JSON, with its provenance.
+
+    Entries are mapped to operator keys where the grammar says exactly the same block; the others are
+    listed in ``unmappable`` with the reason. The table is read-only (uploads and jobs for it get a 409).
+    The same content again is ``unchanged``; other content into the same table needs ``replace``.
+    """
+    return run_write(session, lambda: import_table(session, body, caller.name))

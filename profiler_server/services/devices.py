@@ -13,6 +13,9 @@ from profiler_server.errors import Forbidden, UnknownDevice, field_error
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
 from profiler_server.services.sql import insert_ignore
 
+# Owner of devices created by a table import: no agent token has this name, so no agent may change them.
+IMPORT_OWNER = "(imported)"
+
 
 def find_device(session: Session, name: str, field: str = "device") -> Device:
     """The device called ``name``, or a 404 naming it."""
@@ -35,6 +38,9 @@ def put_device(session: Session, name: str, info: schemas.DeviceInfo, owner: str
     device = session.scalars(select(Device).where(Device.name == name).execution_options(populate_existing=True)).one()
     created = device.created_at == now
     if not created:
+        if owner is not None and device.owner == IMPORT_OWNER:
+            raise Forbidden(f"device {name!r} was created by a table import and is read-only; register the phone under another name",
+                            [field_error("name", "an imported device")])
         if owner is not None and device.owner is not None and device.owner != owner:
             raise Forbidden(f"device {name!r} is registered by the agent token {device.owner!r}, not {owner!r}",
                             [field_error("name", "registered by another agent token")])
@@ -78,13 +84,17 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
             )
         ).tuples()
     }
+    from profiler_server.services.imports import sources_of  # imports builds on this module
+
+    sources = sources_of(session, device_ids)
     out: dict[int, list[schemas.TableInfo]] = defaultdict(list)
     for d, r, t in session.execute(
         select(LutVersion.device_id, LutVersion.runtime, LutVersion.threads)
         .where(LutVersion.device_id.in_(device_ids))
         .order_by(LutVersion.runtime, LutVersion.threads)
     ).tuples():
-        out[d].append(schemas.TableInfo(runtime=r, threads=t, runtime_version=versions.get((d, r, t)), entries=counts.get((d, r, t), 0)))
+        out[d].append(schemas.TableInfo(runtime=r, threads=t, runtime_version=versions.get((d, r, t)), entries=counts.get((d, r, t), 0),
+                                        source=sources.get((d, r, t))))
     return out
 
 

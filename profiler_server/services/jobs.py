@@ -21,6 +21,7 @@ from hwnas import schemas
 from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
 from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
+from profiler_server.services.imports import refuse_imported
 from profiler_server.services import networks as nets
 from profiler_server.services.luts import present_operator_ids
 from profiler_server.services.operators import ensure_operators
@@ -45,6 +46,7 @@ def create_job(session: Session, body: schemas.JobCreate, created_by: str | None
     """Queue the keys and networks of ``body`` that the table lacks (all of them with ``force``)."""
     reject_bad_keys(body.keys, "keys")
     device = find_device(session, body.device)
+    refuse_imported(session, body.device, device.id, body.runtime, body.threads, "profiling jobs")
     keys = list(dict.fromkeys(body.keys))
     ops = ensure_operators(session, keys)
     present = present_operator_ids(session, device.id, body.runtime, body.threads, list(ops.values()))

@@ -156,7 +156,15 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
     return schemas.Lut(
         device=ref.device, runtime=ref.runtime, runtime_version=runtime_version, threads=ref.threads, overhead_ms=overhead, entries=entries,
         calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
+        source=source_of(session, ref.device_id, ref.runtime, ref.threads),
     )
+
+
+def source_of(session: Session, device_id: int, runtime: str, threads: int) -> schemas.TableSource | None:
+    """Where an imported table comes from (None for a measured table); see services.imports."""
+    from profiler_server.services.imports import source_of as imported_source  # imports builds on this module
+
+    return imported_source(session, device_id, runtime, threads)
 
 
 def latest_calibration(session: Session, device_id: int, runtime: str, threads: int) -> schemas.LutCalibration | None:

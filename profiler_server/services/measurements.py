@@ -10,6 +10,7 @@ from profiler_server.errors import NotFound, field_error
 from profiler_server.models import Measurement, NetworkMeasurement
 from profiler_server.services import jobs, networks
 from profiler_server.services.devices import find_device
+from profiler_server.services.imports import refuse_imported
 from profiler_server.services.history import check_repeats, run_for, run_rows, store_new_results
 from profiler_server.services.luts import bump_version
 from profiler_server.services.operators import ensure_operators
@@ -20,6 +21,7 @@ def store_batch(session: Session, batch: schemas.MeasurementBatch) -> schemas.Me
     reject_bad_keys([r.key for r in batch.results], "results", "key")
     check_repeats((r.key for r in batch.results), "key", "key")
     device = find_device(session, batch.device)
+    refuse_imported(session, batch.device, device.id, batch.runtime, batch.threads)
     if batch.job_id is not None:
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
     run = run_for(session, batch, device.id)
@@ -37,6 +39,7 @@ def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch
     """Store the new results of ``batch``; networks this run already has count as duplicates."""
     check_repeats((r.arch_id for r in batch.results), "network", "arch_id")
     device = find_device(session, batch.device)
+    refuse_imported(session, batch.device, device.id, batch.runtime, batch.threads)
     if batch.job_id is not None:
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
     ids = networks.network_ids(session, [r.arch_id for r in batch.results])

@@ -10,7 +10,7 @@ import typer
 
 from search.commands._errors import fail, user_errors
 
-lut_app = typer.Typer(help="Latency tables: keys a space needs, pull a table, request measurements, fit one from whole networks.", no_args_is_help=True)
+lut_app = typer.Typer(help="Latency tables: keys a space needs, pull a table, request measurements, fit one from whole networks, import / export published tables.", no_args_is_help=True)
 
 
 def _keys(space: Optional[str], arch: Optional[str], input_size: Optional[int], classes: Optional[int]) -> list[str]:
@@ -141,6 +141,94 @@ def fit(
                 if report.mape_pct is not None else "no hold-out")
         typer.echo(f"fitted {len(table.entries)} entries from {report.train_networks} networks ({held}); "
                    f"constant {report.constant_ms:.4f} ms; wrote {out}")
+
+
+@lut_app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="The published table file (OFA / ProxylessNAS YAML, HW-NAS-Bench JSON)."),
+    server: str = typer.Option(..., "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="An admin token."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A known table (see `profiler-server import --list`): "
+                                         "fills device, runtime and provenance."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="ofa-yaml, proxyless-yaml or hwnasbench-json."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Device to import into (created when new)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="e.g. tflite."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    column: Optional[str] = typer.Option(None, "--column", help="hwnasbench-json: pixel3, raspi4, eyeriss or fpga."),
+    project: Optional[str] = typer.Option(None, "--project", help="Source project, e.g. mit-han-lab/once-for-all."),
+    source_file: Optional[str] = typer.Option(None, "--source-file", help="The file's path in the source repository."),
+    commit: Optional[str] = typer.Option(None, "--commit"),
+    source_device: Optional[str] = typer.Option(None, "--source-device", help="The device the authors measured."),
+    source_runtime: Optional[str] = typer.Option(None, "--source-runtime"),
+    licence: Optional[str] = typer.Option(None, "--licence"),
+    url: Optional[str] = typer.Option(None, "--url"),
+    replace: bool = typer.Option(False, "--replace", help="Replace a table imported before from other content."),
+) -> None:
+    """Import a published latency table into the server (admin token): read-only, with its provenance;
+    entries that have no exact operator key are listed with the reason. The same file again is 'unchanged'.
+
+    Example: `hwnas lut import ../shared/reference-data/ofa_note10_lut/224_lookup_table.yaml --preset note10-ofa --server http://127.0.0.1:8000`
+    """
+    from pydantic import ValidationError
+
+    from hwnas import schemas
+    from hwnas.client import ApiError, ProfilerClient
+    from profiler_server.published_presets import PRESETS  # torch-free catalogue of the known tables
+
+    with user_errors():
+        try:
+            content = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"cannot read {file}: {exc}", 2) from None
+        if preset is not None and preset not in PRESETS:
+            raise fail(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}", 2)
+        body = PRESETS[preset].request(content, replace).model_dump() if preset else {"source": {}, "content": content, "replace": replace}
+        given = {"format": fmt, "device": device, "runtime": runtime, "threads": threads, "column": column}
+        body.update({k: v for k, v in given.items() if v is not None})
+        body["source"].update({k: v for k, v in {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
+                                                 "source_runtime": source_runtime, "licence": licence, "url": url}.items() if v is not None})
+        try:
+            request = schemas.LutImport.model_validate(body)
+        except ValidationError as exc:
+            raise fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()), 2) from None
+        with ProfilerClient(server, token=token) as client:
+            try:
+                result = client.import_lut(request)
+            except ApiError as exc:  # name the file: the server's message names the place in it
+                raise fail(f"{file}: {exc}") from None
+        typer.echo(f"{result.device} {result.runtime}/{result.threads}: {result.status}, {result.entries} entries, "
+                   f"{len(result.unmappable)} unmappable")
+        for u in result.unmappable:
+            typer.echo(f"  unmappable {u.key}: {u.reason}")
+
+
+@lut_app.command("export")
+def export(
+    server: str = typer.Option(..., "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
+    device: str = typer.Option(..., "--device", "-d", help="Device name."),
+    fmt: str = typer.Option(..., "--format", help="ofa-yaml (Once-for-All layout, std) or proxyless-yaml (ProxylessNAS, var)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+) -> None:
+    """Write a device's latency table in the Once-for-All or ProxylessNAS YAML layout, for their latency estimators
+    (keys that layout cannot express are listed in the comment header).
+
+    Example: `hwnas lut export --server http://127.0.0.1:8000 --device pixel7 --format ofa-yaml -o pixel7_lookup_table.yaml`
+    """
+    from hwnas.client import ProfilerClient
+
+    if fmt not in ("ofa-yaml", "proxyless-yaml"):
+        raise fail(f"--format must be ofa-yaml or proxyless-yaml, got {fmt!r}", 2)
+    with user_errors():
+        with ProfilerClient(server, token=token) as client:
+            text = client.export_lut(device, fmt, runtime=runtime, threads=threads)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from profiler_server.models import Base
 from tests.support.databases import fresh_postgres_database, postgres_base_url, sqlite_url
 from tests.support.live_server import cli_command
 
-HEAD = "0005"  # the latest revision in migrations/versions
+HEAD = "0006"  # the latest revision in migrations/versions
 
 
 def _schema(url: str) -> dict[str, object]:
@@ -58,7 +58,7 @@ def test_cli_upgrade_gives_the_same_schema_everywhere(any_database_url: str) -> 
     assert f"revision {HEAD}" in proc.stdout
     schema = _schema(any_database_url)
     expected = {"devices", "operators", "measurement_runs", "measurements", "lut_versions", "jobs", "job_items", "api_tokens",
-                "networks", "network_measurements", "job_networks", "calibrations"}
+                "networks", "network_measurements", "job_networks", "calibrations", "imported_tables"}
     assert set(schema) == expected
     # Upgrading again is a no-op.
     again = subprocess.run(cli_command() + ["db", "upgrade", "--database-url", any_database_url], capture_output=True, text=True, timeout=120)

@@ -1,0 +1,176 @@
+"""Imported latency tables: create one from a published file (idempotent, one transaction), keep it read-only,
+serve its provenance, and export any table in a published YAML layout.
+
+An imported table is one measurement run of (device, runtime, threads) whose rows hold the
+published numbers (``median_ms`` = the published mean: no median was published), plus an
+``imported_tables`` row with the provenance and the statistics exactly as published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hwnas import schemas
+from hwnas.opkey import OVERHEAD_KEY
+from profiler_server.errors import Conflict, InvalidInput, field_error
+from profiler_server.models import Device, ImportedTable, Measurement, MeasurementRun, utcnow
+from profiler_server.services.devices import IMPORT_OWNER, put_device
+from profiler_server.services.luts import NoSuchTable, bump_version, build_lut, resolve_table
+from profiler_server.services.operators import ensure_operators
+from profiler_server.services.published_files import SPREAD, ExportRow, PublishedFileError, read_published, write_published
+
+# run_uuid of an import: the same content imported into the same table is the same run.
+_IMPORT_NAMESPACE = uuid.UUID("5b0f3c1e-8d4a-4f57-9a51-2f1c0c7e6b15")
+
+
+def _source(row: ImportedTable) -> schemas.TableSource:
+    return schemas.TableSource(
+        format=row.format, project=row.project, file=row.source_file, commit=row.source_commit, source_device=row.source_device,
+        source_runtime=row.source_runtime, licence=row.licence, url=row.url, column=row.source_column, gauge=row.gauge,
+        content_sha256=row.content_sha256, imported_at=row.imported_at, imported_by=row.imported_by,
+        unmappable=[schemas.UnmappedEntry(**u) for u in row.unmappable or []],
+    )
+
+
+def _imported(session: Session, device_id: int, runtime: str, threads: int) -> ImportedTable | None:
+    return session.scalar(select(ImportedTable).where(
+        ImportedTable.device_id == device_id, ImportedTable.runtime == runtime, ImportedTable.threads == threads))
+
+
+def source_of(session: Session, device_id: int, runtime: str, threads: int) -> schemas.TableSource | None:
+    """The provenance of table (device, runtime, threads) when it was imported; None for a measured table."""
+    row = _imported(session, device_id, runtime, threads)
+    return _source(row) if row is not None else None
+
+
+def sources_of(session: Session, device_ids: Iterable[int]) -> dict[tuple[int, str, int], schemas.TableSource]:
+    """Provenance of every imported table of ``device_ids``, by (device id, runtime, threads)."""
+    ids = list(device_ids)
+    if not ids:
+        return {}
+    rows = session.scalars(select(ImportedTable).where(ImportedTable.device_id.in_(ids)))
+    return {(r.device_id, r.runtime, r.threads): _source(r) for r in rows}
+
+
+def refuse_imported(session: Session, device: str, device_id: int, runtime: str, threads: int, what: str = "measurements") -> None:
+    """409 when table (device, runtime, threads) is an imported one: it holds published numbers, not ours."""
+    row = _imported(session, device_id, runtime, threads)
+    if row is not None:
+        raise Conflict(
+            f"the latency table {device}/{runtime}/{threads} threads is imported from {row.project} ({row.source_file}) and is "
+            f"read-only: {what} go to a measured table (another runtime, thread count or device)",
+            [field_error("runtime", "names an imported, read-only table")],
+        )
+
+
+def _content_error(body: schemas.LutImport, exc: PublishedFileError) -> InvalidInput:
+    return InvalidInput(f"{body.source.file} ({body.format}): {exc}", [field_error("content", str(exc))])
+
+
+def import_table(session: Session, body: schemas.LutImport, imported_by: str | None) -> schemas.LutImportResult:
+    """Create (or confirm, or with ``replace`` replace) the imported table ``body`` describes; nothing is written on error."""
+    if body.format == "hwnasbench-json" and body.column is None:
+        raise InvalidInput("hwnasbench-json holds several devices: give column (pixel3, raspi4, eyeriss or fpga)",
+                           [field_error("column", "required for hwnasbench-json")])
+    try:
+        table = read_published(body.format, body.content, body.column)
+    except PublishedFileError as exc:
+        raise _content_error(body, exc) from None
+    if not table.entries:
+        raise InvalidInput(f"{body.source.file}: no entry maps to an operator key", [field_error("content", "no mappable entry")])
+    sha = hashlib.sha256(body.content.encode()).hexdigest()
+    unmappable = [{"key": k, "reason": r} for k, r in sorted(table.unmappable.items())]
+    device = session.scalar(select(Device).where(Device.name == body.device))
+    if device is None:
+        info = schemas.DeviceInfo(model=body.source.source_device[:256], props={"imported_from": body.source.project})
+        device, _ = put_device(session, body.device, info, owner=IMPORT_OWNER)
+    existing = _imported(session, device.id, body.runtime, body.threads)
+    result = dict(device=body.device, runtime=body.runtime, threads=body.threads, entries=len(table.entries),
+                  overhead_ms=table.overhead_ms, unmappable=[schemas.UnmappedEntry(**u) for u in unmappable])
+    if existing is not None and existing.content_sha256 == sha and existing.format == body.format and existing.source_column == body.column:
+        return schemas.LutImportResult(status="unchanged", **result)  # type: ignore[arg-type]
+    if existing is not None and not body.replace:
+        raise Conflict(f"{body.device}/{body.runtime}/{body.threads} threads was imported from other content "
+                       f"({existing.project}, {existing.source_file}); pass replace to replace its entries",
+                       [field_error("replace", "the table exists with other content")])
+    if existing is None:
+        try:
+            resolve_table(session, body.device, body.runtime, body.threads)
+        except NoSuchTable:
+            pass
+        else:
+            raise Conflict(f"{body.device}/{body.runtime}/{body.threads} threads holds measured entries; import into another "
+                           "device, runtime or thread count", [field_error("device", "has a measured table for this runtime and threads")])
+    now = utcnow()
+    if existing is not None:  # replace: the old rows stay in the history, no longer valid
+        old_runs = select(MeasurementRun.id).where(MeasurementRun.device_id == device.id, MeasurementRun.runtime == body.runtime,
+                                                   MeasurementRun.threads == body.threads)
+        session.execute(update(Measurement).where(Measurement.run_id.in_(old_runs)).values(valid=False))
+    run = MeasurementRun(
+        run_uuid=uuid.uuid5(_IMPORT_NAMESPACE, f"{device.id}/{body.runtime}/{body.threads}/{body.format}/{body.column}/{sha}"),
+        device_id=device.id, runtime=body.runtime, runtime_version=body.runtime_version, threads=body.threads,
+        agent=f"import:{imported_by or 'cli'}"[:128], device_state={"imported": {"project": body.source.project, "file": body.source.file}},
+        started_at=now, finished_at=now,
+    )
+    session.add(run)
+    session.flush()
+    keys = list(table.entries) + ([OVERHEAD_KEY] if table.overhead_ms is not None else [])
+    ops = ensure_operators(session, keys)
+    rows: list[dict[str, Any]] = [
+        {"run_id": run.id, "operator_id": ops[k], "median_ms": e.latency_ms, "mean_ms": e.latency_ms, "std_ms": e.std_ms,
+         "iterations": e.count or 0, "warmup": 0, "valid": True, "measured_at": now}
+        for k, e in table.entries.items()
+    ]
+    if table.overhead_ms is not None:
+        rows.append({"run_id": run.id, "operator_id": ops[OVERHEAD_KEY], "median_ms": table.overhead_ms, "mean_ms": table.overhead_ms, "std_ms": None,
+                     "iterations": 0, "warmup": 0, "valid": True, "measured_at": now})
+    session.execute(Measurement.__table__.insert(), rows)  # type: ignore[attr-defined]
+    s = body.source
+    values = dict(format=body.format, project=s.project, source_file=s.file, source_commit=s.commit, source_device=s.source_device,
+                  source_runtime=s.source_runtime, licence=s.licence, url=s.url, source_column=body.column, gauge=table.gauge,
+                  content_sha256=sha, run_id=run.id, statistics={k: e.published for k, e in table.entries.items()},
+                  unmappable=unmappable, imported_by=imported_by, imported_at=now)
+    if existing is None:
+        session.add(ImportedTable(device_id=device.id, runtime=body.runtime, threads=body.threads, **values))
+    else:
+        for name, value in values.items():
+            setattr(existing, name, value)
+    bump_version(session, device.id, body.runtime, body.threads)
+    session.flush()
+    return schemas.LutImportResult(status="created" if existing is None else "replaced", **result)  # type: ignore[arg-type]
+
+
+def export_table(session: Session, device: str, runtime: str | None, threads: int | None, fmt: str) -> str:
+    """Table (device, runtime, threads) as YAML in layout ``fmt`` (``ofa-yaml`` or ``proxyless-yaml``)."""
+    ref = resolve_table(session, device, runtime, threads)
+    lut = build_lut(session, ref)
+    row = _imported(session, ref.device_id, ref.runtime, ref.threads)
+    published = row.statistics if row is not None else {}
+    spread = SPREAD[fmt]
+    rows = []
+    for key, e in lut.entries.items():
+        record = published.get(key, {})
+        # "mean" is what their estimators add up: the value hwnas predicts with for this key
+        # (the burst minimum where measured, else the median; an imported table's published mean).
+        value = e.min_ms if e.min_ms is not None else e.median_ms
+        var = record.get("var") if spread == "var" and isinstance(record.get("var"), (int, float)) else None
+        rows.append(ExportRow(key, value, e.std_ms, e.n, var))
+    header = [
+        f"{fmt} export of the hwnas latency table {ref.device}/{ref.runtime}/{ref.threads} threads"
+        + (f" (runtime version {lut.runtime_version})" if lut.runtime_version else ""),
+        "mean: the latency hwnas predicts with for the key (ms); count: samples; "
+        + ("std: standard deviation (ms)" if spread == "std" else "var: variance (ms^2)"),
+    ]
+    if row is not None:
+        header.append(f"imported from {row.project} {row.source_file}" + (f" @ {row.source_commit}" if row.source_commit else "")
+                      + f"; licence: {row.licence}")
+    if lut.overhead_ms is not None:
+        header.append(f"overhead_ms {lut.overhead_ms!r} (counted once per network by hwnas) has no key in this layout: left out")
+    text, _ = write_published(fmt, rows, header)
+    return text

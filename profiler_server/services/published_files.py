@@ -1,0 +1,225 @@
+"""Published latency-table files: read OFA / ProxylessNAS YAML and HW-NAS-Bench JSON, write the YAML layouts.
+
+Pure functions on text (no database): ``read_published`` turns a file into ``PublishedTable``
+(entries under our operator keys, the published statistics kept as published, and the keys that
+could not be mapped with their reason); ``write_published`` renders rows in a YAML layout.
+Key mapping is ``hwnas.published``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from hwnas.opkey import OpSpec
+from hwnas.published import Grammar, map_keys, to_published
+
+FORMAT_GRAMMAR: dict[str, Grammar] = {"ofa-yaml": "ofa", "proxyless-yaml": "proxyless", "hwnasbench-json": "hwnasbench"}
+# The spread statistic each YAML layout publishes.
+SPREAD = {"ofa-yaml": "std", "proxyless-yaml": "var"}
+
+# HW-NAS-Bench's FBNet layout at CIFAR-100 resolution (hw_nas_bench_api.py @ 393bb8a0, as in
+# ../shared/reference-data/hwnasbench_fbnet_space_spec.json; tests check the two agree):
+# (output channels, layers, stride) per stage after a 3x3 stride-1 stem to 16 channels.
+HWNB_CIFAR100_STAGES = ((16, 1, 1), (24, 4, 1), (32, 4, 2), (64, 4, 2), (112, 4, 1), (184, 4, 2), (352, 1, 1))
+HWNB_OPS: dict[str, tuple[int, int, int] | None] = {  # name -> (kernel, expansion, groups); None: skip
+    "k3_e1": (3, 1, 1), "k3_e1_g2": (3, 1, 2), "k3_e3": (3, 3, 1), "k3_e6": (3, 6, 1),
+    "k5_e1": (5, 1, 1), "k5_e1_g2": (5, 1, 2), "k5_e3": (5, 3, 1), "k5_e6": (5, 6, 1), "skip": None,
+}
+HWNB_INPUT, HWNB_STEM, HWNB_HEAD, HWNB_CLASSES = 32, 16, 1504, 100
+HWNB_GAUGE = (
+    "HW-NAS-Bench delta gauge: the reconstructed table fixes only differences to each layer's k3_e1 block; "
+    "overhead_ms is the published all-k3_e1 network total (stem, head, pool and classifier included) and every "
+    "entry is that total plus the block's published delta (0 for k3_e1 blocks and the fixed stem/head/pool/"
+    "classifier keys), so overhead + sum(entry - overhead) is HW-NAS-Bench's network latency exactly; a single "
+    "entry is not a per-block latency."
+)
+
+
+class PublishedFileError(ValueError):
+    """A file that is not what its format says; the message names the place in the file."""
+
+
+@dataclass(frozen=True)
+class PublishedEntry:
+    """One entry under our key: the latency it contributes, its spread and count, and the published record."""
+
+    key: str
+    latency_ms: float
+    std_ms: float | None
+    count: int | None
+    published: dict[str, Any]
+
+
+@dataclass
+class PublishedTable:
+    """A published file read into our keys."""
+
+    format: str
+    entries: dict[str, PublishedEntry] = field(default_factory=dict)
+    unmappable: dict[str, str] = field(default_factory=dict)
+    overhead_ms: float | None = None
+    gauge: str | None = None
+
+
+def _number(where: str, value: Any, what: str, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise PublishedFileError(f"{where}: {what} must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+def _read_yaml(fmt: str, text: str) -> PublishedTable:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PublishedFileError(f"not YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or not doc:
+        raise PublishedFileError("expected a YAML mapping of block key -> {count, mean, " + SPREAD[fmt] + "}")
+    spread = SPREAD[fmt]
+    stats: dict[str, tuple[float, float | None, int | None, dict[str, Any]]] = {}
+    for key, value in doc.items():
+        where = f"entry {key!r}"
+        if not isinstance(key, str):
+            raise PublishedFileError(f"{where}: block keys are strings")
+        if not isinstance(value, dict) or "mean" not in value:
+            raise PublishedFileError(f"{where}: expected a mapping with 'mean' (and 'count', '{spread}')")
+        extra = set(value) - {"count", "mean", spread}
+        if extra:
+            raise PublishedFileError(f"{where}: unexpected field(s) {', '.join(sorted(map(str, extra)))} for {fmt} "
+                                     f"(fields: count, mean, {spread})")
+        mean = _number(where, value["mean"], "mean")
+        s = _number(where, value.get(spread), spread, optional=True)
+        count = value.get("count")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise PublishedFileError(f"{where}: count must be a non-negative integer, got {count!r}")
+        std = s if spread == "std" or s is None else math.sqrt(s)
+        stats[key] = (mean, std, count, {"published": key, **{k: value[k] for k in ("count", "mean", spread) if k in value}})  # type: ignore[misc]
+    mapping = map_keys(FORMAT_GRAMMAR[fmt], list(stats))
+    table = PublishedTable(format=fmt, unmappable=dict(mapping.unmappable))
+    for published, spec in mapping.mapped.items():
+        mean, std, count, record = stats[published]
+        table.entries[spec.key] = PublishedEntry(spec.key, mean, std, count, record)  # type: ignore[arg-type]
+    return table
+
+
+def hwnasbench_layers() -> list[tuple[int, int, int, int]]:
+    """(input size, input channels, output channels, stride) of HW-NAS-Bench's 22 FBNet layers at CIFAR-100."""
+    out, h, cin = [], HWNB_INPUT, HWNB_STEM
+    for cout, n, stride in HWNB_CIFAR100_STAGES:
+        for i in range(n):
+            s = stride if i == 0 else 1
+            out.append((h, cin, cout, s))
+            h, cin = math.ceil(h / s), cout
+    return out
+
+
+def _hwnb_key(h: int, cin: int, cout: int, s: int, op: str) -> str:
+    d = HWNB_OPS[op]
+    if d is None:
+        return f"Skip_H{h}_W{h}_Cin{cin}_Cout{cout}_stride{s}"
+    k, e, g = d
+    return f"ConvBlock_H{h}_W{h}_Cin{cin}_Cout{cout}_exp{e}_kernel{k}_stride{s}_group{g}"
+
+
+def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise PublishedFileError(f"not JSON: {exc}") from None
+    devices = doc.get("devices") if isinstance(doc, dict) else None
+    if not isinstance(devices, dict):
+        raise PublishedFileError("expected a JSON object with 'devices' (the reconstructed HW-NAS-Bench table)")
+    if doc.get("dataset") != "cifar100":
+        raise PublishedFileError(f"dataset {doc.get('dataset')!r}: only the cifar100 layout is known")
+    if column not in devices:
+        raise PublishedFileError(f"column {column!r}: choose one of {', '.join(sorted(devices))}")
+    dev = devices[column]
+    where = f"devices.{column}"
+    if not isinstance(dev, dict) or dev.get("unit", "ms") != "ms":
+        raise PublishedFileError(f"{where}: expected an object in ms")
+    total = _number(where, dev.get("all_op0_network_total"), "all_op0_network_total")
+    assert total is not None
+    deltas = dev.get("delta_vs_op0")
+    layers = hwnasbench_layers()
+    if not isinstance(deltas, dict) or sorted(deltas) != sorted(f"L{i}" for i in range(len(layers))):
+        raise PublishedFileError(f"{where}.delta_vs_op0: expected layers L0..L{len(layers) - 1}")
+    by_key: dict[str, list[tuple[str, str, float]]] = {}
+    for i, (h, cin, cout, s) in enumerate(layers):
+        row = deltas[f"L{i}"]
+        if not isinstance(row, dict) or set(row) != set(HWNB_OPS):
+            raise PublishedFileError(f"{where}.delta_vs_op0.L{i}: expected the 9 ops {', '.join(HWNB_OPS)}")
+        for op in HWNB_OPS:
+            d = row[op]
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
+                raise PublishedFileError(f"{where}.delta_vs_op0.L{i}.{op}: expected a finite number, got {d!r}")
+            by_key.setdefault(_hwnb_key(h, cin, cout, s, op), []).append((f"L{i}", op, float(d)))
+    h_out = math.ceil(HWNB_INPUT / math.prod(s for _, n, s in HWNB_CIFAR100_STAGES))
+    fixed = [f"ConvNorm_H{HWNB_INPUT}_W{HWNB_INPUT}_Cin3_Cout{HWNB_STEM}_kernel3_stride1_group1",
+             f"ConvNorm_H{h_out}_W{h_out}_Cin{layers[-1][2]}_Cout{HWNB_HEAD}_kernel1_stride1_group1",
+             f"AvgP_H{h_out}_W{h_out}_Cin{HWNB_HEAD}_Cout{HWNB_HEAD}_kernel{h_out}_stride1", f"FC_Cin{HWNB_HEAD}_Cout{HWNB_CLASSES}"]
+    mapping = map_keys("hwnasbench", list(by_key) + fixed)
+    table = PublishedTable(format="hwnasbench-json", unmappable=dict(mapping.unmappable), overhead_ms=total, gauge=HWNB_GAUGE)
+    for published, spec in mapping.mapped.items():
+        uses = by_key.get(published, [])
+        values = {d for _, _, d in uses}
+        if len(values) > 1:  # layers of one shape must agree, or the key has no single value
+            table.unmappable[published] = f"layers {', '.join(l for l, _, _ in uses)} give different deltas {sorted(values)}"
+            continue
+        delta = values.pop() if values else 0.0
+        if total + delta < 0:
+            table.unmappable[published] = f"total {total} + delta {delta} is negative"
+            continue
+        record: dict[str, Any] = {"published": published, "delta_vs_op0": delta,
+                                  "layers": [f"{l}:{op}" for l, op, _ in uses] or ["fixed (in all_op0_network_total)"]}
+        table.entries[spec.key] = PublishedEntry(spec.key, total + delta, None, None, record)
+    return table
+
+
+def read_published(fmt: str, text: str, column: str | None = None) -> PublishedTable:
+    """Read a published table file of format ``fmt``; ``PublishedFileError`` names what is wrong."""
+    if fmt in SPREAD:
+        return _read_yaml(fmt, text)
+    if fmt == "hwnasbench-json":
+        return _read_hwnasbench(text, column)
+    raise PublishedFileError(f"unknown format {fmt!r}; one of {', '.join(FORMAT_GRAMMAR)}")
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One entry of a table to export: our key, the latency to write as ``mean``, spread and count."""
+
+    key: str
+    latency_ms: float
+    std_ms: float | None
+    count: int | None
+    var: float | None = None  # the published variance, when the table was imported with one
+
+
+def write_published(fmt: str, rows: list[ExportRow], header: list[str]) -> tuple[str, list[str]]:
+    """The YAML text of ``rows`` in layout ``fmt`` and the keys that layout cannot express."""
+    grammar = FORMAT_GRAMMAR[fmt]
+    spread = SPREAD[fmt]
+    out: dict[str, dict[str, Any]] = {}
+    left_out: list[str] = []
+    for row in rows:
+        published = to_published(grammar, OpSpec.parse(row.key))
+        if published is None:
+            left_out.append(row.key)
+            continue
+        if spread == "std":
+            s = row.std_ms
+        else:
+            s = row.var if row.var is not None else (row.std_ms ** 2 if row.std_ms is not None else None)
+        out[published] = {"count": row.count, "mean": row.latency_ms, spread: s}
+    lines = [f"# {line}" for line in header]
+    if left_out:
+        lines.append(f"# {len(left_out)} entries this layout cannot express (left out):")
+        lines += [f"#   {k}" for k in sorted(left_out)]
+    body = yaml.safe_dump(out, sort_keys=True, default_flow_style=False) if out else "{}\n"
+    return "\n".join(lines) + ("\n" if lines else "") + body, left_out

@@ -1,0 +1,179 @@
+"""Published latency tables imported into a live server (POST /lut/import): entries, provenance, read-only, idempotence,
+and the published checks (OFA Note10 30 ms network, HW-NAS-Bench against HELP's Pixel 3 column)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from hwnas.client import AuthError, ConflictError, ProfilerClient
+from hwnas.opkey import OVERHEAD_KEY
+from hwnas.published import from_published, ofa_net_config_keys
+from hwnas.schemas import DeviceInfo, JobCreate, Lut
+from profiler_server.published_presets import PRESETS
+from profiler_server.services.published_files import HWNB_OPS, hwnasbench_layers
+from tests.support.live_server import LiveServer
+from tests.support.measurements import batch, result
+
+REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
+pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference-data is not next to this checkout")
+
+
+def text(preset: str) -> str:
+    return (REF / PRESETS[preset].path).read_text()
+
+
+def lut(server: LiveServer, device: str) -> Lut:
+    response = httpx.get(f"{server.url}/lut/{device}", timeout=30)
+    assert response.status_code == 200, response.text
+    return Lut.model_validate_json(response.content)
+
+
+@pytest.fixture(scope="module")
+def admin(server: LiveServer) -> ProfilerClient:
+    client = server.client("admin")
+    yield client  # type: ignore[misc]
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def imported(server: LiveServer, admin: ProfilerClient) -> dict[str, str]:
+    """The ProxylessNAS, OFA 224 and HW-NAS-Bench Pixel 3 tables, imported once per database."""
+    for name in ("pixel1-proxylessnas", "note10-ofa", "pixel3-hwnasbench"):
+        assert admin.import_lut(PRESETS[name].request(text(name))).status == "created"
+    return {"proxyless": "pixel1-proxylessnas", "ofa": "note10-ofa", "hwnasbench": "pixel3-hwnasbench"}
+
+
+def test_proxylessnas_entries_are_the_published_statistics_under_our_keys(server: LiveServer, imported: dict[str, str]) -> None:
+    published = yaml.safe_load(text("pixel1-proxylessnas"))
+    table = lut(server, imported["proxyless"])
+    assert len(table.entries) == len(published) == 72
+    for key, stats in published.items():
+        entry = table.entries[from_published("proxyless", key).key]
+        assert entry.median_ms == stats["mean"] and entry.n == stats["count"]
+        assert entry.std_ms == pytest.approx(math.sqrt(stats["var"]), rel=1e-12)
+    e6 = table.entries["ir_k5_e6_g1_s2_o40@1x24x56x56"]  # expand is a ratio in this grammar
+    assert e6.median_ms == published["expanded_conv-input:56x56x24-output:28x28x40-expand:6-kernel:5-stride:2-idskip:0"]["mean"]
+    assert "mb_k3_s1_o16_m32@1x32x112x112" in table.entries  # expand 1: no expansion conv
+
+
+def test_an_imported_table_shows_its_provenance_in_the_table_and_the_device(server: LiveServer, imported: dict[str, str]) -> None:
+    table = lut(server, imported["ofa"])
+    assert table.source is not None and table.source.read_only
+    assert (table.source.project, table.source.source_device, table.source.commit) == (
+        "mit-han-lab/once-for-all", "Samsung Galaxy Note10", "a7c9bcd525e17404968bc55aa43772bf7e51909e")
+    assert "224_lookup_table.yaml" in table.source.file and "MIT" in table.source.licence and table.source.unmappable == []
+    device = httpx.get(f"{server.url}/devices/{imported['ofa']}", timeout=30).json()
+    assert [(t["runtime"], t["entries"], t["source"]["project"]) for t in device["tables"]] == [("tflite", 96, "mit-han-lab/once-for-all")]
+
+
+def test_reimporting_the_same_file_changes_nothing(server: LiveServer, imported: dict[str, str], admin: ProfilerClient) -> None:
+    before = httpx.get(f"{server.url}/lut/{imported['ofa']}", timeout=30)
+    again = admin.import_lut(PRESETS["note10-ofa"].request(text("note10-ofa")))
+    after = httpx.get(f"{server.url}/lut/{imported['ofa']}", timeout=30)
+    assert again.status == "unchanged" and again.entries == 96
+    assert after.headers["etag"] == before.headers["etag"] and after.content == before.content
+
+
+def test_other_content_into_an_imported_table_needs_replace(server: LiveServer, admin: ProfilerClient) -> None:
+    device = f"ofa-{uuid.uuid4().hex[:6]}"
+    first = PRESETS["note10-ofa-160"].request(text("note10-ofa-160")).model_copy(update={"device": device})
+    assert admin.import_lut(first).status == "created"
+    other = first.model_copy(update={"content": text("note10-ofa-176")})
+    with pytest.raises(ConflictError, match="replace"):
+        admin.import_lut(other)
+    assert admin.import_lut(other.model_copy(update={"replace": True})).status == "replaced"
+    table = lut(server, device)
+    assert len(table.entries) == 96 and all("x88x88" in k for k in table.entries if k.startswith("mb_k3_s1_o24_m24"))
+
+
+def test_agents_cannot_write_into_an_imported_table(server: LiveServer, admin: ProfilerClient) -> None:
+    device = f"ofa-{uuid.uuid4().hex[:6]}"
+    admin.import_lut(PRESETS["note10-ofa"].request(text("note10-ofa")).model_copy(update={"device": device}))
+    with server.client("agent") as agent, pytest.raises(ConflictError, match="read-only") as err:
+        agent.post_measurements(batch(device, [result("mb_k3_s1_o24_m24@1x24x112x112", 0.5)], runtime="tflite"))
+    assert err.value.status == 409
+    with server.client("client") as client, pytest.raises(ConflictError, match="imported from mit-han-lab/once-for-all"):
+        client.create_job(JobCreate(device=device, runtime="tflite", threads=1, keys=["conv_k3_s2_o16@1x3x224x224"]))
+    assert lut(server, device).entries["mb_k3_s1_o24_m24@1x24x112x112"].median_ms == 1.7728020000000002  # unchanged
+    with server.client("agent") as agent, pytest.raises(AuthError, match="read-only"):
+        agent.put_device(device, DeviceInfo(model="my Note10"))  # nor take the imported device over
+    # Another runtime of the same device is an ordinary, measured table.
+    with server.client("agent") as agent:
+        assert agent.post_measurements(batch(device, [result("conv_k3_s2_o16@1x3x224x224")], runtime="ort")).stored == 1
+
+
+def test_unmappable_entries_are_listed_with_their_reason_and_left_out(server: LiveServer, admin: ProfilerClient) -> None:
+    # The real file plus one entry whose idskip contradicts its shape, and one that names no block we know.
+    bad = ("expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:1-idskip:0:\n  count: 3\n  mean: 1.0\n  var: 0.1\n"
+           "Pool-input:7x7x320-output:1x1x320:\n  count: 3\n  mean: 1.0\n  var: 0.1\n")
+    content = text("pixel1-proxylessnas") + bad
+    request = PRESETS["pixel1-proxylessnas"].request(content).model_copy(update={"device": f"px1-{uuid.uuid4().hex[:6]}"})
+    done = admin.import_lut(request)
+    reasons = {u.key: u.reason for u in done.unmappable}
+    assert done.entries == 72 and len(reasons) == 2
+    assert "idskip:0 but our block has a residual" in reasons["expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:1-idskip:0"]
+    assert "'Pool'" in reasons["Pool-input:7x7x320-output:1x1x320"]
+    assert lut(server, request.device).source.unmappable[0].reason  # type: ignore[union-attr]
+
+
+def test_a_file_that_is_not_its_format_is_refused_whole(server: LiveServer, admin: ProfilerClient) -> None:
+    device = f"bad-{uuid.uuid4().hex[:6]}"
+    broken = text("note10-ofa").replace("mean: 0.994418", "mean: fast", 1)
+    response = httpx.post(f"{server.url}/lut/import", headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=30,
+                          json=PRESETS["note10-ofa"].request(broken).model_copy(update={"device": device}).model_dump(mode="json"))
+    assert response.status_code == 422
+    body = response.json()
+    assert "224_lookup_table.yaml" in body["detail"] and "Conv-input:224x224x3-output:112x112x24" in body["detail"] and "mean" in body["detail"]
+    assert body["errors"][0]["field"] == "content"
+    assert httpx.get(f"{server.url}/devices/{device}", timeout=30).status_code == 404  # nothing half-imported
+
+
+def test_only_an_admin_may_import(server: LiveServer) -> None:
+    body = PRESETS["note10-ofa"].request(text("note10-ofa")).model_dump(mode="json")
+    for role, status in ((None, 401), ("client", 403), ("agent", 403)):
+        headers = {"Authorization": f"Bearer {server.token(role)}"} if role else {}
+        assert httpx.post(f"{server.url}/lut/import", json=body, headers=headers, timeout=30).status_code == status
+
+
+def test_the_ofa_note10_30ms_network_sums_to_its_published_latency(server: LiveServer, imported: dict[str, str]) -> None:
+    config = json.loads((REF / "ofa_note10_lut" / "note10_lat-30ms_top1-78.4_finetune-75.net.config").read_text())
+    table = lut(server, imported["ofa"])
+    keys = [from_published("ofa", k).key for k in ofa_net_config_keys(config, 224)]
+    assert len(keys) == 21
+    assert abs(sum(table.entries[k].median_ms for k in keys) - 29.97) <= 0.05
+
+
+def test_the_hwnasbench_pixel3_table_reproduces_helps_column(server: LiveServer, imported: dict[str, str]) -> None:
+    table = lut(server, imported["hwnasbench"])
+    assert table.source is not None and "delta gauge" in (table.source.gauge or "")
+    overhead = table.overhead_ms
+    assert overhead is not None and OVERHEAD_KEY not in table.entries
+    ops = list(HWNB_OPS)
+    keys = []
+    for h, cin, cout, s in hwnasbench_layers():
+        row = []
+        for op in ops:
+            d = HWNB_OPS[op]
+            published = (f"Skip_H{h}_W{h}_Cin{cin}_Cout{cout}_stride{s}" if d is None else
+                         f"ConvBlock_H{h}_W{h}_Cin{cin}_Cout{cout}_exp{d[1]}_kernel{d[0]}_stride{s}_group{d[2]}")
+            row.append(from_published("hwnasbench", published).key)
+        keys.append(row)
+    fixed = [k for k in table.entries if k.startswith(("conv_", "gap@", "fc_"))]
+    assert len(fixed) == 4
+    with gzip.open(REF / "help_fbnet_cifar100_latency.csv.gz", "rt") as f:
+        rows = list(csv.DictReader(f))
+    worst = 0.0
+    for r in rows:
+        ms = overhead + sum(table.entries[k].median_ms - overhead for k in fixed)
+        ms += sum(table.entries[keys[i][int(r[f"L{i}"])]].median_ms - overhead for i in range(22))
+        worst = max(worst, abs(ms - float(r["pixel3"])))
+    assert len(rows) == 5000 and worst <= 1e-6
