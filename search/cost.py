@@ -224,3 +224,27 @@ def predict(arch: Architecture, table: LatencyTable | None = None) -> Prediction
     return Prediction(
         macs=sum(op_macs(s) for s in specs), params=sum(op_params(s) for s in specs), latency_ms=latency, ops=len(specs)
     )
+
+
+@dataclass(frozen=True)
+class PartialLatency:
+    """An architecture's latency over the operators a table covers, and the ones it lacks (never estimated)."""
+
+    covered_ms: float  # overhead + Σ (entry − overhead) over the covered operators
+    covered: int  # operators priced from the table
+    dropped: int  # free operators (zero: dropped layers), which cost nothing and need no entry
+    missing: list[str]  # keys without an entry, in network order, deduplicated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"covered_ms": self.covered_ms, "covered_ops": self.covered, "dropped_layers": self.dropped, "missing": self.missing}
+
+
+def partial_latency(arch: Architecture, table: LatencyTable) -> PartialLatency:
+    """The sum over the operators ``table`` has; the others are listed, not guessed (a lower bound, not a prediction)."""
+    fixed, layers = arch_specs(arch)
+    specs = fixed[:1] + layers + fixed[1:]  # network order
+    cost = LatencyCost(table)
+    free = [s for s in specs if is_free(s)]
+    have = [s for s in specs if not is_free(s) and s.key in table.entries]
+    missing = table.missing(s.key for s in specs if not is_free(s) and s.key not in table.entries)
+    return PartialLatency(cost.base + sum(cost.spec_cost(s) for s in have), len(have), len(free), missing)

@@ -14,7 +14,7 @@ from search.commands._errors import fail, user_errors
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
-        arch_path: str = typer.Argument(..., metavar="ARCH", help="ARCH.json or a shipped architecture (fbnet_a, fbnet_b, fbnet_c)."),
+        arch_path: str = typer.Argument(..., metavar="ARCH", help="ARCH.json or a shipped architecture (fbnet_a, fbnet_b, fbnet_c, proxyless_mobile, ofa_note10_30ms)."),
         cost: str = typer.Option("", "--cost", "-c", help="latency, flops or params; default: latency when a table source is given, else flops."),
         server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
         device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name on the server."),
@@ -28,10 +28,13 @@ def register(app: typer.Typer) -> None:
         wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
         poll: float = typer.Option(1.0, "--poll", help="Seconds between job status checks."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        partial: bool = typer.Option(False, "--partial", help="When the table lacks operators: print the sum over the ones "
+                                     "it has and list the others (a lower bound; nothing is estimated), exit 0."),
     ) -> None:
         """Predict an architecture's latency on a device (overhead + Σ(entry − overhead)), MACs and parameters.
 
         Examples: `hwnas predict fbnet_b` (MACs, params) ·
+        `hwnas predict proxyless_mobile --lut pixel1.json --partial` (covered sum, missing keys listed) ·
         `hwnas predict best.json --cost latency --server http://127.0.0.1:8000 --device pixel7 --create-job`
         """
         from search.arch import get_arch
@@ -50,6 +53,9 @@ def register(app: typer.Typer) -> None:
                 try:
                     result = predict_arch(arch, table)
                 except MissingEntriesError as exc:
+                    if partial:
+                        _print_partial(arch, arch_path, table, as_json)
+                        return
                     typer.echo(f"error: {len(exc.keys)} operator(s) missing from the latency table of {table.describe()}:", err=True)
                     for key in exc.keys:
                         typer.echo(f"  {key}", err=True)
@@ -80,3 +86,21 @@ def register(app: typer.Typer) -> None:
                            + (" [cached table, server unreachable]" if table.stale else ""))
             typer.echo(f"MACs     {result.macs / 1e6:.2f} M")
             typer.echo(f"params   {result.params / 1e6:.3f} M")
+
+
+def _print_partial(arch, arch_path: str, table, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """--partial: the covered operators' sum and every missing key, without pretending it is the network's latency."""
+    from search.cost import partial_latency
+
+    part = partial_latency(arch, table)
+    if as_json:
+        typer.echo(json.dumps({"name": arch.name, "id": arch.id, "latency_ms": None, **part.to_dict(),
+                               "device": table.device, "runtime": table.runtime, "threads": table.threads}))
+        return
+    typer.echo(f"{arch.name or arch_path}  (id {arch.id})")
+    dropped = f" (and {part.dropped} dropped layers, 0 ms)" if part.dropped else ""
+    typer.echo(f"covered  {part.covered_ms:.3f} ms  over {part.covered} operators{dropped} on {table.describe()} — "
+               f"not the network's latency: {len(part.missing)} operator(s) have no entry")
+    typer.echo("missing (not estimated):")
+    for key in part.missing:
+        typer.echo(f"  {key}")
