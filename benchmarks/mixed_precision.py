@@ -300,7 +300,7 @@ def run(work: Path, space_name: str, n_train: int, n_test: int | None, pre_epoch
     fp32_kb = config_cost(SizeCost(), space, fp32.bits)
     budget = fp32_kb / args.budget_x
     with stage("search"):
-        search = run_quant_search(QuantSearchConfig(
+        search = run_quant_search(QuantSearchConfig.from_flat(
             out=str(work / "search"), space=space_name, cost="size", loss="target", target=budget,
             weight_bits=[2, 4, 8, 32], act_bits=[8], init=init, epochs=search_epochs, warmup_epochs=0,
             w_lr=args.finetune_lr, theta_lr=args.theta_lr, theta_optimizer=args.theta_optimizer, plots=False, **common))

@@ -192,13 +192,14 @@ def _search_task(out: str, lut: str, target_ms: float, seed: int, s: dict[str, A
     import torch
 
     torch.set_num_threads(1)
-    from search.searcher import SearchConfig, run_search
+    from search.search_config import SearchConfig
+    from search.searcher import run_search
 
     done = Path(out) / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
     resume = (Path(out) / "checkpoint.pt").is_file()
-    config = SearchConfig(out=out, space=SPACE, data=DATA, cost="latency", lut=lut, loss="target", target=target_ms,
+    config = SearchConfig.from_flat(out=out, space=SPACE, data=DATA, cost="latency", lut=lut, loss="target", target=target_ms,
                           mode=mode or s["search_mode"], epochs=epochs or s["search_epochs"], subset=s["search_images"],
                           batch_size=s["search_batch"], val_subset=1000, seed=seed, num_threads=1, progress=False,
                           plots=False, resume=resume)
@@ -625,9 +626,9 @@ def _timing(work: Path, s: Settings) -> dict[str, float]:
         warm = [e["seconds"] for e in epochs if e["phase"] == "warmup"]
         search = [e["seconds"] for e in epochs if e["phase"] == "search"]
         per[m] = {"warmup_epoch_s": sum(warm) / len(warm), "search_epoch_s": sum(search) / len(search)}
-    from search.searcher import SearchConfig
+    from search.search_config import Schedule
 
-    warmup = SearchConfig(out="-", epochs=s.search_epochs).num_warmup_epochs
+    warmup = Schedule(epochs=s.search_epochs).num_warmup_epochs
     total = {m: warmup * v["warmup_epoch_s"] + (s.search_epochs - warmup) * v["search_epoch_s"] for m, v in per.items()}
     return {"ratio": total["hard"] / total["soft"], "soft_s": total["soft"], "hard_s": total["hard"],
             **{f"{m}_{k}": v for m, d in per.items() for k, v in d.items()}}

@@ -53,10 +53,11 @@ class StepBench:
         import torch
 
         from search import distributed
-        from search.searcher import SearchConfig, build_setup
+        from search.search_config import SearchConfig
+        from search.searcher import build_setup
 
         torch.set_num_threads(threads)
-        config = SearchConfig(out=tempfile.mkdtemp(prefix="hwnas-scaling-"), space="fbnet-fmnist",
+        config = SearchConfig.from_flat(out=tempfile.mkdtemp(prefix="hwnas-scaling-"), space="fbnet-fmnist",
                               data="fashion-mnist", subset=max(2000, batch * 4), val_subset=100, batch_size=batch,
                               torch_device="cpu", num_threads=threads, progress=False, plots=False)
         self.setup = build_setup(config)

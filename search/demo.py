@@ -428,7 +428,8 @@ class _Run:
 
     def phase_search(self) -> Any:
         from search.cost import LatencyCost
-        from search.searcher import SearchConfig, cost_table, run_search
+        from search.search_config import CostSource, Objective, RunSettings, Schedule, SearchConfig
+        from search.searcher import cost_table, run_search
 
         cfg = self.config
         self.costs = cost_table(LatencyCost(self.table), self.space)
@@ -439,11 +440,14 @@ class _Run:
                                         f"{cfg.search_epochs} epochs ({cfg.warmup_epochs} warm-up), {cfg.mode} mode, "
                                         f"{cfg.search_subset} images")
         config = SearchConfig(
-            out=str(self.out / "search"), space=SPACE, data=DATA, cost="latency", server=self.url, device=DEVICE,
-            runtime=RUNTIME, threads=THREADS, token=self.tokens["client"], cache_dir=str(self.out / "cache"),
-            mode=cfg.mode, epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size,
-            theta_lr=cfg.theta_lr, subset=cfg.search_subset, val_subset=cfg.search_val_subset, seed=cfg.seed,
-            loss="target", target=self.target_ms, num_threads=cfg.torch_threads, progress=cfg.progress, plots=True,
+            out=str(self.out / "search"), space=SPACE,
+            schedule=Schedule(mode=cfg.mode, epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs,
+                              batch_size=cfg.batch_size, theta_lr=cfg.theta_lr),
+            cost_source=CostSource(kind="latency", server=self.url, device=DEVICE, runtime=RUNTIME, threads=THREADS,
+                                   token=self.tokens["client"], cache_dir=str(self.out / "cache")),
+            objective=Objective(loss="target", target=self.target_ms),
+            run=RunSettings(data=DATA, subset=cfg.search_subset, val_subset=cfg.search_val_subset, seed=cfg.seed,
+                            num_threads=cfg.torch_threads, progress=cfg.progress, plots=True),
         )
         with self.timings.phase("search"):
             result = run_search(config, cost_model=LatencyCost(self.table))

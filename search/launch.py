@@ -66,16 +66,17 @@ def worker_threads(nproc: int, threads: int | None = None) -> str:
 
 def preflight(config: Any, nproc: int) -> None:
     """Refuse, before starting N processes, what every one of them would refuse (one message instead of N)."""
-    if config.batch_size % nproc:
-        raise fail(f"--batch-size {config.batch_size} is the batch of the whole job: it must be a multiple of "
+    batch_size, torch_device = config.schedule.batch_size, config.run.torch_device
+    if batch_size % nproc:
+        raise fail(f"--batch-size {batch_size} is the batch of the whole job: it must be a multiple of "
                    f"--nproc {nproc}")
     import torch
 
-    on_gpus = config.torch_device in ("auto", "cuda") and torch.cuda.is_available()
+    on_gpus = torch_device in ("auto", "cuda") and torch.cuda.is_available()
     if on_gpus and nproc > torch.cuda.device_count():
         raise fail(f"--nproc {nproc}: each process takes one GPU and this machine has {torch.cuda.device_count()} "
                    "(or pass --torch-device cpu)")
-    if config.sync_bn and not (on_gpus or config.torch_device.startswith("cuda")):
+    if config.run.sync_bn and not (on_gpus or torch_device.startswith("cuda")):
         raise fail("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
 
 

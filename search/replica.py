@@ -82,10 +82,11 @@ class Replica:
         self.world = dist_util.world_size()
         self.rank = dist_util.rank()
         cfg, model, device = setup.config, setup.model, setup.device
-        if cfg.batch_size % self.world:
-            raise ReplicaConfigError(f"--batch-size {cfg.batch_size} is the batch of the whole job: it must be a "
+        batch_size = cfg.schedule.batch_size
+        if batch_size % self.world:
+            raise ReplicaConfigError(f"--batch-size {batch_size} is the batch of the whole job: it must be a "
                                      f"multiple of the {self.world} processes")
-        self.local_batch = cfg.batch_size // self.world
+        self.local_batch = batch_size // self.world
         self.amp_dtype = torch.bfloat16 if amp == "bf16" else None
         if self.amp_dtype is not None and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ReplicaConfigError(f"--amp bf16: {torch.cuda.get_device_name(device)} does not support bfloat16")
@@ -208,7 +209,7 @@ class Replica:
             # One sampler per split; the seeds differ so the two splits are not shuffled alike.
             split = 1 if index is self.setup.w_index else 2 if index is self.setup.theta_index else 3 + len(self._samplers)
             sampler = DistributedSampler(range(len(index)), num_replicas=self.world, rank=self.rank, shuffle=True,
-                                         seed=self.setup.config.seed * 1_000_003 + split * 100_003, drop_last=True)
+                                         seed=self.setup.config.run.seed * 1_000_003 + split * 100_003, drop_last=True)
             sampler.set_epoch(self._epoch)
             self._samplers[key] = sampler
         return self._samplers[key]

@@ -64,7 +64,10 @@ def _load_run(out: Path) -> dict[str, Any]:
     theta = rd.read_json(rd.theta)
     if not theta.get("epochs"):
         raise SampleError(f"{out}: no epoch of the search has finished yet")
-    return {"config": rd.read_json(rd.config), "theta": theta, "costs": rd.read_json(rd.costs),
+    from search.search_config import flat_options
+
+    # Flat option names, whichever layout the folder's config.json has (it was split into parts).
+    return {"config": flat_options(rd.read_json(rd.config)), "theta": theta, "costs": rd.read_json(rd.costs),
             "space": rd.read_json(rd.root / "space.json"), "rundir": rd}
 
 

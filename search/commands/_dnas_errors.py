@@ -14,7 +14,7 @@ def dnas_errors() -> Iterator[None]:
     from search.data import DataError
     from search.loss import LossDomainError
     from search.sample import SampleError
-    from search.searcher import SearchConfigError
+    from search.search_config import SearchConfigError
     from search.train import TrainError
 
     with user_errors():

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from search.commands._errors import fail
 from search.lut import LatencyTable, LutError, fetch_table, load_table, request_measurements, wait_for_job
+
+if TYPE_CHECKING:
+    from search.search_config import CostSource
 
 DEFAULT_RUNTIME = "onnxruntime"
 
@@ -61,3 +65,22 @@ def run_job(
         errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:5])
         raise LutError(f"job {job.id} finished with {job.failed} failed operator(s): {errors}")
     typer.echo(f"job {job.id} done: {job.done}/{job.total} measured", err=True)
+
+
+def source_table(source: "CostSource", empty_if_unknown: bool = False) -> LatencyTable:
+    """``obtain_table`` for a search's cost source."""
+    return obtain_table(source.server, source.device, source.runtime, source.threads, source.token,
+                        Path(source.lut) if source.lut else None, Path(source.cache_dir) if source.cache_dir else None,
+                        empty_if_unknown=empty_if_unknown)
+
+
+def offer_job(source: "CostSource", table: LatencyTable, keys: list[str], create_job: bool | None,
+              timeout_s: float) -> bool:
+    """For a search whose table lacks ``keys``: run a profiling job for them if the source is a server and the
+    user agrees (``decide_job``); False, with the hint printed, when no job is run."""
+    if not source.from_server or not decide_job(create_job, len(keys)):
+        if source.from_server:
+            typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+        return False
+    run_job(source.server, source.token, table, keys, source.runtime, source.threads, timeout_s)
+    return True

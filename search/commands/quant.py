@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from search.quant.searcher import QuantSearchConfig, run_quant_search
 
         with quant_errors():
-            config = QuantSearchConfig(
+            config = QuantSearchConfig.from_flat(
                 out=str(out), space=str(Path(space).resolve()) if Path(space).is_file() else space,
                 data=str(Path(data).resolve()) if Path(data).exists() else data, cost=cost,
                 weight_bits=_bits_list(weight_bits, "weight bits"), act_bits=_bits_list(act_bits, "activation bits"),
@@ -206,15 +206,12 @@ def _run_with_table(config, create_job: bool | None, wait_timeout: float):
     from search.quant.cost import Int8LatencyCost
     from search.quant.searcher import run_quant_search
 
-    if config.cost != "latency":
+    source = config.cost_source
+    if source.kind != "latency":
         return run_quant_search(config)
-    from search.commands._table import decide_job, obtain_table, run_job
+    from search.commands._table import offer_job, source_table
 
-    def table():
-        return obtain_table(config.server, config.device, config.runtime, config.threads, config.token,
-                            Path(config.lut) if config.lut else None, None, empty_if_unknown=bool(create_job))
-
-    cost = Int8LatencyCost(table())
+    cost = Int8LatencyCost(source_table(source, empty_if_unknown=bool(create_job)))
     try:
         return run_quant_search(config, cost_model=cost)
     except MissingEntriesError as exc:
@@ -222,12 +219,9 @@ def _run_with_table(config, create_job: bool | None, wait_timeout: float):
                    f"{' of ' + exc.table if exc.table else ''}:", err=True)
         for key in exc.keys[:50]:
             typer.echo(f"  {key}", err=True)
-        if config.lut or not config.server or not decide_job(create_job, len(exc.keys)):
-            if config.server and not config.lut:
-                typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+        if not offer_job(source, cost.table, exc.keys, create_job, wait_timeout):
             raise typer.Exit(1) from None
-        run_job(config.server, config.token, cost.table, exc.keys, config.runtime, config.threads, wait_timeout)
-        return run_quant_search(config, cost_model=Int8LatencyCost(table()))
+        return run_quant_search(config, cost_model=Int8LatencyCost(source_table(source, empty_if_unknown=True)))
 
 
 __all__ = ["register"]

@@ -90,7 +90,8 @@ def register(app: typer.Typer) -> None:
         """
         from search.distributed import init_from_env, is_main, main_then_broadcast, shutdown
         from search.launch import distributed_errors, launch_local, preflight
-        from search.searcher import SearchConfig, run_search
+        from search.search_config import SearchConfig
+        from search.searcher import run_search
 
         if target_ms is not None:
             if (cost and cost != "latency") or (loss not in ("fbnet", "target")) or target is not None:
@@ -113,11 +114,11 @@ def register(app: typer.Typer) -> None:
             )
             if resume and (out / "config.json").is_file():
                 kw = _resume_arguments(ctx, out, kw)
-            config = SearchConfig(**kw)
+            config = SearchConfig.from_flat(**kw)
             if nproc > 1:  # the same command under torchrun (search/launch.py)
                 preflight(config, nproc)
                 raise typer.Exit(launch_local(ctx, nproc, torch_threads))
-            init_from_env(config.torch_device)  # under torchrun: join the group; rank 0 alone fetches and writes
+            init_from_env(config.run.torch_device)  # under torchrun: join the group; rank 0 alone fetches and writes
             cost_model = main_then_broadcast(lambda: _cost_model(config, create_job, wait_timeout))
             result = _run_with_jobs(config, cost_model, create_job, wait_timeout, run_search)
             if not is_main():
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
                 from search.plots import plot_search
                 from search.sample import sample_search
 
-                ranked = sample_search(out, k=samples, seed=config.seed, val_subset=config.val_subset or 2000)
+                ranked = sample_search(out, k=samples, seed=config.run.seed, val_subset=config.run.val_subset or 2000)
                 plot_search(out)
                 typer.echo(f"{len(ranked)} samples ranked by predicted {result.unit} in {out / 'samples'}")
             typer.echo(f"plots in {out / 'plots'}")
@@ -151,7 +152,9 @@ def _resume_arguments(ctx: typer.Context, out: Path, kw: dict) -> dict:
     """The saved config of ``out``, overridden only by options given on this command line (e.g. more --epochs)."""
     from search.rundir import RunDir
 
-    saved = RunDir(out).read_json(RunDir(out).config)
+    from search.search_config import flat_options
+
+    saved = flat_options(RunDir(out).read_json(RunDir(out).config))
     merged = {**kw, **{k: v for k, v in saved.items() if k in kw}}
     for name in ctx.params:
         field = _FIELD_OF.get(name, name)
@@ -176,15 +179,12 @@ def _data_arg(data: str) -> str:
 
 def _cost_model(config, create_job: bool | None, wait_timeout: float):
     """The latency table through the shared table helper (server, cache, or file); FLOPs/params need nothing."""
-    if config.cost != "latency":
+    if config.cost_source.kind != "latency":
         return None
-    from search.commands._table import obtain_table
+    from search.commands._table import source_table
     from search.cost import LatencyCost
 
-    table = obtain_table(config.server, config.device, config.runtime, config.threads, config.token,
-                         Path(config.lut) if config.lut else None, Path(config.cache_dir) if config.cache_dir else None,
-                         empty_if_unknown=bool(create_job))
-    return LatencyCost(table)
+    return LatencyCost(source_table(config.cost_source, empty_if_unknown=bool(create_job)))
 
 
 def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: float, run_search):
@@ -203,14 +203,12 @@ def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: fl
                 typer.echo(f"  {key}", err=True)
             if len(exc.keys) > 50:
                 typer.echo(f"  … and {len(exc.keys) - 50} more (`hwnas lut keys --space {config.space}` lists all)", err=True)
-        from search.commands._table import decide_job, run_job
+        from search.commands._table import offer_job
 
-        if not main_then_broadcast(lambda: bool(config.server and not config.lut and decide_job(create_job, len(exc.keys)))):
-            if config.server and not config.lut and is_main():
-                typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+        source = config.cost_source
+        # Rank 0 alone asks and runs the job; every rank learns whether it ran.
+        if not main_then_broadcast(lambda: offer_job(source, cost_model.table, exc.keys, create_job, wait_timeout)):
             raise typer.Exit(1) from None
-        main_then_broadcast(lambda: run_job(config.server, config.token, cost_model.table, exc.keys, config.runtime,
-                                            config.threads, wait_timeout))
         return run_search(config, cost_model=main_then_broadcast(lambda: _cost_model(config, False, wait_timeout)))
 
 

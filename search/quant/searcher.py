@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -27,9 +27,8 @@ from search.quant.bits import DEFAULT_ACT_BITS, DEFAULT_WEIGHT_BITS, Bits
 from search.quant.cost import BitsCostModel, BopsCost, Int8LatencyCost, SizeCost, config_cost, config_figures
 from search.quant.network import BitsConfig, QuantSuperNet
 from search.quant.space import BitsSpace, get_bits_space
+from search.search_config import CostSource, Schedule, SearchConfig, SearchConfigError
 from search.searcher import (
-    SearchConfig,
-    SearchConfigError,
     SearchSetup,
     _restore,
     build_setup,
@@ -50,8 +49,15 @@ QUANT_TARGET_LAMBDA = 1.0
 class QuantSearchConfig(SearchConfig):
     """A bits search; the architecture search's options plus the bit sets and a float start."""
 
+    COST_KINDS: ClassVar[tuple[str, ...]] = QUANT_COSTS
+
     space: str = "resnet20"
-    cost: str = "size"
+    # Off: the bits search's budget fitting (fit_budget) already turns an unsure θ into a configuration at the
+    # budget, and with SGD on θ the decision term would override the size gradient's per-layer magnitudes
+    # (measured: the smallest layer of resnet8-w8 went from undecided to p = 0.99 in 3 epochs). θ's automatic
+    # Adam step is the one the bits search was measured with (4 logits of travel).
+    schedule: Schedule = field(default_factory=lambda: Schedule(theta_decide=0.0, theta_travel=4.0))
+    cost_source: CostSource = field(default_factory=lambda: CostSource(kind="size"))
     weight_bits: list[int] = field(default_factory=lambda: list(DEFAULT_WEIGHT_BITS))
     act_bits: list[int] = field(default_factory=lambda: list(DEFAULT_ACT_BITS))
     pins: dict[str, str] = field(default_factory=dict)  # layer name -> bits fixed, not searched
@@ -62,19 +68,12 @@ class QuantSearchConfig(SearchConfig):
     # model — is lost. Plain SGD (with momentum) keeps it: big layers move first.
     theta_optimizer: str = "adam"
     theta_momentum: float = 0.9
-    # Off: the bits search's budget fitting (fit_budget) already turns an unsure θ into a configuration at the
-    # budget, and with SGD on θ the decision term would override the size gradient's per-layer magnitudes
-    # (measured: the smallest layer of resnet8-w8 went from undecided to p = 0.99 in 3 epochs).
-    theta_decide: float = 0.0
-    theta_travel: float = 4.0  # θ's automatic Adam step as the bits search was measured with
 
     def __post_init__(self) -> None:
-        if self.lam is None and self.loss == "target":
+        if self.objective.lam is None and self.objective.loss == "target":
             # The λ the bits search was measured with (benchmarks/mixed_precision.py): its budget is met by
             # fit_budget, not by holding θ's expected size against a decision term.
-            self.lam = QUANT_TARGET_LAMBDA
-        if self.cost not in QUANT_COSTS:
-            raise SearchConfigError(f"--cost must be one of {', '.join(QUANT_COSTS)}, not {self.cost!r}")
+            self.objective.lam = QUANT_TARGET_LAMBDA
         for b in self.weight_bits:
             _check(lambda: Bits(int(b), 32), "--weight-bits")
         for b in self.act_bits:
@@ -83,13 +82,7 @@ class QuantSearchConfig(SearchConfig):
             _check(lambda: Bits.parse(tag), f"--pin {name}")
         if self.theta_optimizer not in ("adam", "sgd"):
             raise SearchConfigError(f"--theta-optimizer must be adam or sgd, not {self.theta_optimizer!r}")
-        # The parent validates everything else; it knows latency but not size/bops, which need no table.
-        cost = self.cost
-        self.cost = "latency" if cost == "latency" else "params"
-        try:
-            super().__post_init__()
-        finally:
-            self.cost = cost
+        super().__post_init__()
 
 
 def _check(fn: Any, what: str) -> None:
@@ -101,11 +94,11 @@ def _check(fn: Any, what: str) -> None:
 
 def make_quant_cost(config: QuantSearchConfig) -> BitsCostModel:
     """Size, BOPs, or int8 latency from the configured table (server or file, like the architecture search)."""
-    if config.cost == "size":
+    if config.cost_source.kind == "size":
         return SizeCost()
-    if config.cost == "bops":
+    if config.cost_source.kind == "bops":
         return BopsCost()
-    return Int8LatencyCost(make_cost_model(config).table)
+    return Int8LatencyCost(make_cost_model(config.cost_source).table)
 
 
 def load_float_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -124,8 +117,8 @@ def _bits_space(config: QuantSearchConfig, info: DatasetInfo) -> BitsSpace:
 
 
 def _bits_supernet(space: BitsSpace, config: QuantSearchConfig) -> QuantSuperNet:
-    model = QuantSuperNet(space, mode=config.mode)
-    model.temperature = config.tau(0)
+    model = QuantSuperNet(space, mode=config.schedule.mode)
+    model.temperature = config.schedule.tau(0)
     if config.init:
         try:
             model.load_float_state_dict(load_float_weights(config.init))
@@ -134,20 +127,21 @@ def _bits_supernet(space: BitsSpace, config: QuantSearchConfig) -> QuantSuperNet
     return model
 
 
-def _theta_optimizer(params: list[torch.nn.Parameter], config: QuantSearchConfig) -> torch.optim.Optimizer:
+def _theta_optimizer(params: list[torch.nn.Parameter], config: QuantSearchConfig, lr: float) -> torch.optim.Optimizer:
+    wd = config.schedule.theta_wd
     if config.theta_optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.theta_lr, momentum=config.theta_momentum, weight_decay=config.theta_wd)
-    return torch.optim.Adam(params, lr=config.theta_lr, weight_decay=config.theta_wd)
+        return torch.optim.SGD(params, lr=lr, momentum=config.theta_momentum, weight_decay=wd)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
 
 
 def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> SearchSetup:
     """The architecture search's ``build_setup`` with the bits space, cost models, super net and θ optimiser."""
     setup = build_setup(config, cost_model, make_space=_bits_space, make_cost=make_quant_cost,
                         make_supernet=_bits_supernet, make_theta_optimizer=_theta_optimizer)
-    costs = setup.costs
-    if config.loss == "target" and config.strict_budget and config.target is not None and config.target < costs.min_cost():
+    costs, target = setup.costs, config.objective.target
+    if config.objective.has_target and config.strict_budget and target < costs.min_cost():
         # Fail before training, not after: no configuration could meet this budget.
-        raise SearchConfigError(f"--target {config.target:g} {costs.unit}: the smallest configuration of {setup.space.name} "
+        raise SearchConfigError(f"--target {target:g} {costs.unit}: the smallest configuration of {setup.space.name} "
                                 f"costs {costs.min_cost():.4g} {costs.unit}")
     return setup
 
@@ -222,13 +216,8 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
     rundir = open_rundir(config)
     setup = build_quant_setup(config, cost_model)
     start, history = 0, []
-    if config.resume:
-        state = rundir.load_checkpoint(map_location=setup.device)
-        saved = state["config"]
-        diff = [k for k in _QUANT_RESUME_FIELDS if saved.get(k) != getattr(config, k)]
-        if diff:
-            raise SearchConfigError("cannot resume: the checkpoint was made with different " + ", ".join(diff))
-        start, history = _restore(setup, state)
+    if config.run.resume:
+        start, history = _restore(setup, rundir.load_checkpoint(map_location=setup.device), _QUANT_RESUME_FIELDS)
     rundir.mkdir()
     rundir.write_json(rundir.config, config.to_dict())
     rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [list(l.candidates) for l in setup.space.layers()],
@@ -238,8 +227,8 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
     model: QuantSuperNet = setup.model  # type: ignore[assignment]
     result_config = model.argmax_config()
     budgeted = False
-    if config.loss == "target" and config.strict_budget and config.target is not None:
-        fitted = fit_budget(result_config, setup.costs.layer_costs, setup.costs.fixed, config.target,
+    if config.objective.has_target and config.strict_budget:
+        fitted = fit_budget(result_config, setup.costs.layer_costs, setup.costs.fixed, config.objective.target,
                             [p.tolist() for p in model.probabilities()], fill=True)
         budgeted = fitted.bits != result_config.bits
         result_config = fitted
@@ -247,7 +236,7 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
     d = config_figures(result_config.space, result_config.bits)
     result = QuantSearchResult(out=rundir.root, config=result_config, cost=cost, unit=setup.costs.unit,
                                size_kb=d["size_kb"], bops_g=d["bops_g"], val_acc=history[-1]["val_acc"],
-                               epochs=config.epochs, seconds=time.perf_counter() - t_start, history=history)
+                               epochs=config.schedule.epochs, seconds=time.perf_counter() - t_start, history=history)
     if rundir.main:
         meta = {"predicted": {setup.costs.name: cost, "unit": setup.costs.unit, **d},
                 "source": "hwnas quant-search (argmax of θ" + (", moved to the budget)" if budgeted else ")"),
@@ -255,7 +244,7 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
         result_config.save(rundir.root / "bits.json", {"meta": meta})
         torch.save(model.float_state_dict(), rundir.root / "supernet_float.pt")
         rundir.write_json(rundir.result, result.summary())
-        if config.plots:
+        if config.run.plots:
             from search.plots import plot_search
 
             plot_search(rundir.root)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from search.searcher import SearchConfig, run_search
+from search.search_config import SearchConfig, flat_options
+from search.searcher import run_search
 from tests.distributed.conftest import torchrun
 
 EPOCHS = 2
@@ -74,8 +75,8 @@ def test_checkpoint_of_two_processes_resumes_in_one(soft_run, tmp_path: Path, ti
     shutil.copytree(out, run)
     saved = torch.load(run / "checkpoint.pt", weights_only=False)
     assert not any(k.startswith("module.") for k in saved["model"])  # the plain super net, not a DDP wrapper
-    config = SearchConfig(**{**json.loads((run / "config.json").read_text()), "out": str(run), "epochs": EPOCHS + 1,
-                             "resume": True, "progress": False})
+    saved = flat_options(json.loads((run / "config.json").read_text()))
+    config = SearchConfig.from_flat(**{**saved, "out": str(run), "epochs": EPOCHS + 1, "resume": True, "progress": False})
     result = run_search(config)
     assert [e["epoch"] for e in result.history] == list(range(1, EPOCHS + 2))
     assert [e["theta"] for e in result.history[:EPOCHS]] == r0["theta"]  # the 2-process epochs, kept as they were

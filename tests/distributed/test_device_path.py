@@ -11,7 +11,8 @@ import typer
 
 from search import distributed
 from search.launch import option_arguments, torchrun_arguments
-from search.searcher import SearchConfig, SearchConfigError, build_setup, train_step
+from search.search_config import SearchConfig, SearchConfigError
+from search.searcher import build_setup, train_step
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -55,7 +56,7 @@ def test_cuda_device_is_the_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
 def _config(tmp_path: Path, space: Path, **kw) -> SearchConfig:  # type: ignore[no-untyped-def]
     base = dict(out=str(tmp_path / "run"), space=str(space), subset=200, val_subset=100, epochs=1, batch_size=16,
                 progress=False, plots=False, torch_device="cpu")
-    return SearchConfig(**{**base, **kw})
+    return SearchConfig.from_flat(**{**base, **kw})
 
 
 def test_plain_single_process_run_has_no_replica(tmp_path: Path, tiny_space: Path) -> None:

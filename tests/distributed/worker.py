@@ -71,7 +71,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from search import distributed
-    from search.searcher import SearchConfig, run_search
+    from search.search_config import SearchConfig
+    from search.searcher import run_search
     from search.supernet import SuperNet
 
     distributed.init_from_env("cpu")
@@ -96,7 +97,7 @@ def main() -> None:
         everyone = distributed.all_gather_object(entry["theta"])
         agree.append(all(t == entry["theta"] for t in everyone))
 
-    config = SearchConfig(out=args.out, space=args.space, data="fashion-mnist", subset=args.subset, val_subset=400,
+    config = SearchConfig.from_flat(out=args.out, space=args.space, data="fashion-mnist", subset=args.subset, val_subset=400,
                           epochs=args.epochs, warmup_epochs=0, batch_size=args.batch_size, mode=args.mode,
                           torch_device="cpu", num_threads=1, seed=3, progress=False, plots=False)
     result = run_search(config, on_epoch_end=on_epoch_end)

@@ -26,7 +26,7 @@ def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> Non
     for name in ("config.json", "costs.json", "theta.json", "checkpoint.pt", "argmax.json", "space.json",
                  "plots/theta_heatmap.png", "plots/cost_accuracy.png"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "config.json").read_text())["cost"] == "params"
+    assert json.loads((out / "config.json").read_text())["cost_source"]["kind"] == "params"
 
     r = runner.invoke(app, ["sample", str(out), "-k", "5", "--val-subset", "200"])
     assert r.exit_code == 0, r.output

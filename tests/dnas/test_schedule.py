@@ -8,52 +8,52 @@ import pytest
 
 from search.loss import COLLAPSE_FLOOR, default_cost_scale
 from search.mixed import normalised_entropy
-from search.searcher import (SearchConfig, SearchConfigError, decide_weight, entropy_term, resolved_theta_lr,
-                             run_search)
+from search.search_config import SearchConfig, SearchConfigError
+from search.searcher import entropy_term, run_search
 
 
 @pytest.mark.parametrize("epochs,warmup", [(1, 0), (2, 1), (4, 1), (10, 1), (30, 3), (90, 9)])
 def test_warmup_is_a_share_of_the_epochs_but_at_least_one(epochs: int, warmup: int) -> None:
-    assert SearchConfig(out="-", epochs=epochs).num_warmup_epochs == warmup
+    assert SearchConfig.from_flat(out="-", epochs=epochs).schedule.num_warmup_epochs == warmup
 
 
 @pytest.mark.parametrize("epochs", [2, 4, 10, 90])
 def test_tau_reaches_tau_end_at_the_last_step_whatever_the_length(epochs: int) -> None:
-    cfg = SearchConfig(out="-", epochs=epochs, tau0=5.0, tau_end=0.5)
-    assert cfg.tau(0) == pytest.approx(5.0)
-    assert cfg.tau(epochs) == pytest.approx(0.5)
-    assert cfg.tau(epochs / 2) == pytest.approx((5.0 * 0.5) ** 0.5)  # geometric halfway
-    assert cfg.tau(0.5) < cfg.tau(0.25)  # it moves inside an epoch
+    cfg = SearchConfig.from_flat(out="-", epochs=epochs, tau0=5.0, tau_end=0.5)
+    assert cfg.schedule.tau(0) == pytest.approx(5.0)
+    assert cfg.schedule.tau(epochs) == pytest.approx(0.5)
+    assert cfg.schedule.tau(epochs / 2) == pytest.approx((5.0 * 0.5) ** 0.5)  # geometric halfway
+    assert cfg.schedule.tau(0.5) < cfg.schedule.tau(0.25)  # it moves inside an epoch
 
 
 def test_the_papers_epoch_schedule_is_kept_as_an_option() -> None:
-    cfg = SearchConfig(out="-", epochs=90, tau_schedule="epoch")
-    assert cfg.tau(10.7) == pytest.approx(5.0 * 2.718281828 ** (-0.045 * 10), rel=1e-6)
+    cfg = SearchConfig.from_flat(out="-", epochs=90, tau_schedule="epoch")
+    assert cfg.schedule.tau(10.7) == pytest.approx(5.0 * 2.718281828 ** (-0.045 * 10), rel=1e-6)
 
 
 def test_theta_lr_is_fbnets_for_long_searches_and_larger_for_short_ones() -> None:
-    long = SearchConfig(out="-", epochs=90, batch_size=128)
-    assert resolved_theta_lr(long, 12000) == 0.01  # 93 θ batches × 81 epochs
-    short = SearchConfig(out="-", epochs=4, batch_size=64)
-    assert resolved_theta_lr(short, 1280) == pytest.approx(8.0 / (20 * 3))
-    tiny = SearchConfig(out="-", epochs=2, batch_size=64)
-    assert resolved_theta_lr(tiny, 640) == pytest.approx(0.2)  # 8 / 10 steps, capped
-    assert resolved_theta_lr(SearchConfig(out="-", theta_lr=0.3), 1280) == 0.3
+    long = SearchConfig.from_flat(out="-", epochs=90, batch_size=128)
+    assert long.schedule.resolved_theta_lr(12000) == 0.01  # 93 θ batches × 81 epochs
+    short = SearchConfig.from_flat(out="-", epochs=4, batch_size=64)
+    assert short.schedule.resolved_theta_lr(1280) == pytest.approx(8.0 / (20 * 3))
+    tiny = SearchConfig.from_flat(out="-", epochs=2, batch_size=64)
+    assert tiny.schedule.resolved_theta_lr(640) == pytest.approx(0.2)  # 8 / 10 steps, capped
+    assert SearchConfig.from_flat(out="-", theta_lr=0.3).schedule.resolved_theta_lr(1280) == 0.3
 
 
 def test_a_theta_split_smaller_than_one_batch_is_an_error_that_names_the_fix(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig(out=str(tmp_path / "s"), space=str(tiny_space), subset=500, epochs=2, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=500, epochs=2, progress=False, plots=False)
     with pytest.raises(SearchConfigError, match=r"θ split has 100 images.*--subset 640"):
         run_search(cfg)
 
 
 def test_a_search_whose_theta_did_not_move_warns(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig(out=str(tmp_path / "s"), space=str(tiny_space), subset=400, batch_size=32, epochs=2,
+    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=400, batch_size=32, epochs=2,
                        theta_lr=1e-6, val_subset=100, progress=False, plots=False)
     result = run_search(cfg)
     assert result.theta_entropy > 0.99
     assert any("θ barely moved" in w for w in result.warnings)
-    moved = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "m"), "theta_lr": 0.5}))
+    moved = run_search(SearchConfig.from_flat(**{**cfg.flat(), "out": str(tmp_path / "m"), "theta_lr": 0.5}))
     assert not any("θ barely moved" in w for w in moved.warnings), moved.theta_entropy
 
 
@@ -74,24 +74,24 @@ def test_cost_scale_keeps_collapse_from_paying_more_than_a_fifth(ratio: float) -
 
 
 def test_a_super_net_that_learned_nothing_warns_that_theta_followed_the_cost(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig(out=str(tmp_path / "s"), space=str(tiny_space), subset=1000, batch_size=32, epochs=3,
+    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=1000, batch_size=32, epochs=3,
                        w_lr=1e-7, val_subset=100, progress=False, plots=False)
     frozen = run_search(cfg)
     assert frozen.history[-1]["train_acc"] < 0.2
     assert any("super net barely learned" in w for w in frozen.warnings), frozen.warnings
-    learned = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "l"), "w_lr": 0.1}))
+    learned = run_search(SearchConfig.from_flat(**{**cfg.flat(), "out": str(tmp_path / "l"), "w_lr": 0.1}))
     assert learned.history[-1]["train_acc"] >= 0.2
     assert not any("super net barely learned" in w for w in learned.warnings)
 
 
 def test_the_decision_term_ramps_from_zero_to_theta_decide() -> None:
-    cfg = SearchConfig(out="-", theta_decide=4.0)
-    assert decide_weight(cfg, 0.0) == 0.0
-    assert decide_weight(cfg, 0.5) == pytest.approx(2.0)
-    assert decide_weight(cfg, 1.0) == pytest.approx(4.0)
-    assert decide_weight(cfg, 1.7) == pytest.approx(4.0)  # never past its weight
+    cfg = SearchConfig.from_flat(out="-", theta_decide=4.0)
+    assert cfg.schedule.decide_weight(0.0) == 0.0
+    assert cfg.schedule.decide_weight(0.5) == pytest.approx(2.0)
+    assert cfg.schedule.decide_weight(1.0) == pytest.approx(4.0)
+    assert cfg.schedule.decide_weight(1.7) == pytest.approx(4.0)  # never past its weight
     with pytest.raises(SearchConfigError, match="--theta-decide"):
-        SearchConfig(out="-", theta_decide=-1.0)
+        SearchConfig.from_flat(out="-", theta_decide=-1.0)
 
 
 def test_entropy_term_is_the_normalised_entropy_and_pulls_theta_apart() -> None:
@@ -114,8 +114,8 @@ def test_entropy_term_is_the_normalised_entropy_and_pulls_theta_apart() -> None:
 
 
 def test_the_decision_term_makes_a_short_search_decide(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig(out=str(tmp_path / "off"), space=str(tiny_space), subset=640, batch_size=32, epochs=3,
+    cfg = SearchConfig.from_flat(out=str(tmp_path / "off"), space=str(tiny_space), subset=640, batch_size=32, epochs=3,
                        theta_decide=0.0, val_subset=100, progress=False, plots=False)
     off = run_search(cfg)
-    on = run_search(SearchConfig(**{**cfg.to_dict(), "out": str(tmp_path / "on"), "theta_decide": 10.0}))
+    on = run_search(SearchConfig.from_flat(**{**cfg.flat(), "out": str(tmp_path / "on"), "theta_decide": 10.0}))
     assert on.theta_entropy < off.theta_entropy - 0.05, (on.theta_entropy, off.theta_entropy)

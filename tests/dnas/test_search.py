@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from search.lut import LatencyTable
-from search.searcher import SearchConfig, SearchConfigError, build_setup, run_search, train_step
+from search.search_config import SearchConfig, SearchConfigError
+from search.searcher import build_setup, run_search, train_step
 from search.space import get_space
 
 
@@ -17,7 +18,7 @@ def _config(tmp_path: Path, space: Path, **kw) -> SearchConfig:
     base = dict(out=str(tmp_path / "run"), space=str(space), subset=2000, val_subset=1000, epochs=1, batch_size=32,
                 progress=False, plots=False)
     base.update(kw)
-    return SearchConfig(**base)
+    return SearchConfig.from_flat(**base)
 
 
 def test_one_epoch_search_beats_chance(tmp_path: Path, tiny_space: Path) -> None:

@@ -12,7 +12,8 @@ from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import DeviceInfo
 from search.cli import app
 from search.lut import MissingEntriesError
-from search.searcher import SearchConfig, run_search
+from search.search_config import SearchConfig
+from search.searcher import run_search
 from search.space import get_space
 from tests.support.live_server import LiveServer
 from tests.support.measurements import batch, result
@@ -37,7 +38,7 @@ def _fill_lut(srv: LiveServer, device: str, space_path: Path, skip: int = 0) -> 
 def test_search_pulls_the_latency_table_over_http(live_server: LiveServer, tmp_path: Path, tiny_space: Path) -> None:
     latencies = _fill_lut(live_server, "pixel-test", tiny_space)
     cache = tmp_path / "cache"
-    cfg = SearchConfig(out=str(tmp_path / "run"), space=str(tiny_space), cost="latency", server=live_server.url,
+    cfg = SearchConfig.from_flat(out=str(tmp_path / "run"), space=str(tiny_space), cost="latency", server=live_server.url,
                        device="pixel-test", runtime="onnxruntime", threads=1, cache_dir=str(cache), subset=300,
                        val_subset=100, batch_size=32, progress=False, plots=False)
     res = run_search(cfg)
@@ -56,7 +57,7 @@ def test_search_pulls_the_latency_table_over_http(live_server: LiveServer, tmp_p
 
 def test_missing_entries_are_listed(live_server: LiveServer, tmp_path: Path, tiny_space: Path) -> None:
     _fill_lut(live_server, "half-phone", tiny_space, skip=2)
-    cfg = SearchConfig(out=str(tmp_path / "run"), space=str(tiny_space), cost="latency", server=live_server.url,
+    cfg = SearchConfig.from_flat(out=str(tmp_path / "run"), space=str(tiny_space), cost="latency", server=live_server.url,
                        device="half-phone", runtime="onnxruntime", threads=1, cache_dir=str(tmp_path / "c"),
                        subset=100, progress=False, plots=False)
     with pytest.raises(MissingEntriesError) as exc:

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from search.ops import InvertedResidual, _spatial, register_op, unregister_op
-from search.searcher import SearchConfig, run_search
+from search.search_config import SearchConfig
+from search.searcher import run_search
 from tests.support.torch_tests import TINY_SPACE
 
 
@@ -41,11 +42,11 @@ def noisy_space(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
 
 def _search(out: Path, space: Path, mode: str, estimator: str = "soft", decide: float | None = None) -> list[list[float]]:
     # 1,500 θ images in batches of 50, 4 searching epochs: 120 θ steps; λ = 0: the cost says nothing.
-    config = SearchConfig(out=str(out), space=str(space), cost="flops", loss="additive", lam=0.0, mode=mode,
+    config = SearchConfig.from_flat(out=str(out), space=str(space), cost="flops", loss="additive", lam=0.0, mode=mode,
                           theta_estimator=estimator, epochs=5, subset=3000, w_split=0.5, batch_size=50, val_subset=200,
                           progress=False, plots=False)
     if decide is not None:
-        config.theta_decide = decide
+        config.schedule.theta_decide = decide
     result = run_search(config)
     return result.history[-1]["probabilities"]
 

@@ -14,7 +14,7 @@ from search.quant.cost import SizeCost, config_cost
 from search.quant.network import BitsConfig
 from search.quant.searcher import QuantSearchConfig, fit_budget, run_quant_search
 from search.quant.space import get_bits_space
-from search.searcher import SearchConfigError
+from search.search_config import SearchConfigError
 
 QUICK = dict(data="fashion-mnist", batch_size=32, progress=False, plots=False, warmup_epochs=0, seed=0)
 
@@ -25,7 +25,7 @@ def test_a_size_budget_far_below_fp32_drives_the_largest_layers_to_low_bits(tmp_
     space = get_bits_space("resnet8-w8", weight_bits=[2, 4, 8, 32], act_bits=[8])
     fp32_kb = config_cost(SizeCost(), space, space.uniform("fp32"))
     budget = fp32_kb / 12  # about 2.7 bits per weight
-    config = QuantSearchConfig(out=str(tmp_path / "qs"), space="resnet8-w8", cost="size", loss="target", target=budget,
+    config = QuantSearchConfig.from_flat(out=str(tmp_path / "qs"), space="resnet8-w8", cost="size", loss="target", target=budget,
                                subset=768, val_subset=200, epochs=3, w_split=0.5, theta_lr=theta_lr,
                                theta_optimizer=optimizer,
                                weight_bits=[2, 4, 8, 32], act_bits=[8], **QUICK)
@@ -101,13 +101,13 @@ def test_search_then_fine_tune_then_table_end_to_end(tmp_path: Path) -> None:
 
 def test_resume_continues_and_refuses_other_bit_sets(tmp_path: Path) -> None:
     kw = dict(out=str(tmp_path / "r"), space="resnet8-w4", subset=200, val_subset=100, act_bits=[8], **QUICK)
-    run_quant_search(QuantSearchConfig(epochs=1, **kw))
-    result = run_quant_search(QuantSearchConfig(epochs=2, resume=True, **kw))
+    run_quant_search(QuantSearchConfig.from_flat(epochs=1, **kw))
+    result = run_quant_search(QuantSearchConfig.from_flat(epochs=2, resume=True, **kw))
     assert [e["epoch"] for e in result.history] == [1, 2]
     with pytest.raises(SearchConfigError, match="weight_bits"):
-        run_quant_search(QuantSearchConfig(epochs=3, resume=True, **{**kw, "weight_bits": [4, 8]}))
+        run_quant_search(QuantSearchConfig.from_flat(epochs=3, resume=True, **{**kw, "weight_bits": [4, 8]}))
     with pytest.raises(SearchConfigError, match="already holds"):
-        run_quant_search(QuantSearchConfig(epochs=1, **kw))
+        run_quant_search(QuantSearchConfig.from_flat(epochs=1, **kw))
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_theta_prefers_8_bits_over_2_when_size_is_free(tmp_path: Path, mode: str
     layers that led ranged 5–8 of 8 over seeds and thread counts. At 6 epochs on 3,000 images (150 θ
     steps), measured over seeds 0–4 with 1 and 2 threads: 6–8 layers led, mean lead 0.19–0.49.
     """
-    config = QuantSearchConfig(out=str(tmp_path / mode), space="resnet8-w8", cost="size", loss="additive", lam=0.0,
+    config = QuantSearchConfig.from_flat(out=str(tmp_path / mode), space="resnet8-w8", cost="size", loss="additive", lam=0.0,
                                mode=mode, weight_bits=[2, 8], act_bits=[2, 8], epochs=6, subset=3000, w_split=0.5,
                                batch_size=50, val_subset=200, data="fashion-mnist", progress=False, plots=False, seed=0)
     run_quant_search(config)

@@ -1,0 +1,312 @@
+"""What defines a search, in four parts that each have one reader.
+
+* ``Schedule`` — how the super net is trained: mode, epochs and warm-up, the weights' SGD, θ's Adam
+  and its decision term, τ. Read by the training loop (``search.searcher``).
+* ``CostSource`` — what a candidate costs: FLOPs, parameters, or latency from a table (server or
+  file). Read once, to build the cost model.
+* ``Objective`` — the loss that weighs accuracy against that cost (FBNet, additive, target) and its
+  constants. Read by the loss and by the choice of the shipped network.
+* ``RunSettings`` — the data, the seed, and the machinery (torch device, threads, workers, AMP,
+  progress, plots, resume).
+
+``SearchConfig`` holds one of each plus the output folder and the space. The command line and
+``config.json`` of older runs are flat; ``SearchConfig.from_flat`` routes each option to its
+part by name (they are unique across parts; ``cost`` names ``CostSource.kind``), and
+``from_dict`` reads either layout, so a run folder written before the split still resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from search.loss import LossConfig
+from search.mixed import THETA_ESTIMATORS
+
+COSTS: tuple[str, ...] = ("latency", "flops", "params")
+TAU_SCHEDULES: tuple[str, ...] = ("step", "epoch")
+# FBNet's θ learning rate, for its ~90 epochs of ImageNet-100 (thousands of θ steps).
+PAPER_THETA_LR = 0.01
+# How far (in logits) Adam may carry θ over the whole search when --theta-lr is not given: enough to
+# decide a layer of 11 candidates (normalised entropy 0.5 needs p ≈ 0.75, a lead of about log 30 ≈ 3.4 over
+# the others) with room for the first θ epochs' detours. Measured on fbnet-fmnist (45 θ steps): 4 logits
+# left the entropy at 0.92 after 5 of 6 epochs, 8 brought it to 0.55 with the decision term.
+THETA_TRAVEL = 8.0
+# ... but no step larger than this share of the travel: with fewer than 40 θ steps the gradient is too noisy
+# to follow further, and one step may not overturn a layer's ranking (0.2 for the default travel).
+MIN_THETA_STEPS = 40
+# Weight of the decision term (mean normalised entropy of softmax θ) at the last θ step; it ramps up linearly
+# from 0 at the first. A short search's accuracy gradient is too noisy to carry θ far by itself (measured: soft
+# searches of 8 epochs on 5,000 images ended at entropy 0.93–0.94); the term makes θ commit to the candidates
+# that lead by then, while the cost term keeps the expected cost on its target. Measured on fbnet-fmnist (soft,
+# 5 epochs on 3,000 images, target loss λ 5): entropy 0.48 at the end with 3, expected cost 4% off the target.
+THETA_DECIDE = 3.0
+
+
+class SearchConfigError(ValueError):
+    """A search that cannot start as configured (bad option, output folder in use, resume mismatch)."""
+
+
+@dataclass
+class Schedule:
+    """How the super net is trained. Defaults follow the FBNet paper where a short search allows."""
+
+    mode: str = "soft"
+    theta_estimator: str = "soft"  # hard mode's θ step: soft (every candidate) or straight-through (search/mixed.py)
+    epochs: int = 10
+    warmup_fraction: float = 0.1  # first 10% of the epochs (at least one) train the weights only
+    warmup_epochs: int | None = None  # overrides warmup_fraction
+    batch_size: int = 128
+    w_split: float = 0.8
+    w_lr: float = 0.1
+    w_momentum: float = 0.9
+    w_wd: float = 1e-4
+    theta_lr: float | None = None  # None: sized by the θ steps, see resolved_theta_lr
+    theta_wd: float = 5e-4
+    theta_decide: float = THETA_DECIDE  # weight of θ's entropy in its loss at the last θ step (0 at the first)
+    theta_travel: float = THETA_TRAVEL  # theta_lr None: Adam's step is sized to carry θ this many logits
+    tau0: float = 5.0
+    tau_end: float = 0.5  # τ at the last step of the "step" schedule
+    tau_schedule: str = "step"  # step: τ0 → tau_end per step; epoch: the paper's τ0·exp(−tau_decay·epoch)
+    tau_decay: float = 0.045
+
+    def validate(self) -> None:
+        if self.mode not in ("soft", "hard"):
+            raise SearchConfigError(f"--mode must be soft or hard, not {self.mode!r}")
+        if self.theta_estimator not in THETA_ESTIMATORS:
+            raise SearchConfigError(f"--theta-estimator must be one of {', '.join(THETA_ESTIMATORS)}, "
+                                    f"not {self.theta_estimator!r}")
+        if self.tau_schedule not in TAU_SCHEDULES:
+            raise SearchConfigError(f"--tau-schedule must be one of {', '.join(TAU_SCHEDULES)}, not {self.tau_schedule!r}")
+        if not (self.tau0 > 0 and self.tau_end > 0):
+            raise SearchConfigError("--tau0 and --tau-end must be positive")
+        if self.theta_decide < 0:
+            raise SearchConfigError("--theta-decide must be 0 (off) or positive")
+        if self.theta_lr is not None and self.theta_lr <= 0:
+            raise SearchConfigError("--theta-lr must be positive")
+        if self.epochs < 1:
+            raise SearchConfigError("--epochs must be at least 1")
+        if not 0.0 < self.w_split < 1.0:
+            raise SearchConfigError("--w-split must be between 0 and 1 (share of the training set for the weights)")
+        if self.batch_size < 1:
+            raise SearchConfigError("--batch-size must be at least 1")
+
+    @property
+    def num_warmup_epochs(self) -> int:
+        """Weights-only epochs: as given, else ``warmup_fraction`` of them but at least one (none in a 1-epoch search)."""
+        if self.warmup_epochs is not None:
+            return max(0, min(self.warmup_epochs, self.epochs))
+        return max(0, min(max(1, round(self.warmup_fraction * self.epochs)), self.epochs - 1))
+
+    def tau(self, epoch: float) -> float:
+        """Gumbel-softmax temperature at ``epoch`` (0-based; a fraction is a point inside the epoch)."""
+        if self.tau_schedule == "epoch":
+            return self.tau0 * math.exp(-self.tau_decay * math.floor(epoch))
+        return self.tau0 * (self.tau_end / self.tau0) ** min(1.0, max(0.0, epoch / self.epochs))
+
+    def w_lr_at(self, epoch: int) -> float:
+        """Cosine learning rate of the weights in epoch ``epoch``: from w_lr down towards 0 at the last epoch.
+
+        A closed form rather than a scheduler object: a resumed search that is given more epochs
+        follows the cosine of its new length.
+        """
+        return self.w_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+
+    def theta_steps(self, theta_images: int) -> int:
+        """θ steps of the whole search: θ batches per epoch (incomplete ones dropped) times the searching epochs."""
+        return (theta_images // self.batch_size) * (self.epochs - self.num_warmup_epochs)
+
+    def resolved_theta_lr(self, theta_images: int) -> float:
+        """``--theta-lr`` as given, else FBNet's 0.01 raised so that θ can travel ``theta_travel`` logits in its steps.
+
+        Adam's step is about its learning rate whatever the gradient's size, so the distance θ can move
+        is about lr × steps: 0.01 suits the paper's thousands of θ steps, a short search needs more.
+        """
+        if self.theta_lr is not None:
+            return float(self.theta_lr)
+        steps = max(MIN_THETA_STEPS, self.theta_steps(theta_images))
+        return max(PAPER_THETA_LR, self.theta_travel / steps)
+
+    def decide_weight(self, progress: float) -> float:
+        """Weight of the decision term at ``progress`` ∈ [0, 1] through the θ steps: a linear ramp to ``theta_decide``."""
+        return self.theta_decide * min(1.0, max(0.0, progress))
+
+    def check_splits(self, n_w: int, n_theta: int) -> None:
+        """Both splits hold at least one batch (incomplete batches are dropped, so a smaller split never trains)."""
+        bs = self.batch_size
+        need = math.ceil(bs / min(self.w_split, 1.0 - self.w_split) - 1e-9)
+        hint = f"use --subset {need} or more, or a smaller --batch-size"
+        if n_w < bs:
+            raise SearchConfigError(f"the weights' split has {n_w} images, fewer than one batch of {bs}: {hint}")
+        if self.epochs > self.num_warmup_epochs and n_theta < bs:
+            raise SearchConfigError(f"the θ split has {n_theta} images ({1 - self.w_split:.0%} of {n_w + n_theta}), "
+                                    f"fewer than one batch of {bs}: θ would never take a step; {hint}")
+
+
+@dataclass
+class CostSource:
+    """What a candidate costs: ``kind`` (flops, params, latency, or a bits search's size/bops) and, for
+    latency, the table: from a profiler-server (``server``, ``device``, ``runtime``, ``threads``,
+    ``token``, ETag-cached in ``cache_dir``) or a local file (``lut``)."""
+
+    kind: str = "flops"
+    server: str | None = None
+    device: str | None = None
+    runtime: str | None = None
+    threads: int | None = None
+    token: str | None = None
+    lut: str | None = None
+    cache_dir: str | None = None
+
+    def validate(self, kinds: tuple[str, ...]) -> None:
+        if self.kind not in kinds:
+            raise SearchConfigError(f"--cost must be one of {', '.join(kinds)}, not {self.kind!r}")
+        if self.kind == "latency" and not self.lut and not (self.server and self.device):
+            raise SearchConfigError("--cost latency needs --server URL --device NAME (or --lut FILE)")
+
+    @property
+    def from_server(self) -> bool:
+        """The table comes from a profiler-server (a local ``--lut`` file wins when both are given)."""
+        return bool(self.server and not self.lut)
+
+    def describe(self) -> dict[str, Any]:
+        """Where the table came from, for ``costs.json`` (never the token)."""
+        return {"server": self.server, "device": self.device, "runtime": self.runtime, "threads": self.threads,
+                "lut": self.lut}
+
+
+@dataclass
+class Objective:
+    """The loss: ``loss`` is the form (fbnet ``CE·α·log(C)^β``, additive, target) with its constants."""
+
+    loss: str = "fbnet"
+    alpha: float = 0.2
+    beta: float = 0.6
+    lam: float | None = None
+    target: float | None = None
+    target_tolerance: float = 0.02  # target loss: the shipped network's predicted cost within target·(1 ± this)
+    reference: float | None = None
+    cost_scale: float | None = None  # FBNet form only; None: see search.loss.default_cost_scale
+
+    def validate(self) -> None:
+        try:
+            self.loss_config()
+        except ValueError as exc:
+            raise SearchConfigError(str(exc)) from None
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(form=self.loss, alpha=self.alpha, beta=self.beta, lam=self.lam, reference=self.reference,
+                          target=self.target)
+
+    @property
+    def has_target(self) -> bool:
+        return self.loss == "target" and self.target is not None
+
+
+@dataclass
+class RunSettings:
+    """The data and the machinery a search runs on (docs/distributed.md for the last three)."""
+
+    data: str = "fashion-mnist"
+    subset: int | None = None
+    val_subset: int | None = None
+    bn_calibration: int = 2000  # hard mode: training images that recompute BN statistics of the evaluated path
+    image_size: int | None = None
+    seed: int = 0
+    torch_device: str = "auto"
+    num_threads: int | None = None
+    workers: int = 0
+    progress: bool = True
+    plots: bool = True
+    resume: bool = False
+    amp: str = "off"  # "bf16": forward passes under torch.autocast with bfloat16
+    channels_last: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across processes (GPUs only)
+
+
+# The parts, by the attribute that holds them; the flat name of CostSource.kind is "cost".
+PARTS: dict[str, type] = {"schedule": Schedule, "cost_source": CostSource, "objective": Objective, "run": RunSettings}
+_FLAT_RENAMES = {("cost_source", "kind"): "cost"}
+
+
+def _flat_names(part: str, cls: type) -> dict[str, str]:
+    """Flat option name -> field name of one part."""
+    return {_FLAT_RENAMES.get((part, f.name), f.name): f.name for f in dataclasses.fields(cls)}
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines a search; saved as ``DIR/config.json``."""
+
+    COST_KINDS: ClassVar[tuple[str, ...]] = COSTS
+
+    out: str
+    space: str = "fbnet-fmnist"
+    schedule: Schedule = field(default_factory=Schedule)
+    cost_source: CostSource = field(default_factory=CostSource)
+    objective: Objective = field(default_factory=Objective)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def __post_init__(self) -> None:
+        self.schedule.validate()
+        self.cost_source.validate(self.COST_KINDS)
+        self.objective.validate()
+
+    @classmethod
+    def from_flat(cls, **options: Any) -> "SearchConfig":
+        """A config from flat options (the command line's names), each routed to its part.
+
+        Parts start from this class's defaults (a bits search's differ), so only the given
+        options change. An unknown name is an error, as a misspelt keyword argument would be.
+        """
+        defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)  # type: ignore[misc]
+                    if f.name in PARTS}
+        routed: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
+        top: dict[str, Any] = {}
+        own = {f.name for f in dataclasses.fields(cls)} - set(PARTS)
+        for name, value in options.items():
+            for part, cls_part in PARTS.items():
+                names = _flat_names(part, cls_part)
+                if name in names:
+                    routed[part][names[name]] = value
+                    break
+            else:
+                if name not in own:
+                    raise TypeError(f"{cls.__name__} has no option {name!r}")
+                top[name] = value
+        parts = {part: dataclasses.replace(defaults[part], **given) for part, given in routed.items()}
+        return cls(**top, **parts)
+
+    def flat(self) -> dict[str, Any]:
+        """Every option under its flat (command-line) name."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in PARTS}
+        for part, cls_part in PARTS.items():
+            for flat_name, name in _flat_names(part, cls_part).items():
+                d[flat_name] = getattr(getattr(self, part), name)
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["cost_source"].pop("token", None)  # never write a secret into the run folder
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        """A config from ``to_dict``'s layout or the flat one of runs made before the split; unknown keys are ignored."""
+        flat = flat_options(d)
+        known = {f.name for f in dataclasses.fields(cls)} - set(PARTS)
+        for part, cls_part in PARTS.items():
+            known |= set(_flat_names(part, cls_part))
+        return cls.from_flat(**{k: v for k, v in flat.items() if k in known})
+
+
+def flat_options(d: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (either layout) as flat options."""
+    flat = {k: v for k, v in d.items() if k not in PARTS}
+    for part, cls_part in PARTS.items():
+        if isinstance(d.get(part), dict):
+            names = {name: flat_name for flat_name, name in _flat_names(part, cls_part).items()}
+            flat.update({names.get(k, k): v for k, v in d[part].items()})
+    return flat
