@@ -1,0 +1,87 @@
+"""GET /lut/{device}?format=ofa-yaml|proxyless-yaml: any table in the Once-for-All / ProxylessNAS layout; import(export) round trip."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from hwnas.client import ProfilerClient
+from hwnas.opkey import OVERHEAD_KEY
+from hwnas.schemas import Lut
+from profiler_server.published_presets import PRESETS
+from tests.support.live_server import LiveServer
+from tests.support.measurements import batch, result
+
+REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
+pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference-data is not next to this checkout")
+
+
+def lut(server: LiveServer, device: str) -> Lut:
+    return Lut.model_validate_json(httpx.get(f"{server.url}/lut/{device}", timeout=30).content)
+
+
+def export(server: LiveServer, device: str, fmt: str) -> httpx.Response:
+    response = httpx.get(f"{server.url}/lut/{device}", params={"format": fmt}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/yaml")
+    return response
+
+
+def imported(admin: ProfilerClient, preset: str, content: str | None = None) -> str:
+    device = f"{preset}-{uuid.uuid4().hex[:6]}"
+    request = PRESETS[preset].request(content if content is not None else (REF / PRESETS[preset].path).read_text())
+    admin.import_lut(request.model_copy(update={"device": device}))
+    return device
+
+
+@pytest.mark.parametrize(("preset", "fmt"), [("note10-ofa", "ofa-yaml"), ("pixel1-proxylessnas", "proxyless-yaml")])
+def test_an_imported_table_exports_as_the_file_it_came_from(server: LiveServer, preset: str, fmt: str) -> None:
+    with server.client("admin") as admin:
+        device = imported(admin, preset)
+    published = yaml.safe_load((REF / PRESETS[preset].path).read_text())
+    assert yaml.safe_load(export(server, device, fmt).text) == published  # every key, count, mean and std/var, exactly
+
+
+@pytest.mark.parametrize(("preset", "fmt"), [("note10-ofa", "ofa-yaml"), ("pixel1-proxylessnas", "proxyless-yaml")])
+def test_import_of_an_export_gives_back_the_same_entries(server: LiveServer, preset: str, fmt: str) -> None:
+    with server.client("admin") as admin:
+        first = imported(admin, preset)
+        again = imported(admin, preset, export(server, first, fmt).text)
+    a, b = lut(server, first), lut(server, again)
+    assert a.entries.keys() == b.entries.keys()
+    assert max(abs(a.entries[k].median_ms - b.entries[k].median_ms) for k in a.entries) == 0.0
+    assert all((a.entries[k].n, a.entries[k].std_ms) == (b.entries[k].n, b.entries[k].std_ms) for k in a.entries)
+
+
+def test_a_measured_table_exports_what_its_layout_can_say(server: LiveServer, device: str) -> None:
+    keys = {"mb_se_hs_k5_s1_o136_m408@1x136x14x14": 2.0, "mb_k3_s2_o32_m72@1x24x112x112": 1.5, "conv_hs_k3_s2_o24@1x3x224x224": 1.0,
+            "ir_k3_e6_g1_s2_o24@1x16x112x112": 3.0, "skip_s1_o16@1x16x112x112": 0.1, OVERHEAD_KEY: 0.05}
+    with server.client("agent") as agent:
+        agent.post_measurements(batch(device, [result(k, ms) for k, ms in keys.items()], runtime="ort"))
+    ofa = export(server, device, "ofa-yaml").text
+    header = [line for line in ofa.splitlines() if line.startswith("#")]
+    assert any("ir_k3_e6_g1_s2_o24@1x16x112x112" in line for line in header) and any("skip_s1_o16" in line for line in header)
+    assert any("overhead_ms 0.05" in line for line in header)
+    entries = yaml.safe_load(ofa)
+    assert set(entries) == {"expanded_conv-input:14x14x136-output:14x14x136-expand:408-kernel:5-stride:1-idskip:1-se:1-hs:1",
+                            "expanded_conv-input:112x112x24-output:56x56x32-expand:72-kernel:3-stride:2-idskip:0-se:0-hs:0",
+                            "Conv-input:224x224x3-output:112x112x24"}
+    # "mean" is the value hwnas predicts with: the burst minimum of a measured entry (result() sets min = 0.8 median).
+    assert entries["Conv-input:224x224x3-output:112x112x24"] == {"count": 50, "mean": 0.8, "std": 0.05}
+    proxyless = yaml.safe_load(export(server, device, "proxyless-yaml").text)
+    assert proxyless == {"expanded_conv-input:112x112x16-output:56x56x24-expand:6-kernel:3-stride:2-idskip:0":
+                         {"count": 50, "mean": 2.4000000000000004, "var": 0.05 ** 2}}
+    with server.client("admin") as admin:
+        back = imported(admin, "note10-ofa", ofa)
+    assert {k: e.median_ms for k, e in lut(server, back).entries.items()} == {
+        "mb_se_hs_k5_s1_o136_m408@1x136x14x14": 1.6, "mb_k3_s2_o32_m72@1x24x112x112": 1.2000000000000002, "conv_hs_k3_s2_o24@1x3x224x224": 0.8}
+
+
+def test_an_unknown_format_is_a_422_naming_the_parameter(server: LiveServer, device: str) -> None:
+    response = httpx.get(f"{server.url}/lut/{device}", params={"format": "tflite-yaml"}, timeout=30)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "format"
+    assert "ofa-yaml" in response.json()["detail"]
