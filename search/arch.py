@@ -126,7 +126,7 @@ class Architecture:
 
     # -- what it is made of
     def op_keys(self) -> list[str]:
-        """Every operator key of the network in order: stem, one per layer, head conv, gap_fc."""
+        """Every operator key of the network in order: stem, one per layer, head operators, classifier."""
         space = self.resolve_space()
         keys = [space.stem_spec().key]
         keys += [layer.spec(c).key for layer, c in zip(space.layers(), self.choices)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -220,3 +222,23 @@ def test_zero_is_a_free_dropped_layer() -> None:
     with pytest.raises(MissingEntriesError) as info:
         LatencyCost(table).layer_costs(space)
     assert info.value.keys == ["ir_k3_e3_g1_s1_o8@1x8x16x16"]  # the real operator is named, zero never is
+
+
+@pytest.mark.parametrize("key", ["mb_se_hs_k5_s1_o24_m72@1x24x8x8", "conv_hs_nobn_k1_s1_o32@1x16x1x1", "gap@1x16x5x5", "fc_o10@1x16x1x1"])
+def test_the_device_agent_exports_the_new_operators_and_onnxruntime_agrees(key: str, tmp_path: Path) -> None:
+    # The agent turns a job's key into a model through the same registry (device_agent/models.py -> search.export).
+    import numpy as np
+    import onnxruntime as ort
+
+    from device_agent.models import ModelCache
+    from search.export import op_module
+
+    item = ModelCache(tmp_path).item(key, "onnxruntime")
+    assert item.model.is_file() and tuple(item.input_shape) == OpSpec.parse(key).shape
+    module, x = op_module(key)
+    with torch.no_grad():
+        want = module(x).numpy()
+    session = ort.InferenceSession(str(item.model), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert ModelCache(tmp_path).item(key, "torchscript").model.stat().st_size > 0
