@@ -35,6 +35,10 @@ Binary = Annotated[Optional[list[Path]], typer.Option(
 Libs = Annotated[Optional[list[Path]], typer.Option(
     "--benchmark-lib", help="A shared library the binary needs (e.g. libonnxruntime.so), pushed next to it; repeatable.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+Bytecode = Annotated[Optional[int], typer.Option(
+    "--bytecode-version", help="Save TorchScript models at this lite-interpreter bytecode version, for a phone whose "
+    "PyTorch is older than this torch (it says which it reads: 'model version must be between 3 and 7' -> 7). "
+    "Default: the version the installed torch writes (8 for torch 2.x); the agent names the flag when a phone refuses.")]
 Clock = Annotated[str, typer.Option("--clock", help="--local timing: auto (thread CPU time with 1 thread, wall "
                                     "otherwise), wall, or cpu. CPU time ignores preemption on a shared host.")]
 
@@ -119,6 +123,7 @@ def run(
     cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache (default ~/.cache/hwnas/models).")] = None,
     key: Annotated[Optional[Path], typer.Option("--adb-key", help="ADB private key (default ~/.android/adbkey, else generated).")] = None,
     clock: Clock = "auto",
+    bytecode_version: Bytecode = None,
     verbose: Verbose = False,
 ) -> None:
     """Register the device, claim its profiling jobs, measure, upload after every batch, repeat.
@@ -126,11 +131,13 @@ def run(
     Example: device-agent run --serial 192.168.1.20:5555 --server http://lab:8000 --token $T
     --benchmark-binary build/Android/Release/onnxruntime_perf_test --once
     """
+    from device_agent.bytecode import check_version
     from device_agent.jobloop import Agent, AgentConfig
     from device_agent.protocol import CoolDown
     from device_agent.runtimes.base import RUNTIMES, check_runtime
 
     _setup_logging(verbose)
+    check_version(bytecode_version)  # before anything is touched
     if not server:
         raise ConfigError("no server: give --server URL or set HWNAS_SERVER")
     runtimes = tuple(check_runtime(r) for r in runtime) if runtime else tuple(RUNTIMES)
@@ -139,7 +146,8 @@ def run(
                       libs=list(benchmark_lib or []), runtime_version=runtime_version, lease_s=lease_s,
                       poll_s=poll_s, upload_deadline_s=upload_deadline_s, batch_size=batch_size, once=once,
                       pin=not no_pin, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
-                      cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir, clock=clock)
+                      cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir, clock=clock,
+                      bytecode_version=bytecode_version)
     from hwnas.client import ProfilerClient
 
     stop = _stop_on_signals()
@@ -226,6 +234,7 @@ def profile(
     cv_threshold: Annotated[float, typer.Option(min=0.0)] = 0.05,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache.")] = None,
     key: Annotated[Optional[Path], typer.Option("--adb-key", help="ADB private key.")] = None,
+    bytecode_version: Bytecode = None,
     verbose: Verbose = False,
 ) -> None:
     """Measure a list of operator keys now and upload them (when --server is given); print the table.
@@ -241,7 +250,7 @@ def profile(
     cfg = AgentConfig(name=name, binaries=_binaries(benchmark_binary, runtime), libs=list(benchmark_lib or []),
                       runtime_version=runtime_version,
                       batch_size=batch_size, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
-                      cache_dir=cache_dir)
+                      cache_dir=cache_dir, bytecode_version=bytecode_version)
     stop = _stop_on_signals()
     client = None
     if server:

@@ -6,11 +6,17 @@ operator: failing its key for good on the server would lose a job to a fault tha
 files fixes. Such failures are retried after the files are pushed again; only when they persist is
 the job given back with the reason. Everything else (the program ran and rejected the model, or
 crashed on it) is the operator's and fails that key with the program's own message.
+
+A ``.ptl`` whose bytecode the phone's lite interpreter does not read is the device's too (every
+operator would fail alike), but pushing the same files again cannot cure it: ``fix_for`` names the
+``--bytecode-version`` that does, from the range the phone's PyTorch printed.
 """
 
 from __future__ import annotations
 
 import re
+
+from device_agent.parsers import parse_bytecode_rejection
 
 # sh's "cannot execute" and "not found", as the batch script reports them (``benchmark exited N: ...``).
 DEVICE_EXIT_CODES = frozenset({126, 127})
@@ -24,6 +30,7 @@ DEVICE_PATTERNS = (
     r"not executable: (32|64)-bit",
     r"taskset: (failed|sched_setaffinity)",
     r"Permission denied",
+    r"Lite Interpreter version number does not match",  # torch/csrc/jit/mobile: bytecode out of its range
 )
 _EXIT_RX = re.compile(r"benchmark exited (\d+)")
 _DEVICE_RX = re.compile("|".join(f"(?:{p})" for p in DEVICE_PATTERNS))
@@ -41,3 +48,13 @@ def split_failures(failures: dict[str, str]) -> tuple[dict[str, str], dict[str, 
     """``failures`` (key → reason) as (the operators' own, the device's)."""
     device = {k: r for k, r in failures.items() if is_device_fault(r)}
     return {k: r for k, r in failures.items() if k not in device}, device
+
+
+def fix_for(reason: str) -> str:
+    """What the user must change when re-staging cannot help ('' when it may): the bytecode version to save at."""
+    rejected = parse_bytecode_rejection(reason)
+    if rejected is None:
+        return ""
+    return (f"the phone's PyTorch reads TorchScript bytecode versions {rejected.min_version} to "
+            f"{rejected.max_version}, the models were saved at version {rejected.model_version}: run the agent "
+            f"with --bytecode-version {rejected.max_version}")

@@ -30,7 +30,7 @@ from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, Measureme
 
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, ServerError
-from device_agent.faults import is_device_fault, split_failures
+from device_agent.faults import fix_for, is_device_fault, split_failures
 from device_agent.models import ModelCache
 from device_agent.networks import measure_job_with_networks
 from device_agent.parsers import ThermalState
@@ -67,6 +67,7 @@ class AgentConfig:
     cache_dir: Path | None = None
     measure_overhead: bool = True
     clock: str = "auto"  # --local only: auto | wall | cpu (runtimes/local.py)
+    bytecode_version: int | None = None  # TorchScript .ptl models saved at this version (None: as torch writes)
 
 
 def binary_runtime(path: Path, default: str | None) -> str:
@@ -128,7 +129,7 @@ class Agent:
         self.make_client = make_client
         self.local = local
         self.stop = stop or threading.Event()
-        self.cache = ModelCache(cfg.cache_dir)
+        self.cache = ModelCache(cfg.cache_dir, cfg.bytecode_version)
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"[:128]
         self.facts: PhoneFacts | None = None
         self.name: str | None = cfg.name
@@ -251,6 +252,8 @@ class Agent:
             **runner.state(),
             **outcome.state,
         }
+        if runner.runtime == "torchscript":
+            state["bytecode_version"] = self.cache.torchscript_bytecode()  # what the phone's runtime was given
         return outcome, state
 
     def measure_keys(self, keys: Sequence[str], runtime: str, threads: int, job_id: int | None = None,
@@ -351,6 +354,9 @@ class Agent:
         if not device_faults:
             return 0
         key, reason = next(iter(device_faults.items()))
+        fix = fix_for(reason)
+        if fix:  # pushing the files again cannot cure it (a bytecode the phone does not read): say what does
+            raise DeviceFault(f"{self.device.serial}: {reason[:300]} — {fix}")
         if faults >= self.cfg.device_fault_retries:
             raise DeviceFault(f"{self.device.serial}: the benchmark program still cannot run after pushing its files "
                               f"again {faults} time(s): {reason}")

@@ -3,7 +3,10 @@
 ``ModelCache(root).item(key, runtime)`` gives an ``Item`` (model file + input shape); the
 file is exported by ``search.export.export_op`` the first time and reused afterwards, by
 every agent on this host (writes are atomic renames). The empty model behind
-``__overhead__`` is an Identity on a 1x1x1x1 tensor: the fixed cost of one call.
+``__overhead__`` is an Identity on a 1x1x1x1 tensor: the fixed cost of one call. TorchScript
+models are saved at the bytecode version asked for (``ModelCache(root, bytecode_version=7)``,
+``device-agent run --bytecode-version``; default: what the installed torch writes), each version
+in a folder of its own (``torchscript-bc7``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from hwnas.opkey import OVERHEAD_KEY, OpKeyError, OpSpec
 
+from device_agent import bytecode
 from device_agent.errors import ModelBuildError
 from device_agent.runtimes.base import RUNTIMES, Item, check_runtime
 
@@ -58,13 +62,20 @@ def md5_of(path: Path) -> str:
 class ModelCache:
     """Exported operator models on disk, one per (runtime format, key)."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, bytecode_version: int | None = None) -> None:
         self.root = Path(root) if root else default_cache_dir()
+        self.bytecode_version = bytecode.check_version(bytecode_version)  # None: as the installed torch writes
         self._lock = threading.Lock()
 
     def path(self, key: str, runtime: str) -> Path:
         fmt, suffix = RUNTIMES[check_runtime(runtime)]
+        if fmt == "torchscript" and self.bytecode_version is not None:
+            fmt = f"{fmt}-bc{self.bytecode_version}"
         return self.root / _CACHE_VERSION / fmt / file_name(key, suffix)
+
+    def torchscript_bytecode(self) -> int:
+        """The bytecode version this cache's TorchScript models are saved at (recorded with every upload)."""
+        return self.bytecode_version if self.bytecode_version is not None else bytecode.supported_versions()[1]
 
     def item(self, key: str, runtime: str) -> Item:
         """The model of ``key`` for ``runtime``, exported now if not cached."""
@@ -103,6 +114,8 @@ class ModelCache:
         try:
             with self._lock:
                 export(tmp)
+                if path.suffix == ".ptl" and self.bytecode_version is not None:
+                    bytecode.backport(tmp, self.bytecode_version)
             os.replace(tmp, path)
         except ModelBuildError:
             raise

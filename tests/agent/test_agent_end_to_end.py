@@ -62,7 +62,8 @@ def _wait_for_text(path: Path, text: str, timeout_s: float = 60.0) -> None:
     """Poll ``path`` until it contains ``text`` (a deadline, not a guess at how long it takes)."""
     deadline = time.monotonic() + timeout_s
     while text not in (path.read_text() if path.exists() else ""):
-        assert time.monotonic() < deadline, f"{path} never said {text!r}:\n{path.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, \
+            f"{path} never said {text!r}:\n{path.read_text()[-2000:] if path.exists() else '(no such file)'}"
         time.sleep(0.05)
 
 
@@ -311,3 +312,44 @@ def test_run_local_measures_on_this_host(server: LiveServer, model_cache_dir: Pa
     with server.client() as c:
         lut = c.get_lut(name).lut
     assert lut is not None and lut.runtime_version and "loopback" not in lut.runtime_version
+
+
+def test_stopping_the_agent_leaves_no_burst_running_on_the_phone(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    port, root, _ = phone  # a loopback phone like a real one: adbd does not end a closed stream's command
+    name, job = _phone_job(server, port, model_cache_dir, SLOW_KEYS[:4])
+    # The program records "<script pid> <own pid>" per call. The first call waits until the agent was told to
+    # stop, then fails; every later call would run for 5 minutes unless the agent ends its script.
+    program = tmp_path / "onnxruntime_perf_test"
+    program.write_text('#!/bin/sh\nif [ $# -eq 0 ]; then echo "usage: onnxruntime_perf_test [options...] model_path"; exit 1; fi\n'
+                       'echo "$PPID $$" >> calls.pids\n'
+                       'if [ "$(wc -l < calls.pids)" -eq 1 ]; then while [ ! -e go ]; do sleep 0.02; done; '
+                       'echo "Run failed: stand-in"; exit 1; fi\nexec sleep 300\n')
+    program.chmod(0o755)
+    work = root / "data/local/tmp/hwnas"
+    log = tmp_path / "agent.log"
+    with open(log, "w") as fh:
+        agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--benchmark-binary", str(program), *SLOW_RUN),
+                                 stdout=fh, stderr=subprocess.STDOUT, env=env())
+        try:
+            _wait_for_text(work / "calls.pids", " ")  # the first call runs on the phone
+            agent.send_signal(signal.SIGINT)
+            _wait_for_text(log, "stopping: finishing the current measurement")
+            (work / "go").touch()  # ...the call ends, the agent leaves the script and exits
+            assert agent.wait(timeout=90) == 130, log.read_text()[-3000:]
+        finally:
+            kill(agent)
+    pids = {int(p) for p in (work / "calls.pids").read_text().split()}
+    deadline = time.monotonic() + 20
+    while any(_running(p) for p in pids):
+        assert time.monotonic() < deadline, f"left running on the phone: {[p for p in pids if _running(p)]}"
+        time.sleep(0.05)
+    assert not list((work / "run").glob("*.pid"))
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_agent.faults import is_device_fault, split_failures
+from device_agent.faults import fix_for, is_device_fault, split_failures
 
 
 @pytest.mark.parametrize("reason", [
@@ -32,3 +32,16 @@ def test_split_failures_keeps_every_key_once() -> None:
     failures = {"a": "onnxruntime benchmark exited 127: not found", "b": "onnxruntime benchmark exited 1: Invalid model"}
     ops, device = split_failures(failures)
     assert ops == {"b": failures["b"]} and device == {"a": failures["a"]}
+
+
+def test_a_bytecode_the_phone_does_not_read_is_a_device_fault_with_the_flag_that_fixes_it() -> None:
+    reason = ("torchscript benchmark exited 134: libc++abi: terminating with uncaught exception of type c10::Error: "
+              "Lite Interpreter version number does not match. The model version must be between 3 and 7 but the "
+              "model version is 8 ()")
+    assert is_device_fault(reason)
+    fix = fix_for(reason)
+    assert "versions 3 to 7" in fix and "saved at version 8" in fix and "--bytecode-version 7" in fix
+
+
+def test_faults_that_pushing_again_may_cure_have_no_fix() -> None:
+    assert fix_for("onnxruntime benchmark exited 127: sh: ./bin/onnxruntime_perf_test: not found") == ""
