@@ -13,8 +13,6 @@ import typer
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from hwnas import schemas
-
 app = typer.Typer(
     name="profiler-server",
     help="The hwnas profiler server: devices, measurements, profiling jobs and latency tables over REST.",
@@ -177,14 +175,6 @@ def token_list(database_url: DatabaseUrl = None) -> None:
                    f"{', '.join(r.devices) if r.devices else 'any'}")
 
 
-def _echo_import(result: "schemas.LutImportResult") -> None:
-    typer.echo(f"{result.device} {result.runtime}/{result.threads}: {result.status}, {result.entries} entries"
-               + (f", overhead {result.overhead_ms!r} ms" if result.overhead_ms is not None else "")
-               + f", {len(result.unmappable)} unmappable")
-    for u in result.unmappable:
-        typer.echo(f"  unmappable {u.key}: {u.reason}")
-
-
 @app.command("import")
 def import_table(
     file: Annotated[str | None, typer.Argument(help="The published file (YAML or JSON).", show_default=False)] = None,
@@ -221,16 +211,16 @@ def import_table(
     from pydantic import ValidationError
 
     from hwnas import schemas
-    from profiler_server.published_presets import PRESETS
+    from profiler_server.errors import ServiceError
+    from profiler_server.published_presets import PRESETS, UnknownPreset, import_report, import_request, validation_message
     from profiler_server.services.imports import import_table as do_import
 
     if list_presets:
         for name, p in PRESETS.items():
             typer.echo(f"{name:<22} {p.format:<16} {p.path}  ({p.source.project}, {p.source.source_device})")
         return
-    if sum(x is not None for x in (preset, all_in)) > 1 or (all_in is None and file is None):
+    if (all_in is None) == (file is None) or (all_in is not None and preset is not None):
         _fail("give a FILE (with --preset or the source options), or --all FOLDER")
-    requests: list[tuple[Path, schemas.LutImport]] = []
 
     def read(path: Path) -> str:
         try:
@@ -238,38 +228,29 @@ def import_table(
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"{path}: cannot read: {exc}")
 
-    try:
-        if all_in is not None:
-            folder = Path(all_in)
-            found = [p for p in PRESETS.values() if (folder / p.path).is_file()]
-            if not found:
-                _fail(f"{folder}: none of the known files is there (see --list)")
-            requests = [(folder / p.path, p.request(read(folder / p.path), replace)) for p in found]
-        else:
-            path = Path(file)  # type: ignore[arg-type]
-            base = PRESETS[preset].request("", replace).model_dump() if preset is not None else {"source": {}}
-            if preset is not None and preset not in PRESETS:
-                _fail(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
-            given = {"format": fmt, "device": device, "runtime": runtime, "runtime_version": runtime_version, "threads": threads, "column": column}
-            base.update({k: v for k, v in given.items() if v is not None})
-            sources = {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
-                       "source_runtime": source_runtime, "licence": licence, "url": url}
-            base["source"].update({k: v for k, v in sources.items() if v is not None})
-            base["content"] = read(path)
-            requests = [(path, schemas.LutImport.model_validate(base))]
-    except KeyError:
-        _fail(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
-    except ValidationError as exc:
-        _fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()))
-    from profiler_server.errors import ServiceError
-
+    requests: list[tuple[Path, schemas.LutImport]] = []
+    if all_in is not None:
+        folder = Path(all_in)
+        found = [p for p in PRESETS.values() if (folder / p.path).is_file()]
+        if not found:
+            _fail(f"{folder}: none of the known files is there (see --list)")
+        requests = [(folder / p.path, p.request(read(folder / p.path), replace)) for p in found]
+    else:
+        path = Path(file)  # type: ignore[arg-type]
+        table = {"format": fmt, "device": device, "runtime": runtime, "runtime_version": runtime_version, "threads": threads, "column": column}
+        source = {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
+                  "source_runtime": source_runtime, "licence": licence, "url": url}
+        try:
+            requests = [(path, import_request(read(path), preset, replace, table, source))]
+        except (UnknownPreset, ValidationError) as exc:
+            _fail(validation_message(exc))
     for path, request in requests:  # one transaction per table: a bad file leaves nothing half-imported
         with _session(database_url) as session:
             try:
                 result = do_import(session, request, imported_by="profiler-server import")
             except ServiceError as exc:
                 _fail(f"{path}: {exc.detail}")
-        _echo_import(result)
+        typer.echo("\n".join(import_report(result)))
 
 
 @db_app.command("upgrade")

@@ -11,6 +11,7 @@ networks), ``note10-ofa-160`` … ``note10-ofa-208`` the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hwnas import schemas
 
@@ -85,3 +86,39 @@ PRESETS: dict[str, Preset] = {
         _hwnb("fpga", "FPGA", "fpga"),
     ]
 }
+
+
+class UnknownPreset(KeyError):
+    """A preset name that is not in PRESETS."""
+
+    def __str__(self) -> str:
+        return f"unknown preset {self.args[0]!r}; one of {', '.join(PRESETS)}"
+
+
+def import_request(content: str, preset: str | None, replace: bool, table: dict[str, Any], source: dict[str, Any]) -> schemas.LutImport:
+    """The import request for ``content``: a preset's names and provenance (if any), with the options given over them.
+
+    ``table``: format, device, runtime, runtime_version, threads, column; ``source``: the ImportSource fields;
+    None values are not given. Raises UnknownPreset or pydantic's ValidationError.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise UnknownPreset(preset)
+    body = PRESETS[preset].request(content, replace).model_dump() if preset else {"source": {}, "content": content, "replace": replace}
+    body.update({k: v for k, v in table.items() if v is not None})
+    body["source"].update({k: v for k, v in source.items() if v is not None})
+    return schemas.LutImport.model_validate(body)
+
+
+def import_report(result: schemas.LutImportResult) -> list[str]:
+    """What an import did, as the command lines print it: one line, then one per unmappable entry."""
+    head = (f"{result.device} {result.runtime}/{result.threads}: {result.status}, {result.entries} entries"
+            + (f", overhead {result.overhead_ms!r} ms" if result.overhead_ms is not None else "") + f", {len(result.unmappable)} unmappable")
+    return [head] + [f"  unmappable {u.key}: {u.reason}" for u in result.unmappable]
+
+
+def validation_message(exc: Exception) -> str:
+    """One line from a pydantic ValidationError: each field and what is wrong with it."""
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc)
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors())

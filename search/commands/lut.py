@@ -171,35 +171,27 @@ def import_(
     """
     from pydantic import ValidationError
 
-    from hwnas import schemas
     from hwnas.client import ApiError, ProfilerClient
-    from profiler_server.published_presets import PRESETS  # torch-free catalogue of the known tables
+    from profiler_server.published_presets import UnknownPreset, import_report, import_request, validation_message  # torch-free
 
     with user_errors():
         try:
             content = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise fail(f"cannot read {file}: {exc}", 2) from None
-        if preset is not None and preset not in PRESETS:
-            raise fail(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}", 2)
-        body = PRESETS[preset].request(content, replace).model_dump() if preset else {"source": {}, "content": content, "replace": replace}
-        given = {"format": fmt, "device": device, "runtime": runtime, "threads": threads, "column": column}
-        body.update({k: v for k, v in given.items() if v is not None})
-        body["source"].update({k: v for k, v in {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
-                                                 "source_runtime": source_runtime, "licence": licence, "url": url}.items() if v is not None})
+        table = {"format": fmt, "device": device, "runtime": runtime, "threads": threads, "column": column}
+        source = {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
+                  "source_runtime": source_runtime, "licence": licence, "url": url}
         try:
-            request = schemas.LutImport.model_validate(body)
-        except ValidationError as exc:
-            raise fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()), 2) from None
+            request = import_request(content, preset, replace, table, source)
+        except (UnknownPreset, ValidationError) as exc:
+            raise fail(validation_message(exc), 2) from None
         with ProfilerClient(server, token=token) as client:
             try:
                 result = client.import_lut(request)
             except ApiError as exc:  # name the file: the server's message names the place in it
                 raise fail(f"{file}: {exc}") from None
-        typer.echo(f"{result.device} {result.runtime}/{result.threads}: {result.status}, {result.entries} entries, "
-                   f"{len(result.unmappable)} unmappable")
-        for u in result.unmappable:
-            typer.echo(f"  unmappable {u.key}: {u.reason}")
+        typer.echo("\n".join(import_report(result)))
 
 
 @lut_app.command("export")

@@ -49,6 +49,9 @@ def test_a_wrong_file_is_one_line_naming_it_and_imports_nothing(tmp_path: Path) 
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     listed = run("import", "--list")
     assert listed.returncode == 0 and "note10-ofa-160" in listed.stdout and "raspi4-hwnasbench" in listed.stdout
+    unknown = run("import", str(wrong), "--preset", "note10", "--database-url", url)
+    assert unknown.returncode == 1 and "unknown preset 'note10'" in unknown.stderr
+    assert "Examples: profiler-server import --all" in run("import", "--help").stdout
 
 
 def test_hwnas_lut_import_and_export_through_the_server(server: LiveServer, tmp_path: Path) -> None:
