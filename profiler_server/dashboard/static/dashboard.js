@@ -72,7 +72,20 @@ function progressBar(job) {
 
 function tableLink(device, t) {
   const q = new URLSearchParams({ device, runtime: t.runtime, threads: t.threads });
-  return el("a", { href: "/ui/table.html?" + q }, `${t.runtime} × ${t.threads}: ${t.entries} entries`);
+  return el("a", { href: "/ui/table.html?" + q }, `${t.runtime} × ${t.threads}: ${t.entries} entries`
+    + (t.source ? ` (imported from ${t.source.project})` : ""));
+}
+
+function sourceNote(source) {
+  // An imported table says where it comes from, under what terms, and what it left out (all as text).
+  if (!source) return null;
+  const commit = source.commit ? ` @ ${source.commit.slice(0, 7)}` : "";
+  return el("div", { id: "source", class: "source" },
+    el("p", {}, `Imported, read-only: ${source.project}, ${source.file}${commit}; measured on ${source.source_device}`
+      + (source.source_runtime ? ` with ${source.source_runtime}` : "") + `. Licence: ${source.licence}`),
+    source.gauge ? el("p", { class: "muted" }, source.gauge) : null,
+    source.unmappable.length ? el("p", { class: "muted" }, `${source.unmappable.length} published entries left out: `
+      + source.unmappable.map(u => `${u.key} (${u.reason})`).join("; ")) : null);
 }
 
 function show(main, ...nodes) {
@@ -275,6 +288,7 @@ async function tablePage(main) {
       cal ? ` · calibrated on ${cal.networks} networks: × ${cal.scale.toFixed(3)} ${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms · ` : " · not calibrated",
       cal ? el("a", { id: "validation-link", href: "/ui/validation.html?" + new URLSearchParams({ device, runtime: lut.runtime, threads: lut.threads }) },
         "predicted vs measured networks") : null),
+    sourceNote(lut.source),
     el("div", { class: "controls" }, filter, el("span", { id: "shown" }),
       el("button", { onclick: () => download(device, query, "csv") }, "download CSV"),
       el("button", { onclick: () => download(device, query, "json") }, "download JSON")),
