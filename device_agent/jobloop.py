@@ -345,6 +345,35 @@ class Agent:
                                   f"{reason[:300]} — build it for {abi} and pass its shared libraries with "
                                   "--benchmark-lib (docs/device-agent.md)")
             log.info("%s starts on %s", tool, self.device.serial)
+            if runtime == "torchscript":
+                self._check_bytecode(runner)
+
+    def _check_bytecode(self, runner: Runner) -> None:
+        """Load the empty model on the phone once: a PyTorch older than this torch says which bytecode it reads.
+
+        Without ``--bytecode-version`` the models are then saved at the newest version the phone reads;
+        a version given and refused stops the agent with the one that works.
+        """
+        from device_agent import bytecode
+        from device_agent.parsers import parse_bytecode_rejection
+
+        item = self.cache.overhead("torchscript")
+        self._with_reconnect(lambda: runner.prepare([item]), first=True)
+        model = shlex.quote(runner.remote_model(item))  # type: ignore[attr-defined]  # a BinaryRunner
+        result = self.device.run(f'cd {shlex.quote(self.device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" '
+                                 f'./{runner.remote_binary} --model={model} --input_dims=1,1,1,1 '  # type: ignore[attr-defined]
+                                 "--input_type=float --iter=1 2>&1", check=False)
+        rejected = parse_bytecode_rejection(result.output)
+        if rejected is None:
+            return
+        oldest, _ = bytecode.supported_versions()
+        reason = f"torchscript benchmark exited {result.rc}: {result.output.strip()[:300]}"
+        if self.cfg.bytecode_version is not None or not oldest <= rejected.max_version:
+            raise DeviceFault(f"{self.device.serial}: {reason} — {fix_for(reason)}")
+        log.warning("the phone's PyTorch reads TorchScript bytecode versions %d to %d: saving the models at %d "
+                    "(--bytecode-version to choose)", rejected.min_version, rejected.max_version, rejected.max_version)
+        self.cache = ModelCache(self.cache.root, rejected.max_version)
+        runner.forget_files()  # type: ignore[attr-defined]  # the same file names now hold older bytecode
 
     def _device_faults(self, device_faults: dict[str, str], runner: Runner, faults: int) -> int:
         """After a batch: re-stage the files when the program could not run (its keys stay pending); the new count.

@@ -3,6 +3,7 @@ loopback device subprocess and a live server (SQLite, and PostgreSQL when TEST_D
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from device_agent.deviceinfo import read_facts
 from device_agent.models import ModelCache
@@ -353,3 +355,73 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# A speed_benchmark_torch built from a PyTorch that reads bytecode 3..7 (the message its loader prints for
+# a newer .ptl, torch/csrc/jit/mobile), otherwise printing what the real program prints. The model's
+# version is the first integer of its bytecode.pkl.
+OLD_TORCH_PROGRAM = '''#!/bin/sh
+exec "$HWNAS_STANDIN_PYTHON" - "$@" <<'PY'
+import pickletools, sys, zipfile
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+if "model" not in args:
+    print("Run speed benchmark for pytorch model."); sys.exit(1)
+with zipfile.ZipFile(args["model"]) as z:
+    pkl = z.read(next(n for n in z.namelist() if n.endswith("/bytecode.pkl")))
+version = next(arg for op, arg, _ in pickletools.genops(pkl) if op.name.startswith(("BININT", "INT", "LONG")))
+if version > 7:
+    print("libc++abi: terminating with uncaught exception of type c10::Error: Lite Interpreter version number does "
+          f"not match. The model version must be between 3 and 7 but the model version is {version} ()")
+    sys.exit(134)
+print("Starting benchmark.\\nRunning warmup runs.\\nMain runs.")
+for _ in range(int(args.get("iter", 10))):
+    print('PyTorchObserver {"type": "NET", "unit": "us", "metric": "latency", "value": "5"}')
+print("Main run finished. Microseconds per iter: 5.5. Iters per second: 181818")
+PY
+'''
+
+
+def _old_torch_program(tmp_path: Path) -> Path:
+    program = tmp_path / "speed_benchmark_torch"
+    program.write_text(OLD_TORCH_PROGRAM)
+    program.chmod(0o755)
+    return program
+
+
+def test_a_phone_with_an_older_pytorch_gets_models_at_the_bytecode_it_reads(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    from torch.jit.mobile import _get_model_bytecode_version
+
+    port, root, _ = phone
+    keys = FMNIST_KEYS[:2]
+    name = _register(server, f"127.0.0.1:{port}")
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="torchscript", threads=1, keys=keys))
+    r = subprocess.run(_agent(server, port, tmp_path / "cache", "--benchmark-binary", str(_old_torch_program(tmp_path)),
+                              "--runtime", "torchscript", *FAST_PROTOCOL),
+                       capture_output=True, text=True, env=env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "reads TorchScript bytecode versions 3 to 7: saving the models at 7" in r.stderr
+    with server.client() as c:
+        assert c.get_job(job.id).done == len(keys)  # every operator measured by the old runtime
+    pushed = list((root / "data/local/tmp/hwnas/models").glob("*.ptl"))
+    assert len(pushed) == len(keys) + 1 and {_get_model_bytecode_version(str(p)) for p in pushed} == {7}
+    engine = sa.create_engine(server.database_url)
+    try:
+        with engine.connect() as conn:
+            states = conn.execute(sa.text("SELECT r.device_state FROM measurement_runs r JOIN devices d "
+                                          "ON d.id = r.device_id WHERE d.name = :n"), {"n": name}).scalars().all()
+    finally:
+        engine.dispose()
+    assert states and all((s if isinstance(s, dict) else json.loads(s))["bytecode_version"] == 7 for s in states)
+
+
+def test_a_bytecode_version_the_phone_refuses_stops_the_agent_with_the_flag_that_works(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    port, _, _ = phone
+    r = subprocess.run(_agent(server, port, tmp_path / "cache", "--benchmark-binary", str(_old_torch_program(tmp_path)),
+                              "--runtime", "torchscript", "--bytecode-version", "8"),
+                       capture_output=True, text=True, env=env(), timeout=300)
+    assert r.returncode == 5, r.stderr[-3000:]
+    assert "model version is 8" in r.stderr and "run the agent with --bytecode-version 7" in r.stderr
+    assert "claimed job" not in r.stderr and "Traceback" not in r.stderr
