@@ -216,3 +216,44 @@ def test_search_proxyless_mobile_on_the_imported_pixel1_table(ref: Path, tmp_pat
     assert predicted.exit_code == 0, predicted.output
     doc = json.loads(predicted.output)
     assert doc["space"] == "proxyless-mobile" and doc["latency_ms"] == pytest.approx(60.0, rel=0.02)
+
+
+# ---- the same through the profiler server's import ------------------------------------------------------
+@pytest.fixture(scope="module")
+def imported_server(ref: Path, live_server):  # type: ignore[no-untyped-def]
+    """A live server holding the Pixel 1 and Note10 (224) tables, imported by `hwnas lut import --preset`."""
+    for preset, path in (("pixel1-proxylessnas", PROXYLESS / "mobile_trim.yaml"), ("note10-ofa", OFA / "224_lookup_table.yaml")):
+        out = CliRunner().invoke(app, ["lut", "import", str(path), "--preset", preset, "--server", live_server.url,
+                                       "--token", live_server.admin_token])
+        assert out.exit_code == 0 and "0 unmappable" in out.output, out.output
+    return live_server
+
+
+def test_predict_through_the_server_meets_the_published_numbers(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = ["--server", imported_server.url, "--cache-dir", str(tmp_path), "--json"]
+    ofa = CliRunner().invoke(app, ["predict", "ofa_note10_30ms", "--device", "note10-ofa", *source])
+    assert ofa.exit_code == 0, ofa.output
+    assert json.loads(ofa.output)["latency_ms"] == pytest.approx(29.97, abs=0.05)
+    prox = CliRunner().invoke(app, ["predict", "proxyless_mobile", "--device", "pixel1-proxylessnas", "--partial",
+                                    "--no-create-job", *source])
+    assert prox.exit_code == 0, prox.output
+    got = json.loads(prox.output)
+    assert got["missing"] == PROXYLESS_MISSING and got["covered_ms"] == pytest.approx(63.705, abs=0.001)
+
+
+def test_search_proxyless_mobile_against_the_server_device(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = _image_folder(tmp_path / "images", classes=1000, images=8)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "search", "--space", "proxyless-mobile", "--server", imported_server.url, "--device", "pixel1-proxylessnas",
+        "--cache-dir", str(tmp_path / "cache"), "--no-create-job", "--target-ms", "45", "--data", str(data),
+        "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2", "--mode", "hard", "--samples", "0",
+        "--no-progress", "--torch-threads", "1", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    found = json.loads((out / "found.json").read_text())
+    assert found["space"] == "proxyless-mobile" and len(found["choices"]) == 22
+    predicted = CliRunner().invoke(app, ["predict", str(out / "found.json"), "--server", imported_server.url, "--device",
+                                         "pixel1-proxylessnas", "--cache-dir", str(tmp_path / "cache"), "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.output)["latency_ms"] == pytest.approx(45.0, rel=0.02)
