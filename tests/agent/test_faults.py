@@ -45,3 +45,16 @@ def test_a_bytecode_the_phone_does_not_read_is_a_device_fault_with_the_flag_that
 
 def test_faults_that_pushing_again_may_cure_have_no_fix() -> None:
     assert fix_for("onnxruntime benchmark exited 127: sh: ./bin/onnxruntime_perf_test: not found") == ""
+
+
+def test_a_bytecode_refused_mid_job_stops_at_once_with_the_fix(tmp_path) -> None:  # noqa: ANN001
+    from device_agent.errors import DeviceFault
+    from device_agent.jobloop import Agent, AgentConfig
+    from device_agent.platforms.local import LocalDevice
+
+    agent = Agent(LocalDevice(), AgentConfig(cache_dir=tmp_path))
+    reason = ("torchscript benchmark exited 134: libc++abi: terminating with uncaught exception of type c10::Error: "
+              "Lite Interpreter version number does not match. The model version must be between 3 and 6 but the "
+              "model version is 8 ()")
+    with pytest.raises(DeviceFault, match="--bytecode-version 6"):
+        agent._device_faults({"k": reason}, runner=None, faults=0)  # type: ignore[arg-type]  # no re-staging first
