@@ -93,8 +93,17 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
     existing = _imported(session, device.id, body.runtime, body.threads)
     result = dict(device=body.device, runtime=body.runtime, threads=body.threads, entries=len(table.entries),
                   overhead_ms=table.overhead_ms, unmappable=[schemas.UnmappedEntry(**u) for u in unmappable])
+    s = body.source
+    provenance = dict(project=s.project, source_file=s.file, source_commit=s.commit, source_device=s.source_device,
+                      source_runtime=s.source_runtime, licence=s.licence, url=s.url)
     if existing is not None and existing.content_sha256 == sha and existing.format == body.format and existing.source_column == body.column:
-        return schemas.LutImportResult(status="unchanged", **result)  # type: ignore[arg-type]
+        if not body.replace:
+            return schemas.LutImportResult(status="unchanged", **result)  # type: ignore[arg-type]
+        for name, value in provenance.items():  # same entries, restated provenance
+            setattr(existing, name, value)
+        bump_version(session, device.id, body.runtime, body.threads)
+        session.flush()
+        return schemas.LutImportResult(status="replaced", **result)  # type: ignore[arg-type]
     if existing is not None and not body.replace:
         raise Conflict(f"{body.device}/{body.runtime}/{body.threads} threads was imported from other content "
                        f"({existing.project}, {existing.source_file}); pass replace to replace its entries",
@@ -131,9 +140,7 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
         rows.append({"run_id": run.id, "operator_id": ops[OVERHEAD_KEY], "median_ms": table.overhead_ms, "mean_ms": table.overhead_ms, "std_ms": None,
                      "iterations": 0, "warmup": 0, "valid": True, "measured_at": now})
     session.execute(Measurement.__table__.insert(), rows)  # type: ignore[attr-defined]
-    s = body.source
-    values = dict(format=body.format, project=s.project, source_file=s.file, source_commit=s.commit, source_device=s.source_device,
-                  source_runtime=s.source_runtime, licence=s.licence, url=s.url, source_column=body.column, gauge=table.gauge,
+    values = dict(format=body.format, **provenance, source_column=body.column, gauge=table.gauge,
                   content_sha256=sha, run_id=run.id, statistics={k: e.published for k, e in table.entries.items()},
                   unmappable=unmappable, imported_by=imported_by, imported_at=now)
     if existing is None:

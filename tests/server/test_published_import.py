@@ -81,6 +81,13 @@ def test_reimporting_the_same_file_changes_nothing(server: LiveServer, imported:
     after = httpx.get(f"{server.url}/lut/{imported['ofa']}", timeout=30)
     assert again.status == "unchanged" and again.entries == 96
     assert after.headers["etag"] == before.headers["etag"] and after.content == before.content
+    # The same content with replace restates the provenance only.
+    restated = PRESETS["note10-ofa"].request(text("note10-ofa"), replace=True)
+    restated = restated.model_copy(update={"source": restated.source.model_copy(update={"licence": "MIT (restated)"})})
+    assert admin.import_lut(restated).status == "replaced"
+    table = lut(server, imported["ofa"])
+    assert table.source is not None and table.source.licence == "MIT (restated)" and len(table.entries) == 96
+    assert admin.import_lut(PRESETS["note10-ofa"].request(text("note10-ofa"))).status == "unchanged"
 
 
 def test_other_content_into_an_imported_table_needs_replace(server: LiveServer, admin: ProfilerClient) -> None:
