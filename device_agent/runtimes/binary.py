@@ -153,7 +153,8 @@ class BinaryRunner(Runner):
         text = self.script(bursts, marker)
         workdir = shlex.quote(self.device.workdir)
         if len(text) > INLINE_LIMIT:
-            command = f"D={workdir} sh {self._pushed_script(text)}"
+            # exec: the script itself is then adbd's session leader, whose group scriptpid.py kills on a stop.
+            command = f"export D={workdir}; exec sh {self._pushed_script(text)}"
         else:
             command = f"D={workdir}\n{text}"
         output: list[str] = []

@@ -17,7 +17,7 @@ from device_agent.fakephone import load_phone
 from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.adb import AdbDevice
 from device_agent.runtimes.base import Burst, Item
-from device_agent.runtimes.binary import BinaryRunner
+from device_agent.runtimes.binary import INLINE_LIMIT, BinaryRunner
 
 WORKDIR = "data/local/tmp/hwnas"  # the agent's work folder inside a loopback root
 
@@ -111,7 +111,9 @@ def _items(tmp_path: Path, n: int) -> list[Burst]:
     return [Burst(item, 1, 3) for _ in range(n)]
 
 
-def test_a_stopped_batch_leaves_no_benchmark_running_on_the_phone(loopback: LoopbackAdbd, tmp_path: Path) -> None:
+@pytest.mark.parametrize("bursts", [4, 40], ids=["inline-script", "pushed-script"])
+def test_a_stopped_batch_leaves_no_benchmark_running_on_the_phone(loopback: LoopbackAdbd, tmp_path: Path,
+                                                                  bursts: int) -> None:
     root = loopback.sandbox.root
     # Call 1 fails at once; every later call would run for 5 minutes. Each records "<script pid> <own pid>".
     fake = _fake_perf_test(tmp_path, 'echo "$PPID $$" >> calls.pids\n'
@@ -122,7 +124,9 @@ def test_a_stopped_batch_leaves_no_benchmark_running_on_the_phone(loopback: Loop
     stop.set()  # the agent was told to stop: the runner leaves after the first call that ends
     try:
         runner = BinaryRunner(dev, "onnxruntime", 1, fake)
-        results = runner.run(_items(tmp_path, 4), stop=stop)
+        schedule = _items(tmp_path, bursts)
+        assert (len(runner.script(schedule, "@@Bx@@")) > INLINE_LIMIT) == (bursts > 4)  # long ones go as a file
+        results = runner.run(schedule, stop=stop)
     finally:
         dev.close()
     assert len(results) == 1 and results[0].error is not None and "exited 1" in results[0].error
