@@ -94,3 +94,11 @@ def measurement_counts(database_url: str, device: str) -> dict[str, int]:
     finally:
         engine.dispose()
     return {k: int(n) for k, n in rows}
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` runs on this host (a loopback phone's processes are the host's); a zombie does not."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

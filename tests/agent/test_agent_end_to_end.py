@@ -18,7 +18,7 @@ from device_agent.models import ModelCache
 from device_agent.platforms.adb import AdbDevice
 from hwnas.schemas import JobClaim, JobCreate, JobCreated, JobState
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, SLOW_KEYS, agent_cmd, env, free_port, kill, \
-    measurement_counts, start_loopback
+    measurement_counts, process_running, start_loopback
 from tests.support.live_server import LiveServer, start_live_server
 
 
@@ -343,18 +343,10 @@ def test_stopping_the_agent_leaves_no_burst_running_on_the_phone(
             kill(agent)
     pids = {int(p) for p in (work / "calls.pids").read_text().split()}
     deadline = time.monotonic() + 20
-    while any(_running(p) for p in pids):
-        assert time.monotonic() < deadline, f"left running on the phone: {[p for p in pids if _running(p)]}"
+    while any(process_running(p) for p in pids):
+        assert time.monotonic() < deadline, f"left running on the phone: {[p for p in pids if process_running(p)]}"
         time.sleep(0.05)
     assert not list((work / "run").glob("*.pid"))
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # A speed_benchmark_torch built from a PyTorch that reads bytecode 3..7 (the message its loader prints for

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +18,12 @@ from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.adb import AdbDevice
 from device_agent.runtimes.base import Burst, Item
 from device_agent.runtimes.binary import INLINE_LIMIT, BinaryRunner
+from tests.agent.agent_support import process_running
 
 WORKDIR = "data/local/tmp/hwnas"  # the agent's work folder inside a loopback root
 
 
-def running(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(cond, what: str, timeout_s: float = 20.0) -> None:  # noqa: ANN001
+def wait_until(cond: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
@@ -82,16 +74,16 @@ def test_a_closed_shell_stream_leaves_its_command_running_as_real_adbd_does(loop
                                                   "done; echo alive > alive; echo into-the-closed-stream; echo > after")
     pipe = pipe_of(pid, 1)
     wait_until(lambda: not held_here(pipe), "the loopback let go of the command's output pipe")
-    assert running(pid)  # no SIGHUP, no kill: the stream went, the command did not
+    assert process_running(pid)  # no SIGHUP, no kill: the stream went, the command did not
     (root / "data/local/tmp/go").touch()
     wait_until(lambda: (root / "data/local/tmp/alive").exists(), "the command ran on after the close")
-    wait_until(lambda: not running(pid), "the command died writing to the closed stream")
+    wait_until(lambda: not process_running(pid), "the command died writing to the closed stream")
     assert not (root / "data/local/tmp/after").exists()  # SIGPIPE at its next write, as on a phone
 
 
 def test_kill_on_close_kills_the_command_at_once(killing_loopback: LoopbackAdbd) -> None:
     pid = _first_line_then_close(killing_loopback.serial, "echo $$; exec sleep 300")
-    wait_until(lambda: not running(pid), "the command was killed when its stream closed")
+    wait_until(lambda: not process_running(pid), "the command was killed when its stream closed")
 
 
 def _fake_perf_test(tmp_path: Path, body: str) -> Path:
@@ -133,7 +125,7 @@ def test_a_stopped_batch_leaves_no_benchmark_running_on_the_phone(loopback: Loop
     calls = root / WORKDIR / "calls.pids"
     pids = {int(p) for line in calls.read_text().split("\n") if line for p in line.split()}
     assert pids  # the script and at least the first call ran
-    wait_until(lambda: not any(running(p) for p in pids), f"no process of the batch script runs on ({pids})")
+    wait_until(lambda: not any(process_running(p) for p in pids), f"no process of the batch script runs on ({pids})")
     assert not list((root / WORKDIR / "run").glob("*.pid"))  # the pid file went with the script
 
 

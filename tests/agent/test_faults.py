@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from device_agent.faults import fix_for, is_device_fault, split_failures
@@ -47,7 +49,7 @@ def test_faults_that_pushing_again_may_cure_have_no_fix() -> None:
     assert fix_for("onnxruntime benchmark exited 127: sh: ./bin/onnxruntime_perf_test: not found") == ""
 
 
-def test_a_bytecode_refused_mid_job_stops_at_once_with_the_fix(tmp_path) -> None:  # noqa: ANN001
+def test_a_bytecode_refused_mid_job_stops_at_once_with_the_fix(tmp_path: Path) -> None:
     from device_agent.errors import DeviceFault
     from device_agent.jobloop import Agent, AgentConfig
     from device_agent.platforms.local import LocalDevice
