@@ -86,15 +86,9 @@ def help_fits(rows: list[dict[str, str]], sizes: tuple[int, ...]) -> dict[str, d
 def hwnasbench_check(rows: list[dict[str, str]], entries: dict[str, float], overhead: float) -> float:
     """Largest |imported Pixel 3 table's prediction − HELP's pixel3 column| over the 5,000 architectures."""
     from hwnas.published import from_published
-    from profiler_server.services.published_files import HWNB_OPS, hwnasbench_layers
+    from profiler_server.services.published_files import hwnasbench_layer_keys
 
-    def key(h: int, cin: int, cout: int, s: int, op: str) -> str:
-        d = HWNB_OPS[op]
-        published = (f"Skip_H{h}_W{h}_Cin{cin}_Cout{cout}_stride{s}" if d is None
-                     else f"ConvBlock_H{h}_W{h}_Cin{cin}_Cout{cout}_exp{d[1]}_kernel{d[0]}_stride{s}_group{d[2]}")
-        return from_published("hwnasbench", published).key
-
-    layers = [[key(*layer, op) for op in OPS] for layer in hwnasbench_layers()]
+    layers = [[from_published("hwnasbench", keys[op]).key for op in OPS] for keys in hwnasbench_layer_keys()]
     fixed = overhead + sum(ms - overhead for k, ms in entries.items() if k.startswith(("conv_", "gap@", "fc_")))
     worst = 0.0
     for r in rows:

@@ -291,13 +291,12 @@ def _to_hwnasbench(spec: OpSpec) -> str | None:
     return None
 
 
-def hwnasbench_key(layer: dict[str, int], op: str, op_defs: dict[str, dict[str, int] | None]) -> str:
-    """The HW-NAS-Bench key of candidate ``op`` at ``layer`` (a ``layers`` row of the space spec)."""
-    h, cin, cout, s = layer["H_in"], layer["Cin"], layer["Cout"], layer["stride"]
-    d = op_defs[op]
-    if d is None:
-        return f"Skip_H{h}_W{h}_Cin{cin}_Cout{cout}_stride{s}"
-    return f"ConvBlock_H{h}_W{h}_Cin{cin}_Cout{cout}_exp{d['exp']}_kernel{d['kernel']}_stride{s}_group{d['group']}"
+def hwnasbench_key(h: int, cin: int, cout: int, stride: int, op: tuple[int, int, int] | None) -> str:
+    """HW-NAS-Bench's key of a block on an h×h input: ``op`` = (kernel, expansion, groups), or None for skip."""
+    if op is None:
+        return f"Skip_H{h}_W{h}_Cin{cin}_Cout{cout}_stride{stride}"
+    k, e, g = op
+    return f"ConvBlock_H{h}_W{h}_Cin{cin}_Cout{cout}_exp{e}_kernel{k}_stride{stride}_group{g}"
 
 
 # ---------------------------------------------------------------------------------------------

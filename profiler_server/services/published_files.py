@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from hwnas.opkey import OpSpec
-from hwnas.published import Grammar, map_keys, to_published
+from hwnas.published import Grammar, hwnasbench_key, map_keys, to_published
 
 FORMAT_GRAMMAR: dict[str, Grammar] = {"ofa-yaml": "ofa", "proxyless-yaml": "proxyless", "hwnasbench-json": "hwnasbench"}
 # The spread statistic each YAML layout publishes.
@@ -119,12 +119,9 @@ def hwnasbench_layers() -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _hwnb_key(h: int, cin: int, cout: int, s: int, op: str) -> str:
-    d = HWNB_OPS[op]
-    if d is None:
-        return f"Skip_H{h}_W{h}_Cin{cin}_Cout{cout}_stride{s}"
-    k, e, g = d
-    return f"ConvBlock_H{h}_W{h}_Cin{cin}_Cout{cout}_exp{e}_kernel{k}_stride{s}_group{g}"
+def hwnasbench_layer_keys() -> list[dict[str, str]]:
+    """Per layer of hwnasbench_layers(): candidate name (HWNB_OPS) -> HW-NAS-Bench key."""
+    return [{op: hwnasbench_key(h, cin, cout, s, d) for op, d in HWNB_OPS.items()} for h, cin, cout, s in hwnasbench_layers()]
 
 
 def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
@@ -146,11 +143,11 @@ def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
     total = _number(where, dev.get("all_op0_network_total"), "all_op0_network_total")
     assert total is not None
     deltas = dev.get("delta_vs_op0")
-    layers = hwnasbench_layers()
+    layers = hwnasbench_layer_keys()
     if not isinstance(deltas, dict) or sorted(deltas) != sorted(f"L{i}" for i in range(len(layers))):
         raise PublishedFileError(f"{where}.delta_vs_op0: expected layers L0..L{len(layers) - 1}")
     by_key: dict[str, list[tuple[str, str, float]]] = {}
-    for i, (h, cin, cout, s) in enumerate(layers):
+    for i, keys in enumerate(layers):
         row = deltas[f"L{i}"]
         if not isinstance(row, dict) or set(row) != set(HWNB_OPS):
             raise PublishedFileError(f"{where}.delta_vs_op0.L{i}: expected the 9 ops {', '.join(HWNB_OPS)}")
@@ -158,10 +155,10 @@ def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
             d = row[op]
             if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
                 raise PublishedFileError(f"{where}.delta_vs_op0.L{i}.{op}: expected a finite number, got {d!r}")
-            by_key.setdefault(_hwnb_key(h, cin, cout, s, op), []).append((f"L{i}", op, float(d)))
+            by_key.setdefault(keys[op], []).append((f"L{i}", op, float(d)))
     h_out = math.ceil(HWNB_INPUT / math.prod(s for _, n, s in HWNB_CIFAR100_STAGES))
     fixed = [f"ConvNorm_H{HWNB_INPUT}_W{HWNB_INPUT}_Cin3_Cout{HWNB_STEM}_kernel3_stride1_group1",
-             f"ConvNorm_H{h_out}_W{h_out}_Cin{layers[-1][2]}_Cout{HWNB_HEAD}_kernel1_stride1_group1",
+             f"ConvNorm_H{h_out}_W{h_out}_Cin{HWNB_CIFAR100_STAGES[-1][0]}_Cout{HWNB_HEAD}_kernel1_stride1_group1",
              f"AvgP_H{h_out}_W{h_out}_Cin{HWNB_HEAD}_Cout{HWNB_HEAD}_kernel{h_out}_stride1", f"FC_Cin{HWNB_HEAD}_Cout{HWNB_CLASSES}"]
     mapping = map_keys("hwnasbench", list(by_key) + fixed)
     table = PublishedTable(format="hwnasbench-json", unmappable=dict(mapping.unmappable), overhead_ms=total, gauge=HWNB_GAUGE)

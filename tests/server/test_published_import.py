@@ -19,7 +19,7 @@ from hwnas.opkey import OVERHEAD_KEY
 from hwnas.published import from_published, ofa_net_config_keys
 from hwnas.schemas import DeviceInfo, JobCreate, Lut
 from profiler_server.published_presets import PRESETS
-from profiler_server.services.published_files import HWNB_OPS, hwnasbench_layers
+from profiler_server.services.published_files import HWNB_OPS, hwnasbench_layer_keys, hwnasbench_layers, read_published
 from tests.support.live_server import LiveServer
 from tests.support.measurements import batch, result
 
@@ -164,16 +164,7 @@ def test_the_hwnasbench_pixel3_table_reproduces_helps_column(server: LiveServer,
     assert table.source is not None and "delta gauge" in (table.source.gauge or "")
     overhead = table.overhead_ms
     assert overhead is not None and OVERHEAD_KEY not in table.entries
-    ops = list(HWNB_OPS)
-    keys = []
-    for h, cin, cout, s in hwnasbench_layers():
-        row = []
-        for op in ops:
-            d = HWNB_OPS[op]
-            published = (f"Skip_H{h}_W{h}_Cin{cin}_Cout{cout}_stride{s}" if d is None else
-                         f"ConvBlock_H{h}_W{h}_Cin{cin}_Cout{cout}_exp{d[1]}_kernel{d[0]}_stride{s}_group{d[2]}")
-            row.append(from_published("hwnasbench", published).key)
-        keys.append(row)
+    keys = [[from_published("hwnasbench", layer[op]).key for op in HWNB_OPS] for layer in hwnasbench_layer_keys()]
     fixed = [k for k in table.entries if k.startswith(("conv_", "gap@", "fc_"))]
     assert len(fixed) == 4
     with gzip.open(REF / "help_fbnet_cifar100_latency.csv.gz", "rt") as f:
@@ -184,3 +175,14 @@ def test_the_hwnasbench_pixel3_table_reproduces_helps_column(server: LiveServer,
         ms += sum(table.entries[keys[i][int(r[f"L{i}"])]].median_ms - overhead for i in range(22))
         worst = max(worst, abs(ms - float(r["pixel3"])))
     assert len(rows) == 5000 and worst <= 1e-6
+
+
+def test_the_hwnasbench_layout_is_the_published_spec() -> None:
+    spec = json.loads((REF / "hwnasbench_fbnet_space_spec.json").read_text())
+    cifar = spec["datasets"]["cifar100"]
+    assert hwnasbench_layers() == [(layer["H_in"], layer["Cin"], layer["Cout"], layer["stride"]) for layer in cifar["layers"]]
+    assert list(HWNB_OPS) == spec["op_order"]
+    assert HWNB_OPS == {op: (d["kernel"], d["exp"], d["group"]) if d else None for op, d in spec["op_defs"].items()}
+    table = read_published("hwnasbench-json", (REF / "hwnasbench_fbnet_cifar100_lut_reconstructed.json").read_text(), "pixel3")
+    assert {from_published("hwnasbench", k).key for k in cifar["fixed_keys"]} <= set(table.entries)
+    assert len(table.entries) == 112 and table.unmappable == {}
