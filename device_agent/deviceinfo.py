@@ -165,6 +165,30 @@ def read_thermal(device: Device) -> parsers.ThermalState:
     return _thermal_from(parsers.split_sections(device.shell(_thermal_script(marker)), marker))
 
 
+def thermal_zones_script(section: str, root: str = '"$T"') -> str:
+    """A shell line that prints the sysfs thermal zones under a ``$M <section>`` marker line.
+
+    Cheap (a few sysfs reads, no ``dumpsys``): a batch script runs it itself. ``root`` is the
+    thermal class folder, by default ``$T`` set on the command line (``T=/sys/class/thermal``),
+    so a pushed script holds no device path.
+    """
+    return f'echo "$M {section}"; grep -H . {root}/thermal_zone*/type {root}/thermal_zone*/temp 2>/dev/null'
+
+
+def read_thermal_zones(root: str = "/sys/class/thermal") -> dict[str, float]:
+    """This host's thermal zones (zone type → °C), read in-process from sysfs; {} when there are none."""
+    from pathlib import Path
+
+    lines = []
+    for zone in sorted(Path(root).glob("thermal_zone*")):
+        for name in ("type", "temp"):
+            try:
+                lines.append(f"{zone / name}:{(zone / name).read_text().strip()}")
+            except OSError:
+                continue
+    return parsers.parse_thermal_zones("\n".join(lines))
+
+
 def _count_cpus(text: str) -> int | None:
     """``0-7`` or ``0-3,4-7`` → 8."""
     total = 0

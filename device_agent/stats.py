@@ -1,9 +1,12 @@
-"""Summaries of one operator's bursts: what gets uploaded for it."""
+"""Summaries of one operator's bursts: what gets uploaded for it.
+
+Plain float arithmetic: ``statistics.pstdev``/``median`` convert every value to an exact
+fraction first, which took ~19 ms for one operator's samples — more than measuring it.
+"""
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 
 from hwnas.schemas import MeasurementResult
@@ -20,13 +23,37 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
+def median(values: Sequence[float]) -> float:
+    """The median (mean of the middle two for an even count)."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("no values")
+    return math.fsum(values) / len(values)
+
+
+def pstdev(values: Sequence[float], mu: float | None = None) -> float:
+    """Population standard deviation (÷ n), two-pass in floats."""
+    if not values:
+        raise ValueError("no values")
+    mu = mean(values) if mu is None else mu
+    return math.sqrt(math.fsum((x - mu) * (x - mu) for x in values) / len(values))
+
+
 def burst_minimum(bursts: Sequence[Sequence[float]]) -> float:
     """Median over bursts of each burst's minimum: the estimator that predicts whole networks best
     on drifting hosts (research: lut-fidelity-host.md, protocol P2)."""
     mins = [min(b) for b in bursts if b]
     if not mins:
         raise ValueError("no samples")
-    return statistics.median(mins)
+    return median(mins)
 
 
 def variation(bursts: Sequence[Sequence[float]]) -> float:
@@ -40,8 +67,8 @@ def variation(bursts: Sequence[Sequence[float]]) -> float:
     values = mins if len(mins) >= 2 else [x for b in bursts for x in b]
     if len(values) < 2:
         return 0.0
-    mean = statistics.fmean(values)
-    return statistics.pstdev(values) / mean if mean > 0 else 0.0
+    mu = mean(values)
+    return pstdev(values, mu) / mu if mu > 0 else 0.0
 
 
 def summarize(key: str, bursts: Sequence[Sequence[float]], warmup: int, keep_samples: bool = True) -> MeasurementResult:
@@ -50,15 +77,16 @@ def summarize(key: str, bursts: Sequence[Sequence[float]], warmup: int, keep_sam
     if not samples:
         raise ValueError(f"{key}: no samples")
     ordered = sorted(samples)
-    median = statistics.median(ordered)
+    med = percentile(ordered, 50)
+    mu = mean(samples)
     return MeasurementResult(
         key=key,
-        median_ms=median,
-        p10_ms=min(percentile(ordered, 10), median),
-        p90_ms=max(percentile(ordered, 90), median),
-        mean_ms=statistics.fmean(samples),
-        std_ms=statistics.pstdev(samples),
-        min_ms=min(burst_minimum(bursts), median),
+        median_ms=med,
+        p10_ms=min(percentile(ordered, 10), med),
+        p90_ms=max(percentile(ordered, 90), med),
+        mean_ms=mu,
+        std_ms=pstdev(samples, mu),
+        min_ms=min(burst_minimum(bursts), med),
         iterations=len(samples),
         warmup=warmup,
         samples_ms=[round(x, 6) for x in samples] if keep_samples else None,

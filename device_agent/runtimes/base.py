@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_agent.errors import ConfigError
+from device_agent.parsers import ThermalState
 
 #: runtime name -> (export format of search.export, model file suffix)
 RUNTIMES: dict[str, tuple[str, str]] = {"onnxruntime": ("onnx", ".onnx"), "torchscript": ("torchscript", ".ptl")}
@@ -32,19 +33,22 @@ class Item:
 
 @dataclass(frozen=True)
 class Burst:
-    """``warmup`` untimed runs, then ``iters`` timed runs of one item."""
+    """``warmup`` untimed runs, then ``iters`` timed runs of one item, in samples of ``sample_runs`` runs."""
 
     item: Item
     warmup: int
     iters: int
     canary: bool = False
+    sample_runs: int = 1  # K: one sample = the mean of K back-to-back runs (protocol.sizing)
+    probe: bool = False  # sized by count, to learn the item's run time (protocol.measure_batch)
 
 
 @dataclass
 class BurstResult:
     burst: Burst
-    samples_ms: list[float] = field(default_factory=list)
+    samples_ms: list[float] = field(default_factory=list)  # ms per run, one value per sample
     error: str | None = None
+    wall_ms: float = 0.0  # wall time of the timed runs (whatever clock the samples come from)
 
 
 ProgressFn = Callable[[int, int], None]  # (bursts done, bursts total)
@@ -57,6 +61,9 @@ class Runner(ABC):
     runtime_version: str | None
     threads: int
     where: str = ""  # "local" or "device": shown in logs and stored with runs
+    # Temperatures read by the last schedule itself (sysfs thermal zones), None when it read none:
+    # lets the agent skip a separate thermal query before the next batch.
+    last_thermal: "ThermalState | None" = None
 
     @abstractmethod
     def prepare(self, items: Sequence[Item]) -> None:

@@ -17,16 +17,30 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from device_agent import parsers, scriptpid
-from device_agent.deviceinfo import PhoneFacts
+from device_agent.deviceinfo import PhoneFacts, thermal_zones_script
 from device_agent.errors import ConfigError, DeviceCommandError
 from device_agent.models import file_name, md5_of
+from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device, new_marker
 from device_agent.runtimes.base import RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, check_runtime
+from device_agent.protocol import regroup
 from device_agent.standins import RUNTIME_TOOL
 
 log = logging.getLogger(__name__)
 
 INLINE_LIMIT = 3500  # longer scripts are pushed as a file (old adbd: 4 KiB OPEN payloads)
+THERMAL_ROOT = "/sys/class/thermal"
+# speed_benchmark_torch's thread count: C10 flag of pytorch caffe2/utils/threadpool/ThreadPool.cc,
+# read by getDefaultNumThreads() when the pthreadpool is built (pthreadpool-cpp.cc).
+TORCH_THREADS_FLAG = "--pthreadpool_size"
+# Per-run times reduced on the device to samples of k runs (means, ms) and a total: see _burst_line.
+# ORT result file rows: model,seconds,peak,cpu,index; the first d rows are warm-up runs.
+AWK_ORT = ('BEGIN {FS=","; print m} NR>d {x=$2*1000; t+=x; s+=x; n++; if (n%k==0) {printf "S %.9g\\n", s/k; s=0}} '
+           'END {printf "T %d %.9g\\n", n, t}')
+# speed_benchmark_torch: PyTorchObserver lines (whole µs) reduced, every other line passed on.
+AWK_TORCH = ('/PyTorchObserver/ {v=$0; sub(/.*"value": *"/, "", v); sub(/".*/, "", v); x=v/1000; t+=x; s+=x; n++; '
+             'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
+             'END {print m; printf "%s", o; printf "T %d %.9g\\n", n, t}')
 
 
 def sync_files(device: Device, files: dict[str, Path], chunk: int = 48) -> list[str]:
@@ -122,22 +136,48 @@ class BinaryRunner(Runner):
             prefix += f"taskset {self.mask} "
         if self.runtime == "torchscript":
             dims = ",".join(str(d) for d in item.input_shape)
+            # Mobile PyTorch sizes its pthreadpool from --pthreadpool_size (a C10 flag every
+            # program linking caffe2/utils/threadpool/ThreadPool.cc parses), not OMP_NUM_THREADS.
             return (f"{prefix}./{self.remote_binary} --model={model} --input_dims={dims} --input_type=float "
-                    f"--warmup={burst.warmup} --iter={burst.iters} --report_pep=true --use_caching_allocator=true")
+                    f"--warmup={burst.warmup} --iter={burst.iters} --report_pep=true --use_caching_allocator=true "
+                    f"{TORCH_THREADS_FLAG}={self.threads}")
         # onnxruntime_perf_test always does exactly one warm-up run: ask for the rest as
         # extra runs and drop them from the per-run result file.
         extra = max(0, burst.warmup - 1)
         return (f"{prefix}./{self.remote_binary} -e cpu -m times -r {burst.iters + extra} -x {self.threads} -I -s "
                 f"{model} res/{index}.csv")
 
+    def _burst_line(self, burst: Burst, i: int) -> str:
+        """One burst: the program's call framed by marker lines, its per-run times reduced on the device.
+
+        A 30 µs operator's 100 ms burst is 3000 runs, one line each in the program's output
+        (``PyTorchObserver``) or result file: sending every line over ADB cost more than the
+        runs. With ``awk`` on the device (Android ships the BSD one) the script sends the means
+        of each K runs (``S`` lines, ms) and the total (``T runs ms``) under ``$M s <i>``;
+        without it, every run as before.
+        """
+        call = self._command(burst, i)
+        k = max(1, burst.sample_runs)
+        if self.runtime == "torchscript":
+            return (f'echo "$M b {i}"; {call} > res/{i}.out 2>&1; r=$?; '
+                    f'if [ -n "$A" ]; then awk -v k={k} -v m="$M s {i}" \'{AWK_TORCH}\' res/{i}.out; '
+                    f'else cat res/{i}.out; fi; rm -f res/{i}.out; echo "$M e {i} $r"')
+        drop = max(0, burst.warmup - 1)
+        return (f'echo "$M b {i}"; {call} 2>&1; r=$?; '
+                f'[ -n "$A" ] && [ -f res/{i}.csv ] && awk -v k={k} -v d={drop} -v m="$M s {i}" \'{AWK_ORT}\' '
+                f'res/{i}.csv && rm -f res/{i}.csv; echo "$M e {i} $r"')
+
     def script(self, bursts: Sequence[Burst], marker: str) -> str:
         # The work folder comes in as $D (set by the caller), so a pushed script file holds
         # no device paths: the loopback device rewrites paths in commands, not in files.
-        lines = ['cd "$D" || exit 97', f"M='{marker}'", scriptpid.write_line(marker)]
-        if self.runtime == "onnxruntime":
-            lines.append("rm -rf res; mkdir -p res")
+        # Thermal zones from sysfs before and after the bursts ($T, set by the caller): the
+        # agent needs no separate (dumpsys) round trip before the next batch.
+        lines = ['cd "$D" || exit 97', f"M='{marker}'", scriptpid.write_line(marker), thermal_zones_script("t0")]
+        lines.append("rm -rf res; mkdir -p res")
+        lines.append(f"A=; command -v awk >/dev/null 2>&1 && A=1")
         for i, burst in enumerate(bursts):
-            lines.append(f'echo "$M b {i}"; {self._command(burst, i)} 2>&1; echo "$M e {i} $?"')
+            lines.append(self._burst_line(burst, i))
+        lines.append(thermal_zones_script("t1"))
         if self.runtime == "onnxruntime":
             lines.append('echo "$M csv"; grep -H . res/*.csv 2>/dev/null')
         lines.append(scriptpid.remove_line(marker))
@@ -154,9 +194,9 @@ class BinaryRunner(Runner):
         workdir = shlex.quote(self.device.workdir)
         if len(text) > INLINE_LIMIT:
             # exec: the script itself is then adbd's session leader, whose group scriptpid.py kills on a stop.
-            command = f"export D={workdir}; exec sh {self._pushed_script(text)}"
+            command = f"export D={workdir} T={THERMAL_ROOT}; exec sh {self._pushed_script(text)}"
         else:
-            command = f"D={workdir}\n{text}"
+            command = f"D={workdir}\nT={THERMAL_ROOT}\n{text}"
         output: list[str] = []
         done = 0
         stopped = False
@@ -179,7 +219,10 @@ class BinaryRunner(Runner):
                 # Left early (stop, Ctrl-C, dropped link): adbd does not end the script, so kill it (scriptpid.py).
                 self.device.close()
                 scriptpid.kill_script(self.device, marker)
-        return parse_batch_output("".join(output), marker, bursts, self.runtime)
+        text = "".join(output)
+        thermal = parse_batch_thermal(text, marker)
+        self.last_thermal = thermal.get("t1") or thermal.get("t0")
+        return parse_batch_output(text, marker, bursts, self.runtime)
 
     def _pushed_script(self, text: str) -> str:
         import tempfile
@@ -194,37 +237,41 @@ class BinaryRunner(Runner):
         return f"{shlex.quote(self.device.workdir)}/batch.sh"
 
     def state(self) -> dict[str, object]:
+        threads = (f"{TORCH_THREADS_FLAG}={self.threads}" if self.runtime == "torchscript"
+                   else f"-x {self.threads}")
         return {"runner": "binary", "binary": self.tool, "binary_md5": md5_of(self.binary),
-                "taskset": self.mask if self._has_taskset else None, "threads": self.threads}
+                "taskset": self.mask if self._has_taskset else None, "threads": self.threads,
+                "threads_flag": threads, "thermal": "sysfs thermal zones, read by each batch script"}
 
 
 def parse_batch_output(text: str, marker: str, bursts: Sequence[Burst], runtime: str) -> list[BurstResult]:
     """Turn a batch script's output into one ``BurstResult`` per finished burst (pure)."""
     begin = re.compile(re.escape(marker) + r" b (\d+)$")
+    reduced_at = re.compile(re.escape(marker) + r" s (\d+)$")
     end = re.compile(re.escape(marker) + r" e (\d+) (\d+)$")
     bodies: dict[int, list[str]] = {}
+    reduced: dict[int, list[str]] = {}
     codes: dict[int, int] = {}
     csv_lines: list[str] = []
-    current: int | None = None
+    current: list[str] | None = None
     in_csv = False
     for line in text.splitlines():
         s = line.rstrip("\r")
         if s.startswith(marker):
+            in_csv, current = False, None
             if (m := begin.match(s)) is not None:
-                current, in_csv = int(m.group(1)), False
-                bodies[current] = []
+                current = bodies[int(m.group(1))] = []
+            elif (m := reduced_at.match(s)) is not None:
+                current = reduced[int(m.group(1))] = []
             elif (m := end.match(s)) is not None:
                 codes[int(m.group(1))] = int(m.group(2))
-                current = None
             elif s == f"{marker} csv":
-                in_csv, current = True, None
-            else:
-                in_csv, current = False, None
+                in_csv = True
             continue
         if in_csv:
             csv_lines.append(s)
         elif current is not None:
-            bodies[current].append(s)
+            current.append(s)
     per_burst_csv: dict[int, list[str]] = {}
     for line in csv_lines:
         m = re.match(r"^(?:.*/)?res/(\d+)\.csv:(.*)$", line)
@@ -239,27 +286,87 @@ def parse_batch_output(text: str, marker: str, bursts: Sequence[Burst], runtime:
             results.append(BurstResult(burst, error=f"{runtime} benchmark exited {codes[i]}: {_tail(body)}"))
             continue
         try:
-            samples = _samples(runtime, body, per_burst_csv.get(i, []), burst)
+            if i in reduced:
+                samples, wall_ms = reduced_samples(runtime, body, reduced[i], burst)
+            else:
+                samples, wall_ms = _samples(runtime, body, per_burst_csv.get(i, []), burst)
         except parsers.ParseError as exc:
             results.append(BurstResult(burst, error=str(exc)))
             continue
-        results.append(BurstResult(burst, samples))
+        results.append(BurstResult(burst, samples, wall_ms=wall_ms))
     return results
 
 
-def _samples(runtime: str, body: str, csv_rows: Iterable[str], burst: Burst) -> list[float]:
+def parse_batch_thermal(text: str, marker: str) -> dict[str, ThermalState]:
+    """The sysfs thermal readings of a batch script's output, by section (``t0`` before, ``t1`` after)."""
+    sections = parsers.split_sections(text, marker)
+    out = {}
+    for name in ("t0", "t1"):
+        zones = parsers.parse_thermal_zones(sections.get(name, ""))
+        if zones:
+            out[name] = ThermalState(None, zones)
+    return out
+
+
+def per_run_ms(runtime: str, body: str, csv_rows: Iterable[str], iters: int) -> list[float]:
+    """Each timed run's latency (ms) as precisely as the program gives it.
+
+    ``speed_benchmark_torch`` prints every run in whole microseconds (truncated) but their mean
+    with sub-microsecond resolution (``Microseconds per iter``, from a nanosecond timer): the
+    per-run values get the truncation back as one offset, so they sum to the precise total.
+    """
     if runtime == "torchscript":
         out = parsers.parse_speed_benchmark_torch(body)
-        if out.samples_ms:
-            return out.samples_ms[-burst.iters:]
-        return [out.mean_ms] if out.mean_ms is not None else []
+        runs = out.samples_ms[-iters:]
+        if runs and out.mean_ms is not None:
+            lost = out.mean_ms - sum(runs) / len(runs)
+            if 0.0 <= lost < 0.001 + 1e-9:  # only a truncation (< 1 µs) is restored, never more
+                runs = [r + lost for r in runs]
+        return runs or ([out.mean_ms] if out.mean_ms is not None else [])
     summary = parsers.parse_onnxruntime_perf_test(body)
     runs = parsers.parse_ort_result_csv("\n".join(csv_rows))
     if runs and runs[-1]:
         per_run = runs[-1]
-        return per_run[len(per_run) - burst.iters:] if len(per_run) > burst.iters else per_run
+        return per_run[len(per_run) - iters:] if len(per_run) > iters else per_run
     # No per-run file (an old binary): the burst mean is all we know.
     return [summary.mean_ms]
+
+
+def reduced_samples(runtime: str, body: str, lines: Sequence[str], burst: Burst) -> tuple[list[float], float]:
+    """Samples and timed wall time (ms) from a burst's device-side reduction (``S``/``T`` lines, see _burst_line).
+
+    For ``speed_benchmark_torch`` the whole-µs truncation is given back from its precise mean,
+    as in ``per_run_ms``.
+    """
+    samples: list[float] = []
+    runs, total = 0, 0.0
+    for line in lines:
+        tag, _, rest = line.strip().partition(" ")
+        try:
+            if tag == "S":
+                samples.append(float(rest))
+            elif tag == "T":
+                n, t = rest.split()
+                runs, total = int(n), float(t)
+        except ValueError:
+            continue
+    if not runs:
+        raise parsers.ParseError(f"no timed runs in the program's output: {_tail(body)}")
+    if runtime == "torchscript":
+        mean = parsers.parse_speed_benchmark_torch(body).mean_ms
+        lost = (mean - total / runs) if mean is not None else 0.0
+        if 0.0 <= lost < 0.001 + 1e-9:
+            samples = [x + lost for x in samples]
+            total += lost * runs
+    if not samples:  # fewer runs than a sample: their mean
+        samples = [total / runs]
+    return samples, total
+
+
+def _samples(runtime: str, body: str, csv_rows: Iterable[str], burst: Burst) -> tuple[list[float], float]:
+    """The burst's samples (means of K runs) and the wall time of its timed runs (ms)."""
+    runs = per_run_ms(runtime, body, csv_rows, burst.iters)
+    return regroup(runs, burst.sample_runs), sum(runs)
 
 
 def _tail(text: str, n: int = 300) -> str:

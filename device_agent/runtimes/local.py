@@ -9,8 +9,11 @@ from pathlib import Path
 from device_agent.errors import ConfigError
 from device_agent.runtimes.base import Burst, BurstResult, Item, ProgressFn, Runner, check_runtime
 
-CLOCKS = ("auto", "wall", "cpu")
+from device_agent.deviceinfo import read_thermal_zones
+from device_agent.parsers import ThermalState
 from device_agent.runtimes.engines import make_engine, runtime_version
+
+CLOCKS = ("auto", "wall", "cpu")
 
 
 class LocalRunner(Runner):
@@ -53,12 +56,15 @@ class LocalRunner(Runner):
             if stop is not None and stop.is_set():
                 break
             try:
-                samples = self._engine(burst.item).burst(burst.warmup, burst.iters)
-                results.append(BurstResult(burst, samples))
+                engine = self._engine(burst.item)
+                samples = engine.burst(burst.warmup, burst.iters, burst.sample_runs)
+                results.append(BurstResult(burst, samples, wall_ms=engine.last_wall_ms))
             except Exception as exc:  # noqa: BLE001 - one broken model must not end the batch
                 results.append(BurstResult(burst, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
             if progress is not None:
                 progress(i + 1, len(bursts))
+        # The host's own thermal zones, read from sysfs (no process, no dumpsys).
+        self.last_thermal = ThermalState(None, read_thermal_zones())
         return results
 
     def forget(self, items: Sequence[Item]) -> None:

@@ -4,8 +4,8 @@
 --iter=20 --report_pep=true`` and ``python -m device_agent.standins.onnxruntime_perf_test -m
 times -r 20 -x 1 -I m.onnx`` print what the real programs print, running the model with
 torch / onnxruntime on the host. On the loopback device the pushed "binary" is a small shell
-launcher (``launcher_script``) that hands the call to a warm worker process, so a call costs
-a few milliseconds instead of a Python start-up.
+launcher (``launcher_script``) that hands the call to a zygote which forks a fresh process per
+call: each call creates its own session and does only the program's own warm-up, as on a phone.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ rows appended. Accepted and ignored: ``-A -M -P -v -p -T -S -c -f -F -C -i``.
 from __future__ import annotations
 
 import getopt
+import os
 import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from device_agent.standins import fmt_g
 
@@ -23,9 +24,8 @@ _SHORT = "m:e:r:t:p:x:y:c:d:o:u:i:f:F:S:T:C:AMPIDZvhsqznlR:X:E:"
 USAGE = "usage: onnxruntime_perf_test [options...] model_path [result_file]\n"
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None, engines: dict[Any, Any] | None = None,
-         cwd: str | None = None) -> int:
-    """Run like the binary; return its exit code."""
+def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | None = None) -> int:
+    """Run like the binary (a fresh session, one warm-up run); return its exit code."""
     out = out or sys.stdout
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -83,14 +83,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, engines: dict
 
     t0 = time.perf_counter()
     try:
-
-        st = model.stat()
-        key = ("ort", str(model), st.st_mtime_ns, st.st_size, threads, spin, opt_level)
-        engine = engines.get(key) if engines is not None else None
-        if engine is None:
-            engine = OrtEngine(model, threads=threads or 1, spin=spin, opt_level=opt_level)
-            if engines is not None:
-                engines[key] = engine
+        # A new session every call, outputs allocated by the session on every run: what the
+        # program does. No cache across calls: each call is a new process on a phone.
+        engine = OrtEngine(model, threads=threads or (os.cpu_count() or 1), spin=spin, opt_level=opt_level,
+                           prebind_outputs=False)
     except Exception as exc:  # noqa: BLE001 - report like the binary
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         out.write(f"{first}\n")
@@ -120,9 +116,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, engines: dict
     out.write("Avg CPU usage: 100 %\n")
     out.write(f"Peak working set size: {peak} bytes\n")
     if result_file is not None:
+        # The model column is the model's folder name, as the program writes it (it names a
+        # test-data folder there).
+        model_column = Path(args[0]).parent.name
         with open(result_file, "a") as fh:
             for i, c in enumerate(costs):
-                fh.write(f"{args[0]},{fmt_g(c)},{peak},100,{i}\n")
+                fh.write(f"{model_column},{fmt_g(c)},{peak},100,{i}\n")
     if stats and n:
         ordered = sorted(costs)
         out.write(f"Min Latency: {fmt_g(ordered[0])} s\n")

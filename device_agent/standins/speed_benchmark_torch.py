@@ -21,7 +21,28 @@ FLAGS: dict[str, Any] = {
     "model": "", "input_dims": "", "input_type": "", "input_memory_format": "contiguous_format",
     "no_inputs": False, "use_caching_allocator": False, "use_bundled_input": -1, "print_output": False,
     "warmup": 0, "iter": 10, "report_pep": False, "pytext_len": 0, "vulkan": False,
+    # C10 flags of the thread pool, linked into the program and parsed with its own flags
+    # (pytorch caffe2/utils/threadpool/ThreadPool.cc): mobile PyTorch sizes its pthreadpool from
+    # these, not from OMP_NUM_THREADS.
+    "pthreadpool_size": 0, "caffe2_threadpool_force_inline": False, "caffe2_threadpool_android_cap": 1,
+    "caffe2_threadpool_ios_cap": 1,
 }
+
+
+def pool_threads(flags: dict[str, Any], cpus: int, android: bool = True) -> int:
+    """The pthreadpool size the program runs with (``caffe2::getDefaultNumThreads``).
+
+    ``--pthreadpool_size`` wins; otherwise every CPU, capped on Android (8 → 4, 6 → 2, ...: one
+    thread per big core). ``--caffe2_threadpool_force_inline`` runs everything on the calling thread.
+    """
+    if flags["caffe2_threadpool_force_inline"]:
+        return 1
+    if flags["pthreadpool_size"] > 0:
+        return int(flags["pthreadpool_size"])
+    n = cpus
+    if android and flags["caffe2_threadpool_android_cap"]:
+        n = {5: 4, 6: 2, 8: 4, 10: 4}.get(n, n // 2 if n > 4 else n)
+    return max(1, n)
 
 
 class FlagError(ValueError):
@@ -82,9 +103,8 @@ def _dims(text: str) -> list[tuple[int, ...]]:
     return [tuple(int(d) for d in part.split(",") if d.strip()) for part in text.split(";") if part.strip()]
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None, engines: dict[Any, Any] | None = None,
-         cwd: str | None = None) -> int:
-    """Run like the binary; return its exit code."""
+def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | None = None) -> int:
+    """Run like the binary (loads the model every call); return its exit code."""
     out = out or sys.stdout
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -108,14 +128,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, engines: dict
     try:
         from device_agent.runtimes.engines import TorchEngine
 
-        st = path.stat()
-        threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-        cache_key = ("torch", str(path), st.st_mtime_ns, st.st_size, threads, dims[0] if dims else None)
-        engine = engines.get(cache_key) if engines is not None else None
-        if engine is None:
-            engine = TorchEngine(path, threads, dims[0] if dims else None)
-            if engines is not None:
-                engines[cache_key] = engine
+        # OMP_NUM_THREADS is not read: the program's pool follows its own flags (pool_threads).
+        engine = TorchEngine(path, pool_threads(flags, os.cpu_count() or 1), dims[0] if dims else None)
     except Exception as exc:  # noqa: BLE001 - report like the binary, not with a traceback
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         out.write(f"terminate called after throwing an instance of 'c10::Error'\n  what():  {msg}\n")

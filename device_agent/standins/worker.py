@@ -1,13 +1,19 @@
-"""A warm process that runs stand-in benchmark calls for the loopback device.
+"""A zygote that runs stand-in benchmark calls for the loopback device, each in a fresh process.
 
-Starting Python with onnxruntime and torch takes far longer than an operator takes to run;
-a phone binary starts in milliseconds. So the loopback device keeps this worker running and
-the pushed "binary" is a POSIX-sh launcher (``launcher_script``) that talks to it over FIFOs:
+Starting Python with onnxruntime and torch takes far longer than a phone takes to start its
+benchmark program, so the runtimes are imported once, here; every call is then a ``fork`` of
+this process that creates its own session, does only the warm-up runs the real program does,
+and exits. A call therefore pays what a call pays on a phone — a new process, a new ONNX
+Runtime session or TorchScript load, the program's own warm-up — and nothing is kept warm
+between calls, because nothing is on a phone.
+
+The pushed "binary" is a POSIX-sh launcher (``launcher_script``) that talks to it over FIFOs:
 
 1. the launcher creates ``<dir>/r.<pid>`` (a FIFO) and writes one request line to
    ``<dir>/requests``: fields separated by 0x1f — tool, pid, cwd, OMP_NUM_THREADS, argv...;
-2. the worker runs the tool in-process (sessions cached by file, size and mtime), writes the
-   exit code to ``r.<pid>.rc``, then the output into the FIFO, and unlinks the FIFO;
+2. the worker forks; the child runs the tool, writes the exit code to ``r.<pid>.rc``, then the
+   output into the FIFO, unlinks the FIFO and exits (and exits at once if the launcher is
+   killed, as the program would die with it);
 3. the launcher ``cat``s the FIFO and exits with the code it reads (a shell builtin).
 
 Without the worker (or its FIFO) the launcher runs the Python module directly: slower, same
@@ -105,7 +111,9 @@ def _open_reader_end(fifo: Path, timeout_s: float = 10.0) -> int | None:
 
 
 def serve(directory: Path, parent: int | None = None) -> None:
-    """Answer launcher requests until the parent dies."""
+    """Answer launcher requests, each in a forked child, until the parent dies."""
+    import select
+
     directory.mkdir(parents=True, exist_ok=True)
     requests = directory / REQUESTS
     for stale in directory.glob("r.*"):
@@ -113,51 +121,76 @@ def serve(directory: Path, parent: int | None = None) -> None:
     requests.unlink(missing_ok=True)
     os.mkfifo(requests)
     fd = os.open(requests, os.O_RDWR)  # RDWR: never sees EOF when a launcher closes
-    engines: dict[Any, Any] = {}
-    # Import the runtimes now, so the first request does not pay for it.
+    # Import the runtimes now (a phone's program is linked before it runs); torch on first use.
     import onnxruntime  # noqa: F401
 
     import device_agent.runtimes.engines  # noqa: F401
 
     buf = b""
+    children: set[int] = set()
     while True:
         if parent is not None and os.getppid() != parent:
             return
-        import select
-
-        ready, _, _ = select.select([fd], [], [], 1.0)
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        _reap(children)
         if not ready:
             continue
         buf += os.read(fd, 65536)
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            _handle(directory, line.decode("utf-8", "surrogateescape"), engines)
-        if len(engines) > 512:
-            engines.clear()
+            pid = _spawn(directory, line.decode("utf-8", "surrogateescape"))
+            if pid:
+                children.add(pid)
 
 
-def _handle(directory: Path, line: str, engines: dict[Any, Any]) -> None:
+def _reap(children: set[int]) -> None:
+    for pid in list(children):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            children.discard(pid)
+
+
+def _spawn(directory: Path, line: str) -> int | None:
+    """Fork a child that answers one request; the child's pid (None for a malformed request)."""
     fields = line.split(SEP)
     if len(fields) < 4 or fields[0] not in TOOLS or not fields[1].isdigit():
-        return
+        return None
+    tool = fields[0]
+    main = _tool_main(tool)  # imported here, before the fork, so a call does not import it again
+    if tool == "speed_benchmark_torch":
+        try:
+            import torch  # noqa: F401 - once in the zygote, like onnxruntime
+        except ImportError:
+            pass
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        _child(directory, fields, main)
+    except BaseException:  # noqa: BLE001 - a child never returns into the server loop
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _child(directory: Path, fields: list[str], main: Any) -> None:
     tool, pid, cwd, omp = fields[0], fields[1], fields[2], fields[3]
     argv = fields[4:]
-    fifo = directory / f"r.{pid}"
-    out = io.StringIO()
-    old_omp = os.environ.get("OMP_NUM_THREADS")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _watch_launcher(int(pid))
     if omp:
         os.environ["OMP_NUM_THREADS"] = omp
+    out = io.StringIO()
     try:
-        rc = _tool_main(tool)(argv, out=out, engines=engines, cwd=cwd)
-    except Exception as exc:  # noqa: BLE001 - a broken call must not end the worker
+        rc = main(argv, out=out, cwd=cwd)
+    except Exception as exc:  # noqa: BLE001 - report like a crashed program
         out.write(f"{tool}: {type(exc).__name__}: {exc}\n")
         rc = 1
-    finally:
-        if omp:
-            if old_omp is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = old_omp
+    fifo = directory / f"r.{pid}"
     rc_path = directory / f"r.{pid}.rc"
     tmp = directory / f".rc.{pid}"
     tmp.write_text(f"{rc}\n")
@@ -182,6 +215,23 @@ def _handle(directory: Path, line: str, engines: dict[Any, Any]) -> None:
         os.close(wfd)
         fifo.unlink(missing_ok=True)
     _sweep(directory)
+
+
+def _watch_launcher(pid: int) -> None:
+    """End this child when its launcher is gone (killed on a stop): a program dies with its shell's kill."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(143)
+            except PermissionError:
+                pass
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def _sweep(directory: Path) -> None:

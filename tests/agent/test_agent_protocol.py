@@ -1,4 +1,7 @@
-"""The measurement protocol: shuffled interleaved rounds, canary drift, CV re-measure, stop, cool-down."""
+"""The measurement protocol: shuffled interleaved rounds, canary drift, CV re-measure, stop, cool-down.
+
+The decisions are tested with count-sized bursts (``burst_ms=0``); time sizing: test_agent_sizing.py.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ def _items(n: int) -> list[Item]:
 def test_plan_interleaves_every_item_once_per_round_in_fresh_orders() -> None:
     items = _items(6)
     canary = Item("skip_s1_o8@1x8x28x28", Path("c.onnx"), (1, 8, 28, 28))
-    cfg = ProtocolConfig(warmup=10, iterations=50, rounds=5, burst_warmup=2, canary_every=4)
+    cfg = ProtocolConfig(warmup=10, iterations=50, rounds=5, burst_warmup=2, canary_every=4, burst_ms=0)
     bursts = plan(items, cfg, canary, random.Random(1))
     ops = [b for b in bursts if not b.canary]
     assert len(ops) == 30
@@ -83,7 +86,7 @@ def test_canary_drift_measures_the_batch_again() -> None:
         return 2.0
 
     runner = ScriptedRunner(timing)
-    out = measure_batch(runner, items, ProtocolConfig(iterations=4, rounds=2, canary_every=2), canary)
+    out = measure_batch(runner, items, ProtocolConfig(iterations=4, rounds=2, canary_every=2, burst_ms=0), canary)
     assert runner.calls == 2
     assert out.state["canary"]["remeasured_batches"] == 1 and out.state["suspect"] is False
     assert sorted(r.key for r in out.results) == sorted(i.key for i in items)
@@ -91,7 +94,7 @@ def test_canary_drift_measures_the_batch_again() -> None:
 
 def test_drift_that_stays_marks_the_batch_suspect() -> None:
     runner = ScriptedRunner(lambda call, index, b: (1.0 + index * 0.1) if b.canary else 2.0)
-    out = measure_batch(runner, _items(4), ProtocolConfig(iterations=4, rounds=2, canary_every=2),
+    out = measure_batch(runner, _items(4), ProtocolConfig(iterations=4, rounds=2, canary_every=2, burst_ms=0),
                         Item("skip_s1_o8@1x8x28x28", Path("c.onnx"), (1, 8, 28, 28)))
     assert out.state["suspect"] is True and out.state["canary"]["drift"] > 0.1
     assert len(out.results) == 4  # still uploaded, flagged in device_state
@@ -108,7 +111,7 @@ def test_noisy_operator_is_measured_again_and_the_steadiest_attempt_kept() -> No
         return 1.0
 
     runner = ScriptedRunner(timing)
-    out = measure_batch(runner, _items(2), ProtocolConfig(iterations=4, rounds=2), None)
+    out = measure_batch(runner, _items(2), ProtocolConfig(iterations=4, rounds=2, burst_ms=0), None)
     assert out.state["cv_remeasured"] == {noisy: 1}
     assert out.state["cv"][noisy] == 0.0
     assert {r.key: r.median_ms for r in out.results}[noisy] == 1.0
@@ -123,7 +126,7 @@ def test_stop_keeps_operators_with_enough_bursts_and_leaves_the_rest_pending() -
             stop.set()
         return 1.0
 
-    out = measure_batch(ScriptedRunner(timing), items, ProtocolConfig(iterations=6, rounds=3), None, stop=stop)
+    out = measure_batch(ScriptedRunner(timing), items, ProtocolConfig(iterations=6, rounds=3, burst_ms=0), None, stop=stop)
     assert out.stopped and len(out.results) == 3 and out.unfinished == []
     stop.clear()
 
@@ -132,7 +135,7 @@ def test_stop_keeps_operators_with_enough_bursts_and_leaves_the_rest_pending() -
             stop.set()
         return 1.0
 
-    out = measure_batch(ScriptedRunner(early), items, ProtocolConfig(iterations=6, rounds=3), None, stop=stop)
+    out = measure_batch(ScriptedRunner(early), items, ProtocolConfig(iterations=6, rounds=3, burst_ms=0), None, stop=stop)
     assert out.stopped and out.results == [] and sorted(out.unfinished) == sorted(i.key for i in items)
 
 
@@ -145,8 +148,12 @@ def test_real_local_runner_measures_every_operator(tmp_path: Path, model_cache_d
                         progress=lambda d, t: seen.append((d, t)))
     assert sorted(r.key for r in out.results) == sorted(FMNIST_KEYS[:4])
     for r in out.results:
-        assert r.iterations == 8 and len(r.samples_ms or []) == 8
+        # a probe burst of 2 runs, then 3 bursts sized by time: many samples of K runs each
+        assert r.iterations == len(r.samples_ms or []) > 4
         assert 0 < r.min_ms <= r.median_ms <= r.p90_ms  # type: ignore[operator]
+        assert out.timed_wall_ms[r.key] > 0
+    assert out.state["protocol"]["burst_ms"] >= ProtocolConfig().min_burst_ms
+    assert set(out.state["protocol"]["sample_runs"]) == set(FMNIST_KEYS[:4])
     assert seen and seen[-1][0] == seen[-1][1]
     assert len(out.state["canary"]["burst_min_ms"]) >= 2
 

@@ -1,8 +1,10 @@
-"""The host stand-ins take the binaries' flags and print their output; the warm worker gives the same."""
+"""The host stand-ins take the binaries' flags and print their output, and pay a phone's per-call cost:
+a fresh process (forked by the loopback's zygote), a new session, only the program's own warm-up."""
 
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -67,6 +69,58 @@ def test_speed_benchmark_torch_output(models: ModelCache) -> None:
     parsed = parsers.parse_speed_benchmark_torch(text)
     assert len(parsed.samples_ms) == 6 and all(abs(s * 1000 - round(s * 1000)) < 1e-6 for s in parsed.samples_ms)  # whole us
     assert parsed.mean_ms is not None and parsed.mean_ms > 0
+
+
+def test_speed_benchmark_torch_takes_the_thread_pool_flags_of_mobile_pytorch(models: ModelCache,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = speed_benchmark_torch.parse_flags(["--pthreadpool_size=3", "--caffe2_threadpool_android_cap", "0"])
+    assert speed_benchmark_torch.pool_threads(flags, cpus=8) == 3  # the explicit size wins
+    default = speed_benchmark_torch.parse_flags([])
+    assert [speed_benchmark_torch.pool_threads(default, cpus=n) for n in (2, 4, 6, 8, 10, 12)] == [2, 4, 2, 4, 4, 6]
+    assert speed_benchmark_torch.pool_threads(speed_benchmark_torch.parse_flags(["--caffe2_threadpool_force_inline"]),
+                                              cpus=8) == 1
+    # OMP_NUM_THREADS is not what sizes the pool: the program is run with the flag
+    seen: list[int] = []
+    from device_agent.runtimes import engines
+
+    class Spy(engines.TorchEngine):
+        def __init__(self, model, threads, input_shape):  # noqa: ANN001
+            seen.append(threads)
+            super().__init__(model, threads, input_shape)
+
+    monkeypatch.setattr(engines, "TorchEngine", Spy)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    item = models.item(KEY, "torchscript")
+    args = [f"--model={item.model}", "--input_dims=1,8,28,28", "--input_type=float", "--iter=2"]
+    assert speed_benchmark_torch.main([*args, "--pthreadpool_size=1"], out=io.StringIO()) == 0
+    assert speed_benchmark_torch.main(args, out=io.StringIO()) == 0  # new engine every call: a new process
+    assert seen == [1, speed_benchmark_torch.pool_threads(default, os.cpu_count() or 1)]
+
+
+def test_onnxruntime_perf_test_makes_a_session_per_call_and_no_run_before_its_warm_up(
+        models: ModelCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    from device_agent.runtimes import engines
+
+    made: list[bool] = []
+    runs: list[int] = []
+
+    class Spy(engines.OrtEngine):
+        def __init__(self, *a, **kw):  # noqa: ANN002, ANN003
+            made.append(kw.get("prebind_outputs", True))
+            super().__init__(*a, **kw)
+            runs.append(0)
+
+        def run_once(self) -> None:
+            runs[-1] += 1
+            super().run_once()
+
+    monkeypatch.setattr(engines, "OrtEngine", Spy)
+    item = models.item(KEY, "onnxruntime")
+    for _ in range(2):
+        assert onnxruntime_perf_test.main(["-m", "times", "-r", "3", "-x", "1", "-I", str(item.model)],
+                                          out=io.StringIO()) == 0
+    assert made == [False, False]  # a session per call, outputs allocated by the session like the program's
+    assert runs == [1, 1]  # the program's one warm-up run, no other
 
 
 def test_speed_benchmark_torch_flag_errors() -> None:
