@@ -11,6 +11,7 @@ from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
 from profiler_server.errors import Forbidden, UnknownDevice, field_error
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
+from profiler_server.services.provenance import sources_of
 from profiler_server.services.sql import insert_ignore
 
 # Owner of devices created by a table import: no agent token has this name, so no agent may change them.
@@ -84,7 +85,6 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
             )
         ).tuples()
     }
-    from profiler_server.services.imports import sources_of  # imports builds on this module
 
     sources = sources_of(session, device_ids)
     out: dict[int, list[schemas.TableInfo]] = defaultdict(list)

@@ -23,50 +23,11 @@ from profiler_server.models import Device, ImportedTable, Measurement, Measureme
 from profiler_server.services.devices import IMPORT_OWNER, put_device
 from profiler_server.services.luts import NoSuchTable, bump_version, build_lut, resolve_table
 from profiler_server.services.operators import ensure_operators
+from profiler_server.services.provenance import imported_row
 from profiler_server.services.published_files import SPREAD, ExportRow, PublishedFileError, read_published, write_published
 
 # run_uuid of an import: the same content imported into the same table is the same run.
 _IMPORT_NAMESPACE = uuid.UUID("5b0f3c1e-8d4a-4f57-9a51-2f1c0c7e6b15")
-
-
-def _source(row: ImportedTable) -> schemas.TableSource:
-    return schemas.TableSource(
-        format=row.format, project=row.project, file=row.source_file, commit=row.source_commit, source_device=row.source_device,
-        source_runtime=row.source_runtime, licence=row.licence, url=row.url, column=row.source_column, gauge=row.gauge,
-        content_sha256=row.content_sha256, imported_at=row.imported_at, imported_by=row.imported_by,
-        unmappable=[schemas.UnmappedEntry(**u) for u in row.unmappable or []],
-    )
-
-
-def _imported(session: Session, device_id: int, runtime: str, threads: int) -> ImportedTable | None:
-    return session.scalar(select(ImportedTable).where(
-        ImportedTable.device_id == device_id, ImportedTable.runtime == runtime, ImportedTable.threads == threads))
-
-
-def source_of(session: Session, device_id: int, runtime: str, threads: int) -> schemas.TableSource | None:
-    """The provenance of table (device, runtime, threads) when it was imported; None for a measured table."""
-    row = _imported(session, device_id, runtime, threads)
-    return _source(row) if row is not None else None
-
-
-def sources_of(session: Session, device_ids: Iterable[int]) -> dict[tuple[int, str, int], schemas.TableSource]:
-    """Provenance of every imported table of ``device_ids``, by (device id, runtime, threads)."""
-    ids = list(device_ids)
-    if not ids:
-        return {}
-    rows = session.scalars(select(ImportedTable).where(ImportedTable.device_id.in_(ids)))
-    return {(r.device_id, r.runtime, r.threads): _source(r) for r in rows}
-
-
-def refuse_imported(session: Session, device: str, device_id: int, runtime: str, threads: int, what: str = "measurements") -> None:
-    """409 when table (device, runtime, threads) is an imported one: it holds published numbers, not ours."""
-    row = _imported(session, device_id, runtime, threads)
-    if row is not None:
-        raise Conflict(
-            f"the latency table {device}/{runtime}/{threads} threads is imported from {row.project} ({row.source_file}) and is "
-            f"read-only: {what} go to a measured table (another runtime, thread count or device)",
-            [field_error("runtime", "names an imported, read-only table")],
-        )
 
 
 def _content_error(body: schemas.LutImport, exc: PublishedFileError) -> InvalidInput:
@@ -90,7 +51,7 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
     if device is None:
         info = schemas.DeviceInfo(model=body.source.source_device[:256], props={"imported_from": body.source.project})
         device, _ = put_device(session, body.device, info, owner=IMPORT_OWNER)
-    existing = _imported(session, device.id, body.runtime, body.threads)
+    existing = imported_row(session, device.id, body.runtime, body.threads)
     result = dict(device=body.device, runtime=body.runtime, threads=body.threads, entries=len(table.entries),
                   overhead_ms=table.overhead_ms, unmappable=[schemas.UnmappedEntry(**u) for u in unmappable])
     s = body.source
@@ -157,7 +118,7 @@ def export_table(session: Session, device: str, runtime: str | None, threads: in
     """Table (device, runtime, threads) as YAML in layout ``fmt`` (``ofa-yaml`` or ``proxyless-yaml``)."""
     ref = resolve_table(session, device, runtime, threads)
     lut = build_lut(session, ref)
-    row = _imported(session, ref.device_id, ref.runtime, ref.threads)
+    row = imported_row(session, ref.device_id, ref.runtime, ref.threads)
     published = row.statistics if row is not None else {}
     spread = SPREAD[fmt]
     rows = []

@@ -21,7 +21,7 @@ from hwnas import schemas
 from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
 from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
-from profiler_server.services.imports import refuse_imported
+from profiler_server.services.provenance import refuse_imported
 from profiler_server.services import networks as nets
 from profiler_server.services.luts import present_operator_ids
 from profiler_server.services.operators import ensure_operators

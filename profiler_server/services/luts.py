@@ -23,6 +23,7 @@ from hwnas.opkey import OVERHEAD_KEY
 from profiler_server.errors import Conflict, NotFound, UnknownDevice, field_error, reject_bad_keys
 from profiler_server.models import Calibration, Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
 from profiler_server.services.history import latest_valid_ids, present_ids
+from profiler_server.services.provenance import source_of
 from profiler_server.services.sql import insert_ignore
 
 CSV_COLUMNS = ("key", "median_ms", "min_ms", "p10_ms", "p90_ms", "std_ms", "n", "measured_at")
@@ -158,13 +159,6 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
         calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
         source=source_of(session, ref.device_id, ref.runtime, ref.threads),
     )
-
-
-def source_of(session: Session, device_id: int, runtime: str, threads: int) -> schemas.TableSource | None:
-    """Where an imported table comes from (None for a measured table); see services.imports."""
-    from profiler_server.services.imports import source_of as imported_source  # imports builds on this module
-
-    return imported_source(session, device_id, runtime, threads)
 
 
 def latest_calibration(session: Session, device_id: int, runtime: str, threads: int) -> schemas.LutCalibration | None:

@@ -10,7 +10,7 @@ from profiler_server.errors import NotFound, field_error
 from profiler_server.models import Measurement, NetworkMeasurement
 from profiler_server.services import jobs, networks
 from profiler_server.services.devices import find_device
-from profiler_server.services.imports import refuse_imported
+from profiler_server.services.provenance import refuse_imported
 from profiler_server.services.history import check_repeats, run_for, run_rows, store_new_results
 from profiler_server.services.luts import bump_version
 from profiler_server.services.operators import ensure_operators
