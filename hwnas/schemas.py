@@ -126,8 +126,9 @@ class DeviceInfo(Strict):
 
 
 # ---- imported (published) tables: docs/tables-you-can-use.md ------------------------------------
-IMPORT_FORMATS = ("ofa-yaml", "proxyless-yaml", "hwnasbench-json")
-ImportFormat = Literal["ofa-yaml", "proxyless-yaml", "hwnasbench-json"]
+# hwnas-fit: a table `hwnas lut fit` fitted from whole-network timings, with its fit quality (TableFit).
+IMPORT_FORMATS = ("ofa-yaml", "proxyless-yaml", "hwnasbench-json", "hwnas-fit")
+ImportFormat = Literal["ofa-yaml", "proxyless-yaml", "hwnasbench-json", "hwnas-fit"]
 ExportFormat = Literal["ofa-yaml", "proxyless-yaml"]
 MAX_IMPORT_BYTES = 512 * 1024  # one published file (the largest known is 24 KB)
 
@@ -151,6 +152,26 @@ class ImportSource(Strict):
     url: Text(512) | None = None
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class TableFit(Strict):
+    """How a table fitted from whole-network timings (hwnas lut fit) predicts networks it was not fitted on."""
+
+    space: Text(256, 1)  # the search space the timed networks belong to
+    networks_file: Text(512, 1)  # the timings file's name
+    networks_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    train_networks: int = Field(ge=2, le=INT32_MAX)  # fitted on (the table is then refitted on all networks)
+    test_networks: int = Field(ge=0, le=INT32_MAX)  # held out
+    holdout: FiniteFloat = Field(ge=0, lt=1)
+    seed: int = Field(ge=-INT32_MAX, le=INT32_MAX)
+    mape_pct: FiniteFloat | None = Field(None, ge=0)  # on the held-out networks; None without a hold-out
+    kendall_tau: FiniteFloat | None = Field(None, ge=-1, le=1)  # None with under 2 held out, or all tied
+    max_abs_error_ms: FiniteFloat | None = Field(None, ge=0)
+    train_mape_pct: FiniteFloat = Field(ge=0)
+    constant_ms: FiniteFloat = Field(ge=0)
+
+
 class TableSource(BaseModel):
     """Provenance of an imported table, served with the table (GET /lut) and the device."""
 
@@ -169,6 +190,7 @@ class TableSource(BaseModel):
     imported_at: datetime
     imported_by: str | None = None
     unmappable: list[UnmappedEntry] = Field(default_factory=list)
+    fit: TableFit | None = None  # hwnas-fit tables: the fit's quality
     read_only: bool = True
 
 

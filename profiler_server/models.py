@@ -356,5 +356,6 @@ class ImportedTable(Base):
     # Our key -> {"published": key, "count", "mean", "std" | "var", ...} exactly as published.
     statistics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     unmappable: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)  # [{key, reason}]
+    fit: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # hwnas-fit tables: schemas.TableFit (the fit's quality)
     imported_by: Mapped[str | None] = mapped_column(String(128))
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,6 +13,8 @@ consumer counts once per network (entries are stored as weight + overhead, as a 
 
 from __future__ import annotations
 
+import json
+import math
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from hwnas.schemas import TableFit
 
 
 class FitError(ValueError):
@@ -141,3 +145,13 @@ def fit_space_table(space: Any, networks: Sequence[Sequence[str]], latency_ms: S
     table = LatencyTable(device=device, runtime=runtime, threads=threads, entries=entries, overhead_ms=final.constant,
                          source=f"fitted from {len(counts)} whole networks")
     return table, report
+
+
+def fitted_text(table: Any, report: FitQuality, *, space: str, networks_file: str, networks_sha256: str, holdout: float,
+                seed: int) -> str:
+    """The fitted table as JSON: a ``GET /lut`` document plus ``fit`` (schemas.TableFit), as ``-o`` writes it and the
+    server stores it (format hwnas-fit); the same fit gives the same text, so storing it again changes nothing."""
+    # τ is NaN when every held-out prediction ties: "undefined" travels as null, JSON has no NaN.
+    measured = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in report.to_dict().items()}
+    fit = TableFit(space=space, networks_file=networks_file, networks_sha256=networks_sha256, holdout=holdout, seed=seed, **measured)
+    return json.dumps({**table.to_dict(), "fit": fit.model_dump(mode="json")}, indent=1) + "\n"

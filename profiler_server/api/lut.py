@@ -118,7 +118,8 @@ def query_lut(device: DeviceName, query: schemas.LutQuery, session: SessionDep, 
 @router.post("/lut/import", response_model=schemas.LutImportResult,
              responses={**ERRORS, 403: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}})
 def post_import(body: schemas.LutImport, session: SessionDep, caller: AdminDep) -> schemas.LutImportResult:
-    """Import a published latency table (admin): OFA / ProxylessNAS YAML or HW-NAS-Bench JSON, with its provenance.
+    """Import a published latency table (admin): OFA / ProxylessNAS YAML or HW-NAS-Bench JSON, with its provenance;
+    or ``hwnas-fit``, a table ``hwnas lut fit`` fitted from whole-network timings, whose fit quality is kept in ``source.fit``.
 
     Entries are mapped to operator keys where the grammar says exactly the same block; the others are
     listed in ``unmappable`` with the reason. The table is read-only (uploads and jobs for it get a 409).

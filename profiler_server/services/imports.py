@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -26,7 +26,8 @@ from profiler_server.services.operators import ensure_operators
 from profiler_server.services.provenance import imported_row
 from profiler_server.services.published_files import SPREAD, ExportRow, PublishedFileError, read_published, write_published
 
-# run_uuid of an import: the same content imported into the same table is the same run.
+# run_uuid of an import: the same content imported into the same table over the same history is the same run (two
+# concurrent identical imports collide on it); the table's run count is in it, so content replaced and later restored is a new run.
 _IMPORT_NAMESPACE = uuid.UUID("5b0f3c1e-8d4a-4f57-9a51-2f1c0c7e6b15")
 
 
@@ -82,8 +83,10 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
         old_runs = select(MeasurementRun.id).where(MeasurementRun.device_id == device.id, MeasurementRun.runtime == body.runtime,
                                                    MeasurementRun.threads == body.threads)
         session.execute(update(Measurement).where(Measurement.run_id.in_(old_runs)).values(valid=False))
+    earlier = session.scalar(select(func.count()).select_from(MeasurementRun).where(
+        MeasurementRun.device_id == device.id, MeasurementRun.runtime == body.runtime, MeasurementRun.threads == body.threads))
     run = MeasurementRun(
-        run_uuid=uuid.uuid5(_IMPORT_NAMESPACE, f"{device.id}/{body.runtime}/{body.threads}/{body.format}/{body.column}/{sha}"),
+        run_uuid=uuid.uuid5(_IMPORT_NAMESPACE, f"{device.id}/{body.runtime}/{body.threads}/{body.format}/{body.column}/{sha}/{earlier}"),
         device_id=device.id, runtime=body.runtime, runtime_version=body.runtime_version, threads=body.threads,
         agent=f"import:{imported_by or 'cli'}"[:128], device_state={"imported": {"project": body.source.project, "file": body.source.file}},
         started_at=now, finished_at=now,
@@ -103,7 +106,7 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
     session.execute(Measurement.__table__.insert(), rows)  # type: ignore[attr-defined]
     values = dict(format=body.format, **provenance, source_column=body.column, gauge=table.gauge,
                   content_sha256=sha, run_id=run.id, statistics={k: e.published for k, e in table.entries.items()},
-                  unmappable=unmappable, imported_by=imported_by, imported_at=now)
+                  unmappable=unmappable, fit=table.fit, imported_by=imported_by, imported_at=now)
     if existing is None:
         session.add(ImportedTable(device_id=device.id, runtime=body.runtime, threads=body.threads, **values))
     else:

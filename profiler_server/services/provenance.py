@@ -22,6 +22,7 @@ def _source(row: ImportedTable) -> schemas.TableSource:
         source_runtime=row.source_runtime, licence=row.licence, url=row.url, column=row.source_column, gauge=row.gauge,
         content_sha256=row.content_sha256, imported_at=row.imported_at, imported_by=row.imported_by,
         unmappable=[schemas.UnmappedEntry(**u) for u in row.unmappable or []],
+        fit=schemas.TableFit.model_validate(row.fit) if row.fit is not None else None,
     )
 
 

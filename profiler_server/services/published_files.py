@@ -1,4 +1,4 @@
-"""Published latency-table files: read OFA / ProxylessNAS YAML and HW-NAS-Bench JSON, write the YAML layouts.
+"""Published latency-table files: read OFA / ProxylessNAS YAML, HW-NAS-Bench JSON and our fitted tables, write the YAML layouts.
 
 Pure functions on text (no database): ``read_published`` turns a file into ``PublishedTable``
 (entries under our operator keys, the published statistics kept as published, and the keys that
@@ -15,8 +15,11 @@ from typing import Any
 
 import yaml
 
-from hwnas.opkey import OpSpec
+from pydantic import ValidationError
+
+from hwnas.opkey import OVERHEAD_KEY, OpSpec, is_valid_key
 from hwnas.published import Grammar, hwnasbench_key, map_keys, to_published
+from hwnas.schemas import TableFit
 
 FORMAT_GRAMMAR: dict[str, Grammar] = {"ofa-yaml": "ofa", "proxyless-yaml": "proxyless", "hwnasbench-json": "hwnasbench"}
 # The spread statistic each YAML layout publishes.
@@ -31,6 +34,11 @@ HWNB_OPS: dict[str, tuple[int, int, int] | None] = {  # name -> (kernel, expansi
     "k5_e1": (5, 1, 1), "k5_e1_g2": (5, 1, 2), "k5_e3": (5, 3, 1), "k5_e6": (5, 6, 1), "skip": None,
 }
 HWNB_INPUT, HWNB_STEM, HWNB_HEAD, HWNB_CLASSES = 32, 16, 1504, 100
+FIT_GAUGE = (
+    "fitted from whole-network timings (hwnas lut fit, non-negative least squares): an entry is its key's fitted share "
+    "of a network's latency plus overhead_ms, so overhead + sum(entry - overhead) predicts a network; keys present "
+    "in every timed network (stem, head) cannot be told from the constant and are folded into overhead_ms."
+)
 HWNB_GAUGE = (
     "HW-NAS-Bench delta gauge: the reconstructed table fixes only differences to each layer's k3_e1 block; "
     "overhead_ms is the published all-k3_e1 network total (stem, head, pool and classifier included) and every "
@@ -64,6 +72,7 @@ class PublishedTable:
     unmappable: dict[str, str] = field(default_factory=dict)
     overhead_ms: float | None = None
     gauge: str | None = None
+    fit: dict[str, Any] | None = None  # hwnas-fit: the fit's quality (schemas.TableFit)
 
 
 def _number(where: str, value: Any, what: str, optional: bool = False) -> float | None:
@@ -178,13 +187,42 @@ def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
     return table
 
 
+def _read_fit(text: str) -> PublishedTable:
+    """Our own fitted table (``hwnas lut fit``): a GET /lut-like document with a ``fit`` object; every key must be ours."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PublishedFileError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict) or not doc["entries"]:
+        raise PublishedFileError("expected a JSON object with 'entries' (operator key -> {median_ms}) and 'fit', as hwnas lut fit writes")
+    if doc.get("unit", "ms") != "ms":
+        raise PublishedFileError(f"unit: only 'ms', got {doc.get('unit')!r}")
+    try:
+        fit = TableFit.model_validate(doc.get("fit"))
+    except ValidationError as exc:
+        places = (".".join(["fit", *(str(p) for p in e["loc"])]) + f": {e['msg']}" for e in exc.errors())
+        raise PublishedFileError("; ".join(places)) from None
+    overhead = _number("overhead_ms", doc.get("overhead_ms"), "overhead_ms", optional=True)
+    table = PublishedTable(format="hwnas-fit", overhead_ms=overhead, gauge=FIT_GAUGE, fit=fit.model_dump(mode="json"))
+    for key, value in doc["entries"].items():
+        where = f"entries[{key!r}]"
+        if key == OVERHEAD_KEY or not is_valid_key(key):  # ours: a bad key is a broken file, not an unmappable entry
+            raise PublishedFileError(f"{where}: not an operator key")
+        ms = _number(where, value.get("median_ms") if isinstance(value, dict) else None, "median_ms")
+        assert ms is not None
+        table.entries[key] = PublishedEntry(key, ms, None, None, {"fitted_ms": ms})
+    return table
+
+
 def read_published(fmt: str, text: str, column: str | None = None) -> PublishedTable:
     """Read a published table file of format ``fmt``; ``PublishedFileError`` names what is wrong."""
     if fmt in SPREAD:
         return _read_yaml(fmt, text)
     if fmt == "hwnasbench-json":
         return _read_hwnasbench(text, column)
-    raise PublishedFileError(f"unknown format {fmt!r}; one of {', '.join(FORMAT_GRAMMAR)}")
+    if fmt == "hwnas-fit":
+        return _read_fit(text)
+    raise PublishedFileError(f"unknown format {fmt!r}; one of {', '.join([*FORMAT_GRAMMAR, 'hwnas-fit'])}")
 
 
 @dataclass(frozen=True)

@@ -103,30 +103,47 @@ def fit(
     networks: Path = typer.Option(..., "--networks", "-n", help="Timed whole networks: CSV with columns 'choices' "
                                   "(candidate names per layer, space-separated) and 'ms', or a JSON list of "
                                   "{\"choices\": [...], \"ms\": x}."),
-    out: Path = typer.Option(..., "--out", "-o", help="Write the fitted table here (usable as --lut)."),
-    device: str = typer.Option("fitted", "--device", "-d", help="Device name written into the table."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the fitted table here (usable as --lut)."),
+    server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Also store the table on this "
+                                         "profiler server as a read-only table of --device, with the fit quality."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="An admin token (with --server)."),
+    replace: bool = typer.Option(False, "--replace", help="With --server: replace a table stored before from another fit."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name written into the table (default "
+                                         "'fitted'); with --server, the device it is stored under (required)."),
     runtime: str = typer.Option("fitted", "--runtime"),
     threads: int = typer.Option(1, "--threads", min=1),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of the networks held out to report the fit's quality."),
     seed: int = typer.Option(0, "--seed", help="Seed of the hold-out split."),
 ) -> None:
-    """Fit a latency table from whole-network timings alone (non-negative least squares), with a hold-out report.
+    """Fit a latency table from whole-network timings alone (non-negative least squares), with a hold-out report;
+    write it (-o) and/or store it on the server (--server, admin token) as a read-only table with its fit quality.
 
     For devices where operators cannot be timed one by one: time a few hundred random networks of the
     space whole, then fit. The constant (stem, head, per-network overhead) goes into overhead_ms.
+    The same fit stored again is 'unchanged'; another fit into the same table needs --replace.
 
-    Example: `hwnas lut fit --space fbnet-fmnist --networks timed.csv --device my-npu -o my-npu.json`
+    Example: `hwnas lut fit --space fbnet-fmnist --networks timed.csv --device my-npu -o my-npu.json --server http://127.0.0.1:8000 --token $ADMIN`
     """
     import csv
+    import hashlib
 
-    from search.lut_fit import fit_space_table
+    from pydantic import ValidationError
+
+    from search.lut_fit import fit_space_table, fitted_text
     from search.space import get_space
 
+    if out is None and server is None:
+        raise fail("give --out FILE, --server URL (with an admin --token), or both: where the fitted table goes", 2)
+    if server is not None and device is None:
+        raise fail("--server stores the table under --device: give the device name", 2)
     with user_errors():
         try:
-            text = networks.read_text()
+            raw = networks.read_bytes()
+            text = raw.decode("utf-8")
         except OSError as exc:
             raise fail(f"cannot read {networks}: {exc.strerror}", 2) from None
+        except UnicodeDecodeError as exc:
+            raise fail(f"cannot read {networks}: not UTF-8 ({exc.reason} at byte {exc.start})", 2) from None
         try:
             if text.lstrip().startswith("["):
                 rows = [(list(r["choices"]), float(r["ms"])) for r in json.loads(text)]
@@ -134,13 +151,49 @@ def fit(
                 rows = [(r["choices"].split(), float(r["ms"])) for r in csv.DictReader(text.splitlines())]
         except (KeyError, TypeError, ValueError) as exc:
             raise fail(f"{networks}: every row needs 'choices' and 'ms' ({type(exc).__name__}: {exc})", 2) from None
-        table, report = fit_space_table(get_space(space), [c for c, _ in rows], [m for _, m in rows], device=device,
+        the_space = get_space(space)
+        table, report = fit_space_table(the_space, [c for c, _ in rows], [m for _, m in rows], device=device or "fitted",
                                         runtime=runtime, threads=threads, holdout=holdout, seed=seed)
-        table.save(out)
+        try:
+            document = fitted_text(table, report, space=the_space.name, networks_file=networks.name,
+                                   networks_sha256=hashlib.sha256(raw).hexdigest(), holdout=holdout, seed=seed)
+        except ValidationError as exc:
+            raise fail(f"the fit cannot be recorded: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", 2) from None
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(document, encoding="utf-8")
         held = (f"hold-out MAPE {report.mape_pct:.1f}%, Kendall τ {report.kendall_tau:.2f} on {report.test_networks} networks"
                 if report.mape_pct is not None else "no hold-out")
         typer.echo(f"fitted {len(table.entries)} entries from {report.train_networks} networks ({held}); "
-                   f"constant {report.constant_ms:.4f} ms; wrote {out}")
+                   f"constant {report.constant_ms:.4f} ms" + (f"; wrote {out}" if out is not None else ""))
+        if server is not None:
+            assert device is not None
+            _store_fit(server, token, document, device, runtime, threads, networks.name, replace, out)
+
+
+def _store_fit(server: str, token: Optional[str], document: str, device: str, runtime: str, threads: int,
+               networks_file: str, replace: bool, out: Optional[Path]) -> None:
+    """POST the fitted table as an import of format hwnas-fit (admin token) and print what the server did."""
+    from pydantic import ValidationError
+
+    from hwnas import schemas
+    from hwnas.client import ProfilerClient, ProfilerError
+    from profiler_server.published_presets import import_report, validation_message  # torch-free
+
+    try:
+        body = schemas.LutImport(
+            format="hwnas-fit", content=document, device=device, runtime=runtime, threads=threads, replace=replace,
+            source=schemas.ImportSource(project="hwnas lut fit", file=networks_file, source_device=device,
+                                        source_runtime=runtime, licence="own timings, fitted by hwnas lut fit"))
+    except ValidationError as exc:
+        raise fail(validation_message(exc), 2) from None
+    kept = f" (the table is in {out})" if out is not None else ""
+    with ProfilerClient(server, token=token) as client:
+        try:
+            result = client.import_lut(body)
+        except ProfilerError as exc:  # refused or unreachable: say so, and where the fit still is
+            raise fail(f"storing the fitted table on {server}: {exc}{kept}") from None
+    typer.echo("\n".join(import_report(result)))
 
 
 @lut_app.command("import")

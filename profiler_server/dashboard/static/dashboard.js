@@ -76,6 +76,16 @@ function tableLink(device, t) {
     + (t.source ? ` (imported from ${t.source.project})` : ""));
 }
 
+function fitNote(fit) {
+  // A table fitted from whole networks (hwnas lut fit): how well it predicts networks it was not fitted on.
+  if (!fit) return null;
+  const held = fit.mape_pct === null ? "no hold-out"
+    : `hold-out MAPE ${fit.mape_pct.toFixed(1)}%` + (fit.kendall_tau === null ? "" : `, Kendall τ ${fit.kendall_tau.toFixed(2)}`)
+      + ` on ${fit.test_networks} networks`;
+  return el("p", { class: "fit" }, `Fitted from whole networks of ${fit.space}: ${held}; fitted on ${fit.train_networks}`
+    + ` (${fit.networks_file}, sha256 ${fit.networks_sha256.slice(0, 12)}).`);
+}
+
 function sourceNote(source) {
   // An imported table says where it comes from, under what terms, and what it left out (all as text).
   if (!source) return null;
@@ -83,6 +93,7 @@ function sourceNote(source) {
   return el("div", { id: "source", class: "source" },
     el("p", {}, `Imported, read-only: ${source.project}, ${source.file}${commit}; measured on ${source.source_device}`
       + (source.source_runtime ? ` with ${source.source_runtime}` : "") + `. Licence: ${source.licence}`),
+    fitNote(source.fit),
     source.gauge ? el("p", { class: "muted" }, source.gauge) : null,
     source.unmappable.length ? el("p", { class: "muted" }, `${source.unmappable.length} published entries left out: `
       + source.unmappable.map(u => `${u.key} (${u.reason})`).join("; ")) : null);
