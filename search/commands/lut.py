@@ -203,7 +203,7 @@ def import_(
     token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="An admin token."),
     preset: Optional[str] = typer.Option(None, "--preset", help="A known table (see `profiler-server import --list`): "
                                          "fills device, runtime and provenance."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="ofa-yaml, proxyless-yaml or hwnasbench-json."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="ofa-yaml, proxyless-yaml, hwnasbench-json or hwnas-fit (a table written by hwnas lut fit -o)."),
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Device to import into (created when new)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="e.g. tflite."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
