@@ -288,19 +288,23 @@ def measure_batch(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, ca
     attempts = 0
     sizes: dict[str, Sizing] | None = None
     sizing: dict[str, Any] = {}
+    measured: list[BurstResult] = []
     while True:
         results, planned, sizes, learnt = _schedule(runner, items, cfg, canary, stop, progress, rng, sizes)
         outcome.bursts_run += learnt.pop("bursts_run", len(results))
         sizing = learnt or sizing
+        measured.extend(results)
         drift, canary_values = canary_drift(results)
         outcome.stopped = stop.is_set() or len(results) < planned
         if drift > cfg.drift_threshold and attempts < cfg.suspect_retries and not outcome.stopped:
             attempts += 1
+            # More rounds, not a replacement: each value is a median over rounds, so the rounds
+            # measured while the device drifted are outvoted, and no measured time is thrown away.
             log.warning("canary drifted %.1f%% during the batch (> %.0f%%): measuring the batch again",
                         drift * 100, cfg.drift_threshold * 100)
             continue
         break
-    bursts, warm, errors, wall = _collect(results)
+    bursts, warm, errors, wall = _collect(measured)
     need = max(1, (cfg.rounds + 1) // 2)
     done: dict[str, list[list[float]]] = {}
     for item in items:
@@ -311,7 +315,7 @@ def measure_batch(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, ca
             outcome.failures[item.key] = errors[item.key]
         else:
             outcome.unfinished.append(item.key)
-    # Coefficient of variation too high: measure those again (keep the steadiest attempt).
+    # Burst minima too spread: measure those again, adding rounds (their value is the median over all).
     remeasured: dict[str, int] = {}
     cvs = {k: variation(v) for k, v in done.items()}
     by_key = {item.key: item for item in items}
@@ -324,8 +328,10 @@ def measure_batch(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, ca
         more, more_warm, _, more_wall = _collect(again)
         for key, new in more.items():
             remeasured[key] = remeasured.get(key, 0) + 1
-            if len(new) >= len(done[key]) and variation(new) < cvs[key]:
-                done[key], warm[key], cvs[key], wall[key] = new, more_warm[key], variation(new), more_wall[key]
+            done[key] = done[key] + new
+            warm[key] = warm.get(key, 0) + more_warm[key]
+            wall[key] = wall.get(key, 0.0) + more_wall[key]
+            cvs[key] = variation(done[key])
     for key, got in done.items():
         outcome.bursts[key], outcome.warmups[key] = got, warm.get(key, 0)
         outcome.timed_wall_ms[key] = wall.get(key, 0.0)

@@ -57,18 +57,22 @@ def burst_minimum(bursts: Sequence[Sequence[float]]) -> float:
 
 
 def variation(bursts: Sequence[Sequence[float]]) -> float:
-    """Coefficient of variation of the burst minima (of the samples when there is one burst).
+    """Robust coefficient of variation of the burst minima (of the samples when there is one burst):
+    1.4826 × median absolute deviation / median, which equals std / mean for normal data.
 
     The minima are what the table's estimator is built from; raw samples carry scheduler
-    outliers the estimator ignores by design, so their CV would re-measure nearly every
-    operator on a shared host without making the table better.
+    outliers the estimator ignores by design. Median-based like the estimator (a median over
+    bursts): one burst that shared its core with another process does not move the value, so
+    it does not make the operator "noisy" either, two or more do.
     """
     mins = [min(b) for b in bursts if b]
     values = mins if len(mins) >= 2 else [x for b in bursts for x in b]
     if len(values) < 2:
         return 0.0
-    mu = mean(values)
-    return pstdev(values, mu) / mu if mu > 0 else 0.0
+    mid = median(values)
+    if mid <= 0:
+        return 0.0
+    return 1.4826 * median([abs(v - mid) for v in values]) / mid
 
 
 def summarize(key: str, bursts: Sequence[Sequence[float]], warmup: int, keep_samples: bool = True) -> MeasurementResult:

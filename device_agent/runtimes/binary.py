@@ -308,6 +308,15 @@ def parse_batch_thermal(text: str, marker: str) -> dict[str, ThermalState]:
     return out
 
 
+def truncation_ms(precise_mean_ms: float | None, whole_us_total_ms: float, runs: int) -> float:
+    """What ``duration_cast<microseconds>`` cut off each run, on average: the precise mean minus the
+    mean of the whole-µs values; 0 unless it is a truncation (0 to 1 µs)."""
+    if precise_mean_ms is None or runs <= 0:
+        return 0.0
+    lost = precise_mean_ms - whole_us_total_ms / runs
+    return lost if 0.0 <= lost <= 0.001 + 1e-9 else 0.0
+
+
 def per_run_ms(runtime: str, body: str, csv_rows: Iterable[str], iters: int) -> list[float]:
     """Each timed run's latency (ms) as precisely as the program gives it.
 
@@ -318,10 +327,9 @@ def per_run_ms(runtime: str, body: str, csv_rows: Iterable[str], iters: int) -> 
     if runtime == "torchscript":
         out = parsers.parse_speed_benchmark_torch(body)
         runs = out.samples_ms[-iters:]
-        if runs and out.mean_ms is not None:
-            lost = out.mean_ms - sum(runs) / len(runs)
-            if 0.0 <= lost < 0.001 + 1e-9:  # only a truncation (< 1 µs) is restored, never more
-                runs = [r + lost for r in runs]
+        if runs:
+            lost = truncation_ms(out.mean_ms, sum(runs), len(runs))
+            runs = [r + lost for r in runs]
         return runs or ([out.mean_ms] if out.mean_ms is not None else [])
     summary = parsers.parse_onnxruntime_perf_test(body)
     runs = parsers.parse_ort_result_csv("\n".join(csv_rows))
@@ -353,11 +361,9 @@ def reduced_samples(runtime: str, body: str, lines: Sequence[str], burst: Burst)
     if not runs:
         raise parsers.ParseError(f"no timed runs in the program's output: {_tail(body)}")
     if runtime == "torchscript":
-        mean = parsers.parse_speed_benchmark_torch(body).mean_ms
-        lost = (mean - total / runs) if mean is not None else 0.0
-        if 0.0 <= lost < 0.001 + 1e-9:
-            samples = [x + lost for x in samples]
-            total += lost * runs
+        lost = truncation_ms(parsers.parse_speed_benchmark_torch(body).mean_ms, total, runs)
+        samples = [x + lost for x in samples]
+        total += lost * runs
     if not samples:  # fewer runs than a sample: their mean
         samples = [total / runs]
     return samples, total

@@ -74,5 +74,6 @@ def test_profile_local_writes_a_table(tmp_path: Path, model_cache_dir: Path) -> 
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert [row["key"] for row in data["results"]] == sorted(["__overhead__", *FMNIST_KEYS[:2]])
-    assert all(row["n"] == 6 and row["min_ms"] <= row["median_ms"] for row in data["results"])
+    # n: samples (of K runs each) over 2 time-sized rounds, at least one per round
+    assert all(row["n"] >= 2 and row["min_ms"] <= row["median_ms"] for row in data["results"])
     assert FMNIST_KEYS[0] in r.stdout

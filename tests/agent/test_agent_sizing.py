@@ -182,7 +182,10 @@ def test_statistics_in_floats_agree_with_the_statistics_module() -> None:
     assert r.mean_ms == pytest.approx(statistics.fmean(flat), rel=1e-12)
     assert r.std_ms == pytest.approx(statistics.pstdev(flat), rel=1e-9)
     mins = [min(b) for b in bursts]
-    assert variation(bursts) == pytest.approx(statistics.pstdev(mins) / statistics.fmean(mins), rel=1e-9)
+    mad = statistics.median(abs(m - statistics.median(mins)) for m in mins)
+    assert variation(bursts) == pytest.approx(1.4826 * mad / statistics.median(mins), rel=1e-9)
+    assert variation([[1.0], [1.0], [2.0], [1.0]]) == 0.0  # one burst off: not noisy
+    assert variation([[1.0], [1.2], [1.4]]) == pytest.approx(1.4826 * 0.2 / 1.2)
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torchscript"])
@@ -229,3 +232,12 @@ def test_one_canary_burst_off_is_contention_two_are_drift() -> None:
     assert canary_drift(results([1.0, 1.5]))[0] == pytest.approx(0.2)  # two bursts: the larger deviation
     probe = [BurstResult(Burst(canary, 10, 10, canary=True, probe=True), [9.0])]
     assert canary_drift(results([1.0, 1.0, 1.0]) + probe)[0] == 0.0  # probe bursts are not compared
+
+
+def test_without_awk_on_the_phone_every_run_comes_back_and_the_agent_groups_them() -> None:
+    item = _items(1)[0]
+    burst = Burst(item, 3, 4, sample_runs=2)  # 2 extra warm-up rows first (the program does one itself)
+    rows = [f"res/0.csv:models,{s:g},1234,100,{i}" for i, s in enumerate([9e-5, 8e-5, 1e-5, 3e-5, 2e-5, 2e-5])]
+    text = _batch([f"{M} b 0", "Average inference time cost: 0.02 ms", f"{M} e 0 0", f"{M} csv", *rows])
+    [res] = parse_batch_output(text, M, [burst], "onnxruntime")
+    assert res.samples_ms == pytest.approx([0.02, 0.02]) and res.wall_ms == pytest.approx(0.08)

@@ -139,7 +139,7 @@ def test_module_entry_point_runs_standalone(models: ModelCache) -> None:
     assert r.returncode == 0 and "Total inference requests: 3" in r.stdout
 
 
-def test_launcher_uses_the_warm_worker_and_falls_back_without_it(models: ModelCache, tmp_path: Path) -> None:
+def test_launcher_uses_the_zygote_and_falls_back_without_it(models: ModelCache, tmp_path: Path) -> None:
     item = models.item(KEY, "onnxruntime")
     launcher = write_launcher("onnxruntime_perf_test", tmp_path / "bin")
     cmd = "cd /data/local/tmp/hwnas && ./bin/onnxruntime_perf_test -m times -r 5 -x 1 -I models/m.onnx"
@@ -156,10 +156,4 @@ def test_launcher_uses_the_warm_worker_and_falls_back_without_it(models: ModelCa
             assert parsers.parse_onnxruntime_perf_test(res.output).requests == 5
             bad = dev.run(cmd.replace("models/m.onnx", "models/none.onnx"), check=False, timeout_s=60)
             assert bad.rc == 255  # the exit code travels back through the worker too
-            if worker:
-                start = time.perf_counter()
-                for _ in range(5):
-                    dev.run(cmd)
-                per_call = (time.perf_counter() - start) / 5
-                assert per_call < 0.5, f"worker call took {per_call:.3f} s"
             dev.close()
