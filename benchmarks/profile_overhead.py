@@ -1,8 +1,9 @@
 """How much time does building a latency table cost beyond the measuring itself?
 
 Builds the table of every distinct operator key of the small Fashion-MNIST space
-(``fbnet-fmnist``) with the device agent's protocol (defaults: 10 warm-up + 50 timed runs in
-5 shuffled interleaved rounds, canary, CV re-measure, empty-model overhead):
+(``fbnet-fmnist``) with the device agent's protocol (defaults: a probe round, then 5 shuffled
+interleaved rounds of bursts sized by time — 4 × the measured per-burst cost — in samples of K
+runs lasting >= 100 µs; canary, CV re-measure, empty-model overhead):
 
 (a) ``--local``: in-process ONNX Runtime with pre-bound inputs (the agent's LocalRunner);
 (b) through a loopback ADB device in a separate process: models and the stand-in
