@@ -241,3 +241,22 @@ def test_without_awk_on_the_phone_every_run_comes_back_and_the_agent_groups_them
     text = _batch([f"{M} b 0", "Average inference time cost: 0.02 ms", f"{M} e 0 0", f"{M} csv", *rows])
     [res] = parse_batch_output(text, M, [burst], "onnxruntime")
     assert res.samples_ms == pytest.approx([0.02, 0.02]) and res.wall_ms == pytest.approx(0.08)
+
+
+def test_the_agent_asks_for_the_thermal_status_only_when_the_scripts_sysfs_reading_is_not_enough(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from device_agent import jobloop
+    from device_agent.platforms.local import LocalDevice
+
+    asked: list[int] = []
+    monkeypatch.setattr(jobloop, "read_thermal", lambda dev: asked.append(1) or ThermalState(0, {"cpu": 40.0}))
+    agent = jobloop.Agent(LocalDevice(tmp_path / "device"), jobloop.AgentConfig(cache_dir=tmp_path / "models"))
+    items = _items(1)
+    runner = RunTimes({items[0].key: 0.01})
+    for _ in range(10):
+        agent.measure(items, runner, None)
+        runner.last_thermal = ThermalState(None, {"cpu": 40.0})  # what the batch script read from sysfs
+    assert len(asked) == 2  # before the first batch, then after 8 batches on sysfs alone
+    runner.last_thermal = ThermalState(None, {"cpu": 71.0})  # hot: the status is asked (and waited on)
+    agent.measure(items, runner, None)
+    assert len(asked) == 3
