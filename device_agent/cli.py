@@ -286,7 +286,7 @@ def loopback_device(
     model: Annotated[str, typer.Option("--model", help="Fake phone: pixel-7, galaxy-a51, generic, or a JSON file.")] = "pixel-7",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     auth: Annotated[bool, typer.Option("--auth/--no-auth", help="Require ADB RSA authentication (new keys are accepted).")] = False,
-    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Keep a warm stand-in worker (fast benchmark calls).")] = True,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Keep a stand-in zygote (runtimes imported once, a fresh process per call, as on a phone).")] = True,
     kill_on_close: Annotated[bool, typer.Option("--kill-on-close", help="Kill a shell command when its stream closes. "
                                                 "Off by default, as on a phone: adbd leaves it running.")] = False,
     verbose: Verbose = False,

@@ -495,7 +495,7 @@ class LoopbackAdbd:
             self._start_worker()
 
     def _start_worker(self) -> None:
-        """Keep a warm stand-in worker so benchmark calls cost milliseconds (standins/worker.py)."""
+        """Keep a stand-in zygote: runtimes imported once, a forked fresh process per benchmark call (standins/worker.py)."""
         import sys
 
         wdir = self.sandbox.root / PHONE_DIR / "worker"
