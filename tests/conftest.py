@@ -31,3 +31,13 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     else:
         with fresh_postgres_database() as url:
             yield url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line when the published-table tests could not run, so such a run never passes for a full one."""
+    from tests.support.reference_data import SKIP_REASON
+
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_REASON in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"WARNING: {len(skipped)} tests of the published tables skipped: {SKIP_REASON}",
+                                    yellow=True, bold=True)

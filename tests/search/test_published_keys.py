@@ -10,9 +10,9 @@ import yaml
 
 from hwnas.opkey import OpSpec
 from hwnas.published import UnmappableKey, from_published, map_keys, ofa_net_config_keys, proxyless_net_config_keys, to_published
+from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
 
-REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
-needs_ref = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference-data is not next to this checkout")
+
 
 
 @pytest.mark.parametrize(("grammar", "published", "ours"), [
@@ -69,7 +69,7 @@ def test_grammars_that_cannot_express_a_spec_say_none() -> None:
         "expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-stride:1-idskip:0"
 
 
-@needs_ref
+@needs_reference_data
 @pytest.mark.parametrize(("grammar", "file"), [("proxyless", "proxylessnas_pixel1_lut/mobile_trim.yaml")]
                          + [("ofa", f"ofa_note10_lut/{r}_lookup_table.yaml") for r in (160, 176, 192, 208, 224)])
 def test_every_key_of_the_published_files_maps_and_comes_back(grammar: str, file: str) -> None:
@@ -79,7 +79,7 @@ def test_every_key_of_the_published_files_maps_and_comes_back(grammar: str, file
     assert all(to_published(grammar, spec) == key for key, spec in mapping.mapped.items())  # type: ignore[arg-type]
 
 
-@needs_ref
+@needs_reference_data
 def test_the_published_networks_name_keys_of_their_tables() -> None:
     ofa = yaml.safe_load((REF / "ofa_note10_lut" / "224_lookup_table.yaml").read_text())
     net = json.loads((REF / "ofa_note10_lut" / "note10_lat-30ms_top1-78.4_finetune-75.net.config").read_text())

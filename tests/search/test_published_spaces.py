@@ -21,8 +21,8 @@ from search.cli import app
 from search.ops import is_free
 from search.space import SearchSpace, get_space
 from search.supernet import SuperNet
+from tests.support.reference_data import REFERENCE_DATA as REF, SKIP_REASON
 
-REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
 PROXYLESS = REF / "proxylessnas_pixel1_lut"
 OFA = REF / "ofa_note10_lut"
 OFA_SIZES = (160, 176, 192, 208, 224)
@@ -33,7 +33,7 @@ PROXYLESS_MISSING = ["ir_k5_e3_g1_s2_o32@1x16x112x112", "ir_k3_e3_g1_s1_o32@1x32
 @pytest.fixture(scope="module")
 def ref() -> Path:
     if not REF.is_dir():
-        pytest.skip(f"reference data not found at {REF}")
+        pytest.skip(SKIP_REASON)
     return REF
 
 

@@ -13,9 +13,9 @@ import yaml
 
 from tests.support.databases import sqlite_url
 from tests.support.live_server import ROOT, LiveServer, cli_command
+from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
 
-REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
-pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference-data is not next to this checkout")
+pytestmark = needs_reference_data
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

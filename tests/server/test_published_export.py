@@ -15,9 +15,9 @@ from hwnas.schemas import Lut
 from profiler_server.published_presets import PRESETS
 from tests.support.live_server import LiveServer
 from tests.support.measurements import batch, result
+from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
 
-REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
-pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference-data is not next to this checkout")
+pytestmark = needs_reference_data
 
 
 def lut(server: LiveServer, device: str) -> Lut:

@@ -22,9 +22,9 @@ from profiler_server.published_presets import PRESETS
 from profiler_server.services.published_files import HWNB_OPS, hwnasbench_layer_keys, hwnasbench_layers, read_published
 from tests.support.live_server import LiveServer
 from tests.support.measurements import batch, result
+from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
 
-REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
-pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference-data is not next to this checkout")
+pytestmark = needs_reference_data
 
 
 def text(preset: str) -> str:
