@@ -28,6 +28,10 @@ def register(app: typer.Typer) -> None:
         val_subset: Optional[int] = typer.Option(None, "--val-subset", min=10, help="Test images for the trained networks (full 5000, quick 1000)."),
         matched: Optional[int] = typer.Option(None, "--matched", min=0, help="Random networks at the found network's "
                                               "predicted latency (±5%), trained and measured like it (full 4, quick 2)."),
+        calibration_networks: Optional[int] = typer.Option(
+            None, "--calibration-networks", min=0, help="Random whole networks measured after the operators to "
+            "calibrate the table (measured ≈ a·sum + b), which the search and every prediction then use; 0: the raw "
+            "table (full 8, quick 4)."),
         seed: int = typer.Option(0, "--seed"),
         port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port of the profiler server (default: a free one)."),
         keep_server: bool = typer.Option(False, "--keep-server", help="After the report, keep the server and agent running "
@@ -39,7 +43,8 @@ def register(app: typer.Typer) -> None:
         """Run the whole hwnas loop on this machine and write OUT/report.md.
 
         Starts a profiler-server (SQLite, in OUT) and a local device agent for device host-cpu (ONNX Runtime,
-        1 thread), measures the fbnet-fmnist operators through a profiling job, runs a target-latency FBNet search
+        1 thread), measures the fbnet-fmnist operators through a profiling job and a few random whole networks to
+        calibrate that table, runs a target-latency FBNet search
         with that latency table (target: half the all-ir_k3_e6 baseline's predicted latency), draws random networks
         of the found network's predicted latency, trains them, the found network and the baseline from scratch with
         one recipe, exports the found network and the baseline to ONNX, has the agent measure every network whole,
@@ -52,7 +57,7 @@ def register(app: typer.Typer) -> None:
         config = DemoConfig.preset(quick, out=out, search_epochs=epochs, warmup_epochs=warmup_epochs,
                                    target_share=target_share, mode=mode, train_epochs=train_epochs,
                                    search_subset=subset, train_subset=train_subset, val_subset=val_subset,
-                                   matched=matched, seed=seed, port=port, keep_server=keep_server,
+                                   matched=matched, calibration_networks=calibration_networks, seed=seed, port=port, keep_server=keep_server,
                                    torch_threads=torch_threads, progress=progress)
         if config.mode not in ("hard", "soft"):
             raise fail(f"--mode must be hard or soft, not {config.mode!r}", 2)

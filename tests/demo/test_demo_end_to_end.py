@@ -55,6 +55,8 @@ def _check_server_kept(out: Path) -> None:
         return  # the demo failed; the tests below say how
     lut = httpx.get(f"{url}/lut/host-cpu", params={"runtime": "onnxruntime", "threads": 1}, timeout=10).json()
     assert len(lut["entries"]) == 102
+    # Served with the calibration the demo fitted on random whole networks (quick: 4), so every search applies it.
+    assert lut["calibration"]["networks"] == 4 and lut["calibration"]["scale"] > 0, lut.get("calibration")
     nets = httpx.get(f"{url}/devices/host-cpu/networks", params={"runtime": "onnxruntime", "threads": 1}, timeout=10)
     assert nets.status_code == 200 and len(nets.json()["entries"]) >= 4  # found, 2 random, baseline
     assert httpx.get(f"{url}/docs", timeout=10).status_code == 200
@@ -94,6 +96,8 @@ def test_numbers_are_sane(demo_run) -> None:
     s = json.loads((out / "summary.json").read_text())
     assert s["device"] == "host-cpu" and s["runtime"] == "onnxruntime" and s["threads"] == 1
     assert s["table_entries"] == 102  # every operator of fbnet-fmnist, measured through the job
+    cal = s["table_calibration"]
+    assert cal["networks"] == 4 and cal["scale"] > 0 and cal["mape_after"] >= 0, cal
     found, base = s["found"], s["baseline"]
     assert base["choices"] == ["ir_k3_e6"] * 9
     # What the demo ships is the search's found.json, not the argmax.
