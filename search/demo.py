@@ -408,7 +408,7 @@ class _Run:
         if self.table_calibration is not None:
             c = self.table_calibration
             self.console.info(f"calibration on {c['networks']} random whole networks: measured ≈ {c['scale']:.3f} × "
-                              f"table sum + {c['offset_ms']:.4f} ms (error {c['mape_before']:.1f}% → "
+                              f"table sum {'+' if c['offset_ms'] >= 0 else '−'} {abs(c['offset_ms']):.4f} ms (error {c['mape_before']:.1f}% → "
                               f"{c['mape_after']:.1f}% on them)")
         return len(self.table.entries)
 

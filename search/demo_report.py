@@ -235,8 +235,8 @@ def write_report(result: "DemoResult", out: Path, timings: dict[str, Any]) -> Pa
     if c is not None:
         # Predictions are calibrated; say on what, so the fidelity above is not read as the raw table's.
         fid_line += (f" Predictions use the table's calibration, fitted on {c['networks']} other random networks measured "
-                     f"whole right after the operators: measured ≈ {c['scale']:.3f} × table sum + "
-                     f"{_ms(c['offset_ms'])} (on those networks the error fell from {c['mape_before']:.1f}% to "
+                     f"whole right after the operators: measured ≈ {c['scale']:.3f} × table sum "
+                     f"{'+' if c['offset_ms'] >= 0 else '−'} {_ms(abs(c['offset_ms']))} (on those networks the error fell from {c['mape_before']:.1f}% to "
                      f"{c['mape_after']:.1f}%).")
     argmax_line = ""
     if result.argmax and result.argmax != result.found.arch.choices and result.argmax_ms is not None:
