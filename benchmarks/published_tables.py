@@ -102,7 +102,7 @@ def imported_checks(rows: list[dict[str, str]], work: Path) -> dict[str, Any]:
     from hwnas.published import from_published, ofa_net_config_keys, proxyless_net_config_keys
     from profiler_server.db import make_engine, session_factory
     from profiler_server.migrate import upgrade
-    from profiler_server.published_presets import PRESETS
+    from hwnas.published_presets import PRESETS
     from profiler_server.services.imports import export_table, import_table
     from profiler_server.services.luts import build_lut, resolve_table
 

@@ -212,7 +212,7 @@ def import_table(
 
     from hwnas import schemas
     from profiler_server.errors import ServiceError
-    from profiler_server.published_presets import PRESETS, UnknownPreset, import_report, import_request, validation_message
+    from hwnas.published_presets import PRESETS, UnknownPreset, import_report, import_request, validation_message
     from profiler_server.services.imports import import_table as do_import
 
     if list_presets:

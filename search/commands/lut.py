@@ -104,8 +104,11 @@ def fit(
                                   "(candidate names per layer, space-separated) and 'ms', or a JSON list of "
                                   "{\"choices\": [...], \"ms\": x}."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the fitted table here (usable as --lut)."),
-    server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Also store the table on this "
-                                         "profiler server as a read-only table of --device, with the fit quality."),
+    # Not read from HWNAS_SERVER, unlike the other commands: storing is a deliberate act, and a shell that exports
+    # the variable would otherwise turn every local `-o` fit into an upload (or a refusal for lack of --device).
+    server: Optional[str] = typer.Option(None, "--server", help="Also store the table on this profiler server as a "
+                                         "read-only table of --device, with the fit quality (only when given here, "
+                                         "never from HWNAS_SERVER)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="An admin token (with --server)."),
     replace: bool = typer.Option(False, "--replace", help="With --server: replace a table stored before from another fit."),
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name written into the table (default "
@@ -178,7 +181,7 @@ def _store_fit(server: str, token: Optional[str], document: str, device: str, ru
 
     from hwnas import schemas
     from hwnas.client import ProfilerClient, ProfilerError
-    from profiler_server.published_presets import import_report, validation_message  # torch-free
+    from hwnas.published_presets import import_report, validation_message
 
     try:
         body = schemas.LutImport(
@@ -225,7 +228,7 @@ def import_(
     from pydantic import ValidationError
 
     from hwnas.client import ApiError, ProfilerClient
-    from profiler_server.published_presets import UnknownPreset, import_report, import_request, validation_message  # torch-free
+    from hwnas.published_presets import UnknownPreset, import_report, import_request, validation_message
 
     with user_errors():
         try:

@@ -29,8 +29,8 @@ SPACE = "fbnet-fmnist"
 RUNTIME, THREADS = "npu-sdk", 2
 
 
-def hwnas(*args: str) -> tuple[int, str]:
-    r = CliRunner().invoke(app, list(args))
+def hwnas(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    r = CliRunner().invoke(app, list(args), env=env)
     return r.exit_code, r.output
 
 
@@ -129,6 +129,11 @@ def test_where_the_table_goes_must_be_said_and_only_an_admin_stores(server: Live
     assert code == 2 and "give --out FILE, --server URL" in output, output
     code, output = hwnas("lut", "fit", "--space", SPACE, "--networks", str(stored.networks), "--server", server.url)
     assert code == 2 and "give the device name" in output, output
+    # A shell that exports HWNAS_SERVER still fits locally: storing needs --server on the command line.
+    local = stored.local.parent / "env-only.json"
+    code, output = hwnas("lut", "fit", "--space", SPACE, "--networks", str(stored.networks), "-o", str(local),
+                         env={"HWNAS_SERVER": server.url})
+    assert code == 0 and local.is_file() and "stored" not in output.lower(), output
     code, output = hwnas(*fit_args(server, f"npu-{uuid.uuid4().hex[:6]}", stored.networks, "--token", server.client_token))
     assert code == 1 and "HTTP 403" in output and "Traceback" not in output, output
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from profiler_server.published_presets import PRESETS
+from hwnas.published_presets import PRESETS
 from tests.support.browser import Browser
 from tests.support.live_server import LiveServer
 from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data

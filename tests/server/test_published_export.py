@@ -12,7 +12,7 @@ import yaml
 from hwnas.client import ProfilerClient
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import Lut
-from profiler_server.published_presets import PRESETS
+from hwnas.published_presets import PRESETS
 from tests.support.live_server import LiveServer
 from tests.support.measurements import batch, result
 from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data

@@ -18,7 +18,7 @@ from hwnas.client import AuthError, ConflictError, ProfilerClient
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.published import from_published, ofa_net_config_keys
 from hwnas.schemas import DeviceInfo, JobCreate, Lut
-from profiler_server.published_presets import PRESETS
+from hwnas.published_presets import PRESETS
 from profiler_server.services.published_files import HWNB_OPS, hwnasbench_layer_keys, hwnasbench_layers, read_published
 from tests.support.live_server import LiveServer
 from tests.support.measurements import batch, result

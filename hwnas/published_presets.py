@@ -6,6 +6,9 @@ the provenance from here, so a table is imported with the same names and sources
 tables exist per input resolution, and since a table is (device, runtime, threads) each
 resolution is its own device: ``note10-ofa`` is 224 (the resolution of OFA's published Note10
 networks), ``note10-ofa-160`` … ``note10-ofa-208`` the others.
+
+In ``hwnas`` (torch-free, shared) because both sides build import requests from it: the server's
+``profiler-server import`` and the client's ``hwnas lut import`` / ``hwnas lut fit --server``.
 """
 
 from __future__ import annotations
