@@ -417,7 +417,7 @@ class _Run:
         fits the same, on half of its networks and checked on the other half: here all are fitted, being few)."""
         from hwnas.schemas import Calibration, CalibrationPoint, JobCreate
         from search.cost import LatencyCost, arch_cost
-        from search.validate import fit_linear, network_spec, sample_archs
+        from search.validate import Fidelity, fit_linear, network_spec, sample_archs
 
         archs = sample_archs(self.space, self.config.calibration_networks, seed=self.config.seed + 1)
         created = client.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS,
@@ -430,12 +430,9 @@ class _Run:
             raise DemoError(f"the calibration job measured {len(pairs)} of {len(archs)} networks")
         predicted, measured = [p for _, p, _ in pairs], [m for _, _, m in pairs]
         scale, offset = fit_linear(predicted, measured)
-
-        def mape(pred: list[float]) -> float:
-            return 100.0 * sum(abs(p / m - 1) for p, m in zip(pred, measured)) / len(measured)
-
-        c = {"scale": scale, "offset_ms": offset, "networks": len(pairs), "mape_before": mape(predicted),
-             "mape_after": mape([scale * p + offset for p in predicted])}
+        c = {"scale": scale, "offset_ms": offset, "networks": len(pairs),
+             "mape_before": Fidelity.of(predicted, measured).mape,
+             "mape_after": Fidelity.of([scale * p + offset for p in predicted], measured).mape}
         client.put_calibration(DEVICE, Calibration(
             runtime=RUNTIME, threads=THREADS, scale=scale, offset_ms=offset, networks=len(pairs), method="linear",
             mape_before=c["mape_before"], mape_after=c["mape_after"],

@@ -229,11 +229,9 @@ class RunSettings:
 # The parts, by the attribute that holds them; the flat name of CostSource.kind is "cost".
 PARTS: dict[str, type] = {"schedule": Schedule, "cost_source": CostSource, "objective": Objective, "run": RunSettings}
 _FLAT_RENAMES = {("cost_source", "kind"): "cost"}
-
-
-def _flat_names(part: str, cls: type) -> dict[str, str]:
-    """Flat option name -> field name of one part."""
-    return {_FLAT_RENAMES.get((part, f.name), f.name): f.name for f in dataclasses.fields(cls)}
+# flat (command-line) name -> (part, field); the names are unique across the parts.
+_ROUTES: dict[str, tuple[str, str]] = {_FLAT_RENAMES.get((part, f.name), f.name): (part, f.name)
+                                       for part, cls in PARTS.items() for f in dataclasses.fields(cls)}
 
 
 @dataclass
@@ -267,24 +265,20 @@ class SearchConfig:
         top: dict[str, Any] = {}
         own = {f.name for f in dataclasses.fields(cls)} - set(PARTS)
         for name, value in options.items():
-            for part, cls_part in PARTS.items():
-                names = _flat_names(part, cls_part)
-                if name in names:
-                    routed[part][names[name]] = value
-                    break
-            else:
-                if name not in own:
-                    raise TypeError(f"{cls.__name__} has no option {name!r}")
+            if name in _ROUTES:
+                part, field_name = _ROUTES[name]
+                routed[part][field_name] = value
+            elif name in own:
                 top[name] = value
+            else:
+                raise TypeError(f"{cls.__name__} has no option {name!r}")
         parts = {part: dataclasses.replace(defaults[part], **given) for part, given in routed.items()}
         return cls(**top, **parts)
 
     def flat(self) -> dict[str, Any]:
         """Every option under its flat (command-line) name."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in PARTS}
-        for part, cls_part in PARTS.items():
-            for flat_name, name in _flat_names(part, cls_part).items():
-                d[flat_name] = getattr(getattr(self, part), name)
+        d.update({flat: getattr(getattr(self, part), name) for flat, (part, name) in _ROUTES.items()})
         return d
 
     def to_dict(self) -> dict[str, Any]:
@@ -295,18 +289,15 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
         """A config from ``to_dict``'s layout or the flat one of runs made before the split; unknown keys are ignored."""
-        flat = flat_options(d)
-        known = {f.name for f in dataclasses.fields(cls)} - set(PARTS)
-        for part, cls_part in PARTS.items():
-            known |= set(_flat_names(part, cls_part))
-        return cls.from_flat(**{k: v for k, v in flat.items() if k in known})
+        known = ({f.name for f in dataclasses.fields(cls)} - set(PARTS)) | set(_ROUTES)
+        return cls.from_flat(**{k: v for k, v in flat_options(d).items() if k in known})
 
 
 def flat_options(d: dict[str, Any]) -> dict[str, Any]:
     """A saved config (either layout) as flat options."""
     flat = {k: v for k, v in d.items() if k not in PARTS}
-    for part, cls_part in PARTS.items():
+    names = {route: flat_name for flat_name, route in _ROUTES.items()}
+    for part in PARTS:
         if isinstance(d.get(part), dict):
-            names = {name: flat_name for flat_name, name in _flat_names(part, cls_part).items()}
-            flat.update({names.get(k, k): v for k, v in d[part].items()})
+            flat.update({names.get((part, k), k): v for k, v in d[part].items()})
     return flat

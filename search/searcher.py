@@ -21,7 +21,6 @@ as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import time
@@ -41,7 +40,7 @@ from search.loss import default_cost_scale, search_loss
 from search.mixed import normalised_entropy
 from search.progress import EpochProgress
 from search.rundir import RunDir
-from search.search_config import CostSource, Schedule, SearchConfig, SearchConfigError, flat_options
+from search.search_config import CostSource, SearchConfig, SearchConfigError, flat_options
 from search.supernet import SuperNet
 
 # Mean normalised entropy above which θ is reported as not having moved (1.0 = uniform).

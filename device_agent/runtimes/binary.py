@@ -18,7 +18,7 @@ from pathlib import Path
 
 from device_agent import parsers, scriptpid
 from device_agent.deviceinfo import PhoneFacts, thermal_zones_script
-from device_agent.errors import ConfigError, DeviceCommandError
+from device_agent.errors import ConfigError
 from device_agent.models import file_name, md5_of
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device, new_marker

@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         Example: `hwnas quant-search --space resnet20 --init runs/fp32/fp32.pt --cost size --loss target --target 80
         --epochs 4 --out runs/qs` then `hwnas quant-train runs/qs/bits.json --init runs/fp32/fp32.pt --out runs/mix`
         """
-        from search.quant.searcher import QuantSearchConfig, run_quant_search
+        from search.quant.searcher import QuantSearchConfig
 
         with quant_errors():
             config = QuantSearchConfig.from_flat(

@@ -205,9 +205,9 @@ def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: fl
                 typer.echo(f"  … and {len(exc.keys) - 50} more (`hwnas lut keys --space {config.space}` lists all)", err=True)
         from search.commands._table import offer_job
 
-        source = config.cost_source
+        source, missing = config.cost_source, exc.keys
         # Rank 0 alone asks and runs the job; every rank learns whether it ran.
-        if not main_then_broadcast(lambda: offer_job(source, cost_model.table, exc.keys, create_job, wait_timeout)):
+        if not main_then_broadcast(lambda: offer_job(source, cost_model.table, missing, create_job, wait_timeout)):
             raise typer.Exit(1) from None
         return run_search(config, cost_model=main_then_broadcast(lambda: _cost_model(config, False, wait_timeout)))
 

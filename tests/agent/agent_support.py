@@ -102,3 +102,14 @@ def process_running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# What a stand-in onnxruntime_perf_test prints when run bare, as the agent's preflight does.
+PERF_TEST_USAGE = 'if [ $# -eq 0 ]; then echo "usage: onnxruntime_perf_test [options...] model_path"; exit 1; fi\n'
+
+
+def fake_program(path: Path, body: str) -> Path:
+    """An executable shell program for the loopback phone (``body`` after the ``#!/bin/sh`` line)."""
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path

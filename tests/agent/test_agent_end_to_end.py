@@ -17,8 +17,8 @@ from device_agent.deviceinfo import read_facts
 from device_agent.models import ModelCache
 from device_agent.platforms.adb import AdbDevice
 from hwnas.schemas import JobClaim, JobCreate, JobCreated, JobState
-from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, SLOW_KEYS, agent_cmd, env, free_port, kill, \
-    measurement_counts, process_running, start_loopback
+from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, PERF_TEST_USAGE, SLOW_KEYS, agent_cmd, env, fake_program, \
+    free_port, kill, measurement_counts, process_running, start_loopback
 from tests.support.live_server import LiveServer, start_live_server
 
 
@@ -178,10 +178,8 @@ def test_a_program_that_cannot_run_is_refused_before_any_claim_with_the_fix(
     keys = SLOW_KEYS[:4]
     name, job = _phone_job(server, port, model_cache_dir, keys)
     # What a phone's linker prints for a binary built without its C++ runtime next to it.
-    broken = tmp_path / "onnxruntime_perf_test"
-    broken.write_text('#!/bin/sh\necho \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": library '
-                      '"libc++_shared.so" not found\'\nexit 1\n')
-    broken.chmod(0o755)
+    broken = fake_program(tmp_path / "onnxruntime_perf_test", 'echo \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": '
+                          'library "libc++_shared.so" not found\'\nexit 1\n')
     r = subprocess.run(_agent(server, port, model_cache_dir, "--benchmark-binary", str(broken), "--batch-size", "2",
                               *FAST_PROTOCOL), capture_output=True, text=True, env=env(), timeout=180)
     assert r.returncode == 5, r.stderr[-3000:]
@@ -229,11 +227,8 @@ def test_a_program_that_stops_running_mid_job_gives_the_job_back_and_fails_no_ke
     name, job = _phone_job(server, port, model_cache_dir, keys)
     # Starts bare (the preflight passes), but cannot link once it is given a model: a fault that pushing the
     # files again does not cure.
-    flaky = tmp_path / "onnxruntime_perf_test"
-    flaky.write_text('#!/bin/sh\nif [ $# -eq 0 ]; then echo "usage: onnxruntime_perf_test [options...] model_path"; exit 1; fi\n'
-                     'echo \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": library "libc++_shared.so" not found\'\n'
-                     'exit 1\n')
-    flaky.chmod(0o755)
+    flaky = fake_program(tmp_path / "onnxruntime_perf_test", PERF_TEST_USAGE + 'echo \'CANNOT LINK EXECUTABLE '
+                         '"./bin/onnxruntime_perf_test": library "libc++_shared.so" not found\'\nexit 1\n')
     r = subprocess.run(_agent(server, port, model_cache_dir, "--benchmark-binary", str(flaky), "--batch-size", "2",
                               *FAST_PROTOCOL), capture_output=True, text=True, env=env(), timeout=180)
     assert r.returncode == 5, r.stderr[-3000:]
@@ -322,12 +317,9 @@ def test_stopping_the_agent_leaves_no_burst_running_on_the_phone(
     name, job = _phone_job(server, port, model_cache_dir, SLOW_KEYS[:4])
     # The program records "<script pid> <own pid>" per call. The first call waits until the agent was told to
     # stop, then fails; every later call would run for 5 minutes unless the agent ends its script.
-    program = tmp_path / "onnxruntime_perf_test"
-    program.write_text('#!/bin/sh\nif [ $# -eq 0 ]; then echo "usage: onnxruntime_perf_test [options...] model_path"; exit 1; fi\n'
-                       'echo "$PPID $$" >> calls.pids\n'
-                       'if [ "$(wc -l < calls.pids)" -eq 1 ]; then while [ ! -e go ]; do sleep 0.02; done; '
-                       'echo "Run failed: stand-in"; exit 1; fi\nexec sleep 300\n')
-    program.chmod(0o755)
+    program = fake_program(tmp_path / "onnxruntime_perf_test", PERF_TEST_USAGE + 'echo "$PPID $$" >> calls.pids\n'
+                           'if [ "$(wc -l < calls.pids)" -eq 1 ]; then while [ ! -e go ]; do sleep 0.02; done; '
+                           'echo "Run failed: stand-in"; exit 1; fi\nexec sleep 300\n')
     work = root / "data/local/tmp/hwnas"
     log = tmp_path / "agent.log"
     with open(log, "w") as fh:
@@ -352,7 +344,7 @@ def test_stopping_the_agent_leaves_no_burst_running_on_the_phone(
 # A speed_benchmark_torch built from a PyTorch that reads bytecode 3..7 (the message its loader prints for
 # a newer .ptl, torch/csrc/jit/mobile), otherwise printing what the real program prints. The model's
 # version is the first integer of its bytecode.pkl.
-OLD_TORCH_PROGRAM = '''#!/bin/sh
+OLD_TORCH_PROGRAM = '''
 exec "$HWNAS_STANDIN_PYTHON" - "$@" <<'PY'
 import pickletools, sys, zipfile
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -374,10 +366,7 @@ PY
 
 
 def _old_torch_program(tmp_path: Path) -> Path:
-    program = tmp_path / "speed_benchmark_torch"
-    program.write_text(OLD_TORCH_PROGRAM)
-    program.chmod(0o755)
-    return program
+    return fake_program(tmp_path / "speed_benchmark_torch", OLD_TORCH_PROGRAM)
 
 
 def test_a_phone_with_an_older_pytorch_gets_models_at_the_bytecode_it_reads(

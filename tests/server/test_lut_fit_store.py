@@ -16,7 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from hwnas.client import ConflictError, ProfilerClient
+from hwnas.client import ConflictError
 from hwnas.schemas import Lut, LutImport
 from search.cli import app
 from search.random_search import uniform_random

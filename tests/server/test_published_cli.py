@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
 from tests.support.databases import sqlite_url

@@ -8,7 +8,6 @@ import gzip
 import json
 import math
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
