@@ -175,6 +175,9 @@ class ValidateConfig:
     timeout_s: float = 1800.0
     poll_s: float = 1.0
     progress: bool = True
+    # Networks measured and fitted besides the ``n`` uniform ones (choices per layer): e.g. networks near the latency a
+    # search will aim at, so the calibration is fitted where it is used and not only around the uniform draws' median.
+    extra: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -359,9 +362,17 @@ def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print) -> V
     t0 = time.perf_counter()
     base = get_space(cfg.space)
     space = base.with_input(cfg.input_size, None) if cfg.input_size else base
-    archs = sample_archs(space, cfg.n, cfg.seed, space_ref=cfg.space if not Path(cfg.space).is_file() else str(Path(cfg.space).resolve()))
+    ref = cfg.space if not Path(cfg.space).is_file() else str(Path(cfg.space).resolve())
+    archs = sample_archs(space, cfg.n, cfg.seed, space_ref=ref)
     if len(archs) < cfg.n:
         log(f"note: the space has only {len(archs)} distinct architectures")
+    known = {a.id for a in archs}
+    for i, choices in enumerate(cfg.extra):
+        arch = Architecture(space=ref, choices=list(choices), input_size=space.input_shape[-1], classes=space.classes,
+                            name=f"extra-{i}")
+        if arch.id not in known:
+            known.add(arch.id)
+            archs.append(arch)
     keys = list(dict.fromkeys(k for a in archs for k in a.op_keys()))
     specs = [network_spec(a) for a in archs]
     seconds: dict[str, float] = {"sample_s": time.perf_counter() - t0}

@@ -96,6 +96,23 @@ def test_validate_cli_measures_predicts_and_calibrates(server: LiveServer, local
     assert arch_cost(LatencyCost(table), arch) == pytest.approx(cal["scale"] * raw + cal["offset_ms"], rel=1e-9)
 
 
+def test_extra_networks_are_measured_and_fitted_with_the_uniform_ones(server: LiveServer, local_agent: str,
+                                                                     tmp_path: Path) -> None:
+    """``extra``: networks chosen by the caller (near a search's budget, say) join the uniform draws in the job and the fit."""
+    from search.validate import ValidateConfig, run_validation
+
+    cheap = ["skip", "maxpool_k3", "skip", "avgpool_k3", "skip", "ir_k3_e1", "skip", "skip", "ir_k3_e1"]
+    pooled = ["maxpool_k3"] * 9
+    cfg = ValidateConfig(server=server.url, device=local_agent, space="fbnet-fmnist", n=2, seed=5, calibrate=True,
+                         extra=[cheap, pooled, cheap], token=server.client_token, cache_dir=tmp_path / "lut",
+                         timeout_s=120, progress=False)
+    report = run_validation(cfg, log=lambda _: None)
+    ids = [r.arch_id for r in report.rows]
+    extra_ids = {Architecture(space="fbnet-fmnist", choices=c, input_size=28, classes=10).id for c in (cheap, pooled)}
+    assert len(ids) == 4 and len(set(ids)) == 4 and extra_ids <= set(ids)  # the repeated one is measured once
+    assert report.calibration is not None and report.calibration["fit_networks"] + report.calibration["test_networks"] == 4
+
+
 def test_validate_names_the_problem_in_one_line(server: LiveServer, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "search.cli", "validate", "--server", server.url, "--device", "no-such-phone", "--space", "fbnet-fmnist",
            "--n", "2", "--token", server.client_token]
