@@ -415,22 +415,65 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str]) -> dict[str, float]:
-    """Per search: rank correlation of log P(network | final θ) with trained accuracy, over the found network and
-    its matched random ones. All cost the same, so this asks whether θ knows which are accurate — the reason the
-    found network wins or loses, apart from training noise. Near 0 or below: θ's choices follow the cost alone.
+def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str],
+                    targets: dict[str, float]) -> dict[str, float]:
+    """Per search: does θ know which networks of its budget are accurate? Rank correlation, over the found network
+    and its matched random ones, of trained accuracy with log P(network | final θ) − log P(network | budget prior).
+
+    The prior (``search.budget.budget_logits`` at the search's target) is what the cost alone says: it makes
+    networks of equal cost equally likely and cheaper ones likelier, and inside the ±5% window a cheaper network
+    is also a less accurate one, so log P under θ alone would mix cost into the answer. Near 0 or below: θ's
+    choices carry no accuracy signal beyond the cost.
     """
     import math
 
+    from search.budget import budget_logits
+
     out = {}
     for g in sorted(groups):
-        doc = _read(work / "search" / g / "theta.json")
+        doc, costs = _read(work / "search" / g / "theta.json"), _read(work / "search" / g / "costs.json")
         members = [n for n in nets if n["role"] in ("found", "matched") and n["group"] == g]
-        if not doc or len(members) < 3:
+        if not doc or not costs or len(members) < 3 or g not in targets:
             continue
-        probs, names = doc["epochs"][-1]["probabilities"], doc["candidates"]
-        logp = [sum(math.log(max(p[c.index(x)], 1e-12)) for p, c, x in zip(probs, names, n["choices"])) for n in members]
-        out[g] = spearman(logp, [n["acc"] for n in members])
+        names = doc["candidates"]
+        prior = budget_logits(costs["layer_costs"], costs["fixed"], targets[g])
+
+        def logp(logits: list[list[float]], choices: list[str]) -> float:
+            total = 0.0
+            for row, cands, x in zip(logits, names, choices):
+                top = max(row)
+                total += row[cands.index(x)] - top - math.log(sum(math.exp(v - top) for v in row))
+            return total
+
+        theta = [[math.log(max(p, 1e-12)) for p in row] for row in doc["epochs"][-1]["probabilities"]]
+        learned = [logp(theta, n["choices"]) - logp(prior, n["choices"]) for n in members]
+        out[g] = spearman(learned, [n["acc"] for n in members])
+    return out
+
+
+def supernet_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str]) -> dict[str, float]:
+    """Per search: rank correlation of each network's accuracy inside the trained super net (shared weights, BN
+    recomputed for its path) with its trained accuracy, over the found network and its matched random ones.
+
+    θ reads its accuracy signal from this super net; if the super net cannot tell which equal-latency networks
+    train well, no schedule of θ can. Computed once while the search's checkpoint is there and kept in
+    ``supernet_acc.json`` (committed; the checkpoint is not).
+    """
+    from search.sample import supernet_accuracies
+
+    out = {}
+    for g in sorted(groups):
+        members = [n for n in nets if n["role"] in ("found", "matched") and n["group"] == g]
+        path = work / "search" / g / "supernet_acc.json"
+        saved = _read(path) or {}
+        todo = [n for n in members if n["id"] not in saved]
+        if todo and (work / "search" / g / "checkpoint.pt").is_file():
+            accs = supernet_accuracies(work / "search" / g, [n["choices"] for n in todo], val_subset=2000)
+            saved.update({n["id"]: a for n, a in zip(todo, accs) if a is not None})
+            _write(path, saved)
+        pairs = [(saved[n["id"]], n["acc"]) for n in members if n["id"] in saved]
+        if len(pairs) >= 3:
+            out[g] = spearman([p[0] for p in pairs], [p[1] for p in pairs])
     return out
 
 
@@ -627,9 +670,12 @@ def report(work: Path, s: Settings, searches: dict[str, dict[str, Any]], timing:
     for f in (n for n in kept_all if n["role"] == "found"):
         by_mode.setdefault(_group_mode(f["group"]), []).extend(pair_gains(kept_all, f))
     figs["gain_by_mode_pts"] = {m: sum(v) / len(v) for m, v in by_mode.items() if v}
-    corr = theta_rank_corr(work, kept, groups)
+    corr = theta_rank_corr(work, kept, groups, {g: searches[g]["target_ms"] for g in groups if g in searches})
     figs["theta_rank_corr"] = sum(corr.values()) / len(corr) if corr else None
     figs["theta_rank_corr_by_search"] = corr
+    ranks = supernet_rank_corr(work, kept, groups)
+    figs["supernet_rank_corr"] = sum(ranks.values()) / len(ranks) if ranks else None
+    figs["supernet_rank_corr_by_search"] = ranks
     met = {k: figs[k] is not None and _met(figs[k], t) for k, t in TARGETS.items()}
     title = (f"{SPACE}: {len(groups)} searches vs matched random; trained {s.train_epochs} ep on "
              f"{s.train_images} images × {s.train_seeds} seeds; gain {figs['gain_vs_matched_random_pts']:+.2f} pts "

@@ -21,6 +21,37 @@ import numpy as np
 _GRID = 4000  # cells across [0, hi − fixed − Σ min costs]
 
 
+def budget_logits(layer_costs: Sequence[Sequence[float]], fixed: float, target: float) -> list[list[float]]:
+    """θ of the most even distribution whose expected cost is ``target``: ``θ_l = −κ·cost_l`` for one κ.
+
+    Of all per-layer independent distributions with that expected cost, the exponential tilt has the highest
+    entropy, and it gives every architecture of equal cost the same probability (log P = −κ·cost − Σ log Z_l),
+    so it holds no preference among networks at the budget: what θ learns from there comes from accuracy.
+    κ < 0 when the target lies above the uniform distribution's cost; a target outside the space's range
+    gives the nearest extreme it can reach.
+    """
+    costs = [np.asarray(c, dtype=float) for c in layer_costs]
+    unit = max(float(np.mean(np.abs(np.concatenate(costs)))) if costs else 1.0, 1e-30)
+
+    def expected(kappa: float) -> float:
+        total = fixed
+        for c in costs:
+            z = -kappa * c / unit
+            w = np.exp(z - z.max())
+            total += float((w * c).sum() / w.sum())
+        return total
+
+    lo, hi = -200.0, 200.0  # expected() falls as κ rises
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if expected(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    kappa = 0.5 * (lo + hi)
+    return [(-kappa * c / unit).tolist() for c in costs]
+
+
 class BudgetError(ValueError):
     """No architecture of the space costs within the window."""
 

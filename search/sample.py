@@ -99,6 +99,18 @@ def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: i
             s.supernet_acc = evaluate(model, val, index, batch_size, device)
 
 
+def supernet_accuracies(out: str | Path, architectures: list[list[str]], val_subset: int | None = 2000,
+                        batch_size: int = 256) -> list[float | None]:
+    """Each architecture's accuracy inside a finished search's super net (shared weights, BN recomputed per path).
+
+    ``None`` for all of them when the folder has no checkpoint (only its small JSON files were kept).
+    """
+    run = _load_run(Path(out))
+    samples = [Sample(list(choices), 0.0, False) for choices in architectures]
+    _supernet_accuracy(run, samples, val_subset, batch_size)
+    return [s.supernet_acc for s in samples]
+
+
 def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = True, val_subset: int | None = 2000,
                   batch_size: int = 256, train_epochs: int = 0, train_subset: int | None = None,
                   progress: bool = False, train_config: Any = None) -> list[Sample]:

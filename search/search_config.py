@@ -187,6 +187,10 @@ class Objective:
     lam: float | None = None
     target: float | None = None
     target_tolerance: float = 0.02  # target loss: the shipped network's predicted cost within target·(1 ± this)
+    # Target loss: θ's first step starts from the most even distribution whose expected cost is the target (every
+    # layer tilted by the same exp(−κ·cost)), not from uniform θ far above a low budget. Under it, networks of
+    # equal cost are equally likely, so whatever θ learns after is the accuracy signal's (search/budget.py).
+    target_start: bool = True
     reference: float | None = None
     cost_scale: float | None = None  # FBNet form only; None: see search.loss.default_cost_scale
 

@@ -232,7 +232,15 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
     logits = setup.replica.forward(x, optimizer) if setup.replica is not None else model(x)
     ce = nn.functional.cross_entropy(logits, y)
     lat = model.expected_cost(setup.cost_tensors, setup.costs.fixed)
-    loss = search_loss(ce, lat, setup.config.objective.loss_config(), cost_scale=setup.cost_scale, reference=setup.reference)
+    objective = setup.config.objective
+    # The target loss holds the cost of the distribution the search ships from (softmax θ), not of this step's
+    # relaxed sample: at a high τ the sample is nearly uniform whatever θ is, and holding *its* cost at a low
+    # budget drove every layer to its cheapest candidates before the accuracy signal could say which layers
+    # deserve the cost (measured: θ's rank correlation with trained accuracy at equal latency fell to −0.6).
+    held = (model.expected_cost(setup.cost_tensors, setup.costs.fixed, masks=[torch.softmax(t, -1)
+                                                                              for t in model.arch_parameters()])
+            if objective.has_target else lat)
+    loss = search_loss(ce, held, objective.loss_config(), cost_scale=setup.cost_scale, reference=setup.reference)
     if decide > 0:
         loss = loss + decide * entropy_term(model)
     optimizer.zero_grad(set_to_none=True)
@@ -302,6 +310,22 @@ def _evaluation_path(setup: SearchSetup) -> contextlib.AbstractContextManager:
     return stack
 
 
+def start_at_budget(setup: SearchSetup) -> None:
+    """Set θ to the most even distribution whose expected cost is the target (``search.budget.budget_logits``).
+
+    At the first θ step only: the weights warmed up under uniform θ (every candidate trained alike), and a
+    resumed search past this point keeps its θ from the checkpoint.
+    """
+    from search.budget import budget_logits
+
+    target = setup.config.objective.target
+    assert target is not None
+    logits = budget_logits([c.tolist() for c in setup.cost_tensors], setup.costs.fixed, target)
+    with torch.no_grad():
+        for t, v in zip(setup.model.arch_parameters(), logits):
+            t.copy_(torch.as_tensor(v, dtype=t.dtype, device=t.device))
+
+
 def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None = None) -> dict[str, Any]:
     """Run epoch ``epoch`` (0-based): weights, then θ unless warming up, then evaluation; returns its log entry."""
     cfg, run, model = setup.config.schedule, setup.config.run, setup.model
@@ -320,6 +344,9 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
                torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 1)), progress, f"epoch {epoch + 1} weights",
                when=(epoch, epoch + w_share))
     th: dict[str, Any] = {}
+    objective = setup.config.objective
+    if searching and epoch == cfg.num_warmup_epochs and objective.has_target and objective.target_start:
+        start_at_budget(setup)
     if searching:
         # The decision term ramps over the θ epochs: from 0 at the first θ step to theta_decide at the last.
         span = max(cfg.epochs - cfg.num_warmup_epochs, 1)

@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
                                                   "--cost latency --loss target --target X; ships found.json at X."),
         target_tolerance: float = typer.Option(0.02, "--target-tolerance", help="The shipped network's predicted cost is "
                                                "within target·(1 ± this)."),
+        target_start: bool = typer.Option(True, "--budget-start/--uniform-start", help="Target loss: θ's first step starts "
+                                          "from the most even distribution whose expected cost is the target (networks "
+                                          "of equal cost equally likely), or from uniform θ."),
         cost_scale: Optional[float] = typer.Option(None, "--cost-scale", help="FBNet loss: multiply the cost by this before "
                                                    "the log (default: the uniform-θ cost maps to 20, FBNet's operating point)."),
         subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
@@ -107,7 +110,7 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, theta_decide=theta_decide, tau0=tau0,
                 tau_decay=tau_decay, tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
                 loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
-                cost_scale=cost_scale, subset=subset,
+                target_start=target_start, cost_scale=cost_scale, subset=subset,
                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
                 num_threads=torch_threads, workers=workers, progress=progress, resume=resume,
                 amp=amp, channels_last=channels_last, sync_bn=sync_bn,

@@ -27,7 +27,7 @@ from search.quant.bits import DEFAULT_ACT_BITS, DEFAULT_WEIGHT_BITS, Bits
 from search.quant.cost import BitsCostModel, BopsCost, Int8LatencyCost, SizeCost, config_cost, config_figures
 from search.quant.network import BitsConfig, QuantSuperNet
 from search.quant.space import BitsSpace, get_bits_space
-from search.search_config import CostSource, Schedule, SearchConfig, SearchConfigError
+from search.search_config import CostSource, Objective, Schedule, SearchConfig, SearchConfigError
 from search.searcher import (
     SearchSetup,
     _restore,
@@ -58,6 +58,9 @@ class QuantSearchConfig(SearchConfig):
     # Adam step is the one the bits search was measured with (4 logits of travel).
     schedule: Schedule = field(default_factory=lambda: Schedule(theta_decide=0.0, theta_travel=4.0))
     cost_source: CostSource = field(default_factory=lambda: CostSource(kind="size"))
+    # θ starts uniform: the size gradient's per-layer magnitudes under SGD are what the bits search was measured
+    # with (benchmarks/mixed_precision.py), and a tilted start would move the small layers before it does.
+    objective: Objective = field(default_factory=lambda: Objective(target_start=False))
     weight_bits: list[int] = field(default_factory=lambda: list(DEFAULT_WEIGHT_BITS))
     act_bits: list[int] = field(default_factory=lambda: list(DEFAULT_ACT_BITS))
     pins: dict[str, str] = field(default_factory=dict)  # layer name -> bits fixed, not searched

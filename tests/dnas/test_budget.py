@@ -59,3 +59,25 @@ def test_the_argmax_far_over_budget_is_replaced_by_the_likeliest_network_at_the_
 def test_a_window_no_architecture_reaches_is_widened_and_says_so() -> None:
     got, inside = nearest_most_likely([[0.5, 0.5]], [[1.0, 3.0]], 0.0, target=2.0, tolerance=0.02)
     assert not inside and got.cost in (1.0, 3.0)
+
+
+def test_budget_logits_hold_the_target_and_favour_no_network_of_equal_cost() -> None:
+    from search.budget import budget_logits
+
+    costs = [[1.0, 2.0, 6.0, 0.0], [0.5, 3.0, 3.0], [2.0, 2.0, 4.0, 1.0]]
+    fixed = 0.5
+    uniform = fixed + sum(sum(r) / len(r) for r in costs)
+    for target in (3.0, uniform, 9.0):
+        logits = budget_logits(costs, fixed, target)
+        probs = [[math.exp(v) / sum(math.exp(u) for u in row) for v in row] for row in logits]
+        expected = fixed + sum(sum(p * c for p, c in zip(pr, cr)) for pr, cr in zip(probs, costs))
+        assert expected == pytest.approx(target, rel=1e-6)
+        # Two networks of cost 0.5 + 7 by different routes (2 + 3 + 2 and 0 + 3 + 4) are equally likely.
+        lp = [sum(math.log(probs[layer][j]) for layer, j in enumerate(index)) for index in ([1, 1, 0], [3, 1, 2])]
+        assert lp[0] == pytest.approx(lp[1], abs=1e-9)
+    low = budget_logits(costs, fixed, 3.0)
+    assert low[0][2] < low[0][0] < low[0][3]  # below uniform's cost: dearer candidates less likely
+    high = budget_logits(costs, fixed, 9.0)
+    assert high[0][2] > high[0][0]  # above it: the other way
+    reach = budget_logits(costs, fixed, 0.1)  # below the cheapest network: as near as it can get
+    assert max(range(4), key=lambda j: reach[0][j]) == 3

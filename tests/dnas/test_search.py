@@ -110,3 +110,57 @@ def test_target_loss_needs_a_budget(tmp_path: Path, tiny_space: Path) -> None:
         _config(tmp_path, tiny_space, loss="target")
     with pytest.raises(SearchConfigError, match="--server"):
         _config(tmp_path, tiny_space, cost="latency")
+
+
+def _ramp_table(space_path: Path, path: Path) -> Path:
+    """Every layer's candidates at 2 ms (ir_k3_e1), 5 ms (ir_k3_e3) and 0.2 ms (skip); the rest 1 ms."""
+    space = get_space(str(space_path))
+    entries = {key: 1.0 for key in space.op_keys()}
+    for layer in space.layers():
+        for name, ms in (("ir_k3_e1", 2.0), ("ir_k3_e3", 5.0), ("skip", 0.2)):
+            entries[layer.spec(name).key] = ms
+    return LatencyTable("test-phone", "onnxruntime", 1, entries, overhead_ms=0.1).save(path)
+
+
+def _low_target(setup) -> float:  # type: ignore[no-untyped-def]
+    """40% of the way from the cheapest network's cost to uniform θ's."""
+    costs = setup.costs
+    uniform = costs.fixed + sum(sum(row) / len(row) for row in costs.layer_costs)
+    return costs.min_cost() + 0.4 * (uniform - costs.min_cost())
+
+
+@pytest.mark.parametrize("start", [True, False])
+def test_target_search_starts_theta_at_the_budget(tmp_path: Path, tiny_space: Path, start: bool) -> None:
+    """θ's first step starts from the even distribution at the target; θ's learning rate is ~0, so it stays there."""
+    lut = _ramp_table(tiny_space, tmp_path / "lut.json")
+    kw = dict(cost="latency", lut=str(lut), subset=400, val_subset=100, epochs=2, warmup_epochs=1, theta_lr=1e-9)
+    probe = build_setup(_config(tmp_path / "probe", tiny_space, **kw))
+    target = _low_target(probe)
+    uniform = probe.model.distribution_cost(probe.cost_tensors, probe.costs.fixed)
+    result = run_search(_config(tmp_path, tiny_space, loss="target", target=target, target_start=start, **kw))
+    warm, searched = result.history
+    assert warm["expected_cost"] == pytest.approx(uniform, rel=1e-6)  # warm-up under uniform θ
+    if start:
+        assert searched["expected_cost"] == pytest.approx(target, rel=0.01)
+    else:
+        assert searched["expected_cost"] == pytest.approx(uniform, rel=0.01) and uniform > 1.3 * target
+
+
+def test_target_loss_holds_the_distributions_cost_not_the_relaxed_samples(tmp_path: Path, tiny_space: Path) -> None:
+    """At a high τ the Gumbel-softmax sample is nearly uniform whatever θ is; the target term must read softmax θ."""
+    from search.searcher import start_at_budget
+
+    lut = _ramp_table(tiny_space, tmp_path / "lut.json")
+    kw = dict(cost="latency", lut=str(lut), subset=400)
+    target = _low_target(build_setup(_config(tmp_path / "probe", tiny_space, **kw)))
+    setup = build_setup(_config(tmp_path, tiny_space, loss="target", target=target, **kw))
+    start_at_budget(setup)
+    setup.model.temperature = 5.0
+    for p in setup.model.weight_parameters():
+        p.requires_grad_(False)
+    x, y = setup.train_set.batch(setup.theta_index[:32])
+    dist = setup.model.distribution_cost(setup.cost_tensors, setup.costs.fixed)
+    r = train_step(setup, x, y, setup.theta_optimizer)
+    lam = setup.config.objective.loss_config().weight
+    assert r["cost"] > 1.2 * target  # the relaxed sample's cost: far above the budget at this τ
+    assert r["loss"] - r["ce"] == pytest.approx(lam * abs(dist / target - 1.0), abs=1e-4)
