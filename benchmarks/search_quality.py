@@ -4,9 +4,10 @@ On ``fbnet-fmnist`` with the host-CPU table built by the local agent (``device-a
 ONNX Runtime, 1 thread; calibrated on whole networks by ``hwnas validate --calibrate``):
 
 1. **table** — server + agent; a profiling job for every operator of the space, then a validation
-   job (40 random networks measured whole) whose linear calibration is stored with the table.
-2. **search** — budgets at ``--budgets`` (default 25% and 50%) of the all-``ir_k3_e6`` baseline's
-   predicted latency × ``--seeds`` search seeds: ``hwnas search --target-ms`` (hard mode, target
+   job (20 uniform random networks and 10 near each budget, measured whole) whose linear calibration
+   is stored with the table.
+2. **search** — budgets at ``--budgets`` (default 25% and 35%) of the all-``ir_k3_e6`` baseline's
+   predicted latency × ``--seeds`` search seeds: ``hwnas search --target-ms`` (soft mode, target
    loss, default schedule). The found network is what the search ships (``found.json``: the most
    likely architecture within ±2% of the target). Plus one short soft and one short hard search
    with the same settings, timed, for ``hard_vs_soft_search_time``.
@@ -26,7 +27,9 @@ hierarchical bootstrap: searches, then their matched networks), ``found_beats_ra
 of matched pairs the found one wins, ties half), ``dominated_share`` (share of found networks that
 some random network beats in accuracy and measured latency both), ``target_error_pct`` (mean
 |measured / target − 1| of the found networks), ``theta_entropy_norm`` (mean per-layer entropy /
-log K at the end), ``hard_vs_soft_search_time``.
+log K at the end), ``hard_vs_soft_search_time``. Two diagnostics say why the gain is what it is:
+``theta_rank_corr`` (does θ, beyond what the cost alone says, rank a search's equal-latency networks by
+their trained accuracy?) and ``supernet_rank_corr`` (does the super net θ learns from?).
 
 Every step is saved as it finishes under ``--workdir`` (default ``benchmarks/results/search_quality_work``,
 whose small JSON files are committed: weights, checkpoints, the server's database and logs are not):
@@ -301,8 +304,16 @@ def plan_networks(work: Path, searches: dict[str, dict[str, Any]], s: Settings, 
     return nets
 
 
+def _reference(work: Path) -> list[dict[str, Any]]:
+    """The calibration's networks as the table's validation measured them: measured again with the others, they
+    show how far this machine's speed moved between the table and the measurements (``speed_drift``)."""
+    doc = _read(work / "validation" / "validation.json") or {}
+    return [{"id": r["arch_id"], "choices": r["choices"], "ms": r["measured_ms"]} for r in doc.get("networks", [])]
+
+
 def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[str, float]:
-    """Every network measured whole by the agent (burst minimum, the table's own estimator), all in one sitting.
+    """Every network measured whole by the agent (burst minimum, the table's own estimator), all in one sitting,
+    together with the table's calibration networks (``_reference``).
 
     When networks are added (more budgets, seeds, another search mode) every network is measured again with
     them: this machine's speed drifts between sessions by tens of per cent, and networks measured at different
@@ -310,7 +321,7 @@ def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[
     """
     path = work / "measured.json"
     done = _read(path) or {}
-    unique = list({n["id"]: n for n in nets}.values())
+    unique = list({n["id"]: n for n in [*nets, *_reference(work)]}.values())
     if all(n["id"] in done for n in unique):
         return done
     todo, done = unique, {}
@@ -339,7 +350,44 @@ def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[
     return done
 
 
+def speed_drift(work: Path, measured: dict[str, float]) -> float | None:
+    """Median of (now / when the table was built) over the calibration networks: > 1, the machine got slower."""
+    ratios = [measured[r["id"]] / r["ms"] for r in _reference(work) if r["id"] in measured and r["ms"] > 0]
+    return _median(ratios)
+
+
 # ---- 6: figures --------------------------------------------------------------------------------
+def measured_trend_gain(found: list[dict[str, Any]], randoms: list[dict[str, Any]]) -> dict[str, Any]:
+    """Found networks against random search on the *measured* clock: accuracy over the random networks' trend.
+
+    The matched pairs are matched on predicted latency; when the table misjudges the candidates the search
+    prefers, a found network can take more measured time than its matches. Here a line ``acc = a + b·log ms``
+    fitted to every random network (matched and unconstrained, measured whole) gives what random search reaches
+    at each found network's measured latency; the figure is the mean excess, with a bootstrap 95% interval
+    over found networks and random networks both.
+    """
+    import numpy as np
+
+    if len(randoms) < 3 or not found:
+        return {}
+    x = np.log([r["measured_ms"] for r in randoms])
+    y = 100 * np.asarray([r["acc"] for r in randoms])
+    fx = np.log([f["measured_ms"] for f in found])
+    fy = 100 * np.asarray([f["acc"] for f in found])
+
+    def gain(ri: Any, fi: Any) -> float:
+        b, a = np.polyfit(x[ri], y[ri], 1)
+        return float(np.mean(fy[fi] - (a + b * fx[fi])))
+
+    rng = np.random.default_rng(1)
+    boots = [gain(rng.integers(0, len(x), len(x)), rng.integers(0, len(fx), len(fx))) for _ in range(4000)]
+    slope = float(np.polyfit(x, y, 1)[0])
+    return {"gain_vs_random_trend_measured_pts": gain(np.arange(len(x)), np.arange(len(fx))),
+            "gain_vs_random_trend_ci_low_pts": float(np.percentile(boots, 2.5)),
+            "gain_vs_random_trend_ci_high_pts": float(np.percentile(boots, 97.5)),
+            "random_trend_pts_per_doubling": slope * float(np.log(2))}
+
+
 def hierarchical_bootstrap(groups: list[list[float]], n: int = 10000, seed: int = 0) -> tuple[float, float]:
     """95% interval of the mean pair difference, resampling groups (searches), then pairs within each."""
     import numpy as np
@@ -392,6 +440,7 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "theta_entropy_norm": sum(r["theta_entropy"] for r in searches.values()) / len(searches),
         "hard_vs_soft_search_time": timing["ratio"] if timing else None,
         "pairs": len(pairs),
+        **measured_trend_gain(found, randoms),
         "gain_by_budget_pts": {b: sum(v) / len(v) for b, v in per_budget.items()},
     }
 
@@ -666,6 +715,12 @@ def report(work: Path, s: Settings, searches: dict[str, dict[str, Any]], timing:
                           "acc_at_recipe": short["accuracy"], "acc_at_double": long["accuracy"],
                           "double_run_curve": [h["val_acc"] for h in long["history"]]})
     figs = figures(kept, {g: searches[g] for g in groups if g in searches}, timing)
+    drift = speed_drift(work, measured)
+    figs["speed_drift"] = drift
+    if drift:  # what the target error would be had the machine kept the speed it had when the table was built
+        found = [n for n in kept if n["role"] == "found"]
+        figs["target_error_drift_corrected_pct"] = 100 * sum(abs(f["measured_ms"] / (drift * f["target_ms"]) - 1)
+                                                             for f in found) / len(found)
     by_mode: dict[str, list[float]] = {}
     for f in (n for n in kept_all if n["role"] == "found"):
         by_mode.setdefault(_group_mode(f["group"]), []).extend(pair_gains(kept_all, f))

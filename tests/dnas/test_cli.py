@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -40,6 +41,11 @@ def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> Non
         assert doc.choices == s["choices"] and doc.meta["predicted"]["mmacs"] > 0 and doc.meta["predicted"]["mparams"] > 0
         assert 0.0 <= s["supernet_acc"] <= 1.0
     assert (out / "plots" / "samples.png").is_file()
+    # The same figure for architectures of the caller's choosing (the benchmark's matched random networks).
+    from search.sample import supernet_accuracies
+
+    first = samples[0]
+    assert supernet_accuracies(out, [first["choices"]], val_subset=200) == [pytest.approx(first["supernet_acc"])]
 
     arch_file = out / "samples" / samples[0]["file"]
     r = runner.invoke(app, ["train", str(arch_file), "--epochs", "1", "--subset", "1000", "--val-subset", "500",
