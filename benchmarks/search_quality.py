@@ -415,11 +415,13 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
     groups: list[list[float]] = []
     wins: list[float] = []
     per_budget: dict[str, list[float]] = {}
+    budget_groups: dict[str, list[list[float]]] = {}
     for f in found:
         diffs = pair_gains(nets, f)
         groups.append(diffs)
         wins += [1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs]
         per_budget.setdefault(f["group"].split("_")[0], []).extend(diffs)
+        budget_groups.setdefault(f["group"].split("_")[0], []).append(diffs)
     pairs = [d for g in groups for d in g]
     low, high = hierarchical_bootstrap(groups)
     randoms = [n for n in nets if n["role"] in ("matched", "random")]
@@ -442,6 +444,10 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "pairs": len(pairs),
         **measured_trend_gain(found, randoms),
         "gain_by_budget_pts": {b: sum(v) / len(v) for b, v in per_budget.items()},
+        # Each budget on its own (3 searches each by default: a wide interval, resampled over few searches).
+        "gain_by_budget_ci_pts": {b: hierarchical_bootstrap(g) for b, g in budget_groups.items()},
+        "beats_by_budget": {b: sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in v) / len(v)
+                            for b, v in per_budget.items()},
     }
 
 
