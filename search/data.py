@@ -276,6 +276,13 @@ def load_dataset(name_or_path: str | os.PathLike[str], split: str = "train", sub
     return ds
 
 
+def split_holdout(ds: Dataset, n: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(the rest, ``n`` images held out), drawn by ``seed``: every network trained with one seed gets the same split."""
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    pick = (lambda index: ds.select(index)) if isinstance(ds, InMemoryImages) else (lambda index: _subset(ds, index))
+    return pick(perm[n:]), pick(perm[:n])
+
+
 def _subset(ds: Dataset, index: torch.Tensor) -> Subset:
     sub = Subset(ds, index.tolist())
     sub.info = ds.info  # type: ignore[attr-defined]  # keep what models need to know

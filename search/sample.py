@@ -113,11 +113,18 @@ def supernet_accuracies(out: str | Path, architectures: list[list[str]], val_sub
 
 def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = True, val_subset: int | None = 2000,
                   batch_size: int = 256, train_epochs: int = 0, train_subset: int | None = None,
-                  progress: bool = False, train_config: Any = None) -> list[Sample]:
+                  progress: bool = False, train_config: Any = None, at_target: bool = False,
+                  holdout: int | None = None) -> list[Sample]:
     """Sample ``k`` architectures plus the argmax from a search folder; write and return them ranked by predicted cost.
 
     ``train_config`` (a ``search.train.TrainConfig``): how to train each sample when ``train_epochs`` > 0
     (its ``epochs`` is replaced by ``train_epochs``); default: the search's data, all test images.
+
+    ``at_target`` (a search with a target): the found network and ``k`` draws from softmax(θ) whose predicted
+    cost lies in the target's window ``target·(1 ± target_tolerance)``, instead of the argmax and free draws.
+    Trained (``train_epochs`` > 0), each is evaluated on ``holdout`` (default 1000) images held out of its
+    training images, not on the test split, and the best is written to ``DIR/picked.json``: the network to ship
+    after training, chosen without looking at the images it will be reported on.
     """
     from search.arch import Architecture
     from search.cost import predict
@@ -133,11 +140,14 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
     space = get_space(run["space"])
     cfg = run["config"]
 
-    # Argmax of θ itself: the rounded probabilities could tie.
-    argmax = [names[max(range(len(t)), key=t.__getitem__)] for t, names in zip(last["theta"], cands)]
-    unique: dict[tuple[str, ...], bool] = {tuple(argmax): True}
-    for arch in draw(probs, cands, k, seed):
-        unique.setdefault(tuple(arch), False)
+    if at_target:
+        unique = _target_draws(run, probs, cands, costs, space, k, seed)
+    else:
+        # Argmax of θ itself: the rounded probabilities could tie.
+        argmax = [names[max(range(len(t)), key=t.__getitem__)] for t, names in zip(last["theta"], cands)]
+        unique = {tuple(argmax): True}
+        for arch in draw(probs, cands, k, seed):
+            unique.setdefault(tuple(arch), False)
     samples = [Sample(list(c), log_probability(list(c), probs, cands), is_argmax) for c, is_argmax in unique.items()]
     for s in samples:
         arch: Architecture = make_architecture(cfg["space"], space, s.choices)
@@ -159,6 +169,8 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
             else:
                 tc = TrainConfig(data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed,
                                  image_size=cfg.get("image_size"), progress=progress)
+            if holdout or at_target:
+                tc = dataclasses.replace(tc, holdout=holdout or DEFAULT_HOLDOUT)
             s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}").accuracy
 
     rd: RunDir = run["rundir"]
@@ -176,4 +188,40 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
             arch.save(s.path)
         index.append({"rank": rank, "file": s.path.name, "id": arch.id, "choices": s.choices, **meta})
     rd.write_json(rd.samples / "index.json", {"cost": costs.name, "unit": costs.unit, "samples": index})
+    if at_target and train_epochs > 0 and rd.main:
+        best = max(samples, key=lambda s: s.trained_acc or 0.0)
+        make_architecture(cfg["space"], space, best.choices, name="picked", meta={
+            "predicted": best.predicted, "trained_acc": best.trained_acc, "train_epochs": train_epochs,
+            "evaluated_on": f"{holdout or DEFAULT_HOLDOUT} images held out of the training images",
+            "candidates": len(samples), "source": f"hwnas sample {out} --at-target"}).save(rd.root / "picked.json")
     return samples
+
+
+DEFAULT_HOLDOUT = 1000  # training images held out to choose between trained samples
+MAX_TARGET_DRAWS = 100_000
+
+
+def _target_draws(run: dict[str, Any], probs: list[list[float]], cands: list[list[str]], costs: Any, space: Any,
+                  k: int, seed: int) -> dict[tuple[str, ...], bool]:
+    """The found network, then up to ``k`` distinct draws from softmax(θ) inside the target's cost window."""
+    from search.arch import Architecture
+
+    cfg, rd = run["config"], run["rundir"]
+    target = cfg.get("target")
+    if cfg.get("loss") != "target" or not target:
+        raise SampleError(f"{rd.root}: --at-target needs a search with a target (hwnas search --target-ms X); "
+                          f"this one used the {cfg.get('loss')} loss")
+    if not rd.found.is_file():
+        raise SampleError(f"{rd.root}: found.json is missing; the search has not finished")
+    tol = float(cfg.get("target_tolerance", 0.02))
+    lo, hi = target * (1 - tol), target * (1 + tol)
+    unique: dict[tuple[str, ...], bool] = {tuple(Architecture.load(rd.found).choices): False}
+    drawn = 0
+    while len(unique) < k + 1 and drawn < MAX_TARGET_DRAWS:
+        for arch in draw(probs, cands, 512, seed + drawn):
+            if lo <= costs.arch_cost(space, arch) <= hi:
+                unique.setdefault(tuple(arch), False)
+                if len(unique) == k + 1:
+                    break
+        drawn += 512
+    return unique

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.data import dataset_info, iterate_batches, load_dataset, num_batches
+from search.data import dataset_info, iterate_batches, load_dataset, num_batches, split_holdout
 from search.progress import EpochProgress
 from search.rundir import RunDir
 
@@ -45,12 +45,17 @@ class TrainConfig:
     workers: int = 0
     progress: bool = True
     eval_every_epoch: bool = True  # False: test only after the last epoch (the other epochs log val_acc None)
+    # Evaluate on this many images held out of the training subset instead of on the test split: for choosing
+    # between networks (hwnas sample --at-target) without looking at the test images they are reported on.
+    holdout: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise TrainError("--epochs must be at least 1")
         if self.batch_size < 1:
             raise TrainError("--batch-size must be at least 1")
+        if self.holdout is not None and self.holdout < 1:
+            raise TrainError("--holdout must be at least 1 image")
 
 
 @dataclass
@@ -142,7 +147,14 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
-    val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
+    if config.holdout:
+        if config.holdout >= len(train_set):
+            raise TrainError(f"--holdout {config.holdout} leaves nothing to train on: the training set has "
+                             f"{len(train_set)} images")
+        train_set, val_set = split_holdout(train_set, config.holdout, config.seed)
+    else:
+        val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size,
+                               seed=config.seed)
     space = arch.resolve_space()
     _check_fit(space, dataset_info(train_set))
 
@@ -163,6 +175,7 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
     rd.write_json(report, {
         "architecture": arch.to_dict(), "id": arch.id, "accuracy": history[-1]["val_acc"], "test_images": len(val_set),
+        "evaluated_on": "holdout" if config.holdout else "test",
         "train_images": len(train_set), "weights": weights.name, "seconds": seconds, "history": history,
         "config": dataclasses.asdict(config),
     })

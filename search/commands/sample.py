@@ -20,20 +20,27 @@ def register(app: typer.Typer) -> None:
         no_eval: bool = typer.Option(False, "--no-eval", help="Skip the super-net accuracy of the samples."),
         train_epochs: int = typer.Option(0, "--train-epochs", min=0, help="Also train every sample from scratch for N epochs."),
         train_subset: Optional[int] = typer.Option(None, "--train-subset", min=1, help="Training images for --train-epochs."),
+        at_target: bool = typer.Option(False, "--at-target", help="A search with a target: the found network and K draws "
+                                       "within the target's window; with --train-epochs, the best on held-out training "
+                                       "images is written to DIR/picked.json."),
+        holdout: Optional[int] = typer.Option(None, "--holdout", min=1, help="With --train-epochs: evaluate on N training "
+                                              "images held out (default with --at-target: 1000) instead of the test split."),
     ) -> None:
         """Sample K architectures plus the argmax from DIR's learned distribution; write them ranked by predicted cost.
 
         Each goes to DIR/samples/NN_<id>.json (an architecture document with predicted latency/MACs/params in
         its meta); DIR/samples/index.json lists them and DIR/plots/samples.png plots accuracy vs predicted cost.
 
-        Examples: `hwnas sample runs/lat` · `hwnas sample runs/lat -k 10 --train-epochs 2`
+        Examples: `hwnas sample runs/lat` · `hwnas sample runs/lat -k 10 --train-epochs 2` ·
+        `hwnas sample runs/lat --at-target -k 4 --train-epochs 3` (ships DIR/picked.json)
         """
         from search.plots import plot_search
         from search.sample import sample_search
 
         with dnas_errors():
             samples = sample_search(out, k=k, seed=seed, evaluate=not no_eval, val_subset=val_subset,
-                                    train_epochs=train_epochs, train_subset=train_subset, progress=True)
+                                    train_epochs=train_epochs, train_subset=train_subset, progress=True,
+                                    at_target=at_target, holdout=holdout)
             plot_search(out)
         for s in samples:
             cost = {k: v for k, v in s.predicted.items() if k not in ("unit", "latency_ms", "mmacs", "mparams")}
@@ -43,3 +50,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{s.path.name if s.path else s.id}  {name} {value:.4g} {s.predicted['unit']}  "
                        f"{s.predicted['mmacs']:.3f} MMACs  {s.predicted['mparams']:.4f} Mparams{acc}{trained}"
                        + ("  [argmax]" if s.is_argmax else ""))
+        if at_target and train_epochs > 0:
+            typer.echo(f"picked (best on held-out training images): {out / 'picked.json'}")
