@@ -12,7 +12,6 @@ from search.arch import Architecture
 from search.cli import app
 from search.search_config import SearchConfig
 from search.searcher import build_setup, run_search
-from tests.support.torch_tests import one_thread_seeded, tiny_space  # noqa: F401 - fixtures
 
 runner = CliRunner()
 
