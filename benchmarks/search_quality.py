@@ -413,16 +413,13 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
     if not found:
         raise SystemExit("no found network is trained and measured yet: nothing to report")
     groups: list[list[float]] = []
-    wins: list[float] = []
-    per_budget: dict[str, list[float]] = {}
     budget_groups: dict[str, list[list[float]]] = {}
     for f in found:
         diffs = pair_gains(nets, f)
         groups.append(diffs)
-        wins += [1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs]
-        per_budget.setdefault(f["group"].split("_")[0], []).extend(diffs)
         budget_groups.setdefault(f["group"].split("_")[0], []).append(diffs)
     pairs = [d for g in groups for d in g]
+    per_budget = {b: [d for g in gs for d in g] for b, gs in budget_groups.items()}
     low, high = hierarchical_bootstrap(groups)
     randoms = [n for n in nets if n["role"] in ("matched", "random")]
     dominated = [any(r["acc"] >= f["acc"] and r["measured_ms"] <= f["measured_ms"]
@@ -431,7 +428,7 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "gain_vs_matched_random_pts": sum(pairs) / len(pairs),
         "gain_ci_low_pts": low,
         "gain_ci_high_pts": high,
-        "found_beats_random_share": sum(wins) / len(wins),
+        "found_beats_random_share": _win_share(pairs),
         "dominated_share": sum(dominated) / len(dominated),
         "target_error_pct": 100 * sum(abs(f["measured_ms"] / f["target_ms"] - 1) for f in found) / len(found),
         "predicted_target_error_pct": 100 * sum(abs(f["predicted_ms"] / f["target_ms"] - 1) for f in found) / len(found),
@@ -446,9 +443,13 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "gain_by_budget_pts": {b: sum(v) / len(v) for b, v in per_budget.items()},
         # Each budget on its own (3 searches each by default: a wide interval, resampled over few searches).
         "gain_by_budget_ci_pts": {b: hierarchical_bootstrap(g) for b, g in budget_groups.items()},
-        "beats_by_budget": {b: sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in v) / len(v)
-                            for b, v in per_budget.items()},
+        "beats_by_budget": {b: _win_share(v) for b, v in per_budget.items()},
     }
+
+
+def _win_share(diffs: list[float]) -> float:
+    """Share of pairs the found network wins, ties half."""
+    return sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs) / len(diffs)
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -480,9 +481,10 @@ def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str],
     is also a less accurate one, so log P under θ alone would mix cost into the answer. Near 0 or below: θ's
     choices carry no accuracy signal beyond the cost.
     """
-    import math
+    import numpy as np
 
     from search.budget import budget_logits
+    from search.sample import log_probability
 
     out = {}
     for g in sorted(groups):
@@ -490,18 +492,13 @@ def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str],
         members = [n for n in nets if n["role"] in ("found", "matched") and n["group"] == g]
         if not doc or not costs or len(members) < 3 or g not in targets:
             continue
-        names = doc["candidates"]
-        prior = budget_logits(costs["layer_costs"], costs["fixed"], targets[g])
-
-        def logp(logits: list[list[float]], choices: list[str]) -> float:
-            total = 0.0
-            for row, cands, x in zip(logits, names, choices):
-                top = max(row)
-                total += row[cands.index(x)] - top - math.log(sum(math.exp(v - top) for v in row))
-            return total
-
-        theta = [[math.log(max(p, 1e-12)) for p in row] for row in doc["epochs"][-1]["probabilities"]]
-        learned = [logp(theta, n["choices"]) - logp(prior, n["choices"]) for n in members]
+        names, theta = doc["candidates"], doc["epochs"][-1]["probabilities"]
+        prior = []
+        for row in budget_logits(costs["layer_costs"], costs["fixed"], targets[g]):
+            e = np.exp(np.asarray(row) - max(row))
+            prior.append((e / e.sum()).tolist())
+        learned = [log_probability(n["choices"], theta, names) - log_probability(n["choices"], prior, names)
+                   for n in members]
         out[g] = spearman(learned, [n["acc"] for n in members])
     return out
 

@@ -272,15 +272,19 @@ def load_dataset(name_or_path: str | os.PathLike[str], split: str = "train", sub
         if subset < len(ds):
             g = torch.Generator().manual_seed(seed)
             index = torch.randperm(len(ds), generator=g)[:subset]
-            ds = ds.select(index) if isinstance(ds, InMemoryImages) else _subset(ds, index)
+            ds = _take(ds, index)
     return ds
 
 
 def split_holdout(ds: Dataset, n: int, seed: int = 0) -> tuple[Dataset, Dataset]:
     """(the rest, ``n`` images held out), drawn by ``seed``: every network trained with one seed gets the same split."""
     perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
-    pick = (lambda index: ds.select(index)) if isinstance(ds, InMemoryImages) else (lambda index: _subset(ds, index))
-    return pick(perm[n:]), pick(perm[:n])
+    return _take(ds, perm[n:]), _take(ds, perm[:n])
+
+
+def _take(ds: Dataset, index: torch.Tensor) -> Dataset:
+    """The rows at ``index``: a copy for images in memory, a view for image folders."""
+    return ds.select(index) if isinstance(ds, InMemoryImages) else _subset(ds, index)
 
 
 def _subset(ds: Dataset, index: torch.Tensor) -> Subset:

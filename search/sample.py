@@ -133,6 +133,7 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
     from search.space import get_space
 
     out = Path(out)
+    holdout = holdout or (DEFAULT_HOLDOUT if at_target else None)
     run = _load_run(out)
     last = run["theta"]["epochs"][-1]
     probs, cands = last["probabilities"], run["theta"]["candidates"]
@@ -169,8 +170,8 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
             else:
                 tc = TrainConfig(data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed,
                                  image_size=cfg.get("image_size"), progress=progress)
-            if holdout or at_target:
-                tc = dataclasses.replace(tc, holdout=holdout or DEFAULT_HOLDOUT)
+            if holdout:
+                tc = dataclasses.replace(tc, holdout=holdout)
             s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}").accuracy
 
     rd: RunDir = run["rundir"]
@@ -192,7 +193,7 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
         best = max(samples, key=lambda s: s.trained_acc or 0.0)
         make_architecture(cfg["space"], space, best.choices, name="picked", meta={
             "predicted": best.predicted, "trained_acc": best.trained_acc, "train_epochs": train_epochs,
-            "evaluated_on": f"{holdout or DEFAULT_HOLDOUT} images held out of the training images",
+            "evaluated_on": f"{holdout} images held out of the training images",
             "candidates": len(samples), "source": f"hwnas sample {out} --at-target"}).save(rd.root / "picked.json")
     return samples
 

@@ -134,7 +134,7 @@ def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainCon
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                         "val_acc": acc, "seconds": time.perf_counter() - te})
         if progress:
-            tested = f"test-acc {acc:.4f}  " if acc is not None else ""
+            tested = f"{'holdout' if config.holdout else 'test'}-acc {acc:.4f}  " if acc is not None else ""
             progress.line(f"{line_prefix}epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  {tested}"
                           f"{time.perf_counter() - te:.0f}s")
     return history
