@@ -267,13 +267,17 @@ def load_dataset(name_or_path: str | os.PathLike[str], split: str = "train", sub
     else:
         ds = ImageFolder(_image_folder_split(root, split), size=image_size or 224)
     if subset is not None:
-        if subset <= 0:
-            raise DataError(f"--subset must be positive, not {subset}")
-        if subset < len(ds):
-            g = torch.Generator().manual_seed(seed)
-            index = torch.randperm(len(ds), generator=g)[:subset]
-            ds = _take(ds, index)
+        ds = random_subset(ds, subset, seed)
     return ds
+
+
+def random_subset(ds: Dataset, n: int, seed: int = 0) -> Dataset:
+    """A seeded random ``n`` of ``ds``'s rows (all of them when ``n`` is not smaller)."""
+    if n <= 0:
+        raise DataError(f"--subset must be positive, not {n}")
+    if n >= len(ds):
+        return ds
+    return _take(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
 
 
 def split_holdout(ds: Dataset, n: int, seed: int = 0) -> tuple[Dataset, Dataset]:
