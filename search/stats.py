@@ -74,3 +74,18 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 def win_share(diffs: Sequence[float]) -> float:
     """Share of differences above 0, ties half (null: 0.5)."""
     return sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs) / len(diffs)
+
+
+def expected_best_pick(val: Sequence[float], test: Sequence[float], m: int) -> float | None:
+    """Exact expected ``test`` score of the best-on-``val`` item among ``m`` drawn without replacement.
+
+    What picking by training gives over uniform draws, without simulating it: item i is the pick when it and m−1
+    items ranked below it on ``val`` are drawn, P = C(r_i, m−1) / C(N, m) (ties broken by position).
+    None when fewer than ``m`` items exist.
+    """
+    n = len(val)
+    if n < m or m < 1:
+        return None
+    order = sorted(range(n), key=lambda i: (val[i], i))
+    total = math.comb(n, m)
+    return sum(test[i] * math.comb(rank, m - 1) / total for rank, i in enumerate(order))

@@ -14,7 +14,7 @@ from search.cost import CostTable, FlopsCost, LatencyCost, ParamsCost
 from search.count_baseline import BaselineError, most_under
 from search.ground_truth import (SHIPPED, GroundTruth, GroundTruthError, Network, Recipe, Window, percentile_of,
                                  sample_window, table_fingerprint)
-from search.stats import spearman, t_interval, win_share
+from search.stats import expected_best_pick, spearman, t_interval, win_share
 
 
 def _toy(layers: int, width: int, seed: int) -> tuple[CostTable, CostTable, list[list[str]]]:
@@ -144,6 +144,18 @@ def test_rank_and_share_helpers() -> None:
     assert percentile_of(0.8, [0.7, 0.8, 0.9, 0.6]) == 62.5
     with pytest.raises(GroundTruthError):
         percentile_of(0.5, [])
+
+
+def test_expected_best_pick_equals_enumeration() -> None:
+    rng = random.Random(4)
+    val = [rng.random() for _ in range(9)]
+    test = [v + rng.gauss(0, 0.3) for v in val]
+    for m in (1, 3, 5):
+        subsets = list(itertools.combinations(range(9), m))
+        brute = sum(test[max(s, key=lambda i: val[i])] for s in subsets) / len(subsets)
+        assert expected_best_pick(val, test, m) == pytest.approx(brute)
+    assert expected_best_pick(val, test, 1) == pytest.approx(sum(test) / 9)
+    assert expected_best_pick(val, test, 10) is None
 
 
 # ---- the data file and its loader ---------------------------------------------------------------------
