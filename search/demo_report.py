@@ -204,6 +204,23 @@ def equal_latency_section(result: "DemoResult", out: Path) -> list[str]:
     return lines
 
 
+def ground_truth_section(result: "DemoResult", out: Path) -> list[str]:
+    """The found network's percentile among the ground truth's networks of its latency window, with a histogram."""
+    from search.demo_ground_truth import plot, verdict
+
+    p = result.placement
+    lines = ["## Among what this latency allows", ""]
+    if p is None:
+        return []
+    if not p.placed:
+        return lines + [f"Not placed on the ground truth of search quality: {p.reason}.", ""]
+    plot(p, out / "plots" / "ground_truth.png")
+    return lines + [verdict(p), "", "![the found network on its window's distribution](plots/ground_truth.png)", "",
+                    "The ground truth (`search/ground_truth_data/`, built by `benchmarks/ground_truth.py`) was trained "
+                    "once on the reference host-CPU table's windows; `benchmarks/search_judged.py` places many searches "
+                    "on it with intervals.", ""]
+
+
 def _layers_table(result: "DemoResult") -> list[str]:
     space = result.found.arch.resolve_space()
     argmax = result.argmax or [None] * space.num_layers
@@ -265,6 +282,7 @@ def write_report(result: "DemoResult", out: Path, timings: dict[str, Any]) -> Pa
         fid_line,
         "",
         *equal_latency_section(result, out),
+        *ground_truth_section(result, out),
         "## The found architecture",
         "",
         f"Target {_ms(result.target_ms)}; found network predicted at {_ms(result.found.predicted_ms)}.{argmax_line}",

@@ -52,6 +52,15 @@ class Recipe:
     def from_dict(cls, d: dict[str, Any]) -> "Recipe":
         return cls(**{**d, "seeds": tuple(d["seeds"])})
 
+    def train_config(self, seed: int, **overrides: Any) -> Any:
+        """The ``search.train.TrainConfig`` that trains one network of this recipe (tested on the whole test split)."""
+        from search.train import TrainConfig
+
+        return TrainConfig(**{**dict(data=self.data, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                     momentum=self.momentum, wd=self.wd, subset=self.train_images, val_subset=None,
+                                     seed=seed, validation_images=self.validation_images,
+                                     validation_seed=self.validation_seed, eval_every_epoch=False), **overrides})
+
 
 @dataclass(frozen=True)
 class Window:
@@ -139,16 +148,14 @@ def train_on_recipe(choices: list[str], seed: int, recipe: Recipe, num_threads: 
     from search.arch import build_network
     from search.evaluate import evaluate_model
     from search.space import get_space
-    from search.train import TrainConfig, train_model
+    from search.train import train_model
 
     if num_threads:
         torch.set_num_threads(num_threads)
     train, validation, test = split_for(recipe, seed)
     torch.manual_seed(seed)
     model = build_network(get_space(recipe.space), choices)
-    cfg = TrainConfig(data=recipe.data, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                      momentum=recipe.momentum, wd=recipe.wd, seed=seed, torch_device="cpu", progress=False,
-                      eval_every_epoch=False)
+    cfg = recipe.train_config(seed, torch_device="cpu", progress=False)
     t0 = time.perf_counter()
     history = train_model(model, train, validation, cfg)
     test_acc = evaluate_model(model, test, torch.arange(len(test)), recipe.batch_size, torch.device("cpu"))

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.data import dataset_info, iterate_batches, load_dataset, num_batches, split_holdout
+from search.data import dataset_info, iterate_batches, load_dataset, num_batches, random_subset, split_holdout
 from search.progress import EpochProgress
 from search.rundir import RunDir
 
@@ -48,6 +48,11 @@ class TrainConfig:
     # Evaluate on this many images held out of the training subset instead of on the test split: for choosing
     # between networks (hwnas sample --at-target) without looking at the test images they are reported on.
     holdout: int | None = None
+    # Set aside this many training images (drawn by validation_seed, the same for every seed) before drawing the
+    # training subset: what the ground truth of search quality trains with (search.ground_truth.Recipe), so a
+    # network trained here is one more draw of that distribution.
+    validation_images: int | None = None
+    validation_seed: int = 12345
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -146,7 +151,13 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
+    if config.validation_images:
+        rest, _ = split_holdout(load_dataset(config.data, "train", image_size=config.image_size),
+                                config.validation_images, config.validation_seed)
+        train_set = random_subset(rest, config.subset, config.seed) if config.subset else rest
+    else:
+        train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size,
+                                 seed=config.seed)
     if config.holdout:
         if config.holdout >= len(train_set):
             raise TrainError(f"--holdout {config.holdout} leaves nothing to train on: the training set has "

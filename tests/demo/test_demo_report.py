@@ -138,3 +138,51 @@ def test_accuracy_latency_plot(tmp_path: Path) -> None:
              {"role": "matched", "measured_ms": None, "acc": 0.5}]
     path = plot_accuracy_latency(nets, tmp_path / "a.png", target_ms=0.08, labels={"baseline": "baseline, 2.1×"})
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- the found network on the shipped ground truth ------------------------------------------------------
+def _window_net(role: str = "window"):
+    from search.ground_truth import GroundTruth
+
+    gt = GroundTruth.load()
+    return gt, next(n for n in gt.networks if n.window == "b35" and n.role == role and "0" in n.seeds)
+
+
+def test_full_demo_places_the_found_network_and_says_its_percentile(tmp_path: Path) -> None:
+    from search.demo_ground_truth import place
+
+    gt, net = _window_net()
+    result = _result(tmp_path, [0.84])
+    result.config = DemoConfig.preset(False, out=tmp_path)
+    dist = [n.seeds["0"]["test"] for n in gt.networks if n.window == "b35" and n.role == "window" and "0" in n.seeds]
+    result.found = _net("found", "found", net.choices, max(dist) + 0.001, 0.066, 0.066)
+    result.placement = place(result.found, result.matched, result.config)
+    p = result.placement
+    assert p.placed and p.percentile == 100.0 and len(p.distribution) == len(dist)
+    report = write_report(result, tmp_path, {"phases": {}, "total_s": 1.0}).read_text()
+    assert "## Among what this latency allows" in report
+    assert f"better than **100%** of the {len(dist)} networks" in report and "top fifth" in report
+    assert (tmp_path / "plots" / "ground_truth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.to_dict()["ground_truth"]["percentile"] == 100.0
+    # Below the window's most-MACs network and below the median: the report says the search did not win.
+    result.found = _net("found", "found", net.choices, min(dist) - 0.001, 0.066, 0.066)
+    result.placement = place(result.found, result.matched, result.config)
+    report = write_report(result, tmp_path, {"phases": {}, "total_s": 1.0}).read_text()
+    assert result.placement.percentile == 0.0
+    assert "did worse than a typical network" in report and "the search does not beat it" in report
+
+
+def test_a_quick_demo_or_a_network_outside_the_windows_is_not_placed(tmp_path: Path) -> None:
+    from search.demo_ground_truth import place
+
+    _, net = _window_net()
+    result = _result(tmp_path, [0.84])  # the quick preset: another recipe
+    result.found = _net("found", "found", net.choices, 0.85, 0.066, 0.066)
+    p = place(result.found, result.matched, result.config)
+    assert not p.placed and "another recipe" in p.reason and "epochs 2 (ground truth 4)" in p.reason
+    result.placement = p
+    assert "Not placed on the ground truth" in write_report(result, tmp_path, {"phases": {}, "total_s": 1.0}).read_text()
+    full = DemoConfig.preset(False, out=tmp_path)
+    base = _net("found", "found", ["ir_k3_e6"] * len(CANDS), 0.88, 0.17, 0.17)
+    outside = place(base, [], full)
+    assert not outside.placed and "outside its windows" in outside.reason

@@ -212,3 +212,20 @@ def test_shipped_ground_truth_matches_its_recipe_and_table() -> None:
             assert n.params == pytest.approx(params.arch_cost(space, n.choices))
             for r in n.seeds.values():
                 assert 0.1 < r["test"] <= 1 and 0.1 < r["val"] <= 1
+
+
+def test_hwnas_train_with_the_recipe_trains_exactly_what_the_ground_truth_trains(tmp_path: Path) -> None:
+    """The demo trains through train_arch with Recipe.train_config: the same images, order and numbers."""
+    from search.arch import Architecture
+    from search.ground_truth import train_on_recipe
+    from search.train import train_arch
+
+    recipe = Recipe(epochs=2, train_images=2000, validation_images=1000)
+    choices = ["skip", "ir_k3_e1", "skip", "maxpool_k3", "ir_k3_e1_g2", "skip", "skip", "ir_k3_e1", "skip"]
+    gt = train_on_recipe(choices, 1, recipe)
+    arch = Architecture(space="fbnet-fmnist", choices=choices)
+    got = train_arch(arch, recipe.train_config(1, num_threads=1, progress=False), out_dir=tmp_path)
+    assert got.accuracy == gt["test"]
+    other = train_arch(arch, recipe.train_config(1, num_threads=1, progress=False, validation_images=None),
+                       out_dir=tmp_path)
+    assert other.accuracy != gt["test"]  # without the split the training images differ
