@@ -20,12 +20,12 @@ def register(app: typer.Typer) -> None:
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only search epochs (full 1, quick 1)."),
         target_share: Optional[float] = typer.Option(None, "--target-share", min=0.01, max=1.0, help="The search's "
                                                      "latency target, as a share of the all-ir_k3_e6 baseline's "
-                                                     "predicted latency (default 0.5)."),
+                                                     "predicted latency (default 0.35: a window of the shipped ground truth)."),
         mode: Optional[str] = typer.Option(None, "--mode", help="Super-net mode of the search: soft (default) or hard."),
-        train_epochs: Optional[int] = typer.Option(None, "--train-epochs", min=1, help="Epochs of training from scratch (full 3, quick 2)."),
+        train_epochs: Optional[int] = typer.Option(None, "--train-epochs", min=1, help="Epochs of training from scratch (full 4, the ground truth's recipe; quick 2)."),
         subset: Optional[int] = typer.Option(None, "--subset", min=10, help="Training images of the search (full 2500, quick 800)."),
-        train_subset: Optional[int] = typer.Option(None, "--train-subset", min=10, help="Training images for training from scratch (full 6000, quick 2000)."),
-        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=10, help="Test images for the trained networks (full 5000, quick 1000)."),
+        train_subset: Optional[int] = typer.Option(None, "--train-subset", min=10, help="Training images for training from scratch, outside the 10,000-image validation split (full 5000, quick 2000)."),
+        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=10, help="Test images for the trained networks (full: all 10,000; quick 1000)."),
         matched: Optional[int] = typer.Option(None, "--matched", min=0, help="Random networks at the found network's "
                                               "predicted latency (±5%), trained and measured like it (full 4, quick 2)."),
         calibration_networks: Optional[int] = typer.Option(
