@@ -83,7 +83,7 @@ def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: i
         return
     cfg = run["config"]
     space = get_space(run["space"])
-    model = SuperNet(space, mode=cfg["mode"])
+    model = SuperNet(space, mode=cfg["mode"], weights=cfg.get("weights", "separate"))
     model.load_state_dict(rd.load_checkpoint()["model"])
     seed = cfg.get("seed", 0)
     try:

@@ -54,6 +54,8 @@ class Schedule:
     """How the super net is trained. Defaults follow the FBNet paper where a short search allows."""
 
     mode: str = "soft"
+    # separate: a weight set per candidate (FBNet's); shared: one per layer, sliced by its candidates (search/shared.py)
+    weights: str = "separate"
     theta_estimator: str = "soft"  # hard mode's θ step: soft (every candidate) or straight-through (search/mixed.py)
     epochs: int = 10
     warmup_fraction: float = 0.1  # first 10% of the epochs (at least one) train the weights only
@@ -75,6 +77,8 @@ class Schedule:
     def validate(self) -> None:
         if self.mode not in ("soft", "hard"):
             raise SearchConfigError(f"--mode must be soft or hard, not {self.mode!r}")
+        if self.weights not in ("separate", "shared"):
+            raise SearchConfigError(f"--weights must be separate or shared, not {self.weights!r}")
         if self.theta_estimator not in THETA_ESTIMATORS:
             raise SearchConfigError(f"--theta-estimator must be one of {', '.join(THETA_ESTIMATORS)}, "
                                     f"not {self.theta_estimator!r}")

@@ -55,7 +55,9 @@ UNTRAINED_ACC_FACTOR = 2.0
 # Options (flat names) that must match between a checkpoint and the config that resumes it.
 _RESUME_FIELDS = ("space", "data", "cost", "mode", "batch_size", "w_split", "subset", "seed", "loss", "alpha", "beta",
                   "lam", "target", "tau0", "tau_decay", "w_lr", "theta_lr", "image_size", "tau_end", "tau_schedule",
-                  "theta_estimator", "theta_decide", "theta_travel")
+                  "theta_estimator", "theta_decide", "theta_travel", "weights")
+# What a checkpoint written before an option existed ran with.
+BEFORE_OPTION = {"weights": "separate"}
 
 
 def make_cost_model(source: CostSource):
@@ -138,7 +140,7 @@ def _space_for_data(space_name: str, info: DatasetInfo):
 
 
 def _default_supernet(space: Any, config: SearchConfig) -> nn.Module:
-    return SuperNet(space, mode=config.schedule.mode, temperature=config.schedule.tau(0))
+    return SuperNet(space, mode=config.schedule.mode, temperature=config.schedule.tau(0), weights=config.schedule.weights)
 
 
 def _default_theta_optimizer(params: list[nn.Parameter], config: SearchConfig, lr: float) -> torch.optim.Optimizer:
@@ -402,6 +404,7 @@ def _state(setup: SearchSetup, epoch: int, history: list[dict[str, Any]]) -> dic
 def _restore(setup: SearchSetup, state: dict[str, Any], more_fields: tuple[str, ...] = ()) -> tuple[int, list[dict[str, Any]]]:
     """Load a checkpoint into ``setup``, if it was made with the same ``_RESUME_FIELDS`` (and ``more_fields``)."""
     saved, now = flat_options(state["config"]), setup.config.flat()  # checkpoints from before the split are flat
+    saved = {**BEFORE_OPTION, **saved}
     diff = [k for k in (*_RESUME_FIELDS, *more_fields) if saved.get(k) != now[k]]
     if diff:
         raise SearchConfigError("cannot resume: the checkpoint was made with different "

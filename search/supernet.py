@@ -24,8 +24,10 @@ from torch import nn
 from search.gumbel import hard_mask, soft_mask
 from search.mixed import MixedNet
 from search.ops import build_op
+from search.shared import SharedMixedOp
 
 MODES: tuple[str, ...] = ("soft", "hard")
+WEIGHTS: tuple[str, ...] = ("separate", "shared")  # a weight set per candidate (FBNet's), or one per layer, sliced
 
 
 class MixedOp(nn.Module):
@@ -51,10 +53,13 @@ class MixedOp(nn.Module):
 class SuperNet(MixedNet, nn.Module):
     """FBNet super net of a ``SearchSpace``: stem → mixed layers → head, with θ per layer."""
 
-    def __init__(self, space, mode: str = "soft", temperature: float = 5.0) -> None:
+    def __init__(self, space, mode: str = "soft", temperature: float = 5.0, weights: str = "separate") -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
+        self.weights = weights
         self.space = space
         self.mode = mode
         self.temperature = float(temperature)
@@ -62,9 +67,13 @@ class SuperNet(MixedNet, nn.Module):
         fixed = list(space.fixed_specs())
         # fixed_specs(): the stem first, then the head parts (head conv, pool + classifier).
         self.stem = build_op(fixed[0])
-        self.mixed = nn.ModuleList(
-            MixedOp(layer.candidates, [build_op(layer.spec(c)) for c in layer.candidates]) for layer in self.layers_info
-        )
+        if weights == "shared":  # one weight set per layer, sliced by its candidates (search/shared.py)
+            self.mixed = nn.ModuleList(SharedMixedOp(layer.candidates, [layer.spec(c) for c in layer.candidates])
+                                       for layer in self.layers_info)
+        else:
+            self.mixed = nn.ModuleList(
+                MixedOp(layer.candidates, [build_op(layer.spec(c)) for c in layer.candidates]) for layer in self.layers_info
+            )
         self.head = nn.Sequential(*(build_op(s) for s in fixed[1:]))
         # Uniform start (AFB sets every θ to 1/9; any constant gives the same softmax).
         self.theta = nn.ParameterList(nn.Parameter(torch.zeros(len(layer.candidates))) for layer in self.layers_info)
@@ -120,6 +129,23 @@ class SuperNet(MixedNet, nn.Module):
             yield
         finally:
             self._fixed = previous
+
+    # ------------------------------------------------------------------ children
+    def child(self, choices: Sequence[str]) -> nn.Module:
+        """The plain network of ``choices`` (``search.arch.build_network``) carrying the super net's weights for it:
+        evaluated or fine-tuned without retraining, exported like any trained network."""
+        from search.arch import build_network
+
+        with self.fixed_choices(choices):
+            index = list(self._fixed or [])
+        net = build_network(self.space, list(choices))
+        state = {f"stem.{k}": v for k, v in self.stem.state_dict().items()}
+        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        for layer, (op, i) in enumerate(zip(self.mixed, index)):
+            part = op.export_state(i) if isinstance(op, SharedMixedOp) else op.ops[i].state_dict()
+            state.update({f"layers.{layer}.{k}": v for k, v in part.items()})
+        net.load_state_dict(state)
+        return net.train(self.training)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("soft", "--mode", help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard "
                                  "(one candidate per layer in the weight steps; θ steps still mix all: about a third "
                                  "of soft's time)."),
+        weights: str = typer.Option("separate", "--weights", help="separate (FBNet: a weight set per candidate) or "
+                                    "shared (one set per layer that every candidate slices: a k3 kernel is the centre "
+                                    "of the k5, e1/e3 are channel prefixes of e6; single paths learn)."),
         theta_estimator: str = typer.Option("soft", "--theta-estimator", help="Hard mode's θ step: soft (every candidate, "
                                             "the accuracy signal) or straight-through (single path; θ then follows the "
                                             "cost alone — for comparison)."),
@@ -109,7 +112,7 @@ def register(app: typer.Typer) -> None:
                 cache_dir=str(cache_dir) if cache_dir else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
                 batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, theta_decide=theta_decide, tau0=tau0,
                 tau_decay=tau_decay, tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
-                loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
+                weights=weights, loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
                 target_start=target_start, cost_scale=cost_scale, subset=subset,
                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
                 num_threads=torch_threads, workers=workers, progress=progress, resume=resume,
@@ -157,7 +160,10 @@ def _resume_arguments(ctx: typer.Context, out: Path, kw: dict) -> dict:
 
     from search.search_config import flat_options
 
-    saved = flat_options(RunDir(out).read_json(RunDir(out).config))
+    from search.searcher import BEFORE_OPTION
+
+    # A folder from before an option existed resumes with what it ran with, not with today's default.
+    saved = {**BEFORE_OPTION, **flat_options(RunDir(out).read_json(RunDir(out).config))}
     merged = {**kw, **{k: v for k, v in saved.items() if k in kw}}
     for name in ctx.params:
         field = _FIELD_OF.get(name, name)

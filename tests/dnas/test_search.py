@@ -164,3 +164,29 @@ def test_target_loss_holds_the_distributions_cost_not_the_relaxed_samples(tmp_pa
     lam = setup.config.objective.loss_config().weight
     assert r["cost"] > 1.2 * target  # the relaxed sample's cost: far above the budget at this τ
     assert r["loss"] - r["ce"] == pytest.approx(lam * abs(dist / target - 1.0), abs=1e-4)
+
+
+def test_a_shared_weight_search_runs_resumes_and_keeps_one_weight_set_per_layer(tmp_path: Path, tiny_space: Path) -> None:
+    result = run_search(_config(tmp_path, tiny_space, mode="hard", weights="shared", epochs=2))
+    assert result.val_acc > 0.15
+    state = torch.load(Path(result.out) / "checkpoint.pt", weights_only=False)
+    assert any(k.startswith("mixed.0.pw") for k in state["model"])
+    assert not any(".ops." in k for k in state["model"])  # no per-candidate weights
+    with pytest.raises(SearchConfigError, match=r"weights \('shared' != 'separate'\)"):
+        run_search(_config(tmp_path, tiny_space, mode="hard", epochs=3, resume=True))
+
+
+def test_a_folder_from_before_the_weights_option_resumes_as_separate_weights(tmp_path: Path, tiny_space: Path) -> None:
+    """Checkpoints written before --weights existed hold no such option: they ran with a weight set per candidate."""
+    first = run_search(_config(tmp_path, tiny_space, mode="hard", epochs=1))
+    path = Path(first.out) / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    for part in state["config"].values():
+        if isinstance(part, dict):
+            part.pop("weights", None)
+    state["config"].pop("weights", None)
+    torch.save(state, path)
+    resumed = run_search(_config(tmp_path, tiny_space, mode="hard", epochs=2, resume=True))
+    assert len(resumed.history) == 2
+    with pytest.raises(SearchConfigError, match=r"weights \('separate' != 'shared'\)"):
+        run_search(_config(tmp_path, tiny_space, mode="hard", epochs=3, weights="shared", resume=True))
