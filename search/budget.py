@@ -30,13 +30,26 @@ def budget_logits(layer_costs: Sequence[Sequence[float]], fixed: float, target: 
     κ < 0 when the target lies above the uniform distribution's cost; a target outside the space's range
     gives the nearest extreme it can reach.
     """
+    return project_logits([[0.0] * len(row) for row in layer_costs], layer_costs, fixed, target)
+
+
+def project_logits(theta: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float,
+                   target: float) -> list[list[float]]:
+    """``θ_l − κ·cost_l`` with the one κ that puts the expected cost of softmax(θ) at ``target``.
+
+    The budget held by projection, not by a penalty inside θ's optimiser: after every θ step the distribution
+    is tilted back onto the budget by the least change that keeps equal-cost networks' odds (every architecture's
+    log-probability moves by −κ·cost + const), so the accuracy gradient alone decides between networks of
+    equal cost, and no penalty term sets Adam's step sizes.
+    """
     costs = [np.asarray(c, dtype=float) for c in layer_costs]
+    logits = [np.asarray(t, dtype=float) for t in theta]
     unit = max(float(np.mean(np.abs(np.concatenate(costs)))) if costs else 1.0, 1e-30)
 
     def expected(kappa: float) -> float:
         total = fixed
-        for c in costs:
-            z = -kappa * c / unit
+        for t, c in zip(logits, costs):
+            z = t - kappa * c / unit
             w = np.exp(z - z.max())
             total += float((w * c).sum() / w.sum())
         return total
@@ -49,7 +62,7 @@ def budget_logits(layer_costs: Sequence[Sequence[float]], fixed: float, target: 
         else:
             hi = mid
     kappa = 0.5 * (lo + hi)
-    return [(-kappa * c / unit).tolist() for c in costs]
+    return [(t - kappa * c / unit).tolist() for t, c in zip(logits, costs)]
 
 
 class BudgetError(ValueError):

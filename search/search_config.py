@@ -56,6 +56,10 @@ class Schedule:
     mode: str = "soft"
     # separate: a weight set per candidate (FBNet's); shared: one per layer, sliced by its candidates (search/shared.py)
     weights: str = "separate"
+    # Hard mode's weight steps: theta (a path drawn from θ: disfavoured candidates train less), uniform (every
+    # candidate alike, whatever θ says), sandwich (uniform plus the costliest and the cheapest path every step,
+    # BigNAS/OFA's rule: the extremes of the space stay trained)
+    paths: str = "theta"
     theta_estimator: str = "soft"  # hard mode's θ step: soft (every candidate) or straight-through (search/mixed.py)
     epochs: int = 10
     warmup_fraction: float = 0.1  # first 10% of the epochs (at least one) train the weights only
@@ -77,6 +81,11 @@ class Schedule:
     def validate(self) -> None:
         if self.mode not in ("soft", "hard"):
             raise SearchConfigError(f"--mode must be soft or hard, not {self.mode!r}")
+        if self.paths not in ("theta", "uniform", "sandwich"):
+            raise SearchConfigError(f"--paths must be theta, uniform or sandwich, not {self.paths!r}")
+        if self.paths != "theta" and self.mode != "hard":
+            raise SearchConfigError(f"--paths {self.paths} samples single paths: it needs --mode hard (soft mode runs "
+                                    "every candidate in every step)")
         if self.weights not in ("separate", "shared"):
             raise SearchConfigError(f"--weights must be separate or shared, not {self.weights!r}")
         if self.theta_estimator not in THETA_ESTIMATORS:
@@ -195,6 +204,10 @@ class Objective:
     # layer tilted by the same exp(−κ·cost)), not from uniform θ far above a low budget. Under it, networks of
     # equal cost are equally likely, so whatever θ learns after is the accuracy signal's (search/budget.py).
     target_start: bool = True
+    # Target loss: how θ is held at the budget. penalty: λ·|E/T − 1| in θ's loss (with the decision term);
+    # projection: θ's loss is the cross-entropy alone and, after every θ step, θ is tilted back onto the budget
+    # (search.budget.project_logits), so the cost never sets Adam's step sizes and no decision term forces choices.
+    budget: str = "penalty"
     reference: float | None = None
     cost_scale: float | None = None  # FBNet form only; None: see search.loss.default_cost_scale
 
@@ -203,6 +216,10 @@ class Objective:
             self.loss_config()
         except ValueError as exc:
             raise SearchConfigError(str(exc)) from None
+        if self.budget not in ("penalty", "projection"):
+            raise SearchConfigError(f"--budget must be penalty or projection, not {self.budget!r}")
+        if self.budget == "projection" and self.loss != "target":
+            raise SearchConfigError("--budget projection holds a target cost: use it with --target-ms (the target loss)")
 
     def loss_config(self) -> LossConfig:
         return LossConfig(form=self.loss, alpha=self.alpha, beta=self.beta, lam=self.lam, reference=self.reference,

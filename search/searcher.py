@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,9 +56,9 @@ UNTRAINED_ACC_FACTOR = 2.0
 # Options (flat names) that must match between a checkpoint and the config that resumes it.
 _RESUME_FIELDS = ("space", "data", "cost", "mode", "batch_size", "w_split", "subset", "seed", "loss", "alpha", "beta",
                   "lam", "target", "tau0", "tau_decay", "w_lr", "theta_lr", "image_size", "tau_end", "tau_schedule",
-                  "theta_estimator", "theta_decide", "theta_travel", "weights")
+                  "theta_estimator", "theta_decide", "theta_travel", "weights", "paths", "budget")
 # What a checkpoint written before an option existed ran with.
-BEFORE_OPTION = {"weights": "separate"}
+BEFORE_OPTION = {"weights": "separate", "paths": "theta", "budget": "penalty"}
 
 
 def make_cost_model(source: CostSource):
@@ -140,7 +141,9 @@ def _space_for_data(space_name: str, info: DatasetInfo):
 
 
 def _default_supernet(space: Any, config: SearchConfig) -> nn.Module:
-    return SuperNet(space, mode=config.schedule.mode, temperature=config.schedule.tau(0), weights=config.schedule.weights)
+    net = SuperNet(space, mode=config.schedule.mode, temperature=config.schedule.tau(0), weights=config.schedule.weights)
+    net.uniform_paths = config.schedule.paths != "theta"
+    return net
 
 
 def _default_theta_optimizer(params: list[nn.Parameter], config: SearchConfig, lr: float) -> torch.optim.Optimizer:
@@ -204,6 +207,9 @@ def build_setup(config: SearchConfig, cost_model=None, *,
         val_set, val_index = train_set, theta_index[: run.val_subset] if run.val_subset else theta_index
     else:
         val_index = torch.arange(len(val_set))
+    if sched.paths == "sandwich" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SearchConfigError("--paths sandwich runs three paths per weight step and is not yet made to work with "
+                                "DistributedDataParallel: use --paths uniform with --nproc > 1")
     setup = SearchSetup(config, space, info, train_set, val_set, perm[:n_w], theta_index, val_index,
                         model, w_opt, t_opt, costs, cost_tensors, scale, reference, device, theta_lr)
     from search.replica import ReplicaConfigError, attach
@@ -226,15 +232,42 @@ def entropy_term(model: Any) -> torch.Tensor:
     return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
+def _sandwich_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer
+                   ) -> dict[str, float]:
+    """One weight step on the costliest path, the cheapest and a uniformly random one, gradients averaged."""
+    model = setup.model
+    costliest = [int(c.argmax()) for c in setup.cost_tensors]
+    cheapest = [int(c.argmin()) for c in setup.cost_tensors]
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for path in (costliest, cheapest, None):
+        if path is None:
+            logits = model(x)  # uniform path (SuperNet.uniform_paths)
+        else:
+            with model.fixed_choices([model.candidates(l)[i] for l, i in enumerate(path)]):
+                logits = model(x)
+        ce = nn.functional.cross_entropy(logits, y)
+        (ce / 3).backward()
+        total += float(ce.detach()) / 3
+    optimizer.step()
+    lat = model.expected_cost(setup.cost_tensors, setup.costs.fixed)
+    correct = (logits.detach().argmax(1) == y).sum()
+    return {"loss": total, "ce": float(ce.detach()), "cost": float(lat.detach()), "correct": float(correct),
+            "n": float(y.shape[0])}
+
+
 def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                decide: float = 0.0) -> dict[str, float]:
     """One step of ``optimizer``; ``decide`` > 0 (θ steps only) adds that times θ's entropy to the loss."""
     model = setup.model
     x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
+    theta_step = optimizer is setup.theta_optimizer
+    objective = setup.config.objective
+    if not theta_step and setup.config.schedule.paths == "sandwich":
+        return _sandwich_step(setup, x, y, optimizer)
     logits = setup.replica.forward(x, optimizer) if setup.replica is not None else model(x)
     ce = nn.functional.cross_entropy(logits, y)
     lat = model.expected_cost(setup.cost_tensors, setup.costs.fixed)
-    objective = setup.config.objective
     # The target loss holds the cost of the distribution the search ships from (softmax θ), not of this step's
     # relaxed sample: at a high τ the sample is nearly uniform whatever θ is, and holding *its* cost at a low
     # budget drove every layer to its cheapest candidates before the accuracy signal could say which layers
@@ -242,14 +275,20 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
     held = (model.expected_cost(setup.cost_tensors, setup.costs.fixed, masks=[torch.softmax(t, -1)
                                                                               for t in model.arch_parameters()])
             if objective.has_target else lat)
-    loss = search_loss(ce, held, objective.loss_config(), cost_scale=setup.cost_scale, reference=setup.reference)
-    if decide > 0:
-        loss = loss + decide * entropy_term(model)
+    projection = objective.has_target and objective.budget == "projection"
+    if projection:
+        loss = ce  # the budget is held by projecting θ after the step, not by a term here
+    else:
+        loss = search_loss(ce, held, objective.loss_config(), cost_scale=setup.cost_scale, reference=setup.reference)
+        if decide > 0:
+            loss = loss + decide * entropy_term(model)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if setup.replica is not None:
         setup.replica.reduce_gradients(optimizer)  # θ: mean over the ranks (DDP does the weights)
     optimizer.step()
+    if theta_step and projection:
+        project_theta(setup)
     correct = (logits.detach().argmax(1) == y).sum()
     return {"loss": float(loss.detach()), "ce": float(ce.detach()), "cost": float(lat.detach()),
             "correct": float(correct), "n": float(y.shape[0])}
@@ -310,6 +349,18 @@ def _evaluation_path(setup: SearchSetup) -> contextlib.AbstractContextManager:
     stack.enter_context(recalibrated_bn(model, setup.train_set, setup.w_index[: run.bn_calibration], sched.batch_size,
                                         setup.device, run.workers))
     return stack
+
+
+def project_theta(setup: SearchSetup) -> None:
+    """Tilt θ back onto the target: the expected cost of softmax(θ) equals it again (search.budget.project_logits)."""
+    from search.budget import project_logits
+
+    theta = setup.model.arch_parameters()
+    logits = project_logits([t.detach().cpu().tolist() for t in theta], [c.tolist() for c in setup.cost_tensors],
+                            setup.costs.fixed, setup.config.objective.target)
+    with torch.no_grad():
+        for t, v in zip(theta, logits):
+            t.copy_(torch.as_tensor(v, dtype=t.dtype, device=t.device))
 
 
 def start_at_budget(setup: SearchSetup) -> None:

@@ -80,6 +80,8 @@ class SuperNet(MixedNet, nn.Module):
         self.last_masks: list[torch.Tensor] | None = None
         self.last_indices: list[int] | None = None
         self._fixed: list[int] | None = None
+        # Hard mode's training steps: a path drawn from θ (FBNet), or uniformly whatever θ is (--paths uniform).
+        self.uniform_paths = False
 
     # ------------------------------------------------------------------ parameters
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -111,6 +113,9 @@ class SuperNet(MixedNet, nn.Module):
             return [nn.functional.one_hot(torch.tensor(i), len(t)).to(t) for i, t in zip(idx, self.theta)], idx
         if self.mode == "soft":
             return [soft_mask(t, self.temperature) for t in self.theta], None
+        if self.uniform_paths:
+            idx = [int(torch.randint(len(t), ())) for t in self.theta]
+            return [nn.functional.one_hot(torch.tensor(i), len(t)).to(t) for i, t in zip(idx, self.theta)], idx
         pairs = [hard_mask(t, self.temperature) for t in self.theta]
         return [m for m, _ in pairs], [i for _, i in pairs]
 

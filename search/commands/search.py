@@ -36,6 +36,12 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option("separate", "--weights", help="separate (FBNet: a weight set per candidate) or "
                                     "shared (one set per layer that every candidate slices: a k3 kernel is the centre "
                                     "of the k5, e1/e3 are channel prefixes of e6; single paths learn)."),
+        paths: str = typer.Option("theta", "--paths", help="Hard mode's weight steps: theta (a path drawn from θ, "
+                                  "FBNet's), uniform (every candidate trained alike) or sandwich (uniform plus the "
+                                  "costliest and cheapest paths each step)."),
+        budget: str = typer.Option("penalty", "--budget", help="With --target-ms: penalty (λ·|E/T−1| in θ's loss) or "
+                                   "projection (θ learns from cross-entropy alone and is tilted back onto the target "
+                                   "after every step)."),
         theta_estimator: str = typer.Option("soft", "--theta-estimator", help="Hard mode's θ step: soft (every candidate, "
                                             "the accuracy signal) or straight-through (single path; θ then follows the "
                                             "cost alone — for comparison)."),
@@ -112,7 +118,7 @@ def register(app: typer.Typer) -> None:
                 cache_dir=str(cache_dir) if cache_dir else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
                 batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, theta_decide=theta_decide, tau0=tau0,
                 tau_decay=tau_decay, tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
-                weights=weights, loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
+                weights=weights, paths=paths, budget=budget, loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
                 target_start=target_start, cost_scale=cost_scale, subset=subset,
                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
                 num_threads=torch_threads, workers=workers, progress=progress, resume=resume,
