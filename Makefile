@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
-DEBS = adb dataset-fashion-mnist chromium
+DEBS = adb dataset-fashion-mnist chromium original-awk
 
 .PHONY: demo test system-deps clean
 

@@ -34,9 +34,11 @@ THERMAL_ROOT = "/sys/class/thermal"
 # read by getDefaultNumThreads() when the pthreadpool is built (pthreadpool-cpp.cc).
 TORCH_THREADS_FLAG = "--pthreadpool_size"
 # Per-run times reduced on the device to samples of k runs (means, ms) and a total: see _burst_line.
-# ORT result file rows: model,seconds,peak,cpu,index; the first d rows are warm-up runs.
-AWK_ORT = ('BEGIN {FS=","; print m} NR>d {x=$2*1000; t+=x; s+=x; n++; if (n%k==0) {printf "S %.9g\\n", s/k; s=0}} '
-           'END {printf "T %d %.9g\\n", n, t}')
+# ORT result file rows: model,seconds,peak,cpu,index; the first d rows are warm-up runs. Only rows count: with -s
+# the real program appends an empty line and seven "... Latency is ...sec" lines (PerformanceResult::DumpToFile),
+# which a line count turned into 0 ms runs, and a burst minimum of 0.
+AWK_ORT = ('BEGIN {FS=","; print m} NF==5 && $5 ~ /^[0-9]+$/ {r++; if (r<=d) next; x=$2*1000; t+=x; s+=x; n++; '
+           'if (n%k==0) {printf "S %.9g\\n", s/k; s=0}} END {printf "T %d %.9g\\n", n, t}')
 # speed_benchmark_torch: PyTorchObserver lines (whole µs) reduced, every other line passed on.
 AWK_TORCH = ('/PyTorchObserver/ {v=$0; sub(/.*"value": *"/, "", v); sub(/".*/, "", v); x=v/1000; t+=x; s+=x; n++; '
              'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '

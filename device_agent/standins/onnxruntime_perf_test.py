@@ -122,6 +122,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
         with open(result_file, "a") as fh:
             for i, c in enumerate(costs):
                 fh.write(f"{model_column},{fmt_g(c)},{peak},100,{i}\n")
+            if stats and n:
+                # PerformanceResult::DumpToFile with -s: an empty line, then seven statistics lines, in the file too.
+                ordered = sorted(costs)
+                fh.write("\n")
+                fh.write(f"Min Latency is {fmt_g(ordered[0])}sec\n")
+                fh.write(f"Max Latency is {fmt_g(ordered[-1])}sec\n")
+                for name, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99), ("P999", 0.999)):
+                    fh.write(f"{name} Latency is {fmt_g(ordered[int(n * q)])}sec\n")
     if stats and n:
         ordered = sorted(costs)
         out.write(f"Min Latency: {fmt_g(ordered[0])} s\n")

@@ -144,17 +144,22 @@ def test_torch_samples_get_their_truncated_microseconds_back_from_the_precise_me
     assert res.samples_ms == pytest.approx([0.0096, 0.0096]) and res.wall_ms == pytest.approx(0.0384)
 
 
+@pytest.mark.parametrize("awk_name", ["awk", "original-awk"])
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torchscript"])
-def test_the_awk_reduction_itself(runtime: str, tmp_path: Path) -> None:
-    """The scripts' awk programs on the programs' own line formats (host awk; Android's is BSD awk)."""
+def test_the_awk_reduction_itself(runtime: str, awk_name: str, tmp_path: Path) -> None:
+    """The scripts' awk programs on the programs' own file formats, with the host's awk and with one-true-awk
+    (Android's; Debian's original-awk, installed by the Makefile)."""
     import shutil
     import subprocess
 
-    awk = shutil.which("awk")
-    if awk is None:  # pragma: no cover - Debian always has one
-        pytest.fail("awk is needed")
+    awk = shutil.which(awk_name)
+    if awk is None:
+        pytest.fail(f"{awk_name} is needed (make test installs it)")
     if runtime == "onnxruntime":
+        # As PerformanceResult::DumpToFile writes it with -s: the rows, an empty line, seven statistics lines.
         text = "".join(f"models,{s:g},1234,100,{i}\n" for i, s in enumerate([5e-5, 1e-5, 2e-5, 3e-5, 4e-5]))
+        text += "\nMin Latency is 1e-05sec\nMax Latency is 5e-05sec\n" + "".join(
+            f"{p} Latency is 4e-05sec\n" for p in ("P50", "P90", "P95", "P99", "P999"))
         args = ["-v", "k=2", "-v", "d=1", "-v", "m=MARK", AWK_ORT]
     else:
         text = "Main runs.\n" + "".join(
