@@ -60,8 +60,11 @@ RESULTS = HERE / "results" / "search_quality.json"
 PLOT = HERE / "results" / "search_quality.png"
 SPACE, DATA, DEVICE, RUNTIME, THREADS = "fbnet-fmnist", "fashion-mnist", "host-cpu", "onnxruntime", 1
 BASELINE = "ir_k3_e6"
-TARGETS = {"gain_ci_low_pts": "> 0", "found_beats_random_share": ">= 0.75", "dominated_share": "<= 0.2",
-           "target_error_pct": "<= 5", "theta_entropy_norm": "<= 0.5", "hard_vs_soft_search_time": "<= 0.5"}
+# dominated_share and theta_entropy_norm are reported, not targets (issue 22): the same dominated share for a matched
+# random network against the other random ones is 0.93, and the decision term forces the entropy down whatever the
+# evidence. The judgement against what each budget allows is benchmarks/search_judged.py's.
+TARGETS = {"gain_ci_low_pts": "> 0", "found_beats_random_share": ">= 0.75", "target_error_pct": "<= 5",
+           "hard_vs_soft_search_time": "<= 0.5"}
 
 
 @dataclass(frozen=True)
@@ -622,9 +625,9 @@ def main() -> None:
     ok = lambda k: "ok" if met[k] else "MISS"  # noqa: E731
     print(f"search_quality{' (quick)' if args.quick else ''}: gain vs matched random {f['gain_vs_matched_random_pts']:+.2f} pts "
           f"(95% CI {f['gain_ci_low_pts']:+.2f}..{f['gain_ci_high_pts']:+.2f}) [{ok('gain_ci_low_pts')}], beats "
-          f"{f['found_beats_random_share']:.0%} [{ok('found_beats_random_share')}], dominated {f['dominated_share']:.0%} "
-          f"[{ok('dominated_share')}], target error {f['target_error_pct']:.1f}% [{ok('target_error_pct')}], θ entropy "
-          f"{f['theta_entropy_norm']:.2f} [{ok('theta_entropy_norm')}], hard/soft time "
+          f"{f['found_beats_random_share']:.0%} [{ok('found_beats_random_share')}], dominated {f['dominated_share']:.0%}, "
+          f"target error {f['target_error_pct']:.1f}% [{ok('target_error_pct')}], θ entropy "
+          f"{f['theta_entropy_norm']:.2f}, hard/soft time "
           f"{'-' if f['hard_vs_soft_search_time'] is None else format(f['hard_vs_soft_search_time'], '.2f')} "
           f"[{ok('hard_vs_soft_search_time')}]; {out['networks_done']}{'' if out['complete'] else ' (PARTIAL)'}; "
           f"{out['seconds']:.0f} s")
