@@ -109,7 +109,8 @@ class DemoConfig:
         base = cls(quick=quick)
         if quick:
             base = replace(base, search_epochs=2, warmup_epochs=1, search_subset=800,
-                           search_val_subset=500, matched=2, calibration_networks=4, train_epochs=2, train_subset=2000, val_subset=1000)
+                           search_val_subset=500, matched=2, calibration_networks=4, train_epochs=2, train_subset=2000, val_subset=1000,
+                           train_batch_size=64)  # few images: smaller batches, more steps
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
