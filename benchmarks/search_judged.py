@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from search.ground_truth import SHIPPED, GroundTruth, Recipe, table_fingerprint  # noqa: E402
 from search.stats import expected_best_pick, spearman, t_interval  # noqa: E402
+from search_quality import _met, _read, _write  # noqa: E402 - the benchmarks' own helpers
 
 SEARCHES = HERE / "results" / "search_quality_work"
 WORK = HERE / "results" / "search_judged_work"
@@ -59,24 +60,6 @@ PICK_K = 4
 TARGETS = {"ground_truth_networks_per_window": ">= 100", "ground_truth_seed_reliability": ">= 0.6",
            "searches": ">= 12", "found_percentile_median": ">= 80", "gain_t_ci_low_pts": "> 0",
            "gain_vs_max_macs_pts": "> 0", "rank_spearman_supernet": ">= 0.6", "target_error_pct": "<= 5"}
-
-
-def _met(value: Any, target: str) -> bool:
-    if value is None:
-        return False
-    op, num = target.split()
-    return {">=": value >= float(num), "<=": value <= float(num), ">": value > float(num)}[op]
-
-
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _write(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def load() -> tuple[GroundTruth, Any, Any, dict[str, dict[str, Any]]]:
