@@ -181,6 +181,35 @@ def measure(gt: GroundTruth, path: Path, t0: float) -> None:
     _log(t0, f"measured {len(got)} of {len(nets)}; speed drift {gt.meta['speed_drift']}")
 
 
+def write_figures(gt: GroundTruth, counts: dict[str, int], reliability: float | None, complete: bool) -> None:
+    """results/ground_truth.json: how big and how repeatable the ground truth is (targets from issue 22)."""
+    import statistics
+
+    from search.ground_truth import pearson
+
+    every = [(n.seeds["0"]["test"], n.seeds["1"]["test"]) for w in gt.windows for n in gt.trained(w)]
+    targets = {"networks_per_window": ">= 100", "seed_reliability": ">= 0.6"}
+    figs: dict[str, Any] = {"networks_per_window": min(counts.values()) if counts else 0,
+                            "seed_reliability": reliability,  # mean over windows of the within-window Pearson
+                            "seed_reliability_pooled": pearson([p[0] for p in every], [p[1] for p in every])
+                            if len(every) >= 3 else None,
+                            "measured": sum(n.measured_ms is not None for n in gt.networks),
+                            "speed_drift": gt.meta.get("speed_drift")}
+    for w in sorted(gt.windows):
+        accs = [100 * a for a in gt.accuracies(w)]
+        if len(accs) > 1:
+            figs[f"{w}_mean_pct"] = statistics.fmean(accs)
+            figs[f"{w}_sd_pts"] = statistics.stdev(accs)
+        figs[f"{w}_seed_reliability"] = gt.seed_reliability(window=w)
+        seeds = [abs(n.seeds["0"]["test"] - n.seeds["1"]["test"]) * 100 for n in gt.trained(w)]
+        if seeds:  # |seed 0 − seed 1|: the per-seed noise, in points (its SD is this mean × √π/2)
+            figs[f"{w}_seed_gap_mean_pts"] = statistics.fmean(seeds)
+    met = {k: figs[k] is not None and figs[k] >= float(t.split()[1]) for k, t in targets.items()}
+    (HERE / "results" / "ground_truth.json").write_text(json.dumps(
+        {"figures": figs, "targets": targets, "met": met, "complete": complete, "recipe": gt.recipe.to_dict(),
+         "table_sha256": gt.table_sha256, "meta": gt.meta}, indent=1) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="3 networks, 1 epoch on 1,000 images: a scratch file")
@@ -196,18 +225,21 @@ def main() -> None:
     path = QUICK_DATA if args.quick else DATA
     shares = tuple(float(s) for s in args.windows.split(",")) if args.windows else ((0.35,) if args.quick else SHARES)
     gt = plan(path, recipe, shares, 3 if args.quick else args.per_window)
-    commit = _commit()
-    if commit not in gt.meta.setdefault("commits", []):
-        gt.meta["commits"].append(commit)  # every build session that added to the file
     trained = 0
     if not args.measure:
         trained = train_all(gt, path, args.workers, t0, None if args.limit_min is None else 60 * args.limit_min)
+    commit = _commit()
+    if trained and commit not in gt.meta.setdefault("commits", []):
+        gt.meta["commits"].append(commit)  # every build session that added to the file
+        gt.save(path)
     complete = all(str(s) in n.seeds for n in gt.networks for s in gt.recipe.seeds)
     if args.measure or (complete and not args.no_measure and not args.quick and
                         any(n.measured_ms is None for n in gt.networks)):
         measure(gt, path, t0)
     counts = {w: len(gt.trained(w)) for w in gt.windows}
     rel = gt.seed_reliability()
+    if not args.quick:
+        write_figures(gt, counts, rel, complete)
     print(f"ground_truth{' (quick)' if args.quick else ''}: trained with every seed {counts} "
           f"({trained} trainings this run); seed reliability {'-' if rel is None else format(rel, '.2f')}; "
           f"measured {sum(n.measured_ms is not None for n in gt.networks)}/{len(gt.networks)}; "

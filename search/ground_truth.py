@@ -252,11 +252,15 @@ class GroundTruth:
         """Share of the window's networks below ``accuracy`` (ties count half), in per cent; 50 for a typical one."""
         return percentile_of(accuracy, self.accuracies(window, split))
 
-    def seed_reliability(self, split: str = "test") -> float | None:
-        """Pearson correlation of the first two seeds' accuracies over all trained window networks."""
+    def seed_reliability(self, split: str = "test", window: str | None = None) -> float | None:
+        """Pearson correlation of the first two seeds' accuracies among a window's networks; without ``window``, the
+        mean over windows (pooling them would count the windows' different means as agreement between seeds)."""
+        if window is None:
+            values = [r for w in self.windows if (r := self.seed_reliability(split, w)) is not None]
+            return sum(values) / len(values) if values else None
         a, b = (str(s) for s in self.recipe.seeds[:2])
         pairs = [(n.seeds[a][split], n.seeds[b][split]) for n in self.networks
-                 if n.role == "window" and a in n.seeds and b in n.seeds]
+                 if n.window == window and n.role == "window" and a in n.seeds and b in n.seeds]
         return pearson([p[0] for p in pairs], [p[1] for p in pairs]) if len(pairs) >= 3 else None
 
 
