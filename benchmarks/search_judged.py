@@ -91,6 +91,45 @@ def _target_of(cfg: dict[str, Any]) -> float | None:
     return flat_options(cfg).get("target")
 
 
+# ---- more searches, and their super nets scored while their checkpoints exist -----------------------
+def _search_and_score(out: str, target_ms: float, seed: int, window_nets: list[list[str]]) -> str:
+    """One search_quality search (same table, schedule and sizes), then every ground-truth network of its window
+    scored inside its super net (BN recalibrated per child, on training images it never saw)."""
+    from search_quality import Settings, _search_task
+
+    from dataclasses import asdict
+
+    _search_task(out, str(SEARCHES / "table.json"), target_ms, seed, asdict(Settings()))
+    path = Path(out) / "supernet_ground_truth.json"
+    saved = _read(path) or {}
+    if (Path(out) / "checkpoint.pt").is_file() and len(saved) < len(window_nets):
+        from search.arch import Architecture
+        from search.specialise import ChildScorer
+
+        scorer = ChildScorer(Path(out), calib_images=500, val_images=2000)
+        for choices in window_nets:
+            i = Architecture(space="fbnet-fmnist", choices=choices, input_size=28, classes=10).id
+            saved.setdefault(i, scorer.score(choices))
+        _write(path, saved)
+    return out
+
+
+def run_searches(gt: GroundTruth, seeds: int, workers: int, t0: float) -> None:
+    """search_quality's searches for seeds 0..seeds−1 of every window that has none yet (resumable)."""
+    tasks = []
+    for name, w in sorted(gt.windows.items()):
+        nets = [n.choices for n in gt.trained(w.name)]
+        for seed in range(seeds):
+            out = SEARCHES / "search" / f"{name}_soft_s{seed}"
+            if not (out / "result.json").is_file() or not (out / "supernet_ground_truth.json").is_file() and (
+                    out / "checkpoint.pt").is_file():
+                tasks.append((str(out), w.centre_ms, seed, nets))
+    print(f"[{time.perf_counter() - t0:6.0f}s] searches: {len(tasks)} to run", flush=True)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for f in [pool.submit(_search_and_score, *t) for t in tasks]:
+            print(f"[{time.perf_counter() - t0:6.0f}s] search done: {f.result()}", flush=True)
+
+
 # ---- training found networks and picks with the ground truth's recipe ----------------------------
 def _train(choices: list[str], seed: int) -> dict[str, float]:
     from search.ground_truth import train_on_recipe
@@ -331,8 +370,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--report-only", action="store_true", help="figures of what is trained now; trains nothing")
     p.add_argument("--workers", type=int, default=2, help="training processes (one torch thread each)")
+    p.add_argument("--seeds", type=int, default=6, help="search seeds per window (default 6: 12 searches); the "
+                   "missing ones are run first (~15 min each on one core), resumably")
     args = p.parse_args()
     t0 = time.perf_counter()
+    if not args.report_only:
+        run_searches(load()[0], args.seeds, args.workers, t0)
     gt, space, lat, searches = load()
     picks = pick_candidates(searches, space, lat)
     nets = [s["found"] for s in searches.values()] + [c for name in sorted(picks) for c in picks[name]]
