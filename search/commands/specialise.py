@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
                                           "(repeatable; measured or imported tables alike)."),
         lut: list[Path] = typer.Option([], "--lut", help="A latency table file (repeatable), named by its device."),
         target_ms: list[float] = typer.Option(..., "--target-ms", help="Latency target in ms (repeatable): one for "
-                                              "all devices, or one per device in the order given."),
+                                              "all devices, several for one device, or one per device in the order "
+                                              "given."),
         tol: float = typer.Option(0.05, "--tol", min=0.0, max=0.5, help="Window half-width as a share of the target."),
         server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
         runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime of the server's tables."),
@@ -65,6 +66,8 @@ def register(app: typer.Typer) -> None:
             names = [*(load_table(p).device for p in lut), *device]
             if len(target_ms) == 1:
                 targets = [(d, target_ms[0]) for d in names]
+            elif len(names) == 1:  # one device, several targets
+                targets = [(names[0], t) for t in target_ms]
             elif len(target_ms) == len(names):
                 targets = list(zip(names, target_ms))
             else:

@@ -75,5 +75,11 @@ def test_specialise_command(trained: Path, tiny_space: Path, tmp_path: Path) -> 
         assert arch["choices"] == d["choices"]
     bad = CliRunner().invoke(app, [*args, "--target-ms", "4", "--target-ms", "3", "--target-ms", "2"])
     assert bad.exit_code == 2 and "one per device" in bad.output
+    i = args.index(str(paths["phone-b"]))
+    one = args[:i - 1] + args[i + 1:]  # only phone-a's table: several targets for one device
+    res = CliRunner().invoke(app, [*one, "--target-ms", "4", "--target-ms", "3"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "specialised.json").read_text())
+    assert [(d["device"], d["target_ms"]) for d in doc] == [("phone-a", 4.0), ("phone-a", 3.0)]
     empty = CliRunner().invoke(app, [*args, "--target-ms", "0.01"])
     assert empty.exit_code == 1 and "no network" in empty.output
