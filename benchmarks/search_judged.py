@@ -127,7 +127,8 @@ def run_searches(gt: GroundTruth, seeds: int, workers: int, t0: float) -> None:
     print(f"[{time.perf_counter() - t0:6.0f}s] searches: {len(tasks)} to run", flush=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for f in [pool.submit(_search_and_score, *t) for t in tasks]:
-            print(f"[{time.perf_counter() - t0:6.0f}s] search done: {f.result()}", flush=True)
+            done = f.result()
+            print(f"[{time.perf_counter() - t0:6.0f}s] search done: {done}", flush=True)
 
 
 # ---- training found networks and picks with the ground truth's recipe ----------------------------
