@@ -56,6 +56,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+from search.stats import spearman, win_share  # noqa: E402
 RESULTS = HERE / "results" / "search_quality.json"
 PLOT = HERE / "results" / "search_quality.png"
 SPACE, DATA, DEVICE, RUNTIME, THREADS = "fbnet-fmnist", "fashion-mnist", "host-cpu", "onnxruntime", 1
@@ -433,7 +435,7 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "gain_vs_matched_random_pts": sum(pairs) / len(pairs),
         "gain_ci_low_pts": low,
         "gain_ci_high_pts": high,
-        "found_beats_random_share": _win_share(pairs),
+        "found_beats_random_share": win_share(pairs),
         "dominated_share": sum(dominated) / len(dominated),
         "target_error_pct": 100 * sum(abs(f["measured_ms"] / f["target_ms"] - 1) for f in found) / len(found),
         "predicted_target_error_pct": 100 * sum(abs(f["predicted_ms"] / f["target_ms"] - 1) for f in found) / len(found),
@@ -448,32 +450,8 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
         "gain_by_budget_pts": {b: sum(v) / len(v) for b, v in per_budget.items()},
         # Each budget on its own (3 searches each by default: a wide interval, resampled over few searches).
         "gain_by_budget_ci_pts": {b: hierarchical_bootstrap(g) for b, g in budget_groups.items()},
-        "beats_by_budget": {b: _win_share(v) for b, v in per_budget.items()},
+        "beats_by_budget": {b: win_share(v) for b, v in per_budget.items()},
     }
-
-
-def _win_share(diffs: list[float]) -> float:
-    """Share of pairs the found network wins, ties half."""
-    return sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs) / len(diffs)
-
-
-def spearman(x: list[float], y: list[float]) -> float:
-    """Rank correlation (ties share their mean rank)."""
-    import numpy as np
-
-    def ranks(v: list[float]) -> Any:
-        a = np.asarray(v, dtype=float)
-        order = a.argsort(kind="stable")
-        r = np.empty(len(a))
-        r[order] = np.arange(len(a), dtype=float)
-        for value in np.unique(a):
-            r[a == value] = r[a == value].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return 0.0
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str],
