@@ -215,6 +215,10 @@ def get_arch(name_or_path: str | Path) -> Architecture:
     builtin = ARCHS_DIR / f"{key}.json"
     if "/" not in str(name_or_path) and builtin.is_file():
         return Architecture.load(builtin)
+    if not Path(name_or_path).exists() and "/" not in str(name_or_path) and not Path(name_or_path).suffix:
+        # A bare word that is neither a file nor a shipped name is a mistyped name, not a missing file.
+        raise ArchError(str(name_or_path), "name", f"no such file and no shipped architecture of that name "
+                        f"(shipped: {', '.join(builtin_archs())})")
     return Architecture.load(name_or_path)
 
 

@@ -132,7 +132,11 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(launch_local(ctx, nproc, torch_threads))
             init_from_env(config.run.torch_device)  # under torchrun: join the group; rank 0 alone fetches and writes
             cost_model = main_then_broadcast(lambda: _cost_model(config, create_job, wait_timeout))
-            result = _run_with_jobs(config, cost_model, create_job, wait_timeout, run_search)
+            try:
+                result = _run_with_jobs(config, cost_model, create_job, wait_timeout, run_search)
+            except KeyboardInterrupt:
+                _resume_hint(out)
+                raise
             if not is_main():
                 shutdown()
                 return
@@ -158,6 +162,17 @@ def register(app: typer.Typer) -> None:
 
 # CLI parameter name -> SearchConfig field, where they differ.
 _FIELD_OF = {"torch_threads": "num_threads", "lam": "lam"}
+
+
+def _resume_hint(out: Path) -> None:
+    """After Ctrl-C: say how to go on, so a user does not start an hours-long search again from scratch."""
+    from search.rundir import RunDir
+
+    if RunDir(out).checkpoint.is_file():
+        typer.echo(f"the search is saved up to its last finished epoch; continue it with: hwnas search --out {out} --resume",
+                   err=True)
+    else:
+        typer.echo("no epoch had finished, so there is nothing to resume: run the same command again", err=True)
 
 
 def _resume_arguments(ctx: typer.Context, out: Path, kw: dict) -> dict:

@@ -87,3 +87,25 @@ def test_python_dash_m_search_runs_the_cli() -> None:
     # torchrun launches `python -m search search ...`; the module entry point must be the same CLI.
     r = subprocess.run([sys.executable, "-m", "search", "search", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--mode" in r.stdout and "Examples" in r.stdout
+
+
+def test_ctrl_c_during_a_search_says_how_to_resume(tmp_path: Path, tiny_space: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "search", "search", "--space", str(tiny_space), "--cost", "params",
+                             "--epochs", "500", "--subset", "300", "--val-subset", "100", "--batch-size", "32",
+                             "--samples", "0", "--no-progress", "--torch-threads", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").is_file():  # one epoch saved: an interrupt now has something to resume
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert f"hwnas search --out {out} --resume" in err and "Traceback" not in err

@@ -133,3 +133,11 @@ def test_unreadable_document(tmp_path: Path) -> None:
         Architecture.load(bad)
     with pytest.raises(ArchError, match="file"):
         Architecture.load(tmp_path / "missing.json")
+
+
+def test_a_mistyped_shipped_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(ArchError, match=r"fbnet_z: name: .*shipped: fbnet_a, fbnet_b, fbnet_c"):
+        get_arch("fbnet_z")
+    # A path-looking argument is still a missing file, not a name.
+    with pytest.raises(ArchError, match="nothere.json: file"):
+        get_arch("nothere.json")
