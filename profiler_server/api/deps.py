@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from hwnas import schemas
 from profiler_server.auth import authenticate, bearer_token
 from profiler_server.db import write_lock
-from profiler_server.errors import Conflict, Forbidden, ServiceError, field_error
+from profiler_server.errors import Conflict, ServiceError
+from profiler_server.services.ownership import check_token_devices
 from profiler_server.services.luts import LutCache
 
 T = TypeVar("T")
@@ -53,10 +54,12 @@ class Caller:
     devices: frozenset[str] | None = None
 
     def check_device(self, device: str, field: str = "device") -> None:
-        """403 unless this caller may act for ``device`` (an agent token limited to other devices may not)."""
-        if self.role == "agent" and self.devices is not None and device not in self.devices:
-            raise Forbidden(f"the agent token {self.name!r} acts for {', '.join(sorted(self.devices))} only, not {device!r}",
-                            [field_error(field, "not a device of this agent token")])
+        """403 unless this caller may act for ``device`` (an agent token limited to other devices may not).
+
+        Checked before the write transaction, from the token alone; the rest of the owner rule needs the device's
+        row and is checked inside it (services.ownership).
+        """
+        check_token_devices(self, device, field)
 
     @property
     def agent_token(self) -> str | None:

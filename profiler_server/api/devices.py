@@ -17,7 +17,7 @@ def put_device(name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, 
     caller.check_device(name, "name")
 
     def work() -> schemas.Device:
-        device, created = devices.put_device(session, name, info, owner=caller.agent_token)
+        device, created = devices.put_device(session, name, info, owner=caller.agent_token, actor=caller)
         response.status_code = 201 if created else 200
         return devices.to_schema(device, devices.tables_of(session, [device.id]).get(device.id, []))
 

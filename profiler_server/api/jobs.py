@@ -40,7 +40,7 @@ def claim_job(body: schemas.JobClaim, session: SessionDep, caller: AgentDep, req
     """Lease the oldest open job of a device to the calling agent token; 204 when there is none."""
     caller.check_device(body.device)
     max_claims = request.app.state.settings.max_claims
-    claimed = run_write(session, lambda: jobs.claim_job(session, body, holder=caller.name, max_claims=max_claims))
+    claimed = run_write(session, lambda: jobs.claim_job(session, body, holder=caller.name, max_claims=max_claims, actor=caller))
     return claimed if claimed is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -52,17 +52,17 @@ def get_job(job_id: JobId, session: SessionDep, _: ReaderDep) -> schemas.Job:
 
 @router.delete("/jobs/{job_id}", response_model=schemas.Job, responses=ERRORS)
 def cancel_job(job_id: JobId, session: SessionDep, caller: ClientDep) -> schemas.Job:
-    """Cancel a queued or running job; its agent stops at its next heartbeat."""
-    return run_write(session, lambda: jobs.to_schema(session, jobs.cancel_job(session, job_id, caller.name)))
+    """Cancel a queued or running job (the client token that created it, or an admin); its agent stops at its next heartbeat."""
+    return run_write(session, lambda: jobs.to_schema(session, jobs.cancel_job(session, job_id, caller.name, actor=caller)))
 
 
 @router.post("/jobs/{job_id}/heartbeat", response_model=schemas.Job, responses=ERRORS)
 def heartbeat(job_id: JobId, body: schemas.JobHeartbeat, session: SessionDep, caller: AgentDep) -> schemas.Job:
     """Extend the caller's lease on a job (only the token that claimed it may)."""
-    return run_write(session, lambda: jobs.to_schema(session, jobs.heartbeat(session, job_id, body, caller.agent_token)))
+    return run_write(session, lambda: jobs.to_schema(session, jobs.heartbeat(session, job_id, body, caller.agent_token, actor=caller)))
 
 
 @router.post("/jobs/{job_id}/fail", response_model=schemas.Job, responses=ERRORS)
 def fail_key(job_id: JobId, body: schemas.JobFail, session: SessionDep, caller: AgentDep) -> schemas.Job:
     """Record that one key of a job could not be measured (only the lease holder may)."""
-    return run_write(session, lambda: jobs.to_schema(session, jobs.fail_key(session, job_id, body, caller.agent_token)))
+    return run_write(session, lambda: jobs.to_schema(session, jobs.fail_key(session, job_id, body, caller.agent_token, actor=caller)))

@@ -19,4 +19,4 @@ router = APIRouter(tags=["measurements"])
 def post_measurements(batch: schemas.MeasurementBatch, session: SessionDep, caller: AgentDep) -> schemas.MeasurementBatchResult:
     """Store a run's results; a retry stores nothing twice and reports the duplicates."""
     caller.check_device(batch.device)
-    return run_write(session, lambda: store_batch(session, batch))
+    return run_write(session, lambda: store_batch(session, batch, caller))

@@ -1,13 +1,13 @@
-"""Whole networks: POST /networks/measurements (agent), GET /devices/{name}/networks, PUT /lut/{device}/calibration (client)."""
+"""Whole networks: POST /networks/measurements (agent), GET /devices/{name}/networks, PUT /lut/{device}/calibration (the device's owner or an admin)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from hwnas import schemas
-from profiler_server.api.deps import AgentDep, ClientDep, DeviceName, ReaderDep, SessionDep, run_write
+from profiler_server.api.deps import AgentDep, Caller, DeviceName, ReaderDep, SessionDep, require, run_write
 from profiler_server.services.calibrations import calibration_detail, store_calibration
 from profiler_server.services.measurements import store_network_batch
 from profiler_server.services.networks import network_table
@@ -20,7 +20,7 @@ ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 def post_network_measurements(batch: schemas.NetworkMeasurementBatch, session: SessionDep, caller: AgentDep) -> schemas.MeasurementBatchResult:
     """Store a run's whole-network results; a retry stores nothing twice and reports the duplicates."""
     caller.check_device(batch.device)
-    return run_write(session, lambda: store_network_batch(session, batch))
+    return run_write(session, lambda: store_network_batch(session, batch, caller))
 
 
 @router.get("/devices/{name}/networks", response_model=schemas.NetworkTable, responses=ERRORS)
@@ -47,7 +47,16 @@ def get_calibration(
     return calibration_detail(session, device, runtime, threads)
 
 
+# Role check only: which agent or client may is the owner rule's (services.ownership), whose 403 says why.
+CalibratorDep = Annotated[Caller, Depends(require("agent", "client"))]
+
+
 @router.put("/lut/{device}/calibration", response_model=schemas.LutCalibration, responses=ERRORS)
-def put_calibration(device: DeviceName, body: schemas.Calibration, session: SessionDep, caller: ClientDep) -> schemas.LutCalibration:
-    """Store a correction ``scale · predicted + offset_ms`` for a table; GET /lut serves it from now on."""
-    return run_write(session, lambda: store_calibration(session, device, body, created_by=caller.name))
+def put_calibration(device: DeviceName, body: schemas.Calibration, session: SessionDep, caller: CalibratorDep) -> schemas.LutCalibration:
+    """Store a correction ``scale · predicted + offset_ms`` for a table; GET /lut serves it from now on.
+
+    The device's owner (its agent token, or one an admin granted it) or an admin only: every search that pulls the
+    table applies it. A client token gets 403; an imported table's calibration is an admin's. Values are bounded
+    (scale 0.01..100, |offset_ms| <= 60,000, MAPEs >= 0; 422 otherwise).
+    """
+    return run_write(session, lambda: store_calibration(session, device, body, created_by=caller.name, actor=caller))

@@ -9,13 +9,13 @@ from sqlalchemy.orm import Session
 
 from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
-from profiler_server.errors import Forbidden, UnknownDevice, field_error
+from profiler_server.errors import UnknownDevice
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
+from profiler_server.services.ownership import IMPORT_OWNER, Actor, check_device_write
 from profiler_server.services.provenance import sources_of
 from profiler_server.services.sql import insert_ignore
 
-# Owner of devices created by a table import: no agent token has this name, so no agent may change them.
-IMPORT_OWNER = "(imported)"
+__all__ = ["IMPORT_OWNER", "find_device", "put_device"]  # IMPORT_OWNER: imported from here by older callers
 
 
 def find_device(session: Session, name: str, field: str = "device") -> Device:
@@ -26,11 +26,13 @@ def find_device(session: Session, name: str, field: str = "device") -> Device:
     return device
 
 
-def put_device(session: Session, name: str, info: schemas.DeviceInfo, owner: str | None = None) -> tuple[Device, bool]:
+def put_device(session: Session, name: str, info: schemas.DeviceInfo, owner: str | None = None,
+               actor: Actor | None = None) -> tuple[Device, bool]:
     """Create or update device ``name`` from ``info``; True when it was created.
 
-    ``owner``: the agent token acting (None: an admin). The first agent token to register a device owns
-    it; another may not change it (403), so one agent cannot rewrite a phone another agent drives.
+    ``owner``: the agent token acting (None: an admin), recorded as the owner of a new device; ``actor``: who
+    asks (None: the server itself). The first agent token to register a device owns it; another may not change
+    it (403, the owner rule of ``services.ownership``), so one agent cannot rewrite a phone another agent drives.
     """
     now = utcnow()
     values = info.model_dump()
@@ -39,15 +41,12 @@ def put_device(session: Session, name: str, info: schemas.DeviceInfo, owner: str
     device = session.scalars(select(Device).where(Device.name == name).execution_options(populate_existing=True)).one()
     created = device.created_at == now
     if not created:
-        if owner is not None and device.owner == IMPORT_OWNER:
-            raise Forbidden(f"device {name!r} was created by a table import and is read-only; register the phone under another name",
-                            [field_error("name", "an imported device")])
-        if owner is not None and device.owner is not None and device.owner != owner:
-            raise Forbidden(f"device {name!r} is registered by the agent token {device.owner!r}, not {owner!r}",
-                            [field_error("name", "registered by another agent token")])
+        if device.owner is None and owner is not None:
+            device.owner = owner  # an unowned device (an admin's, or from before owners) is taken by its first registering agent
+        else:
+            check_device_write(actor, device, "change the device", field="name")
         for attr, value in values.items():
             setattr(device, attr, value)
-        device.owner = device.owner or owner
         device.updated_at = now
     session.flush()
     return device, created

@@ -21,6 +21,7 @@ from hwnas import schemas
 from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
 from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
+from profiler_server.services.ownership import Actor, check_device_write, check_job_cancel
 from profiler_server.services.provenance import refuse_imported
 from profiler_server.services import networks as nets
 from profiler_server.services.luts import present_operator_ids
@@ -108,13 +109,14 @@ def _lease_free(now: datetime):  # type: ignore[no-untyped-def]
 
 
 def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = None,
-              max_claims: int | None = None) -> schemas.JobClaimed | None:
+              max_claims: int | None = None, actor: Actor | None = None) -> schemas.JobClaimed | None:
     """Lease the oldest claimable job of ``body.device`` to ``body.agent`` (token ``holder``); None when there is none.
 
     A job already claimed ``max_claims`` times without finishing (its items keep killing agents, or
     agents keep dying on it) is failed with that reason instead of being handed out for ever.
     """
     device = find_device(session, body.device)
+    check_device_write(actor, device, "claim jobs")
     attempts = 0
     while attempts < CLAIM_ATTEMPTS:
         now = utcnow()
@@ -168,9 +170,11 @@ def check_holder(job: Job, holder: str | None) -> None:
                         [field_error("job_id", "leased by another agent token")])
 
 
-def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat, holder: str | None = None) -> Job:
+def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat, holder: str | None = None,
+              actor: Actor | None = None) -> Job:
     """Extend the lease of ``body.agent`` on job ``job_id``; 409 when another agent holds it or it is finished."""
     job = find_job(session, job_id, for_update=True)
+    check_device_write(actor, job.device, "renew leases", field="job_id")
     now = utcnow()
     if job.state not in OPEN_STATES:
         raise Conflict(f"job {job_id} is {job.state}; nothing to extend", [field_error("job_id", f"job is {job.state}")])
@@ -185,12 +189,13 @@ def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat, holder:
     return job
 
 
-def fail_key(session: Session, job_id: int, body: schemas.JobFail, holder: str | None = None) -> Job:
+def fail_key(session: Session, job_id: int, body: schemas.JobFail, holder: str | None = None, actor: Actor | None = None) -> Job:
     """Record that ``body.key`` (or network ``body.arch_id``) of job ``job_id`` could not be measured.
 
     Only the token holding the job's lease may (an agent whose lease another agent took over may not).
     """
     job = find_job(session, job_id, for_update=True)
+    check_device_write(actor, job.device, "fail job items", field="job_id")
     if job.state not in OPEN_STATES:
         raise Conflict(f"job {job_id} is {job.state}; its items can no longer fail", [field_error("job_id", f"job is {job.state}")])
     if job.holder is None and holder is not None:
@@ -326,9 +331,13 @@ def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_S
     )
 
 
-def cancel_job(session: Session, job_id: int, by: str | None) -> Job:
-    """Cancel an open job: agents stop at their next heartbeat (409) and nothing more is claimed."""
+def cancel_job(session: Session, job_id: int, by: str | None, actor: Actor | None = None) -> Job:
+    """Cancel an open job: agents stop at their next heartbeat (409) and nothing more is claimed.
+
+    ``actor``: only the token that created the job (or an admin) may (the owner rule).
+    """
     job = find_job(session, job_id, for_update=True)
+    check_job_cancel(actor, job)
     if job.state not in OPEN_STATES:
         raise Conflict(f"job {job_id} is {job.state}; only queued or running jobs can be cancelled",
                        [field_error("job_id", f"job is {job.state}")])

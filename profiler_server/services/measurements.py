@@ -10,18 +10,24 @@ from profiler_server.errors import NotFound, field_error
 from profiler_server.models import Measurement, NetworkMeasurement
 from profiler_server.services import jobs, networks
 from profiler_server.services.devices import find_device
+from profiler_server.services.ownership import Actor, check_device_write
 from profiler_server.services.provenance import refuse_imported
 from profiler_server.services.history import check_repeats, run_for, run_rows, store_new_results
 from profiler_server.services.luts import bump_version
 from profiler_server.services.operators import ensure_operators
 
 
-def store_batch(session: Session, batch: schemas.MeasurementBatch) -> schemas.MeasurementBatchResult:
-    """Store the new results of ``batch``; results of keys this run already has count as duplicates."""
+def store_batch(session: Session, batch: schemas.MeasurementBatch, actor: Actor | None = None) -> schemas.MeasurementBatchResult:
+    """Store the new results of ``batch``; results of keys this run already has count as duplicates.
+
+    ``actor``: who uploads (the owner rule: an agent token uploads only for its own or granted devices).
+    """
     reject_bad_keys([r.key for r in batch.results], "results", "key")
     check_repeats((r.key for r in batch.results), "key", "key")
     device = find_device(session, batch.device)
+    # An imported table refuses everyone (409, whatever the token); then the owner rule (403).
     refuse_imported(session, batch.device, device.id, batch.runtime, batch.threads)
+    check_device_write(actor, device, "upload measurements")
     if batch.job_id is not None:
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
     run = run_for(session, batch, device.id)
@@ -35,11 +41,13 @@ def store_batch(session: Session, batch: schemas.MeasurementBatch) -> schemas.Me
     return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=stored, duplicates=len(batch.results) - stored)
 
 
-def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch) -> schemas.MeasurementBatchResult:
-    """Store the new results of ``batch``; networks this run already has count as duplicates."""
+def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch,
+                        actor: Actor | None = None) -> schemas.MeasurementBatchResult:
+    """Store the new results of ``batch``; networks this run already has count as duplicates (``actor``: as store_batch)."""
     check_repeats((r.arch_id for r in batch.results), "network", "arch_id")
     device = find_device(session, batch.device)
     refuse_imported(session, batch.device, device.id, batch.runtime, batch.threads)
+    check_device_write(actor, device, "upload network results")
     if batch.job_id is not None:
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
     ids = networks.network_ids(session, [r.arch_id for r in batch.results])

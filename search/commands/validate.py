@@ -27,6 +27,10 @@ def register(app: typer.Typer) -> None:
                                        "report on the other half, and store it with the table (the search applies it)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write validation.json, report.md and scatter.png here."),
         token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="A client (or admin) token."),
+        calibration_token: Optional[str] = typer.Option(
+            None, "--calibration-token", envvar="HWNAS_CALIBRATION_TOKEN",
+            help="With --calibrate: the token that stores the fit with the table — the device owner's agent token or an "
+                 "admin's (the server refuses a client's: every search applies it). Default: --token."),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where pulled tables are cached."),
         timeout: float = typer.Option(1800.0, "--timeout", help="Seconds to wait for the measurement job."),
         as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
@@ -35,12 +39,13 @@ def register(app: typer.Typer) -> None:
         entry they use (one job, interleaved rounds), and report how well the table predicts them: MAPE, share
         within ±5%/±10%, RMSE, Kendall τ, the measurement's own noise floor, and a scatter plot.
 
-        Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate -o val/`
+        Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate --calibration-token $OWNER_TOKEN -o val/`
         """
         from search.validate import ValidateConfig, ValidationError, run_validation
 
         cfg = ValidateConfig(server=server, device=device, space=space, runtime=runtime, threads=threads, n=n, seed=seed,
-                             calibrate=calibrate, input_size=input_size, out=out, token=token, cache_dir=cache_dir,
+                             calibrate=calibrate, input_size=input_size, out=out, token=token, calibration_token=calibration_token,
+                             cache_dir=cache_dir,
                              timeout_s=timeout, progress=sys.stderr.isatty())
         with user_errors():
             try:

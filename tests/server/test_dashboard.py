@@ -153,7 +153,7 @@ def test_the_validation_page_plots_the_calibrations_networks_and_their_figures(s
     predicted = [0.42, 0.75, 0.81, 1.2, 1.5, 2.4]  # the table misses some networks by 20% and more
     points = [CalibrationPoint(arch_id=f"{i:016x}", predicted_ms=p, measured_ms=m)
               for i, (p, m) in enumerate(zip(predicted, measured))]
-    with server.client("client") as client:
+    with server.client("agent") as client:  # the device's owner (a client's calibration is refused: the owner rule)
         client.put_calibration(device, Calibration(runtime="ort", threads=1, scale=1.1, offset_ms=0.01, networks=6,
                                                    mape_before=12.0, mape_after=5.0, points=points))
         detail = client.get_calibration(device, runtime="ort", threads=1)

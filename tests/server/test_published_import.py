@@ -112,9 +112,12 @@ def test_agents_cannot_write_into_an_imported_table(server: LiveServer, admin: P
     assert lut(server, device).entries["mb_k3_s1_o24_m24@1x24x112x112"].median_ms == 1.7728020000000002  # unchanged
     with server.client("agent") as agent, pytest.raises(AuthError, match="read-only"):
         agent.put_device(device, DeviceInfo(model="my Note10"))  # nor take the imported device over
-    # Another runtime of the same device is an ordinary, measured table.
-    with server.client("agent") as agent:
-        assert agent.post_measurements(batch(device, [result("conv_k3_s2_o16@1x3x224x224")], runtime="ort")).stored == 1
+    # Another runtime of the same device is an ordinary, measured table: the device is the admins' (the owner rule),
+    # so an agent measures into it with a token an admin granted the device.
+    with server.client("agent") as agent, pytest.raises(AuthError, match="owner rule"):
+        agent.post_measurements(batch(device, [result("conv_k3_s2_o16@1x3x224x224")], runtime="ort"))
+    with ProfilerClient(server.url, token=server.new_token(f"granted-{device}", "agent", devices=[device])) as granted:
+        assert granted.post_measurements(batch(device, [result("conv_k3_s2_o16@1x3x224x224")], runtime="ort")).stored == 1
 
 
 def test_unmappable_entries_are_listed_with_their_reason_and_left_out(server: LiveServer, admin: ProfilerClient) -> None:

@@ -48,7 +48,7 @@ def main(out: Path) -> None:
 
         rng = random.Random(0)
         measured = [rng.uniform(0.3, 3.0) for _ in range(40)]
-        with srv.client("client") as client:
+        with srv.client("agent") as client:  # pixel7's owner (the owner rule: not a client)
             client.put_calibration("pixel7", Calibration(
                 runtime="onnxruntime", threads=1, scale=1.08, offset_ms=0.02, networks=20, mape_before=11.2, mape_after=4.1,
                 points=[CalibrationPoint(arch_id=f"{i:016x}", predicted_ms=(m - 0.02) / 1.08 * rng.uniform(0.9, 1.1),

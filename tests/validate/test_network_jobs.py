@@ -58,8 +58,8 @@ def server(any_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture
 def shared(live_server: LiveServer) -> LiveServer:
     """The module's SQLite server with a fresh device ``host-cpu`` (earlier tests' devices do not matter)."""
-    with live_server.client("admin") as admin:
-        admin.put_device("host-cpu", DeviceInfo(cpu_cores=2))
+    with live_server.client("agent") as agent:  # registered by the agent token: its owner, who may upload for it
+        agent.put_device("host-cpu", DeviceInfo(cpu_cores=2))
     return live_server
 
 
@@ -132,16 +132,16 @@ def test_calibration_is_served_with_the_table(shared: LiveServer) -> None:
     with shared.client("client") as client, shared.client("agent") as agent:
         cal = Calibration(runtime="onnxruntime", threads=1, scale=1.1, offset_ms=0.05, networks=10)
         with pytest.raises(NotFoundError):
-            client.put_calibration("host-cpu", cal)  # no table yet
+            agent.put_calibration("host-cpu", cal)  # no table yet
         agent.post_measurements(MeasurementBatch(device="host-cpu", runtime="onnxruntime", threads=1, agent="a", run_id=uuid.uuid4(),
                                                  results=[MeasurementResult(key=KEYS[0], median_ms=0.2, iterations=5)]))
         before = client.get_lut("host-cpu")
         assert before.lut is not None and before.lut.calibration is None
-        stored = client.put_calibration("host-cpu", cal)
+        stored = agent.put_calibration("host-cpu", cal)  # host-cpu's owner (the owner rule)
         assert (stored.scale, stored.offset_ms, stored.networks) == (1.1, 0.05, 10)
         after = client.get_lut("host-cpu", etag=before.etag)
         assert not after.not_modified and after.etag != before.etag  # cached copies refresh
         assert after.lut is not None and after.lut.calibration is not None and after.lut.calibration.scale == pytest.approx(1.1)
-        client.put_calibration("host-cpu", cal.model_copy(update={"scale": 0.9}))
+        agent.put_calibration("host-cpu", cal.model_copy(update={"scale": 0.9}))
         latest = client.get_lut("host-cpu").lut
         assert latest is not None and latest.calibration is not None and latest.calibration.scale == pytest.approx(0.9)

@@ -69,6 +69,7 @@ def test_validate_cli_measures_predicts_and_calibrates(server: LiveServer, local
     out = tmp_path / "val"
     cmd = [sys.executable, "-m", "search.cli", "validate", "--server", server.url, "--device", local_agent, "--space", "fbnet-fmnist",
            "--n", "4", "--seed", "3", "--calibrate", "--out", str(out), "--token", server.client_token,
+           "--calibration-token", server.agent_token,  # the owner rule: host-cpu's owner stores the fit
            "--cache-dir", str(tmp_path / "lut"), "--timeout", "120"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=180)
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -104,7 +105,8 @@ def test_extra_networks_are_measured_and_fitted_with_the_uniform_ones(server: Li
     cheap = ["skip", "maxpool_k3", "skip", "avgpool_k3", "skip", "ir_k3_e1", "skip", "skip", "ir_k3_e1"]
     pooled = ["maxpool_k3"] * 9
     cfg = ValidateConfig(server=server.url, device=local_agent, space="fbnet-fmnist", n=2, seed=5, calibrate=True,
-                         extra=[cheap, pooled, cheap], token=server.client_token, cache_dir=tmp_path / "lut",
+                         extra=[cheap, pooled, cheap], token=server.client_token, calibration_token=server.agent_token,
+                         cache_dir=tmp_path / "lut",
                          timeout_s=120, progress=False)
     report = run_validation(cfg, log=lambda _: None)
     ids = [r.arch_id for r in report.rows]
