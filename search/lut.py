@@ -94,6 +94,7 @@ class LatencyTable:
     stale: bool = False  # True when served from the cache because the server could not be reached
     fetched_at: str | None = None
     calibration: TableCalibration | None = None  # applied by LatencyCost (see hwnas validate --calibrate)
+    imported_from: str | None = None  # an imported (published, read-only) table: who published it; no job can fill it
 
     @property
     def overhead(self) -> float:
@@ -165,6 +166,7 @@ class LatencyTable:
             overhead_ms=float(overhead) if overhead is not None else None,
             runtime_version=doc.get("runtime_version"), etag=etag, source=source,
             calibration=_calibration(doc.get("calibration"), where),
+            imported_from=_imported_from(doc.get("source")),
         )
 
 
@@ -257,6 +259,13 @@ def fetch_table(
     lut_doc = fetched.lut.model_dump(mode="json")
     _write_cache(path, server_url, lut_doc, fetched.etag)
     return LatencyTable.from_document(lut_doc, source=server_url, etag=fetched.etag)
+
+
+def _imported_from(source: Any) -> str | None:
+    """'project (file)' for a read-only imported table's ``source``, else None."""
+    if not isinstance(source, dict) or source.get("kind") != "imported" or not source.get("read_only", True):
+        return None
+    return str(source.get("project") or source.get("preset") or "a published table")
 
 
 # ---- filling gaps: profiling jobs ------------------------------------------------------------------

@@ -36,6 +36,7 @@ class Sample:
     trained_acc: float | None = None
     path: Path | None = None
     id: str = ""
+    classes: int = 0  # of the space: what chance level is for trained_acc
 
 
 def draw(probabilities: list[list[float]], candidates: list[list[str]], k: int, seed: int = 0) -> list[list[str]]:
@@ -173,6 +174,7 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
             if holdout:
                 tc = dataclasses.replace(tc, holdout=holdout)
             s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}").accuracy
+            s.classes = space.classes
 
     rd: RunDir = run["rundir"]
     rd.mkdir(rd.samples)

@@ -44,6 +44,9 @@ from search.rundir import RunDir
 from search.search_config import CostSource, SearchConfig, SearchConfigError, flat_options
 from search.supernet import SuperNet
 
+# Absolute drop of the super net's validation accuracy below its best epoch that earns a warning: the demo's
+# soft search went 0.703 → 0.487 → 0.419 without a word (issue 27).
+ACC_FALL = 0.1
 # Mean normalised entropy above which θ is reported as not having moved (1.0 = uniform).
 UNMOVED_ENTROPY = 0.9
 # Super-net training accuracy below this multiple of chance: the weights learned next to nothing, so θ's
@@ -525,6 +528,20 @@ def argmax_architecture(setup: SearchSetup, choices: list[str], cost: float) -> 
                                    "source": "hwnas search (argmax of θ)"})
 
 
+def accuracy_fall(history: list[dict[str, Any]], drop: float = ACC_FALL) -> str | None:
+    """A warning when the super net's validation accuracy ended ``drop`` or more below its best epoch, else None."""
+    scored = [(i, e["val_acc"]) for i, e in enumerate(history) if e.get("val_acc") is not None]
+    if len(scored) < 2:
+        return None
+    best_epoch, best = max(scored, key=lambda t: t[1])
+    last = scored[-1][1]
+    if best - last < drop:
+        return None
+    return (f"the super net's validation accuracy fell from {best:.3f} (epoch {best_epoch + 1}) to {last:.3f}: θ was "
+            "steered by a super net that got worse. In soft mode its batch-norm statistics mix every candidate; "
+            "a lower --theta-lr, a longer warm-up (--warmup-epochs) or more images usually keep it learning")
+
+
 def found_network(setup: SearchSetup, history: list[dict[str, Any]]) -> tuple[list[str], float, list[str]]:
     """The network the search ships, its predicted cost, and warnings about how it was chosen or how θ converged.
 
@@ -548,6 +565,9 @@ def found_network(setup: SearchSetup, history: list[dict[str, Any]]) -> tuple[li
                 if sched.mode == "hard" else "give the search more epochs or images")
         warnings.append(f"the super net barely learned (training accuracy {last['train_acc']:.0%}, chance "
                         f"{chance:.0%}): θ read no accuracy signal and followed the cost alone; {hint}")
+    fell = accuracy_fall(history)
+    if fell:
+        warnings.append(fell)
     if not objective.has_target:
         return list(last["argmax"]), float(last["argmax_cost"]), warnings
     probs = [p.tolist() for p in setup.model.probabilities()]

@@ -72,6 +72,24 @@ class TrainResult:
     accuracy: float
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    classes: int = 0
+
+    @property
+    def at_chance(self) -> bool:
+        """Accuracy within half of chance level above it: the network learned (almost) nothing."""
+        return at_chance(self.accuracy, self.classes)
+
+
+def at_chance(accuracy: float, classes: int) -> bool:
+    """True when ``accuracy`` is below 1.5× chance (1/``classes``): too short a training, too few images, or a bad lr."""
+    return classes > 1 and accuracy < 1.5 / classes
+
+
+def chance_hint(accuracy: float, classes: int, options: str = "longer (--epochs), on more images (--subset), or with a "
+                "lower --lr") -> str:
+    """The warning shown when a trained network is at chance level, naming the options to change."""
+    return (f"accuracy {accuracy:.3f} is chance level for {classes} classes ({1 / classes:.3f}): the network learned "
+            f"nothing; train {options}")
 
 
 def _check_fit(space, info) -> None:
@@ -190,7 +208,8 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
         "train_images": len(train_set), "weights": weights.name, "seconds": seconds, "history": history,
         "config": dataclasses.asdict(config),
     })
-    return TrainResult(weights=weights, report=report, accuracy=history[-1]["val_acc"], history=history, seconds=seconds)
+    return TrainResult(weights=weights, report=report, accuracy=history[-1]["val_acc"], history=history, seconds=seconds,
+                       classes=space.classes)
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

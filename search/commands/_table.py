@@ -74,13 +74,22 @@ def source_table(source: "CostSource", empty_if_unknown: bool = False) -> Latenc
                         empty_if_unknown=empty_if_unknown)
 
 
+def missing_hint(table: LatencyTable) -> str:
+    """What to do about operators a table lacks: a job for a measured table; nothing a job can do for an imported one."""
+    if table.imported_from:
+        return (f"the table of {table.describe()} is imported from {table.imported_from} and read-only, so no device "
+                "agent can fill it: choose a space it covers (hwnas spaces), or measure these operators on your own "
+                "device (a table of its own)")
+    return "rerun with --create-job to have a device agent measure them"
+
+
 def offer_job(source: "CostSource", table: LatencyTable, keys: list[str], create_job: bool | None,
               timeout_s: float) -> bool:
     """For a search whose table lacks ``keys``: run a profiling job for them if the source is a server and the
     user agrees (``decide_job``); False, with the hint printed, when no job is run."""
-    if not source.from_server or not decide_job(create_job, len(keys)):
+    if not source.from_server or table.imported_from or not decide_job(create_job, len(keys)):
         if source.from_server:
-            typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+            typer.echo(missing_hint(table), err=True)
         return False
     run_job(source.server, source.token, table, keys, source.runtime, source.threads, timeout_s)
     return True

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         `hwnas predict best.json --cost latency --server http://127.0.0.1:8000 --device pixel7 --create-job`
         """
         from search.arch import get_arch
-        from search.commands._table import decide_job, obtain_table, run_job
+        from search.commands._table import decide_job, missing_hint, obtain_table, run_job
         from search.cost import predict as predict_arch
         from search.lut import MissingEntriesError
 
@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
                         typer.echo(f"  {key}", err=True)
                     if lut is not None or not server:
                         raise typer.Exit(1) from None
-                    if not decide_job(create_job, len(exc.keys)):
-                        typer.echo("rerun with --create-job to have a device agent measure them", err=True)
+                    if table.imported_from or not decide_job(create_job, len(exc.keys)):
+                        typer.echo(missing_hint(table), err=True)
                         raise typer.Exit(1) from None
                     run_job(server, token, table, exc.keys, runtime, threads, wait_timeout, poll)
                     table = obtain_table(server, table.device, runtime or table.runtime, threads or table.threads, token, None, cache_dir)

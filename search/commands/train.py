@@ -48,3 +48,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"test accuracy {result.accuracy:.4f} after {epochs} epochs ({result.seconds:.0f} s)")
         typer.echo(f"weights {result.weights}")
         typer.echo(f"report  {result.report}")
+        if result.at_chance:
+            from search.train import chance_hint
+
+            typer.echo(f"warning: {chance_hint(result.accuracy, result.classes)}", err=True)

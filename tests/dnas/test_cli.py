@@ -53,6 +53,7 @@ def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> Non
     assert r.exit_code == 0, r.output
     report = json.loads(arch_file.with_suffix(".train.json").read_text())
     assert report["accuracy"] > 0.2 and report["test_images"] == 500
+    assert "chance level" not in r.output
     net = build(Architecture.load(arch_file))
     net.load_state_dict(torch.load(arch_file.with_suffix(".pt"), weights_only=True))  # `hwnas export --weights` reads it
 
@@ -81,6 +82,15 @@ def test_train_rejects_an_architecture_that_does_not_fit_the_data(tmp_path: Path
     arch = Architecture(space="fbnet-cifar", choices=["skip"] * 10).save(tmp_path / "cifar.json")
     r = runner.invoke(app, ["train", str(arch), "--subset", "10", "--no-progress"])
     assert r.exit_code == 1 and "3x32x32" in r.output and "Traceback" not in r.output
+
+
+def test_train_warns_when_the_network_learned_nothing(tmp_path: Path, tiny_space: Path) -> None:
+    arch = Architecture(space=str(tiny_space), choices=["ir_k3_e1"] * 3).save(tmp_path / "net.json")
+    # A learning rate this large blows the weights up: the network ends at chance, as a user's too-short run can.
+    r = runner.invoke(app, ["train", str(arch), "--epochs", "1", "--subset", "200", "--val-subset", "200", "--lr", "1e6",
+                            "--batch-size", "32", "--no-progress", "--torch-threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "warning: accuracy" in r.output and "chance level for 10 classes" in r.output and "--epochs" in r.output
 
 
 def test_python_dash_m_search_runs_the_cli() -> None:

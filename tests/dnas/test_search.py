@@ -190,3 +190,14 @@ def test_a_folder_from_before_the_weights_option_resumes_as_separate_weights(tmp
     assert len(resumed.history) == 2
     with pytest.raises(SearchConfigError, match=r"weights \('separate' != 'shared'\)"):
         run_search(_config(tmp_path, tiny_space, mode="hard", epochs=3, weights="shared", resume=True))
+
+
+def test_a_falling_super_net_accuracy_is_warned_about() -> None:
+    from search.searcher import accuracy_fall
+
+    demo = [{"val_acc": 0.703}, {"val_acc": 0.487}, {"val_acc": 0.419}]  # the demo's soft search, issue 27
+    warning = accuracy_fall(demo)
+    assert warning is not None and "fell from 0.703 (epoch 1) to 0.419" in warning
+    assert accuracy_fall([{"val_acc": 0.70}, {"val_acc": 0.65}, {"val_acc": 0.68}]) is None  # noise, not a fall
+    assert accuracy_fall([{"val_acc": 0.40}, {"val_acc": 0.70}]) is None  # rising
+    assert accuracy_fall([{"val_acc": 0.70}]) is None

@@ -241,6 +241,15 @@ def test_predict_through_the_server_meets_the_published_numbers(imported_server,
     assert got["missing"] == PROXYLESS_MISSING and got["covered_ms"] == pytest.approx(63.705, abs=0.001)
 
 
+def test_missing_keys_of_an_imported_table_are_not_offered_a_job(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # An imported table is read-only: a profiling job for it answers 409, so "--create-job" must not be the advice.
+    r = CliRunner().invoke(app, ["predict", "proxyless_mobile", "--device", "pixel1-proxylessnas", "--create-job",
+                                 "--server", imported_server.url, "--cache-dir", str(tmp_path)])
+    assert r.exit_code == 1, r.output
+    assert "imported from" in r.output and "read-only" in r.output and "rerun with --create-job" not in r.output
+    assert "409" not in r.output and "created profiling job" not in r.output
+
+
 def test_search_proxyless_mobile_against_the_server_device(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = _image_folder(tmp_path / "images", classes=1000, images=8)
     out = tmp_path / "run"
