@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,6 +237,18 @@ class ExportRow:
     var: float | None = None  # the published variance, when the table was imported with one
 
 
+# Characters that end a line for YAML or for Python's splitlines (\n \r \v \f \x1c-\x1e NEL LS PS), and the other
+# control characters: a header line holds caller-supplied text (an agent's runtime_version, an importer's licence),
+# and one of these would end the comment and start a YAML entry of the caller's choosing.
+_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def comment_line(text: str) -> str:
+    """``text`` as one ``#`` comment line: line breaks and control characters escaped (``\\n``, ``\\u2028``)."""
+    escaped = _BREAKS.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x80 else f"\\u{ord(m.group()):04x}", text)
+    return f"# {escaped}"
+
+
 def write_published(fmt: str, rows: list[ExportRow], header: list[str]) -> tuple[str, list[str]]:
     """The YAML text of ``rows`` in layout ``fmt`` and the keys that layout cannot express."""
     grammar = FORMAT_GRAMMAR[fmt]
@@ -252,7 +265,7 @@ def write_published(fmt: str, rows: list[ExportRow], header: list[str]) -> tuple
         else:
             s = row.var if row.var is not None else (row.std_ms ** 2 if row.std_ms is not None else None)
         out[published] = {"count": row.count, "mean": row.latency_ms, spread: s}
-    lines = [f"# {line}" for line in header]
+    lines = [comment_line(line) for line in header]
     if left_out:
         lines.append(f"# {len(left_out)} entries this layout cannot express (left out):")
         lines += [f"#   {k}" for k in sorted(left_out)]
