@@ -128,6 +128,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
+            # FastAPI's bare 400 for a body json.loads raised on with anything but a syntax error: bad input, so a 422
+            # like every other, naming the body and the three ways to get here.
+            return error_response(422, f"the body is not JSON this server reads: {UNREADABLE_BODY}",
+                                  [{"field": "body", "reason": UNREADABLE_BODY}])
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
@@ -157,6 +162,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 RETRY_AFTER_S = 2
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+UNREADABLE_BODY = "not UTF-8, nested past the parser's recursion limit, or an integer of more than 4,300 digits"
 # PostgreSQL SQLSTATEs of a statement cut short rather than a bad request or a dead server: the ones
 # run_write retries (serialization failure, deadlock), query_canceled (statement_timeout), lock_not_available.
 BUSY_SQLSTATES = RETRY_SQLSTATES | {"57014", "55P03"}

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from hwnas import schemas
 from profiler_server.api.deps import AdminDep, DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token, run_write
 from profiler_server.errors import InvalidInput, field_error
-from profiler_server.services.imports import export_table, import_table
+from profiler_server.services.imports import export_table, import_table, read_import
 from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys
 
 router = APIRouter(tags=["latency tables"])
@@ -125,4 +125,5 @@ def post_import(body: schemas.LutImport, session: SessionDep, caller: AdminDep) 
     listed in ``unmappable`` with the reason. The table is read-only (uploads and jobs for it get a 409).
     The same content again is ``unchanged``; other content into the same table needs ``replace``.
     """
-    return run_write(session, lambda: import_table(session, body, caller.name))
+    table = read_import(body)  # parsed and checked before the write transaction: never under the write lock
+    return run_write(session, lambda: import_table(session, body, caller.name, table))

@@ -23,19 +23,25 @@ from profiler_server.services.devices import IMPORT_OWNER, put_device
 from profiler_server.services.luts import NoSuchTable, bump_version, build_lut, resolve_table
 from profiler_server.services.operators import ensure_operators
 from profiler_server.services.provenance import imported_row
-from profiler_server.services.published_files import SPREAD, ExportRow, PublishedFileError, read_published, write_published
+from profiler_server.services.published_files import (SPREAD, ExportRow, PublishedFileError, PublishedTable, read_published,
+                                                       write_published)
 
 # run_uuid of an import: the same content imported into the same table over the same history is the same run (two
 # concurrent identical imports collide on it); the table's run count is in it, so content replaced and later restored is a new run.
 _IMPORT_NAMESPACE = uuid.UUID("5b0f3c1e-8d4a-4f57-9a51-2f1c0c7e6b15")
 
 
+MAX_ERROR_CHARS = 300  # of a file's error in a 422: the file is the caller's, and so is everything it quotes
+
+
 def _content_error(body: schemas.LutImport, exc: PublishedFileError) -> InvalidInput:
-    return InvalidInput(f"{body.source.file} ({body.format}): {exc}", [field_error("content", str(exc))])
+    reason = str(exc)[:MAX_ERROR_CHARS]
+    return InvalidInput(f"{body.source.file[:100]} ({body.format}): {reason}", [field_error("content", reason)])
 
 
-def import_table(session: Session, body: schemas.LutImport, imported_by: str | None) -> schemas.LutImportResult:
-    """Create (or confirm, or with ``replace`` replace) the imported table ``body`` describes; nothing is written on error."""
+def read_import(body: schemas.LutImport) -> PublishedTable:
+    """Parse and check the file of ``body`` (no database): 422 naming what is wrong. Done before the write transaction,
+    so a large or hostile file never holds the database's write lock while it is read."""
     if body.format == "hwnasbench-json" and body.column is None:
         raise InvalidInput("hwnasbench-json holds several devices: give column (pixel3, raspi4, eyeriss or fpga)",
                            [field_error("column", "required for hwnasbench-json")])
@@ -44,7 +50,18 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
     except PublishedFileError as exc:
         raise _content_error(body, exc) from None
     if not table.entries:
-        raise InvalidInput(f"{body.source.file}: no entry maps to an operator key", [field_error("content", "no mappable entry")])
+        raise InvalidInput(f"{body.source.file[:100]}: no entry maps to an operator key", [field_error("content", "no mappable entry")])
+    return table
+
+
+def import_table(session: Session, body: schemas.LutImport, imported_by: str | None,
+                 table: PublishedTable | None = None) -> schemas.LutImportResult:
+    """Create (or confirm, or with ``replace`` replace) the imported table ``body`` describes; nothing is written on error.
+
+    ``table``: ``read_import(body)`` when the caller parsed it already (outside its transaction).
+    """
+    if table is None:
+        table = read_import(body)
     sha = hashlib.sha256(body.content.encode()).hexdigest()
     unmappable = [{"key": k, "reason": r} for k, r in sorted(table.unmappable.items())]
     device = session.scalar(select(Device).where(Device.name == body.device))

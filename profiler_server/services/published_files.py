@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,77 @@ class PublishedFileError(ValueError):
     """A file that is not what its format says; the message names the place in the file."""
 
 
+# A published table is a flat mapping of entries (YAML: depth 2; HW-NAS-Bench JSON: 4). The limits stop what only a
+# hostile file has: aliases (a 393-byte alias bomb expands to gigabytes) and nesting that exhausts the recursion.
+MAX_FILE_DEPTH = 8
+# Integers the databases hold identically: ``count`` goes to an INTEGER column (32-bit on PostgreSQL; SQLite would
+# store 2^40 where PostgreSQL refuses it).
+MAX_COUNT = 2**31 - 1
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 40
+_SHOW.maxlevel, _SHOW.maxdict, _SHOW.maxlist = 1, 3, 3
+
+
+def show(value: Any) -> str:
+    """A short repr for an error message: a file's values are the caller's, and may be huge."""
+    return _SHOW.repr(value)
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses aliases and nesting deeper than MAX_FILE_DEPTH, while composing (before any
+    expansion or recursion can cost memory or stack)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 - PyYAML's hook
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise PublishedFileError(f"line {event.start_mark.line + 1}: YAML aliases (*{show(event.anchor)[1:-1]}) are not "
+                                     "allowed in a latency table")
+        if self._depth >= MAX_FILE_DEPTH:
+            mark = self.peek_event().start_mark
+            raise PublishedFileError(f"line {mark.line + 1}: nested deeper than {MAX_FILE_DEPTH} levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str) -> Any:
+    """Parse ``text`` as YAML within the limits above; every failure is a PublishedFileError with a short message."""
+    loader = _LimitedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise PublishedFileError(f"not YAML: {str(exc).splitlines()[0][:200]}") from None
+    except (ValueError, RecursionError, OverflowError) as exc:  # e.g. an integer of more than 4,300 digits
+        if isinstance(exc, PublishedFileError):
+            raise
+        raise PublishedFileError(f"not a readable YAML value: {str(exc)[:200]}") from None
+    finally:
+        loader.dispose()
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` whose failures (nesting past the recursion limit, 4,300-digit integers) are PublishedFileErrors."""
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise PublishedFileError(f"not JSON: nested deeper than {MAX_FILE_DEPTH} levels") from None
+    except ValueError as exc:
+        raise PublishedFileError(f"not JSON: {str(exc)[:200]}") from None
+    depth, level = 0, [doc]
+    while level:  # breadth-first: no recursion, whatever the depth
+        depth += 1
+        if depth > MAX_FILE_DEPTH:
+            raise PublishedFileError(f"not a latency table: JSON nested deeper than {MAX_FILE_DEPTH} levels")
+        level = [v for item in level if isinstance(item, (dict, list)) for v in (item.values() if isinstance(item, dict) else item)]
+    return doc
+
+
 @dataclass(frozen=True)
 class PublishedEntry:
     """One entry under our key: the latency it contributes, its spread and count, and the published record."""
@@ -76,25 +148,36 @@ class PublishedTable:
     fit: dict[str, Any] | None = None  # hwnas-fit: the fit's quality (schemas.TableFit)
 
 
+def _float(where: str, value: Any, what: str) -> float:
+    """``value`` as a finite float; an integer too large for one (a 400-digit mean) is the file's error, not ours."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PublishedFileError(f"{where}: {what} must be a finite number, got {show(value)}")
+    try:
+        f = float(value)
+    except OverflowError:
+        raise PublishedFileError(f"{where}: {what} is too large for a number ({show(value)})") from None
+    if not math.isfinite(f):
+        raise PublishedFileError(f"{where}: {what} must be a finite number, got {show(value)}")
+    return f
+
+
 def _number(where: str, value: Any, what: str, optional: bool = False) -> float | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise PublishedFileError(f"{where}: {what} must be a finite non-negative number, got {value!r}")
-    return float(value)
+    f = _float(where, value, what)
+    if f < 0:
+        raise PublishedFileError(f"{where}: {what} must be a finite non-negative number, got {show(value)}")
+    return f
 
 
 def _read_yaml(fmt: str, text: str) -> PublishedTable:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PublishedFileError(f"not YAML: {str(exc).splitlines()[0]}") from None
+    doc = load_yaml(text)
     if not isinstance(doc, dict) or not doc:
         raise PublishedFileError("expected a YAML mapping of block key -> {count, mean, " + SPREAD[fmt] + "}")
     spread = SPREAD[fmt]
     stats: dict[str, tuple[float, float | None, int | None, dict[str, Any]]] = {}
     for key, value in doc.items():
-        where = f"entry {key!r}"
+        where = f"entry {show(key)}"
         if not isinstance(key, str):
             raise PublishedFileError(f"{where}: block keys are strings")
         if not isinstance(value, dict) or "mean" not in value:
@@ -106,8 +189,8 @@ def _read_yaml(fmt: str, text: str) -> PublishedTable:
         mean = _number(where, value["mean"], "mean")
         s = _number(where, value.get(spread), spread, optional=True)
         count = value.get("count")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-            raise PublishedFileError(f"{where}: count must be a non-negative integer, got {count!r}")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT):
+            raise PublishedFileError(f"{where}: count must be an integer from 0 to {MAX_COUNT}, got {show(count)}")
         std = s if spread == "std" or s is None else math.sqrt(s)
         stats[key] = (mean, std, count, {"published": key, **{k: value[k] for k in ("count", "mean", spread) if k in value}})  # type: ignore[misc]
     mapping = map_keys(FORMAT_GRAMMAR[fmt], list(stats))
@@ -135,17 +218,14 @@ def hwnasbench_layer_keys() -> list[dict[str, str]]:
 
 
 def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise PublishedFileError(f"not JSON: {exc}") from None
+    doc = load_json(text)
     devices = doc.get("devices") if isinstance(doc, dict) else None
     if not isinstance(devices, dict):
         raise PublishedFileError("expected a JSON object with 'devices' (the reconstructed HW-NAS-Bench table)")
     if doc.get("dataset") != "cifar100":
-        raise PublishedFileError(f"dataset {doc.get('dataset')!r}: only the cifar100 layout is known")
+        raise PublishedFileError(f"dataset {show(doc.get('dataset'))}: only the cifar100 layout is known")
     if column not in devices:
-        raise PublishedFileError(f"column {column!r}: choose one of {', '.join(sorted(devices))}")
+        raise PublishedFileError(f"column {show(column)}: choose one of {show(sorted(devices))}")
     dev = devices[column]
     where = f"devices.{column}"
     if not isinstance(dev, dict) or dev.get("unit", "ms") != "ms":
@@ -162,10 +242,8 @@ def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
         if not isinstance(row, dict) or set(row) != set(HWNB_OPS):
             raise PublishedFileError(f"{where}.delta_vs_op0.L{i}: expected the 9 ops {', '.join(HWNB_OPS)}")
         for op in HWNB_OPS:
-            d = row[op]
-            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
-                raise PublishedFileError(f"{where}.delta_vs_op0.L{i}.{op}: expected a finite number, got {d!r}")
-            by_key.setdefault(keys[op], []).append((f"L{i}", op, float(d)))
+            d = _float(f"{where}.delta_vs_op0.L{i}.{op}", row[op], "the delta")
+            by_key.setdefault(keys[op], []).append((f"L{i}", op, d))
     h_out = math.ceil(HWNB_INPUT / math.prod(s for _, n, s in HWNB_CIFAR100_STAGES))
     fixed = [f"ConvNorm_H{HWNB_INPUT}_W{HWNB_INPUT}_Cin3_Cout{HWNB_STEM}_kernel3_stride1_group1",
              f"ConvNorm_H{h_out}_W{h_out}_Cin{HWNB_CIFAR100_STAGES[-1][0]}_Cout{HWNB_HEAD}_kernel1_stride1_group1",
@@ -190,14 +268,11 @@ def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
 
 def _read_fit(text: str) -> PublishedTable:
     """Our own fitted table (``hwnas lut fit``): a GET /lut-like document with a ``fit`` object; every key must be ours."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise PublishedFileError(f"not JSON: {exc}") from None
+    doc = load_json(text)
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict) or not doc["entries"]:
         raise PublishedFileError("expected a JSON object with 'entries' (operator key -> {median_ms}) and 'fit', as hwnas lut fit writes")
     if doc.get("unit", "ms") != "ms":
-        raise PublishedFileError(f"unit: only 'ms', got {doc.get('unit')!r}")
+        raise PublishedFileError(f"unit: only 'ms', got {show(doc.get('unit'))}")
     try:
         fit = TableFit.model_validate(doc.get("fit"))
     except ValidationError as exc:
@@ -206,7 +281,7 @@ def _read_fit(text: str) -> PublishedTable:
     overhead = _number("overhead_ms", doc.get("overhead_ms"), "overhead_ms", optional=True)
     table = PublishedTable(format="hwnas-fit", overhead_ms=overhead, gauge=FIT_GAUGE, fit=fit.model_dump(mode="json"))
     for key, value in doc["entries"].items():
-        where = f"entries[{key!r}]"
+        where = f"entries[{show(key)}]"
         if key == OVERHEAD_KEY or not is_valid_key(key):  # ours: a bad key is a broken file, not an unmappable entry
             raise PublishedFileError(f"{where}: not an operator key")
         ms = _number(where, value.get("median_ms") if isinstance(value, dict) else None, "median_ms")
@@ -223,7 +298,7 @@ def read_published(fmt: str, text: str, column: str | None = None) -> PublishedT
         return _read_hwnasbench(text, column)
     if fmt == "hwnas-fit":
         return _read_fit(text)
-    raise PublishedFileError(f"unknown format {fmt!r}; one of {', '.join([*FORMAT_GRAMMAR, 'hwnas-fit'])}")
+    raise PublishedFileError(f"unknown format {show(fmt)}; one of {', '.join([*FORMAT_GRAMMAR, 'hwnas-fit'])}")
 
 
 @dataclass(frozen=True)
