@@ -38,6 +38,15 @@ Bytecode = Annotated[Optional[int], typer.Option(
     "--bytecode-version", help="Save TorchScript models at this lite-interpreter bytecode version, for a phone whose "
     "PyTorch is older than this torch (it says which it reads: 'model version must be between 3 and 7' -> 7). "
     "Default: the version the installed torch writes (8 for torch 2.x); the agent names the flag when a phone refuses.")]
+Usb = Annotated[bool, typer.Option(
+    "--usb", help="The phone on USB (the only one attached; with --serial SERIAL, that one). Needs the usb extra: "
+    "pip install 'hwnas\\[usb]'. A --serial that is not host:port is taken as a USB serial anyway.")]
+AuthTimeout = Annotated[float, typer.Option(
+    "--auth-timeout-s", min=1.0, help="Seconds to wait for *Allow* on the phone's \"Allow USB debugging?\" prompt, "
+    "shown the first time this computer's key (--adb-key) connects; the agent says when to tap it.")]
+ReconnectS = Annotated[float, typer.Option(
+    "--reconnect-s", min=0.0, help="Seconds a dropped phone is reconnected (back-off 1 s doubling to 30 s) before its "
+    "job is given back and the agent exits 3. The default outlasts a reboot or a Wi-Fi outage.")]
 Clock = Annotated[str, typer.Option("--clock", help="--local timing: auto (thread CPU time with 1 thread, wall "
                                     "otherwise), wall, or cpu. CPU time ignores preemption on a shared host.")]
 
@@ -69,12 +78,13 @@ def _binaries(paths: list[Path] | None, runtime: str | None) -> dict[str, Path]:
     return out
 
 
-def _open(serial: str | None, local: bool, key: Path | None):  # noqa: ANN202
+def _open(serial: str | None, local: bool, key: Path | None, usb: bool = False,
+          auth_timeout_s: float | None = None):  # noqa: ANN202
     from device_agent.platforms import open_device
 
-    if serial and local:
-        raise ConfigError("give either --serial or --local, not both")
-    return open_device(serial, local=local, key_path=str(key) if key else None)
+    if (serial or usb) and local:
+        raise ConfigError("give either --serial/--usb or --local, not both")
+    return open_device(serial, local=local, key_path=str(key) if key else None, usb=usb, auth_timeout_s=auth_timeout_s)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -121,6 +131,9 @@ def run(
     no_pin: Annotated[bool, typer.Option("--no-pin", help="Do not pin to the fastest cluster with taskset.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache (default ~/.cache/hwnas/models).")] = None,
     key: Annotated[Optional[Path], typer.Option("--adb-key", help="ADB private key (default ~/.android/adbkey, else generated).")] = None,
+    usb: Usb = False,
+    auth_timeout_s: AuthTimeout = 60.0,
+    reconnect_s: ReconnectS = 600.0,
     clock: Clock = "auto",
     bytecode_version: Bytecode = None,
     verbose: Verbose = False,
@@ -146,11 +159,11 @@ def run(
                       poll_s=poll_s, upload_deadline_s=upload_deadline_s, batch_size=batch_size, once=once,
                       pin=not no_pin, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
                       cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir, clock=clock,
-                      bytecode_version=bytecode_version)
+                      bytecode_version=bytecode_version, reconnect_s=reconnect_s)
     from hwnas.client import ProfilerClient
 
     stop = _stop_on_signals()
-    device = _open(serial, local, key)
+    device = _open(serial, local, key, usb, auth_timeout_s)
     with ProfilerClient(server, token=token) as client:
         agent = Agent(device, cfg, client=client, make_client=lambda: ProfilerClient(server, token=token),
                       local=local, stop=stop)
@@ -172,6 +185,8 @@ def info(
     local: Local = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the DeviceInfo JSON the server stores.")] = False,
     key: Annotated[Optional[Path], typer.Option("--adb-key", help="ADB private key.")] = None,
+    usb: Usb = False,
+    auth_timeout_s: AuthTimeout = 60.0,
 ) -> None:
     """Print what the phone (or host) is: model, SoC, ABI, Android version, CPU clusters, governor, thermal state.
 
@@ -179,7 +194,8 @@ def info(
     """
     from device_agent.deviceinfo import read_facts
 
-    device = _open(serial, local, key)
+    _setup_logging(False)  # the "tap Allow" message and key notes, in the agent's format
+    device = _open(serial, local, key, usb, auth_timeout_s)
     try:
         device.connect()
         facts = read_facts(device)
@@ -233,6 +249,9 @@ def profile(
     cv_threshold: Annotated[float, typer.Option(min=0.0)] = 0.05,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache.")] = None,
     key: Annotated[Optional[Path], typer.Option("--adb-key", help="ADB private key.")] = None,
+    usb: Usb = False,
+    auth_timeout_s: AuthTimeout = 60.0,
+    reconnect_s: ReconnectS = 600.0,
     bytecode_version: Bytecode = None,
     verbose: Verbose = False,
 ) -> None:
@@ -249,18 +268,20 @@ def profile(
     cfg = AgentConfig(name=name, binaries=_binaries(benchmark_binary, runtime), libs=list(benchmark_lib or []),
                       runtime_version=runtime_version,
                       batch_size=batch_size, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
-                      cache_dir=cache_dir, bytecode_version=bytecode_version)
+                      cache_dir=cache_dir, bytecode_version=bytecode_version, reconnect_s=reconnect_s)
     stop = _stop_on_signals()
     client = None
     if server:
         from hwnas.client import ProfilerClient
 
         client = ProfilerClient(server, token=token)
-    agent = Agent(_open(serial, local, key), cfg, client=client, local=local, stop=stop)
+    agent = Agent(_open(serial, local, key, usb, auth_timeout_s), cfg, client=client, local=local, stop=stop)
     try:
         agent.connect()
         if client is not None:
             agent.register()
+            if agent.flush_spool():  # batches an earlier run could not upload
+                log.info("uploaded spooled batches of an earlier run")
         results = agent.measure_keys(wanted, runtime, threads, upload=client is not None)
     finally:
         agent.close()

@@ -26,7 +26,8 @@ from typing import Any
 
 from hwnas.client import ApiError, ConflictError, ProfilerClient, ProfilerError, ServerUnreachable
 from hwnas.opkey import OVERHEAD_KEY
-from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementResult
+from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementBatchResult, \
+    MeasurementResult, NetworkMeasurementBatch, NetworkResult
 
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, ServerError
@@ -41,6 +42,7 @@ from device_agent.standins import RUNTIME_TOOL
 
 log = logging.getLogger("device_agent")
 STATUS_EVERY = 8  # batches between thermal-status reads while sysfs temperatures stay cool
+SPOOL_NETWORKS = ".networks.json"  # suffix of a spooled whole-network batch (operator batches: plain .json)
 
 
 @dataclass
@@ -58,9 +60,12 @@ class AgentConfig:
     batch_size: int = 16
     poll_s: float = 5.0
     once: bool = False
-    reconnect_attempts: int = 8
+    # A dropped device is reconnected for this long (a phone's reboot, a Wi-Fi outage) before its job is given
+    # back; the waits between attempts double from the first to the cap.
+    reconnect_s: float = 600.0
+    reconnect_first_delay_s: float = 1.0
+    reconnect_max_delay_s: float = 30.0
     device_fault_retries: int = 2  # batches the program could not run in, files pushed again each time (faults.py)
-    reconnect_max_delay_s: float = 15.0
     pin: bool = True
     read_timeout_s: float = 120.0
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
@@ -146,6 +151,8 @@ class Agent:
         try:
             self.device.connect()
         except DeviceUnreachable as exc:
+            if getattr(exc, "explained", False):  # says what to do itself (an unanswered RSA prompt, USB): no address hint
+                raise
             raise DeviceUnreachable(
                 f"{exc}; never reached {self.device.serial}, so not retrying: check the address, that the phone is on "
                 "this network with `adb tcpip 5555` run on it (or on USB), and that `adb connect "
@@ -162,22 +169,43 @@ class Agent:
         return self.name
 
     def _with_reconnect(self, action: Callable[[], Any], first: bool = False) -> Any:
-        delay = 0.5
-        attempts = self.cfg.reconnect_attempts
-        for attempt in range(1, attempts + 1):
+        """Run ``action``; while the device is unreachable, reconnect with back-off for ``cfg.reconnect_s``.
+
+        ``first``: the connection is fresh, so the first try goes without a reconnect. A deadline in
+        time rather than a count of attempts: what has to be outlasted is a reboot or an outage of so
+        many seconds, and one attempt can take from a refused connection's microseconds to a silent
+        network's connect timeout. At least one reconnect is always tried.
+        """
+        start = time.monotonic()
+        deadline = start + self.cfg.reconnect_s
+        delay = self.cfg.reconnect_first_delay_s
+        reconnects = 0  # reconnects tried
+        failures = 0
+        while True:
             try:
-                if attempt > 1 or not first:
+                if failures or not first:
+                    reconnects += 1
                     self.device.reconnect()
+                    if failures > 1:  # the first reconnect is routine (a dropped socket): report only the end of an outage
+                        log.info("reconnected to %s after %.0f s", self.device.serial, time.monotonic() - start)
                 return action()
             except DeviceUnreachable as exc:
-                if attempt == attempts or self.stop.is_set():
-                    raise DeviceUnreachable(f"{self.device.serial} unreachable after {attempt} attempt(s): {exc}") from None
-                log.warning("device %s unreachable (%s); retrying in %.1f s (%d/%d)",
-                            self.device.serial, exc, delay, attempt, attempts)
-                if self.stop.wait(delay):
-                    raise DeviceUnreachable(f"{self.device.serial}: stopped while reconnecting") from None
-                delay = min(self.cfg.reconnect_max_delay_s, delay * 2)
-        raise AssertionError("unreachable")  # pragma: no cover
+                failures += 1
+                now = time.monotonic()
+                if self.stop.is_set():
+                    raise DeviceUnreachable(f"{self.device.serial}: stopped while reconnecting ({exc})") from None
+                if reconnects and now >= deadline:
+                    raise DeviceUnreachable(
+                        f"{self.device.serial} unreachable for {now - start:.0f} s ({reconnects} reconnect(s); "
+                        f"--reconnect-s {self.cfg.reconnect_s:g}): {exc}") from None
+                # A fresh connection that broke is tried again at once; after that the waits double.
+                pause = 0.0 if not reconnects else max(0.0, min(delay, deadline - now))
+                log.warning("device %s unreachable (%s); reconnecting in %.1f s (waited %.0f s of %g s, --reconnect-s)",
+                            self.device.serial, exc, pause, now - start, self.cfg.reconnect_s)
+                if self.stop.wait(pause):
+                    raise DeviceUnreachable(f"{self.device.serial}: stopped while reconnecting ({exc})") from None
+                if reconnects:
+                    delay = min(self.cfg.reconnect_max_delay_s, delay * 2)
 
     def runner(self, runtime: str, threads: int) -> Runner:
         """The runner for ``runtime`` at ``threads`` (one per pair, kept open)."""
@@ -417,64 +445,103 @@ class Agent:
                 log.warning("could not report the failure of %s: %s", key, exc)
 
     def _upload(self, run_id: uuid.UUID, runtime: str, threads: int, job_id: int | None,
-                results: list[MeasurementResult], state: dict[str, Any], runner: Runner) -> None:
-        client = self._require_client()
+                results: Sequence[MeasurementResult] | Sequence[NetworkResult], state: dict[str, Any],
+                runner: Runner) -> None:
+        """Upload one batch of operator results or of whole-network results (one path for both).
+
+        A server that is down or failing (5xx) is retried with back-off for ``--upload-deadline-s``,
+        then the batch waits in the spool and the agent measures on; a batch the server refuses
+        (4xx) is spooled too and stops the job (``ServerError``).
+        """
         assert self.name is not None
-        body = MeasurementBatch(device=self.name, runtime=runtime, runtime_version=runner.runtime_version,
-                                threads=threads, agent=self.agent_id, run_id=run_id, job_id=job_id,
-                                device_state=state, results=results)
+        head = dict(device=self.name, runtime=runtime, runtime_version=runner.runtime_version, threads=threads,
+                    agent=self.agent_id, run_id=run_id, job_id=job_id, device_state=state)
+        if results and isinstance(results[0], NetworkResult):
+            self._post(NetworkMeasurementBatch(**head, results=list(results)))
+        else:
+            self._post(MeasurementBatch(**head, results=list(results)))
+
+    def _post(self, body: MeasurementBatch | NetworkMeasurementBatch) -> None:
+        """POST ``body`` with retries until the upload deadline, then spool it (see ``_upload``)."""
+        client = self._require_client()
+        what = "network result(s)" if isinstance(body, NetworkMeasurementBatch) else "result(s)"
         delay = 1.0
         deadline = time.monotonic() + self.cfg.upload_deadline_s
         while True:
             try:
-                res = client.post_measurements(body)
-                log.info("uploaded %d result(s)%s (run %s%s)", res.stored,
-                         f", {res.duplicates} already stored" if res.duplicates else "", str(run_id)[:8],
-                         f", job {job_id}" if job_id is not None else "")
+                res = _send(client, body)
+                log.info("uploaded %d %s%s (run %s%s)", res.stored, what,
+                         f", {res.duplicates} already stored" if res.duplicates else "", str(body.run_id)[:8],
+                         f", job {body.job_id}" if body.job_id is not None else "")
                 return
             except ServerUnreachable as exc:
                 # A server that is down is transient too: keep the batch and measure on; the spool goes up when
                 # the server answers again (serve() tries it before every claim).
                 if time.monotonic() > deadline:
                     spooled = self._spool(body)
-                    log.error("server unreachable (%s); batch saved to %s, sent when the server is back", exc, spooled)
+                    log.error("server unreachable (%s); %s saved to %s, sent when the server is back", exc, what, spooled)
                     return
-                log.warning("upload failed (%s); retrying in %.0f s", exc, delay)
+                log.warning("upload of %d %s failed (%s); retrying in %.0f s", len(body.results), what, exc, delay)
                 delay = _back_off(delay, deadline)
             except ApiError as exc:
                 if exc.status < 500:
                     spooled = self._spool(body)
-                    raise ServerError(f"server rejected the results ({exc}); batch saved to {spooled}") from None
+                    raise ServerError(f"server rejected the {what} ({exc}); batch saved to {spooled}") from None
                 # A server fault (5xx) is the server's, not the batch's: retry, then keep the batch and serve on.
                 if time.monotonic() > deadline:
                     spooled = self._spool(body)
-                    log.error("the server kept failing (%s); batch saved to %s, sent again at the next start", exc, spooled)
+                    log.error("the server kept failing (%s); %s saved to %s, sent when the server is back",
+                              exc, what, spooled)
                     return
-                log.warning("upload failed with a server error (%s); retrying in %.0f s", exc, delay)
+                log.warning("upload of %d %s failed with a server error (%s); retrying in %.0f s",
+                            len(body.results), what, exc, delay)
                 delay = _back_off(delay, deadline)
             except ProfilerError as exc:
                 spooled = self._spool(body)
-                raise ServerError(f"server rejected the results ({exc}); batch saved to {spooled}") from None
+                raise ServerError(f"server rejected the {what} ({exc}); batch saved to {spooled}") from None
 
-    def _spool(self, body: MeasurementBatch) -> Path:
-        """Keep a batch the server did not take, for ``flush_spool`` at the next start."""
+    def _spool(self, body: MeasurementBatch | NetworkMeasurementBatch) -> Path:
+        """Keep a batch the server did not take, for ``flush_spool`` (before every claim, and at the next start)."""
         spool = self.cache.root.parent / "spool"
         spool.mkdir(parents=True, exist_ok=True)
-        path = spool / f"{body.run_id}-{int(time.time() * 1000)}.json"
-        path.write_text(body.model_dump_json())
+        kind = SPOOL_NETWORKS if isinstance(body, NetworkMeasurementBatch) else ".json"
+        path = spool / f"{body.run_id}-{time.time_ns() // 1000}{kind}"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(body.model_dump_json())
+        tmp.replace(path)  # whole or not at all: a batch cut short by a kill is not read back as garbage
         return path
 
     def spooled(self) -> list[Path]:
-        """Batches waiting for the server, oldest first."""
+        """Batches waiting for the server (operators and whole networks), oldest first."""
         spool = self.cache.root.parent / "spool"
-        return sorted(spool.glob("*.json")) if spool.is_dir() else []
+        if not spool.is_dir():
+            return []
+        return sorted(spool.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
 
     def flush_spool(self) -> int:
-        """Upload batches the server did not take before (idempotent: duplicates are not stored twice)."""
+        """Upload batches the server did not take before (idempotent: duplicates are not stored twice).
+
+        Stops at the first batch the server cannot take now (down, failing); one it refuses for good
+        (a 4xx other than a token's) is moved to ``spool/rejected`` so that it does not hold up the rest.
+        """
         sent = 0
+        client = self._require_client()
         for path in self.spooled():
             try:
-                self._require_client().post_measurements(MeasurementBatch.model_validate_json(path.read_text()))
+                text = path.read_text()
+                body = (NetworkMeasurementBatch if path.name.endswith(SPOOL_NETWORKS) else MeasurementBatch
+                        ).model_validate_json(text)
+            except (OSError, ValueError) as exc:
+                log.error("spooled batch %s cannot be read (%s): moved to %s", path.name, exc, _set_aside(path))
+                continue
+            try:
+                _send(client, body)
+            except ApiError as exc:
+                if 400 <= exc.status < 500 and exc.status not in (401, 403, 408, 429):
+                    log.error("the server refuses spooled batch %s (%s): moved to %s", path.name, exc, _set_aside(path))
+                    continue
+                log.warning("spooled batch %s not uploaded yet: %s", path.name, exc)
+                break
             except ProfilerError as exc:
                 log.warning("spooled batch %s not uploaded yet: %s", path.name, exc)
                 break
@@ -576,6 +643,24 @@ class Agent:
         for runner in self._runners.values():
             runner.close()
         self.device.close()
+        waiting = self.spooled() if self.client is not None else []
+        if waiting:  # nothing is lost, but the user should know the server lacks them until the next start
+            log.warning("%d batch(es) the server did not take wait in %s: they are uploaded at the next start",
+                        len(waiting), waiting[0].parent)
+
+
+def _send(client: ProfilerClient, body: MeasurementBatch | NetworkMeasurementBatch) -> MeasurementBatchResult:
+    """POST a batch to its endpoint: operators to /measurements, whole networks to /networks/measurements."""
+    if isinstance(body, NetworkMeasurementBatch):
+        return client.post_network_measurements(body)
+    return client.post_measurements(body)
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a spooled batch that can never go up to ``spool/rejected`` (kept for a person to look at)."""
+    rejected = path.parent / "rejected"
+    rejected.mkdir(exist_ok=True)
+    return path.replace(rejected / path.name)
 
 
 def _back_off(delay: float, deadline: float) -> float:

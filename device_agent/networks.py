@@ -20,16 +20,15 @@ import dataclasses
 import logging
 import statistics
 import threading
-import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from hwnas.client import ProfilerError, ServerUnreachable
+from hwnas.client import ProfilerError
 from hwnas.opkey import OVERHEAD_KEY
-from hwnas.schemas import JobFail, MeasurementResult, NetworkMeasurementBatch, NetworkResult, NetworkSpec
+from hwnas.schemas import JobFail, MeasurementResult, NetworkResult, NetworkSpec
 
-from device_agent.errors import BenchmarkError, DeviceUnreachable, ServerError
+from device_agent.errors import BenchmarkError, DeviceUnreachable
 from device_agent.faults import split_failures
 from device_agent.runtimes.base import Item, check_runtime
 from device_agent.stats import percentile
@@ -71,30 +70,6 @@ def _fail_network(agent: "Agent", job_id: int | None, arch_id: str, reason: str)
             agent.client.fail_key(job_id, JobFail(arch_id=arch_id, error=reason[:4000] or "failed"))
         except ProfilerError as exc:
             log.warning("could not report the failure of network %s: %s", arch_id, exc)
-
-
-def _upload_networks(agent: "Agent", run_id: uuid.UUID, runtime: str, threads: int, job_id: int | None,
-                     results: list[NetworkResult], state: dict[str, Any], runtime_version: str | None) -> None:
-    client = agent._require_client()
-    assert agent.name is not None
-    body = NetworkMeasurementBatch(device=agent.name, runtime=runtime, runtime_version=runtime_version, threads=threads,
-                                   agent=agent.agent_id, run_id=run_id, job_id=job_id, device_state=state, results=results)
-    delay, deadline = 1.0, time.monotonic() + 120.0
-    while True:
-        try:
-            res = client.post_network_measurements(body)
-            log.info("uploaded %d network result(s)%s (run %s%s)", res.stored,
-                     f", {res.duplicates} already stored" if res.duplicates else "", str(run_id)[:8],
-                     f", job {job_id}" if job_id is not None else "")
-            return
-        except ServerUnreachable as exc:
-            if time.monotonic() > deadline:
-                raise ServerError(f"server unreachable, network results not uploaded: {exc}") from None
-            log.warning("network upload failed (%s); retrying in %.0f s", exc, delay)
-            time.sleep(delay)
-            delay = min(15.0, delay * 2)
-        except ProfilerError as exc:
-            raise ServerError(f"server rejected the network results: {exc}") from None
 
 
 def build_network_items(agent: "Agent", networks: Sequence[NetworkSpec], runtime: str,
@@ -177,8 +152,8 @@ def measure_job_with_networks(agent: "Agent", keys: Sequence[str], networks: Seq
             # Uploaded even after a stop: what finished enough rounds is complete (see measure_batch).
             if upload and ops:
                 agent._upload(run_id, runtime, threads, job_id, list(ops.values()), state, runner)
-            if upload and nets:
-                _upload_networks(agent, run_id, runtime, threads, job_id, list(nets.values()), state, runner.runtime_version)
+            if upload and nets:  # the operators' path: retried to --upload-deadline-s, then spooled
+                agent._upload(run_id, runtime, threads, job_id, list(nets.values()), state, runner)
             bar.advance(len(ops) + len(nets))
     if hasattr(runner, "forget"):
         runner.forget(everything)
