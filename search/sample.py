@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,12 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
 
     rd: RunDir = run["rundir"]
     rd.mkdir(rd.samples)
+    if rd.main:
+        # A previous `hwnas sample` left its ranked documents: drop them so the folder holds exactly this index
+        # (otherwise one id can sit under two rank prefixes). Trained weights are named by id alone and stay.
+        for old in rd.samples.glob("[0-9][0-9]_*.json"):
+            if re.fullmatch(r"\d\d_[0-9a-f]{16}\.json", old.name):
+                old.unlink()
     index = []
     for rank, s in enumerate(samples):
         meta = {"predicted": s.predicted, "log_prob": s.log_prob, "argmax": s.is_argmax, "rank": rank,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Optional
 
 import typer
@@ -39,13 +40,14 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("table", "yaml", "json"):
             raise fail(f"--format must be table, yaml or json, got {fmt!r}", 2)
-        console = Console()
+        # Piped or captured, rich assumes 80 columns and cuts cells ("3x224x…"); a file has no width to respect.
+        console = Console() if sys.stdout.isatty() else Console(width=200)
         with user_errors():
             if name is None:
                 table = Table(title="built-in search spaces (hwnas spaces NAME for the stage table)")
                 table.add_column("name", no_wrap=True, min_width=max(len(n) for n in list_spaces()))
                 for col in ("input", "classes", "layers", "candidates", "size", "op keys"):
-                    table.add_column(col)
+                    table.add_column(col, no_wrap=col in ("input", "size"))
                 docs = {}
                 for n in list_spaces():
                     s = get_space(n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,13 @@ def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> Non
     assert "chance level" not in r.output
     net = build(Architecture.load(arch_file))
     net.load_state_dict(torch.load(arch_file.with_suffix(".pt"), weights_only=True))  # `hwnas export --weights` reads it
+
+    # Sampling again with another k and seed leaves exactly the new index's documents, no stale ranks.
+    r = runner.invoke(app, ["sample", str(out), "-k", "2", "--seed", "7", "--no-eval"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((out / "samples" / "index.json").read_text())["samples"]
+    ranked = sorted(p.name for p in (out / "samples").glob("*.json") if re.fullmatch(r"\d\d_[0-9a-f]{16}\.json", p.name))
+    assert ranked == sorted(s["file"] for s in again)
 
 
 def test_resume_from_the_command_line_extends_the_search(tmp_path: Path, tiny_space: Path) -> None:

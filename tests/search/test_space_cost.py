@@ -90,6 +90,8 @@ def test_cli_spaces_keys_and_predict() -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["spaces"])
     assert out.exit_code == 0 and "fbnet-fmnist" in out.output and "9^22" in out.output
+    # Captured (not a terminal), the cells are whole: no "3x224x…" cut at 80 columns.
+    assert "3x224x224" in out.output and "9^22 ≈ 9.85e+20" in out.output and "…" not in out.output
     keys = runner.invoke(app, ["lut", "keys", "--space", "fbnet"])
     assert keys.exit_code == 0 and len(keys.output.split()) == 111
     assert keys.output.split()[0] == "conv_k3_s2_o16@1x3x224x224"
