@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
+import ast
+import re
+
+# ``str()`` of an exception that carries bytes, e.g. adb-shell's PushFailedError(bytearray(b'...')).
+_BYTES_REPR = re.compile(r"""bytearray\((b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")\)|(?<![\w'"])(b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")""")
+
+
+def as_text(value: object) -> str:
+    """A message as text: bytes decoded (UTF-8, undecodable bytes replaced), and the ``bytearray(b'...')`` /
+    ``b'...'`` reprs a library's exception put into its ``str()`` turned back into the text they hold."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace").rstrip("\0").strip()
+
+    def decode(m: re.Match[str]) -> str:
+        try:
+            raw = ast.literal_eval(m.group(1) or m.group(2))
+        except (ValueError, SyntaxError):
+            return m.group(0)
+        return bytes(raw).decode("utf-8", "replace").rstrip("\0").strip()
+
+    return _BYTES_REPR.sub(decode, str(value))
+
 
 class AgentError(Exception):
     """Base of every error a user can hit; ``str(exc)`` is the one line the CLI prints."""
@@ -25,7 +47,7 @@ class DeviceCommandError(AgentError):
     """A command on the device ran but failed (non-zero exit code, unparseable output)."""
 
     def __init__(self, message: str, output: str = "", rc: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(as_text(message))  # a push error's message came as bytes: say it as text
         self.output = output
         self.rc = rc
 
@@ -47,6 +69,11 @@ class DeviceFault(AgentError):
     """The benchmark program cannot run on the device even after its files were pushed again; the job goes back."""
 
     exit_code = 5
+
+
+class SetupFault(DeviceFault):
+    """The program runs but refuses how the agent calls it (a flag its build predates, the model format); the job
+    goes back at once and the message names the build that fixes it (faults.setup_fix)."""
 
 
 class ServerError(AgentError):

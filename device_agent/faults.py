@@ -1,11 +1,23 @@
 """Which failures are the device's or the benchmark program's, and which are the operator's.
 
 A burst that fails because the program cannot start on the phone (deleted, not executable, wrong
-ABI, a shared library missing, ``taskset`` refused by offline cores) says nothing about the
-operator: failing its key for good on the server would lose a job to a fault that re-staging the
-files fixes. Such failures are retried after the files are pushed again; only when they persist is
-the job given back with the reason. Everything else (the program ran and rejected the model, or
-crashed on it) is the operator's and fails that key with the program's own message.
+ABI, a shared library missing) says nothing about the operator: failing its key for good on the server
+would lose a job to a fault that re-staging the files fixes. Such failures are retried after the files
+are pushed again; only when they persist is the job given back with the reason. Everything else (the
+program ran and rejected the model, or crashed on it) is the operator's and fails that key with the
+program's own message. ``classify`` names the class of a burst's error:
+
+* ``DEVICE``: the program cannot run (exit 126/127, the linker, the loader). Re-stage, then give back.
+* ``SETUP``: the program runs but refuses how the agent calls it — a flag its build predates (ONNX
+  Runtime prints its usage and exits 255, ``speed_benchmark_torch`` prints ``Failed to parse command line
+  flags!`` and exits 1), or the model format (a minimal ONNX Runtime build reads ``.ort`` only). Every
+  key would fail alike and pushing again cannot cure it: the job goes back at once and the agent stops
+  with what to build (``setup_fix``).
+* ``STORAGE``: the phone refuses to write in the work folder (EPERM ``Operation not permitted``, EROFS
+  ``Read-only file system``). Re-stage once, then give the job back.
+* ``PINNING``: ``taskset`` refused the mask (cores offline or outside the cpuset). The program never
+  ran; the runner measures unpinned from then on, recorded in every batch's device state.
+* ``OPERATOR``: anything else.
 
 A ``.ptl`` whose bytecode the phone's lite interpreter does not read is the device's too (every
 operator would fail alike), but pushing the same files again cannot cure it: ``fix_for`` names the
@@ -18,9 +30,11 @@ import re
 
 from device_agent.parsers import parse_bytecode_rejection
 
+OPERATOR, DEVICE, SETUP, STORAGE, PINNING = "operator", "device", "setup", "storage", "pinning"
+
 # sh's "cannot execute" and "not found", as the batch script reports them (``benchmark exited N: ...``).
 DEVICE_EXIT_CODES = frozenset({126, 127})
-# What Android's linker, sh and taskset print when the program itself cannot run.
+# What Android's linker and sh print when the program itself cannot run.
 DEVICE_PATTERNS = (
     r"CANNOT LINK EXECUTABLE",
     r"library \"?[\w.+-]+\"? not found",
@@ -28,20 +42,60 @@ DEVICE_PATTERNS = (
     r"[Ee]xec format error",
     r"cannot execute binary file",
     r"not executable: (32|64)-bit",
-    r"taskset: (failed|sched_setaffinity)",
     r"Permission denied",
     r"Lite Interpreter version number does not match",  # torch/csrc/jit/mobile: bytecode out of its range
 )
+# The program refusing its command line or its model's format (sources in setup_fix).
+SETUP_PATTERNS = (
+    r"perf_test \[options\.\.\.\] model_path \[result_file\]",  # ORT ShowUsage(): ParseArguments returned false
+    r"unknown option -- \S|invalid option -- '\S'",  # getopt's own line before it (bionic / glibc)
+    r"Failed to parse command line flags!",  # speed_benchmark_torch main(): c10::ParseCommandLineFlags failed
+    r"C10 flag: (?:unrecognized commandline argument|illegal argument)",
+    r"\S+\.onnx is not supported",  # ORT performance_runner.cc CreateModelInfo in a minimal build
+    r"ONNX format model is not supported in this build",  # ORT inference_session.cc, ORT_MINIMAL_BUILD
+)
+STORAGE_PATTERNS = (r"Operation not permitted", r"Read-only file system")
+# toybox taskset (toys/other/taskset.c): perror_exit("failed to %s pid %d's affinity", "set", pid).
+PINNING_PATTERNS = (r"taskset: failed to set pid -?\d+'s affinity", r"taskset: sched_setaffinity")
 _EXIT_RX = re.compile(r"benchmark exited (\d+)")
-_DEVICE_RX = re.compile("|".join(f"(?:{p})" for p in DEVICE_PATTERNS))
+
+
+def _rx(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+_DEVICE_RX, _SETUP_RX, _STORAGE_RX, _PINNING_RX = (_rx(DEVICE_PATTERNS), _rx(SETUP_PATTERNS), _rx(STORAGE_PATTERNS),
+                                                   _rx(PINNING_PATTERNS))
+_ANY_RX = _rx(DEVICE_PATTERNS + SETUP_PATTERNS + STORAGE_PATTERNS + PINNING_PATTERNS)
+
+
+def classify(reason: str) -> str:
+    """The class of a burst's error (``OPERATOR``, ``DEVICE``, ``SETUP``, ``STORAGE`` or ``PINNING``).
+
+    Pinning first (taskset's own error may carry an errno text), then the program refusing its call,
+    then the storage errno texts, then the program not running at all.
+    """
+    if _PINNING_RX.search(reason):
+        return PINNING
+    if _SETUP_RX.search(reason):
+        return SETUP
+    if _STORAGE_RX.search(reason):
+        return STORAGE
+    m = _EXIT_RX.search(reason)
+    if (m is not None and int(m.group(1)) in DEVICE_EXIT_CODES) or _DEVICE_RX.search(reason):
+        return DEVICE
+    return OPERATOR
+
+
+def salient_lines(text: str, limit: int = 3) -> list[str]:
+    """The lines of a program's output that name a fault class (the first ``limit``): a burst's error keeps
+    them even when they are not among its last lines (a usage text follows getopt's line)."""
+    return [line.strip() for line in text.splitlines() if _ANY_RX.search(line)][:limit]
 
 
 def is_device_fault(reason: str) -> bool:
-    """True when ``reason`` (a burst's error) says the program could not run on the device at all."""
-    m = _EXIT_RX.search(reason)
-    if m is not None and int(m.group(1)) in DEVICE_EXIT_CODES:
-        return True
-    return _DEVICE_RX.search(reason) is not None
+    """True when ``reason`` (a burst's error) is not the operator's (any class but ``OPERATOR``)."""
+    return classify(reason) != OPERATOR
 
 
 def split_failures(failures: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -58,3 +112,44 @@ def fix_for(reason: str) -> str:
     return (f"the phone's PyTorch reads TorchScript bytecode versions {rejected.min_version} to "
             f"{rejected.max_version}, the models were saved at version {rejected.model_version}: run the agent "
             f"with --bytecode-version {rejected.max_version}")
+
+
+# The flags the agent passes (runtimes/binary.py), named in the fixes.
+ORT_FLAGS = "-e cpu -m times -r N -x THREADS -I -s MODEL RESULT_FILE"
+TORCH_FLAGS = ("--model= --input_dims= --input_type=float --warmup= --iter= --report_pep=true "
+               "--use_caching_allocator=true --pthreadpool_size=")
+_GETOPT_RX = re.compile(r"unknown option -- (\S)|invalid option -- '(\S)'|option requires an argument -- (\S)")
+_C10_RX = re.compile(r"C10 flag: (?:unrecognized commandline argument|illegal argument): (--[^=\s|]+)")
+
+
+def setup_fix(reason: str) -> str:
+    """What to build, for a ``SETUP`` fault: which flag or format the program refused and the build that takes it.
+
+    The messages are the programs' own: bionic's getopt (``<argv0>: unknown option -- I``, OpenBSD
+    getopt_long.c) then ONNX Runtime's ShowUsage (``perf_test [options...] model_path [result_file]``,
+    onnxruntime/test/perftest/command_args_parser.cc) and exit 255; c10's ``C10 flag: unrecognized
+    commandline argument: --x=1`` then ``Failed to parse command line flags!`` and exit 1
+    (c10/util/flags_use_no_gflags.cpp, binaries/speed_benchmark_torch.cc); a minimal ONNX Runtime build's
+    ``<model> is not supported`` (performance_runner.cc CreateModelInfo).
+    """
+    if re.search(r"\S+\.onnx is not supported|ONNX format model is not supported in this build", reason):
+        return ("onnxruntime_perf_test is a minimal ONNX Runtime build (--minimal_build), which reads only ORT-format "
+                "models (.ort), and the agent measures .onnx models: build onnxruntime_perf_test without "
+                "--minimal_build and pass it with --benchmark-binary")
+    m = _GETOPT_RX.search(reason)
+    if m is not None:
+        flag = "-" + next(g for g in m.groups() if g)
+        return (f"onnxruntime_perf_test rejects {flag}: its build predates a flag the agent passes ({ORT_FLAGS}); "
+                f"build onnxruntime_perf_test from a newer ONNX Runtime (one whose usage lists {flag}) and pass it "
+                "with --benchmark-binary")
+    if _SETUP_RX.search(reason) and "perf_test [options...]" in reason:
+        return (f"onnxruntime_perf_test rejected its command line ({ORT_FLAGS}) and printed its usage: build it from a "
+                "newer ONNX Runtime and pass it with --benchmark-binary")
+    m = _C10_RX.search(reason)
+    if m is not None:
+        flag = m.group(1)
+        return (f"speed_benchmark_torch rejects {flag}: its build predates a flag the agent passes ({TORCH_FLAGS}); "
+                f"build speed_benchmark_torch from a newer PyTorch (one that has {flag}) and pass it with "
+                "--benchmark-binary")
+    return (f"speed_benchmark_torch rejected its command line flags ({TORCH_FLAGS}): build it from a newer PyTorch "
+            "and pass it with --benchmark-binary")

@@ -31,13 +31,14 @@ from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, Measureme
 
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, ServerError
-from device_agent.faults import fix_for, is_device_fault, split_failures
+from device_agent.errors import SetupFault
+from device_agent.faults import DEVICE, PINNING, SETUP, STORAGE, classify, fix_for, setup_fix, split_failures
 from device_agent.models import ModelCache
 from device_agent.networks import measure_job_with_networks
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device
 from device_agent.protocol import BatchOutcome, CoolDown, ProtocolConfig, measure_batch
-from device_agent.runtimes.base import RUNTIMES, Item, Runner, check_runtime
+from device_agent.runtimes.base import RUNTIMES, Burst, Item, Runner, check_runtime
 from device_agent.standins import RUNTIME_TOOL
 
 log = logging.getLogger("device_agent")
@@ -274,10 +275,14 @@ class Agent:
             waited, thermal = self.cfg.cooldown.wait(lambda: read_thermal(self.device), self.stop)
             # A host without thermal sensors (a VM) never gets any: stop asking every batch.
             self._thermal_source = thermal.status is not None or bool(thermal.temperatures_c)
+        if self.taskset_refused and getattr(runner, "taskset_refused", "") is None:
+            runner.unpin(self.taskset_refused)  # type: ignore[attr-defined]  # refused once: every runner runs unpinned
         start = time.perf_counter()
         runner.prepare(list(items) + ([canary] if canary else []))
         self.timings["prepare_s"] = self.timings.get("prepare_s", 0.0) + time.perf_counter() - start
         outcome = measure_batch(runner, items, protocol or self.cfg.protocol, canary, self.stop, progress)
+        # Runs of 0 ms read from result files, all runners together (profile_overhead's zero_runs; 0 on a sound parse).
+        self.timings["zero_runs"] = sum(getattr(r, "zero_runs", 0) for r in self._runners.values())
         # What the kept samples took to run (wall clock): the least a table build can cost.
         self.timings["timed_wall_s"] = self.timings.get("timed_wall_s", 0.0) + sum(outcome.timed_wall_ms.values()) / 1e3
         self.timings["bursts"] = self.timings.get("bursts", 0) + outcome.bursts_run
@@ -362,31 +367,81 @@ class Agent:
         return results
 
     def preflight(self) -> None:
-        """Before any claim: every benchmark program given for this phone must at least start there.
+        """Before any claim: every benchmark program given for this phone must run there as the jobs will run it.
 
-        A program built for another ABI, or missing a shared library, would otherwise be found out only
-        on a claimed job. Run bare, the real programs print their usage; what counts is that the loader
-        and the linker let them run (``faults.is_device_fault``). Raises ``DeviceFault`` with the fix.
+        1. Bare: a program built for another ABI, or missing a shared library, is refused by the loader or
+           the linker (``faults.DEVICE``): ``DeviceFault`` with the fix. (Bare, the real programs print their
+           usage; only the loader's and linker's verdict counts here.)
+        2. TorchScript: which bytecode the phone's PyTorch reads (``_check_bytecode``).
+        3. The empty model measured by one burst through the runner — the same script, flags, ``taskset``,
+           result file and awk as a job's bursts (``_preflight_burst``): a flag or model format the build
+           refuses stops the agent here, before any job is claimed.
         """
         if self.local:
             return
         for runtime in self.cfg.binaries:
             if runtime not in self.cfg.runtimes:
                 continue
-            runner = self.runner(runtime, 1)
+            runner = self.runner(runtime, self.cfg.threads or 1)
             self._with_reconnect(lambda: runner.prepare([]), first=True)
             tool = runner.remote_binary  # a BinaryRunner: --local returned above
             result = self.device.run(f'cd {shlex.quote(self.device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" ./{tool} 2>&1',
                                      check=False)
             reason = f"{runtime} benchmark exited {result.rc}: {' | '.join(result.output.strip().splitlines()[-3:])}"
-            if is_device_fault(reason):
-                abi = self.facts.props.get("ro.product.cpu.abi", "?") if self.facts else "?"
-                raise DeviceFault(f"{self.cfg.binaries[runtime]} cannot run on {self.device.serial} (ABI {abi}): "
-                                  f"{reason[:300]} — build it for {abi} and pass its shared libraries with "
-                                  "--benchmark-lib (docs/device-agent.md)")
+            if classify(reason) == DEVICE:
+                raise DeviceFault(self._cannot_run(runtime, reason))
             log.info("%s starts on %s", tool, self.device.serial)
             if runtime == "torchscript":
                 self._check_bytecode(runner)
+            self._preflight_burst(runtime, runner)
+
+    def _cannot_run(self, runtime: str, reason: str) -> str:
+        abi = self.facts.props.get("ro.product.cpu.abi", "?") if self.facts else "?"
+        return (f"{self.cfg.binaries.get(runtime, runtime)} cannot run on {self.device.serial} (ABI {abi}): "
+                f"{reason[:300]} — build it for {abi} and pass its shared libraries with --benchmark-lib "
+                "(docs/device-agent.md)")
+
+    def _preflight_burst(self, runtime: str, runner: Runner) -> None:
+        """Measure the empty model once with exactly the flags the jobs use; stop on what would fail every key.
+
+        A flag the build predates or a model format it refuses (``faults.SETUP``) raises ``SetupFault`` naming
+        the build that fixes it; a program that cannot run, or a work folder the phone will not write to, raises
+        ``DeviceFault``; a refused ``taskset`` makes the runner measure unpinned (recorded in every batch's
+        device state) and is tried again. Anything else is left to the jobs (it may be this model's).
+        """
+        item = self.cache.overhead(runtime)
+        burst = Burst(item, warmup=1, iters=2)
+        for _ in range(2):  # a second time only after taskset was refused, unpinned
+            results = self._with_reconnect(lambda: runner.run([burst]), first=True)
+            if results and results[0].error is None:
+                log.info("%s measured the empty model on %s with the jobs' flags", RUNTIME_TOOL[runtime],
+                         self.device.serial)
+                return
+            reason = (results[0].error if results and results[0].error
+                      else f"{runtime} benchmark: the preflight burst did not finish")
+            kind = classify(reason)
+            if kind == PINNING and hasattr(runner, "unpin"):
+                self._unpin(runner, reason)
+                continue
+            if kind == SETUP:
+                raise SetupFault(f"{self.device.serial}: {setup_fix(reason)} (it said: {reason[:400]})")
+            if kind == STORAGE:
+                raise DeviceFault(f"{self.device.serial} refuses writes in {self.device.workdir}: {reason[:300]}")
+            if kind == DEVICE:
+                raise DeviceFault(self._cannot_run(runtime, reason))
+            log.warning("the empty model failed on %s in the preflight (%s); measuring on", self.device.serial,
+                        reason[:300])
+            return
+
+    # The first error of a refused taskset, once one was (then every runner of this agent measures unpinned).
+    taskset_refused: str | None = None
+
+    def _unpin(self, runner: Runner, reason: str) -> None:
+        if self.taskset_refused is None:
+            log.warning("taskset was refused on %s (%s): measuring unpinned from now on, recorded with every batch",
+                        self.device.serial, reason[:300])
+        self.taskset_refused = reason
+        runner.unpin(reason)  # type: ignore[attr-defined]  # a BinaryRunner
 
     def _check_bytecode(self, runner: Runner) -> None:
         """Load the empty model on the phone once: a PyTorch older than this torch says which bytecode it reads.
@@ -416,21 +471,42 @@ class Agent:
         runner.forget_files()  # type: ignore[attr-defined]  # the same file names now hold older bytecode
 
     def _device_faults(self, device_faults: dict[str, str], runner: Runner, faults: int) -> int:
-        """After a batch: re-stage the files when the program could not run (its keys stay pending); the new count.
+        """After a batch: handle the keys whose bursts failed for a reason not theirs (faults.classify); they stay
+        pending. Returns the new count of batches in a row that needed the files pushed again.
 
-        Raises ``DeviceFault`` once that happened in more than ``device_fault_retries`` batches in a row.
+        * ``SETUP`` (a flag or model format the build refuses): ``SetupFault`` at once, with the build to make.
+        * a bytecode the phone does not read: ``DeviceFault`` at once, with the ``--bytecode-version`` that works.
+        * ``PINNING`` (taskset refused): the runner measures unpinned from now on; no re-staging.
+        * ``STORAGE`` (EPERM / EROFS): the files pushed again once; ``DeviceFault`` when it happens again.
+        * ``DEVICE``: the files pushed again; ``DeviceFault`` after ``device_fault_retries`` such batches in a row.
         """
         if not device_faults:
             return 0
+        kinds = {key: classify(reason) for key, reason in device_faults.items()}
+        setup = next((r for k, r in device_faults.items() if kinds[k] == SETUP), None)
+        if setup is not None:  # every key would fail alike, and no push cures it
+            raise SetupFault(f"{self.device.serial}: {setup_fix(setup)} (it said: {setup[:400]})")
         key, reason = next(iter(device_faults.items()))
         fix = fix_for(reason)
         if fix:  # pushing the files again cannot cure it (a bytecode the phone does not read): say what does
             raise DeviceFault(f"{self.device.serial}: {reason[:300]} — {fix}")
+        pinning = next((r for k, r in device_faults.items() if kinds[k] == PINNING), None)
+        if pinning is not None and hasattr(runner, "unpin"):
+            self._unpin(runner, pinning)
+            if all(kind == PINNING for kind in kinds.values()):
+                return faults  # the program never ran: its keys run again, unpinned
+        others = {k: r for k, r in device_faults.items() if kinds[k] != PINNING}
+        key, reason = next(iter(others.items()))
+        storage = any(kinds[k] == STORAGE for k in others)
+        if storage and faults >= 1:
+            raise DeviceFault(f"{self.device.serial} refuses writes in {self.device.workdir} even after pushing the "
+                              f"files again: {reason[:300]} — check the folder's permissions and free space "
+                              "(`adb shell ls -ld` it), then run the agent again")
         if faults >= self.cfg.device_fault_retries:
             raise DeviceFault(f"{self.device.serial}: the benchmark program still cannot run after pushing its files "
                               f"again {faults} time(s): {reason}")
         log.warning("the benchmark program could not run on %s (%s); pushing its files again, %d key(s) stay pending",
-                    self.device.serial, reason, len(device_faults))
+                    self.device.serial, reason, len(others))
         if hasattr(runner, "forget_files"):
             runner.forget_files()
         return faults + 1

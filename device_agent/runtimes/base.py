@@ -49,6 +49,8 @@ class BurstResult:
     samples_ms: list[float] = field(default_factory=list)  # ms per run, one value per sample
     error: str | None = None
     wall_ms: float = 0.0  # wall time of the timed runs (whatever clock the samples come from)
+    zero_runs: int = 0  # runs of 0 ms read from a result file (a real run never takes 0 s: a parse gone wrong)
+    note: str | None = None  # how the samples were obtained when not as usual (e.g. the result file was unopenable)
 
 
 ProgressFn = Callable[[int, int], None]  # (bursts done, bursts total)

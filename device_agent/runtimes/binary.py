@@ -16,9 +16,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from device_agent import parsers, scriptpid
+from device_agent import faults, parsers, scriptpid
 from device_agent.deviceinfo import PhoneFacts, thermal_zones_script
-from device_agent.errors import ConfigError
+from device_agent.errors import ConfigError, DeviceCommandError, DeviceFault
 from device_agent.models import file_name, md5_of
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device, new_marker
@@ -35,10 +35,15 @@ THERMAL_ROOT = "/sys/class/thermal"
 TORCH_THREADS_FLAG = "--pthreadpool_size"
 # Per-run times reduced on the device to samples of k runs (means, ms) and a total: see _burst_line.
 # ORT result file rows: model,seconds,peak,cpu,index; the first d rows are warm-up runs. Only rows count: with -s
-# the real program appends an empty line and seven "... Latency is ...sec" lines (PerformanceResult::DumpToFile),
-# which a line count turned into 0 ms runs, and a burst minimum of 0.
-AWK_ORT = ('BEGIN {FS=","; print m} NF==5 && $5 ~ /^[0-9]+$/ {r++; if (r<=d) next; x=$2*1000; t+=x; s+=x; n++; '
-           'if (n%k==0) {printf "S %.9g\\n", s/k; s=0}} END {printf "T %d %.9g\\n", n, t}')
+# the real program appends an empty line and seven "<name> Latency: <s> s" lines (PerformanceResult::DumpToFile;
+# older builds "<name> Latency is <s>sec"),
+# which a line count turned into 0 ms runs, and a burst minimum of 0. The T line's third field counts runs of
+# 0 ms (none on a real phone: a run never takes 0 s), so a parse gone wrong shows (profile_overhead's zero_runs).
+AWK_ORT = ('BEGIN {FS=","; print m} NF==5 && $5 ~ /^[0-9]+$/ {r++; if (r<=d) next; x=$2*1000; if (x==0) z++; '
+           't+=x; s+=x; n++; if (n%k==0) {printf "S %.9g\\n", s/k; s=0}} END {printf "T %d %.9g %d\\n", n, t, z}')
+# What onnxruntime_perf_test prints on stderr when it cannot open its result file (performance_runner.cc
+# PerformanceResult::DumpToFile); it then prints the statistics on stdout and exits 0.
+RESULT_FILE_UNOPENABLE = "failed to open result file"
 # speed_benchmark_torch: PyTorchObserver lines (whole µs) reduced, every other line passed on.
 AWK_TORCH = ('/PyTorchObserver/ {v=$0; sub(/.*"value": *"/, "", v); sub(/".*/, "", v); x=v/1000; t+=x; s+=x; n++; '
              'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
@@ -93,6 +98,9 @@ class BinaryRunner(Runner):
         self.read_timeout_s = read_timeout_s
         self._ready: set[str] = set()
         self._has_taskset: bool | None = None
+        self.taskset_refused: str | None = None  # taskset's error once it refused the mask: unpinned from then on
+        self.result_file_note: str | None = None  # set once the program could not open its result file
+        self.zero_runs = 0  # runs of 0 ms read from result files (BurstResult.zero_runs), all calls together
 
     @property
     def remote_binary(self) -> str:
@@ -110,7 +118,13 @@ class BinaryRunner(Runner):
         wanted = {k: v for k, v in files.items() if k not in self._ready}
         if not wanted:
             return
-        pushed = sync_files(self.device, wanted)
+        try:
+            pushed = sync_files(self.device, wanted)
+        except DeviceCommandError as exc:
+            if faults.classify(str(exc)) == faults.STORAGE:  # EPERM / EROFS: pushing again will not help
+                raise DeviceFault(f"{self.device.serial} refuses to write the benchmark files into "
+                                  f"{self.device.workdir}: {exc}") from None
+            raise
         if self.remote_binary in pushed:
             self.device.run(f"chmod 755 {shlex.quote(self.device.workdir)}/{self.remote_binary}")
         if self._has_taskset is None and self.mask:
@@ -128,13 +142,24 @@ class BinaryRunner(Runner):
         """After a reconnect: check the device's files again before trusting them."""
         self._ready.clear()
 
+    def unpin(self, reason: str) -> None:
+        """``taskset`` refused the mask (cores offline or outside the program's cpuset): run unpinned from now on.
+
+        ``reason`` (taskset's error) is kept for ``state()``, so every batch measured unpinned says so.
+        """
+        self.taskset_refused = reason
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.mask and self._has_taskset and not self.taskset_refused)
+
     # -- the script -------------------------------------------------------------------------
     def _command(self, burst: Burst, index: int) -> str:
         item = burst.item
         model = shlex.quote(self.remote_model(item))
         # An absolute library path: a relative one resolves against whatever folder the program changes to.
         prefix = f'LD_LIBRARY_PATH="$D/bin" OMP_NUM_THREADS={self.threads} '
-        if self.mask and self._has_taskset:
+        if self.pinned:
             prefix += f"taskset {self.mask} "
         if self.runtime == "torchscript":
             dims = ",".join(str(d) for d in item.input_shape)
@@ -224,7 +249,13 @@ class BinaryRunner(Runner):
         text = "".join(output)
         thermal = parse_batch_thermal(text, marker)
         self.last_thermal = thermal.get("t1") or thermal.get("t0")
-        return parse_batch_output(text, marker, bursts, self.runtime)
+        results = parse_batch_output(text, marker, bursts, self.runtime)
+        for r in results:
+            self.zero_runs += r.zero_runs
+            if r.note and self.result_file_note is None:
+                self.result_file_note = r.note
+                log.warning("%s on %s: %s", self.tool, self.device.serial, r.note)
+        return results
 
     def _pushed_script(self, text: str) -> str:
         import tempfile
@@ -241,9 +272,16 @@ class BinaryRunner(Runner):
     def state(self) -> dict[str, object]:
         threads = (f"{TORCH_THREADS_FLAG}={self.threads}" if self.runtime == "torchscript"
                    else f"-x {self.threads}")
-        return {"runner": "binary", "binary": self.tool, "binary_md5": md5_of(self.binary),
-                "taskset": self.mask if self._has_taskset else None, "threads": self.threads,
-                "threads_flag": threads, "thermal": "sysfs thermal zones, read by each batch script"}
+        state: dict[str, object] = {
+            "runner": "binary", "binary": self.tool, "binary_md5": md5_of(self.binary),
+            "taskset": self.mask if self.pinned else None, "threads": self.threads,
+            "threads_flag": threads, "thermal": "sysfs thermal zones, read by each batch script"}
+        if self.taskset_refused:
+            # Measured unpinned: the scheduler may move the program between clusters, which spreads the samples.
+            state["taskset_refused"] = {"mask": self.mask, "error": self.taskset_refused[:300]}
+        if self.result_file_note:
+            state["result_file"] = self.result_file_note
+        return state
 
 
 def parse_batch_output(text: str, marker: str, bursts: Sequence[Burst], runtime: str) -> list[BurstResult]:
@@ -285,18 +323,31 @@ def parse_batch_output(text: str, marker: str, bursts: Sequence[Burst], runtime:
             break  # the run ended here (stopped, or the device went away)
         body = "\n".join(bodies.get(i, []))
         if codes[i] != 0:
-            results.append(BurstResult(burst, error=f"{runtime} benchmark exited {codes[i]}: {_tail(body)}"))
+            results.append(BurstResult(burst, error=f"{runtime} benchmark exited {codes[i]}: {_error_text(body)}"))
             continue
+        note = None
+        if runtime == "onnxruntime" and RESULT_FILE_UNOPENABLE in body:
+            # The program wrote no per-run rows; its stdout has the statistics of the burst: one mean per burst.
+            line = next(x.strip() for x in body.splitlines() if RESULT_FILE_UNOPENABLE in x)
+            note = f"{line} (one sample per burst: the mean the program printed)"
         try:
             if i in reduced:
-                samples, wall_ms = reduced_samples(runtime, body, reduced[i], burst)
+                samples, wall_ms, zeros = reduced_samples(runtime, body, reduced[i], burst)
             else:
-                samples, wall_ms = _samples(runtime, body, per_burst_csv.get(i, []), burst)
+                samples, wall_ms, zeros = _samples(runtime, body, per_burst_csv.get(i, []), burst)
         except parsers.ParseError as exc:
             results.append(BurstResult(burst, error=str(exc)))
             continue
-        results.append(BurstResult(burst, samples, wall_ms=wall_ms))
+        results.append(BurstResult(burst, samples, wall_ms=wall_ms, zero_runs=zeros, note=note))
     return results
+
+
+def _error_text(body: str) -> str:
+    """A failed burst's output for its error: the lines that name a fault class (faults.salient_lines) wherever
+    they are, then the last lines."""
+    tail = _tail(body)
+    first = [line for line in faults.salient_lines(body) if line not in tail]
+    return " | ".join([*first, tail]) if first else tail
 
 
 def parse_batch_thermal(text: str, marker: str) -> dict[str, ThermalState]:
@@ -342,22 +393,23 @@ def per_run_ms(runtime: str, body: str, csv_rows: Iterable[str], iters: int) -> 
     return [summary.mean_ms]
 
 
-def reduced_samples(runtime: str, body: str, lines: Sequence[str], burst: Burst) -> tuple[list[float], float]:
-    """Samples and timed wall time (ms) from a burst's device-side reduction (``S``/``T`` lines, see _burst_line).
+def reduced_samples(runtime: str, body: str, lines: Sequence[str], burst: Burst) -> tuple[list[float], float, int]:
+    """Samples, timed wall time (ms) and runs of 0 ms from a burst's device-side reduction (``S``/``T`` lines,
+    see _burst_line).
 
     For ``speed_benchmark_torch`` the whole-µs truncation is given back from its precise mean,
     as in ``per_run_ms``.
     """
     samples: list[float] = []
-    runs, total = 0, 0.0
+    runs, total, zeros = 0, 0.0, 0
     for line in lines:
         tag, _, rest = line.strip().partition(" ")
         try:
             if tag == "S":
                 samples.append(float(rest))
             elif tag == "T":
-                n, t = rest.split()
-                runs, total = int(n), float(t)
+                n, t, *z = rest.split()
+                runs, total, zeros = int(n), float(t), int(z[0]) if z else 0
         except ValueError:
             continue
     if not runs:
@@ -368,13 +420,16 @@ def reduced_samples(runtime: str, body: str, lines: Sequence[str], burst: Burst)
         total += lost * runs
     if not samples:  # fewer runs than a sample: their mean
         samples = [total / runs]
-    return samples, total
+    return samples, total, zeros
 
 
-def _samples(runtime: str, body: str, csv_rows: Iterable[str], burst: Burst) -> tuple[list[float], float]:
-    """The burst's samples (means of K runs) and the wall time of its timed runs (ms)."""
-    runs = per_run_ms(runtime, body, csv_rows, burst.iters)
-    return regroup(runs, burst.sample_runs), sum(runs)
+def _samples(runtime: str, body: str, csv_rows: Iterable[str], burst: Burst) -> tuple[list[float], float, int]:
+    """The burst's samples (means of K runs), the wall time of its timed runs (ms) and its runs of 0 ms read
+    from the result file."""
+    rows = list(csv_rows)
+    runs = per_run_ms(runtime, body, rows, burst.iters)
+    zeros = sum(1 for r in runs if r == 0.0) if runtime == "onnxruntime" and rows else 0
+    return regroup(runs, burst.sample_runs), sum(runs), zeros
 
 
 def _tail(text: str, n: int = 300) -> str:

@@ -10,10 +10,45 @@ call: each call creates its own session and does only the program's own warm-up,
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 TOOLS = ("speed_benchmark_torch", "onnxruntime_perf_test")
 RUNTIME_TOOL = {"torchscript": "speed_benchmark_torch", "onnxruntime": "onnxruntime_perf_test"}
+
+# Build knobs: which build of the program a stand-in plays. Environment variables, so that both ways a
+# stand-in runs see them (the launcher forwards them to the zygote; ``python -m`` inherits them).
+KNOB_WITHOUT = "HWNAS_STANDIN_WITHOUT"  # flags the build predates: "-I" (ORT), "--pthreadpool_size" (PyTorch)
+KNOB_MINIMAL = "HWNAS_STANDIN_MINIMAL"  # "1": an ONNX Runtime minimal build, which reads .ort models only
+KNOBS = (KNOB_WITHOUT, KNOB_MINIMAL)
+
+
+@dataclass(frozen=True)
+class BuildKnobs:
+    """The build a stand-in plays (default: a current full build)."""
+
+    without: tuple[str, ...] = ()
+    minimal: bool = False
+
+
+def build_knobs(environ: Mapping[str, str] | None = None) -> BuildKnobs:
+    """The knobs set in ``environ`` (default: this process's environment)."""
+    env = os.environ if environ is None else environ
+    without = tuple(w for w in re.split(r"[\s,]+", env.get(KNOB_WITHOUT, "")) if w)
+    return BuildKnobs(without, env.get(KNOB_MINIMAL, "") not in ("", "0"))
 
 
 def fmt_g(x: float) -> str:
     """A number the way C++ ``std::ostream`` prints a double by default (6 significant digits)."""
     return f"{x:.6g}"
+
+
+_C_INT = re.compile(r"\s*([+-]?[0-9]+)")
+
+
+def strtol(text: str) -> int:
+    """C ``strtol(text, nullptr, 10)`` / ``atoi``: leading blanks, a sign, digits; 0 when there are none."""
+    m = _C_INT.match(text)
+    return int(m.group(1)) if m else 0

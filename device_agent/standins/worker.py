@@ -10,11 +10,15 @@ between calls, because nothing is on a phone.
 The pushed "binary" is a POSIX-sh launcher (``launcher_script``) that talks to it over FIFOs:
 
 1. the launcher creates ``<dir>/r.<pid>`` (a FIFO) and writes one request line to
-   ``<dir>/requests``: fields separated by 0x1f — tool, pid, cwd, OMP_NUM_THREADS, argv...;
-2. the worker forks; the child runs the tool, writes the exit code to ``r.<pid>.rc``, then the
-   output into the FIFO, unlinks the FIFO and exits (and exits at once if the launcher is
-   killed, as the program would die with it);
-3. the launcher ``cat``s the FIFO and exits with the code it reads (a shell builtin).
+   ``<dir>/requests``: fields separated by 0x1f — tool, pid, cwd, OMP_NUM_THREADS, whether its
+   stdout and stderr are one file (``2>&1``: then the program's two streams come back as one, in the
+   order it wrote them), the build knobs (``standins.KNOBS``), its ``$0``, argv...;
+2. the worker forks; the child runs the tool, writes the exit code to ``r.<pid>.rc`` and, when the
+   streams are apart, what the program wrote on stderr to ``r.<pid>.err``; then its stdout into the
+   FIFO; it unlinks the FIFO and exits (and exits at once if the launcher is killed, as the program
+   would die with it);
+3. the launcher ``cat``s the FIFO, then ``r.<pid>.err`` to its stderr, and exits with the code it
+   reads (a shell builtin).
 
 Without the worker (or its FIFO) the launcher runs the Python module directly: slower, same
 output. The worker dies with its parent (PR_SET_PDEATHSIG) and polls it as a fallback.
@@ -27,51 +31,68 @@ import ctypes
 import errno
 import io
 import os
+import shlex
 import signal
 import stat
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from device_agent.standins import RUNTIME_TOOL, TOOLS
+from device_agent.standins import KNOBS, RUNTIME_TOOL, TOOLS
 
 SEP = "\x1f"
 REQUESTS = "requests"
+_FIXED = 6 + len(KNOBS)  # request fields before argv: tool, pid, cwd, OMP_NUM_THREADS, merged, knobs..., $0
 
 
-def launcher_script(tool: str) -> str:
-    """The shell program pushed as the benchmark binary to the loopback device."""
+def launcher_script(tool: str, knobs: Mapping[str, str] | None = None) -> str:
+    """The shell program pushed as the benchmark binary to the loopback device.
+
+    ``knobs`` (``standins.KNOBS`` → value) are set in the launcher itself: a program that plays another
+    build wherever it is pushed (an older ``onnxruntime_perf_test``: ``{KNOB_WITHOUT: "-I"}``).
+    """
     if tool not in TOOLS:
         raise ValueError(f"unknown stand-in {tool!r}")
+    unknown = set(knobs or {}) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown stand-in knob(s) {sorted(unknown)}: use {', '.join(KNOBS)}")
+    preset = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in sorted((knobs or {}).items()))
+    fields = SEP.join(f"${{{k}:-}}" for k in KNOBS)
     return f"""#!/bin/sh
 # hwnas loopback stand-in for {tool}: same flags, same output; the model runs on the
 # host with {'onnxruntime' if tool == 'onnxruntime_perf_test' else 'torch'} (see device_agent/standins/worker.py).
-w="${{HWNAS_STANDIN_WORKER:-}}"
+{preset}w="${{HWNAS_STANDIN_WORKER:-}}"
 if [ -n "$w" ] && [ -p "$w/{REQUESTS}" ]; then
   r="$w/r.$$"
   mkfifo "$r" || exit 70
-  q="{tool}{SEP}$${SEP}$PWD{SEP}${{OMP_NUM_THREADS:-}}"
+  j=0
+  # Called with 2>&1? (-ef: dash, mksh and toybox test have it.) No redirection on this line: it would change fd 2.
+  [ /proc/$$/fd/1 -ef /proc/$$/fd/2 ] && j=1
+  q="{tool}{SEP}$${SEP}$PWD{SEP}${{OMP_NUM_THREADS:-}}{SEP}$j{SEP}{fields}{SEP}$0"
   for a in "$@"; do q="$q{SEP}$a"; done
   printf '%s\\n' "$q" > "$w/{REQUESTS}"
   cat "$r"
   rc=70
   [ -f "$r.rc" ] && read -r rc < "$r.rc"
+  [ -s "$r.err" ] && cat "$r.err" >&2
+  rm -f "$r.err"
   exit "$rc"
 fi
 if [ -z "${{HWNAS_STANDIN_PYTHON:-}}" ]; then
   echo "{tool}: this is the hwnas loopback stand-in; on a phone push the real binary (docs/device-agent.md)" >&2
   exit 127
 fi
-exec "$HWNAS_STANDIN_PYTHON" -m device_agent.standins.{tool} "$@"
+HWNAS_STANDIN_ARGV0="$0" exec "$HWNAS_STANDIN_PYTHON" -m device_agent.standins.{tool} "$@"
 """
 
 
-def write_launcher(tool: str, directory: Path) -> Path:
+def write_launcher(tool: str, directory: Path, knobs: Mapping[str, str] | None = None) -> Path:
     """Write the launcher for ``tool`` into ``directory`` (executable) and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / tool
-    text = launcher_script(tool)
+    text = launcher_script(tool, knobs)
     if not path.exists() or path.read_text() != text:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(text)
@@ -156,7 +177,7 @@ def _reap(children: set[int]) -> None:
 def _spawn(directory: Path, line: str) -> int | None:
     """Fork a child that answers one request; the child's pid (None for a malformed request)."""
     fields = line.split(SEP)
-    if len(fields) < 4 or fields[0] not in TOOLS or not fields[1].isdigit():
+    if len(fields) < _FIXED or fields[0] not in TOOLS or not fields[1].isdigit():
         return None
     tool = fields[0]
     main = _tool_main(tool)  # imported here, before the fork, so a call does not import it again
@@ -178,19 +199,31 @@ def _spawn(directory: Path, line: str) -> int | None:
 
 
 def _child(directory: Path, fields: list[str], main: Any) -> None:
-    tool, pid, cwd, omp = fields[0], fields[1], fields[2], fields[3]
-    argv = fields[4:]
+    tool, pid, cwd, omp, merged = fields[0], fields[1], fields[2], fields[3], fields[4] == "1"
+    knobs = dict(zip(KNOBS, fields[5:5 + len(KNOBS)]))
+    prog = fields[5 + len(KNOBS)]
+    argv = fields[_FIXED:]
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _watch_launcher(int(pid))
     if omp:
         os.environ["OMP_NUM_THREADS"] = omp
+    for name, value in knobs.items():  # the build this call plays (the launcher's environment)
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
     out = io.StringIO()
+    err = out if merged else io.StringIO()  # 2>&1: one stream, in the order the program wrote it
     try:
-        rc = main(argv, out=out, cwd=cwd)
+        rc = main(argv, out=out, err=err, cwd=cwd, prog=prog or tool)
     except Exception as exc:  # noqa: BLE001 - report like a crashed program
-        out.write(f"{tool}: {type(exc).__name__}: {exc}\n")
+        err.write(f"{tool}: {type(exc).__name__}: {exc}\n")
         rc = 1
     fifo = directory / f"r.{pid}"
+    if err is not out and err.getvalue():
+        tmp = directory / f".err.{pid}"
+        tmp.write_text(err.getvalue())
+        os.replace(tmp, directory / f"r.{pid}.err")
     rc_path = directory / f"r.{pid}.rc"
     tmp = directory / f".rc.{pid}"
     tmp.write_text(f"{rc}\n")
@@ -235,8 +268,8 @@ def _watch_launcher(pid: int) -> None:
 
 
 def _sweep(directory: Path) -> None:
-    """Remove exit-code files of launchers that are gone."""
-    for rc in directory.glob("r.*.rc"):
+    """Remove exit-code and stderr files of launchers that are gone."""
+    for rc in [*directory.glob("r.*.rc"), *directory.glob("r.*.err")]:
         pid = rc.name.split(".")[1]
         if pid.isdigit():
             try:

@@ -51,8 +51,10 @@ def test_onnxruntime_perf_test_output_and_result_file(models: ModelCache, tmp_pa
 def test_onnxruntime_perf_test_errors_like_the_binary(tmp_path: Path) -> None:
     out = io.StringIO()
     assert onnxruntime_perf_test.main(["-e", "nnapi", "m.onnx"], out=out) == 255
-    assert "nnapi" in out.getvalue()
-    assert onnxruntime_perf_test.main([], out=io.StringIO()) == 255
+    assert out.getvalue() == "NNAPI is not supported in this build\n\n"  # ort_test_session.cc's ORT_THROW
+    out = io.StringIO()
+    assert onnxruntime_perf_test.main([], out=out) == 255  # no model: ParseArguments fails, main shows the usage
+    assert out.getvalue() == onnxruntime_perf_test.USAGE
     out = io.StringIO()
     assert onnxruntime_perf_test.main(["-m", "times", "-r", "1", str(tmp_path / "missing.onnx")], out=out) != 0
 
@@ -77,8 +79,8 @@ def test_speed_benchmark_torch_takes_the_thread_pool_flags_of_mobile_pytorch(mod
     assert speed_benchmark_torch.pool_threads(flags, cpus=8) == 3  # the explicit size wins
     default = speed_benchmark_torch.parse_flags([])
     assert [speed_benchmark_torch.pool_threads(default, cpus=n) for n in (2, 4, 6, 8, 10, 12)] == [2, 4, 2, 4, 4, 6]
-    assert speed_benchmark_torch.pool_threads(speed_benchmark_torch.parse_flags(["--caffe2_threadpool_force_inline"]),
-                                              cpus=8) == 1
+    assert speed_benchmark_torch.pool_threads(
+        speed_benchmark_torch.parse_flags(["--caffe2_threadpool_force_inline", "true"]), cpus=8) == 1
     # OMP_NUM_THREADS is not what sizes the pool: the program is run with the flag
     seen: list[int] = []
     from device_agent.runtimes import engines
@@ -126,7 +128,9 @@ def test_onnxruntime_perf_test_makes_a_session_per_call_and_no_run_before_its_wa
 def test_speed_benchmark_torch_flag_errors() -> None:
     out = io.StringIO()
     assert speed_benchmark_torch.main(["--bogus=1"], out=out) == 1
-    assert "unknown command line flag 'bogus'" in out.getvalue()
+    assert out.getvalue() == ("Parsing commandline arguments for c10.\n"
+                              "C10 flag: unrecognized commandline argument: --bogus=1\n"
+                              "Failed to parse command line flags!\n")
     out = io.StringIO()
     assert speed_benchmark_torch.main(["--model=x.ptl"], out=out) == 134
     assert "Input dims must be specified" in out.getvalue()
@@ -157,3 +161,56 @@ def test_launcher_uses_the_zygote_and_falls_back_without_it(models: ModelCache, 
             bad = dev.run(cmd.replace("models/m.onnx", "models/none.onnx"), check=False, timeout_s=60)
             assert bad.rc == 255  # the exit code travels back through the worker too
             dev.close()
+
+
+def _wait_for_worker(daemon: LoopbackAdbd) -> None:
+    deadline = time.monotonic() + 30  # the worker imports onnxruntime before it opens its FIFO
+    while not (daemon.sandbox.root / ".phone/worker/requests").exists():
+        assert time.monotonic() < deadline, "the stand-in worker did not start"
+        time.sleep(0.05)
+
+
+def test_older_and_minimal_builds_refuse_like_the_real_programs_on_stdout_and_stderr(tmp_path: Path) -> None:
+    """Through the loopback phone, with and without the zygote: each stream gets what the program writes there."""
+    from device_agent.standins import KNOB_MINIMAL, KNOB_WITHOUT
+
+    old_ort = write_launcher("onnxruntime_perf_test", tmp_path / "old", {KNOB_WITHOUT: "-I"})
+    old_torch = write_launcher("speed_benchmark_torch", tmp_path / "old", {KNOB_WITHOUT: "--pthreadpool_size"})
+    minimal = write_launcher("onnxruntime_perf_test", tmp_path / "minimal", {KNOB_MINIMAL: "1"})
+    calls = [  # (program, arguments, exit code, stdout, stderr)
+        (old_ort, "-e cpu -m times -r 5 -x 1 -I -s models/m.onnx res.csv", 255, onnxruntime_perf_test.USAGE,
+         "./bin/onnxruntime_perf_test: unknown option -- I\n"),  # bionic getopt, then ShowUsage and main's -1
+        (old_torch, "--model=m.ptl --input_dims=1,1,1,1 --iter=1 --pthreadpool_size=1", 1, "",
+         "Parsing commandline arguments for c10.\nC10 flag: unrecognized commandline argument: --pthreadpool_size=1\n"
+         "Failed to parse command line flags!\n"),
+        (minimal, "-e cpu -m times -r 5 -I models/m.onnx res.csv", 255, "", "models/m.onnx is not supported\n"),
+    ]
+    for worker in (True, False):
+        with LoopbackAdbd(tmp_path / f"phone{worker}", load_phone("generic"), worker=worker) as daemon:
+            dev = AdbDevice(daemon.serial)
+            try:
+                if worker:
+                    _wait_for_worker(daemon)
+                for program, args, rc, out, err in calls:
+                    name = "speed_benchmark_torch" if "torch" in program.name else "onnxruntime_perf_test"
+                    dev.push(program, f"/data/local/tmp/hwnas/bin/{name}")
+                    cmd = f"cd /data/local/tmp/hwnas && ./bin/{name} {args}"
+                    only_out = dev.run(f"{cmd} 2>/dev/null", check=False, timeout_s=60)
+                    only_err = dev.run(f"{cmd} 2>&1 >/dev/null", check=False, timeout_s=60)
+                    both = dev.run(f"{cmd} 2>&1", check=False, timeout_s=60)
+                    assert (only_out.rc, only_out.output) == (rc, out), (worker, program)
+                    assert (only_err.rc, only_err.output) == (rc, err), (worker, program)
+                    assert both.output == err + out  # stderr first: getopt/c10 speak before the usage
+            finally:
+                dev.close()
+
+
+def test_c10_flags_take_a_value_in_the_next_argument_and_ignore_single_dash_ones() -> None:
+    flags = speed_benchmark_torch.parse_flags(["--iter", "7", "-v", "--report_pep", "True", "--model=m.ptl"])
+    assert (flags["iter"], flags["report_pep"], flags["model"]) == (7, True, "m.ptl")
+    with pytest.raises(speed_benchmark_torch.FlagError) as bad_bool:
+        speed_benchmark_torch.parse_flags(["--report_pep", "--iter=3"])  # a bool flag takes the next argument too
+    assert str(bad_bool.value).endswith("C10 flag: illegal argument: --report_pep\n")
+    with pytest.raises(speed_benchmark_torch.FlagError) as last:
+        speed_benchmark_torch.parse_flags(["--warmup"])
+    assert str(last.value).endswith("I am expecting a value for --warmup")  # no newline: the source has none
