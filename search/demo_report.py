@@ -72,13 +72,13 @@ def write_plots(result: "DemoResult", out: Path) -> dict[str, Path]:
     ratio = baseline_ratio(result)
     labels = {"matched": f"random, predicted latency within ±{cfg.match_tol:.0%} of the found one's",
               "baseline": "baseline (all ir_k3_e6)" + (f", {ratio:.1f}× the found latency" if ratio else "")}
-    points = [{"predicted": n.predicted_ms, "measured": n.measured_ms, "group": group, "label": label}
-              for group, nets_, label in (("random, matched latency", result.matched, ""),
-                                          ("found", [result.found], "found"),
-                                          ("baseline (all ir_k3_e6)", [result.baseline], "baseline"))
+    points = [{"predicted": n.predicted_ms, "measured": n.measured_ms, "group": group, "label": label, "role": role}
+              for group, role, nets_, label in (("random, matched latency", "matched", result.matched, ""),
+                                                ("found", "found", [result.found], "found"),
+                                                ("baseline (all ir_k3_e6)", "baseline", [result.baseline], "baseline"))
               for n in nets_ if n.measured_ms is not None]
     return {
-        "theta": plot_theta_heatmap(theta, plots / "theta_heatmap.png", scale="layer", chosen=result.found.arch.choices),
+        "theta": plot_theta_heatmap(theta, plots / "theta_heatmap.png", scale="global", chosen=result.found.arch.choices),
         "equal_latency": plot_accuracy_latency(
             # No target line: the target is a predicted latency and this axis is the measured one.
             nets, plots / "equal_latency.png", labels=labels,
@@ -135,6 +135,14 @@ def summary_table(result: "DemoResult") -> list[str]:
     return lines
 
 
+def dominated_by(found: "NetworkResult", others: list["NetworkResult"]) -> list["NetworkResult"]:
+    """The networks among ``others`` measured strictly faster and strictly more accurate than ``found``."""
+    if found.measured_ms is None or found.accuracy is None:
+        return []
+    return [n for n in others if n.measured_ms is not None and n.accuracy is not None
+            and n.measured_ms < found.measured_ms and n.accuracy > found.accuracy]
+
+
 def equal_latency_section(result: "DemoResult", out: Path) -> list[str]:
     """The found network among random networks of the same predicted latency, and the gain, honestly worded."""
     cfg, f = result.config, result.found
@@ -160,6 +168,11 @@ def equal_latency_section(result: "DemoResult", out: Path) -> list[str]:
             f"(min–max {_acc(eq['random_min_acc'])}–{_acc(eq['random_max_acc'])}); the found network beats {beats}.",
             "",
         ]
+        dominating = dominated_by(f, result.matched)
+        if dominating:
+            lines += [f"**The found network is dominated:** {len(dominating)} of the {len(result.matched)} random "
+                      f"networks ({', '.join(m.name for m in dominating)}) measured faster *and* scored more accurate "
+                      f"than it. In this run the search shipped a network that random search beat on both counts.", ""]
         from search.searcher import UNMOVED_ENTROPY
 
         if result.theta_entropy > UNMOVED_ENTROPY:

@@ -41,15 +41,16 @@ def _theta_ranges(epochs: list[dict], n_layers: int) -> list[tuple[float, float]
 THETA_SCALES: tuple[str, ...] = ("layer", "global")
 
 
-def plot_theta_heatmap(theta: dict, path: Path, scale: str = "layer", chosen: list[str] | None = None) -> Path:
+def plot_theta_heatmap(theta: dict, path: Path, scale: str = "global", chosen: list[str] | None = None) -> Path:
     """One panel per layer: the probability of each candidate (rows) over the epochs (columns).
 
     The colours fit the data, so that a θ that moved only a little still shows which way it moved
     (a fixed 0–1 scale paints a near-uniform θ, 1/K everywhere, as one flat colour):
 
-    * ``scale="layer"`` (default): every panel runs from that layer's lowest to its highest probability
-      over the epochs, and its title gives the range;
-    * ``scale="global"``: one scale from the lowest to the highest probability present in any layer.
+    * ``scale="global"`` (default): one numbered scale from the lowest to the highest probability present in
+      any layer, so one colour is one probability in every panel;
+    * ``scale="layer"``: every panel runs from that layer's lowest to its highest probability over the
+      epochs, and its title gives the range (shows small moves of a near-uniform θ; colours differ by panel).
 
     ``chosen``: one candidate per layer (e.g. the network the search ships), outlined in the last epoch.
     """
@@ -148,17 +149,20 @@ def plot_theta_final(theta: dict, path: Path) -> Path:
     return path
 
 
-def plot_cost_accuracy(theta: dict, path: Path) -> Path:
-    """Expected cost under softmax(θ) and the argmax cost (left axis), accuracies (right axis), per epoch."""
+def plot_cost_accuracy(theta: dict, path: Path, target: float | None = None) -> Path:
+    """Expected cost under softmax(θ) and the argmax cost (left axis), accuracies (right axis), per epoch;
+    ``target``: the search's cost target, drawn as a line."""
     epochs = theta["epochs"]
     x = [e["epoch"] for e in epochs]
     unit = theta.get("unit", "")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.6))
     ax.plot(x, [e["expected_cost"] for e in epochs], "o-", color="tab:blue", label="expected cost (softmax θ)")
     ax.plot(x, [e["argmax_cost"] for e in epochs], "s--", color="tab:cyan", label="argmax architecture")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{theta.get('cost', 'cost')} [{unit}]", color="tab:blue")
+    if target is not None:
+        ax.axhline(target, color="tab:blue", linestyle=":", linewidth=1.2, label=f"target ({target:.4g} {unit})")
     ax2 = ax.twinx()
     ax2.plot(x, [e["train_acc"] for e in epochs], "^-", color="tab:orange", label="train acc (weights split)")
     th = [(e["epoch"], e["theta_acc"]) for e in epochs if e.get("theta_acc") is not None]
@@ -169,7 +173,9 @@ def plot_cost_accuracy(theta: dict, path: Path) -> Path:
     ax2.set_ylim(0, 1)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center right")
+    # Below the axes: inside, the legend hid the last epochs' points.
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=3, frameon=False)
     ax.set_title("expected cost and accuracy over the search")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -215,19 +221,25 @@ def plot_samples(index: dict, path: Path, references: list[dict] | None = None,
 def plot_predicted_vs_measured(points: list[dict], path: Path, title: str = "predicted vs measured latency") -> Path:
     """Scatter of predicted against measured latency with the y = x line and a ±10% band.
 
-    ``points``: ``{"predicted": ms, "measured": ms}``, optionally ``"label"`` (annotated next to the point) and
-    ``"group"`` (one colour and legend entry per group).
+    ``points``: ``{"predicted": ms, "measured": ms}``, optionally ``"label"`` (annotated next to the point),
+    ``"group"`` (one colour and legend entry per group) and ``"role"`` (a ``ROLE_STYLE`` role: the group gets that
+    role's colour and marker, the same as in every other plot).
     """
     fig, ax = plt.subplots(figsize=(5.5, 5))
     groups = list(dict.fromkeys(p.get("group", "networks") for p in points))
-    for i, group in enumerate(groups):
+    others = iter(OTHER_COLOURS)
+    for group in groups:
         pts = [p for p in points if p.get("group", "networks") == group]
-        ax.scatter([p["measured"] for p in pts], [p["predicted"] for p in pts], color=f"C{i}", label=group,
-                   alpha=0.85, edgecolor="black", linewidth=0.4, zorder=3)
+        role = pts[0].get("role")
+        style = ({"color": ROLE_STYLE[role]["c"], "marker": ROLE_STYLE[role]["marker"],
+                  "s": min(ROLE_STYLE[role].get("s", 30), 120)} if role in ROLE_STYLE else {"color": next(others)})
+        ax.scatter([p["measured"] for p in pts], [p["predicted"] for p in pts], label=group,
+                   alpha=0.85, edgecolor="black", linewidth=0.4, zorder=3, **style)
         for p in pts:
-            if p.get("label"):
-                ax.annotate(p["label"], (p["measured"], p["predicted"]), textcoords="offset points", xytext=(4, 4),
-                            fontsize=7)
+            if p.get("label"):  # to the left of points in the right third, so the text stays inside the axes
+                right = values_hi(points) - p["measured"] < 0.33 * (values_hi(points) - values_lo(points) or 1.0)
+                ax.annotate(p["label"], (p["measured"], p["predicted"]), textcoords="offset points",
+                            xytext=(-4, 4) if right else (4, 4), ha="right" if right else "left", fontsize=7)
     values = [v for p in points for v in (p["predicted"], p["measured"])]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     pad = 0.08 * (hi - lo or hi or 1.0)
@@ -246,6 +258,17 @@ def plot_predicted_vs_measured(points: list[dict], path: Path, title: str = "pre
     plt.close(fig)
     return path
 
+
+def values_lo(points: list[dict]) -> float:
+    return min((v for p in points for v in (p["predicted"], p["measured"])), default=0.0)
+
+
+def values_hi(points: list[dict]) -> float:
+    return max((v for p in points for v in (p["predicted"], p["measured"])), default=1.0)
+
+
+# Colours for groups that are none of the roles; none of them is a role's colour.
+OTHER_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:green", "0.3", "gold")
 
 ROLE_STYLE: dict[str, dict] = {  # shared with benchmarks/search_quality.png
     "random": dict(c="0.6", marker="o", s=22, label="random (unconstrained)"),
@@ -314,8 +337,17 @@ def plot_search(out: str | Path) -> list[Path]:
         if theta.get("epochs"):
             written += [plot_theta_heatmap(theta, plots / "theta_heatmap.png"),
                         plot_theta_final(theta, plots / "theta_final.png"),
-                        plot_cost_accuracy(theta, plots / "cost_accuracy.png")]
+                        plot_cost_accuracy(theta, plots / "cost_accuracy.png", target=_search_target(out))]
     index_path = out / "samples" / "index.json"
     if index_path.is_file():
         written.append(plot_samples(_load(index_path), plots / "samples.png"))
     return written
+
+
+def _search_target(out: Path) -> float | None:
+    """The target of a search folder's target loss (``config.json``), else None."""
+    config = out / "config.json"
+    if not config.is_file():
+        return None
+    objective = _load(config).get("objective") or {}
+    return objective.get("target") if objective.get("loss") == "target" else None

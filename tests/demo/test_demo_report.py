@@ -75,6 +75,27 @@ def test_the_report_says_predictions_are_calibrated_and_on_what(tmp_path: Path) 
     assert result.to_dict()["table_calibration"]["networks"] == 8
 
 
+def test_a_found_network_nobody_beats_on_both_counts_is_not_called_dominated(tmp_path: Path) -> None:
+    report = write_report(_result(tmp_path, [0.84, 0.85]), tmp_path, {"phases": {}, "total_s": 1.0}).read_text()
+    assert "dominated" not in report
+
+
+def test_every_plot_colours_a_role_the_same(tmp_path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    from search.plots import ROLE_STYLE, plot_predicted_vs_measured
+
+    # The found network alone, large: its pixels carry the found role's red, as in the accuracy/latency plot.
+    assert ROLE_STYLE["found"]["c"] == "red"
+    path = plot_predicted_vs_measured([{"predicted": 1.0, "measured": 1.0, "group": "found", "role": "found"},
+                                       {"predicted": 2.0, "measured": 2.1, "group": "random", "role": "matched"}],
+                                      tmp_path / "fid.png")
+    img = (mpimg.imread(path)[..., :3] * 255).astype(int)
+    red = (img[..., 0] > 200) & (img[..., 1] < 90) & (img[..., 2] < 90)
+    orange = (img[..., 0] > 200) & (abs(img[..., 1] - 127) < 30) & (img[..., 2] < 60)
+    assert red.sum() > 20 and orange.sum() > 20
+
+
 def test_no_matched_network_means_no_comparison(tmp_path: Path) -> None:
     result = _result(tmp_path, [])
     assert result.equal_latency() is None
@@ -95,6 +116,8 @@ def test_report_states_the_gain_with_its_caveat(tmp_path: Path) -> None:
     assert float(m[2]) == pytest.approx(86.12) and float(m[3]) == pytest.approx(85.33, abs=0.005)
     assert (float(m[4]), float(m[5])) == (84.0, 87.0)
     assert "beats 2 of them" in report
+    # random-2 is measured faster and scored more accurate: the report says the found network is dominated.
+    assert "**The found network is dominated:** 1 of the 3 random networks (random-2)" in report
     assert "illustration, not as evidence" in report and "search_quality.py" in report
     # The baseline row says how far from equal latency it is.
     assert "baseline (every layer `ir_k3_e6`), 2.0× the found network's latency" in report
@@ -114,7 +137,7 @@ def _colours(path: Path) -> int:
 
 def test_theta_heatmap_colours_fit_a_near_uniform_theta(tmp_path: Path) -> None:
     theta = _theta(spread=0.004)
-    layer = plot_theta_heatmap(theta, tmp_path / "layer.png", chosen=[c[0] for c in CANDS])
+    layer = plot_theta_heatmap(theta, tmp_path / "layer.png", scale="layer", chosen=[c[0] for c in CANDS])
     fixed = tmp_path / "fixed.png"
     # What the old fixed scale (0 to ≥ 0.5) made of it: one flat colour per panel.
     flat = {**theta, "epochs": [*theta["epochs"], {"epoch": 4, "phase": "search",
