@@ -51,6 +51,8 @@ SETUP_PATTERNS = (
     r"unknown option -- \S|invalid option -- '\S'",  # getopt's own line before it (bionic / glibc)
     r"Failed to parse command line flags!",  # speed_benchmark_torch main(): c10::ParseCommandLineFlags failed
     r"C10 flag: (?:unrecognized commandline argument|illegal argument)",
+    # absl (onnxruntime_perf_test of the absl-flags era) and gflags (a C10_USE_GFLAGS speed_benchmark_torch)
+    r"ERROR: [Uu]nknown command line flag '[^']+'",
     r"\S+\.onnx is not supported",  # ORT performance_runner.cc CreateModelInfo in a minimal build
     r"ONNX format model is not supported in this build",  # ORT inference_session.cc, ORT_MINIMAL_BUILD
 )
@@ -120,6 +122,7 @@ TORCH_FLAGS = ("--model= --input_dims= --input_type=float --warmup= --iter= --re
                "--use_caching_allocator=true --pthreadpool_size=")
 _GETOPT_RX = re.compile(r"unknown option -- (\S)|invalid option -- '(\S)'|option requires an argument -- (\S)")
 _C10_RX = re.compile(r"C10 flag: (?:unrecognized commandline argument|illegal argument): (--[^=\s|]+)")
+_FLAGS_LIB_RX = re.compile(r"ERROR: [Uu]nknown command line flag '([^']+)'")
 
 
 def setup_fix(reason: str) -> str:
@@ -145,9 +148,13 @@ def setup_fix(reason: str) -> str:
     if _SETUP_RX.search(reason) and "perf_test [options...]" in reason:
         return (f"onnxruntime_perf_test rejected its command line ({ORT_FLAGS}) and printed its usage: build it from a "
                 "newer ONNX Runtime and pass it with --benchmark-binary")
-    m = _C10_RX.search(reason)
+    m = _C10_RX.search(reason) or _FLAGS_LIB_RX.search(reason)
+    if m is not None and reason.startswith("onnxruntime"):  # the burst's error names its runtime first
+        flag = f"-{m.group(1)}"
+        return (f"onnxruntime_perf_test rejects {flag}: its build predates a flag the agent passes ({ORT_FLAGS}); "
+                f"build onnxruntime_perf_test from a newer ONNX Runtime and pass it with --benchmark-binary")
     if m is not None:
-        flag = m.group(1)
+        flag = m.group(1) if m.group(1).startswith("--") else f"--{m.group(1)}"
         return (f"speed_benchmark_torch rejects {flag}: its build predates a flag the agent passes ({TORCH_FLAGS}); "
                 f"build speed_benchmark_torch from a newer PyTorch (one that has {flag}) and pass it with "
                 "--benchmark-binary")

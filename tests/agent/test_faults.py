@@ -60,3 +60,27 @@ def test_a_bytecode_refused_mid_job_stops_at_once_with_the_fix(tmp_path: Path) -
               "model version is 8 ()")
     with pytest.raises(DeviceFault, match="--bytecode-version 6"):
         agent._device_faults({"k": reason}, runner=None, faults=0)  # type: ignore[arg-type]  # no re-staging first
+
+
+@pytest.mark.parametrize("reason, kind, fix", [
+    ("onnxruntime benchmark exited 255: ./bin/onnxruntime_perf_test: unknown option -- I | perf_test [options...] "
+     "model_path [result_file] | \t-h: help", "setup", "onnxruntime_perf_test rejects -I"),
+    ("onnxruntime benchmark exited 1: ERROR: Unknown command line flag 'I'", "setup", "onnxruntime_perf_test rejects -I"),
+    ("torchscript benchmark exited 1: Parsing commandline arguments for c10. | C10 flag: unrecognized commandline "
+     "argument: --pthreadpool_size=4 | Failed to parse command line flags!", "setup",
+     "speed_benchmark_torch rejects --pthreadpool_size"),
+    ("torchscript benchmark exited 1: ERROR: unknown command line flag 'use_caching_allocator'", "setup",
+     "speed_benchmark_torch rejects --use_caching_allocator"),
+    ("onnxruntime benchmark exited 255: models/x.onnx is not supported", "setup", "minimal ONNX Runtime build"),
+    ("torchscript benchmark exited 1: batch.sh[8]: res/1.out: create: Operation not permitted", "storage", ""),
+    ("onnxruntime benchmark exited 2: sh: can't create res/0.csv: Read-only file system", "storage", ""),
+    ("onnxruntime benchmark exited 1: taskset: failed to set pid 42's affinity: Invalid argument", "pinning", ""),
+    ("onnxruntime benchmark exited 127: sh: ./bin/onnxruntime_perf_test: not found", "device", ""),
+    ("onnxruntime benchmark exited 1: [E:onnxruntime:, inference_session.cc] Load model failed", "operator", ""),
+])
+def test_each_fault_class_and_the_fix_a_setup_fault_names(reason: str, kind: str, fix: str) -> None:
+    from device_agent.faults import classify, setup_fix
+
+    assert classify(reason) == kind
+    if fix:
+        assert fix in setup_fix(reason) and "--benchmark-binary" in setup_fix(reason)
