@@ -4,7 +4,8 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
-DEBS = adb dataset-fashion-mnist chromium original-awk
+# mksh, toybox, original-awk: the loopback phone's shell and tools, Android's own (device_agent/fakephone.py).
+DEBS = adb dataset-fashion-mnist chromium original-awk mksh toybox
 
 .PHONY: demo test system-deps clean
 

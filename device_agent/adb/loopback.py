@@ -4,8 +4,9 @@ It speaks ADB wire protocol v1 (CNXN, optional AUTH, OPEN, OKAY, WRTE, CLSE) and
 ``shell:``, ``exec:`` and ``sync:`` (STAT, SEND, RECV, LIST, QUIT) well enough for both the
 ``adb-shell`` package and Google's ``adb`` client. It advertises no features, so clients
 fall back to the v1 shell (no exit codes: callers append ``; echo <marker>$?``) and sync v1.
-Commands run with the host's ``sh -c`` inside a ``Sandbox``, each in a session of its own as adbd
-starts them; the phone it pretends to be is a ``FakePhone``. Like real adbd, closing a
+Commands run with ``mksh`` as ``/system/bin/sh -c`` (Android's shell, with its error messages)
+inside a ``Sandbox``, each in a session of its own as adbd starts them; the phone it pretends to
+be is a ``FakePhone``. Like real adbd, closing a
 ``shell:<command>`` stream (or the whole connection) does not kill the command: its output pipe
 is closed, so it dies of SIGPIPE only when it next writes (``kill_on_close=True`` restores the
 old, kinder behaviour of killing the process group at once). One thread per connection reads packets; every stream (a shell process or a
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pty
 import select
+import shlex
 import signal
 import socket
 import stat
@@ -27,12 +30,15 @@ import threading
 import time
 from pathlib import Path
 
+from device_agent import scriptpid
 from device_agent.adb import auth as adbauth
 from device_agent.adb import wire
 from device_agent.adb.sandbox import Sandbox
-from device_agent.fakephone import PHONE_DIR, FakePhone
+from device_agent.fakephone import PHONE_DIR, FakePhone, host_tools, unlock
 
 log = logging.getLogger(__name__)
+
+ANDROID_SH = "/system/bin/sh"
 
 SYNC_DATA_MAX = 64 * 1024
 OKAY_WAIT_S = 10.0  # bounded: after a client-side timeout a WRTE is never acknowledged
@@ -80,6 +86,8 @@ class _Stream:
         self.proc: subprocess.Popen[bytes] | None = None
         self.kind = "shell"
         self.interactive = False  # ``shell:`` with no command: a PTY on a phone, hung up (killed) on close
+        self.tty: int | None = None  # the interactive shell's PTY master: the host's keystrokes go there
+        self.tty_lock = threading.Lock()  # a write never meets a closed (and maybe reused) descriptor
 
     def write(self, data: bytes) -> bool:
         """Send ``data`` as WRTEs no larger than the peer accepts, one OKAY at a time."""
@@ -209,12 +217,13 @@ class _Connection:
                 self.send(wire.OKAY, s.local_id, s.remote_id)
                 if s.kind == "sync":
                     s.reader.feed(p.data)
-                elif s.proc is not None and s.proc.stdin is not None:
-                    try:
-                        s.proc.stdin.write(p.data)
-                        s.proc.stdin.flush()
-                    except (BrokenPipeError, OSError, ValueError):
-                        pass
+                else:
+                    with s.tty_lock:
+                        try:
+                            if s.tty is not None:
+                                os.write(s.tty, p.data)
+                        except OSError:
+                            pass
         elif p.command == wire.CLSE:
             s = self._stream(p.arg1)
             if s is not None:
@@ -271,21 +280,47 @@ class _Connection:
     def _run_shell(self, stream: _Stream, command: str) -> None:
         box = self.server.sandbox
         interactive = stream.interactive = command.strip() == ""
-        argv = ["/bin/sh", "-i"] if interactive else ["/bin/sh", "-c", box.rewrite(command)]
+        mksh = self.server.mksh
+        tty: int | None = None
         try:
-            proc = subprocess.Popen(
-                argv, cwd=box.root, env=box.env(self.server.shell_env),
-                stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            if interactive:
+                # adbd gives an interactive shell a PTY as its controlling terminal: mksh then has job
+                # control, and a client's raw keystrokes (CR for Enter) are cooked as a terminal cooks
+                # them. A session leader that opens a terminal gets it as its controlling one, so the
+                # new session's first mksh opens its PTY again (through /proc: a /dev/pts name may
+                # belong to another devpts instance in a container), then becomes the interactive shell.
+                # (preexec_fn with TIOCSCTTY would run Python code between fork and exec in this
+                # threaded server.)
+                tty, follower = pty.openpty()
+                try:
+                    proc = subprocess.Popen(
+                        [ANDROID_SH, "-c", f"exec 0<>/proc/self/fd/0 1>&0 2>&0; exec -a {ANDROID_SH} {shlex.quote(mksh)} -i"],
+                        executable=mksh, cwd=box.root, env=box.env(self.server.shell_env),
+                        stdin=follower, stdout=follower, stderr=follower, start_new_session=True,
+                    )
+                except OSError:
+                    os.close(tty)
+                    raise
+                finally:
+                    os.close(follower)
+            else:
+                # argv[0] as adbd gives it, so mksh names itself "/system/bin/sh" in its errors, as on a phone.
+                proc = subprocess.Popen(
+                    [ANDROID_SH, "-c", box.rewrite(command)], executable=mksh, cwd=box.root,
+                    env=box.env(self.server.shell_env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
         except OSError as exc:
             stream.write(f"/system/bin/sh: {exc}\n".encode())
             stream.close_from_device()
             return
         stream.proc = proc
         self.server.track(proc)
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
+        if tty is not None:
+            fd = stream.tty = tty
+        else:
+            assert proc.stdout is not None
+            fd = proc.stdout.fileno()
         try:
             while not stream.closed.is_set():
                 # Wake up now and then: a stream the host closed must let go of the pipe at once.
@@ -301,7 +336,12 @@ class _Connection:
             if stream.closed.is_set():
                 stream.hang_up()
             # Our end of the pipe goes, as adbd's socket does: the command's next write is its SIGPIPE.
-            proc.stdout.close()
+            if tty is not None:
+                with stream.tty_lock:
+                    stream.tty = None
+                    os.close(tty)
+            elif proc.stdout is not None:
+                proc.stdout.close()
             proc.wait()
             stream.close_from_device()
 
@@ -478,7 +518,11 @@ class LoopbackAdbd:
         self.accept_new_keys = accept_new_keys
         self.shell_env = dict(shell_env or {})
         self.stopping = threading.Event()
+        self.mksh = host_tools()["mksh"]
         phone.install(self.sandbox.root)
+        # Scripts of a phone killed before (SIGKILL leaves its shells to die of SIGPIPE) leave pid files.
+        for stale in scriptpid.clean_stale_files(self.sandbox.root / "data"):
+            log.info("removed stale pid file %s", stale)
         self._keys_file = self.sandbox.root / PHONE_DIR / "adb_keys"
         self._keys_lock = threading.Lock()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -581,6 +625,7 @@ class LoopbackAdbd:
                 self._worker.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._worker.kill()
+        unlock(self.sandbox.root)  # a read-only result folder must not outlive the phone (it blocks rm -rf)
 
     def __enter__(self) -> "LoopbackAdbd":
         return self.start()

@@ -1,7 +1,8 @@
 """The loopback device's view of a phone filesystem inside a host folder.
 
 Sync paths map the whole device tree into ``root`` (``/data/local/tmp/x`` →
-``root/data/local/tmp/x``). Shell commands run with the host's ``sh``; their device paths
+``root/data/local/tmp/x``). Shell commands run with the phone's ``mksh`` and only the phone's
+programs on PATH (``fakephone.py``: toybox applets, one-true-awk); their device paths
 (``/data``, ``/sdcard``, ``/sys``, ``/proc/cpuinfo``) are rewritten to the same places, so
 shell and sync agree about where files are (research note 7.14). No mount namespace is
 needed, which keeps the device usable without privileges.
@@ -48,17 +49,18 @@ class Sandbox:
         return _REWRITE.sub(lambda m: f"{self.root}{m.group(1)}", command)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """Environment of a device shell: the phone's programs first on PATH, temp inside the sandbox."""
+        """Environment of a device shell: only the phone's programs on PATH, temp inside the sandbox."""
         tmp = self.root / "data" / "local" / "tmp"
-        host_path = os.environ.get("PATH", "/usr/bin:/bin")
         env = {
-            "PATH": f"{self.root / PHONE_DIR / 'bin'}:{host_path}",
+            # No host folder: a GNU option, gawk or python that a phone lacks must fail here too.
+            "PATH": str(self.root / PHONE_DIR / "bin"),
             "HOME": str(self.root),
             "TMPDIR": str(tmp),
             "LANG": "C",
             "ANDROID_DATA": str(self.root / "data"),
             "EXTERNAL_STORAGE": str(self.root / "sdcard"),
-            # The stand-in benchmark programs are Python modules of this package.
+            # The stand-in benchmark programs are Python modules of this package, started by this
+            # absolute interpreter path (the phone's PATH has no python).
             "HWNAS_STANDIN_PYTHON": sys.executable,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         }

@@ -116,6 +116,9 @@ class BinaryRunner(Runner):
         files.update({f"bin/{lib.name}": lib for lib in self.libs})
         files.update({self.remote_model(it): it.model for it in items})
         wanted = {k: v for k, v in files.items() if k not in self._ready}
+        if not self._ready:
+            # A script of an agent or phone killed before may have left its pid file (scriptpid.py).
+            scriptpid.clean_stale(self.device)
         if not wanted:
             return
         try:

@@ -7,8 +7,12 @@ kills that server at the end, so nothing is left behind and nothing touches port
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,3 +85,42 @@ def test_parallel_shells_share_one_transport(adb: Adb, loopback: LoopbackAdbd) -
     with ThreadPoolExecutor(4) as pool:
         outs = list(pool.map(shell, range(4)))
     assert outs == [f"par{i}" for i in range(4)]
+
+
+def _read_until(fd: int, text: bytes, seen: bytearray, timeout_s: float = 20.0) -> None:
+    """Read the terminal ``fd`` into ``seen`` until ``text`` shows (a deadline, not a guess)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in seen:
+        assert time.monotonic() < deadline, f"never saw {text!r}: {bytes(seen)!r}"
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the client exited: its terminal is gone
+                raise AssertionError(f"adb ended before {text!r}: {bytes(seen)!r}") from None
+
+
+def test_interactive_shell_is_mksh_on_a_terminal(adb: Adb, loopback: LoopbackAdbd) -> None:
+    adb("connect", loopback.serial)
+    # `adb shell` on a terminal, as a person types it: raw keystrokes, Enter is a CR
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child becomes adb
+        os.execvpe("adb", ["adb", "-P", str(adb.port), "-s", loopback.serial, "shell"], adb.env)
+    seen = bytearray()
+    try:
+        _read_until(fd, b"# ", seen)  # mksh's prompt (a root shell): keystrokes now reach it
+        os.write(fd, b"echo \"$0 $KSH_VERSION\"; tty\r")
+        _read_until(fd, b"/dev/pts/", seen)
+        os.write(fd, b"exit\r")
+        deadline = time.monotonic() + 20
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            assert time.monotonic() < deadline, "adb shell did not end with the phone's shell"
+            time.sleep(0.05)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.close(fd)
+    out = bytes(seen).decode(errors="replace")
+    # no "can't find tty fd" warning: the PTY is the shell's controlling terminal, as adbd makes it
+    assert "/system/bin/sh @(#)MIRBSD KSH" in out and "tty fd" not in out and "job control" not in out, out

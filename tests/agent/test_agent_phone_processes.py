@@ -5,6 +5,7 @@ benchmark programs get an absolute library path."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from device_agent import scriptpid
 from device_agent.adb.loopback import LoopbackAdbd
 from device_agent.fakephone import load_phone
 from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.adb import AdbDevice
 from device_agent.runtimes.base import Burst, Item
 from device_agent.runtimes.binary import INLINE_LIMIT, BinaryRunner
-from tests.agent.agent_support import process_running
+from tests.agent.agent_support import free_port, kill, process_running, start_loopback
 
 WORKDIR = "data/local/tmp/hwnas"  # the agent's work folder inside a loopback root
 
@@ -149,3 +151,56 @@ def test_the_benchmark_program_gets_an_absolute_library_path(loopback: LoopbackA
     assert result.error is not None and f"LD_LIBRARY_PATH={bin_dir}" in result.error
     assert f"{bin_dir}/libhwnas_fake.so" in result.error and "No such file" not in result.error
     assert (root / WORKDIR / "bare.env").read_text().strip() == bin_dir
+
+
+def _script_with_pid_file(serial: str, marker: str, orphan: bool = False) -> int:
+    """A stand-in for a batch script: its pid file written as the script writes it, then it idles on the phone.
+
+    ``orphan``: its parent shell exits at once, so init adopts it, as the scripts of a killed phone are
+    adopted; an init that does not reap (some containers' pid 1) then keeps it as a zombie once it dies.
+    """
+    script = f"{scriptpid.write_line(marker)} && echo $$ && exec sleep 300"
+    if orphan:
+        script = f"sh -c '{script}' &"
+    return _first_line_then_close(serial, f"mkdir -p /{WORKDIR} && cd /{WORKDIR} || exit 1; {script}")
+
+
+def _kill9(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not process_running(pid), f"script {pid} died of SIGKILL")
+
+
+def test_the_first_staging_removes_pid_files_of_scripts_that_died(loopback: LoopbackAdbd, tmp_path: Path) -> None:
+    run = loopback.sandbox.root / WORKDIR / scriptpid.PID_DIR
+    dead = _script_with_pid_file(loopback.serial, "@@Bdead@@", orphan=True)
+    alive = _script_with_pid_file(loopback.serial, "@@Balive@@")
+    try:
+        _kill9(dead)  # an agent or phone killed mid-batch: the script never reached its `rm -f` line
+        assert {p.name for p in run.glob("*.pid")} == {"Bdead.pid", "Balive.pid"}
+        dev = AdbDevice(loopback.serial)
+        try:
+            BinaryRunner(dev, "onnxruntime", 1, _fake_perf_test(tmp_path, "exit 0\n")).prepare([])  # an agent starts
+        finally:
+            dev.close()
+        assert {p.name for p in run.glob("*.pid")} == {"Balive.pid"}  # a running script keeps its file
+    finally:
+        os.kill(alive, signal.SIGKILL)
+
+
+def test_a_restarted_phone_removes_pid_files_of_scripts_that_died(tmp_path: Path) -> None:
+    root = tmp_path / "phone"
+    port = free_port()
+    phone = start_loopback(port, root, tmp_path / "loopback.log", "--no-worker")
+    run = root / WORKDIR / scriptpid.PID_DIR
+    try:
+        dead = _script_with_pid_file(f"127.0.0.1:{port}", "@@Bdead@@")
+        alive = _script_with_pid_file(f"127.0.0.1:{port}", "@@Balive@@")
+        kill(phone)  # SIGKILL: the phone's shells are in sessions of their own and outlive it
+        _kill9(dead)  # ...until SIGPIPE ends them; here at once
+        assert {p.name for p in run.glob("*.pid")} == {"Bdead.pid", "Balive.pid"}
+        phone = start_loopback(port, root, tmp_path / "loopback.log", "--no-worker")
+        # the phone listens only once its sandbox is set up: the stale file is gone by then
+        assert {p.name for p in run.glob("*.pid")} == {"Balive.pid"}
+        os.kill(alive, signal.SIGKILL)
+    finally:
+        kill(phone)
