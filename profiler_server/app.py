@@ -20,7 +20,8 @@ import logging
 
 from profiler_server import __version__
 from profiler_server.api import routers
-from profiler_server.api.deps import RETRY_SQLSTATES
+from profiler_server.api.deps import RETRY_SQLSTATES, check_write_token
+from profiler_server.gate import BodyMeter, GateCounters, TokenGate
 from profiler_server.db import make_engine, session_factory
 from hwnas.schemas import ErrorBody
 from profiler_server.errors import ServiceError
@@ -248,7 +249,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     dashboard.mount(app)  # the pages at /ui/ (and / for browsers): static files over this same API
     _install_error_handlers(app)
+    # Outermost last: BodyMeter sees what the app reads, TokenGate answers 401/403 before any of it, BodySizeLimit 413s.
+    app.state.gate = GateCounters()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(TokenGate, check_token=check_write_token, max_large_bodies=settings.max_large_bodies)
+    app.add_middleware(BodyMeter)
     return app
 
 

@@ -102,14 +102,20 @@ def serve(
     # Worker processes build their app from the environment: hand the settings over there.
     os.environ["DATABASE_URL"] = settings.database_url
     os.environ["UPGRADE_ON_START"] = "false"
+    from profiler_server.gate import http_protocol
+
+    # Header and body-idle timeouts (HEADER_TIMEOUT_S, BODY_IDLE_TIMEOUT_S) live in the protocol; KEEP_ALIVE_TIMEOUT_S
+    # is uvicorn's own wait between two requests of one connection.
+    timeouts = {"http": http_protocol(), "timeout_keep_alive": settings.keep_alive_timeout_s}
     typer.echo(f"profiler-server on http://{settings.host}:{settings.port} (API docs: http://{settings.host}:{settings.port}/docs)", err=True)
     if workers == 1:
         from profiler_server.app import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level, **timeouts)
     else:
         uvicorn.run(
-            "profiler_server.app:app_from_env", factory=True, host=settings.host, port=settings.port, workers=workers, log_level=log_level
+            "profiler_server.app:app_from_env", factory=True, host=settings.host, port=settings.port, workers=workers, log_level=log_level,
+            **timeouts,
         )
 
 

@@ -95,8 +95,9 @@ class _LimitedLoader(yaml.SafeLoader):
 
 def load_yaml(text: str) -> Any:
     """Parse ``text`` as YAML within the limits above; every failure is a PublishedFileError with a short message."""
-    loader = _LimitedLoader(text)
+    loader: _LimitedLoader | None = None
     try:
+        loader = _LimitedLoader(text)  # its reader already refuses non-printable characters (ReaderError)
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         raise PublishedFileError(f"not YAML: {str(exc).splitlines()[0][:200]}") from None
@@ -105,7 +106,8 @@ def load_yaml(text: str) -> Any:
             raise
         raise PublishedFileError(f"not a readable YAML value: {str(exc)[:200]}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_json(text: str) -> Any:

@@ -69,7 +69,9 @@ def test_deep_nesting_is_a_422(server: LiveServer, fmt: str, content: str, colum
     ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: '{'x' * 400_000}'}}", ("mean",)),
     ("ofa-yaml", f"? '{'k' * 400_000}'\n: {{count: 1}}\n", ("entry",)),
     ("hwnas-fit", json.dumps({"entries": {"x": {"median_ms": 1}}, "unit": "u" * 400_000}), ("unit",)),
-], ids=["mean-400-digits", "std-400-digits", "mean-5000-digits", "count-2^40", "huge-string", "huge-key", "huge-unit"])
+    ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: 1}}\x07", ("not YAML",)),
+], ids=["mean-400-digits", "std-400-digits", "mean-5000-digits", "count-2^40", "huge-string", "huge-key", "huge-unit",
+        "control-character"])
 def test_values_no_column_holds_are_short_422s(server: LiveServer, fmt: str, content: str, words: tuple[str, ...]) -> None:
     refused_content(server, fmt, content, *words)
 
