@@ -303,7 +303,7 @@ def profile(
 def loopback_device(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port on 127.0.0.1 (0: pick a free one).")],
     root: Annotated[Path, typer.Option(help="Sandbox folder: /data/local/tmp and the fake /sys live here.")],
-    model: Annotated[str, typer.Option("--model", help="Fake phone: pixel-7, galaxy-a51, generic, or a JSON file.")] = "pixel-7",
+    model: Annotated[str, typer.Option("--model", help="Fake phone: pixel-7, galaxy-a51, android-8 (no awk), generic, or a JSON file of FakePhone fields.")] = "pixel-7",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     auth: Annotated[bool, typer.Option("--auth/--no-auth", help="Require ADB RSA authentication (new keys are accepted).")] = False,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Keep a stand-in zygote (runtimes imported once, a fresh process per call, as on a phone).")] = True,
