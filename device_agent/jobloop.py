@@ -218,8 +218,10 @@ class Agent:
 
                 self._runners[key] = LocalRunner(runtime, threads, clock=self.cfg.clock)
             else:
+                from device_agent.runtimes.base import check_phone_runtime
                 from device_agent.runtimes.binary import BinaryRunner
 
+                check_phone_runtime(runtime)  # before _binary: a host-only runtime has no phone program to name
                 self._runners[key] = BinaryRunner(self.device, runtime, threads, self._binary(runtime), self.facts,
                                                   runtime_version=self._binary_version(runtime), pin=self.cfg.pin,
                                                   read_timeout_s=self.cfg.read_timeout_s, libs=self.cfg.libs)

@@ -6,7 +6,9 @@ every agent on this host (writes are atomic renames). The empty model behind
 ``__overhead__`` is an Identity on a 1x1x1x1 tensor: the fixed cost of one call. TorchScript
 models are saved at the bytecode version asked for (``ModelCache(root, bytecode_version=7)``,
 ``device-agent run --bytecode-version``; default: what the installed torch writes), each version
-in a folder of its own (``torchscript-bc7``).
+in a folder of its own (``torchscript-bc7``). ExecuTorch programs (``.pte``, XNNPACK delegate) are
+cached per ExecuTorch version (``pte-et1.5.1``): another release lowers and serialises them
+differently, and its runtime may not read an older file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hwnas.opkey import OVERHEAD_KEY, OpKeyError, OpSpec
 
 from device_agent import bytecode
 from device_agent.errors import ModelBuildError
-from device_agent.runtimes.base import RUNTIMES, Item, check_runtime
+from device_agent.runtimes.base import Item, runtime_format
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,11 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def path(self, key: str, runtime: str) -> Path:
-        fmt, suffix = RUNTIMES[check_runtime(runtime)]
+        fmt, suffix = runtime_format(runtime)
         if fmt == "torchscript" and self.bytecode_version is not None:
             fmt = f"{fmt}-bc{self.bytecode_version}"
+        elif fmt == "pte":
+            fmt = f"pte-et{_executorch_version()}"
         return self.root / _CACHE_VERSION / fmt / file_name(key, suffix)
 
     def torchscript_bytecode(self) -> int:
@@ -87,7 +91,7 @@ class ModelCache:
             raise ModelBuildError(key, str(exc)) from None
         path = self.path(key, runtime)
         if not path.exists():
-            self._build(path, lambda tmp: _export_op(spec, RUNTIMES[runtime][0], tmp), key)
+            self._build(path, lambda tmp: _export_op(spec, runtime_format(runtime)[0], tmp), key)
         return Item(key, path, spec.shape)
 
     def network(self, arch_id: str, document: dict, input_shape: Sequence[int], runtime: str) -> Item:
@@ -98,14 +102,14 @@ class ModelCache:
         """
         path = self.path(f"net-{arch_id}", runtime)
         if not path.exists():
-            self._build(path, lambda tmp: _export_network(document, input_shape, RUNTIMES[runtime][0], tmp), f"net-{arch_id}")
+            self._build(path, lambda tmp: _export_network(document, input_shape, runtime_format(runtime)[0], tmp), f"net-{arch_id}")
         return Item(f"net-{arch_id}", path, tuple(int(d) for d in input_shape), network=True)
 
     def overhead(self, runtime: str) -> Item:
         """The empty model (Identity on 1x1x1x1) measured as ``__overhead__``."""
         path = self.path("overhead@1x1x1x1", runtime)
         if not path.exists():
-            self._build(path, lambda tmp: _export_identity(RUNTIMES[runtime][0], tmp), OVERHEAD_KEY)
+            self._build(path, lambda tmp: _export_identity(runtime_format(runtime)[0], tmp), OVERHEAD_KEY)
         return Item(OVERHEAD_KEY, path, OVERHEAD_SHAPE)
 
     def _build(self, path: Path, export, key: str) -> None:  # noqa: ANN001
@@ -125,6 +129,19 @@ class ModelCache:
         finally:
             tmp.unlink(missing_ok=True)
         log.debug("built %s", path)
+
+
+def _executorch_version() -> str:
+    """The installed ExecuTorch's version, from its package metadata: no import (it takes seconds), so a cached
+    program is found without loading ExecuTorch. ``__version__`` carries the build's local tag (``1.5.1+cpu``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("executorch")
+    except PackageNotFoundError:
+        from device_agent.runtimes.executorch_engine import version as engine_version
+
+        return engine_version()  # the ConfigError that says how to install it
 
 
 def _export_op(spec: OpSpec, fmt: str, path: Path) -> None:

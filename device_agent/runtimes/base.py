@@ -11,14 +11,46 @@ from pathlib import Path
 from device_agent.errors import ConfigError
 from device_agent.parsers import ThermalState
 
-#: runtime name -> (export format of search.export, model file suffix)
+#: runtime name -> (export format of search.export, model file suffix): measured on phones and on the host,
+#: served by an agent by default
 RUNTIMES: dict[str, tuple[str, str]] = {"onnxruntime": ("onnx", ".onnx"), "torchscript": ("torchscript", ".ptl")}
+#: Measured on the host only so far (``device-agent run --local --runtime executorch``), and served only when
+#: asked for with --runtime: the phone's program (ExecuTorch's executor_runner) is not wired yet, and the
+#: package is an optional extra (``hwnas[executorch]``).
+HOST_RUNTIMES: dict[str, tuple[str, str]] = {"executorch": ("pte", ".pte")}
 
 
 def check_runtime(runtime: str) -> str:
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
-    return runtime
+    """``runtime`` when this agent can measure it here; a ``ConfigError`` naming the fix otherwise."""
+    if runtime in RUNTIMES:
+        return runtime
+    if runtime == "executorch":
+        import importlib.util
+
+        # Presence only (no import: ExecuTorch takes seconds to import); the engine checks the version.
+        try:
+            found = importlib.util.find_spec("executorch") is not None
+        except ValueError:  # a module object without a spec in sys.modules: not an importable package
+            found = False
+        if not found:
+            raise ConfigError("runtime executorch needs the ExecuTorch package, which is not installed here: "
+                              "pip install 'hwnas[executorch]'")
+        return runtime
+    raise ConfigError(f"unknown runtime {runtime!r}: use one of {', '.join([*RUNTIMES, *HOST_RUNTIMES])}")
+
+
+def check_phone_runtime(runtime: str) -> str:
+    """``runtime`` when a phone's benchmark program for it is wired; a ``ConfigError`` (a job given back) otherwise."""
+    if runtime in HOST_RUNTIMES:  # first: installing the package would not help
+        raise ConfigError(f"runtime {runtime} is measured on this host only so far (device-agent run --local "
+                          f"--runtime {runtime}): its phone program is not wired yet")
+    return check_runtime(runtime)
+
+
+def runtime_format(runtime: str) -> tuple[str, str]:
+    """(export format of search.export, model file suffix) of ``runtime``."""
+    check_runtime(runtime)
+    return RUNTIMES.get(runtime) or HOST_RUNTIMES[runtime]
 
 
 @dataclass(frozen=True)

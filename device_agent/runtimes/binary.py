@@ -22,7 +22,7 @@ from device_agent.errors import ConfigError, DeviceCommandError, DeviceFault
 from device_agent.models import file_name, md5_of
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device, new_marker
-from device_agent.runtimes.base import RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, check_runtime
+from device_agent.runtimes.base import RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, check_phone_runtime
 from device_agent.protocol import regroup
 from device_agent.standins import RUNTIME_TOOL
 
@@ -83,7 +83,7 @@ class BinaryRunner(Runner):
                  runtime_version: str | None = None, pin: bool = True, read_timeout_s: float = 120.0,
                  libs: Sequence[Path] = ()) -> None:
         self.device = device
-        self.runtime = check_runtime(runtime)
+        self.runtime = check_phone_runtime(runtime)
         self.threads = threads
         self.tool = RUNTIME_TOOL[runtime]
         self.binary = Path(binary)

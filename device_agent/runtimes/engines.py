@@ -20,6 +20,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+# The timing loop, shared with the ExecuTorch engine (a module of its own: the engines import each other otherwise).
+from device_agent.runtimes.timing import timed as _timed
+
 
 def _ort_shape(shape: list[Any], fallback: tuple[int, ...] | None) -> tuple[int, ...] | None:
     if all(isinstance(d, int) and d > 0 for d in shape):
@@ -128,40 +131,15 @@ class TorchEngine:
             return _timed(partial(module, x), iters, sample_runs, self)
 
 
-def _timed(run: Any, iters: int, sample_runs: int, engine: Any) -> list[float]:
-    """Time ``iters`` runs as ``iters // sample_runs`` back-to-back blocks; each block's mean per run, in ms.
-
-    One clock reading per block, not per run: for a 10 µs operator the per-run reading (and, with
-    the thread-CPU clock, its system call) would be a visible part of what is measured. Sets
-    ``engine.last_wall_ms``: the wall time of the timed runs, whatever ``engine.clock`` is.
-    """
-    k = max(1, min(sample_runs, iters)) if iters else 1
-    n = iters // k
-    clock = engine.clock
-    out = [0] * n
-    wall = time.perf_counter_ns()
-    if k == 1:
-        for i in range(n):
-            t0 = clock()
-            run()
-            out[i] = clock() - t0
-    else:
-        block = range(k)
-        for i in range(n):
-            t0 = clock()
-            for _ in block:
-                run()
-            out[i] = clock() - t0
-    engine.last_wall_ms = (time.perf_counter_ns() - wall) / 1e6
-    scale = 1e6 * k
-    return [t / scale for t in out]
-
-
 def make_engine(runtime: str, model: Path, threads: int, input_shape: tuple[int, ...] | None,
                 cpu_clock: bool = False):  # noqa: ANN201
-    """An engine for ``runtime`` ("onnxruntime" or "torchscript"); ``cpu_clock``: see the module docstring."""
+    """An engine for ``runtime`` ("onnxruntime", "torchscript" or "executorch"); ``cpu_clock``: see the module docstring."""
     if runtime == "onnxruntime":
         return OrtEngine(model, threads, input_shape, cpu_clock=cpu_clock)
+    if runtime == "executorch":
+        from device_agent.runtimes.executorch_engine import ExecuTorchEngine
+
+        return ExecuTorchEngine(model, threads, input_shape, cpu_clock=cpu_clock)
     return TorchEngine(model, threads, input_shape, cpu_clock=cpu_clock)
 
 
@@ -170,6 +148,10 @@ def runtime_version(runtime: str) -> str:
         import onnxruntime
 
         return onnxruntime.__version__
+    if runtime == "executorch":
+        from device_agent.runtimes.executorch_engine import version
+
+        return version()
     import torch
 
     return torch.__version__

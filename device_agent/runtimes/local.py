@@ -33,6 +33,8 @@ class LocalRunner(Runner):
             raise ConfigError("--clock cpu measures the calling thread only: use it with --threads 1")
         self.runtime_version = runtime_version(runtime)
         self._engines: dict[Path, object] = {}
+        # ExecuTorch: what XNNPACK runs of each key's program, for the keys of the batch (state()).
+        self._delegation: dict[str, dict[str, object]] = {}
         if runtime == "torchscript":
             import torch
 
@@ -40,7 +42,9 @@ class LocalRunner(Runner):
 
     def prepare(self, items: Sequence[Item]) -> None:
         for item in items:
-            self._engine(item)
+            engine = self._engine(item)
+            if self.runtime == "executorch":
+                self._delegation[item.key] = engine.delegation
 
     def _engine(self, item: Item):  # noqa: ANN202
         engine = self._engines.get(item.model)
@@ -71,9 +75,23 @@ class LocalRunner(Runner):
         """Close the sessions of ``items`` (after their batch) to bound memory."""
         for item in items:
             self._engines.pop(item.model, None)
+            self._delegation.pop(item.key, None)
 
     def state(self) -> dict[str, object]:
-        return {"runner": "local", "threads": self.threads, "clock": "thread_cpu" if self.cpu_clock else "wall"}
+        state: dict[str, object] = {"runner": "local", "threads": self.threads,
+                                    "clock": "thread_cpu" if self.cpu_clock else "wall"}
+        if self.runtime == "executorch":
+            from device_agent.runtimes.executorch_engine import pool_threads
+
+            # Per key of the batch: "all" | "partial" | "none" | "empty" (search.export.pte_delegation), and the
+            # thread pool XNNPACK ran on, read back from ExecuTorch (not just what was asked).
+            state["executorch"] = {
+                "backend": "xnnpack", "pool_threads": pool_threads(),
+                "delegated": {k: d["delegated"] for k, d in sorted(self._delegation.items())},
+                "portable_ops": {k: d["portable_ops"] for k, d in sorted(self._delegation.items()) if d["portable_ops"]},
+            }
+        return state
 
     def close(self) -> None:
         self._engines.clear()
+        self._delegation.clear()
