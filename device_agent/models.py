@@ -13,6 +13,7 @@ differently, and its runtime may not read an older file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -131,6 +132,7 @@ class ModelCache:
         log.debug("built %s", path)
 
 
+@functools.lru_cache(maxsize=1)  # asked once per model path: reading package metadata costs ~1 ms
 def _executorch_version() -> str:
     """The installed ExecuTorch's version, from its package metadata: no import (it takes seconds), so a cached
     program is found without loading ExecuTorch. ``__version__`` carries the build's local tag (``1.5.1+cpu``)."""

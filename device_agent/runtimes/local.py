@@ -44,7 +44,7 @@ class LocalRunner(Runner):
         for item in items:
             engine = self._engine(item)
             if self.runtime == "executorch":
-                self._delegation[item.key] = engine.delegation
+                self._delegation[item.key] = {**engine.delegation, "inputs_set_per_run": engine.inputs_set_per_run}
 
     def _engine(self, item: Item):  # noqa: ANN202
         engine = self._engines.get(item.model)
@@ -89,6 +89,8 @@ class LocalRunner(Runner):
                 "backend": "xnnpack", "pool_threads": pool_threads(),
                 "delegated": {k: d["delegated"] for k, d in sorted(self._delegation.items())},
                 "portable_ops": {k: d["portable_ops"] for k, d in sorted(self._delegation.items()) if d["portable_ops"]},
+                # Keys whose input a run overwrites (memory planning): set again before every timed run.
+                "inputs_set_per_run": sorted(k for k, d in self._delegation.items() if d["inputs_set_per_run"]),
             }
         return state
 

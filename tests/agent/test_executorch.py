@@ -62,7 +62,9 @@ def test_each_key_becomes_a_pte_that_xnnpack_runs_and_matches_eager(key: str, mo
     item = ModelCache(model_cache_dir).item(key, "executorch")
     assert item.model.suffix == ".pte" and item.model.parent.name.startswith("pte-et1.5.1")
     engine = ExecuTorchEngine(item.model, threads=1, input_shape=item.input_shape)
-    engine.run_once()  # the measured path: inputs bound once, execute() alone
+    assert not engine.inputs_set_per_run  # one delegate call keeps its input: bound once, execute() alone
+    engine.burst(2, 6, 2)
+    engine.run_once()  # the measured path, after a burst: the input is intact
     got = engine.outputs()[0]
     want = _eager(key, item.input_shape)
     assert got.shape == want.shape
@@ -82,6 +84,32 @@ def test_a_program_with_nothing_to_run_says_empty(model_cache_dir: Path) -> None
     # A skip without projection returns its input; the empty model is an Identity.
     for item in (cache.item("skip_s1_o16@1x16x14x14", "executorch"), cache.overhead("executorch")):
         assert pte_delegation(item.model)["delegated"] == "empty"
+
+
+class _Chain(torch.nn.Module):
+    """Elementwise steps with no delegate: memory planning hands the dead input's buffer to a later step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((((x + 1) * 2 - 3) * 4 + 5) * 6)
+
+
+@needs_executorch
+def test_a_program_whose_runs_overwrite_its_input_gets_it_set_before_every_run(tmp_path: Path) -> None:
+    from executorch.exir import to_edge
+
+    from device_agent.runtimes.executorch_engine import ExecuTorchEngine
+    from search.export import pte_delegation
+
+    x = torch.ones(1, 8, 16, 16)
+    path = tmp_path / "chain.pte"
+    path.write_bytes(to_edge(torch.export.export(_Chain(), (x,))).to_executorch().buffer)  # portable kernels only
+    engine = ExecuTorchEngine(path, threads=1, input_shape=tuple(x.shape))
+    assert engine.delegation["delegated"] == "none" and "aten::add.out" in engine.delegation["portable_ops"]
+    assert engine.inputs_set_per_run  # two runs at load disagreed: its input buffer is reused
+    assert len(engine.burst(3, 6, 1)) == 6
+    # The burst's last run still read the ones: the eager result (54 everywhere), not what a reused buffer holds.
+    assert torch.equal(engine.outputs()[0], _Chain()(x))
+    assert pte_delegation(path)["delegate_calls"] == 0
 
 
 @needs_executorch
@@ -133,7 +161,7 @@ def test_local_runner_records_threads_and_delegation_per_key(model_cache_dir: Pa
     assert state["threads"] == 1 and state["clock"] == "thread_cpu"
     assert state["executorch"] == {"backend": "xnnpack", "pool_threads": 1,
                                    "delegated": {KEYS[0]: "all", "skip_s1_o16@1x16x14x14": "empty"},
-                                   "portable_ops": {}}
+                                   "portable_ops": {}, "inputs_set_per_run": []}
     runner.forget(items[:1])
     assert list(runner.state()["executorch"]["delegated"]) == ["skip_s1_o16@1x16x14x14"]  # type: ignore[index]
 
@@ -226,3 +254,4 @@ def test_run_local_executorch_fills_a_table_with_delegation(server: LiveServer, 
     assert recorded["backend"] == "xnnpack" and recorded["pool_threads"] == 1
     assert {k: recorded["delegated"][k] for k in keys} == {k: "all" for k in keys}
     assert recorded["delegated"][OVERHEAD_KEY] == "empty"
+    assert recorded["inputs_set_per_run"] == [] and recorded["portable_ops"] == {}
