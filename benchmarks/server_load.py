@@ -11,8 +11,14 @@ concurrency 32 against three routes of the same app:
   is the page's own requests/s over ``GET /lut``'s (the target); ``dashboard_view_vs_lut_rps`` a
   whole view's, ``1 / Σ 1/rps`` of the three requests, over ``GET /lut``'s (reported).
 
-    python benchmarks/server_load.py            # ~10 s per route
+Issue 25 added writes: seven concurrent 20,000-result uploads to ``profiler-server serve`` on SQLite while a prober
+PUTs one device row every 50 ms (``sqlite_concurrent_uploads_503``, ``sqlite_put_p99_during_uploads_ms``), and
+unauthenticated 15 MB uploads to an in-process server whose gate counts the body bytes it read for them
+(``unauth_body_bytes_read``).
+
+    python benchmarks/server_load.py            # ~10 s per route, then the writes
     python benchmarks/server_load.py --quick    # ~3 s per route
+    python benchmarks/server_load.py --only writes   # the write figures only (the others kept from the last run)
 
 Writes benchmarks/results/server_load.json and prints a one-line summary last.
 """
@@ -40,7 +46,8 @@ DEVICE = "bench"
 ENTRIES = 2000
 CONCURRENCY = 32
 TARGETS = {"lut_vs_trivial_rps": ">= 0.5", "lut_p99_ms": "< 50", "healthz_p99_hostile_vs_quiet": "<= 3",
-           "dashboard_vs_lut_rps": ">= 0.5"}
+           "dashboard_vs_lut_rps": ">= 0.5", "sqlite_concurrent_uploads_503": "== 0", "sqlite_put_p99_during_uploads_ms": "<= 1000",
+           "unauth_body_bytes_read": "== 0"}
 JOBS = 10  # queued jobs of 100 keys each, so the overview's job list has rows to show
 
 
@@ -259,13 +266,163 @@ def hostile_ratio(base: str, n: int) -> dict[str, float]:
             "healthz_p99_hostile_vs_quiet": round(hostile / quiet, 2), "hostile_queries": sent.value}
 
 
+# ---- writes on SQLite (issue 25, D7) and the token gate (D6) ------------------------------------
+UPLOADERS = 7
+UPLOAD_RESULTS = 20_000
+
+
+def _upload(base: str, token: str, index: int, out: Any) -> None:
+    """An uploader process: one batch of UPLOAD_RESULTS new keys; puts (status, seconds) on ``out``."""
+    import httpx
+
+    results = [{"key": f"ir_k3_e6_g1_s1_o{16 + index * UPLOAD_RESULTS + i}@1x16x28x28", "median_ms": 1.0, "min_ms": 0.9,
+                "p10_ms": 0.95, "p90_ms": 1.1, "mean_ms": 1.0, "std_ms": 0.01, "iterations": 50, "warmup": 5}
+               for i in range(UPLOAD_RESULTS)]
+    body = json.dumps({"device": "writes", "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": f"up{index}",
+                       "run_id": str(uuid.uuid4()), "results": results}).encode()
+    t = time.perf_counter()
+    with httpx.Client(timeout=300) as c:
+        r = c.post(f"{base}/measurements", content=body,
+                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    out.put((r.status_code, time.perf_counter() - t, r.text[:200] if r.status_code != 200 else ""))
+
+
+def sqlite_write_load(work: Path) -> dict[str, Any]:
+    """7 concurrent 20,000-result uploads to ``profiler-server serve`` on SQLite, while a prober PUTs one device row
+    every 50 ms: how many answers were 503, and the PUTs' p99 (they queue behind whatever holds the write lock)."""
+    import multiprocessing as mp
+
+    import httpx
+
+    from profiler_server.auth import create_token
+    from profiler_server.db import make_engine, session_factory
+    from profiler_server.migrate import upgrade
+
+    url = f"sqlite:///{work / 'writes.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        token = create_token(session, "bench-writer", "agent")
+        session.commit()
+    engine.dispose()
+    port = free_port()
+    log = work / "writes.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    exe = Path(sys.executable).with_name("profiler-server")
+    cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "profiler_server.cli"]) + [
+        "serve", "--no-upgrade", "--host", "127.0.0.1", "--port", str(port), "--database-url", url, "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"server did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        for name in ("writes", "probe"):
+            httpx.put(f"{base}/devices/{name}", json={"model": "bench"}, headers=auth, timeout=30).raise_for_status()
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        uploaders = [ctx.Process(target=_upload, args=(base, token, i, out), daemon=True) for i in range(UPLOADERS)]
+        started = time.perf_counter()
+        for u in uploaders:
+            u.start()
+        done: list[tuple[int, float, str]] = []
+        puts: list[float] = []
+        put_status: list[int] = []
+        with httpx.Client(timeout=120, headers=auth) as c:
+            while len(done) < UPLOADERS and time.perf_counter() - started < 600:
+                t = time.perf_counter()
+                r = c.put(f"{base}/devices/probe", json={"model": f"bench {len(puts)}"})
+                puts.append((time.perf_counter() - t) * 1000)
+                put_status.append(r.status_code)
+                while not out.empty():
+                    done.append(out.get())
+                time.sleep(0.05)
+        for u in uploaders:
+            u.join(timeout=60)
+        while len(done) < UPLOADERS and not out.empty():
+            done.append(out.get())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    statuses = [d[0] for d in done] + put_status
+    puts.sort()
+    return {
+        "sqlite_concurrent_uploads_503": sum(1 for s in statuses if s == 503),
+        "sqlite_concurrent_uploads_failed": sum(1 for d in done if d[0] != 200) + (UPLOADERS - len(done)),
+        "sqlite_put_p99_during_uploads_ms": round(puts[min(len(puts) - 1, int(0.99 * len(puts)))], 1) if puts else None,
+        "sqlite_put_max_during_uploads_ms": round(puts[-1], 1) if puts else None,
+        "sqlite_puts_during_uploads": len(puts),
+        "sqlite_upload_s_max": round(max((d[1] for d in done), default=0.0), 2),
+        "sqlite_uploads": f"{UPLOADERS} x {UPLOAD_RESULTS} results",
+        "sqlite_upload_errors": [d[2] for d in done if d[0] != 200][:3],
+    }
+
+
+def unauth_body_load(work: Path, requests: int = 10, size: int = 15_000_000) -> dict[str, Any]:
+    """``requests`` anonymous 15 MB POST /measurements to an in-process server (the protocol ``serve`` uses): what the
+    client got, and how many body bytes the app read for them (``GateCounters.unauth_body_bytes_read``)."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from profiler_server.app import create_app
+    from profiler_server.gate import http_protocol
+    from profiler_server.migrate import upgrade
+    from profiler_server.settings import Settings
+
+    url = f"sqlite:///{work / 'gate.db'}"
+    upgrade(url)
+    app = create_app(Settings(database_url=url))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=http_protocol()))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    body = b"{" + b" " * (size - 2) + b"}"
+    statuses = []
+    started = time.perf_counter()
+    try:
+        with httpx.Client(timeout=120) as c:
+            for _ in range(requests):
+                statuses.append(c.post(f"http://127.0.0.1:{port}/measurements", content=body,
+                                       headers={"Content-Type": "application/json"}).status_code)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    return {"unauth_body_bytes_read": app.state.gate.unauth_body_bytes_read,
+            "unauth_requests": f"{requests} x {size // 1_000_000} MB, answered {sorted(set(statuses))}",
+            "unauth_seconds": round(time.perf_counter() - started, 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~3 s per route instead of ~10 s")
     parser.add_argument("--database-url", help="benchmark on this (empty) database instead of a temporary SQLite file")
     parser.add_argument("--loader", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds per route (default 5, 1 with --quick)")
+    parser.add_argument("--only", choices=["all", "reads", "writes"], default="all",
+                        help="reads: GET /lut and the dashboard; writes: issue 25's upload and gate figures (the other "
+                             "figures are kept from the last results file)")
     args = parser.parse_args()
+    previous = json.loads(RESULTS.read_text())["figures"] if RESULTS.exists() else {}
+    writes: dict[str, Any] = {}
+    if args.only in ("all", "writes"):
+        with tempfile.TemporaryDirectory(prefix="hwnas-bench-writes-") as tmp:
+            writes = {**sqlite_write_load(Path(tmp)), **unauth_body_load(Path(tmp))}
+    if args.only == "writes":
+        figures = {**previous, **writes}
+        return report(figures)
     seconds = 3.0 if args.quick else 10.0
     args.rounds = args.rounds or (1 if args.quick else 5)
     loader = "wrk" if args.loader == "wrk" or (args.loader == "auto" and shutil.which("wrk")) else "httpx"
@@ -309,6 +466,8 @@ def main() -> int:
     # One overview view costs its three requests in turn: views/s = 1 / Σ (1 / requests/s of each).
     dashboard_rps = 1.0 / sum(1.0 / r["rps"] for r in (ui, devices, jobs))
     figures = {
+        **{k: v for k, v in previous.items() if k in writes or k.startswith(("sqlite_", "unauth_"))},
+        **writes,
         "lut_vs_trivial_rps": round(lut["rps"] / trivial["rps"], 3),
         "lut_rps": round(lut["rps"], 1),
         "trivial_rps": round(trivial["rps"], 1),
@@ -333,22 +492,34 @@ def main() -> int:
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         **hostile,
     }
-    met = {
-        "lut_vs_trivial_rps": figures["lut_vs_trivial_rps"] >= 0.5,
-        "lut_p99_ms": figures["lut_p99_ms"] < 50,
-        "healthz_p99_hostile_vs_quiet": figures["healthz_p99_hostile_vs_quiet"] <= 3,
-        "dashboard_vs_lut_rps": figures["dashboard_vs_lut_rps"] >= 0.5,
+    return report(figures)
+
+
+def report(figures: dict[str, Any]) -> int:
+    """Write the results file ({"figures", "targets", "met"}) and print the one-line summary last."""
+    checks = {
+        "lut_vs_trivial_rps": lambda v: v >= 0.5,
+        "lut_p99_ms": lambda v: v < 50,
+        "healthz_p99_hostile_vs_quiet": lambda v: v <= 3,
+        "dashboard_vs_lut_rps": lambda v: v >= 0.5,
+        "sqlite_concurrent_uploads_503": lambda v: v == 0,
+        "sqlite_put_p99_during_uploads_ms": lambda v: v is not None and v <= 1000,
+        "unauth_body_bytes_read": lambda v: v == 0,
     }
+    met = {name: bool(check(figures[name])) for name, check in checks.items() if name in figures}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
-    print(
-        f"server_load: GET /lut {figures['lut_rps']} req/s = {figures['lut_vs_trivial_rps']}x trivial ({figures['trivial_rps']} req/s), "
-        f"p99 {figures['lut_p99_ms']} ms, 304 {figures['lut_304_rps']} req/s; /healthz p99 under maximal queries "
-        f"{figures['healthz_p99_hostile_vs_quiet']}x quiet; dashboard page {figures['dashboard_vs_lut_rps']}x GET /lut, a "
-        f"whole overview view (page + its data) {figures['dashboard_views_per_s']} views/s = "
-        f"{figures['dashboard_view_vs_lut_rps']}x; {ENTRIES} entries, {len(body)} bytes, "
-        f"{'all targets met' if all(met.values()) else 'targets missed: ' + ', '.join(k for k, v in met.items() if not v)}"
-    )
+    f = figures
+    reads = (f"GET /lut {f['lut_rps']} req/s = {f['lut_vs_trivial_rps']}x trivial ({f['trivial_rps']} req/s), p99 {f['lut_p99_ms']} ms, "
+             f"304 {f['lut_304_rps']} req/s; /healthz p99 under maximal queries {f['healthz_p99_hostile_vs_quiet']}x quiet; "
+             f"dashboard page {f['dashboard_vs_lut_rps']}x GET /lut, a whole overview view (page + its data) "
+             f"{f['dashboard_views_per_s']} views/s = {f['dashboard_view_vs_lut_rps']}x; {f['entries']} entries, {f['body_bytes']} bytes; "
+             if "lut_rps" in f else "")
+    writes = (f"SQLite, {f['sqlite_uploads']} at once: {f['sqlite_concurrent_uploads_503']} x 503, 1-row PUT p99 "
+              f"{f['sqlite_put_p99_during_uploads_ms']} ms; unauthenticated uploads: {f['unauth_body_bytes_read']} body bytes read; "
+              if "sqlite_uploads" in f else "")
+    print(f"server_load: {reads}{writes}"
+          f"{'all targets met' if all(met.values()) else 'targets missed: ' + ', '.join(k for k, v in met.items() if not v)}")
     return 0 if all(met.values()) else 1
 
 

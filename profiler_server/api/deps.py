@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -134,6 +136,11 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and code in RETRY_SQLSTATES
 
 
+# How long the last write transactions of this process held their lock (seconds, from BEGIN to COMMIT): on SQLite the
+# whole database's write lock, so every other writer waits this long. Read by tests and benchmarks/server_load.py.
+WRITE_HOLDS: deque[float] = deque(maxlen=10_000)
+
+
 def run_write(session: Session, work: Callable[[], T]) -> T:
     """Run ``work`` in one write transaction and commit; nothing is stored when it raises."""
     for attempt in range(WRITE_ATTEMPTS):
@@ -141,8 +148,10 @@ def run_write(session: Session, work: Callable[[], T]) -> T:
             session.rollback()
         try:
             with write_lock(session):
+                began = time.perf_counter()  # the lock is ours from here (BEGIN IMMEDIATE waited for it on SQLite)
                 result = work()
             session.commit()
+            WRITE_HOLDS.append(time.perf_counter() - began)
             return result
         except DBAPIError as exc:
             session.rollback()

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from hwnas import schemas
 from profiler_server.api.deps import AgentDep, SessionDep, run_write
-from profiler_server.services.measurements import store_batch
+from profiler_server.services.measurements import prepare_batch, store_batch
 
 router = APIRouter(tags=["measurements"])
 
@@ -19,4 +19,8 @@ router = APIRouter(tags=["measurements"])
 def post_measurements(batch: schemas.MeasurementBatch, session: SessionDep, caller: AgentDep) -> schemas.MeasurementBatchResult:
     """Store a run's results; a retry stores nothing twice and reports the duplicates."""
     caller.check_device(batch.device)
-    return run_write(session, lambda: store_batch(session, batch, caller))
+    # Everything that needs no write lock happens first: the key grammar (~0.35 s for 20,000 keys), the operator
+    # dictionary (created in short transactions of its own), the rows' conversion for the driver. The upload's
+    # transaction then only checks ownership and writes its rows.
+    prepared = prepare_batch(session, batch, lambda work: run_write(session, work))
+    return run_write(session, lambda: store_batch(session, batch, caller, prepared))

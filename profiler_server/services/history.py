@@ -10,6 +10,7 @@ once here, parameterised by the item column (``Measurement.operator_id`` or
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Subquery, func, select
@@ -67,10 +68,62 @@ def run_for(session: Session, batch: schemas.RunUpload, device_id: int) -> Measu
     return run
 
 
-def store_new_results(session: Session, item: ItemColumn, run_id: int, results: Sequence[tuple[int, schemas.LatencyStats]]) -> int:
-    """Insert the (item id, result) pairs that run ``run_id`` has not stored yet; returns how many were new."""
+@dataclass(frozen=True)
+class PreparedRows:
+    """Rows of one upload, converted for the driver before the write transaction (``prepare_rows``)."""
+
+    sql: str  # INSERT of one row, in the driver's parameter style, run_id first and the item id second
+    rows: list[tuple[Any, ...]]  # every parameter but run_id, already through the columns' bind processors
+    # PostgreSQL: ``COPY table (copy_columns) FROM STDIN`` instead (psycopg's executemany took 1.7 s for 20,000 rows, and
+    # a multi-row INSERT of that many parameters 3.4 s, most of it splitting the query in Python); None on SQLite, whose
+    # in-process executemany is fastest.
+    copy: str | None = None
+
+
+def prepare_rows(session: Session, item: ItemColumn, results: Sequence[tuple[int, schemas.LatencyStats]]) -> PreparedRows:
+    """Convert (item id, result) pairs to driver parameters, outside any transaction.
+
+    SQLAlchemy's per-row parameter processing of an executemany cost ~0.7 s for 20,000 rows, all of it under SQLite's
+    write lock; done here with the same bind processors (JSON, UTC timestamps, booleans) the columns declare, the
+    transaction only hands the driver ready tuples.
+    """
+    table = item.class_.__table__
+    dialect = session.get_bind().dialect
+    columns = ["run_id", item.key, *_STAT_FIELDS, "valid", "measured_at"]
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]  # as an execute would
+    now = utcnow()
+    rows = []
+    for item_id, r in results:
+        values = [None, item_id, *(getattr(r, f) for f in _STAT_FIELDS), True, now]
+        rows.append(tuple(p(v) if p is not None else v for p, v in zip(processors[1:], values[1:])))
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    copy = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN" if dialect.name == "postgresql" else None
+    return PreparedRows(sql, rows, copy)
+
+
+def store_new_results(session: Session, item: ItemColumn, run_id: int, results: Sequence[tuple[int, schemas.LatencyStats]],
+                      prepared: PreparedRows | None = None) -> int:
+    """Insert the (item id, result) pairs that run ``run_id`` has not stored yet; returns how many were new.
+
+    ``prepared``: ``prepare_rows`` of the same ``results``, made before the transaction (then only the driver's
+    executemany runs here).
+    """
     model = item.class_
     have = set(session.scalars(select(item).where(model.run_id == run_id)))
+    if prepared is not None:
+        new = [(run_id, *row) for row in prepared.rows if row[0] not in have]
+        if not new:
+            return 0
+        connection = session.connection()
+        if prepared.copy is None:
+            connection.exec_driver_sql(prepared.sql, new)
+            return len(new)
+        driver = connection.connection.dbapi_connection  # psycopg's, inside this session's transaction
+        with driver.cursor() as cursor, cursor.copy(prepared.copy) as copy:  # type: ignore[union-attr]
+            for row in new:
+                copy.write_row(row)
+        return len(new)
     now = utcnow()
     rows: list[dict[str, Any]] = [
         {"run_id": run_id, item.key: item_id, **{f: getattr(r, f) for f in _STAT_FIELDS}, "valid": True, "measured_at": now}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -26,7 +26,7 @@ from profiler_server.services.provenance import refuse_imported
 from profiler_server.services import networks as nets
 from profiler_server.services.luts import present_operator_ids
 from profiler_server.services.operators import ensure_operators
-from profiler_server.services.sql import chunks, is_postgres
+from profiler_server.services.sql import is_postgres
 
 OPEN_STATES = (JobState.queued.value, JobState.running.value)
 CLAIM_ATTEMPTS = 5
@@ -237,16 +237,14 @@ def _complete_items(session: Session, job_id: int, device_id: int, runtime: str,
     """Mark the items of job ``job_id`` whose ``id_attr`` is in ``measured`` (id -> measurement id) done."""
     job = _job_for_batch(session, job_id, device_id, runtime, threads)
     column = getattr(model, id_attr)
-    items = [i for part in chunks(list(measured))
-             for i in session.scalars(select(model).where(model.job_id == job_id, column.in_(part))).all()]
-    now = utcnow()
-    for item in items:
-        if item.state != ItemState.done.value:
-            item.state = ItemState.done.value
-            item.error = None
-            item.measurement_id = measured[getattr(item, id_attr)]
-            item.updated_at = now
-    session.flush()
+    table = model.__table__
+    # One executemany UPDATE, not 20,000 ORM objects loaded and flushed: this runs under the write lock.
+    stmt = (table.update()  # type: ignore[attr-defined]
+            .where(table.c.job_id == job_id, table.c[column.key] == bindparam("item"), table.c.state != ItemState.done.value)
+            .values(state=ItemState.done.value, error=None, measurement_id=bindparam("mid"), updated_at=utcnow()))
+    params = [{"item": item, "mid": mid} for item, mid in measured.items()]
+    if params:
+        session.execute(stmt.execution_options(synchronize_session=False), params)
     refresh_state(session, job)
 
 

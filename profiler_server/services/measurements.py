@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -12,18 +15,43 @@ from profiler_server.services import jobs, networks
 from profiler_server.services.devices import find_device
 from profiler_server.services.ownership import Actor, check_device_write
 from profiler_server.services.provenance import refuse_imported
-from profiler_server.services.history import check_repeats, run_for, run_rows, store_new_results
+from profiler_server.services.history import PreparedRows, check_repeats, prepare_rows, run_for, run_rows, store_new_results
 from profiler_server.services.luts import bump_version
-from profiler_server.services.operators import ensure_operators
+from profiler_server.services.operators import ensure_operators, prepare_operators
 
 
-def store_batch(session: Session, batch: schemas.MeasurementBatch, actor: Actor | None = None) -> schemas.MeasurementBatchResult:
+def check_batch(batch: schemas.MeasurementBatch) -> None:
+    """The checks of ``batch`` that need no database (key grammar, repeats): 422s, run before any transaction."""
+    reject_bad_keys([r.key for r in batch.results], "results", "key")
+    check_repeats((r.key for r in batch.results), "key", "key")
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """What an upload's transaction needs, made before it: operator ids and the rows in the driver's form."""
+
+    operators: dict[str, int]
+    rows: PreparedRows
+
+
+def prepare_batch(session: Session, batch: schemas.MeasurementBatch, write: Callable[[Callable[[], None]], None]) -> PreparedBatch:
+    """Check ``batch``, create its operators (short transactions of their own, through ``write``) and convert its rows:
+    everything of an upload that needs no write lock. A 20,000-result upload then holds the lock ~0.1-0.3 s, not 4-8 s."""
+    check_batch(batch)
+    ops = prepare_operators(session, (r.key for r in batch.results), write)
+    return PreparedBatch(ops, prepare_rows(session, Measurement.operator_id, [(ops[r.key], r) for r in batch.results]))
+
+
+def store_batch(session: Session, batch: schemas.MeasurementBatch, actor: Actor | None = None,
+                prepared: PreparedBatch | None = None) -> schemas.MeasurementBatchResult:
     """Store the new results of ``batch``; results of keys this run already has count as duplicates.
 
     ``actor``: who uploads (the owner rule: an agent token uploads only for its own or granted devices).
+    ``prepared``: ``prepare_batch(batch)``, made before this transaction — what the API does, so that the write lock
+    is held for the writes only.
     """
-    reject_bad_keys([r.key for r in batch.results], "results", "key")
-    check_repeats((r.key for r in batch.results), "key", "key")
+    if prepared is None:
+        check_batch(batch)
     device = find_device(session, batch.device)
     # An imported table refuses everyone (409, whatever the token); then the owner rule (403).
     refuse_imported(session, batch.device, device.id, batch.runtime, batch.threads)
@@ -31,8 +59,9 @@ def store_batch(session: Session, batch: schemas.MeasurementBatch, actor: Actor 
     if batch.job_id is not None:
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
     run = run_for(session, batch, device.id)
-    ops = ensure_operators(session, (r.key for r in batch.results))
-    stored = store_new_results(session, Measurement.operator_id, run.id, [(ops[r.key], r) for r in batch.results])
+    ops = prepared.operators if prepared is not None else ensure_operators(session, (r.key for r in batch.results))
+    stored = store_new_results(session, Measurement.operator_id, run.id, [(ops[r.key], r) for r in batch.results],
+                               prepared.rows if prepared is not None else None)
     if stored:
         bump_version(session, device.id, batch.runtime, batch.threads)
     if batch.job_id is not None:

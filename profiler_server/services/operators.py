@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -28,6 +28,28 @@ def operator_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
         found.update(session.execute(select(Operator.key, Operator.id).where(Operator.key.in_(chunk))).tuples().all())
+    return found
+
+
+def prepare_operators(session: Session, keys: Iterable[str], write: Callable[[Callable[[], None]], None],
+                      per_transaction: int = 2_000) -> dict[str, int]:
+    """Ids of the operators ``keys`` (already validated), creating the missing ones *before* the caller's own write.
+
+    Operators are a dictionary shared by every table, never deleted: creating them ahead of the upload that needs them
+    is safe, and done here in short transactions of ``per_transaction`` keys each (``write`` runs one, e.g.
+    ``lambda work: run_write(session, work)``), with the keys parsed outside them, so that a 20,000-key upload does
+    not hold SQLite's write lock while it parses keys and inserts a dictionary.
+    """
+    keys = list(dict.fromkeys(keys))
+    found = operator_ids(session, keys)
+    missing = sorted(k for k in keys if k not in found)
+    for start in range(0, len(missing), per_transaction):
+        rows = [_row(k) for k in missing[start : start + per_transaction]]
+        write(lambda rows=rows: insert_ignore(session, Operator.__table__, rows, ["key"]))  # type: ignore[misc,arg-type]
+    if missing:
+        found.update(operator_ids(session, missing))
+    if session.in_transaction():
+        session.rollback()  # end the read, so the caller's write transaction begins afresh
     return found
 
 

