@@ -43,14 +43,26 @@ def _database_url(option: str | None) -> str:
 
 
 @contextmanager
-def _session(database_url: str | None) -> Iterator["Session"]:
-    """A session on the database that commits on success; database errors end the command in one line."""
+def _session(database_url: str | None, migrate: bool = False) -> Iterator["Session"]:
+    """A session on the database that commits on success; database errors end the command in one line.
+
+    ``migrate``: bring the schema up to date first (as ``serve`` does), so that the first command on a new
+    database — ``token create``, ``import`` — works instead of failing on a missing table.
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     from profiler_server.db import make_engine, session_factory
     from profiler_server.errors import ServiceError
 
-    engine = make_engine(_database_url(database_url))
+    url = _database_url(database_url)
+    if migrate:
+        from profiler_server.migrate import upgrade as run_upgrade
+
+        try:
+            run_upgrade(url)
+        except SQLAlchemyError as exc:
+            _db_error(exc)
+    engine = make_engine(url)
     try:
         with session_factory(engine)() as session:
             yield session
@@ -67,6 +79,24 @@ def _db_error(exc: Exception) -> NoReturn:
     # One line, no traceback: the first line of the driver's message says what is wrong.
     orig = getattr(exc, "orig", None) or exc
     _fail(f"database error: {str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__}")
+
+
+def _port_free(host: str, port: int) -> None:
+    """End the command before the database is touched or a banner printed when the address is taken."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} — another server (perhaps an earlier "
+                  f"profiler-server) holds it; stop it or choose another --port")
 
 
 @app.command()
@@ -92,6 +122,7 @@ def serve(
         settings = Settings(**overrides)
     except Exception as exc:  # pydantic ValidationError: a bad environment variable
         _fail(f"bad setting: {exc}")
+    _port_free(settings.host, settings.port)
     if upgrade:
         from profiler_server.migrate import upgrade as run_upgrade
 
@@ -135,7 +166,7 @@ def token_create(
     """
     from profiler_server.auth import create_token
 
-    with _session(database_url) as session:
+    with _session(database_url, migrate=True) as session:
         token = create_token(session, name, role, expires_days=expires_days, devices=list(device) if device else None)
     typer.echo(token)
     typer.echo(f"token for {name!r} ({role}); it is shown only once", err=True)
@@ -251,7 +282,7 @@ def import_table(
         except (UnknownPreset, ValidationError) as exc:
             _fail(validation_message(exc))
     for path, request in requests:  # one transaction per table: a bad file leaves nothing half-imported
-        with _session(database_url) as session:
+        with _session(database_url, migrate=True) as session:
             try:
                 result = do_import(session, request, imported_by="profiler-server import")
             except ServiceError as exc:

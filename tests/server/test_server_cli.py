@@ -35,6 +35,28 @@ def test_token_create_prints_a_working_token_once(tmp_path: Path) -> None:
     assert revoked.returncode == 0 and "revoked 1" in revoked.stdout
 
 
+def test_the_first_command_on_a_new_database_sets_its_schema_up(tmp_path: Path) -> None:
+    # No `db upgrade` first: `token create` is what a new user runs first (it used to fail on a missing table
+    # and leave an empty database file behind).
+    made = run("token", "create", "--name", "admin", "--role", "admin", "--database-url", sqlite_url(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().startswith("hwnas_")
+    assert run("token", "list", "--database-url", sqlite_url(tmp_path)).stdout.count("admin") >= 1
+
+
+def test_serve_on_a_busy_port_says_so_before_touching_the_database(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run("serve", "--port", str(port), "--database-url", sqlite_url(tmp_path))
+    assert out.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in out.stderr and "in use" in out.stderr
+    assert "profiler-server on http" not in out.stderr  # no banner for a server that never ran
+    assert not (tmp_path / "hwnas.db").exists()
+
+
 def test_an_agent_token_can_be_limited_to_devices(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     assert run("db", "upgrade", "--database-url", url).returncode == 0
