@@ -16,7 +16,6 @@ from tests.support.live_server import LiveServer
 from tests.support.measurements import batch, result
 from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
 
-pytestmark = needs_reference_data
 
 
 def lut(server: LiveServer, device: str) -> Lut:
@@ -37,6 +36,7 @@ def imported(admin: ProfilerClient, preset: str, content: str | None = None) -> 
     return device
 
 
+@needs_reference_data
 @pytest.mark.parametrize(("preset", "fmt"), [("note10-ofa", "ofa-yaml"), ("pixel1-proxylessnas", "proxyless-yaml")])
 def test_an_imported_table_exports_as_the_file_it_came_from(server: LiveServer, preset: str, fmt: str) -> None:
     with server.client("admin") as admin:
@@ -45,6 +45,7 @@ def test_an_imported_table_exports_as_the_file_it_came_from(server: LiveServer, 
     assert yaml.safe_load(export(server, device, fmt).text) == published  # every key, count, mean and std/var, exactly
 
 
+@needs_reference_data
 @pytest.mark.parametrize(("preset", "fmt"), [("note10-ofa", "ofa-yaml"), ("pixel1-proxylessnas", "proxyless-yaml")])
 def test_import_of_an_export_gives_back_the_same_entries(server: LiveServer, preset: str, fmt: str) -> None:
     with server.client("admin") as admin:
