@@ -669,6 +669,9 @@ def main_summary(result: DemoResult) -> list[str]:
                      f"(mean of {eq['n']}, {100 * eq['random_min_acc']:.2f}–{100 * eq['random_max_acc']:.2f}%): "
                      f"{eq['gain_pts']:+.2f} points (one seed: an illustration, see the report)")
     lines.append(f"search {result.search_s:.0f} s; total {result.timings.get('total_s', 0):.0f} s; report {result.report}")
+    if not result.config.keep_server:  # the README's everyday commands start with this server on the demo's database
+        lines.append(f"serve its database again (host-cpu's table): profiler-server serve --database-url "
+                     f"sqlite:///{Path(result.config.out) / 'hwnas.db'} --port 8000")
     return lines
 
 

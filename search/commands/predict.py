@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         `hwnas predict best.json --cost latency --server http://127.0.0.1:8000 --device pixel7 --create-job`
         """
         from search.arch import get_arch
-        from search.commands._table import decide_job, missing_hint, obtain_table, run_job
+        from search.commands._table import decide_job, job_intent, missing_header, missing_hint, obtain_table, run_job
         from search.cost import predict as predict_arch
         from search.lut import MissingEntriesError
 
@@ -49,20 +49,23 @@ def register(app: typer.Typer) -> None:
             arch = get_arch(arch_path)
             table = None
             if cost == "latency":
-                table = obtain_table(server, device, runtime, threads, token, lut, cache_dir, empty_if_unknown=bool(create_job))
+                table = obtain_table(server, device, runtime, threads, token, lut, cache_dir, empty_if_unknown=bool(create_job),
+                                     offers_job=True)
                 try:
                     result = predict_arch(arch, table)
                 except MissingEntriesError as exc:
                     if partial:
                         _print_partial(arch, arch_path, table, as_json)
                         return
-                    typer.echo(f"error: {len(exc.keys)} operator(s) missing from the latency table of {table.describe()}:", err=True)
+                    intent = job_intent(create_job, lut is None and bool(server), bool(table.imported_from))
+                    typer.echo(missing_header(len(exc.keys), f"missing from the latency table of {table.describe()}", intent),
+                               err=True)
                     for key in exc.keys:
                         typer.echo(f"  {key}", err=True)
                     if lut is not None or not server:
                         raise typer.Exit(1) from None
                     if table.imported_from or not decide_job(create_job, len(exc.keys)):
-                        typer.echo(missing_hint(table), err=True)
+                        typer.echo(missing_hint(table, token), err=True)
                         raise typer.Exit(1) from None
                     run_job(server, token, table, exc.keys, runtime, threads, wait_timeout, poll)
                     table = obtain_table(server, table.device, runtime or table.runtime, threads or table.threads, token, None, cache_dir)

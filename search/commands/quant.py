@@ -209,14 +209,15 @@ def _run_with_table(config, create_job: bool | None, wait_timeout: float):
     source = config.cost_source
     if source.kind != "latency":
         return run_quant_search(config)
-    from search.commands._table import offer_job, source_table
+    from search.commands._table import job_intent, missing_header, offer_job, source_table
 
-    cost = Int8LatencyCost(source_table(source, empty_if_unknown=bool(create_job)))
+    cost = Int8LatencyCost(source_table(source, empty_if_unknown=bool(create_job), offers_job=True))
     try:
         return run_quant_search(config, cost_model=cost)
     except MissingEntriesError as exc:
-        typer.echo(f"error: {len(exc.keys)} int8/fp32 operator(s) missing from the latency table"
-                   f"{' of ' + exc.table if exc.table else ''}:", err=True)
+        intent = job_intent(create_job, source.from_server, bool(cost.table.imported_from))
+        typer.echo(missing_header(len(exc.keys), "(int8/fp32) missing from the latency table"
+                                  f"{' of ' + exc.table if exc.table else ''}", intent), err=True)
         for key in exc.keys[:50]:
             typer.echo(f"  {key}", err=True)
         if not offer_job(source, cost.table, exc.keys, create_job, wait_timeout):

@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
 
         Examples: `hwnas search --space fbnet-fmnist --data fashion-mnist --cost flops --epochs 10 --out runs/flops` ·
         `hwnas search --cost latency --server http://127.0.0.1:8000 --device host-cpu --runtime onnxruntime --threads 1
-        --mode hard --out runs/lat` · `hwnas search --out runs/lat --resume` ·
+        --out runs/lat` (a device without a table: add --create-job --token TOKEN) · `hwnas search --out runs/lat --resume` ·
         `hwnas search --nproc 2 --batch-size 256 --out runs/ddp` (or `torchrun --nproc-per-node 8 -m search search ...`)
         """
         from search.distributed import init_from_env, is_main, main_then_broadcast, shutdown
@@ -214,7 +214,7 @@ def _cost_model(config, create_job: bool | None, wait_timeout: float):
     from search.commands._table import source_table
     from search.cost import LatencyCost
 
-    return LatencyCost(source_table(config.cost_source, empty_if_unknown=bool(create_job)))
+    return LatencyCost(source_table(config.cost_source, empty_if_unknown=bool(create_job), offers_job=True))
 
 
 def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: float, run_search):
@@ -227,8 +227,11 @@ def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: fl
         from search.distributed import is_main, main_then_broadcast
 
         if is_main():  # under torchrun every rank has the same table: rank 0 alone reports, asks and runs the job
-            typer.echo(f"error: {len(exc.keys)} operator(s) of the space missing from the latency table"
-                       f"{' of ' + exc.table if exc.table else ''}:", err=True)
+            from search.commands._table import job_intent, missing_header
+
+            intent = job_intent(create_job, config.cost_source.from_server, bool(cost_model.table.imported_from))
+            typer.echo(missing_header(len(exc.keys), "of the space missing from the latency table"
+                                      f"{' of ' + exc.table if exc.table else ''}", intent), err=True)
             for key in exc.keys[:50]:
                 typer.echo(f"  {key}", err=True)
             if len(exc.keys) > 50:

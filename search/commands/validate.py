@@ -11,6 +11,9 @@ import typer
 
 from search.commands._errors import fail, user_errors
 
+# How to get the token `hwnas validate` needs (URL: the server's --database-url).
+CLIENT_TOKEN_COMMAND = "profiler-server token create --name NAME --role client --database-url URL"
+
 
 def register(app: typer.Typer) -> None:
     @app.command("validate")
@@ -39,10 +42,14 @@ def register(app: typer.Typer) -> None:
         entry they use (one job, interleaved rounds), and report how well the table predicts them: MAPE, share
         within ±5%/±10%, RMSE, Kendall τ, the measurement's own noise floor, and a scatter plot.
 
-        Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate --calibration-token $OWNER_TOKEN -o val/`
+        Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate --token $CLIENT_TOKEN --calibration-token $OWNER_TOKEN -o val/`
         """
+        from hwnas.client import AuthError
         from search.validate import ValidateConfig, ValidationError, run_validation
 
+        if not token:
+            raise fail(f"hwnas validate creates a measurement job, which needs a client (or admin) token: --token TOKEN "
+                       f"or HWNAS_TOKEN; create one with `{CLIENT_TOKEN_COMMAND}`", 2)
         cfg = ValidateConfig(server=server, device=device, space=space, runtime=runtime, threads=threads, n=n, seed=seed,
                              calibrate=calibrate, input_size=input_size, out=out, token=token, calibration_token=calibration_token,
                              cache_dir=cache_dir,
@@ -52,6 +59,11 @@ def register(app: typer.Typer) -> None:
                 report = run_validation(cfg, log=lambda line: typer.echo(line, err=True))
             except ValidationError as exc:
                 raise fail(str(exc)) from None
+            except AuthError as exc:
+                if exc.status != 401:
+                    raise
+                raise fail(f"{exc}: the token is not one the server knows (revoked, expired, or from another database); "
+                           f"create a client token with `{CLIENT_TOKEN_COMMAND}`") from None
         if as_json:
             typer.echo(json.dumps(report.figures()))
             return
