@@ -200,8 +200,12 @@ def build_setup(config: SearchConfig, cost_model=None, *,
     cost_tensors = model.cost_tensors(costs.layer_costs)
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
     try:
+        # Only FBNet's (log LAT)^β needs a unit scale (and LAT > 0): the target and additive losses take any sign, and
+        # a calibrated table can price its cheapest networks below 0 ms (a demo calibration of scale 1.4 and offset
+        # −0.015 ms did, and the target search stopped here).
         scale = (objective.cost_scale if objective.cost_scale is not None
-                 else default_cost_scale(uniform, costs.min_cost(), objective.beta))
+                 else default_cost_scale(uniform, costs.min_cost(), objective.beta) if objective.loss == "fbnet"
+                 else 1.0)
     except ValueError as exc:
         raise SearchConfigError(str(exc)) from None
     reference = objective.reference or uniform

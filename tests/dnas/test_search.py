@@ -201,3 +201,19 @@ def test_a_falling_super_net_accuracy_is_warned_about() -> None:
     assert accuracy_fall([{"val_acc": 0.70}, {"val_acc": 0.65}, {"val_acc": 0.68}]) is None  # noise, not a fall
     assert accuracy_fall([{"val_acc": 0.40}, {"val_acc": 0.70}]) is None  # rising
     assert accuracy_fall([{"val_acc": 0.70}]) is None
+
+
+def test_a_target_search_runs_on_a_calibration_that_prices_cheap_networks_below_zero(tmp_path: Path,
+                                                                                     tiny_space: Path) -> None:
+    from search.lut import TableCalibration
+
+    # The demo's calibrations have come out at scale 1.4, offset −0.015 ms: its cheapest networks then cost < 0 ms.
+    # Only FBNet's (log LAT)^β needs LAT > 0; the target loss must run (it stopped on the FBNet unit scale before).
+    table = LatencyTable.from_document(json.loads(_slow_table(tiny_space, "ir_k3_e3", tmp_path / "lut.json").read_text()))
+    table.calibration = TableCalibration(scale=1.4, offset_ms=-50.0, networks=8)
+    lut = table.save(tmp_path / "calibrated.json")
+    setup = build_setup(_config(tmp_path, tiny_space, cost="latency", lut=str(lut), subset=400, loss="target",
+                                target=10.0))
+    assert setup.costs.min_cost() < 0 and setup.cost_scale == 1.0
+    with pytest.raises(SearchConfigError, match="non-positive"):  # FBNet's form still refuses it, by name
+        build_setup(_config(tmp_path / "f", tiny_space, cost="latency", lut=str(lut), subset=400, loss="fbnet"))
