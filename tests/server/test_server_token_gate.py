@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,8 @@ import httpx
 import pytest
 
 from tests.support.databases import fresh_postgres_database, postgres_base_url
-from tests.support.live_server import LiveServer, free_port, start_live_server
+from tests.support.inprocess_server import InProcessServer, in_process_server
+from tests.support.live_server import LiveServer, start_live_server
 
 DECLARED = 15_000_000  # the body a client says it will send
 SENT = 256 * 1024  # what it actually sends before it waits for an answer
@@ -93,49 +93,18 @@ def test_the_answer_keeps_the_connection_for_the_next_request(server: LiveServer
     assert b"HTTP/1.1 200" in data
 
 
-def _in_process(database_url: str, tmp: Path) -> Iterator[tuple[str, object, dict[str, str]]]:
-    import uvicorn
-
-    from profiler_server.app import create_app
-    from profiler_server.auth import create_token
-    from profiler_server.db import make_engine, session_factory
-    from profiler_server.gate import http_protocol
-    from profiler_server.migrate import upgrade
-    from profiler_server.settings import Settings
-
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    with session_factory(engine)() as session:
-        tokens = {role: create_token(session, f"gate-{role}", role) for role in ("agent", "client")}
-        session.commit()
-    engine.dispose()
-    app = create_app(Settings(database_url=database_url))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=http_protocol()))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "in-process server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app, tokens
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if postgres_base_url() else []))
-def in_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, object, dict[str, str]]]:
+def in_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessServer]:
     if request.param == "sqlite":
-        yield from _in_process(f"sqlite:///{tmp_path / 'gate.db'}", tmp_path)
+        with in_process_server(f"sqlite:///{tmp_path / 'gate.db'}") as srv:
+            yield srv
         return
-    with fresh_postgres_database() as url:
-        yield from _in_process(url, tmp_path)
+    with fresh_postgres_database() as url, in_process_server(url) as srv:
+        yield srv
 
 
-def test_the_server_reads_no_body_byte_of_a_refused_write(in_process: tuple[str, object, dict[str, str]]) -> None:
-    url, app, tokens = in_process
+def test_the_server_reads_no_body_byte_of_a_refused_write(in_process: InProcessServer) -> None:
+    url, app, tokens = in_process.url, in_process.app, in_process.tokens
     big = b"[" + b"0," * 2_500_000 + b"0]"  # 5 MB
     for headers in ({}, {"Authorization": "Bearer hwnas_bogus"}, {"Authorization": f"Bearer {tokens['client']}"}):
         r = httpx.post(f"{url}/measurements", content=big, headers={"Content-Type": "application/json", **headers}, timeout=60)
