@@ -4,6 +4,7 @@ briefly; seven concurrent 20,000-result uploads all succeed (no 503 "database bu
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,16 +36,21 @@ def inproc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcess
         yield srv
 
 
-def test_a_20000_result_upload_holds_its_write_lock_well_under_a_second(inproc: InProcessServer) -> None:
+def test_a_20000_result_upload_holds_its_write_lock_for_a_small_share_of_the_request(inproc: InProcessServer) -> None:
     from profiler_server.api.deps import WRITE_HOLDS
 
     auth = {"Authorization": f"Bearer {inproc.tokens['agent']}"}
     assert httpx.put(f"{inproc.url}/devices/locks", json={}, headers=auth, timeout=30).status_code == 201
     WRITE_HOLDS.clear()
+    started = time.perf_counter()
     r = httpx.post(f"{inproc.url}/measurements", json=upload_body("locks", 0), headers=auth, timeout=300)
+    request_s = time.perf_counter() - started
     assert r.status_code == 200 and r.json()["stored"] == RESULTS, r.text[:300]
     holds = list(WRITE_HOLDS)
-    assert holds and max(holds) < 1.0, holds  # was one transaction of 4-8 s (issue 25)
+    # A share of the request, not seconds: a loaded machine slows both alike. Before, one transaction held the lock
+    # for most of the request (4-8 s); prepared outside it, the longest hold is a small part of the work.
+    print(f"request {request_s:.2f} s, longest hold {max(holds):.2f} s, share {max(holds) / request_s:.2f}")
+    assert holds and max(holds) < 0.35 * request_s, (request_s, holds)
     table = httpx.get(f"{inproc.url}/lut/locks", timeout=60).json()
     assert len(table["entries"]) == RESULTS
 
