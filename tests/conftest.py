@@ -33,6 +33,19 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
             yield url
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Ctrl-C reaches the programs the tests start, even when the suite itself was started in the background.
+
+    A shell without job control starts `cmd &` with SIGINT ignored; Python then keeps it ignored and every child
+    inherits that across exec, so the tests that Ctrl-C a search, a demo or an agent would wait for nothing. A Python
+    handler here is reset to the default in each child instead.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line when the published-table tests could not run, so such a run never passes for a full one."""
     from tests.support.reference_data import SKIP_REASON
