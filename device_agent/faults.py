@@ -43,6 +43,8 @@ DEVICE_PATTERNS = (
     r"cannot execute binary file",
     r"not executable: (32|64)-bit",
     r"Permission denied",
+    # A script stand-in deleted between exec and the shell opening it (a binary keeps running): its file is gone.
+    r"cannot open \S+: No such file",
     r"Lite Interpreter version number does not match",  # torch/csrc/jit/mobile: bytecode out of its range
 )
 # The program refusing its command line or its model's format (sources in setup_fix).

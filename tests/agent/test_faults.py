@@ -15,6 +15,7 @@ from device_agent.faults import fix_for, is_device_fault, split_failures
     'torchscript benchmark exited 1: CANNOT LINK EXECUTABLE "./bin/speed_benchmark_torch": library "libc++_shared.so" not found',
     "onnxruntime benchmark exited 2: /system/bin/sh: ./bin/onnxruntime_perf_test: Exec format error",
     "torchscript benchmark exited 1: taskset: failed to set pid 4242's affinity: Invalid argument",
+    "onnxruntime benchmark exited 2: /bin/sh: 0: cannot open ./bin/onnxruntime_perf_test: No such file",
 ])
 def test_the_program_not_running_is_a_device_fault(reason: str) -> None:
     assert is_device_fault(reason)
