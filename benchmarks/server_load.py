@@ -14,11 +14,14 @@ concurrency 32 against three routes of the same app:
 Issue 25 added writes: seven concurrent 20,000-result uploads to ``profiler-server serve`` on SQLite while a prober
 PUTs one device row every 50 ms (``sqlite_concurrent_uploads_503``, ``sqlite_put_p99_during_uploads_ms``), and
 unauthenticated 15 MB uploads to an in-process server whose gate counts the body bytes it read for them
-(``unauth_body_bytes_read``).
+(``unauth_body_bytes_read``), and the dashboard's table page of a 100,000-entry table in headless Chromium
+(``table_page_100k_render_s``: from navigation until its first page of rows is drawn, as the page itself notes it in
+``body[data-ready-ms]``; the slowest of a few loads).
 
     python benchmarks/server_load.py            # ~10 s per route, then the writes
     python benchmarks/server_load.py --quick    # ~3 s per route
     python benchmarks/server_load.py --only writes   # the write figures only (the others kept from the last run)
+    python benchmarks/server_load.py --only table    # the table page figures only
 
 Writes benchmarks/results/server_load.json and prints a one-line summary last.
 """
@@ -47,7 +50,7 @@ ENTRIES = 2000
 CONCURRENCY = 32
 TARGETS = {"lut_vs_trivial_rps": ">= 0.5", "lut_p99_ms": "< 50", "healthz_p99_hostile_vs_quiet": "<= 3",
            "dashboard_vs_lut_rps": ">= 0.5", "sqlite_concurrent_uploads_503": "== 0", "sqlite_put_p99_during_uploads_ms": "<= 1000",
-           "unauth_body_bytes_read": "== 0"}
+           "unauth_body_bytes_read": "== 0", "table_page_100k_render_s": "<= 2"}
 JOBS = 10  # queued jobs of 100 keys each, so the overview's job list has rows to show
 
 
@@ -405,22 +408,133 @@ def unauth_body_load(work: Path, requests: int = 10, size: int = 15_000_000) -> 
             "unauth_seconds": round(time.perf_counter() - started, 2)}
 
 
+# ---- the dashboard's table page of a 100,000-entry table (issue 25, D8) ---------------------------
+TABLE_ENTRIES = 100_000
+TABLE_LOADS = 3
+
+
+def table_keys(n: int) -> list[str]:
+    """``n`` distinct operator keys of two operator types (ir and conv), so that the type filter has work."""
+    out: list[str] = []
+    o = 8
+    while len(out) < n:
+        for k in (3, 5, 7):
+            for hw in (7, 14, 28, 56):
+                out.append(f"ir_k{k}_e6_g1_s1_o{o}@1x32x{hw}x{hw}" if len(out) % 4 else f"conv_k{k}_s1_o{o}@1x32x{hw}x{hw}")
+        o += 1
+    return out[:n]
+
+
+def seed_table(database_url: str, n: int) -> None:
+    """Migrate, register device ``table`` and store one table of ``n`` entries (in uploads of at most MAX_KEYS)."""
+    import random
+
+    from hwnas.schemas import MAX_KEYS, DeviceInfo, MeasurementBatch, MeasurementResult
+    from profiler_server.api.deps import run_write
+    from profiler_server.db import make_engine, session_factory
+    from profiler_server.migrate import upgrade
+    from profiler_server.services.devices import put_device
+    from profiler_server.services.measurements import prepare_batch, store_batch
+
+    upgrade(database_url)
+    rng = random.Random(1)
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            run_write(session, lambda: put_device(session, "table", DeviceInfo(model="bench")))
+            every = table_keys(n)
+            for start in range(0, n, MAX_KEYS):
+                results = []
+                for key in every[start:start + MAX_KEYS]:
+                    m = rng.uniform(0.01, 20.0)
+                    results.append(MeasurementResult(key=key, median_ms=m, p10_ms=m * 0.95, p90_ms=m * 1.1, mean_ms=m,
+                                                     std_ms=m * 0.03, min_ms=m * 0.9, iterations=100, warmup=10))
+                batch = MeasurementBatch(device="table", runtime="ort", runtime_version="1.17.0", threads=1, agent="bench",
+                                         run_id=uuid.uuid4(), results=results)
+                prepared = prepare_batch(session, batch, lambda work: run_write(session, work))
+                run_write(session, lambda: store_batch(session, batch, prepared=prepared))
+    finally:
+        engine.dispose()
+
+
+def table_page_load(work: Path, database_url: str | None = None) -> dict[str, Any]:
+    """The table page of a TABLE_ENTRIES-entry table in headless Chromium, served by ``profiler-server serve``: seconds
+    from navigation until its first page of rows is drawn (each load a fresh document; the slowest counts), then one
+    re-sort by clicking a heading."""
+    import httpx
+
+    sys.path.insert(0, str(ROOT))
+    from tests.support.browser import Browser
+
+    url = database_url or f"sqlite:///{work / 'table.db'}"
+    started = time.perf_counter()
+    seed_table(url, TABLE_ENTRIES)
+    seed_s = time.perf_counter() - started
+    port = free_port()
+    log = work / "table.log"
+    exe = Path(sys.executable).with_name("profiler-server")
+    cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "profiler_server.cli"]) + [
+        "serve", "--no-upgrade", "--host", "127.0.0.1", "--port", str(port), "--database-url", url, "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    drawn = "document.body.dataset.ready === '1' && document.querySelectorAll('#entries tbody tr').length === 100"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"server did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        loads: list[float] = []
+        with Browser() as browser:
+            for _ in range(TABLE_LOADS):
+                browser.open(f"{base}/ui/table.html?device=table&runtime=ort&threads=1", ready=drawn, timeout_s=300)
+                # The page notes when it was drawn, in ms since its navigation began (performance.now()).
+                loads.append(float(browser.eval("document.body.dataset.readyMs")) / 1000)
+                if browser.errors:
+                    raise RuntimeError(f"the table page reported errors: {browser.errors}")
+            if browser.eval("document.getElementById('entries').dataset.entries") != str(TABLE_ENTRIES):
+                raise RuntimeError("the table page does not count the table's entries")
+            t = time.perf_counter()  # one re-sort: by key, descending (two clicks on the heading)
+            browser.eval("document.querySelector('#entries th[data-column=\"key\"]').click()")
+            browser.wait_for("document.getElementById('entries').dataset.view.startsWith('key asc')")
+            browser.eval("document.querySelector('#entries th[data-column=\"key\"]').click()")
+            browser.wait_for("document.getElementById('entries').dataset.view.startsWith('key desc')")
+            sort_s = (time.perf_counter() - t) / 2
+            shown = browser.eval("document.querySelector('#entries tbody tr').dataset.key")
+            if shown != max(table_keys(TABLE_ENTRIES)):
+                raise RuntimeError(f"sorted by key descending, the first row is {shown!r}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"table_page_100k_render_s": round(max(loads), 3), "table_page_100k_loads_s": [round(x, 3) for x in loads],
+            "table_page_100k_resort_s": round(sort_s, 3), "table_page_entries": TABLE_ENTRIES,
+            "table_page_seed_s": round(seed_s, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~3 s per route instead of ~10 s")
     parser.add_argument("--database-url", help="benchmark on this (empty) database instead of a temporary SQLite file")
     parser.add_argument("--loader", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds per route (default 5, 1 with --quick)")
-    parser.add_argument("--only", choices=["all", "reads", "writes"], default="all",
-                        help="reads: GET /lut and the dashboard; writes: issue 25's upload and gate figures (the other "
-                             "figures are kept from the last results file)")
+    parser.add_argument("--only", choices=["all", "reads", "writes", "table"], default="all",
+                        help="reads: GET /lut and the dashboard; writes: issue 25's upload and gate figures; table: the "
+                             "table page of a 100,000-entry table (the other figures are kept from the last results file)")
     args = parser.parse_args()
     previous = json.loads(RESULTS.read_text())["figures"] if RESULTS.exists() else {}
     writes: dict[str, Any] = {}
     if args.only in ("all", "writes"):
         with tempfile.TemporaryDirectory(prefix="hwnas-bench-writes-") as tmp:
             writes = {**sqlite_write_load(Path(tmp)), **unauth_body_load(Path(tmp))}
-    if args.only == "writes":
+    if args.only in ("all", "table"):
+        with tempfile.TemporaryDirectory(prefix="hwnas-bench-table-") as tmp:
+            writes.update(table_page_load(Path(tmp)))
+    if args.only in ("writes", "table"):
         figures = {**previous, **writes}
         return report(figures)
     seconds = 3.0 if args.quick else 10.0
@@ -466,7 +580,7 @@ def main() -> int:
     # One overview view costs its three requests in turn: views/s = 1 / Σ (1 / requests/s of each).
     dashboard_rps = 1.0 / sum(1.0 / r["rps"] for r in (ui, devices, jobs))
     figures = {
-        **{k: v for k, v in previous.items() if k in writes or k.startswith(("sqlite_", "unauth_"))},
+        **{k: v for k, v in previous.items() if k in writes or k.startswith(("sqlite_", "unauth_", "table_page_"))},
         **writes,
         "lut_vs_trivial_rps": round(lut["rps"] / trivial["rps"], 3),
         "lut_rps": round(lut["rps"], 1),
@@ -505,6 +619,7 @@ def report(figures: dict[str, Any]) -> int:
         "sqlite_concurrent_uploads_503": lambda v: v == 0,
         "sqlite_put_p99_during_uploads_ms": lambda v: v is not None and v <= 1000,
         "unauth_body_bytes_read": lambda v: v == 0,
+        "table_page_100k_render_s": lambda v: v is not None and v <= 2,
     }
     met = {name: bool(check(figures[name])) for name, check in checks.items() if name in figures}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -518,7 +633,9 @@ def report(figures: dict[str, Any]) -> int:
     writes = (f"SQLite, {f['sqlite_uploads']} at once: {f['sqlite_concurrent_uploads_503']} x 503, 1-row PUT p99 "
               f"{f['sqlite_put_p99_during_uploads_ms']} ms; unauthenticated uploads: {f['unauth_body_bytes_read']} body bytes read; "
               if "sqlite_uploads" in f else "")
-    print(f"server_load: {reads}{writes}"
+    table = (f"table page of {f['table_page_entries']} entries drawn in {f['table_page_100k_render_s']} s in Chromium; "
+             if "table_page_100k_render_s" in f else "")
+    print(f"server_load: {reads}{writes}{table}"
           f"{'all targets met' if all(met.values()) else 'targets missed: ' + ', '.join(k for k, v in met.items() if not v)}")
     return 0 if all(met.values()) else 1
 

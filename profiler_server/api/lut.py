@@ -1,10 +1,12 @@
-"""Latency tables: GET /lut/{device} (JSON or CSV, ETag; OFA / ProxylessNAS YAML), POST /lut/{device}/query, POST /lut/import."""
+"""Latency tables: GET /lut/{device} (JSON or CSV, ETag; OFA / ProxylessNAS YAML), GET /lut/{device}/entries (one page),
+POST /lut/{device}/query, POST /lut/import."""
 
 from __future__ import annotations
 
 import re
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -12,7 +14,8 @@ from hwnas import schemas
 from profiler_server.api.deps import AdminDep, DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token, run_write
 from profiler_server.errors import InvalidInput, field_error
 from profiler_server.services.imports import export_table, import_table, read_import
-from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys
+from profiler_server.services.lut_pages import PageQuery, table_page
+from profiler_server.services.luts import LutCache, Rendered, TableRef, query_keys, resolve_table
 
 router = APIRouter(tags=["latency tables"])
 _NAME = re.compile(schemas.NAME_PATTERN)
@@ -107,6 +110,32 @@ def _export(sessions: sessionmaker[Session], device: str, runtime: str | None, t
 def _render(sessions: sessionmaker[Session], cache: LutCache, ref: TableRef, want_csv: bool) -> Rendered:
     with sessions() as session:
         return cache.render(session, ref, want_csv)
+
+
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL refuses NUL in text: refused here alike on both databases
+
+
+@router.get("/lut/{device}/entries", response_model=schemas.LutPage, responses=ERRORS)
+def get_lut_entries(
+    device: DeviceName,
+    session: SessionDep,
+    _: ReaderDep,
+    runtime: Annotated[str | None, Query(max_length=64, pattern=NO_NUL, description="e.g. ort, torchscript")] = None,
+    threads: Annotated[int | None, Query(ge=1, le=schemas.MAX_THREADS)] = None,
+    sort: Annotated[schemas.LutSort, Query(description="column to sort by; ties in key order")] = "median_ms",
+    order: Literal["asc", "desc"] = "asc",
+    type: Annotated[str | None, Query(max_length=128, pattern=NO_NUL, description="only this operator type (the key's block, e.g. ir)")] = None,
+    key: Annotated[str | None, Query(max_length=256, pattern=NO_NUL, description="only keys containing this text")] = None,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=schemas.LUT_PAGE_MAX)] = 100,
+) -> schemas.LutPage:
+    """One page of a table's entries, sorted and filtered by the database, with the table's header and counts.
+
+    What the dashboard's table page shows: a page of a 100,000-entry table costs what a page of a small one does.
+    Empty values (``std_ms`` of an imported table) sort last in either order.
+    """
+    ref = resolve_table(session, device, runtime, threads)
+    return table_page(session, ref, PageQuery(sort=sort, order=order, type=type or None, key=key or None, offset=offset, limit=limit))
 
 
 @router.post("/lut/{device}/query", response_model=schemas.LutQueryResult, responses=ERRORS)

@@ -238,19 +238,21 @@ function svgCanvas(id, width, height) {
   return { svg, add };
 }
 
-function heatmap(entries) {
-  const cells = entries.map(([k, e]) => ({ ...parseKey(k), key: k, ms: e.median_ms }));
-  const rows = [...new Set(cells.map(c => c.layer))].sort();
-  const cols = [...new Set(cells.map(c => c.candidate))].sort();
+function heatmap(rows) {
+  // rows: [{key, median_ms}], at most HEATMAP_MAX of them (one SVG cell each).
+  const cells = rows.map(r => ({ ...parseKey(r.key), key: r.key, ms: r.median_ms }));
+  const rowNames = [...new Set(cells.map(c => c.layer))].sort();
+  const colNames = [...new Set(cells.map(c => c.candidate))].sort();
+  const rowOf = new Map(rowNames.map((r, j) => [r, j])), colOf = new Map(colNames.map((c, i) => [c, i]));
   const logs = cells.map(c => Math.log(Math.max(c.ms, 1e-6)));
   const lo = Math.min(...logs), hi = Math.max(...logs);
   const cw = 26, ch = 18, left = 230, top = 110;
-  const { svg, add } = svgCanvas("heatmap", left + cols.length * cw + 20, top + rows.length * ch + 10);
-  cols.forEach((c, i) => add("text", { x: left + i * cw + cw / 2, y: top - 6, transform: `rotate(-60 ${left + i * cw + cw / 2} ${top - 6})` }, { text: c }));
-  rows.forEach((r, j) => add("text", { x: left - 6, y: top + j * ch + ch * 0.7, "text-anchor": "end" }, { text: r }));
+  const { svg, add } = svgCanvas("heatmap", left + colNames.length * cw + 20, top + rowNames.length * ch + 10);
+  colNames.forEach((c, i) => add("text", { x: left + i * cw + cw / 2, y: top - 6, transform: `rotate(-60 ${left + i * cw + cw / 2} ${top - 6})` }, { text: c }));
+  rowNames.forEach((r, j) => add("text", { x: left - 6, y: top + j * ch + ch * 0.7, "text-anchor": "end" }, { text: r }));
   for (const c of cells) {
     const t = hi > lo ? (Math.log(Math.max(c.ms, 1e-6)) - lo) / (hi - lo) : 0.5;
-    add("rect", { x: left + cols.indexOf(c.candidate) * cw, y: top + rows.indexOf(c.layer) * ch, width: cw - 1,
+    add("rect", { x: left + colOf.get(c.candidate) * cw, y: top + rowOf.get(c.layer) * ch, width: cw - 1,
       height: ch - 1, fill: `hsl(${(1 - t) * 220}, 70%, ${45 + 20 * (1 - t)}%)`, "data-key": c.key },
     { tooltip: `${c.key}: ${fmt.ms(c.ms)} ms` });
   }
@@ -265,49 +267,113 @@ async function download(device, query, format) {
   document.body.append(a); a.click(); a.remove();
 }
 
+// The table page asks the server for one page at a time (GET /lut/{device}/entries: sorted, filtered and cut by the
+// database), so a 100,000-entry table costs the browser what a 100-entry one does; it used to fetch the whole
+// table and draw every row (106 s in Chromium for 100,000 entries).
+const PAGE_ROWS = 100;
+const HEATMAP_MAX = 2000;  // the heatmap draws one SVG cell per entry: up to this many (the entries route's largest page)
+const TABLE_COLUMNS = [["key", "key"], ["type", "type"], ["median ms", "median_ms"], ["min ms", "min_ms"], ["p10 ms", "p10_ms"],
+  ["p90 ms", "p90_ms"], ["std ms", "std_ms"], ["n", "n"], ["measured", "measured_at"]];
+const count = n => n.toLocaleString("en");
+
 async function tablePage(main) {
   const params = new URLSearchParams(location.search);
   const device = params.get("device") || "";
   const query = new URLSearchParams();
   for (const k of ["runtime", "threads"]) if (params.get(k)) query.set(k, params.get(k));
-  const lut = await api(`/lut/${encodeURIComponent(device)}?${query}`);
-  const entries = Object.entries(lut.entries);
-  const types = [...new Set(entries.map(([k]) => parseKey(k).type))].sort();
-  const columns = [["key", e => e.key], ["type", e => e.type], ["median ms", e => e.median_ms], ["min ms", e => e.min_ms],
-    ["p10 ms", e => e.p10_ms], ["p90 ms", e => e.p90_ms], ["std ms", e => e.std_ms], ["n", e => e.n], ["measured", e => e.measured_at]];
-  const rows = entries.map(([k, e]) => ({ key: k, type: parseKey(k).type, ...e }));
-  let sortBy = 2, ascending = true, only = "";
+  const view = { sort: "median_ms", order: "asc", type: "", key: "", offset: 0 };
+  const entriesUrl = (v, limit) => {
+    const q = new URLSearchParams(query);
+    for (const [k, value] of Object.entries({ sort: v.sort, order: v.order, type: v.type, key: v.key, offset: v.offset, limit })) {
+      if (value !== "") q.set(k, value);
+    }
+    return `/lut/${encodeURIComponent(device)}/entries?${q}`;
+  };
+  const first = await api(entriesUrl(view, PAGE_ROWS));
   const body = el("tbody");
-  const draw = () => {
-    const shown = rows.filter(r => !only || r.type === only)
-      .sort((a, b) => { const x = columns[sortBy][1](a), y = columns[sortBy][1](b); return (x < y ? -1 : x > y ? 1 : 0) * (ascending ? 1 : -1); });
-    body.replaceChildren(...shown.map(r => el("tr", { "data-key": r.key },
+  const shown = el("span", { id: "shown" });
+  const heat = el("div", { id: "heatmap-box" });
+  const heads = TABLE_COLUMNS.map(([name, column], i) => el("th", {
+    class: "sortable" + (i >= 2 && i <= 7 ? " num" : ""), "data-column": column,
+    onclick: () => { view.order = view.sort === column && view.order === "asc" ? "desc" : "asc"; view.sort = column; view.offset = 0; load(false); },
+  }, name));
+  const pager = {};
+  const go = where => () => { view.offset = where(); load(false); };
+  let current = first;
+  const lastOffset = () => Math.max(0, Math.floor((current.matched - 1) / PAGE_ROWS) * PAGE_ROWS);
+  pager.first = el("button", { id: "page-first", onclick: go(() => 0) }, "« first");
+  pager.prev = el("button", { id: "page-prev", onclick: go(() => Math.max(0, view.offset - PAGE_ROWS)) }, "‹ previous");
+  pager.next = el("button", { id: "page-next", onclick: go(() => Math.min(lastOffset(), view.offset + PAGE_ROWS)) }, "next ›");
+  pager.last = el("button", { id: "page-last", onclick: go(lastOffset) }, "last »");
+  const table = el("table", { id: "entries", "data-entries": first.entries }, el("thead", {}, el("tr", {}, heads)), body);
+
+  const drawRows = page => {
+    current = page;
+    body.replaceChildren(...page.rows.map(r => el("tr", { "data-key": r.key },
       el("td", {}, el("code", {}, r.key)), el("td", {}, r.type),
       ...[r.median_ms, r.min_ms, r.p10_ms, r.p90_ms, r.std_ms].map((v, i) => el("td", { class: i === 0 ? "num median" : "num" }, fmt.ms(v))),
       el("td", { class: "num" }, r.n), el("td", {}, fmt.when(r.measured_at)))));
-    document.getElementById("shown")?.replaceChildren(`${shown.length} of ${rows.length} entries`);
+    heads.forEach(th => {
+      const on = th.dataset.column === page.sort;
+      th.classList.toggle("sorted", on);
+      if (on) th.setAttribute("aria-sort", page.order === "asc" ? "ascending" : "descending"); else th.removeAttribute("aria-sort");
+      th.dataset.arrow = on ? (page.order === "asc" ? "▲" : "▼") : "";
+    });
+    const range = page.rows.length ? `${count(page.offset + 1)}–${count(page.offset + page.rows.length)}` : "none";
+    shown.replaceChildren(`rows ${range} of ${count(page.matched)}` + (page.matched === page.entries ? " entries"
+      : ` matching (${count(page.entries)} entries)`));
+    pager.first.disabled = pager.prev.disabled = page.offset === 0;
+    pager.next.disabled = pager.last.disabled = page.offset + page.rows.length >= page.matched;
+    // What is drawn, for anyone waiting on it (the tests): sort, order, offset, type, key filter.
+    table.dataset.view = [page.sort, page.order, page.offset, view.type, view.key].join(" ");
   };
-  const head = el("tr", {}, columns.map(([name], i) => el("th", {
-    class: "sortable" + (i >= 2 && i <= 7 ? " num" : ""), onclick: () => { ascending = sortBy === i ? !ascending : true; sortBy = i; draw(); },
-  }, name)));
-  const filter = el("select", { id: "type-filter", onchange: e => { only = e.target.value; draw(); } },
-    el("option", { value: "" }, "every operator type"), types.map(t => el("option", { value: t }, t)));
-  const cal = lut.calibration;
-  show(main, 
+  let latest = 0;  // the newest request: an older answer that arrives late is dropped
+  const drawHeatmap = async (page, mine) => {
+    if (page.matched > HEATMAP_MAX) {
+      heat.replaceChildren(el("p", { class: "muted", id: "heatmap-note" }, `${count(page.matched)} entries: the heatmap draws at most `
+        + `${count(HEATMAP_MAX)}; choose an operator type or a key filter to draw that part.`));
+      return;
+    }
+    const all = page.offset === 0 && page.rows.length === page.matched ? page
+      : await api(entriesUrl({ ...view, offset: 0, sort: "key", order: "asc" }, HEATMAP_MAX));
+    if (mine !== latest) return;
+    heat.replaceChildren(all.rows.length ? heatmap(all.rows) : el("p", { class: "muted" }, "no entries"));
+  };
+  const load = async heatToo => {
+    const mine = ++latest;
+    try {
+      const page = await api(entriesUrl(view, PAGE_ROWS));
+      if (mine !== latest) return;
+      drawRows(page);
+      if (heatToo) await drawHeatmap(page, mine);
+    } catch (e) {
+      if (mine === latest) shown.replaceChildren(el("span", { class: "error", id: "entries-error" }, e.message));
+    }
+  };
+  const filter = el("select", { id: "type-filter", onchange: e => { view.type = e.target.value; view.offset = 0; load(true); } },
+    el("option", { value: "" }, "every operator type"),
+    Object.entries(first.types).map(([t, n]) => el("option", { value: t }, `${t} (${count(n)})`)));
+  let typing = null;
+  const keyFilter = el("input", { id: "key-filter", type: "search", placeholder: "key contains…", "aria-label": "key filter",
+    oninput: e => { clearTimeout(typing); typing = setTimeout(() => { view.key = e.target.value; view.offset = 0; load(true); }, 250); } });
+  const lut = first, cal = lut.calibration;
+  show(main,
     el("h1", {}, `${lut.device} · ${lut.runtime} ${lut.runtime_version || ""} × ${lut.threads} thread(s)`),
-    el("p", { class: "muted" }, `overhead per call: ${fmt.ms(lut.overhead_ms)} ms`,
+    el("p", { class: "muted" }, `${count(lut.entries)} entries · overhead per call: ${fmt.ms(lut.overhead_ms)} ms`,
       cal ? ` · calibrated on ${cal.networks} networks: × ${cal.scale.toFixed(3)} ${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms · ` : " · not calibrated",
       cal ? el("a", { id: "validation-link", href: "/ui/validation.html?" + new URLSearchParams({ device, runtime: lut.runtime, threads: lut.threads }) },
         "predicted vs measured networks") : null),
     sourceNote(lut.source),
-    el("div", { class: "controls" }, filter, el("span", { id: "shown" }),
+    el("div", { class: "controls" }, filter, keyFilter,
       el("button", { onclick: () => download(device, query, "csv") }, "download CSV"),
       el("button", { onclick: () => download(device, query, "json") }, "download JSON")),
     el("h2", {}, "Latency by layer (rows) and candidate (columns), log colour scale"),
-    entries.length ? heatmap(entries) : el("p", { class: "muted" }, "empty table"),
+    heat,
     el("h2", {}, "Entries"),
-    el("table", { id: "entries" }, el("thead", {}, head), body));
-  draw();
+    el("div", { class: "controls" }, pager.first, pager.prev, shown, pager.next, pager.last),
+    table);
+  drawRows(first);
+  await drawHeatmap(first, latest);
 }
 
 // ---- two devices --------------------------------------------------------------------------
@@ -481,6 +547,7 @@ async function start() {
   const page = { index: overview, job: jobPage, table: tablePage, compare: comparePage,
     validation: validationPage }[document.body.dataset.page];
   try { await page(main); } catch (e) { showError(main, e); }
+  document.body.dataset.readyMs = performance.now().toFixed(0);  // since navigation began (benchmarks/server_load.py)
   document.body.dataset.ready = "1";
 }
 
