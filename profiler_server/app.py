@@ -25,6 +25,7 @@ from profiler_server.gate import BodyMeter, GateCounters, TokenGate
 from profiler_server.db import make_engine, session_factory
 from hwnas.schemas import ErrorBody
 from profiler_server.errors import ServiceError
+from profiler_server.routing import allowed_methods, declare_security
 from profiler_server.services.luts import LutCache, TableProbe
 from profiler_server.settings import Settings
 
@@ -128,14 +129,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(422, f"invalid request: {summary}{more}", errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
             # FastAPI's bare 400 for a body json.loads raised on with anything but a syntax error: bad input, so a 422
             # like every other, naming the body and the three ways to get here.
             return error_response(422, f"the body is not JSON this server reads: {UNREADABLE_BODY}",
                                   [{"field": "body", "reason": UNREADABLE_BODY}])
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette's Allow names one route's methods; the path may have several routes
+            allow = allowed_methods(request.app, request.scope)
+            if allow:
+                headers = {**(headers or {}), "Allow": ", ".join(allow)}
+                detail = f"method {request.method} not allowed here; allowed: {', '.join(allow)}"
+        return error_response(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:
@@ -248,6 +255,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from profiler_server import dashboard
 
     dashboard.mount(app)  # the pages at /ui/ (and / for browsers): static files over this same API
+    declare_security(app, settings.read_requires_token)
     _install_error_handlers(app)
     # Outermost last: BodyMeter sees what the app reads, TokenGate answers 401/403 before any of it, BodySizeLimit 413s.
     app.state.gate = GateCounters()

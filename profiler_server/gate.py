@@ -2,7 +2,8 @@
 
 FastAPI reads and parses a request's body before it runs the dependencies that check the token, so an anonymous
 client could make the server read (and hold) 16 MiB per request. ``TokenGate`` answers a write route's 401/403
-from the headers alone, before the body is read; it also bounds how many large bodies are read at once.
+from the headers alone, before the body is read (a read with a body too, POST /lut/{device}/query, while
+READ_REQUIRES_TOKEN is on); it also bounds how many large bodies are read at once.
 ``BodyMeter`` counts the body bytes the application read for requests it answered 401/403 (the figure
 ``unauth_body_bytes_read``: 0 with the gate). ``GuardedHttpToolsProtocol`` closes connections that take too long
 to send their headers, or go idle in the middle of a body (uvicorn has only an idle timeout between requests).
@@ -50,16 +51,33 @@ def api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
             yield from api_routes(inner)
 
 
-def _roles_of(dependant: Dependant) -> frozenset[str] | None:
-    """The roles the route's ``require(...)`` dependency admits (deps.require marks its dependency), or None."""
+def _roles_of(dependant: Dependant, mark: str = "required_roles") -> frozenset[str] | None:
+    """The roles a dependency of the route marked with ``mark`` admits: ``required_roles`` (deps.require's), or
+    ``read_roles`` (deps.read_access's: any valid token); None when no dependency carries the mark."""
     for dep in dependant.dependencies:
-        roles = getattr(dep.call, "required_roles", None)
+        roles = getattr(dep.call, mark, None)
         if roles is not None:
             return frozenset(roles)
-        found = _roles_of(dep)
+        found = _roles_of(dep, mark)
         if found is not None:
             return found
     return None
+
+
+def route_roles(route: APIRoute, read_requires_token: bool) -> frozenset[str] | None:
+    """The roles a token must have for ``route``, or None for a route open to anyone.
+
+    A write's ``require(...)`` roles; a read's (a dependency or an endpoint marked ``read_roles``: deps.read_access,
+    GET /lut) only while READ_REQUIRES_TOKEN is on. The gate checks these before the body; OpenAPI declares the
+    bearer scheme on exactly these routes (app.declare_security).
+    """
+    roles = _roles_of(route.dependant)
+    if roles is None and read_requires_token:
+        roles = _roles_of(route.dependant, "read_roles")
+        marked = getattr(route.endpoint, "read_roles", None)
+        if roles is None and marked is not None:
+            roles = frozenset(marked)
+    return roles
 
 
 @dataclass
@@ -96,7 +114,7 @@ class TokenGate:
         fastapi_app = scope["app"]
         counters: GateCounters = fastapi_app.state.gate
         roles = self._route_roles(fastapi_app, counters, scope)
-        if roles is None:  # an open route (POST /lut/{device}/query) or no route at all: nothing to check first
+        if roles is None:  # an open route (POST /lut/{device}/query while reads are open) or no route: nothing to check
             await self.app(scope, receive, send)
             return
         from profiler_server.errors import ServiceError
@@ -130,7 +148,9 @@ class TokenGate:
 
     def _route_roles(self, app: Any, counters: GateCounters, scope: Scope) -> frozenset[str] | None:
         if counters._routes is None:  # the routes are all registered by the first request
-            counters._routes = [(r, roles) for r in api_routes(app.routes) for roles in [_roles_of(r.dependant)] if roles is not None]
+            reads_need_token = bool(app.state.settings.read_requires_token)
+            counters._routes = [(r, roles) for r in api_routes(app.routes) for roles in [route_roles(r, reads_need_token)]
+                                if roles is not None]
         for route, roles in counters._routes:
             match, _ = route.matches(scope)
             if match == Match.FULL:

@@ -97,11 +97,15 @@ def check_write_token(state: Any, authorization: str | None, roles: frozenset[st
 READ_ROLES = frozenset({"agent", "client"})
 
 
-def read_access(request: Request, session: SessionDep, _: BearerDoc) -> Caller:
+def read_access(request: Request, session: SessionDep) -> Caller:
     """Reads are open unless READ_REQUIRES_TOKEN is set; then any valid token will do.
 
-    An open read with a valid token still knows its caller (who may then see serials and addresses).
+    An open read with a valid token still knows its caller (who may then see serials and addresses). No
+    ``BearerDoc`` here: OpenAPI declares the bearer scheme only where a token is required (app.declare_security).
     """
+    checked = getattr(request.state, "caller", None)
+    if isinstance(checked, Caller):  # gate.TokenGate checked it before the body (a read with a body, reads closed)
+        return checked
     authorization = request.headers.get("authorization")
     if not request.app.state.settings.read_requires_token:
         if not authorization:
@@ -113,6 +117,15 @@ def read_access(request: Request, session: SessionDep, _: BearerDoc) -> Caller:
         return Caller(name=row.name, role=row.role)
     row = authenticate(session, bearer_token(authorization), READ_ROLES)
     return Caller(name=row.name, role=row.role)
+
+
+read_access.read_roles = READ_ROLES  # type: ignore[attr-defined]  # how gate.route_roles finds a read
+
+
+def read_route(endpoint: T) -> T:
+    """Mark a read handler that checks the token itself (no dependencies: GET /lut) for gate.route_roles."""
+    endpoint.read_roles = READ_ROLES  # type: ignore[attr-defined]
+    return endpoint
 
 
 def check_read_token(state: Any, authorization: str | None) -> Caller:

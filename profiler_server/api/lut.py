@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from hwnas import schemas
-from profiler_server.api.deps import AdminDep, DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token, run_write
+from profiler_server.api.deps import (AdminDep, DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token, read_route,
+                                      run_write)
 from profiler_server.errors import InvalidInput, field_error
 from profiler_server.services.imports import export_table, import_table, read_import
 from profiler_server.services.lut_pages import PageQuery, table_page
@@ -67,8 +68,9 @@ def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
     "/lut/{device}",
     response_model=schemas.Lut,
     responses={200: {"content": {"text/csv": {}}}, 304: {"description": "Not modified (If-None-Match)"}, **ERRORS},
-    openapi_extra={"parameters": _LUT_PARAMS, "security": [{"HTTPBearer": []}, {}]},
+    openapi_extra={"parameters": _LUT_PARAMS},
 )
+@read_route
 async def get_lut(device: str, request: Request) -> Response:
     """The latest valid measurement per key of one (device, runtime, threads) table.
 
@@ -112,20 +114,17 @@ def _render(sessions: sessionmaker[Session], cache: LutCache, ref: TableRef, wan
         return cache.render(session, ref, want_csv)
 
 
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL refuses NUL in text: refused here alike on both databases
-
-
 @router.get("/lut/{device}/entries", response_model=schemas.LutPage, responses=ERRORS)
 def get_lut_entries(
     device: DeviceName,
     session: SessionDep,
     _: ReaderDep,
-    runtime: Annotated[str | None, Query(max_length=64, pattern=NO_NUL, description="e.g. ort, torchscript")] = None,
+    runtime: Annotated[str | None, Query(max_length=64, pattern=schemas.NO_NUL, description="e.g. ort, torchscript")] = None,
     threads: Annotated[int | None, Query(ge=1, le=schemas.MAX_THREADS)] = None,
     sort: Annotated[schemas.LutSort, Query(description="column to sort by; ties in key order")] = "median_ms",
     order: Literal["asc", "desc"] = "asc",
-    type: Annotated[str | None, Query(max_length=128, pattern=NO_NUL, description="only this operator type (the key's block, e.g. ir)")] = None,
-    key: Annotated[str | None, Query(max_length=256, pattern=NO_NUL, description="only keys containing this text")] = None,
+    type: Annotated[str | None, Query(max_length=128, pattern=schemas.NO_NUL, description="only this operator type (the key's block, e.g. ir)")] = None,
+    key: Annotated[str | None, Query(max_length=256, pattern=schemas.NO_NUL, description="only keys containing this text")] = None,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=schemas.LUT_PAGE_MAX)] = 100,
 ) -> schemas.LutPage:

@@ -176,3 +176,45 @@ def test_one_large_body_too_many_is_a_503_with_retry_after(tight: LiveServer) ->
             break
         time.sleep(0.1)
     assert r.status_code == 422  # read and parsed: a body of spaces is no batch
+
+
+@pytest.fixture(params=["sqlite"] + (["postgresql"] if postgres_base_url() else []))
+def closed_reads(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessServer]:
+    """An in-process server with READ_REQUIRES_TOKEN on."""
+    if request.param == "sqlite":
+        with in_process_server(f"sqlite:///{tmp_path / 'closed.db'}", read_requires_token=True) as srv:
+            yield srv
+        return
+    with fresh_postgres_database() as url, in_process_server(url, read_requires_token=True) as srv:
+        yield srv
+
+
+def test_a_query_without_a_token_is_refused_before_its_body_while_reads_need_one(closed_reads: InProcessServer) -> None:
+    """POST /lut/{device}/query is a read with a body: with READ_REQUIRES_TOKEN its token is checked from the headers
+    too (gate.route_roles), so an anonymous caller cannot make the server read a 15 MB key list first."""
+    url, app, tokens = closed_reads.url, closed_reads.app, closed_reads.tokens
+    httpx.put(f"{url}/devices/pixel7", json={}, headers={"Authorization": f"Bearer {tokens['agent']}"}, timeout=30).raise_for_status()
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.settimeout(10)
+        sock.sendall(_head("/lut/pixel7/query", DECLARED) + b"{" + b" " * (SENT - 1))
+        got, data = _status(sock)  # answered while most of the declared body was never sent
+    assert got == 401, data[:300]
+    big = b'{"keys": [' + b'"ir_k3_e6_g1_s1_o16@1x16x28x28",' * 150_000 + b'"x"]}'  # 5 MB
+    for headers in ({}, {"Authorization": "Bearer hwnas_bogus"}):
+        r = httpx.post(f"{url}/lut/pixel7/query", content=big, headers={"Content-Type": "application/json", **headers}, timeout=60)
+        assert r.status_code == 401, r.text[:200]
+    assert app.state.gate.unauth_body_bytes_read == 0  # type: ignore[attr-defined]
+    assert app.state.gate.refused == 3  # type: ignore[attr-defined]
+    # Any valid token reads (the gate's caller is the route's: one token lookup), and the answer is the route's own.
+    for role in ("client", "agent"):
+        r = httpx.post(f"{url}/lut/pixel7/query", json={"keys": ["ir_k3_e6_g1_s1_o16@1x16x28x28"]}, timeout=30,
+                       headers={"Authorization": f"Bearer {tokens[role]}"})
+        assert r.status_code == 200 and r.json() == {"present": [], "missing": ["ir_k3_e6_g1_s1_o16@1x16x28x28"]}, r.text[:200]
+    assert app.state.gate.unauth_body_bytes_read == 0  # type: ignore[attr-defined]
+
+
+def test_a_query_stays_open_while_reads_are(in_process: InProcessServer) -> None:
+    r = httpx.post(f"{in_process.url}/lut/pixel7/query", json={"keys": []}, timeout=30)
+    assert r.status_code == 404 and "unknown device" in r.json()["detail"], r.text[:200]  # the route itself answered
+    assert in_process.app.state.gate.refused == 0  # type: ignore[attr-defined]
