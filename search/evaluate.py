@@ -15,17 +15,27 @@ from search.data import iterate_batches
 def evaluate_model(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device,
                    workers: int = 0) -> float:
     """Top-1 accuracy of ``model`` in eval mode on ``ds[index]``; the model's train/eval mode is restored."""
+    return evaluate_scores(model, ds, index, batch_size, device, workers)[0]
+
+
+@torch.no_grad()
+def evaluate_scores(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device,
+                    workers: int = 0) -> tuple[float, float]:
+    """(top-1 accuracy, mean cross-entropy) of ``model`` in eval mode on ``ds[index]``; mode restored."""
     was_training = model.training
     model.eval()
     correct = total = 0
+    loss = 0.0
     try:
         for x, y in iterate_batches(ds, index, max(batch_size, 256), shuffle=False, workers=workers):
             x, y = x.to(device), y.to(device)
-            correct += int((model(x).argmax(1) == y).sum())
+            logits = model(x)
+            correct += int((logits.argmax(1) == y).sum())
+            loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             total += int(y.shape[0])
     finally:
         model.train(was_training)
-    return correct / max(total, 1)
+    return correct / max(total, 1), loss / max(total, 1)
 
 
 @contextmanager

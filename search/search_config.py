@@ -49,6 +49,9 @@ class SearchConfigError(ValueError):
     """A search that cannot start as configured (bad option, output folder in use, resume mismatch)."""
 
 
+PATHS = ("theta", "uniform", "sandwich", "distill")
+
+
 @dataclass
 class Schedule:
     """How the super net is trained. Defaults follow the FBNet paper where a short search allows."""
@@ -58,7 +61,8 @@ class Schedule:
     weights: str = "separate"
     # Hard mode's weight steps: theta (a path drawn from θ: disfavoured candidates train less), uniform (every
     # candidate alike, whatever θ says), sandwich (uniform plus the costliest and the cheapest path every step,
-    # BigNAS/OFA's rule: the extremes of the space stay trained)
+    # BigNAS/OFA's rule: the extremes of the space stay trained), distill (sandwich with in-place distillation: the
+    # costliest path learns the labels, the others its predictions, as in BigNAS/OFA)
     paths: str = "theta"
     theta_estimator: str = "soft"  # hard mode's θ step: soft (every candidate) or straight-through (search/mixed.py)
     epochs: int = 10
@@ -81,8 +85,8 @@ class Schedule:
     def validate(self) -> None:
         if self.mode not in ("soft", "hard"):
             raise SearchConfigError(f"--mode must be soft or hard, not {self.mode!r}")
-        if self.paths not in ("theta", "uniform", "sandwich"):
-            raise SearchConfigError(f"--paths must be theta, uniform or sandwich, not {self.paths!r}")
+        if self.paths not in PATHS:
+            raise SearchConfigError(f"--paths must be one of {', '.join(PATHS)}, not {self.paths!r}")
         if self.paths != "theta" and self.mode != "hard":
             raise SearchConfigError(f"--paths {self.paths} samples single paths: it needs --mode hard (soft mode runs "
                                     "every candidate in every step)")

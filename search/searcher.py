@@ -214,7 +214,7 @@ def build_setup(config: SearchConfig, cost_model=None, *,
         val_set, val_index = train_set, theta_index[: run.val_subset] if run.val_subset else theta_index
     else:
         val_index = torch.arange(len(val_set))
-    if sched.paths == "sandwich" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if sched.paths in ("sandwich", "distill") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SearchConfigError("--paths sandwich runs three paths per weight step and is not yet made to work with "
                                 "DistributedDataParallel: use --paths uniform with --nproc > 1")
     setup = SearchSetup(config, space, info, train_set, val_set, perm[:n_w], theta_index, val_index,
@@ -241,8 +241,15 @@ def entropy_term(model: Any) -> torch.Tensor:
 
 def _sandwich_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer
                    ) -> dict[str, float]:
-    """One weight step on the costliest path, the cheapest and a uniformly random one, gradients averaged."""
+    """One weight step on the costliest path, the cheapest and a uniformly random one, gradients averaged.
+
+    With ``--paths distill`` only the costliest path learns the labels; the other two learn its predictions
+    (in-place distillation): soft targets shared by every child pull their rankings towards the one network
+    trained most, instead of each child fitting label noise on its own few updates.
+    """
     model = setup.model
+    distill = setup.config.schedule.paths == "distill"
+    teacher: torch.Tensor | None = None
     costliest = [int(c.argmax()) for c in setup.cost_tensors]
     cheapest = [int(c.argmin()) for c in setup.cost_tensors]
     optimizer.zero_grad(set_to_none=True)
@@ -254,7 +261,13 @@ def _sandwich_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimiz
             with model.fixed_choices([model.candidates(l)[i] for l, i in enumerate(path)]):
                 logits = model(x)
         ce = nn.functional.cross_entropy(logits, y)
-        (ce / 3).backward()
+        if teacher is None:
+            loss = ce
+            if distill:
+                teacher = torch.softmax(logits.detach(), 1)
+        else:
+            loss = nn.functional.kl_div(torch.log_softmax(logits, 1), teacher, reduction="batchmean")
+        (loss / 3).backward()
         total += float(ce.detach()) / 3
     optimizer.step()
     lat = model.expected_cost(setup.cost_tensors, setup.costs.fixed)
@@ -270,7 +283,7 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
     x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
     theta_step = optimizer is setup.theta_optimizer
     objective = setup.config.objective
-    if not theta_step and setup.config.schedule.paths == "sandwich":
+    if not theta_step and setup.config.schedule.paths in ("sandwich", "distill"):
         return _sandwich_step(setup, x, y, optimizer)
     logits = setup.replica.forward(x, optimizer) if setup.replica is not None else model(x)
     ce = nn.functional.cross_entropy(logits, y)

@@ -43,7 +43,9 @@ class Specialised:
 
 @dataclass
 class ChildScorer:
-    """Super-net accuracy of a child: BN statistics recomputed on ``calib`` images, accuracy on ``val`` images.
+    """Super-net score of a child: BN statistics recomputed on ``calib`` images, then on ``val`` images its accuracy
+    (``metric="accuracy"``) or its negative mean cross-entropy (``metric="loss"``: finer-grained than counting
+    right answers, so fewer ties and less noise between children a point apart).
 
     Both come from training images outside the super net's own training subset (or its θ split when it trained
     on all of them): ranking children on images the weights were fitted to would favour memorisation.
@@ -53,7 +55,8 @@ class ChildScorer:
     calib_images: int = 500
     val_images: int = 1000
     batch_size: int = 250
-    cache: dict[tuple[str, ...], float] = field(default_factory=dict)
+    metric: str = "accuracy"
+    cache: dict[tuple[str, ...], tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from search.data import load_dataset
@@ -61,6 +64,8 @@ class ChildScorer:
         from search.space import get_space
         from search.supernet import SuperNet
 
+        if self.metric not in ("accuracy", "loss"):
+            raise SpecialiseError(f"metric must be accuracy or loss, not {self.metric!r}")
         run = _load_run(Path(self.run))
         cfg = run["config"]
         if not run["rundir"].checkpoint.is_file():
@@ -86,16 +91,22 @@ class ChildScorer:
         self.calib_index = unseen[self.val_images: need]
         self.candidates = [layer.candidates for layer in self.space.layers()]
 
-    def score(self, choices: Sequence[str]) -> float:
-        from search.evaluate import evaluate_model, recalibrated_bn
+    def scores(self, choices: Sequence[str]) -> tuple[float, float]:
+        """(accuracy, mean cross-entropy) of the child on the validation images, BN recalibrated."""
+        from search.evaluate import evaluate_scores, recalibrated_bn
 
         key = tuple(choices)
         if key not in self.cache:
             cpu = torch.device("cpu")
             with torch.no_grad(), self.model.fixed_choices(list(choices)), recalibrated_bn(
                     self.model, self.data, self.calib_index, self.batch_size, cpu):
-                self.cache[key] = evaluate_model(self.model, self.data, self.val_index, self.batch_size, cpu)
+                self.cache[key] = evaluate_scores(self.model, self.data, self.val_index, self.batch_size, cpu)
         return self.cache[key]
+
+    def score(self, choices: Sequence[str]) -> float:
+        """The child's score, higher is better: accuracy or negative cross-entropy (``metric``)."""
+        acc, ce = self.scores(choices)
+        return acc if self.metric == "accuracy" else -ce
 
 
 def evolve(score: Callable[[Sequence[str]], float], costs: Any, candidates: list[list[str]], lo: float, hi: float,

@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
                                     "of the k5, e1/e3 are channel prefixes of e6; single paths learn)."),
         paths: str = typer.Option("theta", "--paths", help="Hard mode's weight steps: theta (a path drawn from θ, "
                                   "FBNet's), uniform (every candidate trained alike) or sandwich (uniform plus the "
-                                  "costliest and cheapest paths each step)."),
+                                  "costliest and cheapest paths each step) or distill (sandwich where the costliest path teaches the "
+                                  "others its predictions)."),
         budget: str = typer.Option("penalty", "--budget", help="With --target-ms: penalty (λ·|E/T−1| in θ's loss) or "
                                    "projection (θ learns from cross-entropy alone and is tilted back onto the target "
                                    "after every step)."),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import pytest
 
 from device_agent.adb.loopback import LoopbackAdbd
 from device_agent.fakephone import load_phone
+from tests.agent.agent_support import free_port, kill, start_loopback
+from tests.support.live_server import LiveServer, start_live_server
 
 
 @pytest.fixture
@@ -19,6 +23,27 @@ def loopback(tmp_path: Path) -> Iterator[LoopbackAdbd]:
         yield daemon
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+def phone(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]:
+    """A loopback phone subprocess (Pixel 7): (port, sandbox root, process)."""
+    port, root = free_port(), tmp_path / "phone"
+    proc = start_loopback(port, root, tmp_path / "loopback.log")
+    try:
+        yield port, root, proc
+    finally:
+        kill(proc, signal.SIGTERM)
+
+
+@pytest.fixture
+def server(any_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on each test database (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)."""
+    srv = start_live_server(any_database_url, tmp_path / "srv")
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(scope="session")

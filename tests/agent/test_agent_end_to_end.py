@@ -7,10 +7,8 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from device_agent.deviceinfo import read_facts
@@ -18,28 +16,8 @@ from device_agent.models import ModelCache
 from device_agent.platforms.adb import AdbDevice
 from hwnas.schemas import JobClaim, JobCreate, JobCreated, JobState
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, PERF_TEST_USAGE, SLOW_KEYS, agent_cmd, env, fake_program, \
-    free_port, kill, measurement_counts, process_running, start_loopback
-from tests.support.live_server import LiveServer, start_live_server
-
-
-@pytest.fixture
-def server(any_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    srv = start_live_server(any_database_url, tmp_path / "srv")
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def phone(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]:
-    port, root = free_port(), tmp_path / "phone"
-    proc = start_loopback(port, root, tmp_path / "loopback.log")
-    holder = {"proc": proc}
-    try:
-        yield port, root, proc
-    finally:
-        kill(holder["proc"], signal.SIGTERM)
+    kill, measurement_counts, process_running, start_loopback
+from tests.support.live_server import LiveServer
 
 
 # Two keys a batch, slow bursts: a job that lasts long enough to be interrupted.

@@ -23,7 +23,7 @@ from device_agent.runtimes.binary import BinaryRunner
 from device_agent.standins.worker import write_launcher
 from hwnas.schemas import JobCreate
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, free_port, kill, start_loopback
-from tests.support.live_server import LiveServer, start_live_server
+from tests.support.live_server import LiveServer
 
 # What a host's GNU/Debian userland would answer instead.
 HOST_ONLY = ("bash", "dash", "gawk", "mawk", "python3", "perl", "coreutils")
@@ -141,15 +141,6 @@ def test_the_binary_runner_measures_without_awk(android8: LoopbackAdbd, tmp_path
     assert all(x > 0 for r in results for x in r.samples_ms)
     # without awk the per-run files are read whole instead of reduced (and removed) on the phone
     assert len(list((android8.sandbox.root / "data/local/tmp/hwnas/res").glob("*.csv"))) == len(bursts)
-
-
-@pytest.fixture
-def server(any_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    srv = start_live_server(any_database_url, tmp_path / "srv")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_the_agent_fills_a_table_on_an_android_8_phone(server: LiveServer, tmp_path: Path,

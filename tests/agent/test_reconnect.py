@@ -27,7 +27,7 @@ from device_agent.fakephone import load_phone
 from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.adb import AdbDevice
 from hwnas.schemas import JobClaim, JobState
-from tests.agent.agent_support import SLOW_KEYS, env, free_port, kill, start_loopback
+from tests.agent.agent_support import SLOW_KEYS, env, kill, start_loopback
 from tests.agent.test_agent_end_to_end import SLOW_RUN, _agent, _check_table, _phone_job, _wait_done, _wait_for_text
 from tests.support.live_server import LiveServer, start_live_server
 
@@ -120,21 +120,12 @@ def test_a_stop_request_ends_the_wait(tmp_path: Path) -> None:
 # -- end to end -----------------------------------------------------------------------------------------
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
+    """SQLite only (overrides the both-databases fixture): the reboot concerns the phone, not the database."""
     srv = start_live_server(tmp_path / "srv")
     try:
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture
-def phone(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]:
-    port, root = free_port(), tmp_path / "phone"
-    proc = start_loopback(port, root, tmp_path / "loopback.log")
-    try:
-        yield port, root, proc
-    finally:
-        kill(proc, signal.SIGTERM)
 
 
 def test_a_phone_rebooting_mid_job_is_waited_for_and_the_job_completes(

@@ -29,18 +29,9 @@ from device_agent.standins import KNOB_MINIMAL, KNOB_WITHOUT
 from device_agent.standins.worker import write_launcher
 from hwnas.schemas import JobCreate, JobState
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, free_port, kill, start_loopback
-from tests.support.live_server import LiveServer, start_live_server
+from tests.support.live_server import LiveServer
 
 KEYS = FMNIST_KEYS[:3]
-
-
-@pytest.fixture
-def server(any_database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    srv = start_live_server(any_database_url, tmp_path / "srv")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def _phone(tmp_path: Path, **faults: bool) -> tuple[int, Path, subprocess.Popen[bytes]]:

@@ -92,3 +92,47 @@ def test_a_sandwich_search_with_shared_weights_and_projection_runs(tmp_path: Pat
     last = result.history[-1]
     assert last["expected_cost"] == pytest.approx(target, rel=1e-4)
     assert math.isfinite(last["train_loss"])
+
+
+def _sandwich_grads(setup, x: torch.Tensor, y: torch.Tensor, distill: bool) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+    """The weights' gradient of one sandwich step computed by hand: CE on the costliest path, then on the cheapest
+    and a uniform one either CE (sandwich) or KL to the costliest path's predictions (distill)."""
+    from torch.nn import functional as F
+
+    model = setup.model
+    params = list(model.weight_parameters())
+    for p in params:
+        p.grad = None
+    paths = [[int(c.argmax()) for c in setup.cost_tensors], [int(c.argmin()) for c in setup.cost_tensors], None]
+    teacher = None
+    for path in paths:
+        if path is None:
+            logits = model(x)
+        else:
+            with model.fixed_choices([model.candidates(l)[i] for l, i in enumerate(path)]):
+                logits = model(x)
+        if teacher is None or not distill:
+            loss = F.cross_entropy(logits, y)
+            teacher = torch.softmax(logits.detach(), 1)
+        else:
+            loss = F.kl_div(torch.log_softmax(logits, 1), teacher, reduction="batchmean")
+        (loss / 3).backward()
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def test_distill_paths_learn_the_costliest_paths_predictions(tmp_path: Path, tiny_space: Path) -> None:
+    setup = build_setup(_config(tmp_path, tiny_space, subset=400, val_subset=100, epochs=2, mode="hard",
+                                weights="shared", paths="distill"))
+    x, y = setup.train_set.batch(setup.w_index[:32])
+    before = {k: v.clone() for k, v in setup.model.state_dict().items()}
+    torch.manual_seed(5)
+    train_step(setup, x, y, setup.w_optimizer)
+    taken = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in setup.model.weight_parameters()]
+    setup.model.load_state_dict(before)
+    torch.manual_seed(5)
+    distilled = _sandwich_grads(setup, x, y, distill=True)
+    setup.model.load_state_dict(before)
+    torch.manual_seed(5)
+    labelled = _sandwich_grads(setup, x, y, distill=False)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(taken, distilled))
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(taken, labelled))  # the teacher did change them
