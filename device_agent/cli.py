@@ -29,8 +29,8 @@ Server = Annotated[Optional[str], typer.Option("--server", envvar="HWNAS_SERVER"
 Token = Annotated[Optional[str], typer.Option("--token", envvar="HWNAS_TOKEN", help="Agent token of the server.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="Device name on the server (default: manufacturer-model-serial).")]
 Binary = Annotated[Optional[list[Path]], typer.Option(
-    "--benchmark-binary", help="Host path of onnxruntime_perf_test / speed_benchmark_torch built for the phone's ABI "
-    "(repeat for both). Not needed for the loopback device.")]
+    "--benchmark-binary", help="Host path of onnxruntime_perf_test / speed_benchmark_torch / executor_runner built for "
+    "the phone's ABI (repeatable). Not needed for the loopback device.")]
 Libs = Annotated[Optional[list[Path]], typer.Option(
     "--benchmark-lib", help="A shared library the binary needs (e.g. libonnxruntime.so), pushed next to it; repeatable.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
@@ -111,7 +111,8 @@ def run(
     token: Token = None,
     name: Name = None,
     runtime: Annotated[Optional[list[str]], typer.Option("--runtime", help="Serve only jobs of this runtime "
-                                                         "(onnxruntime | torchscript; repeatable). Default: both.")] = None,
+                                                         "(onnxruntime | torchscript | executorch; repeatable). Default: the first two; "
+                                                         "executorch only when named.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Serve only jobs with this thread count.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Work off the queue for this device, then exit.")] = False,
     benchmark_binary: Binary = None,
@@ -233,7 +234,7 @@ def profile(
     keys: Annotated[Path, typer.Option("--keys", help="File of operator keys: one per line, or a JSON list.")],
     serial: Serial = None,
     local: Local = False,
-    runtime: Annotated[str, typer.Option(help="onnxruntime | torchscript")] = "onnxruntime",
+    runtime: Annotated[str, typer.Option(help="onnxruntime | torchscript | executorch")] = "onnxruntime",
     threads: Annotated[int, typer.Option(min=1, help="Threads of the runtime.")] = 1,
     server: Server = None,
     token: Token = None,

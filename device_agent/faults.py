@@ -57,7 +57,10 @@ SETUP_PATTERNS = (
     r"ERROR: [Uu]nknown command line flag '[^']+'",
     r"\S+\.onnx is not supported",  # ORT performance_runner.cc CreateModelInfo in a minimal build
     r"ONNX format model is not supported in this build",  # ORT inference_session.cc, ORT_MINIMAL_BUILD
+    r"executor_runner logged no 'Iteration' lines",  # ET_LOG compiled out (runtimes/binary.py NO_ET_LOG)
 )
+# What the agent says when executor_runner exited 0 without its per-execution log lines.
+ET_NO_LOG = "executor_runner logged no 'Iteration' lines (a build without ET_LOG: EXECUTORCH_ENABLE_LOGGING off)"
 STORAGE_PATTERNS = (r"Operation not permitted", r"Read-only file system")
 # toybox taskset (toys/other/taskset.c): perror_exit("failed to %s pid %d's affinity", "set", pid).
 PINNING_PATTERNS = (r"taskset: failed to set pid -?\d+'s affinity", r"taskset: sched_setaffinity")
@@ -141,6 +144,8 @@ def setup_fix(reason: str) -> str:
         return ("onnxruntime_perf_test is a minimal ONNX Runtime build (--minimal_build), which reads only ORT-format "
                 "models (.ort), and the agent measures .onnx models: build onnxruntime_perf_test without "
                 "--minimal_build and pass it with --benchmark-binary")
+    if reason.startswith("executorch") or "executor_runner logged no" in reason:
+        return _executor_runner_fix(reason)
     m = _GETOPT_RX.search(reason)
     if m is not None:
         flag = "-" + next(g for g in m.groups() if g)
@@ -162,3 +167,18 @@ def setup_fix(reason: str) -> str:
                 "--benchmark-binary")
     return (f"speed_benchmark_torch rejected its command line flags ({TORCH_FLAGS}): build it from a newer PyTorch "
             "and pass it with --benchmark-binary")
+
+
+ET_FLAGS = "--model_path= --num_executions= --cpu_threads= --print_output=none"
+
+
+def _executor_runner_fix(reason: str) -> str:
+    """``setup_fix`` for ExecuTorch's ``executor_runner``: gflags' ``ERROR: unknown command line flag '<name>'``
+    (exit 1), or a build whose ``ET_LOG`` lines are compiled out."""
+    build = "build it as docs/device-agent.md says (ExecuTorch 1.5.1) and pass it with --benchmark-binary"
+    if "executor_runner logged no" in reason:
+        return ("executor_runner printed none of its log lines, which carry the per-run times: its build has logging "
+                f"off; add -DEXECUTORCH_ENABLE_LOGGING=ON -DEXECUTORCH_PAL_DEFAULT=posix and {build}")
+    m = _FLAGS_LIB_RX.search(reason)
+    flag = f"--{m.group(1)}" if m is not None else "a flag"
+    return f"executor_runner rejects {flag}: its build predates a flag the agent passes ({ET_FLAGS}); {build}"

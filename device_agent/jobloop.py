@@ -82,11 +82,13 @@ def binary_runtime(path: Path, default: str | None) -> str:
     name = path.name.lower()
     if "onnxruntime" in name or "perf_test" in name:
         return "onnxruntime"
+    if "executor_runner" in name or "executorch" in name:  # before "torch": ExecuTorch's program
+        return "executorch"
     if "speed_benchmark" in name or "torch" in name:
         return "torchscript"
     if default is None:
         raise ConfigError(f"cannot tell the runtime of benchmark binary {path}: name it after the program "
-                          "(onnxruntime_perf_test / speed_benchmark_torch) or give --runtime")
+                          "(onnxruntime_perf_test / speed_benchmark_torch / executor_runner) or give --runtime")
     return default
 
 

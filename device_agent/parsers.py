@@ -22,6 +22,13 @@ Each format follows the program's source as it writes it:
   so ``models/x.onnx`` → ``models``) and the seconds are a double with 6 significant digits
   (sub-microsecond); with ``-s`` the same stats lines follow in the file after an empty line.
   Older builds (``performance_result.h``) wrote ``Min Latency is <s> sec``.
+* ``executor_runner`` (pytorch/executorch ``examples/portable/executor_runner/executor_runner.cpp``):
+  only ``ET_LOG`` lines, on stderr, in the posix PAL's format ``%c %02u:%02u:%02u.%06lu
+  executorch:%s:%zu] %s`` (level, time since start, file, line, message). Per execution ``Iteration
+  <i> of <n>: <ms> ms`` (``%f``: six decimals of a millisecond, nanosecond ticks), then ``Model
+  executed successfully <n> time(s) in <ms> ms.`` (the sum). ``Resetting threadpool with num threads =
+  <n>`` names the pool; an event-tracer build ends with ``ETDump written to file '<path>'.``; a failed
+  check is an ``F`` line ``In function main(), assert failed (...)`` before the abort.
 * ``getprop``, ``dumpsys thermalservice``, ``grep -H`` of sysfs files.
 """
 
@@ -170,6 +177,50 @@ def parse_ort_result_file(text: str) -> list[OrtResultRun]:
 def parse_ort_result_csv(text: str) -> list[list[float]]:
     """Per-run latencies (ms) of an ``onnxruntime_perf_test`` result file, one list per invocation."""
     return [run.samples_ms for run in parse_ort_result_file(text)]
+
+
+# ---- executor_runner ------------------------------------------------------------------------
+# The posix PAL's log line (runtime/platform/default/posix.cpp et_pal_emit_log_message).
+_ET_LINE = re.compile(r"^([A-Z]) \d{2,}:\d{2}:\d{2}\.\d{6} executorch:([^:\]]+):(\d+)\] (.*)$")
+_ET_ITERATION = re.compile(r"^Iteration (\d+) of (\d+): " + _NUM + r" ms$")
+_ET_TOTAL = re.compile(r"^Model executed successfully (\d+) time\(s\) in " + _NUM + r" ms\.$")
+_ET_THREADS = re.compile(r"^Resetting threadpool with num threads = (-?\d+)$")
+_ET_ETDUMP = re.compile(r"^ETDump written to file '(.*)'\.$")
+
+
+@dataclass(frozen=True)
+class ExecutorRunnerOutput:
+    samples_ms: list[float]  # one per execution, in order (warm-up ones included: the program has none of its own)
+    executions: int | None  # "Model executed successfully <n> time(s)"
+    total_ms: float | None  # ... "in <ms> ms.": the sum of every execution's time
+    threads: int | None  # the pool size it reset to (-1 never shows: the program prints the resolved count)
+    etdump: str | None  # where an event-tracer build wrote its ETDump
+    errors: list[str] = field(default_factory=list)  # messages of E and F lines
+
+
+def parse_executor_runner(text: str) -> ExecutorRunnerOutput:
+    """Per-execution latencies (ms), the summed total and what else ``executor_runner`` logged."""
+    samples: list[float] = []
+    executions = total = threads = etdump = None
+    errors: list[str] = []
+    for raw in text.splitlines():
+        line = _ET_LINE.match(raw.strip())
+        if line is None:
+            continue
+        level, message = line.group(1), line.group(4)
+        if level in ("E", "F"):
+            errors.append(message)
+        elif (m := _ET_ITERATION.match(message)) is not None:
+            samples.append(float(m.group(3)))
+        elif (m := _ET_TOTAL.match(message)) is not None:
+            executions, total = int(m.group(1)), float(m.group(2))
+        elif (m := _ET_THREADS.match(message)) is not None:
+            threads = int(m.group(1))
+        elif (m := _ET_ETDUMP.match(message)) is not None:
+            etdump = m.group(1)
+    if not samples and total is None:
+        raise ParseError(f"no 'Iteration i of n' and no 'Model executed successfully' in output: {text[-300:]!r}")
+    return ExecutorRunnerOutput(samples, executions, total, threads, etdump, errors)
 
 
 # ---- device facts ---------------------------------------------------------------------------

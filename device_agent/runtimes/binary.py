@@ -1,5 +1,8 @@
 """Measure on a device by running the benchmark binary, one shell invocation per schedule.
 
+The programs: ``onnxruntime_perf_test`` (runtime ``onnxruntime``), ``speed_benchmark_torch``
+(``torchscript``) and ExecuTorch's ``executor_runner`` (``executorch``).
+
 Files live under the device's work folder (``/data/local/tmp/hwnas``): ``bin/<tool>``,
 ``models/<key>.<ext>``. A schedule of bursts becomes one small sh script: each burst is one
 binary call framed by marker lines, ``; echo <marker> e <i> $?`` giving its exit code (ADB v1
@@ -15,6 +18,7 @@ import shlex
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from device_agent import faults, parsers, scriptpid
 from device_agent.deviceinfo import PhoneFacts, thermal_zones_script
@@ -33,6 +37,9 @@ THERMAL_ROOT = "/sys/class/thermal"
 # speed_benchmark_torch's thread count: C10 flag of pytorch caffe2/utils/threadpool/ThreadPool.cc,
 # read by getDefaultNumThreads() when the pthreadpool is built (pthreadpool-cpp.cc).
 TORCH_THREADS_FLAG = "--pthreadpool_size"
+# executor_runner's pool: --cpu_threads N resets ExecuTorch's thread pool to N (1 also runs everything on the
+# calling thread); its default, -1, is a guess at the performant cores, so the agent always passes it.
+ET_THREADS_FLAG = "--cpu_threads"
 # Per-run times reduced on the device to samples of k runs (means, ms) and a total: see _burst_line.
 # ORT result file rows: model,seconds,peak,cpu,index; the first d rows are warm-up runs. Only rows count: with -s
 # the real program appends an empty line and seven "<name> Latency: <s> s" lines (PerformanceResult::DumpToFile;
@@ -48,6 +55,19 @@ RESULT_FILE_UNOPENABLE = "failed to open result file"
 AWK_TORCH = ('/PyTorchObserver/ {v=$0; sub(/.*"value": *"/, "", v); sub(/".*/, "", v); x=v/1000; t+=x; s+=x; n++; '
              'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
              'END {print m; printf "%s", o; printf "T %d %.9g\\n", n, t}')
+
+
+# executor_runner: its "Iteration i of n: <ms> ms" log lines (stderr, one per execution) reduced like the
+# PyTorchObserver lines; the first d are the warm-up runs (the program has none of its own). Other lines pass.
+AWK_ET = ('/] Iteration [0-9]+ of [0-9]+: [0-9.]+ ms$/ {r++; if (r<=d) next; v=$0; sub(/.*] Iteration [0-9]+ of '
+          '[0-9]+: /, "", v); sub(/ ms$/, "", v); x=v+0; if (x==0) z++; t+=x; s+=x; n++; '
+          'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
+          'END {print m; printf "%s", o; printf "T %d %.9g %d\\n", n, t, z}')
+# A build without logging (EXECUTORCH_ENABLE_LOGGING is off in Release builds unless a preset turns it on) runs
+# silently: every key would fail alike, so faults.SETUP names the build that fixes it.
+NO_ET_LOG = faults.ET_NO_LOG
+# An event-tracer build's last line (it traced every run: recorded with the batch, see state()).
+ETDUMP_WRITTEN = "ETDump written to file"
 
 
 def sync_files(device: Device, files: dict[str, Path], chunk: int = 48) -> list[str]:
@@ -101,6 +121,10 @@ class BinaryRunner(Runner):
         self.taskset_refused: str | None = None  # taskset's error once it refused the mask: unpinned from then on
         self.result_file_note: str | None = None  # set once the program could not open its result file
         self.zero_runs = 0  # runs of 0 ms read from result files (BurstResult.zero_runs), all calls together
+        # executorch: what XNNPACK runs of each key's program (read from the .pte on the host), for the batch's keys,
+        # and whether the phone's build traces its runs (it wrote an ETDump in the last batch).
+        self._delegation: dict[str, dict[str, Any]] = {}
+        self.event_tracer: bool | None = None
 
     @property
     def remote_binary(self) -> str:
@@ -112,6 +136,12 @@ class BinaryRunner(Runner):
 
     def prepare(self, items: Sequence[Item]) -> None:
         """Push the binary and the models the device does not have yet (same MD5 → skipped)."""
+        if self.runtime == "executorch":
+            from search.export import pte_delegation
+
+            for it in items:
+                if it.key not in self._delegation and it.model.suffix == ".pte":
+                    self._delegation[it.key] = pte_delegation(it.model)
         files = {self.remote_binary: self.binary}
         files.update({f"bin/{lib.name}": lib for lib in self.libs})
         files.update({self.remote_model(it): it.model for it in items})
@@ -140,6 +170,11 @@ class BinaryRunner(Runner):
 
     def stage(self, items: Sequence[Item]) -> None:
         self.prepare(items)
+
+    def forget(self, items: Sequence[Item]) -> None:
+        """After a batch: its keys leave the delegation recorded with the next one (the files stay pushed)."""
+        for it in items:
+            self._delegation.pop(it.key, None)
 
     def forget_files(self) -> None:
         """After a reconnect: check the device's files again before trusting them."""
@@ -171,6 +206,11 @@ class BinaryRunner(Runner):
             return (f"{prefix}./{self.remote_binary} --model={model} --input_dims={dims} --input_type=float "
                     f"--warmup={burst.warmup} --iter={burst.iters} --report_pep=true --use_caching_allocator=true "
                     f"{TORCH_THREADS_FLAG}={self.threads}")
+        if self.runtime == "executorch":
+            # No warm-up flag: the warm-up runs are executions too, dropped from the per-run lines (_burst_line).
+            # Inputs (ones) are prepared before every execution outside the program's clock.
+            return (f"{prefix}./{self.remote_binary} --model_path={model} --num_executions={burst.warmup + burst.iters} "
+                    f"{ET_THREADS_FLAG}={self.threads} --print_output=none")
         # onnxruntime_perf_test always does exactly one warm-up run: ask for the rest as
         # extra runs and drop them from the per-run result file.
         extra = max(0, burst.warmup - 1)
@@ -191,6 +231,10 @@ class BinaryRunner(Runner):
         if self.runtime == "torchscript":
             return (f'echo "$M b {i}"; {call} > res/{i}.out 2>&1; r=$?; '
                     f'if [ -n "$A" ]; then awk -v k={k} -v m="$M s {i}" \'{AWK_TORCH}\' res/{i}.out; '
+                    f'else cat res/{i}.out; fi; rm -f res/{i}.out; echo "$M e {i} $r"')
+        if self.runtime == "executorch":
+            return (f'echo "$M b {i}"; {call} > res/{i}.out 2>&1; r=$?; '
+                    f'if [ -n "$A" ]; then awk -v k={k} -v d={burst.warmup} -v m="$M s {i}" \'{AWK_ET}\' res/{i}.out; '
                     f'else cat res/{i}.out; fi; rm -f res/{i}.out; echo "$M e {i} $r"')
         drop = max(0, burst.warmup - 1)
         return (f'echo "$M b {i}"; {call} 2>&1; r=$?; '
@@ -253,6 +297,8 @@ class BinaryRunner(Runner):
         thermal = parse_batch_thermal(text, marker)
         self.last_thermal = thermal.get("t1") or thermal.get("t0")
         results = parse_batch_output(text, marker, bursts, self.runtime)
+        if self.runtime == "executorch" and results:
+            self.event_tracer = ETDUMP_WRITTEN in text
         for r in results:
             self.zero_runs += r.zero_runs
             if r.note and self.result_file_note is None:
@@ -273,8 +319,8 @@ class BinaryRunner(Runner):
         return f"{shlex.quote(self.device.workdir)}/batch.sh"
 
     def state(self) -> dict[str, object]:
-        threads = (f"{TORCH_THREADS_FLAG}={self.threads}" if self.runtime == "torchscript"
-                   else f"-x {self.threads}")
+        threads = {"torchscript": f"{TORCH_THREADS_FLAG}={self.threads}",
+                   "executorch": f"{ET_THREADS_FLAG}={self.threads}"}.get(self.runtime, f"-x {self.threads}")
         state: dict[str, object] = {
             "runner": "binary", "binary": self.tool, "binary_md5": md5_of(self.binary),
             "taskset": self.mask if self.pinned else None, "threads": self.threads,
@@ -284,6 +330,14 @@ class BinaryRunner(Runner):
             state["taskset_refused"] = {"mask": self.mask, "error": self.taskset_refused[:300]}
         if self.result_file_note:
             state["result_file"] = self.result_file_note
+        if self.runtime == "executorch":
+            # As the local runner records it (runtimes/local.py), from the .pte files; plus whether the phone's
+            # build traced every run (an event-tracer build: its ETDump costs time inside each execution).
+            state["executorch"] = {
+                "backend": "xnnpack", "pool_threads": self.threads, "event_tracer": self.event_tracer,
+                "delegated": {k: d["delegated"] for k, d in sorted(self._delegation.items())},
+                "portable_ops": {k: d["portable_ops"] for k, d in sorted(self._delegation.items()) if d["portable_ops"]},
+            }
         return state
 
 
@@ -380,6 +434,15 @@ def per_run_ms(runtime: str, body: str, csv_rows: Iterable[str], iters: int) -> 
     with sub-microsecond resolution (``Microseconds per iter``, from a nanosecond timer): the
     per-run values get the truncation back as one offset, so they sum to the precise total.
     """
+    if runtime == "executorch":
+        # One line per execution, warm-up ones first; %f milliseconds (nanosecond ticks): nothing to give back.
+        try:
+            runs = parsers.parse_executor_runner(body).samples_ms
+        except parsers.ParseError:
+            runs = []
+        if not runs and iters:
+            raise parsers.ParseError(f"{NO_ET_LOG}: {_tail(body)}")
+        return runs[-iters:] if iters else []
     if runtime == "torchscript":
         out = parsers.parse_speed_benchmark_torch(body)
         runs = out.samples_ms[-iters:]
@@ -415,6 +478,8 @@ def reduced_samples(runtime: str, body: str, lines: Sequence[str], burst: Burst)
                 runs, total, zeros = int(n), float(t), int(z[0]) if z else 0
         except ValueError:
             continue
+    if not runs and runtime == "executorch":
+        raise parsers.ParseError(f"{NO_ET_LOG}: {_tail(body)}")
     if not runs:
         raise parsers.ParseError(f"no timed runs in the program's output: {_tail(body)}")
     if runtime == "torchscript":

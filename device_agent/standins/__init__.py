@@ -1,9 +1,10 @@
 """Host stand-ins for the phone benchmark binaries, same flags, same output.
 
 ``python -m device_agent.standins.speed_benchmark_torch --model=m.ptl --input_dims=1,3,8,8
---iter=20 --report_pep=true`` and ``python -m device_agent.standins.onnxruntime_perf_test -m
-times -r 20 -x 1 -I m.onnx`` print what the real programs print, running the model with
-torch / onnxruntime on the host. On the loopback device the pushed "binary" is a small shell
+--iter=20 --report_pep=true``, ``python -m device_agent.standins.onnxruntime_perf_test -m
+times -r 20 -x 1 -I m.onnx`` and ``python -m device_agent.standins.executor_runner
+--model_path=m.pte --num_executions=20 --cpu_threads=1`` print what the real programs print, running
+the model with torch / onnxruntime / ExecuTorch's Python runtime on the host. On the loopback device the pushed "binary" is a small shell
 launcher (``launcher_script``) that hands the call to a zygote which forks a fresh process per
 call: each call creates its own session and does only the program's own warm-up, as on a phone.
 """
@@ -15,12 +16,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-TOOLS = ("speed_benchmark_torch", "onnxruntime_perf_test")
-RUNTIME_TOOL = {"torchscript": "speed_benchmark_torch", "onnxruntime": "onnxruntime_perf_test"}
+TOOLS = ("speed_benchmark_torch", "onnxruntime_perf_test", "executor_runner")
+RUNTIME_TOOL = {"torchscript": "speed_benchmark_torch", "onnxruntime": "onnxruntime_perf_test",
+                "executorch": "executor_runner"}
+#: what each stand-in runs the model with on the host (named in the launcher)
+TOOL_ENGINE = {"speed_benchmark_torch": "torch", "onnxruntime_perf_test": "onnxruntime",
+               "executor_runner": "ExecuTorch's Python runtime"}
 
 # Build knobs: which build of the program a stand-in plays. Environment variables, so that both ways a
 # stand-in runs see them (the launcher forwards them to the zygote; ``python -m`` inherits them).
-KNOB_WITHOUT = "HWNAS_STANDIN_WITHOUT"  # flags the build predates: "-I" (ORT), "--pthreadpool_size" (PyTorch)
+# flags the build predates or lacks: "-I" (ORT), "--pthreadpool_size" (PyTorch), "--etdump_path" (an ExecuTorch
+# build without the event tracer)
+KNOB_WITHOUT = "HWNAS_STANDIN_WITHOUT"
 KNOB_MINIMAL = "HWNAS_STANDIN_MINIMAL"  # "1": an ONNX Runtime minimal build, which reads .ort models only
 KNOBS = (KNOB_WITHOUT, KNOB_MINIMAL)
 

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from device_agent.standins import KNOBS, RUNTIME_TOOL, TOOLS
+from device_agent.standins import KNOBS, RUNTIME_TOOL, TOOL_ENGINE, TOOLS
 
 SEP = "\x1f"
 REQUESTS = "requests"
@@ -62,7 +62,7 @@ def launcher_script(tool: str, knobs: Mapping[str, str] | None = None) -> str:
     fields = SEP.join(f"${{{k}:-}}" for k in KNOBS)
     return f"""#!/bin/sh
 # hwnas loopback stand-in for {tool}: same flags, same output; the model runs on the
-# host with {'onnxruntime' if tool == 'onnxruntime_perf_test' else 'torch'} (see device_agent/standins/worker.py).
+# host with {TOOL_ENGINE[tool]} (see device_agent/standins/worker.py).
 {preset}w="${{HWNAS_STANDIN_WORKER:-}}"
 if [ -n "$w" ] && [ -p "$w/{REQUESTS}" ]; then
   r="$w/r.$$"
@@ -112,9 +112,23 @@ def _die_with_parent() -> None:
 def _tool_main(tool: str):  # noqa: ANN202
     if tool == "speed_benchmark_torch":
         from device_agent.standins.speed_benchmark_torch import main
+    elif tool == "executor_runner":
+        from device_agent.standins.executor_runner import main
     else:
         from device_agent.standins.onnxruntime_perf_test import main
     return main
+
+
+def _import_executorch() -> None:
+    """ExecuTorch's runtime and its program reader, once in the zygote (seconds each: a phone's program is linked
+    before it runs). Its thread pool is made lazily, at the first method load, so the forks inherit no threads."""
+    try:
+        from device_agent.runtimes.executorch_engine import _portable_lib
+        from executorch.exir._serialize._program import deserialize_pte_binary  # noqa: F401
+
+        _portable_lib()
+    except ImportError:
+        pass  # the call reports it, as a program that cannot start
 
 
 def _open_reader_end(fifo: Path, timeout_s: float = 10.0) -> int | None:
@@ -186,6 +200,8 @@ def _spawn(directory: Path, line: str) -> int | None:
             import torch  # noqa: F401 - once in the zygote, like onnxruntime
         except ImportError:
             pass
+    elif tool == "executor_runner":
+        _import_executorch()
     pid = os.fork()
     if pid:
         return pid
