@@ -39,8 +39,28 @@ def check_repeats(names: Iterable[str], noun: str, field: str) -> None:
         seen[name] = i
 
 
+def merge_state(stored: Any, sent: Any) -> Any:
+    """``stored`` (a run's device state) with what ``sent`` (a later batch's) adds: objects merged key by key, lists
+    extended by the items they lack, and for anything else the first upload's value kept.
+
+    An agent sends per batch what holds for that batch's items — ExecuTorch's delegation per key
+    (``executorch.delegated``), the keys whose input is set before every run — so a run of many batches
+    keeps every batch's keys; what describes the run (thermal state at its start, the program, its flags)
+    stays as its first batch said. A retried upload adds nothing.
+    """
+    if isinstance(stored, dict) and isinstance(sent, dict):
+        merged = dict(stored)
+        for key, value in sent.items():
+            merged[key] = merge_state(stored[key], value) if key in stored else value
+        return merged
+    if isinstance(stored, list) and isinstance(sent, list):
+        return stored + [v for v in sent if v not in stored]
+    return stored
+
+
 def run_for(session: Session, batch: schemas.RunUpload, device_id: int) -> MeasurementRun:
-    """The run of ``batch`` (created on its first upload); 409 when a later upload contradicts it."""
+    """The run of ``batch`` (created on its first upload, its device state merged from later ones: ``merge_state``);
+    409 when a later upload contradicts it."""
     run = session.scalar(select(MeasurementRun).where(MeasurementRun.run_uuid == batch.run_id))
     now = utcnow()
     if run is None:
@@ -64,6 +84,9 @@ def run_for(session: Session, batch: schemas.RunUpload, device_id: int) -> Measu
                 f"run {batch.run_id} was uploaded before with another {name}",
                 [field_error(name, "differs from the earlier upload of this run_id")],
             )
+    merged = merge_state(run.device_state or {}, batch.device_state or {})
+    if merged != run.device_state:
+        run.device_state = merged  # a new object: the JSON column does not see changes made in place
     run.finished_at = now
     return run
 
