@@ -20,6 +20,7 @@ import logging
 
 from profiler_server import __version__
 from profiler_server.api import routers
+from profiler_server.api.bodies import FASTAPI_BODY_ERROR
 from profiler_server.api.deps import RETRY_SQLSTATES, check_write_token
 from profiler_server.gate import BodyMeter, GateCounters, TokenGate
 from profiler_server.db import make_engine, session_factory
@@ -170,7 +171,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 RETRY_AFTER_S = 2
-FASTAPI_BODY_ERROR = "There was an error parsing the body"
 UNREADABLE_BODY = "not UTF-8, nested past the parser's recursion limit, or an integer of more than 4,300 digits"
 # PostgreSQL SQLSTATEs of a statement cut short rather than a bad request or a dead server: the ones
 # run_write retries (serialization failure, deadlock), query_canceled (statement_timeout), lock_not_available.

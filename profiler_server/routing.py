@@ -1,5 +1,5 @@
-"""What the app says about its routes: the bearer scheme in OpenAPI exactly where a token is required, and a 405's
-``Allow`` header with every method of the path.
+"""What the app says about its routes: the bearer scheme in OpenAPI exactly where a token is required, the request
+bodies parsed off the event loop (api.bodies), and a 405's ``Allow`` header with every method of the path.
 
 FastAPI declares a security scheme on every route whose dependencies mention it, and the open reads shared the
 token-reading dependency with the writes: a client generator then sent tokens where none is needed, and a
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from fastapi.routing import APIRoute
 from starlette.routing import Match, Mount, Route
 from starlette.types import Scope
@@ -24,7 +25,8 @@ STATIC_METHODS = frozenset({"GET", "HEAD"})
 
 
 def declare_security(app: FastAPI, read_requires_token: bool) -> None:
-    """Make ``app.openapi()`` declare the bearer scheme (and 401/403) on the routes that require a token only.
+    """Make ``app.openapi()`` declare the bearer scheme (and 401/403) on the routes that require a token only, and the
+    bodies that routes parse themselves (api.bodies.json_body) as their request bodies.
 
     Which routes those are is the token gate's own rule (gate.route_roles): a write's roles, and the reads while
     READ_REQUIRES_TOKEN is on. An open read still accepts a token (it then shows serials), so it says so in words.
@@ -41,6 +43,9 @@ def declare_security(app: FastAPI, read_requires_token: bool) -> None:
                 op = paths.get(route.path_format, {}).get(method.lower())
                 if op is None:
                     continue
+                model = _body_model(route)
+                if model is not None:
+                    _declare_body(schema, op, model)
                 if route_roles(route, read_requires_token) is not None:
                     op["security"] = [{BEARER: []}]
                     continue
@@ -67,3 +72,22 @@ def allowed_methods(app: Any, scope: Scope) -> list[str]:
         if isinstance(mount, Mount) and mount.matches(scope)[0] != Match.NONE:
             methods |= STATIC_METHODS  # the dashboard's files (StaticFiles answers GET and HEAD only)
     return sorted(methods)
+
+
+def _body_model(route: APIRoute) -> type[BaseModel] | None:
+    """The model of a body the route parses off the event loop (api.bodies.json_body marks its dependency)."""
+    for dep in route.dependant.dependencies:
+        model = getattr(dep.call, "body_model", None)
+        if model is not None:
+            return model  # type: ignore[no-any-return]
+    return None
+
+
+def _declare_body(schema: dict[str, Any], op: dict[str, Any], model: type[BaseModel]) -> None:
+    """Declare ``model`` as the operation's JSON request body, as FastAPI does for a body parameter."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in body.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault(model.__name__, body)
+    op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}

@@ -19,6 +19,7 @@ from profiler_server.db import write_lock
 from profiler_server.errors import Conflict, ServiceError
 from profiler_server.services.ownership import check_token_devices
 from profiler_server.services.luts import LutCache
+from profiler_server.write_queue import BULK, SMALL, queue_of
 
 T = TypeVar("T")
 # Declares the bearer scheme in OpenAPI (the Authorize button of /docs); the header itself is parsed by
@@ -154,8 +155,22 @@ def _retryable(exc: Exception) -> bool:
 WRITE_HOLDS: deque[float] = deque(maxlen=10_000)
 
 
-def run_write(session: Session, work: Callable[[], T]) -> T:
-    """Run ``work`` in one write transaction and commit; nothing is stored when it raises."""
+def run_write(session: Session, work: Callable[[], T], bulk: bool = False) -> T:
+    """Run ``work`` in one write transaction and commit; nothing is stored when it raises.
+
+    On SQLite the transaction waits its turn in this process's write queue first (write_queue): ``bulk`` writes
+    (uploads, imports, job creation: up to ~1 s of lock each) go after the small ones waiting with them.
+    """
+    queue = queue_of(session.get_bind())  # type: ignore[arg-type]
+    if queue is None:
+        return _run_write(session, work)
+    if session.in_transaction():
+        session.rollback()  # no read snapshot kept open while waiting in the queue
+    with queue.turn(BULK if bulk else SMALL):
+        return _run_write(session, work)
+
+
+def _run_write(session: Session, work: Callable[[], T]) -> T:
     for attempt in range(WRITE_ATTEMPTS):
         if session.in_transaction():
             session.rollback()

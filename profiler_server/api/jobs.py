@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from hwnas import schemas
+from profiler_server.api.bodies import json_body
 from profiler_server.api.deps import AgentDep, ClientDep, ReaderDep, SessionDep, run_write
 from profiler_server.services import jobs
 
@@ -16,9 +17,10 @@ JobId = Annotated[int, Path(ge=1, le=schemas.INT32_MAX, description="job id")]
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=schemas.JobCreated, responses=ERRORS)
-def create_job(body: schemas.JobCreate, session: SessionDep, caller: ClientDep) -> schemas.JobCreated:
+def create_job(caller: ClientDep, body: Annotated[schemas.JobCreate, Depends(json_body(schemas.JobCreate))],
+               session: SessionDep) -> schemas.JobCreated:
     """Queue the keys the table lacks (every key with ``force``); at most 20,000 keys and 1,000 networks."""
-    return run_write(session, lambda: jobs.create_job(session, body, created_by=caller.name))
+    return run_write(session, lambda: jobs.create_job(session, body, created_by=caller.name), bulk=True)
 
 
 @router.get("/jobs", response_model=list[schemas.Job], responses=ERRORS)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from hwnas import schemas
+from profiler_server.api.bodies import json_body
 from profiler_server.api.deps import (AdminDep, DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token, read_route,
                                       run_write)
 from profiler_server.errors import InvalidInput, field_error
@@ -138,7 +139,8 @@ def get_lut_entries(
 
 
 @router.post("/lut/{device}/query", response_model=schemas.LutQueryResult, responses=ERRORS)
-def query_lut(device: DeviceName, query: schemas.LutQuery, session: SessionDep, cache: LutCacheDep, _: ReaderDep) -> schemas.LutQueryResult:
+def query_lut(device: DeviceName, _: ReaderDep, query: Annotated[schemas.LutQuery, Depends(json_body(schemas.LutQuery))],
+              session: SessionDep, cache: LutCacheDep) -> schemas.LutQueryResult:
     """Which of ``keys`` the table has (present) and which it lacks (missing)."""
     return query_keys(session, cache, device, query)
 
@@ -154,4 +156,4 @@ def post_import(body: schemas.LutImport, session: SessionDep, caller: AdminDep) 
     The same content again is ``unchanged``; other content into the same table needs ``replace``.
     """
     table = read_import(body)  # parsed and checked before the write transaction: never under the write lock
-    return run_write(session, lambda: import_table(session, body, caller.name, table))
+    return run_write(session, lambda: import_table(session, body, caller.name, table), bulk=True)

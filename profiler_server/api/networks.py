@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from hwnas import schemas
+from profiler_server.api.bodies import json_body
 from profiler_server.api.deps import AgentDep, Caller, DeviceName, ReaderDep, SessionDep, require, run_write
 from profiler_server.services.calibrations import calibration_detail, store_calibration
 from profiler_server.services.measurements import store_network_batch
@@ -17,10 +18,12 @@ ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
 @router.post("/networks/measurements", response_model=schemas.MeasurementBatchResult, responses={**ERRORS, 413: {"model": schemas.ErrorBody}})
-def post_network_measurements(batch: schemas.NetworkMeasurementBatch, session: SessionDep, caller: AgentDep) -> schemas.MeasurementBatchResult:
+def post_network_measurements(caller: AgentDep,
+                              batch: Annotated[schemas.NetworkMeasurementBatch, Depends(json_body(schemas.NetworkMeasurementBatch))],
+                              session: SessionDep) -> schemas.MeasurementBatchResult:
     """Store a run's whole-network results; a retry stores nothing twice and reports the duplicates."""
     caller.check_device(batch.device)
-    return run_write(session, lambda: store_network_batch(session, batch, caller))
+    return run_write(session, lambda: store_network_batch(session, batch, caller), bulk=True)
 
 
 @router.get("/devices/{name}/networks", response_model=schemas.NetworkTable, responses=ERRORS)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hwnas.opkey import OVERHEAD_KEY, OpSpec
+from profiler_server.bulk_cpu import BULK_ITEMS, bulk_turn
 from profiler_server.models import Operator
 from profiler_server.services.sql import CHUNK, insert_ignore
 
@@ -44,7 +45,9 @@ def prepare_operators(session: Session, keys: Iterable[str], write: Callable[[Ca
     found = operator_ids(session, keys)
     missing = sorted(k for k in keys if k not in found)
     for start in range(0, len(missing), per_transaction):
-        rows = [_row(k) for k in missing[start : start + per_transaction]]
+        chunk = missing[start : start + per_transaction]
+        with bulk_turn(len(chunk) >= BULK_ITEMS):  # parsing many keys: one large request at a time (bulk_cpu)
+            rows = [_row(k) for k in chunk]
         write(lambda rows=rows: insert_ignore(session, Operator.__table__, rows, ["key"]))  # type: ignore[misc,arg-type]
     if missing:
         found.update(operator_ids(session, missing))

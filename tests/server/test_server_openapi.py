@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -131,3 +132,18 @@ def test_unreadable_bodies_are_documented_422s(server: LiveServer, device: str, 
         assert r.json()["errors"] == [{"field": "body", "reason": r.json()["errors"][0]["reason"]}]
         assert "not UTF-8" in r.json()["detail"]
         assert "400" not in ops[(method, path)]["responses"] and "422" in ops[(method, path)]["responses"]
+
+
+def test_bodies_parsed_off_the_event_loop_are_still_documented_request_bodies(server: LiveServer) -> None:
+    """POST /measurements and the other large bodies are read by api.bodies.json_body (in the threadpool, issue 25),
+    not by FastAPI: the document still declares each one's model, and every schema it refers to exists."""
+    doc = httpx.get(f"{server.url}/openapi.json").json()
+    ops, components = operations(doc), doc["components"]["schemas"]
+    for (method, path), model in {("POST", "/measurements"): "MeasurementBatch", ("POST", "/networks/measurements"): "NetworkMeasurementBatch",
+                                  ("POST", "/jobs"): "JobCreate", ("POST", "/lut/{device}/query"): "LutQuery"}.items():
+        body = ops[(method, path)]["requestBody"]
+        assert body["required"] is True
+        assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{model}"}, (method, path)
+    assert components["MeasurementBatch"]["properties"]["results"]["items"] == {"$ref": "#/components/schemas/MeasurementResult"}
+    refs = re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc))
+    assert refs and set(refs) <= set(components), set(refs) - set(components)
