@@ -451,8 +451,8 @@ def seed_table(database_url: str, n: int) -> None:
                                                      std_ms=m * 0.03, min_ms=m * 0.9, iterations=100, warmup=10))
                 batch = MeasurementBatch(device="table", runtime="ort", runtime_version="1.17.0", threads=1, agent="bench",
                                          run_id=uuid.uuid4(), results=results)
-                prepared = prepare_batch(session, batch, lambda work: run_write(session, work))
-                run_write(session, lambda: store_batch(session, batch, prepared=prepared))
+                prepared = prepare_batch(session, batch, lambda work: run_write(session, work, bulk=True))
+                run_write(session, lambda batch=batch, prepared=prepared: store_batch(session, batch, prepared=prepared), bulk=True)
     finally:
         engine.dispose()
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.routing import Match, Mount, Route
 from starlette.types import Scope
 

@@ -56,9 +56,8 @@ def test_small_writers_go_first_and_each_kind_in_arrival_order() -> None:
 def test_a_writer_that_waits_past_the_busy_timeout_is_a_busy_503() -> None:
     queue = WriteQueue()
     with queue.turn(BULK):
-        with pytest.raises(OperationalError) as caught:
-            with queue.turn(SMALL, wait_s=0.05):
-                pass
+        with pytest.raises(OperationalError) as caught, queue.turn(SMALL, wait_s=0.05):
+            pass
         assert queue.waiting == 0  # the one that gave up left the queue
     assert database_fault(caught.value) == "busy"  # answered 503 + Retry-After, as SQLite's own "database is locked"
     with queue.turn(SMALL, wait_s=1):  # and the queue still works
