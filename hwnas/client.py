@@ -32,6 +32,7 @@ from hwnas.schemas import (
     JobFail,
     JobHeartbeat,
     Lut,
+    LutPage,
     LutQuery,
     LutCalibration,
     LutImport,
@@ -207,6 +208,14 @@ class ProfilerClient:
         """GET /lut/{device}?format=ofa-yaml|proxyless-yaml: the table in a published YAML layout."""
         params = {**self._table_params(runtime, threads), "format": fmt}
         return self._request("GET", f"/lut/{device}", idempotent=True, params=params).text
+
+    def get_lut_page(self, device: str, runtime: str | None = None, threads: int | None = None, *, sort: str = "median_ms",
+                     order: str = "asc", type: str | None = None, key: str | None = None, offset: int = 0,
+                     limit: int = 100) -> LutPage:
+        """GET /lut/{device}/entries: one page of a table, sorted and filtered by the server (the dashboard's view)."""
+        params = {k: v for k, v in (("runtime", runtime), ("threads", threads), ("type", type), ("key", key)) if v is not None}
+        return self._json(LutPage, "GET", f"/lut/{device}/entries",
+                          params={**params, "sort": sort, "order": order, "offset": offset, "limit": limit})
 
     def import_lut(self, body: LutImport) -> LutImportResult:
         """POST /lut/import (admin token); the same content again is 'unchanged', so retrying is safe."""

@@ -96,6 +96,10 @@ def test_a_page_carries_the_entries_and_header_get_lut_serves(server: LiveServer
     assert page["types"] == {"conv": CONV, "ir": IR} == dict(Counter(k.split("_")[0] for k in lut["entries"]))
     assert lut["entries"][key(5)]["median_ms"] == pytest.approx(9.005)  # re-measured: the page shows the latest run's
     assert next(r for r in page["rows"] if r["key"] == key(5))["n"] == 99
+    with server.client(None) as client:  # the same page through ProfilerClient
+        typed = client.get_lut_page(table["device"], "ort", 1, sort="p90_ms", order="desc", type="ir", offset=10, limit=5)
+    assert [r.key for r in typed.rows] == expected_order(lut, "p90_ms", "desc", only="ir")[10:15]
+    assert (typed.entries, typed.matched, typed.types) == (IR + CONV, IR, {"conv": CONV, "ir": IR})
 
 
 def test_the_type_and_key_filters_are_counted_and_applied_by_the_database(server: LiveServer, table: dict[str, Any]) -> None:
