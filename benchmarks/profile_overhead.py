@@ -9,6 +9,12 @@ runs lasting >= 100 µs; canary, CV re-measure, empty-model overhead):
 (b) through a loopback ADB device in a separate process: models and the stand-in
     ``onnxruntime_perf_test`` pushed over real ADB, one shell invocation per batch.
 
+``--runtime executorch`` (or ``torchscript``) builds the same tables with that runtime: ExecuTorch's
+Python runtime locally, the ``executor_runner`` stand-in over ADB. An ExecuTorch export takes seconds
+per key (ONNX: hundredths), so the export is reported apart: ``export_s_per_key`` (mean over the keys,
+the first one's ExecuTorch import included in ``export_first_key_s``) and ``export_cached_s`` (the
+second build of the same keys, from the cache).
+
 Figures (one clock, the wall clock):
 * ``local_overhead_ratio`` / ``adb_overhead_ratio`` = wall time of the build divided by the
   wall time of the timed runs behind the table's samples (the runners report it: the local
@@ -40,8 +46,10 @@ samples of one run, a canary every 8 bursts), for the before/after comparison.
     python benchmarks/profile_overhead.py            # all keys
     python benchmarks/profile_overhead.py --quick    # 24 keys
     python benchmarks/profile_overhead.py --protocol count --out /tmp/before.json
+    python benchmarks/profile_overhead.py --runtime executorch   # -> profile_overhead_executorch.json
 
-Writes benchmarks/results/profile_overhead.json and prints a one-line summary last.
+Writes benchmarks/results/profile_overhead.json (``profile_overhead_<runtime>.json`` for another runtime)
+and prints a one-line summary last.
 """
 
 from __future__ import annotations
@@ -78,15 +86,16 @@ def space_keys(space_name: str, quick: bool, limit: int | None = None) -> list[s
     return keys[::4][:24] if quick else keys
 
 
-def build(device: Any, keys: list[str], cache_dir: Path, local: bool, protocol: Any) -> tuple[float, dict[str, Any], Any]:
+def build(device: Any, keys: list[str], cache_dir: Path, local: bool, protocol: Any,
+          runtime: str = "onnxruntime") -> tuple[float, dict[str, Any], Any]:
     """One table build; returns (wall seconds, results by key, agent)."""
     from device_agent.jobloop import Agent, AgentConfig
 
-    agent = Agent(device, AgentConfig(cache_dir=cache_dir, protocol=protocol), local=local)
+    agent = Agent(device, AgentConfig(cache_dir=cache_dir, protocol=protocol, runtimes=(runtime,)), local=local)
     agent.connect()
-    agent.runner("onnxruntime", 1)  # imports the runtime before the clock starts
+    agent.runner(runtime, 1)  # imports the runtime before the clock starts
     start = time.perf_counter()
-    results = agent.measure_keys(keys, "onnxruntime", 1, upload=False)
+    results = agent.measure_keys(keys, runtime, 1, upload=False)
     wall = time.perf_counter() - start
     agent.close()
     return wall, results, agent
@@ -115,13 +124,35 @@ def wait_port(port: int) -> None:
     raise RuntimeError("loopback device did not start")
 
 
+def export_all(cache: Any, keys: list[str], runtime: str) -> dict[str, float]:
+    """Build every key's model (then the empty model), timed; then again from the cache."""
+    t0 = time.perf_counter()
+    first = None
+    for k in keys:
+        cache.item(k, runtime)
+        if first is None:
+            first = time.perf_counter() - t0  # includes importing the exporter (ExecuTorch: seconds)
+    cache.overhead(runtime)
+    export_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for k in keys:
+        cache.item(k, runtime)
+    cache.overhead(runtime)
+    return {"export_s": round(export_s, 2), "export_s_per_key": round(export_s / (len(keys) + 1), 4),
+            "export_first_key_s": round(first or 0.0, 2), "export_cached_s": round(time.perf_counter() - t1, 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="24 keys instead of all")
     ap.add_argument("--protocol", choices=("time", "count"), default="time",
                     help="time: the agent's protocol; count: bursts of a fixed count (the protocol before)")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="results file")
+    ap.add_argument("--runtime", choices=("onnxruntime", "torchscript", "executorch"), default="onnxruntime",
+                    help="the runtime whose tables are built (executorch needs pip install 'hwnas[executorch]')")
+    ap.add_argument("--out", type=Path, default=None, help="results file (default: benchmarks/results/...)")
     args = ap.parse_args()
+    runtime = args.runtime
+    out = args.out or (RESULTS if runtime == "onnxruntime" else RESULTS.with_name(f"profile_overhead_{runtime}.json"))
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -136,13 +167,12 @@ def main() -> None:
     cache = ModelCache(cache_dir)
     keys = space_keys("fbnet-fmnist", args.quick)
     keys224 = space_keys("fbnet", args.quick, limit=8 if args.quick else 16)
-    t0 = time.perf_counter()
-    for k in keys + keys224:
-        cache.item(k, "onnxruntime")
-    cache.overhead("onnxruntime")
-    export_s = time.perf_counter() - t0
+    from device_agent.runtimes.base import check_runtime
 
-    figures: dict[str, Any] = {"keys": len(keys), "export_s": round(export_s, 2),
+    check_runtime(runtime)  # the install line before anything is built
+    exports = export_all(cache, keys + keys224, runtime)
+
+    figures: dict[str, Any] = {"runtime": runtime, "keys": len(keys), **exports,
                                "protocol": {"kind": args.protocol, "warmup": protocol.warmup,
                                             "iterations": protocol.iterations, "rounds": protocol.rounds,
                                             "canary_every": protocol.canary_every, "burst_ms": protocol.burst_ms,
@@ -154,7 +184,7 @@ def main() -> None:
         pass
 
     def local_build(ks: list[str]) -> tuple[float, dict[str, Any], Any]:
-        return build(LocalDevice(work / "local-device"), ks, cache_dir, True, protocol)
+        return build(LocalDevice(work / "local-device"), ks, cache_dir, True, protocol, runtime)
 
     # (a) local, twice
     wall_a, res_a, agent_a = local_build(keys)
@@ -188,9 +218,10 @@ def main() -> None:
         while not worker_fifo.exists() and time.monotonic() < deadline:  # the zygote imports onnxruntime
             time.sleep(0.05)
         serial = f"127.0.0.1:{port}"
-        wall_b0, _, agent_b0 = build(AdbDevice(serial), keys + keys224, cache_dir, False, protocol)  # pushes the files
-        wall_b, res_b, agent_b = build(AdbDevice(serial), keys, cache_dir, False, protocol)
-        wall_d, res_d, agent_d = build(AdbDevice(serial), keys224, cache_dir, False, protocol)
+        # The first build pushes the files (and the zygote imports the runtime at its first call).
+        wall_b0, _, agent_b0 = build(AdbDevice(serial), keys + keys224, cache_dir, False, protocol, runtime)
+        wall_b, res_b, agent_b = build(AdbDevice(serial), keys, cache_dir, False, protocol, runtime)
+        wall_d, res_d, agent_d = build(AdbDevice(serial), keys224, cache_dir, False, protocol, runtime)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -218,13 +249,14 @@ def main() -> None:
         "repeatability": figures["repeatability"] <= 0.03,
         "zero_runs": figures["zero_runs"] == 0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
-    print(f"profile_overhead: {len(keys)} fbnet-fmnist keys, median {figures['median_key_ms']} ms: "
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
+    print(f"profile_overhead ({runtime}): {len(keys)} fbnet-fmnist keys, median {figures['median_key_ms']} ms: "
           f"local {figures['local_overhead_ratio']}x (target <= 1.5), adb {figures['adb_overhead_ratio']}x "
           f"(target <= 2), repeatability {figures['repeatability']} (target <= 0.03), zero_runs "
           f"{figures['zero_runs']} (target == 0); fbnet224 context: "
-          f"local {figures['local_overhead_ratio_fbnet224']}x, adb {figures['adb_overhead_ratio_fbnet224']}x; met: "
+          f"local {figures['local_overhead_ratio_fbnet224']}x, adb {figures['adb_overhead_ratio_fbnet224']}x; export "
+          f"{figures['export_s_per_key']} s/key (cached second build {figures['export_cached_s']} s); met: "
           + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in met.items()))
 
 
