@@ -239,7 +239,11 @@ class Device(DeviceInfo):
     thermal: DeviceThermal | None = None
     owner: str | None = None  # the agent token that registered it (shown to callers with a token)
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime  # when the agent last registered it (PUT /devices/{name})
+    # Its latest activity: registered, a measurement upload, a job claimed or its lease renewed (None: an older server).
+    last_seen_at: datetime | None = None
+    # The agent's loopback phone (device-agent loopback-device): a fake phone whose benchmarks are host stand-ins.
+    loopback: bool = False
     tables: list[TableInfo] = Field(default_factory=list)
 
 
@@ -573,6 +577,26 @@ class JobCreated(BaseModel):
 PENDING_SHOWN = 1_000  # pending keys, networks and errors a job shows; counts are always complete
 
 
+class JobNetworkItem(BaseModel):
+    """One whole network of a job: where it stands, and its measurement once done."""
+
+    arch_id: str
+    state: Literal["pending", "done", "failed"]
+    median_ms: float | None = None  # the run's measurement that completed it
+    min_ms: float | None = None
+    error: str | None = None
+
+
+class JobNetworks(BaseModel):
+    """The whole networks of a job (measured interleaved with its operator keys): counts, and the first ones."""
+
+    total: int
+    done: int
+    failed: int
+    pending: int
+    items: list[JobNetworkItem]  # in the job's order, at most the job's pending limit
+
+
 class Job(BaseModel):
     """A job's progress; ``pending_keys``, ``pending_networks`` and ``errors`` list at most PENDING_SHOWN each."""
 
@@ -593,6 +617,7 @@ class Job(BaseModel):
     errors: dict[str, str] = Field(default_factory=dict)
     reason: str | None = None  # why the whole job failed or was cancelled
     holder: str | None = None  # the agent token holding the lease
+    networks: JobNetworks | None = None  # None: the job has no whole networks
 
 
 class JobClaim(Strict):

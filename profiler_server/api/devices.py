@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from hwnas import schemas
 from profiler_server.api.deps import AdminDep, AgentDep, Caller, DeviceName, ReaderDep, SessionDep, run_write
 from profiler_server.services import devices
+from profiler_server.services.device_activity import last_seen_of
 
 router = APIRouter(tags=["devices"])
 
@@ -38,7 +39,8 @@ def list_devices(session: SessionDep, caller: ReaderDep) -> list[schemas.Device]
     rows = devices.list_devices(session)
     tables = devices.tables_of(session, [d.id for d in rows])
     thermal = devices.thermal_of(session, [d.id for d in rows])
-    return [shown_to(caller, devices.to_schema(d, tables.get(d.id, []), thermal.get(d.id))) for d in rows]
+    seen = last_seen_of(session, rows)
+    return [shown_to(caller, devices.to_schema(d, tables.get(d.id, []), thermal.get(d.id), seen[d.id])) for d in rows]
 
 @router.delete("/devices/{name}", status_code=204, responses={204: {"description": "Deleted"}, 404: {"model": schemas.ErrorBody}})
 def delete_device(name: DeviceName, session: SessionDep, _: AdminDep) -> Response:
@@ -51,4 +53,5 @@ def get_device(name: DeviceName, session: SessionDep, caller: ReaderDep) -> sche
     """One device with its (runtime, threads) tables and their entry counts."""
     device = devices.find_device(session, name, field="name")
     return shown_to(caller, devices.to_schema(device, devices.tables_of(session, [device.id]).get(device.id, []),
-                                              devices.thermal_of(session, [device.id]).get(device.id)))
+                                              devices.thermal_of(session, [device.id]).get(device.id),
+                                              last_seen_of(session, [device])[device.id]))

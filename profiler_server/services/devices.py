@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -11,6 +12,7 @@ from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
 from profiler_server.errors import UnknownDevice
 from profiler_server.models import Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
+from profiler_server.services.device_activity import is_loopback
 from profiler_server.services.ownership import IMPORT_OWNER, Actor, check_device_write
 from profiler_server.services.provenance import sources_of
 from profiler_server.services.sql import insert_ignore
@@ -116,8 +118,8 @@ def thermal_of(session: Session, device_ids: list[int]) -> dict[int, schemas.Dev
 
 
 def to_schema(device: Device, tables: list[schemas.TableInfo],
-              thermal: schemas.DeviceThermal | None = None) -> schemas.Device:
-    """The REST shape of a device row."""
+              thermal: schemas.DeviceThermal | None = None, last_seen_at: datetime | None = None) -> schemas.Device:
+    """The REST shape of a device row; ``last_seen_at``: its latest activity (``device_activity.last_seen_of``)."""
     return schemas.Device(
         name=device.name,
         serial=device.serial,
@@ -133,6 +135,8 @@ def to_schema(device: Device, tables: list[schemas.TableInfo],
         thermal=thermal,
         created_at=device.created_at,
         updated_at=device.updated_at,
+        last_seen_at=last_seen_at or device.updated_at,
+        loopback=is_loopback(device.props),
         tables=tables,
     )
 

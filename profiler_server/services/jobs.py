@@ -21,6 +21,7 @@ from hwnas import schemas
 from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
 from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
+from profiler_server.services.job_networks import networks_of
 from profiler_server.services.ownership import Actor, check_device_write, check_job_cancel
 from profiler_server.services.provenance import refuse_imported
 from profiler_server.services import networks as nets
@@ -326,6 +327,7 @@ def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_S
         errors={k: e or "" for k, e in list(errors.items())[:pending_limit]},  # keys' and networks' errors together
         reason=job.reason,
         holder=job.holder,
+        networks=networks_of(session, job.id, pending_limit),
     )
 
 

@@ -110,14 +110,29 @@ function showError(main, error) {
 }
 
 // ---- overview -----------------------------------------------------------------------------
+function deviceBadge(d) {
+  // A loopback phone (device-agent loopback-device) has a real phone's name and model but runs host stand-ins:
+  // its numbers are no phone's, so it must not pass for one.
+  if (d.loopback) return el("span", { class: "badge loopback", title: "device-agent loopback-device: a fake phone over "
+    + "real ADB whose benchmark binaries are host stand-ins; its latencies are this host's, not a phone's" }, "loopback (fake)");
+  return null;
+}
+
+function lastSeen(d) {
+  // Its latest activity (registration, an upload, a claim or a heartbeat), not when it was registered; data-at
+  // holds the time shown (an older server sends no last_seen_at: its registration, as before).
+  const seen = d.last_seen_at || d.updated_at;
+  return el("td", { class: "last-seen", "data-at": seen, title: `registered ${fmt.when(d.updated_at)}` }, fmt.when(seen));
+}
+
 function devicesTable(devices) {
-  const rows = devices.map(d => el("tr", { "data-device": d.name },
-    el("td", {}, el("b", {}, d.name)),
+  const rows = devices.map(d => el("tr", { "data-device": d.name, class: d.loopback ? "loopback" : null },
+    el("td", {}, el("b", {}, d.name), " ", deviceBadge(d)),
     el("td", { class: "model" }, [d.manufacturer, d.model].filter(Boolean).join(" ") || "–"),
     el("td", {}, d.soc || "–"), el("td", {}, d.abi || "–"), el("td", {}, d.os_version || "–"),
     el("td", { class: "num cores" }, d.cpu_cores ?? "–"), el("td", {}, clusters(d.cpu_max_freqs_khz)),
     el("td", { class: "thermal" }, thermalText(d.thermal)),
-    el("td", {}, fmt.when(d.updated_at)),
+    lastSeen(d),
     el("td", { class: "tables" }, d.tables.length ? d.tables.map(t => el("div", {}, tableLink(d.name, t))) : "none yet")));
   return el("table", { id: "devices" },
     el("thead", {}, el("tr", {}, ["device", "model", "SoC", "ABI", "Android", "cores", "CPU clusters", "thermal", "last seen", "tables"]
@@ -169,6 +184,22 @@ async function overview(main) {
 }
 
 // ---- one job ------------------------------------------------------------------------------
+function jobNetworks(nets) {
+  // The job's whole networks (hwnas validate, hwnas predict --measure): each with its state and, once done, the
+  // measurement that completed it; the same numbers as GET /devices/{device}/networks.
+  const shown = nets.items.length < nets.total ? ` (the first ${count(nets.items.length)})` : "";
+  return el("div", {},
+    el("h2", {}, `Whole networks (${count(nets.total)}: ${count(nets.done)} done, ${count(nets.failed)} failed, `
+      + `${count(nets.pending)} pending)${shown}`),
+    el("table", { id: "job-networks" },
+      el("thead", {}, el("tr", {}, ["network (arch id)", "state", "median ms", "min ms", "error"]
+        .map(h => el("th", { class: h.endsWith("ms") ? "num" : null }, h)))),
+      el("tbody", {}, nets.items.map(n => el("tr", { "data-arch": n.arch_id },
+        el("td", {}, el("code", {}, n.arch_id)), el("td", { class: `state state-${n.state}` }, n.state),
+        el("td", { class: "num median" }, fmt.ms(n.median_ms)), el("td", { class: "num" }, fmt.ms(n.min_ms)),
+        el("td", { class: "message" }, n.error || ""))))));
+}
+
 async function jobPage(main) {
   const id = new URLSearchParams(location.search).get("id");
   if (!/^\d+$/.test(id || "")) throw new ApiError(422, "give the job as ?id=N");
@@ -183,21 +214,26 @@ async function jobPage(main) {
     },
   }, "cancel job");
   const errors = Object.entries(job.errors || {});
+  const nets = job.networks;
   show(main, 
     el("h1", {}, `Job #${job.id} · ${job.device} · ${job.runtime} × ${job.threads} `,
       el("span", { id: "job-state", class: `state-${job.state}` }, job.state)),
     el("div", { class: "cards" }, ...[["total", job.total], ["done", job.done], ["failed", job.failed], ["pending", job.pending]]
       .map(([k, v]) => el("div", { class: "card" }, el("div", { class: "muted" }, k), el("div", { class: "value", id: `job-${k}` }, v)))),
     progressBar(job),
+    el("p", { id: "job-composition", class: "muted" }, nets
+      ? `${count(job.total - nets.total)} operator keys and ${count(nets.total)} whole networks, measured in the same interleaved rounds`
+      : `${count(job.total)} operator keys`),
     el("p", {}, "lease: ", el("span", { id: "job-holder" }, job.holder || "nobody"),
       job.agent ? ` (agent ${job.agent})` : "", job.lease_expires_at ? `, until ${fmt.when(job.lease_expires_at)}` : ""),
     job.reason ? el("p", { class: "error", id: "job-reason" }, job.reason) : null,
     el("div", { class: "controls" }, cancel, status),
+    nets ? jobNetworks(nets) : null,
     el("h2", {}, `Failures (${job.failed})`),
-    errors.length ? el("table", { id: "job-errors" }, el("thead", {}, el("tr", {}, el("th", {}, "operator"), el("th", {}, "message"))),
+    errors.length ? el("table", { id: "job-errors" }, el("thead", {}, el("tr", {}, el("th", {}, "operator or network"), el("th", {}, "message"))),
       el("tbody", {}, errors.map(([k, m]) => el("tr", {}, el("td", {}, el("code", {}, k)), el("td", { class: "message" }, m)))))
       : el("p", { class: "muted" }, "none"),
-    el("h2", {}, `Pending (${job.pending})`),
+    el("h2", {}, `Pending operator keys (${job.pending - (nets ? nets.pending : 0)})`),
     el("ul", { id: "pending-keys" }, job.pending_keys.slice(0, 50).map(k => el("li", {}, el("code", {}, k)))));
   if (open) setTimeout(() => jobPage(main).catch(e => showError(main, e)), REFRESH_MS);
 }
@@ -238,25 +274,75 @@ function svgCanvas(id, width, height) {
   return { svg, add };
 }
 
-function heatmap(rows) {
-  // rows: [{key, median_ms}], at most HEATMAP_MAX of them (one SVG cell each).
-  const cells = rows.map(r => ({ ...parseKey(r.key), key: r.key, ms: r.median_ms }));
-  const rowNames = [...new Set(cells.map(c => c.layer))].sort();
-  const colNames = [...new Set(cells.map(c => c.candidate))].sort();
-  const rowOf = new Map(rowNames.map((r, j) => [r, j])), colOf = new Map(colNames.map((c, i) => [c, i]));
-  const logs = cells.map(c => Math.log(Math.max(c.ms, 1e-6)));
+function naturalCompare(a, b) {
+  // Text part by part, runs of digits by their value: o8 < o16 < o128 and e3 < e6 < e12 (a string sort puts
+  // o128 before o16 before o8).
+  const pa = a.match(/\d+|\D+/g) || [], pb = b.match(/\d+|\D+/g) || [];
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    const x = pa[i], y = pb[i];
+    if (x === y) continue;
+    if (/^\d/.test(x) && /^\d/.test(y) && Number(x) !== Number(y)) return Number(x) - Number(y);
+    return x < y ? -1 : 1;
+  }
+  return pa.length - pb.length;
+}
+
+// matplotlib's viridis at nine even steps: the colour scale of the θ heatmaps in search/plots.py, so one scale
+// reads the same on every page and plot (dark purple: low, yellow: high).
+const VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"];
+
+function viridis(t) {
+  const x = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1), i = Math.min(Math.floor(x), VIRIDIS.length - 2), f = x - i;
+  const rgb = c => [1, 3, 5].map(j => parseInt(c.slice(j, j + 2), 16));
+  const [a, b] = [rgb(VIRIDIS[i]), rgb(VIRIDIS[i + 1])];
+  return "#" + a.map((v, j) => Math.round(v + f * (b[j] - v)).toString(16).padStart(2, "0")).join("");
+}
+
+function logScale(values) {
+  // Latencies span decades: colour by log(ms), from the lowest to the highest present. t(ms) in 0..1.
+  const logs = values.map(v => Math.log(Math.max(v, 1e-6)));
   const lo = Math.min(...logs), hi = Math.max(...logs);
+  return { lo: Math.exp(lo), hi: Math.exp(hi), t: ms => hi > lo ? (Math.log(Math.max(ms, 1e-6)) - lo) / (hi - lo) : 0.5 };
+}
+
+function heatLegend(scale) {
+  // The numbered colour bar: the gradient is the cells' own scale, ticks at even steps of log(ms).
+  const W = 360, H = 44, x0 = 10, bw = W - 2 * x0;
+  const { svg, add } = svgCanvas("heatmap-legend", W, H);
+  const gradient = add("linearGradient", { id: "heat-scale", x1: 0, x2: 1, y1: 0, y2: 0 });
+  VIRIDIS.forEach((c, i) => add("stop", { offset: `${(100 * i / (VIRIDIS.length - 1)).toFixed(1)}%`, "stop-color": c }, { parent: gradient }));
+  add("rect", { x: x0, y: 4, width: bw, height: 12, fill: scale.hi > scale.lo ? "url(#heat-scale)" : viridis(0.5), class: "scale" });
+  const ticks = scale.hi > scale.lo ? [0, 0.25, 0.5, 0.75, 1] : [0.5];
+  for (const t of ticks) {
+    const ms = scale.hi > scale.lo ? Math.exp(Math.log(scale.lo) + t * (Math.log(scale.hi) - Math.log(scale.lo))) : scale.lo;
+    const x = x0 + t * bw;
+    add("line", { x1: x, x2: x, y1: 16, y2: 20, stroke: "#555" });
+    add("text", { x, y: 32, "text-anchor": t === 0 ? "start" : t === 1 ? "end" : "middle", class: "tick", "data-t": t,
+      "data-ms": ms }, { text: fmt.ms(ms) });
+  }
+  add("text", { x: W / 2, y: H - 1, "text-anchor": "middle" }, { text: "median latency, ms (log scale)" });
+  return svg;
+}
+
+function heatmap(rows) {
+  // rows: [{key, median_ms}], at most HEATMAP_MAX of them (one SVG cell each); rows and columns in the order of
+  // the key's fields, numbers by value.
+  const cells = rows.map(r => ({ ...parseKey(r.key), key: r.key, ms: r.median_ms }));
+  const rowNames = [...new Set(cells.map(c => c.layer))].sort(naturalCompare);
+  const colNames = [...new Set(cells.map(c => c.candidate))].sort(naturalCompare);
+  const rowOf = new Map(rowNames.map((r, j) => [r, j])), colOf = new Map(colNames.map((c, i) => [c, i]));
+  const scale = logScale(cells.map(c => c.ms));
   const cw = 26, ch = 18, left = 230, top = 110;
   const { svg, add } = svgCanvas("heatmap", left + colNames.length * cw + 20, top + rowNames.length * ch + 10);
-  colNames.forEach((c, i) => add("text", { x: left + i * cw + cw / 2, y: top - 6, transform: `rotate(-60 ${left + i * cw + cw / 2} ${top - 6})` }, { text: c }));
-  rowNames.forEach((r, j) => add("text", { x: left - 6, y: top + j * ch + ch * 0.7, "text-anchor": "end" }, { text: r }));
+  colNames.forEach((c, i) => add("text", { x: left + i * cw + cw / 2, y: top - 6, class: "col",
+    transform: `rotate(-60 ${left + i * cw + cw / 2} ${top - 6})` }, { text: c }));
+  rowNames.forEach((r, j) => add("text", { x: left - 6, y: top + j * ch + ch * 0.7, "text-anchor": "end", class: "row" }, { text: r }));
   for (const c of cells) {
-    const t = hi > lo ? (Math.log(Math.max(c.ms, 1e-6)) - lo) / (hi - lo) : 0.5;
     add("rect", { x: left + colOf.get(c.candidate) * cw, y: top + rowOf.get(c.layer) * ch, width: cw - 1,
-      height: ch - 1, fill: `hsl(${(1 - t) * 220}, 70%, ${45 + 20 * (1 - t)}%)`, "data-key": c.key },
+      height: ch - 1, fill: viridis(scale.t(c.ms)), "data-key": c.key },
     { tooltip: `${c.key}: ${fmt.ms(c.ms)} ms` });
   }
-  return svg;
+  return el("div", {}, heatLegend(scale), svg);
 }
 
 async function download(device, query, format) {
@@ -367,7 +453,7 @@ async function tablePage(main) {
     el("div", { class: "controls" }, filter, keyFilter,
       el("button", { onclick: () => download(device, query, "csv") }, "download CSV"),
       el("button", { onclick: () => download(device, query, "json") }, "download JSON")),
-    el("h2", {}, "Latency by layer (rows) and candidate (columns), log colour scale"),
+    el("h2", {}, "Median latency by layer (rows) and candidate (columns), log colour scale"),
     heat,
     el("h2", {}, "Entries"),
     el("div", { class: "controls" }, pager.first, pager.prev, shown, pager.next, pager.last),
@@ -493,6 +579,29 @@ function fidelityPlot(points, cal) {
   return svg;
 }
 
+function validationFigures(cal, points) {
+  // The headline is the hold-out MAPE that hwnas validate stored: measured on the networks the calibration was
+  // NOT fitted on. A MAPE over every plotted network includes the ones it was fitted on, so it flatters the
+  // calibration; it is shown after, labelled so. [label, value, note, headline]
+  const pct = v => v === null || v === undefined ? "–" : v.toFixed(1) + "%";
+  const heldOut = cal.mape_after !== null && cal.mape_after !== undefined;
+  const figures = [
+    ["MAPE, calibrated, held out", pct(cal.mape_after), heldOut
+      ? `on networks it was not fitted on; table sum there: ${pct(cal.mape_before)}`
+      : "not stored with this calibration (no hold-out)", true],
+  ];
+  if (points.length) {
+    const meas = points.map(p => p.measured_ms);
+    figures.push(
+      ["MAPE, calibrated, all networks", pct(mape(points.map(p => p.calibrated), meas)),
+        `all ${points.length} plotted, including the ${cal.networks} it was fitted on`, false],
+      ["MAPE, table sum, all networks", pct(mape(points.map(p => p.predicted_ms), meas)), `all ${points.length} plotted`, false],
+      ["Kendall τ", kendallTau(points.map(p => p.predicted_ms), meas).toFixed(3), `all ${points.length}; a calibration keeps the ranking`, false],
+      ["networks", points.length, `${cal.networks} fitted on`, false]);
+  }
+  return figures;
+}
+
 async function validationPage(main) {
   const q = new URLSearchParams(location.search);
   const device = q.get("device") || "";
@@ -500,20 +609,13 @@ async function validationPage(main) {
   for (const k of ["runtime", "threads"]) if (q.get(k)) query.set(k, q.get(k));
   const cal = await api(`/lut/${encodeURIComponent(device)}/calibration?${query}`);
   const points = cal.points.map(p => ({ ...p, calibrated: cal.scale * p.predicted_ms + cal.offset_ms }));
-  const meas = points.map(p => p.measured_ms);
-  const figures = points.length ? {
-    "networks": points.length,
-    "MAPE, table sum": mape(points.map(p => p.predicted_ms), meas).toFixed(1) + "%",
-    "MAPE, calibrated": mape(points.map(p => p.calibrated), meas).toFixed(1) + "%",
-    "Kendall τ": kendallTau(points.map(p => p.predicted_ms), meas).toFixed(3),
-  } : {};
-  show(main, 
+  show(main,
     el("h1", {}, `How well ${cal.device}'s table (${cal.runtime} × ${cal.threads}) predicts whole networks`),
     el("p", { class: "muted" }, `calibration of ${fmt.when(cal.created_at)}: measured ≈ ${cal.scale.toFixed(4)} × predicted `,
-      `${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms, fitted on ${cal.networks} networks`,
-      cal.mape_before !== null ? `; its held-out MAPE ${cal.mape_before.toFixed(1)}% → ${cal.mape_after.toFixed(1)}%` : ""),
-    el("div", { class: "cards" }, Object.entries(figures).map(([k, v]) =>
-      el("div", { class: "card" }, el("div", { class: "muted" }, k), el("div", { class: "value", "data-figure": k }, v)))),
+      `${cal.offset_ms >= 0 ? "+" : "−"} ${fmt.ms(Math.abs(cal.offset_ms))} ms, fitted on ${cal.networks} networks`),
+    el("div", { class: "cards" }, validationFigures(cal, points).map(([k, v, note, headline]) =>
+      el("div", { class: headline ? "card headline" : "card" }, el("div", { class: "muted" }, k),
+        el("div", { class: "value", "data-figure": k }, v), el("div", { class: "note muted" }, note)))),
     points.length ? fidelityPlot(points, cal) : el("p", { class: "muted", id: "no-points" },
       "This calibration was stored without its networks (an older hwnas validate): nothing to plot."));
 }
