@@ -267,6 +267,8 @@ class NetworkMeasurement(LatencyColumns, Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("measurement_runs.id", ondelete="CASCADE"))
     network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), index=True)
+    # Per-operator times of a separate profiled pass (schemas.OperatorBreakdown); None: the runtime gives none.
+    operator_breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     network: Mapped[Network] = relationship()
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Subquery, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -126,11 +127,12 @@ def prepare_rows(session: Session, item: ItemColumn, results: Sequence[tuple[int
 
 
 def store_new_results(session: Session, item: ItemColumn, run_id: int, results: Sequence[tuple[int, schemas.LatencyStats]],
-                      prepared: PreparedRows | None = None) -> int:
+                      prepared: PreparedRows | None = None, extra: Sequence[str] = ()) -> int:
     """Insert the (item id, result) pairs that run ``run_id`` has not stored yet; returns how many were new.
 
     ``prepared``: ``prepare_rows`` of the same ``results``, made before the transaction (then only the driver's
-    executemany runs here).
+    executemany runs here). ``extra``: further result fields stored in columns of the same name (a model field is
+    stored as its JSON document); not with ``prepared``.
     """
     model = item.class_
     have = set(session.scalars(select(item).where(model.run_id == run_id)))
@@ -149,13 +151,22 @@ def store_new_results(session: Session, item: ItemColumn, run_id: int, results: 
         return len(new)
     now = utcnow()
     rows: list[dict[str, Any]] = [
-        {"run_id": run_id, item.key: item_id, **{f: getattr(r, f) for f in _STAT_FIELDS}, "valid": True, "measured_at": now}
+        {"run_id": run_id, item.key: item_id, **{f: getattr(r, f) for f in _STAT_FIELDS}, **_extra_values(r, extra),
+         "valid": True, "measured_at": now}
         for item_id, r in results
         if item_id not in have
     ]
     if rows:
         session.execute(model.__table__.insert(), rows)
     return len(rows)
+
+
+def _extra_values(result: schemas.LatencyStats, fields: Sequence[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields:
+        v = getattr(result, f)
+        values[f] = v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+    return values
 
 
 def run_rows(session: Session, item: ItemColumn, run_id: int, item_ids: list[int]) -> dict[int, int]:

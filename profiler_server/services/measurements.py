@@ -91,7 +91,8 @@ def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch
                 [field_error(f"results[{i}].arch_id", "no network with this id")],
             )
     run = run_for(session, batch, device.id)
-    stored = store_new_results(session, NetworkMeasurement.network_id, run.id, [(ids[r.arch_id], r) for r in batch.results])
+    stored = store_new_results(session, NetworkMeasurement.network_id, run.id, [(ids[r.arch_id], r) for r in batch.results],
+                               extra=("operator_breakdown",))
     if batch.job_id is not None:
         measured = run_rows(session, NetworkMeasurement.network_id, run.id, list(ids.values()))
         jobs.complete_networks(session, batch.job_id, device.id, batch.runtime, batch.threads, measured)

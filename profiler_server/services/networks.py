@@ -100,6 +100,7 @@ def network_table(session: Session, name: str, runtime: str | None, threads: int
             NetworkMeasurement.iterations,
             NetworkMeasurement.samples_ms,
             NetworkMeasurement.measured_at,
+            NetworkMeasurement.operator_breakdown,
         )
         .join(latest, NetworkMeasurement.id == latest.c.mid)
         .join(Network, Network.id == NetworkMeasurement.network_id)
@@ -114,8 +115,9 @@ def network_table(session: Session, name: str, runtime: str | None, threads: int
     )
     entries = {
         arch_id: schemas.NetworkEntry(
-            median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, samples_ms=samples, measured_at=at
+            median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, samples_ms=samples, measured_at=at,
+            operator_breakdown=breakdown,
         )
-        for arch_id, median, mn, p10, p90, std, n, samples, at in rows
+        for arch_id, median, mn, p10, p90, std, n, samples, at, breakdown in rows
     }
     return schemas.NetworkTable(device=device.name, runtime=runtime, runtime_version=version, threads=threads, entries=entries)
