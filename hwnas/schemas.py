@@ -448,10 +448,46 @@ class _NetworkItem(Strict):
     arch_id: str = Field(pattern=ARCH_ID_PATTERN)
 
 
+MAX_PROFILED_OPERATORS = 10_000  # operator events of one network's breakdown
+
+
+class OperatorTiming(Strict):
+    """One operator of a network as the runtime's own profiler timed it inside the network."""
+
+    name: Text(256, 1)  # the runtime's event name, e.g. XNNPACK's "Convolution (NHWC, F32) IGEMM #3"
+    backend: Text(64) | None = None  # the delegate that ran it ("XnnpackBackend"); None: the runtime's own kernel
+    median_ms: float
+    min_ms: float | None = None
+
+    @field_validator("median_ms", "min_ms")
+    @classmethod
+    def _finite(cls, v: float | None, info: Any) -> float | None:
+        return _finite_nonneg(info.field_name, v)
+
+
+class OperatorBreakdown(Strict):
+    """Per-operator times of a whole network from a separate profiled pass (ExecuTorch's ETDump).
+
+    Traced runs pay the tracer's cost, so these runs are not the network's latency (``median_ms`` of the
+    result is, measured untraced); ``execute_ms`` is the traced ``Method::execute`` for scale.
+    """
+
+    source: Literal["etdump"] = "etdump"
+    runs: int = Field(ge=1, le=INT32_MAX)  # traced executions the statistics are over
+    execute_ms: float | None = None
+    operators: list[OperatorTiming] = Field(max_length=MAX_PROFILED_OPERATORS)  # in execution order
+
+    @field_validator("execute_ms")
+    @classmethod
+    def _finite(cls, v: float | None, info: Any) -> float | None:
+        return _finite_nonneg(info.field_name, v)
+
+
 class NetworkResult(LatencyStats, _NetworkItem):  # bases in this order: arch_id stays the first field
     """Latency of one whole network in one run; ``samples_ms`` holds the burst minimum of every round, in order."""
 
     check_order: ClassVar[bool] = False
+    operator_breakdown: OperatorBreakdown | None = None  # runtime executorch: its ETDump, per operator
 
 
 class NetworkMeasurementBatch(RunUpload):
@@ -463,6 +499,7 @@ class NetworkMeasurementBatch(RunUpload):
 class NetworkEntry(LatencySummary):
     samples_ms: list[float] | None = None
     measured_at: datetime
+    operator_breakdown: OperatorBreakdown | None = None  # stored with the measurement (runtime executorch)
 
 
 class NetworkTable(BaseModel):
