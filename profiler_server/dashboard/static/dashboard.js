@@ -307,20 +307,20 @@ function logScale(values) {
 
 function heatLegend(scale) {
   // The numbered colour bar: the gradient is the cells' own scale, ticks at even steps of log(ms).
-  const W = 360, H = 44, x0 = 10, bw = W - 2 * x0;
+  const W = 360, H = 52, x0 = 10, bw = W - 2 * x0, y0 = 16;
   const { svg, add } = svgCanvas("heatmap-legend", W, H);
+  add("text", { x: x0, y: 11 }, { text: "median latency, ms (log scale)" });
   const gradient = add("linearGradient", { id: "heat-scale", x1: 0, x2: 1, y1: 0, y2: 0 });
   VIRIDIS.forEach((c, i) => add("stop", { offset: `${(100 * i / (VIRIDIS.length - 1)).toFixed(1)}%`, "stop-color": c }, { parent: gradient }));
-  add("rect", { x: x0, y: 4, width: bw, height: 12, fill: scale.hi > scale.lo ? "url(#heat-scale)" : viridis(0.5), class: "scale" });
+  add("rect", { x: x0, y: y0, width: bw, height: 12, fill: scale.hi > scale.lo ? "url(#heat-scale)" : viridis(0.5), class: "scale" });
   const ticks = scale.hi > scale.lo ? [0, 0.25, 0.5, 0.75, 1] : [0.5];
   for (const t of ticks) {
     const ms = scale.hi > scale.lo ? Math.exp(Math.log(scale.lo) + t * (Math.log(scale.hi) - Math.log(scale.lo))) : scale.lo;
     const x = x0 + t * bw;
-    add("line", { x1: x, x2: x, y1: 16, y2: 20, stroke: "#555" });
-    add("text", { x, y: 32, "text-anchor": t === 0 ? "start" : t === 1 ? "end" : "middle", class: "tick", "data-t": t,
+    add("line", { x1: x, x2: x, y1: y0 + 12, y2: y0 + 17, stroke: "#555" });
+    add("text", { x, y: y0 + 29, "text-anchor": t === 0 ? "start" : t === 1 ? "end" : "middle", class: "tick", "data-t": t,
       "data-ms": ms }, { text: fmt.ms(ms) });
   }
-  add("text", { x: W / 2, y: H - 1, "text-anchor": "middle" }, { text: "median latency, ms (log scale)" });
   return svg;
 }
 
