@@ -1,8 +1,10 @@
 """Wall time of `hwnas demo` as a whole and of each of its phases, against the budget.
 
-Runs the real command (``hwnas demo [--quick]``: server, local agent, table job, search,
-sampling, training, export, network job, report) in a subprocess into a temporary folder (or
-``--out``), then reads the demo's own ``timings.json``. The baseline is the budget of the
+Runs the real command (``hwnas demo [--quick]``: server, local agent, table job and its
+calibration networks, search, random networks at the found one's latency, training, export,
+network job, report — the phases of ``search.demo.PHASES``) in a subprocess into a temporary
+folder (or ``--out``), then reads the demo's own ``timings.json``; a phase's figures are named
+after it (``random_s``, ``random_cpu_s``, ...). The baseline is the budget of the
 issue: 600 s for the full demo on 2 CPU cores, 120 s for ``--quick``. Because this machine is
 shared, wall time depends on the other tenants; the figures therefore also give ``cpu_all_s``,
 the CPU seconds of the demo and everything it started (server and agent are reaped children, so

@@ -49,6 +49,8 @@ def render() -> str:
             out.append(f"Not run yet: `python benchmarks/{s.name}`.\n")
             continue
         data = json.loads(res.read_text())
+        if data.get("note"):  # why the figures below may not describe the code as it is now (e.g. run before a change)
+            out.append(f"**Note:** {data['note']}\n\n")
         targets, met = data.get("targets", {}), data.get("met", {})
         out.append("| figure | value | target | met |\n|---|---|---|---|\n")
         for name, target in targets.items():
