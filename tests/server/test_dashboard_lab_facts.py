@@ -180,6 +180,12 @@ def test_the_validation_headline_is_the_held_out_mape(server: LiveServer, browse
     card = "[...document.querySelectorAll('.card')].find(c => c.querySelector('.value').dataset.figure === 'MAPE, calibrated, all networks')"
     assert browser.eval(f"{card}.querySelector('.value').textContent") == f"{everything:.1f}%"
     assert browser.eval(f"{card}.querySelector('.note').textContent") == "all 6 plotted, including the 3 it was fitted on"
+    # One colour per role, as in hwnas validate's scatter plot (search/validate.py): table sum tab:blue, calibrated tab:orange.
+    from matplotlib.colors import to_hex
+
+    fills = json.loads(browser.eval("JSON.stringify(['raw', 'calibrated'].map(c => [...new Set([...document.querySelectorAll("
+                                    "`#validation-plot circle.${c}`)].map(e => e.getAttribute('fill')))]))"))
+    assert fills == [[to_hex("tab:blue")], [to_hex("tab:orange")]]
 
 
 def _net(i: int) -> NetworkSpec:

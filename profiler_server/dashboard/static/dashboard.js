@@ -553,6 +553,10 @@ function kendallTau(xs, ys) {
 
 function mape(pred, meas) { return 100 * pred.reduce((s, p, i) => s + Math.abs(p - meas[i]) / meas[i], 0) / pred.length; }
 
+// The colours of hwnas validate's scatter plot (search/validate.py): table sum matplotlib's tab:blue, calibrated
+// tab:orange, the ±10% band tab:green, y = x black — one colour per role on the page and in the PNG.
+const FIDELITY = { raw: "#1f77b4", calibrated: "#ff7f0e", band: "#2ca02c", identity: "#000000" };
+
 function fidelityPlot(points, cal) {
   const W = 520, H = 460, pad = 56;
   const { svg, add } = svgCanvas("validation-plot", W, H);
@@ -562,20 +566,20 @@ function fidelityPlot(points, cal) {
   add("rect", { x: pad, y: pad, width: W - 2 * pad, height: H - 2 * pad, fill: "#fff", stroke: "#ccd" });
   // ±10% band around y = x (x: measured, y: predicted)
   add("polygon", { points: [[lo, lo * 0.9], [hi, hi * 0.9], [hi, hi * 1.1], [lo, lo * 1.1]].map(([x, y]) => `${sx(x)},${sy(Math.min(Math.max(y, lo), hi))}`).join(" "),
-    fill: "#2e9d5b", "fill-opacity": 0.1 });
-  add("line", { x1: sx(lo), y1: sy(lo), x2: sx(hi), y2: sy(hi), stroke: "#2e9d5b", "stroke-dasharray": "4 3" });
+    fill: FIDELITY.band, "fill-opacity": 0.12 });
+  add("line", { x1: sx(lo), y1: sy(lo), x2: sx(hi), y2: sy(hi), stroke: FIDELITY.identity, "stroke-width": 1 });
   for (const value of [lo, (lo + hi) / 2, hi]) {
     add("text", { x: sx(value), y: H - pad + 16, "text-anchor": "middle" }, { text: value.toFixed(3) });
     add("text", { x: pad - 6, y: sy(value) + 4, "text-anchor": "end" }, { text: value.toFixed(3) });
   }
   for (const p of points) {
-    add("circle", { cx: sx(p.measured_ms), cy: sy(p.predicted_ms), r: 3, fill: "#9aa3b5", class: "raw" });
-    add("circle", { cx: sx(p.measured_ms), cy: sy(p.calibrated), r: 3.5, fill: "#2f6fdb", "fill-opacity": 0.8, class: "calibrated" },
+    add("circle", { cx: sx(p.measured_ms), cy: sy(p.predicted_ms), r: 3, fill: FIDELITY.raw, "fill-opacity": 0.8, class: "raw" });
+    add("circle", { cx: sx(p.measured_ms), cy: sy(p.calibrated), r: 3.5, fill: FIDELITY.calibrated, "fill-opacity": 0.85, class: "calibrated" },
       { tooltip: `${p.arch_id}: measured ${fmt.ms(p.measured_ms)}, predicted ${fmt.ms(p.predicted_ms)} (${fmt.ms(p.calibrated)} calibrated) ms` });
   }
   add("text", { x: W / 2, y: H - 12, "text-anchor": "middle" }, { text: "measured whole network (ms)" });
   add("text", { x: 16, y: H / 2, transform: `rotate(-90 16 ${H / 2})`, "text-anchor": "middle" }, { text: "predicted by the table (ms)" });
-  add("text", { x: pad + 8, y: pad + 16 }, { text: cal ? "grey: table sum · blue: calibrated · band: ±10%" : "band: ±10%" });
+  add("text", { x: pad + 8, y: pad + 16 }, { text: cal ? "blue: table sum · orange: calibrated · line: y = x · band: ±10%" : "line: y = x · band: ±10%" });
   return svg;
 }
 
