@@ -24,17 +24,17 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hwnas.client import ProfilerError
-from hwnas.opkey import OVERHEAD_KEY
-from hwnas.schemas import JobFail, MeasurementResult, NetworkResult, NetworkSpec
-
 from device_agent.errors import BenchmarkError, DeviceUnreachable
 from device_agent.faults import split_failures
 from device_agent.runtimes.base import Item, check_runtime
 from device_agent.stats import percentile
+from hwnas.client import ProfilerError
+from hwnas.opkey import OVERHEAD_KEY
+from hwnas.schemas import JobFail, MeasurementResult, NetworkResult, NetworkSpec
 
 if TYPE_CHECKING:
     from device_agent.jobloop import Agent
+    from device_agent.runtimes.base import Runner
 
 log = logging.getLogger("device_agent")
 
@@ -63,7 +63,7 @@ def summarize_network(arch_id: str, bursts: Sequence[Sequence[float]], warmup: i
     )
 
 
-def _fail_network(agent: "Agent", job_id: int | None, arch_id: str, reason: str) -> None:
+def _fail_network(agent: Agent, job_id: int | None, arch_id: str, reason: str) -> None:
     log.error("cannot measure network %s: %s", arch_id, reason)
     if job_id is not None and agent.client is not None:
         try:
@@ -72,7 +72,25 @@ def _fail_network(agent: "Agent", job_id: int | None, arch_id: str, reason: str)
             log.warning("could not report the failure of network %s: %s", arch_id, exc)
 
 
-def build_network_items(agent: "Agent", networks: Sequence[NetworkSpec], runtime: str,
+def add_breakdowns(runner: Runner, by_key: dict[str, Item], nets: dict[str, NetworkResult]) -> None:
+    """Attach the runtime's per-operator profile to each measured network (ExecuTorch: its ETDump).
+
+    After the rounds, never inside them: a traced run pays the tracer's cost, so the profile is a pass
+    of its own and the network's latency stays the untraced rounds'. A profile that cannot be made
+    costs the network its breakdown, not its measurement.
+    """
+    for arch_id in list(nets):
+        item = by_key[NETWORK_PREFIX + arch_id]
+        try:
+            breakdown = runner.operator_breakdown(item)
+        except Exception as exc:  # noqa: BLE001 - the measurement is complete without it
+            log.warning("no per-operator breakdown of network %s: %s: %s", arch_id, type(exc).__name__, exc)
+            continue
+        if breakdown is not None:
+            nets[arch_id] = nets[arch_id].model_copy(update={"operator_breakdown": breakdown})
+
+
+def build_network_items(agent: Agent, networks: Sequence[NetworkSpec], runtime: str,
                         job_id: int | None) -> list[Item]:
     """Export every network (cached by arch id); a network that cannot be built is reported failed."""
     items = []
@@ -84,7 +102,7 @@ def build_network_items(agent: "Agent", networks: Sequence[NetworkSpec], runtime
     return items
 
 
-def measure_job_with_networks(agent: "Agent", keys: Sequence[str], networks: Sequence[NetworkSpec], runtime: str,
+def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Sequence[NetworkSpec], runtime: str,
                               threads: int, job_id: int | None = None, upload: bool = True,
                               lost: threading.Event | None = None
                               ) -> tuple[dict[str, MeasurementResult], dict[str, NetworkResult]]:
@@ -147,6 +165,8 @@ def measure_job_with_networks(agent: "Agent", keys: Sequence[str], networks: Seq
                 if by_key[key].network:
                     arch_id = key[len(NETWORK_PREFIX):]
                     nets[arch_id] = summarize_network(arch_id, bursts, outcome.warmups.get(key, 0))
+            if not agent.stop.is_set():  # a stop uploads what is complete without a further pass
+                add_breakdowns(runner, by_key, nets)
             ops = {r.key: r for r in outcome.results}
             state = {**state, "interleaved_networks": len(net_items)}
             # Uploaded even after a stop: what finished enough rounds is complete (see measure_batch).
@@ -160,4 +180,4 @@ def measure_job_with_networks(agent: "Agent", keys: Sequence[str], networks: Seq
     return ops, nets
 
 
-__all__ = ["measure_job_with_networks", "summarize_network", "NETWORK_PREFIX"]
+__all__ = ["NETWORK_PREFIX", "measure_job_with_networks", "summarize_network"]

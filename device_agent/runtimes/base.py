@@ -7,9 +7,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device_agent.errors import ConfigError
 from device_agent.parsers import ThermalState
+
+if TYPE_CHECKING:
+    from hwnas.schemas import OperatorBreakdown
 
 #: runtime name -> (export format of search.export, model file suffix): measured on phones and on the host,
 #: served by an agent by default
@@ -95,7 +99,7 @@ class Runner(ABC):
     where: str = ""  # "local" or "device": shown in logs and stored with runs
     # Temperatures read by the last schedule itself (sysfs thermal zones), None when it read none:
     # lets the agent skip a separate thermal query before the next batch.
-    last_thermal: "ThermalState | None" = None
+    last_thermal: ThermalState | None = None
 
     @abstractmethod
     def prepare(self, items: Sequence[Item]) -> None:
@@ -112,6 +116,11 @@ class Runner(ABC):
     def state(self) -> dict[str, object]:
         """How this runner measures (pinning, binary...), stored with every batch."""
         return {}
+
+    def operator_breakdown(self, item: Item) -> OperatorBreakdown | None:
+        """A whole network's per-operator times from the runtime's own profiler (a separate traced pass); None
+        when this runner's runtime has none."""
+        return None
 
     def close(self) -> None:
         """Release sessions and connections."""

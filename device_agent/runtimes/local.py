@@ -5,13 +5,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-
-from device_agent.errors import ConfigError
-from device_agent.runtimes.base import Burst, BurstResult, Item, ProgressFn, Runner, check_runtime
+from typing import TYPE_CHECKING
 
 from device_agent.deviceinfo import read_thermal_zones
+from device_agent.errors import ConfigError
 from device_agent.parsers import ThermalState
+from device_agent.runtimes.base import (
+    Burst,
+    BurstResult,
+    Item,
+    ProgressFn,
+    Runner,
+    check_runtime,
+)
 from device_agent.runtimes.engines import make_engine, runtime_version
+
+if TYPE_CHECKING:
+    from hwnas.schemas import OperatorBreakdown
 
 CLOCKS = ("auto", "wall", "cpu")
 
@@ -46,7 +56,7 @@ class LocalRunner(Runner):
             if self.runtime == "executorch":
                 self._delegation[item.key] = {**engine.delegation, "inputs_set_per_run": engine.inputs_set_per_run}
 
-    def _engine(self, item: Item):  # noqa: ANN202
+    def _engine(self, item: Item):
         engine = self._engines.get(item.model)
         if engine is None:
             engine = make_engine(self.runtime, item.model, self.threads, item.input_shape, cpu_clock=self.cpu_clock)
@@ -76,6 +86,14 @@ class LocalRunner(Runner):
         for item in items:
             self._engines.pop(item.model, None)
             self._delegation.pop(item.key, None)
+
+    def operator_breakdown(self, item: Item) -> OperatorBreakdown | None:
+        """ExecuTorch's ETDump of ``item`` run in this process (runtimes/etdump.py); None for the other runtimes."""
+        if self.runtime != "executorch":
+            return None
+        from device_agent.runtimes.etdump import profile_pte
+
+        return profile_pte(item.model, item.input_shape, self.threads)
 
     def state(self) -> dict[str, object]:
         state: dict[str, object] = {"runner": "local", "threads": self.threads,
