@@ -39,6 +39,19 @@ class ValidationError(RuntimeError):
     """Validation cannot go on: the job failed, networks were not measured, too few to calibrate."""
 
 
+# The runtimes a device agent measures (device_agent/runtimes/base.py: RUNTIMES and OPTIONAL_RUNTIMES; executorch is
+# served by an agent started with --runtime executorch). Checked before a job is created: a misspelt name would
+# otherwise be a job no agent ever claims, found out only at --timeout.
+RUNTIMES = ("onnxruntime", "torchscript", "executorch")
+
+
+def check_runtime(runtime: str) -> str:
+    """``runtime`` when an agent can measure it; a ``ValidationError`` naming the choices otherwise."""
+    if runtime not in RUNTIMES:
+        raise ValidationError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
 # ---- sampling ------------------------------------------------------------------------------------
 def sample_archs(space: SearchSpace, n: int, seed: int = 0, space_ref: str | None = None) -> list[Architecture]:
     """``n`` distinct architectures, every layer's candidate drawn uniformly (distinct as long as the space allows)."""
@@ -386,6 +399,7 @@ def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print) -> V
     """Sample, measure (one interleaved job), predict, compare; optionally calibrate and store the fit."""
     from hwnas.client import ProfilerClient
 
+    check_runtime(cfg.runtime)
     t0 = time.perf_counter()
     base = get_space(cfg.space)
     space = base.with_input(cfg.input_size, None) if cfg.input_size else base

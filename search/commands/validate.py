@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
         server: str = typer.Option(..., "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
         device: str = typer.Option(..., "--device", "-d", help="Device name on the server (a device agent must serve it)."),
         space: str = typer.Option(..., "--space", "-s", help="Built-in space name or space file."),
-        runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime or torchscript."),
+        runtime: str = typer.Option("onnxruntime", "--runtime",
+                                    help="onnxruntime, torchscript or executorch (the agent serves it: device-agent run "
+                                         "--runtime executorch; its networks also get ExecuTorch's per-operator breakdown)."),
         threads: int = typer.Option(1, "--threads", min=1, help="Threads of the table."),
         n: int = typer.Option(50, "--n", "-n", min=2, help="How many random architectures to measure."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sampling (and of the calibration split)."),
@@ -45,7 +47,12 @@ def register(app: typer.Typer) -> None:
         Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate --token $CLIENT_TOKEN --calibration-token $OWNER_TOKEN -o val/`
         """
         from hwnas.client import AuthError
-        from search.validate import ValidateConfig, ValidationError, run_validation
+        from search.validate import ValidateConfig, ValidationError, check_runtime, run_validation
+
+        try:
+            check_runtime(runtime)
+        except ValidationError as exc:
+            raise fail(str(exc), 2) from None
 
         if not token:
             raise fail(f"hwnas validate creates a measurement job, which needs a client (or admin) token: --token TOKEN "
