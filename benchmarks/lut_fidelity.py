@@ -30,8 +30,17 @@ the noise floor's MAPE and τ, the fit, wall times, and two baselines in the sam
 
     python benchmarks/lut_fidelity.py            # 50 + 30 networks (~4-8 min)
     python benchmarks/lut_fidelity.py --quick    # 8 + 4 networks, 4 rounds
+    python benchmarks/lut_fidelity.py --runtime executorch [--quick]
 
 Writes benchmarks/results/lut_fidelity.json and prints a one-line summary last.
+
+``--runtime executorch``: the same validation with the agent measuring ExecuTorch programs (``.pte``, XNNPACK)
+in-process, keys and whole networks alike; figures keyed ``<figure>_executorch_<space>`` (``within10_executorch_small``
+...) in ``results/lut_fidelity_executorch.json`` (the default run's file is left as it is). No wall-clock baseline
+(it answers a question about the clock, not the runtime, and doubles the measuring). Also the **operator in
+context** figures (search/in_context.py): every measured network's ETDump breakdown (served with its measurement)
+cut into its operator keys and compared with each key's own ETDump, profiled here from the agent's model cache:
+``in_network_vs_isolated_mape_pct_<space>`` (and bias, time-weighted total, pairs, networks that did not line up).
 """
 
 from __future__ import annotations
@@ -58,6 +67,17 @@ TARGETS = {
     "kendall_tau_small": ">= 0.9", "kendall_tau_fbnet": ">= 0.9",
     "mape_over_noise_small": "<= 2", "mape_over_noise_fbnet": "<= 2",
 }
+RUNTIMES = ("onnxruntime", "executorch")
+# Issue 26's targets for ExecuTorch (the in-context error is reported, without a target).
+EXECUTORCH_TARGETS = {
+    "within10_executorch_small": ">= 0.95", "within10_executorch_fbnet": ">= 0.95",
+    "kendall_tau_executorch_small": ">= 0.9", "kendall_tau_executorch_fbnet": ">= 0.9",
+}
+
+
+def results_path(runtime: str) -> Path:
+    """The default runtime's file as it always was; another runtime's beside it (``lut_fidelity_<runtime>.json``)."""
+    return RESULTS if runtime == "onnxruntime" else RESULTS.with_name(f"lut_fidelity_{runtime}.json")
 DEVICE = "host-cpu"
 WALL_DEVICE = "host-cpu-wall"
 
@@ -86,8 +106,9 @@ def _cli(tool: str) -> list[str]:
 class Services:
     """A server and a local agent as subprocesses; stopped (process groups) on exit, Ctrl-C included."""
 
-    def __init__(self, work: Path, rounds: int, iterations: int) -> None:
+    def __init__(self, work: Path, rounds: int, iterations: int, runtime: str = "onnxruntime") -> None:
         self.work = work
+        self.runtime = runtime
         self.env = _env(work / "cache")
         self.db = f"sqlite:///{work / 'hwnas.db'}"
         self.port = _free_port()
@@ -118,9 +139,11 @@ class Services:
         self._spawn(_cli("profiler-server") + ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.db],
                     "server.log")
         self._wait(lambda: httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200, "server.log")
-        for device, clock in ((DEVICE, "auto"), (WALL_DEVICE, "wall")):
+        # The wall-clock baseline agent for the default runtime only (see the module docstring).
+        agents = ((DEVICE, "auto"), (WALL_DEVICE, "wall")) if self.runtime == "onnxruntime" else ((DEVICE, "auto"),)
+        for device, clock in agents:
             self._spawn(_cli("device-agent") + ["run", "--local", "--server", self.url, "--token", agent_token, "--name", device,
-                                                "--runtime", "onnxruntime", "--threads", "1", "--clock", clock,
+                                                "--runtime", self.runtime, "--threads", "1", "--clock", clock,
                                                 "--warmup", "3", "--iterations", str(self.iterations), "--rounds", str(self.rounds),
                                                 "--lease-s", "300", "--cache-dir", str(self.work / "models")], f"agent-{clock}.log")
             self._wait(lambda: httpx.get(f"{self.url}/devices/{device}", timeout=1.0).status_code == 200, f"agent-{clock}.log")
@@ -153,11 +176,46 @@ class Services:
                     proc.wait(timeout=10)
 
 
+def in_context(services: Services, token: str, report: Any) -> dict[str, Any]:
+    """The operator-in-context figures of a validation's networks (runtime executorch; search/in_context.py).
+
+    The networks' breakdowns come from the server (stored with their measurements); each key's own ETDump is
+    profiled here from the agent's model cache, on the same host and thread count, after the job.
+    """
+    from device_agent.models import ModelCache
+    from device_agent.runtimes.etdump import profile_pte
+    from hwnas.client import ProfilerClient
+    from search.arch import Architecture
+    from search.in_context import context_error
+
+    with ProfilerClient(services.url, token=token) as client:
+        entries = client.get_networks(report.device, runtime=services.runtime, threads=report.threads).entries
+    space_ref = report.space
+    networks = []
+    for row in report.rows:
+        breakdown = entries[row.arch_id].operator_breakdown
+        if breakdown is not None:
+            arch = Architecture(space=space_ref, choices=row.choices, input_size=report.input_shape[-1])
+            networks.append((arch.op_keys(), breakdown))
+    cache = ModelCache(services.work / "models")
+    keys = sorted({k for ks, _ in networks for k in ks})
+    alone = {}
+    for key in keys:
+        item = cache.item(key, services.runtime)
+        alone[key] = profile_pte(item.model, item.input_shape, threads=report.threads)
+    error = context_error(networks, alone)
+    out = error.figures()
+    out["networks_with_breakdown"] = len(networks)
+    out["networks_without_breakdown"] = len(report.rows) - len(networks)
+    return out
+
+
 def validate(services: Services, token: str, space: str, n: int, seed: int, out: Path, device: str = DEVICE) -> dict[str, Any]:
     from search.validate import ValidateConfig, run_validation
 
-    report = run_validation(ValidateConfig(server=services.url, device=device, space=space, n=n, seed=seed, calibrate=True,
-                                           out=out, token=token, cache_dir=services.work / "lut", timeout_s=900, progress=False),
+    report = run_validation(ValidateConfig(server=services.url, device=device, space=space, runtime=services.runtime, n=n,
+                                           seed=seed, calibrate=True, out=out, token=token, cache_dir=services.work / "lut",
+                                           timeout_s=900 if services.runtime == "onnxruntime" else 3600, progress=False),
                             log=lambda line: print(f"  {line}", file=sys.stderr))
     for line in report.summary_lines():
         print(f"  {line}", file=sys.stderr)
@@ -167,7 +225,9 @@ def validate(services: Services, token: str, space: str, n: int, seed: int, out:
 
     noise_test = NoiseFloor.of([[r.even_ms, r.odd_ms] for r in test_rows if r.even_ms is not None and r.odd_ms is not None])
     after = cal["test_after"]
+    context = in_context(services, token, report) if services.runtime == "executorch" else {}
     return {
+        **context,
         "within10": after.within10,
         "kendall_tau": report.uncalibrated.kendall_tau,
         "mape_over_noise": after.mape / noise_test.mape if noise_test and noise_test.mape > 0 else None,
@@ -199,7 +259,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="8 + 4 networks, 4 rounds (a smoke run, figures are rough)")
     ap.add_argument("--keep", type=Path, default=None, help="Keep the work folder (server/agent logs, reports) here.")
+    ap.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime",
+                    help="What the agent measures keys and networks with (executorch: results/lut_fidelity_executorch.json).")
     args = ap.parse_args()
+    if args.runtime != "onnxruntime":
+        return run_other_runtime(args)
     n_small, n_fbnet = (8, 4) if args.quick else (50, 30)
     rounds, iterations = (4, 16) if args.quick else (8, 48)
     work = Path(tempfile.mkdtemp(prefix="hwnas-fidelity-")) if args.keep is None else args.keep
@@ -258,6 +322,61 @@ def main() -> int:
           f"uncalibrated within10 {fmt(figures['within10_uncalibrated_small'])}/{fmt(figures['within10_uncalibrated_fbnet'])} | "
           f"wall-clock baseline tau {fmt(figures['wallclock_kendall_tau_small'])}/{fmt(figures['wallclock_kendall_tau_fbnet'])} | "
           f"{wall:.0f}s{' (quick)' if args.quick else ''}")
+    return 0
+
+
+def run_other_runtime(args: argparse.Namespace) -> int:
+    """``--runtime executorch``: both spaces validated in that runtime, figures ``<figure>_<runtime>_<space>``."""
+    runtime = args.runtime
+    n_small, n_fbnet = (8, 4) if args.quick else (50, 30)
+    rounds, iterations = (4, 16) if args.quick else (8, 48)
+    work = Path(tempfile.mkdtemp(prefix="hwnas-fidelity-")) if args.keep is None else args.keep
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    services = Services(work, rounds, iterations, runtime)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        client_token, _ = services.start()
+        print(f"server {services.url}, local {runtime} agent for {DEVICE} ({rounds} rounds x {iterations // rounds} runs)",
+              file=sys.stderr)
+        for name, space, n in (("small", "fbnet-fmnist", n_small), ("fbnet", "fbnet", n_fbnet)):
+            print(f"{name}: {n} networks of {space} in {runtime}", file=sys.stderr)
+            results[name] = validate(services, client_token, space, n, 0, work / name)
+    finally:
+        services.stop()
+    wall = time.perf_counter() - t0
+    figures: dict[str, Any] = {f"{k}_{runtime}_{name}": v for name, res in results.items() for k, v in res.items()}
+    figures.update({"wall_s": wall, "load_average_at_start": load, "rounds": rounds, "runs_per_burst": iterations // rounds,
+                    "quick": args.quick, "runtime": runtime})
+    targets = EXECUTORCH_TARGETS if runtime == "executorch" else {}
+
+    def met(name: str, rule: str) -> bool:
+        value = figures.get(name)
+        if value is None:
+            return False
+        op, bound = rule.split()
+        return value >= float(bound) if op == ">=" else value <= float(bound)
+
+    doc = {"figures": figures, "targets": targets, "met": {k: met(k, r) for k, r in targets.items()}}
+    path = results_path(runtime)
+    if not args.quick:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        for name in results:
+            shutil.copy(work / name / "scatter.png", HERE / "results" / f"lut_fidelity_{runtime}_{name}.png")
+    else:
+        print(json.dumps(doc, indent=1), file=sys.stderr)
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3g}"
+
+    parts = [f"{name} within10 {fmt(figures.get(f'within10_{runtime}_{name}'))} "
+             f"tau {fmt(figures.get(f'kendall_tau_{runtime}_{name}'))} "
+             f"in-context MAPE {fmt(figures.get(f'in_network_vs_isolated_mape_pct_{runtime}_{name}'))}%" for name in results]
+    print(f"lut_fidelity ({runtime}): {' | '.join(parts)} | {wall:.0f}s{' (quick)' if args.quick else ''}")
     return 0
 
 
