@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from hwnas.errors import HwnasError
 from hwnas.schemas import (
     Calibration,
     CalibrationDetail,
@@ -47,7 +48,7 @@ from hwnas.schemas import (
 M = TypeVar("M", bound=BaseModel)
 
 
-class ProfilerError(Exception):
+class ProfilerError(HwnasError):
     """Anything that went wrong talking to the profiler server."""
 
 

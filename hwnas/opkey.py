@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from hwnas.errors import HwnasError
+
 # kernel, expansion, groups, stride, output channels: the FBNet block vocabulary.
 PARAM_ORDER: tuple[str, ...] = ("k", "e", "g", "s", "o")
 OVERHEAD_KEY = "__overhead__"
@@ -29,7 +31,7 @@ _DIM = re.compile(r"0|[1-9][0-9]*")
 _DTYPE = re.compile(r"int8|fp16|w([1-9][0-9]?)a([1-9][0-9]?)")
 
 
-class OpKeyError(ValueError):
+class OpKeyError(HwnasError, ValueError):
     """A malformed operator key; ``part`` names the piece that is wrong."""
 
     def __init__(self, key: str, part: str, reason: str) -> None:

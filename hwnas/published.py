@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from hwnas.errors import HwnasError
 from hwnas.opkey import OpKeyError, OpSpec
 
 Grammar = Literal["proxyless", "ofa", "hwnasbench"]
@@ -31,7 +32,7 @@ GRAMMARS: tuple[Grammar, ...] = ("proxyless", "ofa", "hwnasbench")
 _STEM_KERNEL = 3
 
 
-class UnmappableKey(ValueError):
+class UnmappableKey(HwnasError, ValueError):
     """A published key that has no exact operator key (or is malformed); ``reason`` says why."""
 
     def __init__(self, key: str, reason: str) -> None:

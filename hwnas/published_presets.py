@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwnas import schemas
+from hwnas.errors import HwnasError
 
 HAN_CAI_FILES = "a7c9bcd525e17404968bc55aa43772bf7e51909e"
 HWNB_COMMIT = "393bb8a0"
@@ -92,7 +93,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-class UnknownPreset(KeyError):
+class UnknownPreset(HwnasError, KeyError):
     """A preset name that is not in PRESETS."""
 
     def __str__(self) -> str:

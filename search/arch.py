@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import nn
 
+from hwnas.errors import HwnasError
 from search.ops import OpError, build_op, output_shape
 from search.space import SearchSpace, SpaceError, get_space, read_document
 
@@ -33,7 +34,7 @@ ARCHS_DIR = Path(__file__).with_name("archs")
 _FIELDS = ("space", "choices", "input_size", "classes", "head_channels", "extra_candidates", "name", "meta")
 
 
-class ArchError(ValueError):
+class ArchError(HwnasError, ValueError):
     """A malformed architecture document; ``field`` names the offending entry (``choices[3]``)."""
 
     def __init__(self, source: str, field: str, reason: str) -> None:

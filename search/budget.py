@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwnas.errors import HwnasError
+
 _GRID = 4000  # cells across [0, hi − fixed − Σ min costs]
 
 
@@ -65,7 +67,7 @@ def project_logits(theta: Sequence[Sequence[float]], layer_costs: Sequence[Seque
     return [(t - kappa * c / unit).tolist() for t, c in zip(logits, costs)]
 
 
-class BudgetError(ValueError):
+class BudgetError(HwnasError, ValueError):
     """No architecture of the space costs within the window."""
 
 

@@ -1,4 +1,8 @@
-"""The `hwnas` command line: one typer app; every module in search.commands adds its commands."""
+"""The `hwnas` command line: one typer app; every module in search.commands adds its commands.
+
+Every command runs in ``search.commands._errors.user_errors``: a ``hwnas.errors.HwnasError`` prints one line
+(``error: <message>``) and exits 1, whichever command raised it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import pkgutil
 import typer
 
 import search.commands
+from search.commands._errors import guard_all
 
 app = typer.Typer(
     name="hwnas",
@@ -23,6 +28,7 @@ def _register_all() -> None:
         register = getattr(module, "register", None)
         if register is not None:
             register(app)
+    guard_all(app)
 
 
 _register_all()

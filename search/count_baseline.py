@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from hwnas.errors import HwnasError
 
-class BaselineError(ValueError):
+
+class BaselineError(HwnasError, ValueError):
     """No network of the space fits the budget."""
 
 

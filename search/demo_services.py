@@ -23,8 +23,10 @@ from pathlib import Path
 
 import httpx
 
+from hwnas.errors import HwnasError
 
-class DemoError(RuntimeError):
+
+class DemoError(HwnasError, RuntimeError):
     """A demo that cannot go on (a service did not start, a job failed); the message says what to look at."""
 
 

@@ -23,13 +23,15 @@ from typing import Any, TypeVar
 
 import torch
 
+from hwnas.errors import HwnasError
+
 T = TypeVar("T")
 
 # The variables torchrun sets for every process it starts.
 ENV_VARS: tuple[str, ...] = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(HwnasError, RuntimeError):
     """A distributed search that cannot start or went out of step (bad launch environment, ranks disagree)."""
 
 

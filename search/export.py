@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from hwnas.errors import HwnasError
 from hwnas.opkey import OpSpec
 from search.arch import Architecture, build
 from search.ops import _as_spec, build_op
@@ -30,7 +31,7 @@ EXECUTORCH_PIN = "1.5.1"  # the version of the [executorch] extra (pyproject.tom
 EXECUTORCH_INSTALL = "pip install 'hwnas[executorch]'"
 
 
-class ExportError(RuntimeError):
+class ExportError(HwnasError, RuntimeError):
     """An export that cannot be done: unknown format, unreadable or mismatching weights."""
 
 
@@ -178,7 +179,7 @@ def export_op(spec: OpSpec | str, fmt: Format | str, path: str | Path) -> Path:
     return export_module(module, x, fmt, path)
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(HwnasError, ValueError):
     """A weights file that is missing, unreadable or holds no state dict."""
 
 

@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from hwnas.errors import HwnasError
+
 SHIPPED = Path(__file__).resolve().parent / "ground_truth_data"
 BASELINE_OP = "ir_k3_e6"
 
 
-class GroundTruthError(ValueError):
+class GroundTruthError(HwnasError, ValueError):
     """A ground-truth file that does not fit what it is asked for (another recipe, table or window)."""
 
 

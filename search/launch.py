@@ -125,12 +125,11 @@ def launch_local(ctx: Any, nproc: int, threads: int | None = None) -> int:
 
 @contextmanager
 def distributed_errors() -> Iterator[None]:
-    """A launch or consistency problem becomes one line; a rank whose rank 0 failed exits quietly (rank 0 says why)."""
-    from search.distributed import DistributedError, PeerFailed
+    """A rank whose rank 0 failed exits quietly (rank 0 says why); other distributed errors are user errors
+    (``search.commands._errors.user_errors`` prints them as one line)."""
+    from search.distributed import PeerFailed
 
     try:
         yield
     except PeerFailed:
         raise typer.Exit(1) from None
-    except DistributedError as exc:
-        raise fail(str(exc)) from None

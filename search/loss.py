@@ -14,6 +14,8 @@ from typing import Literal
 
 import torch
 
+from hwnas.errors import HwnasError
+
 LossForm = Literal["fbnet", "additive", "target"]
 LOSS_FORMS: tuple[str, ...] = ("fbnet", "additive", "target")
 # The target form's λ holds the expected cost on its budget against θ's decision term (search/searcher.py):
@@ -21,7 +23,7 @@ LOSS_FORMS: tuple[str, ...] = ("fbnet", "additive", "target")
 _DEFAULT_LAMBDA = {"fbnet": 0.0, "additive": 0.1, "target": 5.0}
 
 
-class LossDomainError(ValueError):
+class LossDomainError(HwnasError, ValueError):
     """The cost is outside the domain of the chosen loss (e.g. log LAT ≤ 0 in FBNet's form)."""
 
 

@@ -30,16 +30,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hwnas.errors import HwnasError
 from hwnas.opkey import OVERHEAD_KEY, is_valid_key
 
 log = logging.getLogger(__name__)
 
 
-class LutError(RuntimeError):
+class LutError(HwnasError, RuntimeError):
     """A latency table that cannot be had: unreadable file, server down with nothing cached, job timeout."""
 
 
-class MissingEntriesError(LookupError):
+class MissingEntriesError(HwnasError, LookupError):
     """Operators a prediction needs that the latency table lacks; ``keys`` lists all of them."""
 
     def __init__(self, keys: Iterable[str], table: str | None = None) -> None:

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.errors import HwnasError
 from hwnas.schemas import TableFit
 
 
-class FitError(ValueError):
+class FitError(HwnasError, ValueError):
     """Timings that cannot give a table (too few networks, non-positive times, unknown candidates)."""
 
 

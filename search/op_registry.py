@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from hwnas.errors import HwnasError
 from hwnas.opkey import OpKeyError, OpSpec
 
 Shape = tuple[int, int, int, int]
@@ -24,7 +25,7 @@ CheckFn = Callable[[OpSpec], None]
 DeriveFn = Callable[[dict[str, int], Shape], dict[str, int]]
 
 
-class OpError(ValueError):
+class OpError(HwnasError, ValueError):
     """An operator that cannot be built: unknown block, missing/unknown parameter, impossible geometry."""
 
     def __init__(self, what: str, reason: str) -> None:

@@ -43,13 +43,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from hwnas.errors import HwnasError
 from search import distributed as dist_util
 from search.evaluate import evaluate_model
 
 AMP_MODES: tuple[str, ...] = ("off", "bf16")
 
 
-class ReplicaConfigError(ValueError):
+class ReplicaConfigError(HwnasError, ValueError):
     """Options a replica cannot honour (batch not divisible, SyncBatchNorm on CPU, bf16 unsupported)."""
 
 

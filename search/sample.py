@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 
+from hwnas.errors import HwnasError
 from search.rundir import RunDir
 
 
-class SampleError(ValueError):
+class SampleError(HwnasError, ValueError):
     """A search folder that cannot be sampled (missing files, no epoch finished)."""
 
 

@@ -31,6 +31,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hwnas.errors import HwnasError
 from hwnas.opkey import OpSpec
 from search.ops import OpError, candidate_spec, output_shape
 
@@ -39,7 +40,7 @@ CLASSIFIER = "gap_fc"  # the default last operator: global average pool + linear
 Shape = tuple[int, int, int, int]
 
 
-class SpaceError(ValueError):
+class SpaceError(HwnasError, ValueError):
     """A space that cannot be built: an architecture space (``field`` is the offending entry's path,
     ``stages[2].channels``) or a bits space (``search.quant.space``, which raises it with a message alone).
     """

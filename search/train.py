@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from hwnas.errors import HwnasError
 from search.data import dataset_info, iterate_batches, load_dataset, num_batches, random_subset, split_holdout
 from search.progress import EpochProgress
 from search.rundir import RunDir
 
 
-class TrainError(ValueError):
+class TrainError(HwnasError, ValueError):
     """An architecture that cannot be trained on the given data (shape or class mismatch)."""
 
 

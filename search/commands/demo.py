@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._dnas_errors import dnas_errors
-from search.commands._errors import fail
+from search.commands._errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +66,7 @@ def register(app: typer.Typer) -> None:
             for line in main_summary(result):
                 typer.echo(line)
 
-        with dnas_errors():
+        with user_errors():
             try:
                 run_demo(config, on_done=summary)
             except DemoError as exc:

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from search.commands._dnas_errors import dnas_errors
-from search.commands._errors import fail
-
-
-@contextmanager
-def quant_errors() -> Iterator[None]:
-    """The search/training errors plus those of bit widths, bits spaces, configurations and QDQ export."""
-    from search.quant.export import ExportError
-    from search.quant.fakequant import BitsError
-    from search.quant.network import ConfigError
-    from search.quant.space import SpaceError
-
-    with dnas_errors():
-        try:
-            yield
-        except (BitsError, SpaceError, ConfigError, ExportError) as exc:
-            raise fail(str(exc).replace("\n", " ")) from None
+from search.commands._errors import fail, user_errors
 
 
 def _bits_list(text: str, what: str) -> list[int]:
@@ -98,7 +80,7 @@ def register(app: typer.Typer) -> None:
         """
         from search.quant.searcher import QuantSearchConfig
 
-        with quant_errors():
+        with user_errors():
             config = QuantSearchConfig.from_flat(
                 out=str(out), space=str(Path(space).resolve()) if Path(space).is_file() else space,
                 data=str(Path(data).resolve()) if Path(data).exists() else data, cost=cost,
@@ -148,7 +130,7 @@ def register(app: typer.Typer) -> None:
         from search.quant.space import get_bits_space
         from search.quant.train import QuantTrainConfig, train_quant
 
-        with quant_errors():
+        with user_errors():
             if bits_doc is not None:
                 config = BitsConfig.load(bits_doc)
                 name = stem or "mixed"
@@ -183,7 +165,7 @@ def register(app: typer.Typer) -> None:
         """
         from search.quant.report import format_table, measure_latency, row_from_report
 
-        with quant_errors():
+        with user_errors():
             rows = []
             for r in reports:
                 if not r.is_file():

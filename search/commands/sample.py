@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._dnas_errors import dnas_errors
+from search.commands._errors import user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         from search.plots import plot_search
         from search.sample import sample_search
 
-        with dnas_errors():
+        with user_errors():
             samples = sample_search(out, k=k, seed=seed, evaluate=not no_eval, val_subset=val_subset,
                                     train_epochs=train_epochs, train_subset=train_subset, progress=True,
                                     at_target=at_target, holdout=holdout)

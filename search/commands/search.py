@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._dnas_errors import dnas_errors
-from search.commands._errors import fail
+from search.commands._errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -112,7 +111,7 @@ def register(app: typer.Typer) -> None:
                            "--cost, --loss or --target", 2)
             cost, loss, target = "latency", "target", target_ms
         cost = cost or ("latency" if (lut or (server and device)) else "flops")
-        with dnas_errors(), distributed_errors():
+        with user_errors(), distributed_errors():
             kw = dict(
                 out=str(out), space=_space_arg(space), data=_data_arg(data), cost=cost, server=server, device=device,
                 runtime=runtime, threads=threads, token=token, lut=str(lut) if lut else None,

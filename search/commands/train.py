@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._dnas_errors import dnas_errors
+from search.commands._errors import user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         from search.arch import get_arch
         from search.train import TrainConfig, train_arch
 
-        with dnas_errors():
+        with user_errors():
             arch = get_arch(arch_path)
             config = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, wd=wd, subset=subset,
                                  val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,

@@ -17,12 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hwnas.errors import HwnasError
+
 FULL_PRECISION = 32
 # Clip ratios tried per channel for the weight scale; 1.0 (max) keeps every weight in range.
 _CLIP_RATIOS = torch.tensor([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
 
 
-class BitsError(ValueError):
+class BitsError(HwnasError, ValueError):
     """A bit width that is not supported (weights and activations: 1..16 or 32)."""
 
 

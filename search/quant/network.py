@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hwnas.errors import HwnasError
 from search.mixed import MixedNet
 from search.quant.bits import Bits
 from search.quant.modules import MixedQuantLayer, QuantLayer, replace_module
@@ -21,7 +22,7 @@ from search.quant.space import BitsSpace, SpaceError
 CONFIG_KIND = "hwnas.bits-config"
 
 
-class ConfigError(ValueError):
+class ConfigError(HwnasError, ValueError):
     """A bit configuration that does not fit its space (unknown layer, bits not offered)."""
 
 
