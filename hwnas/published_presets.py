@@ -1,7 +1,7 @@
 """The published tables we know: file, format, provenance and the device/table they import into.
 
-``profiler-server import --preset NAME FILE`` (or ``--all DIR`` for ../shared/reference-data) fills
-the provenance from here, so a table is imported with the same names and sources everywhere
+``profiler-server import --preset NAME FILE`` (or ``--all`` for the tables shipped in profiler_server/published,
+``--all DIR`` for a folder of the same layout) fills the provenance from here, so a table is imported with the same names and sources everywhere
 (docs/tables-you-can-use.md lists them). Device naming: ``<phone>-<project>``; the OFA Note10
 tables exist per input resolution, and since a table is (device, runtime, threads) each
 resolution is its own device: ``note10-ofa`` is 224 (the resolution of OFA's published Note10
@@ -32,7 +32,7 @@ class Preset:
 
     device: str
     format: schemas.ImportFormat
-    path: str  # relative to ../shared/reference-data
+    path: str  # relative to profiler_server/published (the shipped ones) or a folder of the same layout
     runtime: str
     source: schemas.ImportSource
     column: str | None = None

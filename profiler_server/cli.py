@@ -214,10 +214,11 @@ def token_list(database_url: DatabaseUrl = None) -> None:
 
 @app.command("import")
 def import_table(
-    file: Annotated[str | None, typer.Argument(help="The published file (YAML or JSON).", show_default=False)] = None,
+    file: Annotated[str | None, typer.Argument(help="The published file (YAML or JSON); with --all, the folder (default: the "
+                                               "tables shipped with hwnas).", show_default=False)] = None,
     preset: Annotated[str | None, typer.Option(help="A known published table (fills every option below); see --list.")] = None,
-    all_in: Annotated[str | None, typer.Option("--all", help="Import every known table found in this folder "
-                                               "(../shared/reference-data).", show_default=False)] = None,
+    all_in: Annotated[bool, typer.Option("--all", help="Import every known table: those shipped with hwnas, or those found "
+                                         "in the folder given as FILE (e.g. your copy of the ones not shipped).")] = False,
     list_presets: Annotated[bool, typer.Option("--list", help="List the known tables and exit.")] = False,
     fmt: Annotated[str | None, typer.Option("--format", help="ofa-yaml, proxyless-yaml or hwnasbench-json.")] = None,
     device: Annotated[str | None, typer.Option(help="Device to import into (created when new).")] = None,
@@ -238,8 +239,9 @@ def import_table(
     """Import a published latency table (read-only, with its provenance); unmappable entries are listed with the reason.
     Importing the same content again changes nothing ("unchanged").
 
-    Examples: profiler-server import --all ../shared/reference-data ·
-    profiler-server import --preset note10-ofa ../shared/reference-data/ofa_note10_lut/224_lookup_table.yaml ·
+    Examples: profiler-server import --all (the shipped tables: profiler_server/published) ·
+    profiler-server import --all ~/tables (every known file in a folder of yours, e.g. proxylessnas_pixel1_lut/mobile_trim.yaml) ·
+    profiler-server import --preset pixel1-proxylessnas ~/tables/proxylessnas_pixel1_lut/mobile_trim.yaml ·
     profiler-server import my.yaml --format ofa-yaml --device s23-ofa --runtime tflite --project me/lab --source-file my.yaml
     --source-device "Galaxy S23" --licence CC-BY-4.0
     """
@@ -250,14 +252,16 @@ def import_table(
     from hwnas import schemas
     from profiler_server.errors import ServiceError
     from hwnas.published_presets import PRESETS, UnknownPreset, import_report, import_request, validation_message
+    from profiler_server.published import FOLDER as SHIPPED_FOLDER, shipped
     from profiler_server.services.imports import import_table as do_import
 
     if list_presets:
         for name, p in PRESETS.items():
-            typer.echo(f"{name:<22} {p.format:<16} {p.path}  ({p.source.project}, {p.source.source_device})")
+            where = "shipped" if shipped(p.path) else "not shipped: import your copy"
+            typer.echo(f"{name:<22} {p.format:<16} {p.path}  ({p.source.project}, {p.source.source_device}; {where})")
         return
-    if (all_in is None) == (file is None) or (all_in is not None and preset is not None):
-        _fail("give a FILE (with --preset or the source options), or --all FOLDER")
+    if (not all_in and file is None) or (all_in and preset is not None):
+        _fail("give a FILE (with --preset or the source options), or --all [FOLDER]")
 
     def read(path: Path) -> str:
         try:
@@ -266,8 +270,8 @@ def import_table(
             _fail(f"{path}: cannot read: {exc}")
 
     requests: list[tuple[Path, schemas.LutImport]] = []
-    if all_in is not None:
-        folder = Path(all_in)
+    if all_in:
+        folder = Path(file) if file is not None else SHIPPED_FOLDER
         found = [p for p in PRESETS.values() if (folder / p.path).is_file()]
         if not found:
             _fail(f"{folder}: none of the known files is there (see --list)")
