@@ -206,7 +206,8 @@ def main() -> None:
     figures["median_key_ms_fbnet224"] = round(statistics.median(r.median_ms for r in res_c.values()), 4)
 
     # (b) through a loopback ADB device in its own process
-    from tests.agent.agent_support import agent_cmd, env, free_port
+    from tests.agent.agent_support import agent_cmd, env
+    from tests.support.ports import free_port
 
     port = free_port()
     proc = subprocess.Popen(agent_cmd("loopback-device", "--port", str(port), "--root", str(work / "phone")),

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from search.demo_services import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -122,12 +123,6 @@ def seed(database_url: str, n: int) -> bytes:
     finally:
         engine.dispose()
     return lut.model_dump_json().encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(database_url: str, body_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:

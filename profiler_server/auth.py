@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hwnas.schemas import NAME_PATTERN
+from hwnas.schemas import NAME_PATTERN, Role
 from profiler_server.errors import Forbidden, InvalidInput, Unauthorized, field_error
-from profiler_server.models import ApiToken, Role, utcnow
+from profiler_server.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "hwnas_"
 

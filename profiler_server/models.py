@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from hwnas.schemas import JobState  # the contract's states; Job.state stores their values
+
 # Stable constraint names so that SQLite and PostgreSQL migrations produce the same schema.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -67,20 +69,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[int]: JSON()}
-
-
-class Role(str, enum.Enum):
-    agent = "agent"
-    client = "client"
-    admin = "admin"
-
-
-class JobState(str, enum.Enum):
-    queued = "queued"
-    running = "running"
-    done = "done"
-    failed = "failed"
-    cancelled = "cancelled"
 
 
 class ItemState(str, enum.Enum):

@@ -51,10 +51,6 @@ class CostTable:
         """Cost of the cheapest architecture (every layer at its cheapest candidate)."""
         return self.fixed + sum(min(row) for row in self.layer_costs)
 
-    def max_cost(self) -> float:
-        """Cost of the most expensive architecture."""
-        return self.fixed + sum(max(row) for row in self.layer_costs)
-
     def to_dict(self) -> dict[str, Any]:
         return {"cost": self.name, "unit": self.unit, "fixed": self.fixed, "layer_costs": self.layer_costs,
                 "source": self.source}

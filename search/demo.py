@@ -456,27 +456,16 @@ class _Run:
     def _wait_job(self, client: Any, job_id: int) -> Any:
         """Poll the job until it is done, with a progress bar; a server or agent that dies meanwhile ends it at once.
 
-        (Waiting out ``job_timeout_s`` for a job that no agent is left to work off, as ``search.lut.wait_for_job``
-        alone would, cost ten minutes when the agent was killed during a long phase.)
+        (Waiting out ``job_timeout_s`` for a job that no agent is left to work off cost ten minutes when the agent
+        was killed during a long phase.)
         """
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from search.lut import LutError, wait_for_job
 
-        deadline = time.monotonic() + self.config.job_timeout_s
-        job = client.get_job(job_id)
-        with Progress(TextColumn("[bold]job {task.fields[job]}[/] {task.fields[state]}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), disable=not self.config.progress) as bar:
-            task = bar.add_task("measuring", total=max(job.total, 1), job=job_id, state=job.state.value)
-            while True:
-                bar.update(task, completed=job.done + job.failed, state=job.state.value)
-                if job.state.value in ("done", "failed"):
-                    break
-                self.services.check_alive()
-                if time.monotonic() >= deadline:
-                    raise DemoError(f"job {job_id} not finished after {self.config.job_timeout_s:.0f} s "
-                                    f"({job.done}/{job.total} measured); see {self.services.get('agent').log}")
-                time.sleep(0.5)
-                job = client.get_job(job_id)
-        self.services.check_alive()
+        try:
+            job = wait_for_job(client, job_id, timeout_s=self.config.job_timeout_s, poll_s=0.5, progress=self.config.progress,
+                               alive=self.services.check_alive, hint=f"see {self.services.get('agent').log}")
+        except LutError as exc:
+            raise DemoError(str(exc)) from None
         if job.state.value == "failed" or job.failed:
             errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:3])
             raise DemoError(f"profiling job {job.id} finished with {job.failed} failure(s): {errors}")

@@ -24,8 +24,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -277,8 +277,12 @@ def request_measurements(client: Any, device: str, runtime: str, threads: int, k
     return client.create_job(JobCreate(device=device, runtime=runtime, threads=threads, keys=list(dict.fromkeys(keys))))
 
 
-def wait_for_job(client: Any, job_id: int, timeout_s: float = 600.0, poll_s: float = 1.0, progress: bool = True) -> Any:
-    """Poll ``GET /jobs/<id>`` until done (or failed) with a progress bar; ``LutError`` on timeout."""
+def wait_for_job(client: Any, job_id: int, timeout_s: float = 600.0, poll_s: float = 1.0, progress: bool = True,
+                 alive: Callable[[], None] | None = None,
+                 hint: str = "is a device agent running for this device? (device-agent run ...)") -> Any:
+    """Poll ``GET /jobs/<id>`` until done (or failed) with a progress bar; ``LutError`` (ending with ``hint``) on
+    timeout. ``alive`` is called between polls and after the job ends: it raises to stop waiting at once (the demo's
+    check that its server and agent still run)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     deadline = time.monotonic() + timeout_s
@@ -291,11 +295,12 @@ def wait_for_job(client: Any, job_id: int, timeout_s: float = 600.0, poll_s: flo
         while True:
             bar.update(task, completed=job.done + job.failed, state=job.state.value)
             if job.state.value in ("done", "failed"):
+                if alive is not None:
+                    alive()
                 return job
+            if alive is not None:
+                alive()
             if time.monotonic() >= deadline:
-                raise LutError(
-                    f"job {job_id} not finished after {timeout_s:.0f} s ({job.done}/{job.total} measured); "
-                    "is a device agent running for this device? (device-agent run ...)"
-                )
+                raise LutError(f"job {job_id} not finished after {timeout_s:.0f} s ({job.done}/{job.total} measured); {hint}")
             time.sleep(poll_s)
             job = client.get_job(job_id)

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.demo.procs import TINY, env as demo_env, hwnas_command
-from tests.support.live_server import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from profiler_server.models import Device, Job, JobState, MeasurementRun
+from hwnas.schemas import JobState
+from profiler_server.models import Device, Job, MeasurementRun
 
 # The fake phone of ``device-agent loopback-device`` says what it is in ``ro.hwnas.loopback``, but the agent
 # registers only the ``ro.build.* / ro.product.* / ro.soc.* / ro.board.* / ro.hardware*`` properties

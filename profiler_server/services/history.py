@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Subquery, func, select
+from sqlalchemy import ColumnElement, Row, Subquery, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hwnas import schemas
@@ -198,6 +198,25 @@ def latest_valid_ids(item: ItemColumn, device_id: int, runtime: str, threads: in
         .group_by(item)
         .subquery()
     )
+
+
+# What a table shows of each item's latest valid row, after the item's name (latest_valid_rows).
+TABLE_STATS = ("median_ms", "min_ms", "p10_ms", "p90_ms", "std_ms", "iterations", "measured_at")
+
+
+def latest_valid_rows(session: Session, item: ItemColumn, name: InstrumentedAttribute[str], device_id: int, runtime: str,
+                      threads: int, extra: Sequence[str] = ()) -> Sequence[Row[Any]]:
+    """The latest valid row of every item of table (device, runtime, threads), ordered by the item's ``name``
+    (``Operator.key``, ``Network.arch_id``): rows with the name, then TABLE_STATS, then the ``extra`` columns."""
+    model = item.class_
+    subject = name.class_
+    latest = latest_valid_ids(item, device_id, runtime, threads)
+    return session.execute(
+        select(name, *(getattr(model, column) for column in (*TABLE_STATS, *extra)))
+        .join(latest, model.id == latest.c.mid)
+        .join(subject, subject.id == item)
+        .order_by(name)
+    ).all()
 
 
 def present_ids(session: Session, item: ItemColumn, device_id: int, runtime: str, threads: int, item_ids: list[int]) -> set[int]:

@@ -18,8 +18,9 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
+from hwnas.schemas import JobState
 from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
-from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, JobState, Network, Operator, utcnow
+from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, Network, Operator, utcnow
 from profiler_server.services.devices import find_device
 from profiler_server.services.job_networks import networks_of
 from profiler_server.services.ownership import Actor, check_device_write, check_job_cancel

@@ -22,7 +22,7 @@ from hwnas import schemas
 from hwnas.opkey import OVERHEAD_KEY
 from profiler_server.errors import Conflict, NotFound, UnknownDevice, field_error, reject_bad_keys
 from profiler_server.models import Calibration, Device, LutVersion, Measurement, MeasurementRun, Operator, utcnow
-from profiler_server.services.history import latest_valid_ids, present_ids
+from profiler_server.services.history import latest_valid_rows, present_ids
 from profiler_server.services.provenance import source_of
 from profiler_server.services.sql import insert_ignore
 
@@ -125,22 +125,7 @@ def bump_version(session: Session, device_id: int, runtime: str, threads: int) -
 
 def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
     """Read the table ``ref`` from the measurement history."""
-    latest = latest_valid_ids(Measurement.operator_id, ref.device_id, ref.runtime, ref.threads)
-    rows = session.execute(
-        select(
-            Operator.key,
-            Measurement.median_ms,
-            Measurement.min_ms,
-            Measurement.p10_ms,
-            Measurement.p90_ms,
-            Measurement.std_ms,
-            Measurement.iterations,
-            Measurement.measured_at,
-        )
-        .join(latest, Measurement.id == latest.c.mid)
-        .join(Operator, Operator.id == Measurement.operator_id)
-        .order_by(Operator.key)
-    ).all()
+    rows = latest_valid_rows(session, Measurement.operator_id, Operator.key, ref.device_id, ref.runtime, ref.threads)
     runtime_version = session.scalar(
         select(MeasurementRun.runtime_version)
         .where(MeasurementRun.device_id == ref.device_id, MeasurementRun.runtime == ref.runtime, MeasurementRun.threads == ref.threads)
@@ -149,11 +134,12 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
     )
     overhead: float | None = None
     entries: dict[str, schemas.LutEntry] = {}
-    for key, median, mn, p10, p90, std, n, at in rows:
-        if key == OVERHEAD_KEY:
-            overhead = median
+    for r in rows:
+        if r.key == OVERHEAD_KEY:
+            overhead = r.median_ms
             continue
-        entries[key] = schemas.LutEntry(median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, measured_at=at)
+        entries[r.key] = schemas.LutEntry(median_ms=r.median_ms, min_ms=r.min_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms,
+                                          std_ms=r.std_ms, n=r.iterations, measured_at=r.measured_at)
     return schemas.Lut(
         device=ref.device, runtime=ref.runtime, runtime_version=runtime_version, threads=ref.threads, overhead_ms=overhead, entries=entries,
         calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),

@@ -17,7 +17,7 @@ from hwnas import schemas
 from profiler_server.errors import Conflict, NotFound, field_error
 from profiler_server.models import Device, MeasurementRun, Network, NetworkMeasurement, utcnow
 from profiler_server.services.devices import find_device
-from profiler_server.services.history import latest_valid_ids, present_ids
+from profiler_server.services.history import latest_valid_rows, present_ids
 from profiler_server.services.sql import CHUNK, insert_ignore
 
 
@@ -88,24 +88,8 @@ def network_table(session: Session, name: str, runtime: str | None, threads: int
     device = find_device(session, name, field="name")
     runtime, threads = _pick(device, _network_tables(session, device.id), runtime, threads)
     scope = (MeasurementRun.device_id == device.id, MeasurementRun.runtime == runtime, MeasurementRun.threads == threads)
-    latest = latest_valid_ids(NetworkMeasurement.network_id, device.id, runtime, threads)
-    rows = session.execute(
-        select(
-            Network.arch_id,
-            NetworkMeasurement.median_ms,
-            NetworkMeasurement.min_ms,
-            NetworkMeasurement.p10_ms,
-            NetworkMeasurement.p90_ms,
-            NetworkMeasurement.std_ms,
-            NetworkMeasurement.iterations,
-            NetworkMeasurement.samples_ms,
-            NetworkMeasurement.measured_at,
-            NetworkMeasurement.operator_breakdown,
-        )
-        .join(latest, NetworkMeasurement.id == latest.c.mid)
-        .join(Network, Network.id == NetworkMeasurement.network_id)
-        .order_by(Network.arch_id)
-    ).all()
+    rows = latest_valid_rows(session, NetworkMeasurement.network_id, Network.arch_id, device.id, runtime, threads,
+                             extra=("samples_ms", "operator_breakdown"))
     version = session.scalar(
         select(MeasurementRun.runtime_version)
         .join(NetworkMeasurement, NetworkMeasurement.run_id == MeasurementRun.id)
@@ -114,10 +98,10 @@ def network_table(session: Session, name: str, runtime: str | None, threads: int
         .limit(1)
     )
     entries = {
-        arch_id: schemas.NetworkEntry(
-            median_ms=median, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, samples_ms=samples, measured_at=at,
-            operator_breakdown=breakdown,
+        r.arch_id: schemas.NetworkEntry(
+            median_ms=r.median_ms, min_ms=r.min_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms, std_ms=r.std_ms, n=r.iterations,
+            samples_ms=r.samples_ms, measured_at=r.measured_at, operator_breakdown=r.operator_breakdown,
         )
-        for arch_id, median, mn, p10, p90, std, n, samples, at, breakdown in rows
+        for r in rows
     }
     return schemas.NetworkTable(device=device.name, runtime=runtime, runtime_version=version, threads=threads, entries=entries)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from hwnas.errors import HwnasError
@@ -48,9 +47,6 @@ class BitsConfig:
         """Short content hash: equal configurations of equal spaces have equal ids."""
         blob = json.dumps({"space": self.space.to_json(), "bits": self.bits}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
-
-    def layer_bits(self) -> list[Bits]:
-        return [Bits.parse(self.bits[lay.name]) for lay in self.space.layers()]
 
     def op_keys(self) -> list[str]:
         return [lay.spec(self.bits[lay.name]).key for lay in self.space.layers()]
@@ -149,9 +145,6 @@ class QuantSuperNet(MixedNet, nn.Module):
         for m in self._mixed:
             m.temperature = float(tau)
 
-    def mixed_layers(self) -> list[MixedQuantLayer]:
-        return list(self._mixed)
-
     def arch_parameters(self) -> list[nn.Parameter]:
         return [m.theta for m in self._mixed]
 
@@ -201,14 +194,6 @@ class QuantSuperNet(MixedNet, nn.Module):
 
     def argmax_config(self) -> BitsConfig:
         return BitsConfig(self.space, {lay.name: m.argmax_bits().tag for lay, m in zip(self.space.layers(), self._mixed)})
-
-    def sample_config(self, generator: torch.Generator | None = None) -> BitsConfig:
-        """One configuration drawn from softmax(θ) layer by layer."""
-        bits = {}
-        for lay, m in zip(self.space.layers(), self._mixed):
-            i = int(torch.multinomial(m.probabilities().detach(), 1, generator=generator))
-            bits[lay.name] = m.candidates[i].tag
-        return BitsConfig(self.space, bits)
 
     def float_state_dict(self) -> dict[str, Tensor]:
         """The shared float weights under the float network's own names (loads into ``build_float``)."""

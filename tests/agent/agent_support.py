@@ -31,12 +31,6 @@ SLOW_KEYS = [f"conv_k3_s1_o{c}@1x{c}x56x56" for c in (24, 32, 40, 48, 56, 64)] +
 FAST_PROTOCOL = ["--warmup", "2", "--iterations", "6", "--rounds", "2"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def env() -> dict[str, str]:
     e = dict(os.environ)
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")

@@ -11,7 +11,8 @@ import pytest
 
 from device_agent.adb.loopback import LoopbackAdbd
 from device_agent.fakephone import load_phone
-from tests.agent.agent_support import free_port, kill, start_loopback
+from tests.agent.agent_support import kill, start_loopback
+from tests.support.ports import free_port
 from tests.support.live_server import LiveServer, start_live_server
 
 

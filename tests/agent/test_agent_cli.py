@@ -10,7 +10,8 @@ import pytest
 
 from device_agent.adb.loopback import LoopbackAdbd
 from device_agent.models import ModelCache
-from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, free_port
+from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env
+from tests.support.ports import free_port
 
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from device_agent.adb.loopback import LoopbackAdbd
-from tests.agent.agent_support import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="Google's adb is not installed (apt-get install adb)")
 

@@ -20,7 +20,8 @@ from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.adb import AdbDevice
 from device_agent.runtimes.base import Burst, Item
 from device_agent.runtimes.binary import INLINE_LIMIT, BinaryRunner
-from tests.agent.agent_support import free_port, kill, process_running, start_loopback
+from tests.agent.agent_support import kill, process_running, start_loopback
+from tests.support.ports import free_port
 
 WORKDIR = "data/local/tmp/hwnas"  # the agent's work folder inside a loopback root
 

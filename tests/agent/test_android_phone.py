@@ -22,7 +22,8 @@ from device_agent.protocol import ProtocolConfig, plan
 from device_agent.runtimes.binary import BinaryRunner
 from device_agent.standins.worker import write_launcher
 from hwnas.schemas import JobCreate
-from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, free_port, kill, start_loopback
+from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, kill, start_loopback
+from tests.support.ports import free_port
 from tests.support.live_server import LiveServer
 
 # What a host's GNU/Debian userland would answer instead.

@@ -28,7 +28,8 @@ from device_agent.platforms.adb import AdbDevice
 from device_agent.standins import KNOB_MINIMAL, KNOB_WITHOUT
 from device_agent.standins.worker import write_launcher
 from hwnas.schemas import JobCreate, JobState
-from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, free_port, kill, start_loopback
+from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, kill, start_loopback
+from tests.support.ports import free_port
 from tests.support.live_server import LiveServer
 
 KEYS = FMNIST_KEYS[:3]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 import torch.distributed as dist
 
 from search import distributed
+from tests.support.ports import free_port
 from tests.distributed.conftest import LAUNCH_TIMEOUT_S, ROOT, torchrun, worker_env
 
 TEARDOWN_WORKER = Path(__file__).with_name("teardown_worker.py")
@@ -49,12 +49,6 @@ def test_rank_0_leaves_after_a_slow_rank_1_is_gone(tmp_path: Path) -> None:
     assert r0["shutdown_s"] >= 2 * SLOW_S - 0.2  # it waited out rank 1's slow destroy and its slow exit
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_rank_that_fails_is_reported_at_once_not_after_the_timeout(tmp_path: Path) -> None:
     """Rank 1 raises instead of calling ``shutdown``: rank 0's ``shutdown`` raises ``PeerFailed`` within seconds.
 
@@ -62,7 +56,7 @@ def test_a_rank_that_fails_is_reported_at_once_not_after_the_timeout(tmp_path: P
     the store, and only the notice rank 1 leaves in it at exit ends rank 0's wait early.
     """
     env = {**worker_env(), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(_free_port())}
+           "MASTER_PORT": str(free_port())}
     procs = [subprocess.Popen([sys.executable, str(TEARDOWN_WORKER), "--report", str(tmp_path), "--fail-rank", "1"],
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for r in (0, 1)]

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from hwnas.client import ApiError, ProfilerClient, ServerUnreachable
-from tests.support.live_server import free_port
+from tests.support.ports import free_port
 
 
 def test_unreachable_server_is_retried_then_reported() -> None:

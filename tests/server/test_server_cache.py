@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from hwnas.client import ProfilerClient
-from tests.support.live_server import LiveServer, free_port
+from tests.support.live_server import LiveServer
+from tests.support.ports import free_port
 from tests.support.measurements import batch, key, result
 
 

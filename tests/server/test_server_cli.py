@@ -11,7 +11,8 @@ import pytest
 
 from hwnas.schemas import DeviceInfo
 from tests.support.databases import sqlite_url
-from tests.support.live_server import LiveServer, cli_command, free_port
+from tests.support.live_server import LiveServer, cli_command
+from tests.support.ports import free_port
 from tests.support.measurements import batch, key, result
 
 

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,20 +20,16 @@ from typing import Any
 
 import httpx
 
+from tests.support.ports import free_port
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Browser:
     """One headless Chromium with one tab."""
 
     def __init__(self, width: int = 1280, height: int = 900) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.profile = tempfile.mkdtemp(prefix="chromium-")
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.live_server import free_port
+from tests.support.ports import free_port
 
 
 @dataclass

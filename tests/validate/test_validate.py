@@ -19,7 +19,8 @@ from search.space import get_space
 from search.validate import network_spec, sample_archs
 from tests.agent.agent_support import agent_cmd, env, kill, start_loopback
 from tests.support.databases import sqlite_url
-from tests.support.live_server import LiveServer, free_port, start_live_server
+from tests.support.live_server import LiveServer, start_live_server
+from tests.support.ports import free_port
 
 TINY = ["--warmup", "1", "--iterations", "6", "--rounds", "3"]  # 3 rounds: even/odd noise floor is defined
 
