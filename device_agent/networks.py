@@ -2,8 +2,8 @@
 
 A latency table predicts a network only as well as its entries and the network are measured
 under the same conditions. On a drifting host, measuring the table first and the networks
-later turns drift into prediction bias (research: lut-fidelity-host.md: −15%/+20% from that
-alone). So a job that carries networks is measured as ONE schedule: every round measures
+later turns drift into prediction bias (on a 2-core host: −15% at 224×224 input, +20% at
+32×32, from that alone; interleaved rounds brought it to +2% / −1%). So a job that carries networks is measured as ONE schedule: every round measures
 every operator and every network once, in a fresh random order (protocol P2), and each
 item's value is the median over rounds of its burst minimum.
 

@@ -3,8 +3,10 @@
 On the hosts this was designed on, speed drifts 20-40% between minutes. Measuring one
 operator after another turns that drift into table error; measuring every operator once per
 round, rounds in a fresh random order, and keeping each burst's minimum, spreads the drift
-over all of them (research: lut-fidelity-host.md, protocol P2: ±10% for 97-100% of
-networks instead of 10-18%).
+over all of them. Measured on a 2-core host (ONNX Runtime, one thread, 40 random FBNet
+networks per layout): with this protocol the table predicted 97.5% (224×224 input) and 100%
+(32×32) of the networks within ±10%, MAPE 3.2% / 2.3%; one operator model after another
+managed 17.5% / 10% within ±10% (MAPE 17.9% / 21.6%).
 
 What a burst costs beyond its timed runs — on a phone a new process, a new session or model
 load and the warm-up runs; through ADB its share of the batch's shell command — is paid per

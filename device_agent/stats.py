@@ -49,7 +49,8 @@ def pstdev(values: Sequence[float], mu: float | None = None) -> float:
 
 def burst_minimum(bursts: Sequence[Sequence[float]]) -> float:
     """Median over bursts of each burst's minimum: the estimator that predicts whole networks best
-    on drifting hosts (research: lut-fidelity-host.md, protocol P2)."""
+    on drifting hosts (measured on a 2-core host, 224×224 FBNet networks: the median's noise MAPE
+    8.1% → 4.7% and its prediction MAPE 4.8% → 3.2% with the burst minimum; Kendall τ 0.80 → 0.87)."""
     mins = [min(b) for b in bursts if b]
     if not mins:
         raise ValueError("no samples")

@@ -4,8 +4,10 @@ Sync paths map the whole device tree into ``root`` (``/data/local/tmp/x`` →
 ``root/data/local/tmp/x``). Shell commands run with the phone's ``mksh`` and only the phone's
 programs on PATH (``fakephone.py``: toybox applets, one-true-awk); their device paths
 (``/data``, ``/sdcard``, ``/sys``, ``/proc/cpuinfo``) are rewritten to the same places, so
-shell and sync agree about where files are (research note 7.14). No mount namespace is
-needed, which keeps the device usable without privileges.
+shell and sync agree about where files are: a shell command run on the host sees the host's
+filesystem, and only sync paths would be mapped otherwise, so a file pushed to
+``/data/local/tmp`` would not be where the shell looks for it. Rewriting the paths needs no
+mount namespace (the other way to map them), which keeps the device usable without privileges.
 """
 
 from __future__ import annotations

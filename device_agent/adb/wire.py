@@ -77,9 +77,10 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def _quickack(sock: socket.socket) -> None:
-    # adb_shell writes header and payload in two send() calls without TCP_NODELAY; with the
-    # kernel's delayed ACK that stalls every packet ~40 ms. QUICKACK is not sticky: set it
-    # after every read (research note, section 7.12).
+    # adb_shell writes header and payload in two send() calls without TCP_NODELAY; Nagle on the
+    # client plus the kernel's delayed ACK stalls every packet ~40 ms (shell() 44 ms, a 5 MB push
+    # at maxdata 4096: 113 s; with QUICKACK 1.7 ms and 0.39 s). QUICKACK is not sticky on Linux:
+    # set it after every read.
     quickack = getattr(socket, "TCP_QUICKACK", None)
     if quickack is not None:
         try:

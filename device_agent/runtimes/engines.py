@@ -2,7 +2,8 @@
 
 Shared by the local runner and by the host stand-ins of the phone binaries. ONNX Runtime
 binds inputs and outputs once (IOBinding / OrtValue): without it every call copies numpy
-inputs, which for operator-sized models adds 5-20% (research: lut-fidelity-host.md).
+inputs, which for operator-sized models adds 5-20% to the measured time (+5-6% measured in
+interleaved rounds, +10-20% one model after another; whole networks are not affected).
 
 ``cpu_clock=True`` times each run with the calling thread's CPU clock instead of the wall
 clock. With one intra-op thread the runtime computes in the calling thread, so this is the
