@@ -149,7 +149,7 @@ def _zip_longest(*lists: list[Network]) -> list[list[Network]]:
 
 def measure(gt: GroundTruth, path: Path, t0: float) -> None:
     """Every network measured whole in one sitting, with the table's calibration networks beside them."""
-    from search_quality import Lab, _reference  # noqa: PLC0415 - the benchmark's own lab and calibration networks
+    from search_quality import Lab, _reference  # the benchmark's own lab and calibration networks
 
     from hwnas.schemas import JobCreate
     from search.arch import Architecture

@@ -35,7 +35,6 @@ Writes benchmarks/results/search_judged.json and search_judged.png; prints a one
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time

@@ -58,7 +58,7 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _protocol(warmup: int, iterations: int, rounds: int, cv_threshold: float):  # noqa: ANN202
+def _protocol(warmup: int, iterations: int, rounds: int, cv_threshold: float):
     from device_agent.protocol import ProtocolConfig
 
     try:
@@ -79,7 +79,7 @@ def _binaries(paths: list[Path] | None, runtime: str | None) -> dict[str, Path]:
 
 
 def _open(serial: str | None, local: bool, key: Path | None, usb: bool = False,
-          auth_timeout_s: float | None = None):  # noqa: ANN202
+          auth_timeout_s: float | None = None):
     from device_agent.platforms import open_device
 
     if (serial or usb) and local:

@@ -387,7 +387,7 @@ class Agent:
             if runtime not in self.cfg.runtimes:
                 continue
             runner = self.runner(runtime, self.cfg.threads or 1)
-            self._with_reconnect(lambda: runner.prepare([]), first=True)
+            self._with_reconnect(lambda: runner.prepare([]), first=True)  # noqa: B023 - called in this iteration
             tool = runner.remote_binary  # a BinaryRunner: --local returned above
             result = self.device.run(f'cd {shlex.quote(self.device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" ./{tool} 2>&1',
                                      check=False)

@@ -113,7 +113,7 @@ class ModelCache:
             self._build(path, lambda tmp: _export_identity(runtime_format(runtime)[0], tmp), OVERHEAD_KEY)
         return Item(OVERHEAD_KEY, path, OVERHEAD_SHAPE)
 
-    def _build(self, path: Path, export, key: str) -> None:  # noqa: ANN001
+    def _build(self, path: Path, export, key: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}{path.suffix}")
         try:

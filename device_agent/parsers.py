@@ -132,7 +132,7 @@ def parse_onnxruntime_perf_test(text: str) -> OrtBenchOutput:
     if not m:
         raise ParseError(f"no 'Average inference time cost' in output: {text[-300:]!r}")
 
-    def opt(rx: re.Pattern[str], cast=float):  # noqa: ANN001, ANN202
+    def opt(rx: re.Pattern[str], cast=float):
         mm = rx.search(text)
         return cast(mm.group(1)) if mm else None
 

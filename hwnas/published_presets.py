@@ -108,7 +108,8 @@ def import_request(content: str, preset: str | None, replace: bool, table: dict[
     """
     if preset is not None and preset not in PRESETS:
         raise UnknownPreset(preset)
-    body = PRESETS[preset].request(content, replace).model_dump() if preset else {"source": {}, "content": content, "replace": replace}
+    body: dict[str, Any] = (PRESETS[preset].request(content, replace).model_dump() if preset
+                            else {"source": {}, "content": content, "replace": replace})
     body.update({k: v for k, v in table.items() if v is not None})
     body["source"].update({k: v for k, v in source.items() if v is not None})
     return schemas.LutImport.model_validate(body)

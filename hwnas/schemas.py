@@ -27,7 +27,7 @@ MAX_ARCH_BYTES = 256 * 1024  # one architecture document, serialised
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 
 
-def Text(max_length: int, min_length: int = 0) -> Any:  # noqa: N802 - a type factory, used like a type
+def Text(max_length: int, min_length: int = 0) -> Any:  # a type factory, used like a type
     """A string that fits a VARCHAR(max_length) column on both databases (no NUL)."""
     return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length, pattern=NO_NUL)]
 

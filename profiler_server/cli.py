@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -117,10 +116,10 @@ def serve(
 
     from profiler_server.settings import Settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items() if v is not None}
     try:
         settings = Settings(**overrides)
-    except Exception as exc:  # pydantic ValidationError: a bad environment variable
+    except ValueError as exc:  # pydantic's ValidationError or pydantic-settings' SettingsError: a bad environment variable
         _fail(f"bad setting: {exc}")
     _port_free(settings.host, settings.port)
     if upgrade:
@@ -338,4 +337,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -211,11 +211,11 @@ def _timeouts() -> tuple[float, float]:
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # uvicorn without httptools: its h11 protocol, with no header or body timeouts
-    HttpToolsProtocol = None
+    HttpToolsProtocol = None  # type: ignore[misc,assignment]
 
 
 if HttpToolsProtocol is not None:
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol, closing a connection whose request headers take longer than HEADER_TIMEOUT_S
         (counted from the connection, or from the request's first byte on a kept-alive one), or whose body stops
         arriving for BODY_IDLE_TIMEOUT_S: slow senders cannot hold connections (and their buffers) for ever. uvicorn

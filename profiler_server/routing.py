@@ -79,7 +79,7 @@ def _body_model(route: APIRoute) -> type[BaseModel] | None:
     for dep in route.dependant.dependencies:
         model = getattr(dep.call, "body_model", None)
         if model is not None:
-            return model  # type: ignore[no-any-return]
+            return model
     return None
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from torch import nn
 
 from hwnas.errors import HwnasError
@@ -200,7 +201,7 @@ class Architecture:
             raise ArchError(str(path), "file", exc.strerror or str(exc)) from None
         except ValueError as exc:  # json.JSONDecodeError and yaml errors
             raise ArchError(str(path), "file", f"not valid JSON: {str(exc).splitlines()[0]}") from None
-        except Exception as exc:  # yaml.YAMLError is not a ValueError
+        except yaml.YAMLError as exc:  # not a ValueError
             raise ArchError(str(path), "file", f"not valid JSON/YAML: {str(exc).splitlines()[0]}") from None
         return cls.from_dict(doc, source=str(path), base_dir=path.parent)
 

@@ -25,7 +25,7 @@ def _acc(v: float | None) -> str:
     return f"{100 * v:.2f}%" if v is not None else "–"
 
 
-def _span(values: list[float], fmt) -> str:  # noqa: ANN001 - a formatter of one value
+def _span(values: list[float], fmt) -> str:  # fmt: a formatter of one value
     """``mean (min–max)`` of ``values`` with ``fmt``; ``–`` for none."""
     if not values:
         return "–"

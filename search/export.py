@@ -44,7 +44,7 @@ def mobile_optimizer_available() -> bool:
     """True when ``optimize_for_mobile`` can run (needs a torch build with XNNPACK)."""
     try:
         return bool(torch.backends.xnnpack.enabled)
-    except Exception:  # pragma: no cover - very old or unusual builds
+    except Exception:  # noqa: BLE001  # pragma: no cover - very old or unusual builds
         return False
 
 

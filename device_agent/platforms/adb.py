@@ -93,11 +93,11 @@ def _tcp_transport_class():  # -> type[TcpTransport]
           delayed ACKs each packet stalls ~40 ms.
         """
 
-        def connect(self, transport_timeout_s):  # noqa: ANN001
+        def connect(self, transport_timeout_s):
             super().connect(transport_timeout_s)
             self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-        def bulk_read(self, numbytes, transport_timeout_s):  # noqa: ANN001
+        def bulk_read(self, numbytes, transport_timeout_s):
             data = super().bulk_read(numbytes, transport_timeout_s)
             if not data:
                 raise TcpTimeoutException(f"connection to {self._host}:{self._port} closed by the device")
@@ -161,7 +161,7 @@ class AdbDevice(Device):
         self._signer = None  # loaded at the first connect, kept for reconnects
         self._dev = None
 
-    def _make(self):  # noqa: ANN202
+    def _make(self):
         from adb_shell.adb_device import AdbDevice as _AdbDevice
 
         if self._tcp is not None:
@@ -213,7 +213,7 @@ class AdbDevice(Device):
                 pass
         self._dev = None
 
-    def _ready(self):  # noqa: ANN202
+    def _ready(self):
         if self._dev is None or not self._dev.available:
             self.connect()
         return self._dev
@@ -223,7 +223,7 @@ class AdbDevice(Device):
         # adb-shell caps the transport timeout by the read timeout; both bound *silence*.
         return {"transport_timeout_s": t, "read_timeout_s": t}
 
-    def _call(self, what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    def _call(self, what: str, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except _errors() as exc:

@@ -105,9 +105,8 @@ class Device(ABC):
 
 def split_exit_code(output: str, marker: str) -> tuple[str, int]:
     """Split ``...<marker><rc>`` into the output before the marker line and the exit code."""
-    m = None
-    for m in re.finditer(re.escape(marker) + r"(\d+)", output):
-        pass
+    matches = list(re.finditer(re.escape(marker) + r"(\d+)", output))
+    m = matches[-1] if matches else None
     if m is None:
         raise DeviceCommandError(f"no exit code marker in device output (command cut short?): {output[-500:]!r}",
                                  output=output)

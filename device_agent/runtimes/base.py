@@ -110,7 +110,7 @@ class Runner(ABC):
             progress: ProgressFn | None = None) -> list[BurstResult]:
         """Measure ``bursts`` in order; stop early (returning the finished ones) when ``stop`` is set."""
 
-    def stage(self, items: Sequence[Item]) -> None:
+    def stage(self, items: Sequence[Item]) -> None:  # noqa: B027 - optional: runners without files to place keep it
         """Put the files of ``items`` where they will run (a device pushes them); nothing to do in-process."""
 
     def state(self) -> dict[str, object]:
@@ -122,5 +122,5 @@ class Runner(ABC):
         when this runner's runtime has none."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: runners that hold nothing keep it
         """Release sessions and connections."""

@@ -248,7 +248,7 @@ class BinaryRunner(Runner):
         # agent needs no separate (dumpsys) round trip before the next batch.
         lines = ['cd "$D" || exit 97', f"M='{marker}'", scriptpid.write_line(marker), thermal_zones_script("t0")]
         lines.append("rm -rf res; mkdir -p res")
-        lines.append(f"A=; command -v awk >/dev/null 2>&1 && A=1")
+        lines.append("A=; command -v awk >/dev/null 2>&1 && A=1")
         for i, burst in enumerate(bursts):
             lines.append(self._burst_line(burst, i))
         lines.append(thermal_zones_script("t1"))

@@ -133,7 +133,7 @@ class TorchEngine:
 
 
 def make_engine(runtime: str, model: Path, threads: int, input_shape: tuple[int, ...] | None,
-                cpu_clock: bool = False):  # noqa: ANN201
+                cpu_clock: bool = False):
     """An engine for ``runtime`` ("onnxruntime", "torchscript" or "executorch"); ``cpu_clock``: see the module docstring."""
     if runtime == "onnxruntime":
         return OrtEngine(model, threads, input_shape, cpu_clock=cpu_clock)

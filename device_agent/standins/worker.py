@@ -109,7 +109,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _tool_main(tool: str):  # noqa: ANN202
+def _tool_main(tool: str):
     if tool == "speed_benchmark_torch":
         from device_agent.standins.speed_benchmark_torch import main
     elif tool == "executor_runner":

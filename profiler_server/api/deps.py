@@ -41,7 +41,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def get_lut_cache(request: Request) -> LutCache:
-    return request.app.state.lut_cache  # type: ignore[no-any-return]
+    return request.app.state.lut_cache
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
@@ -12,7 +12,7 @@ from profiler_server.api.deps import AgentDep, ClientDep, ReaderDep, SessionDep,
 from profiler_server.services import jobs
 
 router = APIRouter(tags=["jobs"])
-ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 JobId = Annotated[int, Path(ge=1, le=schemas.INT32_MAX, description="job id")]
 
 

@@ -4,7 +4,7 @@ POST /lut/{device}/query, POST /lut/import."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +22,7 @@ from profiler_server.services.luts import LutCache, Rendered, TableRef, query_ke
 router = APIRouter(tags=["latency tables"])
 _NAME = re.compile(schemas.NAME_PATTERN)
 EXPORT_FORMATS = ("ofa-yaml", "proxyless-yaml")
-ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -98,6 +98,7 @@ async def get_lut(device: str, request: Request) -> Response:
     want_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
     cache: LutCache = state.lut_cache
     rendered = cache.peek(ref, want_csv) or await run_in_threadpool(_render, state.sessions, cache, ref, want_csv)
+    assert rendered is not None  # _render always renders
     headers = {"ETag": rendered.etag, "Cache-Control": "no-cache", "Vary": "Accept"}
     if etag_matches(request.headers.get("if-none-match"), rendered.etag):
         return Response(status_code=304, headers=headers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -14,7 +14,7 @@ from profiler_server.services.measurements import store_network_batch
 from profiler_server.services.networks import network_table
 
 router = APIRouter(tags=["networks"])
-ERRORS = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
 @router.post("/networks/measurements", response_model=schemas.MeasurementBatchResult, responses={**ERRORS, 413: {"model": schemas.ErrorBody}})

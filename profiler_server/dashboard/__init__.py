@@ -57,13 +57,13 @@ def page(page: str) -> HTMLResponse:
 class _Assets(StaticFiles):
     """The pages' script, style and icon, with the same headers (set here, not by a middleware on every request)."""
 
-    async def get_response(self, path: str, scope) -> Response:  # noqa: ANN001
+    async def get_response(self, path: str, scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers.update(SECURITY_HEADERS)
         return response
 
 
-def mount(app) -> None:  # noqa: ANN001 - a FastAPI app
+def mount(app) -> None:  # app: a FastAPI app
     """Serve the pages and their script and style under /ui/."""
     app.include_router(router)
     app.mount("/ui", _Assets(directory=STATIC), name="ui")

@@ -76,12 +76,12 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
                       source_runtime=s.source_runtime, licence=s.licence, url=s.url)
     if existing is not None and existing.content_sha256 == sha and existing.format == body.format and existing.source_column == body.column:
         if not body.replace:
-            return schemas.LutImportResult(status="unchanged", **result)  # type: ignore[arg-type]
+            return schemas.LutImportResult(status="unchanged", **result)
         for name, value in provenance.items():  # same entries, restated provenance
             setattr(existing, name, value)
         bump_version(session, device.id, body.runtime, body.threads)
         session.flush()
-        return schemas.LutImportResult(status="replaced", **result)  # type: ignore[arg-type]
+        return schemas.LutImportResult(status="replaced", **result)
     if existing is not None and not body.replace:
         raise Conflict(f"{body.device}/{body.runtime}/{body.threads} threads was imported from other content "
                        f"({existing.project}, {existing.source_file}); pass replace to replace its entries",
@@ -130,7 +130,7 @@ def import_table(session: Session, body: schemas.LutImport, imported_by: str | N
             setattr(existing, name, value)
     bump_version(session, device.id, body.runtime, body.threads)
     session.flush()
-    return schemas.LutImportResult(status="created" if existing is None else "replaced", **result)  # type: ignore[arg-type]
+    return schemas.LutImportResult(status="created" if existing is None else "replaced", **result)
 
 
 def export_table(session: Session, device: str, runtime: str | None, threads: int | None, fmt: str) -> str:

@@ -106,7 +106,7 @@ def _pending_networks(session: Session, job_id: int, limit: int | None = None) -
     )
 
 
-def _lease_free(now: datetime):  # type: ignore[no-untyped-def]
+def _lease_free(now: datetime):
     return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
 
 
@@ -145,7 +145,7 @@ def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = Non
             continue  # a failed job does not count as a contended attempt
         attempts += 1
         expires = now + timedelta(seconds=body.lease_s)
-        taken = session.execute(
+        taken = session.execute(  # type: ignore[attr-defined]
             update(Job)
             .where(Job.id == job_id, Job.state.in_(OPEN_STATES), _lease_free(now))
             .values(state=JobState.running.value, agent=body.agent, holder=holder, lease_expires_at=expires,

@@ -8,6 +8,7 @@ key, filters, sorts and cuts the page, so the bytes and the work in the browser 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
@@ -35,7 +36,7 @@ class PageQuery:
 
 def _sort_column(session: Session, name: str) -> ColumnElement[object]:
     key = Operator.key.collate("C") if is_postgres(session) else Operator.key  # byte order on both databases
-    columns: dict[str, ColumnElement[object]] = {
+    columns: dict[str, Any] = {  # columns of several types
         "key": key, "type": Operator.block, "median_ms": Measurement.median_ms, "min_ms": Measurement.min_ms,
         "p10_ms": Measurement.p10_ms, "p90_ms": Measurement.p90_ms, "std_ms": Measurement.std_ms,
         "n": Measurement.iterations, "measured_at": Measurement.measured_at,
@@ -84,7 +85,7 @@ def table_page(session: Session, ref: TableRef, query: PageQuery) -> schemas.Lut
         device=ref.device, runtime=ref.runtime, runtime_version=_runtime_version(session, ref), threads=ref.threads,
         overhead_ms=_overhead(session, ref), calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
         source=source_of(session, ref.device_id, ref.runtime, ref.threads),
-        entries=total, matched=matched, types=types, sort=query.sort, order=query.order,  # type: ignore[arg-type]
+        entries=total, matched=matched, types=types, sort=query.sort, order=query.order,
         offset=query.offset, limit=query.limit,
         rows=[schemas.LutRow(key=k, type=t, median_ms=med, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, measured_at=at)
               for k, t, med, mn, p10, p90, std, n, at in rows],

@@ -252,7 +252,8 @@ def query_keys(session: Session, cache: LutCache, device: str, query: schemas.Lu
     except NoSuchTable:
         return schemas.LutQueryResult(present=[], missing=list(dict.fromkeys(query.keys)))
     lut = cache.get(session, ref).lut
-    present, missing = [], []
+    present: list[str] = []
+    missing: list[str] = []
     for key in dict.fromkeys(query.keys):
         has = lut.overhead_ms is not None if key == OVERHEAD_KEY else key in lut.entries
         (present if has else missing).append(key)

@@ -78,7 +78,7 @@ class _LimitedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 - PyYAML's hook
+    def compose_node(self, parent: Any, index: Any) -> Any:  # PyYAML's hook
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise PublishedFileError(f"line {event.start_mark.line + 1}: YAML aliases (*{show(event.anchor)[1:-1]}) are not "
@@ -194,12 +194,12 @@ def _read_yaml(fmt: str, text: str) -> PublishedTable:
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT):
             raise PublishedFileError(f"{where}: count must be an integer from 0 to {MAX_COUNT}, got {show(count)}")
         std = s if spread == "std" or s is None else math.sqrt(s)
-        stats[key] = (mean, std, count, {"published": key, **{k: value[k] for k in ("count", "mean", spread) if k in value}})  # type: ignore[misc]
+        stats[key] = (mean, std, count, {"published": key, **{k: value[k] for k in ("count", "mean", spread) if k in value}})  # type: ignore[assignment]
     mapping = map_keys(FORMAT_GRAMMAR[fmt], list(stats))
     table = PublishedTable(format=fmt, unmappable=dict(mapping.unmappable))
     for published, spec in mapping.mapped.items():
         mean, std, count, record = stats[published]
-        table.entries[spec.key] = PublishedEntry(spec.key, mean, std, count, record)  # type: ignore[arg-type]
+        table.entries[spec.key] = PublishedEntry(spec.key, mean, std, count, record)
     return table
 
 

@@ -18,7 +18,7 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     # One statement executed for every row (executemany), compiled once: a multi-row VALUES list is compiled anew for
     # every chunk, which cost ~0.2 ms a row (0.4 s per 2,000 operators, under SQLite's write lock).
     stmt = insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))

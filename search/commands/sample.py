@@ -58,6 +58,6 @@ def register(app: typer.Typer) -> None:
 
             if all(at_chance(s.trained_acc or 0.0, s.classes) for s in trained):
                 best = max(s.trained_acc or 0.0 for s in trained)
-                typer.echo(f"warning: every trained sample is at chance level, so what was picked means nothing; best "
+                typer.echo("warning: every trained sample is at chance level, so what was picked means nothing; best "
                            + chance_hint(best, trained[0].classes, "longer (--train-epochs) or on more images "
                                          "(--train-subset)"), err=True)

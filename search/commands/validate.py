@@ -76,5 +76,5 @@ def register(app: typer.Typer) -> None:
             return
         for line in report.summary_lines():
             typer.echo(line)
-        for name, path in report.files.items():
+        for path in report.files.values():
             typer.echo(f"wrote {path}")

@@ -78,11 +78,11 @@ class QuantSearchConfig(SearchConfig):
             # fit_budget, not by holding θ's expected size against a decision term.
             self.objective.lam = QUANT_TARGET_LAMBDA
         for b in self.weight_bits:
-            _check(lambda: Bits(int(b), 32), "--weight-bits")
+            _check(lambda b=b: Bits(int(b), 32), "--weight-bits")
         for b in self.act_bits:
-            _check(lambda: Bits(32, int(b)), "--act-bits")
+            _check(lambda b=b: Bits(32, int(b)), "--act-bits")
         for name, tag in self.pins.items():
-            _check(lambda: Bits.parse(tag), f"--pin {name}")
+            _check(lambda tag=tag: Bits.parse(tag), f"--pin {name}")
         if self.theta_optimizer not in ("adam", "sgd"):
             raise SearchConfigError(f"--theta-optimizer must be adam or sgd, not {self.theta_optimizer!r}")
         super().__post_init__()

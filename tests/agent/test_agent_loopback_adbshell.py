@@ -135,6 +135,6 @@ def test_auth_accepts_a_new_key_then_verifies_signatures(tmp_path: Path) -> None
     keygen(str(other))
     with LoopbackAdbd(tmp_path / "phone2", load_phone("generic"), auth_required=True, accept_new_keys=False) as daemon:
         dev = AdbDeviceTcp(daemon.host, daemon.port, default_transport_timeout_s=5)
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - adb_shell's error for a refused key is not part of its API
             dev.connect(rsa_keys=[PythonRSASigner.FromRSAKeyPath(str(other))], auth_timeout_s=0.5, read_timeout_s=2)
         dev.close()

@@ -56,7 +56,7 @@ class ScriptedRunner(Runner):
 
     runtime, runtime_version, threads = "onnxruntime", None, 1
 
-    def __init__(self, timing) -> None:  # noqa: ANN001
+    def __init__(self, timing) -> None:
         self.timing = timing
         self.calls = 0
 

@@ -98,7 +98,7 @@ def test_the_budget_follows_the_cost_of_a_burst(monkeypatch: pytest.MonkeyPatch)
     elapsed = [0.0]  # ms, the runner's own time: 8 ms per burst beyond its timed runs
 
     class Costly(RunTimes):
-        def run(self, bursts, stop=None, progress=None):  # noqa: ANN001, ANN202
+        def run(self, bursts, stop=None, progress=None):
             out = super().run(bursts, stop, progress)
             elapsed[0] += 8.0 * len(bursts) + sum(r.wall_ms for r in out)
             return out

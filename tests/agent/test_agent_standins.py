@@ -86,7 +86,7 @@ def test_speed_benchmark_torch_takes_the_thread_pool_flags_of_mobile_pytorch(mod
     from device_agent.runtimes import engines
 
     class Spy(engines.TorchEngine):
-        def __init__(self, model, threads, input_shape):  # noqa: ANN001
+        def __init__(self, model, threads, input_shape):
             seen.append(threads)
             super().__init__(model, threads, input_shape)
 
@@ -107,7 +107,7 @@ def test_onnxruntime_perf_test_makes_a_session_per_call_and_no_run_before_its_wa
     runs: list[int] = []
 
     class Spy(engines.OrtEngine):
-        def __init__(self, *a, **kw):  # noqa: ANN002, ANN003
+        def __init__(self, *a, **kw):
             made.append(kw.get("prebind_outputs", True))
             super().__init__(*a, **kw)
             runs.append(0)

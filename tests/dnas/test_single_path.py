@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from search.budget import project_logits
-from search.search_config import SearchConfig, SearchConfigError
+from search.search_config import SearchConfigError
 from search.searcher import build_setup, run_search, train_step
 from search.space import get_space
 from search.supernet import SuperNet

@@ -9,7 +9,7 @@ import yaml
 
 from hwnas.opkey import OpSpec
 from hwnas.published import UnmappableKey, from_published, map_keys, ofa_net_config_keys, proxyless_net_config_keys, to_published
-from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
+from tests.support.reference_data import OFA_NET, PROXYLESS_LUT, PROXYLESS_NET, ofa_lut, ref
 
 
 
@@ -68,25 +68,25 @@ def test_grammars_that_cannot_express_a_spec_say_none() -> None:
         "expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-stride:1-idskip:0"
 
 
-@needs_reference_data
-@pytest.mark.parametrize(("grammar", "file"), [("proxyless", "proxylessnas_pixel1_lut/mobile_trim.yaml")]
-                         + [("ofa", f"ofa_note10_lut/{r}_lookup_table.yaml") for r in (160, 176, 192, 208, 224)])
+@pytest.mark.parametrize(("grammar", "file"), [("proxyless", PROXYLESS_LUT)] + [("ofa", ofa_lut(r)) for r in (160, 176, 192, 208, 224)])
 def test_every_key_of_the_published_files_maps_and_comes_back(grammar: str, file: str) -> None:
-    keys = list(yaml.safe_load((REF / file).read_text()))
+    keys = list(yaml.safe_load(ref(file).read_text()))
     mapping = map_keys(grammar, keys)  # type: ignore[arg-type]
     assert mapping.unmappable == {} and len(mapping.mapped) == len(keys)
     assert all(to_published(grammar, spec) == key for key, spec in mapping.mapped.items())  # type: ignore[arg-type]
 
 
-@needs_reference_data
-def test_the_published_networks_name_keys_of_their_tables() -> None:
-    ofa = yaml.safe_load((REF / "ofa_note10_lut" / "224_lookup_table.yaml").read_text())
-    net = json.loads((REF / "ofa_note10_lut" / "note10_lat-30ms_top1-78.4_finetune-75.net.config").read_text())
+def test_the_published_ofa_network_names_keys_of_its_table() -> None:
+    ofa = yaml.safe_load(ref(ofa_lut(224)).read_text())
+    net = json.loads(ref(OFA_NET).read_text())
     keys = ofa_net_config_keys(net, 224)
     assert len(keys) == 21 and all(k in ofa for k in keys)
     assert keys[1] == "expanded_conv-input:112x112x24-output:112x112x24-expand:24-kernel:3-stride:1-idskip:1-se:0-hs:0"
-    proxyless = yaml.safe_load((REF / "proxylessnas_pixel1_lut" / "mobile_trim.yaml").read_text())
-    mobile = json.loads((REF / "proxylessnas_pixel1_lut" / "proxyless_mobile.net.config").read_text())
+
+
+def test_the_published_proxyless_network_names_keys_of_its_table() -> None:
+    proxyless = yaml.safe_load(ref(PROXYLESS_LUT).read_text())
+    mobile = json.loads(ref(PROXYLESS_NET).read_text())
     keys = proxyless_net_config_keys(mobile)
     missing = [k for k in keys if k not in proxyless]
     assert len(keys) == 23 and len(missing) == 3 and all("x32-" in k for k in missing)  # the width-32 stage 2

@@ -1,8 +1,8 @@
 """The spaces and networks of published latency tables (issue 15): ProxylessNAS (Pixel 1), Once-for-All (Note10),
 HW-NAS-Bench's FBNet layout — their keys meet the tables, their sums meet the published numbers, a search runs on them.
 
-The tables are read where they are, in ../shared/reference-data (tests that need them skip without it),
-and turned into our local table format through hwnas/published.py, the same mapping the server's import uses.
+The tables are the copies shipped in profiler_server/published (Once-for-All, HW-NAS-Bench), else read where they
+are in ../shared/reference-data (ProxylessNAS: tests that need it skip without it), and turned into our local table format through hwnas/published.py, the same mapping the server's import uses.
 """
 
 from __future__ import annotations
@@ -21,20 +21,11 @@ from search.cli import app
 from search.ops import is_free
 from search.space import SearchSpace, get_space
 from search.supernet import SuperNet
-from tests.support.reference_data import REFERENCE_DATA as REF, SKIP_REASON
+from tests.support.reference_data import HWNB_SPEC, OFA_NET, PROXYLESS_LUT, PROXYLESS_NET, find, ofa_lut, ref
 
-PROXYLESS = REF / "proxylessnas_pixel1_lut"
-OFA = REF / "ofa_note10_lut"
 OFA_SIZES = (160, 176, 192, 208, 224)
 # The released ProxylessNAS-Mobile widens stage 2 to 32; the Pixel 1 table has that stage at 24.
 PROXYLESS_MISSING = ["ir_k5_e3_g1_s2_o32@1x16x112x112", "ir_k3_e3_g1_s1_o32@1x32x56x56", "ir_k7_e3_g1_s2_o40@1x32x56x56"]
-
-
-@pytest.fixture(scope="module")
-def ref() -> Path:
-    if not REF.is_dir():
-        pytest.skip(SKIP_REASON)
-    return REF
 
 
 def published_table(grammar: str, path: Path, device: str) -> dict:
@@ -58,8 +49,8 @@ def priced_keys(keys: list[str]) -> set[str]:
 
 
 # ---- Once-for-All, Samsung Note10 -------------------------------------------------------------------
-def test_ofa_note10_30ms_sums_to_the_published_29_97_ms(ref: Path, tmp_path: Path) -> None:
-    table = published_table("ofa", OFA / "224_lookup_table.yaml", "note10-ofa")
+def test_ofa_note10_30ms_sums_to_the_published_29_97_ms(tmp_path: Path) -> None:
+    table = published_table("ofa", ref(ofa_lut(224)), "note10-ofa")
     keys = get_arch("ofa_note10_30ms").op_keys()
     assert len(keys) == 26 and priced_keys(keys) <= set(table["entries"])  # every operator of the net is in the table
     out = CliRunner().invoke(app, ["predict", "ofa_note10_30ms", "--lut", str(write_table(table, tmp_path)), "--json"])
@@ -69,9 +60,9 @@ def test_ofa_note10_30ms_sums_to_the_published_29_97_ms(ref: Path, tmp_path: Pat
     assert result["space"] == "ofa-mbv3" and result["ops"] == 26
 
 
-def test_ofa_note10_30ms_is_the_released_network(ref: Path) -> None:
+def test_ofa_note10_30ms_is_the_released_network() -> None:
     # Kernel, mid width, SE, activation and stride of every block, against its net.config.
-    config = json.loads((OFA / "note10_lat-30ms_top1-78.4_finetune-75.net.config").read_text())
+    config = json.loads(ref(OFA_NET).read_text())
     blocks = [b["mobile_inverted_conv"] for b in config["blocks"]]
     arch = get_arch("ofa_note10_30ms")
     space = arch.resolve_space()
@@ -89,24 +80,24 @@ def test_ofa_note10_30ms_is_the_released_network(ref: Path) -> None:
 
 
 @pytest.mark.parametrize("size", OFA_SIZES)
-def test_ofa_mbv3_at_each_resolution_is_exactly_the_table_of_that_resolution(ref: Path, size: int) -> None:
-    table = published_table("ofa", OFA / f"{size}_lookup_table.yaml", f"note10-{size}")
+def test_ofa_mbv3_at_each_resolution_is_exactly_the_table_of_that_resolution(size: int) -> None:
+    table = published_table("ofa", ref(ofa_lut(size)), f"note10-{size}")
     space = get_space("ofa-mbv3").with_input(size)
     assert priced_keys(space.op_keys()) == set(table["entries"])  # the 96 entries, no more, no fewer
     assert space.num_layers == 21 and [len(layer.candidates) for layer in space.layers()] == [1] + [9, 9, 10, 10] * 5
 
 
 # ---- ProxylessNAS, Google Pixel 1 -------------------------------------------------------------------
-def test_proxyless_mobile_space_is_covered_by_the_pixel1_table(ref: Path) -> None:
-    table = published_table("proxyless", PROXYLESS / "mobile_trim.yaml", "pixel1-proxylessnas")
+def test_proxyless_mobile_space_is_covered_by_the_pixel1_table() -> None:
+    table = published_table("proxyless", ref(PROXYLESS_LUT), "pixel1-proxylessnas")
     keys = priced_keys(get_space("proxyless-mobile").op_keys())
     assert keys <= set(table["entries"])
     # The table's only other entries: the first block at k5 and k7, which ProxylessNAS fixes at k3.
     assert set(table["entries"]) - keys == {"mb_k5_s1_o16_m32@1x32x112x112", "mb_k7_s1_o16_m32@1x32x112x112"}
 
 
-def test_proxyless_mobile_reports_its_three_missing_blocks_and_sums_the_covered_ones(ref: Path, tmp_path: Path) -> None:
-    lut = str(write_table(published_table("proxyless", PROXYLESS / "mobile_trim.yaml", "pixel1-proxylessnas"), tmp_path))
+def test_proxyless_mobile_reports_its_three_missing_blocks_and_sums_the_covered_ones(tmp_path: Path) -> None:
+    lut = str(write_table(published_table("proxyless", ref(PROXYLESS_LUT), "pixel1-proxylessnas"), tmp_path))
     refused = CliRunner().invoke(app, ["predict", "proxyless_mobile", "--lut", lut])
     assert refused.exit_code == 1 and "3 operator(s) missing" in refused.output
     assert all(k in refused.output for k in PROXYLESS_MISSING) and "Traceback" not in refused.output
@@ -121,8 +112,8 @@ def test_proxyless_mobile_reports_its_three_missing_blocks_and_sums_the_covered_
     assert "not the network's latency" in shown.output and PROXYLESS_MISSING[0] in shown.output
 
 
-def test_proxyless_mobile_is_the_released_network(ref: Path) -> None:
-    config = json.loads((PROXYLESS / "proxyless_mobile.net.config").read_text())
+def test_proxyless_mobile_is_the_released_network() -> None:
+    config = json.loads(ref(PROXYLESS_NET).read_text())
     arch = get_arch("proxyless_mobile")
     space = arch.resolve_space()
     for layer, choice, block in zip(space.layers(), arch.choices, config["blocks"], strict=True):
@@ -142,8 +133,8 @@ def _layout(space: SearchSpace) -> list[tuple[int, int, int, int]]:
     return [(layer.in_shape[2], layer.in_shape[1], layer.out_channels, layer.stride) for layer in space.layers()]
 
 
-def test_hwnasbench_fbnet_has_hwnasbench_layout_which_fbnet_cifar_does_not(ref: Path) -> None:
-    doc = json.loads((REF / "hwnasbench_fbnet_space_spec.json").read_text())
+def test_hwnasbench_fbnet_has_hwnasbench_layout_which_fbnet_cifar_does_not() -> None:
+    doc = json.loads(ref(HWNB_SPEC).read_text())
     spec = doc["datasets"]
     cifar = spec["cifar100"]
     want = [(row["H_in"], row["Cin"], row["Cout"], row["stride"]) for row in cifar["layers"]]
@@ -199,9 +190,9 @@ def _image_folder(root: Path, classes: int, images: int) -> Path:
     return root
 
 
-def test_search_proxyless_mobile_on_the_imported_pixel1_table(ref: Path, tmp_path: Path) -> None:
+def test_search_proxyless_mobile_on_the_imported_pixel1_table(tmp_path: Path) -> None:
     # 224x224 (the table's keys are at 224), 1000 classes (its classifier), 8 images, batch 2, one epoch.
-    lut = write_table(published_table("proxyless", PROXYLESS / "mobile_trim.yaml", "pixel1-proxylessnas"), tmp_path)
+    lut = write_table(published_table("proxyless", ref(PROXYLESS_LUT), "pixel1-proxylessnas"), tmp_path)
     data = _image_folder(tmp_path / "images", classes=1000, images=8)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
@@ -220,20 +211,29 @@ def test_search_proxyless_mobile_on_the_imported_pixel1_table(ref: Path, tmp_pat
 
 # ---- the same through the profiler server's import ------------------------------------------------------
 @pytest.fixture(scope="module")
-def imported_server(ref: Path, live_server):  # type: ignore[no-untyped-def]
-    """A live server holding the Pixel 1 and Note10 (224) tables, imported by `hwnas lut import --preset`."""
-    for preset, path in (("pixel1-proxylessnas", PROXYLESS / "mobile_trim.yaml"), ("note10-ofa", OFA / "224_lookup_table.yaml")):
+def imported_server(live_server):  # type: ignore[no-untyped-def]
+    """A live server holding the Pixel 1 and Note10 (224) tables whose files are found, imported by `hwnas lut import --preset`."""
+    for preset, file in (("pixel1-proxylessnas", PROXYLESS_LUT), ("note10-ofa", ofa_lut(224))):
+        path = find(file)
+        if path is None:
+            continue  # the tests of that table skip (ref)
         out = CliRunner().invoke(app, ["lut", "import", str(path), "--preset", preset, "--server", live_server.url,
                                        "--token", live_server.admin_token])
         assert out.exit_code == 0 and "0 unmappable" in out.output, out.output
     return live_server
 
 
-def test_predict_through_the_server_meets_the_published_numbers(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_predict_through_the_server_meets_the_published_ofa_number(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ref(ofa_lut(224))
     source = ["--server", imported_server.url, "--cache-dir", str(tmp_path), "--json"]
     ofa = CliRunner().invoke(app, ["predict", "ofa_note10_30ms", "--device", "note10-ofa", *source])
     assert ofa.exit_code == 0, ofa.output
     assert json.loads(ofa.output)["latency_ms"] == pytest.approx(29.97, abs=0.05)
+
+
+def test_predict_through_the_server_meets_the_published_proxyless_number(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ref(PROXYLESS_LUT)
+    source = ["--server", imported_server.url, "--cache-dir", str(tmp_path), "--json"]
     prox = CliRunner().invoke(app, ["predict", "proxyless_mobile", "--device", "pixel1-proxylessnas", "--partial",
                                     "--no-create-job", *source])
     assert prox.exit_code == 0, prox.output
@@ -243,6 +243,7 @@ def test_predict_through_the_server_meets_the_published_numbers(imported_server,
 
 def test_missing_keys_of_an_imported_table_are_not_offered_a_job(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # An imported table is read-only: a profiling job for it answers 409, so "--create-job" must not be the advice.
+    ref(PROXYLESS_LUT)
     r = CliRunner().invoke(app, ["predict", "proxyless_mobile", "--device", "pixel1-proxylessnas", "--create-job",
                                  "--server", imported_server.url, "--cache-dir", str(tmp_path)])
     assert r.exit_code == 1, r.output
@@ -251,6 +252,7 @@ def test_missing_keys_of_an_imported_table_are_not_offered_a_job(imported_server
 
 
 def test_search_proxyless_mobile_against_the_server_device(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ref(PROXYLESS_LUT)
     data = _image_folder(tmp_path / "images", classes=1000, images=8)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [

@@ -18,7 +18,7 @@ class Flaky(BaseHTTPRequestHandler):
     failures = 0
     seen = 0
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         cls = type(self)
         cls.seen += 1
         if cls.seen <= cls.failures:

@@ -12,9 +12,7 @@ import yaml
 
 from tests.support.databases import sqlite_url
 from tests.support.live_server import ROOT, LiveServer, cli_command
-from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
-
-pytestmark = needs_reference_data
+from tests.support.reference_data import PROXYLESS_LUT, REFERENCE_DATA, needs, ofa_lut, ref
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -25,29 +23,56 @@ def hwnas(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "search", *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
-def test_import_all_reference_tables_then_again_unchanged(tmp_path: Path) -> None:
+def test_import_all_shipped_tables_needs_no_folder_then_again_unchanged(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     assert run("db", "upgrade", "--database-url", url).returncode == 0
-    first = run("import", "--all", str(REF), "--database-url", url)
+    first = run("import", "--all", "--database-url", url)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert "pixel1-proxylessnas tflite/1: created, 72 entries, 0 unmappable" in lines
     assert "note10-ofa tflite/1: created, 96 entries, 0 unmappable" in lines
     assert any(line.startswith("pixel3-hwnasbench hwnasbench/1: created, 112 entries, overhead 7.78897") for line in lines)
-    assert len([line for line in lines if ": created," in line]) == 10  # 1 ProxylessNAS, 5 OFA resolutions, 4 HW-NAS-Bench
-    second = run("import", "--all", str(REF), "--database-url", url)
-    assert second.returncode == 0 and second.stdout.count(": unchanged,") == 10 and ": created," not in second.stdout
+    assert len([line for line in lines if ": created," in line]) == 9  # 5 OFA resolutions, 4 HW-NAS-Bench
+    assert "pixel1-proxylessnas" not in first.stdout  # not shipped (no licence text): imported from a copy of one's own
+    second = run("import", "--all", "--database-url", url)
+    assert second.returncode == 0 and second.stdout.count(": unchanged,") == 9 and ": created," not in second.stdout
+
+
+def test_import_all_from_a_folder_imports_the_known_files_there(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    assert run("db", "upgrade", "--database-url", url).returncode == 0
+    folder = tmp_path / "mine"
+    (folder / "ofa_note10_lut").mkdir(parents=True)
+    (folder / ofa_lut(192)).write_bytes(ref(ofa_lut(192)).read_bytes())
+    done = run("import", "--all", str(folder), "--database-url", url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["note10-ofa-192 tflite/1: created, 96 entries, 0 unmappable"]
+    empty = run("import", "--all", str(tmp_path / "nothing"), "--database-url", url)
+    assert empty.returncode == 1 and "none of the known files is there" in empty.stderr
+
+
+@needs(PROXYLESS_LUT)
+def test_import_all_of_the_reference_folder_adds_the_tables_not_shipped(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    assert run("db", "upgrade", "--database-url", url).returncode == 0
+    done = run("import", "--all", str(REFERENCE_DATA), "--database-url", url)
+    assert done.returncode == 0, done.stderr
+    assert "pixel1-proxylessnas tflite/1: created, 72 entries, 0 unmappable" in done.stdout.splitlines()
+    assert done.stdout.count(": created,") == 10  # 1 ProxylessNAS, 5 OFA resolutions, 4 HW-NAS-Bench
 
 
 def test_a_wrong_file_is_one_line_naming_it_and_imports_nothing(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     assert run("db", "upgrade", "--database-url", url).returncode == 0
-    wrong = REF / "proxylessnas_pixel1_lut" / "mobile_trim.yaml"  # a ProxylessNAS file given as the OFA table
+    wrong = tmp_path / "mobile_trim.yaml"  # a ProxylessNAS-layout entry ({count, mean, var}) given as the OFA table
+    wrong.write_text("expanded_conv-input:56x56x24-output:28x28x40-expand:6-kernel:5-stride:2-idskip:0:\n"
+                     "  count: 142\n  mean: 2.5\n  var: 0.01\n")
     done = run("import", str(wrong), "--preset", "note10-ofa", "--database-url", url)
     assert done.returncode == 1 and str(wrong) in done.stderr and "unexpected field(s) var" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     listed = run("import", "--list")
     assert listed.returncode == 0 and "note10-ofa-160" in listed.stdout and "raspi4-hwnasbench" in listed.stdout
+    where = {line.split()[0]: line.rsplit("; ", 1)[1] for line in listed.stdout.splitlines()}
+    assert where["note10-ofa"] == "shipped)" and where["pixel1-proxylessnas"] == "not shipped: import your copy)"
     unknown = run("import", str(wrong), "--preset", "note10", "--database-url", url)
     assert unknown.returncode == 1 and "unknown preset 'note10'" in unknown.stderr
     assert "Examples: profiler-server import --all" in run("import", "--help").stdout
@@ -55,7 +80,7 @@ def test_a_wrong_file_is_one_line_naming_it_and_imports_nothing(tmp_path: Path) 
 
 def test_hwnas_lut_import_and_export_through_the_server(server: LiveServer, tmp_path: Path) -> None:
     device = f"note10-{uuid.uuid4().hex[:6]}"
-    table = REF / "ofa_note10_lut" / "192_lookup_table.yaml"
+    table = ref(ofa_lut(192))
     args = ["lut", "import", str(table), "--preset", "note10-ofa-192", "--device", device, "--server", server.url]
     refused = hwnas(*args, "--token", server.client_token)
     assert refused.returncode == 1 and "HTTP 403" in refused.stderr and str(table) in refused.stderr

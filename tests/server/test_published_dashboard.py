@@ -11,9 +11,7 @@ import pytest
 from hwnas.published_presets import PRESETS
 from tests.support.browser import Browser
 from tests.support.live_server import LiveServer
-from tests.support.reference_data import REFERENCE_DATA as REF, needs_reference_data
-
-pytestmark = needs_reference_data
+from tests.support.reference_data import ref
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +24,7 @@ def test_an_imported_tables_page_and_the_overview_name_its_source(server: LiveSe
     device = f"pixel3-{uuid.uuid4().hex[:6]}"
     preset = PRESETS["pixel3-hwnasbench"]
     with server.client("admin") as admin:
-        admin.import_lut(preset.request((REF / preset.path).read_text()).model_copy(update={"device": device}))
+        admin.import_lut(preset.request(ref(preset.path).read_text()).model_copy(update={"device": device}))
     browser.open(f"{server.url}/ui/table.html?device={device}")
     assert browser.errors == [], browser.errors
     notes = json.loads(browser.eval("JSON.stringify([...document.querySelectorAll('#source p')].map(p => p.textContent))"))
