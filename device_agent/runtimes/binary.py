@@ -18,7 +18,7 @@ import shlex
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agent import faults, parsers, scriptpid
 from device_agent.deviceinfo import PhoneFacts, thermal_zones_script
@@ -26,9 +26,12 @@ from device_agent.errors import ConfigError, DeviceCommandError, DeviceFault
 from device_agent.models import file_name, md5_of
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device, new_marker
-from device_agent.runtimes.base import RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, check_phone_runtime
 from device_agent.protocol import regroup
+from device_agent.runtimes.base import RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, check_phone_runtime
 from device_agent.standins import RUNTIME_TOOL
+
+if TYPE_CHECKING:
+    from hwnas.schemas import OperatorBreakdown
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +320,36 @@ class BinaryRunner(Runner):
         finally:
             local.unlink(missing_ok=True)
         return f"{shlex.quote(self.device.workdir)}/batch.sh"
+
+    def operator_breakdown(self, item: Item) -> OperatorBreakdown | None:
+        """ExecuTorch: one more call of ``executor_runner`` on a network with ``--etdump_path``, its ETDump pulled back
+        and read on the host (runtimes/etdump.py). None for the other programs, and for a build without the event
+        tracer (it refuses the flag; seen from its batches: no ETDump was written)."""
+        if self.runtime != "executorch" or self.event_tracer is False:
+            return None
+        import tempfile
+
+        from device_agent.runtimes.etdump import PROFILE_RUNS, breakdown_from_etdump
+
+        self.prepare([item])
+        remote = "res/network.etdump"
+        prefix = f'LD_LIBRARY_PATH="$D/bin" OMP_NUM_THREADS={self.threads} ' + (f"taskset {self.mask} " if self.pinned else "")
+        command = (f"D={shlex.quote(self.device.workdir)}; cd \"$D\" && mkdir -p res && rm -f {remote} && "
+                   f"{prefix}./{self.remote_binary} --model_path={shlex.quote(self.remote_model(item))} "
+                   f"--num_executions={PROFILE_RUNS} {ET_THREADS_FLAG}={self.threads} --print_output=none "
+                   f"--etdump_path={remote} > res/etdump.out 2>&1")
+        done = self.device.run(command, timeout_s=self.read_timeout_s, check=False)
+        if done.rc != 0:
+            out = self.device.shell(f"cat {shlex.quote(self.device.workdir)}/res/etdump.out 2>/dev/null")
+            raise DeviceCommandError(f"{self.tool} with --etdump_path exited {done.rc}: {_error_text(out)}",
+                                     output=out, rc=done.rc)
+        delegation = self._delegation.get(item.key)
+        backends = delegation["backends"] if delegation else []
+        with tempfile.TemporaryDirectory(prefix="hwnas-etdump-") as tmp:
+            local = Path(tmp) / "network.etdump"
+            self.device.pull(f"{self.device.workdir}/{remote}", local)
+            self.device.run(f"rm -f {shlex.quote(self.device.workdir)}/{remote}", check=False)
+            return breakdown_from_etdump(local, backends[0] if len(backends) == 1 else "delegate")
 
     def state(self) -> dict[str, object]:
         threads = {"torchscript": f"{TORCH_THREADS_FLAG}={self.threads}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -102,3 +103,40 @@ def test_each_key_of_a_network_is_found_in_its_breakdown_and_compared_with_itsel
     # Keys in another order do not line up with the events (the stem's convolution is not a block's): not guessed at.
     assert attribute(breakdown, keys[::-1], alone) is None
     assert context_error([(keys[::-1], breakdown)], alone).unaligned == 1
+
+
+def test_a_network_measured_over_the_loopback_phone_comes_back_with_its_etdump(
+        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path) -> None:
+    """executor_runner run once more with --etdump_path, the file pulled over ADB and read on the host."""
+    from device_agent.deviceinfo import read_facts
+    from device_agent.platforms.adb import AdbDevice
+    from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env
+
+    port, root, _ = phone
+    key = "conv_k3_s1_o8@1x1x28x28"
+    net = _spec()
+    cache = ModelCache(model_cache_dir)
+    cache.item(key, "executorch")
+    cache.network(net.arch_id, ARCH, net.input_shape, "executorch")  # exported here, so the agent's run is measuring
+    dev = AdbDevice(f"127.0.0.1:{port}")
+    facts = read_facts(dev)
+    dev.close()
+    name = facts.default_name()
+    with server.client("agent") as c:
+        c.put_device(name, facts.device_info())
+    with server.client() as c:
+        job = c.create_job(JobCreate(device=name, runtime="executorch", threads=1, keys=[key], networks=[net]))
+    r = subprocess.run(agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token",
+                                 server.agent_token, "--cache-dir", str(model_cache_dir), "--once",
+                                 "--runtime", "executorch", *FAST_PROTOCOL),
+                       capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with server.client() as c:
+        assert c.get_job(job.id).state == JobState.done, r.stderr[-3000:]
+        entry = c.get_networks(name, runtime="executorch", threads=1).entries[net.arch_id]
+    breakdown = entry.operator_breakdown
+    assert breakdown is not None, r.stderr[-3000:]
+    assert [_kind(o.name) for o in breakdown.operators].count("Convolution (NHWC, F32) DWConv") == 8
+    assert all(o.backend == "XnnpackBackend" for o in breakdown.operators)
+    # Pulled and removed: the phone keeps no ETDump of the profile (the work folder holds models, not results).
+    assert not (root / "data/local/tmp/hwnas/res/network.etdump").exists()
