@@ -40,7 +40,8 @@ in-process, keys and whole networks alike; figures keyed ``<figure>_executorch_<
 (it answers a question about the clock, not the runtime, and doubles the measuring). Also the **operator in
 context** figures (search/in_context.py): every measured network's ETDump breakdown (served with its measurement)
 cut into its operator keys and compared with each key's own ETDump, profiled here from the agent's model cache:
-``in_network_vs_isolated_mape_pct_<space>`` (and bias, time-weighted total, pairs, networks that did not line up).
+``in_network_vs_isolated_mape_pct_<space>`` (and bias, time-weighted total, pairs, networks that did not line up),
+and the same in-network times against the table's ``entry − overhead`` per key (``in_network_vs_table_*``).
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ def in_context(services: Services, token: str, report: Any) -> dict[str, Any]:
 
     with ProfilerClient(services.url, token=token) as client:
         entries = client.get_networks(report.device, runtime=services.runtime, threads=report.threads).entries
+        lut = client.get_lut(report.device, runtime=services.runtime, threads=report.threads).lut
     space_ref = report.space
     networks = []
     for row in report.rows:
@@ -205,6 +207,14 @@ def in_context(services: Services, token: str, report: Any) -> dict[str, Any]:
         alone[key] = profile_pte(item.model, item.input_shape, threads=report.threads)
     error = context_error(networks, alone)
     out = error.figures()
+    # The same in-network times against what the additive prediction adds per key: the table's entry − overhead.
+    if lut is not None:
+        overhead = lut.overhead_ms or 0.0
+        # The entry's value as LatencyCost reads it (search/lut.py): its min_ms (burst-minimum estimator), else median.
+        value = {k: e.min_ms if e.min_ms is not None else e.median_ms for k, e in lut.entries.items()}
+        table = {k: value[k] - overhead for k in keys if k in value}
+        if set(table) == set(keys):
+            out.update(context_error(networks, alone, reference=table).figures("in_network_vs_table"))
     out["networks_with_breakdown"] = len(networks)
     out["networks_without_breakdown"] = len(report.rows) - len(networks)
     return out

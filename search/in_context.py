@@ -82,8 +82,14 @@ class ContextError:
 
 
 def context_error(networks: Sequence[tuple[Sequence[str], OperatorBreakdown]],
-                  isolated: Mapping[str, OperatorBreakdown], min_isolated_ms: float = MIN_ISOLATED_MS) -> ContextError:
-    """Every network's keys (``(op keys, its breakdown)``) against the keys alone."""
+                  isolated: Mapping[str, OperatorBreakdown], min_isolated_ms: float = MIN_ISOLATED_MS,
+                  reference: Mapping[str, float] | None = None) -> ContextError:
+    """Every network's keys (``(op keys, its breakdown)``) against the keys alone.
+
+    ``reference``: compare with these per-key times instead of the keys' own ETDumps (still used to find the keys'
+    events), e.g. the latency table's ``entry − overhead``: what an additive prediction adds for the key. Those
+    are timed untraced around the whole program (its layout conversions and delegate call included).
+    """
     rows: list[KeyInContext] = []
     aligned = unaligned = 0
     for keys, breakdown in networks:
@@ -92,6 +98,8 @@ def context_error(networks: Sequence[tuple[Sequence[str], OperatorBreakdown]],
             unaligned += 1
             continue
         aligned += 1
+        if reference is not None:
+            found = [KeyInContext(r.key, r.in_network_ms, reference[r.key]) for r in found]
         rows += found
     rel = [(r.in_network_ms - r.isolated_ms) / r.isolated_ms for r in rows if r.isolated_ms >= min_isolated_ms]
     alone = sum(r.isolated_ms for r in rows)

@@ -100,6 +100,12 @@ def test_each_key_of_a_network_is_found_in_its_breakdown_and_compared_with_itsel
     assert sum(r.isolated_ms > 0 for r in found) >= len(keys) // 2
     error = context_error([(keys, breakdown)], alone)
     assert (error.networks, error.unaligned) == (1, 0) and error.pairs > 0 and error.mape_pct is not None
+    # Against other per-key times (the table's, say): the same events, compared with those.
+    doubled = {k: 2 * sum(r.isolated_ms for r in found if r.key == k) / keys.count(k) for k in set(keys)}
+    base = context_error([(keys, breakdown)], alone, min_isolated_ms=0.02)  # the same pairs as doubled's >= 0.04
+    halved = context_error([(keys, breakdown)], alone, min_isolated_ms=0.04, reference=doubled)
+    assert halved.pairs == base.pairs > 0 and base.bias_pct is not None
+    assert halved.bias_pct == pytest.approx(0.5 * base.bias_pct - 50, abs=1e-6)
     # Keys in another order do not line up with the events (the stem's convolution is not a block's): not guessed at.
     assert attribute(breakdown, keys[::-1], alone) is None
     assert context_error([(keys[::-1], breakdown)], alone).unaligned == 1
