@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from hwnas.errors import HwnasError
 from search.loss import LossConfig
 from search.mixed import THETA_ESTIMATORS
 
@@ -45,7 +46,7 @@ MIN_THETA_STEPS = 40
 THETA_DECIDE = 3.0
 
 
-class SearchConfigError(ValueError):
+class SearchConfigError(HwnasError, ValueError):
     """A search that cannot start as configured (bad option, output folder in use, resume mismatch)."""
 
 

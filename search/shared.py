@@ -25,12 +25,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hwnas.errors import HwnasError
 from hwnas.opkey import OpSpec
 
 SHAREABLE = ("ir", "skip", "maxpool", "avgpool", "zero")
 
 
-class SharingError(ValueError):
+class SharingError(HwnasError, ValueError):
     """A layer whose candidates cannot share one weight set (another block type)."""
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
+from hwnas.errors import HwnasError
 
-class SpecialiseError(ValueError):
+
+class SpecialiseError(HwnasError, ValueError):
     """A run folder or a target that cannot be specialised."""
 
 

@@ -29,13 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas.errors import HwnasError
 from hwnas.schemas import MAX_CALIBRATION_POINTS, Calibration, CalibrationPoint, JobCreate, NetworkSpec, NetworkTable
 from search.arch import Architecture
 from search.lut import LatencyTable, LutError, fetch_table, wait_for_job
 from search.space import SearchSpace, get_space
 
 
-class ValidationError(RuntimeError):
+class ValidateError(HwnasError, RuntimeError):
     """Validation cannot go on: the job failed, networks were not measured, too few to calibrate."""
 
 
@@ -46,9 +47,9 @@ RUNTIMES = ("onnxruntime", "torchscript", "executorch")
 
 
 def check_runtime(runtime: str) -> str:
-    """``runtime`` when an agent can measure it; a ``ValidationError`` naming the choices otherwise."""
+    """``runtime`` when an agent can measure it; a ``ValidateError`` naming the choices otherwise."""
     if runtime not in RUNTIMES:
-        raise ValidationError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+        raise ValidateError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
     return runtime
 
 
@@ -116,7 +117,7 @@ class Fidelity:
     @classmethod
     def of(cls, predicted: Sequence[float], measured: Sequence[float]) -> "Fidelity":
         if not measured:
-            raise ValidationError("no measured networks to compare")
+            raise ValidateError("no measured networks to compare")
         rel = [(p - m) / m for p, m in zip(predicted, measured)]
         n = len(rel)
         return cls(
@@ -341,7 +342,7 @@ def scatter_plot(rows: Sequence[NetworkRow], path: Path, title: str) -> Path:
 def _calibrate(rows: list[NetworkRow], seed: int) -> dict[str, Any]:
     """Fit on a random half, test on the other; fills the rows' ``calibrated_ms`` and ``calibration_half``."""
     if len(rows) < 4:
-        raise ValidationError(f"--calibrate needs at least 4 measured networks, got {len(rows)}")
+        raise ValidateError(f"--calibrate needs at least 4 measured networks, got {len(rows)}")
     order = list(range(len(rows)))
     random.Random(seed + 7919).shuffle(order)
     fit_idx, test_idx = order[: len(rows) // 2], order[len(rows) // 2 :]
@@ -426,13 +427,13 @@ def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print) -> V
         seconds["measure_s"] = time.perf_counter() - t
         if job.state.value == "failed":
             errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:5])
-            raise ValidationError(f"job {job.id} failed: {errors or 'nothing measured'}")
+            raise ValidateError(f"job {job.id} failed: {errors or 'nothing measured'}")
         table = fetch_table(cfg.server, cfg.device, runtime=cfg.runtime, threads=cfg.threads, token=cfg.token,
                             cache_dir=cfg.cache_dir, client=client)
         nets: NetworkTable = client.get_networks(cfg.device, runtime=cfg.runtime, threads=cfg.threads)
         measured = [a for a in archs if a.id in nets.entries and a.id not in job.errors]
         if len(measured) < 2:
-            raise ValidationError(f"only {len(measured)} of {len(archs)} networks were measured (job {job.id} errors: "
+            raise ValidateError(f"only {len(measured)} of {len(archs)} networks were measured (job {job.id} errors: "
                                   f"{'; '.join(f'{k}: {v}' for k, v in list(job.errors.items())[:3]) or 'none'})")
         missing = table.missing(keys)
         if missing:

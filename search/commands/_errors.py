@@ -18,14 +18,8 @@ from hwnas.errors import HwnasError
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """``HwnasError``, and the error types of the modules that do not derive from it yet (search_config, shared,
-    specialise, validate: being edited elsewhere; each is to become ``class X(HwnasError, <its base>)``)."""
-    from search.search_config import SearchConfigError
-    from search.shared import SharingError
-    from search.specialise import SpecialiseError
-    from search.validate import ValidationError
-
-    return (HwnasError, SearchConfigError, SharingError, SpecialiseError, ValidationError)
+    """The errors the command prints as one line: ``HwnasError``, which every user-facing error type derives from."""
+    return (HwnasError,)
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":

@@ -47,11 +47,11 @@ def register(app: typer.Typer) -> None:
         Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate --token $CLIENT_TOKEN --calibration-token $OWNER_TOKEN -o val/`
         """
         from hwnas.client import AuthError
-        from search.validate import ValidateConfig, ValidationError, check_runtime, run_validation
+        from search.validate import ValidateConfig, ValidateError, check_runtime, run_validation
 
         try:
             check_runtime(runtime)
-        except ValidationError as exc:
+        except ValidateError as exc:
             raise fail(str(exc), 2) from None
 
         if not token:
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             try:
                 report = run_validation(cfg, log=lambda line: typer.echo(line, err=True))
-            except ValidationError as exc:
+            except ValidateError as exc:
                 raise fail(str(exc)) from None
             except AuthError as exc:
                 if exc.status != 401:
