@@ -223,7 +223,8 @@ def import_(
     """Import a published latency table into the server (admin token): read-only, with its provenance;
     entries that have no exact operator key are listed with the reason. The same file again is 'unchanged'.
 
-    Example: `hwnas lut import ../shared/reference-data/ofa_note10_lut/224_lookup_table.yaml --preset note10-ofa --server http://127.0.0.1:8000`
+    Example: `hwnas lut import ofa_note10_lut/224_lookup_table.yaml --preset note10-ofa --server http://127.0.0.1:8000`
+    (copies of the tables we may ship are in profiler_server/published: `profiler-server import --all` imports them)
     """
     from pydantic import ValidationError
 
