@@ -9,8 +9,8 @@ import pytest
 
 from hwnas.client import ProfilerClient
 from hwnas.schemas import DeviceInfo
-from tests.support.databases import fresh_postgres_database, postgres_base_url
-from tests.support.live_server import LiveServer, start_live_server
+from tests.support.databases import postgres_base_url
+from tests.support.live_server import LiveServer, live_server_on
 
 DB_KINDS = ["sqlite"] + (["postgresql"] if postgres_base_url() else [])
 
@@ -18,20 +18,8 @@ DB_KINDS = ["sqlite"] + (["postgresql"] if postgres_base_url() else [])
 @pytest.fixture(scope="module", params=DB_KINDS)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A live server on SQLite, and on a fresh PostgreSQL database when TEST_DATABASE_URL is set."""
-    tmp = tmp_path_factory.mktemp(f"srv_{request.param}")
-    if request.param == "sqlite":
-        srv = start_live_server(tmp_path=tmp)
-        try:
-            yield srv
-        finally:
-            srv.stop()
-        return
-    with fresh_postgres_database() as url:
-        srv = start_live_server(url, tmp)
-        try:
-            yield srv
-        finally:
-            srv.stop()
+    with live_server_on(request.param, tmp_path_factory.mktemp(f"srv_{request.param}")) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.databases import fresh_postgres_database, postgres_base_url
-from tests.support.live_server import LiveServer, start_live_server
+from tests.support.databases import postgres_base_url
+from tests.support.live_server import LiveServer, live_server_on
 
 # The reads: open to anyone unless READ_REQUIRES_TOKEN is on.
 READS = {("GET", "/lut/{device}"), ("GET", "/lut/{device}/entries"), ("POST", "/lut/{device}/query"), ("GET", "/devices"),
@@ -77,19 +77,8 @@ def closed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A live server with READ_REQUIRES_TOKEN on."""
     env = {"READ_REQUIRES_TOKEN": "true"}
     tmp = tmp_path_factory.mktemp(f"closed_{request.param}")
-    if request.param == "sqlite":
-        srv = start_live_server(tmp_path=tmp, env=env)
-        try:
-            yield srv
-        finally:
-            srv.stop()
-        return
-    with fresh_postgres_database() as url:
-        srv = start_live_server(url, tmp, env=env)
-        try:
-            yield srv
-        finally:
-            srv.stop()
+    with live_server_on(request.param, tmp, env=env) as srv:
+        yield srv
 
 
 def test_with_read_requires_token_every_read_declares_the_token_too(closed: LiveServer) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.databases import fresh_postgres_database, postgres_base_url
 from tests.support.inprocess_server import InProcessServer, in_process_server
-from tests.support.live_server import LiveServer, start_live_server
+from tests.support.live_server import LiveServer, live_server_on
 
 DECLARED = 15_000_000  # the body a client says it will send
 SENT = 256 * 1024  # what it actually sends before it waits for an answer
@@ -123,19 +123,8 @@ def tight(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     """A server with 1 s header and body-idle timeouts and one large body at a time."""
     env = {"HEADER_TIMEOUT_S": "1", "BODY_IDLE_TIMEOUT_S": "1", "MAX_LARGE_BODIES": "1"}
     tmp = tmp_path_factory.mktemp(f"tight_{request.param}")
-    if request.param == "sqlite":
-        srv = start_live_server(tmp_path=tmp, env=env)
-        try:
-            yield srv
-        finally:
-            srv.stop()
-        return
-    with fresh_postgres_database() as url:
-        srv = start_live_server(url, tmp, env=env)
-        try:
-            yield srv
-        finally:
-            srv.stop()
+    with live_server_on(request.param, tmp, env=env) as srv:
+        yield srv
 
 
 def test_a_connection_that_never_finishes_its_headers_is_closed(tight: LiveServer) -> None:

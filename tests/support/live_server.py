@@ -12,12 +12,14 @@ the server's own functions (the same ones ``profiler-server db upgrade`` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,3 +202,17 @@ def start_live_server(
         env_extra=dict(env or {}),
     )
     return srv.start()
+
+
+@contextlib.contextmanager
+def live_server_on(kind: str, tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """A live server on a new SQLite file (``kind="sqlite"``) or a fresh PostgreSQL database, stopped afterwards."""
+    from tests.support.databases import fresh_postgres_database
+
+    with contextlib.ExitStack() as stack:
+        url = None if kind == "sqlite" else stack.enter_context(fresh_postgres_database())
+        srv = start_live_server(url, tmp_path, env=env) if url else start_live_server(tmp_path=tmp_path, env=env)
+        try:
+            yield srv
+        finally:
+            srv.stop()
