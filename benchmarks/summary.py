@@ -36,6 +36,24 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def _section(data: dict) -> str:  # type: ignore[type-arg]
+    out = []
+    if data.get("note"):  # why the figures below may not describe the code as it is now (e.g. run before a change)
+        out.append(f"**Note:** {data['note']}\n\n")
+    targets, met = data.get("targets", {}), data.get("met", {})
+    out.append("| figure | value | target | met |\n|---|---|---|---|\n")
+    for name, target in targets.items():
+        value = data["figures"].get(name)
+        mark = "yes" if met.get(name) else "**no**"
+        out.append(f"| `{name}` | {_fmt(value)} | {target} | {mark} |\n")
+    others = {k: v for k, v in data["figures"].items()
+              if k not in targets and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    if others:
+        shown = ", ".join(f"`{k}` {_fmt(v)}" for k, v in list(others.items())[:24])
+        out.append(f"\nOther figures: {shown}.\n")
+    return "".join(out)
+
+
 def render() -> str:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != "summary.py")
     out = [HEADER]
@@ -43,24 +61,15 @@ def render() -> str:
         out.append(f"| [`{s.name}`]({s.name}) | {_doc_line(s)} |\n")
     out.append("\n## Latest figures\n")
     for s in scripts:
-        res = HERE / "results" / f"{s.stem}.json"
-        out.append(f"\n### {s.stem}\n\n")
-        if not res.exists():
-            out.append(f"Not run yet: `python benchmarks/{s.name}`.\n")
-            continue
-        data = json.loads(res.read_text())
-        if data.get("note"):  # why the figures below may not describe the code as it is now (e.g. run before a change)
-            out.append(f"**Note:** {data['note']}\n\n")
-        targets, met = data.get("targets", {}), data.get("met", {})
-        out.append("| figure | value | target | met |\n|---|---|---|---|\n")
-        for name, target in targets.items():
-            value = data["figures"].get(name)
-            mark = "yes" if met.get(name) else "**no**"
-            out.append(f"| `{name}` | {_fmt(value)} | {target} | {mark} |\n")
-        others = {k: v for k, v in data["figures"].items() if k not in targets and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
-        if others:
-            shown = ", ".join(f"`{k}` {_fmt(v)}" for k, v in list(others.items())[:24])
-            out.append(f"\nOther figures: {shown}.\n")
+        # NAME.json, then the variants a benchmark writes for another runtime or setting (NAME_<variant>.json)
+        results = [HERE / "results" / f"{s.stem}.json", *sorted((HERE / "results").glob(f"{s.stem}_*.json"))]
+        results = [r for r in results if r.exists() and not (r.stem.startswith(f"{s.stem}_") and
+                                                             (HERE / f"{r.stem}.py").exists())]
+        if not results:
+            out.append(f"\n### {s.stem}\n\nNot run yet: `python benchmarks/{s.name}`.\n")
+        for res in results:
+            out.append(f"\n### {res.stem}\n\n")
+            out.append(_section(json.loads(res.read_text())))
     return "".join(out)
 
 
