@@ -314,10 +314,10 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
             "correct": float(correct), "n": float(y.shape[0])}
 
 
-def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optimizer, train_params: list[nn.Parameter],
-           frozen: list[nn.Parameter], generator: torch.Generator, progress: EpochProgress | None, label: str,
+def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optimizer, frozen: list[nn.Parameter],
+           generator: torch.Generator, progress: EpochProgress | None, label: str,
            when: tuple[float, float] = (0.0, 1.0), decide: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
-    """One pass over ``index`` updating ``train_params`` only (``frozen`` get no gradient, which saves their backward).
+    """One pass over ``index`` stepping ``optimizer``'s parameters (``frozen`` get no gradient: no backward for them).
 
     ``when``: the span of the search (in epochs, fractional) this pass covers; τ follows the schedule across it.
     ``decide``: the decision term's weight at the pass's first and last step (θ passes only).
@@ -413,7 +413,7 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
     searching = epoch >= cfg.num_warmup_epochs
     # τ runs through the epoch in step order: the weights' pass first, then θ's, each over its share of images.
     w_share = len(setup.w_index) / (len(setup.w_index) + (len(setup.theta_index) if searching else 0))
-    w = _phase(setup, setup.w_index, setup.w_optimizer, model.weight_parameters(), model.arch_parameters(),
+    w = _phase(setup, setup.w_index, setup.w_optimizer, model.arch_parameters(),
                torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 1)), progress, f"epoch {epoch + 1} weights",
                when=(epoch, epoch + w_share))
     th: dict[str, Any] = {}
@@ -426,8 +426,8 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None =
         done = epoch - cfg.num_warmup_epochs
         decide = (cfg.decide_weight(done / span), cfg.decide_weight((done + 1) / span))
         with model.theta_pass(cfg.theta_estimator):  # hard mode: θ sees every candidate (search/mixed.py)
-            th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.arch_parameters(),
-                        model.weight_parameters(), torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 2)),
+            th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.weight_parameters(),
+                        torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 2)),
                         progress, f"epoch {epoch + 1} θ", when=(epoch + w_share, epoch + 1), decide=decide)
     with _evaluation_path(setup):
         if setup.replica is not None:  # split over the ranks, after checking θ and taking rank 0's BN statistics
