@@ -347,8 +347,7 @@ class Agent:
                 except DeviceUnreachable as exc:
                     log.warning("lost %s during a batch: %s", self.device.serial, exc)
                     self._with_reconnect(lambda: None)
-                    if hasattr(runner, "forget_files"):
-                        runner.forget_files()
+                    runner.forget_files()
                     log.info("reconnected to %s; resuming with %d pending key(s)", self.device.serial, len(pending))
                     continue
                 outcome.failures, device_faults = split_failures(outcome.failures)
@@ -366,8 +365,7 @@ class Agent:
                 bar.advance(len([r for r in outcome.results if r.key != OVERHEAD_KEY]))
                 if on_batch is not None:
                     on_batch(outcome, state)
-                if hasattr(runner, "forget"):
-                    runner.forget([it for it in batch if it.key in results and it is not canary])
+                runner.forget([it for it in batch if it.key in results and it is not canary])
         return results
 
     def preflight(self) -> None:
@@ -511,8 +509,7 @@ class Agent:
                               f"again {faults} time(s): {reason}")
         log.warning("the benchmark program could not run on %s (%s); pushing its files again, %d key(s) stay pending",
                     self.device.serial, reason, len(others))
-        if hasattr(runner, "forget_files"):
-            runner.forget_files()
+        runner.forget_files()
         return faults + 1
 
     def _fail(self, job_id: int | None, key: str, reason: str, failed: dict[str, str]) -> None:

@@ -122,5 +122,11 @@ class Runner(ABC):
         when this runner's runtime has none."""
         return None
 
+    def forget(self, items: Sequence[Item]) -> None:  # noqa: B027 - optional: runners that keep nothing per item
+        """After a batch: drop what was kept for ``items`` (sessions, per-key state), to bound memory."""
+
+    def forget_files(self) -> None:  # noqa: B027 - optional: runners without files on a device keep it
+        """After a reconnect: check the device's files again before trusting them."""
+
     def close(self) -> None:  # noqa: B027 - optional: runners that hold nothing keep it
         """Release sessions and connections."""
