@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from search.commands import _options as opts
 from search.commands._errors import fail, user_errors
 
 
@@ -18,13 +19,13 @@ def register(app: typer.Typer) -> None:
         by: str = typer.Option("macs", "--by", help="What to maximise inside the window: macs or params."),
         tol: float = typer.Option(0.05, "--tol", min=0.0, max=0.5, help="Window half-width as a share of the target."),
         space_name: str = typer.Option("fbnet-fmnist", "--space", help="Search space."),
-        lut: Optional[Path] = typer.Option(None, "--lut", help="A latency table JSON file instead of the server."),
-        server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
-        device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name on the server."),
-        runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime of the table (onnxruntime, torchscript)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the table."),
-        token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="API token."),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where pulled tables are cached."),
+        lut: Optional[Path] = opts.LUT,
+        server: Optional[str] = opts.SERVER,
+        device: Optional[str] = opts.DEVICE,
+        runtime: Optional[str] = opts.RUNTIME,
+        threads: Optional[int] = opts.THREADS,
+        token: Optional[str] = opts.TOKEN,
+        cache_dir: Optional[Path] = opts.CACHE_DIR,
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the network as an architecture JSON "
                                            "(what `hwnas train` and `hwnas export` read)."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from search.commands import _options as opts
 from search.commands._errors import fail, user_errors
 
 
@@ -16,16 +17,15 @@ def register(app: typer.Typer) -> None:
     def predict(
         arch_path: str = typer.Argument(..., metavar="ARCH", help="ARCH.json or a shipped architecture (fbnet_a, fbnet_b, fbnet_c, proxyless_mobile, ofa_note10_30ms)."),
         cost: str = typer.Option("", "--cost", "-c", help="latency, flops or params; default: latency when a table source is given, else flops."),
-        server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
-        device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name on the server."),
-        runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime of the table (onnxruntime, torchscript)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the table."),
-        token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="API token (needed to create jobs)."),
-        lut: Optional[Path] = typer.Option(None, "--lut", help="A latency table JSON file instead of the server."),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where pulled tables are cached (default: user cache dir)."),
-        create_job: Optional[bool] = typer.Option(None, "--create-job/--no-create-job",
-                                                  help="On missing entries: ask the server to measure them and wait (default: ask when interactive)."),
-        wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
+        server: Optional[str] = opts.SERVER,
+        device: Optional[str] = opts.DEVICE,
+        runtime: Optional[str] = opts.RUNTIME,
+        threads: Optional[int] = opts.THREADS,
+        token: Optional[str] = opts.TOKEN,
+        lut: Optional[Path] = opts.LUT,
+        cache_dir: Optional[Path] = opts.CACHE_DIR,
+        create_job: Optional[bool] = opts.CREATE_JOB,
+        wait_timeout: float = opts.WAIT_TIMEOUT,
         poll: float = typer.Option(1.0, "--poll", help="Seconds between job status checks."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         partial: bool = typer.Option(False, "--partial", help="When the table lacks operators: print the sum over the ones "

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from search.commands import _options as opts
 from search.commands._errors import fail, user_errors
 
 
@@ -47,15 +48,14 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.2, "--alpha"),
         beta: float = typer.Option(0.6, "--beta"),
         lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive and target losses."),
-        server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server (latency cost)."),
-        device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name on the server."),
-        runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime of the table (onnxruntime)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the table."),
-        token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN"),
-        lut: Optional[Path] = typer.Option(None, "--lut", help="A latency table JSON file instead of the server."),
-        create_job: Optional[bool] = typer.Option(None, "--create-job/--no-create-job",
-                                                  help="Latency: on missing table entries, have a device agent measure them and wait."),
-        wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
+        server: Optional[str] = opts.SERVER,
+        device: Optional[str] = opts.DEVICE,
+        runtime: Optional[str] = opts.RUNTIME,
+        threads: Optional[int] = opts.THREADS,
+        token: Optional[str] = opts.TOKEN,
+        lut: Optional[Path] = opts.LUT,
+        create_job: Optional[bool] = opts.CREATE_JOB,
+        wait_timeout: float = opts.WAIT_TIMEOUT,
         mode: str = typer.Option("soft", "--mode", help="soft (mix every width) or hard (one sampled width per layer per step)."),
         epochs: int = typer.Option(10, "--epochs", "-e", min=1),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default 10%)."),

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from search.commands import _options as opts
 from search.commands._errors import fail, user_errors
 
 
@@ -19,16 +20,15 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, or a folder: Fashion-MNIST IDX files, "
                                  "a CIFAR python-pickle folder, or an image-folder tree."),
         cost: str = typer.Option("", "--cost", "-c", help="latency, flops or params (default: latency when a table source is given, else flops)."),
-        server: Optional[str] = typer.Option(None, "--server", envvar="HWNAS_SERVER", help="Profiler server URL (latency cost)."),
-        device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name on the server."),
-        runtime: Optional[str] = typer.Option(None, "--runtime", help="Runtime of the table (onnxruntime, torchscript)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of the table."),
-        token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="API token (needed to create jobs)."),
-        lut: Optional[Path] = typer.Option(None, "--lut", help="A latency table JSON file instead of the server."),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where pulled tables are cached."),
-        create_job: Optional[bool] = typer.Option(None, "--create-job/--no-create-job",
-                                                  help="On missing table entries: have a device agent measure them and wait."),
-        wait_timeout: float = typer.Option(600.0, "--wait-timeout", help="Seconds to wait for the profiling job."),
+        server: Optional[str] = opts.SERVER,
+        device: Optional[str] = opts.DEVICE,
+        runtime: Optional[str] = opts.RUNTIME,
+        threads: Optional[int] = opts.THREADS,
+        token: Optional[str] = opts.TOKEN,
+        lut: Optional[Path] = opts.LUT,
+        cache_dir: Optional[Path] = opts.CACHE_DIR,
+        create_job: Optional[bool] = opts.CREATE_JOB,
+        wait_timeout: float = opts.WAIT_TIMEOUT,
         mode: str = typer.Option("soft", "--mode", help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard "
                                  "(one candidate per layer in the weight steps; θ steps still mix all: about a third "
                                  "of soft's time)."),
