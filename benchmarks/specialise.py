@@ -65,6 +65,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
+    from search.ground_truth import train_on_recipe
     from search.lut import load_table
     from search.specialise import ChildScorer, specialise
 
@@ -85,11 +86,9 @@ def main() -> None:
 
     costs = {d: cost_table(LatencyCost(t), scorer.space) for d, t in tables.items()}
     # Every device's window is the same share of its own all-ir_k3_e6 network as the ground truth's on host-cpu.
-    asked = []
-    for w in windows:
-        for d, c in costs.items():
-            ref = c.arch_cost(scorer.space, ["ir_k3_e6"] * scorer.space.num_layers)
-            asked.append((w, d, gt.windows[w].centre_ms if d == "host-cpu" else gt.windows[w].share * ref))
+    baseline_ms = {d: c.arch_cost(scorer.space, ["ir_k3_e6"] * scorer.space.num_layers) for d, c in costs.items()}
+    asked = [(w, d, gt.windows[w].centre_ms if d == "host-cpu" else gt.windows[w].share * baseline_ms[d])
+             for w in windows for d in costs]
     found = specialise(scorer, tables, [(d, t) for _, d, t in asked], tol=gt.windows[windows[0]].tol,
                        log=lambda m: print(f"[{time.perf_counter() - t0:6.0f}s] {m}", flush=True))
     per_window: dict[str, Any] = {}
@@ -98,8 +97,6 @@ def main() -> None:
             continue
         trained_path = work / f"{w}.json"
         trained = json.loads(trained_path.read_text()) if trained_path.is_file() else {}
-        from search.ground_truth import train_on_recipe
-
         for seed in gt.recipe.seeds:
             if str(seed) not in trained:
                 trained[str(seed)] = train_on_recipe(r.choices, seed, Recipe(), num_threads=1)

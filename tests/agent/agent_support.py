@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,8 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from tests.support.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +124,29 @@ def fake_program(path: Path, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return path
+
+
+def register_phone(srv: "LiveServer", serial: str) -> str:
+    """The phone at ``serial`` registered on ``srv`` under its default name (which is returned)."""
+    from device_agent.deviceinfo import read_facts
+    from device_agent.platforms.adb import AdbDevice
+
+    dev = AdbDevice(serial)
+    facts = read_facts(dev)
+    dev.close()
+    with srv.client("agent") as c:
+        c.put_device(facts.default_name(), facts.device_info())
+    return facts.default_name()
+
+
+def executorch_run_states(database_url: str, device: str) -> list[dict]:  # type: ignore[type-arg]
+    """The ``device_state`` of every executorch run of ``device``, read from the database."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT r.device_state FROM measurement_runs r JOIN devices d ON d.id = r.device_id "
+                "WHERE d.name = :name AND r.runtime = 'executorch'"), {"name": device}).all()
+    finally:
+        engine.dispose()
+    return [json.loads(s) if isinstance(s, str) else s for (s,) in rows]

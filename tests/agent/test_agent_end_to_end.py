@@ -13,24 +13,14 @@ import sqlalchemy as sa
 
 from device_agent.deviceinfo import read_facts
 from device_agent.models import ModelCache
-from device_agent.platforms.adb import AdbDevice
 from hwnas.schemas import JobClaim, JobCreate, JobCreated, JobState
-from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, PERF_TEST_USAGE, SLOW_KEYS, agent_cmd, env, fake_program, \
+from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, PERF_TEST_USAGE, SLOW_KEYS, agent_cmd, env, fake_program, register_phone, \
     kill, measurement_counts, process_running, start_loopback
 from tests.support.live_server import LiveServer
 
 
 # Two keys a batch, slow bursts: a job that lasts long enough to be interrupted.
 SLOW_RUN = ("--batch-size", "2", "--warmup", "2", "--iterations", "30", "--rounds", "2")
-
-
-def _register(srv: LiveServer, serial: str) -> str:
-    dev = AdbDevice(serial)
-    facts = read_facts(dev)
-    dev.close()
-    with srv.client("agent") as c:
-        c.put_device(facts.default_name(), facts.device_info())
-    return facts.default_name()
 
 
 def _agent(srv: LiveServer, port: int, cache: Path, *extra: str) -> list[str]:
@@ -72,7 +62,7 @@ def _check_table(srv: LiveServer, name: str, keys: list[str], job_id: int) -> No
 def _phone_job(srv: LiveServer, port: int, cache_dir: Path, keys: list[str]) -> tuple[str, JobCreated]:
     """The loopback phone registered, the models of ``keys`` built, and a job queued for them."""
     _prebuild(cache_dir, keys)
-    name = _register(srv, f"127.0.0.1:{port}")
+    name = register_phone(srv, f"127.0.0.1:{port}")
     with srv.client() as c:
         return name, c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
 
@@ -353,7 +343,7 @@ def test_a_phone_with_an_older_pytorch_gets_models_at_the_bytecode_it_reads(
 
     port, root, _ = phone
     keys = FMNIST_KEYS[:2]
-    name = _register(server, f"127.0.0.1:{port}")
+    name = register_phone(server, f"127.0.0.1:{port}")
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="torchscript", threads=1, keys=keys))
     r = subprocess.run(_agent(server, port, tmp_path / "cache", "--benchmark-binary", str(_old_torch_program(tmp_path)),

@@ -8,12 +8,10 @@ output, which follows that source."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from device_agent import faults, parsers
 from device_agent.models import ModelCache
@@ -21,7 +19,7 @@ from device_agent.runtimes.base import Burst, Item
 from device_agent.runtimes.binary import AWK_ET, parse_batch_output
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import JobCreate, JobState
-from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env
+from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env, executorch_run_states, register_phone
 from tests.support.live_server import LiveServer
 
 DATA = Path(__file__).parent / "data"
@@ -149,35 +147,16 @@ def test_standin_prints_the_programs_lines_and_fails_like_it(model_cache_dir: Pa
 
 
 # ---- a job over the loopback phone ----------------------------------------------------------------
-def _run_states(database_url: str, device: str) -> list[dict]:
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT r.device_state FROM measurement_runs r JOIN devices d ON d.id = r.device_id "
-                "WHERE d.name = :name AND r.runtime = 'executorch'"), {"name": device}).all()
-    finally:
-        engine.dispose()
-    return [json.loads(s) if isinstance(s, str) else s for (s,) in rows]
-
-
 @needs_executorch
 def test_a_job_measured_over_the_loopback_phone_with_executor_runner(
         server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path) -> None:
-    from device_agent.deviceinfo import read_facts
-    from device_agent.platforms.adb import AdbDevice
 
     port, root, _ = phone
     cache = ModelCache(model_cache_dir)
     for k in KEYS:  # exported here (seconds each), so the agent's run is about measuring
         cache.item(k, "executorch")
     cache.overhead("executorch")
-    dev = AdbDevice(f"127.0.0.1:{port}")
-    facts = read_facts(dev)
-    dev.close()
-    name = facts.default_name()
-    with server.client("agent") as c:
-        c.put_device(name, facts.device_info())
+    name = register_phone(server, f"127.0.0.1:{port}")
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="executorch", threads=1, keys=KEYS))
     r = subprocess.run(agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token",
@@ -199,7 +178,7 @@ def test_a_job_measured_over_the_loopback_phone_with_executor_runner(
     pushed = {p.name for p in (root / "data/local/tmp/hwnas/models").glob("*.pte")}
     assert len(pushed) == len(KEYS) + 1
     assert (root / "data/local/tmp/hwnas/bin/executor_runner").is_file()
-    states = _run_states(server.database_url, name)
+    states = executorch_run_states(server.database_url, name)
     assert states, "no executorch run stored"
     recorded = states[0]
     assert recorded["runner"] == "binary" and recorded["binary"] == "executor_runner"

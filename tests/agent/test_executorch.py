@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 import torch
 
 from device_agent.errors import ConfigError
@@ -23,7 +22,7 @@ from device_agent.models import ModelCache
 from device_agent.runtimes.base import check_phone_runtime, check_runtime
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import JobCreate, JobState
-from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env
+from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env, executorch_run_states
 from tests.support.live_server import LiveServer, start_live_server
 
 HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
@@ -199,20 +198,6 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         srv.stop()
 
 
-def _run_states(database_url: str, device: str) -> list[dict]:
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT r.device_state FROM measurement_runs r JOIN devices d ON d.id = r.device_id "
-                "WHERE d.name = :name AND r.runtime = 'executorch'"), {"name": device}).all()
-    finally:
-        engine.dispose()
-    import json
-
-    return [json.loads(s) if isinstance(s, str) else s for (s,) in rows]
-
-
 @needs_executorch
 def test_run_local_executorch_fills_a_table_with_delegation(server: LiveServer, model_cache_dir: Path) -> None:
     from device_agent.deviceinfo import read_facts
@@ -250,7 +235,7 @@ def test_run_local_executorch_fills_a_table_with_delegation(server: LiveServer, 
     assert all(0 < e.median_ms < 1000 and e.min_ms is not None and 0 < e.min_ms <= e.median_ms
                for e in lut.entries.values())
     assert lut.overhead_ms is not None and lut.overhead_ms > 0
-    states = _run_states(server.database_url, name)
+    states = executorch_run_states(server.database_url, name)
     assert len(states) == 1
     recorded = states[0]["executorch"]
     assert recorded["backend"] == "xnnpack" and recorded["pool_threads"] == 1

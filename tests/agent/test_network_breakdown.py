@@ -114,9 +114,7 @@ def test_each_key_of_a_network_is_found_in_its_breakdown_and_compared_with_itsel
 def test_a_network_measured_over_the_loopback_phone_comes_back_with_its_etdump(
         server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path) -> None:
     """executor_runner run once more with --etdump_path, the file pulled over ADB and read on the host."""
-    from device_agent.deviceinfo import read_facts
-    from device_agent.platforms.adb import AdbDevice
-    from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env
+    from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env, register_phone
 
     port, root, _ = phone
     key = "conv_k3_s1_o8@1x1x28x28"
@@ -124,12 +122,7 @@ def test_a_network_measured_over_the_loopback_phone_comes_back_with_its_etdump(
     cache = ModelCache(model_cache_dir)
     cache.item(key, "executorch")
     cache.network(net.arch_id, ARCH, net.input_shape, "executorch")  # exported here, so the agent's run is measuring
-    dev = AdbDevice(f"127.0.0.1:{port}")
-    facts = read_facts(dev)
-    dev.close()
-    name = facts.default_name()
-    with server.client("agent") as c:
-        c.put_device(name, facts.device_info())
+    name = register_phone(server, f"127.0.0.1:{port}")
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="executorch", threads=1, keys=[key], networks=[net]))
     r = subprocess.run(agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token",
