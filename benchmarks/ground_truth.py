@@ -168,7 +168,7 @@ def measure(gt: GroundTruth, path: Path, t0: float) -> None:
                                            classes=space.classes)) for _, ch in nets]
         _log(t0, f"measure: {len(specs)} whole networks ({len(refs)} of them the table's calibration networks)")
         job = wait_for_job(c, c.create_job(JobCreate(device="host-cpu", runtime="onnxruntime", threads=1,
-                                                     networks=specs, force=True)).id, timeout_s=7200, progress=False)
+                                                     networks=specs, force=True)).id, timeout_s=7200)
         table = c.get_networks("host-cpu", "onnxruntime", 1)
     got = {i: measured_ms(table.entries[i]) for i, _ in nets if i in table.entries}
     for n in gt.networks:

@@ -225,7 +225,7 @@ def validate(services: Services, token: str, space: str, n: int, seed: int, out:
 
     report = run_validation(ValidateConfig(server=services.url, device=device, space=space, runtime=services.runtime, n=n,
                                            seed=seed, calibrate=True, out=out, token=token, cache_dir=services.work / "lut",
-                                           timeout_s=900 if services.runtime == "onnxruntime" else 3600, progress=False),
+                                           timeout_s=900 if services.runtime == "onnxruntime" else 3600),
                             log=lambda line: print(f"  {line}", file=sys.stderr))
     for line in report.summary_lines():
         print(f"  {line}", file=sys.stderr)

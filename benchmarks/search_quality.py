@@ -183,7 +183,7 @@ def build_table(work: Path, t0: float, s: Settings) -> Path:
         keys = space.op_keys()
         _log(t0, f"table: {len(keys)} operators of {SPACE} on {DEVICE}")
         with lab.client() as c:
-            job = wait_for_job(c, request_measurements(c, DEVICE, RUNTIME, THREADS, keys).id, timeout_s=1800, progress=False)
+            job = wait_for_job(c, request_measurements(c, DEVICE, RUNTIME, THREADS, keys).id, timeout_s=1800)
             if job.failed:
                 raise RuntimeError(f"profiling job {job.id}: {job.failed} operators failed")
         raw = cost_table(LatencyCost(fetch_table(lab.url, DEVICE, runtime=RUNTIME, threads=THREADS,
@@ -193,7 +193,7 @@ def build_table(work: Path, t0: float, s: Settings) -> Path:
                 for choices in matched_random(raw, space, b * base, s.calibration_near, s.match_tol, seed=1000 + i)]
         report = run_validation(ValidateConfig(server=lab.url, device=DEVICE, space=SPACE, n=s.validation_networks,
                                                calibrate=True, extra=near, token=lab.client_token,
-                                               out=work / "validation", progress=False),
+                                               out=work / "validation"),
                                 log=lambda text: _log(t0, text))
         cal = report.calibration or {}
         _log(t0, f"calibration on {len(report.rows)} networks ({len(near)} near the budgets): scale "
@@ -345,7 +345,7 @@ def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[
                                            classes=space.classes)) for n in todo]
         _log(t0, f"measure: {len(specs)} whole networks on {DEVICE}")
         job = wait_for_job(c, c.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS, networks=specs,
-                                                     force=True)).id, timeout_s=3600, progress=False)
+                                                     force=True)).id, timeout_s=3600)
         table = c.get_networks(DEVICE, RUNTIME, THREADS)
     for n in todo:
         if n["id"] in table.entries:

@@ -29,7 +29,7 @@ from torch import nn
 
 from hwnas.errors import HwnasError
 from search.ops import OpError, build_op, output_shape
-from search.space import SearchSpace, SpaceError, get_space, read_document
+from search.space import SearchSpace, SpaceError, get_space, list_spaces, read_document
 
 ARCHS_DIR = Path(__file__).with_name("archs")
 _FIELDS = ("space", "choices", "input_size", "classes", "head_channels", "extra_candidates", "name", "meta")
@@ -222,6 +222,18 @@ def get_arch(name_or_path: str | Path) -> Architecture:
         raise ArchError(str(name_or_path), "name", f"no such file and no shipped architecture of that name "
                         f"(shipped: {', '.join(builtin_archs())})")
     return Architecture.load(name_or_path)
+
+
+def make_architecture(space_name: str, space: SearchSpace, choices: list[str], name: str | None = None,
+                      meta: dict[str, Any] | None = None) -> Architecture:
+    """An architecture document of ``space`` (the search's space, at the data set's size and classes)."""
+    c, h, w = space.input_shape
+    if space_name in list_spaces():
+        # A built-in space is named, with the input size and classes the search used.
+        return Architecture(space=space_name, choices=list(choices), input_size=h if h == w else None,
+                            classes=space.classes, name=name, meta=dict(meta or {}))
+    # A user's space file travels inline (at the size searched) so the document stands alone.
+    return Architecture(space=space.to_dict(), choices=list(choices), name=name, meta=dict(meta or {}))
 
 
 class Network(nn.Module):

@@ -460,10 +460,12 @@ class _Run:
         was killed during a long phase.)
         """
         from search.lut import LutError, wait_for_job
+        from search.progress import JobBar
 
         try:
-            job = wait_for_job(client, job_id, timeout_s=self.config.job_timeout_s, poll_s=0.5, progress=self.config.progress,
-                               alive=self.services.check_alive, hint=f"see {self.services.get('agent').log}")
+            with JobBar(enabled=self.config.progress) as bar:
+                job = wait_for_job(client, job_id, timeout_s=self.config.job_timeout_s, poll_s=0.5, on_poll=bar,
+                                   alive=self.services.check_alive, hint=f"see {self.services.get('agent').log}")
         except LutError as exc:
             raise DemoError(str(exc)) from None
         if job.state.value == "failed" or job.failed:
@@ -478,6 +480,8 @@ class _Run:
     def phase_search(self) -> Any:
         from search.cost import LatencyCost
         from search.search_config import CostSource, Objective, RunSettings, Schedule, SearchConfig
+        from search.plots import plot_search
+        from search.progress import EpochProgress
         from search.searcher import cost_table, run_search
 
         cfg = self.config
@@ -499,7 +503,7 @@ class _Run:
                             num_threads=cfg.torch_threads, progress=cfg.progress, plots=True),
         )
         with self.timings.phase("search"):
-            result = run_search(config, cost_model=LatencyCost(self.table))
+            result = run_search(config, cost_model=LatencyCost(self.table), progress=EpochProgress, on_finish=plot_search)
         self.console.info(f"found: {' '.join(result.found)}  ({result.found_cost:.4f} ms predicted; argmax of θ "
                           f"{result.argmax_cost:.4f} ms; θ entropy {result.theta_entropy:.2f}, super-net val acc "
                           f"{result.val_acc:.3f})")
@@ -521,7 +525,7 @@ class _Run:
         from search.arch import Architecture
         from search.random_search import matched_random
         from search.rundir import RunDir
-        from search.searcher import make_architecture
+        from search.arch import make_architecture
 
         cfg = self.config
         space = self.space
@@ -554,6 +558,7 @@ class _Run:
 
     # -- 6 ------------------------------------------------------------------------------------
     def phase_train(self, nets: list[NetworkResult]) -> None:
+        from search.progress import EpochProgress
         from search.train import TrainConfig, train_arch
 
         cfg = self.config
@@ -566,7 +571,7 @@ class _Run:
         with self.timings.phase("train"):
             for net in nets:
                 net.arch.save(self.out / "train" / f"{net.name}.json")
-                trained = train_arch(net.arch, tc, out_dir=self.out / "train", stem=net.name)
+                trained = train_arch(net.arch, tc, out_dir=self.out / "train", stem=net.name, progress=EpochProgress)
                 net.accuracy, net.train_s = trained.accuracy, trained.seconds
                 self.console.info(f"{net.name}: test accuracy {trained.accuracy:.4f} ({trained.seconds:.0f} s)")
 

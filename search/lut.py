@@ -32,6 +32,7 @@ from typing import Any
 
 from hwnas.errors import HwnasError
 from hwnas.opkey import OVERHEAD_KEY, is_valid_key
+from search.hooks import JobPoll
 
 log = logging.getLogger(__name__)
 
@@ -277,30 +278,27 @@ def request_measurements(client: Any, device: str, runtime: str, threads: int, k
     return client.create_job(JobCreate(device=device, runtime=runtime, threads=threads, keys=list(dict.fromkeys(keys))))
 
 
-def wait_for_job(client: Any, job_id: int, timeout_s: float = 600.0, poll_s: float = 1.0, progress: bool = True,
+def wait_for_job(client: Any, job_id: int, timeout_s: float = 600.0, poll_s: float = 1.0,
                  alive: Callable[[], None] | None = None,
-                 hint: str = "is a device agent running for this device? (device-agent run ...)") -> Any:
-    """Poll ``GET /jobs/<id>`` until done (or failed) with a progress bar; ``LutError`` (ending with ``hint``) on
-    timeout. ``alive`` is called between polls and after the job ends: it raises to stop waiting at once (the demo's
-    check that its server and agent still run)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+                 hint: str = "is a device agent running for this device? (device-agent run ...)",
+                 on_poll: JobPoll | None = None) -> Any:
+    """Poll ``GET /jobs/<id>`` until done (or failed); ``LutError`` (ending with ``hint``) on timeout.
 
+    ``on_poll(job)`` sees every polled state (the app's progress bar). ``alive`` is called between polls and after
+    the job ends: it raises to stop waiting at once (the demo's check that its server and agent still run).
+    """
     deadline = time.monotonic() + timeout_s
     job = client.get_job(job_id)
-    with Progress(
-        TextColumn("[bold]job {task.fields[job]}[/] {task.fields[state]}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), disable=not progress, transient=False,
-    ) as bar:
-        task = bar.add_task("measuring", total=max(job.total, 1), job=job_id, state=job.state.value)
-        while True:
-            bar.update(task, completed=job.done + job.failed, state=job.state.value)
-            if job.state.value in ("done", "failed"):
-                if alive is not None:
-                    alive()
-                return job
+    while True:
+        if on_poll is not None:
+            on_poll(job)
+        if job.state.value in ("done", "failed"):
             if alive is not None:
                 alive()
-            if time.monotonic() >= deadline:
-                raise LutError(f"job {job_id} not finished after {timeout_s:.0f} s ({job.done}/{job.total} measured); {hint}")
-            time.sleep(poll_s)
-            job = client.get_job(job_id)
+            return job
+        if alive is not None:
+            alive()
+        if time.monotonic() >= deadline:
+            raise LutError(f"job {job_id} not finished after {timeout_s:.0f} s ({job.done}/{job.total} measured); {hint}")
+        time.sleep(poll_s)
+        job = client.get_job(job_id)

@@ -124,7 +124,7 @@ def fit_space_table(space: Any, networks: Sequence[Sequence[str]], latency_ms: S
     networks after the hold-out check, so nothing measured is thrown away.
     """
     from search.lut import LatencyTable
-    from search.searcher import make_architecture
+    from search.arch import make_architecture
     from search.space import SpaceError
 
     counts: list[dict[str, int]] = []

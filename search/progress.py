@@ -78,3 +78,41 @@ class EpochProgress:
     def line(self, text: str) -> None:
         if self.enabled:
             self.console.print(text, markup=False, soft_wrap=True)
+
+
+class JobBar:
+    """A bar for one profiling job, fed by ``search.lut.wait_for_job``'s ``on_poll``.
+
+    The bar opens at the first poll, not on entry, so that a caller may hold it open across work that prints
+    its own lines before the job exists (``hwnas validate``); it closes once the job is done or failed.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> "JobBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def __call__(self, job: Any) -> None:
+        if not self.enabled:
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]job {task.fields[job]}[/] {task.fields[state]}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("measuring", total=max(job.total, 1), job=job.id, state=job.state.value)
+        self._progress.update(self._task, completed=job.done + job.failed, state=job.state.value)
+        if job.state.value in ("done", "failed"):
+            self._close()
+
+    def _close(self) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+            self._progress = None

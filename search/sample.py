@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from hwnas.errors import HwnasError
+from search.hooks import ProgressFactory, no_progress
 from search.rundir import RunDir
 
 
@@ -116,12 +117,13 @@ def supernet_accuracies(out: str | Path, architectures: list[list[str]], val_sub
 
 def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = True, val_subset: int | None = 2000,
                   batch_size: int = 256, train_epochs: int = 0, train_subset: int | None = None,
-                  progress: bool = False, train_config: Any = None, at_target: bool = False,
+                  progress: ProgressFactory = no_progress, train_config: Any = None, at_target: bool = False,
                   holdout: int | None = None) -> list[Sample]:
     """Sample ``k`` architectures plus the argmax from a search folder; write and return them ranked by predicted cost.
 
     ``train_config`` (a ``search.train.TrainConfig``): how to train each sample when ``train_epochs`` > 0
-    (its ``epochs`` is replaced by ``train_epochs``); default: the search's data, all test images.
+    (its ``epochs`` is replaced by ``train_epochs``); default: the search's data, all test images. ``progress`` shows
+    their training (``search.hooks``).
 
     ``at_target`` (a search with a target): the found network and ``k`` draws from softmax(θ) whose predicted
     cost lies in the target's window ``target·(1 ± target_tolerance)``, instead of the argmax and free draws.
@@ -132,7 +134,7 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
     from search.arch import Architecture
     from search.cost import predict
     from search.cost import CostTable
-    from search.searcher import make_architecture
+    from search.arch import make_architecture
     from search.space import get_space
 
     out = Path(out)
@@ -172,10 +174,10 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
                 tc = dataclasses.replace(train_config, epochs=train_epochs)
             else:
                 tc = TrainConfig(data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed,
-                                 image_size=cfg.get("image_size"), progress=progress)
+                                 image_size=cfg.get("image_size"))
             if holdout:
                 tc = dataclasses.replace(tc, holdout=holdout)
-            s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}").accuracy
+            s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}", progress=progress).accuracy
             s.classes = space.classes
 
     rd: RunDir = run["rundir"]

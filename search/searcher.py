@@ -33,13 +33,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from search.arch import make_architecture
 from search.data import DatasetInfo, NoEvaluationSplit, dataset_info, iterate_batches, load_dataset, num_batches
 from search.evaluate import evaluate_model as evaluate
 from search.evaluate import recalibrated_bn
 from search.cost import CostTable
 from search.loss import default_cost_scale, search_loss
 from search.mixed import normalised_entropy
-from search.progress import EpochProgress
+from search.hooks import Progress, ProgressFactory, RunFinished, no_progress
 from search.rundir import RunDir
 from search.search_config import CostSource, SearchConfig, SearchConfigError, flat_options
 from search.supernet import SuperNet
@@ -315,7 +316,7 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
 
 
 def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optimizer, frozen: list[nn.Parameter],
-           generator: torch.Generator, progress: EpochProgress | None, label: str,
+           generator: torch.Generator, progress: Progress | None, label: str,
            when: tuple[float, float] = (0.0, 1.0), decide: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
     """One pass over ``index`` stepping ``optimizer``'s parameters (``frozen`` get no gradient: no backward for them).
 
@@ -399,7 +400,7 @@ def start_at_budget(setup: SearchSetup) -> None:
             t.copy_(torch.as_tensor(v, dtype=t.dtype, device=t.device))
 
 
-def train_epoch(setup: SearchSetup, epoch: int, progress: EpochProgress | None = None) -> dict[str, Any]:
+def train_epoch(setup: SearchSetup, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
     """Run epoch ``epoch`` (0-based): weights, then θ unless warming up, then evaluation; returns its log entry."""
     cfg, run, model = setup.config.schedule, setup.config.run, setup.model
     t0 = time.perf_counter()
@@ -523,21 +524,6 @@ class SearchResult:
                 "val_acc": self.val_acc, "seconds": self.seconds, "warnings": self.warnings}
 
 
-def make_architecture(space_name: str, space, choices: list[str], name: str | None = None,
-                      meta: dict[str, Any] | None = None) -> Any:
-    """An architecture document of ``space`` (the search's space, at the data set's size and classes)."""
-    from search.arch import Architecture
-    from search.space import list_spaces
-
-    c, h, w = space.input_shape
-    if space_name in list_spaces():
-        # A built-in space is named, with the input size and classes the search used.
-        return Architecture(space=space_name, choices=list(choices), input_size=h if h == w else None,
-                            classes=space.classes, name=name, meta=dict(meta or {}))
-    # A user's space file travels inline (at the size searched) so the document stands alone.
-    return Architecture(space=space.to_dict(), choices=list(choices), name=name, meta=dict(meta or {}))
-
-
 def argmax_architecture(setup: SearchSetup, choices: list[str], cost: float) -> Any:
     """The argmax choices as an architecture document with its predicted cost."""
     return make_architecture(setup.config.space, setup.space, choices, name="argmax",
@@ -617,7 +603,7 @@ def open_rundir(config: SearchConfig) -> RunDir:
 
 
 def run_epochs(setup: SearchSetup, rundir: RunDir, start: int, history: list[dict[str, Any]],
-               on_epoch_end: EpochCallback | None = None) -> float:
+               on_epoch_end: EpochCallback | None = None, progress: ProgressFactory = no_progress) -> float:
     """Epochs ``start`` to ``config.epochs``, each checkpointed and logged to ``theta.json``; appends to ``history``.
 
     Returns the ``time.perf_counter()`` at which the search would have started had it run in one
@@ -625,20 +611,25 @@ def run_epochs(setup: SearchSetup, rundir: RunDir, start: int, history: list[dic
     """
     config = setup.config
     t_start = time.perf_counter() - sum(e["seconds"] for e in history)
-    with EpochProgress(enabled=config.run.progress and rundir.main, unit=setup.costs.unit) as progress:
+    with progress(enabled=config.run.progress and rundir.main, unit=setup.costs.unit) as bars:
         for epoch in range(start, config.schedule.epochs):
-            entry = train_epoch(setup, epoch, progress)
+            entry = train_epoch(setup, epoch, bars)
             history.append(entry)
             rundir.save_checkpoint(_state(setup, epoch + 1, history))
             rundir.write_json(rundir.theta, theta_document(setup, history))
-            progress.epoch_done(entry)
+            bars.epoch_done(entry)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, entry)
     return t_start
 
 
-def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallback | None = None) -> SearchResult:
-    """Run (or resume) a search into ``config.out``; ``on_epoch_end(epoch, entry)`` runs after each checkpoint."""
+def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallback | None = None,
+               progress: ProgressFactory = no_progress, on_finish: RunFinished | None = None) -> SearchResult:
+    """Run (or resume) a search into ``config.out``; ``on_epoch_end(epoch, entry)`` runs after each checkpoint.
+
+    ``progress`` shows the epochs (``search.hooks``); ``on_finish(folder)`` runs on rank 0 once the results are
+    written (the app draws its plots there).
+    """
     rundir = open_rundir(config)
     setup = build_setup(config, cost_model)
     start, history = 0, []
@@ -649,7 +640,7 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
     rundir.write_json(rundir.root / "space.json", setup.space.to_dict())
     rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [l.candidates for l in setup.space.layers()],
                                      "cost_scale": setup.cost_scale, "reference": setup.reference})
-    t_start = run_epochs(setup, rundir, start, history, on_epoch_end)
+    t_start = run_epochs(setup, rundir, start, history, on_epoch_end, progress)
     last = history[-1]
     arch = argmax_architecture(setup, last["argmax"], last["argmax_cost"])
     found, found_cost, warnings = found_network(setup, history)
@@ -666,10 +657,8 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
                                 "target": config.objective.target if config.objective.loss == "target" else None,
                                 "source": source}).save(rundir.found)
         rundir.write_json(rundir.result, result.summary())
-        if config.run.plots:
-            from search.plots import plot_search
-
-            plot_search(rundir.root)
+        if on_finish is not None:
+            on_finish(rundir.root)
     return result
 
 

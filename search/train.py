@@ -18,7 +18,7 @@ from torch import nn
 
 from hwnas.errors import HwnasError
 from search.data import dataset_info, iterate_batches, load_dataset, num_batches, random_subset, split_holdout
-from search.progress import EpochProgress
+from search.hooks import Progress, ProgressFactory, no_progress
 from search.rundir import RunDir
 
 
@@ -110,7 +110,7 @@ def torch_device(name: str) -> torch.device:
 
 
 def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainConfig,
-                progress: EpochProgress | None = None, label: str | None = None) -> list[dict[str, Any]]:
+                progress: Progress | None = None, label: str | None = None) -> list[dict[str, Any]]:
     """Train ``model`` in place (SGD + Nesterov momentum, one per-step cosine cycle); one log entry per epoch.
 
     ``label`` names the run in the progress bar and its epoch lines (``hwnas quant-train`` passes
@@ -164,8 +164,12 @@ def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainCon
     return history
 
 
-def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str | None = None) -> TrainResult:
-    """Train ``arch`` (an ``Architecture``) from scratch on ``config.data``; save weights and a report."""
+def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str | None = None,
+               progress: ProgressFactory = no_progress) -> TrainResult:
+    """Train ``arch`` (an ``Architecture``) from scratch on ``config.data``; save weights and a report.
+
+    ``progress`` shows the epochs while ``config.progress`` is on (``search.hooks``).
+    """
     from search.arch import build_network
 
     if config.num_threads:
@@ -191,8 +195,8 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
     torch.manual_seed(config.seed)
     model = build_network(space, arch.choices)
     t0 = time.perf_counter()
-    with EpochProgress(enabled=config.progress) as progress:
-        history = train_model(model, train_set, val_set, config, progress)
+    with progress(enabled=config.progress) as bars:
+        history = train_model(model, train_set, val_set, config, bars)
     seconds = time.perf_counter() - t0
 
     out = Path(out_dir)

@@ -32,6 +32,7 @@ from typing import Any
 from hwnas.errors import HwnasError
 from hwnas.schemas import MAX_CALIBRATION_POINTS, Calibration, CalibrationPoint, JobCreate, NetworkSpec, NetworkTable
 from search.arch import Architecture
+from search.hooks import JobPoll
 from search.lut import LatencyTable, LutError, fetch_table, wait_for_job
 from search.space import SearchSpace, get_space
 
@@ -192,7 +193,6 @@ class ValidateConfig:
     cache_dir: Path | None = None
     timeout_s: float = 1800.0
     poll_s: float = 1.0
-    progress: bool = True
     # Networks measured and fitted besides the ``n`` uniform ones (choices per layer): e.g. networks near the latency a
     # search will aim at, so the calibration is fitted where it is used and not only around the uniform draws' median.
     extra: list[list[str]] = field(default_factory=list)
@@ -396,8 +396,10 @@ def markdown(report: ValidationReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print) -> ValidationReport:
-    """Sample, measure (one interleaved job), predict, compare; optionally calibrate and store the fit."""
+def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print,
+                   on_poll: JobPoll | None = None) -> ValidationReport:
+    """Sample, measure (one interleaved job, its polls shown by ``on_poll``), predict, compare; optionally calibrate
+    and store the fit."""
     from hwnas.client import ProfilerClient
 
     check_runtime(cfg.runtime)
@@ -423,7 +425,7 @@ def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print) -> V
         created = client.create_job(JobCreate(device=cfg.device, runtime=cfg.runtime, threads=cfg.threads, keys=keys,
                                               networks=specs, force=True))
         log(f"job {created.id}: {len(keys)} operator keys and {len(specs)} networks, measured together in interleaved rounds")
-        job = wait_for_job(client, created.id, timeout_s=cfg.timeout_s, poll_s=cfg.poll_s, progress=cfg.progress)
+        job = wait_for_job(client, created.id, timeout_s=cfg.timeout_s, poll_s=cfg.poll_s, on_poll=on_poll)
         seconds["measure_s"] = time.perf_counter() - t
         if job.state.value == "failed":
             errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:5])

@@ -10,6 +10,7 @@ import typer
 
 from search.commands._errors import fail
 from search.lut import LatencyTable, LutError, fetch_table, load_table, request_measurements, wait_for_job
+from search.progress import JobBar
 
 if TYPE_CHECKING:
     from search.search_config import CostSource
@@ -108,7 +109,8 @@ def run_job(
         except NotFoundError as exc:
             raise LutError(f"{exc}: {not_found_hint(exc, server, table.device, token)}") from None
         typer.echo(f"created profiling job {created.id}: {created.pending} to measure, {created.already_present} already present", err=True)
-        job = wait_for_job(client, created.id, timeout_s=timeout_s, poll_s=poll_s, progress=sys.stderr.isatty())
+        with JobBar(enabled=sys.stderr.isatty()) as bar:
+            job = wait_for_job(client, created.id, timeout_s=timeout_s, poll_s=poll_s, on_poll=bar)
     if job.state.value == "failed" or job.failed:
         errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:5])
         raise LutError(f"job {job.id} finished with {job.failed} failed operator(s): {errors}")

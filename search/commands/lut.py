@@ -86,6 +86,7 @@ def request(
 
     from hwnas.client import ProfilerClient
     from search.lut import request_measurements, wait_for_job
+    from search.progress import JobBar
 
     with user_errors():
         found = _keys(space, arch, None, None)
@@ -93,7 +94,8 @@ def request(
             created = request_measurements(client, device, runtime, threads, found)
             typer.echo(f"job {created.id}: {created.total} keys, {created.already_present} already present, {created.pending} to measure")
             if wait and created.pending:
-                job = wait_for_job(client, created.id, timeout_s=wait_timeout, progress=sys.stderr.isatty())
+                with JobBar(enabled=sys.stderr.isatty()) as bar:
+                    job = wait_for_job(client, created.id, timeout_s=wait_timeout, on_poll=bar)
                 typer.echo(f"job {job.id} {job.state.value}: {job.done} measured, {job.failed} failed")
 
 

@@ -127,6 +127,7 @@ def register(app: typer.Typer) -> None:
         """
         from search.quant.network import BitsConfig
         from search.quant.report import format_table, measure_latency, row_from_report
+        from search.progress import EpochProgress
         from search.quant.space import get_bits_space
         from search.quant.train import QuantTrainConfig, train_quant
 
@@ -147,7 +148,7 @@ def register(app: typer.Typer) -> None:
                                   lr=lr if lr is not None else (0.01 if init else 0.1), wd=wd, subset=subset,
                                   val_subset=val_subset, seed=seed, num_threads=torch_threads, progress=progress,
                                   init=str(init) if init else None, export_onnx=onnx or latency)
-            result = train_quant(config, tc, out, name)
+            result = train_quant(config, tc, out, name, progress=EpochProgress)
             lat = measure_latency(result.onnx, (1, *config.space.input_shape)) if latency and result.onnx else None
             typer.echo(format_table([row_from_report(result.report, name, lat)]))
             typer.echo(f"weights {result.weights}; report {result.report}" + (f"; ONNX {result.onnx}" if result.onnx else ""))
@@ -184,10 +185,16 @@ def register(app: typer.Typer) -> None:
 
 def _run_with_table(config, create_job: bool | None, wait_timeout: float):
     """Run the search; with the latency cost, pull the table first and fill its gaps by a profiling job if asked."""
-    from search.lut import MissingEntriesError
-    from search.quant.cost import Int8LatencyCost
-    from search.quant.searcher import run_quant_search
+    from functools import partial
 
+    from search.lut import MissingEntriesError
+    from search.plots import plot_search
+    from search.progress import EpochProgress
+    from search.quant.cost import Int8LatencyCost
+    from search.quant.searcher import run_quant_search as run_bare
+
+    # The app's progress bars and plots (the library draws neither).
+    run_quant_search = partial(run_bare, progress=EpochProgress, on_finish=plot_search if config.run.plots else None)
     source = config.cost_source
     if source.kind != "latency":
         return run_quant_search(config)

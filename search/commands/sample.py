@@ -35,11 +35,12 @@ def register(app: typer.Typer) -> None:
         `hwnas sample runs/lat --at-target -k 4 --train-epochs 3` (ships DIR/picked.json)
         """
         from search.plots import plot_search
+        from search.progress import EpochProgress
         from search.sample import sample_search
 
         with user_errors():
             samples = sample_search(out, k=k, seed=seed, evaluate=not no_eval, val_subset=val_subset,
-                                    train_epochs=train_epochs, train_subset=train_subset, progress=True,
+                                    train_epochs=train_epochs, train_subset=train_subset, progress=EpochProgress,
                                     at_target=at_target, holdout=holdout)
             plot_search(out)
         for s in samples:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -103,6 +104,8 @@ def register(app: typer.Typer) -> None:
         from search.distributed import init_from_env, is_main, main_then_broadcast, shutdown
         from search.launch import distributed_errors, launch_local, preflight
         from search.search_config import SearchConfig
+        from search.plots import plot_search
+        from search.progress import EpochProgress
         from search.searcher import run_search
 
         if target_ms is not None:
@@ -133,7 +136,8 @@ def register(app: typer.Typer) -> None:
             init_from_env(config.run.torch_device)  # under torchrun: join the group; rank 0 alone fetches and writes
             cost_model = main_then_broadcast(lambda: _cost_model(config, create_job, wait_timeout))
             try:
-                result = _run_with_jobs(config, cost_model, create_job, wait_timeout, run_search)
+                result = _run_with_jobs(config, cost_model, create_job, wait_timeout, partial(
+                    run_search, progress=EpochProgress, on_finish=plot_search if config.run.plots else None))
             except KeyboardInterrupt:
                 _resume_hint(out)
                 raise

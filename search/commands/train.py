@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         `hwnas train runs/lat/samples/00_1a2b3c4d5e6f7a8b.json --data /data/cifar-10-batches-py -o trained/`
         """
         from search.arch import get_arch
+        from search.progress import EpochProgress
         from search.train import TrainConfig, train_arch
 
         with user_errors():
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
             p = Path(arch_path)
             out_dir = out or (p.parent if p.is_file() else Path("."))
             stem = p.stem if p.is_file() else (arch.name or arch.id)
-            result = train_arch(arch, config, out_dir=out_dir, stem=stem)
+            result = train_arch(arch, config, out_dir=out_dir, stem=stem, progress=EpochProgress)
         typer.echo(f"test accuracy {result.accuracy:.4f} after {epochs} epochs ({result.seconds:.0f} s)")
         typer.echo(f"weights {result.weights}")
         typer.echo(f"report  {result.report}")

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate --token $CLIENT_TOKEN --calibration-token $OWNER_TOKEN -o val/`
         """
         from hwnas.client import AuthError
+        from search.progress import JobBar
         from search.validate import ValidateConfig, ValidateError, check_runtime, run_validation
 
         try:
@@ -59,11 +60,11 @@ def register(app: typer.Typer) -> None:
                        f"or HWNAS_TOKEN; create one with `{CLIENT_TOKEN_COMMAND}`", 2)
         cfg = ValidateConfig(server=server, device=device, space=space, runtime=runtime, threads=threads, n=n, seed=seed,
                              calibrate=calibrate, input_size=input_size, out=out, token=token, calibration_token=calibration_token,
-                             cache_dir=cache_dir,
-                             timeout_s=timeout, progress=sys.stderr.isatty())
+                             cache_dir=cache_dir, timeout_s=timeout)
         with user_errors():
             try:
-                report = run_validation(cfg, log=lambda line: typer.echo(line, err=True))
+                with JobBar(enabled=sys.stderr.isatty()) as bar:
+                    report = run_validation(cfg, log=lambda line: typer.echo(line, err=True), on_poll=bar)
             except ValidateError as exc:
                 raise fail(str(exc)) from None
             except AuthError as exc:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from search.data import DatasetInfo
+from search.hooks import ProgressFactory, RunFinished, no_progress
 from search.quant.bits import DEFAULT_ACT_BITS, DEFAULT_WEIGHT_BITS, Bits
 from search.quant.cost import BitsCostModel, BopsCost, Int8LatencyCost, SizeCost, config_cost, config_figures
 from search.quant.network import BitsConfig, QuantSuperNet
@@ -214,8 +215,9 @@ class QuantSearchResult:
                 "seconds": self.seconds, "bits_document": "bits.json"}
 
 
-def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> QuantSearchResult:
-    """Run (or resume) a bits search into ``config.out``."""
+def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None = None,
+                     progress: ProgressFactory = no_progress, on_finish: RunFinished | None = None) -> QuantSearchResult:
+    """Run (or resume) a bits search into ``config.out``; ``progress`` and ``on_finish`` as in ``run_search``."""
     rundir = open_rundir(config)
     setup = build_quant_setup(config, cost_model)
     start, history = 0, []
@@ -226,7 +228,7 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
     rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [list(l.candidates) for l in setup.space.layers()],
                                      "layers": [l.name for l in setup.space.layers()],
                                      "cost_scale": setup.cost_scale, "reference": setup.reference})
-    t_start = run_epochs(setup, rundir, start, history)
+    t_start = run_epochs(setup, rundir, start, history, progress=progress)
     model: QuantSuperNet = setup.model  # type: ignore[assignment]
     result_config = model.argmax_config()
     budgeted = False
@@ -247,10 +249,8 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
         result_config.save(rundir.root / "bits.json", {"meta": meta})
         torch.save(model.float_state_dict(), rundir.root / "supernet_float.pt")
         rundir.write_json(rundir.result, result.summary())
-        if config.run.plots:
-            from search.plots import plot_search
-
-            plot_search(rundir.root)
+        if on_finish is not None:
+            on_finish(rundir.root)
     return result
 
 

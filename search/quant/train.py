@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from search.data import dataset_info, iterate_batches, load_dataset
-from search.progress import EpochProgress
+from search.hooks import ProgressFactory, no_progress
 from search.quant.cost import config_figures
 from search.quant.network import BitsConfig, load_float_into_quant
 from search.quant.searcher import load_float_weights
@@ -70,8 +70,11 @@ def onnx_accuracy(path: str | Path, ds: Any, batch_size: int = 256, threads: int
 
 
 def train_quant(bits: BitsConfig, config: QuantTrainConfig, out_dir: str | Path = ".", stem: str = "model",
-                progress: bool | None = None) -> QuantTrainResult:
-    """Build ``bits``'s network, start from ``config.init`` if given, train, export, report."""
+                progress: ProgressFactory = no_progress) -> QuantTrainResult:
+    """Build ``bits``'s network, start from ``config.init`` if given, train, export, report.
+
+    ``progress`` shows the epochs while ``config.progress`` is on (``search.hooks``).
+    """
     from search.quant.export import export_onnx
 
     if config.num_threads:
@@ -92,7 +95,7 @@ def train_quant(bits: BitsConfig, config: QuantTrainConfig, out_dir: str | Path 
         except ValueError as exc:
             raise TrainError(f"--init {config.init}: {exc}") from None
     t0 = time.perf_counter()
-    with EpochProgress(enabled=config.progress if progress is None else progress) as bar:
+    with progress(enabled=config.progress) as bar:
         history = train_model(model, train_set, val_set, config, bar, label=stem)
     seconds = time.perf_counter() - t0
     model = model.cpu().eval()

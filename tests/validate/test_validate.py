@@ -116,8 +116,7 @@ def test_extra_networks_are_measured_and_fitted_with_the_uniform_ones(server: Li
     pooled = ["maxpool_k3"] * 9
     cfg = ValidateConfig(server=server.url, device=local_agent, space="fbnet-fmnist", n=2, seed=5, calibrate=True,
                          extra=[cheap, pooled, cheap], token=server.client_token, calibration_token=server.agent_token,
-                         cache_dir=tmp_path / "lut",
-                         timeout_s=120, progress=False)
+                         cache_dir=tmp_path / "lut", timeout_s=120)
     report = run_validation(cfg, log=lambda _: None)
     ids = [r.arch_id for r in report.rows]
     extra_ids = {Architecture(space="fbnet-fmnist", choices=c, input_size=28, classes=10).id for c in (cheap, pooled)}
