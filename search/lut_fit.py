@@ -103,7 +103,7 @@ def split(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
 
 def quality(model: AdditiveModel, counts: Sequence[dict[str, int]], y: Sequence[float], train: list[int],
             test: list[int]) -> FitQuality:
-    from search.validate import kendall_tau
+    from search.stats import kendall_tau
 
     y = np.asarray(y, dtype=float)
     pred = model.predict(counts)

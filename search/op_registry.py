@@ -1,9 +1,9 @@
-"""The operator registry's machinery: block name → module factory, with validation and shapes.
+"""The operator registry: block name → module factory, with validation and shapes (the one registry).
 
-Operators are registered by the modules that define them — the FBNet blocks in ``search.ops``,
-the quantized ``qconv``/``qlinear`` in ``search.quant.registry`` — and ``search.ops`` imports both,
-so importing it gives the whole registry. This module imports neither: each depends on it, never
-the other way round. See ``search.ops`` for the grammar of keys and candidates.
+It holds no operators. They are registered by the modules that define them — the FBNet blocks in
+``search.ops``, the quantized ``qconv``/``qlinear`` in ``search.quant.registry`` — and ``search.ops``
+imports both, so importing it gives the whole registry filled. This module imports neither: each
+depends on it, never the other way round. See ``search.ops`` for the grammar of keys and candidates.
 """
 
 from __future__ import annotations

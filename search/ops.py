@@ -1,4 +1,8 @@
-"""The operator registry: block name → module factory, one place for super net, device agent and cost models.
+"""The FBNet operators (``ir``, ``conv``, pools, ``skip``, ``zero``, the head), registered in the operator
+registry (``search.op_registry``), and the registry's import point: importing this module registers them and the
+quantized ones (``search.quant.registry``) and re-exports the registry's API, one place for super net, device
+agent and cost models. The registry itself (storage, validation, shapes) lives in ``search.op_registry``, which
+both sets of operators import, so that neither imports the other.
 
 An operator is registered once::
 

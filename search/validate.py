@@ -35,6 +35,7 @@ from search.arch import Architecture
 from search.hooks import JobPoll
 from search.lut import LatencyTable, LutError, fetch_table, wait_for_job
 from search.space import SearchSpace, get_space
+from search.stats import kendall_tau
 
 
 class ValidateError(HwnasError, RuntimeError):
@@ -81,28 +82,6 @@ def network_spec(arch: Architecture) -> NetworkSpec:
 
 
 # ---- statistics (no scipy: small n, exact formulas) --------------------------------------------------
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's τ-b (ties in either ranking handled); NaN when undefined (fewer than 2 points or all tied)."""
-    if len(x) != len(y):
-        raise ValueError("x and y differ in length")
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    denom = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
-    return (concordant - discordant) / denom if denom else float("nan")
-
-
 @dataclass
 class Fidelity:
     """How well one series predicts another (errors relative to ``measured``)."""

@@ -13,7 +13,8 @@ import pytest
 from search.cost import LatencyCost, arch_cost
 from search.lut import LatencyTable, TableCalibration, load_table
 from search.space import get_space
-from search.validate import Fidelity, NoiseFloor, fit_linear, kendall_tau, sample_archs
+from search.stats import kendall_tau
+from search.validate import Fidelity, NoiseFloor, fit_linear, sample_archs
 
 
 def _tau_by_definition(x: list[float], y: list[float]) -> float:
