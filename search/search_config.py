@@ -69,6 +69,9 @@ class Schedule:
     epochs: int = 10
     warmup_fraction: float = 0.1  # first 10% of the epochs (at least one) train the weights only
     warmup_epochs: int | None = None  # overrides warmup_fraction
+    # overrides both: weights-only SGD steps, rounded up to whole epochs once the weights' split is known
+    # (resolve_warmup, which sets warmup_epochs): a warm-up sized in steps is the same training whatever the data
+    warmup_steps: int | None = None
     batch_size: int = 128
     w_split: float = 0.8
     w_lr: float = 0.1
@@ -106,6 +109,8 @@ class Schedule:
             raise SearchConfigError("--theta-lr must be positive")
         if self.epochs < 1:
             raise SearchConfigError("--epochs must be at least 1")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise SearchConfigError("--warmup-steps must be 0 or more")
         if not 0.0 < self.w_split < 1.0:
             raise SearchConfigError("--w-split must be between 0 and 1 (share of the training set for the weights)")
         if self.batch_size < 1:
@@ -117,6 +122,17 @@ class Schedule:
         if self.warmup_epochs is not None:
             return max(0, min(self.warmup_epochs, self.epochs))
         return max(0, min(max(1, round(self.warmup_fraction * self.epochs)), self.epochs - 1))
+
+    def resolve_warmup(self, weight_images: int) -> None:
+        """Turn ``warmup_steps`` into whole warm-up epochs of ``weight_images // batch_size`` steps each.
+
+        Rounded up, so the weights get at least the steps asked for; capped at ``epochs`` (a warm-up longer than
+        the search leaves θ untrained, which ``run_search`` warns about).
+        """
+        if self.warmup_steps is None:
+            return
+        per_epoch = max(1, weight_images // self.batch_size)
+        self.warmup_epochs = min(self.epochs, math.ceil(self.warmup_steps / per_epoch))
 
     def tau(self, epoch: float) -> float:
         """Gumbel-softmax temperature at ``epoch`` (0-based; a fraction is a point inside the epoch)."""

@@ -189,6 +189,7 @@ def build_setup(config: SearchConfig, cost_model=None, *,
     n = len(train_set)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed))
     n_w = int(round(sched.w_split * n))
+    sched.resolve_warmup(n_w)
     sched.check_splits(n_w, n - n_w)
     device = _torch_device(run.torch_device)
     theta_lr = sched.resolved_theta_lr(n - n_w)

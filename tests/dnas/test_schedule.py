@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,23 @@ from search.searcher import entropy_term, run_search
 @pytest.mark.parametrize("epochs,warmup", [(1, 0), (2, 1), (4, 1), (10, 1), (30, 3), (90, 9)])
 def test_warmup_is_a_share_of_the_epochs_but_at_least_one(epochs: int, warmup: int) -> None:
     assert SearchConfig.from_flat(out="-", epochs=epochs).schedule.num_warmup_epochs == warmup
+
+
+@pytest.mark.parametrize("images,batch,steps,warmup", [(2000, 64, 100, 4), (2000, 64, 31, 1), (2000, 64, 32, 2),
+                                                     (10000, 128, 500, 7), (640, 64, 10_000, 10), (2000, 64, 0, 0)])
+def test_a_warmup_in_steps_becomes_whole_epochs_rounded_up(images: int, batch: int, steps: int, warmup: int) -> None:
+    cfg = SearchConfig.from_flat(out="-", epochs=10, batch_size=batch, warmup_steps=steps)
+    cfg.schedule.resolve_warmup(images)  # 2,000 images at 64: 31 steps an epoch
+    assert cfg.schedule.num_warmup_epochs == warmup  # capped at --epochs (10)
+
+
+def test_a_search_warms_up_for_the_steps_asked_whatever_its_subset(tmp_path: Path, tiny_space: Path) -> None:
+    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=400, batch_size=32, epochs=3,
+                                 warmup_steps=15, progress=False, plots=False)
+    history = run_search(cfg).history  # 320 weight images: 10 steps an epoch, so 2 warm-up epochs
+    assert [e["phase"] for e in history] == ["warmup", "warmup", "search"]
+    saved = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert saved["schedule"]["warmup_steps"] == 15 and saved["schedule"]["warmup_epochs"] == 2
 
 
 @pytest.mark.parametrize("epochs", [2, 4, 10, 90])
