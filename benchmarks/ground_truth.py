@@ -153,7 +153,7 @@ def measure(gt: GroundTruth, path: Path, t0: float) -> None:
 
     from hwnas.schemas import JobCreate
     from search.arch import Architecture
-    from search.demo import measured_ms
+    from search.app.demo import measured_ms
     from search.lut import wait_for_job
     from search.space import get_space
     from search.validate import network_spec

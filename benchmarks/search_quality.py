@@ -130,13 +130,13 @@ class Lab:
     """The profiler server (SQLite in the work folder) and a local agent, up only while measuring."""
 
     def __init__(self, work: Path) -> None:
-        from search.demo_services import Services
+        from search.app.demo_services import Services
 
         self.services = Services(work / "lab")
         self.services.workdir.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> "Lab":
-        from search.demo_services import device_registered
+        from search.app.demo_services import device_registered
 
         s = self.services
         self.url = s.start_server()
@@ -334,7 +334,7 @@ def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[
     todo, done = unique, {}
     from hwnas.schemas import JobCreate
     from search.arch import Architecture
-    from search.demo import measured_ms
+    from search.app.demo import measured_ms
     from search.lut import wait_for_job
     from search.space import get_space
     from search.validate import network_spec

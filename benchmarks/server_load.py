@@ -41,7 +41,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from search.demo_services import free_port
+from search.app.demo_services import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -1,6 +1,6 @@
 """``python -m search ...`` runs the ``hwnas`` command line (torchrun launches it this way)."""
 
-from search.cli import main
+from search.app.cli import main
 
 if __name__ == "__main__":
     main()

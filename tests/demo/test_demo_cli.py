@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from search.cli import app
+from search.app.cli import app
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from search.demo import DemoConfig, DemoError, prepare_out, run_demo
+from search.app.demo import DemoConfig, DemoError, prepare_out, run_demo
 from tests.demo.procs import TINY, processes_mentioning, services, start_demo, wait_gone
 
 

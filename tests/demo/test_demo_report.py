@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from search.arch import Architecture
-from search.demo import DemoConfig, DemoResult, NetworkResult
-from search.demo_report import write_report
-from search.plots import plot_accuracy_latency, plot_theta_heatmap
+from search.app.demo import DemoConfig, DemoResult, NetworkResult
+from search.app.demo_report import write_report
+from search.app.plots import plot_accuracy_latency, plot_theta_heatmap
 from search.space import get_space
 
 SPACE = get_space("fbnet-fmnist")
@@ -83,7 +83,7 @@ def test_a_found_network_nobody_beats_on_both_counts_is_not_called_dominated(tmp
 def test_every_plot_colours_a_role_the_same(tmp_path: Path) -> None:
     import matplotlib.image as mpimg
 
-    from search.plots import ROLE_STYLE, plot_predicted_vs_measured
+    from search.app.plots import ROLE_STYLE, plot_predicted_vs_measured
 
     # The found network alone, large: its pixels carry the found role's red, as in the accuracy/latency plot.
     assert ROLE_STYLE["found"]["c"] == "red"
@@ -172,7 +172,7 @@ def _window_net(role: str = "window"):
 
 
 def test_full_demo_places_the_found_network_and_says_its_percentile(tmp_path: Path) -> None:
-    from search.demo_ground_truth import place
+    from search.app.demo_ground_truth import place
 
     gt, net = _window_net()
     result = _result(tmp_path, [0.84])
@@ -196,7 +196,7 @@ def test_full_demo_places_the_found_network_and_says_its_percentile(tmp_path: Pa
 
 
 def test_a_quick_demo_or_a_network_outside_the_windows_is_not_placed(tmp_path: Path) -> None:
-    from search.demo_ground_truth import place
+    from search.app.demo_ground_truth import place
 
     _, net = _window_net()
     result = _result(tmp_path, [0.84])  # the quick preset: another recipe

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from search.demo import Console, DemoConfig, DemoError, Timings, _Run
+from search.app.demo import Console, DemoConfig, DemoError, Timings, _Run
 
 
 class _Client:

@@ -10,7 +10,7 @@ import torch
 import typer
 
 from search import distributed
-from search.launch import option_arguments, torchrun_arguments
+from search.app.launch import option_arguments, torchrun_arguments
 from search.search_config import SearchConfig, SearchConfigError
 from search.searcher import build_setup, train_step
 

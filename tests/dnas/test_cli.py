@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from search.arch import Architecture, build
-from search.cli import app
+from search.app.cli import app
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from search.arch import Architecture
-from search.cli import app
+from search.app.cli import app
 from search.search_config import SearchConfig
 from search.searcher import build_setup, run_search
 

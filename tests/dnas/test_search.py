@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from search.lut import LatencyTable
-from search.plots import plot_search
+from search.app.plots import plot_search
 from search.search_config import SearchConfig, SearchConfigError
 from search.searcher import build_setup, run_search, train_step
 from search.space import get_space

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import DeviceInfo, JobClaim, MeasurementBatch, MeasurementResult
-from search.cli import app
+from search.app.cli import app
 from search.space import get_space
 from tests.support.live_server import LiveServer
 

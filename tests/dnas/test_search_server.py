@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import DeviceInfo
-from search.cli import app
+from search.app.cli import app
 from search.lut import MissingEntriesError
 from search.search_config import SearchConfig
 from search.searcher import run_search

@@ -58,7 +58,7 @@ def test_each_device_gets_the_best_child_inside_its_own_window(trained: Path, ti
 
 
 def test_specialise_command(trained: Path, tiny_space: Path, tmp_path: Path) -> None:
-    from search.cli import app
+    from search.app.cli import app
 
     paths = _tables(tiny_space, tmp_path)
     args = ["specialise", str(trained), "--lut", str(paths["phone-a"]), "--lut", str(paths["phone-b"]),

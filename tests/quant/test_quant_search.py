@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
+from search.app.cli import app
 from search.quant.bits import Bits
 from search.quant.cost import SizeCost, config_cost
 from search.quant.network import BitsConfig

@@ -98,7 +98,7 @@ def test_int8_latency_uses_the_int8_kernel_for_up_to_8_bits_and_fp32_otherwise(t
     # The same table as a file drives a latency search from the command line.
     from typer.testing import CliRunner
 
-    from search.cli import app
+    from search.app.cli import app
 
     table.save(tmp_path / "lut.json")
     out = tmp_path / "qs"

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from search.arch import Architecture, build
-from search.cli import app
+from search.app.cli import app
 
 HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 needs_executorch = pytest.mark.skipif(
@@ -73,7 +73,7 @@ def test_an_operator_key_exports_to_pte(tmp_path: Path) -> None:
 
 def test_without_executorch_pte_is_refused_with_the_install_line(tmp_path: Path) -> None:
     code = ("import sys\nsys.modules['executorch'] = None\n"  # as on a machine without the extra
-            "from search.cli import main\n"
+            "from search.app.cli import main\n"
             f"sys.argv = ['hwnas', 'export', 'ir_k3_e6_g1_s2_o24@1x16x28x28', '-f', 'pte', '-o', {str(tmp_path / 'op.pte')!r}]\n"
             "main()\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=ROOT,

@@ -97,7 +97,7 @@ def test_dp_refuses_a_budget_below_the_cheapest_network() -> None:
 
 
 def test_hwnas_baseline_command_on_the_shipped_table(tmp_path: Path) -> None:
-    from search.cli import app
+    from search.app.cli import app
     from search.space import get_space
 
     table = SHIPPED / "fbnet-fmnist_host-cpu.table.json"

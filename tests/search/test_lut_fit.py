@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search.cli import app
+from search.app.cli import app
 from search.cost import LatencyCost
 from search.lut import load_table
 from search.lut_fit import FitError, fit_additive, fit_space_table, quality, split

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from hwnas.published import from_published, map_keys
 from search.arch import build, get_arch
-from search.cli import app
+from search.app.cli import app
 from search.ops import is_free
 from search.space import SearchSpace, get_space
 from search.supernet import SuperNet

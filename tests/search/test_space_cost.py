@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from search.arch import Architecture, build
-from search.cli import app
+from search.app.cli import app
 from search.cost import CostModel, FlopsCost, LatencyCost, ParamsCost, arch_cost
 from search.lut import LatencyTable, LutError, MissingEntriesError, load_table
 from search.space import get_space

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from search.arch import Architecture, build
-from search.cli import app
+from search.app.cli import app
 from search.export import ExportError, export_arch, export_module, export_op, op_module
 
 

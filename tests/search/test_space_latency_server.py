@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import DeviceInfo, JobClaim, MeasurementBatch, MeasurementResult
 from search.arch import get_arch
-from search.cli import app
+from search.app.cli import app
 from search.cost import LatencyCost, arch_cost, predict
 from search.lut import MissingEntriesError, cache_path, fetch_table
 from search.space import get_space

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from hwnas.client import ConflictError
 from hwnas.schemas import Lut, LutImport
-from search.cli import app
+from search.app.cli import app
 from search.random_search import uniform_random
 from search.space import get_space
 from tests.support.browser import Browser

@@ -1,4 +1,4 @@
-"""The tests' one free-port helper (the product's own, for the demo's services, is search.demo_services.free_port)."""
+"""The tests' one free-port helper (the product's own, for the demo's services, is search.app.demo_services.free_port)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def local_agent(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_validate_cli_measures_predicts_and_calibrates(server: LiveServer, local_agent: str, tmp_path: Path) -> None:
     out = tmp_path / "val"
-    cmd = [sys.executable, "-m", "search.cli", "validate", "--server", server.url, "--device", local_agent, "--space", "fbnet-fmnist",
+    cmd = [sys.executable, "-m", "search.app.cli", "validate", "--server", server.url, "--device", local_agent, "--space", "fbnet-fmnist",
            "--n", "4", "--seed", "3", "--calibrate", "--out", str(out), "--token", server.client_token,
            "--calibration-token", server.agent_token,  # the owner rule: host-cpu's owner stores the fit
            "--cache-dir", str(tmp_path / "lut"), "--timeout", "120"]
@@ -125,7 +125,7 @@ def test_extra_networks_are_measured_and_fitted_with_the_uniform_ones(server: Li
 
 
 def test_validate_names_the_problem_in_one_line(server: LiveServer, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "search.cli", "validate", "--server", server.url, "--device", "no-such-phone", "--space", "fbnet-fmnist",
+    cmd = [sys.executable, "-m", "search.app.cli", "validate", "--server", server.url, "--device", "no-such-phone", "--space", "fbnet-fmnist",
            "--n", "2", "--token", server.client_token]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def _validate(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "search.cli", "validate", "--server", server.url, "--space", "fbnet-fmnist",
+    cmd = [sys.executable, "-m", "search.app.cli", "validate", "--server", server.url, "--space", "fbnet-fmnist",
            "--token", server.client_token, *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=900)
 

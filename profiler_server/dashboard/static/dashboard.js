@@ -287,7 +287,7 @@ function naturalCompare(a, b) {
   return pa.length - pb.length;
 }
 
-// matplotlib's viridis at nine even steps: the colour scale of the θ heatmaps in search/plots.py, so one scale
+// matplotlib's viridis at nine even steps: the colour scale of the θ heatmaps in search/app/plots.py, so one scale
 // reads the same on every page and plot (dark purple: low, yellow: high).
 const VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"];
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._errors import fail, user_errors
+from search.app.commands._errors import fail, user_errors
 
 lut_app = typer.Typer(help="Latency tables: keys a space needs, pull a table, request measurements, fit one from whole networks, import / export published tables.", no_args_is_help=True)
 
@@ -86,7 +86,7 @@ def request(
 
     from hwnas.client import ProfilerClient
     from search.lut import request_measurements, wait_for_job
-    from search.progress import JobBar
+    from search.app.progress import JobBar
 
     with user_errors():
         found = _keys(space, arch, None, None)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._errors import fail, user_errors
+from search.app.commands._errors import fail, user_errors
 
 # How to get the token `hwnas validate` needs (URL: the server's --database-url).
 CLIENT_TOKEN_COMMAND = "profiler-server token create --name NAME --role client --database-url URL"
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         Example: `hwnas validate --server http://127.0.0.1:8000 --device host-cpu --space fbnet-fmnist --n 50 --calibrate --token $CLIENT_TOKEN --calibration-token $OWNER_TOKEN -o val/`
         """
         from hwnas.client import AuthError
-        from search.progress import JobBar
+        from search.app.progress import JobBar
         from search.validate import ValidateConfig, ValidateError, check_runtime, run_validation
 
         try:

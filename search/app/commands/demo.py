@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._errors import fail, user_errors
+from search.app.commands._errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
 
         Examples: `hwnas demo` · `hwnas demo --quick --out /tmp/demo` · `hwnas demo --keep-server --port 8000`
         """
-        from search.demo import DemoConfig, DemoError, main_summary, run_demo
+        from search.app.demo import DemoConfig, DemoError, main_summary, run_demo
 
         config = DemoConfig.preset(quick, out=out, search_epochs=epochs, warmup_epochs=warmup_epochs,
                                    target_share=target_share, mode=mode, train_epochs=train_epochs,
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             raise fail(f"--mode must be hard or soft, not {config.mode!r}", 2)
         if config.warmup_epochs >= config.search_epochs:
             raise fail(f"--warmup-epochs ({config.warmup_epochs}) must be below --epochs ({config.search_epochs})", 2)
-        def summary(result) -> None:  # result: search.demo.DemoResult, imported lazily
+        def summary(result) -> None:  # result: search.app.demo.DemoResult, imported lazily
             for line in main_summary(result):
                 typer.echo(line)
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from search.commands._errors import fail
+from search.app.commands._errors import fail
 from search.lut import LatencyTable, LutError, fetch_table, load_table, request_measurements, wait_for_job
-from search.progress import JobBar
+from search.app.progress import JobBar
 
 if TYPE_CHECKING:
     from search.search_config import CostSource

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from search.commands import _options as opts
-from search.commands._errors import fail, user_errors
+from search.app.commands import _options as opts
+from search.app.commands._errors import fail, user_errors
 
 
 def _bits_list(text: str, what: str) -> list[int]:
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
         """
         from search.quant.network import BitsConfig
         from search.quant.report import format_table, measure_latency, row_from_report
-        from search.progress import EpochProgress
+        from search.app.progress import EpochProgress
         from search.quant.space import get_bits_space
         from search.quant.train import QuantTrainConfig, train_quant
 
@@ -188,8 +188,8 @@ def _run_with_table(config, create_job: bool | None, wait_timeout: float):
     from functools import partial
 
     from search.lut import MissingEntriesError
-    from search.plots import plot_search
-    from search.progress import EpochProgress
+    from search.app.plots import plot_search
+    from search.app.progress import EpochProgress
     from search.quant.cost import Int8LatencyCost
     from search.quant.searcher import run_quant_search as run_bare
 
@@ -198,7 +198,7 @@ def _run_with_table(config, create_job: bool | None, wait_timeout: float):
     source = config.cost_source
     if source.kind != "latency":
         return run_quant_search(config)
-    from search.commands._table import job_intent, missing_header, offer_job, source_table
+    from search.app.commands._table import job_intent, missing_header, offer_job, source_table
 
     cost = Int8LatencyCost(source_table(source, empty_if_unknown=bool(create_job), offers_job=True))
     try:

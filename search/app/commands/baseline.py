@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from search.commands import _options as opts
-from search.commands._errors import fail, user_errors
+from search.app.commands import _options as opts
+from search.app.commands._errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         `hwnas baseline --target-ms 0.06 --by params --server http://127.0.0.1:8000 --device host-cpu -o base.json`
         """
         from search.arch import Architecture
-        from search.commands._table import obtain_table
+        from search.app.commands._table import obtain_table
         from search.cost import FlopsCost, LatencyCost, ParamsCost
         from search.count_baseline import BaselineError, most_under
         from search.searcher import cost_table

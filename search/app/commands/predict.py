@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from search.commands import _options as opts
-from search.commands._errors import fail, user_errors
+from search.app.commands import _options as opts
+from search.app.commands._errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         `hwnas predict best.json --cost latency --server http://127.0.0.1:8000 --device pixel7 --create-job`
         """
         from search.arch import get_arch
-        from search.commands._table import decide_job, job_intent, missing_header, missing_hint, obtain_table, run_job
+        from search.app.commands._table import decide_job, job_intent, missing_header, missing_hint, obtain_table, run_job
         from search.cost import predict as predict_arch
         from search.lut import MissingEntriesError
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._errors import fail, user_errors
+from search.app.commands._errors import fail, user_errors
 
 
 def _is_op_key(target: str) -> bool:

@@ -1,7 +1,7 @@
 """Turn the ``hwnas`` command's user errors into one clear line on stderr and exit code 1 (no traceback).
 
 A user error is any ``hwnas.errors.HwnasError`` (every error type of ``hwnas`` and ``search`` derives from it);
-``search.cli`` wraps every command in ``user_errors``, so a new error type needs no list.
+``search.app.cli`` wraps every command in ``user_errors``, so a new error type needs no list.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 import yaml
 
-from search.commands._errors import fail, user_errors
+from search.app.commands._errors import fail, user_errors
 
 
 def size_text(counts: list[int]) -> str:

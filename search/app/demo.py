@@ -19,7 +19,7 @@ Phases, in order (each timed into ``<out>/timings.json``):
 8. ``measure`` — one network job: the agent measures every trained network whole.
 9. ``report``  — ``<out>/report.md`` (with the gain at equal latency), plots, ``summary.json``.
 
-The server and agent are stopped on success, error or Ctrl-C (``search.demo_services``).
+The server and agent are stopped on success, error or Ctrl-C (``search.app.demo_services``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from search.demo_services import DemoError, Services, device_registered
+from search.app.demo_services import DemoError, Services, device_registered
 
 DEVICE = "host-cpu"
 RUNTIME = "onnxruntime"
@@ -236,7 +236,7 @@ class DemoResult:
     table_calibration: dict[str, Any] | None = None  # scale, offset_ms, networks, mape_before, mape_after
     timings: dict[str, Any] = field(default_factory=dict)
     report: Path | None = None
-    placement: Any = None  # search.demo_ground_truth.Placement: the found network on its window's ground truth
+    placement: Any = None  # search.app.demo_ground_truth.Placement: the found network on its window's ground truth
 
     def equal_latency(self) -> dict[str, Any] | None:
         """The found network against the matched random ones: accuracies, and the gain over their mean, in points.
@@ -460,7 +460,7 @@ class _Run:
         was killed during a long phase.)
         """
         from search.lut import LutError, wait_for_job
-        from search.progress import JobBar
+        from search.app.progress import JobBar
 
         try:
             with JobBar(enabled=self.config.progress) as bar:
@@ -480,8 +480,8 @@ class _Run:
     def phase_search(self) -> Any:
         from search.cost import LatencyCost
         from search.search_config import CostSource, Objective, RunSettings, Schedule, SearchConfig
-        from search.plots import plot_search
-        from search.progress import EpochProgress
+        from search.app.plots import plot_search
+        from search.app.progress import EpochProgress
         from search.searcher import cost_table, run_search
 
         cfg = self.config
@@ -558,7 +558,7 @@ class _Run:
 
     # -- 6 ------------------------------------------------------------------------------------
     def phase_train(self, nets: list[NetworkResult]) -> None:
-        from search.progress import EpochProgress
+        from search.app.progress import EpochProgress
         from search.train import TrainConfig, train_arch
 
         cfg = self.config
@@ -614,8 +614,8 @@ class _Run:
     # -- 9 ------------------------------------------------------------------------------------
     def phase_report(self, search: Any, found: NetworkResult, matched: list[NetworkResult], baseline: NetworkResult,
                      table_entries: int) -> DemoResult:
-        from search.demo_ground_truth import place
-        from search.demo_report import write_report
+        from search.app.demo_ground_truth import place
+        from search.app.demo_report import write_report
         from search.searcher import load_history
 
         self.console.phase(9, "report", f"{self.out / 'report.md'}")

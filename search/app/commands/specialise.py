@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._errors import fail, user_errors
+from search.app.commands._errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
 
         from search.arch import Architecture
-        from search.commands._table import obtain_table
+        from search.app.commands._table import obtain_table
         from search.lut import load_table
         from search.specialise import ChildScorer, SpecialiseError, specialise
 

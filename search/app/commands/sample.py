@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._errors import user_errors
+from search.app.commands._errors import user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -34,8 +34,8 @@ def register(app: typer.Typer) -> None:
         Examples: `hwnas sample runs/lat` · `hwnas sample runs/lat -k 10 --train-epochs 2` ·
         `hwnas sample runs/lat --at-target -k 4 --train-epochs 3` (ships DIR/picked.json)
         """
-        from search.plots import plot_search
-        from search.progress import EpochProgress
+        from search.app.plots import plot_search
+        from search.app.progress import EpochProgress
         from search.sample import sample_search
 
         with user_errors():

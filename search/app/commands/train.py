@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from search.commands._errors import user_errors
+from search.app.commands._errors import user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         `hwnas train runs/lat/samples/00_1a2b3c4d5e6f7a8b.json --data /data/cifar-10-batches-py -o trained/`
         """
         from search.arch import get_arch
-        from search.progress import EpochProgress
+        from search.app.progress import EpochProgress
         from search.train import TrainConfig, train_arch
 
         with user_errors():

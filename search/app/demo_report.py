@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search.demo import DemoResult, NetworkResult
+    from search.app.demo import DemoResult, NetworkResult
 
 # The real comparison with random search: several searches, 10 matched random networks each, two training seeds.
-SEARCH_QUALITY = Path(__file__).resolve().parents[1] / "benchmarks" / "search_quality.py"
+SEARCH_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "search_quality.py"
 
 
 def _ms(v: float | None) -> str:
@@ -58,7 +58,7 @@ def write_plots(result: "DemoResult", out: Path) -> dict[str, Path]:
     """``plots/theta_heatmap.png``, ``plots/equal_latency.png``, ``plots/predicted_vs_measured.png`` under ``out``."""
     import json
 
-    from search.plots import plot_accuracy_latency, plot_predicted_vs_measured, plot_theta_heatmap
+    from search.app.plots import plot_accuracy_latency, plot_predicted_vs_measured, plot_theta_heatmap
 
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -219,7 +219,7 @@ def equal_latency_section(result: "DemoResult", out: Path) -> list[str]:
 
 def ground_truth_section(result: "DemoResult", out: Path) -> list[str]:
     """The found network's percentile among the ground truth's networks of its latency window, with a histogram."""
-    from search.demo_ground_truth import plot, verdict
+    from search.app.demo_ground_truth import plot, verdict
 
     p = result.placement
     lines = ["## Among what this latency allows", ""]

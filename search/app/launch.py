@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from search.commands._errors import fail
+from search.app.commands._errors import fail
 
 
 def option_arguments(ctx: Any, skip: tuple[str, ...] = ()) -> list[str]:
@@ -126,7 +126,7 @@ def launch_local(ctx: Any, nproc: int, threads: int | None = None) -> int:
 @contextmanager
 def distributed_errors() -> Iterator[None]:
     """A rank whose rank 0 failed exits quietly (rank 0 says why); other distributed errors are user errors
-    (``search.commands._errors.user_errors`` prints them as one line)."""
+    (``search.app.commands._errors.user_errors`` prints them as one line)."""
     from search.distributed import PeerFailed
 
     try:

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from search.commands import _options as opts
-from search.commands._errors import fail, user_errors
+from search.app.commands import _options as opts
+from search.app.commands._errors import fail, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
                                             "cost alone — for comparison)."),
         epochs: int = typer.Option(10, "--epochs", "-e", min=1, help="Search epochs (the paper: 90)."),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs, at least 1)."),
+        warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Weights-only SGD steps, rounded "
+                                                   "up to whole epochs (instead of --warmup-epochs: the same training "
+                                                   "whatever --subset is; single-path super nets need ≥ 1,000)."),
         batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
         w_split: float = typer.Option(0.8, "--w-split", help="Share of the training set for the weights; the rest trains θ."),
         w_lr: float = typer.Option(0.1, "--w-lr", help="SGD learning rate of the weights (cosine schedule)."),
@@ -102,10 +105,10 @@ def register(app: typer.Typer) -> None:
         `hwnas search --nproc 2 --batch-size 256 --out runs/ddp` (or `torchrun --nproc-per-node 8 -m search search ...`)
         """
         from search.distributed import init_from_env, is_main, main_then_broadcast, shutdown
-        from search.launch import distributed_errors, launch_local, preflight
+        from search.app.launch import distributed_errors, launch_local, preflight
         from search.search_config import SearchConfig
-        from search.plots import plot_search
-        from search.progress import EpochProgress
+        from search.app.plots import plot_search
+        from search.app.progress import EpochProgress
         from search.searcher import run_search
 
         if target_ms is not None:
@@ -114,11 +117,14 @@ def register(app: typer.Typer) -> None:
                            "--cost, --loss or --target", 2)
             cost, loss, target = "latency", "target", target_ms
         cost = cost or ("latency" if (lut or (server and device)) else "flops")
+        if warmup_steps is not None and warmup_epochs is not None:
+            raise fail("give --warmup-steps or --warmup-epochs, not both", 2)
         with user_errors(), distributed_errors():
             kw = dict(
                 out=str(out), space=_space_arg(space), data=_data_arg(data), cost=cost, server=server, device=device,
                 runtime=runtime, threads=threads, token=token, lut=str(lut) if lut else None,
                 cache_dir=str(cache_dir) if cache_dir else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
+                warmup_steps=warmup_steps,
                 batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, theta_decide=theta_decide, tau0=tau0,
                 tau_decay=tau_decay, tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
                 weights=weights, paths=paths, budget=budget, loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
@@ -130,7 +136,7 @@ def register(app: typer.Typer) -> None:
             if resume and (out / "config.json").is_file():
                 kw = _resume_arguments(ctx, out, kw)
             config = SearchConfig.from_flat(**kw)
-            if nproc > 1:  # the same command under torchrun (search/launch.py)
+            if nproc > 1:  # the same command under torchrun (search/app/launch.py)
                 preflight(config, nproc)
                 raise typer.Exit(launch_local(ctx, nproc, torch_threads))
             init_from_env(config.run.torch_device)  # under torchrun: join the group; rank 0 alone fetches and writes
@@ -154,7 +160,7 @@ def register(app: typer.Typer) -> None:
             for warning in result.warnings:
                 typer.echo(f"warning: {warning}", err=True)
             if samples > 0:
-                from search.plots import plot_search
+                from search.app.plots import plot_search
                 from search.sample import sample_search
 
                 ranked = sample_search(out, k=samples, seed=config.run.seed, val_subset=config.run.val_subset or 2000)
@@ -215,7 +221,7 @@ def _cost_model(config, create_job: bool | None, wait_timeout: float):
     """The latency table through the shared table helper (server, cache, or file); FLOPs/params need nothing."""
     if config.cost_source.kind != "latency":
         return None
-    from search.commands._table import source_table
+    from search.app.commands._table import source_table
     from search.cost import LatencyCost
 
     return LatencyCost(source_table(config.cost_source, empty_if_unknown=bool(create_job), offers_job=True))
@@ -231,7 +237,7 @@ def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: fl
         from search.distributed import is_main, main_then_broadcast
 
         if is_main():  # under torchrun every rank has the same table: rank 0 alone reports, asks and runs the job
-            from search.commands._table import job_intent, missing_header
+            from search.app.commands._table import job_intent, missing_header
 
             intent = job_intent(create_job, config.cost_source.from_server, bool(cost_model.table.imported_from))
             typer.echo(missing_header(len(exc.keys), "of the space missing from the latency table"
@@ -240,7 +246,7 @@ def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: fl
                 typer.echo(f"  {key}", err=True)
             if len(exc.keys) > 50:
                 typer.echo(f"  … and {len(exc.keys) - 50} more (`hwnas lut keys --space {config.space}` lists all)", err=True)
-        from search.commands._table import offer_job
+        from search.app.commands._table import offer_job
 
         source, missing = config.cost_source, exc.keys
         # Rank 0 alone asks and runs the job; every rank learns whether it ran.

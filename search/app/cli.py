@@ -1,6 +1,6 @@
-"""The `hwnas` command line: one typer app; every module in search.commands adds its commands.
+"""The `hwnas` command line: one typer app; every module in search.app.commands adds its commands.
 
-Every command runs in ``search.commands._errors.user_errors``: a ``hwnas.errors.HwnasError`` prints one line
+Every command runs in ``search.app.commands._errors.user_errors``: a ``hwnas.errors.HwnasError`` prints one line
 (``error: <message>``) and exits 1, whichever command raised it.
 """
 
@@ -11,8 +11,8 @@ import pkgutil
 
 import typer
 
-import search.commands
-from search.commands._errors import guard_all
+import search.app.commands
+from search.app.commands._errors import guard_all
 
 app = typer.Typer(
     name="hwnas",
@@ -23,8 +23,8 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    for info in sorted(pkgutil.iter_modules(search.commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"search.commands.{info.name}")
+    for info in sorted(pkgutil.iter_modules(search.app.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"search.app.commands.{info.name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(app)

@@ -1,1 +1,0 @@
-"""CLI command groups of `hwnas`; each module here has ``register(app)`` and is picked up by search.cli."""
