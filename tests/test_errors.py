@@ -30,7 +30,7 @@ def _error_types(package: str) -> list[type[BaseException]]:
 
 
 def test_every_error_type_of_the_hwnas_command_derives_from_its_base() -> None:
-    from search.commands._errors import user_error_types
+    from search.app.commands._errors import user_error_types
 
     pending: set[str] = set()
     found = [t for package in ("hwnas", "search") for t in _error_types(package)]
@@ -57,7 +57,7 @@ def test_every_error_type_of_the_agent_derives_from_its_base() -> None:
 
 
 def test_every_hwnas_command_is_guarded() -> None:
-    from search.cli import app
+    from search.app.cli import app
 
     def callbacks(a: typer.Typer) -> list:
         out = [c.callback for c in a.registered_commands]
@@ -72,7 +72,7 @@ def test_every_hwnas_command_is_guarded() -> None:
 
 
 def test_a_new_error_type_needs_no_list() -> None:
-    from search.commands._errors import guard_all
+    from search.app.commands._errors import guard_all
 
     class BrandNewError(HwnasError, ValueError):
         pass
