@@ -2,7 +2,7 @@
 
 Runs the real command (``hwnas demo [--quick]``: server, local agent, table job and its
 calibration networks, search, random networks at the found one's latency, training, export,
-network job, report — the phases of ``search.app.demo.PHASES``) in a subprocess into a temporary
+network job, report — the phases of ``search.app.demo_model.PHASES``) in a subprocess into a temporary
 folder (or ``--out``), then reads the demo's own ``timings.json``; a phase's figures are named
 after it (``random_s``, ``random_cpu_s``, ...). The baseline is the budget of the
 issue: 600 s for the full demo on 2 CPU cores, 120 s for ``--quick``. Because this machine is

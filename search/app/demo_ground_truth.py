@@ -56,7 +56,7 @@ def recipe_mismatch(config: Any, recipe: Any) -> list[str]:
 
 
 def place(found: Any, matched: list[Any], config: Any, path: Path | None = None) -> Placement:
-    """Place the trained ``found`` network (a ``search.app.demo.NetworkResult``) on the shipped ground truth."""
+    """Place the trained ``found`` network (a ``search.app.demo_model.NetworkResult``) on the shipped ground truth."""
     from search.cost import LatencyCost
     from search.ground_truth import SHIPPED, GroundTruth, GroundTruthError, percentile_of
     from search.lut import load_table

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search.app.demo import DemoResult, NetworkResult
+    from search.app.demo_model import DemoResult, NetworkResult
 
 # The real comparison with random search: several searches, 10 matched random networks each, two training seeds.
 SEARCH_QUALITY = Path(__file__).resolve().parents[2] / "benchmarks" / "search_quality.py"

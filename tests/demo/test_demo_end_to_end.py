@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from search.app.demo import PHASES
+from search.app.demo_model import PHASES
 from tests.demo.procs import TINY, processes_mentioning, services, start_demo, wait_gone
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from search.arch import Architecture
-from search.app.demo import DemoConfig, DemoResult, NetworkResult
+from search.app.demo_model import DemoConfig, DemoResult, NetworkResult
 from search.app.demo_report import write_report
 from search.app.plots import plot_accuracy_latency, plot_theta_heatmap
 from search.space import get_space

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from search.app.demo import Console, DemoConfig, DemoError, Timings, _Run
+from search.app.demo import DemoError, _Run
+from search.app.demo_model import Console, DemoConfig, Timings
 
 
 class _Client:

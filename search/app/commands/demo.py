@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             raise fail(f"--mode must be hard or soft, not {config.mode!r}", 2)
         if config.warmup_epochs >= config.search_epochs:
             raise fail(f"--warmup-epochs ({config.warmup_epochs}) must be below --epochs ({config.search_epochs})", 2)
-        def summary(result) -> None:  # result: search.app.demo.DemoResult, imported lazily
+        def summary(result) -> None:  # result: search.app.demo_model.DemoResult, imported lazily
             for line in main_summary(result):
                 typer.echo(line)
 
