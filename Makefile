@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
-# mksh, toybox, original-awk: the loopback phone's shell and tools, Android's own (device_agent/fakephone.py).
+# mksh, toybox, original-awk: the loopback phone's shell and tools, Android's own (device_agent/loopback/fakephone.py).
 DEBS = adb dataset-fashion-mnist chromium original-awk mksh toybox
 
 .PHONY: demo test system-deps clean

@@ -32,7 +32,7 @@ Figures (one clock, the wall clock):
 
 The loopback phone's stand-in programs pay what a phone's do per call: a fresh process (forked
 from a zygote that has the runtimes imported), a new ONNX Runtime session or TorchScript load,
-only the program's own warm-up runs (device_agent/standins/worker.py).
+only the program's own warm-up runs (device_agent/loopback/standins/worker.py).
 
 Context figures (not targets): the load average at the start (other work on the host
 inflates every ratio), the per-model setup the ratio contains (``*_setup_s``: ONNX Runtime

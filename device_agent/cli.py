@@ -221,9 +221,9 @@ def info(
         ("governor", ", ".join(facts.governors) or "unknown"),
         ("pin (1 thread)", f"taskset {facts.taskset_mask(1)}" if facts.taskset_mask(1) else "none"),
         ("thermal", f"status {thermal.status if thermal.status is not None else 'unknown'}; {temps}"),
+        # The build says what runs the phone: a loopback phone's is ``hwnas.loopback`` (the dashboard's badge reads it).
+        ("build", facts.props.get("ro.build.version.incremental") or "?"),
     ]
-    if facts.is_loopback:
-        rows.append(("note", "hwnas loopback device (benchmark binaries are host stand-ins)"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         typer.echo(f"{k:<{width}}  {v}")
@@ -260,7 +260,8 @@ def profile(
 
     Example: device-agent profile --local --keys keys.txt --server http://localhost:8000 --token $T
     """
-    from device_agent.jobloop import Agent, AgentConfig, read_keys_file, results_table
+    from device_agent.jobloop import Agent, AgentConfig
+    from device_agent.keysfile import read_keys_file, results_table
     from device_agent.runtimes.base import check_runtime
 
     _setup_logging(verbose)
@@ -316,8 +317,8 @@ def loopback_device(
 
     Example: device-agent loopback-device --port 5601 --root /tmp/phone  (then: adb connect 127.0.0.1:5601)
     """
-    from device_agent.adb.loopback import LoopbackAdbd
-    from device_agent.fakephone import load_phone
+    from device_agent.loopback.adbd import LoopbackAdbd
+    from device_agent.loopback.fakephone import load_phone
 
     _setup_logging(verbose)
     root.mkdir(parents=True, exist_ok=True)

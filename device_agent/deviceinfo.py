@@ -62,10 +62,6 @@ class PhoneFacts:
     def governors(self) -> list[str]:
         return sorted({f["scaling_governor"] for f in self.cpus.values() if f.get("scaling_governor")})
 
-    @property
-    def is_loopback(self) -> bool:
-        return self.props.get("ro.hwnas.loopback") == "1"
-
     def taskset_mask(self, threads: int) -> str | None:
         """Hex CPU mask of the fastest cluster, widened to slower clusters when ``threads`` needs more cores."""
         chosen: list[int] = []

@@ -41,6 +41,7 @@ class DeviceUnreachable(AgentError):
     """The device cannot be reached (connection refused, dropped, timed out); worth a reconnect."""
 
     exit_code = 3
+    explained = False  # True: the message says what to do itself (an RSA prompt, USB), no "check the address"
 
 
 class DeviceCommandError(AgentError):

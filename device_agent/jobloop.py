@@ -9,12 +9,9 @@ when the device stays away the job is given back with a clear log line; a stop r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import re
-import shlex
 import socket
 import threading
 import time
@@ -24,26 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.client import ApiError, ConflictError, ProfilerClient, ProfilerError, ServerUnreachable
+from hwnas.client import ConflictError, ProfilerClient, ProfilerError, ServerUnreachable
 from hwnas.opkey import OVERHEAD_KEY
-from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementBatchResult, \
-    MeasurementResult, NetworkMeasurementBatch, NetworkResult
+from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementResult, \
+    NetworkMeasurementBatch, NetworkResult
 
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
-from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, ServerError
-from device_agent.errors import SetupFault
-from device_agent.faults import DEVICE, PINNING, SETUP, STORAGE, classify, fix_for, setup_fix, split_failures
+from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, SetupFault
+from device_agent.faults import PINNING, SETUP, STORAGE, classify, fix_for, setup_fix, split_failures
+from device_agent.heartbeat import Heartbeat
 from device_agent.models import ModelCache
 from device_agent.networks import measure_job_with_networks
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device
+from device_agent.preflight import preflight as run_preflight
 from device_agent.protocol import BatchOutcome, CoolDown, ProtocolConfig, measure_batch
-from device_agent.runtimes.base import RUNTIMES, Burst, Item, Runner, check_runtime
-from device_agent.standins import RUNTIME_TOOL
+from device_agent.runtimes.base import RUNTIMES, Item, Runner, check_phone_runtime, check_runtime
+from device_agent.runtimes.binary import BinaryRunner
+from device_agent.uploads import Uploads
 
 log = logging.getLogger("device_agent")
 STATUS_EVERY = 8  # batches between thermal-status reads while sysfs temperatures stay cool
-SPOOL_NETWORKS = ".networks.json"  # suffix of a spooled whole-network batch (operator batches: plain .json)
 
 
 @dataclass
@@ -92,40 +90,6 @@ def binary_runtime(path: Path, default: str | None) -> str:
     return default
 
 
-class Heartbeat:
-    """Keeps a job's lease alive from a thread; notices when it was lost."""
-
-    def __init__(self, make_client: Callable[[], ProfilerClient], job_id: int, agent: str, lease_s: float) -> None:
-        self.make_client = make_client
-        self.job_id = job_id
-        self.agent = agent
-        self.lease_s = lease_s
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{job_id}", daemon=True)
-
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        interval = max(0.2, self.lease_s / 3.0)
-        with self.make_client() as client:
-            while not self._stop.wait(interval):
-                try:
-                    client.heartbeat(self.job_id, JobHeartbeat(agent=self.agent, lease_s=self.lease_s))
-                except ConflictError as exc:
-                    log.error("lost the lease of job %d: %s", self.job_id, exc.detail)
-                    self.lost.set()
-                    return
-                except ProfilerError as exc:
-                    log.warning("heartbeat of job %d failed (will retry): %s", self.job_id, exc)
-
-
 class Agent:
     """One device (phone or host), one server, any number of jobs."""
 
@@ -142,7 +106,9 @@ class Agent:
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"[:128]
         self.facts: PhoneFacts | None = None
         self.name: str | None = cfg.name
-        self._runners: dict[tuple[str, int], Runner] = {}
+        self._runners: dict[tuple[str, int], Runner] = {}  # --local: in-process
+        self._phone_runners: dict[tuple[str, int], BinaryRunner] = {}
+        self.uploads = Uploads(self._require_client, self.cache.root.parent / "spool", cfg.upload_deadline_s)
         self._skipped_jobs: set[int] = set()
         self._thermal_source: bool | None = None
         self._status_age = 0  # batches since the thermal status (dumpsys) was last read
@@ -154,13 +120,13 @@ class Agent:
         try:
             self.device.connect()
         except DeviceUnreachable as exc:
-            if getattr(exc, "explained", False):  # says what to do itself (an unanswered RSA prompt, USB): no address hint
+            if exc.explained:  # says what to do itself (an unanswered RSA prompt, USB): no address hint
                 raise
             raise DeviceUnreachable(
                 f"{exc}; never reached {self.device.serial}, so not retrying: check the address, that the phone is on "
                 "this network with `adb tcpip 5555` run on it (or on USB), and that `adb connect "
                 f"{self.device.serial}` works from here") from None
-        self.facts = self._with_reconnect(lambda: read_facts(self.device), first=True)
+        self.facts = self.with_reconnect(lambda: read_facts(self.device), first=True)
         self.name = self.cfg.name or self.facts.default_name()
         return self.facts
 
@@ -171,7 +137,7 @@ class Agent:
         log.info("registered %s as %s", self.device.serial, self.name)
         return self.name
 
-    def _with_reconnect(self, action: Callable[[], Any], first: bool = False) -> Any:
+    def with_reconnect(self, action: Callable[[], Any], first: bool = False) -> Any:
         """Run ``action``; while the device is unreachable, reconnect with back-off for ``cfg.reconnect_s``.
 
         ``first``: the connection is fresh, so the first try goes without a reconnect. A deadline in
@@ -211,43 +177,32 @@ class Agent:
                     delay = min(self.cfg.reconnect_max_delay_s, delay * 2)
 
     def runner(self, runtime: str, threads: int) -> Runner:
-        """The runner for ``runtime`` at ``threads`` (one per pair, kept open)."""
+        """The runner for ``runtime`` at ``threads`` (one per pair, kept open): in-process with ``--local``, else
+        the phone's benchmark program."""
+        if not self.local:
+            return self.phone_runner(runtime, threads)
         check_runtime(runtime)
         key = (runtime, threads)
         if key not in self._runners:
-            if self.local:
-                from device_agent.runtimes.local import LocalRunner
+            from device_agent.runtimes.local import LocalRunner
 
-                self._runners[key] = LocalRunner(runtime, threads, clock=self.cfg.clock)
-            else:
-                from device_agent.runtimes.base import check_phone_runtime
-                from device_agent.runtimes.binary import BinaryRunner
-
-                check_phone_runtime(runtime)  # before _binary: a host-only runtime has no phone program to name
-                self._runners[key] = BinaryRunner(self.device, runtime, threads, self._binary(runtime), self.facts,
-                                                  runtime_version=self._binary_version(runtime), pin=self.cfg.pin,
-                                                  read_timeout_s=self.cfg.read_timeout_s, libs=self.cfg.libs)
+            self._runners[key] = LocalRunner(runtime, threads, clock=self.cfg.clock)
         return self._runners[key]
 
-    def _binary(self, runtime: str) -> Path:
-        if runtime in self.cfg.binaries:
-            return self.cfg.binaries[runtime]
-        if self.facts is not None and self.facts.is_loopback:
-            from device_agent.standins.worker import write_launcher
+    def phone_runner(self, runtime: str, threads: int) -> BinaryRunner:
+        """The phone's benchmark program for ``runtime`` at ``threads`` (one per pair, kept open)."""
+        check_phone_runtime(runtime)  # before the program: a host-only runtime has no phone program to name
+        key = (runtime, threads)
+        if key not in self._phone_runners:
+            # Without --benchmark-binary the phone's own program (bin/<tool> in its work folder) runs.
+            self._phone_runners[key] = BinaryRunner(self.device, runtime, threads, self.cfg.binaries.get(runtime),
+                                                    self.facts, runtime_version=self.cfg.runtime_version,
+                                                    pin=self.cfg.pin, read_timeout_s=self.cfg.read_timeout_s,
+                                                    libs=self.cfg.libs)
+        return self._phone_runners[key]
 
-            return write_launcher(RUNTIME_TOOL[runtime], self.cache.root.parent / "standins")
-        abi = self.facts.props.get("ro.product.cpu.abi", "?") if self.facts else "?"
-        raise ConfigError(f"no benchmark binary for {runtime} on {self.device.serial}: build "
-                          f"{RUNTIME_TOOL[runtime]} for {abi} and pass --benchmark-binary PATH (docs/device-agent.md)")
-
-    def _binary_version(self, runtime: str) -> str | None:
-        if self.cfg.runtime_version:
-            return self.cfg.runtime_version
-        if self.facts is not None and self.facts.is_loopback and runtime not in self.cfg.binaries:
-            from device_agent.runtimes.engines import runtime_version
-
-            return f"{runtime_version(runtime)}+loopback"
-        return None
+    def _all_runners(self) -> list[Runner]:
+        return [*self._runners.values(), *self._phone_runners.values()]
 
     # -- measuring ---------------------------------------------------------------------------
     def build_items(self, keys: Sequence[str], runtime: str,
@@ -279,14 +234,14 @@ class Agent:
             waited, thermal = self.cfg.cooldown.wait(lambda: read_thermal(self.device), self.stop)
             # A host without thermal sensors (a VM) never gets any: stop asking every batch.
             self._thermal_source = thermal.status is not None or bool(thermal.temperatures_c)
-        if self.taskset_refused and getattr(runner, "taskset_refused", "") is None:
-            runner.unpin(self.taskset_refused)  # type: ignore[attr-defined]  # refused once: every runner runs unpinned
+        if self.taskset_refused and runner.taskset_refused is None:
+            runner.unpin(self.taskset_refused)  # refused once: every runner runs unpinned
         start = time.perf_counter()
         runner.prepare(list(items) + ([canary] if canary else []))
         self.timings["prepare_s"] = self.timings.get("prepare_s", 0.0) + time.perf_counter() - start
         outcome = measure_batch(runner, items, protocol or self.cfg.protocol, canary, self.stop, progress)
         # Runs of 0 ms read from result files, all runners together (profile_overhead's zero_runs; 0 on a sound parse).
-        self.timings["zero_runs"] = sum(getattr(r, "zero_runs", 0) for r in self._runners.values())
+        self.timings["zero_runs"] = sum(r.zero_runs for r in self._all_runners())
         # What the kept samples took to run (wall clock): the least a table build can cost.
         self.timings["timed_wall_s"] = self.timings.get("timed_wall_s", 0.0) + sum(outcome.timed_wall_ms.values()) / 1e3
         self.timings["bursts"] = self.timings.get("bursts", 0) + outcome.bursts_run
@@ -319,7 +274,7 @@ class Agent:
         with Progress(f"building {runtime} models") as bar:
             items, build_failures = self.build_items(wanted, runtime, bar.update)
         for key, reason in build_failures.items():
-            self._fail(job_id, key, reason, failed)
+            self.fail_key(job_id, key, reason, failed)
         by_key = {it.key: it for it in items}
         overhead: Item | None = None
         if self.cfg.measure_overhead:
@@ -331,7 +286,7 @@ class Agent:
         runner = self.runner(runtime, threads)
         # All files of the job in one go: one MD5 round trip, pushes only what the device lacks.
         start = time.perf_counter()
-        self._with_reconnect(lambda: runner.stage(items + ([overhead] if overhead else [])), first=True)
+        self.with_reconnect(lambda: runner.stage(items + ([overhead] if overhead else [])), first=True)
         self.timings["stage_s"] = self.timings.get("stage_s", 0.0) + time.perf_counter() - start
         faults = 0  # batches in a row in which the program could not run
         with Progress(f"measuring on {self.name or self.device.serial}", total=len(items)) as bar:
@@ -346,20 +301,20 @@ class Agent:
                     outcome, state = self.measure(batch, runner, canary, bar.burst)
                 except DeviceUnreachable as exc:
                     log.warning("lost %s during a batch: %s", self.device.serial, exc)
-                    self._with_reconnect(lambda: None)
+                    self.with_reconnect(lambda: None)
                     runner.forget_files()
                     log.info("reconnected to %s; resuming with %d pending key(s)", self.device.serial, len(pending))
                     continue
                 outcome.failures, device_faults = split_failures(outcome.failures)
-                faults = self._device_faults(device_faults, runner, faults)
+                faults = self.handle_device_faults(device_faults, runner, faults)
                 if outcome.failures.pop(OVERHEAD_KEY, None) is not None or (
                         overhead is not None and OVERHEAD_KEY in outcome.unfinished and not outcome.stopped):
                     log.warning("the empty-model overhead could not be measured this run")
                     overhead = None
                 for key, reason in outcome.failures.items():
-                    self._fail(job_id, key, reason, failed)
+                    self.fail_key(job_id, key, reason, failed)
                 if outcome.results and upload:
-                    self._upload(run_id, runtime, threads, job_id, outcome.results, state, runner)
+                    self.upload_batch(run_id, runtime, threads, job_id, outcome.results, state, runner)
                 for r in outcome.results:
                     results[r.key] = r
                 bar.advance(len([r for r in outcome.results if r.key != OVERHEAD_KEY]))
@@ -369,110 +324,21 @@ class Agent:
         return results
 
     def preflight(self) -> None:
-        """Before any claim: every benchmark program given for this phone must run there as the jobs will run it.
-
-        1. Bare: a program built for another ABI, or missing a shared library, is refused by the loader or
-           the linker (``faults.DEVICE``): ``DeviceFault`` with the fix. (Bare, the real programs print their
-           usage; only the loader's and linker's verdict counts here.)
-        2. TorchScript: which bytecode the phone's PyTorch reads (``_check_bytecode``).
-        3. The empty model measured by one burst through the runner — the same script, flags, ``taskset``,
-           result file and awk as a job's bursts (``_preflight_burst``): a flag or model format the build
-           refuses stops the agent here, before any job is claimed.
-        """
-        if self.local:
-            return
-        for runtime in self.cfg.binaries:
-            if runtime not in self.cfg.runtimes:
-                continue
-            runner = self.runner(runtime, self.cfg.threads or 1)
-            self._with_reconnect(lambda: runner.prepare([]), first=True)  # noqa: B023 - called in this iteration
-            tool = runner.remote_binary  # a BinaryRunner: --local returned above
-            result = self.device.run(f'cd {shlex.quote(self.device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" ./{tool} 2>&1',
-                                     check=False)
-            reason = f"{runtime} benchmark exited {result.rc}: {' | '.join(result.output.strip().splitlines()[-3:])}"
-            if classify(reason) == DEVICE:
-                raise DeviceFault(self._cannot_run(runtime, reason))
-            log.info("%s starts on %s", tool, self.device.serial)
-            if runtime == "torchscript":
-                self._check_bytecode(runner)
-            self._preflight_burst(runtime, runner)
-
-    def _cannot_run(self, runtime: str, reason: str) -> str:
-        abi = self.facts.props.get("ro.product.cpu.abi", "?") if self.facts else "?"
-        return (f"{self.cfg.binaries.get(runtime, runtime)} cannot run on {self.device.serial} (ABI {abi}): "
-                f"{reason[:300]} — build it for {abi} and pass its shared libraries with --benchmark-lib "
-                "(docs/device-agent.md)")
-
-    def _preflight_burst(self, runtime: str, runner: Runner) -> None:
-        """Measure the empty model once with exactly the flags the jobs use; stop on what would fail every key.
-
-        A flag the build predates or a model format it refuses (``faults.SETUP``) raises ``SetupFault`` naming
-        the build that fixes it; a program that cannot run, or a work folder the phone will not write to, raises
-        ``DeviceFault``; a refused ``taskset`` makes the runner measure unpinned (recorded in every batch's
-        device state) and is tried again. Anything else is left to the jobs (it may be this model's).
-        """
-        item = self.cache.overhead(runtime)
-        burst = Burst(item, warmup=1, iters=2)
-        for _ in range(2):  # a second time only after taskset was refused, unpinned
-            results = self._with_reconnect(lambda: runner.run([burst]), first=True)
-            if results and results[0].error is None:
-                log.info("%s measured the empty model on %s with the jobs' flags", RUNTIME_TOOL[runtime],
-                         self.device.serial)
-                return
-            reason = (results[0].error if results and results[0].error
-                      else f"{runtime} benchmark: the preflight burst did not finish")
-            kind = classify(reason)
-            if kind == PINNING and hasattr(runner, "unpin"):
-                self._unpin(runner, reason)
-                continue
-            if kind == SETUP:
-                raise SetupFault(f"{self.device.serial}: {setup_fix(reason)} (it said: {reason[:400]})")
-            if kind == STORAGE:
-                raise DeviceFault(f"{self.device.serial} refuses writes in {self.device.workdir}: {reason[:300]}")
-            if kind == DEVICE:
-                raise DeviceFault(self._cannot_run(runtime, reason))
-            log.warning("the empty model failed on %s in the preflight (%s); measuring on", self.device.serial,
-                        reason[:300])
-            return
+        """Before any claim: every ``--benchmark-binary`` runs on the phone as the jobs will run it (preflight.py)."""
+        run_preflight(self)
 
     # The first error of a refused taskset, once one was (then every runner of this agent measures unpinned).
     taskset_refused: str | None = None
 
-    def _unpin(self, runner: Runner, reason: str) -> None:
+    def unpin(self, runner: Runner, reason: str) -> None:
+        """``taskset`` refused the mask: ``runner`` and every later one measure unpinned, logged once."""
         if self.taskset_refused is None:
             log.warning("taskset was refused on %s (%s): measuring unpinned from now on, recorded with every batch",
                         self.device.serial, reason[:300])
         self.taskset_refused = reason
-        runner.unpin(reason)  # type: ignore[attr-defined]  # a BinaryRunner
+        runner.unpin(reason)
 
-    def _check_bytecode(self, runner: Runner) -> None:
-        """Load the empty model on the phone once: a PyTorch older than this torch says which bytecode it reads.
-
-        Without ``--bytecode-version`` the models are then saved at the newest version the phone reads;
-        a version given and refused stops the agent with the one that works.
-        """
-        from device_agent import bytecode
-        from device_agent.parsers import parse_bytecode_rejection
-
-        item = self.cache.overhead("torchscript")
-        self._with_reconnect(lambda: runner.prepare([item]), first=True)
-        model = shlex.quote(runner.remote_model(item))  # type: ignore[attr-defined]  # a BinaryRunner
-        result = self.device.run(f'cd {shlex.quote(self.device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" '
-                                 f'./{runner.remote_binary} --model={model} --input_dims=1,1,1,1 '  # type: ignore[attr-defined]
-                                 "--input_type=float --iter=1 2>&1", check=False)
-        rejected = parse_bytecode_rejection(result.output)
-        if rejected is None:
-            return
-        oldest, _ = bytecode.supported_versions()
-        reason = f"torchscript benchmark exited {result.rc}: {result.output.strip()[:300]}"
-        if self.cfg.bytecode_version is not None or not oldest <= rejected.max_version:
-            raise DeviceFault(f"{self.device.serial}: {reason} — {fix_for(reason)}")
-        log.warning("the phone's PyTorch reads TorchScript bytecode versions %d to %d: saving the models at %d "
-                    "(--bytecode-version to choose)", rejected.min_version, rejected.max_version, rejected.max_version)
-        self.cache = ModelCache(self.cache.root, rejected.max_version)
-        runner.forget_files()  # type: ignore[attr-defined]  # the same file names now hold older bytecode
-
-    def _device_faults(self, device_faults: dict[str, str], runner: Runner, faults: int) -> int:
+    def handle_device_faults(self, device_faults: dict[str, str], runner: Runner, faults: int) -> int:
         """After a batch: handle the keys whose bursts failed for a reason not theirs (faults.classify); they stay
         pending. Returns the new count of batches in a row that needed the files pushed again.
 
@@ -493,8 +359,8 @@ class Agent:
         if fix:  # pushing the files again cannot cure it (a bytecode the phone does not read): say what does
             raise DeviceFault(f"{self.device.serial}: {reason[:300]} — {fix}")
         pinning = next((r for k, r in device_faults.items() if kinds[k] == PINNING), None)
-        if pinning is not None and hasattr(runner, "unpin"):
-            self._unpin(runner, pinning)
+        if pinning is not None:
+            self.unpin(runner, pinning)
             if all(kind == PINNING for kind in kinds.values()):
                 return faults  # the program never ran: its keys run again, unpinned
         others = {k: r for k, r in device_faults.items() if kinds[k] != PINNING}
@@ -512,7 +378,7 @@ class Agent:
         runner.forget_files()
         return faults + 1
 
-    def _fail(self, job_id: int | None, key: str, reason: str, failed: dict[str, str]) -> None:
+    def fail_key(self, job_id: int | None, key: str, reason: str, failed: dict[str, str]) -> None:
         failed[key] = reason
         log.error("cannot measure %s: %s", key, reason)
         if job_id is not None and self.client is not None:
@@ -521,7 +387,7 @@ class Agent:
             except ProfilerError as exc:
                 log.warning("could not report the failure of %s: %s", key, exc)
 
-    def _upload(self, run_id: uuid.UUID, runtime: str, threads: int, job_id: int | None,
+    def upload_batch(self, run_id: uuid.UUID, runtime: str, threads: int, job_id: int | None,
                 results: Sequence[MeasurementResult] | Sequence[NetworkResult], state: dict[str, Any],
                 runner: Runner) -> None:
         """Upload one batch of operator results or of whole-network results (one path for both).
@@ -534,97 +400,17 @@ class Agent:
         head = dict(device=self.name, runtime=runtime, runtime_version=runner.runtime_version, threads=threads,
                     agent=self.agent_id, run_id=run_id, job_id=job_id, device_state=state)
         if results and isinstance(results[0], NetworkResult):
-            self._post(NetworkMeasurementBatch(**head, results=list(results)))
+            self.uploads.post(NetworkMeasurementBatch(**head, results=list(results)))
         else:
-            self._post(MeasurementBatch(**head, results=list(results)))
-
-    def _post(self, body: MeasurementBatch | NetworkMeasurementBatch) -> None:
-        """POST ``body`` with retries until the upload deadline, then spool it (see ``_upload``)."""
-        client = self._require_client()
-        what = "network result(s)" if isinstance(body, NetworkMeasurementBatch) else "result(s)"
-        delay = 1.0
-        deadline = time.monotonic() + self.cfg.upload_deadline_s
-        while True:
-            try:
-                res = _send(client, body)
-                log.info("uploaded %d %s%s (run %s%s)", res.stored, what,
-                         f", {res.duplicates} already stored" if res.duplicates else "", str(body.run_id)[:8],
-                         f", job {body.job_id}" if body.job_id is not None else "")
-                return
-            except ServerUnreachable as exc:
-                # A server that is down is transient too: keep the batch and measure on; the spool goes up when
-                # the server answers again (serve() tries it before every claim).
-                if time.monotonic() > deadline:
-                    spooled = self._spool(body)
-                    log.error("server unreachable (%s); %s saved to %s, sent when the server is back", exc, what, spooled)
-                    return
-                log.warning("upload of %d %s failed (%s); retrying in %.0f s", len(body.results), what, exc, delay)
-                delay = _back_off(delay, deadline)
-            except ApiError as exc:
-                if exc.status < 500:
-                    spooled = self._spool(body)
-                    raise ServerError(f"server rejected the {what} ({exc}); batch saved to {spooled}") from None
-                # A server fault (5xx) is the server's, not the batch's: retry, then keep the batch and serve on.
-                if time.monotonic() > deadline:
-                    spooled = self._spool(body)
-                    log.error("the server kept failing (%s); %s saved to %s, sent when the server is back",
-                              exc, what, spooled)
-                    return
-                log.warning("upload of %d %s failed with a server error (%s); retrying in %.0f s",
-                            len(body.results), what, exc, delay)
-                delay = _back_off(delay, deadline)
-            except ProfilerError as exc:
-                spooled = self._spool(body)
-                raise ServerError(f"server rejected the {what} ({exc}); batch saved to {spooled}") from None
-
-    def _spool(self, body: MeasurementBatch | NetworkMeasurementBatch) -> Path:
-        """Keep a batch the server did not take, for ``flush_spool`` (before every claim, and at the next start)."""
-        spool = self.cache.root.parent / "spool"
-        spool.mkdir(parents=True, exist_ok=True)
-        kind = SPOOL_NETWORKS if isinstance(body, NetworkMeasurementBatch) else ".json"
-        path = spool / f"{body.run_id}-{time.time_ns() // 1000}{kind}"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(body.model_dump_json())
-        tmp.replace(path)  # whole or not at all: a batch cut short by a kill is not read back as garbage
-        return path
+            self.uploads.post(MeasurementBatch(**head, results=list(results)))
 
     def spooled(self) -> list[Path]:
         """Batches waiting for the server (operators and whole networks), oldest first."""
-        spool = self.cache.root.parent / "spool"
-        if not spool.is_dir():
-            return []
-        return sorted(spool.glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        return self.uploads.spooled()
 
     def flush_spool(self) -> int:
-        """Upload batches the server did not take before (idempotent: duplicates are not stored twice).
-
-        Stops at the first batch the server cannot take now (down, failing); one it refuses for good
-        (a 4xx other than a token's) is moved to ``spool/rejected`` so that it does not hold up the rest.
-        """
-        sent = 0
-        client = self._require_client()
-        for path in self.spooled():
-            try:
-                text = path.read_text()
-                body = (NetworkMeasurementBatch if path.name.endswith(SPOOL_NETWORKS) else MeasurementBatch
-                        ).model_validate_json(text)
-            except (OSError, ValueError) as exc:
-                log.error("spooled batch %s cannot be read (%s): moved to %s", path.name, exc, _set_aside(path))
-                continue
-            try:
-                _send(client, body)
-            except ApiError as exc:
-                if 400 <= exc.status < 500 and exc.status not in (401, 403, 408, 429):
-                    log.error("the server refuses spooled batch %s (%s): moved to %s", path.name, exc, _set_aside(path))
-                    continue
-                log.warning("spooled batch %s not uploaded yet: %s", path.name, exc)
-                break
-            except ProfilerError as exc:
-                log.warning("spooled batch %s not uploaded yet: %s", path.name, exc)
-                break
-            path.unlink()
-            sent += 1
-        return sent
+        """Upload the batches the server did not take before; the number sent (uploads.py)."""
+        return self.uploads.flush()
 
     # -- jobs --------------------------------------------------------------------------------
     def _require_client(self) -> ProfilerClient:
@@ -717,33 +503,13 @@ class Agent:
         return done
 
     def close(self) -> None:
-        for runner in self._runners.values():
+        for runner in self._all_runners():
             runner.close()
         self.device.close()
         waiting = self.spooled() if self.client is not None else []
         if waiting:  # nothing is lost, but the user should know the server lacks them until the next start
             log.warning("%d batch(es) the server did not take wait in %s: they are uploaded at the next start",
                         len(waiting), waiting[0].parent)
-
-
-def _send(client: ProfilerClient, body: MeasurementBatch | NetworkMeasurementBatch) -> MeasurementBatchResult:
-    """POST a batch to its endpoint: operators to /measurements, whole networks to /networks/measurements."""
-    if isinstance(body, NetworkMeasurementBatch):
-        return client.post_network_measurements(body)
-    return client.post_measurements(body)
-
-
-def _set_aside(path: Path) -> Path:
-    """Move a spooled batch that can never go up to ``spool/rejected`` (kept for a person to look at)."""
-    rejected = path.parent / "rejected"
-    rejected.mkdir(exist_ok=True)
-    return path.replace(rejected / path.name)
-
-
-def _back_off(delay: float, deadline: float) -> float:
-    """Sleep ``delay`` (not past ``deadline``, so the last try comes on time); the next, doubled delay (≤ 15 s)."""
-    time.sleep(min(delay, max(0.0, deadline - time.monotonic()) + 0.01))
-    return min(15.0, delay * 2)
 
 
 def pick_canary(items: Sequence[Item]) -> Item | None:
@@ -758,43 +524,4 @@ def pick_canary(items: Sequence[Item]) -> Item | None:
     return ordered[len(ordered) // 2]
 
 
-def results_table(results: dict[str, MeasurementResult]) -> list[dict[str, Any]]:
-    """Rows for printing or ``--out`` JSON."""
-    return [{"key": k, "median_ms": r.median_ms, "min_ms": r.min_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
-             "std_ms": r.std_ms, "n": r.iterations} for k, r in sorted(results.items())]
-
-
-def read_keys_file(path: Path) -> list[str]:
-    """Keys from a file: one per line (``#`` comments), or a JSON list / ``{"keys": [...]}``."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read keys file {path}: {exc.strerror}") from None
-    stripped = text.strip()
-    if stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-        keys = data.get("keys") if isinstance(data, dict) else data
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise ConfigError(f"{path}: expected a list of key strings")
-    else:
-        # '#' also marks a dtype inside keys (…@1x16x28x28#int8): only whole-line or
-        # whitespace-led comments count.
-        keys = [re.split(r"\s+#", line.strip(), maxsplit=1)[0].strip() for line in text.splitlines()
-                if not line.strip().startswith("#")]
-        keys = [k for k in keys if k]
-    from hwnas.schemas import check_key
-
-    for i, key in enumerate(keys):
-        try:
-            check_key(key)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: entry {i + 1}: {exc}") from None
-    if not keys:
-        raise ConfigError(f"{path}: no keys")
-    return keys
-
-
-__all__ = ["Agent", "AgentConfig", "AgentError", "binary_runtime", "read_keys_file", "results_table"]
+__all__ = ["Agent", "AgentConfig", "AgentError", "binary_runtime"]

@@ -117,7 +117,7 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
         items, build_failures = agent.build_items(wanted, runtime, bar.update)
         net_items = build_network_items(agent, networks, runtime, job_id)
     for key, reason in build_failures.items():
-        agent._fail(job_id, key, reason, failed)
+        agent.fail_key(job_id, key, reason, failed)
     overhead: Item | None = None
     if agent.cfg.measure_overhead:
         try:
@@ -126,7 +126,7 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
             log.warning("no empty-model overhead this run: %s", exc.reason)
     everything = ([overhead] if overhead else []) + items + net_items
     runner = agent.runner(runtime, threads)
-    agent._with_reconnect(lambda: runner.stage(everything), first=True)
+    agent.with_reconnect(lambda: runner.stage(everything), first=True)
     protocol = dataclasses.replace(agent.cfg.protocol, max_remeasure=0, suspect_retries=0)
     log.info("measuring %d operator(s) and %d network(s) in %d interleaved round(s)",
              len(items), len(net_items), protocol.rounds)
@@ -141,7 +141,7 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
             try:
                 outcome, state = agent.measure(everything, runner, None, bar.burst, protocol=protocol)
                 outcome.failures, device_faults = split_failures(outcome.failures)
-                faults = agent._device_faults(device_faults, runner, faults)
+                faults = agent.handle_device_faults(device_faults, runner, faults)
                 if not device_faults:
                     break
                 outcome = None  # the program could not run: the rounds again, with its files pushed again
@@ -149,9 +149,8 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
                 if attempt == BATCH_ATTEMPTS:
                     raise
                 log.warning("lost %s during the job's rounds: %s; measuring them again", agent.device.serial, exc)
-                agent._with_reconnect(lambda: None)
-                if hasattr(runner, "forget_files"):
-                    runner.forget_files()
+                agent.with_reconnect(lambda: None)
+                runner.forget_files()
         if outcome is not None:
             by_key = {it.key: it for it in everything}
             for key, reason in outcome.failures.items():
@@ -160,7 +159,7 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
                 elif by_key[key].network:
                     _fail_network(agent, job_id, key[len(NETWORK_PREFIX):], reason)
                 else:
-                    agent._fail(job_id, key, reason, failed)
+                    agent.fail_key(job_id, key, reason, failed)
             for key, bursts in outcome.bursts.items():
                 if by_key[key].network:
                     arch_id = key[len(NETWORK_PREFIX):]
@@ -171,12 +170,11 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
             state = {**state, "interleaved_networks": len(net_items)}
             # Uploaded even after a stop: what finished enough rounds is complete (see measure_batch).
             if upload and ops:
-                agent._upload(run_id, runtime, threads, job_id, list(ops.values()), state, runner)
+                agent.upload_batch(run_id, runtime, threads, job_id, list(ops.values()), state, runner)
             if upload and nets:  # the operators' path: retried to --upload-deadline-s, then spooled
-                agent._upload(run_id, runtime, threads, job_id, list(nets.values()), state, runner)
+                agent.upload_batch(run_id, runtime, threads, job_id, list(nets.values()), state, runner)
             bar.advance(len(ops) + len(nets))
-    if hasattr(runner, "forget"):
-        runner.forget(everything)
+    runner.forget(everything)
     return ops, nets
 
 

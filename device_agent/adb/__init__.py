@@ -1,1 +1,1 @@
-"""ADB: the wire protocol (shared by the loopback daemon) and host keys."""
+"""ADB on the host's side: the agent's key pair (the client itself is the ``adb-shell`` package)."""

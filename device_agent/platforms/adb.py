@@ -45,10 +45,10 @@ def load_signer(key_path: Path | None):  # -> adb_shell.auth.sign_pythonrsa.Pyth
     from adb_shell.auth.sign_pythonrsa import PythonRSASigner
     from pyasn1.error import PyAsn1Error
 
-    from device_agent.adb.auth import load_or_create_signer
+    from device_agent.adb.keys import load_or_create_signer
 
     if key_path is None:
-        from device_agent.adb.auth import default_key_path
+        from device_agent.adb.keys import default_key_path
 
         if not default_key_path().exists():
             return load_or_create_signer(None)  # the agent's own key, generated once (pair written together)

@@ -21,6 +21,10 @@ RUNTIMES: dict[str, tuple[str, str]] = {"onnxruntime": ("onnx", ".onnx"), "torch
 #: Served only when asked for with --runtime (the package is an optional extra, ``hwnas[executorch]``, and its
 #: exports take seconds per key): measured on the host in-process, on phones by ExecuTorch's executor_runner.
 OPTIONAL_RUNTIMES: dict[str, tuple[str, str]] = {"executorch": ("pte", ".pte")}
+#: runtime name -> the benchmark program that measures it on a phone (runtimes/binary.py), the file name it has in the
+#: work folder's ``bin/``
+RUNTIME_TOOL: dict[str, str] = {"torchscript": "speed_benchmark_torch", "onnxruntime": "onnxruntime_perf_test",
+                                "executorch": "executor_runner"}
 
 
 def check_runtime(runtime: str) -> str:
@@ -100,6 +104,10 @@ class Runner(ABC):
     # Temperatures read by the last schedule itself (sysfs thermal zones), None when it read none:
     # lets the agent skip a separate thermal query before the next batch.
     last_thermal: ThermalState | None = None
+    # taskset's error once it refused the mask (then this runner measures unpinned); None while pinning works, and
+    # always for a runner that pins nothing.
+    taskset_refused: str | None = None
+    zero_runs: int = 0  # runs of 0 ms read from result files, all calls together (a parse gone wrong shows)
 
     @abstractmethod
     def prepare(self, items: Sequence[Item]) -> None:
@@ -127,6 +135,9 @@ class Runner(ABC):
 
     def forget_files(self) -> None:  # noqa: B027 - optional: runners without files on a device keep it
         """After a reconnect: check the device's files again before trusting them."""
+
+    def unpin(self, reason: str) -> None:  # noqa: B027 - optional: runners that pin nothing keep it
+        """``taskset`` refused the mask (``reason``: its error): measure unpinned from now on, and say so in ``state``."""
 
     def close(self) -> None:  # noqa: B027 - optional: runners that hold nothing keep it
         """Release sessions and connections."""

@@ -4,7 +4,9 @@ The programs: ``onnxruntime_perf_test`` (runtime ``onnxruntime``), ``speed_bench
 (``torchscript``) and ExecuTorch's ``executor_runner`` (``executorch``).
 
 Files live under the device's work folder (``/data/local/tmp/hwnas``): ``bin/<tool>``,
-``models/<key>.<ext>``. A schedule of bursts becomes one small sh script: each burst is one
+``models/<key>.<ext>``. The program is pushed from the host (``--benchmark-binary``) or, without one, is the
+phone's own ``bin/<tool>`` (installed there before, by an earlier run or by hand), with its version in
+``bin/<tool>.version`` when that file is there. A schedule of bursts becomes one small sh script: each burst is one
 binary call framed by marker lines, ``; echo <marker> e <i> $?`` giving its exit code (ADB v1
 has none). The script's output is streamed, so progress shows and a stop takes effect after
 the current burst.
@@ -27,8 +29,8 @@ from device_agent.models import file_name, md5_of
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device, new_marker
 from device_agent.protocol import regroup
-from device_agent.runtimes.base import RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, check_phone_runtime
-from device_agent.standins import RUNTIME_TOOL
+from device_agent.runtimes.base import RUNTIME_TOOL, RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, \
+    check_phone_runtime
 
 if TYPE_CHECKING:
     from hwnas.schemas import OperatorBreakdown
@@ -102,17 +104,20 @@ class BinaryRunner(Runner):
 
     where = "device"
 
-    def __init__(self, device: Device, runtime: str, threads: int, binary: Path, facts: PhoneFacts | None = None,
-                 runtime_version: str | None = None, pin: bool = True, read_timeout_s: float = 120.0,
-                 libs: Sequence[Path] = ()) -> None:
+    def __init__(self, device: Device, runtime: str, threads: int, binary: Path | None,
+                 facts: PhoneFacts | None = None, runtime_version: str | None = None, pin: bool = True,
+                 read_timeout_s: float = 120.0, libs: Sequence[Path] = ()) -> None:
+        """``binary``: the host's program, pushed to the phone; None: the phone's own ``bin/<tool>``."""
         self.device = device
         self.runtime = check_phone_runtime(runtime)
         self.threads = threads
         self.tool = RUNTIME_TOOL[runtime]
-        self.binary = Path(binary)
-        if not self.binary.is_file():
+        self.binary = Path(binary) if binary is not None else None
+        if self.binary is not None and not self.binary.is_file():
             raise ConfigError(f"benchmark binary {self.binary} not found")
         self.runtime_version = runtime_version
+        self.binary_md5 = md5_of(self.binary) if self.binary is not None else None
+        self.abi = facts.props.get("ro.product.cpu.abi", "?") if facts is not None else "?"
         self.libs = [Path(p) for p in libs]  # shared libraries the binary needs, pushed next to it
         for lib in self.libs:
             if not lib.is_file():
@@ -145,7 +150,9 @@ class BinaryRunner(Runner):
             for it in items:
                 if it.key not in self._delegation and it.model.suffix == ".pte":
                     self._delegation[it.key] = pte_delegation(it.model)
-        files = {self.remote_binary: self.binary}
+        if self.binary is None and self.remote_binary not in self._ready:
+            self._find_installed()
+        files = {self.remote_binary: self.binary} if self.binary is not None else {}
         files.update({f"bin/{lib.name}": lib for lib in self.libs})
         files.update({self.remote_model(it): it.model for it in items})
         wanted = {k: v for k, v in files.items() if k not in self._ready}
@@ -170,6 +177,23 @@ class BinaryRunner(Runner):
         if pushed:
             log.info("pushed %d file(s) to %s:%s", len(pushed), self.device.serial, self.device.workdir)
         self._ready.update(wanted)
+
+    def _find_installed(self) -> None:
+        """The phone's own program (no ``--benchmark-binary``): it must be there; its MD5 and version are recorded."""
+        marker = new_marker("BIN")
+        remote = shlex.quote(self.remote_binary)
+        out = self.device.shell(f"cd {shlex.quote(self.device.workdir)} 2>/dev/null && [ -x {remote} ] && "
+                                f"md5sum {remote} && echo {marker} && cat {remote}.version 2>/dev/null")
+        if marker not in out:
+            raise ConfigError(f"no benchmark binary for {self.runtime} on {self.device.serial}: build {self.tool} for "
+                              f"{self.abi} and pass --benchmark-binary PATH, or install it on the phone as "
+                              f"{self.device.workdir}/{self.remote_binary} (docs/device-agent.md)")
+        head, _, version = out.partition(marker)
+        md5 = re.match(r"\s*([0-9a-f]{32})\s", head)
+        self.binary_md5 = md5.group(1) if md5 else None
+        if self.runtime_version is None and version.strip():
+            self.runtime_version = version.strip().splitlines()[0]
+        self._ready.add(self.remote_binary)
 
     def stage(self, items: Sequence[Item]) -> None:
         self.prepare(items)
@@ -355,7 +379,7 @@ class BinaryRunner(Runner):
         threads = {"torchscript": f"{TORCH_THREADS_FLAG}={self.threads}",
                    "executorch": f"{ET_THREADS_FLAG}={self.threads}"}.get(self.runtime, f"-x {self.threads}")
         state: dict[str, object] = {
-            "runner": "binary", "binary": self.tool, "binary_md5": md5_of(self.binary),
+            "runner": "binary", "binary": self.tool, "binary_md5": self.binary_md5,
             "taskset": self.mask if self.pinned else None, "threads": self.threads,
             "threads_flag": threads, "thermal": "sysfs thermal zones, read by each batch script"}
         if self.taskset_refused:

@@ -107,7 +107,7 @@ def _standin_for_the_empty_model() -> str:
     """Shell lines that hand a call on the empty model (``__overhead__``) to the real stand-in (through the
     loopback's zygote): the agent's preflight measures it with the jobs' flags, and a fake program must pass
     that to be tried on a job."""
-    from device_agent.standins.worker import launcher_script
+    from device_agent.loopback.standins.worker import launcher_script
 
     body = launcher_script("onnxruntime_perf_test").split("\n", 1)[1]
     return f'case "$*" in *__overhead__*)\n{body};;\nesac\n'

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.adb.loopback import LoopbackAdbd
-from device_agent.fakephone import load_phone
+from device_agent.loopback.adbd import LoopbackAdbd
+from device_agent.loopback.fakephone import load_phone
 from tests.agent.agent_support import kill, start_loopback
 from tests.support.ports import free_port
 from tests.support.live_server import LiveServer, start_live_server

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.adb.loopback import LoopbackAdbd
+from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.models import ModelCache
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env
 from tests.support.ports import free_port
@@ -59,6 +59,7 @@ def test_info_against_the_loopback_device(loopback: LoopbackAdbd) -> None:
     assert lines["name"].strip() == "google-pixel-7-00hw"
     assert lines["device"].strip() == "Google Pixel 7" and lines["abi"].strip() == "arm64-v8a"
     assert "2x 2.85 GHz (cpu6-7)" in lines["cpus"] and "taskset c0" in r.stdout
+    assert lines["build"].strip() == "hwnas.loopback"  # what says a loopback phone is one: its build, as any phone's
     r = _run("info", "--serial", loopback.serial, "--json")
     data = json.loads(r.stdout)
     assert data["name"] == "google-pixel-7-00hw" and data["cpu_cores"] == 8

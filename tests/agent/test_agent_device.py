@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.adb.loopback import LoopbackAdbd
-from device_agent.adb.sandbox import Sandbox
+from device_agent.loopback.adbd import LoopbackAdbd
+from device_agent.loopback.sandbox import Sandbox
 from device_agent.deviceinfo import read_facts, slug
 from device_agent.errors import ConfigError
-from device_agent.fakephone import load_phone
+from device_agent.loopback.fakephone import load_phone
 from device_agent.models import ModelCache
 from device_agent.platforms import open_device
 from device_agent.platforms.adb import AdbDevice
 from device_agent.protocol import ProtocolConfig, plan
 from device_agent.runtimes.binary import INLINE_LIMIT, BinaryRunner
-from device_agent.standins.worker import write_launcher
+from device_agent.loopback.standins.worker import write_launcher
 from tests.agent.agent_support import FMNIST_KEYS
 
 
@@ -31,7 +31,8 @@ def test_facts_of_a_pixel_7(loopback: LoopbackAdbd) -> None:
     assert [c.cpus for c in facts.clusters] == [(6, 7), (4, 5), (0, 1, 2, 3)]
     assert facts.taskset_mask(1) == "c0" and facts.taskset_mask(4) == "f0"
     assert facts.governors == ["schedutil"] and facts.thermal.status == 0
-    assert facts.default_name() == "google-pixel-7-00hw" and facts.is_loopback
+    assert facts.default_name() == "google-pixel-7-00hw"
+    assert facts.device_info().props["android"]["ro.build.version.incremental"] == "hwnas.loopback"  # the badge's
     assert info.props["clusters"][0] == {"cpus": [6, 7], "max_freq_khz": 2850000}
     dev.close()
 
@@ -96,6 +97,35 @@ def test_binary_runner_pushes_once_and_measures(tmp_path: Path, model_cache_dir:
         assert [r.burst for r in results] == bursts
         assert all(r.error is None and len(r.samples_ms) == r.burst.iters for r in results), results
         assert again.state()["taskset"] == "c0"
+        dev.close()
+
+
+def test_without_a_binary_the_runner_runs_the_phones_own_program(tmp_path: Path, model_cache_dir: Path) -> None:
+    """No --benchmark-binary: the program installed in the phone's work folder runs (the loopback phone's are its
+    stand-ins), with the version beside it; none there is a ConfigError naming both ways to give one."""
+    from device_agent.models import md5_of
+
+    item = ModelCache(model_cache_dir).item(FMNIST_KEYS[0], "onnxruntime")
+    with LoopbackAdbd(tmp_path / "phone", load_phone("pixel-7"), worker=True) as daemon:
+        dev = AdbDevice(daemon.serial)
+        facts = read_facts(dev)
+        installed = daemon.sandbox.root / "data/local/tmp/hwnas/bin/onnxruntime_perf_test"
+        before = installed.read_bytes()
+        runner = BinaryRunner(dev, "onnxruntime", 1, None, facts)
+        runner.prepare([item])
+        assert installed.read_bytes() == before  # run where it is, not replaced by a push
+        assert runner.runtime_version is not None and runner.runtime_version.endswith("+loopback")
+        assert runner.state()["binary_md5"] == md5_of(installed)
+        results = runner.run(plan([item], ProtocolConfig(warmup=1, iterations=2, rounds=1), None))
+        assert results and all(r.error is None and r.samples_ms for r in results), results
+        given = BinaryRunner(dev, "onnxruntime", 1, None, facts, runtime_version="1.22.0")
+        given.prepare([])
+        assert given.runtime_version == "1.22.0"  # --runtime-version wins over the file on the phone
+        installed.unlink()  # someone cleaned /data/local/tmp
+        runner.forget_files()
+        with pytest.raises(ConfigError, match="--benchmark-binary PATH, or install it on the phone as "
+                                              "/data/local/tmp/hwnas/bin/onnxruntime_perf_test"):
+            runner.prepare([item])
         dev.close()
 
 

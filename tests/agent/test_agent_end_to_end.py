@@ -117,11 +117,15 @@ def test_loopback_device_restarted_mid_job(server: LiveServer, phone: tuple[int,
 
 def test_benchmark_program_deleted_mid_job_is_pushed_again_and_the_job_completes(
         server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    from device_agent.loopback.standins.worker import write_launcher
+
     port, root, _ = phone
     keys = SLOW_KEYS[:8]
     name, job = _phone_job(server, port, model_cache_dir, keys)
+    # A program the agent pushes (a phone's own, with no --benchmark-binary, cannot be pushed again).
+    pushed = write_launcher("onnxruntime_perf_test", tmp_path / "build")
     log = open(tmp_path / "agent.log", "w")
-    agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN),
+    agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--benchmark-binary", str(pushed), *SLOW_RUN),
                              stdout=log, stderr=subprocess.STDOUT, env=env())
     try:
         _wait_done(server, job.id, 2)

@@ -11,9 +11,9 @@ from adb_shell.adb_device import AdbDeviceTcp
 from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
-from device_agent.adb.loopback import LoopbackAdbd
+from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.errors import DeviceUnreachable
-from device_agent.fakephone import load_phone
+from device_agent.loopback.fakephone import load_phone
 from device_agent.platforms.adb import AdbDevice
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.adb.loopback import LoopbackAdbd
+from device_agent.loopback.adbd import LoopbackAdbd
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="Google's adb is not installed (apt-get install adb)")

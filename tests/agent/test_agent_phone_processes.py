@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from device_agent import scriptpid
-from device_agent.adb.loopback import LoopbackAdbd
-from device_agent.fakephone import load_phone
+from device_agent.loopback.adbd import LoopbackAdbd
+from device_agent.loopback.fakephone import load_phone
 from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.adb import AdbDevice
 from device_agent.runtimes.base import Burst, Item

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.adb.loopback import LoopbackAdbd
+from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.deviceinfo import read_thermal
-from device_agent.fakephone import set_thermal
+from device_agent.loopback.fakephone import set_thermal
 from device_agent.models import ModelCache
 from device_agent.parsers import ThermalState
 from device_agent.platforms.adb import AdbDevice

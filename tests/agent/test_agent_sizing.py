@@ -197,14 +197,14 @@ def test_statistics_in_floats_agree_with_the_statistics_module() -> None:
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torchscript"])
 def test_on_the_loopback_phone_samples_are_reduced_there_and_the_script_reads_the_thermal_zones(
         tmp_path: Path, model_cache_dir: Path, runtime: str) -> None:
-    from device_agent.adb.loopback import LoopbackAdbd
+    from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.deviceinfo import read_facts
-    from device_agent.fakephone import load_phone, set_thermal
+    from device_agent.loopback.fakephone import load_phone, set_thermal
     from device_agent.models import ModelCache
     from device_agent.platforms.adb import AdbDevice
     from device_agent.runtimes.binary import BinaryRunner
-    from device_agent.standins import RUNTIME_TOOL
-    from device_agent.standins.worker import write_launcher
+    from device_agent.runtimes.base import RUNTIME_TOOL
+    from device_agent.loopback.standins.worker import write_launcher
     from tests.agent.agent_support import FMNIST_KEYS
 
     cache = ModelCache(model_cache_dir)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from device_agent import parsers
-from device_agent.adb.loopback import LoopbackAdbd
-from device_agent.fakephone import load_phone
+from device_agent.loopback.adbd import LoopbackAdbd
+from device_agent.loopback.fakephone import load_phone
 from device_agent.models import ModelCache
 from device_agent.platforms.adb import AdbDevice
-from device_agent.standins import onnxruntime_perf_test, speed_benchmark_torch
-from device_agent.standins.worker import write_launcher
+from device_agent.loopback.standins import onnxruntime_perf_test, speed_benchmark_torch
+from device_agent.loopback.standins.worker import write_launcher
 from tests.agent.agent_support import env
 
 KEY = "ir_k3_e1_g1_s1_o8@1x8x28x28"
@@ -138,7 +138,7 @@ def test_speed_benchmark_torch_flag_errors() -> None:
 
 def test_module_entry_point_runs_standalone(models: ModelCache) -> None:
     item = models.item(KEY, "onnxruntime")
-    r = subprocess.run([sys.executable, "-m", "device_agent.standins.onnxruntime_perf_test", "-m", "times", "-r", "3",
+    r = subprocess.run([sys.executable, "-m", "device_agent.loopback.standins.onnxruntime_perf_test", "-m", "times", "-r", "3",
                         "-I", str(item.model)], capture_output=True, text=True, env=env(), timeout=60)
     assert r.returncode == 0 and "Total inference requests: 3" in r.stdout
 
@@ -172,7 +172,7 @@ def _wait_for_worker(daemon: LoopbackAdbd) -> None:
 
 def test_older_and_minimal_builds_refuse_like_the_real_programs_on_stdout_and_stderr(tmp_path: Path) -> None:
     """Through the loopback phone, with and without the zygote: each stream gets what the program writes there."""
-    from device_agent.standins import KNOB_MINIMAL, KNOB_WITHOUT
+    from device_agent.loopback.standins import KNOB_MINIMAL, KNOB_WITHOUT
 
     old_ort = write_launcher("onnxruntime_perf_test", tmp_path / "old", {KNOB_WITHOUT: "-I"})
     old_torch = write_launcher("speed_benchmark_torch", tmp_path / "old", {KNOB_WITHOUT: "--pthreadpool_size"})

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.adb.loopback import LoopbackAdbd
+from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.deviceinfo import read_facts
-from device_agent.fakephone import PHONE_DIR, RESULTS_DIR, load_phone, set_faults
+from device_agent.loopback.fakephone import PHONE_DIR, RESULTS_DIR, load_phone, set_faults
 from device_agent.models import ModelCache
 from device_agent.platforms.adb import AdbDevice
 from device_agent.protocol import ProtocolConfig, plan
 from device_agent.runtimes.binary import BinaryRunner
-from device_agent.standins.worker import write_launcher
+from device_agent.loopback.standins.worker import write_launcher
 from hwnas.schemas import JobCreate
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, kill, start_loopback
 from tests.support.ports import free_port

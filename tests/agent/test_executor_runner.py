@@ -103,8 +103,8 @@ def test_a_build_without_logging_or_with_older_flags_is_a_setup_fault_naming_the
 # ---- the stand-in ---------------------------------------------------------------------------------
 @needs_executorch
 def test_standin_prints_the_programs_lines_and_fails_like_it(model_cache_dir: Path, tmp_path: Path) -> None:
-    from device_agent.standins import KNOB_WITHOUT
-    from device_agent.standins.executor_runner import main
+    from device_agent.loopback.standins import KNOB_WITHOUT
+    from device_agent.loopback.standins.executor_runner import main
 
     item = ModelCache(model_cache_dir).item(KEYS[0], "executorch")
     lines: list[str] = []

@@ -60,7 +60,7 @@ def test_a_bytecode_refused_mid_job_stops_at_once_with_the_fix(tmp_path: Path) -
               "Lite Interpreter version number does not match. The model version must be between 3 and 6 but the "
               "model version is 8 ()")
     with pytest.raises(DeviceFault, match="--bytecode-version 6"):
-        agent._device_faults({"k": reason}, runner=None, faults=0)  # type: ignore[arg-type]  # no re-staging first
+        agent.handle_device_faults({"k": reason}, runner=None, faults=0)  # type: ignore[arg-type]  # no re-staging first
 
 
 @pytest.mark.parametrize("reason, kind, fix", [

@@ -184,11 +184,11 @@ def test_a_spooled_batch_the_server_refuses_is_set_aside_and_does_not_hold_up_th
             device=agent.name, runtime="onnxruntime", threads=1, agent=agent.agent_id, run_id=uuid.uuid4(),
             results=[NetworkResult(arch_id="feedfacefeedface", median_ms=1.0, min_ms=1.0, iterations=3)])
         with pytest.raises(ServerError, match="server rejected the network result"):
-            agent._post(unknown)  # no job ever carried this network: 404, spooled, the job stops
+            agent.uploads.post(unknown)  # no job ever carried this network: 404, spooled, the job stops
         ops = MeasurementBatch(device=agent.name, runtime="onnxruntime", threads=1, agent=agent.agent_id,
                                run_id=uuid.uuid4(),
                                results=[MeasurementResult(key=FMNIST_KEYS[0], median_ms=0.2, min_ms=0.1, iterations=3)])
-        agent._spool(ops)
+        agent.uploads.spool(ops)
         assert len(agent.spooled()) == 2
         assert agent.flush_spool() == 1  # the operators went up although the refused batch came first
     finally:

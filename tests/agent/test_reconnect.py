@@ -1,6 +1,6 @@
 """A phone that goes away (a reboot, a Wi-Fi outage) is reconnected with back-off for ``--reconnect-s``.
 
-In-process: ``Agent._with_reconnect`` against a loopback phone that is switched off and on again
+In-process: ``Agent.with_reconnect`` against a loopback phone that is switched off and on again
 on the same port, with waits of milliseconds so that an outage of many attempts takes a moment.
 End to end: ``device-agent run`` loses its phone mid-job; the phone comes back after several failed
 reconnects and the job completes — or it stays away past a short ``--reconnect-s`` and the job is
@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from device_agent.adb.loopback import LoopbackAdbd
+from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.errors import DeviceUnreachable
-from device_agent.fakephone import load_phone
+from device_agent.loopback.fakephone import load_phone
 from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.adb import AdbDevice
 from hwnas.schemas import JobClaim, JobState
@@ -56,7 +56,7 @@ def test_an_outage_of_many_attempts_is_outlasted(tmp_path: Path, caplog: pytest.
 
     def work() -> None:
         try:
-            out["result"] = agent._with_reconnect(lambda: dev.run("echo after").output)
+            out["result"] = agent.with_reconnect(lambda: dev.run("echo after").output)
         except Exception as exc:  # noqa: BLE001 - reported to the test below
             out["error"] = exc
 
@@ -92,7 +92,7 @@ def test_a_phone_that_stays_away_past_the_deadline_is_given_up(tmp_path: Path) -
     daemon.stop()
     start = time.monotonic()
     with pytest.raises(DeviceUnreachable) as err:
-        agent._with_reconnect(lambda: dev.run("echo never"), first=True)
+        agent.with_reconnect(lambda: dev.run("echo never"), first=True)
     took = time.monotonic() - start
     dev.close()
     assert 0.5 <= took < 10, took
@@ -111,7 +111,7 @@ def test_a_stop_request_ends_the_wait(tmp_path: Path) -> None:
     timer.start()
     start = time.monotonic()
     with pytest.raises(DeviceUnreachable, match="stopped while reconnecting"):
-        agent._with_reconnect(lambda: dev.run("echo never"))
+        agent.with_reconnect(lambda: dev.run("echo never"))
     timer.join()
     dev.close()
     assert time.monotonic() - start < 10

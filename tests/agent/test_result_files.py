@@ -23,7 +23,7 @@ from device_agent import parsers
 from device_agent.models import ModelCache
 from device_agent.runtimes.base import Burst, Item
 from device_agent.runtimes.binary import AWK_ORT, parse_batch_output
-from device_agent.standins import fmt_g, onnxruntime_perf_test
+from device_agent.loopback.standins import fmt_g, onnxruntime_perf_test
 
 KEY = "ir_k3_e1_g1_s1_o8@1x8x28x28"
 ROW = re.compile(r"^(?P<model>[^,]*),(?P<seconds>[0-9.e+-]+),(?P<peak>\d+),(?P<cpu>\d+),(?P<index>\d+)$")
@@ -154,12 +154,12 @@ def test_the_open_failure_fallback_is_one_mean_per_burst_and_noted() -> None:
 def test_on_the_loopback_phone_an_unwritable_result_folder_falls_back_and_is_recorded(
         tmp_path: Path, model_cache_dir: Path) -> None:
     """The phone refuses writes in the result folder (EPERM): the real program's fallback, noted in the batch state."""
-    from device_agent.adb.loopback import LoopbackAdbd
+    from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.deviceinfo import read_facts
-    from device_agent.fakephone import load_phone, unlock
+    from device_agent.loopback.fakephone import load_phone, unlock
     from device_agent.platforms.adb import AdbDevice
     from device_agent.runtimes.binary import BinaryRunner
-    from device_agent.standins.worker import write_launcher
+    from device_agent.loopback.standins.worker import write_launcher
 
     cache = ModelCache(model_cache_dir)
     item = cache.item(KEY, "onnxruntime")

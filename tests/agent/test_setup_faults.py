@@ -22,11 +22,11 @@ import pytest
 import sqlalchemy as sa
 
 from device_agent.deviceinfo import read_facts
-from device_agent.fakephone import BUILTIN_PHONES, unlock
+from device_agent.loopback.fakephone import BUILTIN_PHONES, unlock
 from device_agent.models import ModelCache
 from device_agent.platforms.adb import AdbDevice
-from device_agent.standins import KNOB_MINIMAL, KNOB_WITHOUT
-from device_agent.standins.worker import write_launcher
+from device_agent.loopback.standins import KNOB_MINIMAL, KNOB_WITHOUT
+from device_agent.loopback.standins.worker import write_launcher
 from hwnas.schemas import JobCreate, JobState
 from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, agent_cmd, env, kill, start_loopback
 from tests.support.ports import free_port
@@ -108,8 +108,8 @@ def test_a_rejected_flag_met_mid_job_gives_the_job_back_at_once_and_fails_no_key
         server: LiveServer, model_cache_dir: Path, tmp_path: Path) -> None:
     """Past the preflight (the loopback's own stand-in, which the agent does not preflight, plays an ORT without
     -I for every call): the first batch's bursts print the usage, the agent stops with the fix."""
-    from device_agent.adb.loopback import LoopbackAdbd
-    from device_agent.fakephone import load_phone
+    from device_agent.loopback.adbd import LoopbackAdbd
+    from device_agent.loopback.fakephone import load_phone
 
     daemon = LoopbackAdbd(tmp_path / "phone", load_phone("pixel-7"), worker=True,
                           shell_env={KNOB_WITHOUT: "-I"}).start()
@@ -167,9 +167,9 @@ def test_a_refused_taskset_measures_unpinned_and_says_so_in_every_batch(
 
 
 def test_a_push_error_is_said_as_text(tmp_path: Path) -> None:
-    from device_agent.adb.loopback import LoopbackAdbd
+    from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.errors import DeviceCommandError
-    from device_agent.fakephone import load_phone
+    from device_agent.loopback.fakephone import load_phone
 
     phone = load_phone("generic")
     phone.readonly_results = True

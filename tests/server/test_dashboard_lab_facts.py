@@ -100,9 +100,9 @@ def test_last_seen_is_the_devices_latest_activity(server: LiveServer, browser: B
 
 
 def test_the_loopback_phone_is_marked_and_a_phone_is_not(server: LiveServer, browser: Browser, tmp_path: Path) -> None:
-    from device_agent.adb.loopback import LoopbackAdbd
+    from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.deviceinfo import read_facts
-    from device_agent.fakephone import load_phone
+    from device_agent.loopback.fakephone import load_phone
     from device_agent.platforms.adb import AdbDevice
 
     daemon = LoopbackAdbd(tmp_path / "phone", load_phone("pixel-7")).start()

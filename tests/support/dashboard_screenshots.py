@@ -27,9 +27,9 @@ from tests.support.measurements import batch, result
 
 def loopback_info(root: Path) -> DeviceInfo:
     """What the agent registers for its loopback phone (read over ADB from an in-process one, as the agent does)."""
-    from device_agent.adb.loopback import LoopbackAdbd
+    from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.deviceinfo import read_facts
-    from device_agent.fakephone import load_phone
+    from device_agent.loopback.fakephone import load_phone
     from device_agent.platforms.adb import AdbDevice
 
     daemon = LoopbackAdbd(root, load_phone("galaxy-a51")).start()

@@ -10,7 +10,7 @@ iteration, printed after the loop; then ``Main run finished. Microseconds per it
 the first unknown flag or bad value stops the parse; the messages gathered so far go to stderr and
 ``main`` prints ``Failed to parse command line flags!`` (stderr) and returns 1.
 
-Build knob (see ``device_agent/standins/__init__.py``): ``HWNAS_STANDIN_WITHOUT="--pthreadpool_size"``
+Build knob (see ``device_agent/loopback/standins/__init__.py``): ``HWNAS_STANDIN_WITHOUT="--pthreadpool_size"``
 plays a build that predates those flags (they are not registered, so c10 rejects them).
 """
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from device_agent.standins import build_knobs, fmt_g, strtol
+from device_agent.loopback.standins import build_knobs, fmt_g, strtol
 
 FLAGS: dict[str, Any] = {
     "model": "", "input_dims": "", "input_type": "", "input_memory_format": "contiguous_format",

@@ -31,10 +31,10 @@ import time
 from pathlib import Path
 
 from device_agent import scriptpid
-from device_agent.adb import auth as adbauth
-from device_agent.adb import wire
-from device_agent.adb.sandbox import Sandbox
-from device_agent.fakephone import PHONE_DIR, FakePhone, host_tools, unlock
+from device_agent.loopback import auth as adbauth
+from device_agent.loopback import wire
+from device_agent.loopback.sandbox import Sandbox
+from device_agent.loopback.fakephone import PHONE_DIR, FakePhone, host_tools, unlock
 
 log = logging.getLogger(__name__)
 
@@ -547,7 +547,7 @@ class LoopbackAdbd:
         env.pop("HOME", None)
         env["HOME"] = os.environ.get("HOME", str(self.sandbox.root))
         self._worker = subprocess.Popen(
-            [sys.executable, "-m", "device_agent.standins.worker", "--dir", str(wdir), "--parent", str(os.getpid())],
+            [sys.executable, "-m", "device_agent.loopback.standins.worker", "--dir", str(wdir), "--parent", str(os.getpid())],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.shell_env["HWNAS_STANDIN_WORKER"] = str(wdir)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from device_agent.errors import ConfigError
-from device_agent.fakephone import PHONE_DIR
+from device_agent.loopback.fakephone import PHONE_DIR
 
 # Device roots that live inside the sandbox. A path is rewritten only where a word starts
 # (not inside another path), so '/x/data/' or '$HOME/sys' stay as they are.

@@ -5,7 +5,9 @@ under ``sys/devices/system/cpu`` and ``sys/class/thermal``, and the phone's prog
 ``.phone/bin``, the only folder on the phone's PATH. Those are Android's own kinds: ``sh`` is
 ``mksh`` (Android's /system/bin/sh), every other tool a ``toybox`` applet, ``awk`` the BSD
 one-true-awk (Android 9+; Android 8 has none: ``awk=False``), and small mksh ``getprop``,
-``dumpsys`` and ``taskset`` programs. So a command that needs bash, dash, GNU options or gawk
+``dumpsys`` and ``taskset`` programs. Its benchmark programs are installed where the agent keeps them on
+any phone, ``/data/local/tmp/hwnas/bin/<tool>`` with ``<tool>.version`` beside each: the stand-ins
+(``standins/``), so an agent given no ``--benchmark-binary`` runs them as it runs a phone's own. So a command that needs bash, dash, GNU options or gawk
 fails here as it fails on a phone. The thermal status lives in a plain file
 (``.phone/thermal_status``) so a test can heat the phone up and cool it down; the fault knobs
 (``taskset_refused``, ``readonly_results``) can likewise be switched while the phone runs
@@ -25,8 +27,12 @@ from pathlib import Path
 from device_agent.errors import ConfigError
 
 PHONE_DIR = ".phone"
-# The agent's result folder (its work folder's ``res``), inside the sandbox: what ``readonly_results`` locks.
-RESULTS_DIR = "data/local/tmp/hwnas/res"
+# The agent's work folder (platforms/base.py Device.workdir) inside the sandbox, and its result folder: what
+# ``readonly_results`` locks.
+AGENT_DIR = "data/local/tmp/hwnas"
+RESULTS_DIR = f"{AGENT_DIR}/res"
+# The Python package behind each stand-in's runtime: its version is the installed program's (``<tool>.version``).
+ENGINE_PACKAGE = {"onnxruntime": "onnxruntime", "torchscript": "torch", "executorch": "executorch"}
 # Host programs the phone is made of (Debian packages mksh, toybox, original-awk).
 HOST_TOOLS = {"mksh": "mksh", "toybox": "toybox", "awk": "original-awk"}
 # Applets left off the phone: the loopback's processes are the host's, and as root these would
@@ -75,7 +81,7 @@ class FakePhone:
             "ro.product.cpu.abilist": self.abi,
             "ro.build.version.release": self.release,
             "ro.build.version.sdk": str(self.sdk),
-            "ro.build.version.incremental": "hwnas.loopback",
+            "ro.build.version.incremental": "hwnas.loopback",  # what the dashboard's loopback badge reads
             "ro.serialno": self.serialno,
             "ro.hwnas.loopback": "1",
         }
@@ -123,10 +129,33 @@ class FakePhone:
             path.unlink(missing_ok=True)  # a toybox link of that name (taskset) must not be written through
             path.write_text(text)
             path.chmod(0o755)
+        install_benchmarks(root)
         set_faults(root, taskset_refused=self.taskset_refused, readonly_results=self.readonly_results)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+
+def install_benchmarks(root: Path) -> None:
+    """The stand-ins as the phone's benchmark programs, where the agent runs a phone's own (``bin/<tool>`` of its
+    work folder), each with the version of the runtime it runs the models with (``+loopback``: not a phone build).
+
+    Written again at every start (a program the agent pushed over one is replaced, and pushed again by the agent
+    after it reconnects, as it checks every file then); a runtime whose package is not installed gets no version.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from device_agent.loopback.standins.worker import write_launcher
+    from device_agent.runtimes.base import RUNTIME_TOOL
+
+    bin_dir = root / AGENT_DIR / "bin"
+    for runtime, tool in RUNTIME_TOOL.items():
+        write_launcher(tool, bin_dir)
+        stamp = bin_dir / f"{tool}.version"
+        try:
+            stamp.write_text(f"{version(ENGINE_PACKAGE[runtime])}+loopback\n")
+        except PackageNotFoundError:
+            stamp.unlink(missing_ok=True)
 
 
 def set_thermal(root: Path, status: int | None = None, temperatures_c: dict[str, float] | None = None) -> None:

@@ -1,8 +1,8 @@
 """Host stand-ins for the phone benchmark binaries, same flags, same output.
 
-``python -m device_agent.standins.speed_benchmark_torch --model=m.ptl --input_dims=1,3,8,8
---iter=20 --report_pep=true``, ``python -m device_agent.standins.onnxruntime_perf_test -m
-times -r 20 -x 1 -I m.onnx`` and ``python -m device_agent.standins.executor_runner
+``python -m device_agent.loopback.standins.speed_benchmark_torch --model=m.ptl --input_dims=1,3,8,8
+--iter=20 --report_pep=true``, ``python -m device_agent.loopback.standins.onnxruntime_perf_test -m
+times -r 20 -x 1 -I m.onnx`` and ``python -m device_agent.loopback.standins.executor_runner
 --model_path=m.pte --num_executions=20 --cpu_threads=1`` print what the real programs print, running
 the model with torch / onnxruntime / ExecuTorch's Python runtime on the host. On the loopback device the pushed "binary" is a small shell
 launcher (``launcher_script``) that hands the call to a zygote which forks a fresh process per
@@ -16,9 +16,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-TOOLS = ("speed_benchmark_torch", "onnxruntime_perf_test", "executor_runner")
-RUNTIME_TOOL = {"torchscript": "speed_benchmark_torch", "onnxruntime": "onnxruntime_perf_test",
-                "executorch": "executor_runner"}
+from device_agent.runtimes.base import RUNTIME_TOOL
+
+TOOLS = tuple(RUNTIME_TOOL.values())  # the programs a phone runs, one stand-in each
 #: what each stand-in runs the model with on the host (named in the launcher)
 TOOL_ENGINE = {"speed_benchmark_torch": "torch", "onnxruntime_perf_test": "onnxruntime",
                "executor_runner": "ExecuTorch's Python runtime"}

@@ -39,7 +39,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TextIO
 
-from device_agent.standins import build_knobs, fmt_g, strtol
+from device_agent.loopback.standins import build_knobs, fmt_g, strtol
 
 # command_args_parser.cc at 8f117002: the getopt string of ParseArguments.
 OPTSTRING = "k:b:m:e:r:t:p:x:y:c:d:o:u:i:f:F:S:T:AMPIDZvhsqz"

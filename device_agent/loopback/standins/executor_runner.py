@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from device_agent.standins import build_knobs
+from device_agent.loopback.standins import build_knobs
 
 FILE = "executor_runner.cpp"
 # Lines of the ET_LOG / ET_CHECK calls at 018a3a52 (see the module docstring: not verified for 1.5.1).

@@ -1,4 +1,4 @@
-"""ADB RSA authentication: the daemon side check (loopback) and the host's key pair.
+"""ADB RSA authentication, the daemon's side: what the loopback phone checks (the host's keys: ``adb/keys.py``).
 
 Daemon side (AOSP adb_auth.h / adbd_auth): send ``AUTH(TOKEN, 0, 20 random bytes)``; the
 host answers ``AUTH(SIGNATURE, 0, sig)`` where ``sig`` is RSA PKCS#1 v1.5 over the token
@@ -15,7 +15,6 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 _ANDROID_KEY = struct.Struct("<LL256s256sL")
 # DER prefix of DigestInfo for SHA-1 (RFC 8017, section 9.2 note 1).
@@ -65,24 +64,3 @@ def verify_token_signature(key: RsaPublicKey, token: bytes, signature: bytes) ->
 def new_token() -> bytes:
     """20 random bytes for ``AUTH(TOKEN)``."""
     return os.urandom(20)
-
-
-def default_key_path() -> Path:
-    """Where the agent's ADB key lives: ``~/.android/adbkey`` when present, else our config dir."""
-    android = Path.home() / ".android" / "adbkey"
-    if android.exists():
-        return android
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "hwnas" / "adbkey"
-
-
-def load_or_create_signer(path: Path | None = None):  # -> adb_shell PythonRSASigner
-    """Load the RSA key at ``path`` (default: ``default_key_path()``), generating it once if missing."""
-    from adb_shell.auth.keygen import keygen
-    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
-
-    path = path or default_key_path()
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keygen(str(path))
-    return PythonRSASigner.FromRSAKeyPath(str(path))

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from device_agent.standins import KNOBS, RUNTIME_TOOL, TOOL_ENGINE, TOOLS
+from device_agent.loopback.standins import KNOBS, RUNTIME_TOOL, TOOL_ENGINE, TOOLS
 
 SEP = "\x1f"
 REQUESTS = "requests"
@@ -62,7 +62,7 @@ def launcher_script(tool: str, knobs: Mapping[str, str] | None = None) -> str:
     fields = SEP.join(f"${{{k}:-}}" for k in KNOBS)
     return f"""#!/bin/sh
 # hwnas loopback stand-in for {tool}: same flags, same output; the model runs on the
-# host with {TOOL_ENGINE[tool]} (see device_agent/standins/worker.py).
+# host with {TOOL_ENGINE[tool]} (see device_agent/loopback/standins/worker.py).
 {preset}w="${{HWNAS_STANDIN_WORKER:-}}"
 if [ -n "$w" ] && [ -p "$w/{REQUESTS}" ]; then
   r="$w/r.$$"
@@ -84,7 +84,7 @@ if [ -z "${{HWNAS_STANDIN_PYTHON:-}}" ]; then
   echo "{tool}: this is the hwnas loopback stand-in; on a phone push the real binary (docs/device-agent.md)" >&2
   exit 127
 fi
-HWNAS_STANDIN_ARGV0="$0" exec "$HWNAS_STANDIN_PYTHON" -m device_agent.standins.{tool} "$@"
+HWNAS_STANDIN_ARGV0="$0" exec "$HWNAS_STANDIN_PYTHON" -m device_agent.loopback.standins.{tool} "$@"
 """
 
 
@@ -111,11 +111,11 @@ def _die_with_parent() -> None:
 
 def _tool_main(tool: str):
     if tool == "speed_benchmark_torch":
-        from device_agent.standins.speed_benchmark_torch import main
+        from device_agent.loopback.standins.speed_benchmark_torch import main
     elif tool == "executor_runner":
-        from device_agent.standins.executor_runner import main
+        from device_agent.loopback.standins.executor_runner import main
     else:
-        from device_agent.standins.onnxruntime_perf_test import main
+        from device_agent.loopback.standins.onnxruntime_perf_test import main
     return main
 
 
