@@ -46,10 +46,10 @@ def test_every_error_type_of_the_agent_derives_from_its_base() -> None:
     from device_agent.errors import AgentError
 
     # Caught inside the agent (turned into an AgentError or a closed connection), or a stand-in program's own.
-    internal = {"device_agent.parsers.ParseError", "device_agent.adb.wire.ProtocolError",
-                "device_agent.standins.executor_runner.FlagError",
-                "device_agent.standins.speed_benchmark_torch.FlagError",
-                "device_agent.standins.onnxruntime_perf_test._UsageError"}
+    internal = {"device_agent.parsers.ParseError", "device_agent.loopback.wire.ProtocolError",
+                "device_agent.loopback.standins.executor_runner.FlagError",
+                "device_agent.loopback.standins.speed_benchmark_torch.FlagError",
+                "device_agent.loopback.standins.onnxruntime_perf_test._UsageError"}
     found = _error_types("device_agent")
     stray = [f"{t.__module__}.{t.__qualname__}" for t in found
              if not issubclass(t, AgentError) and f"{t.__module__}.{t.__qualname__}" not in internal]
