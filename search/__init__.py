@@ -1,1 +1,2 @@
-"""search: the DNAS client (FBNet super net, cost models, sampling, training, export)."""
+"""search: the DNAS library (FBNet super net, cost models, sampling, training, export); ``search.app`` is the
+``hwnas`` application built on it, which the library never imports (``search.hooks``)."""

@@ -1,4 +1,8 @@
-"""Progress bars for the search and training loops (rich, on stderr), and a one-line summary per epoch."""
+"""Progress bars for the search and training loops (rich, on stderr), and a one-line summary per epoch.
+
+``EpochProgress`` is the app's ``search.hooks.ProgressFactory`` and ``JobBar`` its ``JobPoll``: the commands pass
+them to the library, which shows nothing by itself.
+"""
 
 from __future__ import annotations
 
