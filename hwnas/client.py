@@ -115,14 +115,16 @@ def _error_for(response: httpx.Response) -> ApiError:
 class ProfilerClient:
     """Typed access to every endpoint of the profiler server."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0, retries: int = 3, backoff_s: float = 0.25) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0, retries: int = 3, backoff_s: float = 0.25,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        """``transport``: httpx's, when requests are not to go over the network (tests: the app in-process)."""
         self.base_url = base_url.rstrip("/")
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
         headers = {"User-Agent": "hwnas-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
 
     # ---- plumbing ----------------------------------------------------------------------------
     def close(self) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from hwnas.client import ProfilerClient
+from tests.support import server_database
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,23 +48,6 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("DATABASE_URL", None)
     env.update(extra or {})
     return env
-
-
-def _prepare_database(url: str) -> dict[str, str]:
-    """Upgrade the schema and create one token per role (in-process: saves three interpreter starts)."""
-    from profiler_server.auth import create_token
-    from profiler_server.db import make_engine, session_factory
-    from profiler_server.migrate import upgrade
-
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as session:
-            tokens = {role: create_token(session, f"test-{role}", role) for role in ("admin", "agent", "client")}
-            session.commit()
-    finally:
-        engine.dispose()
-    return tokens
 
 
 @dataclass
@@ -90,40 +74,11 @@ class LiveServer:
 
     def new_token(self, name: str, role: str, expires_days: float | None = None, devices: list[str] | None = None) -> str:
         """Another token (a second agent, say), created in the server's database."""
-        from profiler_server.auth import create_token
-        from profiler_server.db import make_engine, session_factory
-
-        engine = make_engine(self.database_url)
-        try:
-            with session_factory(engine)() as session:
-                token = create_token(session, name, role, expires_days=expires_days, devices=devices)
-                session.commit()
-        finally:
-            engine.dispose()
-        return token
+        return server_database.new_token(self.database_url, name, role, expires_days=expires_days, devices=devices)
 
     def end_lease(self, job_id: int) -> None:
-        """Move job ``job_id``'s lease end into the past: what waiting out the lease does, without the wait.
-
-        Tests that waited for a short lease raced the machine's load (a 0.3 s sleep that took 0.7 s let
-        another agent in); the server compares the stored lease end with its clock, so this is the same event.
-        """
-        from datetime import timedelta
-
-        from sqlalchemy import update
-
-        from profiler_server.db import make_engine, session_factory
-        from profiler_server.models import Job, utcnow
-
-        engine = make_engine(self.database_url)
-        try:
-            with session_factory(engine)() as session:
-                done = session.execute(update(Job).where(Job.id == job_id, Job.lease_expires_at.is_not(None))
-                                       .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
-                session.commit()
-                assert done.rowcount == 1, f"job {job_id} holds no lease"  # type: ignore[attr-defined]
-        finally:
-            engine.dispose()
+        """Move job ``job_id``'s lease end into the past (``server_database.end_lease``)."""
+        server_database.end_lease(self.database_url, job_id)
 
     def client(self, role: str | None = "client", **kwargs: object) -> ProfilerClient:
         """A ProfilerClient for this server holding the token of ``role`` (None: no token)."""
@@ -189,7 +144,7 @@ def start_live_server(
     workdir = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp(prefix="hwnas-srv-"))
     workdir.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{workdir / 'hwnas.db'}"
-    tokens = _prepare_database(url)
+    tokens = server_database.prepare_database(url)
     port = free_port()
     srv = LiveServer(
         url=f"http://127.0.0.1:{port}",

@@ -9,16 +9,16 @@ import httpx
 import pytest
 
 from hwnas.schemas import MAX_KEYS, DeviceInfo, JobClaim, JobCreate, JobFail
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import batch, key, result
 
 
-def call(server: LiveServer, method: str, path: str, role: str | None = "agent", token: str | None = None,
+def call(server: AppServer, method: str, path: str, role: str | None = "agent", token: str | None = None,
          **kwargs: object) -> httpx.Response:
     token = token or server.token(role)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     headers.update(kwargs.pop("headers", {}))  # type: ignore[arg-type]
-    return httpx.request(method, f"{server.url}{path}", headers=headers, timeout=60, **kwargs)  # type: ignore[arg-type]
+    return server.http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
 
 
 def assert_error(response: httpx.Response, status: int, field: str | None = None) -> dict[str, object]:
@@ -44,7 +44,7 @@ def upload(device: str, **overrides: object) -> dict[str, object]:
     ({"cpu_max_freqs_khz": [2**31]}, "cpu_max_freqs_khz[0]"),
     ({"props": {"x": float("inf")}}, "props"),
 ])
-def test_device_fields_beyond_the_columns_are_422(server: LiveServer, info: dict[str, object], field: str) -> None:
+def test_device_fields_beyond_the_columns_are_422(server: AppServer, info: dict[str, object], field: str) -> None:
     import json
 
     r = call(server, "PUT", f"/devices/dev-{uuid.uuid4().hex[:6]}", content=json.dumps(info, allow_nan=True),
@@ -52,7 +52,7 @@ def test_device_fields_beyond_the_columns_are_422(server: LiveServer, info: dict
     assert_error(r, 422, field)
 
 
-def test_deeply_nested_props_are_refused_and_device_reads_keep_working(server: LiveServer, device: str) -> None:
+def test_deeply_nested_props_are_refused_and_device_reads_keep_working(server: AppServer, device: str) -> None:
     deep: dict[str, object] = {}
     node = deep
     for _ in range(800):
@@ -77,20 +77,20 @@ def test_deeply_nested_props_are_refused_and_device_reads_keep_working(server: L
     ({"results": [{"key": "ir_k3@1x" + "9" * 300 + "x8x8", "median_ms": 1.0, "iterations": 1}]}, "results[0].key"),
     ({"device_state": {"t": "\x00"}}, "device_state"),
 ])
-def test_uploads_beyond_the_columns_are_422_and_nothing_is_stored(server: LiveServer, device: str,
+def test_uploads_beyond_the_columns_are_422_and_nothing_is_stored(server: AppServer, device: str,
                                                                      overrides: dict[str, object], field: str) -> None:
     r = call(server, "POST", "/measurements", json=upload(device, **overrides))
     assert_error(r, 422, field)
-    assert httpx.get(f"{server.url}/devices/{device}").json()["tables"] == []
+    assert server.http.get(f"/devices/{device}").json()["tables"] == []
 
 
 @pytest.mark.parametrize("path", ["/jobs/2147483648", "/jobs/99999999999999999999999", "/jobs/0", "/devices/%00",
                                   "/lut/%00", "/devices/%00/networks", "/lut/x?threads=99999999999999999999"])
-def test_path_and_query_values_no_column_holds_are_422(server: LiveServer, path: str) -> None:
+def test_path_and_query_values_no_column_holds_are_422(server: AppServer, path: str) -> None:
     assert_error(call(server, "GET", path, role=None), 422)
 
 
-def test_key_lists_are_bounded_and_a_maximal_legal_one_works(server: LiveServer, device: str) -> None:
+def test_key_lists_are_bounded_and_a_maximal_legal_one_works(server: AppServer, device: str) -> None:
     keys = [key(1000 + i) for i in range(MAX_KEYS)]
     too_many = call(server, "POST", f"/lut/{device}/query", json={"keys": keys + [key(999)]}, role=None)
     assert_error(too_many, 422, "keys")
@@ -105,12 +105,12 @@ def test_key_lists_are_bounded_and_a_maximal_legal_one_works(server: LiveServer,
     assert shown["pending"] == MAX_KEYS and len(shown["pending_keys"]) == 1000
 
 
-def _job(server: LiveServer, device: str, keys: list[str]) -> int:
+def _job(server: AppServer, device: str, keys: list[str]) -> int:
     with server.client("client") as c:
         return c.create_job(JobCreate(device=device, runtime="ort", threads=1, keys=keys)).id
 
 
-def test_only_the_token_holding_the_lease_may_renew_it_or_fail_items(server: LiveServer, device: str) -> None:
+def test_only_the_token_holding_the_lease_may_renew_it_or_fail_items(server: AppServer, device: str) -> None:
     job_id = _job(server, device, [key(11), key(12)])
     other = server.new_token(f"other-{uuid.uuid4().hex[:6]}", "agent")
     claimed = call(server, "POST", "/jobs/claim", json={"device": device, "agent": "A", "lease_s": 60})
@@ -124,7 +124,7 @@ def test_only_the_token_holding_the_lease_may_renew_it_or_fail_items(server: Liv
     assert call(server, "POST", f"/jobs/{job_id}/fail", json={"key": key(11), "error": "boom"}).json()["failed"] == 1
 
 
-def test_only_the_agent_token_that_registered_a_device_may_change_it(server: LiveServer, device: str) -> None:
+def test_only_the_agent_token_that_registered_a_device_may_change_it(server: AppServer, device: str) -> None:
     other = server.new_token(f"other-{uuid.uuid4().hex[:6]}", "agent")
     r = call(server, "PUT", f"/devices/{device}", token=other, json={"model": "Pixel 9"})
     assert_error(r, 403, "name")
@@ -142,7 +142,7 @@ def test_only_the_agent_token_that_registered_a_device_may_change_it(server: Liv
     assert_error(call(server, "PUT", f"/devices/{new}", json={}), 403, "name")
 
 
-def test_an_agent_token_limited_to_devices_acts_for_those_only(server: LiveServer) -> None:
+def test_an_agent_token_limited_to_devices_acts_for_those_only(server: AppServer) -> None:
     mine, theirs = f"dev-{uuid.uuid4().hex[:6]}", f"dev-{uuid.uuid4().hex[:6]}"
     limited = server.new_token(f"lim-{uuid.uuid4().hex[:6]}", "agent", devices=[mine])
     assert call(server, "PUT", f"/devices/{theirs}", json={}).status_code == 201  # registered by test-agent
@@ -158,7 +158,7 @@ def test_an_agent_token_limited_to_devices_acts_for_those_only(server: LiveServe
     assert call(server, "POST", "/jobs/claim", token=limited, json={"device": mine, "agent": "x"}).status_code == 204
 
 
-def test_device_limits_are_for_agent_tokens_with_valid_names(server: LiveServer) -> None:
+def test_device_limits_are_for_agent_tokens_with_valid_names(server: AppServer) -> None:
     from profiler_server.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="only agent tokens"):
@@ -169,7 +169,7 @@ def test_device_limits_are_for_agent_tokens_with_valid_names(server: LiveServer)
         server.new_token("a", "agent", devices=[])
 
 
-def test_a_job_that_keeps_losing_its_agents_is_failed_with_a_reason(server: LiveServer, device: str) -> None:
+def test_a_job_that_keeps_losing_its_agents_is_failed_with_a_reason(server: AppServer, device: str) -> None:
     job_id = _job(server, device, [key(21)])
     with server.client("agent") as agent:
         for _ in range(5):  # MAX_CLAIMS: leases that run out at once, as if each agent died on the job
@@ -184,7 +184,7 @@ def test_a_job_that_keeps_losing_its_agents_is_failed_with_a_reason(server: Live
     assert job["state"] == "done" and job["reason"] is None and job["done"] == 1
 
 
-def test_a_late_result_turns_a_job_whose_items_all_failed_into_done(server: LiveServer, device: str) -> None:
+def test_a_late_result_turns_a_job_whose_items_all_failed_into_done(server: AppServer, device: str) -> None:
     job_id = _job(server, device, [key(31)])
     with server.client("agent") as agent:
         agent.claim_job(JobClaim(device=device, agent="a", lease_s=60))
@@ -194,7 +194,7 @@ def test_a_late_result_turns_a_job_whose_items_all_failed_into_done(server: Live
     assert (job["state"], job["done"]) == ("done", 1)
 
 
-def test_jobs_are_listed_and_cancelled_with_a_client_token_only(server: LiveServer, device: str) -> None:
+def test_jobs_are_listed_and_cancelled_with_a_client_token_only(server: AppServer, device: str) -> None:
     job_id = _job(server, device, [key(41)])
     listed = call(server, "GET", "/jobs", role=None, params={"device": device, "state": "queued"}).json()
     assert [j["id"] for j in listed] == [job_id]
@@ -207,7 +207,7 @@ def test_jobs_are_listed_and_cancelled_with_a_client_token_only(server: LiveServ
     assert_error(call(server, "DELETE", f"/jobs/{job_id}", role="client"), 409)
 
 
-def test_anonymous_reads_do_not_show_where_a_phone_is(server: LiveServer) -> None:
+def test_anonymous_reads_do_not_show_where_a_phone_is(server: AppServer) -> None:
     name = f"dev-{uuid.uuid4().hex[:6]}"
     with server.client("agent") as agent:
         agent.put_device(name, DeviceInfo(serial="10.0.0.7:5555", props={"connection": {"kind": "adb", "serial": "10.0.0.7:5555"}}))
@@ -217,20 +217,20 @@ def test_anonymous_reads_do_not_show_where_a_phone_is(server: LiveServer) -> Non
     assert call(server, "GET", f"/devices/{name}", role="client").json()["serial"] == "10.0.0.7:5555"
 
 
-def test_devices_are_deleted_by_an_admin_only(server: LiveServer, device: str) -> None:
+def test_devices_are_deleted_by_an_admin_only(server: AppServer, device: str) -> None:
     assert_error(call(server, "DELETE", f"/devices/{device}", role="agent"), 403)
     assert call(server, "DELETE", f"/devices/{device}", role="admin").status_code == 204
     assert_error(call(server, "GET", f"/devices/{device}", role=None), 404)
 
 
-def test_an_expired_token_is_refused(server: LiveServer, device: str) -> None:
+def test_an_expired_token_is_refused(server: AppServer, device: str) -> None:
     token = server.new_token("short-lived", "agent", expires_days=1e-9)
     body = assert_error(call(server, "PUT", f"/devices/{device}", token=token, json={}), 401)
     assert "expired" in str(body["detail"])
 
 
-def test_openapi_documents_bearer_auth_errorbody_and_named_operations(server: LiveServer) -> None:
-    doc = httpx.get(f"{server.url}/openapi.json").json()
+def test_openapi_documents_bearer_auth_errorbody_and_named_operations(server: AppServer) -> None:
+    doc = server.http.get("/openapi.json").json()
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     ops = {op["operationId"]: op for path in doc["paths"].values() for op in path.values()}
     assert "latency_tables_get_lut" in ops and "jobs_cancel_job" in ops

@@ -11,26 +11,26 @@ import pytest
 
 from hwnas.client import ApiError, AuthError, ConflictError, NotFoundError, ProfilerClient
 from hwnas.schemas import DeviceInfo, JobClaim, JobCreate
-from tests.support.live_server import LiveServer, start_live_server
+from tests.support.app_server import AppServer, app_server_on
 from tests.support.measurements import batch, key, result
 
 
-def snapshot(server: LiveServer, device: str) -> tuple[object, ...]:
+def snapshot(server: AppServer, device: str) -> tuple[object, ...]:
     """What a reader can see of ``device``: its tables and each table's ETag."""
-    devices = httpx.get(f"{server.url}/devices").json()
+    devices = server.http.get("/devices").json()
     mine = [d for d in devices if d["name"] == device]
     tables = mine[0]["tables"] if mine else None
     etags = []
     for t in tables or []:
-        r = httpx.get(f"{server.url}/lut/{device}", params={"runtime": t["runtime"], "threads": t["threads"]})
+        r = server.http.get(f"/lut/{device}", params={"runtime": t["runtime"], "threads": t["threads"]})
         etags.append(r.headers.get("etag"))
     return (len(mine), json.dumps(tables, sort_keys=True), tuple(etags))
 
 
-def raw_post(server: LiveServer, path: str, body: object, role: str | None = "agent") -> httpx.Response:
+def raw_post(server: AppServer, path: str, body: object, role: str | None = "agent") -> httpx.Response:
     token = server.token(role)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.post(f"{server.url}{path}", content=json.dumps(body, allow_nan=True), headers={**headers, "Content-Type": "application/json"})
+    return server.http.post(path, content=json.dumps(body, allow_nan=True), headers={**headers, "Content-Type": "application/json"})
 
 
 def good_body(device: str, **result_fields: object) -> dict[str, object]:
@@ -61,7 +61,7 @@ def seeded(agent: ProfilerClient, device: str) -> str:
         ({"surprise": 1}, "results[0].surprise", "not permitted"),
     ],
 )
-def test_bad_results_rejected_and_nothing_stored(server: LiveServer, seeded: str, fields: dict[str, object], field: str, reason: str) -> None:
+def test_bad_results_rejected_and_nothing_stored(server: AppServer, seeded: str, fields: dict[str, object], field: str, reason: str) -> None:
     before = snapshot(server, seeded)
     body = good_body(seeded, **fields)
     body["results"].append({"key": key(1), "median_ms": 2.0, "iterations": 10})  # type: ignore[union-attr]
@@ -73,7 +73,7 @@ def test_bad_results_rejected_and_nothing_stored(server: LiveServer, seeded: str
     assert snapshot(server, seeded) == before
 
 
-def test_unknown_device_rejected(server: LiveServer, agent: ProfilerClient) -> None:
+def test_unknown_device_rejected(server: AppServer, agent: ProfilerClient) -> None:
     ghost = f"ghost-{uuid.uuid4().hex[:6]}"
     with pytest.raises(NotFoundError) as err:
         agent.post_measurements(batch(ghost, [result(key(0))]))
@@ -83,7 +83,7 @@ def test_unknown_device_rejected(server: LiveServer, agent: ProfilerClient) -> N
         agent.claim_job(JobClaim(device=ghost, agent="a"))
 
 
-def test_unknown_job_rejected_and_nothing_stored(server: LiveServer, agent: ProfilerClient, seeded: str) -> None:
+def test_unknown_job_rejected_and_nothing_stored(server: AppServer, agent: ProfilerClient, seeded: str) -> None:
     before = snapshot(server, seeded)
     with pytest.raises(NotFoundError) as err:
         agent.post_measurements(batch(seeded, [result(key(0))], job_id=10**9))
@@ -91,7 +91,7 @@ def test_unknown_job_rejected_and_nothing_stored(server: LiveServer, agent: Prof
     assert snapshot(server, seeded) == before
 
 
-def test_job_of_other_table_rejected_and_nothing_stored(server: LiveServer, agent: ProfilerClient, client: ProfilerClient, seeded: str) -> None:
+def test_job_of_other_table_rejected_and_nothing_stored(server: AppServer, agent: ProfilerClient, client: ProfilerClient, seeded: str) -> None:
     job = client.create_job(JobCreate(device=seeded, runtime="ort", threads=4, keys=[key(0)]))
     before = snapshot(server, seeded)
     with pytest.raises(ConflictError) as err:
@@ -100,7 +100,7 @@ def test_job_of_other_table_rejected_and_nothing_stored(server: LiveServer, agen
     assert snapshot(server, seeded) == before and client.get_job(job.id).pending == 1
 
 
-def test_run_id_reused_for_another_table_rejected(server: LiveServer, agent: ProfilerClient, seeded: str) -> None:
+def test_run_id_reused_for_another_table_rejected(server: AppServer, agent: ProfilerClient, seeded: str) -> None:
     first = batch(seeded, [result(key(0))])
     agent.post_measurements(first)
     before = snapshot(server, seeded)
@@ -110,7 +110,7 @@ def test_run_id_reused_for_another_table_rejected(server: LiveServer, agent: Pro
     assert snapshot(server, seeded) == before
 
 
-def test_repeated_key_in_batch_rejected(server: LiveServer, seeded: str) -> None:
+def test_repeated_key_in_batch_rejected(server: AppServer, seeded: str) -> None:
     before = snapshot(server, seeded)
     body = good_body(seeded)
     body["results"] = [body["results"][0], body["results"][0]]  # type: ignore[index]
@@ -119,36 +119,36 @@ def test_repeated_key_in_batch_rejected(server: LiveServer, seeded: str) -> None
     assert snapshot(server, seeded) == before
 
 
-def test_bad_job_keys_rejected(server: LiveServer, seeded: str) -> None:
+def test_bad_job_keys_rejected(server: AppServer, seeded: str) -> None:
     response = raw_post(server, "/jobs", {"device": seeded, "runtime": "ort", "threads": 1, "keys": [key(0), "conv_k3@1x3"]}, role="client")
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "keys[1]"
     assert "conv_k3@1x3" in response.json()["errors"][0]["reason"]
 
 
-def test_bad_device_name_and_fields(server: LiveServer) -> None:
-    response = httpx.put(
-        f"{server.url}/devices/bad name!", json={"cpu_cores": 0}, headers={"Authorization": f"Bearer {server.agent_token}"}
+def test_bad_device_name_and_fields(server: AppServer) -> None:
+    response = server.http.put(
+        "/devices/bad name!", json={"cpu_cores": 0}, headers={"Authorization": f"Bearer {server.agent_token}"}
     )
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert fields == {"name", "cpu_cores"}
-    assert "bad name!" not in [d["name"] for d in httpx.get(f"{server.url}/devices").json()]
+    assert "bad name!" not in [d["name"] for d in server.http.get("/devices").json()]
 
 
-def test_invalid_json_names_body(server: LiveServer) -> None:
-    response = httpx.post(f"{server.url}/measurements", content=b"{not json", headers={"Authorization": f"Bearer {server.agent_token}", "Content-Type": "application/json"})
+def test_invalid_json_names_body(server: AppServer) -> None:
+    response = server.http.post("/measurements", content=b"{not json", headers={"Authorization": f"Bearer {server.agent_token}", "Content-Type": "application/json"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"].startswith("body")
 
 
-def test_writes_need_a_token_of_the_right_role(server: LiveServer, seeded: str) -> None:
+def test_writes_need_a_token_of_the_right_role(server: AppServer, seeded: str) -> None:
     before = snapshot(server, seeded)
     body = good_body(seeded)
     no_token = raw_post(server, "/measurements", body, role=None)
     assert no_token.status_code == 401 and no_token.headers["www-authenticate"] == "Bearer"
     wrong_role = raw_post(server, "/measurements", body, role="client")
     assert wrong_role.status_code == 403 and "agent" in wrong_role.json()["detail"]
-    bogus = httpx.post(f"{server.url}/measurements", json=body, headers={"Authorization": "Bearer hwnas_nope"})
+    bogus = server.http.post("/measurements", json=body, headers={"Authorization": "Bearer hwnas_nope"})
     assert bogus.status_code == 401
     assert snapshot(server, seeded) == before
     assert raw_post(server, "/jobs", {"device": seeded, "runtime": "ort", "threads": 1, "keys": [key(0)]}, role="agent").status_code == 403
@@ -165,14 +165,13 @@ def test_writes_need_a_token_of_the_right_role(server: LiveServer, seeded: str) 
 
 
 @pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """A server with a 4 KiB body limit and token-protected reads."""
-    srv = start_live_server(tmp_path=tmp_path_factory.mktemp("small"), env={"MAX_REQUEST_BYTES": "4096", "READ_REQUIRES_TOKEN": "true"})
-    yield srv
-    srv.stop()
+    with app_server_on("sqlite", tmp_path_factory.mktemp("small"), max_request_bytes=4096, read_requires_token=True) as srv:
+        yield srv
 
 
-def test_oversize_body_is_413_and_nothing_stored(small_server: LiveServer) -> None:
+def test_oversize_body_is_413_and_nothing_stored(small_server: AppServer) -> None:
     with small_server.client("agent") as agent:
         agent.put_device("big", DeviceInfo())
         big = batch("big", [result(key(i)) for i in range(60)])
@@ -180,8 +179,8 @@ def test_oversize_body_is_413_and_nothing_stored(small_server: LiveServer) -> No
             agent.post_measurements(big)
         assert err.value.status == 413 and err.value.errors[0]["field"] == "body"
         # Without Content-Length (chunked), the limit holds as well.
-        chunked = httpx.post(
-            f"{small_server.url}/measurements",
+        chunked = small_server.http.post(
+            "/measurements",
             content=iter([big.model_dump_json().encode()]),
             headers={"Authorization": f"Bearer {small_server.agent_token}", "Content-Type": "application/json"},
         )
@@ -191,16 +190,16 @@ def test_oversize_body_is_413_and_nothing_stored(small_server: LiveServer) -> No
         assert agent.post_measurements(small).stored == 1  # a body under the limit still goes through
 
 
-def test_read_requires_token(small_server: LiveServer) -> None:
-    anonymous = httpx.get(f"{small_server.url}/devices")
+def test_read_requires_token(small_server: AppServer) -> None:
+    anonymous = small_server.http.get("/devices")
     assert anonymous.status_code == 401
     with small_server.client("client") as reader:
         assert isinstance(reader.list_devices(), list)
-    assert httpx.get(f"{small_server.url}/healthz").status_code == 200  # health stays open
+    assert small_server.http.get("/healthz").status_code == 200  # health stays open
 
 
-def test_bad_lut_query_parameters_name_the_parameter(server: LiveServer, seeded: str) -> None:
-    bad_threads = httpx.get(f"{server.url}/lut/{seeded}", params={"threads": "0"})
+def test_bad_lut_query_parameters_name_the_parameter(server: AppServer, seeded: str) -> None:
+    bad_threads = server.http.get(f"/lut/{seeded}", params={"threads": "0"})
     assert bad_threads.status_code == 422 and bad_threads.json()["errors"][0]["field"] == "threads"
-    bad_format = httpx.get(f"{server.url}/lut/{seeded}", params={"format": "xml"})
+    bad_format = server.http.get(f"/lut/{seeded}", params={"format": "xml"})
     assert bad_format.status_code == 422 and bad_format.json()["errors"][0]["field"] == "format"

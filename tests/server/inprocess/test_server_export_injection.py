@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 import yaml
 
 from hwnas.published import to_published
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import batch, result
 
 INJECTED = "Conv-input:1x1x1-output:1x1x1: {count: 1, mean: 0, std: 0}"
@@ -23,9 +22,9 @@ BREAKS = ["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029", "\x0b", "\x0c"]
 KEYS = {"mb_k3_s2_o32_m72@1x24x112x112": 1.5, "conv_hs_k3_s2_o24@1x3x224x224": 1.0}
 
 
-def export(server: LiveServer, device: str, fmt: str, runtime: str | None = None) -> str:
+def export(server: AppServer, device: str, fmt: str, runtime: str | None = None) -> str:
     params = {"format": fmt, **({"runtime": runtime} if runtime else {})}
-    response = httpx.get(f"{server.url}/lut/{device}", params=params, timeout=30)
+    response = server.http.get(f"/lut/{device}", params=params)
     assert response.status_code == 200, response.text[:300]
     return response.text
 
@@ -36,7 +35,7 @@ def expected_keys(grammar: str) -> set[str]:
 
 @pytest.mark.parametrize("brk", BREAKS, ids=[repr(b) for b in BREAKS])
 @pytest.mark.parametrize("field", ["runtime_version", "runtime"])
-def test_an_agents_header_fields_cannot_add_entries(server: LiveServer, device: str, field: str, brk: str) -> None:
+def test_an_agents_header_fields_cannot_add_entries(server: AppServer, device: str, field: str, brk: str) -> None:
     text = f"1{brk}{INJECTED}{brk}#"
     fields = {"runtime": "ort", "runtime_version": "1.17"} | {field: text}
     with server.client("agent") as agent:
@@ -52,14 +51,14 @@ def test_an_agents_header_fields_cannot_add_entries(server: LiveServer, device: 
 
 
 @pytest.mark.parametrize("source_field", ["project", "file", "commit", "licence"])
-def test_an_importers_provenance_cannot_add_entries(server: LiveServer, source_field: str) -> None:
+def test_an_importers_provenance_cannot_add_entries(server: AppServer, source_field: str) -> None:
     device = f"imp-{uuid.uuid4().hex[:8]}"
     content = "Conv-input:160x160x3-output:80x80x24:\n  count: 498\n  mean: 0.495\n  std: 0.0102\n"
     source = {"project": "mit-han-lab/once-for-all", "file": "160_lookup_table.yaml", "commit": "abc", "source_device": "Note10",
               "licence": "MIT"}
     source[source_field] = f"x\n{SHORT}\u2028{SHORT}\r#"[:64]  # commit holds 64 characters
     body = {"format": "ofa-yaml", "content": content, "device": device, "runtime": "tflite", "threads": 1, "source": source}
-    r = httpx.post(f"{server.url}/lut/import", json=body, headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=60)
+    r = server.http.post("/lut/import", json=body, headers={"Authorization": f"Bearer {server.admin_token}"})
     assert r.status_code == 200, r.text[:300]
     out = export(server, device, "ofa-yaml")
     assert yaml.safe_load(out) == yaml.safe_load(content), out  # exactly the imported entry, nothing more

@@ -11,7 +11,7 @@ import uuid
 import sqlalchemy as sa
 
 from hwnas.client import ProfilerClient
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import batch, key, result
 
 
@@ -33,7 +33,7 @@ def _batch_state(keys: list[str], delegated: str, temp: float, per_run: list[str
                            "delegated": {k: delegated for k in keys}, "inputs_set_per_run": per_run}}
 
 
-def test_later_batches_of_a_run_add_their_keys_to_its_device_state(server: LiveServer, agent: ProfilerClient,
+def test_later_batches_of_a_run_add_their_keys_to_its_device_state(server: AppServer, agent: ProfilerClient,
                                                                    device: str) -> None:
     run_id = uuid.uuid4()
     first, second = [key(1), key(2)], [key(3)]

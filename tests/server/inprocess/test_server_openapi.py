@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.support.databases import postgres_base_url
-from tests.support.live_server import LiveServer, live_server_on
+from tests.support.app_server import AppServer, app_server_on
 
 # The reads: open to anyone unless READ_REQUIRES_TOKEN is on.
 READS = {("GET", "/lut/{device}"), ("GET", "/lut/{device}/entries"), ("POST", "/lut/{device}/query"), ("GET", "/devices"),
@@ -37,14 +37,13 @@ def concrete(path: str, device: str) -> str:
     return path.replace("{device}", device).replace("{name}", device).replace("{job_id}", "1")
 
 
-def anonymous(server: LiveServer, method: str, path: str, device: str) -> httpx.Response:
+def anonymous(server: AppServer, method: str, path: str, device: str) -> httpx.Response:
     body = {"keys": []} if path.endswith("/query") else {}
-    return httpx.request(method, f"{server.url}{concrete(path, device)}", json=body if method in ("POST", "PUT") else None,
-                         timeout=30)
+    return server.http.request(method, concrete(path, device), json=body if method in ("POST", "PUT") else None)
 
 
-def check_declared_security(server: LiveServer, token_required: set[tuple[str, str]], device: str) -> None:
-    ops = operations(httpx.get(f"{server.url}/openapi.json").json())
+def check_declared_security(server: AppServer, token_required: set[tuple[str, str]], device: str) -> None:
+    ops = operations(server.http.get("/openapi.json").json())
     assert READS | ALWAYS_OPEN <= set(ops), set(ops)
     for (method, path), op in ops.items():
         if (method, path) in token_required:
@@ -58,7 +57,7 @@ def check_declared_security(server: LiveServer, token_required: set[tuple[str, s
 
 
 @pytest.fixture
-def device(server: LiveServer) -> str:
+def device(server: AppServer) -> str:
     name = f"oa-{uuid.uuid4().hex[:6]}"
     with server.client("agent") as agent:
         from hwnas.schemas import DeviceInfo
@@ -67,30 +66,29 @@ def device(server: LiveServer) -> str:
     return name
 
 
-def test_bearer_is_declared_on_the_routes_that_require_a_token_only(server: LiveServer, device: str) -> None:
-    every = set(operations(httpx.get(f"{server.url}/openapi.json").json()))
+def test_bearer_is_declared_on_the_routes_that_require_a_token_only(server: AppServer, device: str) -> None:
+    every = set(operations(server.http.get("/openapi.json").json()))
     check_declared_security(server, every - READS - ALWAYS_OPEN, device)
 
 
 @pytest.fixture(scope="module", params=["sqlite"] + (["postgresql"] if postgres_base_url() else []))
-def closed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A live server with READ_REQUIRES_TOKEN on."""
-    env = {"READ_REQUIRES_TOKEN": "true"}
+def closed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """A server with READ_REQUIRES_TOKEN on."""
     tmp = tmp_path_factory.mktemp(f"closed_{request.param}")
-    with live_server_on(request.param, tmp, env=env) as srv:
+    with app_server_on(request.param, tmp, read_requires_token=True) as srv:
         yield srv
 
 
-def test_with_read_requires_token_every_read_declares_the_token_too(closed: LiveServer) -> None:
-    every = set(operations(httpx.get(f"{closed.url}/openapi.json").json()))
+def test_with_read_requires_token_every_read_declares_the_token_too(closed: AppServer) -> None:
+    every = set(operations(closed.http.get("/openapi.json").json()))
     check_declared_security(closed, every - ALWAYS_OPEN, "pixel7")
 
 
-def test_a_405_allows_every_method_the_path_has(server: LiveServer, device: str) -> None:
-    doc = httpx.get(f"{server.url}/openapi.json").json()
+def test_a_405_allows_every_method_the_path_has(server: AppServer, device: str) -> None:
+    doc = server.http.get("/openapi.json").json()
     several = 0
     for path, ops in doc["paths"].items():
-        r = httpx.request("PATCH", f"{server.url}{concrete(path, device)}", timeout=30)  # no route takes PATCH
+        r = server.http.request("PATCH", concrete(path, device))  # no route takes PATCH
         assert r.status_code == 405, (path, r.text[:200])
         allowed = {m.strip() for m in r.headers["allow"].split(",")}
         # Every template the address fits: /lut/import is also /lut/{device} (GET) for a device named "import".
@@ -101,7 +99,7 @@ def test_a_405_allows_every_method_the_path_has(server: LiveServer, device: str)
     assert several >= 3  # /devices/{name}, /jobs, /jobs/{job_id}, /lut/{device}/calibration ...
     # The documents' own routes and the dashboard's files, outside the API document.
     for path, allowed in (("/openapi.json", "GET, HEAD"), ("/ui/dashboard.js", "GET, HEAD")):
-        r = httpx.post(f"{server.url}{path}", timeout=30)
+        r = server.http.post(path)
         assert (r.status_code, r.headers.get("allow")) == (405, allowed), (path, r.headers)
 
 
@@ -110,12 +108,12 @@ def test_a_405_allows_every_method_the_path_has(server: LiveServer, device: str)
     ("a 4,300-digit integer", b'{"cpu_cores": ' + b"9" * 5000 + b"}"),
     ("nested past the parser's limit", b"[" * 100_000 + b"]" * 100_000),
 ])
-def test_unreadable_bodies_are_documented_422s(server: LiveServer, device: str, what: str, body: bytes) -> None:
-    doc = httpx.get(f"{server.url}/openapi.json").json()
+def test_unreadable_bodies_are_documented_422s(server: AppServer, device: str, what: str, body: bytes) -> None:
+    doc = server.http.get("/openapi.json").json()
     ops = operations(doc)
     for method, path, headers in (("PUT", "/devices/{name}", {"Authorization": f"Bearer {server.agent_token}"}),
                                   ("POST", "/lut/{device}/query", {})):
-        r = httpx.request(method, f"{server.url}{concrete(path, device)}", content=body, timeout=30,
+        r = server.http.request(method, concrete(path, device), content=body,
                           headers={"Content-Type": "application/json", **headers})
         assert r.status_code == 422, (what, path, r.status_code, r.text[:200])
         assert r.json()["errors"] == [{"field": "body", "reason": r.json()["errors"][0]["reason"]}]
@@ -123,10 +121,10 @@ def test_unreadable_bodies_are_documented_422s(server: LiveServer, device: str, 
         assert "400" not in ops[(method, path)]["responses"] and "422" in ops[(method, path)]["responses"]
 
 
-def test_bodies_parsed_off_the_event_loop_are_still_documented_request_bodies(server: LiveServer) -> None:
+def test_bodies_parsed_off_the_event_loop_are_still_documented_request_bodies(server: AppServer) -> None:
     """POST /measurements and the other large bodies are read by api.bodies.json_body (in the threadpool, issue 25),
     not by FastAPI: the document still declares each one's model, and every schema it refers to exists."""
-    doc = httpx.get(f"{server.url}/openapi.json").json()
+    doc = server.http.get("/openapi.json").json()
     ops, components = operations(doc), doc["components"]["schemas"]
     for (method, path), model in {("POST", "/measurements"): "MeasurementBatch", ("POST", "/networks/measurements"): "NetworkMeasurementBatch",
                                   ("POST", "/jobs"): "JobCreate", ("POST", "/lut/{device}/query"): "LutQuery"}.items():

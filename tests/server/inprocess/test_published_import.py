@@ -9,7 +9,6 @@ import json
 import math
 import uuid
 
-import httpx
 import pytest
 import yaml
 
@@ -19,7 +18,7 @@ from hwnas.published import from_published, ofa_net_config_keys
 from hwnas.schemas import DeviceInfo, JobCreate, Lut
 from hwnas.published_presets import PRESETS
 from profiler_server.services.published_files import HWNB_OPS, hwnasbench_layer_keys, hwnasbench_layers, read_published
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import batch, result
 from tests.support.reference_data import HELP_CSV, HWNB_LUT, HWNB_SPEC, OFA_NET, find, ref
 
@@ -29,21 +28,21 @@ def text(preset: str) -> str:
     return ref(PRESETS[preset].path).read_text()
 
 
-def lut(server: LiveServer, device: str) -> Lut:
-    response = httpx.get(f"{server.url}/lut/{device}", timeout=30)
+def lut(server: AppServer, device: str) -> Lut:
+    response = server.http.get(f"/lut/{device}")
     assert response.status_code == 200, response.text
     return Lut.model_validate_json(response.content)
 
 
 @pytest.fixture(scope="module")
-def admin(server: LiveServer) -> ProfilerClient:
+def admin(server: AppServer) -> ProfilerClient:
     client = server.client("admin")
     yield client  # type: ignore[misc]
     client.close()
 
 
 @pytest.fixture(scope="module")
-def imported(server: LiveServer, admin: ProfilerClient) -> dict[str, str]:
+def imported(server: AppServer, admin: ProfilerClient) -> dict[str, str]:
     """The ProxylessNAS, OFA 224 and HW-NAS-Bench Pixel 3 tables whose files are found, imported once per database."""
     done = {}
     for role, name in (("proxyless", "pixel1-proxylessnas"), ("ofa", "note10-ofa"), ("hwnasbench", "pixel3-hwnasbench")):
@@ -60,7 +59,7 @@ def table_of(imported: dict[str, str], role: str) -> str:
     return imported[role]
 
 
-def test_proxylessnas_entries_are_the_published_statistics_under_our_keys(server: LiveServer, imported: dict[str, str]) -> None:
+def test_proxylessnas_entries_are_the_published_statistics_under_our_keys(server: AppServer, imported: dict[str, str]) -> None:
     published = yaml.safe_load(text("pixel1-proxylessnas"))
     table = lut(server, table_of(imported, "proxyless"))
     assert len(table.entries) == len(published) == 72
@@ -73,20 +72,20 @@ def test_proxylessnas_entries_are_the_published_statistics_under_our_keys(server
     assert "mb_k3_s1_o16_m32@1x32x112x112" in table.entries  # expand 1: no expansion conv
 
 
-def test_an_imported_table_shows_its_provenance_in_the_table_and_the_device(server: LiveServer, imported: dict[str, str]) -> None:
+def test_an_imported_table_shows_its_provenance_in_the_table_and_the_device(server: AppServer, imported: dict[str, str]) -> None:
     table = lut(server, table_of(imported, "ofa"))
     assert table.source is not None and table.source.read_only
     assert (table.source.project, table.source.source_device, table.source.commit) == (
         "mit-han-lab/once-for-all", "Samsung Galaxy Note10", "a7c9bcd525e17404968bc55aa43772bf7e51909e")
     assert "224_lookup_table.yaml" in table.source.file and "MIT" in table.source.licence and table.source.unmappable == []
-    device = httpx.get(f"{server.url}/devices/{imported['ofa']}", timeout=30).json()
+    device = server.http.get(f"/devices/{imported['ofa']}").json()
     assert [(t["runtime"], t["entries"], t["source"]["project"]) for t in device["tables"]] == [("tflite", 96, "mit-han-lab/once-for-all")]
 
 
-def test_reimporting_the_same_file_changes_nothing(server: LiveServer, imported: dict[str, str], admin: ProfilerClient) -> None:
-    before = httpx.get(f"{server.url}/lut/{table_of(imported, 'ofa')}", timeout=30)
+def test_reimporting_the_same_file_changes_nothing(server: AppServer, imported: dict[str, str], admin: ProfilerClient) -> None:
+    before = server.http.get(f"/lut/{table_of(imported, 'ofa')}")
     again = admin.import_lut(PRESETS["note10-ofa"].request(text("note10-ofa")))
-    after = httpx.get(f"{server.url}/lut/{imported['ofa']}", timeout=30)
+    after = server.http.get(f"/lut/{imported['ofa']}")
     assert again.status == "unchanged" and again.entries == 96
     assert after.headers["etag"] == before.headers["etag"] and after.content == before.content
     # The same content with replace restates the provenance only.
@@ -98,7 +97,7 @@ def test_reimporting_the_same_file_changes_nothing(server: LiveServer, imported:
     assert admin.import_lut(PRESETS["note10-ofa"].request(text("note10-ofa"))).status == "unchanged"
 
 
-def test_other_content_into_an_imported_table_needs_replace(server: LiveServer, admin: ProfilerClient) -> None:
+def test_other_content_into_an_imported_table_needs_replace(server: AppServer, admin: ProfilerClient) -> None:
     device = f"ofa-{uuid.uuid4().hex[:6]}"
     first = PRESETS["note10-ofa-160"].request(text("note10-ofa-160")).model_copy(update={"device": device})
     assert admin.import_lut(first).status == "created"
@@ -110,7 +109,7 @@ def test_other_content_into_an_imported_table_needs_replace(server: LiveServer, 
     assert len(table.entries) == 96 and all("x88x88" in k for k in table.entries if k.startswith("mb_k3_s1_o24_m24"))
 
 
-def test_agents_cannot_write_into_an_imported_table(server: LiveServer, admin: ProfilerClient) -> None:
+def test_agents_cannot_write_into_an_imported_table(server: AppServer, admin: ProfilerClient) -> None:
     device = f"ofa-{uuid.uuid4().hex[:6]}"
     admin.import_lut(PRESETS["note10-ofa"].request(text("note10-ofa")).model_copy(update={"device": device}))
     with server.client("agent") as agent, pytest.raises(ConflictError, match="read-only") as err:
@@ -125,11 +124,11 @@ def test_agents_cannot_write_into_an_imported_table(server: LiveServer, admin: P
     # so an agent measures into it with a token an admin granted the device.
     with server.client("agent") as agent, pytest.raises(AuthError, match="owner rule"):
         agent.post_measurements(batch(device, [result("conv_k3_s2_o16@1x3x224x224")], runtime="ort"))
-    with ProfilerClient(server.url, token=server.new_token(f"granted-{device}", "agent", devices=[device])) as granted:
+    with server.client_holding(server.new_token(f"granted-{device}", "agent", devices=[device])) as granted:
         assert granted.post_measurements(batch(device, [result("conv_k3_s2_o16@1x3x224x224")], runtime="ort")).stored == 1
 
 
-def test_unmappable_entries_are_listed_with_their_reason_and_left_out(server: LiveServer, admin: ProfilerClient) -> None:
+def test_unmappable_entries_are_listed_with_their_reason_and_left_out(server: AppServer, admin: ProfilerClient) -> None:
     # The real file plus one entry whose idskip contradicts its shape, and one that names no block we know.
     bad = ("expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:1-idskip:0:\n  count: 3\n  mean: 1.0\n  var: 0.1\n"
            "Pool-input:7x7x320-output:1x1x320:\n  count: 3\n  mean: 1.0\n  var: 0.1\n")
@@ -143,26 +142,26 @@ def test_unmappable_entries_are_listed_with_their_reason_and_left_out(server: Li
     assert lut(server, request.device).source.unmappable[0].reason  # type: ignore[union-attr]
 
 
-def test_a_file_that_is_not_its_format_is_refused_whole(server: LiveServer, admin: ProfilerClient) -> None:
+def test_a_file_that_is_not_its_format_is_refused_whole(server: AppServer, admin: ProfilerClient) -> None:
     device = f"bad-{uuid.uuid4().hex[:6]}"
     broken = text("note10-ofa").replace("mean: 0.994418", "mean: fast", 1)
-    response = httpx.post(f"{server.url}/lut/import", headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=30,
+    response = server.http.post("/lut/import", headers={"Authorization": f"Bearer {server.admin_token}"},
                           json=PRESETS["note10-ofa"].request(broken).model_copy(update={"device": device}).model_dump(mode="json"))
     assert response.status_code == 422
     body = response.json()
     assert "224_lookup_table.yaml" in body["detail"] and "Conv-input:224x224x3-output:112x112x24" in body["detail"] and "mean" in body["detail"]
     assert body["errors"][0]["field"] == "content"
-    assert httpx.get(f"{server.url}/devices/{device}", timeout=30).status_code == 404  # nothing half-imported
+    assert server.http.get(f"/devices/{device}").status_code == 404  # nothing half-imported
 
 
-def test_only_an_admin_may_import(server: LiveServer) -> None:
+def test_only_an_admin_may_import(server: AppServer) -> None:
     body = PRESETS["note10-ofa"].request(text("note10-ofa")).model_dump(mode="json")
     for role, status in ((None, 401), ("client", 403), ("agent", 403)):
         headers = {"Authorization": f"Bearer {server.token(role)}"} if role else {}
-        assert httpx.post(f"{server.url}/lut/import", json=body, headers=headers, timeout=30).status_code == status
+        assert server.http.post("/lut/import", json=body, headers=headers).status_code == status
 
 
-def test_the_ofa_note10_30ms_network_sums_to_its_published_latency(server: LiveServer, imported: dict[str, str]) -> None:
+def test_the_ofa_note10_30ms_network_sums_to_its_published_latency(server: AppServer, imported: dict[str, str]) -> None:
     config = json.loads(ref(OFA_NET).read_text())
     table = lut(server, table_of(imported, "ofa"))
     keys = [from_published("ofa", k).key for k in ofa_net_config_keys(config, 224)]
@@ -170,7 +169,7 @@ def test_the_ofa_note10_30ms_network_sums_to_its_published_latency(server: LiveS
     assert abs(sum(table.entries[k].median_ms for k in keys) - 29.97) <= 0.05
 
 
-def test_the_hwnasbench_pixel3_table_reproduces_helps_column(server: LiveServer, imported: dict[str, str]) -> None:
+def test_the_hwnasbench_pixel3_table_reproduces_helps_column(server: AppServer, imported: dict[str, str]) -> None:
     help_csv = ref(HELP_CSV)
     table = lut(server, table_of(imported, "hwnasbench"))
     assert table.source is not None and "delta gauge" in (table.source.gauge or "")

@@ -12,15 +12,15 @@ import uuid
 import httpx
 import pytest
 
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import key
 
 
-def call(server: LiveServer, method: str, path: str, role: str | None = "agent", token: str | None = None,
+def call(server: AppServer, method: str, path: str, role: str | None = "agent", token: str | None = None,
          **kwargs: object) -> httpx.Response:
     token = token or server.token(role)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.request(method, f"{server.url}{path}", headers=headers, timeout=60, **kwargs)  # type: ignore[arg-type]
+    return server.http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
 
 
 def refused(response: httpx.Response, status: int, field: str, *words: str) -> str:
@@ -40,7 +40,7 @@ def upload(device: str, value: float = 1.0, **overrides: object) -> dict[str, ob
     return body
 
 
-def new_device(server: LiveServer, token: str | None = None, role: str = "agent") -> str:
+def new_device(server: AppServer, token: str | None = None, role: str = "agent") -> str:
     name = f"dev-{uuid.uuid4().hex[:8]}"
     assert call(server, "PUT", f"/devices/{name}", role=role, token=token, json={"model": "Pixel 7"}).status_code == 201
     return name
@@ -53,30 +53,30 @@ def calibration(**overrides: object) -> dict[str, object]:
     return body
 
 
-def served_calibration(server: LiveServer, device: str) -> object:
-    return httpx.get(f"{server.url}/lut/{device}", timeout=30).json()["calibration"]
+def served_calibration(server: AppServer, device: str) -> object:
+    return server.http.get(f"/lut/{device}").json()["calibration"]
 
 
 @pytest.fixture
-def other_agent(server: LiveServer) -> str:
+def other_agent(server: AppServer) -> str:
     """A second agent token (agent B); the fixtures' ``test-agent`` is agent A."""
     return server.new_token(f"agent-b-{uuid.uuid4().hex[:6]}", "agent")
 
 
-def test_an_agent_uploads_only_into_devices_it_owns(server: LiveServer, other_agent: str) -> None:
+def test_an_agent_uploads_only_into_devices_it_owns(server: AppServer, other_agent: str) -> None:
     a_device = new_device(server)  # registered by test-agent (A)
     assert call(server, "POST", "/measurements", json=upload(a_device, 2.0)).status_code == 200
     # B's token names A's device: refused, and the table still serves A's 2.0 ms.
     detail = refused(call(server, "POST", "/measurements", token=other_agent, json=upload(a_device, 0.001)), 403, "device",
                      "owner rule", "test-agent")
     assert other_agent not in detail  # the token itself is never echoed
-    assert httpx.get(f"{server.url}/lut/{a_device}", timeout=30).json()["entries"][key(1)]["median_ms"] == 2.0
+    assert server.http.get(f"/lut/{a_device}").json()["entries"][key(1)]["median_ms"] == 2.0
     net = {"device": a_device, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "b", "run_id": str(uuid.uuid4()),
            "results": [{"arch_id": "a" * 16, "median_ms": 1.0, "iterations": 10}]}
     refused(call(server, "POST", "/networks/measurements", token=other_agent, json=net), 403, "device", "owner rule")
 
 
-def test_an_agent_claims_renews_and_fails_only_its_own_devices_jobs(server: LiveServer, other_agent: str) -> None:
+def test_an_agent_claims_renews_and_fails_only_its_own_devices_jobs(server: AppServer, other_agent: str) -> None:
     a_device = new_device(server)
     job = call(server, "POST", "/jobs", role="client", json={"device": a_device, "runtime": "ort", "threads": 1,
                                                              "keys": [key(2), key(3)]}).json()
@@ -90,14 +90,14 @@ def test_an_agent_claims_renews_and_fails_only_its_own_devices_jobs(server: Live
     assert call(server, "GET", f"/jobs/{job['id']}", role=None).json()["failed"] == 0
 
 
-def test_a_device_an_admin_granted_a_token_may_be_written_by_it(server: LiveServer) -> None:
+def test_a_device_an_admin_granted_a_token_may_be_written_by_it(server: AppServer) -> None:
     a_device = new_device(server)
     granted = server.new_token(f"granted-{uuid.uuid4().hex[:6]}", "agent", devices=[a_device])
     assert call(server, "POST", "/measurements", token=granted, json=upload(a_device)).status_code == 200
     assert call(server, "POST", "/jobs/claim", token=granted, json={"device": a_device, "agent": "g"}).status_code == 204
 
 
-def test_an_unowned_device_is_written_only_after_an_agent_registers_it(server: LiveServer) -> None:
+def test_an_unowned_device_is_written_only_after_an_agent_registers_it(server: AppServer) -> None:
     name = new_device(server, role="admin")  # an admin's device has no owner
     refused(call(server, "POST", "/measurements", json=upload(name)), 403, "device", "owner rule", "register it first")
     assert call(server, "PUT", f"/devices/{name}", json={"model": "Pixel 7"}).status_code == 200  # test-agent takes it
@@ -105,7 +105,7 @@ def test_an_unowned_device_is_written_only_after_an_agent_registers_it(server: L
     assert call(server, "POST", "/measurements", json=upload(name)).status_code == 200
 
 
-def test_a_client_cancels_only_its_own_jobs(server: LiveServer) -> None:
+def test_a_client_cancels_only_its_own_jobs(server: AppServer) -> None:
     device = new_device(server)
     other_client = server.new_token(f"client-b-{uuid.uuid4().hex[:6]}", "client")
     jobs = [call(server, "POST", "/jobs", role="client", json={"device": device, "runtime": "ort", "threads": 1,
@@ -116,7 +116,7 @@ def test_a_client_cancels_only_its_own_jobs(server: LiveServer) -> None:
     assert call(server, "DELETE", f"/jobs/{jobs[1]}", role="admin").json()["state"] == "cancelled"  # an admin
 
 
-def test_a_tables_calibration_is_its_device_owners_or_an_admins(server: LiveServer, other_agent: str) -> None:
+def test_a_tables_calibration_is_its_device_owners_or_an_admins(server: AppServer, other_agent: str) -> None:
     device = new_device(server)
     assert call(server, "POST", "/measurements", json=upload(device)).status_code == 200
     path = f"/lut/{device}/calibration"
@@ -136,7 +136,7 @@ def test_a_tables_calibration_is_its_device_owners_or_an_admins(server: LiveServ
     ({"mape_before": -5.0}, "mape_before"),
     ({"mape_after": -0.1}, "mape_after"),
 ])
-def test_calibration_values_are_bounded(server: LiveServer, values: dict[str, float], field: str) -> None:
+def test_calibration_values_are_bounded(server: AppServer, values: dict[str, float], field: str) -> None:
     device = new_device(server)
     assert call(server, "POST", "/measurements", json=upload(device)).status_code == 200
     refused(call(server, "PUT", f"/lut/{device}/calibration", role="admin", json=calibration(**values)), 422, field)
@@ -152,7 +152,7 @@ def import_request(device: str, content: str = OFA_YAML, **source: str) -> dict[
                        "licence": "MIT", **source}}
 
 
-def test_an_imported_tables_calibration_is_an_admins_only(server: LiveServer) -> None:
+def test_an_imported_tables_calibration_is_an_admins_only(server: AppServer) -> None:
     device = f"imp-{uuid.uuid4().hex[:8]}"
     assert call(server, "POST", "/lut/import", role="admin", json=import_request(device)).status_code == 200
     path = f"/lut/{device}/calibration"

@@ -6,13 +6,12 @@ import csv
 import io
 import uuid
 
-import httpx
 import pytest
 
 from hwnas.client import ConflictError, NotFoundError, ProfilerClient
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import DeviceInfo, JobClaim, JobCreate, JobFail, JobHeartbeat, JobState
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import batch, key, result
 
 
@@ -34,11 +33,11 @@ def test_device_register_update_list(agent: ProfilerClient, client: ProfilerClie
     assert "no-such-device" in err.value.detail
 
 
-def test_put_device_answers_201_then_200(server: LiveServer) -> None:
+def test_put_device_answers_201_then_200(server: AppServer) -> None:
     name = f"dev-{uuid.uuid4().hex[:8]}"
     auth = {"Authorization": f"Bearer {server.agent_token}"}
-    assert httpx.put(f"{server.url}/devices/{name}", json={"model": "a"}, headers=auth).status_code == 201
-    again = httpx.put(f"{server.url}/devices/{name}", json={"model": "b"}, headers=auth)
+    assert server.http.put(f"/devices/{name}", json={"model": "a"}, headers=auth).status_code == 201
+    again = server.http.put(f"/devices/{name}", json={"model": "b"}, headers=auth)
     assert again.status_code == 200 and again.json()["model"] == "b"
 
 
@@ -69,16 +68,16 @@ def test_etag_and_304(agent: ProfilerClient, client: ProfilerClient, device: str
     assert not changed.not_modified and changed.etag != first.etag and changed.lut is not None and key(1) in changed.lut.entries
 
 
-def test_csv_by_param_and_accept(server: LiveServer, agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
+def test_csv_by_param_and_accept(server: AppServer, agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
     agent.post_measurements(batch(device, [result(key(0), 2.0), result(key(1), 1.0), result(OVERHEAD_KEY, 0.25)]))
     text = client.get_lut_csv(device)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["key"] == OVERHEAD_KEY and float(rows[0]["median_ms"]) == 0.25
     by_key = {r["key"]: r for r in rows[1:]}
     assert set(by_key) == {key(0), key(1)} and float(by_key[key(0)]["median_ms"]) == 2.0 and by_key[key(0)]["n"] == "50"
-    response = httpx.get(f"{server.url}/lut/{device}", headers={"Accept": "text/csv"})
+    response = server.http.get(f"/lut/{device}", headers={"Accept": "text/csv"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv") and response.text == text
-    not_modified = httpx.get(f"{server.url}/lut/{device}", params={"format": "csv"}, headers={"If-None-Match": response.headers["etag"]})
+    not_modified = server.http.get(f"/lut/{device}", params={"format": "csv"}, headers={"If-None-Match": response.headers["etag"]})
     assert not_modified.status_code == 304
 
 
@@ -161,8 +160,8 @@ def test_job_force_and_nothing_to_do(agent: ProfilerClient, client: ProfilerClie
     assert claimed is not None and claimed.id == forced.id and claimed.keys == [key(0)]
 
 
-def test_openapi_docs(server: LiveServer) -> None:
-    spec = httpx.get(f"{server.url}/openapi.json").json()
+def test_openapi_docs(server: AppServer) -> None:
+    spec = server.http.get("/openapi.json").json()
     for path in ("/healthz", "/devices/{name}", "/lut/{device}", "/lut/{device}/query", "/measurements", "/jobs", "/jobs/claim", "/jobs/{job_id}/heartbeat", "/jobs/{job_id}/fail"):
         assert path in spec["paths"]
-    assert httpx.get(f"{server.url}/docs").status_code == 200
+    assert server.http.get("/docs").status_code == 200

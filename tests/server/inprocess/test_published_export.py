@@ -12,18 +12,18 @@ from hwnas.client import ProfilerClient
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import Lut
 from hwnas.published_presets import PRESETS
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import batch, result
 from tests.support.reference_data import ref
 
 
 
-def lut(server: LiveServer, device: str) -> Lut:
-    return Lut.model_validate_json(httpx.get(f"{server.url}/lut/{device}", timeout=30).content)
+def lut(server: AppServer, device: str) -> Lut:
+    return Lut.model_validate_json(server.http.get(f"/lut/{device}").content)
 
 
-def export(server: LiveServer, device: str, fmt: str) -> httpx.Response:
-    response = httpx.get(f"{server.url}/lut/{device}", params={"format": fmt}, timeout=30)
+def export(server: AppServer, device: str, fmt: str) -> httpx.Response:
+    response = server.http.get(f"/lut/{device}", params={"format": fmt})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/yaml")
     return response
@@ -37,7 +37,7 @@ def imported(admin: ProfilerClient, preset: str, content: str | None = None) -> 
 
 
 @pytest.mark.parametrize(("preset", "fmt"), [("note10-ofa", "ofa-yaml"), ("pixel1-proxylessnas", "proxyless-yaml")])
-def test_an_imported_table_exports_as_the_file_it_came_from(server: LiveServer, preset: str, fmt: str) -> None:
+def test_an_imported_table_exports_as_the_file_it_came_from(server: AppServer, preset: str, fmt: str) -> None:
     published = yaml.safe_load(ref(PRESETS[preset].path).read_text())  # skips when the file is found nowhere
     with server.client("admin") as admin:
         device = imported(admin, preset)
@@ -45,7 +45,7 @@ def test_an_imported_table_exports_as_the_file_it_came_from(server: LiveServer, 
 
 
 @pytest.mark.parametrize(("preset", "fmt"), [("note10-ofa", "ofa-yaml"), ("pixel1-proxylessnas", "proxyless-yaml")])
-def test_import_of_an_export_gives_back_the_same_entries(server: LiveServer, preset: str, fmt: str) -> None:
+def test_import_of_an_export_gives_back_the_same_entries(server: AppServer, preset: str, fmt: str) -> None:
     ref(PRESETS[preset].path)  # skips when the file is found nowhere
     with server.client("admin") as admin:
         first = imported(admin, preset)
@@ -56,7 +56,7 @@ def test_import_of_an_export_gives_back_the_same_entries(server: LiveServer, pre
     assert all((a.entries[k].n, a.entries[k].std_ms) == (b.entries[k].n, b.entries[k].std_ms) for k in a.entries)
 
 
-def test_a_measured_table_exports_what_its_layout_can_say(server: LiveServer, device: str) -> None:
+def test_a_measured_table_exports_what_its_layout_can_say(server: AppServer, device: str) -> None:
     keys = {"mb_se_hs_k5_s1_o136_m408@1x136x14x14": 2.0, "mb_k3_s2_o32_m72@1x24x112x112": 1.5, "conv_hs_k3_s2_o24@1x3x224x224": 1.0,
             "ir_k3_e6_g1_s2_o24@1x16x112x112": 3.0, "skip_s1_o16@1x16x112x112": 0.1, OVERHEAD_KEY: 0.05}
     with server.client("agent") as agent:
@@ -91,7 +91,7 @@ def test_a_measured_table_exports_what_its_layout_can_say(server: LiveServer, de
         "conv_hs_k3_s2_o24@1x3x224x224": 0.8 - overhead})
 
 
-def test_an_unknown_format_is_a_422_naming_the_parameter(server: LiveServer, device: str) -> None:
-    response = httpx.get(f"{server.url}/lut/{device}", params={"format": "tflite-yaml"}, timeout=30)
+def test_an_unknown_format_is_a_422_naming_the_parameter(server: AppServer, device: str) -> None:
+    response = server.http.get(f"/lut/{device}", params={"format": "tflite-yaml"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "format"
     assert "ofa-yaml" in response.json()["detail"]
