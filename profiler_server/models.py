@@ -117,6 +117,9 @@ class Device(Base):
     owner: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The last claim an agent made for the device that found no job (device_activity.mark_polled: kept to within
+    # POLL_MARK_S, so that an idle agent's polls do not write on every call); None until one.
+    polled_at: Mapped[datetime | None] = mapped_column()
 
 
 class Operator(Base):

@@ -21,6 +21,7 @@ from hwnas import schemas
 from hwnas.schemas import JobState
 from profiler_server.errors import Conflict, Forbidden, NotFound, field_error, reject_bad_keys
 from profiler_server.models import Device, ItemState, Job, JobItem, JobKind, JobNetwork, Network, Operator, utcnow
+from profiler_server.services.device_activity import mark_polled
 from profiler_server.services.devices import find_device
 from profiler_server.services.job_networks import networks_of
 from profiler_server.services.ownership import Actor, check_device_write, check_job_cancel
@@ -132,6 +133,7 @@ def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = Non
             stmt = stmt.with_for_update(skip_locked=True)
         row = session.execute(stmt).first()
         if row is None:
+            mark_polled(session, device.id, now)  # an idle agent's poll leaves no job row behind: its one trace
             return None
         job_id, claims = row
         if max_claims is not None and claims >= max_claims:

@@ -1,7 +1,7 @@
 """Issue 27's dashboard items, against a live server filled through the real API and read in headless Chromium:
 
-* a device's "last seen" is its latest activity (an upload, a claim, a heartbeat), not its registration; a client
-  queueing or cancelling a job is no sign of the device;
+* a device's "last seen" is its latest activity (an upload, a claim, a heartbeat, an idle agent's poll that found
+  no job), not its registration; a client queueing or cancelling a job is no sign of the device;
 * the agent's loopback phone, registered from what the agent really reads off it, is marked as fake;
 * the heatmap sorts layers and candidates by the key's numbers (o8 < o16 < o128) and has a numbered colour scale;
 * the validation page's headline is the calibration's hold-out MAPE; the MAPE over every network is labelled as
@@ -97,6 +97,20 @@ def test_last_seen_is_the_devices_latest_activity(server: LiveServer, browser: B
     cell = f"document.querySelector(\"#devices tr[data-device='{name}'] .last-seen\")"
     assert browser.eval(f"{cell}.dataset.at") == uploaded["last_seen_at"] != registered["updated_at"]
     assert browser.eval(f"{cell}.textContent") == browser.eval(f"new Date({json.dumps(uploaded['last_seen_at'])}).toLocaleString()")
+
+
+def test_an_idle_agents_poll_is_last_seen_on_the_overview(server: LiveServer, browser: Browser) -> None:
+    name = f"idle-{uuid.uuid4().hex[:6]}"
+    with server.client("agent") as agent:
+        agent.put_device(name, DeviceInfo(model="Pixel 7"))
+        registered = device_json(server, name)
+        assert agent.claim_job(JobClaim(device=name, agent="idle-agent", lease_s=600)) is None  # nothing to do
+    polled = device_json(server, name)
+    assert polled["updated_at"] == registered["updated_at"] and at(polled["last_seen_at"]) > at(registered["updated_at"])
+    browser.open(f"{server.url}/ui/")
+    assert browser.errors == [], browser.errors
+    cell = f"document.querySelector(\"#devices tr[data-device='{name}'] .last-seen\")"
+    assert browser.eval(f"{cell}.dataset.at") == polled["last_seen_at"]
 
 
 def test_the_loopback_phone_is_marked_and_a_phone_is_not(server: LiveServer, browser: Browser, tmp_path: Path) -> None:

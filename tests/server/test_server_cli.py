@@ -93,7 +93,7 @@ def test_serve_upgrades_and_tokens_work_end_to_end(tmp_path: Path) -> None:
     port = free_port()
     srv = LiveServer(url=f"http://127.0.0.1:{port}", database_url=url, port=port, workdir=tmp_path, admin_token="", agent_token="", client_token="")
     with srv.start():
-        assert run("db", "current", "--database-url", url).stdout.strip() == "0008"
+        assert run("db", "current", "--database-url", url).stdout.strip() == "0009"
         srv.agent_token = run("token", "create", "--name", "a", "--role", "agent", "--database-url", url).stdout.strip()
         with srv.client("agent") as agent:
             agent.put_device("host", DeviceInfo(cpu_cores=2))

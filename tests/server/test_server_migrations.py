@@ -17,7 +17,7 @@ from profiler_server.models import Base
 from tests.support.databases import fresh_postgres_database, postgres_base_url, sqlite_url
 from tests.support.live_server import cli_command
 
-HEAD = "0008"  # the latest revision in migrations/versions
+HEAD = "0009"  # the latest revision in migrations/versions
 
 
 def _schema(url: str) -> dict[str, object]:
