@@ -1,4 +1,8 @@
-"""Fixtures of the server tests: a live server per database kind, and batch builders."""
+"""Fixtures of the server tests: a live server per database kind, and the clients and device every test uses.
+
+Tests that need a real process or socket (the CLI, slow clients, concurrency through uvicorn, agents, a browser) live
+here; handler tests live in inprocess/, whose conftest makes ``server`` the app in-process (the fixtures below then
+use it)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 
 from hwnas.client import ProfilerClient
 from hwnas.schemas import DeviceInfo
+from tests.support.app_server import AppServer
 from tests.support.databases import postgres_base_url
 from tests.support.live_server import LiveServer, live_server_on
 
@@ -23,13 +28,13 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
-def agent(server: LiveServer) -> Iterator[ProfilerClient]:
+def agent(server: LiveServer | AppServer) -> Iterator[ProfilerClient]:
     with server.client("agent") as c:
         yield c
 
 
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[ProfilerClient]:
+def client(server: LiveServer | AppServer) -> Iterator[ProfilerClient]:
     with server.client("client") as c:
         yield c
 

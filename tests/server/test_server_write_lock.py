@@ -55,6 +55,7 @@ def test_a_20000_result_upload_holds_its_write_lock_for_a_small_share_of_the_req
     assert len(table["entries"]) == RESULTS
 
 
+@pytest.mark.slow  # about 50 s per database
 def test_seven_concurrent_20000_result_uploads_all_succeed(server: LiveServer, device: str) -> None:
     statuses: list[int] = []
     errors: list[str] = []

@@ -1,4 +1,4 @@
-"""Published latency tables imported into a live server (POST /lut/import): entries, provenance, read-only, idempotence,
+"""Published latency tables imported into the server (POST /lut/import): entries, provenance, read-only, idempotence,
 and the published checks (OFA Note10 30 ms network, HW-NAS-Bench against HELP's Pixel 3 column)."""
 
 from __future__ import annotations

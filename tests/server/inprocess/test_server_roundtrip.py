@@ -1,4 +1,4 @@
-"""Every endpoint through ProfilerClient against a live server (SQLite, and PostgreSQL in CI)."""
+"""Every endpoint through ProfilerClient against the app (SQLite, and PostgreSQL in CI)."""
 
 from __future__ import annotations
 
