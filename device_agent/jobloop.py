@@ -5,6 +5,9 @@ claim, so a retried upload stores nothing twice); the lease is heartbeated from 
 a dropped device is reconnected with back-off and the job goes on with its pending keys;
 when the device stays away the job is given back with a clear log line; a stop request
 (Ctrl-C) finishes the current burst, uploads what is complete and gives the job back.
+
+Its parts live beside it: uploads and the spool (``uploads.py``), the lease (``heartbeat.py``), the checks
+before any claim (``preflight.py``), whole networks (``networks.py``), the runners (``runtimes/``).
 """
 
 from __future__ import annotations
