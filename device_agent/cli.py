@@ -30,7 +30,8 @@ Token = Annotated[Optional[str], typer.Option("--token", envvar="HWNAS_TOKEN", h
 Name = Annotated[Optional[str], typer.Option("--name", help="Device name on the server (default: manufacturer-model-serial).")]
 Binary = Annotated[Optional[list[Path]], typer.Option(
     "--benchmark-binary", help="Host path of onnxruntime_perf_test / speed_benchmark_torch / executor_runner built for "
-    "the phone's ABI (repeatable). Not needed for the loopback device.")]
+    "the phone's ABI (repeatable). Without it, the phone's own program in /data/local/tmp/hwnas/bin/ runs (the loopback "
+    "device has its stand-ins there).")]
 Libs = Annotated[Optional[list[Path]], typer.Option(
     "--benchmark-lib", help="A shared library the binary needs (e.g. libonnxruntime.so), pushed next to it; repeatable.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
