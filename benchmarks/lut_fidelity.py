@@ -107,9 +107,11 @@ def _cli(tool: str) -> list[str]:
 class Services:
     """A server and a local agent as subprocesses; stopped (process groups) on exit, Ctrl-C included."""
 
-    def __init__(self, work: Path, rounds: int, iterations: int, runtime: str = "onnxruntime") -> None:
+    def __init__(self, work: Path, rounds: int, iterations: int, runtime: str = "onnxruntime",
+                 device: str = DEVICE) -> None:
         self.work = work
         self.runtime = runtime
+        self.device = device
         self.env = _env(work / "cache")
         self.db = f"sqlite:///{work / 'hwnas.db'}"
         self.port = _free_port()
@@ -141,7 +143,8 @@ class Services:
                     "server.log")
         self._wait(lambda: httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200, "server.log")
         # The wall-clock baseline agent for the default runtime only (see the module docstring).
-        agents = ((DEVICE, "auto"), (WALL_DEVICE, "wall")) if self.runtime == "onnxruntime" else ((DEVICE, "auto"),)
+        agents = (((self.device, "auto"), (WALL_DEVICE, "wall")) if self.runtime == "onnxruntime" and self.device == DEVICE
+                  else ((self.device, "auto"),))
         for device, clock in agents:
             self._spawn(_cli("device-agent") + ["run", "--local", "--server", self.url, "--token", agent_token, "--name", device,
                                                 "--runtime", self.runtime, "--threads", "1", "--clock", clock,

@@ -18,6 +18,10 @@ Figures and targets (issue 23), declared before any run:
 
     python benchmarks/specialise.py                    # the supernet_rank headline run; trains the found (resumable)
     python benchmarks/specialise.py --run DIR --lut phone-a.json --lut phone-b.json
+    python benchmarks/specialise.py --measure torchscript --measure executorch   # 3 tables of this machine
+
+Every run's results keep the earlier runs' outcomes (``earlier_runs``; ``found_percentiles_all_runs`` and their
+t-interval): each run retrains nothing but the found children, yet a super net trained again gives other children.
 
 Writes benchmarks/results/specialise.json; prints a one-line summary last.
 """
@@ -37,6 +41,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from search.ground_truth import SHIPPED, GroundTruth, Recipe  # noqa: E402
+from search.stats import t_interval  # noqa: E402
 
 RESULTS = HERE / "results" / "specialise.json"
 TABLE = SHIPPED / "fbnet-fmnist_host-cpu.table.json"
@@ -50,12 +55,51 @@ def _met(value: Any, target: str) -> bool:
     return value is not None and (value <= float(bound) if op == "<=" else value >= float(bound))
 
 
+def _summary(figs: dict[str, Any]) -> dict[str, Any]:
+    """What a run found, in a line: kept in the results of the runs after it."""
+    keep = ("specialise_s_per_target", "specialise_tables", "tables", "load_average_1min_at_end",
+            "found_percentile_median_specialise", "max_macs_percentile_median")
+    return {**{k: figs.get(k) for k in keep},
+            "windows": {w: {"percentile": v["percentile"], "test_acc": v["test_acc"], "choices": v["choices"]}
+                        for w, v in figs["windows"].items()}}
+
+
+def measure_table(runtime: str) -> Path:
+    """The space's table measured on this machine in ``runtime`` (device ``host-cpu-<runtime>``): a real server and
+    local agent (benchmarks/lut_fidelity.Services), ``hwnas lut request --wait`` then ``hwnas lut fetch -o``."""
+    import subprocess
+
+    from lut_fidelity import Services
+
+    device = f"host-cpu-{runtime}"
+    path = HERE / ".work" / "specialise" / "tables" / f"{device}.json"
+    if path.is_file():
+        return path
+    work = path.parent / device
+    work.mkdir(parents=True, exist_ok=True)
+    services = Services(work, rounds=4, iterations=24, runtime=runtime, device=device)
+    hwnas = [sys.executable, "-m", "search"]
+    try:
+        token, _ = services.start()
+        common = ["--server", services.url, "--device", device, "--runtime", runtime, "--threads", "1", "--token", token]
+        print(f"measuring fbnet-fmnist's keys in {runtime} as {device}", flush=True)
+        subprocess.run([*hwnas, "lut", "request", "--space", "fbnet-fmnist", *common, "--wait"], check=True, cwd=ROOT)
+        subprocess.run([*hwnas, "lut", "fetch", *common, "--out", str(path)], check=True, cwd=ROOT)
+    finally:
+        services.stop()
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, default=DEFAULT_RUN, help="trained super-net run folder (default: "
                    "supernet_rank's headline variant)")
     p.add_argument("--lut", type=Path, action="append", default=[], help="another device's table of the space "
                    "(repeatable)")
+    p.add_argument("--measure", action="append", default=[], metavar="RUNTIME",
+                   help="measure the space's table on this machine in another runtime (torchscript, executorch: "
+                   "repeatable) with a real profiler-server and local device-agent, as device host-cpu-RUNTIME, and "
+                   "specialise for it too (kept in benchmarks/.work/specialise/tables: measured once)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the scoring (default 1: on a shared "
                    "2-core machine two threads contend and ran 4x slower)")
     args = p.parse_args()
@@ -69,6 +113,7 @@ def main() -> None:
     from search.lut import load_table
     from search.specialise import ChildScorer, specialise
 
+    args.lut += [measure_table(runtime) for runtime in args.measure]
     if not (args.run / "checkpoint.pt").is_file():
         sys.exit(f"specialise: no trained super net in {args.run}: run benchmarks/supernet_rank.py first")
     t0 = time.perf_counter()
@@ -126,7 +171,15 @@ def main() -> None:
                                                             if v["max_macs_percentile"] is not None),
             "windows": per_window, "all": [r.to_dict() for r in found]}
     met = {k: _met(figs[k], t) for k, t in TARGETS.items()}
-    RESULTS.write_text(json.dumps({"figures": figs, "targets": TARGETS, "met": met,
+    # Each run trains its found children on a super net of its own: earlier runs' outcomes stay beside this one's,
+    # so the spread between runs (the same command, another training of the same super net) is in view.
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    earlier = previous.get("earlier_runs", []) + ([_summary(previous["figures"])] if "figures" in previous else [])
+    figs["found_percentiles_all_runs"] = [v["percentile"] for r in [*earlier, _summary(figs)] for v in r["windows"].values()]
+    if len(figs["found_percentiles_all_runs"]) >= 2:  # runs share the ground truth's windows: read it as a spread
+        ci = t_interval(figs["found_percentiles_all_runs"])
+        figs["found_percentile_mean_all_runs"] = {"mean": ci.mean, "t95": [ci.low, ci.high], "null": 50.0}
+    RESULTS.write_text(json.dumps({"figures": figs, "targets": TARGETS, "met": met, "earlier_runs": earlier,
                                    "seconds": time.perf_counter() - t0}, indent=1) + "\n")
     ok = lambda k: "ok" if met[k] else "MISS"  # noqa: E731
     print(f"specialise: {figs['specialise_s_per_target']:.0f} s per target [{ok('specialise_s_per_target')}], "
