@@ -65,7 +65,7 @@ def last_seen_of(session: Session, devices: list[Device]) -> dict[int, datetime]
               .where(Job.device_id.in_(ids), Job.agent.is_not(None), Job.state != JobState.cancelled.value)
               .group_by(Job.device_id))
     for stmt in (uploads, claims):
-        for device_id, at in session.execute(stmt).tuples():
+        for device_id, at in session.execute(stmt):
             if at is not None and at > out[device_id]:
                 out[device_id] = at
     return out

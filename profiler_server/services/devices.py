@@ -70,7 +70,7 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
             .join(Operator, Operator.id == Measurement.operator_id)
             .where(MeasurementRun.device_id.in_(device_ids), Measurement.valid.is_(True), Operator.key != OVERHEAD_KEY)
             .group_by(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads)
-        ).tuples())
+        ))
     )
     latest_run = (
         select(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads, func.max(MeasurementRun.id).label("rid"))
@@ -84,7 +84,7 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
             select(latest_run.c.device_id, latest_run.c.runtime, latest_run.c.threads, MeasurementRun.runtime_version).join(
                 MeasurementRun, MeasurementRun.id == latest_run.c.rid
             )
-        ).tuples()
+        )
     }
 
     sources = sources_of(session, device_ids)
@@ -93,7 +93,7 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
         select(LutVersion.device_id, LutVersion.runtime, LutVersion.threads)
         .where(LutVersion.device_id.in_(device_ids))
         .order_by(LutVersion.runtime, LutVersion.threads)
-    ).tuples():
+    ):
         out[d].append(schemas.TableInfo(runtime=r, threads=t, runtime_version=versions.get((d, r, t)), entries=counts.get((d, r, t), 0),
                                         source=sources.get((d, r, t))))
     return out

@@ -174,7 +174,7 @@ def run_rows(session: Session, item: ItemColumn, run_id: int, item_ids: list[int
     model = item.class_
     out: dict[int, int] = {}
     for part in chunks(item_ids):
-        out.update(session.execute(select(item, model.id).where(model.run_id == run_id, item.in_(part))).tuples().all())
+        out.update(session.execute(select(item, model.id).where(model.run_id == run_id, item.in_(part))).all())
     return out
 
 

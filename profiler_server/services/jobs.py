@@ -282,7 +282,7 @@ def _counts(session: Session, job_id: int) -> dict[str, int]:
     """Items per state, operator keys and networks together."""
     counts = {s.value: 0 for s in ItemState}
     for table in (JobItem, JobNetwork):
-        for state, n in session.execute(select(table.state, func.count()).where(table.job_id == job_id).group_by(table.state)).tuples():
+        for state, n in session.execute(select(table.state, func.count()).where(table.job_id == job_id).group_by(table.state)):
             counts[state] = counts.get(state, 0) + n
     return counts
 
@@ -297,7 +297,7 @@ def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_S
             .where(JobItem.job_id == job.id, JobItem.state == ItemState.failed.value)
             .order_by(JobItem.id)
             .limit(pending_limit)
-        ).tuples().all()
+        ).all()
     )
     errors.update(
         session.execute(
@@ -306,7 +306,7 @@ def to_schema(session: Session, job: Job, pending_limit: int = schemas.PENDING_S
             .where(JobNetwork.job_id == job.id, JobNetwork.state == ItemState.failed.value)
             .order_by(JobNetwork.id)
             .limit(pending_limit)
-        ).tuples().all()
+        ).all()
     )
     state = job.state
     if state == JobState.running.value and job.lease_expires_at is not None and job.lease_expires_at < utcnow():

@@ -27,7 +27,7 @@ def network_ids(session: Session, arch_ids: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        found.update(session.execute(select(Network.arch_id, Network.id).where(Network.arch_id.in_(chunk))).tuples().all())
+        found.update(session.execute(select(Network.arch_id, Network.id).where(Network.arch_id.in_(chunk))).all())
     return found
 
 
@@ -59,7 +59,7 @@ def _network_tables(session: Session, device_id: int) -> list[tuple[str, int]]:
             .where(MeasurementRun.device_id == device_id)
             .distinct()
             .order_by(MeasurementRun.runtime, MeasurementRun.threads)
-        ).tuples()
+        )
     ]
 
 

@@ -28,7 +28,7 @@ def operator_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
-        found.update(session.execute(select(Operator.key, Operator.id).where(Operator.key.in_(chunk))).tuples().all())
+        found.update(session.execute(select(Operator.key, Operator.id).where(Operator.key.in_(chunk))).all())
     return found
 
 
