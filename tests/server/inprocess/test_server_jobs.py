@@ -1,4 +1,5 @@
-"""The job queue: concurrent claimers never share a job; an expired lease is claimed again."""
+"""The job queue: concurrent claimers never share a job (here straight on the database; through the real server in
+test_server_claim_race.py); an expired lease is claimed again; a heartbeat keeps a job; claims take the oldest job."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hwnas.client import ConflictError, ProfilerClient
 from hwnas.schemas import DeviceInfo, JobClaim, JobCreate, JobHeartbeat, JobState
 from profiler_server.db import make_engine, session_factory, write_lock
 from profiler_server.services import jobs
-from tests.support.live_server import LiveServer
+from tests.support.app_server import AppServer
 from tests.support.measurements import batch, key, result
 
 CLAIMERS = 8
@@ -23,28 +24,7 @@ def _queue_jobs(client: ProfilerClient, device: str, n: int = JOBS) -> list[int]
     return [client.create_job(JobCreate(device=device, runtime="ort", threads=1, keys=[key(i)])).id for i in range(n)]
 
 
-def test_concurrent_claimers_over_http_never_share_a_job(server: LiveServer, client: ProfilerClient, device: str) -> None:
-    created = _queue_jobs(client, device)
-    start = threading.Barrier(CLAIMERS)
-
-    def claimer(n: int) -> list[int]:
-        mine: list[int] = []
-        with server.client("agent") as agent:
-            start.wait()
-            while (claimed := agent.claim_job(JobClaim(device=device, agent=f"agent-{n}", lease_s=300))) is not None:
-                mine.append(claimed.id)
-        return mine
-
-    with ThreadPoolExecutor(CLAIMERS) as pool:
-        per_agent = list(pool.map(claimer, range(CLAIMERS)))
-    claimed = [j for ids in per_agent for j in ids]
-    assert sorted(claimed) == sorted(created)  # every job claimed exactly once
-    holders = {j: client.get_job(j).agent for j in created}
-    for n, ids in enumerate(per_agent):
-        assert all(holders[j] == f"agent-{n}" for j in ids)
-
-
-def test_concurrent_claimers_on_separate_connections(server: LiveServer, client: ProfilerClient, device: str) -> None:
+def test_concurrent_claimers_on_separate_connections(server: AppServer, client: ProfilerClient, device: str) -> None:
     """The same race straight on the database, one engine (connection pool) per claimer."""
     created = _queue_jobs(client, device)
     start = threading.Barrier(CLAIMERS)
@@ -72,7 +52,7 @@ def test_concurrent_claimers_on_separate_connections(server: LiveServer, client:
     assert sorted(claimed) == sorted(created)
 
 
-def test_expired_lease_is_claimed_again(server: LiveServer, agent: ProfilerClient, client: ProfilerClient,
+def test_expired_lease_is_claimed_again(server: AppServer, agent: ProfilerClient, client: ProfilerClient,
                                        device: str) -> None:
     job_id = _queue_jobs(client, device, 1)[0]
     first = agent.claim_job(JobClaim(device=device, agent="slow", lease_s=600))
@@ -96,7 +76,7 @@ def test_expired_lease_is_claimed_again(server: LiveServer, agent: ProfilerClien
     assert agent.claim_job(JobClaim(device=device, agent="other")) is None
 
 
-def test_heartbeat_keeps_job_from_others(server: LiveServer, agent: ProfilerClient, client: ProfilerClient,
+def test_heartbeat_keeps_job_from_others(server: AppServer, agent: ProfilerClient, client: ProfilerClient,
                                         device: str) -> None:
     job_id = _queue_jobs(client, device, 1)[0]
     assert agent.claim_job(JobClaim(device=device, agent="a", lease_s=60)) is not None
