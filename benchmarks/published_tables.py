@@ -18,10 +18,15 @@ Reads the public data in ``../shared/reference-data`` where it is (nothing is co
   OFA Note10 224 table summed over ``note10_lat-30ms…net.config`` (keys built as in once-for-all's
   ``latency_table.py``) against the 29.97 ms the reference README computes
   (``ofa_note10_30ms_error_ms``); ProxylessNAS-Mobile's keys on the imported Pixel 1 table, covered
-  ones summed and missing ones listed; HW-NAS-Bench's Pixel 3 check above is run on the imported
+  ones summed against the reference README's 63.7 ms (``proxyless_mobile_covered_error_ms``) and missing
+  ones listed; ``search/archs/proxyless_mobile.json`` against the released ``proxyless_mobile.net.config``,
+  block by block (``proxyless_mobile_release_mismatches``); HW-NAS-Bench's Pixel 3 check above is run on the imported
   table (delta gauge: overhead + Σ(entry − overhead)); and the export round trip: every imported OFA
   and ProxylessNAS table exported in its own layout and imported again
   (``export_roundtrip_max_abs_ms``, largest entry difference).
+
+The tests run the same code paths on synthetic files in these layouts (tests/support/synthetic_tables.py), since
+ProxylessNAS's and HELP's files are not shipped; the checks of the published numbers themselves are these figures.
 
     python benchmarks/published_tables.py [--quick]
 
@@ -49,7 +54,9 @@ PHONES = ("pixel2", "samsung_s7", "samsung_a50", "essential_ph_1")
 CPUS = ("gold_6226", "gold_6240", "silver_4114", "silver_4210r")
 OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 TARGETS = {"help_fit_mape_phones_pct": "<= 10", "hwnasbench_pixel3_max_abs_ms": "<= 1e-6",
-           "ofa_note10_30ms_error_ms": "<= 0.05", "export_roundtrip_max_abs_ms": "<= 1e-9"}
+           "ofa_note10_30ms_error_ms": "<= 0.05", "export_roundtrip_max_abs_ms": "<= 1e-9",
+           "proxyless_mobile_covered_error_ms": "<= 0.05", "proxyless_mobile_release_mismatches": "<= 0"}
+PROXYLESS_MOBILE_COVERED_MS = 63.7  # the reference README's sum of ProxylessNAS-Mobile's blocks the Pixel 1 table holds
 TEST = 1000
 
 
@@ -95,6 +102,32 @@ def hwnasbench_check(rows: list[dict[str, str]], entries: dict[str, float], over
         total = fixed + sum(entries[layers[i][int(r[f"L{i}"])]] - overhead for i in range(22))
         worst = max(worst, abs(total - float(r["pixel3"])))
     return worst
+
+
+def proxyless_release_mismatches(config: dict[str, Any]) -> list[str]:
+    """The blocks where search/archs/proxyless_mobile.json differs from the released ``net.config`` (none expected)."""
+    from search.arch import get_arch
+    from search.ops import is_free
+
+    arch = get_arch("proxyless_mobile")
+    space = arch.resolve_space()
+    out = []
+    if len(space.layers()) != len(config["blocks"]):
+        return [f"{len(space.layers())} layers, the release has {len(config['blocks'])} blocks"]
+    for i, (layer, choice, block) in enumerate(zip(space.layers(), arch.choices, config["blocks"])):
+        conv = block["mobile_inverted_conv"]
+        spec = layer.spec(choice)
+        if conv["name"] == "ZeroLayer":
+            if not (is_free(spec) and block["shortcut"] is not None):
+                out.append(f"layer {i}: {spec.key}, the release drops it")
+            continue
+        ours = (spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), spec.get("e", 1 if spec.get("m") == spec.shape[1] else None))
+        theirs = (conv["in_channels"], conv["out_channels"], conv["kernel_size"], conv["stride"], conv["expand_ratio"])
+        if ours != theirs:
+            out.append(f"layer {i}: {spec.key}, the release has {theirs} (in, out, kernel, stride, expand)")
+    if space.fixed_specs()[-1].key != "gap_fc_o1000@1x1280x7x7":
+        out.append(f"classifier {space.fixed_specs()[-1].key}")
+    return out
 
 
 def imported_checks(rows: list[dict[str, str]], work: Path) -> dict[str, Any]:
@@ -148,6 +181,8 @@ def imported_checks(rows: list[dict[str, str]], work: Path) -> dict[str, Any]:
         "ofa_note10_30ms_ms": ofa_ms, "ofa_note10_30ms_error_ms": abs(ofa_ms - 29.97),
         "export_roundtrip_max_abs_ms": roundtrip,
         "proxyless_mobile_covered_ms": sum(proxyless[k] for k in covered),
+        "proxyless_mobile_covered_error_ms": abs(sum(proxyless[k] for k in covered) - PROXYLESS_MOBILE_COVERED_MS),
+        "proxyless_mobile_release_mismatches": len(proxyless_release_mismatches(mobile)),
         "proxyless_mobile_covered_keys": len(covered), "proxyless_mobile_keys": len(keys), "proxyless_mobile_missing": missing,
         "hwnasbench_pixel3_max_abs_ms": hwnasbench_check(rows, pixel3, overhead or 0.0),
     }
@@ -215,7 +250,8 @@ def main() -> None:
           + (f"host fit/LUT MAPE {f['host_fit_vs_lut_mape_ratio']:.2f}; " if host else "")
           + f"OFA Note10 30 ms net {f['ofa_note10_30ms_ms']:.3f} ms (error {f['ofa_note10_30ms_error_ms']:.4f}); export round trip max |Δ| "
           f"{f['export_roundtrip_max_abs_ms']:.1e} ms; ProxylessNAS-Mobile {f['proxyless_mobile_covered_keys']}/{f['proxyless_mobile_keys']} "
-          f"keys covered, {f['proxyless_mobile_covered_ms']:.1f} ms ({len(f['proxyless_mobile_missing'])} missing); "
+          f"keys covered, {f['proxyless_mobile_covered_ms']:.1f} ms ({len(f['proxyless_mobile_missing'])} missing), "
+          f"{f['proxyless_mobile_release_mismatches']} blocks unlike the release; "
           f"{time.perf_counter() - t0:.0f} s")
 
 

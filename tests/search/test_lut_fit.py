@@ -1,4 +1,7 @@
-"""A latency table fitted from whole networks (search/lut_fit.py, hwnas lut fit), on synthetic and on public data."""
+"""A latency table fitted from whole networks (search/lut_fit.py, hwnas lut fit), on synthetic data.
+
+The fit on HELP's measured phones (not shipped) is a figure of benchmarks/published_tables.py; here the same path
+runs on a synthetic CSV in HELP's layout (tests/support/synthetic_tables.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from search.lut_fit import FitError, fit_additive, fit_space_table, quality, spl
 from search.random_search import uniform_random
 from search.searcher import cost_table
 from search.space import get_space
-from tests.support.reference_data import HELP_CSV, ref
+from tests.support import synthetic_tables as synthetic
 
 
 def test_an_additive_truth_is_recovered_from_whole_networks() -> None:
@@ -61,14 +64,18 @@ def test_a_space_table_fitted_from_networks_timed_by_a_table_reproduces_that_tab
     assert all(abs(fitted.arch_cost(space, a) - costs.arch_cost(space, a)) < 1e-6 for a in uniform_random(space, 20, seed=9))
 
 
-def test_help_phones_are_predicted_within_ten_percent_from_4000_networks() -> None:
-    with gzip.open(ref(HELP_CSV), "rt") as fh:  # not shipped (HELP's licence text was not found): ../shared only
+def test_a_phone_in_helps_layout_is_predicted_to_its_noise_from_whole_networks(tmp_path: Path) -> None:
+    # A noisy additive phone: the fit's hold-out error must come within the noise's own (the truth's error).
+    with gzip.open(synthetic.write_help_csv(tmp_path / "help.csv.gz", 1000), "rt") as fh:
         rows = list(csv.DictReader(fh))
     feats = [{f"L{i}:{r[f'L{i}']}": 1 for i in range(22)} for r in rows]
     y = [float(r["pixel2"]) for r in rows]
     train, test = split(len(rows), 0.2, 0)
     q = quality(fit_additive([feats[i] for i in train], [y[i] for i in train]), feats, y, train, test)
-    assert q.test_networks == 1000 and q.mape_pct < 10 and q.kendall_tau > 0.5, q
+    constant, costs = synthetic.phone_truth()
+    truth = [constant + sum(costs[i][int(rows[j][f"L{i}"])] for i in range(22)) for j in test]
+    noise_pct = 100 * sum(abs(t - y[j]) / y[j] for t, j in zip(truth, test)) / len(test)
+    assert q.test_networks == len(test) == 200 and q.mape_pct < 1.5 * noise_pct and q.kendall_tau > 0.8, (q, noise_pct)
 
 
 def test_hwnas_lut_fit_writes_a_usable_table_and_reports_the_hold_out(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import yaml
 
 from hwnas.opkey import OpSpec
 from hwnas.published import UnmappableKey, from_published, map_keys, ofa_net_config_keys, proxyless_net_config_keys, to_published
-from tests.support.reference_data import OFA_NET, PROXYLESS_LUT, PROXYLESS_NET, ofa_lut, ref
-
+from tests.support import synthetic_tables as synthetic
+from tests.support.reference_data import OFA_NET, ofa_lut, ref
 
 
 
@@ -68,12 +68,22 @@ def test_grammars_that_cannot_express_a_spec_say_none() -> None:
         "expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-stride:1-idskip:0"
 
 
-@pytest.mark.parametrize(("grammar", "file"), [("proxyless", PROXYLESS_LUT)] + [("ofa", ofa_lut(r)) for r in (160, 176, 192, 208, 224)])
-def test_every_key_of_the_published_files_maps_and_comes_back(grammar: str, file: str) -> None:
-    keys = list(yaml.safe_load(ref(file).read_text()))
+def every_key_maps_and_comes_back(grammar: str, keys: list[str]) -> None:
     mapping = map_keys(grammar, keys)  # type: ignore[arg-type]
     assert mapping.unmappable == {} and len(mapping.mapped) == len(keys)
     assert all(to_published(grammar, spec) == key for key, spec in mapping.mapped.items())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("resolution", [160, 176, 192, 208, 224])
+def test_every_key_of_the_shipped_ofa_files_maps_and_comes_back(resolution: int) -> None:
+    every_key_maps_and_comes_back("ofa", list(yaml.safe_load(ref(ofa_lut(resolution)).read_text())))
+
+
+def test_every_key_of_a_table_in_the_proxylessnas_layout_maps_and_comes_back() -> None:
+    # ProxylessNAS's Pixel 1 table is not shipped: a synthetic one with every key its layout has (72).
+    keys = list(yaml.safe_load(synthetic.proxyless_yaml()))
+    assert len(keys) == 72
+    every_key_maps_and_comes_back("proxyless", keys)
 
 
 def test_the_published_ofa_network_names_keys_of_its_table() -> None:
@@ -84,10 +94,13 @@ def test_the_published_ofa_network_names_keys_of_its_table() -> None:
     assert keys[1] == "expanded_conv-input:112x112x24-output:112x112x24-expand:24-kernel:3-stride:1-idskip:1-se:0-hs:0"
 
 
-def test_the_published_proxyless_network_names_keys_of_its_table() -> None:
-    proxyless = yaml.safe_load(ref(PROXYLESS_LUT).read_text())
-    mobile = json.loads(ref(PROXYLESS_NET).read_text())
-    keys = proxyless_net_config_keys(mobile)
+def test_a_proxylessnas_network_names_the_keys_its_estimator_sums() -> None:
+    # A net.config in ProxylessNAS's layout (synthetic: the released one is not shipped) with stage 2 at 32 channels
+    # as released, dropped layers and identity shortcuts, against the synthetic table whose stage 2 is at 24.
+    proxyless = yaml.safe_load(synthetic.proxyless_yaml())
+    keys = proxyless_net_config_keys(json.loads(json.dumps(synthetic.net_config())))
+    assert keys == synthetic.network_keys()
+    dropped = sum(b is None for b in synthetic.network_blocks())
+    assert dropped > 0 and len(keys) == 1 + 22 - dropped + 2
     missing = [k for k in keys if k not in proxyless]
-    assert len(keys) == 23 and len(missing) == 3 and all("x32-" in k for k in missing)  # the width-32 stage 2
-    assert sum(proxyless[k]["mean"] for k in keys if k in proxyless) == pytest.approx(63.7, abs=0.05)
+    assert missing and missing == [k for k in keys if "56x56x32" in k]  # the width-32 stage, which the table lacks

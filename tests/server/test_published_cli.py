@@ -12,7 +12,8 @@ import yaml
 
 from tests.support.databases import sqlite_url
 from tests.support.live_server import ROOT, LiveServer, cli_command
-from tests.support.reference_data import PROXYLESS_LUT, REFERENCE_DATA, needs, ofa_lut, ref
+from tests.support import synthetic_tables as synthetic
+from tests.support.reference_data import ofa_lut, ref
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -50,11 +51,11 @@ def test_import_all_from_a_folder_imports_the_known_files_there(tmp_path: Path) 
     assert empty.returncode == 1 and "none of the known files is there" in empty.stderr
 
 
-@needs(PROXYLESS_LUT)
-def test_import_all_of_the_reference_folder_adds_the_tables_not_shipped(tmp_path: Path) -> None:
+def test_import_all_of_a_reference_folder_adds_the_tables_not_shipped(tmp_path: Path) -> None:
+    # A folder in ../shared/reference-data's layout: the shipped files and a (synthetic) ProxylessNAS table.
     url = sqlite_url(tmp_path)
     assert run("db", "upgrade", "--database-url", url).returncode == 0
-    done = run("import", "--all", str(REFERENCE_DATA), "--database-url", url)
+    done = run("import", "--all", str(synthetic.write_reference_folder(tmp_path / "reference-data")), "--database-url", url)
     assert done.returncode == 0, done.stderr
     assert "pixel1-proxylessnas tflite/1: created, 72 entries, 0 unmappable" in done.stdout.splitlines()
     assert done.stdout.count(": created,") == 10  # 1 ProxylessNAS, 5 OFA resolutions, 4 HW-NAS-Bench
