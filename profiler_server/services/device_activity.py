@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from hwnas.schemas import JobState
 from profiler_server.models import Device, Job, MeasurementRun
 
-# The fake phone of ``device-agent loopback-device`` says what it is in ``ro.hwnas.loopback``, but the agent
-# registers only the ``ro.build.* / ro.product.* / ro.soc.* / ro.board.* / ro.hardware*`` properties
-# (device_agent/deviceinfo.py); of those, the fake phone's build is always this one (device_agent/fakephone.py).
+# The agent registers only the ``ro.build.* / ro.product.* / ro.soc.* / ro.board.* / ro.hardware*`` properties
+# (device_agent/deviceinfo.py); of those, the fake phone of ``device-agent loopback-device`` always has this build
+# (device_agent/loopback/fakephone.py).
 LOOPBACK_BUILD = "hwnas.loopback"
 
 # How stale ``devices.polled_at`` may get while an agent keeps polling: an agent polls every few seconds, and a
