@@ -78,9 +78,9 @@ def parse_speed_benchmark_torch(text: str) -> TorchBenchOutput:
         if isinstance(row, dict) and row.get("type") == "NET" and row.get("metric") == "latency":
             samples.append(_to_ms(float(row["value"]), str(row.get("unit", "us"))))
     mean = None
-    m = _TORCH_SUMMARY.search(text)
-    if m:
-        mean = float(m.group(1)) / 1000.0
+    summary = _TORCH_SUMMARY.search(text)
+    if summary:
+        mean = float(summary.group(1)) / 1000.0
     if not samples and mean is None:
         raise ParseError(f"no PyTorchObserver lines and no 'Microseconds per iter' in output: {text[-300:]!r}")
     return TorchBenchOutput(samples, mean)

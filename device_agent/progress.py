@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # rich is imported only when a terminal shows the bar
+    from rich.progress import Progress as RichProgress, TaskID
 
 
 class Progress:
@@ -12,27 +16,28 @@ class Progress:
     def __init__(self, description: str, total: int | None = None) -> None:
         self.description = description
         self.total = total
-        self._progress = None
-        self._task = None
-        self._inner = None
+        self._progress: RichProgress | None = None
+        self._task: TaskID | None = None
+        self._inner: TaskID | None = None
 
     def __enter__(self) -> "Progress":
         if sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
-            self._progress = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                          TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total)
+            progress = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            progress.start()
+            self._task = progress.add_task(self.description, total=self.total)
+            self._progress = progress
         return self
 
     def update(self, done: int, total: int) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:  # set together in __enter__
             self._progress.update(self._task, completed=done, total=total)
 
     def advance(self, n: int = 1) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, n)
 
     def burst(self, done: int, total: int) -> None:

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from device_agent import scriptpid
@@ -260,7 +261,7 @@ class _Connection:
             stream = _Stream(self, local_id, p.arg0)
         if service.startswith(("shell:", "exec:")):
             command = service.split(":", 1)[1]
-            target = self._run_shell
+            target: Callable[..., None] = self._run_shell  # its arguments travel in args, checked by neither
             args: tuple[object, ...] = (stream, command)
         elif service == "sync:":
             stream.kind = "sync"

@@ -83,7 +83,7 @@ def _tcp_transport_class():  # -> type[TcpTransport]
     from adb_shell.exceptions import TcpTimeoutException
     from adb_shell.transport.tcp_transport import TcpTransport
 
-    class _Tcp(TcpTransport):  # type: ignore[misc]
+    class _Tcp(TcpTransport):
         """adb-shell's TCP transport, plus two fixes.
 
         * A closed socket reads as ``b""``; adb-shell then spins until its read timeout

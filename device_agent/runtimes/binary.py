@@ -508,9 +508,9 @@ def per_run_ms(runtime: str, body: str, csv_rows: Iterable[str], iters: int) -> 
             runs = [r + lost for r in runs]
         return runs or ([out.mean_ms] if out.mean_ms is not None else [])
     summary = parsers.parse_onnxruntime_perf_test(body)
-    runs = parsers.parse_ort_result_csv("\n".join(csv_rows))
-    if runs and runs[-1]:
-        per_run = runs[-1]
+    rows = parsers.parse_ort_result_csv("\n".join(csv_rows))
+    if rows and rows[-1]:
+        per_run = rows[-1]
         return per_run[len(per_run) - iters:] if len(per_run) > iters else per_run
     # No per-run file (an old binary): the burst mean is all we know.
     return [summary.mean_ms]

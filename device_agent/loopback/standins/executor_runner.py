@@ -173,8 +173,8 @@ def _print_outputs(mode: str, outputs: list[Any], out: TextIO) -> None:
     elif mode == "summary":  # approximated (module docstring)
         for i, value in enumerate(outputs):
             if isinstance(value, torch.Tensor):
-                flat = value.reshape(-1).tolist()
-                items = flat if len(flat) <= 200 else [*flat[:100], "...", *flat[-100:]]
+                values = value.reshape(-1).tolist()
+                items = values if len(values) <= 200 else [*values[:100], "...", *values[-100:]]
                 body = ", ".join(x if isinstance(x, str) else f"{x:g}" for x in items)
                 out.write(f"Output {i}: tensor(sizes={list(value.shape)}, [{body}])\n")
             else:

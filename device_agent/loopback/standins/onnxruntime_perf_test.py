@@ -34,7 +34,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TextIO
@@ -77,7 +77,7 @@ class _UsageError(Exception):
 
 
 def _getopt(argv: list[str], optstring: str, prog: str, warn: Callable[[str], None]
-            ) -> Iterator[tuple[str, str | None]]:
+            ) -> Generator[tuple[str, str | None], None, int]:
     """POSIX getopt as bionic does it (no permuting: the first operand ends the options); yields (option, value)
     and leaves the operands' index in ``argv`` as the generator's return value."""
     i = 0
@@ -222,7 +222,10 @@ def _stats(costs: list[float]) -> str:
     n = len(ordered)
     lines = []
     for name, q in STAT_LINES:
-        value = ordered[0] if name == "Min" else ordered[-1] if name == "Max" else ordered[int(n * q)]
+        if q is None:  # Min and Max
+            value = ordered[0] if name == "Min" else ordered[-1]
+        else:
+            value = ordered[int(n * q)]
         lines.append(f"{name} Latency: {fmt_g(value)} s\n")
     return "".join(lines)
 
