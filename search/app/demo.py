@@ -4,8 +4,8 @@ Phases, in order (each timed into ``<out>/timings.json``):
 
 1. ``server``  — ``profiler-server serve`` on a SQLite file in ``<out>``, free port; agent and client tokens
    (``profiler-server token create``).
-2. ``agent``   — ``device-agent run --local`` for device ``host-cpu`` (ONNX Runtime, 1 thread); waits until
-   it has registered the device.
+2. ``agent``   — ``device-agent run --local`` for device ``host-cpu`` (``config.runtime``: ONNX Runtime by default,
+   TorchScript or ExecuTorch; 1 thread); waits until it has registered the device.
 3. ``table``   — a profiling job for every operator key of the space; the agent measures, the demo waits.
 4. ``search``  — a target-latency FBNet search (``search.searcher.run_search``, target loss) with the latency
    table pulled over HTTP (``search.lut.fetch_table``); the target is ``target_share`` of the all-``ir_k3_e6``
@@ -39,7 +39,6 @@ from search.app.demo_model import (
     DATA,
     DEVICE,
     PHASES,
-    RUNTIME,
     SPACE,
     THREADS,
     Console,
@@ -88,8 +87,14 @@ def run_demo(config: DemoConfig, on_done: Callable[[DemoResult], None] | None = 
 
     ``on_done(result)`` runs once the report is written, before ``keep_server`` waits.
     """
+    from device_agent.errors import ConfigError
+    from device_agent.runtimes.base import check_runtime
     from search.data import DataError, load_dataset
 
+    try:  # a runtime that is not installed (ExecuTorch is an extra): one line now, before any process starts
+        check_runtime(config.runtime)
+    except ConfigError as exc:
+        raise DemoError(str(exc)) from None
     try:  # no data set: fail in one line now, before any process starts
         load_dataset(DATA, "test", subset=10)
     except DataError as exc:
@@ -153,14 +158,35 @@ class _Run:
             url = self.services.start_server(self.config.port)
             self.tokens = {role: self.services.create_token(f"demo-{role}", role) for role in ("agent", "client")}
         c.info(f"{url} (API docs: {url}/docs), database {self.services.database_url}")
-        c.phase(2, "agent", f"device-agent --local for device {DEVICE!r} ({RUNTIME}, {THREADS} thread)")
+        c.phase(2, "agent", f"device-agent --local for device {DEVICE!r} ({self.runtime}, {THREADS} thread)")
         with self.timings.phase("agent"):
-            # Poll every second (default 5): each job starts within a second of being created.
-            self.services.start_agent(self.tokens["agent"], DEVICE, RUNTIME, THREADS,
-                                      ["--poll-s", "1", *self.config.agent_args])
+            self.services.start_agent(self.tokens["agent"], *self.agent_arguments())
             self.services.wait_for(lambda: device_registered(self.url, self.tokens["client"], DEVICE), "agent", 120.0,
                                    f"device {DEVICE!r} registration")
         c.info(f"registered; log {self.services.get('agent').log}")
+
+    @property
+    def runtime(self) -> str:
+        return self.config.runtime
+
+    def agent_arguments(self) -> tuple[str, str, int, list[str]]:
+        """Device, runtime, threads and extra options of the agent's ``device-agent run --local`` (after its token)."""
+        # Poll every second (default 5): each job starts within a second of being created.
+        return DEVICE, self.runtime, THREADS, ["--poll-s", "1", *self.config.agent_args]
+
+    def request_table(self, client: Any, keys: list[str]) -> Any:
+        """The profiling job of the operator table (``JobCreated``): this run's runtime on the demo's device."""
+        from search.lut import request_measurements
+
+        return request_measurements(client, DEVICE, self.runtime, THREADS, keys)
+
+    def request_networks(self, client: Any, archs: list[Any]) -> Any:
+        """A network job measuring ``archs`` whole (``JobCreated``), with this run's runtime."""
+        from hwnas.schemas import JobCreate
+        from search.validate import network_spec
+
+        return client.create_job(JobCreate(device=DEVICE, runtime=self.runtime, threads=THREADS,
+                                           networks=[network_spec(a) for a in archs]))
 
     def run_pipeline(self) -> DemoResult:
         table_entries = self.phase_table()
@@ -173,18 +199,20 @@ class _Run:
 
     # -- 3 ------------------------------------------------------------------------------------
     def phase_table(self) -> int:
-        from search.lut import fetch_table, request_measurements
+        from search.lut import fetch_table
         from search.space import get_space
 
         self.space = get_space(SPACE)
         keys = self.space.op_keys()
-        self.console.phase(3, "table", f"measure the {len(keys)} operators of {SPACE} on {DEVICE} (profiling job)")
+        export = " (ExecuTorch: each exported to a .pte first, seconds apiece unless cached)" if self.runtime == "executorch" else ""
+        self.console.phase(3, "table", f"measure the {len(keys)} operators of {SPACE} on {DEVICE} with {self.runtime} "
+                                       f"(profiling job){export}")
         with self.timings.phase("table"), self.client() as client:
-            created = request_measurements(client, DEVICE, RUNTIME, THREADS, keys)
+            created = self.request_table(client, keys)
             self._wait_job(client, created.id)
 
             def fetch() -> Any:
-                return fetch_table(self.url, DEVICE, runtime=RUNTIME, threads=THREADS, token=self.tokens["client"],
+                return fetch_table(self.url, DEVICE, runtime=self.runtime, threads=THREADS, token=self.tokens["client"],
                                    cache_dir=self.out / "cache")
 
             self.table = fetch()
@@ -203,15 +231,14 @@ class _Run:
     def _calibrate(self, client: Any) -> dict[str, Any]:
         """Measure random whole networks and store ``measured ≈ a·Σ + b`` with the table (``hwnas validate --calibrate``
         fits the same, on half of its networks and checked on the other half: here all are fitted, being few)."""
-        from hwnas.schemas import Calibration, CalibrationPoint, JobCreate
+        from hwnas.schemas import Calibration, CalibrationPoint
         from search.cost import LatencyCost, arch_cost
-        from search.validate import Fidelity, fit_linear, network_spec, sample_archs
+        from search.validate import Fidelity, fit_linear, sample_archs
 
         archs = sample_archs(self.space, self.config.calibration_networks, seed=self.config.seed + 1)
-        created = client.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS,
-                                              networks=[network_spec(a) for a in archs]))
+        created = self.request_networks(client, archs)
         self._wait_job(client, created.id)
-        nets = client.get_networks(DEVICE, RUNTIME, THREADS)
+        nets = client.get_networks(DEVICE, self.runtime, THREADS)
         raw = LatencyCost(self.table, calibrated=False)
         pairs = [(a.id, arch_cost(raw, a), measured_ms(nets.entries[a.id])) for a in archs if a.id in nets.entries]
         if len(pairs) < 3:
@@ -227,7 +254,7 @@ class _Run:
         # registered DEVICE) or an admin, never by a client, since every search that pulls the table applies it.
         with ProfilerClient(self.url, token=self.tokens["agent"]) as owner:
             owner.put_calibration(DEVICE, Calibration(
-                runtime=RUNTIME, threads=THREADS, scale=scale, offset_ms=offset, networks=len(pairs), method="linear",
+                runtime=self.runtime, threads=THREADS, scale=scale, offset_ms=offset, networks=len(pairs), method="linear",
                 mape_before=c["mape_before"], mape_after=c["mape_after"],
                 points=[CalibrationPoint(arch_id=i, predicted_ms=p, measured_ms=m) for i, p, m in pairs]))
         return c
@@ -275,7 +302,7 @@ class _Run:
             out=str(self.out / "search"), space=SPACE,
             schedule=Schedule(mode=cfg.mode, epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs,
                               batch_size=cfg.batch_size, theta_lr=cfg.theta_lr),
-            cost_source=CostSource(kind="latency", server=self.url, device=DEVICE, runtime=RUNTIME, threads=THREADS,
+            cost_source=CostSource(kind="latency", server=self.url, device=DEVICE, runtime=self.runtime, threads=THREADS,
                                    token=self.tokens["client"], cache_dir=str(self.out / "cache")),
             objective=Objective(loss="target", target=self.target_ms),
             run=RunSettings(data=DATA, subset=cfg.search_subset, val_subset=cfg.search_val_subset, seed=cfg.seed,
@@ -367,17 +394,13 @@ class _Run:
 
     # -- 8 ------------------------------------------------------------------------------------
     def phase_measure(self, found: NetworkResult, matched: list[NetworkResult], baseline: NetworkResult) -> None:
-        from hwnas.schemas import JobCreate
-        from search.validate import network_spec
-
         nets = [found, *matched, baseline]
         unique = list({n.arch.id: n for n in nets}.values())
-        self.console.phase(8, "measure", f"{len(unique)} whole networks on {DEVICE} (one network job)")
+        self.console.phase(8, "measure", f"{len(unique)} whole networks on {DEVICE} with {self.runtime} (one network job)")
         with self.timings.phase("measure"), self.client() as client:
-            created = client.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS,
-                                                  networks=[network_spec(n.arch) for n in unique]))
+            created = self.request_networks(client, [n.arch for n in unique])
             self._wait_job(client, created.id)
-            table = client.get_networks(DEVICE, RUNTIME, THREADS)
+            table = client.get_networks(DEVICE, self.runtime, THREADS)
         missing = [n.name for n in nets if n.arch.id not in table.entries]
         if missing:
             raise DemoError(f"the network job finished but the server has no measurement of {', '.join(missing)}")

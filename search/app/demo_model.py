@@ -16,7 +16,10 @@ from typing import Any
 
 
 DEVICE = "host-cpu"
-RUNTIME = "onnxruntime"
+RUNTIME = "onnxruntime"  # the default; --runtime picks another of RUNTIMES
+# what the report calls each runtime the agent can measure with (device_agent.runtimes)
+RUNTIMES = {"onnxruntime": "ONNX Runtime", "torchscript": "TorchScript lite interpreter",
+            "executorch": "ExecuTorch with the XNNPACK delegate"}
 THREADS = 1
 SPACE = "fbnet-fmnist"
 DATA = "fashion-mnist"
@@ -30,6 +33,8 @@ class DemoConfig:
 
     out: Path = Path("demo-output")
     quick: bool = False
+    # The runtime the agent measures with: the operator table, the calibration networks and the whole networks.
+    runtime: str = RUNTIME
     # search: a target-latency search (target loss) at target_share of the baseline's predicted latency.
     # Soft mode (FBNet's: every candidate runs in every step). Measured against hard mode on this search (4 epochs,
     # 2,500 images, target loss, one thread, the same loaded machine): hard took 0.21x the CPU time (78 s against
@@ -237,7 +242,7 @@ class DemoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "device": DEVICE, "runtime": RUNTIME, "threads": THREADS, "space": SPACE, "data": DATA,
+            "device": DEVICE, "runtime": self.config.runtime, "threads": THREADS, "space": SPACE, "data": DATA,
             "quick": self.config.quick, "table_entries": self.table_entries, "table_overhead_ms": self.table_overhead_ms,
             "table_calibration": self.table_calibration,
             "search_s": self.search_s, "search_epochs": self.search_epochs, "search_mode": self.config.mode,

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search.app.demo_model import RUNTIMES
+
 if TYPE_CHECKING:
     from search.app.demo_model import DemoResult, NetworkResult
 
@@ -84,7 +86,7 @@ def write_plots(result: "DemoResult", out: Path) -> dict[str, Path]:
             nets, plots / "equal_latency.png", labels=labels,
             title=f"host-cpu, fbnet-fmnist: {gain}\n(every network trained the same way: {cfg.train_epochs} epochs, "
                   f"{cfg.train_subset or 60000} images, seed {cfg.seed}; one seed: an illustration)",
-            xlabel="measured latency, whole network [ms] (host-cpu, onnxruntime, 1 thread)",
+            xlabel=f"measured latency, whole network [ms] (host-cpu, {cfg.runtime}, 1 thread)",
             ylabel=f"test accuracy [%] ({cfg.val_subset or 10000} test images)"),
         "fidelity": plot_predicted_vs_measured(points, plots / "predicted_vs_measured.png",
                                                title="host-cpu: predicted vs measured (whole networks)"),
@@ -278,7 +280,7 @@ def write_report(result: "DemoResult", out: Path, timings: dict[str, Any]) -> Pa
         "# hwnas demo" + (" (quick)" if cfg.quick else ""),
         "",
         f"One machine, no phone: a `profiler-server` on SQLite ({result.server}), a local `device-agent` for device "
-        f"`host-cpu` (ONNX Runtime, 1 thread) that measured the {result.table_entries} operators of the "
+        f"`host-cpu` ({RUNTIMES[cfg.runtime]}, 1 thread) that measured the {result.table_entries} operators of the "
         f"`fbnet-fmnist` space (per-model overhead {_ms(result.table_overhead_ms)}), a target-latency FBNet search "
         f"with that latency table pulled over HTTP, random networks of the same predicted latency, training from "
         f"scratch, ONNX export, and whole-network measurements by the same agent.",

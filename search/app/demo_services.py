@@ -176,14 +176,17 @@ class Services:
         return done.stdout.strip().splitlines()[-1]
 
     # -- the agent --------------------------------------------------------------------------
-    def start_agent(self, token: str, device: str, runtime: str, threads: int, extra: list[str] | None = None) -> Service:
-        """``device-agent run --local`` for ``device`` against the demo's server (serves jobs until stopped)."""
+    def agent_command(self, token: str, device: str, runtime: str, threads: int, extra: list[str] | None = None) -> list[str]:
+        """The ``device-agent run --local`` command line for ``device`` against the demo's server."""
         if self.url is None:
             raise DemoError("start the server before the agent")
-        cmd = console_script("device-agent", "device_agent.cli") + [
+        return console_script("device-agent", "device_agent.cli") + [
             "run", "--local", "--server", self.url, "--token", token, "--name", device, "--runtime", runtime,
             "--threads", str(threads)] + list(extra or [])
-        return self._spawn("agent", cmd, grace_s=15.0)
+
+    def start_agent(self, token: str, device: str, runtime: str, threads: int, extra: list[str] | None = None) -> Service:
+        """``device-agent run --local`` for ``device`` against the demo's server (serves jobs until stopped)."""
+        return self._spawn("agent", self.agent_command(token, device, runtime, threads, extra), grace_s=15.0)
 
     def wait_for(self, ready: Callable[[], bool], service: str, timeout_s: float, what: str) -> None:
         """Poll ``ready()`` until true; ``DemoError`` when the service dies or the time runs out."""

@@ -209,3 +209,12 @@ def test_a_quick_demo_or_a_network_outside_the_windows_is_not_placed(tmp_path: P
     base = _net("found", "found", ["ir_k3_e6"] * len(CANDS), 0.88, 0.17, 0.17)
     outside = place(base, [], full)
     assert not outside.placed and "outside its windows" in outside.reason
+
+
+def test_the_report_and_summary_say_the_runtime(tmp_path: Path) -> None:
+    result = _result(tmp_path, [0.84])
+    result.config.runtime = "executorch"
+    report = write_report(result, tmp_path, {"phases": {}, "total_s": 1.0}).read_text()
+    assert "`host-cpu` (ExecuTorch with the XNNPACK delegate, 1 thread)" in report
+    assert "ONNX Runtime" not in report
+    assert result.to_dict()["runtime"] == "executorch" and result.config.to_dict()["runtime"] == "executorch"

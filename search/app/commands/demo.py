@@ -15,6 +15,11 @@ def register(app: typer.Typer) -> None:
     def demo(
         quick: bool = typer.Option(False, "--quick", help="Small subsets and 2 epochs: about 2 minutes instead of 10."),
         out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder (a previous demo's folder is replaced)."),
+        runtime: str = typer.Option("onnxruntime", "--runtime", help="What the agent measures with (the operator table, "
+                                    "the calibration and every whole network): onnxruntime, torchscript or executorch. "
+                                    "executorch needs pip install 'hwnas\\[executorch]', and the first executorch demo "
+                                    "spends minutes exporting the 102 operators to .pte files (about 3.4 s each), "
+                                    "cached afterwards by key and ExecuTorch version (~/.cache/hwnas/models)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1, help="Search epochs (full 4, quick 2)."),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only search epochs (full 1, quick 1)."),
         target_share: Optional[float] = typer.Option(None, "--target-share", min=0.01, max=1.0, help="The search's "
@@ -41,19 +46,29 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the whole hwnas loop on this machine and write OUT/report.md.
 
-        Starts a profiler-server (SQLite, in OUT) and a local device agent for device host-cpu (ONNX Runtime,
-        1 thread), measures the fbnet-fmnist operators through a profiling job and a few random whole networks to
+        Starts a profiler-server (SQLite, in OUT) and a local device agent for device host-cpu (ONNX Runtime by
+        default, --runtime; 1 thread), measures the fbnet-fmnist operators through a profiling job and a few random whole networks to
         calibrate that table, runs a target-latency FBNet search
         with that latency table (target: half the all-ir_k3_e6 baseline's predicted latency), draws random networks
         of the found network's predicted latency, trains them, the found network and the baseline from scratch with
         one recipe, exports the found network and the baseline to ONNX, has the agent measure every network whole,
         and writes the report: the gain at equal latency, with plots. Ctrl-C stops everything it started.
 
-        Examples: `hwnas demo` · `hwnas demo --quick --out /tmp/demo` · `hwnas demo --keep-server --port 8000`
+        Examples: `hwnas demo` · `hwnas demo --quick --out /tmp/demo` · `hwnas demo --keep-server --port 8000` ·
+        `hwnas demo --quick --runtime executorch`
         """
+        from device_agent.errors import ConfigError
+        from device_agent.runtimes.base import check_runtime
         from search.app.demo import DemoConfig, DemoError, main_summary, run_demo
+        from search.app.demo_model import RUNTIMES
 
-        config = DemoConfig.preset(quick, out=out, search_epochs=epochs, warmup_epochs=warmup_epochs,
+        if runtime not in RUNTIMES:
+            raise fail(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}", 2)
+        try:  # before anything starts: no server, agent or output folder for a runtime that cannot run here
+            check_runtime(runtime)
+        except ConfigError as exc:
+            raise fail(str(exc), 2) from None
+        config = DemoConfig.preset(quick, out=out, runtime=runtime, search_epochs=epochs, warmup_epochs=warmup_epochs,
                                    target_share=target_share, mode=mode, train_epochs=train_epochs,
                                    search_subset=subset, train_subset=train_subset, val_subset=val_subset,
                                    matched=matched, calibration_networks=calibration_networks, seed=seed, port=port, keep_server=keep_server,
