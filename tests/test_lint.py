@@ -1,5 +1,5 @@
 """Lint and types as part of the suite (so CI's `make test` runs them): ruff on every Python directory, mypy on the
-packages pyproject.toml's [tool.mypy] names (hwnas and profiler_server). Both read their settings from
+packages pyproject.toml's [tool.mypy] names. Both read their settings from
 pyproject.toml."""
 
 from __future__ import annotations
