@@ -1,6 +1,6 @@
 """Throughput of one search step: 1 process vs 2 gloo processes (DDP) at the same total thread count; GPU when present.
 
-The step is the search's own (``search.searcher.train_step`` through ``search.replica``): a weight
+The step is the search's own (``search.search_epoch.train_step`` through ``search.replica``): a weight
 step (DDP averages the weight gradients) and a θ step (θ gradients averaged with one all-reduce),
 on the ``fbnet-fmnist`` space with real Fashion-MNIST images and the same *global* batch in both
 runs. An epoch spends 80 % of its images on weight steps and 20 % on θ steps (FBNet's split), so
@@ -54,7 +54,7 @@ class StepBench:
 
         from search import distributed
         from search.search_config import SearchConfig
-        from search.searcher import build_setup
+        from search.search_setup import build_setup
 
         torch.set_num_threads(threads)
         config = SearchConfig.from_flat(out=tempfile.mkdtemp(prefix="hwnas-scaling-"), space="fbnet-fmnist",
@@ -67,7 +67,7 @@ class StepBench:
         self.x, self.y = self.setup.train_set.batch(self.setup.w_index[rank * local:(rank + 1) * local])
 
     def _steps(self, phase: str, steps: int) -> None:
-        from search.searcher import train_step
+        from search.search_epoch import train_step
 
         model = self.setup.model
         optimizer, frozen = ((self.setup.w_optimizer, model.arch_parameters()) if phase == "w"

@@ -18,7 +18,7 @@ from hwnas.errors import HwnasError
 
 LossForm = Literal["fbnet", "additive", "target"]
 LOSS_FORMS: tuple[str, ...] = ("fbnet", "additive", "target")
-# The target form's λ holds the expected cost on its budget against θ's decision term (search/searcher.py):
+# The target form's λ holds the expected cost on its budget against θ's decision term (search/search_epoch.py):
 # measured on fbnet-fmnist, λ = 1 let it fall to 0.6–0.7 of the target as θ decided, λ = 5 kept it within 4%.
 _DEFAULT_LAMBDA = {"fbnet": 0.0, "additive": 0.1, "target": 5.0}
 

@@ -1,6 +1,6 @@
 """One process's share of a search: DDP for the weights, averaged θ gradients, data shards, AMP, channels_last.
 
-``attach(setup)`` returns a ``Replica`` that the search loop (``search.searcher``) calls at five
+``attach(setup)`` returns a ``Replica`` that the search's epochs (``search.search_epoch``) call at five
 points — forward, after backward, at the start of an epoch, when it picks a phase's batches and
 when it evaluates — or ``None`` for a plain single-process float32 run, which then runs
 exactly as before. What it does, and why:

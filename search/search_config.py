@@ -1,7 +1,7 @@
 """What defines a search, in four parts that each have one reader.
 
 * ``Schedule`` — how the super net is trained: mode, epochs and warm-up, the weights' SGD, θ's Adam
-  and its decision term, τ. Read by the training loop (``search.searcher``).
+  and its decision term, τ. Read by the training loop (``search.search_epoch``).
 * ``CostSource`` — what a candidate costs: FLOPs, parameters, or latency from a table (server or
   file). Read once, to build the cost model.
 * ``Objective`` — the loss that weighs accuracy against that cost (FBNet, additive, target) and its

@@ -82,7 +82,7 @@ class ChildScorer:
         perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
         if subset and subset < len(full):
             unseen = perm[subset:]  # load_dataset's seeded subset is perm[:subset]
-        else:  # trained on every image: the θ split, which the weights never saw (search.searcher.build_setup)
+        else:  # trained on every image: the θ split, which the weights never saw (search.search_setup.build_setup)
             unseen = perm[int(round(cfg.get("w_split", 0.8) * len(full))):]
         need = self.val_images + self.calib_images
         if len(unseen) < need:
@@ -152,7 +152,7 @@ def specialise(scorer: ChildScorer, tables: dict[str, Any], targets: list[tuple[
                log: Callable[[str], None] = lambda _: None) -> list[Specialised]:
     """One child per (device, target_ms) in ``targets``; ``tables`` maps every device to its ``LatencyTable``."""
     from search.cost import LatencyCost
-    from search.searcher import cost_table
+    from search.search_setup import cost_table
 
     costs = {d: cost_table(LatencyCost(t), scorer.space) for d, t in tables.items()}
     out = []

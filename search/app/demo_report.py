@@ -175,7 +175,7 @@ def equal_latency_section(result: "DemoResult", out: Path) -> list[str]:
             lines += [f"**The found network is dominated:** {len(dominating)} of the {len(result.matched)} random "
                       f"networks ({', '.join(m.name for m in dominating)}) measured faster *and* scored more accurate "
                       f"than it. In this run the search shipped a network that random search beat on both counts.", ""]
-        from search.searcher import UNMOVED_ENTROPY
+        from search.search_result import UNMOVED_ENTROPY
 
         if result.theta_entropy > UNMOVED_ENTROPY:
             lines += [f"The search warned that θ barely moved (mean normalised entropy {result.theta_entropy:.2f}; 1.0 "

@@ -29,14 +29,9 @@ from search.quant.cost import BitsCostModel, BopsCost, Int8LatencyCost, SizeCost
 from search.quant.network import BitsConfig, QuantSuperNet
 from search.quant.space import BitsSpace, get_bits_space
 from search.search_config import CostSource, Objective, Schedule, SearchConfig, SearchConfigError
-from search.searcher import (
-    SearchSetup,
-    _restore,
-    build_setup,
-    make_cost_model,
-    open_rundir,
-    run_epochs,
-)
+from search.resume import restore_checkpoint
+from search.search_setup import SearchSetup, build_setup, make_cost_model
+from search.searcher import open_rundir, run_epochs
 
 QUANT_COSTS: tuple[str, ...] = ("size", "bops", "latency")
 # Fields beyond the architecture search's that must match when resuming.
@@ -222,7 +217,7 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
     setup = build_quant_setup(config, cost_model)
     start, history = 0, []
     if config.run.resume:
-        start, history = _restore(setup, rundir.load_checkpoint(map_location=setup.device), _QUANT_RESUME_FIELDS)
+        start, history = restore_checkpoint(setup, rundir.load_checkpoint(map_location=setup.device), _QUANT_RESUME_FIELDS)
     rundir.mkdir()
     rundir.write_json(rundir.config, config.to_dict())
     rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [list(l.candidates) for l in setup.space.layers()],

@@ -12,7 +12,8 @@ import typer
 from search import distributed
 from search.app.launch import option_arguments, torchrun_arguments
 from search.search_config import SearchConfig, SearchConfigError
-from search.searcher import build_setup, train_step
+from search.search_epoch import train_step
+from search.search_setup import build_setup
 
 NO_CUDA = not torch.cuda.is_available()
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from search.arch import Architecture
 from search.app.cli import app
 from search.search_config import SearchConfig
-from search.searcher import build_setup, run_search
+from search.search_setup import build_setup
+from search.searcher import run_search
 
 runner = CliRunner()
 

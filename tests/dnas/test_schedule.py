@@ -10,7 +10,8 @@ import pytest
 from search.loss import COLLAPSE_FLOOR, default_cost_scale
 from search.mixed import normalised_entropy
 from search.search_config import SearchConfig, SearchConfigError
-from search.searcher import entropy_term, run_search
+from search.search_epoch import entropy_term
+from search.searcher import run_search
 
 
 @pytest.mark.parametrize("epochs,warmup", [(1, 0), (2, 1), (4, 1), (10, 1), (30, 3), (90, 9)])

@@ -11,7 +11,9 @@ import torch
 from search.lut import LatencyTable
 from search.app.plots import plot_search
 from search.search_config import SearchConfig, SearchConfigError
-from search.searcher import build_setup, run_search, train_step
+from search.search_epoch import train_step
+from search.search_setup import build_setup
+from search.searcher import run_search
 from search.space import get_space
 
 
@@ -150,7 +152,7 @@ def test_target_search_starts_theta_at_the_budget(tmp_path: Path, tiny_space: Pa
 
 def test_target_loss_holds_the_distributions_cost_not_the_relaxed_samples(tmp_path: Path, tiny_space: Path) -> None:
     """At a high τ the Gumbel-softmax sample is nearly uniform whatever θ is; the target term must read softmax θ."""
-    from search.searcher import start_at_budget
+    from search.search_epoch import start_at_budget
 
     lut = _ramp_table(tiny_space, tmp_path / "lut.json")
     kw = dict(cost="latency", lut=str(lut), subset=400)
@@ -195,7 +197,7 @@ def test_a_folder_from_before_the_weights_option_resumes_as_separate_weights(tmp
 
 
 def test_a_falling_super_net_accuracy_is_warned_about() -> None:
-    from search.searcher import accuracy_fall
+    from search.search_result import accuracy_fall
 
     demo = [{"val_acc": 0.703}, {"val_acc": 0.487}, {"val_acc": 0.419}]  # the demo's soft search, issue 27
     warning = accuracy_fall(demo)

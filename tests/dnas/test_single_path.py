@@ -12,7 +12,9 @@ import torch
 
 from search.budget import project_logits
 from search.search_config import SearchConfigError
-from search.searcher import build_setup, run_search, train_step
+from search.search_epoch import train_step
+from search.search_setup import build_setup
+from search.searcher import run_search
 from search.space import get_space
 from search.supernet import SuperNet
 from tests.dnas.test_search import _config, _low_target, _ramp_table

@@ -191,7 +191,7 @@ def _resume_arguments(ctx: typer.Context, out: Path, kw: dict) -> dict:
 
     from search.search_config import flat_options
 
-    from search.searcher import BEFORE_OPTION
+    from search.resume import BEFORE_OPTION
 
     # A folder from before an option existed resumes with what it ran with, not with today's default.
     saved = {**BEFORE_OPTION, **flat_options(RunDir(out).read_json(RunDir(out).config))}
