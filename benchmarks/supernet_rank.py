@@ -24,6 +24,7 @@ one can ask of a predictor of this recipe's noisy outcome.
 
     python benchmarks/supernet_rank.py            # ~75 min on 2 cores; resumable (checkpoints, scores)
     python benchmarks/supernet_rank.py --quick    # 1 epoch on 2,000 images, 20 networks per window
+    python benchmarks/supernet_rank.py --rerun shared-distill   # train it again: results' reruns (~50 min loaded)
 
 Writes benchmarks/results/supernet_rank.json; prints a one-line summary last.
 """
@@ -112,16 +113,41 @@ def window_figures(gt: GroundTruth, nets: list, sc: dict[str, list[float]]) -> d
                                             [n.seeds[seeds[1]]["test"] for n in nets])}
 
 
+def rerun(variant: str, work: Path, gt: GroundTruth, epochs: int, subset: int, per_window: int, val: int) -> None:
+    """``--rerun``: one more training of ``variant``, its window figures appended to ``reruns`` in the results."""
+    results = _read(RESULTS)
+    if results is None:
+        sys.exit("supernet_rank --rerun: no results yet; run the benchmark first")
+    done = results.setdefault("reruns", {}).setdefault(variant, [])
+    name = f"{variant}-rerun{len(done) + 1}"
+    VARIANTS[name] = VARIANTS[variant]
+    sc = scores(train(work, name, epochs, subset), gt, per_window, val)
+    by_window = {w: window_figures(gt, [n for n in gt.trained(w)[:per_window] if n.id in sc], sc) for w in sorted(gt.windows)}
+    first = results["figures"]["variants"].get(variant, {})
+    done.append({"folder": name, "windows": {w: v["supernet"] for w, v in by_window.items()},
+                 "mean": sum(v["supernet"] for v in by_window.values()) / len(by_window),
+                 "first_run_mean": sum(v["supernet"] for v in first.values()) / len(first) if first else None})
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"supernet_rank --rerun {variant}: spearman within window {done[-1]['mean']:+.2f} (first run "
+          f"{done[-1]['first_run_mean']:+.2f}; MACs {results['figures']['rank_spearman_macs']:+.2f}; null 0)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images, 20 networks per window")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, in order; the first is the "
                    "headline (default: all, shared-distill first)")
+    p.add_argument("--rerun", metavar="VARIANT", help="train VARIANT once more (a folder of its own) and add its "
+                   "figures to the results' reruns, leaving every other figure as it is: how far one training's "
+                   "ranking is from another's")
     args = p.parse_args()
     t0 = time.perf_counter()
     epochs, subset, per_window, val = (1, 2000, 20, 500) if args.quick else (10, 10000, 1000, 2000)
     work = HERE / ".work" / ("supernet_rank_quick" if args.quick else "supernet_rank")
     gt = GroundTruth.load()
+    if args.rerun:
+        rerun(args.rerun, work, gt, epochs, subset, per_window, val)
+        return
     figs: dict[str, Any] = {"variants": {}, "steps": epochs * int(subset * 0.8) // 64, "steps_by_variant": {}}
     for variant in args.variants.split(","):
         out = train(work, variant, epochs, subset)
