@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,47 @@ def test_c10_flags_take_a_value_in_the_next_argument_and_ignore_single_dash_ones
     with pytest.raises(speed_benchmark_torch.FlagError) as last:
         speed_benchmark_torch.parse_flags(["--warmup"])
     assert str(last.value).endswith("I am expecting a value for --warmup")  # no newline: the source has none
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_call_waiting_on_a_worker_that_died_ends_when_the_phone_comes_back(tmp_path: Path) -> None:
+    """A phone killed mid-call (SIGKILL: no goodbye) runs nothing on after it comes back: its launcher gets end-of-file
+    and exits 70, where it once waited forever on its reply FIFO (one stuck process per restart test)."""
+    import signal
+
+    from device_agent.loopback.standins.worker import REQUESTS
+
+    wdir = tmp_path / "worker"
+    start = lambda: subprocess.Popen([sys.executable, "-m", "device_agent.loopback.standins.worker", "--dir", str(wdir)],  # noqa: E731
+                                     env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = start()
+    later = None
+    launcher = None
+    try:
+        _wait_for(lambda: (wdir / REQUESTS).exists())
+        os.kill(worker.pid, signal.SIGSTOP)  # it will never read the request the launcher writes
+        program = write_launcher("onnxruntime_perf_test", tmp_path / "bin")
+        launcher = subprocess.Popen(["/bin/sh", str(program), "-e", "cpu", "-m", "times", "-r", "1", "m.onnx", "r.csv"],
+                                    env={**env(), "HWNAS_STANDIN_WORKER": str(wdir)}, cwd=tmp_path,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for(lambda: any(wdir.glob("r.*")))  # its reply FIFO: it waits there now
+        worker.kill()
+        worker.wait(timeout=15)
+        with pytest.raises(subprocess.TimeoutExpired):
+            launcher.wait(timeout=1.0)  # the worker is gone and nothing ends the wait ...
+        later = start()  # ... until the phone comes back
+        assert launcher.wait(timeout=60) == 70
+    finally:
+        if launcher is not None and launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)  # its cat too
+            launcher.wait(timeout=15)
+        for proc in (worker, later):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=15)

@@ -151,6 +151,7 @@ def serve(directory: Path, parent: int | None = None) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     requests = directory / REQUESTS
+    release_waiting(directory)  # a phone that died mid-call (SIGKILL: no goodbye) left launchers waiting
     for stale in directory.glob("r.*"):
         stale.unlink(missing_ok=True)
     requests.unlink(missing_ok=True)
@@ -165,6 +166,8 @@ def serve(directory: Path, parent: int | None = None) -> None:
     children: set[int] = set()
     while True:
         if parent is not None and os.getppid() != parent:
+            requests.unlink(missing_ok=True)  # later launchers find no worker rather than block writing to none
+            release_waiting(directory)
             return
         ready, _, _ = select.select([fd], [], [], 0.5)
         _reap(children)
@@ -176,6 +179,22 @@ def serve(directory: Path, parent: int | None = None) -> None:
             pid = _spawn(directory, line.decode("utf-8", "surrogateescape"))
             if pid:
                 children.add(pid)
+
+
+def release_waiting(directory: Path) -> None:
+    """End the wait of every launcher still reading its reply FIFO: each gets end-of-file, no ``.rc``, and exits 70.
+
+    A phone that goes off ends what runs on it; the stand-in's launcher would otherwise wait forever for a reply
+    from a worker that is gone (it blocks opening its FIFO until a writer comes). Opening the FIFO for writing,
+    without blocking, succeeds only where a reader waits, and closing it at once is that reader's end-of-file.
+    """
+    for fifo in directory.glob("r.*"):
+        try:
+            if not stat.S_ISFIFO(os.stat(fifo).st_mode):
+                continue
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader (ENXIO) or already gone
+            continue
 
 
 def _reap(children: set[int]) -> None:
