@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from hwnas.errors import HwnasError
 from search.loss import LossConfig
 from search.mixed import THETA_ESTIMATORS
+from search.run_options import DataAndMachine
 
 COSTS: tuple[str, ...] = ("latency", "flops", "params")
 TAU_SCHEDULES: tuple[str, ...] = ("step", "epoch")
@@ -252,19 +253,10 @@ class Objective:
 
 
 @dataclass
-class RunSettings:
-    """The data and the machinery a search runs on (docs/distributed.md for the last three)."""
+class RunSettings(DataAndMachine):
+    """The data and the machinery a search runs on (search.run_options; docs/distributed.md for the last three)."""
 
-    data: str = "fashion-mnist"
-    subset: int | None = None
-    val_subset: int | None = None
     bn_calibration: int = 2000  # hard mode: training images that recompute BN statistics of the evaluated path
-    image_size: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
-    num_threads: int | None = None
-    workers: int = 0
-    progress: bool = True
     plots: bool = True
     resume: bool = False
     amp: str = "off"  # "bf16": forward passes under torch.autocast with bfloat16

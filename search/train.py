@@ -20,6 +20,7 @@ from hwnas.errors import HwnasError
 from search.data import dataset_info, iterate_batches, load_dataset, num_batches, random_subset, split_holdout
 from search.hooks import Progress, ProgressFactory, no_progress
 from search.rundir import RunDir
+from search.run_options import DataAndMachine
 
 
 class TrainError(HwnasError, ValueError):
@@ -27,24 +28,15 @@ class TrainError(HwnasError, ValueError):
 
 
 @dataclass
-class TrainConfig:
-    """How to train one architecture from scratch."""
+class TrainConfig(DataAndMachine):
+    """How to train one architecture from scratch (the data and machinery: search.run_options)."""
 
-    data: str = "fashion-mnist"
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
     wd: float = 1e-4
     label_smoothing: float = 0.0
-    subset: int | None = None
-    val_subset: int | None = None
-    image_size: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
-    num_threads: int | None = None
-    workers: int = 0
-    progress: bool = True
     eval_every_epoch: bool = True  # False: test only after the last epoch (the other epochs log val_acc None)
     # Evaluate on this many images held out of the training subset instead of on the test split: for choosing
     # between networks (hwnas sample --at-target) without looking at the test images they are reported on.
