@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         runtime: str = typer.Option("onnxruntime", "--runtime", help="What the agent measures with (the operator table, "
                                     "the calibration and every whole network): onnxruntime, torchscript or executorch. "
                                     "executorch needs pip install 'hwnas\\[executorch]', and the first executorch demo "
-                                    "spends minutes exporting the 102 operators to .pte files (about 3.4 s each), "
+                                    "spends minutes exporting the 102 operators to .pte files (3.4-7.9 s each on a shared 2-core machine), "
                                     "cached afterwards by key and ExecuTorch version (~/.cache/hwnas/models)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", "-e", min=1, help="Search epochs (full 4, quick 2)."),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only search epochs (full 1, quick 1)."),
