@@ -127,3 +127,11 @@ def test_ctrl_c_during_a_search_says_how_to_resume(tmp_path: Path, tiny_space: P
         proc.kill()
     assert proc.returncode == 130, err
     assert f"hwnas search --out {out} --resume" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["export", "demo"])
+def test_install_hints_in_help_keep_their_extra(command: str) -> None:
+    # rich reads "[executorch]" as markup and drops it unless escaped: the hint would say pip install 'hwnas'
+    r = runner.invoke(app, [command, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    assert "hwnas[executorch]" in r.output.replace("\n", "").replace(" ", "").replace("│", "")

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def export(
         target: str = typer.Argument(..., help="ARCH.json, a shipped architecture (fbnet_a, fbnet_b, fbnet_c) or an operator key."),
         fmt: str = typer.Option("onnx", "--format", "-f", help="onnx, torchscript (lite interpreter .ptl) or pte "
-                                "(ExecuTorch with the XNNPACK delegate; pip install 'hwnas[executorch]')."),
+                                "(ExecuTorch with the XNNPACK delegate; pip install 'hwnas\\[executorch]')."),
         out: Path = typer.Option(..., "--out", "-o", help="Output file."),
         weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Trained weights (state dict) for an architecture."),
         check: bool = typer.Option(True, "--check/--no-check", help="ONNX / pte: run the file in onnxruntime / ExecuTorch "
