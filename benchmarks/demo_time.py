@@ -57,7 +57,9 @@ def run_demo(out: Path, quick: bool, extra: list[str]) -> tuple[float, float, in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="time `hwnas demo --quick` (budget 120 s) instead of the full demo (600 s)")
+    ap.add_argument(
+        "--quick", action="store_true", help="time `hwnas demo --quick` (budget 120 s) instead of the full demo (600 s)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="demo output folder (default: a temporary one, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary output folder")
     ap.add_argument("demo_args", nargs="*", help="extra `hwnas demo` options, after --")
@@ -96,9 +98,17 @@ def main() -> None:
     targets = {"total_s": f"<= {budget:.0f}", "cpu_all_s": f"<= {budget:.0f}"}
     met = {"total_s": figures["total_s"] <= budget, "cpu_all_s": figures["cpu_all_s"] <= budget}
     doc = {
-        "figures": figures, "targets": targets, "met": met,
-        "setup": {"quick": args.quick, "cpu_count": cores, "machine": platform.machine(), "python": platform.python_version(),
-                  "demo_args": args.demo_args, "config": timings.get("config", {})},
+        "figures": figures,
+        "targets": targets,
+        "met": met,
+        "setup": {
+            "quick": args.quick,
+            "cpu_count": cores,
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "demo_args": args.demo_args,
+            "config": timings.get("config", {}),
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
@@ -106,9 +116,11 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     phases = ", ".join(f"{k} {v['wall_s']:.0f}" for k, v in timings["phases"].items())
     print(json.dumps(figures, indent=2))
-    print(f"demo_time{' (quick)' if args.quick else ''}: total {figures['total_s']:.0f} s (budget {budget:.0f} s, "
-          f"{'met' if met['total_s'] else 'NOT met'}; CPU of demo, server and agent {figures['cpu_all_s']:.0f} s, "
-          f"load {figures['load_average_before']:.1f}) — phases [s]: {phases}")
+    print(
+        f"demo_time{' (quick)' if args.quick else ''}: total {figures['total_s']:.0f} s (budget {budget:.0f} s, "
+        f"{'met' if met['total_s'] else 'NOT met'}; CPU of demo, server and agent {figures['cpu_all_s']:.0f} s, "
+        f"load {figures['load_average_before']:.1f}) — phases [s]: {phases}"
+    )
 
 
 if __name__ == "__main__":

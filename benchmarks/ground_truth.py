@@ -48,8 +48,7 @@ def _log(t0: float, text: str) -> None:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -62,8 +61,12 @@ def costs_of(table_path: Path) -> tuple[Any, Any, Any, Any]:
     from search.space import get_space
 
     space = get_space("fbnet-fmnist")
-    return (space, cost_table(LatencyCost(load_table(table_path)), space), cost_table(FlopsCost(), space),
-            cost_table(ParamsCost(), space))
+    return (
+        space,
+        cost_table(LatencyCost(load_table(table_path)), space),
+        cost_table(FlopsCost(), space),
+        cost_table(ParamsCost(), space),
+    )
 
 
 def plan(path: Path, recipe: Recipe, shares: tuple[float, ...], per_window: int) -> GroundTruth:
@@ -78,19 +81,41 @@ def plan(path: Path, recipe: Recipe, shares: tuple[float, ...], per_window: int)
     space, lat, macs, params = costs_of(TABLE)
     candidates = [layer.candidates for layer in space.layers()]
     sha = table_fingerprint(lat)
-    gt = (GroundTruth.load(path, recipe=recipe, table_sha256=sha) if path.is_file()
-          else GroundTruth(recipe, sha, {}, [], {"table": str(TABLE.relative_to(ROOT)), "commits": [_commit()],
-                                                  "device": "host-cpu", "runtime": "onnxruntime", "threads": 1}))
+    gt = (
+        GroundTruth.load(path, recipe=recipe, table_sha256=sha)
+        if path.is_file()
+        else GroundTruth(
+            recipe,
+            sha,
+            {},
+            [],
+            {
+                "table": str(TABLE.relative_to(ROOT)),
+                "commits": [_commit()],
+                "device": "host-cpu",
+                "runtime": "onnxruntime",
+                "threads": 1,
+            },
+        )
+    )
     base = lat.arch_cost(space, [BASELINE] * space.num_layers)
     known = {(n.window, n.id) for n in gt.networks}
 
     def add(choices: list[str], window: Window, role: str) -> None:
-        arch_id = Architecture(space=space.name, choices=choices, input_size=space.input_shape[-1],
-                               classes=space.classes).id
+        arch_id = Architecture(space=space.name, choices=choices, input_size=space.input_shape[-1], classes=space.classes).id
         if (window.name, arch_id) not in known:
             known.add((window.name, arch_id))
-            gt.networks.append(Network(arch_id, choices, window.name, role, macs.arch_cost(space, choices),
-                                       params.arch_cost(space, choices), lat.arch_cost(space, choices)))
+            gt.networks.append(
+                Network(
+                    arch_id,
+                    choices,
+                    window.name,
+                    role,
+                    macs.arch_cost(space, choices),
+                    params.arch_cost(space, choices),
+                    lat.arch_cost(space, choices),
+                )
+            )
 
     for share in shares:
         w = Window(share, TOL, share * base)
@@ -137,9 +162,12 @@ def train_all(gt: GroundTruth, path: Path, workers: int, t0: float, limit_s: flo
                 n.seeds[str(s)] = f.result()
                 done += 1
                 gt.save(path)
-                _log(t0, f"train {done}/{len(todo)}: {n.window} {n.role} {n.id} seed {s}: val "
-                         f"{n.seeds[str(s)]['val']:.4f} test {n.seeds[str(s)]['test']:.4f} "
-                         f"({n.seeds[str(s)]['seconds']:.0f} s)")
+                _log(
+                    t0,
+                    f"train {done}/{len(todo)}: {n.window} {n.role} {n.id} seed {s}: val "
+                    f"{n.seeds[str(s)]['val']:.4f} test {n.seeds[str(s)]['test']:.4f} "
+                    f"({n.seeds[str(s)]['seconds']:.0f} s)",
+                )
     return done
 
 
@@ -164,11 +192,16 @@ def measure(gt: GroundTruth, path: Path, t0: float) -> None:
     nets = list({n.id: n.choices for n in gt.networks}.items()) + [(r["id"], r["choices"]) for r in refs]
     nets = list(dict(nets).items())
     with Lab(work) as lab, lab.client() as c:
-        specs = [network_spec(Architecture(space=space.name, choices=ch, input_size=space.input_shape[-1],
-                                           classes=space.classes)) for _, ch in nets]
+        specs = [
+            network_spec(Architecture(space=space.name, choices=ch, input_size=space.input_shape[-1], classes=space.classes))
+            for _, ch in nets
+        ]
         _log(t0, f"measure: {len(specs)} whole networks ({len(refs)} of them the table's calibration networks)")
-        job = wait_for_job(c, c.create_job(JobCreate(device="host-cpu", runtime="onnxruntime", threads=1,
-                                                     networks=specs, force=True)).id, timeout_s=7200)
+        job = wait_for_job(
+            c,
+            c.create_job(JobCreate(device="host-cpu", runtime="onnxruntime", threads=1, networks=specs, force=True)).id,
+            timeout_s=7200,
+        )
         table = c.get_networks("host-cpu", "onnxruntime", 1)
     got = {i: measured_ms(table.entries[i]) for i, _ in nets if i in table.entries}
     for n in gt.networks:
@@ -189,12 +222,13 @@ def write_figures(gt: GroundTruth, counts: dict[str, int], reliability: float | 
 
     every = [(n.seeds["0"]["test"], n.seeds["1"]["test"]) for w in gt.windows for n in gt.trained(w)]
     targets = {"networks_per_window": ">= 100", "seed_reliability": ">= 0.6"}
-    figs: dict[str, Any] = {"networks_per_window": min(counts.values()) if counts else 0,
-                            "seed_reliability": reliability,  # mean over windows of the within-window Pearson
-                            "seed_reliability_pooled": pearson([p[0] for p in every], [p[1] for p in every])
-                            if len(every) >= 3 else None,
-                            "measured": sum(n.measured_ms is not None for n in gt.networks),
-                            "speed_drift": gt.meta.get("speed_drift")}
+    figs: dict[str, Any] = {
+        "networks_per_window": min(counts.values()) if counts else 0,
+        "seed_reliability": reliability,  # mean over windows of the within-window Pearson
+        "seed_reliability_pooled": pearson([p[0] for p in every], [p[1] for p in every]) if len(every) >= 3 else None,
+        "measured": sum(n.measured_ms is not None for n in gt.networks),
+        "speed_drift": gt.meta.get("speed_drift"),
+    }
     for w in sorted(gt.windows):
         accs = [100 * a for a in gt.accuracies(w)]
         if len(accs) > 1:
@@ -205,9 +239,21 @@ def write_figures(gt: GroundTruth, counts: dict[str, int], reliability: float | 
         if seeds:  # |seed 0 − seed 1|: the per-seed noise, in points (its SD is this mean × √π/2)
             figs[f"{w}_seed_gap_mean_pts"] = statistics.fmean(seeds)
     met = {k: figs[k] is not None and figs[k] >= float(t.split()[1]) for k, t in targets.items()}
-    (HERE / "results" / "ground_truth.json").write_text(json.dumps(
-        {"figures": figs, "targets": targets, "met": met, "complete": complete, "recipe": gt.recipe.to_dict(),
-         "table_sha256": gt.table_sha256, "meta": gt.meta}, indent=1) + "\n")
+    (HERE / "results" / "ground_truth.json").write_text(
+        json.dumps(
+            {
+                "figures": figs,
+                "targets": targets,
+                "met": met,
+                "complete": complete,
+                "recipe": gt.recipe.to_dict(),
+                "table_sha256": gt.table_sha256,
+                "meta": gt.meta,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def main() -> None:
@@ -233,17 +279,18 @@ def main() -> None:
         gt.meta["commits"].append(commit)  # every build session that added to the file
         gt.save(path)
     complete = all(str(s) in n.seeds for n in gt.networks for s in gt.recipe.seeds)
-    if args.measure or (complete and not args.no_measure and not args.quick and
-                        any(n.measured_ms is None for n in gt.networks)):
+    if args.measure or (complete and not args.no_measure and not args.quick and any(n.measured_ms is None for n in gt.networks)):
         measure(gt, path, t0)
     counts = {w: len(gt.trained(w)) for w in gt.windows}
     rel = gt.seed_reliability()
     if not args.quick:
         write_figures(gt, counts, rel, complete)
-    print(f"ground_truth{' (quick)' if args.quick else ''}: trained with every seed {counts} "
-          f"({trained} trainings this run); seed reliability {'-' if rel is None else format(rel, '.2f')}; "
-          f"measured {sum(n.measured_ms is not None for n in gt.networks)}/{len(gt.networks)}; "
-          f"{'complete' if complete else 'PARTIAL'}; {time.perf_counter() - t0:.0f} s")
+    print(
+        f"ground_truth{' (quick)' if args.quick else ''}: trained with every seed {counts} "
+        f"({trained} trainings this run); seed reliability {'-' if rel is None else format(rel, '.2f')}; "
+        f"measured {sum(n.measured_ms is not None for n in gt.networks)}/{len(gt.networks)}; "
+        f"{'complete' if complete else 'PARTIAL'}; {time.perf_counter() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

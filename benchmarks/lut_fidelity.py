@@ -64,21 +64,28 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = HERE / "results" / "lut_fidelity.json"
 TARGETS = {
-    "within10_small": ">= 0.95", "within10_fbnet": ">= 0.9",
-    "kendall_tau_small": ">= 0.9", "kendall_tau_fbnet": ">= 0.9",
-    "mape_over_noise_small": "<= 2", "mape_over_noise_fbnet": "<= 2",
+    "within10_small": ">= 0.95",
+    "within10_fbnet": ">= 0.9",
+    "kendall_tau_small": ">= 0.9",
+    "kendall_tau_fbnet": ">= 0.9",
+    "mape_over_noise_small": "<= 2",
+    "mape_over_noise_fbnet": "<= 2",
 }
 RUNTIMES = ("onnxruntime", "executorch")
 # Issue 26's targets for ExecuTorch (the in-context error is reported, without a target).
 EXECUTORCH_TARGETS = {
-    "within10_executorch_small": ">= 0.95", "within10_executorch_fbnet": ">= 0.95",
-    "kendall_tau_executorch_small": ">= 0.9", "kendall_tau_executorch_fbnet": ">= 0.9",
+    "within10_executorch_small": ">= 0.95",
+    "within10_executorch_fbnet": ">= 0.95",
+    "kendall_tau_executorch_small": ">= 0.9",
+    "kendall_tau_executorch_fbnet": ">= 0.9",
 }
 
 
 def results_path(runtime: str) -> Path:
     """The default runtime's file as it always was; another runtime's beside it (``lut_fidelity_<runtime>.json``)."""
     return RESULTS if runtime == "onnxruntime" else RESULTS.with_name(f"lut_fidelity_{runtime}.json")
+
+
 DEVICE = "host-cpu"
 WALL_DEVICE = "host-cpu-wall"
 
@@ -107,8 +114,7 @@ def _cli(tool: str) -> list[str]:
 class Services:
     """A server and a local agent as subprocesses; stopped (process groups) on exit, Ctrl-C included."""
 
-    def __init__(self, work: Path, rounds: int, iterations: int, runtime: str = "onnxruntime",
-                 device: str = DEVICE) -> None:
+    def __init__(self, work: Path, rounds: int, iterations: int, runtime: str = "onnxruntime", device: str = DEVICE) -> None:
         self.work = work
         self.runtime = runtime
         self.device = device
@@ -120,8 +126,13 @@ class Services:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def _run(self, *args: str) -> str:
-        proc = subprocess.run(_cli("profiler-server") + list(args) + ["--database-url", self.db], capture_output=True, text=True,
-                              env=self.env, timeout=120)
+        proc = subprocess.run(
+            _cli("profiler-server") + list(args) + ["--database-url", self.db],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"profiler-server {' '.join(args)} failed: {proc.stderr}")
         return proc.stdout.strip()
@@ -139,17 +150,48 @@ class Services:
         self._run("db", "upgrade")
         client_token = self._run("token", "create", "--name", "bench-client", "--role", "client").splitlines()[-1]
         agent_token = self._run("token", "create", "--name", "bench-agent", "--role", "agent").splitlines()[-1]
-        self._spawn(_cli("profiler-server") + ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.db],
-                    "server.log")
+        self._spawn(
+            _cli("profiler-server") + ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.db],
+            "server.log",
+        )
         self._wait(lambda: httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200, "server.log")
         # The wall-clock baseline agent for the default runtime only (see the module docstring).
-        agents = (((self.device, "auto"), (WALL_DEVICE, "wall")) if self.runtime == "onnxruntime" and self.device == DEVICE
-                  else ((self.device, "auto"),))
+        agents = (
+            ((self.device, "auto"), (WALL_DEVICE, "wall"))
+            if self.runtime == "onnxruntime" and self.device == DEVICE
+            else ((self.device, "auto"),)
+        )
         for device, clock in agents:
-            self._spawn(_cli("device-agent") + ["run", "--local", "--server", self.url, "--token", agent_token, "--name", device,
-                                                "--runtime", self.runtime, "--threads", "1", "--clock", clock,
-                                                "--warmup", "3", "--iterations", str(self.iterations), "--rounds", str(self.rounds),
-                                                "--lease-s", "300", "--cache-dir", str(self.work / "models")], f"agent-{clock}.log")
+            self._spawn(
+                _cli("device-agent")
+                + [
+                    "run",
+                    "--local",
+                    "--server",
+                    self.url,
+                    "--token",
+                    agent_token,
+                    "--name",
+                    device,
+                    "--runtime",
+                    self.runtime,
+                    "--threads",
+                    "1",
+                    "--clock",
+                    clock,
+                    "--warmup",
+                    "3",
+                    "--iterations",
+                    str(self.iterations),
+                    "--rounds",
+                    str(self.rounds),
+                    "--lease-s",
+                    "300",
+                    "--cache-dir",
+                    str(self.work / "models"),
+                ],
+                f"agent-{clock}.log",
+            )
             self._wait(lambda: httpx.get(f"{self.url}/devices/{device}", timeout=1.0).status_code == 200, f"agent-{clock}.log")
         return client_token, agent_token
 
@@ -226,10 +268,22 @@ def in_context(services: Services, token: str, report: Any) -> dict[str, Any]:
 def validate(services: Services, token: str, space: str, n: int, seed: int, out: Path, device: str = DEVICE) -> dict[str, Any]:
     from search.validate import ValidateConfig, run_validation
 
-    report = run_validation(ValidateConfig(server=services.url, device=device, space=space, runtime=services.runtime, n=n,
-                                           seed=seed, calibrate=True, out=out, token=token, cache_dir=services.work / "lut",
-                                           timeout_s=900 if services.runtime == "onnxruntime" else 3600),
-                            log=lambda line: print(f"  {line}", file=sys.stderr))
+    report = run_validation(
+        ValidateConfig(
+            server=services.url,
+            device=device,
+            space=space,
+            runtime=services.runtime,
+            n=n,
+            seed=seed,
+            calibrate=True,
+            out=out,
+            token=token,
+            cache_dir=services.work / "lut",
+            timeout_s=900 if services.runtime == "onnxruntime" else 3600,
+        ),
+        log=lambda line: print(f"  {line}", file=sys.stderr),
+    )
     for line in report.summary_lines():
         print(f"  {line}", file=sys.stderr)
     cal = report.calibration or {}
@@ -272,8 +326,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="8 + 4 networks, 4 rounds (a smoke run, figures are rough)")
     ap.add_argument("--keep", type=Path, default=None, help="Keep the work folder (server/agent logs, reports) here.")
-    ap.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime",
-                    help="What the agent measures keys and networks with (executorch: results/lut_fidelity_executorch.json).")
+    ap.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="onnxruntime",
+        help="What the agent measures keys and networks with (executorch: results/lut_fidelity_executorch.json).",
+    )
     args = ap.parse_args()
     if args.runtime != "onnxruntime":
         return run_other_runtime(args)
@@ -302,11 +360,27 @@ def main() -> int:
         for k, v in res.items():
             figures[f"{k}_{name}"] = v
     for name, res in (("small", wall_small), ("fbnet", wall_fbnet)):
-        for k in ("within10", "kendall_tau", "mape_over_noise", "mape_pct", "within10_uncalibrated", "bias_pct_uncalibrated",
-                  "noise_mape_pct", "noise_kendall_tau", "measured_ms_range"):
+        for k in (
+            "within10",
+            "kendall_tau",
+            "mape_over_noise",
+            "mape_pct",
+            "within10_uncalibrated",
+            "bias_pct_uncalibrated",
+            "noise_mape_pct",
+            "noise_kendall_tau",
+            "measured_ms_range",
+        ):
             figures[f"wallclock_{k}_{name}"] = res[k]
-    figures.update({"wall_s": wall, "load_average_at_start": load, "rounds": rounds, "runs_per_burst": iterations // rounds,
-                    "quick": args.quick})
+    figures.update(
+        {
+            "wall_s": wall,
+            "load_average_at_start": load,
+            "rounds": rounds,
+            "runs_per_burst": iterations // rounds,
+            "quick": args.quick,
+        }
+    )
 
     def met(name: str, rule: str) -> bool:
         value = figures.get(name)
@@ -329,12 +403,14 @@ def main() -> int:
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3g}"
 
-    print(f"lut_fidelity: small within10 {fmt(figures['within10_small'])} tau {fmt(figures['kendall_tau_small'])} "
-          f"mape/noise {fmt(figures['mape_over_noise_small'])} | fbnet within10 {fmt(figures['within10_fbnet'])} "
-          f"tau {fmt(figures['kendall_tau_fbnet'])} mape/noise {fmt(figures['mape_over_noise_fbnet'])} | "
-          f"uncalibrated within10 {fmt(figures['within10_uncalibrated_small'])}/{fmt(figures['within10_uncalibrated_fbnet'])} | "
-          f"wall-clock baseline tau {fmt(figures['wallclock_kendall_tau_small'])}/{fmt(figures['wallclock_kendall_tau_fbnet'])} | "
-          f"{wall:.0f}s{' (quick)' if args.quick else ''}")
+    print(
+        f"lut_fidelity: small within10 {fmt(figures['within10_small'])} tau {fmt(figures['kendall_tau_small'])} "
+        f"mape/noise {fmt(figures['mape_over_noise_small'])} | fbnet within10 {fmt(figures['within10_fbnet'])} "
+        f"tau {fmt(figures['kendall_tau_fbnet'])} mape/noise {fmt(figures['mape_over_noise_fbnet'])} | "
+        f"uncalibrated within10 {fmt(figures['within10_uncalibrated_small'])}/{fmt(figures['within10_uncalibrated_fbnet'])} | "
+        f"wall-clock baseline tau {fmt(figures['wallclock_kendall_tau_small'])}/{fmt(figures['wallclock_kendall_tau_fbnet'])} | "
+        f"{wall:.0f}s{' (quick)' if args.quick else ''}"
+    )
     return 0
 
 
@@ -351,8 +427,10 @@ def run_other_runtime(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     try:
         client_token, _ = services.start()
-        print(f"server {services.url}, local {runtime} agent for {DEVICE} ({rounds} rounds x {iterations // rounds} runs)",
-              file=sys.stderr)
+        print(
+            f"server {services.url}, local {runtime} agent for {DEVICE} ({rounds} rounds x {iterations // rounds} runs)",
+            file=sys.stderr,
+        )
         for name, space, n in (("small", "fbnet-fmnist", n_small), ("fbnet", "fbnet", n_fbnet)):
             print(f"{name}: {n} networks of {space} in {runtime}", file=sys.stderr)
             results[name] = validate(services, client_token, space, n, 0, work / name)
@@ -360,8 +438,16 @@ def run_other_runtime(args: argparse.Namespace) -> int:
         services.stop()
     wall = time.perf_counter() - t0
     figures: dict[str, Any] = {f"{k}_{runtime}_{name}": v for name, res in results.items() for k, v in res.items()}
-    figures.update({"wall_s": wall, "load_average_at_start": load, "rounds": rounds, "runs_per_burst": iterations // rounds,
-                    "quick": args.quick, "runtime": runtime})
+    figures.update(
+        {
+            "wall_s": wall,
+            "load_average_at_start": load,
+            "rounds": rounds,
+            "runs_per_burst": iterations // rounds,
+            "quick": args.quick,
+            "runtime": runtime,
+        }
+    )
     targets = EXECUTORCH_TARGETS if runtime == "executorch" else {}
 
     def met(name: str, rule: str) -> bool:
@@ -386,9 +472,12 @@ def run_other_runtime(args: argparse.Namespace) -> int:
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3g}"
 
-    parts = [f"{name} within10 {fmt(figures.get(f'within10_{runtime}_{name}'))} "
-             f"tau {fmt(figures.get(f'kendall_tau_{runtime}_{name}'))} "
-             f"in-context MAPE {fmt(figures.get(f'in_network_vs_isolated_mape_pct_{runtime}_{name}'))}%" for name in results]
+    parts = [
+        f"{name} within10 {fmt(figures.get(f'within10_{runtime}_{name}'))} "
+        f"tau {fmt(figures.get(f'kendall_tau_{runtime}_{name}'))} "
+        f"in-context MAPE {fmt(figures.get(f'in_network_vs_isolated_mape_pct_{runtime}_{name}'))}%"
+        for name in results
+    ]
     print(f"lut_fidelity ({runtime}): {' | '.join(parts)} | {wall:.0f}s{' (quick)' if args.quick else ''}")
     return 0
 

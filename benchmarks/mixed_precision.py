@@ -62,13 +62,47 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = HERE / "results" / "mixed_precision.json"
-TARGETS = {"compression_x": ">= 10", "acc_drop_vs_fp32": "<= 0.5", "acc_gain_vs_uniform_same_size": "> 0",
-           "bits_gain_vs_uniform_equal_size_pts": "> 0"}
+TARGETS = {
+    "compression_x": ">= 10",
+    "acc_drop_vs_fp32": "<= 0.5",
+    "acc_gain_vs_uniform_same_size": "> 0",
+    "bits_gain_vs_uniform_equal_size_pts": "> 0",
+}
 UNIFORM = ("w8a8", "w4a8", "w2a8")
 CI_METHOD = "mean ± t(0.975, n-1)·sd/√n over seeds (Student t)"
 # Two-sided 95 % Student t quantiles t(0.975, df) for df = 1 … 30.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def _met(value: float | None, target: str) -> bool:
@@ -85,7 +119,7 @@ def t975(df: int) -> float:
     if df <= len(_T975):
         return _T975[df - 1]
     z = 1.959964  # Cornish–Fisher expansion around the normal quantile; < 1e-3 off for df > 30
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def mean_ci(values: list[float]) -> tuple[float, float | None, float | None, float | None]:
@@ -113,17 +147,35 @@ def uniform_at_size(uniform: list[tuple[str, float, float]], size_kb: float) -> 
         if size_kb <= b[1]:
             break
     pos = (math.log(size_kb) - math.log(lo[1])) / (math.log(hi[1]) - math.log(lo[1]))
-    return {"size_kb": size_kb, "accuracy": lo[2] + pos * (hi[2] - lo[2]), "between": [lo[0], hi[0]],
-            "position": pos, "extrapolated": not (rows[0][1] <= size_kb <= rows[-1][1])}
+    return {
+        "size_kb": size_kb,
+        "accuracy": lo[2] + pos * (hi[2] - lo[2]),
+        "between": [lo[0], hi[0]],
+        "position": pos,
+        "extrapolated": not (rows[0][1] <= size_kb <= rows[-1][1]),
+    }
 
 
-def _request(args: Any, space_name: str, n_train: int, n_test: int | None, pre_epochs: int, ft_epochs: int,
-             search_epochs: int, seed: int) -> dict[str, Any]:
+def _request(
+    args: Any, space_name: str, n_train: int, n_test: int | None, pre_epochs: int, ft_epochs: int, search_epochs: int, seed: int
+) -> dict[str, Any]:
     """Everything a seed's result depends on (threads aside): a saved seed is reused only when this matches."""
-    return {"quick": bool(args.quick), "space": space_name, "train_images": n_train, "test_images": n_test,
-            "pretrain_epochs": pre_epochs, "finetune_epochs": ft_epochs, "search_epochs": search_epochs,
-            "budget_x": args.budget_x, "theta_optimizer": args.theta_optimizer, "theta_lr": args.theta_lr,
-            "lr": args.lr, "finetune_lr": args.finetune_lr, "batch_size": args.batch_size, "seed": seed}
+    return {
+        "quick": bool(args.quick),
+        "space": space_name,
+        "train_images": n_train,
+        "test_images": n_test,
+        "pretrain_epochs": pre_epochs,
+        "finetune_epochs": ft_epochs,
+        "search_epochs": search_epochs,
+        "budget_x": args.budget_x,
+        "theta_optimizer": args.theta_optimizer,
+        "theta_lr": args.theta_lr,
+        "lr": args.lr,
+        "finetune_lr": args.finetune_lr,
+        "batch_size": args.batch_size,
+        "seed": seed,
+    }
 
 
 def main() -> None:
@@ -144,9 +196,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (the machine is shared)")
     p.add_argument("--seed", type=int, default=0, help="first seed; the seeds are seed, seed+1, …")
     p.add_argument("--seeds", type=int, default=None, help="how many seeds, each a whole run (default 3; quick 1)")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="keep the runs here and save each finished seed as seed_<s>.json; a rerun skips those "
-                        "(default: a temporary folder, nothing reused)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the runs here and save each finished seed as seed_<s>.json; a rerun skips those "
+        "(default: a temporary folder, nothing reused)",
+    )
     args = p.parse_args()
 
     import torch
@@ -195,22 +251,26 @@ def main() -> None:
     print(out["budget_text"])
     for s in per_seed:
         f, eq = s["figures"], s["equal_size_uniform"]
-        print(f"  seed {s['settings']['seed']}: searched {s['searched_size_kb']:.1f} KB at {100 * s['searched_acc']:.2f} %, "
-              f"uniform at that size {100 * eq['accuracy']:.2f} % (log-size interpolation between "
-              f"{' and '.join(eq['between'])}{', EXTRAPOLATED' if eq['extrapolated'] else ''}) -> "
-              f"{f['bits_gain_vs_uniform_equal_size_pts']:+.2f} pts; vs nearest {s['nearest_uniform']} "
-              f"{f['acc_gain_vs_uniform_same_size']:+.2f} pts; compression {f['compression_x']:.1f}x, "
-              f"drop vs fp32 {f['acc_drop_vs_fp32']:+.2f} pts")
+        print(
+            f"  seed {s['settings']['seed']}: searched {s['searched_size_kb']:.1f} KB at {100 * s['searched_acc']:.2f} %, "
+            f"uniform at that size {100 * eq['accuracy']:.2f} % (log-size interpolation between "
+            f"{' and '.join(eq['between'])}{', EXTRAPOLATED' if eq['extrapolated'] else ''}) -> "
+            f"{f['bits_gain_vs_uniform_equal_size_pts']:+.2f} pts; vs nearest {s['nearest_uniform']} "
+            f"{f['acc_gain_vs_uniform_same_size']:+.2f} pts; compression {f['compression_x']:.1f}x, "
+            f"drop vs fp32 {f['acc_drop_vs_fp32']:+.2f} pts"
+        )
     f, met = out["figures"], out["met"]
     lo, hi = f["bits_gain_ci_low_pts"], f["bits_gain_ci_high_pts"]
     ci = f"95% CI [{lo:+.2f}, {hi:+.2f}]" if lo is not None else "no interval with 1 seed"
-    print(f"mixed_precision{' (quick)' if q else ''}: {len(per_seed)} seed(s); gain vs uniform at equal size "
-          f"{f['bits_gain_vs_uniform_equal_size_pts']:+.2f} pts ({ci}) "
-          f"[{'ok' if met['bits_gain_vs_uniform_equal_size_pts'] else 'MISS'}], compression {f['compression_x']:.1f}x "
-          f"[{'ok' if met['compression_x'] else 'MISS'}], acc drop vs fp32 {f['acc_drop_vs_fp32']:+.2f} pts "
-          f"[{'ok' if met['acc_drop_vs_fp32'] else 'MISS'}], gain vs nearest uniform ({out['nearest_uniform']}) "
-          f"{f['acc_gain_vs_uniform_same_size']:+.2f} pts [{'ok' if met['acc_gain_vs_uniform_same_size'] else 'MISS'}]; "
-          f"{out['seconds']:.0f} s of runs over the seeds")
+    print(
+        f"mixed_precision{' (quick)' if q else ''}: {len(per_seed)} seed(s); gain vs uniform at equal size "
+        f"{f['bits_gain_vs_uniform_equal_size_pts']:+.2f} pts ({ci}) "
+        f"[{'ok' if met['bits_gain_vs_uniform_equal_size_pts'] else 'MISS'}], compression {f['compression_x']:.1f}x "
+        f"[{'ok' if met['compression_x'] else 'MISS'}], acc drop vs fp32 {f['acc_drop_vs_fp32']:+.2f} pts "
+        f"[{'ok' if met['acc_drop_vs_fp32'] else 'MISS'}], gain vs nearest uniform ({out['nearest_uniform']}) "
+        f"{f['acc_gain_vs_uniform_same_size']:+.2f} pts [{'ok' if met['acc_gain_vs_uniform_same_size'] else 'MISS'}]; "
+        f"{out['seconds']:.0f} s of runs over the seeds"
+    )
 
 
 def aggregate(per_seed: list[dict[str, Any]], args: Any, wall: float) -> dict[str, Any]:
@@ -239,30 +299,49 @@ def aggregate(per_seed: list[dict[str, Any]], args: Any, wall: float) -> dict[st
     }
     met = {k: _met(figures[k], t) for k, t in TARGETS.items()}
     nearest = {s["nearest_uniform"] for s in per_seed}
-    nearest_text = (next(iter(nearest)) if len(nearest) == 1
-                    else ", ".join(f"{s['nearest_uniform']} (seed {s['settings']['seed']})" for s in per_seed))
+    nearest_text = (
+        next(iter(nearest))
+        if len(nearest) == 1
+        else ", ".join(f"{s['nearest_uniform']} (seed {s['settings']['seed']})" for s in per_seed)
+    )
     settings = {k: v for k, v in per_seed[0]["settings"].items() if k != "seed"}
     return {
-        "figures": figures, "targets": TARGETS, "met": met, "mode": "quick" if args.quick else "full",
-        "seeds": seeds, "ci_method": CI_METHOD,
+        "figures": figures,
+        "targets": TARGETS,
+        "met": met,
+        "mode": "quick" if args.quick else "full",
+        "seeds": seeds,
+        "ci_method": CI_METHOD,
         "figure_definitions": {
             "bits_gain_vs_uniform_equal_size_pts": "mean over seeds of: searched top-1 - uniform top-1 at exactly the "
-                                                   "searched size, linear in log(size) between the two bracketing "
-                                                   "uniform rows (nearest two, extrapolated, outside their range); points",
+            "searched size, linear in log(size) between the two bracketing "
+            "uniform rows (nearest two, extrapolated, outside their range); points",
             "acc_gain_vs_uniform_same_size": "mean over seeds of: searched top-1 - top-1 of the uniform row of the "
-                                             "nearest size (log scale); points; sizes differ",
+            "nearest size (log scale); points; sizes differ",
             "compression_x": "mean over seeds of fp32 size / searched size",
             "acc_drop_vs_fp32": "mean over seeds of fp32 top-1 - searched top-1; points",
         },
         "extrapolated_seeds": [s["settings"]["seed"] for s in per_seed if s["equal_size_uniform"]["extrapolated"]],
-        "nearest_uniform": nearest_text, "budget_text": per_seed[0]["budget_text"], "settings": settings,
+        "nearest_uniform": nearest_text,
+        "budget_text": per_seed[0]["budget_text"],
+        "settings": settings,
         "per_seed": per_seed,
-        "seconds": sum(s["seconds"] for s in per_seed), "wall_seconds_this_invocation": wall,
+        "seconds": sum(s["seconds"] for s in per_seed),
+        "wall_seconds_this_invocation": wall,
     }
 
 
-def run(work: Path, space_name: str, n_train: int, n_test: int | None, pre_epochs: int, ft_epochs: int,
-        search_epochs: int, args: Any, seed: int) -> dict[str, Any]:
+def run(
+    work: Path,
+    space_name: str,
+    n_train: int,
+    n_test: int | None,
+    pre_epochs: int,
+    ft_epochs: int,
+    search_epochs: int,
+    args: Any,
+    seed: int,
+) -> dict[str, Any]:
     from search.data import dataset_info, load_dataset
     from search.quant.cost import SizeCost, config_cost
     from search.quant.network import BitsConfig
@@ -274,8 +353,15 @@ def run(work: Path, space_name: str, n_train: int, n_test: int | None, pre_epoch
     t_start = time.perf_counter()
     info = dataset_info(load_dataset("fashion-mnist", "test", subset=1))
     space = get_bits_space(space_name, tuple(info.input_shape), info.num_classes, weight_bits=[2, 4, 8, 32], act_bits=[8])
-    common = dict(data="fashion-mnist", batch_size=args.batch_size, subset=n_train, val_subset=n_test, seed=seed,
-                  num_threads=args.threads, progress=False)
+    common = dict(
+        data="fashion-mnist",
+        batch_size=args.batch_size,
+        subset=n_train,
+        val_subset=n_test,
+        seed=seed,
+        num_threads=args.threads,
+        progress=False,
+    )
     timings: dict[str, float] = {}
 
     def stage(name: str):
@@ -292,29 +378,49 @@ def run(work: Path, space_name: str, n_train: int, n_test: int | None, pre_epoch
     # 1. fp32 from scratch.
     fp32 = BitsConfig(space, space.uniform("fp32"))
     with stage("fp32 training"):
-        pre = train_quant(fp32, QuantTrainConfig(epochs=pre_epochs, lr=args.lr, export_onnx=False, **common),
-                          work / "pre", "fp32_pretrain")
+        pre = train_quant(
+            fp32, QuantTrainConfig(epochs=pre_epochs, lr=args.lr, export_onnx=False, **common), work / "pre", "fp32_pretrain"
+        )
     init = str(pre.weights)
 
     # 2. the search, from the fp32 weights, under a size budget.
     fp32_kb = config_cost(SizeCost(), space, fp32.bits)
     budget = fp32_kb / args.budget_x
     with stage("search"):
-        search = run_quant_search(QuantSearchConfig.from_flat(
-            out=str(work / "search"), space=space_name, cost="size", loss="target", target=budget,
-            weight_bits=[2, 4, 8, 32], act_bits=[8], init=init, epochs=search_epochs, warmup_epochs=0,
-            w_lr=args.finetune_lr, theta_lr=args.theta_lr, theta_optimizer=args.theta_optimizer, plots=False, **common))
+        search = run_quant_search(
+            QuantSearchConfig.from_flat(
+                out=str(work / "search"),
+                space=space_name,
+                cost="size",
+                loss="target",
+                target=budget,
+                weight_bits=[2, 4, 8, 32],
+                act_bits=[8],
+                init=init,
+                epochs=search_epochs,
+                warmup_epochs=0,
+                w_lr=args.finetune_lr,
+                theta_lr=args.theta_lr,
+                theta_optimizer=args.theta_optimizer,
+                plots=False,
+                **common,
+            )
+        )
 
     # 3. every row fine-tuned from the same weights (the super net's) with the same schedule.
     init = str(work / "search" / "supernet_float.pt")
-    configs = {"fp32": fp32, **{f"uniform {t}": BitsConfig(space, space.uniform(t)) for t in UNIFORM},
-               "searched mix": search.config}
+    configs = {
+        "fp32": fp32,
+        **{f"uniform {t}": BitsConfig(space, space.uniform(t)) for t in UNIFORM},
+        "searched mix": search.config,
+    }
     rows, reports = [], {}
     for name, cfg in configs.items():
         stem = name.replace(" ", "_")
         with stage(f"fine-tune {name}"):
-            res = train_quant(cfg, QuantTrainConfig(epochs=ft_epochs, lr=args.finetune_lr, init=init, **common),
-                              work / "rows", stem)
+            res = train_quant(
+                cfg, QuantTrainConfig(epochs=ft_epochs, lr=args.finetune_lr, init=init, **common), work / "rows", stem
+            )
         lat = measure_latency(res.onnx, (1, *space.input_shape), threads=args.threads) if res.onnx else None
         rows.append(row_from_report(res.report, name, lat))
         reports[name] = json.loads(res.report.read_text())
@@ -340,20 +446,45 @@ def run(work: Path, space_name: str, n_train: int, n_test: int | None, pre_epoch
         f"{search_epochs} epoch(s) from it (target loss, size ≤ {budget:.1f} KB = fp32/{args.budget_x:g}, θ "
         f"{args.theta_optimizer} lr {args.theta_lr}); then every row {ft_epochs} epoch(s) from the super net's weights "
         f"(lr {args.finetune_lr}); batch {args.batch_size}; "
-        f"tested on {n_test_used} images; {args.threads} thread(s); latency: ONNX Runtime on this host, batch 1")
+        f"tested on {n_test_used} images; {args.threads} thread(s); latency: ONNX Runtime on this host, batch 1"
+    )
     table = format_table(rows, reference="fp32")
     return {
-        "figures": figures, "targets": TARGETS, "met": met, "mode": "quick" if args.quick else "full",
-        "nearest_uniform": nearest.name, "equal_size_uniform": equal, "searched_size_kb": mix.size_kb,
-        "searched_acc": mix.accuracy, "table": table, "budget_text": budget_text,
-        "rows": [r.to_dict() for r in rows], "searched_bits": search.config.bits,
-        "searched_summary": bits_summary(search.config.bits), "supernet_val_acc": search.val_acc,
-        "budget_kb": budget, "fp32_kb": fp32_kb, "fp32_pretrain_acc": pre.accuracy,
-        "settings": {"space": space_name, "train_images": n_train_used, "test_images": n_test_used,
-                     "pretrain_epochs": pre_epochs, "finetune_epochs": ft_epochs, "search_epochs": search_epochs,
-                     "budget_x": args.budget_x, "lr": args.lr, "finetune_lr": args.finetune_lr,
-                     "theta_lr": args.theta_lr, "theta_optimizer": args.theta_optimizer, "batch_size": args.batch_size, "threads": args.threads, "seed": seed},
-        "stage_seconds": timings, "seconds": time.perf_counter() - t_start,
+        "figures": figures,
+        "targets": TARGETS,
+        "met": met,
+        "mode": "quick" if args.quick else "full",
+        "nearest_uniform": nearest.name,
+        "equal_size_uniform": equal,
+        "searched_size_kb": mix.size_kb,
+        "searched_acc": mix.accuracy,
+        "table": table,
+        "budget_text": budget_text,
+        "rows": [r.to_dict() for r in rows],
+        "searched_bits": search.config.bits,
+        "searched_summary": bits_summary(search.config.bits),
+        "supernet_val_acc": search.val_acc,
+        "budget_kb": budget,
+        "fp32_kb": fp32_kb,
+        "fp32_pretrain_acc": pre.accuracy,
+        "settings": {
+            "space": space_name,
+            "train_images": n_train_used,
+            "test_images": n_test_used,
+            "pretrain_epochs": pre_epochs,
+            "finetune_epochs": ft_epochs,
+            "search_epochs": search_epochs,
+            "budget_x": args.budget_x,
+            "lr": args.lr,
+            "finetune_lr": args.finetune_lr,
+            "theta_lr": args.theta_lr,
+            "theta_optimizer": args.theta_optimizer,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+            "seed": seed,
+        },
+        "stage_seconds": timings,
+        "seconds": time.perf_counter() - t_start,
     }
 
 

@@ -70,24 +70,25 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = HERE / "results" / "profile_overhead.json"
-TARGETS = {"local_overhead_ratio": "<= 1.5", "adb_overhead_ratio": "<= 2", "repeatability": "<= 0.03",
-           "zero_runs": "== 0"}
+TARGETS = {"local_overhead_ratio": "<= 1.5", "adb_overhead_ratio": "<= 2", "repeatability": "<= 0.03", "zero_runs": "== 0"}
 
 
 def space_keys(space_name: str, quick: bool, limit: int | None = None) -> list[str]:
     from search.space import get_space
 
     space = get_space(space_name)
-    keys = sorted({layer.spec(c).key for layer in space.layers() for c in layer.candidates}
-                  | {s.key for s in space.fixed_specs()})
+    keys = sorted(
+        {layer.spec(c).key for layer in space.layers() for c in layer.candidates} | {s.key for s in space.fixed_specs()}
+    )
     if limit is not None:
         step = max(1, len(keys) // limit)
         return keys[::step][:limit]
     return keys[::4][:24] if quick else keys
 
 
-def build(device: Any, keys: list[str], cache_dir: Path, local: bool, protocol: Any,
-          runtime: str = "onnxruntime") -> tuple[float, dict[str, Any], Any]:
+def build(
+    device: Any, keys: list[str], cache_dir: Path, local: bool, protocol: Any, runtime: str = "onnxruntime"
+) -> tuple[float, dict[str, Any], Any]:
     """One table build; returns (wall seconds, results by key, agent)."""
     from device_agent.jobloop import Agent, AgentConfig
 
@@ -138,17 +139,29 @@ def export_all(cache: Any, keys: list[str], runtime: str) -> dict[str, float]:
     for k in keys:
         cache.item(k, runtime)
     cache.overhead(runtime)
-    return {"export_s": round(export_s, 2), "export_s_per_key": round(export_s / (len(keys) + 1), 4),
-            "export_first_key_s": round(first or 0.0, 2), "export_cached_s": round(time.perf_counter() - t1, 3)}
+    return {
+        "export_s": round(export_s, 2),
+        "export_s_per_key": round(export_s / (len(keys) + 1), 4),
+        "export_first_key_s": round(first or 0.0, 2),
+        "export_cached_s": round(time.perf_counter() - t1, 3),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="24 keys instead of all")
-    ap.add_argument("--protocol", choices=("time", "count"), default="time",
-                    help="time: the agent's protocol; count: bursts of a fixed count (the protocol before)")
-    ap.add_argument("--runtime", choices=("onnxruntime", "torchscript", "executorch"), default="onnxruntime",
-                    help="the runtime whose tables are built (executorch needs pip install 'hwnas[executorch]')")
+    ap.add_argument(
+        "--protocol",
+        choices=("time", "count"),
+        default="time",
+        help="time: the agent's protocol; count: bursts of a fixed count (the protocol before)",
+    )
+    ap.add_argument(
+        "--runtime",
+        choices=("onnxruntime", "torchscript", "executorch"),
+        default="onnxruntime",
+        help="the runtime whose tables are built (executorch needs pip install 'hwnas[executorch]')",
+    )
     ap.add_argument("--out", type=Path, default=None, help="results file (default: benchmarks/results/...)")
     args = ap.parse_args()
     runtime = args.runtime
@@ -172,12 +185,21 @@ def main() -> None:
     check_runtime(runtime)  # the install line before anything is built
     exports = export_all(cache, keys + keys224, runtime)
 
-    figures: dict[str, Any] = {"runtime": runtime, "keys": len(keys), **exports,
-                               "protocol": {"kind": args.protocol, "warmup": protocol.warmup,
-                                            "iterations": protocol.iterations, "rounds": protocol.rounds,
-                                            "canary_every": protocol.canary_every, "burst_ms": protocol.burst_ms,
-                                            "burst_cost_factor": protocol.burst_cost_factor,
-                                            "sample_ms": protocol.sample_ms}}
+    figures: dict[str, Any] = {
+        "runtime": runtime,
+        "keys": len(keys),
+        **exports,
+        "protocol": {
+            "kind": args.protocol,
+            "warmup": protocol.warmup,
+            "iterations": protocol.iterations,
+            "rounds": protocol.rounds,
+            "canary_every": protocol.canary_every,
+            "burst_ms": protocol.burst_ms,
+            "burst_cost_factor": protocol.burst_cost_factor,
+            "sample_ms": protocol.sample_ms,
+        },
+    }
     try:
         figures["load_average_start"] = round(os.getloadavg()[0], 2)
     except OSError:
@@ -191,16 +213,19 @@ def main() -> None:
     wall_a2, res_a2, agent_a2 = local_build(keys)
     timed_a = timed_s(agent_a)
     setup_a = agent_a.timings.get("prepare_s", 0.0) + agent_a.timings.get("stage_s", 0.0)
-    figures.update({
-        "local_wall_s": round(wall_a, 3), "local_timed_s": round(timed_a, 3),
-        "local_overhead_ratio": round(wall_a / timed_a, 3),
-        "local_overhead_ratio_second_build": round(wall_a2 / timed_s(agent_a2), 3),
-        "local_setup_s": round(setup_a, 3),
-        "local_overhead_ratio_without_setup": round((wall_a - setup_a) / timed_a, 3),
-        "median_key_ms": round(statistics.median(r.median_ms for r in res_a.values()), 5),
-        "repeatability": round(rel_delta(res_a, res_a2, "min_ms"), 4),
-        "repeatability_median_ms": round(rel_delta(res_a, res_a2, "median_ms"), 4),
-    })
+    figures.update(
+        {
+            "local_wall_s": round(wall_a, 3),
+            "local_timed_s": round(timed_a, 3),
+            "local_overhead_ratio": round(wall_a / timed_a, 3),
+            "local_overhead_ratio_second_build": round(wall_a2 / timed_s(agent_a2), 3),
+            "local_setup_s": round(setup_a, 3),
+            "local_overhead_ratio_without_setup": round((wall_a - setup_a) / timed_a, 3),
+            "median_key_ms": round(statistics.median(r.median_ms for r in res_a.values()), 5),
+            "repeatability": round(rel_delta(res_a, res_a2, "min_ms"), 4),
+            "repeatability_median_ms": round(rel_delta(res_a, res_a2, "median_ms"), 4),
+        }
+    )
     wall_c, res_c, agent_c = local_build(keys224)
     figures["local_overhead_ratio_fbnet224"] = round(wall_c / timed_s(agent_c), 3)
     figures["median_key_ms_fbnet224"] = round(statistics.median(r.median_ms for r in res_c.values()), 4)
@@ -210,8 +235,13 @@ def main() -> None:
     from tests.support.ports import free_port
 
     port = free_port()
-    proc = subprocess.Popen(agent_cmd("loopback-device", "--port", str(port), "--root", str(work / "phone")),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), start_new_session=True)
+    proc = subprocess.Popen(
+        agent_cmd("loopback-device", "--port", str(port), "--root", str(work / "phone")),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
+        start_new_session=True,
+    )
     try:
         wait_port(port)
         worker_fifo = work / "phone" / ".phone" / "worker" / "requests"
@@ -229,21 +259,24 @@ def main() -> None:
     timed_b = timed_s(agent_b)
     setup_b = agent_b.timings.get("prepare_s", 0.0) + agent_b.timings.get("stage_s", 0.0)
     bursts = agent_b.timings.get("bursts", 0)
-    figures.update({
-        "adb_wall_s": round(wall_b, 3), "adb_timed_s": round(timed_b, 3),
-        "adb_overhead_ratio": round(wall_b / timed_b, 3),
-        "adb_setup_s": round(setup_b, 3),
-        "adb_overhead_ratio_without_setup": round((wall_b - setup_b) / timed_b, 3),
-        "adb_first_build_wall_s": round(wall_b0, 3),
-        "adb_bursts": bursts,
-        "adb_ms_per_burst": round((wall_b - setup_b - timed_b) * 1000 / bursts, 3) if bursts else None,
-        "adb_repeatability_vs_local": round(rel_delta(res_a, res_b, "min_ms"), 4),
-        "adb_overhead_ratio_fbnet224": round(wall_d / timed_s(agent_d), 3),
-        "adb_burst_budget_ms": agent_b.timings.get("burst_ms"),
-        "local_burst_budget_ms": agent_a.timings.get("burst_ms"),
-        # every device build's result files (the agents' runners count them; measure() keeps the tally)
-        "zero_runs": sum(int(a.timings.get("zero_runs", 0)) for a in (agent_b0, agent_b, agent_d)),
-    })
+    figures.update(
+        {
+            "adb_wall_s": round(wall_b, 3),
+            "adb_timed_s": round(timed_b, 3),
+            "adb_overhead_ratio": round(wall_b / timed_b, 3),
+            "adb_setup_s": round(setup_b, 3),
+            "adb_overhead_ratio_without_setup": round((wall_b - setup_b) / timed_b, 3),
+            "adb_first_build_wall_s": round(wall_b0, 3),
+            "adb_bursts": bursts,
+            "adb_ms_per_burst": round((wall_b - setup_b - timed_b) * 1000 / bursts, 3) if bursts else None,
+            "adb_repeatability_vs_local": round(rel_delta(res_a, res_b, "min_ms"), 4),
+            "adb_overhead_ratio_fbnet224": round(wall_d / timed_s(agent_d), 3),
+            "adb_burst_budget_ms": agent_b.timings.get("burst_ms"),
+            "local_burst_budget_ms": agent_a.timings.get("burst_ms"),
+            # every device build's result files (the agents' runners count them; measure() keeps the tally)
+            "zero_runs": sum(int(a.timings.get("zero_runs", 0)) for a in (agent_b0, agent_b, agent_d)),
+        }
+    )
     met = {
         "local_overhead_ratio": figures["local_overhead_ratio"] <= 1.5,
         "adb_overhead_ratio": figures["adb_overhead_ratio"] <= 2.0,
@@ -252,13 +285,15 @@ def main() -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
-    print(f"profile_overhead ({runtime}): {len(keys)} fbnet-fmnist keys, median {figures['median_key_ms']} ms: "
-          f"local {figures['local_overhead_ratio']}x (target <= 1.5), adb {figures['adb_overhead_ratio']}x "
-          f"(target <= 2), repeatability {figures['repeatability']} (target <= 0.03), zero_runs "
-          f"{figures['zero_runs']} (target == 0); fbnet224 context: "
-          f"local {figures['local_overhead_ratio_fbnet224']}x, adb {figures['adb_overhead_ratio_fbnet224']}x; export "
-          f"{figures['export_s_per_key']} s/key (cached second build {figures['export_cached_s']} s); met: "
-          + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in met.items()))
+    print(
+        f"profile_overhead ({runtime}): {len(keys)} fbnet-fmnist keys, median {figures['median_key_ms']} ms: "
+        f"local {figures['local_overhead_ratio']}x (target <= 1.5), adb {figures['adb_overhead_ratio']}x "
+        f"(target <= 2), repeatability {figures['repeatability']} (target <= 0.03), zero_runs "
+        f"{figures['zero_runs']} (target == 0); fbnet224 context: "
+        f"local {figures['local_overhead_ratio_fbnet224']}x, adb {figures['adb_overhead_ratio_fbnet224']}x; export "
+        f"{figures['export_s_per_key']} s/key (cached second build {figures['export_cached_s']} s); met: "
+        + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in met.items())
+    )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,14 @@ DATA = (ROOT / ".." / "shared" / "reference-data").resolve()
 PHONES = ("pixel2", "samsung_s7", "samsung_a50", "essential_ph_1")
 CPUS = ("gold_6226", "gold_6240", "silver_4114", "silver_4210r")
 OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
-TARGETS = {"help_fit_mape_phones_pct": "<= 10", "hwnasbench_pixel3_max_abs_ms": "<= 1e-6",
-           "ofa_note10_30ms_error_ms": "<= 0.05", "export_roundtrip_max_abs_ms": "<= 1e-9",
-           "proxyless_mobile_covered_error_ms": "<= 0.05", "proxyless_mobile_release_mismatches": "<= 0"}
+TARGETS = {
+    "help_fit_mape_phones_pct": "<= 10",
+    "hwnasbench_pixel3_max_abs_ms": "<= 1e-6",
+    "ofa_note10_30ms_error_ms": "<= 0.05",
+    "export_roundtrip_max_abs_ms": "<= 1e-9",
+    "proxyless_mobile_covered_error_ms": "<= 0.05",
+    "proxyless_mobile_release_mismatches": "<= 0",
+}
 PROXYLESS_MOBILE_COVERED_MS = 63.7  # the reference README's sum of ProxylessNAS-Mobile's blocks the Pixel 1 table holds
 TEST = 1000
 
@@ -121,7 +126,13 @@ def proxyless_release_mismatches(config: dict[str, Any]) -> list[str]:
             if not (is_free(spec) and block["shortcut"] is not None):
                 out.append(f"layer {i}: {spec.key}, the release drops it")
             continue
-        ours = (spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), spec.get("e", 1 if spec.get("m") == spec.shape[1] else None))
+        ours = (
+            spec.shape[1],
+            spec.get("o"),
+            spec.get("k"),
+            spec.get("s"),
+            spec.get("e", 1 if spec.get("m") == spec.shape[1] else None),
+        )
         theirs = (conv["in_channels"], conv["out_channels"], conv["kernel_size"], conv["stride"], conv["expand_ratio"])
         if ours != theirs:
             out.append(f"layer {i}: {spec.key}, the release has {theirs} (in, out, kernel, stride, expand)")
@@ -178,12 +189,15 @@ def imported_checks(rows: list[dict[str, str]], work: Path) -> dict[str, Any]:
     finally:
         engine.dispose()
     return {
-        "ofa_note10_30ms_ms": ofa_ms, "ofa_note10_30ms_error_ms": abs(ofa_ms - 29.97),
+        "ofa_note10_30ms_ms": ofa_ms,
+        "ofa_note10_30ms_error_ms": abs(ofa_ms - 29.97),
         "export_roundtrip_max_abs_ms": roundtrip,
         "proxyless_mobile_covered_ms": sum(proxyless[k] for k in covered),
         "proxyless_mobile_covered_error_ms": abs(sum(proxyless[k] for k in covered) - PROXYLESS_MOBILE_COVERED_MS),
         "proxyless_mobile_release_mismatches": len(proxyless_release_mismatches(mobile)),
-        "proxyless_mobile_covered_keys": len(covered), "proxyless_mobile_keys": len(keys), "proxyless_mobile_missing": missing,
+        "proxyless_mobile_covered_keys": len(covered),
+        "proxyless_mobile_keys": len(keys),
+        "proxyless_mobile_missing": missing,
         "hwnasbench_pixel3_max_abs_ms": hwnasbench_check(rows, pixel3, overhead or 0.0),
     }
 
@@ -208,8 +222,13 @@ def host_fit(work: Path) -> dict[str, Any] | None:
     _, test = split(len(unique), 1 / 3, 0)
     costs = cost_table(LatencyCost(load_table(work / "table.json")), space)
     lut_mape = 100 * sum(abs(costs.arch_cost(space, unique[i]["choices"]) - y[i]) / y[i] for i in test) / len(test)
-    return {"networks": len(unique), "fit_mape_pct": report.mape_pct, "fit_tau": report.kendall_tau,
-            "lut_mape_pct": lut_mape, "host_fit_vs_lut_mape_ratio": report.mape_pct / lut_mape}
+    return {
+        "networks": len(unique),
+        "fit_mape_pct": report.mape_pct,
+        "fit_tau": report.kendall_tau,
+        "lut_mape_pct": lut_mape,
+        "host_fit_vs_lut_mape_ratio": report.mape_pct / lut_mape,
+    }
 
 
 def main() -> None:
@@ -225,10 +244,13 @@ def main() -> None:
     mean = lambda devices, n, k: sum(fits[f"{d}@{n}"][k] for d in devices) / len(devices)  # noqa: E731
     big = sizes[0]
     figures: dict[str, Any] = {
-        "help_fit_mape_phones_pct": mean(PHONES, big, "mape_pct"), "help_fit_tau_phones": mean(PHONES, big, "kendall_tau"),
-        "help_fit_mape_cpus_pct": mean(CPUS, big, "mape_pct"), "help_fit_tau_cpus": mean(CPUS, big, "kendall_tau"),
+        "help_fit_mape_phones_pct": mean(PHONES, big, "mape_pct"),
+        "help_fit_tau_phones": mean(PHONES, big, "kendall_tau"),
+        "help_fit_mape_cpus_pct": mean(CPUS, big, "mape_pct"),
+        "help_fit_tau_cpus": mean(CPUS, big, "kendall_tau"),
         "help_fit_train_networks": big,
-        "help_fit_mape_phones_300_pct": mean(PHONES, 300, "mape_pct"), "help_fit_mape_cpus_300_pct": mean(CPUS, 300, "mape_pct"),
+        "help_fit_mape_phones_300_pct": mean(PHONES, 300, "mape_pct"),
+        "help_fit_mape_cpus_300_pct": mean(CPUS, 300, "mape_pct"),
     }
     with tempfile.TemporaryDirectory() as work:  # the database of the imports is thrown away
         figures.update(imported_checks(rows, Path(work)))
@@ -240,19 +262,34 @@ def main() -> None:
         figures["host_fit_vs_lut_mape_ratio"] = host["host_fit_vs_lut_mape_ratio"]
     met = {k: figures[k] is not None and _met(figures[k], t) for k, t in TARGETS.items()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met, "mode": "quick" if args.quick else "full",
-                                   "per_device": fits, "host": host, "seconds": time.perf_counter() - t0}, indent=1) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "figures": figures,
+                "targets": TARGETS,
+                "met": met,
+                "mode": "quick" if args.quick else "full",
+                "per_device": fits,
+                "host": host,
+                "seconds": time.perf_counter() - t0,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     f = figures
-    print(f"published_tables{' (quick)' if args.quick else ''}: HELP fit from {big} networks: phones MAPE "
-          f"{f['help_fit_mape_phones_pct']:.1f}% (τ {f['help_fit_tau_phones']:.2f}), CPUs {f['help_fit_mape_cpus_pct']:.1f}% "
-          f"(τ {f['help_fit_tau_cpus']:.2f}); from 300: phones {f['help_fit_mape_phones_300_pct']:.1f}%, CPUs "
-          f"{f['help_fit_mape_cpus_300_pct']:.1f}%; imported HW-NAS-Bench Pixel 3 max |Δ| {f['hwnasbench_pixel3_max_abs_ms']:.1e} ms; "
-          + (f"host fit/LUT MAPE {f['host_fit_vs_lut_mape_ratio']:.2f}; " if host else "")
-          + f"OFA Note10 30 ms net {f['ofa_note10_30ms_ms']:.3f} ms (error {f['ofa_note10_30ms_error_ms']:.4f}); export round trip max |Δ| "
-          f"{f['export_roundtrip_max_abs_ms']:.1e} ms; ProxylessNAS-Mobile {f['proxyless_mobile_covered_keys']}/{f['proxyless_mobile_keys']} "
-          f"keys covered, {f['proxyless_mobile_covered_ms']:.1f} ms ({len(f['proxyless_mobile_missing'])} missing), "
-          f"{f['proxyless_mobile_release_mismatches']} blocks unlike the release; "
-          f"{time.perf_counter() - t0:.0f} s")
+    print(
+        f"published_tables{' (quick)' if args.quick else ''}: HELP fit from {big} networks: phones MAPE "
+        f"{f['help_fit_mape_phones_pct']:.1f}% (τ {f['help_fit_tau_phones']:.2f}), CPUs {f['help_fit_mape_cpus_pct']:.1f}% "
+        f"(τ {f['help_fit_tau_cpus']:.2f}); from 300: phones {f['help_fit_mape_phones_300_pct']:.1f}%, CPUs "
+        f"{f['help_fit_mape_cpus_300_pct']:.1f}%; imported HW-NAS-Bench Pixel 3 max |Δ| {f['hwnasbench_pixel3_max_abs_ms']:.1e} ms; "
+        + (f"host fit/LUT MAPE {f['host_fit_vs_lut_mape_ratio']:.2f}; " if host else "")
+        + f"OFA Note10 30 ms net {f['ofa_note10_30ms_ms']:.3f} ms (error {f['ofa_note10_30ms_error_ms']:.4f}); export round trip max |Δ| "
+        f"{f['export_roundtrip_max_abs_ms']:.1e} ms; ProxylessNAS-Mobile {f['proxyless_mobile_covered_keys']}/{f['proxyless_mobile_keys']} "
+        f"keys covered, {f['proxyless_mobile_covered_ms']:.1f} ms ({len(f['proxyless_mobile_missing'])} missing), "
+        f"{f['proxyless_mobile_release_mismatches']} blocks unlike the release; "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

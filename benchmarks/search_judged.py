@@ -56,9 +56,16 @@ RESULTS = HERE / "results" / "search_judged.json"
 PLOT = HERE / "results" / "search_judged.png"
 TABLE = SHIPPED / "fbnet-fmnist_host-cpu.table.json"
 PICK_K = 4
-TARGETS = {"ground_truth_networks_per_window": ">= 100", "ground_truth_seed_reliability": ">= 0.6",
-           "searches": ">= 12", "found_percentile_median": ">= 80", "gain_t_ci_low_pts": "> 0",
-           "gain_vs_max_macs_pts": "> 0", "rank_spearman_supernet": ">= 0.6", "target_error_pct": "<= 5"}
+TARGETS = {
+    "ground_truth_networks_per_window": ">= 100",
+    "ground_truth_seed_reliability": ">= 0.6",
+    "searches": ">= 12",
+    "found_percentile_median": ">= 80",
+    "gain_t_ci_low_pts": "> 0",
+    "gain_vs_max_macs_pts": "> 0",
+    "rank_spearman_supernet": ">= 0.6",
+    "target_error_pct": "<= 5",
+}
 
 
 def load() -> tuple[GroundTruth, Any, Any, dict[str, dict[str, Any]]]:
@@ -120,8 +127,11 @@ def run_searches(gt: GroundTruth, seeds: int, workers: int, t0: float) -> None:
         nets = [n.choices for n in gt.trained(w.name)]
         for seed in range(seeds):
             out = SEARCHES / "search" / f"{name}_soft_s{seed}"
-            if not (out / "result.json").is_file() or not (out / "supernet_ground_truth.json").is_file() and (
-                    out / "checkpoint.pt").is_file():
+            if (
+                not (out / "result.json").is_file()
+                or not (out / "supernet_ground_truth.json").is_file()
+                and (out / "checkpoint.pt").is_file()
+            ):
                 tasks.append((str(out), w.centre_ms, seed, nets))
     print(f"[{time.perf_counter() - t0:6.0f}s] searches: {len(tasks)} to run", flush=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -175,8 +185,11 @@ def train_needed(gt: GroundTruth, nets: list[list[str]], workers: int, t0: float
             i, s = futures[f]
             trained[i]["seeds"][s] = f.result()
             _write(path, trained)
-            print(f"[{time.perf_counter() - t0:6.0f}s] train {n + 1}/{len(todo)}: {i} seed {s}: test "
-                  f"{trained[i]['seeds'][s]['test']:.4f}", flush=True)
+            print(
+                f"[{time.perf_counter() - t0:6.0f}s] train {n + 1}/{len(todo)}: {i} seed {s}: test "
+                f"{trained[i]['seeds'][s]['test']:.4f}",
+                flush=True,
+            )
     _write(path, trained)
     return trained
 
@@ -204,8 +217,14 @@ def theta_beyond_prior(search_dir: Path, members: list[Any], target: float) -> l
     return [log_probability(n.choices, theta, names) - log_probability(n.choices, prior, names) for n in members]
 
 
-def figures(gt: GroundTruth, searches: dict[str, dict[str, Any]], trained: dict[str, dict[str, Any]],
-            picks: dict[str, list[list[str]]], space: Any, lat: Any) -> dict[str, Any]:
+def figures(
+    gt: GroundTruth,
+    searches: dict[str, dict[str, Any]],
+    trained: dict[str, dict[str, Any]],
+    picks: dict[str, list[list[str]]],
+    space: Any,
+    lat: Any,
+) -> dict[str, Any]:
     from search.arch import Architecture
 
     seeds = [str(s) for s in gt.recipe.seeds]
@@ -218,8 +237,14 @@ def figures(gt: GroundTruth, searches: dict[str, dict[str, Any]], trained: dict[
     for name, s in sorted(searches.items()):
         w = s["window"]
         acc = _mean(trained.get(aid(s["found"])), seeds)
-        row: dict[str, Any] = {"search": name, "window": w, "found": aid(s["found"]), "test_acc": acc,
-                               "theta_entropy": s.get("theta_entropy"), "target_ms": s["target_ms"]}
+        row: dict[str, Any] = {
+            "search": name,
+            "window": w,
+            "found": aid(s["found"]),
+            "test_acc": acc,
+            "theta_entropy": s.get("theta_entropy"),
+            "target_ms": s["target_ms"],
+        }
         if acc is not None and len(dist[w]) >= 10:
             row["percentile"] = gt.percentile(w, acc)
             row["gain_vs_window_mean_pts"] = 100 * (acc - sum(dist[w]) / len(dist[w]))
@@ -237,8 +262,9 @@ def figures(gt: GroundTruth, searches: dict[str, dict[str, Any]], trained: dict[
         if cands and all(_mean(c, seeds) is not None for c in cands):
             best = max(cands, key=lambda c: _mean(c, seeds, "val"))
             near = [n for n in members if abs(n.predicted_ms / s["target_ms"] - 1) <= 0.02]
-            uniform = expected_best_pick([n.mean("val", gt.recipe.seeds) for n in near],
-                                    [n.mean("test", gt.recipe.seeds) for n in near], len(cands))
+            uniform = expected_best_pick(
+                [n.mean("val", gt.recipe.seeds) for n in near], [n.mean("test", gt.recipe.seeds) for n in near], len(cands)
+            )
             if uniform is not None:
                 row["pick_test_acc"] = _mean(best, seeds)
                 row["pick_gain_vs_random_pick_pts"] = 100 * (_mean(best, seeds) - uniform)
@@ -254,10 +280,8 @@ def figures(gt: GroundTruth, searches: dict[str, dict[str, Any]], trained: dict[
     for w, nets in per_window.items():
         accs = [n.mean("test", gt.recipe.seeds) for n in nets]
         if len(nets) >= 10:
-            window_rank[w] = {"macs": spearman([n.macs for n in nets], accs),
-                              "params": spearman([n.params for n in nets], accs)}
-    null_macs = [100 * (sum(dist[w]) / len(dist[w]) - macs_acc[w]) for w in gt.windows
-                 if macs_acc[w] is not None and dist[w]]
+            window_rank[w] = {"macs": spearman([n.macs for n in nets], accs), "params": spearman([n.params for n in nets], accs)}
+    null_macs = [100 * (sum(dist[w]) / len(dist[w]) - macs_acc[w]) for w in gt.windows if macs_acc[w] is not None and dist[w]]
     counts = [len(v) for v in per_window.values()]
     figs: dict[str, Any] = {
         "ground_truth_networks_per_window": min(counts) if counts else 0,
@@ -319,8 +343,9 @@ def target_error(searches: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"target_error_pct": _avg(errs), "target_error_networks": len(errs), "speed_drift": drift}
 
 
-def dominated(gt: GroundTruth, searches: dict[str, dict[str, Any]], trained: dict[str, dict[str, Any]], aid: Any,
-              seeds: list[str]) -> dict[str, Any]:
+def dominated(
+    gt: GroundTruth, searches: dict[str, dict[str, Any]], trained: dict[str, dict[str, Any]], aid: Any, seeds: list[str]
+) -> dict[str, Any]:
     """Share of found networks some window network beats in test accuracy at no more predicted latency; the null is
     the same share for each window network against the others."""
     out_found, out_null = [], []
@@ -334,10 +359,15 @@ def dominated(gt: GroundTruth, searches: dict[str, dict[str, Any]], trained: dic
     for w in gt.windows:
         nets = gt.trained(w)
         for a in nets:
-            out_null.append(any(b is not a and b.mean("test", gt.recipe.seeds) > a.mean("test", gt.recipe.seeds)
-                                and b.predicted_ms <= a.predicted_ms for b in nets))
-    return {"dominated_share": _avg([float(x) for x in out_found]),
-            "dominated_share_null": _avg([float(x) for x in out_null])}
+            out_null.append(
+                any(
+                    b is not a
+                    and b.mean("test", gt.recipe.seeds) > a.mean("test", gt.recipe.seeds)
+                    and b.predicted_ms <= a.predicted_ms
+                    for b in nets
+                )
+            )
+    return {"dominated_share": _avg([float(x) for x in out_found]), "dominated_share_null": _avg([float(x) for x in out_null])}
 
 
 def plot(gt: GroundTruth, rows: list[dict[str, Any]], path: Path) -> Path:
@@ -370,8 +400,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--report-only", action="store_true", help="figures of what is trained now; trains nothing")
     p.add_argument("--workers", type=int, default=2, help="training processes (one torch thread each)")
-    p.add_argument("--seeds", type=int, default=6, help="search seeds per window (default 6: 12 searches); the "
-                   "missing ones are run first (~15 min each on one core), resumably")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=6,
+        help="search seeds per window (default 6: 12 searches); the "
+        "missing ones are run first (~15 min each on one core), resumably",
+    )
     args = p.parse_args()
     t0 = time.perf_counter()
     if not args.report_only:
@@ -382,23 +417,29 @@ def main() -> None:
     trained = (_read(WORK / "trained.json") or {}) if args.report_only else train_needed(gt, nets, args.workers, t0)
     out = figures(gt, searches, trained, picks, space, lat)
     f = out["figures"]
-    out.update(targets=TARGETS, met={k: _met(f.get(k), t) for k, t in TARGETS.items()},
-               recipe=gt.recipe.to_dict(), seconds=time.perf_counter() - t0,
-               complete=f["ground_truth_networks_per_window"] >= 100 and f["searches"] >= 12)
+    out.update(
+        targets=TARGETS,
+        met={k: _met(f.get(k), t) for k, t in TARGETS.items()},
+        recipe=gt.recipe.to_dict(),
+        seconds=time.perf_counter() - t0,
+        complete=f["ground_truth_networks_per_window"] >= 100 and f["searches"] >= 12,
+    )
     _write(RESULTS, out)
     plot(gt, out["per_search"], PLOT)
 
     def fmt(k: str, spec: str = "+.2f") -> str:
         return "-" if f.get(k) is None else format(f[k], spec)
 
-    print(f"search_judged: {f['searches']} searches; found percentile median {fmt('found_percentile_median', '.0f')} "
-          f"(null 50); gain vs window mean {fmt('gain_vs_matched_random_pts')} pts (t-CI {fmt('gain_t_ci_low_pts')}.."
-          f"{fmt('gain_t_ci_high_pts')}); vs max-MACs {fmt('gain_vs_max_macs_pts')} (null "
-          f"{fmt('null_gain_vs_max_macs_pts')}); spearman macs {fmt('rank_spearman_macs')} theta "
-          f"{fmt('rank_spearman_theta')} supernet {fmt('rank_spearman_supernet')} (null 0); pick gain "
-          f"{fmt('pick_gain_vs_random_pick_pts')}; target error {fmt('target_error_pct', '.1f')}%; ground truth "
-          f"{f['ground_truth_networks_per_window']}/window, seed r {fmt('ground_truth_seed_reliability', '.2f')}"
-          f"{'' if out['complete'] else ' (PARTIAL)'}")
+    print(
+        f"search_judged: {f['searches']} searches; found percentile median {fmt('found_percentile_median', '.0f')} "
+        f"(null 50); gain vs window mean {fmt('gain_vs_matched_random_pts')} pts (t-CI {fmt('gain_t_ci_low_pts')}.."
+        f"{fmt('gain_t_ci_high_pts')}); vs max-MACs {fmt('gain_vs_max_macs_pts')} (null "
+        f"{fmt('null_gain_vs_max_macs_pts')}); spearman macs {fmt('rank_spearman_macs')} theta "
+        f"{fmt('rank_spearman_theta')} supernet {fmt('rank_spearman_supernet')} (null 0); pick gain "
+        f"{fmt('pick_gain_vs_random_pick_pts')}; target error {fmt('target_error_pct', '.1f')}%; ground truth "
+        f"{f['ground_truth_networks_per_window']}/window, seed r {fmt('ground_truth_seed_reliability', '.2f')}"
+        f"{'' if out['complete'] else ' (PARTIAL)'}"
+    )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from search.stats import spearman, win_share  # noqa: E402
+
 RESULTS = HERE / "results" / "search_quality.json"
 PLOT = HERE / "results" / "search_quality.png"
 SPACE, DATA, DEVICE, RUNTIME, THREADS = "fbnet-fmnist", "fashion-mnist", "host-cpu", "onnxruntime", 1
@@ -65,8 +66,12 @@ BASELINE = "ir_k3_e6"
 # dominated_share and theta_entropy_norm are reported, not targets (issue 22): the same dominated share for a matched
 # random network against the other random ones is 0.93, and the decision term forces the entropy down whatever the
 # evidence. The judgement against what each budget allows is benchmarks/search_judged.py's.
-TARGETS = {"gain_ci_low_pts": "> 0", "found_beats_random_share": ">= 0.75", "target_error_pct": "<= 5",
-           "hard_vs_soft_search_time": "<= 0.5"}
+TARGETS = {
+    "gain_ci_low_pts": "> 0",
+    "found_beats_random_share": ">= 0.75",
+    "target_error_pct": "<= 5",
+    "hard_vs_soft_search_time": "<= 0.5",
+}
 
 
 @dataclass(frozen=True)
@@ -95,9 +100,23 @@ class Settings:
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(budgets=(0.5,), seeds=1, matched=2, random=2, search_epochs=2, search_images=800, search_batch=64,
-                   train_epochs=1, train_images=1000, train_seeds=1, test_images=1000, curve_networks=0, timing_epochs=2,
-                   validation_networks=8, calibration_near=3)
+        return cls(
+            budgets=(0.5,),
+            seeds=1,
+            matched=2,
+            random=2,
+            search_epochs=2,
+            search_images=800,
+            search_batch=64,
+            train_epochs=1,
+            train_images=1000,
+            train_seeds=1,
+            test_images=1000,
+            curve_networks=0,
+            timing_epochs=2,
+            validation_networks=8,
+            calibration_near=3,
+        )
 
     validation_networks: int = 20
     calibration_near: int = 10  # per budget, measured with the validation networks
@@ -160,7 +179,6 @@ class Lab:
         return ProfilerClient(self.url, token=self.client_token)
 
 
-
 def build_table(work: Path, t0: float, s: Settings) -> Path:
     """The calibrated host-CPU table of the space, as a file (``--lut``) the searches read.
 
@@ -186,21 +204,39 @@ def build_table(work: Path, t0: float, s: Settings) -> Path:
             job = wait_for_job(c, request_measurements(c, DEVICE, RUNTIME, THREADS, keys).id, timeout_s=1800)
             if job.failed:
                 raise RuntimeError(f"profiling job {job.id}: {job.failed} operators failed")
-        raw = cost_table(LatencyCost(fetch_table(lab.url, DEVICE, runtime=RUNTIME, threads=THREADS,
-                                                 token=lab.client_token, cache_dir=work / "cache")), space)
+        raw = cost_table(
+            LatencyCost(
+                fetch_table(lab.url, DEVICE, runtime=RUNTIME, threads=THREADS, token=lab.client_token, cache_dir=work / "cache")
+            ),
+            space,
+        )
         base = raw.arch_cost(space, [BASELINE] * space.num_layers)
-        near = [choices for i, b in enumerate(s.budgets)
-                for choices in matched_random(raw, space, b * base, s.calibration_near, s.match_tol, seed=1000 + i)]
-        report = run_validation(ValidateConfig(server=lab.url, device=DEVICE, space=SPACE, n=s.validation_networks,
-                                               calibrate=True, extra=near, token=lab.client_token,
-                                               out=work / "validation"),
-                                log=lambda text: _log(t0, text))
+        near = [
+            choices
+            for i, b in enumerate(s.budgets)
+            for choices in matched_random(raw, space, b * base, s.calibration_near, s.match_tol, seed=1000 + i)
+        ]
+        report = run_validation(
+            ValidateConfig(
+                server=lab.url,
+                device=DEVICE,
+                space=SPACE,
+                n=s.validation_networks,
+                calibrate=True,
+                extra=near,
+                token=lab.client_token,
+                out=work / "validation",
+            ),
+            log=lambda text: _log(t0, text),
+        )
         cal = report.calibration or {}
-        _log(t0, f"calibration on {len(report.rows)} networks ({len(near)} near the budgets): scale "
-                 f"{cal.get('scale', 1):.3f}, offset {cal.get('offset_ms', 0):+.4f} ms; MAPE "
-                 f"{report.uncalibrated.mape:.1f}% before, {cal['test_after'].mape:.1f}% after (test half)")
-        table = fetch_table(lab.url, DEVICE, runtime=RUNTIME, threads=THREADS, token=lab.client_token,
-                            cache_dir=work / "cache")
+        _log(
+            t0,
+            f"calibration on {len(report.rows)} networks ({len(near)} near the budgets): scale "
+            f"{cal.get('scale', 1):.3f}, offset {cal.get('offset_ms', 0):+.4f} ms; MAPE "
+            f"{report.uncalibrated.mape:.1f}% before, {cal['test_after'].mape:.1f}% after (test half)",
+        )
+        table = fetch_table(lab.url, DEVICE, runtime=RUNTIME, threads=THREADS, token=lab.client_token, cache_dir=work / "cache")
     table.save(path)
     return path
 
@@ -215,8 +251,9 @@ def _group_mode(group: str) -> str:
     return group.split("_")[1] if group.count("_") == 2 else "hard"
 
 
-def _search_task(out: str, lut: str, target_ms: float, seed: int, s: dict[str, Any], mode: str | None = None,
-                 epochs: int | None = None) -> dict[str, Any]:
+def _search_task(
+    out: str, lut: str, target_ms: float, seed: int, s: dict[str, Any], mode: str | None = None, epochs: int | None = None
+) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
@@ -227,17 +264,33 @@ def _search_task(out: str, lut: str, target_ms: float, seed: int, s: dict[str, A
     if done.is_file():
         return json.loads(done.read_text())
     resume = (Path(out) / "checkpoint.pt").is_file()
-    config = SearchConfig.from_flat(out=out, space=SPACE, data=DATA, cost="latency", lut=lut, loss="target", target=target_ms,
-                          mode=mode or s["search_mode"], epochs=epochs or s["search_epochs"], subset=s["search_images"],
-                          batch_size=s["search_batch"], val_subset=1000, seed=seed, num_threads=1, progress=False,
-                          plots=False, resume=resume)
+    config = SearchConfig.from_flat(
+        out=out,
+        space=SPACE,
+        data=DATA,
+        cost="latency",
+        lut=lut,
+        loss="target",
+        target=target_ms,
+        mode=mode or s["search_mode"],
+        epochs=epochs or s["search_epochs"],
+        subset=s["search_images"],
+        batch_size=s["search_batch"],
+        val_subset=1000,
+        seed=seed,
+        num_threads=1,
+        progress=False,
+        plots=False,
+        resume=resume,
+    )
     result = run_search(config)
     return result.summary()
 
 
 # ---- 5: training (worker processes) ------------------------------------------------------------
-def _train_task(report: str, choices: list[str], seed: int, epochs: int, images: int, test: int | None,
-                every_epoch: bool = False) -> float:
+def _train_task(
+    report: str, choices: list[str], seed: int, epochs: int, images: int, test: int | None, every_epoch: bool = False
+) -> float:
     import torch
 
     torch.set_num_threads(1)
@@ -250,8 +303,16 @@ def _train_task(report: str, choices: list[str], seed: int, epochs: int, images:
         return float(json.loads(path.read_text())["accuracy"])
     space = get_space(SPACE)
     arch = Architecture(space=SPACE, choices=choices, input_size=space.input_shape[-1], classes=space.classes)
-    cfg = TrainConfig(data=DATA, epochs=epochs, subset=images, val_subset=test, seed=seed, num_threads=1, progress=False,
-                      eval_every_epoch=every_epoch)
+    cfg = TrainConfig(
+        data=DATA,
+        epochs=epochs,
+        subset=images,
+        val_subset=test,
+        seed=seed,
+        num_threads=1,
+        progress=False,
+        eval_every_epoch=every_epoch,
+    )
     stem = path.name.removesuffix(".train.json")
     return train_arch(arch, cfg, out_dir=path.parent, stem=stem).accuracy
 
@@ -293,8 +354,16 @@ def plan_networks(work: Path, searches: dict[str, dict[str, Any]], s: Settings, 
         return nets
 
     def add(choices: list[str], role: str, group: str | None, target: float | None = None) -> None:
-        nets.append({"id": _arch_id(choices), "choices": choices, "role": role, "group": group, "target_ms": target,
-                     "predicted_ms": costs.arch_cost(space, choices)})
+        nets.append(
+            {
+                "id": _arch_id(choices),
+                "choices": choices,
+                "role": role,
+                "group": group,
+                "target_ms": target,
+                "predicted_ms": costs.arch_cost(space, choices),
+            }
+        )
 
     if not nets:
         add([BASELINE] * space.num_layers, "baseline", None)
@@ -304,8 +373,9 @@ def plan_networks(work: Path, searches: dict[str, dict[str, Any]], s: Settings, 
         if name in planned:
             continue
         add(res["found"], "found", name, res["target_ms"])
-        for choices in matched_random(costs, space, res["found_cost"], s.matched, s.match_tol,
-                                      seed=sum(map(ord, name)), exclude={tuple(res["found"])}):
+        for choices in matched_random(
+            costs, space, res["found_cost"], s.matched, s.match_tol, seed=sum(map(ord, name)), exclude={tuple(res["found"])}
+        ):
             add(choices, "matched", name)
     _write(path, nets)
     return nets
@@ -341,11 +411,16 @@ def measure_networks(work: Path, nets: list[dict[str, Any]], t0: float) -> dict[
 
     space = get_space(SPACE)
     with Lab(work) as lab, lab.client() as c:
-        specs = [network_spec(Architecture(space=SPACE, choices=n["choices"], input_size=space.input_shape[-1],
-                                           classes=space.classes)) for n in todo]
+        specs = [
+            network_spec(Architecture(space=SPACE, choices=n["choices"], input_size=space.input_shape[-1], classes=space.classes))
+            for n in todo
+        ]
         _log(t0, f"measure: {len(specs)} whole networks on {DEVICE}")
-        job = wait_for_job(c, c.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS, networks=specs,
-                                                     force=True)).id, timeout_s=3600)
+        job = wait_for_job(
+            c,
+            c.create_job(JobCreate(device=DEVICE, runtime=RUNTIME, threads=THREADS, networks=specs, force=True)).id,
+            timeout_s=3600,
+        )
         table = c.get_networks(DEVICE, RUNTIME, THREADS)
     for n in todo:
         if n["id"] in table.entries:
@@ -389,10 +464,12 @@ def measured_trend_gain(found: list[dict[str, Any]], randoms: list[dict[str, Any
     rng = np.random.default_rng(1)
     boots = [gain(rng.integers(0, len(x), len(x)), rng.integers(0, len(fx), len(fx))) for _ in range(4000)]
     slope = float(np.polyfit(x, y, 1)[0])
-    return {"gain_vs_random_trend_measured_pts": gain(np.arange(len(x)), np.arange(len(fx))),
-            "gain_vs_random_trend_ci_low_pts": float(np.percentile(boots, 2.5)),
-            "gain_vs_random_trend_ci_high_pts": float(np.percentile(boots, 97.5)),
-            "random_trend_pts_per_doubling": slope * float(np.log(2))}
+    return {
+        "gain_vs_random_trend_measured_pts": gain(np.arange(len(x)), np.arange(len(fx))),
+        "gain_vs_random_trend_ci_low_pts": float(np.percentile(boots, 2.5)),
+        "gain_vs_random_trend_ci_high_pts": float(np.percentile(boots, 97.5)),
+        "random_trend_pts_per_doubling": slope * float(np.log(2)),
+    }
 
 
 def hierarchical_bootstrap(groups: list[list[float]], n: int = 10000, seed: int = 0) -> tuple[float, float]:
@@ -414,8 +491,7 @@ def pair_gains(nets: list[dict[str, Any]], found: dict[str, Any]) -> list[float]
     return [100 * (found["acc"] - m["acc"]) for m in nets if m["role"] == "matched" and m["group"] == found["group"]]
 
 
-def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], timing: dict[str, float] | None
-            ) -> dict[str, Any]:
+def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], timing: dict[str, float] | None) -> dict[str, Any]:
     found = [n for n in nets if n["role"] == "found"]
     if not found:
         raise SystemExit("no found network is trained and measured yet: nothing to report")
@@ -429,8 +505,15 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
     per_budget = {b: [d for g in gs for d in g] for b, gs in budget_groups.items()}
     low, high = hierarchical_bootstrap(groups)
     randoms = [n for n in nets if n["role"] in ("matched", "random")]
-    dominated = [any(r["acc"] >= f["acc"] and r["measured_ms"] <= f["measured_ms"]
-                     and (r["acc"] > f["acc"] or r["measured_ms"] < f["measured_ms"]) for r in randoms) for f in found]
+    dominated = [
+        any(
+            r["acc"] >= f["acc"]
+            and r["measured_ms"] <= f["measured_ms"]
+            and (r["acc"] > f["acc"] or r["measured_ms"] < f["measured_ms"])
+            for r in randoms
+        )
+        for f in found
+    ]
     return {
         "gain_vs_matched_random_pts": sum(pairs) / len(pairs),
         "gain_ci_low_pts": low,
@@ -454,8 +537,7 @@ def figures(nets: list[dict[str, Any]], searches: dict[str, dict[str, Any]], tim
     }
 
 
-def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str],
-                    targets: dict[str, float]) -> dict[str, float]:
+def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str], targets: dict[str, float]) -> dict[str, float]:
     """Per search: does θ know which networks of its budget are accurate? Rank correlation, over the found network
     and its matched random ones, of trained accuracy with log P(network | final θ) − log P(network | budget prior).
 
@@ -480,8 +562,7 @@ def theta_rank_corr(work: Path, nets: list[dict[str, Any]], groups: set[str],
         for row in budget_logits(costs["layer_costs"], costs["fixed"], targets[g]):
             e = np.exp(np.asarray(row) - max(row))
             prior.append((e / e.sum()).tolist())
-        learned = [log_probability(n["choices"], theta, names) - log_probability(n["choices"], prior, names)
-                   for n in members]
+        learned = [log_probability(n["choices"], theta, names) - log_probability(n["choices"], prior, names) for n in members]
         out[g] = spearman(learned, [n["acc"] for n in members])
     return out
 
@@ -535,19 +616,21 @@ def plot(nets: list[dict[str, Any]], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    style = {"random": dict(c="0.6", marker="o", s=22, label="random (unconstrained)"),
-             "matched": dict(c="tab:orange", marker="o", s=26, label="random, matched latency (±5%)"),
-             "found": dict(c="red", marker="*", s=220, edgecolors="k", linewidths=0.6, label="found by the search"),
-             "baseline": dict(c="tab:blue", marker="s", s=60, label=f"baseline (all {BASELINE})")}
+    style = {
+        "random": dict(c="0.6", marker="o", s=22, label="random (unconstrained)"),
+        "matched": dict(c="tab:orange", marker="o", s=26, label="random, matched latency (±5%)"),
+        "found": dict(c="red", marker="*", s=220, edgecolors="k", linewidths=0.6, label="found by the search"),
+        "baseline": dict(c="tab:blue", marker="s", s=60, label=f"baseline (all {BASELINE})"),
+    }
     for role in ("random", "matched", "found", "baseline"):
         pts = [n for n in nets if n["role"] == role]
         if pts:
-            ax.scatter([n["measured_ms"] for n in pts], [100 * n["acc"] for n in pts], zorder=3 if role == "found" else 2,
-                       **style[role])
+            ax.scatter(
+                [n["measured_ms"] for n in pts], [100 * n["acc"] for n in pts], zorder=3 if role == "found" else 2, **style[role]
+            )
     front = pareto_front([(n["measured_ms"], 100 * n["acc"]) for n in nets if n["role"] in ("random", "matched")])
     if front:
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", c="0.3", ls="--", lw=1,
-                label="random Pareto front")
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", c="0.3", ls="--", lw=1, label="random Pareto front")
     for n in nets:
         if n["role"] == "found" and n.get("target_ms"):
             ax.axvline(n["target_ms"], c="red", alpha=0.15, lw=1)
@@ -573,8 +656,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for searches and trainings (1 torch thread each)")
     p.add_argument("--seeds", type=int, default=None, help="search seeds per budget (full 3)")
     p.add_argument("--budgets", default=None, help="comma-separated shares of the baseline's latency (full 0.25,0.5)")
-    p.add_argument("--search-mode", choices=("soft", "hard"), default=None,
-                   help="super net mode of the searches (full: soft); another mode's searches in the folder are kept")
+    p.add_argument(
+        "--search-mode",
+        choices=("soft", "hard"),
+        default=None,
+        help="super net mode of the searches (full: soft); another mode's searches in the folder are kept",
+    )
     p.add_argument("--report-only", action="store_true", help="figures of what the work folder holds now; runs nothing")
     args = p.parse_args()
     s = Settings.quick() if args.quick else Settings()
@@ -603,14 +690,16 @@ def main() -> None:
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
     f, met = out["figures"], out["met"]
     ok = lambda k: "ok" if met[k] else "MISS"  # noqa: E731
-    print(f"search_quality{' (quick)' if args.quick else ''}: gain vs matched random {f['gain_vs_matched_random_pts']:+.2f} pts "
-          f"(95% CI {f['gain_ci_low_pts']:+.2f}..{f['gain_ci_high_pts']:+.2f}) [{ok('gain_ci_low_pts')}], beats "
-          f"{f['found_beats_random_share']:.0%} [{ok('found_beats_random_share')}], dominated {f['dominated_share']:.0%}, "
-          f"target error {f['target_error_pct']:.1f}% [{ok('target_error_pct')}], θ entropy "
-          f"{f['theta_entropy_norm']:.2f}, hard/soft time "
-          f"{'-' if f['hard_vs_soft_search_time'] is None else format(f['hard_vs_soft_search_time'], '.2f')} "
-          f"[{ok('hard_vs_soft_search_time')}]; {out['networks_done']}{'' if out['complete'] else ' (PARTIAL)'}; "
-          f"{out['seconds']:.0f} s")
+    print(
+        f"search_quality{' (quick)' if args.quick else ''}: gain vs matched random {f['gain_vs_matched_random_pts']:+.2f} pts "
+        f"(95% CI {f['gain_ci_low_pts']:+.2f}..{f['gain_ci_high_pts']:+.2f}) [{ok('gain_ci_low_pts')}], beats "
+        f"{f['found_beats_random_share']:.0%} [{ok('found_beats_random_share')}], dominated {f['dominated_share']:.0%}, "
+        f"target error {f['target_error_pct']:.1f}% [{ok('target_error_pct')}], θ entropy "
+        f"{f['theta_entropy_norm']:.2f}, hard/soft time "
+        f"{'-' if f['hard_vs_soft_search_time'] is None else format(f['hard_vs_soft_search_time'], '.2f')} "
+        f"[{ok('hard_vs_soft_search_time')}]; {out['networks_done']}{'' if out['complete'] else ' (PARTIAL)'}; "
+        f"{out['seconds']:.0f} s"
+    )
 
 
 def run(work: Path, s: Settings, workers: int, t0: float, quick: bool) -> dict[str, Any]:
@@ -636,8 +725,7 @@ def run(work: Path, s: Settings, workers: int, t0: float, quick: bool) -> dict[s
                 tasks.append((_search_task, (str(work / "search" / name), str(lut), b * baseline_ms, seed, sd)))
         timing_target = s.budgets[-1] * baseline_ms
         for mode in ("soft", "hard"):
-            tasks.append((_search_task, (str(work / "timing" / mode), str(lut), timing_target, 0, sd, mode,
-                                         s.timing_epochs)))
+            tasks.append((_search_task, (str(work / "timing" / mode), str(lut), timing_target, 0, sd, mode, s.timing_epochs)))
         results = _run_all(pool, tasks, t0, "search")
         searches = {n: {**r, "target_ms": tasks[i][1][2]} for i, (n, r) in enumerate(zip(names, results))}
         timing = _timing(work, s)
@@ -651,12 +739,22 @@ def run(work: Path, s: Settings, workers: int, t0: float, quick: bool) -> dict[s
         # the baseline and the unconstrained random ones, then the learning-curve check at twice the epochs
         order = {"found": 0, "matched": 0, "baseline": 1, "random": 1}
         unique = list({n["id"]: n for n in nets}.values())
-        jobs = [(n["id"], seed, s.train_epochs) for rank in (0, 1) for seed in range(s.train_seeds)
-                for n in unique if order[n["role"]] == rank]
+        jobs = [
+            (n["id"], seed, s.train_epochs)
+            for rank in (0, 1)
+            for seed in range(s.train_seeds)
+            for n in unique
+            if order[n["role"]] == rank
+        ]
         jobs += [(i, 0, 2 * s.train_epochs) for i in curve_ids(nets, s)]
         choices = {n["id"]: n["choices"] for n in unique}
-        train_tasks = [(_train_task, (str(_report(work, i, seed, e)), choices[i], seed, e, s.train_images,
-                                      s.test_images, e != s.train_epochs)) for i, seed, e in jobs]
+        train_tasks = [
+            (
+                _train_task,
+                (str(_report(work, i, seed, e)), choices[i], seed, e, s.train_images, s.test_images, e != s.train_epochs),
+            )
+            for i, seed, e in jobs
+        ]
         _run_all(pool, train_tasks, t0, "train")
     finally:
         if pool:
@@ -670,13 +768,22 @@ def _report(work: Path, i: str, seed: int, epochs: int) -> Path:
 
 def curve_ids(nets: list[dict[str, Any]], s: Settings) -> list[str]:
     """The learning-curve networks: the baseline and the first found ones."""
-    return ([n["id"] for n in nets if n["role"] == "baseline"]
-            + [n["id"] for n in nets if n["role"] == "found"][: max(0, s.curve_networks - 1)])
+    return [n["id"] for n in nets if n["role"] == "baseline"] + [n["id"] for n in nets if n["role"] == "found"][
+        : max(0, s.curve_networks - 1)
+    ]
 
 
-def report(work: Path, s: Settings, searches: dict[str, dict[str, Any]], timing: dict[str, float] | None,
-           nets: list[dict[str, Any]], measured: dict[str, float], baseline_ms: float, t0: float,
-           quick: bool) -> dict[str, Any]:
+def report(
+    work: Path,
+    s: Settings,
+    searches: dict[str, dict[str, Any]],
+    timing: dict[str, float] | None,
+    nets: list[dict[str, Any]],
+    measured: dict[str, float],
+    baseline_ms: float,
+    t0: float,
+    quick: bool,
+) -> dict[str, Any]:
     """Figures from whatever is saved: a network counts once all its training seeds are done."""
     kept = []
     for n in nets:
@@ -697,16 +804,23 @@ def report(work: Path, s: Settings, searches: dict[str, dict[str, Any]], timing:
     for i in curve_ids(nets, s):
         short, long = _read(_report(work, i, 0, s.train_epochs)), _read(_report(work, i, 0, 2 * s.train_epochs))
         if short and long:
-            curve.append({"id": i, "role": next(n["role"] for n in nets if n["id"] == i),
-                          "acc_at_recipe": short["accuracy"], "acc_at_double": long["accuracy"],
-                          "double_run_curve": [h["val_acc"] for h in long["history"]]})
+            curve.append(
+                {
+                    "id": i,
+                    "role": next(n["role"] for n in nets if n["id"] == i),
+                    "acc_at_recipe": short["accuracy"],
+                    "acc_at_double": long["accuracy"],
+                    "double_run_curve": [h["val_acc"] for h in long["history"]],
+                }
+            )
     figs = figures(kept, {g: searches[g] for g in groups if g in searches}, timing)
     drift = speed_drift(work, measured)
     figs["speed_drift"] = drift
     if drift:  # what the target error would be had the machine kept the speed it had when the table was built
         found = [n for n in kept if n["role"] == "found"]
-        figs["target_error_drift_corrected_pct"] = 100 * sum(abs(f["measured_ms"] / (drift * f["target_ms"]) - 1)
-                                                             for f in found) / len(found)
+        figs["target_error_drift_corrected_pct"] = (
+            100 * sum(abs(f["measured_ms"] / (drift * f["target_ms"]) - 1) for f in found) / len(found)
+        )
     by_mode: dict[str, list[float]] = {}
     for f in (n for n in kept_all if n["role"] == "found"):
         by_mode.setdefault(_group_mode(f["group"]), []).extend(pair_gains(kept_all, f))
@@ -718,23 +832,50 @@ def report(work: Path, s: Settings, searches: dict[str, dict[str, Any]], timing:
     figs["supernet_rank_corr"] = sum(ranks.values()) / len(ranks) if ranks else None
     figs["supernet_rank_corr_by_search"] = ranks
     met = {k: figs[k] is not None and _met(figs[k], t) for k, t in TARGETS.items()}
-    title = (f"{SPACE}: {len(groups)} searches vs matched random; trained {s.train_epochs} ep on "
-             f"{s.train_images} images × {s.train_seeds} seeds; gain {figs['gain_vs_matched_random_pts']:+.2f} pts "
-             f"(CI low {figs['gain_ci_low_pts']:+.2f}){'' if complete else ' — PARTIAL'}")
+    title = (
+        f"{SPACE}: {len(groups)} searches vs matched random; trained {s.train_epochs} ep on "
+        f"{s.train_images} images × {s.train_seeds} seeds; gain {figs['gain_vs_matched_random_pts']:+.2f} pts "
+        f"(CI low {figs['gain_ci_low_pts']:+.2f}){'' if complete else ' — PARTIAL'}"
+    )
     plot(kept, PLOT if not quick else PLOT.with_name("search_quality_quick.png"), title)
     return {
-        "figures": figs, "targets": TARGETS, "met": met, "mode": "quick" if quick else "full", "complete": complete,
+        "figures": figs,
+        "targets": TARGETS,
+        "met": met,
+        "mode": "quick" if quick else "full",
+        "complete": complete,
         "networks_done": f"{len(kept)} of {len(nets)} networks trained with every seed and measured",
-        "settings": asdict(s), "baseline_predicted_ms": baseline_ms,
-        "searches": {n: {k: r.get(k) for k in ("found", "found_cost", "argmax", "argmax_cost", "theta_entropy", "target_ms",
-                                               "seconds", "val_acc", "warnings")} for n, r in searches.items()},
-        "timing": timing, "learning_curve": curve,
-        "networks": [{k: n.get(k) for k in ("id", "role", "group", "choices", "predicted_ms", "measured_ms", "accs", "acc",
-                                            "target_ms")} for n in kept],
-        "recipe": (f"search: {s.search_mode} mode, target loss, {s.search_epochs} epochs on {s.search_images} images, batch "
-                   f"{s.search_batch}, default schedule; training: {s.train_epochs} epochs on {s.train_images} images, "
-                   f"SGD one-cycle lr 0.1, batch 128, {s.train_seeds} seeds, tested on "
-                   f"{s.test_images or 10000} test images; latency measured whole by the local agent"),
+        "settings": asdict(s),
+        "baseline_predicted_ms": baseline_ms,
+        "searches": {
+            n: {
+                k: r.get(k)
+                for k in (
+                    "found",
+                    "found_cost",
+                    "argmax",
+                    "argmax_cost",
+                    "theta_entropy",
+                    "target_ms",
+                    "seconds",
+                    "val_acc",
+                    "warnings",
+                )
+            }
+            for n, r in searches.items()
+        },
+        "timing": timing,
+        "learning_curve": curve,
+        "networks": [
+            {k: n.get(k) for k in ("id", "role", "group", "choices", "predicted_ms", "measured_ms", "accs", "acc", "target_ms")}
+            for n in kept
+        ],
+        "recipe": (
+            f"search: {s.search_mode} mode, target loss, {s.search_epochs} epochs on {s.search_images} images, batch "
+            f"{s.search_batch}, default schedule; training: {s.train_epochs} epochs on {s.train_images} images, "
+            f"SGD one-cycle lr 0.1, batch 128, {s.train_seeds} seeds, tested on "
+            f"{s.test_images or 10000} test images; latency measured whole by the local agent"
+        ),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -760,8 +901,17 @@ def report_only(work: Path, s: Settings, t0: float, quick: bool) -> dict[str, An
         timing: dict[str, float] | None = _timing(work, s)
     except (OSError, ValueError, ZeroDivisionError, KeyError):
         timing = None
-    return report(work, s, searches, timing, _read(work / "networks.json") or [], _read(work / "measured.json") or {},
-                  baseline_ms, t0, quick)
+    return report(
+        work,
+        s,
+        searches,
+        timing,
+        _read(work / "networks.json") or [],
+        _read(work / "measured.json") or {},
+        baseline_ms,
+        t0,
+        quick,
+    )
 
 
 def _timing(work: Path, s: Settings) -> dict[str, float]:
@@ -776,8 +926,12 @@ def _timing(work: Path, s: Settings) -> dict[str, float]:
 
     warmup = Schedule(epochs=s.search_epochs).num_warmup_epochs
     total = {m: warmup * v["warmup_epoch_s"] + (s.search_epochs - warmup) * v["search_epoch_s"] for m, v in per.items()}
-    return {"ratio": total["hard"] / total["soft"], "soft_s": total["soft"], "hard_s": total["hard"],
-            **{f"{m}_{k}": v for m, d in per.items() for k, v in d.items()}}
+    return {
+        "ratio": total["hard"] / total["soft"],
+        "soft_s": total["soft"],
+        "hard_s": total["hard"],
+        **{f"{m}_{k}": v for m, d in per.items() for k, v in d.items()},
+    }
 
 
 if __name__ == "__main__":

@@ -57,21 +57,33 @@ class StepBench:
         from search.search_setup import build_setup
 
         torch.set_num_threads(threads)
-        config = SearchConfig.from_flat(out=tempfile.mkdtemp(prefix="hwnas-scaling-"), space="fbnet-fmnist",
-                              data="fashion-mnist", subset=max(2000, batch * 4), val_subset=100, batch_size=batch,
-                              torch_device="cpu", num_threads=threads, progress=False, plots=False)
+        config = SearchConfig.from_flat(
+            out=tempfile.mkdtemp(prefix="hwnas-scaling-"),
+            space="fbnet-fmnist",
+            data="fashion-mnist",
+            subset=max(2000, batch * 4),
+            val_subset=100,
+            batch_size=batch,
+            torch_device="cpu",
+            num_threads=threads,
+            progress=False,
+            plots=False,
+        )
         self.setup = build_setup(config)
         self.batch = batch
         world, rank = distributed.world_size(), distributed.rank()
         local = batch // world
-        self.x, self.y = self.setup.train_set.batch(self.setup.w_index[rank * local:(rank + 1) * local])
+        self.x, self.y = self.setup.train_set.batch(self.setup.w_index[rank * local : (rank + 1) * local])
 
     def _steps(self, phase: str, steps: int) -> None:
         from search.search_epoch import train_step
 
         model = self.setup.model
-        optimizer, frozen = ((self.setup.w_optimizer, model.arch_parameters()) if phase == "w"
-                             else (self.setup.theta_optimizer, model.weight_parameters()))
+        optimizer, frozen = (
+            (self.setup.w_optimizer, model.arch_parameters())
+            if phase == "w"
+            else (self.setup.theta_optimizer, model.weight_parameters())
+        )
         for p in frozen:  # as the search does: the other group gets no gradient
             p.requires_grad_(False)
         model.train()
@@ -141,16 +153,32 @@ def worker(args: argparse.Namespace) -> None:
     distributed.shutdown()
 
 
-def interleaved(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]],
-                                                   dict[str, list[float]]]:
+def interleaved(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per round of 1 process (here) and of 2 DDP processes, taking turns so both see the same load."""
     ctrl = Path(tempfile.mkdtemp(prefix="hwnas-scaling-ctrl-"))
     threads = args.threads // 2
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", __file__,
-           "--worker", "--ctrl", str(ctrl), "--batch", str(args.batch), "--steps", str(args.steps),
-           "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--threads", str(threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        __file__,
+        "--worker",
+        "--ctrl",
+        str(ctrl),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--rounds",
+        str(args.rounds),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         bench = StepBench(args.batch, args.threads)
@@ -234,12 +262,19 @@ def gpu_figures(steps: int, warmup: int, batch: int = 128) -> dict[str, Any]:
     import torch
 
     if not torch.cuda.is_available():
-        return {"gpu_soft_img_s": None, "gpu_hard_img_s": None, "gpu_device": None,
-                "gpu_not_measured": f"no CUDA device visible to PyTorch {torch.__version__} on this machine "
-                                    "(no accelerator was lent to this run)"}
+        return {
+            "gpu_soft_img_s": None,
+            "gpu_hard_img_s": None,
+            "gpu_device": None,
+            "gpu_not_measured": f"no CUDA device visible to PyTorch {torch.__version__} on this machine "
+            "(no accelerator was lent to this run)",
+        }
     device = torch.device("cuda", 0)
-    figures: dict[str, Any] = {"gpu_device": torch.cuda.get_device_name(device), "gpu_batch": batch,
-                               "gpu_settings": "bf16 autocast, channels_last, 1 GPU, weight step"}
+    figures: dict[str, Any] = {
+        "gpu_device": torch.cuda.get_device_name(device),
+        "gpu_batch": batch,
+        "gpu_settings": "bf16 autocast, channels_last, 1 GPU, weight step",
+    }
     for mode in ("soft", "hard"):
         torch.cuda.reset_peak_memory_stats(device)
         try:
@@ -283,16 +318,22 @@ def main() -> None:
     alone = throughput(local_s, args.steps, args.batch)  # rank 0's compute alone, scaled to the global batch
     import torch
 
-    mix = [1.0 / (W_SHARE / (args.steps * args.batch / a) + (1 - W_SHARE) / (args.steps * args.batch / b))
-           for a, b in zip(one_s["w"], one_s["theta"])]
-    mix2 = [1.0 / (W_SHARE / (args.steps * args.batch / a) + (1 - W_SHARE) / (args.steps * args.batch / b))
-            for a, b in zip(two_s["w"], two_s["theta"])]
+    mix = [
+        1.0 / (W_SHARE / (args.steps * args.batch / a) + (1 - W_SHARE) / (args.steps * args.batch / b))
+        for a, b in zip(one_s["w"], one_s["theta"])
+    ]
+    mix2 = [
+        1.0 / (W_SHARE / (args.steps * args.batch / a) + (1 - W_SHARE) / (args.steps * args.batch / b))
+        for a, b in zip(two_s["w"], two_s["theta"])
+    ]
     figures: dict[str, Any] = {
         "ddp_efficiency_2proc": round(two["search_img_s"] / one["search_img_s"], 3),
         "img_s_1proc": round(one["search_img_s"], 1),
         "img_s_2proc": round(two["search_img_s"], 1),
-        "w_img_s_1proc": round(one["w_img_s"], 1), "w_img_s_2proc": round(two["w_img_s"], 1),
-        "theta_img_s_1proc": round(one["theta_img_s"], 1), "theta_img_s_2proc": round(two["theta_img_s"], 1),
+        "w_img_s_1proc": round(one["w_img_s"], 1),
+        "w_img_s_2proc": round(two["w_img_s"], 1),
+        "theta_img_s_1proc": round(one["theta_img_s"], 1),
+        "theta_img_s_2proc": round(two["theta_img_s"], 1),
         "w_efficiency_2proc": round(two["w_img_s"] / one["w_img_s"], 3),
         "theta_efficiency_2proc": round(two["theta_img_s"] / one["theta_img_s"], 3),
         "round_efficiencies": [round(b / a, 3) for a, b in zip(mix, mix2)],
@@ -301,21 +342,33 @@ def main() -> None:
         "ddp_sync_efficiency": round(two["search_img_s"] / alone["search_img_s"], 3),
         "w_sync_efficiency": round(two["w_img_s"] / alone["w_img_s"], 3),
         "theta_sync_efficiency": round(two["theta_img_s"] / alone["theta_img_s"], 3),
-        "space": "fbnet-fmnist", "global_batch": args.batch, "total_threads": args.threads,
-        "steps_per_round": args.steps, "rounds": args.rounds, "cpus": os.cpu_count(), "torch": torch.__version__,
-        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "load_avg_1min_before": round(load_before, 2), "load_avg_1min_after": round(os.getloadavg()[0], 2),
+        "space": "fbnet-fmnist",
+        "global_batch": args.batch,
+        "total_threads": args.threads,
+        "steps_per_round": args.steps,
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+        "load_avg_1min_before": round(load_before, 2),
+        "load_avg_1min_after": round(os.getloadavg()[0], 2),
     }
     figures.update(gpu_figures(steps=5 if args.quick else 20, warmup=3))
     figures["seconds"] = round(time.perf_counter() - t0, 1)
     met = {"ddp_efficiency_2proc": figures["ddp_efficiency_2proc"] >= 0.85}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
-    gpu = (f"GPU {figures['gpu_device']}: soft {figures['gpu_soft_img_s']} img/s, hard {figures['gpu_hard_img_s']} img/s"
-           if figures.get("gpu_device") else f"GPU not measured ({figures['gpu_not_measured']})")
-    print(f"search_scaling: ddp_efficiency_2proc {figures['ddp_efficiency_2proc']:.3f} (target >= 0.85, "
-          f"{'met' if met['ddp_efficiency_2proc'] else 'NOT met'}): 2 procs {figures['img_s_2proc']} img/s vs 1 proc "
-          f"{figures['img_s_1proc']} img/s at {args.threads} threads, batch {args.batch}; DDP sync efficiency "
-          f"{figures['ddp_sync_efficiency']:.3f}; load {figures['load_avg_1min_before']}; {gpu}")
+    gpu = (
+        f"GPU {figures['gpu_device']}: soft {figures['gpu_soft_img_s']} img/s, hard {figures['gpu_hard_img_s']} img/s"
+        if figures.get("gpu_device")
+        else f"GPU not measured ({figures['gpu_not_measured']})"
+    )
+    print(
+        f"search_scaling: ddp_efficiency_2proc {figures['ddp_efficiency_2proc']:.3f} (target >= 0.85, "
+        f"{'met' if met['ddp_efficiency_2proc'] else 'NOT met'}): 2 procs {figures['img_s_2proc']} img/s vs 1 proc "
+        f"{figures['img_s_1proc']} img/s at {args.threads} threads, batch {args.batch}; DDP sync efficiency "
+        f"{figures['ddp_sync_efficiency']:.3f}; load {figures['load_avg_1min_before']}; {gpu}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,16 @@ RESULTS = HERE / "results" / "server_load.json"
 DEVICE = "bench"
 ENTRIES = 2000
 CONCURRENCY = 32
-TARGETS = {"lut_vs_trivial_rps": ">= 0.5", "lut_p99_ms": "< 50", "healthz_p99_hostile_vs_quiet": "<= 3",
-           "dashboard_vs_lut_rps": ">= 0.5", "sqlite_concurrent_uploads_503": "== 0", "sqlite_put_p99_during_uploads_ms": "<= 1000",
-           "unauth_body_bytes_read": "== 0", "table_page_100k_render_s": "<= 2"}
+TARGETS = {
+    "lut_vs_trivial_rps": ">= 0.5",
+    "lut_p99_ms": "< 50",
+    "healthz_p99_hostile_vs_quiet": "<= 3",
+    "dashboard_vs_lut_rps": ">= 0.5",
+    "sqlite_concurrent_uploads_503": "== 0",
+    "sqlite_put_p99_during_uploads_ms": "<= 1000",
+    "unauth_body_bytes_read": "== 0",
+    "table_page_100k_render_s": "<= 2",
+}
 JOBS = 10  # queued jobs of 100 keys each, so the overview's job list has rows to show
 
 
@@ -107,8 +114,22 @@ def seed(database_url: str, n: int) -> bytes:
     results = []
     for key in keys(n) + [OVERHEAD_KEY]:
         m = rng.uniform(0.05, 5.0)
-        results.append(MeasurementResult(key=key, median_ms=m, p10_ms=m * 0.95, p90_ms=m * 1.1, mean_ms=m, std_ms=m * 0.03, min_ms=m * 0.9, iterations=100, warmup=10))
-    batch = MeasurementBatch(device=DEVICE, runtime="ort", runtime_version="1.17.0", threads=1, agent="bench", run_id=uuid.uuid4(), results=results)
+        results.append(
+            MeasurementResult(
+                key=key,
+                median_ms=m,
+                p10_ms=m * 0.95,
+                p90_ms=m * 1.1,
+                mean_ms=m,
+                std_ms=m * 0.03,
+                min_ms=m * 0.9,
+                iterations=100,
+                warmup=10,
+            )
+        )
+    batch = MeasurementBatch(
+        device=DEVICE, runtime="ort", runtime_version="1.17.0", threads=1, agent="bench", run_id=uuid.uuid4(), results=results
+    )
     engine = make_engine(database_url)
     try:
         with session_factory(engine)() as session:
@@ -116,8 +137,7 @@ def seed(database_url: str, n: int) -> bytes:
                 put_device(session, DEVICE, DeviceInfo(model="bench"))
                 store_batch(session, batch)
                 for j in range(JOBS):
-                    create_job(session, JobCreate(device=DEVICE, runtime="ort", threads=2,
-                                                  keys=keys(n)[j * 100:(j + 1) * 100]))
+                    create_job(session, JobCreate(device=DEVICE, runtime="ort", threads=2, keys=keys(n)[j * 100 : (j + 1) * 100]))
             session.commit()
             lut = build_lut(session, resolve_table(session, DEVICE, None, None))
     finally:
@@ -127,7 +147,22 @@ def seed(database_url: str, n: int) -> bytes:
 
 def start_server(database_url: str, body_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DATABASE_URL=database_url, HWNAS_BENCH_BODY=str(body_path), PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}")
-    cmd = [sys.executable, "-m", "uvicorn", "server_load:bench_app", "--factory", "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "server_load:bench_app",
+        "--factory",
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     import httpx
 
@@ -168,7 +203,13 @@ def run_wrk(url: str, seconds: float, headers: dict[str, str]) -> dict[str, floa
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*timeout (\d+)", out)
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "bad": float(bad.group(1)) if bad else 0.0, "timeouts": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "bad": float(bad.group(1)) if bad else 0.0,
+        "timeouts": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 _HTTPX_LOADER = r"""
@@ -194,7 +235,12 @@ asyncio.run(main())
 
 def run_httpx(url: str, seconds: float, headers: dict[str, str]) -> dict[str, float]:
     """The same figures from an asyncio httpx loader in a separate process."""
-    out = subprocess.run([sys.executable, "-c", _HTTPX_LOADER, url, str(seconds), str(CONCURRENCY), json.dumps(headers)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _HTTPX_LOADER, url, str(seconds), str(CONCURRENCY), json.dumps(headers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
@@ -202,7 +248,13 @@ def combine(rounds: list[dict[str, float]]) -> dict[str, float]:
     """Mean req/s over equally long rounds; the median round's latency percentiles; summed errors."""
     n = len(rounds)
     mid = lambda name: sorted(r[name] for r in rounds)[n // 2]  # noqa: E731
-    return {"rps": sum(r["rps"] for r in rounds) / n, "p50_ms": mid("p50_ms"), "p99_ms": mid("p99_ms"), "bad": sum(r["bad"] for r in rounds), "timeouts": sum(r["timeouts"] for r in rounds)}
+    return {
+        "rps": sum(r["rps"] for r in rounds) / n,
+        "p50_ms": mid("p50_ms"),
+        "p99_ms": mid("p99_ms"),
+        "bad": sum(r["bad"] for r in rounds),
+        "timeouts": sum(r["timeouts"] for r in rounds),
+    }
 
 
 # ---- main ---------------------------------------------------------------------------------
@@ -260,8 +312,12 @@ def hostile_ratio(base: str, n: int) -> dict[str, float]:
         stop.set()
         for t in senders:
             t.join(timeout=120)
-    return {"healthz_p99_quiet_ms": round(quiet, 2), "healthz_p99_hostile_ms": round(hostile, 2),
-            "healthz_p99_hostile_vs_quiet": round(hostile / quiet, 2), "hostile_queries": sent.value}
+    return {
+        "healthz_p99_quiet_ms": round(quiet, 2),
+        "healthz_p99_hostile_ms": round(hostile, 2),
+        "healthz_p99_hostile_vs_quiet": round(hostile / quiet, 2),
+        "hostile_queries": sent.value,
+    }
 
 
 # ---- writes on SQLite (issue 25, D7) and the token gate (D6) ------------------------------------
@@ -273,15 +329,36 @@ def _upload(base: str, token: str, index: int, out: Any) -> None:
     """An uploader process: one batch of UPLOAD_RESULTS new keys; puts (status, seconds) on ``out``."""
     import httpx
 
-    results = [{"key": f"ir_k3_e6_g1_s1_o{16 + index * UPLOAD_RESULTS + i}@1x16x28x28", "median_ms": 1.0, "min_ms": 0.9,
-                "p10_ms": 0.95, "p90_ms": 1.1, "mean_ms": 1.0, "std_ms": 0.01, "iterations": 50, "warmup": 5}
-               for i in range(UPLOAD_RESULTS)]
-    body = json.dumps({"device": "writes", "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": f"up{index}",
-                       "run_id": str(uuid.uuid4()), "results": results}).encode()
+    results = [
+        {
+            "key": f"ir_k3_e6_g1_s1_o{16 + index * UPLOAD_RESULTS + i}@1x16x28x28",
+            "median_ms": 1.0,
+            "min_ms": 0.9,
+            "p10_ms": 0.95,
+            "p90_ms": 1.1,
+            "mean_ms": 1.0,
+            "std_ms": 0.01,
+            "iterations": 50,
+            "warmup": 5,
+        }
+        for i in range(UPLOAD_RESULTS)
+    ]
+    body = json.dumps(
+        {
+            "device": "writes",
+            "runtime": "ort",
+            "runtime_version": "1",
+            "threads": 1,
+            "agent": f"up{index}",
+            "run_id": str(uuid.uuid4()),
+            "results": results,
+        }
+    ).encode()
     t = time.perf_counter()
     with httpx.Client(timeout=300) as c:
-        r = c.post(f"{base}/measurements", content=body,
-                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        r = c.post(
+            f"{base}/measurements", content=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        )
     out.put((r.status_code, time.perf_counter() - t, r.text[:200] if r.status_code != 200 else ""))
 
 
@@ -308,7 +385,17 @@ def sqlite_write_load(work: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     exe = Path(sys.executable).with_name("profiler-server")
     cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "profiler_server.cli"]) + [
-        "serve", "--no-upgrade", "--host", "127.0.0.1", "--port", str(port), "--database-url", url, "--log-level", "warning"]
+        "serve",
+        "--no-upgrade",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        url,
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {token}"}
@@ -393,14 +480,19 @@ def unauth_body_load(work: Path, requests: int = 10, size: int = 15_000_000) -> 
     try:
         with httpx.Client(timeout=120) as c:
             for _ in range(requests):
-                statuses.append(c.post(f"http://127.0.0.1:{port}/measurements", content=body,
-                                       headers={"Content-Type": "application/json"}).status_code)
+                statuses.append(
+                    c.post(
+                        f"http://127.0.0.1:{port}/measurements", content=body, headers={"Content-Type": "application/json"}
+                    ).status_code
+                )
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-    return {"unauth_body_bytes_read": app.state.gate.unauth_body_bytes_read,
-            "unauth_requests": f"{requests} x {size // 1_000_000} MB, answered {sorted(set(statuses))}",
-            "unauth_seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "unauth_body_bytes_read": app.state.gate.unauth_body_bytes_read,
+        "unauth_requests": f"{requests} x {size // 1_000_000} MB, answered {sorted(set(statuses))}",
+        "unauth_seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 # ---- the dashboard's table page of a 100,000-entry table (issue 25, D8) ---------------------------
@@ -440,14 +532,34 @@ def seed_table(database_url: str, n: int) -> None:
             every = table_keys(n)
             for start in range(0, n, MAX_KEYS):
                 results = []
-                for key in every[start:start + MAX_KEYS]:
+                for key in every[start : start + MAX_KEYS]:
                     m = rng.uniform(0.01, 20.0)
-                    results.append(MeasurementResult(key=key, median_ms=m, p10_ms=m * 0.95, p90_ms=m * 1.1, mean_ms=m,
-                                                     std_ms=m * 0.03, min_ms=m * 0.9, iterations=100, warmup=10))
-                batch = MeasurementBatch(device="table", runtime="ort", runtime_version="1.17.0", threads=1, agent="bench",
-                                         run_id=uuid.uuid4(), results=results)
+                    results.append(
+                        MeasurementResult(
+                            key=key,
+                            median_ms=m,
+                            p10_ms=m * 0.95,
+                            p90_ms=m * 1.1,
+                            mean_ms=m,
+                            std_ms=m * 0.03,
+                            min_ms=m * 0.9,
+                            iterations=100,
+                            warmup=10,
+                        )
+                    )
+                batch = MeasurementBatch(
+                    device="table",
+                    runtime="ort",
+                    runtime_version="1.17.0",
+                    threads=1,
+                    agent="bench",
+                    run_id=uuid.uuid4(),
+                    results=results,
+                )
                 prepared = prepare_batch(session, batch, lambda work: run_write(session, work, bulk=True))
-                run_write(session, lambda batch=batch, prepared=prepared: store_batch(session, batch, prepared=prepared), bulk=True)
+                run_write(
+                    session, lambda batch=batch, prepared=prepared: store_batch(session, batch, prepared=prepared), bulk=True
+                )
     finally:
         engine.dispose()
 
@@ -469,8 +581,20 @@ def table_page_load(work: Path, database_url: str | None = None) -> dict[str, An
     log = work / "table.log"
     exe = Path(sys.executable).with_name("profiler-server")
     cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "profiler_server.cli"]) + [
-        "serve", "--no-upgrade", "--host", "127.0.0.1", "--port", str(port), "--database-url", url, "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        "serve",
+        "--no-upgrade",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        url,
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     drawn = "document.body.dataset.ready === '1' && document.querySelectorAll('#entries tbody tr').length === 100"
     try:
@@ -506,9 +630,13 @@ def table_page_load(work: Path, database_url: str | None = None) -> dict[str, An
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {"table_page_100k_render_s": round(max(loads), 3), "table_page_100k_loads_s": [round(x, 3) for x in loads],
-            "table_page_100k_resort_s": round(sort_s, 3), "table_page_entries": TABLE_ENTRIES,
-            "table_page_seed_s": round(seed_s, 1)}
+    return {
+        "table_page_100k_render_s": round(max(loads), 3),
+        "table_page_100k_loads_s": [round(x, 3) for x in loads],
+        "table_page_100k_resort_s": round(sort_s, 3),
+        "table_page_entries": TABLE_ENTRIES,
+        "table_page_seed_s": round(seed_s, 1),
+    }
 
 
 def main() -> int:
@@ -517,9 +645,13 @@ def main() -> int:
     parser.add_argument("--database-url", help="benchmark on this (empty) database instead of a temporary SQLite file")
     parser.add_argument("--loader", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds per route (default 5, 1 with --quick)")
-    parser.add_argument("--only", choices=["all", "reads", "writes", "table"], default="all",
-                        help="reads: GET /lut and the dashboard; writes: issue 25's upload and gate figures; table: the "
-                             "table page of a 100,000-entry table (the other figures are kept from the last results file)")
+    parser.add_argument(
+        "--only",
+        choices=["all", "reads", "writes", "table"],
+        default="all",
+        help="reads: GET /lut and the dashboard; writes: issue 25's upload and gate figures; table: the "
+        "table page of a 100,000-entry table (the other figures are kept from the last results file)",
+    )
     args = parser.parse_args()
     previous = json.loads(RESULTS.read_text())["figures"] if RESULTS.exists() else {}
     writes: dict[str, Any] = {}
@@ -556,10 +688,15 @@ def main() -> int:
                 raise RuntimeError("If-None-Match did not give 304")
             # Interleave short rounds of the three routes so that load from elsewhere on the
             # machine hits all three alike instead of skewing whichever ran at the time.
-            routes = {"trivial": (f"{base}/bench/trivial", {}), "lut": (f"{base}/lut/{DEVICE}", {}), "304": (f"{base}/lut/{DEVICE}", {"If-None-Match": etag}),
-                      # The overview as a browser loads it (script and style come from its cache): the page, then its data.
-                      "ui": (f"{base}/ui/", {"Accept": "text/html"}), "devices": (f"{base}/devices", {}),
-                      "jobs": (f"{base}/jobs?limit=50", {})}
+            routes = {
+                "trivial": (f"{base}/bench/trivial", {}),
+                "lut": (f"{base}/lut/{DEVICE}", {}),
+                "304": (f"{base}/lut/{DEVICE}", {"If-None-Match": etag}),
+                # The overview as a browser loads it (script and style come from its cache): the page, then its data.
+                "ui": (f"{base}/ui/", {"Accept": "text/html"}),
+                "devices": (f"{base}/devices", {}),
+                "jobs": (f"{base}/jobs?limit=50", {}),
+            }
             rounds: dict[str, list[dict[str, float]]] = {name: [] for name in routes}
             for _ in range(args.rounds):
                 for name, (url, headers) in routes.items():
@@ -570,8 +707,10 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=20)
     if any(r["bad"] for r in (trivial, lut, ui, devices, jobs)) or not_modified["bad"]:
-        raise RuntimeError(f"error responses during the run: trivial={trivial} lut={lut} 304={not_modified} ui={ui} "
-                           f"devices={devices} jobs={jobs}")
+        raise RuntimeError(
+            f"error responses during the run: trivial={trivial} lut={lut} 304={not_modified} ui={ui} "
+            f"devices={devices} jobs={jobs}"
+        )
     # One overview view costs its three requests in turn: views/s = 1 / Σ (1 / requests/s of each).
     dashboard_rps = 1.0 / sum(1.0 / r["rps"] for r in (ui, devices, jobs))
     figures = {
@@ -588,7 +727,9 @@ def main() -> int:
         "dashboard_vs_lut_rps": round(ui["rps"] / lut["rps"], 3),
         "dashboard_view_vs_lut_rps": round(dashboard_rps / lut["rps"], 3),
         "dashboard_views_per_s": round(dashboard_rps, 1),
-        "dashboard_page_rps": round(ui["rps"], 1), "devices_rps": round(devices["rps"], 1), "jobs_rps": round(jobs["rps"], 1),
+        "dashboard_page_rps": round(ui["rps"], 1),
+        "devices_rps": round(devices["rps"], 1),
+        "jobs_rps": round(jobs["rps"], 1),
         "entries": ENTRIES,
         "body_bytes": len(body),
         "concurrency": CONCURRENCY,
@@ -620,18 +761,29 @@ def report(figures: dict[str, Any]) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"figures": figures, "targets": TARGETS, "met": met}, indent=2) + "\n")
     f = figures
-    reads = (f"GET /lut {f['lut_rps']} req/s = {f['lut_vs_trivial_rps']}x trivial ({f['trivial_rps']} req/s), p99 {f['lut_p99_ms']} ms, "
-             f"304 {f['lut_304_rps']} req/s; /healthz p99 under maximal queries {f['healthz_p99_hostile_vs_quiet']}x quiet; "
-             f"dashboard page {f['dashboard_vs_lut_rps']}x GET /lut, a whole overview view (page + its data) "
-             f"{f['dashboard_views_per_s']} views/s = {f['dashboard_view_vs_lut_rps']}x; {f['entries']} entries, {f['body_bytes']} bytes; "
-             if "lut_rps" in f else "")
-    writes = (f"SQLite, {f['sqlite_uploads']} at once: {f['sqlite_concurrent_uploads_503']} x 503, 1-row PUT p99 "
-              f"{f['sqlite_put_p99_during_uploads_ms']} ms; unauthenticated uploads: {f['unauth_body_bytes_read']} body bytes read; "
-              if "sqlite_uploads" in f else "")
-    table = (f"table page of {f['table_page_entries']} entries drawn in {f['table_page_100k_render_s']} s in Chromium; "
-             if "table_page_100k_render_s" in f else "")
-    print(f"server_load: {reads}{writes}{table}"
-          f"{'all targets met' if all(met.values()) else 'targets missed: ' + ', '.join(k for k, v in met.items() if not v)}")
+    reads = (
+        f"GET /lut {f['lut_rps']} req/s = {f['lut_vs_trivial_rps']}x trivial ({f['trivial_rps']} req/s), p99 {f['lut_p99_ms']} ms, "
+        f"304 {f['lut_304_rps']} req/s; /healthz p99 under maximal queries {f['healthz_p99_hostile_vs_quiet']}x quiet; "
+        f"dashboard page {f['dashboard_vs_lut_rps']}x GET /lut, a whole overview view (page + its data) "
+        f"{f['dashboard_views_per_s']} views/s = {f['dashboard_view_vs_lut_rps']}x; {f['entries']} entries, {f['body_bytes']} bytes; "
+        if "lut_rps" in f
+        else ""
+    )
+    writes = (
+        f"SQLite, {f['sqlite_uploads']} at once: {f['sqlite_concurrent_uploads_503']} x 503, 1-row PUT p99 "
+        f"{f['sqlite_put_p99_during_uploads_ms']} ms; unauthenticated uploads: {f['unauth_body_bytes_read']} body bytes read; "
+        if "sqlite_uploads" in f
+        else ""
+    )
+    table = (
+        f"table page of {f['table_page_entries']} entries drawn in {f['table_page_100k_render_s']} s in Chromium; "
+        if "table_page_100k_render_s" in f
+        else ""
+    )
+    print(
+        f"server_load: {reads}{writes}{table}"
+        f"{'all targets met' if all(met.values()) else 'targets missed: ' + ', '.join(k for k, v in met.items() if not v)}"
+    )
     return 0 if all(met.values()) else 1
 
 

@@ -1,6 +1,6 @@
 """Rewrite benchmarks/README.md from the latest results in benchmarks/results/*.json.
 
-    python benchmarks/summary.py
+python benchmarks/summary.py
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ def _section(data: dict) -> str:  # type: ignore[type-arg]
         value = data["figures"].get(name)
         mark = "yes" if met.get(name) else "**no**"
         out.append(f"| `{name}` | {_fmt(value)} | {target} | {mark} |\n")
-    others = {k: v for k, v in data["figures"].items()
-              if k not in targets and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    others = {
+        k: v
+        for k, v in data["figures"].items()
+        if k not in targets and isinstance(v, (int, float, str)) and not isinstance(v, bool)
+    }
     if others:
         shown = ", ".join(f"`{k}` {_fmt(v)}" for k, v in list(others.items())[:24])
         out.append(f"\nOther figures: {shown}.\n")
@@ -63,8 +66,9 @@ def render() -> str:
     for s in scripts:
         # NAME.json, then the variants a benchmark writes for another runtime or setting (NAME_<variant>.json)
         results = [HERE / "results" / f"{s.stem}.json", *sorted((HERE / "results").glob(f"{s.stem}_*.json"))]
-        results = [r for r in results if r.exists() and not (r.stem.startswith(f"{s.stem}_") and
-                                                             (HERE / f"{r.stem}.py").exists())]
+        results = [
+            r for r in results if r.exists() and not (r.stem.startswith(f"{s.stem}_") and (HERE / f"{r.stem}.py").exists())
+        ]
         if not results:
             out.append(f"\n### {s.stem}\n\nNot run yet: `python benchmarks/{s.name}`.\n")
         for res in results:

@@ -53,7 +53,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shared-uniform": {"weights": "shared", "paths": "uniform"},
     # single paths cost a third of a sandwich step: the same compute as the sandwich variants, 3× the steps
     "shared-uniform-e30": {"weights": "shared", "paths": "uniform", "epochs": 30},
-    "separate-uniform": {"weights": "separate", "paths": "uniform"}}
+    "separate-uniform": {"weights": "separate", "paths": "uniform"},
+}
 TARGETS = {"rank_spearman_supernet": ">= 0.6", "rank_spearman_supernet_minus_macs": ">= 0.15"}
 
 
@@ -75,9 +76,24 @@ def train(work: Path, variant: str, epochs: int, subset: int) -> Path:
     resume = (out / "checkpoint.pt").is_file()
     options = dict(VARIANTS[variant])
     epochs = options.pop("epochs", epochs)
-    cfg = SearchConfig.from_flat(out=str(out), space="fbnet-fmnist", data="fashion-mnist", cost="flops", mode="hard",
-                                 epochs=epochs, warmup_epochs=epochs, subset=subset, batch_size=64, val_subset=500,
-                                 seed=0, num_threads=1, progress=False, plots=False, resume=resume, **options)
+    cfg = SearchConfig.from_flat(
+        out=str(out),
+        space="fbnet-fmnist",
+        data="fashion-mnist",
+        cost="flops",
+        mode="hard",
+        epochs=epochs,
+        warmup_epochs=epochs,
+        subset=subset,
+        batch_size=64,
+        val_subset=500,
+        seed=0,
+        num_threads=1,
+        progress=False,
+        plots=False,
+        resume=resume,
+        **options,
+    )
     run_search(cfg)
     return out
 
@@ -103,14 +119,18 @@ def window_figures(gt: GroundTruth, nets: list, sc: dict[str, list[float]]) -> d
     accs = [n.mean("test", gt.recipe.seeds) for n in nets]
     acc, neg_ce = [sc[n.id][0] for n in nets], [-sc[n.id][1] for n in nets]
     one_seed = lambda xs: sum(spearman(xs, [n.seeds[s]["test"] for n in nets]) for s in seeds) / len(seeds)  # noqa: E731
-    return {"supernet": spearman(acc, accs), "supernet_loss": spearman(neg_ce, accs),
-            "macs": spearman([n.macs for n in nets], accs), "networks": len(nets),
-            "supernet_acc_mean": sum(acc) / len(acc),
-            # against one seed's accuracies, where training itself can be a ranker: seed a ranks seed b at this
-            "one_seed_supernet": one_seed(acc), "one_seed_supernet_loss": one_seed(neg_ce),
-            "one_seed_macs": one_seed([n.macs for n in nets]),
-            "one_seed_retraining": spearman([n.seeds[seeds[0]]["test"] for n in nets],
-                                            [n.seeds[seeds[1]]["test"] for n in nets])}
+    return {
+        "supernet": spearman(acc, accs),
+        "supernet_loss": spearman(neg_ce, accs),
+        "macs": spearman([n.macs for n in nets], accs),
+        "networks": len(nets),
+        "supernet_acc_mean": sum(acc) / len(acc),
+        # against one seed's accuracies, where training itself can be a ranker: seed a ranks seed b at this
+        "one_seed_supernet": one_seed(acc),
+        "one_seed_supernet_loss": one_seed(neg_ce),
+        "one_seed_macs": one_seed([n.macs for n in nets]),
+        "one_seed_retraining": spearman([n.seeds[seeds[0]]["test"] for n in nets], [n.seeds[seeds[1]]["test"] for n in nets]),
+    }
 
 
 def rerun(variant: str, work: Path, gt: GroundTruth, epochs: int, subset: int, per_window: int, val: int) -> None:
@@ -124,22 +144,36 @@ def rerun(variant: str, work: Path, gt: GroundTruth, epochs: int, subset: int, p
     sc = scores(train(work, name, epochs, subset), gt, per_window, val)
     by_window = {w: window_figures(gt, [n for n in gt.trained(w)[:per_window] if n.id in sc], sc) for w in sorted(gt.windows)}
     first = results["figures"]["variants"].get(variant, {})
-    done.append({"folder": name, "windows": {w: v["supernet"] for w, v in by_window.items()},
-                 "mean": sum(v["supernet"] for v in by_window.values()) / len(by_window),
-                 "first_run_mean": sum(v["supernet"] for v in first.values()) / len(first) if first else None})
+    done.append(
+        {
+            "folder": name,
+            "windows": {w: v["supernet"] for w, v in by_window.items()},
+            "mean": sum(v["supernet"] for v in by_window.values()) / len(by_window),
+            "first_run_mean": sum(v["supernet"] for v in first.values()) / len(first) if first else None,
+        }
+    )
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"supernet_rank --rerun {variant}: spearman within window {done[-1]['mean']:+.2f} (first run "
-          f"{done[-1]['first_run_mean']:+.2f}; MACs {results['figures']['rank_spearman_macs']:+.2f}; null 0)")
+    print(
+        f"supernet_rank --rerun {variant}: spearman within window {done[-1]['mean']:+.2f} (first run "
+        f"{done[-1]['first_run_mean']:+.2f}; MACs {results['figures']['rank_spearman_macs']:+.2f}; null 0)"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images, 20 networks per window")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, in order; the first is the "
-                   "headline (default: all, shared-distill first)")
-    p.add_argument("--rerun", metavar="VARIANT", help="train VARIANT once more (a folder of its own) and add its "
-                   "figures to the results' reruns, leaving every other figure as it is: how far one training's "
-                   "ranking is from another's")
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated, in order; the first is the headline (default: all, shared-distill first)",
+    )
+    p.add_argument(
+        "--rerun",
+        metavar="VARIANT",
+        help="train VARIANT once more (a folder of its own) and add its "
+        "figures to the results' reruns, leaving every other figure as it is: how far one training's "
+        "ranking is from another's",
+    )
     args = p.parse_args()
     t0 = time.perf_counter()
     epochs, subset, per_window, val = (1, 2000, 20, 500) if args.quick else (10, 10000, 1000, 2000)
@@ -165,8 +199,9 @@ def main() -> None:
     figs["headline_variant"] = next(iter(figs["variants"]))
     for k in ("supernet", "supernet_loss", "macs"):
         figs[f"rank_spearman_{k}"] = mean(k)
-    figs["rank_spearman_supernet_minus_macs"] = (None if figs["rank_spearman_supernet"] is None
-                                                 else figs["rank_spearman_supernet"] - figs["rank_spearman_macs"])
+    figs["rank_spearman_supernet_minus_macs"] = (
+        None if figs["rank_spearman_supernet"] is None else figs["rank_spearman_supernet"] - figs["rank_spearman_macs"]
+    )
     # What training itself reaches as a ranker, on the same footing: one seed's accuracies ranking the other's.
     # A super net cannot be expected to rank a short training recipe better than re-running that recipe does.
     figs["rank_spearman_retraining_one_seed"] = mean("one_seed_retraining")
@@ -174,15 +209,22 @@ def main() -> None:
     figs["rank_spearman_macs_one_seed"] = mean("one_seed_macs")
     figs["rank_null"] = 0.0
     met = {k: figs[k] is not None and figs[k] >= float(t.split()[1]) for k, t in TARGETS.items()}
-    RESULTS.write_text(json.dumps({"figures": figs, "targets": TARGETS, "met": met, "quick": args.quick,
-                                   "seconds": time.perf_counter() - t0}, indent=1) + "\n")
-    others = ", ".join(f"{v} {sum(w['supernet'] for w in ws.values()) / len(ws):+.2f}"
-                       for v, ws in list(figs["variants"].items())[1:] if ws)
-    print(f"supernet_rank{' (quick)' if args.quick else ''}: spearman within window, {figs['headline_variant']} "
-          f"{figs['rank_spearman_supernet']:+.2f} [{'ok' if met['rank_spearman_supernet'] else 'MISS'}] (by loss "
-          f"{figs['rank_spearman_supernet_loss']:+.2f}), MACs {figs['rank_spearman_macs']:+.2f}"
-          f"{', ' + others if others else ''} (null 0; one seed ranks the other at "
-          f"{figs['rank_spearman_retraining_one_seed']:+.2f}); {figs['steps']} steps; {time.perf_counter() - t0:.0f} s")
+    RESULTS.write_text(
+        json.dumps(
+            {"figures": figs, "targets": TARGETS, "met": met, "quick": args.quick, "seconds": time.perf_counter() - t0}, indent=1
+        )
+        + "\n"
+    )
+    others = ", ".join(
+        f"{v} {sum(w['supernet'] for w in ws.values()) / len(ws):+.2f}" for v, ws in list(figs["variants"].items())[1:] if ws
+    )
+    print(
+        f"supernet_rank{' (quick)' if args.quick else ''}: spearman within window, {figs['headline_variant']} "
+        f"{figs['rank_spearman_supernet']:+.2f} [{'ok' if met['rank_spearman_supernet'] else 'MISS'}] (by loss "
+        f"{figs['rank_spearman_supernet_loss']:+.2f}), MACs {figs['rank_spearman_macs']:+.2f}"
+        f"{', ' + others if others else ''} (null 0; one seed ranks the other at "
+        f"{figs['rank_spearman_retraining_one_seed']:+.2f}); {figs['steps']} steps; {time.perf_counter() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -112,15 +112,23 @@ class PeakMemory:
 class Trainer:
     """One training step of a network: forward, (FBNet) loss, backward, optimiser steps."""
 
-    def __init__(self, model: nn.Module, device: torch.device, costs: list[torch.Tensor] | None = None,
-                 fixed: float = 0.0, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        costs: list[torch.Tensor] | None = None,
+        fixed: float = 0.0,
+        scale: float = 1.0,
+    ) -> None:
         self.model = model.to(device).train()
         self.device = device
         self.costs, self.fixed, self.scale = costs, fixed, scale
         if isinstance(model, SuperNet):
-            self.opts = [torch.optim.SGD(model.weight_parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4),
-                         # lr 0: the full Adam step is computed but θ stays put, so a seed keeps drawing one path
-                         torch.optim.Adam(model.arch_parameters(), lr=0.0, weight_decay=5e-4)]
+            self.opts = [
+                torch.optim.SGD(model.weight_parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4),
+                # lr 0: the full Adam step is computed but θ stays put, so a seed keeps drawing one path
+                torch.optim.Adam(model.arch_parameters(), lr=0.0, weight_decay=5e-4),
+            ]
         else:
             self.opts = [torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)]
 
@@ -159,8 +167,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    )
     paths_n, rounds = (4, 3) if args.quick else (6, 5)
 
     space = get_space("fbnet-fmnist")
@@ -238,28 +247,42 @@ def main() -> None:
         "hard_peak_mib": round(hard_mib, 2),
         "soft_peak_mib": round(m_soft, 2),
         "candidates_per_layer": n_cand,
-        "per_path_hard_vs_child_step": [round(statistics.median(h) / statistics.median(c), 3)
-                                        for h, c in zip(t_hard, t_child)],
+        "per_path_hard_vs_child_step": [round(statistics.median(h) / statistics.median(c), 3) for h, c in zip(t_hard, t_child)],
     }
     targets = {"hard_vs_child_step": "<= 1.3", "soft_vs_child_step": f"<= {soft_target}"}
-    met = {"hard_vs_child_step": figures["hard_vs_child_step"] <= 1.3,
-           "soft_vs_child_step": figures["soft_vs_child_step"] <= soft_target}
+    met = {
+        "hard_vs_child_step": figures["hard_vs_child_step"] <= 1.3,
+        "soft_vs_child_step": figures["soft_vs_child_step"] <= soft_target,
+    }
     doc = {
-        "figures": figures, "targets": targets, "met": met,
-        "setup": {"space": "fbnet-fmnist", "batch": BATCH, "paths": paths_n, "rounds": rounds, "device": str(device),
-                  "threads": args.threads, "quick": args.quick, "torch": torch.__version__,
-                  "machine": platform.processor() or platform.machine(),
-                  "memory_method": "cuda max_memory_allocated" if device.type == "cuda" else
-                  ("VmHWM above VmRSS (clear_refs)" if mem.cpu_ok else "unavailable")},
+        "figures": figures,
+        "targets": targets,
+        "met": met,
+        "setup": {
+            "space": "fbnet-fmnist",
+            "batch": BATCH,
+            "paths": paths_n,
+            "rounds": rounds,
+            "device": str(device),
+            "threads": args.threads,
+            "quick": args.quick,
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+            "memory_method": "cuda max_memory_allocated"
+            if device.type == "cuda"
+            else ("VmHWM above VmRSS (clear_refs)" if mem.cpu_ok else "unavailable"),
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
-    print(f"supernet_step: hard/child step {figures['hard_vs_child_step']:.2f}x (target <= 1.3, "
-          f"{'met' if met['hard_vs_child_step'] else 'NOT met'}), soft/child step {figures['soft_vs_child_step']:.2f}x "
-          f"(target <= {soft_target}, {'met' if met['soft_vs_child_step'] else 'NOT met'}), "
-          f"mem hard {figures['hard_vs_child_mem']:.2f}x soft {figures['soft_vs_child_mem']:.2f}x "
-          f"[{device}, {args.threads} thread(s), batch {BATCH}]")
+    print(
+        f"supernet_step: hard/child step {figures['hard_vs_child_step']:.2f}x (target <= 1.3, "
+        f"{'met' if met['hard_vs_child_step'] else 'NOT met'}), soft/child step {figures['soft_vs_child_step']:.2f}x "
+        f"(target <= {soft_target}, {'met' if met['soft_vs_child_step'] else 'NOT met'}), "
+        f"mem hard {figures['hard_vs_child_mem']:.2f}x soft {figures['soft_vs_child_mem']:.2f}x "
+        f"[{device}, {args.threads} thread(s), batch {BATCH}]"
+    )
 
 
 if __name__ == "__main__":

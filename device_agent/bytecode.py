@@ -39,8 +39,10 @@ def check_version(version: int | None) -> int | None:
     if not oldest <= version <= newest:
         import torch
 
-        raise ConfigError(f"--bytecode-version {version}: torch {torch.__version__} saves TorchScript lite models at "
-                          f"bytecode versions {oldest} to {newest} only")
+        raise ConfigError(
+            f"--bytecode-version {version}: torch {torch.__version__} saves TorchScript lite models at "
+            f"bytecode versions {oldest} to {newest} only"
+        )
     return version
 
 

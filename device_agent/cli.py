@@ -19,8 +19,12 @@ import typer
 
 from device_agent.errors import AgentError, ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Measure operator latencies on Android phones (ADB) or on this host, for hwnas latency tables.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Measure operator latencies on Android phones (ADB) or on this host, for hwnas latency tables.",
+)
 log = logging.getLogger("device_agent")
 
 Serial = Annotated[Optional[str], typer.Option("--serial", "-s", help="host:port (adb tcpip / loopback) or a USB serial.")]
@@ -28,33 +32,74 @@ Local = Annotated[bool, typer.Option("--local", help="Measure on this host, in-p
 Server = Annotated[Optional[str], typer.Option("--server", envvar="HWNAS_SERVER", help="Profiler server URL.")]
 Token = Annotated[Optional[str], typer.Option("--token", envvar="HWNAS_TOKEN", help="Agent token of the server.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="Device name on the server (default: manufacturer-model-serial).")]
-Binary = Annotated[Optional[list[Path]], typer.Option(
-    "--benchmark-binary", help="Host path of onnxruntime_perf_test / speed_benchmark_torch / executor_runner built for "
-    "the phone's ABI (repeatable). Without it, the phone's own program in /data/local/tmp/hwnas/bin/ runs (the loopback "
-    "device has its stand-ins there).")]
-Libs = Annotated[Optional[list[Path]], typer.Option(
-    "--benchmark-lib", help="A shared library the binary needs (e.g. libonnxruntime.so), pushed next to it; repeatable.")]
+Binary = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--benchmark-binary",
+        help="Host path of onnxruntime_perf_test / speed_benchmark_torch / executor_runner built for "
+        "the phone's ABI (repeatable). Without it, the phone's own program in /data/local/tmp/hwnas/bin/ runs (the loopback "
+        "device has its stand-ins there).",
+    ),
+]
+Libs = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--benchmark-lib", help="A shared library the binary needs (e.g. libonnxruntime.so), pushed next to it; repeatable."
+    ),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
-Bytecode = Annotated[Optional[int], typer.Option(
-    "--bytecode-version", help="Save TorchScript models at this lite-interpreter bytecode version, for a phone whose "
-    "PyTorch is older than this torch (it says which it reads: 'model version must be between 3 and 7' -> 7). "
-    "Default: the version the installed torch writes (8 for torch 2.x); the agent names the flag when a phone refuses.")]
-Usb = Annotated[bool, typer.Option(
-    "--usb", help="The phone on USB (the only one attached; with --serial SERIAL, that one). Needs the usb extra: "
-    "pip install 'hwnas\\[usb]'. A --serial that is not host:port is taken as a USB serial anyway.")]
-AuthTimeout = Annotated[float, typer.Option(
-    "--auth-timeout-s", min=1.0, help="Seconds to wait for *Allow* on the phone's \"Allow USB debugging?\" prompt, "
-    "shown the first time this computer's key (--adb-key) connects; the agent says when to tap it.")]
-ReconnectS = Annotated[float, typer.Option(
-    "--reconnect-s", min=0.0, help="Seconds a dropped phone is reconnected (back-off 1 s doubling to 30 s) before its "
-    "job is given back and the agent exits 3. The default outlasts a reboot or a Wi-Fi outage.")]
-Clock = Annotated[str, typer.Option("--clock", help="--local timing: auto (thread CPU time with 1 thread, wall "
-                                    "otherwise), wall, or cpu. CPU time ignores preemption on a shared host.")]
+Bytecode = Annotated[
+    Optional[int],
+    typer.Option(
+        "--bytecode-version",
+        help="Save TorchScript models at this lite-interpreter bytecode version, for a phone whose "
+        "PyTorch is older than this torch (it says which it reads: 'model version must be between 3 and 7' -> 7). "
+        "Default: the version the installed torch writes (8 for torch 2.x); the agent names the flag when a phone refuses.",
+    ),
+]
+Usb = Annotated[
+    bool,
+    typer.Option(
+        "--usb",
+        help="The phone on USB (the only one attached; with --serial SERIAL, that one). Needs the usb extra: "
+        "pip install 'hwnas\\[usb]'. A --serial that is not host:port is taken as a USB serial anyway.",
+    ),
+]
+AuthTimeout = Annotated[
+    float,
+    typer.Option(
+        "--auth-timeout-s",
+        min=1.0,
+        help='Seconds to wait for *Allow* on the phone\'s "Allow USB debugging?" prompt, '
+        "shown the first time this computer's key (--adb-key) connects; the agent says when to tap it.",
+    ),
+]
+ReconnectS = Annotated[
+    float,
+    typer.Option(
+        "--reconnect-s",
+        min=0.0,
+        help="Seconds a dropped phone is reconnected (back-off 1 s doubling to 30 s) before its "
+        "job is given back and the agent exits 3. The default outlasts a reboot or a Wi-Fi outage.",
+    ),
+]
+Clock = Annotated[
+    str,
+    typer.Option(
+        "--clock",
+        help="--local timing: auto (thread CPU time with 1 thread, wall "
+        "otherwise), wall, or cpu. CPU time ignores preemption on a shared host.",
+    ),
+]
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s device-agent %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s device-agent %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("httpx", "httpcore", "adb_shell"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -79,8 +124,7 @@ def _binaries(paths: list[Path] | None, runtime: str | None) -> dict[str, Path]:
     return out
 
 
-def _open(serial: str | None, local: bool, key: Path | None, usb: bool = False,
-          auth_timeout_s: float | None = None):
+def _open(serial: str | None, local: bool, key: Path | None, usb: bool = False, auth_timeout_s: float | None = None):
     from device_agent.platforms import open_device
 
     if (serial or usb) and local:
@@ -96,8 +140,7 @@ def _stop_on_signals() -> threading.Event:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
-        log.warning("stopping: finishing the current measurement, uploading, giving the job back "
-                    "(Ctrl-C again to quit at once)")
+        log.warning("stopping: finishing the current measurement, uploading, giving the job back (Ctrl-C again to quit at once)")
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -111,9 +154,15 @@ def run(
     server: Server = None,
     token: Token = None,
     name: Name = None,
-    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", help="Serve only jobs of this runtime "
-                                                         "(onnxruntime | torchscript | executorch; repeatable). Default: the first two; "
-                                                         "executorch only when named.")] = None,
+    runtime: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--runtime",
+            help="Serve only jobs of this runtime "
+            "(onnxruntime | torchscript | executorch; repeatable). Default: the first two; "
+            "executorch only when named.",
+        ),
+    ] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Serve only jobs with this thread count.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Work off the queue for this device, then exit.")] = False,
     benchmark_binary: Binary = None,
@@ -121,9 +170,15 @@ def run(
     runtime_version: Annotated[Optional[str], typer.Option(help="Version of the phone runtime, stored with the table.")] = None,
     lease_s: Annotated[float, typer.Option(min=1.0, help="Job lease in seconds (heartbeated every third).")] = 120.0,
     poll_s: Annotated[float, typer.Option(min=0.1, help="Seconds between claims while no job is waiting.")] = 5.0,
-    upload_deadline_s: Annotated[float, typer.Option(min=0.1, help="Seconds an upload is retried while the server is "
-                                                     "down or failing; then the batch waits in the spool and goes up "
-                                                     "when the server answers again.")] = 120.0,
+    upload_deadline_s: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds an upload is retried while the server is "
+            "down or failing; then the batch waits in the spool and goes up "
+            "when the server answers again.",
+        ),
+    ] = 120.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Operators per batch (one upload, one device command).")] = 16,
     warmup: Annotated[int, typer.Option(min=0, help="Warm-up runs per operator.")] = 10,
     iterations: Annotated[int, typer.Option(min=1, help="Timed runs per operator.")] = 50,
@@ -132,7 +187,9 @@ def run(
     max_temp: Annotated[float, typer.Option(help="Cool down before a batch when a sensor is above this (°C).")] = 55.0,
     no_pin: Annotated[bool, typer.Option("--no-pin", help="Do not pin to the fastest cluster with taskset.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Model cache (default ~/.cache/hwnas/models).")] = None,
-    key: Annotated[Optional[Path], typer.Option("--adb-key", help="ADB private key (default ~/.android/adbkey, else generated).")] = None,
+    key: Annotated[
+        Optional[Path], typer.Option("--adb-key", help="ADB private key (default ~/.android/adbkey, else generated).")
+    ] = None,
     usb: Usb = False,
     auth_timeout_s: AuthTimeout = 60.0,
     reconnect_s: ReconnectS = 600.0,
@@ -155,20 +212,32 @@ def run(
     if not server:
         raise ConfigError("no server: give --server URL or set HWNAS_SERVER")
     runtimes = tuple(check_runtime(r) for r in runtime) if runtime else tuple(RUNTIMES)
-    cfg = AgentConfig(name=name, runtimes=runtimes, threads=threads,
-                      binaries=_binaries(benchmark_binary, runtimes[0] if len(runtimes) == 1 else None),
-                      libs=list(benchmark_lib or []), runtime_version=runtime_version, lease_s=lease_s,
-                      poll_s=poll_s, upload_deadline_s=upload_deadline_s, batch_size=batch_size, once=once,
-                      pin=not no_pin, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
-                      cooldown=CoolDown(max_temp_c=max_temp), cache_dir=cache_dir, clock=clock,
-                      bytecode_version=bytecode_version, reconnect_s=reconnect_s)
+    cfg = AgentConfig(
+        name=name,
+        runtimes=runtimes,
+        threads=threads,
+        binaries=_binaries(benchmark_binary, runtimes[0] if len(runtimes) == 1 else None),
+        libs=list(benchmark_lib or []),
+        runtime_version=runtime_version,
+        lease_s=lease_s,
+        poll_s=poll_s,
+        upload_deadline_s=upload_deadline_s,
+        batch_size=batch_size,
+        once=once,
+        pin=not no_pin,
+        protocol=_protocol(warmup, iterations, rounds, cv_threshold),
+        cooldown=CoolDown(max_temp_c=max_temp),
+        cache_dir=cache_dir,
+        clock=clock,
+        bytecode_version=bytecode_version,
+        reconnect_s=reconnect_s,
+    )
     from hwnas.client import ProfilerClient
 
     stop = _stop_on_signals()
     device = _open(serial, local, key, usb, auth_timeout_s)
     with ProfilerClient(server, token=token) as client:
-        agent = Agent(device, cfg, client=client, make_client=lambda: ProfilerClient(server, token=token),
-                      local=local, stop=stop)
+        agent = Agent(device, cfg, client=client, make_client=lambda: ProfilerClient(server, token=token), local=local, stop=stop)
         try:
             agent.connect()
             agent.preflight()
@@ -207,8 +276,13 @@ def info(
     if as_json:
         typer.echo(json.dumps({"name": facts.default_name(), **di.model_dump()}, indent=2))
         return
-    clusters = ", ".join(f"{len(c.cpus)}x {c.max_freq_khz / 1e6:.2f} GHz (cpu{'-'.join(str(x) for x in (c.cpus[0], c.cpus[-1]))})"
-                         for c in facts.clusters) or "unknown"
+    clusters = (
+        ", ".join(
+            f"{len(c.cpus)}x {c.max_freq_khz / 1e6:.2f} GHz (cpu{'-'.join(str(x) for x in (c.cpus[0], c.cpus[-1]))})"
+            for c in facts.clusters
+        )
+        or "unknown"
+    )
     thermal = facts.thermal
     temps = ", ".join(f"{k} {v:.1f} °C" for k, v in thermal.temperatures_c.items()) or "unknown"
     rows = [
@@ -268,10 +342,17 @@ def profile(
     _setup_logging(verbose)
     wanted = read_keys_file(keys)
     check_runtime(runtime)
-    cfg = AgentConfig(name=name, binaries=_binaries(benchmark_binary, runtime), libs=list(benchmark_lib or []),
-                      runtime_version=runtime_version,
-                      batch_size=batch_size, protocol=_protocol(warmup, iterations, rounds, cv_threshold),
-                      cache_dir=cache_dir, bytecode_version=bytecode_version, reconnect_s=reconnect_s)
+    cfg = AgentConfig(
+        name=name,
+        binaries=_binaries(benchmark_binary, runtime),
+        libs=list(benchmark_lib or []),
+        runtime_version=runtime_version,
+        batch_size=batch_size,
+        protocol=_protocol(warmup, iterations, rounds, cv_threshold),
+        cache_dir=cache_dir,
+        bytecode_version=bytecode_version,
+        reconnect_s=reconnect_s,
+    )
     stop = _stop_on_signals()
     client = None
     if server:
@@ -306,12 +387,30 @@ def profile(
 def loopback_device(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port on 127.0.0.1 (0: pick a free one).")],
     root: Annotated[Path, typer.Option(help="Sandbox folder: /data/local/tmp and the fake /sys live here.")],
-    model: Annotated[str, typer.Option("--model", help="Fake phone: pixel-7, galaxy-a51, android-8 (no awk), generic, or a JSON file of FakePhone fields.")] = "pixel-7",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="Fake phone: pixel-7, galaxy-a51, android-8 (no awk), generic, or a JSON file of FakePhone fields."
+        ),
+    ] = "pixel-7",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    auth: Annotated[bool, typer.Option("--auth/--no-auth", help="Require ADB RSA authentication (new keys are accepted).")] = False,
-    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Keep a stand-in zygote (runtimes imported once, a fresh process per call, as on a phone).")] = True,
-    kill_on_close: Annotated[bool, typer.Option("--kill-on-close", help="Kill a shell command when its stream closes. "
-                                                "Off by default, as on a phone: adbd leaves it running.")] = False,
+    auth: Annotated[
+        bool, typer.Option("--auth/--no-auth", help="Require ADB RSA authentication (new keys are accepted).")
+    ] = False,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Keep a stand-in zygote (runtimes imported once, a fresh process per call, as on a phone).",
+        ),
+    ] = True,
+    kill_on_close: Annotated[
+        bool,
+        typer.Option(
+            "--kill-on-close",
+            help="Kill a shell command when its stream closes. Off by default, as on a phone: adbd leaves it running.",
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Run a loopback ADB device: a small adbd speaking the real ADB protocol, with a fake phone inside --root.
@@ -324,8 +423,9 @@ def loopback_device(
     _setup_logging(verbose)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        daemon = LoopbackAdbd(root, load_phone(model), port=port, host=host, auth_required=auth, worker=worker,
-                              kill_on_close=kill_on_close)
+        daemon = LoopbackAdbd(
+            root, load_phone(model), port=port, host=host, auth_required=auth, worker=worker, kill_on_close=kill_on_close
+        )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     done = threading.Event()
@@ -336,8 +436,11 @@ def loopback_device(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    typer.echo(f"loopback ADB device {daemon.phone.manufacturer} {daemon.phone.model} on {daemon.serial} "
-               f"(root {daemon.sandbox.root}); try: adb connect {daemon.serial}", err=True)
+    typer.echo(
+        f"loopback ADB device {daemon.phone.manufacturer} {daemon.phone.model} on {daemon.serial} "
+        f"(root {daemon.sandbox.root}); try: adb connect {daemon.serial}",
+        err=True,
+    )
     sys.stderr.flush()
     try:
         daemon.serve_forever()

@@ -110,8 +110,7 @@ class PhoneFacts:
 
     def state(self) -> dict[str, Any]:
         """The part that changes while measuring, stored with every uploaded batch."""
-        return {"thermal_status": self.thermal.status, "temperatures_c": self.thermal.temperatures_c,
-                "governors": self.governors}
+        return {"thermal_status": self.thermal.status, "temperatures_c": self.thermal.temperatures_c, "governors": self.governors}
 
 
 def slug(text: str) -> str:
@@ -124,8 +123,10 @@ _ZONE_GLOB = "/sys/class/thermal/thermal_zone*"
 
 
 def _thermal_script(marker: str) -> str:
-    return (f"echo '{marker} thermal'; dumpsys thermalservice 2>/dev/null\n"
-            f"echo '{marker} zones'; grep -H . {_ZONE_GLOB}/type {_ZONE_GLOB}/temp 2>/dev/null\n")
+    return (
+        f"echo '{marker} thermal'; dumpsys thermalservice 2>/dev/null\n"
+        f"echo '{marker} zones'; grep -H . {_ZONE_GLOB}/type {_ZONE_GLOB}/temp 2>/dev/null\n"
+    )
 
 
 def _thermal_from(sections: dict[str, str]) -> parsers.ThermalState:
@@ -140,19 +141,25 @@ def _thermal_from(sections: dict[str, str]) -> parsers.ThermalState:
 def read_facts(device: Device) -> PhoneFacts:
     """Properties, CPUs and thermal state of ``device`` in one command."""
     marker = new_marker("INFO")
-    script = (f"echo '{marker} props'; getprop 2>/dev/null\n"
-              f"echo '{marker} cpus'; grep -H . {_CPU_GLOB}/cpuinfo_max_freq {_CPU_GLOB}/scaling_governor "
-              f"{_CPU_GLOB}/scaling_cur_freq 2>/dev/null\n"
-              f"echo '{marker} possible'; cat /sys/devices/system/cpu/possible 2>/dev/null\n"
-              + _thermal_script(marker))
+    script = (
+        f"echo '{marker} props'; getprop 2>/dev/null\n"
+        f"echo '{marker} cpus'; grep -H . {_CPU_GLOB}/cpuinfo_max_freq {_CPU_GLOB}/scaling_governor "
+        f"{_CPU_GLOB}/scaling_cur_freq 2>/dev/null\n"
+        f"echo '{marker} possible'; cat /sys/devices/system/cpu/possible 2>/dev/null\n" + _thermal_script(marker)
+    )
     sections = parsers.split_sections(device.shell(script), marker)
     props = parsers.parse_getprop(sections.get("props", ""))
     if device.kind == "local" or not props:
         props = {**device.getprop(), **props} if device.kind == "local" else props
     cpus = parsers.parse_cpu_files(sections.get("cpus", ""))
-    return PhoneFacts(serial=device.serial, kind=device.kind, props=props, cpus=cpus,
-                      cpu_count=_count_cpus(sections.get("possible", "")) or (len(cpus) or None),
-                      thermal=_thermal_from(sections))
+    return PhoneFacts(
+        serial=device.serial,
+        kind=device.kind,
+        props=props,
+        cpus=cpus,
+        cpu_count=_count_cpus(sections.get("possible", "")) or (len(cpus) or None),
+        thermal=_thermal_from(sections),
+    )
 
 
 def read_thermal(device: Device) -> parsers.ThermalState:

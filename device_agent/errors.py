@@ -6,7 +6,9 @@ import ast
 import re
 
 # ``str()`` of an exception that carries bytes, e.g. adb-shell's PushFailedError(bytearray(b'...')).
-_BYTES_REPR = re.compile(r"""bytearray\((b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")\)|(?<![\w'"])(b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")""")
+_BYTES_REPR = re.compile(
+    r"""bytearray\((b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")\)|(?<![\w'"])(b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")"""
+)
 
 
 def as_text(value: object) -> str:

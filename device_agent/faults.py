@@ -71,8 +71,12 @@ def _rx(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
-_DEVICE_RX, _SETUP_RX, _STORAGE_RX, _PINNING_RX = (_rx(DEVICE_PATTERNS), _rx(SETUP_PATTERNS), _rx(STORAGE_PATTERNS),
-                                                   _rx(PINNING_PATTERNS))
+_DEVICE_RX, _SETUP_RX, _STORAGE_RX, _PINNING_RX = (
+    _rx(DEVICE_PATTERNS),
+    _rx(SETUP_PATTERNS),
+    _rx(STORAGE_PATTERNS),
+    _rx(PINNING_PATTERNS),
+)
 _ANY_RX = _rx(DEVICE_PATTERNS + SETUP_PATTERNS + STORAGE_PATTERNS + PINNING_PATTERNS)
 
 
@@ -116,15 +120,19 @@ def fix_for(reason: str) -> str:
     rejected = parse_bytecode_rejection(reason)
     if rejected is None:
         return ""
-    return (f"the phone's PyTorch reads TorchScript bytecode versions {rejected.min_version} to "
-            f"{rejected.max_version}, the models were saved at version {rejected.model_version}: run the agent "
-            f"with --bytecode-version {rejected.max_version}")
+    return (
+        f"the phone's PyTorch reads TorchScript bytecode versions {rejected.min_version} to "
+        f"{rejected.max_version}, the models were saved at version {rejected.model_version}: run the agent "
+        f"with --bytecode-version {rejected.max_version}"
+    )
 
 
 # The flags the agent passes (runtimes/binary.py), named in the fixes.
 ORT_FLAGS = "-e cpu -m times -r N -x THREADS -I -s MODEL RESULT_FILE"
-TORCH_FLAGS = ("--model= --input_dims= --input_type=float --warmup= --iter= --report_pep=true "
-               "--use_caching_allocator=true --pthreadpool_size=")
+TORCH_FLAGS = (
+    "--model= --input_dims= --input_type=float --warmup= --iter= --report_pep=true "
+    "--use_caching_allocator=true --pthreadpool_size="
+)
 _GETOPT_RX = re.compile(r"unknown option -- (\S)|invalid option -- '(\S)'|option requires an argument -- (\S)")
 _C10_RX = re.compile(r"C10 flag: (?:unrecognized commandline argument|illegal argument): (--[^=\s|]+)")
 _FLAGS_LIB_RX = re.compile(r"ERROR: [Uu]nknown command line flag '([^']+)'")
@@ -141,32 +149,44 @@ def setup_fix(reason: str) -> str:
     ``<model> is not supported`` (performance_runner.cc CreateModelInfo).
     """
     if re.search(r"\S+\.onnx is not supported|ONNX format model is not supported in this build", reason):
-        return ("onnxruntime_perf_test is a minimal ONNX Runtime build (--minimal_build), which reads only ORT-format "
-                "models (.ort), and the agent measures .onnx models: build onnxruntime_perf_test without "
-                "--minimal_build and pass it with --benchmark-binary")
+        return (
+            "onnxruntime_perf_test is a minimal ONNX Runtime build (--minimal_build), which reads only ORT-format "
+            "models (.ort), and the agent measures .onnx models: build onnxruntime_perf_test without "
+            "--minimal_build and pass it with --benchmark-binary"
+        )
     if reason.startswith("executorch") or "executor_runner logged no" in reason:
         return _executor_runner_fix(reason)
     m = _GETOPT_RX.search(reason)
     if m is not None:
         flag = "-" + next(g for g in m.groups() if g)
-        return (f"onnxruntime_perf_test rejects {flag}: its build predates a flag the agent passes ({ORT_FLAGS}); "
-                f"build onnxruntime_perf_test from a newer ONNX Runtime (one whose usage lists {flag}) and pass it "
-                "with --benchmark-binary")
+        return (
+            f"onnxruntime_perf_test rejects {flag}: its build predates a flag the agent passes ({ORT_FLAGS}); "
+            f"build onnxruntime_perf_test from a newer ONNX Runtime (one whose usage lists {flag}) and pass it "
+            "with --benchmark-binary"
+        )
     if _SETUP_RX.search(reason) and "perf_test [options...]" in reason:
-        return (f"onnxruntime_perf_test rejected its command line ({ORT_FLAGS}) and printed its usage: build it from a "
-                "newer ONNX Runtime and pass it with --benchmark-binary")
+        return (
+            f"onnxruntime_perf_test rejected its command line ({ORT_FLAGS}) and printed its usage: build it from a "
+            "newer ONNX Runtime and pass it with --benchmark-binary"
+        )
     m = _C10_RX.search(reason) or _FLAGS_LIB_RX.search(reason)
     if m is not None and reason.startswith("onnxruntime"):  # the burst's error names its runtime first
         flag = f"-{m.group(1)}"
-        return (f"onnxruntime_perf_test rejects {flag}: its build predates a flag the agent passes ({ORT_FLAGS}); "
-                f"build onnxruntime_perf_test from a newer ONNX Runtime and pass it with --benchmark-binary")
+        return (
+            f"onnxruntime_perf_test rejects {flag}: its build predates a flag the agent passes ({ORT_FLAGS}); "
+            f"build onnxruntime_perf_test from a newer ONNX Runtime and pass it with --benchmark-binary"
+        )
     if m is not None:
         flag = m.group(1) if m.group(1).startswith("--") else f"--{m.group(1)}"
-        return (f"speed_benchmark_torch rejects {flag}: its build predates a flag the agent passes ({TORCH_FLAGS}); "
-                f"build speed_benchmark_torch from a newer PyTorch (one that has {flag}) and pass it with "
-                "--benchmark-binary")
-    return (f"speed_benchmark_torch rejected its command line flags ({TORCH_FLAGS}): build it from a newer PyTorch "
-            "and pass it with --benchmark-binary")
+        return (
+            f"speed_benchmark_torch rejects {flag}: its build predates a flag the agent passes ({TORCH_FLAGS}); "
+            f"build speed_benchmark_torch from a newer PyTorch (one that has {flag}) and pass it with "
+            "--benchmark-binary"
+        )
+    return (
+        f"speed_benchmark_torch rejected its command line flags ({TORCH_FLAGS}): build it from a newer PyTorch "
+        "and pass it with --benchmark-binary"
+    )
 
 
 ET_FLAGS = "--model_path= --num_executions= --cpu_threads= --print_output=none"
@@ -177,8 +197,10 @@ def _executor_runner_fix(reason: str) -> str:
     (exit 1), or a build whose ``ET_LOG`` lines are compiled out."""
     build = "build it as docs/device-agent.md says (ExecuTorch 1.5.1) and pass it with --benchmark-binary"
     if "executor_runner logged no" in reason:
-        return ("executor_runner printed none of its log lines, which carry the per-run times: its build has logging "
-                f"off; add -DEXECUTORCH_ENABLE_LOGGING=ON -DEXECUTORCH_PAL_DEFAULT=posix and {build}")
+        return (
+            "executor_runner printed none of its log lines, which carry the per-run times: its build has logging "
+            f"off; add -DEXECUTORCH_ENABLE_LOGGING=ON -DEXECUTORCH_PAL_DEFAULT=posix and {build}"
+        )
     m = _FLAGS_LIB_RX.search(reason)
     flag = f"--{m.group(1)}" if m is not None else "a flag"
     return f"executor_runner rejects {flag}: its build predates a flag the agent passes ({ET_FLAGS}); {build}"

@@ -26,8 +26,16 @@ from typing import Any
 
 from hwnas.client import ConflictError, ProfilerClient, ProfilerError, ServerUnreachable
 from hwnas.opkey import OVERHEAD_KEY
-from hwnas.schemas import JobClaim, JobClaimed, JobFail, JobHeartbeat, MeasurementBatch, MeasurementResult, \
-    NetworkMeasurementBatch, NetworkResult
+from hwnas.schemas import (
+    JobClaim,
+    JobClaimed,
+    JobFail,
+    JobHeartbeat,
+    MeasurementBatch,
+    MeasurementResult,
+    NetworkMeasurementBatch,
+    NetworkResult,
+)
 
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, SetupFault
@@ -88,17 +96,25 @@ def binary_runtime(path: Path, default: str | None) -> str:
     if "speed_benchmark" in name or "torch" in name:
         return "torchscript"
     if default is None:
-        raise ConfigError(f"cannot tell the runtime of benchmark binary {path}: name it after the program "
-                          "(onnxruntime_perf_test / speed_benchmark_torch / executor_runner) or give --runtime")
+        raise ConfigError(
+            f"cannot tell the runtime of benchmark binary {path}: name it after the program "
+            "(onnxruntime_perf_test / speed_benchmark_torch / executor_runner) or give --runtime"
+        )
     return default
 
 
 class Agent:
     """One device (phone or host), one server, any number of jobs."""
 
-    def __init__(self, device: Device, cfg: AgentConfig, client: ProfilerClient | None = None,
-                 make_client: Callable[[], ProfilerClient] | None = None, local: bool = False,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        device: Device,
+        cfg: AgentConfig,
+        client: ProfilerClient | None = None,
+        make_client: Callable[[], ProfilerClient] | None = None,
+        local: bool = False,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.device = device
         self.cfg = cfg
         self.client = client
@@ -128,7 +144,8 @@ class Agent:
             raise DeviceUnreachable(
                 f"{exc}; never reached {self.device.serial}, so not retrying: check the address, that the phone is on "
                 "this network with `adb tcpip 5555` run on it (or on USB), and that `adb connect "
-                f"{self.device.serial}` works from here") from None
+                f"{self.device.serial}` works from here"
+            ) from None
         self.facts = self.with_reconnect(lambda: read_facts(self.device), first=True)
         self.name = self.cfg.name or self.facts.default_name()
         return self.facts
@@ -169,11 +186,18 @@ class Agent:
                 if reconnects and now >= deadline:
                     raise DeviceUnreachable(
                         f"{self.device.serial} unreachable for {now - start:.0f} s ({reconnects} reconnect(s); "
-                        f"--reconnect-s {self.cfg.reconnect_s:g}): {exc}") from None
+                        f"--reconnect-s {self.cfg.reconnect_s:g}): {exc}"
+                    ) from None
                 # A fresh connection that broke is tried again at once; after that the waits double.
                 pause = 0.0 if not reconnects else max(0.0, min(delay, deadline - now))
-                log.warning("device %s unreachable (%s); reconnecting in %.1f s (waited %.0f s of %g s, --reconnect-s)",
-                            self.device.serial, exc, pause, now - start, self.cfg.reconnect_s)
+                log.warning(
+                    "device %s unreachable (%s); reconnecting in %.1f s (waited %.0f s of %g s, --reconnect-s)",
+                    self.device.serial,
+                    exc,
+                    pause,
+                    now - start,
+                    self.cfg.reconnect_s,
+                )
                 if self.stop.wait(pause):
                     raise DeviceUnreachable(f"{self.device.serial}: stopped while reconnecting ({exc})") from None
                 if reconnects:
@@ -198,18 +222,26 @@ class Agent:
         key = (runtime, threads)
         if key not in self._phone_runners:
             # Without --benchmark-binary the phone's own program (bin/<tool> in its work folder) runs.
-            self._phone_runners[key] = BinaryRunner(self.device, runtime, threads, self.cfg.binaries.get(runtime),
-                                                    self.facts, runtime_version=self.cfg.runtime_version,
-                                                    pin=self.cfg.pin, read_timeout_s=self.cfg.read_timeout_s,
-                                                    libs=self.cfg.libs)
+            self._phone_runners[key] = BinaryRunner(
+                self.device,
+                runtime,
+                threads,
+                self.cfg.binaries.get(runtime),
+                self.facts,
+                runtime_version=self.cfg.runtime_version,
+                pin=self.cfg.pin,
+                read_timeout_s=self.cfg.read_timeout_s,
+                libs=self.cfg.libs,
+            )
         return self._phone_runners[key]
 
     def _all_runners(self) -> list[Runner]:
         return [*self._runners.values(), *self._phone_runners.values()]
 
     # -- measuring ---------------------------------------------------------------------------
-    def build_items(self, keys: Sequence[str], runtime: str,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[list[Item], dict[str, str]]:
+    def build_items(
+        self, keys: Sequence[str], runtime: str, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[list[Item], dict[str, str]]:
         """Models for ``keys`` (cached by key); keys whose model cannot be built come back as failures."""
         items: list[Item] = []
         failures: dict[str, str] = {}
@@ -222,9 +254,14 @@ class Agent:
                 progress(i + 1, len(keys))
         return items, failures
 
-    def measure(self, items: Sequence[Item], runner: Runner, canary: Item | None,
-                progress: Callable[[int, int], None] | None = None,
-                protocol: ProtocolConfig | None = None) -> tuple[BatchOutcome, dict[str, Any]]:
+    def measure(
+        self,
+        items: Sequence[Item],
+        runner: Runner,
+        canary: Item | None,
+        progress: Callable[[int, int], None] | None = None,
+        protocol: ProtocolConfig | None = None,
+    ) -> tuple[BatchOutcome, dict[str, Any]]:
         """One batch: cool down if hot, make sure files are there, measure with the protocol (default: the agent's)."""
         sysfs = runner.last_thermal  # read by the previous batch's own script: no round trip
         if self._thermal_source is False:
@@ -253,8 +290,11 @@ class Agent:
         state: dict[str, Any] = {
             "thermal_before": {"status": thermal.status, "temperatures_c": thermal.temperatures_c},
             "cooled_down_s": round(waited, 1),
-            "device": {k: v for k, v in (self.facts.device_info().model_dump() if self.facts else {}).items()
-                       if k in ("model", "soc", "abi", "os_version", "cpu_max_freqs_khz")},
+            "device": {
+                k: v
+                for k, v in (self.facts.device_info().model_dump() if self.facts else {}).items()
+                if k in ("model", "soc", "abi", "os_version", "cpu_max_freqs_khz")
+            },
             "governors": self.facts.governors if self.facts else [],
             **runner.state(),
             **outcome.state,
@@ -263,9 +303,16 @@ class Agent:
             state["bytecode_version"] = self.cache.torchscript_bytecode()  # what the phone's runtime was given
         return outcome, state
 
-    def measure_keys(self, keys: Sequence[str], runtime: str, threads: int, job_id: int | None = None,
-                     upload: bool = True, on_batch: Callable[[BatchOutcome, dict[str, Any]], None] | None = None,
-                     lost: threading.Event | None = None) -> dict[str, MeasurementResult]:
+    def measure_keys(
+        self,
+        keys: Sequence[str],
+        runtime: str,
+        threads: int,
+        job_id: int | None = None,
+        upload: bool = True,
+        on_batch: Callable[[BatchOutcome, dict[str, Any]], None] | None = None,
+        lost: threading.Event | None = None,
+    ) -> dict[str, MeasurementResult]:
         """Measure ``keys`` batch by batch, uploading each batch; returns every result (and ``__overhead__``)."""
         from device_agent.progress import Progress
 
@@ -311,7 +358,8 @@ class Agent:
                 outcome.failures, device_faults = split_failures(outcome.failures)
                 faults = self.handle_device_faults(device_faults, runner, faults)
                 if outcome.failures.pop(OVERHEAD_KEY, None) is not None or (
-                        overhead is not None and OVERHEAD_KEY in outcome.unfinished and not outcome.stopped):
+                    overhead is not None and OVERHEAD_KEY in outcome.unfinished and not outcome.stopped
+                ):
                     log.warning("the empty-model overhead could not be measured this run")
                     overhead = None
                 for key, reason in outcome.failures.items():
@@ -336,8 +384,11 @@ class Agent:
     def unpin(self, runner: Runner, reason: str) -> None:
         """``taskset`` refused the mask: ``runner`` and every later one measure unpinned, logged once."""
         if self.taskset_refused is None:
-            log.warning("taskset was refused on %s (%s): measuring unpinned from now on, recorded with every batch",
-                        self.device.serial, reason[:300])
+            log.warning(
+                "taskset was refused on %s (%s): measuring unpinned from now on, recorded with every batch",
+                self.device.serial,
+                reason[:300],
+            )
         self.taskset_refused = reason
         runner.unpin(reason)
 
@@ -370,14 +421,22 @@ class Agent:
         key, reason = next(iter(others.items()))
         storage = any(kinds[k] == STORAGE for k in others)
         if storage and faults >= 1:
-            raise DeviceFault(f"{self.device.serial} refuses writes in {self.device.workdir} even after pushing the "
-                              f"files again: {reason[:300]} — check the folder's permissions and free space "
-                              "(`adb shell ls -ld` it), then run the agent again")
+            raise DeviceFault(
+                f"{self.device.serial} refuses writes in {self.device.workdir} even after pushing the "
+                f"files again: {reason[:300]} — check the folder's permissions and free space "
+                "(`adb shell ls -ld` it), then run the agent again"
+            )
         if faults >= self.cfg.device_fault_retries:
-            raise DeviceFault(f"{self.device.serial}: the benchmark program still cannot run after pushing its files "
-                              f"again {faults} time(s): {reason}")
-        log.warning("the benchmark program could not run on %s (%s); pushing its files again, %d key(s) stay pending",
-                    self.device.serial, reason, len(others))
+            raise DeviceFault(
+                f"{self.device.serial}: the benchmark program still cannot run after pushing its files "
+                f"again {faults} time(s): {reason}"
+            )
+        log.warning(
+            "the benchmark program could not run on %s (%s); pushing its files again, %d key(s) stay pending",
+            self.device.serial,
+            reason,
+            len(others),
+        )
         runner.forget_files()
         return faults + 1
 
@@ -390,9 +449,16 @@ class Agent:
             except ProfilerError as exc:
                 log.warning("could not report the failure of %s: %s", key, exc)
 
-    def upload_batch(self, run_id: uuid.UUID, runtime: str, threads: int, job_id: int | None,
-                results: Sequence[MeasurementResult] | Sequence[NetworkResult], state: dict[str, Any],
-                runner: Runner) -> None:
+    def upload_batch(
+        self,
+        run_id: uuid.UUID,
+        runtime: str,
+        threads: int,
+        job_id: int | None,
+        results: Sequence[MeasurementResult] | Sequence[NetworkResult],
+        state: dict[str, Any],
+        runner: Runner,
+    ) -> None:
         """Upload one batch of operator results or of whole-network results (one path for both).
 
         A server that is down or failing (5xx) is retried with back-off for ``--upload-deadline-s``,
@@ -400,8 +466,16 @@ class Agent:
         (4xx) is spooled too and stops the job (``ServerError``).
         """
         assert self.name is not None
-        head = dict(device=self.name, runtime=runtime, runtime_version=runner.runtime_version, threads=threads,
-                    agent=self.agent_id, run_id=run_id, job_id=job_id, device_state=state)
+        head = dict(
+            device=self.name,
+            runtime=runtime,
+            runtime_version=runner.runtime_version,
+            threads=threads,
+            agent=self.agent_id,
+            run_id=run_id,
+            job_id=job_id,
+            device_state=state,
+        )
         if results and isinstance(results[0], NetworkResult):
             self.uploads.post(NetworkMeasurementBatch(**head, results=list(results)))
         else:
@@ -432,8 +506,14 @@ class Agent:
 
     def process(self, job: JobClaimed) -> bool:
         """Measure one claimed job; True when it was worked off, False when given back."""
-        log.info("claimed job %d: %d key(s)%s, %s, %d thread(s)", job.id, len(job.keys),
-                 f", {len(job.networks)} network(s)" if job.networks else "", job.runtime, job.threads)
+        log.info(
+            "claimed job %d: %d key(s)%s, %s, %d thread(s)",
+            job.id,
+            len(job.keys),
+            f", {len(job.networks)} network(s)" if job.networks else "",
+            job.runtime,
+            job.threads,
+        )
         factory = self.make_client or (lambda: ProfilerClient(self._require_client().base_url))
         with Heartbeat(factory, job.id, self.agent_id, self.cfg.lease_s) as hb:
             try:
@@ -484,13 +564,19 @@ class Agent:
                 backoff = min(60.0, backoff * 2)
                 continue
             backoff = self.cfg.poll_s
-            unfit = job is not None and (job.runtime not in self.cfg.runtimes
-                                         or (self.cfg.threads is not None and job.threads != self.cfg.threads))
+            unfit = job is not None and (
+                job.runtime not in self.cfg.runtimes or (self.cfg.threads is not None and job.threads != self.cfg.threads)
+            )
             if job is not None and (job.id in self._skipped_jobs or unfit):
                 if unfit:
-                    log.warning("job %d wants %s with %d thread(s), this agent serves %s%s: giving it back", job.id,
-                                job.runtime, job.threads, "/".join(self.cfg.runtimes),
-                                f" with {self.cfg.threads} thread(s)" if self.cfg.threads else "")
+                    log.warning(
+                        "job %d wants %s with %d thread(s), this agent serves %s%s: giving it back",
+                        job.id,
+                        job.runtime,
+                        job.threads,
+                        "/".join(self.cfg.runtimes),
+                        f" with {self.cfg.threads} thread(s)" if self.cfg.threads else "",
+                    )
                 self._skipped_jobs.add(job.id)
                 self.give_back(job.id)
                 job = None
@@ -511,8 +597,11 @@ class Agent:
         self.device.close()
         waiting = self.spooled() if self.client is not None else []
         if waiting:  # nothing is lost, but the user should know the server lacks them until the next start
-            log.warning("%d batch(es) the server did not take wait in %s: they are uploaded at the next start",
-                        len(waiting), waiting[0].parent)
+            log.warning(
+                "%d batch(es) the server did not take wait in %s: they are uploaded at the next start",
+                len(waiting),
+                waiting[0].parent,
+            )
 
 
 def pick_canary(items: Sequence[Item]) -> Item | None:

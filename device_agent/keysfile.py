@@ -14,8 +14,18 @@ from device_agent.errors import ConfigError
 
 def results_table(results: dict[str, MeasurementResult]) -> list[dict[str, Any]]:
     """Rows for printing or ``--out`` JSON."""
-    return [{"key": k, "median_ms": r.median_ms, "min_ms": r.min_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
-             "std_ms": r.std_ms, "n": r.iterations} for k, r in sorted(results.items())]
+    return [
+        {
+            "key": k,
+            "median_ms": r.median_ms,
+            "min_ms": r.min_ms,
+            "p10_ms": r.p10_ms,
+            "p90_ms": r.p90_ms,
+            "std_ms": r.std_ms,
+            "n": r.iterations,
+        }
+        for k, r in sorted(results.items())
+    ]
 
 
 def read_keys_file(path: Path) -> list[str]:
@@ -36,8 +46,11 @@ def read_keys_file(path: Path) -> list[str]:
     else:
         # '#' also marks a dtype inside keys (…@1x16x28x28#int8): only whole-line or
         # whitespace-led comments count.
-        keys = [re.split(r"\s+#", line.strip(), maxsplit=1)[0].strip() for line in text.splitlines()
-                if not line.strip().startswith("#")]
+        keys = [
+            re.split(r"\s+#", line.strip(), maxsplit=1)[0].strip()
+            for line in text.splitlines()
+            if not line.strip().startswith("#")
+        ]
         keys = [k for k in keys if k]
     from hwnas.schemas import check_key
 

@@ -103,7 +103,9 @@ class ModelCache:
         """
         path = self.path(f"net-{arch_id}", runtime)
         if not path.exists():
-            self._build(path, lambda tmp: _export_network(document, input_shape, runtime_format(runtime)[0], tmp), f"net-{arch_id}")
+            self._build(
+                path, lambda tmp: _export_network(document, input_shape, runtime_format(runtime)[0], tmp), f"net-{arch_id}"
+            )
         return Item(f"net-{arch_id}", path, tuple(int(d) for d in input_shape), network=True)
 
     def overhead(self, runtime: str) -> Item:

@@ -90,8 +90,7 @@ def add_breakdowns(runner: Runner, by_key: dict[str, Item], nets: dict[str, Netw
             nets[arch_id] = nets[arch_id].model_copy(update={"operator_breakdown": breakdown})
 
 
-def build_network_items(agent: Agent, networks: Sequence[NetworkSpec], runtime: str,
-                        job_id: int | None) -> list[Item]:
+def build_network_items(agent: Agent, networks: Sequence[NetworkSpec], runtime: str, job_id: int | None) -> list[Item]:
     """Export every network (cached by arch id); a network that cannot be built is reported failed."""
     items = []
     for spec in networks:
@@ -102,10 +101,16 @@ def build_network_items(agent: Agent, networks: Sequence[NetworkSpec], runtime: 
     return items
 
 
-def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Sequence[NetworkSpec], runtime: str,
-                              threads: int, job_id: int | None = None, upload: bool = True,
-                              lost: threading.Event | None = None
-                              ) -> tuple[dict[str, MeasurementResult], dict[str, NetworkResult]]:
+def measure_job_with_networks(
+    agent: Agent,
+    keys: Sequence[str],
+    networks: Sequence[NetworkSpec],
+    runtime: str,
+    threads: int,
+    job_id: int | None = None,
+    upload: bool = True,
+    lost: threading.Event | None = None,
+) -> tuple[dict[str, MeasurementResult], dict[str, NetworkResult]]:
     """Measure ``keys`` and ``networks`` in one interleaved schedule; upload both; return (operator, network) results."""
     from device_agent.progress import Progress
 
@@ -128,8 +133,7 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
     runner = agent.runner(runtime, threads)
     agent.with_reconnect(lambda: runner.stage(everything), first=True)
     protocol = dataclasses.replace(agent.cfg.protocol, max_remeasure=0, suspect_retries=0)
-    log.info("measuring %d operator(s) and %d network(s) in %d interleaved round(s)",
-             len(items), len(net_items), protocol.rounds)
+    log.info("measuring %d operator(s) and %d network(s) in %d interleaved round(s)", len(items), len(net_items), protocol.rounds)
     ops: dict[str, MeasurementResult] = {}
     nets: dict[str, NetworkResult] = {}
     outcome = None
@@ -157,12 +161,12 @@ def measure_job_with_networks(agent: Agent, keys: Sequence[str], networks: Seque
                 if key == OVERHEAD_KEY:
                     log.warning("the empty-model overhead could not be measured this run")
                 elif by_key[key].network:
-                    _fail_network(agent, job_id, key[len(NETWORK_PREFIX):], reason)
+                    _fail_network(agent, job_id, key[len(NETWORK_PREFIX) :], reason)
                 else:
                     agent.fail_key(job_id, key, reason, failed)
             for key, bursts in outcome.bursts.items():
                 if by_key[key].network:
-                    arch_id = key[len(NETWORK_PREFIX):]
+                    arch_id = key[len(NETWORK_PREFIX) :]
                     nets[arch_id] = summarize_network(arch_id, bursts, outcome.warmups.get(key, 0))
             if not agent.stop.is_set():  # a stop uploads what is complete without a further pass
                 add_breakdowns(runner, by_key, nets)

@@ -43,8 +43,10 @@ _NUM = r"(-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
 _OBSERVER = re.compile(r"^PyTorchObserver (\{.*\})\s*$", re.M)
 _TORCH_SUMMARY = re.compile(r"Microseconds per iter:\s*" + _NUM + r"\.?\s+Iters per second:\s*" + _NUM)
 # torch/csrc/jit/mobile (parse_bytecode / import): the lite interpreter's bytecode range check.
-_BYTECODE_RANGE = re.compile(r"Lite Interpreter version number does not match\. The model version must be between "
-                             r"(\d+) and (\d+) but the model version is (\d+)")
+_BYTECODE_RANGE = re.compile(
+    r"Lite Interpreter version number does not match\. The model version must be between "
+    r"(\d+) and (\d+) but the model version is (\d+)"
+)
 
 
 class ParseError(ValueError):
@@ -139,8 +141,14 @@ def parse_onnxruntime_perf_test(text: str) -> OrtBenchOutput:
     requests = opt(_ORT_REQ, int)
     if requests is None:
         requests = opt(_ORT_RUNS, int)
-    return OrtBenchOutput(mean_ms=float(m.group(1)), requests=requests, total_s=opt(_ORT_TOTAL),
-                          first_ms=opt(_ORT_FIRST), session_s=opt(_ORT_SESSION), percentiles_ms=_percentiles_ms(text))
+    return OrtBenchOutput(
+        mean_ms=float(m.group(1)),
+        requests=requests,
+        total_s=opt(_ORT_TOTAL),
+        first_ms=opt(_ORT_FIRST),
+        session_s=opt(_ORT_SESSION),
+        percentiles_ms=_percentiles_ms(text),
+    )
 
 
 @dataclass
@@ -319,7 +327,7 @@ def split_sections(text: str, marker: str) -> dict[str, str]:
         if line.startswith(marker):
             if name is not None:
                 sections[name] = "\n".join(buf)
-            name, buf = line[len(marker):].strip(), []
+            name, buf = line[len(marker) :].strip(), []
         elif name is not None:
             buf.append(line)
     if name is not None:

@@ -38,8 +38,7 @@ def preflight(agent: Agent) -> None:
         runner = agent.phone_runner(runtime, agent.cfg.threads or 1)
         agent.with_reconnect(lambda: runner.prepare([]), first=True)  # noqa: B023 - called in this iteration
         tool = runner.remote_binary
-        result = device.run(f'cd {shlex.quote(device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" ./{tool} 2>&1',
-                            check=False)
+        result = device.run(f'cd {shlex.quote(device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" ./{tool} 2>&1', check=False)
         reason = f"{runtime} benchmark exited {result.rc}: {' | '.join(result.output.strip().splitlines()[-3:])}"
         if classify(reason) == DEVICE:
             raise DeviceFault(cannot_run(agent, runtime, reason))
@@ -52,9 +51,11 @@ def preflight(agent: Agent) -> None:
 def cannot_run(agent: Agent, runtime: str, reason: str) -> str:
     """What to tell of a program the phone cannot run: the build to make, for the phone's ABI."""
     abi = agent.facts.props.get("ro.product.cpu.abi", "?") if agent.facts else "?"
-    return (f"{agent.cfg.binaries.get(runtime, runtime)} cannot run on {agent.device.serial} (ABI {abi}): "
-            f"{reason[:300]} — build it for {abi} and pass its shared libraries with --benchmark-lib "
-            "(docs/device-agent.md)")
+    return (
+        f"{agent.cfg.binaries.get(runtime, runtime)} cannot run on {agent.device.serial} (ABI {abi}): "
+        f"{reason[:300]} — build it for {abi} and pass its shared libraries with --benchmark-lib "
+        "(docs/device-agent.md)"
+    )
 
 
 def _preflight_burst(agent: Agent, runtime: str, runner: BinaryRunner) -> None:
@@ -72,8 +73,7 @@ def _preflight_burst(agent: Agent, runtime: str, runner: BinaryRunner) -> None:
         if results and results[0].error is None:
             log.info("%s measured the empty model on %s with the jobs' flags", RUNTIME_TOOL[runtime], device.serial)
             return
-        reason = (results[0].error if results and results[0].error
-                  else f"{runtime} benchmark: the preflight burst did not finish")
+        reason = results[0].error if results and results[0].error else f"{runtime} benchmark: the preflight burst did not finish"
         kind = classify(reason)
         if kind == PINNING:
             agent.unpin(runner, reason)
@@ -101,9 +101,12 @@ def check_bytecode(agent: Agent, runner: BinaryRunner) -> None:
     item = agent.cache.overhead("torchscript")
     agent.with_reconnect(lambda: runner.prepare([item]), first=True)
     model = shlex.quote(runner.remote_model(item))
-    result = device.run(f'cd {shlex.quote(device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" '
-                        f'./{runner.remote_binary} --model={model} --input_dims=1,1,1,1 '
-                        "--input_type=float --iter=1 2>&1", check=False)
+    result = device.run(
+        f'cd {shlex.quote(device.workdir)} && LD_LIBRARY_PATH="$PWD/bin" '
+        f"./{runner.remote_binary} --model={model} --input_dims=1,1,1,1 "
+        "--input_type=float --iter=1 2>&1",
+        check=False,
+    )
     rejected = parse_bytecode_rejection(result.output)
     if rejected is None:
         return
@@ -111,7 +114,12 @@ def check_bytecode(agent: Agent, runner: BinaryRunner) -> None:
     reason = f"torchscript benchmark exited {result.rc}: {result.output.strip()[:300]}"
     if agent.cfg.bytecode_version is not None or not oldest <= rejected.max_version:
         raise DeviceFault(f"{device.serial}: {reason} — {fix_for(reason)}")
-    log.warning("the phone's PyTorch reads TorchScript bytecode versions %d to %d: saving the models at %d "
-                "(--bytecode-version to choose)", rejected.min_version, rejected.max_version, rejected.max_version)
+    log.warning(
+        "the phone's PyTorch reads TorchScript bytecode versions %d to %d: saving the models at %d "
+        "(--bytecode-version to choose)",
+        rejected.min_version,
+        rejected.max_version,
+        rejected.max_version,
+    )
     agent.cache = ModelCache(agent.cache.root, rejected.max_version)
     runner.forget_files()  # the same file names now hold older bytecode

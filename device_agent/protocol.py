@@ -115,12 +115,19 @@ def regroup(samples: Sequence[float], k: int) -> list[float]:
     if len(samples) < k:
         return [sum(samples) / len(samples)]
     n = len(samples) // k
-    return [sum(samples[i * k:(i + 1) * k]) / k for i in range(n)]
+    return [sum(samples[i * k : (i + 1) * k]) / k for i in range(n)]
 
 
-def plan(items: Sequence[Item], cfg: ProtocolConfig, canary: Item | None = None,
-         rng: random.Random | None = None, sizes: dict[str, Sizing] | None = None,
-         rounds: Sequence[int] | None = None, probe: bool = False, first: bool = True) -> list[Burst]:
+def plan(
+    items: Sequence[Item],
+    cfg: ProtocolConfig,
+    canary: Item | None = None,
+    rng: random.Random | None = None,
+    sizes: dict[str, Sizing] | None = None,
+    rounds: Sequence[int] | None = None,
+    probe: bool = False,
+    first: bool = True,
+) -> list[Burst]:
     """One schedule: the given rounds (default all), each every item once in a fresh random order.
 
     ``sizes`` (by key) gives a burst's runs and K; without it every burst has the round's share of
@@ -136,8 +143,14 @@ def plan(items: Sequence[Item], cfg: ProtocolConfig, canary: Item | None = None,
 
     def burst(item: Item, r: int, is_canary: bool, warm: bool) -> Burst:
         size = (sizes or {}).get(item.key) or Sizing(per_round[r])
-        return Burst(item, cfg.warmup if warm else cfg.burst_warmup, size.iters, canary=is_canary,
-                     sample_runs=size.sample_runs, probe=probe)
+        return Burst(
+            item,
+            cfg.warmup if warm else cfg.burst_warmup,
+            size.iters,
+            canary=is_canary,
+            sample_runs=size.sample_runs,
+            probe=probe,
+        )
 
     for n, r in enumerate(rounds):
         order = list(items)
@@ -190,8 +203,9 @@ class BatchOutcome:
     bursts_run: int = 0  # every burst run for the batch: canaries, probes and re-measures included
 
 
-def _collect(results: Sequence[BurstResult]
-             ) -> tuple[dict[str, list[list[float]]], dict[str, int], dict[str, str], dict[str, float]]:
+def _collect(
+    results: Sequence[BurstResult],
+) -> tuple[dict[str, list[list[float]]], dict[str, int], dict[str, str], dict[str, float]]:
     bursts: dict[str, list[list[float]]] = {}
     warm: dict[str, int] = {}
     errors: dict[str, str] = {}
@@ -236,17 +250,25 @@ def _sizes(probe: _Probe, cfg: ProtocolConfig) -> tuple[dict[str, Sizing], float
     return {k: size_burst(v, budget, min_iters, cfg) for k, v in probe.run_ms.items()}, budget
 
 
-def _run(runner: Runner, schedule: list[Burst], stop: threading.Event, progress: ProgressFn | None,
-         offset: int, total: int) -> tuple[list[BurstResult], float]:
+def _run(
+    runner: Runner, schedule: list[Burst], stop: threading.Event, progress: ProgressFn | None, offset: int, total: int
+) -> tuple[list[BurstResult], float]:
     start = clock()
     shifted = None if progress is None else (lambda done, _n: progress(offset + done, total))
     results = runner.run(schedule, stop, shifted)
     return results, (clock() - start) * 1000.0
 
 
-def _schedule(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, canary: Item | None,
-              stop: threading.Event, progress: ProgressFn | None, rng: random.Random,
-              sizes: dict[str, Sizing] | None) -> tuple[list[BurstResult], int, dict[str, Sizing] | None, dict[str, Any]]:
+def _schedule(
+    runner: Runner,
+    items: Sequence[Item],
+    cfg: ProtocolConfig,
+    canary: Item | None,
+    stop: threading.Event,
+    progress: ProgressFn | None,
+    rng: random.Random,
+    sizes: dict[str, Sizing] | None,
+) -> tuple[list[BurstResult], int, dict[str, Sizing] | None, dict[str, Any]]:
     """Run every round of ``items``: a probe round first when ``sizes`` are not known yet.
 
     Returns the results, the number of bursts planned, the sizes used and what sizing learnt.
@@ -267,8 +289,7 @@ def _schedule(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, canary
         if not learnt.run_ms:  # nothing ran (the program cannot start?): the probe's errors are the answer
             return [r for r in probe_results if not r.burst.canary], len(items), None, {"bursts_run": len(probe_results)}
         sizes, budget = _sizes(learnt, cfg)
-        info = {"burst_ms": round(budget, 3), "burst_cost_ms": round(learnt.burst_cost_ms, 3),
-                "bursts_run": len(probe_results)}
+        info = {"burst_ms": round(budget, 3), "burst_cost_ms": round(learnt.burst_cost_ms, 3), "bursts_run": len(probe_results)}
         # The probe's few runs only size the rounds; they are not samples of the table (a mean of
         # 10 cold-ish runs is not comparable with the minimum of 100 samples of K runs).
         rest = plan(items, cfg, canary, rng, sizes, first=False)
@@ -280,9 +301,15 @@ def _schedule(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, canary
     return results, len(schedule), sizes, info
 
 
-def measure_batch(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, canary: Item | None = None,
-                  stop: threading.Event | None = None, progress: ProgressFn | None = None,
-                  rng: random.Random | None = None) -> BatchOutcome:
+def measure_batch(
+    runner: Runner,
+    items: Sequence[Item],
+    cfg: ProtocolConfig,
+    canary: Item | None = None,
+    stop: threading.Event | None = None,
+    progress: ProgressFn | None = None,
+    rng: random.Random | None = None,
+) -> BatchOutcome:
     """Measure ``items`` with the protocol; never raises for one bad operator (it lands in ``failures``)."""
     rng = rng or random.Random(cfg.seed)
     outcome = BatchOutcome()
@@ -302,8 +329,11 @@ def measure_batch(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, ca
             attempts += 1
             # More rounds, not a replacement: each value is a median over rounds, so the rounds
             # measured while the device drifted are outvoted, and no measured time is thrown away.
-            log.warning("canary drifted %.1f%% during the batch (> %.0f%%): measuring the batch again",
-                        drift * 100, cfg.drift_threshold * 100)
+            log.warning(
+                "canary drifted %.1f%% during the batch (> %.0f%%): measuring the batch again",
+                drift * 100,
+                cfg.drift_threshold * 100,
+            )
             continue
         break
     bursts, warm, errors, wall = _collect(measured)
@@ -340,16 +370,25 @@ def measure_batch(runner: Runner, items: Sequence[Item], cfg: ProtocolConfig, ca
         if not by_key[key].network:
             outcome.results.append(summarize(key, got, warm.get(key, 0), cfg.keep_samples))
     outcome.state = {
-        "canary": {"key": canary.key if canary else None, "burst_min_ms": [round(v, 6) for v in canary_values],
-                   "drift": round(drift, 4), "remeasured_batches": attempts},
+        "canary": {
+            "key": canary.key if canary else None,
+            "burst_min_ms": [round(v, 6) for v in canary_values],
+            "drift": round(drift, 4),
+            "remeasured_batches": attempts,
+        },
         "suspect": drift > cfg.drift_threshold,
         "cv": {k: round(v, 4) for k, v in cvs.items()},
         "cv_remeasured": remeasured,
-        "protocol": {"warmup": cfg.warmup, "iterations": cfg.iterations, "rounds": cfg.rounds,
-                     "burst_warmup": cfg.burst_warmup, **sizing,
-                     "sample_runs": {k: v.sample_runs for k, v in (sizes or {}).items() if k in done},
-                     "estimator": "min_ms = median over bursts of the minimum sample (a sample: the mean of "
-                                  "sample_runs back-to-back runs)"},
+        "protocol": {
+            "warmup": cfg.warmup,
+            "iterations": cfg.iterations,
+            "rounds": cfg.rounds,
+            "burst_warmup": cfg.burst_warmup,
+            **sizing,
+            "sample_runs": {k: v.sample_runs for k, v in (sizes or {}).items() if k in done},
+            "estimator": "min_ms = median over bursts of the minimum sample (a sample: the mean of "
+            "sample_runs back-to-back runs)",
+        },
     }
     return outcome
 
@@ -369,8 +408,9 @@ class CoolDown:
         t = state.max_temp_c
         return self.max_temp_c is not None and t is not None and t > self.max_temp_c
 
-    def wait(self, read: Callable[[], ThermalState], stop: threading.Event | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> tuple[float, ThermalState]:
+    def wait(
+        self, read: Callable[[], ThermalState], stop: threading.Event | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> tuple[float, ThermalState]:
         """Poll ``read`` until the device is cool (or ``max_wait_s``); return (seconds waited, last state)."""
         start = time.monotonic()
         state = read()
@@ -379,8 +419,11 @@ class CoolDown:
             if stop is not None and stop.is_set():
                 break
             if not announced:
-                log.warning("device is hot (thermal status %s, max %.1f °C): cooling down before the next batch",
-                            state.status, state.max_temp_c or float("nan"))
+                log.warning(
+                    "device is hot (thermal status %s, max %.1f °C): cooling down before the next batch",
+                    state.status,
+                    state.max_temp_c or float("nan"),
+                )
                 announced = True
             sleep(self.poll_s)
             state = read()

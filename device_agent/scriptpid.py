@@ -51,8 +51,10 @@ def remove_line(marker: str) -> str:
 def kill_command(workdir: str, marker: str) -> str:
     """Shell command that kills the script's process group (else the script) if its pid file is still there."""
     f = pid_file(marker)
-    return (f"cd {shlex.quote(workdir)} && if [ -f {f} ]; then p=$(cat {f}); "
-            f"kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null; rm -f {f}; fi; true")
+    return (
+        f"cd {shlex.quote(workdir)} && if [ -f {f} ]; then p=$(cat {f}); "
+        f"kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null; rm -f {f}; fi; true"
+    )
 
 
 def clean_command(workdir: str) -> str:
@@ -61,10 +63,12 @@ def clean_command(workdir: str) -> str:
     # not reaped it yet; kill -0 would call it alive). A batch script runs as the shell user, as this
     # command does, so /proc shows it even where /proc hides other users' processes; a reused pid
     # merely keeps a file, which kill_command never uses without its own marker.
-    return (f"cd {shlex.quote(workdir)} 2>/dev/null && for f in {PID_DIR}/*.pid; do [ -f \"$f\" ] || continue; "
-            f"p=$(cat \"$f\"); st=; case $p in ''|*[!0-9]*) ;; *) read -r st 2>/dev/null < /proc/$p/stat;; esac; "
-            f"st=${{st##*) }}; st=${{st%% *}}; "
-            f"if [ -z \"$st\" ] || [ \"$st\" = Z ]; then rm -f \"$f\"; echo \"$f\"; fi; done; true")
+    return (
+        f'cd {shlex.quote(workdir)} 2>/dev/null && for f in {PID_DIR}/*.pid; do [ -f "$f" ] || continue; '
+        f"p=$(cat \"$f\"); st=; case $p in ''|*[!0-9]*) ;; *) read -r st 2>/dev/null < /proc/$p/stat;; esac; "
+        f"st=${{st##*) }}; st=${{st%% *}}; "
+        f'if [ -z "$st" ] || [ "$st" = Z ]; then rm -f "$f"; echo "$f"; fi; done; true'
+    )
 
 
 def clean_stale(device: Device) -> list[str]:
@@ -108,7 +112,6 @@ def kill_script(device: Device, marker: str) -> bool:
     try:
         device.run(kill_command(device.workdir, marker), timeout_s=KILL_TIMEOUT_S, check=False)
     except (DeviceUnreachable, DeviceCommandError) as exc:
-        log.warning("could not end the benchmark script on %s (%s): it may still be running there",
-                    device.serial, exc)
+        log.warning("could not end the benchmark script on %s (%s): it may still be running there", device.serial, exc)
         return False
     return True

@@ -40,9 +40,14 @@ class Uploads:
         while True:
             try:
                 res = _send(client, body)
-                log.info("uploaded %d %s%s (run %s%s)", res.stored, what,
-                         f", {res.duplicates} already stored" if res.duplicates else "", str(body.run_id)[:8],
-                         f", job {body.job_id}" if body.job_id is not None else "")
+                log.info(
+                    "uploaded %d %s%s (run %s%s)",
+                    res.stored,
+                    what,
+                    f", {res.duplicates} already stored" if res.duplicates else "",
+                    str(body.run_id)[:8],
+                    f", job {body.job_id}" if body.job_id is not None else "",
+                )
                 return
             except ServerUnreachable as exc:
                 # A server that is down is transient too: keep the batch and measure on; the spool goes up when
@@ -60,11 +65,11 @@ class Uploads:
                 # A server fault (5xx) is the server's, not the batch's: retry, then keep the batch and serve on.
                 if time.monotonic() > deadline:
                     spooled = self.spool(body)
-                    log.error("the server kept failing (%s); %s saved to %s, sent when the server is back",
-                              exc, what, spooled)
+                    log.error("the server kept failing (%s); %s saved to %s, sent when the server is back", exc, what, spooled)
                     return
-                log.warning("upload of %d %s failed with a server error (%s); retrying in %.0f s",
-                            len(body.results), what, exc, delay)
+                log.warning(
+                    "upload of %d %s failed with a server error (%s); retrying in %.0f s", len(body.results), what, exc, delay
+                )
                 delay = _back_off(delay, deadline)
             except ProfilerError as exc:
                 spooled = self.spool(body)
@@ -97,8 +102,9 @@ class Uploads:
         for path in self.spooled():
             try:
                 text = path.read_text()
-                body = (NetworkMeasurementBatch if path.name.endswith(SPOOL_NETWORKS) else MeasurementBatch
-                        ).model_validate_json(text)
+                body = (NetworkMeasurementBatch if path.name.endswith(SPOOL_NETWORKS) else MeasurementBatch).model_validate_json(
+                    text
+                )
             except (OSError, ValueError) as exc:
                 log.error("spooled batch %s cannot be read (%s): moved to %s", path.name, exc, _set_aside(path))
                 continue

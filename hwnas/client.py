@@ -115,8 +115,15 @@ def _error_for(response: httpx.Response) -> ApiError:
 class ProfilerClient:
     """Typed access to every endpoint of the profiler server."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0, retries: int = 3, backoff_s: float = 0.25,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff_s: float = 0.25,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         """``transport``: httpx's, when requests are not to go over the network (tests: the app in-process)."""
         self.base_url = base_url.rstrip("/")
         self.retries = max(0, retries)
@@ -136,7 +143,9 @@ class ProfilerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, idempotent: bool, ok: tuple[int, ...] = (200, 201), **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, idempotent: bool, ok: tuple[int, ...] = (200, 201), **kwargs: Any
+    ) -> httpx.Response:
         """Send, retrying connection failures (any transport failure when ``idempotent``)."""
         last: Exception | None = None
         for attempt in range(self.retries + 1):
@@ -146,7 +155,9 @@ class ProfilerClient:
                 last = exc  # never reached the server: safe to resend anything
             except httpx.TransportError as exc:
                 if not idempotent:
-                    raise ServerUnreachable(f"{method} {self.base_url}{path}: {exc!r} (not retried: the request may have arrived)") from exc
+                    raise ServerUnreachable(
+                        f"{method} {self.base_url}{path}: {exc!r} (not retried: the request may have arrived)"
+                    ) from exc
                 last = exc
             else:
                 if response.status_code in ok:
@@ -160,7 +171,9 @@ class ProfilerClient:
                 time.sleep(self.backoff_s * (2**attempt))
         raise ServerUnreachable(f"cannot reach the profiler server at {self.base_url} ({last!r})") from last
 
-    def _json(self, model: type[M], method: str, path: str, *, idempotent: bool = True, body: BaseModel | None = None, **kwargs: Any) -> M:
+    def _json(
+        self, model: type[M], method: str, path: str, *, idempotent: bool = True, body: BaseModel | None = None, **kwargs: Any
+    ) -> M:
         if body is not None:
             kwargs["content"] = body.model_dump_json(exclude_unset=False).encode()
             kwargs.setdefault("headers", {})["Content-Type"] = "application/json"
@@ -212,13 +225,27 @@ class ProfilerClient:
         params = {**self._table_params(runtime, threads), "format": fmt}
         return self._request("GET", f"/lut/{device}", idempotent=True, params=params).text
 
-    def get_lut_page(self, device: str, runtime: str | None = None, threads: int | None = None, *, sort: str = "median_ms",
-                     order: str = "asc", type: str | None = None, key: str | None = None, offset: int = 0,
-                     limit: int = 100) -> LutPage:
+    def get_lut_page(
+        self,
+        device: str,
+        runtime: str | None = None,
+        threads: int | None = None,
+        *,
+        sort: str = "median_ms",
+        order: str = "asc",
+        type: str | None = None,
+        key: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> LutPage:
         """GET /lut/{device}/entries: one page of a table, sorted and filtered by the server (the dashboard's view)."""
         params = {k: v for k, v in (("runtime", runtime), ("threads", threads), ("type", type), ("key", key)) if v is not None}
-        return self._json(LutPage, "GET", f"/lut/{device}/entries",
-                          params={**params, "sort": sort, "order": order, "offset": offset, "limit": limit})
+        return self._json(
+            LutPage,
+            "GET",
+            f"/lut/{device}/entries",
+            params={**params, "sort": sort, "order": order, "offset": offset, "limit": limit},
+        )
 
     def import_lut(self, body: LutImport) -> LutImportResult:
         """POST /lut/import (admin token); the same content again is 'unchanged', so retrying is safe."""
@@ -226,7 +253,9 @@ class ProfilerClient:
 
     def query_lut(self, device: str, keys: list[str], runtime: str | None = None, threads: int | None = None) -> LutQueryResult:
         """POST /lut/{device}/query: which keys the table has and lacks."""
-        return self._json(LutQueryResult, "POST", f"/lut/{device}/query", body=LutQuery(runtime=runtime, threads=threads, keys=keys))
+        return self._json(
+            LutQueryResult, "POST", f"/lut/{device}/query", body=LutQuery(runtime=runtime, threads=threads, keys=keys)
+        )
 
     def post_measurements(self, batch: MeasurementBatch) -> MeasurementBatchResult:
         """POST /measurements (agent token); idempotent, so retried on any transport failure."""

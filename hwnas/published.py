@@ -116,7 +116,9 @@ def _expanded_conv(grammar: Grammar, key: str, f: dict[str, str], order: list[st
     # Our blocks add the residual exactly when stride 1 and channels unchanged; a table that says
     # otherwise measured a different block.
     if idskip != residual:
-        raise UnmappableKey(key, f"idskip:{idskip} but our block has {'a' if residual else 'no'} residual (stride {s}, {i.c}->{o.c} channels)")
+        raise UnmappableKey(
+            key, f"idskip:{idskip} but our block has {'a' if residual else 'no'} residual (stride {s}, {i.c}->{o.c} channels)"
+        )
     if k % 2 == 0 or k == 0:
         raise UnmappableKey(key, f"kernel {k} is not odd")
     if grammar == "proxyless":
@@ -196,19 +198,40 @@ def _to_dash(grammar: Grammar, spec: OpSpec) -> str | None:
     if n != 1 or spec.dtype is not None or h != w:
         return None  # both tables are batch 1, fp32, square
     words = spec.block.split("_")
-    if words[0] == "mb" and set(p) == {"k", "s", "o", "m"} and set(words[1:]) <= {"se", "hs"} and words[1:] in ([], ["se"], ["hs"], ["se", "hs"]):
+    if (
+        words[0] == "mb"
+        and set(p) == {"k", "s", "o", "m"}
+        and set(words[1:]) <= {"se", "hs"}
+        and words[1:] in ([], ["se"], ["hs"], ["se", "hs"])
+    ):
         k, s, o, m = p["k"], p["s"], p["o"], p["m"]
         idskip = int(s == 1 and c == o)
         if grammar == "ofa":
-            return _dash("expanded_conv", input=_hwc(spec), output=_out_hwc(spec, s), expand=m, kernel=k, stride=s,
-                         idskip=idskip, se=int("se" in words), hs=int("hs" in words))
+            return _dash(
+                "expanded_conv",
+                input=_hwc(spec),
+                output=_out_hwc(spec, s),
+                expand=m,
+                kernel=k,
+                stride=s,
+                idskip=idskip,
+                se=int("se" in words),
+                hs=int("hs" in words),
+            )
         if words == ["mb"] and m == c:
             return _dash("expanded_conv", input=_hwc(spec), output=_out_hwc(spec, s), expand=1, kernel=k, stride=s, idskip=idskip)
         return None
     if grammar == "proxyless" and spec.block == "ir" and set(p) == {"k", "e", "g", "s", "o"} and p["g"] == 1 and p["e"] > 1:
         s = p["s"]
-        return _dash("expanded_conv", input=_hwc(spec), output=_out_hwc(spec, s), expand=p["e"], kernel=p["k"], stride=s,
-                     idskip=int(s == 1 and c == p["o"]))
+        return _dash(
+            "expanded_conv",
+            input=_hwc(spec),
+            output=_out_hwc(spec, s),
+            expand=p["e"],
+            kernel=p["k"],
+            stride=s,
+            idskip=int(s == 1 and c == p["o"]),
+        )
     conv = "conv_hs" if grammar == "ofa" else "conv"
     if spec.block == conv and set(p) == {"k", "s", "o"}:
         if p["k"] == _STEM_KERNEL and c == 3:
@@ -261,7 +284,9 @@ def _from_hwnasbench(key: str) -> OpSpec:
         return OpSpec.make("fc", (1, values["Cin"], 1, 1), o=values["Cout"])
     shape = (1, values["Cin"], values["H"], values["W"])
     if kind == "ConvBlock":
-        return OpSpec.make("ir", shape, k=values["kernel"], e=values["exp"], g=values["group"], s=values["stride"], o=values["Cout"])
+        return OpSpec.make(
+            "ir", shape, k=values["kernel"], e=values["exp"], g=values["group"], s=values["stride"], o=values["Cout"]
+        )
     if kind == "Skip":
         return OpSpec.make("skip", shape, s=values["stride"], o=values["Cout"])
     if kind == "ConvNorm":
@@ -380,9 +405,19 @@ def ofa_net_config_keys(config: dict, image_size: int) -> list[str]:
     blocks, size = _mb_blocks(config, size)
     for conv, h, h2, idskip in blocks:
         mid = conv.get("mid_channels") or round(conv["in_channels"] * conv["expand_ratio"])
-        keys.append(_dash("expanded_conv", input=_hwc_text(h, conv["in_channels"]), output=_hwc_text(h2, conv["out_channels"]),
-                          expand=mid, kernel=conv["kernel_size"], stride=conv["stride"], idskip=idskip,
-                          se=int(bool(conv.get("use_se"))), hs=int(conv.get("act_func") == "h_swish")))
+        keys.append(
+            _dash(
+                "expanded_conv",
+                input=_hwc_text(h, conv["in_channels"]),
+                output=_hwc_text(h2, conv["out_channels"]),
+                expand=mid,
+                kernel=conv["kernel_size"],
+                stride=conv["stride"],
+                idskip=idskip,
+                se=int(bool(conv.get("use_se"))),
+                hs=int(conv.get("act_func") == "h_swish"),
+            )
+        )
     expand, mix, classifier = config["final_expand_layer"], config["feature_mix_layer"], config["classifier"]
     keys += [
         _dash("Conv_1", input=_hwc_text(size, expand["in_channels"]), output=_hwc_text(size, expand["out_channels"])),
@@ -399,9 +434,20 @@ def proxyless_net_config_keys(config: dict, image_size: int = 224) -> list[str]:
     keys = [_dash("Conv", input=f"{image_size}x{image_size}x3", output=_hwc_text(size, config["first_conv"]["out_channels"]))]
     blocks, size = _mb_blocks(config, size)
     for conv, h, h2, idskip in blocks:
-        keys.append(_dash("expanded_conv", input=_hwc_text(h, conv["in_channels"]), output=_hwc_text(h2, conv["out_channels"]),
-                          expand=conv["expand_ratio"], kernel=conv["kernel_size"], stride=conv["stride"], idskip=idskip))
+        keys.append(
+            _dash(
+                "expanded_conv",
+                input=_hwc_text(h, conv["in_channels"]),
+                output=_hwc_text(h2, conv["out_channels"]),
+                expand=conv["expand_ratio"],
+                kernel=conv["kernel_size"],
+                stride=conv["stride"],
+                idskip=idskip,
+            )
+        )
     mix, classifier = config["feature_mix_layer"], config["classifier"]
-    keys += [_dash("Conv_1", input=_hwc_text(size, mix["in_channels"]), output=_hwc_text(size, mix["out_channels"])),
-             _dash("Logits", input=_hwc_text(size, classifier["in_features"]), output=classifier["out_features"])]
+    keys += [
+        _dash("Conv_1", input=_hwc_text(size, mix["in_channels"]), output=_hwc_text(size, mix["out_channels"])),
+        _dash("Logits", input=_hwc_text(size, classifier["in_features"]), output=classifier["out_features"]),
+    ]
     return keys

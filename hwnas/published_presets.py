@@ -22,8 +22,10 @@ from hwnas.errors import HwnasError
 HAN_CAI_FILES = "a7c9bcd525e17404968bc55aa43772bf7e51909e"
 HWNB_COMMIT = "393bb8a0"
 HELP_COMMIT = "45f70eb92d0d735970a33b608d1544ad3c52f285"
-_HAN_CAI_LICENCE = ("han-cai/files carries no licence file, so the table's own redistribution terms are not stated; "
-                    "{code} (the code that downloads it) is {code_licence}")
+_HAN_CAI_LICENCE = (
+    "han-cai/files carries no licence file, so the table's own redistribution terms are not stated; "
+    "{code} (the code that downloads it) is {code_licence}"
+)
 
 
 @dataclass(frozen=True)
@@ -40,18 +42,31 @@ class Preset:
 
     def request(self, content: str, replace: bool = False) -> schemas.LutImport:
         """The import request for this preset's file ``content``."""
-        return schemas.LutImport(format=self.format, content=content, device=self.device, runtime=self.runtime, threads=self.threads,
-                                 column=self.column, source=self.source, replace=replace)
+        return schemas.LutImport(
+            format=self.format,
+            content=content,
+            device=self.device,
+            runtime=self.runtime,
+            threads=self.threads,
+            column=self.column,
+            source=self.source,
+            replace=replace,
+        )
 
 
 def _ofa(resolution: int) -> Preset:
     path = f"ofa/note10/{resolution}_lookup_table.yaml"
     return Preset(
         device="note10-ofa" if resolution == 224 else f"note10-ofa-{resolution}",
-        format="ofa-yaml", path=f"ofa_note10_lut/{resolution}_lookup_table.yaml", runtime="tflite",
+        format="ofa-yaml",
+        path=f"ofa_note10_lut/{resolution}_lookup_table.yaml",
+        runtime="tflite",
         source=schemas.ImportSource(
-            project="mit-han-lab/once-for-all", file=f"han-cai/files:{path}", commit=HAN_CAI_FILES,
-            source_device="Samsung Galaxy Note10", source_runtime="TF-Lite",
+            project="mit-han-lab/once-for-all",
+            file=f"han-cai/files:{path}",
+            commit=HAN_CAI_FILES,
+            source_device="Samsung Galaxy Note10",
+            source_runtime="TF-Lite",
             licence=_HAN_CAI_LICENCE.format(code="once-for-all", code_licence="MIT"),
             url=f"https://github.com/han-cai/files/blob/{HAN_CAI_FILES}/{path}",
         ),
@@ -60,13 +75,19 @@ def _ofa(resolution: int) -> Preset:
 
 def _hwnb(column: str, device: str, name: str) -> Preset:
     return Preset(
-        device=f"{name}-hwnasbench", format="hwnasbench-json", path="hwnasbench_fbnet_cifar100_lut_reconstructed.json",
-        runtime="hwnasbench", column=column,
+        device=f"{name}-hwnasbench",
+        format="hwnasbench-json",
+        path="hwnasbench_fbnet_cifar100_lut_reconstructed.json",
+        runtime="hwnasbench",
+        column=column,
         source=schemas.ImportSource(
-            project="GATECH-EIC/HW-NAS-Bench", commit=HWNB_COMMIT, source_device=device,
+            project="GATECH-EIC/HW-NAS-Bench",
+            commit=HWNB_COMMIT,
+            source_device=device,
             file=f"FBNet CIFAR-100 table, {column} (reconstructed exactly from HayeonLee/HELP@{HELP_COMMIT[:7]} data/fbnet/latency, "
-                 "which are HW-NAS-Bench v1.0 table sums; the pickle itself is not available)",
-            licence="MIT (HW-NAS-Bench and HELP)", url="https://github.com/GATECH-EIC/HW-NAS-Bench",
+            "which are HW-NAS-Bench v1.0 table sums; the pickle itself is not available)",
+            licence="MIT (HW-NAS-Bench and HELP)",
+            url="https://github.com/GATECH-EIC/HW-NAS-Bench",
         ),
     )
 
@@ -75,12 +96,20 @@ PRESETS: dict[str, Preset] = {
     p.device: p
     for p in [
         Preset(
-            device="pixel1-proxylessnas", format="proxyless-yaml", path="proxylessnas_pixel1_lut/mobile_trim.yaml", runtime="tflite",
+            device="pixel1-proxylessnas",
+            format="proxyless-yaml",
+            path="proxylessnas_pixel1_lut/mobile_trim.yaml",
+            runtime="tflite",
             source=schemas.ImportSource(
-                project="mit-han-lab/proxylessnas", file="han-cai/files:proxylessnas/mobile_trim.yaml", commit=HAN_CAI_FILES,
-                source_device="Google Pixel 1", source_runtime="TF-Lite",
-                licence=("han-cai/files carries no licence file, so the table's own redistribution terms are not stated; "
-                         "the licence of mit-han-lab/proxylessnas (which downloads it) was not checked here"),
+                project="mit-han-lab/proxylessnas",
+                file="han-cai/files:proxylessnas/mobile_trim.yaml",
+                commit=HAN_CAI_FILES,
+                source_device="Google Pixel 1",
+                source_runtime="TF-Lite",
+                licence=(
+                    "han-cai/files carries no licence file, so the table's own redistribution terms are not stated; "
+                    "the licence of mit-han-lab/proxylessnas (which downloads it) was not checked here"
+                ),
                 url=f"https://github.com/han-cai/files/blob/{HAN_CAI_FILES}/proxylessnas/mobile_trim.yaml",
             ),
         ),
@@ -100,7 +129,9 @@ class UnknownPreset(HwnasError, KeyError):
         return f"unknown preset {self.args[0]!r}; one of {', '.join(PRESETS)}"
 
 
-def import_request(content: str, preset: str | None, replace: bool, table: dict[str, Any], source: dict[str, Any]) -> schemas.LutImport:
+def import_request(
+    content: str, preset: str | None, replace: bool, table: dict[str, Any], source: dict[str, Any]
+) -> schemas.LutImport:
     """The import request for ``content``: a preset's names and provenance (if any), with the options given over them.
 
     ``table``: format, device, runtime, runtime_version, threads, column; ``source``: the ImportSource fields;
@@ -108,8 +139,11 @@ def import_request(content: str, preset: str | None, replace: bool, table: dict[
     """
     if preset is not None and preset not in PRESETS:
         raise UnknownPreset(preset)
-    body: dict[str, Any] = (PRESETS[preset].request(content, replace).model_dump() if preset
-                            else {"source": {}, "content": content, "replace": replace})
+    body: dict[str, Any] = (
+        PRESETS[preset].request(content, replace).model_dump()
+        if preset
+        else {"source": {}, "content": content, "replace": replace}
+    )
     body.update({k: v for k, v in table.items() if v is not None})
     body["source"].update({k: v for k, v in source.items() if v is not None})
     return schemas.LutImport.model_validate(body)
@@ -117,8 +151,11 @@ def import_request(content: str, preset: str | None, replace: bool, table: dict[
 
 def import_report(result: schemas.LutImportResult) -> list[str]:
     """What an import did, as the command lines print it: one line, then one per unmappable entry."""
-    head = (f"{result.device} {result.runtime}/{result.threads}: {result.status}, {result.entries} entries"
-            + (f", overhead {result.overhead_ms!r} ms" if result.overhead_ms is not None else "") + f", {len(result.unmappable)} unmappable")
+    head = (
+        f"{result.device} {result.runtime}/{result.threads}: {result.status}, {result.entries} entries"
+        + (f", overhead {result.overhead_ms!r} ms" if result.overhead_ms is not None else "")
+        + f", {len(result.unmappable)} unmappable"
+    )
     return [head] + [f"  unmappable {u.key}: {u.reason}" for u in result.unmappable]
 
 

@@ -34,7 +34,9 @@ from profiler_server.settings import Settings
 logger = logging.getLogger("profiler_server")
 
 
-def error_response(status: int, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An ErrorBody response."""
     return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status, headers=headers)
 
@@ -134,8 +136,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
             # FastAPI's bare 400 for a body json.loads raised on with anything but a syntax error: bad input, so a 422
             # like every other, naming the body and the three ways to get here.
-            return error_response(422, f"the body is not JSON this server reads: {UNREADABLE_BODY}",
-                                  [{"field": "body", "reason": UNREADABLE_BODY}])
+            return error_response(
+                422, f"the body is not JSON this server reads: {UNREADABLE_BODY}", [{"field": "body", "reason": UNREADABLE_BODY}]
+            )
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:  # Starlette's Allow names one route's methods; the path may have several routes
@@ -157,8 +160,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if kind == "unavailable":
             return error_response(503, "database unavailable; retry later", headers={"Retry-After": str(RETRY_AFTER_S)})
         if kind == "busy":
-            return error_response(503, "database busy (a lock or the statement timeout); retry later",
-                                  headers={"Retry-After": str(RETRY_AFTER_S)})
+            return error_response(
+                503, "database busy (a lock or the statement timeout); retry later", headers={"Retry-After": str(RETRY_AFTER_S)}
+            )
         return _internal(exc)
 
     @app.exception_handler(DBAPIError)

@@ -23,8 +23,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str, expires_days: float | None = None,
-                 devices: list[str] | None = None) -> str:
+def create_token(
+    session: Session, name: str, role: str, expires_days: float | None = None, devices: list[str] | None = None
+) -> str:
     """Store a new token for ``role`` under ``name`` and return it; it is not retrievable later.
 
     ``devices``: an agent token acts for these devices only (register, upload, claim); None: any.
@@ -38,8 +39,10 @@ def create_token(session: Session, name: str, role: str, expires_days: float | N
             raise InvalidInput("only agent tokens are limited to devices", [field_error("devices", "agent tokens only")])
         bad = [d for d in devices if not re.fullmatch(NAME_PATTERN, d)]
         if not devices or bad:
-            raise InvalidInput(f"device names must match {NAME_PATTERN}" + (f": {bad[0]!r}" if bad else ""),
-                               [field_error("devices", "one or more device names")])
+            raise InvalidInput(
+                f"device names must match {NAME_PATTERN}" + (f": {bad[0]!r}" if bad else ""),
+                [field_error("devices", "one or more device names")],
+            )
         devices = sorted(set(devices))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = utcnow() + timedelta(days=expires_days) if expires_days else None
@@ -73,9 +76,19 @@ class TokenInfo:
 def list_tokens(session: Session) -> list[TokenInfo]:
     """Every token's metadata (the tokens themselves are not stored)."""
     now = utcnow()
-    return [TokenInfo(r.id, r.name, r.role, r.created_at, r.expires_at, r.revoked, r.expires_at is not None and r.expires_at <= now,
-                      r.devices)
-            for r in session.scalars(select(ApiToken).order_by(ApiToken.id))]
+    return [
+        TokenInfo(
+            r.id,
+            r.name,
+            r.role,
+            r.created_at,
+            r.expires_at,
+            r.revoked,
+            r.expires_at is not None and r.expires_at <= now,
+            r.devices,
+        )
+        for r in session.scalars(select(ApiToken).order_by(ApiToken.id))
+    ]
 
 
 def bearer_token(authorization: str | None) -> str | None:

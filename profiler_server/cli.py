@@ -94,8 +94,10 @@ def _port_free(host: str, port: int) -> None:
         try:
             probe.bind(addr)
         except OSError as exc:
-            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} — another server (perhaps an earlier "
-                  f"profiler-server) holds it; stop it or choose another --port")
+            _fail(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} — another server (perhaps an earlier "
+                f"profiler-server) holds it; stop it or choose another --port"
+            )
 
 
 @app.command()
@@ -116,7 +118,9 @@ def serve(
 
     from profiler_server.settings import Settings
 
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items() if v is not None}
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, "database_url": database_url}.items() if v is not None
+    }
     try:
         settings = Settings(**overrides)
     except ValueError as exc:  # pydantic's ValidationError or pydantic-settings' SettingsError: a bad environment variable
@@ -137,14 +141,22 @@ def serve(
     # Header and body-idle timeouts (HEADER_TIMEOUT_S, BODY_IDLE_TIMEOUT_S) live in the protocol; KEEP_ALIVE_TIMEOUT_S
     # is uvicorn's own wait between two requests of one connection.
     timeouts = {"http": http_protocol(), "timeout_keep_alive": settings.keep_alive_timeout_s}
-    typer.echo(f"profiler-server on http://{settings.host}:{settings.port} (API docs: http://{settings.host}:{settings.port}/docs)", err=True)
+    typer.echo(
+        f"profiler-server on http://{settings.host}:{settings.port} (API docs: http://{settings.host}:{settings.port}/docs)",
+        err=True,
+    )
     if workers == 1:
         from profiler_server.app import create_app
 
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level, **timeouts)
     else:
         uvicorn.run(
-            "profiler_server.app:app_from_env", factory=True, host=settings.host, port=settings.port, workers=workers, log_level=log_level,
+            "profiler_server.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=log_level,
             **timeouts,
         )
 
@@ -153,9 +165,13 @@ def serve(
 def token_create(
     name: Annotated[str, typer.Option(help="Who the token is for, e.g. pixel7-agent.")],
     role: Annotated[str, typer.Option(help="agent (uploads, claims jobs), client (creates jobs) or admin (everything).")],
-    expires_days: Annotated[float | None, typer.Option("--expires", help="Days until the token stops working (default: never).", min=0.001)] = None,
-    device: Annotated[list[str] | None, typer.Option("--device", help="Agent tokens: act for this device only "
-                                                      "(repeat for several; default: any device).")] = None,
+    expires_days: Annotated[
+        float | None, typer.Option("--expires", help="Days until the token stops working (default: never).", min=0.001)
+    ] = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option("--device", help="Agent tokens: act for this device only (repeat for several; default: any device)."),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a token and print it once (only its hash is stored). An agent token's name is the agent's identity:
@@ -206,18 +222,31 @@ def token_list(database_url: DatabaseUrl = None) -> None:
     typer.echo(f"{'id':>4}  {'name':<24} {'role':<7} {'created (UTC)':<19}  {'expires (UTC)':<19}  {'state':<7}  devices")
     for r in rows:
         fmt = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else "never"  # noqa: E731
-        typer.echo(f"{r.id:>4}  {r.name:<24} {r.role:<7} {fmt(r.created_at):<19}  {fmt(r.expires_at):<19}  "
-                   f"{'revoked' if r.revoked else 'expired' if r.expired else 'active':<7}  "
-                   f"{', '.join(r.devices) if r.devices else 'any'}")
+        typer.echo(
+            f"{r.id:>4}  {r.name:<24} {r.role:<7} {fmt(r.created_at):<19}  {fmt(r.expires_at):<19}  "
+            f"{'revoked' if r.revoked else 'expired' if r.expired else 'active':<7}  "
+            f"{', '.join(r.devices) if r.devices else 'any'}"
+        )
 
 
 @app.command("import")
 def import_table(
-    file: Annotated[str | None, typer.Argument(help="The published file (YAML or JSON); with --all, the folder (default: the "
-                                               "tables shipped with hwnas).", show_default=False)] = None,
+    file: Annotated[
+        str | None,
+        typer.Argument(
+            help="The published file (YAML or JSON); with --all, the folder (default: the tables shipped with hwnas).",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[str | None, typer.Option(help="A known published table (fills every option below); see --list.")] = None,
-    all_in: Annotated[bool, typer.Option("--all", help="Import every known table: those shipped with hwnas, or those found "
-                                         "in the folder given as FILE (e.g. your copy of the ones not shipped).")] = False,
+    all_in: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Import every known table: those shipped with hwnas, or those found "
+            "in the folder given as FILE (e.g. your copy of the ones not shipped).",
+        ),
+    ] = False,
     list_presets: Annotated[bool, typer.Option("--list", help="List the known tables and exit.")] = False,
     fmt: Annotated[str | None, typer.Option("--format", help="ofa-yaml, proxyless-yaml or hwnasbench-json.")] = None,
     device: Annotated[str | None, typer.Option(help="Device to import into (created when new).")] = None,
@@ -277,9 +306,23 @@ def import_table(
         requests = [(folder / p.path, p.request(read(folder / p.path), replace)) for p in found]
     else:
         path = Path(file)  # type: ignore[arg-type]
-        table = {"format": fmt, "device": device, "runtime": runtime, "runtime_version": runtime_version, "threads": threads, "column": column}
-        source = {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
-                  "source_runtime": source_runtime, "licence": licence, "url": url}
+        table = {
+            "format": fmt,
+            "device": device,
+            "runtime": runtime,
+            "runtime_version": runtime_version,
+            "threads": threads,
+            "column": column,
+        }
+        source = {
+            "project": project,
+            "file": source_file,
+            "commit": commit,
+            "source_device": source_device,
+            "source_runtime": source_runtime,
+            "licence": licence,
+            "url": url,
+        }
         try:
             requests = [(path, import_request(read(path), preset, replace, table, source))]
         except (UnknownPreset, ValidationError) as exc:

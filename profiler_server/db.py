@@ -15,13 +15,17 @@ def normalize_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` / ``postgres://`` URLs (psycopg2 is not a dependency)."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
 def is_sqlite(url_or_engine: str | Engine) -> bool:
     """True for a SQLite URL or engine."""
-    name = url_or_engine.dialect.name if isinstance(url_or_engine, Engine) else make_url(normalize_url(url_or_engine)).get_backend_name()
+    name = (
+        url_or_engine.dialect.name
+        if isinstance(url_or_engine, Engine)
+        else make_url(normalize_url(url_or_engine)).get_backend_name()
+    )
     return name == "sqlite"
 
 

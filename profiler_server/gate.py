@@ -100,8 +100,9 @@ class TokenGate:
     ``Connection: close``.
     """
 
-    def __init__(self, app: ASGIApp, check_token: Callable[[Any, str | None, frozenset[str]], Any],
-                 max_large_bodies: int) -> None:
+    def __init__(
+        self, app: ASGIApp, check_token: Callable[[Any, str | None, frozenset[str]], Any], max_large_bodies: int
+    ) -> None:
         self.app = app
         self.check_token = check_token
         self.large = asyncio.Semaphore(max_large_bodies) if max_large_bodies > 0 else None
@@ -121,8 +122,9 @@ class TokenGate:
 
         authorization = _header(scope, b"authorization")
         try:
-            caller = await run_in_threadpool(self.check_token, fastapi_app.state, authorization.decode("latin-1") if authorization else None,
-                                             roles)
+            caller = await run_in_threadpool(
+                self.check_token, fastapi_app.state, authorization.decode("latin-1") if authorization else None, roles
+            )
         except ServiceError as exc:
             counters.refused += 1
             await self._refuse(scope, receive, send, exc.status, exc.detail, exc.errors, exc.headers)
@@ -135,9 +137,15 @@ class TokenGate:
             return
         if self.large.locked():  # no waiting: a client told to retry is cheaper than a queue of 16 MiB bodies
             counters.large_bodies_refused += 1
-            await self._refuse(scope, receive, send, 503,
-                               f"{self.max_large_bodies} large request bodies are being read already (MAX_LARGE_BODIES); retry later",
-                               [{"field": "body", "reason": "too many large bodies at once"}], {"Retry-After": "1"})
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                503,
+                f"{self.max_large_bodies} large request bodies are being read already (MAX_LARGE_BODIES); retry later",
+                [{"field": "body", "reason": "too many large bodies at once"}],
+                {"Retry-After": "1"},
+            )
             return
         async with self.large:
             counters.large_bodies_now += 1
@@ -149,8 +157,9 @@ class TokenGate:
     def _route_roles(self, app: Any, counters: GateCounters, scope: Scope) -> frozenset[str] | None:
         if counters._routes is None:  # the routes are all registered by the first request
             reads_need_token = bool(app.state.settings.read_requires_token)
-            counters._routes = [(r, roles) for r in api_routes(app.routes) for roles in [route_roles(r, reads_need_token)]
-                                if roles is not None]
+            counters._routes = [
+                (r, roles) for r in api_routes(app.routes) for roles in [route_roles(r, reads_need_token)] if roles is not None
+            ]
         for route, roles in counters._routes:
             match, _ = route.matches(scope)
             if match == Match.FULL:
@@ -158,8 +167,15 @@ class TokenGate:
         return None
 
     @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str, errors: list[dict[str, str]],
-                      headers: dict[str, str] | None) -> None:
+    async def _refuse(
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        detail: str,
+        errors: list[dict[str, str]],
+        headers: dict[str, str] | None,
+    ) -> None:
         headers = dict(headers or {})
         if _header(scope, b"content-length") is None and _header(scope, b"transfer-encoding") is not None:
             headers["Connection"] = "close"
@@ -215,6 +231,7 @@ except ImportError:  # uvicorn without httptools: its h11 protocol, with no head
 
 
 if HttpToolsProtocol is not None:
+
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol, closing a connection whose request headers take longer than HEADER_TIMEOUT_S
         (counted from the connection, or from the request's first byte on a kept-alive one), or whose body stops

@@ -90,4 +90,7 @@ def _declare_body(schema: dict[str, Any], op: dict[str, Any], model: type[BaseMo
     for name, definition in body.pop("$defs", {}).items():
         components.setdefault(name, definition)
     components.setdefault(model.__name__, body)
-    op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+    op["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+    }

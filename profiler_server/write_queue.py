@@ -57,7 +57,9 @@ class WriteQueue:
                     self._waiting.remove(me)
                     heapq.heapify(self._waiting)
                     self._cond.notify_all()  # the next in line may be free to go now
-                    raise OperationalError("BEGIN IMMEDIATE", {}, Exception(f"database is locked (waited {wait_s:g} s in the write queue)"))
+                    raise OperationalError(
+                        "BEGIN IMMEDIATE", {}, Exception(f"database is locked (waited {wait_s:g} s in the write queue)")
+                    )
                 self._cond.wait(left)
             heapq.heappop(self._waiting)
             self._held = True

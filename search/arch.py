@@ -99,13 +99,16 @@ class Architecture:
             raise ArchError(src, "space", str(exc)) from None
         layers = space.layers()
         if len(self.choices) != len(layers):
-            raise ArchError(src, "choices", f"{len(self.choices)} given, space {space.name!r} has {len(layers)} searchable layers")
+            raise ArchError(
+                src, "choices", f"{len(self.choices)} given, space {space.name!r} has {len(layers)} searchable layers"
+            )
         for layer, choice in zip(layers, self.choices):
             if choice in layer.candidates:
                 continue
             if choice not in self.extra_candidates:
                 raise ArchError(
-                    src, f"choices[{layer.index}]",
+                    src,
+                    f"choices[{layer.index}]",
                     f"{choice!r} is not a candidate of layer {layer.index} (stage {layer.stage}); candidates: "
                     f"{', '.join(layer.candidates)} (an architecture may list others in extra_candidates)",
                 )
@@ -114,7 +117,9 @@ class Architecture:
             except OpError as exc:
                 raise ArchError(src, f"choices[{layer.index}]", str(exc)) from None
             if shape != layer.out_shape:
-                raise ArchError(src, f"choices[{layer.index}]", f"{choice!r} gives {shape}, layer {layer.index} must give {layer.out_shape}")
+                raise ArchError(
+                    src, f"choices[{layer.index}]", f"{choice!r} gives {shape}, layer {layer.index} must give {layer.out_shape}"
+                )
         return space
 
     def _base_space(self) -> SearchSpace:
@@ -219,19 +224,29 @@ def get_arch(name_or_path: str | Path) -> Architecture:
         return Architecture.load(builtin)
     if not Path(name_or_path).exists() and "/" not in str(name_or_path) and not Path(name_or_path).suffix:
         # A bare word that is neither a file nor a shipped name is a mistyped name, not a missing file.
-        raise ArchError(str(name_or_path), "name", f"no such file and no shipped architecture of that name "
-                        f"(shipped: {', '.join(builtin_archs())})")
+        raise ArchError(
+            str(name_or_path),
+            "name",
+            f"no such file and no shipped architecture of that name (shipped: {', '.join(builtin_archs())})",
+        )
     return Architecture.load(name_or_path)
 
 
-def make_architecture(space_name: str, space: SearchSpace, choices: list[str], name: str | None = None,
-                      meta: dict[str, Any] | None = None) -> Architecture:
+def make_architecture(
+    space_name: str, space: SearchSpace, choices: list[str], name: str | None = None, meta: dict[str, Any] | None = None
+) -> Architecture:
     """An architecture document of ``space`` (the search's space, at the data set's size and classes)."""
     c, h, w = space.input_shape
     if space_name in list_spaces():
         # A built-in space is named, with the input size and classes the search used.
-        return Architecture(space=space_name, choices=list(choices), input_size=h if h == w else None,
-                            classes=space.classes, name=name, meta=dict(meta or {}))
+        return Architecture(
+            space=space_name,
+            choices=list(choices),
+            input_size=h if h == w else None,
+            classes=space.classes,
+            name=name,
+            meta=dict(meta or {}),
+        )
     # A user's space file travels inline (at the size searched) so the document stands alone.
     return Architecture(space=space.to_dict(), choices=list(choices), name=name, meta=dict(meta or {}))
 

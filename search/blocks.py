@@ -14,9 +14,7 @@ from torch import nn
 class ConvBNReLU(nn.Sequential):
     """K×K convolution (no bias) → BatchNorm → optional ReLU, the unit every block is made of."""
 
-    def __init__(
-        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),

@@ -35,8 +35,9 @@ def budget_logits(layer_costs: Sequence[Sequence[float]], fixed: float, target: 
     return project_logits([[0.0] * len(row) for row in layer_costs], layer_costs, fixed, target)
 
 
-def project_logits(theta: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float,
-                   target: float) -> list[list[float]]:
+def project_logits(
+    theta: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float, target: float
+) -> list[list[float]]:
     """``θ_l − κ·cost_l`` with the one κ that puts the expected cost of softmax(θ) at ``target``.
 
     The budget held by projection, not by a penalty inside θ's optimiser: after every θ step the distribution
@@ -80,8 +81,9 @@ class BudgetChoice:
     log_prob: float
 
 
-def most_likely_within(probabilities: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float,
-                       lo: float, hi: float) -> BudgetChoice:
+def most_likely_within(
+    probabilities: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float, lo: float, hi: float
+) -> BudgetChoice:
     """The architecture of highest probability under ``probabilities`` with ``lo ≤ cost ≤ hi``; ``BudgetError`` if none."""
     if len(probabilities) != len(layer_costs):
         raise ValueError(f"{len(probabilities)} layers of probabilities, {len(layer_costs)} of costs")
@@ -135,8 +137,13 @@ def most_likely_within(probabilities: Sequence[Sequence[float]], layer_costs: Se
     raise BudgetError(f"no architecture of non-zero probability costs between {lo:.6g} and {hi:.6g}")
 
 
-def nearest_most_likely(probabilities: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float,
-                        target: float, tolerance: float) -> tuple[BudgetChoice, bool]:
+def nearest_most_likely(
+    probabilities: Sequence[Sequence[float]],
+    layer_costs: Sequence[Sequence[float]],
+    fixed: float,
+    target: float,
+    tolerance: float,
+) -> tuple[BudgetChoice, bool]:
     """Within ``target·(1 ± tolerance)`` if any architecture is (``True``), else the window widened until one is (``False``)."""
     tol = tolerance
     for _ in range(40):
@@ -147,15 +154,17 @@ def nearest_most_likely(probabilities: Sequence[Sequence[float]], layer_costs: S
     raise BudgetError(f"no architecture found near {target:g}")
 
 
-def _choice(index: list[int], probabilities: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]],
-            fixed: float) -> BudgetChoice:
+def _choice(
+    index: list[int], probabilities: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float
+) -> BudgetChoice:
     cost = fixed + sum(layer_costs[l][j] for l, j in enumerate(index))
     log_prob = sum(math.log(max(probabilities[l][j], 1e-300)) for l, j in enumerate(index))
     return BudgetChoice(index, cost, log_prob)
 
 
-def _exact_small(probabilities: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float,
-                 lo: float, hi: float) -> BudgetChoice:
+def _exact_small(
+    probabilities: Sequence[Sequence[float]], layer_costs: Sequence[Sequence[float]], fixed: float, lo: float, hi: float
+) -> BudgetChoice:
     """A window narrower than the grid's rounding: fall back to checking exact costs by search (small spaces only)."""
     space = math.prod(len(row) for row in layer_costs)
     if space > 2_000_000:

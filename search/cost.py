@@ -52,13 +52,11 @@ class CostTable:
         return self.fixed + sum(min(row) for row in self.layer_costs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cost": self.name, "unit": self.unit, "fixed": self.fixed, "layer_costs": self.layer_costs,
-                "source": self.source}
+        return {"cost": self.name, "unit": self.unit, "fixed": self.fixed, "layer_costs": self.layer_costs, "source": self.source}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CostTable":
-        return cls(d["cost"], d["unit"], [list(map(float, c)) for c in d["layer_costs"]], float(d["fixed"]),
-                   d.get("source", {}))
+        return cls(d["cost"], d["unit"], [list(map(float, c)) for c in d["layer_costs"]], float(d["fixed"]), d.get("source", {}))
 
 
 @runtime_checkable
@@ -232,7 +230,12 @@ class PartialLatency:
     missing: list[str]  # keys without an entry, in network order, deduplicated
 
     def to_dict(self) -> dict[str, Any]:
-        return {"covered_ms": self.covered_ms, "covered_ops": self.covered, "dropped_layers": self.dropped, "missing": self.missing}
+        return {
+            "covered_ms": self.covered_ms,
+            "covered_ops": self.covered,
+            "dropped_layers": self.dropped,
+            "missing": self.missing,
+        }
 
 
 def partial_latency(arch: Architecture, table: LatencyTable) -> PartialLatency:

@@ -33,26 +33,36 @@ class CountBaseline:
     in_window: bool  # False: even the best network under the top of the window is cheaper than its bottom
 
     def to_dict(self) -> dict[str, Any]:
-        return {"choices": self.choices, "by": self.by, "count": self.count, "predicted_ms": self.predicted_ms,
-                "in_window": self.in_window}
+        return {
+            "choices": self.choices,
+            "by": self.by,
+            "count": self.count,
+            "predicted_ms": self.predicted_ms,
+            "in_window": self.in_window,
+        }
 
 
-def most_under(latency: Any, count: Any, candidates: Sequence[Sequence[str]], lo: float, hi: float,
-               by: str = "macs") -> CountBaseline:
+def most_under(
+    latency: Any, count: Any, candidates: Sequence[Sequence[str]], lo: float, hi: float, by: str = "macs"
+) -> CountBaseline:
     """The network of largest ``count`` whose ``latency`` cost is at most ``hi`` (both ``CostTable``-like)."""
     layers = len(candidates)
     cheapest_rest = [0.0] * (layers + 1)  # cheapest cost of layers i.. end
     for i in range(layers - 1, -1, -1):
         cheapest_rest[i] = cheapest_rest[i + 1] + min(latency.layer_costs[i])
     if latency.fixed + cheapest_rest[0] > hi:
-        raise BaselineError(f"no network costs ≤ {hi:.4g}: the cheapest costs {latency.fixed + cheapest_rest[0]:.4g}; "
-                            "raise the target")
+        raise BaselineError(
+            f"no network costs ≤ {hi:.4g}: the cheapest costs {latency.fixed + cheapest_rest[0]:.4g}; raise the target"
+        )
     # A partial network: (latency so far, count so far, candidate index per layer so far)
     front: list[tuple[float, float, tuple[int, ...]]] = [(latency.fixed, count.fixed, ())]
     for i in range(layers):
-        grown = [(c + latency.layer_costs[i][j], v + count.layer_costs[i][j], path + (j,))
-                 for c, v, path in front for j in range(len(candidates[i]))
-                 if c + latency.layer_costs[i][j] + cheapest_rest[i + 1] <= hi]
+        grown = [
+            (c + latency.layer_costs[i][j], v + count.layer_costs[i][j], path + (j,))
+            for c, v, path in front
+            for j in range(len(candidates[i]))
+            if c + latency.layer_costs[i][j] + cheapest_rest[i + 1] <= hi
+        ]
         grown.sort(key=lambda t: (t[0], -t[1]))
         front, best = [], -float("inf")
         for item in grown:

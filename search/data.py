@@ -23,7 +23,16 @@ from hwnas.errors import HwnasError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 # Channel statistics of the training sets, so inputs are roughly zero-mean, unit-variance.
 _FMNIST_NORM = ((0.2860,), (0.3530,))
@@ -56,8 +65,9 @@ class DatasetInfo:
 class InMemoryImages(Dataset):
     """Images as one uint8 tensor (N, C, H, W) plus int64 labels; normalised when read."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo,
-                 mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
         self.images = images
@@ -80,15 +90,17 @@ class InMemoryImages(Dataset):
 
     def select(self, index: torch.Tensor) -> "InMemoryImages":
         """A new data set holding only the rows at ``index``."""
-        return InMemoryImages(self.images[index], self.labels[index], self.info, self.mean.flatten().tolist(),
-                              self.std.flatten().tolist())
+        return InMemoryImages(
+            self.images[index], self.labels[index], self.info, self.mean.flatten().tolist(), self.std.flatten().tolist()
+        )
 
 
 class ImageFolder(Dataset):
     """A tree ``root/<class>/<image>``, read lazily with PIL, resized and centre-cropped to ``size``."""
 
-    def __init__(self, root: Path, size: int, mean: Sequence[float] = _IMAGENET_NORM[0],
-                 std: Sequence[float] = _IMAGENET_NORM[1]) -> None:
+    def __init__(
+        self, root: Path, size: int, mean: Sequence[float] = _IMAGENET_NORM[0], std: Sequence[float] = _IMAGENET_NORM[1]
+    ) -> None:
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not classes:
             raise DataError(f"{root}: no class folders (expected root/<class>/<image files>)")
@@ -131,7 +143,7 @@ class ImageFolder(Dataset):
 
 
 def _open_maybe_gz(path: Path) -> bytes:
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
         return fh.read()
 
 
@@ -143,7 +155,7 @@ def read_idx(path: Path) -> np.ndarray:
     dtype_code, ndim = raw[2], raw[3]
     if dtype_code != 0x08:
         raise DataError(f"{path}: IDX element type 0x{dtype_code:02x} is not unsigned byte")
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise DataError(f"{path}: IDX header says {dims} but holds {data.size} values (truncated file?)")
@@ -211,8 +223,7 @@ def load_cifar_folder(root: Path, split: str) -> InMemoryImages:
     else:
         classes = tuple(str(i) for i in range(int(max(int(y.max()) for y in ys)) + 1))
     info = DatasetInfo(name=name, input_shape=(3, 32, 32), classes=classes)
-    return InMemoryImages(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), info,
-                          *_CIFAR10_NORM)
+    return InMemoryImages(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), info, *_CIFAR10_NORM)
 
 
 def _image_folder_split(root: Path, split: str) -> Path:
@@ -235,16 +246,22 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[str, Path]:
     if low in ("fashion-mnist", "fmnist", "fashionmnist"):
         root = Path(os.environ.get("HWNAS_FASHION_MNIST", FASHION_MNIST_DIR))
         if not _is_fashion_mnist_dir(root):
-            raise DataError(f"Fashion-MNIST not found in {root}: install it with "
-                            "`apt-get install dataset-fashion-mnist` or pass --data PATH to its IDX files")
+            raise DataError(
+                f"Fashion-MNIST not found in {root}: install it with "
+                "`apt-get install dataset-fashion-mnist` or pass --data PATH to its IDX files"
+            )
         return "idx", root
     if low in ("cifar10", "cifar-10", "cifar100", "cifar-100"):
-        raise DataError(f"{text}: give the folder of the CIFAR python version with --data PATH "
-                        "(the unpacked cifar-10-python.tar.gz; nothing is downloaded)")
+        raise DataError(
+            f"{text}: give the folder of the CIFAR python version with --data PATH "
+            "(the unpacked cifar-10-python.tar.gz; nothing is downloaded)"
+        )
     path = Path(text).expanduser()
     if not path.exists():
-        raise DataError(f"data set {text!r} not found: pass fashion-mnist "
-                        "(`apt-get install dataset-fashion-mnist`), or a path to IDX files, a CIFAR folder or an image folder")
+        raise DataError(
+            f"data set {text!r} not found: pass fashion-mnist "
+            "(`apt-get install dataset-fashion-mnist`), or a path to IDX files, a CIFAR folder or an image folder"
+        )
     if path.is_file():
         raise DataError(f"{path}: is a file; give the folder that holds the data set")
     if _is_fashion_mnist_dir(path):
@@ -255,8 +272,13 @@ def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[str, Path]:
     return "folder", path
 
 
-def load_dataset(name_or_path: str | os.PathLike[str], split: str = "train", subset: int | None = None,
-                 image_size: int | None = None, seed: int = 0) -> Dataset:
+def load_dataset(
+    name_or_path: str | os.PathLike[str],
+    split: str = "train",
+    subset: int | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> Dataset:
     """The ``split`` ("train" or "test") of a named or path-given data set, optionally a seeded random subset of ``subset`` items."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', not {split!r}")
@@ -308,19 +330,26 @@ def dataset_info(ds: Dataset) -> DatasetInfo:
     return info
 
 
-def iterate_batches(ds: Dataset, index: torch.Tensor, batch_size: int, shuffle: bool,
-                    generator: torch.Generator | None = None, workers: int = 0,
-                    drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iterate_batches(
+    ds: Dataset,
+    index: torch.Tensor,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    workers: int = 0,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of ``ds`` restricted to ``index``; order drawn from ``generator`` so a run is reproducible."""
     if shuffle:
         index = index[torch.randperm(len(index), generator=generator)]
     if isinstance(ds, InMemoryImages):
         stop = len(index) - (len(index) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
-            yield ds.batch(index[start:start + batch_size])
+            yield ds.batch(index[start : start + batch_size])
         return
-    loader = DataLoader(Subset(ds, index.tolist()), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        drop_last=drop_last)
+    loader = DataLoader(
+        Subset(ds, index.tolist()), batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=drop_last
+    )
     yield from loader
 
 

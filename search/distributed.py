@@ -98,8 +98,9 @@ def local_device(name: str = "auto") -> torch.device:
         index = local_rank()
         count = torch.cuda.device_count()
         if index >= count:
-            raise DistributedError(f"LOCAL_RANK {index} needs GPU {index}, but this machine has {count}: "
-                                   f"start at most {count} processes per node")
+            raise DistributedError(
+                f"LOCAL_RANK {index} needs GPU {index}, but this machine has {count}: start at most {count} processes per node"
+            )
         device = torch.device("cuda", index)
     return device
 
@@ -122,8 +123,9 @@ def init_from_env(torch_device: str = "auto", timeout_s: float | None = None) ->
         return False
     missing = [v for v in ENV_VARS if v not in os.environ]
     if missing:
-        raise DistributedError(f"WORLD_SIZE is set but {', '.join(missing)} are not: start the search with torchrun "
-                               "(or `hwnas search --nproc N`)")
+        raise DistributedError(
+            f"WORLD_SIZE is set but {', '.join(missing)} are not: start the search with torchrun (or `hwnas search --nproc N`)"
+        )
     device = local_device(torch_device)
     kwargs: dict[str, Any] = {"backend": backend_for(device)}
     if timeout_s is not None:
@@ -252,12 +254,18 @@ def store_barrier(store: Any, me: int, n: int, prefix: str, timeout_s: float) ->
     """All ``n`` ranks meet through ``store`` (no collective): raises instead of waiting past ``timeout_s``."""
     if store.add(f"{prefix}/arrived", 1) == n:
         store.set(f"{prefix}/all-arrived", str(me))
-    _wait_for_key(store, f"{prefix}/all-arrived", timeout_s, f"rank {me}: the other ranks did not reach the end of "
-                  "the run", failed_key=f"{prefix}/failed")
+    _wait_for_key(
+        store,
+        f"{prefix}/all-arrived",
+        timeout_s,
+        f"rank {me}: the other ranks did not reach the end of the run",
+        failed_key=f"{prefix}/failed",
+    )
 
 
-def leave_in_order(store: Any, me: int, n: int, prefix: str, destroy: Callable[[], None],
-                   timeout_s: float = LEAVE_TIMEOUT_S) -> None:
+def leave_in_order(
+    store: Any, me: int, n: int, prefix: str, destroy: Callable[[], None], timeout_s: float = LEAVE_TIMEOUT_S
+) -> None:
     """After ``store_barrier``: every rank runs ``destroy``; rank 0 returns only once every other rank has left.
 
     A rank other than 0 signals "left" after ``destroy`` — its last use of the store, which rank 0
@@ -271,8 +279,12 @@ def leave_in_order(store: Any, me: int, n: int, prefix: str, destroy: Callable[[
         store.set(f"{prefix}/left/{me}", _process_identity())
         return
     for r in range(1, n):
-        _wait_for_key(store, f"{prefix}/left/{r}", max(0.0, deadline - time.monotonic()),
-                      f"rank 0: rank {r} did not leave the process group")
+        _wait_for_key(
+            store,
+            f"{prefix}/left/{r}",
+            max(0.0, deadline - time.monotonic()),
+            f"rank 0: rank {r} did not leave the process group",
+        )
     peers = [store.get(f"{prefix}/left/{r}").decode() for r in range(1, n)]
     machine = _machine()
     while not all(_process_gone(p, machine) for p in peers) and time.monotonic() < deadline:
@@ -319,8 +331,9 @@ def shutdown(wait: bool = True, timeout_s: float | None = None) -> None:
     if dist.get_backend() == "nccl":
         torch.cuda.synchronize()  # this rank's collectives are done on the GPU, not just queued
     try:
-        store_barrier(store, me, n, prefix, timeout_s if timeout_s is not None else
-                      (_group_timeout_s or _torch_default_timeout_s()))
+        store_barrier(
+            store, me, n, prefix, timeout_s if timeout_s is not None else (_group_timeout_s or _torch_default_timeout_s())
+        )
     except BaseException:
         _leave_early(store, prefix, me)  # the others stop waiting for this rank too
         raise
@@ -412,7 +425,7 @@ def average_gradients_(params: Sequence[torch.nn.Parameter]) -> None:
     offset = 0
     for g in grads:
         n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 
@@ -430,7 +443,7 @@ def broadcast_tensors_(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
         for t in group:
             n = t.numel()
             with torch.no_grad():
-                t.copy_(flat[offset:offset + n].view_as(t))
+                t.copy_(flat[offset : offset + n].view_as(t))
             offset += n
 
 
@@ -441,5 +454,6 @@ def ranks_agree(tensor: torch.Tensor) -> bool:
     gathered = [torch.empty_like(tensor) for _ in range(world_size())]
     _dist().all_gather(gathered, tensor.contiguous())
     mine = tensor.reshape(-1).view(torch.uint8) if tensor.dtype.is_floating_point else tensor.reshape(-1)
-    return all(torch.equal(mine, (g.reshape(-1).view(torch.uint8) if g.dtype.is_floating_point else g.reshape(-1)))
-               for g in gathered)
+    return all(
+        torch.equal(mine, (g.reshape(-1).view(torch.uint8) if g.dtype.is_floating_point else g.reshape(-1))) for g in gathered
+    )

@@ -12,15 +12,15 @@ from search.data import iterate_batches
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device,
-                   workers: int = 0) -> float:
+def evaluate_model(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device, workers: int = 0) -> float:
     """Top-1 accuracy of ``model`` in eval mode on ``ds[index]``; the model's train/eval mode is restored."""
     return evaluate_scores(model, ds, index, batch_size, device, workers)[0]
 
 
 @torch.no_grad()
-def evaluate_scores(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device,
-                    workers: int = 0) -> tuple[float, float]:
+def evaluate_scores(
+    model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device, workers: int = 0
+) -> tuple[float, float]:
     """(top-1 accuracy, mean cross-entropy) of ``model`` in eval mode on ``ds[index]``; mode restored."""
     was_training = model.training
     model.eval()
@@ -39,8 +39,9 @@ def evaluate_scores(model: nn.Module, ds, index: torch.Tensor, batch_size: int, 
 
 
 @contextmanager
-def recalibrated_bn(model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device,
-                    workers: int = 0) -> Iterator[None]:
+def recalibrated_bn(
+    model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device, workers: int = 0
+) -> Iterator[None]:
     """Inside the block, BatchNorm running statistics are those of ``model`` as it now runs, on ``ds[index]``.
 
     A super net's running statistics mix every path it sampled; one architecture inside it (the

@@ -48,8 +48,9 @@ def mobile_optimizer_available() -> bool:
         return False
 
 
-def export_module(module: nn.Module, example_input: torch.Tensor, fmt: Format | str, path: str | Path,
-                  optimize: bool = True) -> Path:
+def export_module(
+    module: nn.Module, example_input: torch.Tensor, fmt: Format | str, path: str | Path, optimize: bool = True
+) -> Path:
     """Write ``module`` (put in eval mode) traced on ``example_input`` as ONNX, TorchScript lite or ExecuTorch; returns the path."""
     _check_format(fmt)
     path = Path(path)
@@ -61,8 +62,14 @@ def export_module(module: nn.Module, example_input: torch.Tensor, fmt: Format | 
         warnings.simplefilter("ignore")
         if fmt == "onnx":
             torch.onnx.export(
-                module, (example_input,), str(path), dynamo=False, opset_version=OPSET,
-                input_names=["input"], output_names=["output"], do_constant_folding=True,
+                module,
+                (example_input,),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["output"],
+                do_constant_folding=True,
             )
         elif fmt == "pte":
             _export_pte(module, example_input, path)
@@ -89,8 +96,9 @@ def require_executorch() -> str:
     """The installed ExecuTorch's version, or an ``ExportError`` that says how to install it."""
     version = executorch_version()
     if version is None:
-        raise ExportError(f"the pte format needs ExecuTorch, which is not installed: {EXECUTORCH_INSTALL} "
-                          f"(executorch=={EXECUTORCH_PIN})")
+        raise ExportError(
+            f"the pte format needs ExecuTorch, which is not installed: {EXECUTORCH_INSTALL} (executorch=={EXECUTORCH_PIN})"
+        )
     return version
 
 
@@ -129,8 +137,7 @@ def pte_delegation(path: str | Path) -> dict[str, Any]:
     plan = deserialize_pte_binary(Path(path).read_bytes()).program.execution_plan[0]
     backends = sorted({d.id for d in plan.delegates})
     ops = [f"{op.name}.{op.overload}" if op.overload else op.name for op in plan.operators]
-    calls = sum(1 for chain in plan.chains for ins in chain.instructions
-                if type(ins.instr_args).__name__ == "DelegateCall")
+    calls = sum(1 for chain in plan.chains for ins in chain.instructions if type(ins.instr_args).__name__ == "DelegateCall")
     if not ops:
         state = "all" if plan.delegates else "empty"
     else:

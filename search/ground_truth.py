@@ -58,10 +58,25 @@ class Recipe:
         """The ``search.train.TrainConfig`` that trains one network of this recipe (tested on the whole test split)."""
         from search.train import TrainConfig
 
-        return TrainConfig(**{**dict(data=self.data, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                     momentum=self.momentum, wd=self.wd, subset=self.train_images, val_subset=None,
-                                     seed=seed, validation_images=self.validation_images,
-                                     validation_seed=self.validation_seed, eval_every_epoch=False), **overrides})
+        return TrainConfig(
+            **{
+                **dict(
+                    data=self.data,
+                    epochs=self.epochs,
+                    batch_size=self.batch_size,
+                    lr=self.lr,
+                    momentum=self.momentum,
+                    wd=self.wd,
+                    subset=self.train_images,
+                    val_subset=None,
+                    seed=seed,
+                    validation_images=self.validation_images,
+                    validation_seed=self.validation_seed,
+                    eval_every_epoch=False,
+                ),
+                **overrides,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -88,8 +103,14 @@ class Window:
         return self.lo_ms <= ms <= self.hi_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "share": self.share, "tol": self.tol, "centre_ms": self.centre_ms,
-                "lo_ms": self.lo_ms, "hi_ms": self.hi_ms}
+        return {
+            "name": self.name,
+            "share": self.share,
+            "tol": self.tol,
+            "centre_ms": self.centre_ms,
+            "lo_ms": self.lo_ms,
+            "hi_ms": self.hi_ms,
+        }
 
 
 def table_fingerprint(costs: Any) -> str:
@@ -98,9 +119,17 @@ def table_fingerprint(costs: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def sample_window(costs: Any, candidates: Sequence[Sequence[str]], lo: float, hi: float, n: int, seed: int = 0,
-                  batch: int = 200_000, max_draws: int = 50_000_000,
-                  exclude: set[tuple[str, ...]] | None = None) -> list[list[str]]:
+def sample_window(
+    costs: Any,
+    candidates: Sequence[Sequence[str]],
+    lo: float,
+    hi: float,
+    n: int,
+    seed: int = 0,
+    batch: int = 200_000,
+    max_draws: int = 50_000_000,
+    exclude: set[tuple[str, ...]] | None = None,
+) -> list[list[str]]:
     """Up to ``n`` distinct networks drawn uniformly among those whose predicted cost lies in [lo, hi].
 
     Rejection sampling: every layer's candidate uniformly, kept when the sum falls in the window, so each network
@@ -136,8 +165,7 @@ def split_for(recipe: Recipe, seed: int) -> tuple[Any, Any, Any]:
     """
     from search.data import load_dataset, random_subset, split_holdout
 
-    rest, validation = split_holdout(load_dataset(recipe.data, "train"), recipe.validation_images,
-                                     recipe.validation_seed)
+    rest, validation = split_holdout(load_dataset(recipe.data, "train"), recipe.validation_images, recipe.validation_seed)
     return random_subset(rest, recipe.train_images, seed), validation, load_dataset(recipe.data, "test")
 
 
@@ -199,8 +227,7 @@ class GroundTruth:
 
     # -- reading
     @classmethod
-    def load(cls, path: str | Path | None = None, recipe: Recipe | None = None,
-             table_sha256: str | None = None) -> "GroundTruth":
+    def load(cls, path: str | Path | None = None, recipe: Recipe | None = None, table_sha256: str | None = None) -> "GroundTruth":
         """Read a ground-truth file (default: the one shipped for fbnet-fmnist on host-cpu).
 
         Refused with ``GroundTruthError`` when ``recipe`` or ``table_sha256`` is given and differs: accuracies
@@ -210,21 +237,32 @@ class GroundTruth:
         if not path.is_file():
             raise GroundTruthError(f"no ground-truth file at {path}")
         doc = json.loads(path.read_text())
-        gt = cls(recipe=Recipe.from_dict(doc["recipe"]), table_sha256=doc["table_sha256"],
-                 windows={w["name"]: Window(w["share"], w["tol"], w["centre_ms"]) for w in doc["windows"]},
-                 networks=[Network(**n) for n in doc["networks"]], meta=doc.get("meta", {}))
+        gt = cls(
+            recipe=Recipe.from_dict(doc["recipe"]),
+            table_sha256=doc["table_sha256"],
+            windows={w["name"]: Window(w["share"], w["tol"], w["centre_ms"]) for w in doc["windows"]},
+            networks=[Network(**n) for n in doc["networks"]],
+            meta=doc.get("meta", {}),
+        )
         if recipe is not None and recipe != gt.recipe:
             diff = {k: (v, getattr(recipe, k)) for k, v in asdict(gt.recipe).items() if getattr(recipe, k) != v}
             raise GroundTruthError(f"{path} was trained with another recipe (file vs asked: {diff})")
         if table_sha256 is not None and table_sha256 != gt.table_sha256:
-            raise GroundTruthError(f"{path} cut its windows on another latency table (sha256 "
-                                   f"{gt.table_sha256[:12]}…, asked {table_sha256[:12]}…)")
+            raise GroundTruthError(
+                f"{path} cut its windows on another latency table (sha256 {gt.table_sha256[:12]}…, asked {table_sha256[:12]}…)"
+            )
         return gt
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "hwnas-ground-truth", "version": 1, "recipe": self.recipe.to_dict(),
-                "table_sha256": self.table_sha256, "windows": [w.to_dict() for w in self.windows.values()],
-                "meta": self.meta, "networks": [asdict(n) for n in self.networks]}
+        return {
+            "format": "hwnas-ground-truth",
+            "version": 1,
+            "recipe": self.recipe.to_dict(),
+            "table_sha256": self.table_sha256,
+            "windows": [w.to_dict() for w in self.windows.values()],
+            "meta": self.meta,
+            "networks": [asdict(n) for n in self.networks],
+        }
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -243,8 +281,9 @@ class GroundTruth:
 
     def trained(self, window: str, role: str = "window", split: str = "test") -> list[Network]:
         """The networks of ``window`` with every seed trained."""
-        return [n for n in self.networks if n.window == window and n.role == role
-                and n.mean(split, self.recipe.seeds) is not None]
+        return [
+            n for n in self.networks if n.window == window and n.role == role and n.mean(split, self.recipe.seeds) is not None
+        ]
 
     def accuracies(self, window: str, split: str = "test") -> list[float]:
         """The window's distribution: mean accuracy over the seeds of each uniformly drawn network."""
@@ -261,8 +300,11 @@ class GroundTruth:
             values = [r for w in self.windows if (r := self.seed_reliability(split, w)) is not None]
             return sum(values) / len(values) if values else None
         a, b = (str(s) for s in self.recipe.seeds[:2])
-        pairs = [(n.seeds[a][split], n.seeds[b][split]) for n in self.networks
-                 if n.window == window and n.role == "window" and a in n.seeds and b in n.seeds]
+        pairs = [
+            (n.seeds[a][split], n.seeds[b][split])
+            for n in self.networks
+            if n.window == window and n.role == "window" and a in n.seeds and b in n.seeds
+        ]
         return pearson([p[0] for p in pairs], [p[1] for p in pairs]) if len(pairs) >= 3 else None
 
 

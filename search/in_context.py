@@ -47,8 +47,9 @@ class KeyInContext:
     isolated_ms: float
 
 
-def attribute(network: OperatorBreakdown, keys: Sequence[str],
-              isolated: Mapping[str, OperatorBreakdown]) -> list[KeyInContext] | None:
+def attribute(
+    network: OperatorBreakdown, keys: Sequence[str], isolated: Mapping[str, OperatorBreakdown]
+) -> list[KeyInContext] | None:
     """Cut the network's events into each key's (in ``keys`` order); None when they do not line up."""
     events = compute_ops(network)
     out: list[KeyInContext] = []
@@ -76,14 +77,23 @@ class ContextError:
     unaligned: int  # networks whose events did not
 
     def figures(self, prefix: str = "in_network_vs_isolated") -> dict[str, float | int | None]:
-        return {f"{prefix}_mape_pct": self.mape_pct, f"{prefix}_bias_pct": self.bias_pct,
-                f"{prefix}_total_pct": self.total_pct, f"{prefix}_median_abs_pct": self.median_abs_pct,
-                f"{prefix}_pairs": self.pairs, f"{prefix}_networks": self.networks, f"{prefix}_unaligned": self.unaligned}
+        return {
+            f"{prefix}_mape_pct": self.mape_pct,
+            f"{prefix}_bias_pct": self.bias_pct,
+            f"{prefix}_total_pct": self.total_pct,
+            f"{prefix}_median_abs_pct": self.median_abs_pct,
+            f"{prefix}_pairs": self.pairs,
+            f"{prefix}_networks": self.networks,
+            f"{prefix}_unaligned": self.unaligned,
+        }
 
 
-def context_error(networks: Sequence[tuple[Sequence[str], OperatorBreakdown]],
-                  isolated: Mapping[str, OperatorBreakdown], min_isolated_ms: float = MIN_ISOLATED_MS,
-                  reference: Mapping[str, float] | None = None) -> ContextError:
+def context_error(
+    networks: Sequence[tuple[Sequence[str], OperatorBreakdown]],
+    isolated: Mapping[str, OperatorBreakdown],
+    min_isolated_ms: float = MIN_ISOLATED_MS,
+    reference: Mapping[str, float] | None = None,
+) -> ContextError:
     """Every network's keys (``(op keys, its breakdown)``) against the keys alone.
 
     ``reference``: compare with these per-key times instead of the keys' own ETDumps (still used to find the keys'
@@ -108,7 +118,9 @@ def context_error(networks: Sequence[tuple[Sequence[str], OperatorBreakdown]],
         bias_pct=100.0 * statistics.fmean(rel) if rel else None,
         total_pct=100.0 * sum(abs(r.in_network_ms - r.isolated_ms) for r in rows) / alone if alone > 0 else None,
         median_abs_pct=100.0 * statistics.median(abs(x) for x in rel) if rel else None,
-        pairs=len(rel), networks=aligned, unaligned=unaligned,
+        pairs=len(rel),
+        networks=aligned,
+        unaligned=unaligned,
     )
 
 

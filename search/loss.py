@@ -71,8 +71,9 @@ def default_cost_scale(uniform_cost: float, min_cost: float, beta: float = 0.6) 
     the cost term cannot pay for collapsing the network much more than in the paper's ms range.
     """
     if uniform_cost <= 0 or min_cost <= 0:
-        raise LossDomainError("the cost model gives non-positive costs; the FBNet loss needs LAT > 0 "
-                              "(use --loss additive or target)")
+        raise LossDomainError(
+            "the cost model gives non-positive costs; the FBNet loss needs LAT > 0 (use --loss additive or target)"
+        )
     scale = FBNET_LAT_REFERENCE / uniform_cost
     if min_cost < uniform_cost:
         r = COLLAPSE_FLOOR ** (1.0 / beta)  # the floor on log(s·c_min) / log(s·c_uniform)
@@ -86,7 +87,8 @@ def fbnet_loss(ce: torch.Tensor, lat: torch.Tensor, alpha: float = 0.2, beta: fl
     if bool((lat <= 1.0).any()):
         raise LossDomainError(
             f"FBNet loss needs LAT > 1 so that (log LAT)^β is defined, got {float(lat.min()):.4g}; "
-            "use a smaller unit (--cost-scale) or the additive/target loss")
+            "use a smaller unit (--cost-scale) or the additive/target loss"
+        )
     return ce * alpha * torch.log(lat).pow(beta)
 
 
@@ -100,8 +102,9 @@ def target_loss(ce: torch.Tensor, lat: torch.Tensor, lam: float, target: float) 
     return ce + lam * torch.abs(lat / target - 1.0)
 
 
-def search_loss(ce: torch.Tensor, lat: torch.Tensor, config: LossConfig, *, cost_scale: float = 1.0,
-                reference: float | None = None) -> torch.Tensor:
+def search_loss(
+    ce: torch.Tensor, lat: torch.Tensor, config: LossConfig, *, cost_scale: float = 1.0, reference: float | None = None
+) -> torch.Tensor:
     """The configured loss; ``lat`` in the cost model's unit, scaled by ``cost_scale`` for the FBNet form only.
 
     The scale matters only to FBNet's form (log LAT depends on the unit); the additive form divides by a

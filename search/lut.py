@@ -113,8 +113,12 @@ class LatencyTable:
     def to_dict(self) -> dict[str, Any]:
         """The table as a ``GET /lut`` document (entries carry only their median)."""
         doc = {
-            "device": self.device, "runtime": self.runtime, "runtime_version": self.runtime_version,
-            "threads": self.threads, "unit": "ms", "overhead_ms": self.overhead_ms,
+            "device": self.device,
+            "runtime": self.runtime,
+            "runtime_version": self.runtime_version,
+            "threads": self.threads,
+            "unit": "ms",
+            "overhead_ms": self.overhead_ms,
             "entries": {k: {"median_ms": v} for k, v in self.entries.items()},
         }
         if self.calibration is not None:
@@ -164,9 +168,14 @@ class LatencyTable:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise LutError(f"{where}: threads: expected a positive integer, got {threads!r}")
         return cls(
-            device=str(doc["device"]), runtime=str(doc["runtime"]), threads=threads, entries=entries,
+            device=str(doc["device"]),
+            runtime=str(doc["runtime"]),
+            threads=threads,
+            entries=entries,
             overhead_ms=float(overhead) if overhead is not None else None,
-            runtime_version=doc.get("runtime_version"), etag=etag, source=source,
+            runtime_version=doc.get("runtime_version"),
+            etag=etag,
+            source=source,
             calibration=_calibration(doc.get("calibration"), where),
             imported_from=_imported_from(doc.get("source")),
         )
@@ -245,7 +254,9 @@ def fetch_table(
         if isinstance(exc, ApiError) and (status is None or status < 500):
             raise  # 404 unknown device, 409 several tables: the user must act, a cache would hide it
         if cached is None:
-            raise LutError(f"profiler server {server_url} unreachable and no cached table for {device!r} in {path.parent}") from None
+            raise LutError(
+                f"profiler server {server_url} unreachable and no cached table for {device!r} in {path.parent}"
+            ) from None
         log.warning("profiler server %s unreachable (%s); using the cached table from %s", server_url, exc, path)
         cached.stale = True
         cached.source = server_url
@@ -278,10 +289,15 @@ def request_measurements(client: Any, device: str, runtime: str, threads: int, k
     return client.create_job(JobCreate(device=device, runtime=runtime, threads=threads, keys=list(dict.fromkeys(keys))))
 
 
-def wait_for_job(client: Any, job_id: int, timeout_s: float = 600.0, poll_s: float = 1.0,
-                 alive: Callable[[], None] | None = None,
-                 hint: str = "is a device agent running for this device? (device-agent run ...)",
-                 on_poll: JobPoll | None = None) -> Any:
+def wait_for_job(
+    client: Any,
+    job_id: int,
+    timeout_s: float = 600.0,
+    poll_s: float = 1.0,
+    alive: Callable[[], None] | None = None,
+    hint: str = "is a device agent running for this device? (device-agent run ...)",
+    on_poll: JobPoll | None = None,
+) -> Any:
     """Poll ``GET /jobs/<id>`` until done (or failed); ``LutError`` (ending with ``hint``) on timeout.
 
     ``on_poll(job)`` sees every polled state (the app's progress bar). ``alive`` is called between polls and after

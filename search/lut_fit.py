@@ -101,23 +101,36 @@ def split(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
     return order[n_test:], order[:n_test]
 
 
-def quality(model: AdditiveModel, counts: Sequence[dict[str, int]], y: Sequence[float], train: list[int],
-            test: list[int]) -> FitQuality:
+def quality(
+    model: AdditiveModel, counts: Sequence[dict[str, int]], y: Sequence[float], train: list[int], test: list[int]
+) -> FitQuality:
     from search.stats import kendall_tau
 
     y = np.asarray(y, dtype=float)
     pred = model.predict(counts)
     rel = np.abs(pred - y) / y
     return FitQuality(
-        train_networks=len(train), test_networks=len(test),
+        train_networks=len(train),
+        test_networks=len(test),
         mape_pct=float(100 * rel[test].mean()) if test else None,
         kendall_tau=float(kendall_tau(list(pred[test]), list(y[test]))) if len(test) >= 2 else None,
         max_abs_error_ms=float(np.abs(pred - y)[test].max()) if test else None,
-        train_mape_pct=float(100 * rel[train].mean()), constant_ms=model.constant)
+        train_mape_pct=float(100 * rel[train].mean()),
+        constant_ms=model.constant,
+    )
 
 
-def fit_space_table(space: Any, networks: Sequence[Sequence[str]], latency_ms: Sequence[float], *, device: str,
-                    runtime: str = "fitted", threads: int = 1, holdout: float = 0.2, seed: int = 0):
+def fit_space_table(
+    space: Any,
+    networks: Sequence[Sequence[str]],
+    latency_ms: Sequence[float],
+    *,
+    device: str,
+    runtime: str = "fitted",
+    threads: int = 1,
+    holdout: float = 0.2,
+    seed: int = 0,
+):
     """A ``LatencyTable`` of ``space``'s operator keys fitted from timed networks (candidate names per layer).
 
     Returns the table and its ``FitQuality`` on the held-out networks; the table is refitted on all
@@ -143,16 +156,25 @@ def fit_space_table(space: Any, networks: Sequence[Sequence[str]], latency_ms: S
     # every entry and count it once per network (search.cost.LatencyCost). So the constant is the overhead, and an
     # entry is its weight plus it. Keys no timed network used stay out: unknown is not free.
     entries = {k: float(v) + final.constant for k, v in zip(final.features, final.weights)}
-    table = LatencyTable(device=device, runtime=runtime, threads=threads, entries=entries, overhead_ms=final.constant,
-                         source=f"fitted from {len(counts)} whole networks")
+    table = LatencyTable(
+        device=device,
+        runtime=runtime,
+        threads=threads,
+        entries=entries,
+        overhead_ms=final.constant,
+        source=f"fitted from {len(counts)} whole networks",
+    )
     return table, report
 
 
-def fitted_text(table: Any, report: FitQuality, *, space: str, networks_file: str, networks_sha256: str, holdout: float,
-                seed: int) -> str:
+def fitted_text(
+    table: Any, report: FitQuality, *, space: str, networks_file: str, networks_sha256: str, holdout: float, seed: int
+) -> str:
     """The fitted table as JSON: a ``GET /lut`` document plus ``fit`` (schemas.TableFit), as ``-o`` writes it and the
     server stores it (format hwnas-fit); the same fit gives the same text, so storing it again changes nothing."""
     # τ is NaN when every held-out prediction ties: "undefined" travels as null, JSON has no NaN.
     measured = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in report.to_dict().items()}
-    fit = TableFit(space=space, networks_file=networks_file, networks_sha256=networks_sha256, holdout=holdout, seed=seed, **measured)
+    fit = TableFit(
+        space=space, networks_file=networks_file, networks_sha256=networks_sha256, holdout=holdout, seed=seed, **measured
+    )
     return json.dumps({**table.to_dict(), "fit": fit.model_dump(mode="json")}, indent=1) + "\n"

@@ -60,8 +60,9 @@ class MixedNet:
             tensors.append(c)
         return tensors
 
-    def expected_cost(self, layer_costs: Sequence[Sequence[float]] | Sequence[Tensor], fixed: float = 0.0,
-                      masks: Sequence[Tensor] | None = None) -> Tensor:
+    def expected_cost(
+        self, layer_costs: Sequence[Sequence[float]] | Sequence[Tensor], fixed: float = 0.0, masks: Sequence[Tensor] | None = None
+    ) -> Tensor:
         """``Σ_l Σ_i m_{l,i}·cost_{l,i} + fixed`` under the masks of the last forward (or ``masks``; softmax(θ) before any)."""
         costs = self.cost_tensors(layer_costs)
         if masks is None:

@@ -136,7 +136,9 @@ def _validate(spec: OpSpec) -> OpDef:
     given = {k for k, _ in spec.params}
     unknown = sorted(given - op.allowed)
     if unknown:
-        raise OpError(spec.key, f"unknown parameter(s) {', '.join(unknown)} for {op.name!r}; takes {', '.join(sorted(op.allowed))}")
+        raise OpError(
+            spec.key, f"unknown parameter(s) {', '.join(unknown)} for {op.name!r}; takes {', '.join(sorted(op.allowed))}"
+        )
     missing = [k for k in (*op.params, *op.defaults, *op.geometry) if k not in given]
     if missing:
         raise OpError(spec.key, f"missing parameter(s) {', '.join(missing)} for {op.name!r}")

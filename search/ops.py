@@ -86,14 +86,26 @@ def _ir_check(spec: OpSpec) -> None:
     _divisible(spec)
 
 
-@register_op("ir", params=("k", "e"), defaults={"g": 1}, shape=_spatial, check=_ir_check,
-             doc="inverted residual: 1x1 (group) conv-BN-ReLU [shuffle] -> kxk depthwise-BN-ReLU -> 1x1 (group) conv-BN [+x]")
+@register_op(
+    "ir",
+    params=("k", "e"),
+    defaults={"g": 1},
+    shape=_spatial,
+    check=_ir_check,
+    doc="inverted residual: 1x1 (group) conv-BN-ReLU [shuffle] -> kxk depthwise-BN-ReLU -> 1x1 (group) conv-BN [+x]",
+)
 def _ir(spec: OpSpec) -> nn.Module:
     return InvertedResidual(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("e"), spec.get("g"), spec.get("s"))  # type: ignore[arg-type]
 
 
-@register_op("ir_cdw", params=("k", "e"), defaults={"g": 1}, shape=_spatial, check=_ir_check,
-             doc="inverted residual with two cascaded kxk depthwise convs (mobile-vision's ir_k3_sep / cdw)")
+@register_op(
+    "ir_cdw",
+    params=("k", "e"),
+    defaults={"g": 1},
+    shape=_spatial,
+    check=_ir_check,
+    doc="inverted residual with two cascaded kxk depthwise convs (mobile-vision's ir_k3_sep / cdw)",
+)
 def _ir_cdw(spec: OpSpec) -> nn.Module:
     return InvertedResidual(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("e"), spec.get("g"), spec.get("s"), depthwise=2)  # type: ignore[arg-type]
 
@@ -107,8 +119,13 @@ def _zero_check(spec: OpSpec) -> None:
 # identity `skip` (which our own tables measure like any operator), it is `free`: latency 0, no
 # table entry needed — what ProxylessNAS's latency estimator counts for it, and the only way a
 # published table (which has no entry for a layer that does not exist) can price a shallower network.
-@register_op("zero", shape=_spatial, check=_zero_check, free=True,
-             doc="a dropped layer (ProxylessNAS zero, OFA elastic depth): the input passes unchanged; costs nothing")
+@register_op(
+    "zero",
+    shape=_spatial,
+    check=_zero_check,
+    free=True,
+    doc="a dropped layer (ProxylessNAS zero, OFA elastic depth): the input passes unchanged; costs nothing",
+)
 def _zero(spec: OpSpec) -> nn.Module:
     return nn.Identity()
 
@@ -123,20 +140,34 @@ def _conv(spec: OpSpec) -> nn.Module:
     return ConvBNReLU(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"))  # type: ignore[arg-type]
 
 
-@register_op("maxpool", params=("k",), shape=_spatial, check=_odd_kernel,
-             doc="kxk max pooling with the stride; 1x1 conv-BN-ReLU projection after it when channels change")
+@register_op(
+    "maxpool",
+    params=("k",),
+    shape=_spatial,
+    check=_odd_kernel,
+    doc="kxk max pooling with the stride; 1x1 conv-BN-ReLU projection after it when channels change",
+)
 def _maxpool(spec: OpSpec) -> nn.Module:
     return Pool("max", spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"))  # type: ignore[arg-type]
 
 
-@register_op("avgpool", params=("k",), shape=_spatial, check=_odd_kernel,
-             doc="kxk average pooling with the stride; 1x1 conv-BN-ReLU projection after it when channels change")
+@register_op(
+    "avgpool",
+    params=("k",),
+    shape=_spatial,
+    check=_odd_kernel,
+    doc="kxk average pooling with the stride; 1x1 conv-BN-ReLU projection after it when channels change",
+)
 def _avgpool(spec: OpSpec) -> nn.Module:
     return Pool("avg", spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"))  # type: ignore[arg-type]
 
 
-@register_op("gap_fc", geometry=("o",), shape=lambda s: (s.shape[0], s.get("o"), 1, 1),  # type: ignore[arg-type,return-value]
-             doc="global average pool -> linear classifier (o = classes)")
+@register_op(
+    "gap_fc",
+    geometry=("o",),
+    shape=lambda s: (s.shape[0], s.get("o"), 1, 1),  # type: ignore[arg-type,return-value]
+    doc="global average pool -> linear classifier (o = classes)",
+)
 def _gap_fc(spec: OpSpec) -> nn.Module:
     return GapFC(spec.shape[1], spec.get("o"))  # type: ignore[arg-type]
 
@@ -167,25 +198,42 @@ def _mb_check(spec: OpSpec) -> None:
 
 
 def _register_mb(name: str, se: bool, act: str, what: str) -> None:
-    @register_op(name, params=("k", "m"), shape=_spatial, check=_mb_check, derive=_mb_derive,
-                 doc=f"MobileNetV3 block{what}: [1x1 conv to m] -> kxk depthwise -> {'SE -> ' if se else ''}1x1 conv-BN [+x]; "
-                     "m = input channels leaves out the expansion conv")
+    @register_op(
+        name,
+        params=("k", "m"),
+        shape=_spatial,
+        check=_mb_check,
+        derive=_mb_derive,
+        doc=f"MobileNetV3 block{what}: [1x1 conv to m] -> kxk depthwise -> {'SE -> ' if se else ''}1x1 conv-BN [+x]; "
+        "m = input channels leaves out the expansion conv",
+    )
     def _mb(spec: OpSpec) -> nn.Module:
         return MobileBlock(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), spec.get("m"), se=se, act=act)  # type: ignore[arg-type]
 
 
-for _name, _se, _act, _what in (("mb", False, "relu", " (ReLU)"), ("mb_se", True, "relu", " with squeeze-excite (ReLU)"),
-                                ("mb_hs", False, "hswish", " (h-swish)"), ("mb_se_hs", True, "hswish", " with squeeze-excite, h-swish")):
+for _name, _se, _act, _what in (
+    ("mb", False, "relu", " (ReLU)"),
+    ("mb_se", True, "relu", " with squeeze-excite (ReLU)"),
+    ("mb_hs", False, "hswish", " (h-swish)"),
+    ("mb_se_hs", True, "hswish", " with squeeze-excite, h-swish"),
+):
     _register_mb(_name, _se, _act, _what)
 
 
-@register_op("conv_hs", params=("k",), shape=_spatial, check=_odd_kernel, doc="kxk conv-BN-h-swish (MobileNetV3 stem and final 1x1 conv)")
+@register_op(
+    "conv_hs", params=("k",), shape=_spatial, check=_odd_kernel, doc="kxk conv-BN-h-swish (MobileNetV3 stem and final 1x1 conv)"
+)
 def _conv_hs(spec: OpSpec) -> nn.Module:
     return ConvAct(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), act="hswish")  # type: ignore[arg-type]
 
 
-@register_op("conv_hs_nobn", params=("k",), shape=_spatial, check=_odd_kernel,
-             doc="kxk conv (no bias) -> h-swish, no BatchNorm: Once-for-All's feature_mix_layer after the pool")
+@register_op(
+    "conv_hs_nobn",
+    params=("k",),
+    shape=_spatial,
+    check=_odd_kernel,
+    doc="kxk conv (no bias) -> h-swish, no BatchNorm: Once-for-All's feature_mix_layer after the pool",
+)
 def _conv_hs_nobn(spec: OpSpec) -> nn.Module:
     return ConvAct(spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s"), act="hswish", bn=False)  # type: ignore[arg-type]
 
@@ -195,8 +243,12 @@ def _gap(spec: OpSpec) -> nn.Module:
     return GlobalPool()
 
 
-@register_op("fc", geometry=("o",), shape=lambda s: (s.shape[0], s.get("o"), 1, 1),  # type: ignore[arg-type,return-value]
-             doc="flatten -> linear classifier (o = classes), after a pool that is its own operator")
+@register_op(
+    "fc",
+    geometry=("o",),
+    shape=lambda s: (s.shape[0], s.get("o"), 1, 1),  # type: ignore[arg-type,return-value]
+    doc="flatten -> linear classifier (o = classes), after a pool that is its own operator",
+)
 def _fc(spec: OpSpec) -> nn.Module:
     n, c, h, w = spec.shape
     return Classifier(c * h * w, spec.get("o"))  # type: ignore[arg-type]

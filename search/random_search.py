@@ -20,8 +20,9 @@ def uniform_random(space: Any, n: int, seed: int = 0) -> list[list[str]]:
     return [[rng.choice(layer.candidates) for layer in space.layers()] for _ in range(n)]
 
 
-def matched_random(costs: Any, space: Any, target: float, n: int, tol: float = 0.05, seed: int = 0,
-                   exclude: set[tuple[str, ...]] | None = None) -> list[list[str]]:
+def matched_random(
+    costs: Any, space: Any, target: float, n: int, tol: float = 0.05, seed: int = 0, exclude: set[tuple[str, ...]] | None = None
+) -> list[list[str]]:
     """Up to ``n`` distinct uniformly random architectures whose predicted cost (``costs.arch_cost``) is within ±tol of ``target``.
 
     Drawn uniformly and then filtered (not steered towards the target), so they are a fair sample

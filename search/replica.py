@@ -60,8 +60,9 @@ class WeightsView(nn.Module):
     def __init__(self, net: nn.Module, theta: list[nn.Parameter]) -> None:
         super().__init__()
         theta_ids = {id(p) for p in theta}
-        self.parts = nn.ModuleDict({name: child for name, child in net.named_children()
-                                    if not any(id(p) in theta_ids for p in child.parameters())})
+        self.parts = nn.ModuleDict(
+            {name: child for name, child in net.named_children() if not any(id(p) in theta_ids for p in child.parameters())}
+        )
         object.__setattr__(self, "net", net)  # not a submodule: θ stays outside DDP
         mine = {id(p) for p in self.parameters()}
         weights = {id(p) for p in net.parameters() if id(p) not in theta_ids}
@@ -85,8 +86,9 @@ class Replica:
         cfg, model, device = setup.config, setup.model, setup.device
         batch_size = cfg.schedule.batch_size
         if batch_size % self.world:
-            raise ReplicaConfigError(f"--batch-size {batch_size} is the batch of the whole job: it must be a "
-                                     f"multiple of the {self.world} processes")
+            raise ReplicaConfigError(
+                f"--batch-size {batch_size} is the batch of the whole job: it must be a multiple of the {self.world} processes"
+            )
         self.local_batch = batch_size // self.world
         self.amp_dtype = torch.bfloat16 if amp == "bf16" else None
         if self.amp_dtype is not None and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -99,8 +101,10 @@ class Replica:
         self.sync_bn = bool(sync_bn and self.world > 1)
         if self.sync_bn:
             if device.type != "cuda":
-                raise ReplicaConfigError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); "
-                                         "on CPU each process normalises its own share of the batch")
+                raise ReplicaConfigError(
+                    "--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); "
+                    "on CPU each process normalises its own share of the batch"
+                )
             # Converts in place below the root and keeps the same Parameter objects, so the optimisers stay valid.
             nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.ddp: nn.Module | None = None
@@ -166,18 +170,18 @@ class Replica:
         dist_util.all_reduce_sum_(t)
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
-    def evaluate(self, model: nn.Module, ds: Any, index: torch.Tensor, batch_size: int, device: torch.device,
-                 workers: int = 0) -> float:
+    def evaluate(
+        self, model: nn.Module, ds: Any, index: torch.Tensor, batch_size: int, device: torch.device, workers: int = 0
+    ) -> float:
         """Top-1 accuracy on ``ds[index]`` split over the ranks, after checking θ and taking rank 0's BN statistics."""
         self.check_theta()
         self.sync_buffers()
-        local = index[self.rank::self.world]
+        local = index[self.rank :: self.world]
         with self.autocast():
             acc = evaluate_model(model, ds, local, batch_size, device, workers)
         if self.world == 1:
             return acc
-        counts = torch.tensor([round(acc * len(local)), len(local)], dtype=torch.float64,
-                              device=self._collective_device())
+        counts = torch.tensor([round(acc * len(local)), len(local)], dtype=torch.float64, device=self._collective_device())
         dist_util.all_reduce_sum_(counts)
         return float(counts[0] / max(counts[1], 1.0))
 
@@ -191,7 +195,8 @@ class Replica:
         if self.world > 1 and not dist_util.ranks_agree(self.theta_vector()):
             raise dist_util.DistributedError(
                 f"θ differs between ranks after epoch {self._epoch + 1}: the ranks went out of step "
-                "(different data, code or PyTorch versions?)")
+                "(different data, code or PyTorch versions?)"
+            )
 
     def sync_buffers(self) -> None:
         """Give every rank rank 0's BatchNorm running statistics (the θ phase updates them locally)."""
@@ -209,18 +214,30 @@ class Replica:
         if key not in self._samplers:
             # One sampler per split; the seeds differ so the two splits are not shuffled alike.
             split = 1 if index is self.setup.w_index else 2 if index is self.setup.theta_index else 3 + len(self._samplers)
-            sampler = DistributedSampler(range(len(index)), num_replicas=self.world, rank=self.rank, shuffle=True,
-                                         seed=self.setup.config.run.seed * 1_000_003 + split * 100_003, drop_last=True)
+            sampler = DistributedSampler(
+                range(len(index)),
+                num_replicas=self.world,
+                rank=self.rank,
+                shuffle=True,
+                seed=self.setup.config.run.seed * 1_000_003 + split * 100_003,
+                drop_last=True,
+            )
             sampler.set_epoch(self._epoch)
             self._samplers[key] = sampler
         return self._samplers[key]
 
     def describe(self) -> dict[str, Any]:
         """What this replica does, for the run's log."""
-        return {"world_size": self.world, "backend": dist_util._dist().get_backend() if self.world > 1 else None,
-                "device": str(self.setup.device), "local_batch": self.local_batch,
-                "amp": "bf16" if self.amp_dtype is not None else "off", "channels_last": self.channels_last,
-                "sync_bn": self.sync_bn, "gumbel_noise": "shared"}
+        return {
+            "world_size": self.world,
+            "backend": dist_util._dist().get_backend() if self.world > 1 else None,
+            "device": str(self.setup.device),
+            "local_batch": self.local_batch,
+            "amp": "bf16" if self.amp_dtype is not None else "off",
+            "channels_last": self.channels_last,
+            "sync_bn": self.sync_bn,
+            "gumbel_noise": "shared",
+        }
 
 
 def attach(setup: Any, amp: str = "off", channels_last: bool = False, sync_bn: bool = False) -> Replica | None:

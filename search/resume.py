@@ -14,9 +14,34 @@ from search.search_config import SearchConfigError, flat_options
 from search.search_setup import SearchSetup
 
 # Options (flat names) that must match between a checkpoint and the config that resumes it.
-_RESUME_FIELDS = ("space", "data", "cost", "mode", "batch_size", "w_split", "subset", "seed", "loss", "alpha", "beta",
-                  "lam", "target", "tau0", "tau_decay", "w_lr", "theta_lr", "image_size", "tau_end", "tau_schedule",
-                  "theta_estimator", "theta_decide", "theta_travel", "weights", "paths", "budget")
+_RESUME_FIELDS = (
+    "space",
+    "data",
+    "cost",
+    "mode",
+    "batch_size",
+    "w_split",
+    "subset",
+    "seed",
+    "loss",
+    "alpha",
+    "beta",
+    "lam",
+    "target",
+    "tau0",
+    "tau_decay",
+    "w_lr",
+    "theta_lr",
+    "image_size",
+    "tau_end",
+    "tau_schedule",
+    "theta_estimator",
+    "theta_decide",
+    "theta_travel",
+    "weights",
+    "paths",
+    "budget",
+)
 # What a checkpoint written before an option existed ran with.
 BEFORE_OPTION = {"weights": "separate", "paths": "theta", "budget": "penalty"}
 
@@ -34,15 +59,18 @@ def checkpoint_state(setup: SearchSetup, epoch: int, history: list[dict[str, Any
     }
 
 
-def restore_checkpoint(setup: SearchSetup, state: dict[str, Any], more_fields: tuple[str, ...] = ()
-                       ) -> tuple[int, list[dict[str, Any]]]:
+def restore_checkpoint(
+    setup: SearchSetup, state: dict[str, Any], more_fields: tuple[str, ...] = ()
+) -> tuple[int, list[dict[str, Any]]]:
     """Load a checkpoint into ``setup``, if it was made with the same ``_RESUME_FIELDS`` (and ``more_fields``)."""
     saved, now = flat_options(state["config"]), setup.config.flat()  # checkpoints from before the split are flat
     saved = {**BEFORE_OPTION, **saved}
     diff = [k for k in (*_RESUME_FIELDS, *more_fields) if saved.get(k) != now[k]]
     if diff:
-        raise SearchConfigError("cannot resume: the checkpoint was made with different "
-                                + ", ".join(f"{k} ({saved.get(k)!r} != {now[k]!r})" for k in diff))
+        raise SearchConfigError(
+            "cannot resume: the checkpoint was made with different "
+            + ", ".join(f"{k} ({saved.get(k)!r} != {now[k]!r})" for k in diff)
+        )
     setup.model.load_state_dict(state["model"])
     setup.w_optimizer.load_state_dict(state["w_optimizer"])
     setup.theta_optimizer.load_state_dict(state["theta_optimizer"])

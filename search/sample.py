@@ -71,8 +71,13 @@ def _load_run(out: Path) -> dict[str, Any]:
     from search.search_config import flat_options
 
     # Flat option names, whichever layout the folder's config.json has (it was split into parts).
-    return {"config": flat_options(rd.read_json(rd.config)), "theta": theta, "costs": rd.read_json(rd.costs),
-            "space": rd.read_json(rd.root / "space.json"), "rundir": rd}
+    return {
+        "config": flat_options(rd.read_json(rd.config)),
+        "theta": theta,
+        "costs": rd.read_json(rd.costs),
+        "space": rd.read_json(rd.root / "space.json"),
+        "rundir": rd,
+    }
 
 
 def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: int | None, batch_size: int) -> None:
@@ -103,8 +108,9 @@ def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: i
             s.supernet_acc = evaluate(model, val, index, batch_size, device)
 
 
-def supernet_accuracies(out: str | Path, architectures: list[list[str]], val_subset: int | None = 2000,
-                        batch_size: int = 256) -> list[float | None]:
+def supernet_accuracies(
+    out: str | Path, architectures: list[list[str]], val_subset: int | None = 2000, batch_size: int = 256
+) -> list[float | None]:
     """Each architecture's accuracy inside a finished search's super net (shared weights, BN recomputed per path).
 
     ``None`` for all of them when the folder has no checkpoint (only its small JSON files were kept).
@@ -115,10 +121,20 @@ def supernet_accuracies(out: str | Path, architectures: list[list[str]], val_sub
     return [s.supernet_acc for s in samples]
 
 
-def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = True, val_subset: int | None = 2000,
-                  batch_size: int = 256, train_epochs: int = 0, train_subset: int | None = None,
-                  progress: ProgressFactory = no_progress, train_config: Any = None, at_target: bool = False,
-                  holdout: int | None = None) -> list[Sample]:
+def sample_search(
+    out: str | Path,
+    k: int = 6,
+    seed: int = 0,
+    evaluate: bool = True,
+    val_subset: int | None = 2000,
+    batch_size: int = 256,
+    train_epochs: int = 0,
+    train_subset: int | None = None,
+    progress: ProgressFactory = no_progress,
+    train_config: Any = None,
+    at_target: bool = False,
+    holdout: int | None = None,
+) -> list[Sample]:
     """Sample ``k`` architectures plus the argmax from a search folder; write and return them ranked by predicted cost.
 
     ``train_config`` (a ``search.train.TrainConfig``): how to train each sample when ``train_epochs`` > 0
@@ -158,9 +174,13 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
     for s in samples:
         arch: Architecture = make_architecture(cfg["space"], space, s.choices)
         pred = predict(arch)
-        s.predicted = {costs.name: costs.arch_cost(space, s.choices), "unit": costs.unit,  # type: ignore[dict-item]
-                       "mmacs": pred.macs / 1e6, "mparams": pred.params / 1e6,
-                       "latency_ms": costs.arch_cost(space, s.choices) if costs.name == "latency" else None}
+        s.predicted = {
+            costs.name: costs.arch_cost(space, s.choices),
+            "unit": costs.unit,  # type: ignore[dict-item]
+            "mmacs": pred.macs / 1e6,
+            "mparams": pred.params / 1e6,
+            "latency_ms": costs.arch_cost(space, s.choices) if costs.name == "latency" else None,
+        }
         s.id = arch.id
     samples.sort(key=lambda s: (s.predicted[costs.name], -s.log_prob))
     if evaluate:
@@ -173,8 +193,9 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
             if train_config is not None:
                 tc = dataclasses.replace(train_config, epochs=train_epochs)
             else:
-                tc = TrainConfig(data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed,
-                                 image_size=cfg.get("image_size"))
+                tc = TrainConfig(
+                    data=cfg["data"], epochs=train_epochs, subset=train_subset, seed=seed, image_size=cfg.get("image_size")
+                )
             if holdout:
                 tc = dataclasses.replace(tc, holdout=holdout)
             s.trained_acc = train_arch(arch, tc, out_dir=run["rundir"].samples, stem=f"{s.id}", progress=progress).accuracy
@@ -190,12 +211,19 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
                 old.unlink()
     index = []
     for rank, s in enumerate(samples):
-        meta = {"predicted": s.predicted, "log_prob": s.log_prob, "argmax": s.is_argmax, "rank": rank,
-                "supernet_acc": s.supernet_acc, "source": f"hwnas sample {out}"}
+        meta = {
+            "predicted": s.predicted,
+            "log_prob": s.log_prob,
+            "argmax": s.is_argmax,
+            "rank": rank,
+            "supernet_acc": s.supernet_acc,
+            "source": f"hwnas sample {out}",
+        }
         if s.trained_acc is not None:
             meta["trained_acc"] = s.trained_acc
-        arch = make_architecture(cfg["space"], space, s.choices, name=f"sample-{rank:02d}" + ("-argmax" if s.is_argmax else ""),
-                                 meta=meta)
+        arch = make_architecture(
+            cfg["space"], space, s.choices, name=f"sample-{rank:02d}" + ("-argmax" if s.is_argmax else ""), meta=meta
+        )
         s.path = rd.samples / f"{rank:02d}_{arch.id}.json"
         if rd.main:
             arch.save(s.path)
@@ -203,10 +231,20 @@ def sample_search(out: str | Path, k: int = 6, seed: int = 0, evaluate: bool = T
     rd.write_json(rd.samples / "index.json", {"cost": costs.name, "unit": costs.unit, "samples": index})
     if at_target and train_epochs > 0 and rd.main:
         best = max(samples, key=lambda s: s.trained_acc or 0.0)
-        make_architecture(cfg["space"], space, best.choices, name="picked", meta={
-            "predicted": best.predicted, "trained_acc": best.trained_acc, "train_epochs": train_epochs,
-            "evaluated_on": f"{holdout} images held out of the training images",
-            "candidates": len(samples), "source": f"hwnas sample {out} --at-target"}).save(rd.root / "picked.json")
+        make_architecture(
+            cfg["space"],
+            space,
+            best.choices,
+            name="picked",
+            meta={
+                "predicted": best.predicted,
+                "trained_acc": best.trained_acc,
+                "train_epochs": train_epochs,
+                "evaluated_on": f"{holdout} images held out of the training images",
+                "candidates": len(samples),
+                "source": f"hwnas sample {out} --at-target",
+            },
+        ).save(rd.root / "picked.json")
     return samples
 
 
@@ -214,16 +252,19 @@ DEFAULT_HOLDOUT = 1000  # training images held out to choose between trained sam
 MAX_TARGET_DRAWS = 100_000
 
 
-def _target_draws(run: dict[str, Any], probs: list[list[float]], cands: list[list[str]], costs: Any, space: Any,
-                  k: int, seed: int) -> dict[tuple[str, ...], bool]:
+def _target_draws(
+    run: dict[str, Any], probs: list[list[float]], cands: list[list[str]], costs: Any, space: Any, k: int, seed: int
+) -> dict[tuple[str, ...], bool]:
     """The found network, then up to ``k`` distinct draws from softmax(θ) inside the target's cost window."""
     from search.arch import Architecture
 
     cfg, rd = run["config"], run["rundir"]
     target = cfg.get("target")
     if cfg.get("loss") != "target" or not target:
-        raise SampleError(f"{rd.root}: --at-target needs a search with a target (hwnas search --target-ms X); "
-                          f"this one used the {cfg.get('loss')} loss")
+        raise SampleError(
+            f"{rd.root}: --at-target needs a search with a target (hwnas search --target-ms X); "
+            f"this one used the {cfg.get('loss')} loss"
+        )
     if not rd.found.is_file():
         raise SampleError(f"{rd.root}: found.json is missing; the search has not finished")
     tol = float(cfg.get("target_tolerance", 0.02))

@@ -93,13 +93,15 @@ class Schedule:
         if self.paths not in PATHS:
             raise SearchConfigError(f"--paths must be one of {', '.join(PATHS)}, not {self.paths!r}")
         if self.paths != "theta" and self.mode != "hard":
-            raise SearchConfigError(f"--paths {self.paths} samples single paths: it needs --mode hard (soft mode runs "
-                                    "every candidate in every step)")
+            raise SearchConfigError(
+                f"--paths {self.paths} samples single paths: it needs --mode hard (soft mode runs every candidate in every step)"
+            )
         if self.weights not in ("separate", "shared"):
             raise SearchConfigError(f"--weights must be separate or shared, not {self.weights!r}")
         if self.theta_estimator not in THETA_ESTIMATORS:
-            raise SearchConfigError(f"--theta-estimator must be one of {', '.join(THETA_ESTIMATORS)}, "
-                                    f"not {self.theta_estimator!r}")
+            raise SearchConfigError(
+                f"--theta-estimator must be one of {', '.join(THETA_ESTIMATORS)}, not {self.theta_estimator!r}"
+            )
         if self.tau_schedule not in TAU_SCHEDULES:
             raise SearchConfigError(f"--tau-schedule must be one of {', '.join(TAU_SCHEDULES)}, not {self.tau_schedule!r}")
         if not (self.tau0 > 0 and self.tau_end > 0):
@@ -176,8 +178,10 @@ class Schedule:
         if n_w < bs:
             raise SearchConfigError(f"the weights' split has {n_w} images, fewer than one batch of {bs}: {hint}")
         if self.epochs > self.num_warmup_epochs and n_theta < bs:
-            raise SearchConfigError(f"the θ split has {n_theta} images ({1 - self.w_split:.0%} of {n_w + n_theta}), "
-                                    f"fewer than one batch of {bs}: θ would never take a step; {hint}")
+            raise SearchConfigError(
+                f"the θ split has {n_theta} images ({1 - self.w_split:.0%} of {n_w + n_theta}), "
+                f"fewer than one batch of {bs}: θ would never take a step; {hint}"
+            )
 
 
 @dataclass
@@ -208,8 +212,7 @@ class CostSource:
 
     def describe(self) -> dict[str, Any]:
         """Where the table came from, for ``costs.json`` (never the token)."""
-        return {"server": self.server, "device": self.device, "runtime": self.runtime, "threads": self.threads,
-                "lut": self.lut}
+        return {"server": self.server, "device": self.device, "runtime": self.runtime, "threads": self.threads, "lut": self.lut}
 
 
 @dataclass
@@ -244,8 +247,9 @@ class Objective:
             raise SearchConfigError("--budget projection holds a target cost: use it with --target-ms (the target loss)")
 
     def loss_config(self) -> LossConfig:
-        return LossConfig(form=self.loss, alpha=self.alpha, beta=self.beta, lam=self.lam, reference=self.reference,
-                          target=self.target)
+        return LossConfig(
+            form=self.loss, alpha=self.alpha, beta=self.beta, lam=self.lam, reference=self.reference, target=self.target
+        )
 
     @property
     def has_target(self) -> bool:
@@ -268,8 +272,9 @@ class RunSettings(DataAndMachine):
 PARTS: dict[str, type] = {"schedule": Schedule, "cost_source": CostSource, "objective": Objective, "run": RunSettings}
 _FLAT_RENAMES = {("cost_source", "kind"): "cost"}
 # flat (command-line) name -> (part, field); the names are unique across the parts.
-_ROUTES: dict[str, tuple[str, str]] = {_FLAT_RENAMES.get((part, f.name), f.name): (part, f.name)
-                                       for part, cls in PARTS.items() for f in dataclasses.fields(cls)}
+_ROUTES: dict[str, tuple[str, str]] = {
+    _FLAT_RENAMES.get((part, f.name), f.name): (part, f.name) for part, cls in PARTS.items() for f in dataclasses.fields(cls)
+}
 
 
 @dataclass
@@ -297,8 +302,11 @@ class SearchConfig:
         Parts start from this class's defaults (a bits search's differ), so only the given
         options change. An unknown name is an error, as a misspelt keyword argument would be.
         """
-        defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)  # type: ignore[misc]
-                    if f.name in PARTS}
+        defaults = {
+            f.name: f.default_factory()
+            for f in dataclasses.fields(cls)  # type: ignore[misc]
+            if f.name in PARTS
+        }
         routed: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
         top: dict[str, Any] = {}
         own = {f.name for f in dataclasses.fields(cls)} - set(PARTS)

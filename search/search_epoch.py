@@ -30,13 +30,15 @@ def _epoch_seed(seed: int, epoch: int, phase: int = 0) -> int:
 
 def entropy_term(model: Any) -> torch.Tensor:
     """Mean over layers of the normalised entropy of ``softmax(θ_l)``, differentiable in θ."""
-    terms = [-(torch.softmax(t, -1) * torch.log_softmax(t, -1)).sum() / math.log(t.numel())
-             for t in model.arch_parameters() if t.numel() > 1]
+    terms = [
+        -(torch.softmax(t, -1) * torch.log_softmax(t, -1)).sum() / math.log(t.numel())
+        for t in model.arch_parameters()
+        if t.numel() > 1
+    ]
     return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
-def _sandwich_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer
-                   ) -> dict[str, float]:
+def _sandwich_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, float]:
     """One weight step on the costliest path, the cheapest and a uniformly random one, gradients averaged.
 
     With ``--paths distill`` only the costliest path learns the labels; the other two learn its predictions
@@ -68,12 +70,18 @@ def _sandwich_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimiz
     optimizer.step()
     lat = model.expected_cost(setup.cost_tensors, setup.costs.fixed)
     correct = (logits.detach().argmax(1) == y).sum()
-    return {"loss": total, "ce": float(ce.detach()), "cost": float(lat.detach()), "correct": float(correct),
-            "n": float(y.shape[0])}
+    return {
+        "loss": total,
+        "ce": float(ce.detach()),
+        "cost": float(lat.detach()),
+        "correct": float(correct),
+        "n": float(y.shape[0]),
+    }
 
 
-def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-               decide: float = 0.0) -> dict[str, float]:
+def train_step(
+    setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, decide: float = 0.0
+) -> dict[str, float]:
     """One step of ``optimizer``; ``decide`` > 0 (θ steps only) adds that times θ's entropy to the loss."""
     model = setup.model
     x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
@@ -88,9 +96,11 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
     # relaxed sample: at a high τ the sample is nearly uniform whatever θ is, and holding *its* cost at a low
     # budget drove every layer to its cheapest candidates before the accuracy signal could say which layers
     # deserve the cost (measured: θ's rank correlation with trained accuracy at equal latency fell to −0.6).
-    held = (model.expected_cost(setup.cost_tensors, setup.costs.fixed, masks=[torch.softmax(t, -1)
-                                                                              for t in model.arch_parameters()])
-            if objective.has_target else lat)
+    held = (
+        model.expected_cost(setup.cost_tensors, setup.costs.fixed, masks=[torch.softmax(t, -1) for t in model.arch_parameters()])
+        if objective.has_target
+        else lat
+    )
     projection = objective.has_target and objective.budget == "projection"
     if projection:
         loss = ce  # the budget is held by projecting θ after the step, not by a term here
@@ -106,13 +116,26 @@ def train_step(setup: SearchSetup, x: torch.Tensor, y: torch.Tensor, optimizer: 
     if theta_step and projection:
         project_theta(setup)
     correct = (logits.detach().argmax(1) == y).sum()
-    return {"loss": float(loss.detach()), "ce": float(ce.detach()), "cost": float(lat.detach()),
-            "correct": float(correct), "n": float(y.shape[0])}
+    return {
+        "loss": float(loss.detach()),
+        "ce": float(ce.detach()),
+        "cost": float(lat.detach()),
+        "correct": float(correct),
+        "n": float(y.shape[0]),
+    }
 
 
-def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optimizer, frozen: list[nn.Parameter],
-           generator: torch.Generator, progress: Progress | None, label: str,
-           when: tuple[float, float] = (0.0, 1.0), decide: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
+def _phase(
+    setup: SearchSetup,
+    index: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    frozen: list[nn.Parameter],
+    generator: torch.Generator,
+    progress: Progress | None,
+    label: str,
+    when: tuple[float, float] = (0.0, 1.0),
+    decide: tuple[float, float] = (0.0, 0.0),
+) -> dict[str, float]:
     """One pass over ``index`` stepping ``optimizer``'s parameters (``frozen`` get no gradient: no backward for them).
 
     ``when``: the span of the search (in epochs, fractional) this pass covers; τ follows the schedule across it.
@@ -131,8 +154,15 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
         total = num_batches(len(index), batch_size, drop_last=True)
         if progress:
             progress.start(label, total)
-        for x, y in iterate_batches(setup.train_set, index, batch_size, shuffle=shuffle, generator=generator,
-                                    workers=setup.config.run.workers, drop_last=True):
+        for x, y in iterate_batches(
+            setup.train_set,
+            index,
+            batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            workers=setup.config.run.workers,
+            drop_last=True,
+        ):
             share = batches / max(total - 1, 1)
             setup.model.temperature = setup.config.schedule.tau(when[0] + (when[1] - when[0]) * batches / max(total, 1))
             r = train_step(setup, x, y, optimizer, decide[0] + (decide[1] - decide[0]) * share)
@@ -147,8 +177,13 @@ def _phase(setup: SearchSetup, index: torch.Tensor, optimizer: torch.optim.Optim
     if setup.replica is not None:
         sums = setup.replica.sum_over_ranks(sums)  # the epoch log covers the whole job's images
     n = max(sums["n"], 1.0)
-    return {"loss": sums["loss"] / n, "ce": sums["ce"] / n, "acc": sums["correct"] / n, "cost": sums["cost"] / n,
-            "batches": batches}
+    return {
+        "loss": sums["loss"] / n,
+        "ce": sums["ce"] / n,
+        "acc": sums["correct"] / n,
+        "cost": sums["cost"] / n,
+        "batches": batches,
+    }
 
 
 def _evaluation_path(setup: SearchSetup) -> contextlib.AbstractContextManager:
@@ -162,8 +197,9 @@ def _evaluation_path(setup: SearchSetup) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(model.fixed_choices(model.argmax_choices()))
-    stack.enter_context(recalibrated_bn(model, setup.train_set, setup.w_index[: run.bn_calibration], sched.batch_size,
-                                        setup.device, run.workers))
+    stack.enter_context(
+        recalibrated_bn(model, setup.train_set, setup.w_index[: run.bn_calibration], sched.batch_size, setup.device, run.workers)
+    )
     return stack
 
 
@@ -172,8 +208,12 @@ def project_theta(setup: SearchSetup) -> None:
     from search.budget import project_logits
 
     theta = setup.model.arch_parameters()
-    logits = project_logits([t.detach().cpu().tolist() for t in theta], [c.tolist() for c in setup.cost_tensors],
-                            setup.costs.fixed, setup.config.objective.target)
+    logits = project_logits(
+        [t.detach().cpu().tolist() for t in theta],
+        [c.tolist() for c in setup.cost_tensors],
+        setup.costs.fixed,
+        setup.config.objective.target,
+    )
     with torch.no_grad():
         for t, v in zip(theta, logits):
             t.copy_(torch.as_tensor(v, dtype=t.dtype, device=t.device))
@@ -209,9 +249,16 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: Progress | None = None
     searching = epoch >= cfg.num_warmup_epochs
     # τ runs through the epoch in step order: the weights' pass first, then θ's, each over its share of images.
     w_share = len(setup.w_index) / (len(setup.w_index) + (len(setup.theta_index) if searching else 0))
-    w = _phase(setup, setup.w_index, setup.w_optimizer, model.arch_parameters(),
-               torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 1)), progress, f"epoch {epoch + 1} weights",
-               when=(epoch, epoch + w_share))
+    w = _phase(
+        setup,
+        setup.w_index,
+        setup.w_optimizer,
+        model.arch_parameters(),
+        torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 1)),
+        progress,
+        f"epoch {epoch + 1} weights",
+        when=(epoch, epoch + w_share),
+    )
     th: dict[str, Any] = {}
     objective = setup.config.objective
     if searching and epoch == cfg.num_warmup_epochs and objective.has_target and objective.target_start:
@@ -222,13 +269,20 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: Progress | None = None
         done = epoch - cfg.num_warmup_epochs
         decide = (cfg.decide_weight(done / span), cfg.decide_weight((done + 1) / span))
         with model.theta_pass(cfg.theta_estimator):  # hard mode: θ sees every candidate (search/mixed.py)
-            th = _phase(setup, setup.theta_index, setup.theta_optimizer, model.weight_parameters(),
-                        torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 2)),
-                        progress, f"epoch {epoch + 1} θ", when=(epoch + w_share, epoch + 1), decide=decide)
+            th = _phase(
+                setup,
+                setup.theta_index,
+                setup.theta_optimizer,
+                model.weight_parameters(),
+                torch.Generator().manual_seed(_epoch_seed(run.seed, epoch, 2)),
+                progress,
+                f"epoch {epoch + 1} θ",
+                when=(epoch + w_share, epoch + 1),
+                decide=decide,
+            )
     with _evaluation_path(setup):
         if setup.replica is not None:  # split over the ranks, after checking θ and taking rank 0's BN statistics
-            val_acc = setup.replica.evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device,
-                                             run.workers)
+            val_acc = setup.replica.evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, run.workers)
         else:
             val_acc = evaluate(model, setup.val_set, setup.val_index, cfg.batch_size, setup.device, run.workers)
     probs = model.probabilities()
@@ -238,8 +292,11 @@ def train_epoch(setup: SearchSetup, epoch: int, progress: Progress | None = None
         "phase": "search" if searching else "warmup",
         "tau": model.temperature,
         "lr": lr,
-        "train_loss": w["loss"], "train_ce": w["ce"], "train_acc": w["acc"],
-        "theta_loss": th.get("loss"), "theta_acc": th.get("acc"),
+        "train_loss": w["loss"],
+        "train_ce": w["ce"],
+        "train_acc": w["acc"],
+        "theta_loss": th.get("loss"),
+        "theta_acc": th.get("acc"),
         "sampled_cost": th.get("cost", w["cost"]),
         "expected_cost": model.distribution_cost(setup.cost_tensors, setup.costs.fixed),
         "val_acc": val_acc,

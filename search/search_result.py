@@ -57,16 +57,29 @@ class SearchResult:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "argmax": self.argmax, "argmax_cost": self.argmax_cost, "unit": self.unit,
-                "found": self.found, "found_cost": self.found_cost, "theta_entropy": self.theta_entropy,
-                "val_acc": self.val_acc, "seconds": self.seconds, "warnings": self.warnings}
+        return {
+            "epochs": self.epochs,
+            "argmax": self.argmax,
+            "argmax_cost": self.argmax_cost,
+            "unit": self.unit,
+            "found": self.found,
+            "found_cost": self.found_cost,
+            "theta_entropy": self.theta_entropy,
+            "val_acc": self.val_acc,
+            "seconds": self.seconds,
+            "warnings": self.warnings,
+        }
 
 
 def argmax_architecture(setup: SearchSetup, choices: list[str], cost: float) -> Any:
     """The argmax choices as an architecture document with its predicted cost."""
-    return make_architecture(setup.config.space, setup.space, choices, name="argmax",
-                             meta={"predicted": {setup.costs.name: cost, "unit": setup.costs.unit},
-                                   "source": "hwnas search (argmax of θ)"})
+    return make_architecture(
+        setup.config.space,
+        setup.space,
+        choices,
+        name="argmax",
+        meta={"predicted": {setup.costs.name: cost, "unit": setup.costs.unit}, "source": "hwnas search (argmax of θ)"},
+    )
 
 
 def accuracy_fall(history: list[dict[str, Any]], drop: float = ACC_FALL) -> str | None:
@@ -78,9 +91,11 @@ def accuracy_fall(history: list[dict[str, Any]], drop: float = ACC_FALL) -> str 
     last = scored[-1][1]
     if best - last < drop:
         return None
-    return (f"the super net's validation accuracy fell from {best:.3f} (epoch {best_epoch + 1}) to {last:.3f}: θ was "
-            "steered by a super net that got worse. In soft mode its batch-norm statistics mix every candidate; "
-            "a lower --theta-lr, a longer warm-up (--warmup-epochs) or more images usually keep it learning")
+    return (
+        f"the super net's validation accuracy fell from {best:.3f} (epoch {best_epoch + 1}) to {last:.3f}: θ was "
+        "steered by a super net that got worse. In soft mode its batch-norm statistics mix every candidate; "
+        "a lower --theta-lr, a longer warm-up (--warmup-epochs) or more images usually keep it learning"
+    )
 
 
 def found_network(setup: SearchSetup, history: list[dict[str, Any]]) -> tuple[list[str], float, list[str]]:
@@ -98,24 +113,34 @@ def found_network(setup: SearchSetup, history: list[dict[str, Any]]) -> tuple[li
     if not searched:
         warnings.append("θ was never trained: every epoch was warm-up (lower --warmup-epochs or raise --epochs)")
     elif last["theta_entropy"] > UNMOVED_ENTROPY:
-        warnings.append(f"θ barely moved: mean normalised entropy {last['theta_entropy']:.2f} (1.0 is uniform), so the "
-                        "result is close to a random draw; give the search more epochs or images, or a larger --theta-lr")
+        warnings.append(
+            f"θ barely moved: mean normalised entropy {last['theta_entropy']:.2f} (1.0 is uniform), so the "
+            "result is close to a random draw; give the search more epochs or images, or a larger --theta-lr"
+        )
     chance = 1.0 / max(setup.info.num_classes, 1)
     if last["train_acc"] < UNTRAINED_ACC_FACTOR * chance:
-        hint = ("hard mode trains one random path per step and needs far longer searches; use --mode soft"
-                if sched.mode == "hard" else "give the search more epochs or images")
-        warnings.append(f"the super net barely learned (training accuracy {last['train_acc']:.0%}, chance "
-                        f"{chance:.0%}): θ read no accuracy signal and followed the cost alone; {hint}")
+        hint = (
+            "hard mode trains one random path per step and needs far longer searches; use --mode soft"
+            if sched.mode == "hard"
+            else "give the search more epochs or images"
+        )
+        warnings.append(
+            f"the super net barely learned (training accuracy {last['train_acc']:.0%}, chance "
+            f"{chance:.0%}): θ read no accuracy signal and followed the cost alone; {hint}"
+        )
     fell = accuracy_fall(history)
     if fell:
         warnings.append(fell)
     if not objective.has_target:
         return list(last["argmax"]), float(last["argmax_cost"]), warnings
     probs = [p.tolist() for p in setup.model.probabilities()]
-    choice, inside = nearest_most_likely(probs, setup.costs.layer_costs, setup.costs.fixed, objective.target,
-                                         objective.target_tolerance)
+    choice, inside = nearest_most_likely(
+        probs, setup.costs.layer_costs, setup.costs.fixed, objective.target, objective.target_tolerance
+    )
     if not inside:
-        warnings.append(f"no architecture of this space costs within ±{objective.target_tolerance:.0%} of the target "
-                        f"{objective.target:g} {setup.costs.unit}: shipping the nearest, at {choice.cost:.4g}")
+        warnings.append(
+            f"no architecture of this space costs within ±{objective.target_tolerance:.0%} of the target "
+            f"{objective.target:g} {setup.costs.unit}: shipping the nearest, at {choice.cost:.4g}"
+        )
     names = [layer.candidates[j] for layer, j in zip(setup.space.layers(), choice.index)]
     return names, choice.cost, warnings

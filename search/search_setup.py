@@ -51,10 +51,13 @@ def cost_table(cost_model, space, source: CostSource | None = None) -> CostTable
         for k in ("device", "runtime", "threads", "overhead_ms"):
             if table is not None and getattr(table, k, None) is not None:
                 where[f"table_{k}"] = getattr(table, k)
-    return CostTable(name=getattr(cost_model, "name", source.kind if source else "cost"),
-                     unit=getattr(cost_model, "unit", ""),
-                     layer_costs=[[float(c) for c in row] for row in cost_model.layer_costs(space)],
-                     fixed=float(cost_model.fixed_cost(space)), source=where)
+    return CostTable(
+        name=getattr(cost_model, "name", source.kind if source else "cost"),
+        unit=getattr(cost_model, "unit", ""),
+        layer_costs=[[float(c) for c in row] for row in cost_model.layer_costs(space)],
+        fixed=float(cost_model.fixed_cost(space)),
+        source=where,
+    )
 
 
 @dataclass
@@ -94,8 +97,9 @@ def _space_for_data(space_name: str, info: DatasetInfo):
     c, h, w = info.input_shape
     if tuple(space.input_shape) != (c, h, w) or space.classes != info.num_classes:
         if space.input_shape[0] != c:
-            raise SearchConfigError(f"space {space.name!r} takes {space.input_shape[0]}-channel input, "
-                                    f"data set {info.name!r} has {c} channels")
+            raise SearchConfigError(
+                f"space {space.name!r} takes {space.input_shape[0]}-channel input, data set {info.name!r} has {c} channels"
+            )
         # Same stage table at the data set's size and class count.
         space = space.with_input((h, w), info.num_classes)
     return space
@@ -111,13 +115,15 @@ def _default_theta_optimizer(params: list[nn.Parameter], config: SearchConfig, l
     return torch.optim.Adam(params, lr=lr, weight_decay=config.schedule.theta_wd)
 
 
-def build_setup(config: SearchConfig, cost_model=None, *,
-                make_space: Callable[[SearchConfig, DatasetInfo], Any] | None = None,
-                make_cost: Callable[[SearchConfig], Any] | None = None,
-                make_supernet: Callable[[Any, SearchConfig], nn.Module] | None = None,
-                make_theta_optimizer: Callable[[list[nn.Parameter], SearchConfig, float], torch.optim.Optimizer]
-                | None = None,
-                ) -> SearchSetup:
+def build_setup(
+    config: SearchConfig,
+    cost_model=None,
+    *,
+    make_space: Callable[[SearchConfig, DatasetInfo], Any] | None = None,
+    make_cost: Callable[[SearchConfig], Any] | None = None,
+    make_supernet: Callable[[Any, SearchConfig], nn.Module] | None = None,
+    make_theta_optimizer: Callable[[list[nn.Parameter], SearchConfig, float], torch.optim.Optimizer] | None = None,
+) -> SearchSetup:
     """Load data, build the cost table, the super net and both optimisers (no file I/O).
 
     The hooks let another search (the bits search, ``search.quant.searcher``) reuse all of it:
@@ -153,8 +159,7 @@ def build_setup(config: SearchConfig, cost_model=None, *,
 
     torch.manual_seed(run.seed)  # weight initialisation
     model = (make_supernet or _default_supernet)(space, config).to(device)
-    w_opt = torch.optim.SGD(model.weight_parameters(), lr=sched.w_lr, momentum=sched.w_momentum,
-                            weight_decay=sched.w_wd)
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=sched.w_lr, momentum=sched.w_momentum, weight_decay=sched.w_wd)
     t_opt = (make_theta_optimizer or _default_theta_optimizer)(model.arch_parameters(), config, theta_lr)
     cost_tensors = model.cost_tensors(costs.layer_costs)
     uniform = model.distribution_cost(cost_tensors, costs.fixed)  # θ starts uniform
@@ -162,9 +167,13 @@ def build_setup(config: SearchConfig, cost_model=None, *,
         # Only FBNet's (log LAT)^β needs a unit scale (and LAT > 0): the target and additive losses take any sign, and
         # a calibrated table can price its cheapest networks below 0 ms (a demo calibration of scale 1.4 and offset
         # −0.015 ms did, and the target search stopped here).
-        scale = (objective.cost_scale if objective.cost_scale is not None
-                 else default_cost_scale(uniform, costs.min_cost(), objective.beta) if objective.loss == "fbnet"
-                 else 1.0)
+        scale = (
+            objective.cost_scale
+            if objective.cost_scale is not None
+            else default_cost_scale(uniform, costs.min_cost(), objective.beta)
+            if objective.loss == "fbnet"
+            else 1.0
+        )
     except ValueError as exc:
         raise SearchConfigError(str(exc)) from None
     reference = objective.reference or uniform
@@ -174,10 +183,29 @@ def build_setup(config: SearchConfig, cost_model=None, *,
     else:
         val_index = torch.arange(len(val_set))
     if sched.paths in ("sandwich", "distill") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SearchConfigError("--paths sandwich runs three paths per weight step and is not yet made to work with "
-                                "DistributedDataParallel: use --paths uniform with --nproc > 1")
-    setup = SearchSetup(config, space, info, train_set, val_set, perm[:n_w], theta_index, val_index,
-                        model, w_opt, t_opt, costs, cost_tensors, scale, reference, device, theta_lr)
+        raise SearchConfigError(
+            "--paths sandwich runs three paths per weight step and is not yet made to work with "
+            "DistributedDataParallel: use --paths uniform with --nproc > 1"
+        )
+    setup = SearchSetup(
+        config,
+        space,
+        info,
+        train_set,
+        val_set,
+        perm[:n_w],
+        theta_index,
+        val_index,
+        model,
+        w_opt,
+        t_opt,
+        costs,
+        cost_tensors,
+        scale,
+        reference,
+        device,
+        theta_lr,
+    )
     from search.replica import ReplicaConfigError, attach
 
     try:  # DDP, data shards, AMP, channels_last (search/replica.py); None for a plain single process

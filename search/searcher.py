@@ -58,8 +58,14 @@ def open_rundir(config: SearchConfig) -> RunDir:
     return rundir
 
 
-def run_epochs(setup: SearchSetup, rundir: RunDir, start: int, history: list[dict[str, Any]],
-               on_epoch_end: EpochCallback | None = None, progress: ProgressFactory = no_progress) -> float:
+def run_epochs(
+    setup: SearchSetup,
+    rundir: RunDir,
+    start: int,
+    history: list[dict[str, Any]],
+    on_epoch_end: EpochCallback | None = None,
+    progress: ProgressFactory = no_progress,
+) -> float:
     """Epochs ``start`` to ``config.epochs``, each checkpointed and logged to ``theta.json``; appends to ``history``.
 
     Returns the ``time.perf_counter()`` at which the search would have started had it run in one
@@ -79,8 +85,13 @@ def run_epochs(setup: SearchSetup, rundir: RunDir, start: int, history: list[dic
     return t_start
 
 
-def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallback | None = None,
-               progress: ProgressFactory = no_progress, on_finish: RunFinished | None = None) -> SearchResult:
+def run_search(
+    config: SearchConfig,
+    cost_model=None,
+    on_epoch_end: EpochCallback | None = None,
+    progress: ProgressFactory = no_progress,
+    on_finish: RunFinished | None = None,
+) -> SearchResult:
     """Run (or resume) a search into ``config.out``; ``on_epoch_end(epoch, entry)`` runs after each checkpoint.
 
     ``progress`` shows the epochs (``search.hooks``); ``on_finish(folder)`` runs on rank 0 once the results are
@@ -94,24 +105,52 @@ def run_search(config: SearchConfig, cost_model=None, on_epoch_end: EpochCallbac
     rundir.mkdir()
     rundir.write_json(rundir.config, config.to_dict())
     rundir.write_json(rundir.root / "space.json", setup.space.to_dict())
-    rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [l.candidates for l in setup.space.layers()],
-                                     "cost_scale": setup.cost_scale, "reference": setup.reference})
+    rundir.write_json(
+        rundir.costs,
+        {
+            **setup.costs.to_dict(),
+            "candidates": [l.candidates for l in setup.space.layers()],
+            "cost_scale": setup.cost_scale,
+            "reference": setup.reference,
+        },
+    )
     t_start = run_epochs(setup, rundir, start, history, on_epoch_end, progress)
     last = history[-1]
     arch = argmax_architecture(setup, last["argmax"], last["argmax_cost"])
     found, found_cost, warnings = found_network(setup, history)
-    result = SearchResult(out=rundir.root, epochs=config.schedule.epochs, history=history, argmax=last["argmax"],
-                          argmax_cost=last["argmax_cost"], unit=setup.costs.unit, val_acc=last["val_acc"],
-                          seconds=time.perf_counter() - t_start, architecture=arch, found=found, found_cost=found_cost,
-                          theta_entropy=last["theta_entropy"], warnings=warnings)
+    result = SearchResult(
+        out=rundir.root,
+        epochs=config.schedule.epochs,
+        history=history,
+        argmax=last["argmax"],
+        argmax_cost=last["argmax_cost"],
+        unit=setup.costs.unit,
+        val_acc=last["val_acc"],
+        seconds=time.perf_counter() - t_start,
+        architecture=arch,
+        found=found,
+        found_cost=found_cost,
+        theta_entropy=last["theta_entropy"],
+        warnings=warnings,
+    )
     if rundir.main:
         arch.save(rundir.argmax)
-        source = ("hwnas search (most likely under θ within the target)" if config.objective.loss == "target"
-                  else "hwnas search (argmax of θ)")
-        make_architecture(config.space, setup.space, found, name="found",
-                          meta={"predicted": {setup.costs.name: found_cost, "unit": setup.costs.unit},
-                                "target": config.objective.target if config.objective.loss == "target" else None,
-                                "source": source}).save(rundir.found)
+        source = (
+            "hwnas search (most likely under θ within the target)"
+            if config.objective.loss == "target"
+            else "hwnas search (argmax of θ)"
+        )
+        make_architecture(
+            config.space,
+            setup.space,
+            found,
+            name="found",
+            meta={
+                "predicted": {setup.costs.name: found_cost, "unit": setup.costs.unit},
+                "target": config.objective.target if config.objective.loss == "target" else None,
+                "source": source,
+            },
+        ).save(rundir.found)
         rundir.write_json(rundir.result, result.summary())
         if on_finish is not None:
             on_finish(rundir.root)

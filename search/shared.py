@@ -42,8 +42,7 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, n: int) -> torch.Tensor:
         bn.num_batches_tracked.add_(1)
         factor = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
     use_batch = bn.training or not bn.track_running_stats
-    return F.batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n], bn.bias[:n], use_batch, factor,
-                        bn.eps)
+    return F.batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n], bn.bias[:n], use_batch, factor, bn.eps)
 
 
 def _block_diagonal(w: torch.Tensor, groups: int) -> torch.Tensor:
@@ -51,7 +50,7 @@ def _block_diagonal(w: torch.Tensor, groups: int) -> torch.Tensor:
     if groups == 1:
         return w
     r, c = w.shape[0] // groups, w.shape[1] // groups
-    return torch.cat([w[i * r:(i + 1) * r, i * c:(i + 1) * c] for i in range(groups)], dim=0)
+    return torch.cat([w[i * r : (i + 1) * r, i * c : (i + 1) * c] for i in range(groups)], dim=0)
 
 
 def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -60,9 +59,13 @@ def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _sliced_bn_state(bn: nn.BatchNorm2d, n: int, prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.weight": bn.weight[:n].detach().clone(), f"{prefix}.bias": bn.bias[:n].detach().clone(),
-            f"{prefix}.running_mean": bn.running_mean[:n].clone(), f"{prefix}.running_var": bn.running_var[:n].clone(),
-            f"{prefix}.num_batches_tracked": bn.num_batches_tracked.clone()}
+    return {
+        f"{prefix}.weight": bn.weight[:n].detach().clone(),
+        f"{prefix}.bias": bn.bias[:n].detach().clone(),
+        f"{prefix}.running_mean": bn.running_mean[:n].clone(),
+        f"{prefix}.running_var": bn.running_var[:n].clone(),
+        f"{prefix}.num_batches_tracked": bn.num_batches_tracked.clone(),
+    }
 
 
 def _conv_weight(shape: tuple[int, ...]) -> nn.Parameter:
@@ -78,8 +81,7 @@ class SharedMixedOp(nn.Module):
         super().__init__()
         bad = [c for c, s in zip(candidates, specs) if s.block not in SHAREABLE]
         if bad:
-            raise SharingError(f"candidates {', '.join(bad)} cannot share weights (shareable blocks: "
-                               f"{', '.join(SHAREABLE)})")
+            raise SharingError(f"candidates {', '.join(bad)} cannot share weights (shareable blocks: {', '.join(SHAREABLE)})")
         self.names = list(candidates)
         self.specs = list(specs)
         n, c, h, w = specs[0].shape
@@ -109,8 +111,11 @@ class SharedMixedOp(nn.Module):
     def _ir_weights(self, spec: OpSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k, g, mid = spec.get("k"), spec.get("g", 1) or 1, self.in_ch * spec.get("e")
         off = (self.kmax - k) // 2
-        return (_block_diagonal(self.pw[:mid], g), self.dw[:mid, :, off:off + k, off:off + k],
-                _block_diagonal(self.pwl[:, :mid], g))
+        return (
+            _block_diagonal(self.pw[:mid], g),
+            self.dw[:mid, :, off : off + k, off : off + k],
+            _block_diagonal(self.pwl[:, :mid], g),
+        )
 
     def run(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Candidate ``index`` on ``x``."""
@@ -126,8 +131,11 @@ class SharedMixedOp(nn.Module):
             return x + y if self.stride == 1 and self.in_ch == self.out_ch else y
         if spec.block in ("maxpool", "avgpool"):
             k = spec.get("k")
-            y = (F.max_pool2d(x, k, self.stride, k // 2) if spec.block == "maxpool"
-                 else F.avg_pool2d(x, k, self.stride, k // 2, count_include_pad=False))
+            y = (
+                F.max_pool2d(x, k, self.stride, k // 2)
+                if spec.block == "maxpool"
+                else F.avg_pool2d(x, k, self.stride, k // 2, count_include_pad=False)
+            )
             return F.relu(_bn(F.conv2d(y, self.proj), self.proj_bn, self.out_ch)) if self._needs_projection(spec) else y
         if spec.block == "skip" and self._needs_projection(spec):
             return F.relu(_bn(F.conv2d(x, self.proj, stride=self.stride), self.proj_bn, self.out_ch))
@@ -148,9 +156,14 @@ class SharedMixedOp(nn.Module):
         if spec.block == "ir":
             mid = self.in_ch * spec.get("e")
             pw, dw, pwl = (w.detach().clone() for w in self._ir_weights(spec))
-            return {"pw.0.weight": pw, **_sliced_bn_state(self.pw_bn, mid, "pw.1"),
-                    "dw.0.weight": dw, **_sliced_bn_state(self.dw_bn, mid, "dw.1"),
-                    "pwl.0.weight": pwl, **_sliced_bn_state(self.pwl_bn, self.out_ch, "pwl.1")}
+            return {
+                "pw.0.weight": pw,
+                **_sliced_bn_state(self.pw_bn, mid, "pw.1"),
+                "dw.0.weight": dw,
+                **_sliced_bn_state(self.dw_bn, mid, "dw.1"),
+                "pwl.0.weight": pwl,
+                **_sliced_bn_state(self.pwl_bn, self.out_ch, "pwl.1"),
+            }
         if self._needs_projection(spec):
             return {"proj.0.weight": self.proj.detach().clone(), **_sliced_bn_state(self.proj_bn, self.out_ch, "proj.1")}
         return {}

@@ -259,7 +259,9 @@ class SearchSpace:
         for i, st in enumerate(d.stages):
             cands = st.candidates or d.candidates
             if not cands:
-                raise SpaceError(label, f"stages[{i}].candidates", "no candidates (give the stage or the space a candidates list)")
+                raise SpaceError(
+                    label, f"stages[{i}].candidates", "no candidates (give the stage or the space a candidates list)"
+                )
             if len(set(cands)) != len(cands):
                 raise SpaceError(label, f"stages[{i}].candidates", f"repeated candidate in {cands}")
             stages.append(Stage(st.channels, st.repeats, st.stride, tuple(cands), st.name))

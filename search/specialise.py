@@ -38,9 +38,16 @@ class Specialised:
     window: tuple[float, float] = (0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "target_ms": self.target_ms, "choices": self.choices,
-                "supernet_acc": self.supernet_acc, "predicted_ms": self.predicted_ms, "evaluated": self.evaluated,
-                "seconds": self.seconds, "window_ms": list(self.window)}
+        return {
+            "device": self.device,
+            "target_ms": self.target_ms,
+            "choices": self.choices,
+            "supernet_acc": self.supernet_acc,
+            "predicted_ms": self.predicted_ms,
+            "evaluated": self.evaluated,
+            "seconds": self.seconds,
+            "window_ms": list(self.window),
+        }
 
 
 @dataclass
@@ -83,14 +90,15 @@ class ChildScorer:
         if subset and subset < len(full):
             unseen = perm[subset:]  # load_dataset's seeded subset is perm[:subset]
         else:  # trained on every image: the θ split, which the weights never saw (search.search_setup.build_setup)
-            unseen = perm[int(round(cfg.get("w_split", 0.8) * len(full))):]
+            unseen = perm[int(round(cfg.get("w_split", 0.8) * len(full))) :]
         need = self.val_images + self.calib_images
         if len(unseen) < need:
-            raise SpecialiseError(f"only {len(unseen)} training images are unseen by the super net; "
-                                  f"--val-images + --calib-images need {need}")
+            raise SpecialiseError(
+                f"only {len(unseen)} training images are unseen by the super net; --val-images + --calib-images need {need}"
+            )
         self.data = full
         self.val_index = unseen[: self.val_images]
-        self.calib_index = unseen[self.val_images: need]
+        self.calib_index = unseen[self.val_images : need]
         self.candidates = [layer.candidates for layer in self.space.layers()]
 
     def scores(self, choices: Sequence[str]) -> tuple[float, float]:
@@ -100,8 +108,11 @@ class ChildScorer:
         key = tuple(choices)
         if key not in self.cache:
             cpu = torch.device("cpu")
-            with torch.no_grad(), self.model.fixed_choices(list(choices)), recalibrated_bn(
-                    self.model, self.data, self.calib_index, self.batch_size, cpu):
+            with (
+                torch.no_grad(),
+                self.model.fixed_choices(list(choices)),
+                recalibrated_bn(self.model, self.data, self.calib_index, self.batch_size, cpu),
+            ):
                 self.cache[key] = evaluate_scores(self.model, self.data, self.val_index, self.batch_size, cpu)
         return self.cache[key]
 
@@ -111,8 +122,17 @@ class ChildScorer:
         return acc if self.metric == "accuracy" else -ce
 
 
-def evolve(score: Callable[[Sequence[str]], float], costs: Any, candidates: list[list[str]], lo: float, hi: float,
-           population: int = 12, generations: int = 6, mutate_p: float = 0.25, seed: int = 0) -> tuple[list[str], float, int]:
+def evolve(
+    score: Callable[[Sequence[str]], float],
+    costs: Any,
+    candidates: list[list[str]],
+    lo: float,
+    hi: float,
+    population: int = 12,
+    generations: int = 6,
+    mutate_p: float = 0.25,
+    seed: int = 0,
+) -> tuple[list[str], float, int]:
     """The best-scoring network with ``lo ≤ cost ≤ hi`` an evolutionary search finds: (choices, score, evaluated).
 
     Starts from networks drawn uniformly inside the window; each generation breeds children of the better half
@@ -135,8 +155,9 @@ def evolve(score: Callable[[Sequence[str]], float], costs: Any, candidates: list
             if len(children) == population:
                 break
             a, b = rng.choice(parents), rng.choice(parents)
-            child = tuple(rng.choice(candidates[i]) if rng.random() < mutate_p else rng.choice((a[i], b[i]))
-                          for i in range(len(candidates)))
+            child = tuple(
+                rng.choice(candidates[i]) if rng.random() < mutate_p else rng.choice((a[i], b[i])) for i in range(len(candidates))
+            )
             if child not in scored and child not in children and lo <= cost(child) <= hi:
                 children.append(child)
         for c in children:
@@ -147,9 +168,16 @@ def evolve(score: Callable[[Sequence[str]], float], costs: Any, candidates: list
     return list(best), scored[best], len(scored)
 
 
-def specialise(scorer: ChildScorer, tables: dict[str, Any], targets: list[tuple[str, float]], tol: float = 0.05,
-               population: int = 12, generations: int = 6, seed: int = 0,
-               log: Callable[[str], None] = lambda _: None) -> list[Specialised]:
+def specialise(
+    scorer: ChildScorer,
+    tables: dict[str, Any],
+    targets: list[tuple[str, float]],
+    tol: float = 0.05,
+    population: int = 12,
+    generations: int = 6,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[Specialised]:
     """One child per (device, target_ms) in ``targets``; ``tables`` maps every device to its ``LatencyTable``."""
     from search.cost import LatencyCost
     from search.search_setup import cost_table
@@ -160,7 +188,17 @@ def specialise(scorer: ChildScorer, tables: dict[str, Any], targets: list[tuple[
         t0 = time.perf_counter()
         lo, hi = target * (1 - tol), target * (1 + tol)
         choices, acc, n = evolve(scorer.score, costs[device], scorer.candidates, lo, hi, population, generations, seed)
-        out.append(Specialised(device, target, choices, acc, {d: c.arch_cost(scorer.space, choices) for d, c in costs.items()},
-                               n, time.perf_counter() - t0, (lo, hi)))
+        out.append(
+            Specialised(
+                device,
+                target,
+                choices,
+                acc,
+                {d: c.arch_cost(scorer.space, choices) for d, c in costs.items()},
+                n,
+                time.perf_counter() - t0,
+                (lo, hi),
+            )
+        )
         log(f"{device} @ {target:g} ms: super-net accuracy {acc:.4f} after {n} children ({out[-1].seconds:.0f} s)")
     return out

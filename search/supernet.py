@@ -68,8 +68,9 @@ class SuperNet(MixedNet, nn.Module):
         # fixed_specs(): the stem first, then the head parts (head conv, pool + classifier).
         self.stem = build_op(fixed[0])
         if weights == "shared":  # one weight set per layer, sliced by its candidates (search/shared.py)
-            self.mixed = nn.ModuleList(SharedMixedOp(layer.candidates, [layer.spec(c) for c in layer.candidates])
-                                       for layer in self.layers_info)
+            self.mixed = nn.ModuleList(
+                SharedMixedOp(layer.candidates, [layer.spec(c) for c in layer.candidates]) for layer in self.layers_info
+            )
         else:
             self.mixed = nn.ModuleList(
                 MixedOp(layer.candidates, [build_op(layer.spec(c)) for c in layer.candidates]) for layer in self.layers_info
@@ -103,8 +104,9 @@ class SuperNet(MixedNet, nn.Module):
     # ------------------------------------------------------------------ masks
     def _masks(self) -> tuple[list[torch.Tensor], list[int] | None]:
         if self._fixed is not None:
-            masks = [nn.functional.one_hot(torch.tensor(i), len(t)).to(t.dtype).to(t.device)
-                     for i, t in zip(self._fixed, self.theta)]
+            masks = [
+                nn.functional.one_hot(torch.tensor(i), len(t)).to(t.dtype).to(t.device) for i, t in zip(self._fixed, self.theta)
+            ]
             return masks, list(self._fixed)
         if not self.training:
             if self.mode == "soft":

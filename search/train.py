@@ -78,18 +78,22 @@ def at_chance(accuracy: float, classes: int) -> bool:
     return classes > 1 and accuracy < 1.5 / classes
 
 
-def chance_hint(accuracy: float, classes: int, options: str = "longer (--epochs), on more images (--subset), or with a "
-                "lower --lr") -> str:
+def chance_hint(
+    accuracy: float, classes: int, options: str = "longer (--epochs), on more images (--subset), or with a lower --lr"
+) -> str:
     """The warning shown when a trained network is at chance level, naming the options to change."""
-    return (f"accuracy {accuracy:.3f} is chance level for {classes} classes ({1 / classes:.3f}): the network learned "
-            f"nothing; train {options}")
+    return (
+        f"accuracy {accuracy:.3f} is chance level for {classes} classes ({1 / classes:.3f}): the network learned "
+        f"nothing; train {options}"
+    )
 
 
 def _check_fit(space, info) -> None:
     c, h, w = info.input_shape
     if tuple(space.input_shape) != (c, h, w):
-        raise TrainError(f"architecture takes {'x'.join(map(str, space.input_shape))} input, "
-                         f"data set {info.name!r} has {c}x{h}x{w}")
+        raise TrainError(
+            f"architecture takes {'x'.join(map(str, space.input_shape))} input, data set {info.name!r} has {c}x{h}x{w}"
+        )
     if space.classes != info.num_classes:
         raise TrainError(f"architecture has {space.classes} classes, data set {info.name!r} has {info.num_classes}")
 
@@ -101,8 +105,14 @@ def torch_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainConfig,
-                progress: Progress | None = None, label: str | None = None) -> list[dict[str, Any]]:
+def train_model(
+    model: nn.Module,
+    train_set: Any,
+    val_set: Any,
+    config: TrainConfig,
+    progress: Progress | None = None,
+    label: str | None = None,
+) -> list[dict[str, Any]]:
     """Train ``model`` in place (SGD + Nesterov momentum, one per-step cosine cycle); one log entry per epoch.
 
     ``label`` names the run in the progress bar and its epoch lines (``hwnas quant-train`` passes
@@ -112,13 +122,20 @@ def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainCon
 
     device = torch_device(config.torch_device)
     model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.wd,
-                          nesterov=config.momentum > 0)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.wd, nesterov=config.momentum > 0
+    )
     steps_per_epoch = num_batches(len(train_set), config.batch_size, drop_last=True)
     # Per-step cosine: short runs (a few epochs) still anneal smoothly.
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(1, config.epochs * steps_per_epoch),
-                                                pct_start=0.15, anneal_strategy="cos", div_factor=10.0,
-                                                final_div_factor=100.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=config.lr,
+        total_steps=max(1, config.epochs * steps_per_epoch),
+        pct_start=0.15,
+        anneal_strategy="cos",
+        div_factor=10.0,
+        final_div_factor=100.0,
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     index, val_index = torch.arange(len(train_set)), torch.arange(len(val_set))
     line_prefix = f"{label} " if label else ""
@@ -145,19 +162,31 @@ def train_model(model: nn.Module, train_set: Any, val_set: Any, config: TrainCon
             if progress:
                 progress.advance(loss=float(loss.detach()), acc=correct / seen)
         last = epoch == config.epochs - 1
-        acc = (evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
-               if config.eval_every_epoch or last else None)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                        "val_acc": acc, "seconds": time.perf_counter() - te})
+        acc = (
+            evaluate_model(model, val_set, val_index, config.batch_size, device, config.workers)
+            if config.eval_every_epoch or last
+            else None
+        )
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "val_acc": acc,
+                "seconds": time.perf_counter() - te,
+            }
+        )
         if progress:
             tested = f"{'holdout' if config.holdout else 'test'}-acc {acc:.4f}  " if acc is not None else ""
-            progress.line(f"{line_prefix}epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  {tested}"
-                          f"{time.perf_counter() - te:.0f}s")
+            progress.line(
+                f"{line_prefix}epoch {epoch + 1}: train-acc {correct / max(seen, 1):.4f}  {tested}{time.perf_counter() - te:.0f}s"
+            )
     return history
 
 
-def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str | None = None,
-               progress: ProgressFactory = no_progress) -> TrainResult:
+def train_arch(
+    arch, config: TrainConfig, out_dir: str | Path = ".", stem: str | None = None, progress: ProgressFactory = no_progress
+) -> TrainResult:
     """Train ``arch`` (an ``Architecture``) from scratch on ``config.data``; save weights and a report.
 
     ``progress`` shows the epochs while ``config.progress`` is on (``search.hooks``).
@@ -167,20 +196,20 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     if config.validation_images:
-        rest, _ = split_holdout(load_dataset(config.data, "train", image_size=config.image_size),
-                                config.validation_images, config.validation_seed)
+        rest, _ = split_holdout(
+            load_dataset(config.data, "train", image_size=config.image_size), config.validation_images, config.validation_seed
+        )
         train_set = random_subset(rest, config.subset, config.seed) if config.subset else rest
     else:
-        train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size,
-                                 seed=config.seed)
+        train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
     if config.holdout:
         if config.holdout >= len(train_set):
-            raise TrainError(f"--holdout {config.holdout} leaves nothing to train on: the training set has "
-                             f"{len(train_set)} images")
+            raise TrainError(
+                f"--holdout {config.holdout} leaves nothing to train on: the training set has {len(train_set)} images"
+            )
         train_set, val_set = split_holdout(train_set, config.holdout, config.seed)
     else:
-        val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size,
-                               seed=config.seed)
+        val_set = load_dataset(config.data, "test", subset=config.val_subset, image_size=config.image_size, seed=config.seed)
     space = arch.resolve_space()
     _check_fit(space, dataset_info(train_set))
 
@@ -199,14 +228,24 @@ def train_arch(arch, config: TrainConfig, out_dir: str | Path = ".", stem: str |
     report = out / f"{stem}.train.json"
     if rd.main:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-    rd.write_json(report, {
-        "architecture": arch.to_dict(), "id": arch.id, "accuracy": history[-1]["val_acc"], "test_images": len(val_set),
-        "evaluated_on": "holdout" if config.holdout else "test",
-        "train_images": len(train_set), "weights": weights.name, "seconds": seconds, "history": history,
-        "config": dataclasses.asdict(config),
-    })
-    return TrainResult(weights=weights, report=report, accuracy=history[-1]["val_acc"], history=history, seconds=seconds,
-                       classes=space.classes)
+    rd.write_json(
+        report,
+        {
+            "architecture": arch.to_dict(),
+            "id": arch.id,
+            "accuracy": history[-1]["val_acc"],
+            "test_images": len(val_set),
+            "evaluated_on": "holdout" if config.holdout else "test",
+            "train_images": len(train_set),
+            "weights": weights.name,
+            "seconds": seconds,
+            "history": history,
+            "config": dataclasses.asdict(config),
+        },
+    )
+    return TrainResult(
+        weights=weights, report=report, accuracy=history[-1]["val_acc"], history=history, seconds=seconds, classes=space.classes
+    )
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

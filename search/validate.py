@@ -67,8 +67,13 @@ def sample_archs(space: SearchSpace, n: int, seed: int = 0, space_ref: str | Non
     while len(archs) < min(n, size) and tries < 100 * n:
         tries += 1
         choices = [rng.choice(layer.candidates) for layer in layers]
-        arch = Architecture(space=ref, choices=choices, input_size=space.input_shape[-1], classes=space.classes,
-                            name=f"uniform-{seed}-{len(archs)}")
+        arch = Architecture(
+            space=ref,
+            choices=choices,
+            input_size=space.input_shape[-1],
+            classes=space.classes,
+            name=f"uniform-{seed}-{len(archs)}",
+        )
         archs.setdefault(arch.id, arch)
     return list(archs.values())
 
@@ -218,9 +223,14 @@ class ValidationReport:
 
     def figures(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "networks": self.uncalibrated.n, "mape_pct": self.uncalibrated.mape, "bias_pct": self.uncalibrated.bias,
-            "within5": self.uncalibrated.within5, "within10": self.uncalibrated.within10, "rmse_ms": self.uncalibrated.rmse_ms,
-            "kendall_tau": self.uncalibrated.kendall_tau, "macs_kendall_tau": self.macs_tau,
+            "networks": self.uncalibrated.n,
+            "mape_pct": self.uncalibrated.mape,
+            "bias_pct": self.uncalibrated.bias,
+            "within5": self.uncalibrated.within5,
+            "within10": self.uncalibrated.within10,
+            "rmse_ms": self.uncalibrated.rmse_ms,
+            "kendall_tau": self.uncalibrated.kendall_tau,
+            "macs_kendall_tau": self.macs_tau,
             "noise_mape_pct": self.noise.mape if self.noise else None,
             "noise_kendall_tau": self.noise.kendall_tau if self.noise else None,
             "mape_over_noise": self.mape_over_noise,
@@ -228,12 +238,17 @@ class ValidationReport:
         if self.calibration:
             after: Fidelity = self.calibration["test_after"]
             before: Fidelity = self.calibration["test_before"]
-            out.update({
-                "calibrated_scale": self.calibration["scale"], "calibrated_offset_ms": self.calibration["offset_ms"],
-                "test_mape_pct_before": before.mape, "test_mape_pct_after": after.mape,
-                "test_within10_before": before.within10, "test_within10_after": after.within10,
-                "test_kendall_tau_after": after.kendall_tau,
-            })
+            out.update(
+                {
+                    "calibrated_scale": self.calibration["scale"],
+                    "calibrated_offset_ms": self.calibration["offset_ms"],
+                    "test_mape_pct_before": before.mape,
+                    "test_mape_pct_after": after.mape,
+                    "test_within10_before": before.within10,
+                    "test_within10_after": after.within10,
+                    "test_kendall_tau_after": after.kendall_tau,
+                }
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,11 +256,20 @@ class ValidationReport:
         if self.calibration:
             cal = {k: (asdict(v) if isinstance(v, Fidelity) else v) for k, v in self.calibration.items()}
         return {
-            "device": self.device, "runtime": self.runtime, "threads": self.threads, "space": self.space,
-            "input_shape": self.input_shape, "job_id": self.job_id, "entries_measured": self.entries_measured,
-            "figures": self.figures(), "uncalibrated": asdict(self.uncalibrated),
-            "noise_floor": asdict(self.noise) if self.noise else None, "calibration": cal,
-            "seconds": self.seconds, "files": self.files, "networks": [asdict(r) for r in self.rows],
+            "device": self.device,
+            "runtime": self.runtime,
+            "threads": self.threads,
+            "space": self.space,
+            "input_shape": self.input_shape,
+            "job_id": self.job_id,
+            "entries_measured": self.entries_measured,
+            "figures": self.figures(),
+            "uncalibrated": asdict(self.uncalibrated),
+            "noise_floor": asdict(self.noise) if self.noise else None,
+            "calibration": cal,
+            "seconds": self.seconds,
+            "files": self.files,
+            "networks": [asdict(r) for r in self.rows],
         }
 
     def summary_lines(self) -> list[str]:
@@ -258,17 +282,23 @@ class ValidationReport:
         ]
         if nz is not None:
             ratio = self.mape_over_noise
-            lines.append(f"noise floor (even vs odd of {nz.rounds} rounds): MAPE {nz.mape:.2f}%  τ {nz.kendall_tau:.3f}  "
-                         f"prediction/noise MAPE {ratio:.2f}" if ratio is not None else "noise floor: 0")
+            lines.append(
+                f"noise floor (even vs odd of {nz.rounds} rounds): MAPE {nz.mape:.2f}%  τ {nz.kendall_tau:.3f}  "
+                f"prediction/noise MAPE {ratio:.2f}"
+                if ratio is not None
+                else "noise floor: 0"
+            )
         else:
             lines.append("noise floor: needs at least 2 rounds per network (device-agent run --rounds)")
         if self.calibration:
             c = self.calibration
             b, a = c["test_before"], c["test_after"]
-            lines.append(f"calibration (fit on {c['fit_networks']}, tested on {c['test_networks']}): measured ≈ "
-                         f"{c['scale']:.4f} · predicted {c['offset_ms']:+.4f} ms; test MAPE {b.mape:.2f}% → {a.mape:.2f}%, "
-                         f"within ±10% {b.within10:.0%} → {a.within10:.0%}, τ {a.kendall_tau:.3f}"
-                         + ("; stored with the table" if c.get("stored") else ""))
+            lines.append(
+                f"calibration (fit on {c['fit_networks']}, tested on {c['test_networks']}): measured ≈ "
+                f"{c['scale']:.4f} · predicted {c['offset_ms']:+.4f} ms; test MAPE {b.mape:.2f}% → {a.mape:.2f}%, "
+                f"within ±10% {b.within10:.0%} → {a.within10:.0%}, τ {a.kendall_tau:.3f}"
+                + ("; stored with the table" if c.get("stored") else "")
+            )
             if c.get("not_stored"):
                 lines.append(f"calibration NOT stored: {c['not_stored']}")
         return lines
@@ -303,8 +333,15 @@ def scatter_plot(rows: Sequence[NetworkRow], path: Path, title: str) -> Path:
     ax.scatter(meas, pred, s=18, color="tab:blue", label="table prediction", zorder=3)
     cal = [r for r in rows if r.calibrated_ms is not None and r.calibration_half == "test"]
     if cal:
-        ax.scatter([r.measured_ms for r in cal], [r.calibrated_ms for r in cal], s=18, marker="x", color="tab:orange",
-                   label="calibrated (test half)", zorder=4)
+        ax.scatter(
+            [r.measured_ms for r in cal],
+            [r.calibrated_ms for r in cal],
+            s=18,
+            marker="x",
+            color="tab:orange",
+            label="calibrated (test half)",
+            zorder=4,
+        )
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("measured latency (ms)")
@@ -332,7 +369,11 @@ def _calibrate(rows: list[NetworkRow], seed: int) -> dict[str, Any]:
     test = [rows[i] for i in test_idx]
     fit = [rows[i] for i in fit_idx]
     return {
-        "method": "linear", "scale": scale, "offset_ms": offset, "fit_networks": len(fit), "test_networks": len(test),
+        "method": "linear",
+        "scale": scale,
+        "offset_ms": offset,
+        "fit_networks": len(fit),
+        "test_networks": len(test),
         "fit_before": Fidelity.of([r.predicted_ms for r in fit], [r.measured_ms for r in fit]),
         "test_before": Fidelity.of([r.predicted_ms for r in test], [r.measured_ms for r in test]),
         "test_after": Fidelity.of([r.calibrated_ms for r in test], [r.measured_ms for r in test]),  # type: ignore[misc]
@@ -340,7 +381,9 @@ def _calibrate(rows: list[NetworkRow], seed: int) -> dict[str, Any]:
     }
 
 
-def _store_calibration(cfg: ValidateConfig, client: Any, body: Calibration, c: dict[str, Any], log: Callable[[str], None]) -> bool:
+def _store_calibration(
+    cfg: ValidateConfig, client: Any, body: Calibration, c: dict[str, Any], log: Callable[[str], None]
+) -> bool:
     """PUT the fit with the table; True when stored. A refusal by the owner rule (403) is reported, not raised: the
     measurements and figures are still worth having, and the message says whose token may store the fit."""
     from hwnas.client import AuthError, ProfilerClient
@@ -354,8 +397,10 @@ def _store_calibration(cfg: ValidateConfig, client: Any, body: Calibration, c: d
     except AuthError as exc:
         if exc.status != 403:
             raise
-        c["not_stored"] = (f"{exc.detail} (pass --calibration-token with the device owner's agent token or an admin token "
-                           "to store it with the table)")
+        c["not_stored"] = (
+            f"{exc.detail} (pass --calibration-token with the device owner's agent token or an admin token "
+            "to store it with the table)"
+        )
         log(f"calibration NOT stored: {c['not_stored']}")
         return False
     return True
@@ -375,8 +420,7 @@ def markdown(report: ValidationReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print,
-                   on_poll: JobPoll | None = None) -> ValidationReport:
+def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print, on_poll: JobPoll | None = None) -> ValidationReport:
     """Sample, measure (one interleaved job, its polls shown by ``on_poll``), predict, compare; optionally calibrate
     and store the fit."""
     from hwnas.client import ProfilerClient
@@ -391,8 +435,9 @@ def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print,
         log(f"note: the space has only {len(archs)} distinct architectures")
     known = {a.id for a in archs}
     for i, choices in enumerate(cfg.extra):
-        arch = Architecture(space=ref, choices=list(choices), input_size=space.input_shape[-1], classes=space.classes,
-                            name=f"extra-{i}")
+        arch = Architecture(
+            space=ref, choices=list(choices), input_size=space.input_shape[-1], classes=space.classes, name=f"extra-{i}"
+        )
         if arch.id not in known:
             known.add(arch.id)
             archs.append(arch)
@@ -401,54 +446,88 @@ def run_validation(cfg: ValidateConfig, log: Callable[[str], None] = print,
     seconds: dict[str, float] = {"sample_s": time.perf_counter() - t0}
     with ProfilerClient(cfg.server, token=cfg.token) as client:
         t = time.perf_counter()
-        created = client.create_job(JobCreate(device=cfg.device, runtime=cfg.runtime, threads=cfg.threads, keys=keys,
-                                              networks=specs, force=True))
+        created = client.create_job(
+            JobCreate(device=cfg.device, runtime=cfg.runtime, threads=cfg.threads, keys=keys, networks=specs, force=True)
+        )
         log(f"job {created.id}: {len(keys)} operator keys and {len(specs)} networks, measured together in interleaved rounds")
         job = wait_for_job(client, created.id, timeout_s=cfg.timeout_s, poll_s=cfg.poll_s, on_poll=on_poll)
         seconds["measure_s"] = time.perf_counter() - t
         if job.state.value == "failed":
             errors = "; ".join(f"{k}: {v}" for k, v in list(job.errors.items())[:5])
             raise ValidateError(f"job {job.id} failed: {errors or 'nothing measured'}")
-        table = fetch_table(cfg.server, cfg.device, runtime=cfg.runtime, threads=cfg.threads, token=cfg.token,
-                            cache_dir=cfg.cache_dir, client=client)
+        table = fetch_table(
+            cfg.server,
+            cfg.device,
+            runtime=cfg.runtime,
+            threads=cfg.threads,
+            token=cfg.token,
+            cache_dir=cfg.cache_dir,
+            client=client,
+        )
         nets: NetworkTable = client.get_networks(cfg.device, runtime=cfg.runtime, threads=cfg.threads)
         measured = [a for a in archs if a.id in nets.entries and a.id not in job.errors]
         if len(measured) < 2:
-            raise ValidateError(f"only {len(measured)} of {len(archs)} networks were measured (job {job.id} errors: "
-                                  f"{'; '.join(f'{k}: {v}' for k, v in list(job.errors.items())[:3]) or 'none'})")
+            raise ValidateError(
+                f"only {len(measured)} of {len(archs)} networks were measured (job {job.id} errors: "
+                f"{'; '.join(f'{k}: {v}' for k, v in list(job.errors.items())[:3]) or 'none'})"
+            )
         missing = table.missing(keys)
         if missing:
-            raise LutError(f"{len(missing)} operator(s) of the sampled networks are not in the table after job {job.id}: "
-                           + ", ".join(missing[:5]))
+            raise LutError(
+                f"{len(missing)} operator(s) of the sampled networks are not in the table after job {job.id}: "
+                + ", ".join(missing[:5])
+            )
         predicted = _predict(measured, table)
         macs = _macs(measured)
         rows = []
         for arch, pred, mac in zip(measured, predicted, macs):
             e = nets.entries[arch.id]
             samples = e.samples_ms or []
-            rows.append(NetworkRow(
-                arch_id=arch.id, choices=list(arch.choices), predicted_ms=pred,
-                measured_ms=e.min_ms if e.min_ms is not None else e.median_ms,
-                even_ms=statistics.median(samples[0::2]) if len(samples) >= 2 else None,
-                odd_ms=statistics.median(samples[1::2]) if len(samples) >= 2 else None,
-                rounds=len(samples), mmacs=mac,
-            ))
+            rows.append(
+                NetworkRow(
+                    arch_id=arch.id,
+                    choices=list(arch.choices),
+                    predicted_ms=pred,
+                    measured_ms=e.min_ms if e.min_ms is not None else e.median_ms,
+                    even_ms=statistics.median(samples[0::2]) if len(samples) >= 2 else None,
+                    odd_ms=statistics.median(samples[1::2]) if len(samples) >= 2 else None,
+                    rounds=len(samples),
+                    mmacs=mac,
+                )
+            )
         meas = [r.measured_ms for r in rows]
         report = ValidationReport(
-            device=cfg.device, runtime=cfg.runtime, threads=cfg.threads, space=space.name,
-            input_shape=[1, *space.input_shape], job_id=job.id, entries_measured=len(keys), rows=rows,
+            device=cfg.device,
+            runtime=cfg.runtime,
+            threads=cfg.threads,
+            space=space.name,
+            input_shape=[1, *space.input_shape],
+            job_id=job.id,
+            entries_measured=len(keys),
+            rows=rows,
             uncalibrated=Fidelity.of([r.predicted_ms for r in rows], meas),
             noise=NoiseFloor.of([nets.entries[r.arch_id].samples_ms or [] for r in rows]),
-            macs_tau=kendall_tau([r.mmacs for r in rows], meas), seconds=seconds,
+            macs_tau=kendall_tau([r.mmacs for r in rows], meas),
+            seconds=seconds,
         )
         if cfg.calibrate:
             report.calibration = _calibrate(rows, cfg.seed)
             c = report.calibration
             body = Calibration(
-                runtime=cfg.runtime, threads=cfg.threads, scale=c["scale"], offset_ms=c["offset_ms"], networks=c["fit_networks"],
-                method="linear", mape_before=c["test_before"].mape, mape_after=c["test_after"].mape,
-                points=[CalibrationPoint(arch_id=r.arch_id, predicted_ms=r.predicted_ms, measured_ms=r.measured_ms)
-                        for r in rows[:MAX_CALIBRATION_POINTS] if r.predicted_ms > 0 and r.measured_ms > 0])
+                runtime=cfg.runtime,
+                threads=cfg.threads,
+                scale=c["scale"],
+                offset_ms=c["offset_ms"],
+                networks=c["fit_networks"],
+                method="linear",
+                mape_before=c["test_before"].mape,
+                mape_after=c["test_after"].mape,
+                points=[
+                    CalibrationPoint(arch_id=r.arch_id, predicted_ms=r.predicted_ms, measured_ms=r.measured_ms)
+                    for r in rows[:MAX_CALIBRATION_POINTS]
+                    if r.predicted_ms > 0 and r.measured_ms > 0
+                ],
+            )
             c["stored"] = _store_calibration(cfg, client, body, c, log)
     seconds["total_s"] = time.perf_counter() - t0
     if cfg.out is not None:

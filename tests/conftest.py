@@ -52,5 +52,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_REASON in str(r.longrepr)]
     if skipped:
-        terminalreporter.write_line(f"WARNING: {len(skipped)} tests of the published tables skipped: {SKIP_REASON}",
-                                    yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"WARNING: {len(skipped)} tests of the published tables skipped: {SKIP_REASON}", yellow=True, bold=True
+        )

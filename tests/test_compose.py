@@ -39,7 +39,11 @@ def test_server_migrates_then_serves_against_the_postgres_service() -> None:
     url = urlsplit(server["environment"]["DATABASE_URL"])
     assert url.scheme.startswith("postgresql") and url.hostname == "postgres" and (url.port or 5432) == 5432
     pg_env = services["postgres"]["environment"]
-    assert url.username == pg_env["POSTGRES_USER"] and url.password == pg_env["POSTGRES_PASSWORD"] and url.path == "/" + pg_env["POSTGRES_DB"]
+    assert (
+        url.username == pg_env["POSTGRES_USER"]
+        and url.password == pg_env["POSTGRES_PASSWORD"]
+        and url.path == "/" + pg_env["POSTGRES_DB"]
+    )
     command = " ".join(server["command"])
     assert command.index("profiler-server db upgrade") < command.index("profiler-server serve")
     assert "--host 0.0.0.0" in command and "8000:8000" in server["ports"]
@@ -80,11 +84,16 @@ def test_the_server_services_command_runs_as_written(any_database_url: str, tmp_
     """The compose server's own command line, against a real database, answers its own health check."""
     server = compose()["services"]["server"]
     port = free_port()
-    command = _shell_command(server).replace("--host 0.0.0.0", "--host 127.0.0.1").replace("--port 8000",
-                                                                                             f"--port {port}")
+    command = _shell_command(server).replace("--host 0.0.0.0", "--host 127.0.0.1").replace("--port 8000", f"--port {port}")
     env = _env(**{**server["environment"], "DATABASE_URL": any_database_url})
-    proc = subprocess.Popen(["sh", "-c", command], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "server.log", "wb"), start_new_session=True)
+    proc = subprocess.Popen(
+        ["sh", "-c", command],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "wb"),
+        start_new_session=True,
+    )
     try:
         deadline, healthy = time.monotonic() + 90, False
         while time.monotonic() < deadline and proc.poll() is None and not healthy:
@@ -104,14 +113,14 @@ def test_the_agent_services_command_names_real_options() -> None:
     """Every option and variable the agent's command uses exists in ``device-agent run``; without a serial it says so."""
     agent = compose()["services"]["agent"]
     command = _shell_command(agent)
-    run = command[command.index("device-agent run"):]
-    help_text = subprocess.run(["device-agent", "run", "--help"], capture_output=True, text=True, timeout=120,
-                               env=_env(COLUMNS="200")).stdout
+    run = command[command.index("device-agent run") :]
+    help_text = subprocess.run(
+        ["device-agent", "run", "--help"], capture_output=True, text=True, timeout=120, env=_env(COLUMNS="200")
+    ).stdout
     for word in shlex.split(run):
         if word.startswith("--"):
             assert word in help_text, f"device-agent run has no {word}"
     for var in ("HWNAS_SERVER", "HWNAS_TOKEN"):
         assert f"env var: {var}" in help_text, f"device-agent run does not read {var}"
-    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60,
-                         env=_env(ADB_SERIAL=""))
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, env=_env(ADB_SERIAL=""))
     assert out.returncode == 2 and "set ADB_SERIAL" in out.stderr

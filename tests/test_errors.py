@@ -25,8 +25,12 @@ def _modules(package: str) -> list[ModuleType]:
 
 
 def _error_types(package: str) -> list[type[BaseException]]:
-    return [obj for module in _modules(package) for obj in vars(module).values()
-            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__]
+    return [
+        obj
+        for module in _modules(package)
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__
+    ]
 
 
 def test_every_error_type_of_the_hwnas_command_derives_from_its_base() -> None:
@@ -35,8 +39,11 @@ def test_every_error_type_of_the_hwnas_command_derives_from_its_base() -> None:
     pending: set[str] = set()
     found = [t for package in ("hwnas", "search") for t in _error_types(package)]
     assert len(found) > 30  # the walk saw the packages' modules
-    stray = [f"{t.__module__}.{t.__qualname__}" for t in found
-             if not issubclass(t, HwnasError) and f"{t.__module__}.{t.__qualname__}" not in pending]
+    stray = [
+        f"{t.__module__}.{t.__qualname__}"
+        for t in found
+        if not issubclass(t, HwnasError) and f"{t.__module__}.{t.__qualname__}" not in pending
+    ]
     assert stray == [], f"derive these from hwnas.errors.HwnasError (or the command prints a traceback): {stray}"
     caught = user_error_types()
     assert all(issubclass(t, caught) for t in found)
@@ -46,13 +53,19 @@ def test_every_error_type_of_the_agent_derives_from_its_base() -> None:
     from device_agent.errors import AgentError
 
     # Caught inside the agent (turned into an AgentError or a closed connection), or a stand-in program's own.
-    internal = {"device_agent.parsers.ParseError", "device_agent.loopback.wire.ProtocolError",
-                "device_agent.loopback.standins.executor_runner.FlagError",
-                "device_agent.loopback.standins.speed_benchmark_torch.FlagError",
-                "device_agent.loopback.standins.onnxruntime_perf_test._UsageError"}
+    internal = {
+        "device_agent.parsers.ParseError",
+        "device_agent.loopback.wire.ProtocolError",
+        "device_agent.loopback.standins.executor_runner.FlagError",
+        "device_agent.loopback.standins.speed_benchmark_torch.FlagError",
+        "device_agent.loopback.standins.onnxruntime_perf_test._UsageError",
+    }
     found = _error_types("device_agent")
-    stray = [f"{t.__module__}.{t.__qualname__}" for t in found
-             if not issubclass(t, AgentError) and f"{t.__module__}.{t.__qualname__}" not in internal]
+    stray = [
+        f"{t.__module__}.{t.__qualname__}"
+        for t in found
+        if not issubclass(t, AgentError) and f"{t.__module__}.{t.__qualname__}" not in internal
+    ]
     assert stray == []
 
 
@@ -98,8 +111,7 @@ def test_a_new_error_type_needs_no_list() -> None:
 def test_an_error_in_a_command_prints_one_line_and_exits_non_zero(tmp_path: Path) -> None:
     doc = tmp_path / "arch.json"
     doc.write_text('{"space": "fbnet-fmnist", "choices": [1]}')
-    r = subprocess.run([str(BIN / "hwnas"), "predict", str(doc), "--cost", "flops"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([str(BIN / "hwnas"), "predict", str(doc), "--cost", "flops"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [f"error: architecture {doc}: choices: must be a list of candidate names (strings)"]
     assert r.stdout == ""

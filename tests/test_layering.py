@@ -51,8 +51,11 @@ def app_imports(source: str, module: str, is_package: bool = False) -> list[str]
 
 def library_files() -> list[Path]:
     app_dir = ROOT / "search" / "app"
-    return sorted(p for p in (ROOT / "search").rglob("*.py")
-                  if app_dir not in p.parents and str(p.relative_to(ROOT)) not in APP_ENTRY_POINTS)
+    return sorted(
+        p
+        for p in (ROOT / "search").rglob("*.py")
+        if app_dir not in p.parents and str(p.relative_to(ROOT)) not in APP_ENTRY_POINTS
+    )
 
 
 def test_the_checker_finds_every_kind_of_app_import() -> None:
@@ -70,6 +73,9 @@ def test_the_checker_finds_every_kind_of_app_import() -> None:
 def test_the_library_never_imports_the_app() -> None:
     files = library_files()
     assert len(files) > 30 and ROOT / "search" / "searcher.py" in files
-    offences = [f"{p.relative_to(ROOT)}:{hit}" for p in files
-                for hit in app_imports(p.read_text(), _module_name(p), p.name == "__init__.py")]
+    offences = [
+        f"{p.relative_to(ROOT)}:{hit}"
+        for p in files
+        for hit in app_imports(p.read_text(), _module_name(p), p.name == "__init__.py")
+    ]
     assert offences == [], "the library imports the app (pass it through search.hooks instead):\n" + "\n".join(offences)

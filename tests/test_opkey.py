@@ -15,8 +15,14 @@ letters = st.sampled_from(list(PARAM_ORDER) + ["b", "d", "r", "x"])
 params = st.dictionaries(letters, st.integers(0, 4096), max_size=6)
 dims = st.integers(1, 4096)
 shapes = st.tuples(dims, dims, dims, dims)
-dtypes = st.one_of(st.none(), st.sampled_from(["int8", "fp16"]), st.tuples(st.integers(1, 16), st.integers(1, 16)).map(lambda wa: f"w{wa[0]}a{wa[1]}"))
-specs = st.builds(lambda b, p, s, d: OpSpec(block=b, params=tuple(p.items()), shape=s, dtype=d), block_types, params, shapes, dtypes)
+dtypes = st.one_of(
+    st.none(),
+    st.sampled_from(["int8", "fp16"]),
+    st.tuples(st.integers(1, 16), st.integers(1, 16)).map(lambda wa: f"w{wa[0]}a{wa[1]}"),
+)
+specs = st.builds(
+    lambda b, p, s, d: OpSpec(block=b, params=tuple(p.items()), shape=s, dtype=d), block_types, params, shapes, dtypes
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -42,7 +48,15 @@ def test_any_text_parses_canonically_or_raises_opkeyerror(text: str) -> None:
 
 def test_examples_from_the_grammar() -> None:
     spec = OpSpec.parse("ir_k3_e6_g1_s2_o24@1x16x112x112")
-    assert (spec.block, spec.get("k"), spec.get("e"), spec.get("s"), spec.get("o"), spec.shape, spec.dtype) == ("ir", 3, 6, 2, 24, (1, 16, 112, 112), None)
+    assert (spec.block, spec.get("k"), spec.get("e"), spec.get("s"), spec.get("o"), spec.shape, spec.dtype) == (
+        "ir",
+        3,
+        6,
+        2,
+        24,
+        (1, 16, 112, 112),
+        None,
+    )
     assert OpSpec.make("ir", (1, 16, 56, 56), k=3, e=6, g=1, s=2, o=24).key == "ir_k3_e6_g1_s2_o24@1x16x56x56"
     assert OpSpec.make("gap_fc", (1, 1984, 7, 7), o=1000).key == "gap_fc_o1000@1x1984x7x7"
     assert OpSpec.parse("conv_k3_s2_o16@1x3x224x224#int8").dtype == "int8"
@@ -67,7 +81,7 @@ def test_examples_from_the_grammar() -> None:
         ("ir_k3_mbconv@1x16x56x56", "param 'mbconv'"),
         ("IR_k3@1x16x56x56", "type word 'IR'"),
         ("k3@1x16x56x56", "type word 'k3'"),
-        ("ir_k03@1x16x56x56", "type word 'k03'")  # leading zero: not a parameter,
+        ("ir_k03@1x16x56x56", "type word 'k03'"),  # leading zero: not a parameter,
     ],
 )
 def test_malformed_keys_name_the_bad_part(key: str, part: str) -> None:

@@ -47,7 +47,11 @@ PROMISES: list[tuple[str, list[str], list[str]]] = [
     (r"^hwnas lut keys --space fbnet-fmnist$", ["gap_fc_o10@"], []),
     (r"^hwnas predict fbnet_b$", ["MACs     295.5"], []),
     (r"^hwnas baseline ", ["most macs in", "predicted"], []),
-    (r"^hwnas search .*--cost flops", ["search done", "argmax architecture"], ["runs/flops/argmax.json", "runs/flops/checkpoint.pt"]),
+    (
+        r"^hwnas search .*--cost flops",
+        ["search done", "argmax architecture"],
+        ["runs/flops/argmax.json", "runs/flops/checkpoint.pt"],
+    ),
     (r"^hwnas sample runs/flops ", ["[argmax]"], ["runs/flops/samples/index.json"]),
     (r"^hwnas train runs/flops/argmax\.json", ["test accuracy"], ["runs/flops/argmax.pt"]),
     (r"^hwnas export runs/flops/argmax\.json", ["onnxruntime matches PyTorch"], ["best.onnx"]),
@@ -128,9 +132,14 @@ def split_output(text: str, n: int) -> list[dict]:
             continue
         body = m.group(1)
         t = re.search(r"^@@@ time ([\d.]+) ([\d.]+) ([\d.]+)$", body, flags=re.M)
-        parts.append({"output": re.sub(r"^@@@ time .*$", "", body, flags=re.M), "rc": int(m.group(2)),
-                      "wall_s": float(t.group(1)) if t else None,
-                      "cpu_s": round(float(t.group(2)) + float(t.group(3)), 2) if t else None})
+        parts.append(
+            {
+                "output": re.sub(r"^@@@ time .*$", "", body, flags=re.M),
+                "rc": int(m.group(2)),
+                "wall_s": float(t.group(1)) if t else None,
+                "cpu_s": round(float(t.group(2)) + float(t.group(3)), 2) if t else None,
+            }
+        )
     return parts
 
 
@@ -152,8 +161,14 @@ def test_the_block_parses_and_every_command_has_a_promise() -> None:
 
 
 def test_readme_everyday_commands_run_as_written_after_a_demo(tmp_path: Path) -> None:
-    demo = subprocess.run(hwnas_command() + ["demo", "--out", str(tmp_path / "demo-output"), *TINY], capture_output=True,
-                          text=True, env=demo_env(), cwd=tmp_path, timeout=900)
+    demo = subprocess.run(
+        hwnas_command() + ["demo", "--out", str(tmp_path / "demo-output"), *TINY],
+        capture_output=True,
+        text=True,
+        env=demo_env(),
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert demo.returncode == 0, demo.stderr[-3000:]
     # The demo's last line says how to serve its database again: the block's first server command.
     serve = f"profiler-server serve --database-url sqlite:///{tmp_path / 'demo-output' / 'hwnas.db'} --port 8000"
@@ -163,13 +178,24 @@ def test_readme_everyday_commands_run_as_written_after_a_demo(tmp_path: Path) ->
     commands = everyday_commands()
     port = free_port()
     (tmp_path / "block.sh").write_text(script(commands, port))
-    env = {**demo_env(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "200", "NO_COLOR": "1",
-           "TERM": "dumb"}
+    env = {
+        **demo_env(),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+    }
     env.pop("OMP_NUM_THREADS", None)  # the README sets it
     started = time.monotonic()
     with open(tmp_path / "block.log", "w") as log:
-        proc = subprocess.Popen(["bash", str(tmp_path / "block.sh")], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", str(tmp_path / "block.sh")],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             proc.wait(timeout=1500)
         finally:
@@ -180,8 +206,9 @@ def test_readme_everyday_commands_run_as_written_after_a_demo(tmp_path: Path) ->
     text = (tmp_path / "block.log").read_text()
     parts = split_output(text, len(commands))
     times = [{"command": c, "rc": p["rc"], "wall_s": p["wall_s"], "cpu_s": p["cpu_s"]} for c, p in zip(commands, parts)]
-    (tmp_path / "readme-times.json").write_text(json.dumps({"as_written": AS_WRITTEN, "block_wall_s": round(wall, 1),
-                                                            "commands": times}, indent=1) + "\n")
+    (tmp_path / "readme-times.json").write_text(
+        json.dumps({"as_written": AS_WRITTEN, "block_wall_s": round(wall, 1), "commands": times}, indent=1) + "\n"
+    )
     print(json.dumps(times, indent=1), f"block {wall:.0f} s", sep="\n")
 
     # The block's `kill %1 %2` stops the server (and the agent): its port closes (polled, with a deadline).

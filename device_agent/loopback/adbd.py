@@ -95,7 +95,7 @@ class _Stream:
             if self.closed.is_set():
                 return False
             self.okay.clear()
-            self.conn.send(wire.WRTE, self.local_id, self.remote_id, data[i:i + step])
+            self.conn.send(wire.WRTE, self.local_id, self.remote_id, data[i : i + step])
             deadline = time.monotonic() + OKAY_WAIT_S
             while not self.okay.wait(0.05):
                 if self.closed.is_set() or self.conn.dead.is_set() or time.monotonic() > deadline:
@@ -294,8 +294,13 @@ class _Connection:
                 try:
                     proc = subprocess.Popen(
                         [ANDROID_SH, "-c", f"exec 0<>/proc/self/fd/0 1>&0 2>&0; exec -a {ANDROID_SH} {shlex.quote(mksh)} -i"],
-                        executable=mksh, cwd=box.root, env=box.env(self.server.shell_env),
-                        stdin=follower, stdout=follower, stderr=follower, start_new_session=True,
+                        executable=mksh,
+                        cwd=box.root,
+                        env=box.env(self.server.shell_env),
+                        stdin=follower,
+                        stdout=follower,
+                        stderr=follower,
+                        start_new_session=True,
                     )
                 except OSError:
                     os.close(tty)
@@ -305,9 +310,14 @@ class _Connection:
             else:
                 # argv[0] as adbd gives it, so mksh names itself "/system/bin/sh" in its errors, as on a phone.
                 proc = subprocess.Popen(
-                    [ANDROID_SH, "-c", box.rewrite(command)], executable=mksh, cwd=box.root,
-                    env=box.env(self.server.shell_env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    [ANDROID_SH, "-c", box.rewrite(command)],
+                    executable=mksh,
+                    cwd=box.root,
+                    env=box.env(self.server.shell_env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
         except OSError as exc:
             stream.write(f"/system/bin/sh: {exc}\n".encode())
@@ -357,9 +367,18 @@ class _Connection:
 class LoopbackAdbd:
     """The loopback ADB device: ``LoopbackAdbd(root, phone, port).start()``; ``.stop()``."""
 
-    def __init__(self, root: Path, phone: FakePhone, port: int = 0, host: str = "127.0.0.1",
-                 auth_required: bool = False, accept_new_keys: bool = True,
-                 shell_env: dict[str, str] | None = None, worker: bool = False, kill_on_close: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        phone: FakePhone,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        auth_required: bool = False,
+        accept_new_keys: bool = True,
+        shell_env: dict[str, str] | None = None,
+        worker: bool = False,
+        kill_on_close: bool = False,
+    ) -> None:
         self.sandbox = Sandbox(root)
         self.kill_on_close = kill_on_close  # False: like real adbd, a closed shell stream leaves its command running
         self.phone = phone
@@ -397,7 +416,10 @@ class LoopbackAdbd:
         env["HOME"] = os.environ.get("HOME", str(self.sandbox.root))
         self._worker = subprocess.Popen(
             [sys.executable, "-m", "device_agent.loopback.standins.worker", "--dir", str(wdir), "--parent", str(os.getpid())],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.shell_env["HWNAS_STANDIN_WORKER"] = str(wdir)
 

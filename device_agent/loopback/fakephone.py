@@ -37,12 +37,48 @@ ENGINE_PACKAGE = {"onnxruntime": "onnxruntime", "torchscript": "torch", "executo
 HOST_TOOLS = {"mksh": "mksh", "toybox": "toybox", "awk": "original-awk"}
 # Applets left off the phone: the loopback's processes are the host's, and as root these would
 # act on the host itself (power, mounts, swap, block devices, kernel modules, network links, the clock).
-UNSAFE_APPLETS = frozenset({
-    "blkdiscard", "blockdev", "chroot", "chvt", "deallocvt", "devmem", "eject", "freeramdisk", "fsfreeze", "gpioset",
-    "halt", "hwclock", "i2cset", "ifconfig", "insmod", "killall5", "losetup", "mkswap", "modinfo", "mount",
-    "nbd-client", "oneit", "openvt", "partprobe", "pivot_root", "poweroff", "reboot", "rfkill", "rmmod", "rtcwake",
-    "swapoff", "swapon", "switch_root", "sysctl", "tunctl", "umount", "vconfig", "watchdog",
-})
+UNSAFE_APPLETS = frozenset(
+    {
+        "blkdiscard",
+        "blockdev",
+        "chroot",
+        "chvt",
+        "deallocvt",
+        "devmem",
+        "eject",
+        "freeramdisk",
+        "fsfreeze",
+        "gpioset",
+        "halt",
+        "hwclock",
+        "i2cset",
+        "ifconfig",
+        "insmod",
+        "killall5",
+        "losetup",
+        "mkswap",
+        "modinfo",
+        "mount",
+        "nbd-client",
+        "oneit",
+        "openvt",
+        "partprobe",
+        "pivot_root",
+        "poweroff",
+        "reboot",
+        "rfkill",
+        "rmmod",
+        "rtcwake",
+        "swapoff",
+        "swapon",
+        "switch_root",
+        "sysctl",
+        "tunctl",
+        "umount",
+        "vconfig",
+        "watchdog",
+    }
+)
 
 
 @dataclass
@@ -90,7 +126,9 @@ class FakePhone:
 
     def banner(self) -> bytes:
         """The CNXN banner: no features, so both clients use the v1 shell and sync protocols."""
-        return f"device::ro.product.name={self.name};ro.product.model={self.model};ro.product.device={self.name};features=".encode()
+        return (
+            f"device::ro.product.name={self.name};ro.product.model={self.model};ro.product.device={self.name};features=".encode()
+        )
 
     def install(self, root: Path) -> None:
         """Write the phone's files and helper programs under the sandbox ``root``."""
@@ -108,9 +146,13 @@ class FakePhone:
         for i, freq in enumerate(self.cpu_max_freqs_khz):
             d = cpu / f"cpu{i}" / "cpufreq"
             d.mkdir(parents=True, exist_ok=True)
-            for fname, value in (("cpuinfo_max_freq", freq), ("cpuinfo_min_freq", min(300000, freq)),
-                                 ("scaling_max_freq", freq), ("scaling_cur_freq", freq),
-                                 ("scaling_governor", self.governor)):
+            for fname, value in (
+                ("cpuinfo_max_freq", freq),
+                ("cpuinfo_min_freq", min(300000, freq)),
+                ("scaling_max_freq", freq),
+                ("scaling_cur_freq", freq),
+                ("scaling_governor", self.governor),
+            ):
                 (d / fname).write_text(f"{value}\n")
         thermal = root / "sys" / "class" / "thermal"
         thermal.mkdir(parents=True, exist_ok=True)
@@ -121,8 +163,9 @@ class FakePhone:
             (z / "temp").write_text(f"{int(round(temp * 1000))}\n")
         proc = root / "proc"
         proc.mkdir(exist_ok=True)
-        (proc / "cpuinfo").write_text("".join(f"processor\t: {i}\nBogoMIPS\t: 52.00\n\n" for i in range(n))
-                                      + f"Hardware\t: {self.board}\n")
+        (proc / "cpuinfo").write_text(
+            "".join(f"processor\t: {i}\nBogoMIPS\t: 52.00\n\n" for i in range(n)) + f"Hardware\t: {self.board}\n"
+        )
         _install_bin(phone / "bin", tools, awk=self.awk)
         for prog, text in _programs(root, tools, len(self.cpu_max_freqs_khz)).items():
             path = phone / "bin" / prog
@@ -175,8 +218,7 @@ def host_tools() -> dict[str, str]:
         path = next((str(d / name) for d in (Path("/usr/bin"), Path("/bin")) if os.access(d / name, os.X_OK)), None)
         path = path or shutil.which(name)
         if path is None:
-            raise ConfigError("the loopback phone runs Android's shell and tools: "
-                              "apt-get install mksh toybox original-awk")
+            raise ConfigError("the loopback phone runs Android's shell and tools: apt-get install mksh toybox original-awk")
         found[role] = path
     return found
 
@@ -225,11 +267,14 @@ def _set_immutable(folder: Path, on: bool) -> None:
     if not on and not folder.is_dir():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([host_tools()["toybox"], "chattr", "+i" if on else "-i", str(folder)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [host_tools()["toybox"], "chattr", "+i" if on else "-i", str(folder)], capture_output=True, text=True, timeout=30
+    )
     if r.returncode != 0 and on:
-        raise ConfigError(f"readonly_results needs the immutable attribute (root, on ext4/xfs/btrfs/tmpfs): "
-                          f"{r.stderr.strip() or r.stdout.strip()}")
+        raise ConfigError(
+            f"readonly_results needs the immutable attribute (root, on ext4/xfs/btrfs/tmpfs): "
+            f"{r.stderr.strip() or r.stdout.strip()}"
+        )
 
 
 def _programs(root: Path, tools: dict[str, str], cpus: int) -> dict[str, str]:
@@ -303,21 +348,38 @@ exec "$@"
 
 BUILTIN_PHONES: dict[str, FakePhone] = {
     "pixel-7": FakePhone(
-        name="panther", manufacturer="Google", model="Pixel 7", board="gs201", serialno="28031FDH2000HW",
+        name="panther",
+        manufacturer="Google",
+        model="Pixel 7",
+        board="gs201",
+        serialno="28031FDH2000HW",
         cpu_max_freqs_khz=[1803000] * 4 + [2348000] * 2 + [2850000] * 2,
         temperatures_c={"cpu0-little": 39.1, "cpu6-big": 41.4, "battery": 31.0, "skin": 33.2},
     ),
     "galaxy-a51": FakePhone(
-        name="a51nsxx", manufacturer="samsung", model="SM-A515F", board="exynos9611", release="13", sdk=33,
-        serialno="R58N12HWNAS", cpu_max_freqs_khz=[1742000] * 4 + [2314000] * 4,
+        name="a51nsxx",
+        manufacturer="samsung",
+        model="SM-A515F",
+        board="exynos9611",
+        release="13",
+        sdk=33,
+        serialno="R58N12HWNAS",
+        cpu_max_freqs_khz=[1742000] * 4 + [2314000] * 4,
         temperatures_c={"cpu0": 36.0, "battery": 30.5},
     ),
     "generic": FakePhone(name="loopback", manufacturer="hwnas", model="Loopback", board="host"),
     # Android 8.1: toybox and mksh as on any phone, but no awk (it came to /system/bin with Android 9).
     "android-8": FakePhone(
-        name="B2N_sprout", manufacturer="HMD Global", model="Nokia 7 plus", board="sdm660", release="8.1.0", sdk=27,
-        serialno="B2NGAA8831HWNAS", cpu_max_freqs_khz=[1843200] * 4 + [2208000] * 4,
-        temperatures_c={"cpu0": 37.0, "battery": 30.0}, awk=False,
+        name="B2N_sprout",
+        manufacturer="HMD Global",
+        model="Nokia 7 plus",
+        board="sdm660",
+        release="8.1.0",
+        sdk=27,
+        serialno="B2NGAA8831HWNAS",
+        cpu_max_freqs_khz=[1843200] * 4 + [2208000] * 4,
+        temperatures_c={"cpu0": 37.0, "battery": 30.0},
+        awk=False,
     ),
 }
 

@@ -63,8 +63,9 @@ class SyncSession:
     def _stat(self, path: str) -> None:
         try:
             st = os.lstat(self.box.host_path(path))
-            self.out += b"STAT" + struct.pack("<3I", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF,
-                                              int(st.st_mtime) & 0xFFFFFFFF)
+            self.out += b"STAT" + struct.pack(
+                "<3I", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF, int(st.st_mtime) & 0xFFFFFFFF
+            )
         except OSError:
             self.out += b"STAT" + bytes(12)  # all zero: does not exist
         self._flush()
@@ -82,8 +83,11 @@ class SyncSession:
             except OSError:
                 continue
             raw = name.encode("utf-8", "surrogateescape")
-            self.out += b"DENT" + struct.pack("<4I", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF,
-                                              int(st.st_mtime) & 0xFFFFFFFF, len(raw)) + raw
+            self.out += (
+                b"DENT"
+                + struct.pack("<4I", st.st_mode & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF, int(st.st_mtime) & 0xFFFFFFFF, len(raw))
+                + raw
+            )
             if len(self.out) >= self.stream.conn.max_payload:
                 self._flush()
         self.out += b"DONE" + bytes(16)

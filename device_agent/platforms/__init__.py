@@ -11,8 +11,14 @@ from device_agent.platforms.base import CommandResult, Device, RemoteStat
 __all__ = ["CommandResult", "Device", "RemoteStat", "open_device"]
 
 
-def open_device(serial: str | None, *, local: bool = False, key_path: str | None = None, usb: bool = False,
-                auth_timeout_s: float | None = None) -> Device:
+def open_device(
+    serial: str | None,
+    *,
+    local: bool = False,
+    key_path: str | None = None,
+    usb: bool = False,
+    auth_timeout_s: float | None = None,
+) -> Device:
     """``host:port`` → ADB over TCP; any other serial, or ``usb`` → ADB over USB; ``local`` → this host.
 
     ``auth_timeout_s``: how long the phone's "Allow USB debugging?" prompt is waited for (ADB only).
@@ -29,5 +35,9 @@ def open_device(serial: str | None, *, local: bool = False, key_path: str | None
 
     from device_agent.platforms.adb import DEFAULT_AUTH_TIMEOUT_S, AdbDevice
 
-    return AdbDevice(serial, key_path=Path(key_path) if key_path else None, usb=usb,
-                     auth_timeout_s=DEFAULT_AUTH_TIMEOUT_S if auth_timeout_s is None else auth_timeout_s)
+    return AdbDevice(
+        serial,
+        key_path=Path(key_path) if key_path else None,
+        usb=usb,
+        auth_timeout_s=DEFAULT_AUTH_TIMEOUT_S if auth_timeout_s is None else auth_timeout_s,
+    )

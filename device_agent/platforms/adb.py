@@ -54,8 +54,10 @@ def load_signer(key_path: Path | None):  # -> adb_shell.auth.sign_pythonrsa.Pyth
             return load_or_create_signer(None)  # the agent's own key, generated once (pair written together)
         key_path = default_key_path()
     if not key_path.is_file():
-        raise ConfigError(f"ADB private key {key_path} not found: give the path of an existing key with --adb-key "
-                          f"(Google's adb keeps it in ~/.android/adbkey), or make one with: adb keygen {key_path}")
+        raise ConfigError(
+            f"ADB private key {key_path} not found: give the path of an existing key with --adb-key "
+            f"(Google's adb keeps it in ~/.android/adbkey), or make one with: adb keygen {key_path}"
+        )
     pub_path = Path(str(key_path) + ".pub")
     try:
         private = key_path.read_text()
@@ -65,8 +67,9 @@ def load_signer(key_path: Path | None):  # -> adb_shell.auth.sign_pythonrsa.Pyth
                 log.warning("%s was missing: derived it from %s", pub_path, key_path)
                 public = pub_path.read_text()
             except OSError as exc:  # a read-only folder: derive it for this run only
-                log.warning("%s is missing and cannot be written (%s): derived it from %s for this run",
-                            pub_path, exc.strerror, key_path)
+                log.warning(
+                    "%s is missing and cannot be written (%s): derived it from %s for this run", pub_path, exc.strerror, key_path
+                )
                 public = base64.b64encode(encode_pubkey(str(key_path))).decode() + get_user_info()
         else:
             public = pub_path.read_text()
@@ -75,8 +78,9 @@ def load_signer(key_path: Path | None):  # -> adb_shell.auth.sign_pythonrsa.Pyth
         raise ConfigError(f"cannot read ADB key {key_path}: {exc.strerror}") from None
     except (ValueError, TypeError, IndexError, PyAsn1Error) as exc:  # not PEM / not RSA: what rsa, pyasn1 and
         # cryptography raise for it (UnicodeDecodeError, a binary file, is a ValueError)
-        raise ConfigError(f"{key_path} is not an ADB private key (PEM, \"BEGIN PRIVATE KEY\"): {exc}; make one "
-                          f"with: adb keygen {key_path}") from None
+        raise ConfigError(
+            f'{key_path} is not an ADB private key (PEM, "BEGIN PRIVATE KEY"): {exc}; make one with: adb keygen {key_path}'
+        ) from None
 
 
 def _tcp_transport_class():  # -> type[TcpTransport]
@@ -110,9 +114,19 @@ def _errors() -> tuple[type[BaseException], ...]:
     from adb_shell import exceptions as ex
 
     errors: tuple[type[BaseException], ...] = (
-        ex.AdbConnectionError, ex.AdbTimeoutError, ex.TcpTimeoutException, ex.InvalidResponseError,
-        ex.InvalidCommandError, ex.InvalidChecksumError, ex.DeviceAuthError, ex.UsbReadFailedError,
-        ex.UsbWriteFailedError, ex.UsbDeviceNotFoundError, OSError, ConnectionError)
+        ex.AdbConnectionError,
+        ex.AdbTimeoutError,
+        ex.TcpTimeoutException,
+        ex.InvalidResponseError,
+        ex.InvalidCommandError,
+        ex.InvalidChecksumError,
+        ex.DeviceAuthError,
+        ex.UsbReadFailedError,
+        ex.UsbWriteFailedError,
+        ex.UsbDeviceNotFoundError,
+        OSError,
+        ConnectionError,
+    )
     try:  # libusb's own errors (access denied, busy, device gone) when the usb extra is installed
         import usb1
 
@@ -129,12 +143,16 @@ def _usb_message(exc: BaseException, serial: str | None) -> str:
     if "busy" in text:
         return f"cannot connect to {name}: {exc} (is Google's adb server holding the phone? run: adb kill-server)"
     if "access" in text or "permission" in text:
-        return (f"cannot open {name}: {exc} (no permission on the USB device: add a udev rule for the phone, "
-                "see docs/device-agent.md)")
+        return (
+            f"cannot open {name}: {exc} (no permission on the USB device: add a udev rule for the phone, "
+            "see docs/device-agent.md)"
+        )
     if "no device" in text or "not found" in text:
         what = f"{serial} on USB: no ADB device with that serial is" if serial else "a phone on USB: no ADB device is"
-        return (f"cannot connect to {what} attached — plug the phone in, enable USB debugging (Developer options), "
-                "check that `adb devices` lists it, then run `adb kill-server` (only one program can hold the phone)")
+        return (
+            f"cannot connect to {what} attached — plug the phone in, enable USB debugging (Developer options), "
+            "check that `adb devices` lists it, then run `adb kill-server` (only one program can hold the phone)"
+        )
     return f"cannot connect to {name}: {exc}"
 
 
@@ -144,8 +162,14 @@ class AdbDevice(Device):
 
     kind = "adb"
 
-    def __init__(self, serial: str | None, key_path: Path | None = None, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
-                 auth_timeout_s: float = DEFAULT_AUTH_TIMEOUT_S, usb: bool = False) -> None:
+    def __init__(
+        self,
+        serial: str | None,
+        key_path: Path | None = None,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        auth_timeout_s: float = DEFAULT_AUTH_TIMEOUT_S,
+        usb: bool = False,
+    ) -> None:
         host, sep, port = (serial or "").rpartition(":")
         self._tcp = (host, int(port)) if sep and port.isdigit() else None
         if self._tcp is not None and usb:
@@ -169,17 +193,23 @@ class AdbDevice(Device):
         from adb_shell import adb_device
 
         if getattr(adb_device, "UsbTransport", None) is None:  # adb-shell without its usb extra (libusb1)
-            raise ConfigError(f"a phone on USB ({self.serial}) needs libusb1: {USB_EXTRA_HINT} "
-                              "(or run `adb tcpip 5555` once and use --serial PHONE-IP:5555)")
+            raise ConfigError(
+                f"a phone on USB ({self.serial}) needs libusb1: {USB_EXTRA_HINT} "
+                "(or run `adb tcpip 5555` once and use --serial PHONE-IP:5555)"
+            )
         # serial None: the first ADB device on USB, as `adb -d` picks it
         return adb_device.AdbDeviceUsb(serial=self._usb_serial)
 
     def _ask_user(self, _dev: object) -> None:
         """adb-shell calls this right before it offers our public key, i.e. when the phone shows its prompt."""
         self._prompted = True
-        log.warning("%s asks whether to trust this computer: tap *Allow* on the phone's \"Allow USB debugging?\" "
-                    "prompt (tick \"Always allow from this computer\" so it is not asked again); waiting %g s "
-                    "(--auth-timeout-s)", self.serial, self.auth_timeout_s)
+        log.warning(
+            '%s asks whether to trust this computer: tap *Allow* on the phone\'s "Allow USB debugging?" '
+            'prompt (tick "Always allow from this computer" so it is not asked again); waiting %g s '
+            "(--auth-timeout-s)",
+            self.serial,
+            self.auth_timeout_s,
+        )
 
     def connect(self) -> None:
         if self._dev is not None and self._dev.available:
@@ -189,8 +219,13 @@ class AdbDevice(Device):
         self._prompted = False
         try:
             dev = self._make()
-            dev.connect(rsa_keys=[self._signer], transport_timeout_s=CONNECT_TIMEOUT_S, auth_timeout_s=self.auth_timeout_s,
-                        read_timeout_s=CONNECT_TIMEOUT_S, auth_callback=self._ask_user)
+            dev.connect(
+                rsa_keys=[self._signer],
+                transport_timeout_s=CONNECT_TIMEOUT_S,
+                auth_timeout_s=self.auth_timeout_s,
+                read_timeout_s=CONNECT_TIMEOUT_S,
+                auth_callback=self._ask_user,
+            )
         except ConfigError:
             raise
         except _errors() as exc:
@@ -198,8 +233,9 @@ class AdbDevice(Device):
             if self._prompted:
                 raise DeviceNotAuthorized(
                     f"{self.serial} did not accept this computer's key within {self.auth_timeout_s:g} s: unlock "
-                    "the phone, tap *Allow* on \"Allow USB debugging?\" (tick \"Always allow from this computer\") "
-                    "and run again, or give more time with --auth-timeout-s") from None
+                    'the phone, tap *Allow* on "Allow USB debugging?" (tick "Always allow from this computer") '
+                    "and run again, or give more time with --auth-timeout-s"
+                ) from None
             if self._tcp is None:
                 raise UsbUnreachable(_usb_message(exc, self._usb_serial)) from None
             raise DeviceUnreachable(f"cannot connect to {self.serial}: {exc}") from None

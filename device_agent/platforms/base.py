@@ -85,8 +85,9 @@ class Device(ABC):
         out = self.shell(f"(\n{command}\n)\necho {marker}$?", timeout_s=timeout_s)
         text, rc = split_exit_code(out, marker)
         if check and rc != 0:
-            raise DeviceCommandError(f"command failed on {self.serial} (exit {rc}): {command[:200]}\n{text[-2000:]}",
-                                     output=text, rc=rc)
+            raise DeviceCommandError(
+                f"command failed on {self.serial} (exit {rc}): {command[:200]}\n{text[-2000:]}", output=text, rc=rc
+            )
         return CommandResult(text, rc)
 
     def getprop(self) -> dict[str, str]:
@@ -108,6 +109,5 @@ def split_exit_code(output: str, marker: str) -> tuple[str, int]:
     matches = list(re.finditer(re.escape(marker) + r"(\d+)", output))
     m = matches[-1] if matches else None
     if m is None:
-        raise DeviceCommandError(f"no exit code marker in device output (command cut short?): {output[-500:]!r}",
-                                 output=output)
+        raise DeviceCommandError(f"no exit code marker in device output (command cut short?): {output[-500:]!r}", output=output)
     return output[: m.start()].rstrip("\n") + ("\n" if output[: m.start()].strip() else ""), int(m.group(1))

@@ -35,15 +35,22 @@ class LocalDevice(Device):
 
     def shell(self, command: str, timeout_s: float | None = None) -> str:
         try:
-            proc = subprocess.run(["/bin/sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=timeout_s, cwd=self.workdir if Path(self.workdir).is_dir() else None)
+            proc = subprocess.run(
+                ["/bin/sh", "-c", command],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout_s,
+                cwd=self.workdir if Path(self.workdir).is_dir() else None,
+            )
         except subprocess.TimeoutExpired as exc:
             raise DeviceCommandError(f"command timed out after {timeout_s} s on the host: {command[:200]}") from exc
         return proc.stdout.decode("utf-8", "replace")
 
     def stream(self, command: str, timeout_s: float | None = None) -> Iterator[str]:
-        proc = subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         assert proc.stdout is not None
         try:
             while True:

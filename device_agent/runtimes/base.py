@@ -23,8 +23,11 @@ RUNTIMES: dict[str, tuple[str, str]] = {"onnxruntime": ("onnx", ".onnx"), "torch
 OPTIONAL_RUNTIMES: dict[str, tuple[str, str]] = {"executorch": ("pte", ".pte")}
 #: runtime name -> the benchmark program that measures it on a phone (runtimes/binary.py), the file name it has in the
 #: work folder's ``bin/``
-RUNTIME_TOOL: dict[str, str] = {"torchscript": "speed_benchmark_torch", "onnxruntime": "onnxruntime_perf_test",
-                                "executorch": "executor_runner"}
+RUNTIME_TOOL: dict[str, str] = {
+    "torchscript": "speed_benchmark_torch",
+    "onnxruntime": "onnxruntime_perf_test",
+    "executorch": "executor_runner",
+}
 
 
 def check_runtime(runtime: str) -> str:
@@ -40,8 +43,9 @@ def check_runtime(runtime: str) -> str:
         except ValueError:  # a module object without a spec in sys.modules: not an importable package
             found = False
         if not found:
-            raise ConfigError("runtime executorch needs the ExecuTorch package, which is not installed here: "
-                              "pip install 'hwnas[executorch]'")
+            raise ConfigError(
+                "runtime executorch needs the ExecuTorch package, which is not installed here: pip install 'hwnas[executorch]'"
+            )
         return runtime
     raise ConfigError(f"unknown runtime {runtime!r}: use one of {', '.join([*RUNTIMES, *OPTIONAL_RUNTIMES])}")
 
@@ -114,8 +118,9 @@ class Runner(ABC):
         """Make ``items`` runnable (load sessions / push models); raise on what cannot be fixed."""
 
     @abstractmethod
-    def run(self, bursts: Sequence[Burst], stop: threading.Event | None = None,
-            progress: ProgressFn | None = None) -> list[BurstResult]:
+    def run(
+        self, bursts: Sequence[Burst], stop: threading.Event | None = None, progress: ProgressFn | None = None
+    ) -> list[BurstResult]:
         """Measure ``bursts`` in order; stop early (returning the finished ones) when ``stop`` is set."""
 
     def stage(self, items: Sequence[Item]) -> None:  # noqa: B027 - optional: runners without files to place keep it

@@ -29,8 +29,7 @@ from device_agent.models import file_name, md5_of
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device, new_marker
 from device_agent.protocol import regroup
-from device_agent.runtimes.base import RUNTIME_TOOL, RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, \
-    check_phone_runtime
+from device_agent.runtimes.base import RUNTIME_TOOL, RUNTIMES, Burst, BurstResult, Item, ProgressFn, Runner, check_phone_runtime
 
 if TYPE_CHECKING:
     from hwnas.schemas import OperatorBreakdown
@@ -51,23 +50,29 @@ ET_THREADS_FLAG = "--cpu_threads"
 # older builds "<name> Latency is <s>sec"),
 # which a line count turned into 0 ms runs, and a burst minimum of 0. The T line's third field counts runs of
 # 0 ms (none on a real phone: a run never takes 0 s), so a parse gone wrong shows (profile_overhead's zero_runs).
-AWK_ORT = ('BEGIN {FS=","; print m} NF==5 && $5 ~ /^[0-9]+$/ {r++; if (r<=d) next; x=$2*1000; if (x==0) z++; '
-           't+=x; s+=x; n++; if (n%k==0) {printf "S %.9g\\n", s/k; s=0}} END {printf "T %d %.9g %d\\n", n, t, z}')
+AWK_ORT = (
+    'BEGIN {FS=","; print m} NF==5 && $5 ~ /^[0-9]+$/ {r++; if (r<=d) next; x=$2*1000; if (x==0) z++; '
+    't+=x; s+=x; n++; if (n%k==0) {printf "S %.9g\\n", s/k; s=0}} END {printf "T %d %.9g %d\\n", n, t, z}'
+)
 # What onnxruntime_perf_test prints on stderr when it cannot open its result file (performance_runner.cc
 # PerformanceResult::DumpToFile); it then prints the statistics on stdout and exits 0.
 RESULT_FILE_UNOPENABLE = "failed to open result file"
 # speed_benchmark_torch: PyTorchObserver lines (whole µs) reduced, every other line passed on.
-AWK_TORCH = ('/PyTorchObserver/ {v=$0; sub(/.*"value": *"/, "", v); sub(/".*/, "", v); x=v/1000; t+=x; s+=x; n++; '
-             'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
-             'END {print m; printf "%s", o; printf "T %d %.9g\\n", n, t}')
+AWK_TORCH = (
+    '/PyTorchObserver/ {v=$0; sub(/.*"value": *"/, "", v); sub(/".*/, "", v); x=v/1000; t+=x; s+=x; n++; '
+    'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
+    'END {print m; printf "%s", o; printf "T %d %.9g\\n", n, t}'
+)
 
 
 # executor_runner: its "Iteration i of n: <ms> ms" log lines (stderr, one per execution) reduced like the
 # PyTorchObserver lines; the first d are the warm-up runs (the program has none of its own). Other lines pass.
-AWK_ET = ('/] Iteration [0-9]+ of [0-9]+: [0-9.]+ ms$/ {r++; if (r<=d) next; v=$0; sub(/.*] Iteration [0-9]+ of '
-          '[0-9]+: /, "", v); sub(/ ms$/, "", v); x=v+0; if (x==0) z++; t+=x; s+=x; n++; '
-          'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
-          'END {print m; printf "%s", o; printf "T %d %.9g %d\\n", n, t, z}')
+AWK_ET = (
+    "/] Iteration [0-9]+ of [0-9]+: [0-9.]+ ms$/ {r++; if (r<=d) next; v=$0; sub(/.*] Iteration [0-9]+ of "
+    '[0-9]+: /, "", v); sub(/ ms$/, "", v); x=v+0; if (x==0) z++; t+=x; s+=x; n++; '
+    'if (n%k==0) {o=o sprintf("S %.9g\\n", s/k); s=0}; next} {print} '
+    'END {print m; printf "%s", o; printf "T %d %.9g %d\\n", n, t, z}'
+)
 # A build without logging (EXECUTORCH_ENABLE_LOGGING is off in Release builds unless a preset turns it on) runs
 # silently: every key would fail alike, so faults.SETUP names the build that fixes it.
 NO_ET_LOG = faults.ET_NO_LOG
@@ -83,9 +88,10 @@ def sync_files(device: Device, files: dict[str, Path], chunk: int = 48) -> list[
     remote_md5: dict[str, str] = {}
     names = sorted(files)
     for i in range(0, len(names), chunk):
-        part = names[i:i + chunk]
-        out = device.shell(f"cd {shlex.quote(device.workdir)} 2>/dev/null && md5sum "
-                           + " ".join(shlex.quote(n) for n in part) + " 2>/dev/null")
+        part = names[i : i + chunk]
+        out = device.shell(
+            f"cd {shlex.quote(device.workdir)} 2>/dev/null && md5sum " + " ".join(shlex.quote(n) for n in part) + " 2>/dev/null"
+        )
         for line in out.splitlines():
             m = re.match(r"^([0-9a-f]{32})\s+\*?(.+)$", line.strip())
             if m:
@@ -104,9 +110,18 @@ class BinaryRunner(Runner):
 
     where = "device"
 
-    def __init__(self, device: Device, runtime: str, threads: int, binary: Path | None,
-                 facts: PhoneFacts | None = None, runtime_version: str | None = None, pin: bool = True,
-                 read_timeout_s: float = 120.0, libs: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        device: Device,
+        runtime: str,
+        threads: int,
+        binary: Path | None,
+        facts: PhoneFacts | None = None,
+        runtime_version: str | None = None,
+        pin: bool = True,
+        read_timeout_s: float = 120.0,
+        libs: Sequence[Path] = (),
+    ) -> None:
         """``binary``: the host's program, pushed to the phone; None: the phone's own ``bin/<tool>``."""
         self.device = device
         self.runtime = check_phone_runtime(runtime)
@@ -165,8 +180,9 @@ class BinaryRunner(Runner):
             pushed = sync_files(self.device, wanted)
         except DeviceCommandError as exc:
             if faults.classify(str(exc)) == faults.STORAGE:  # EPERM / EROFS: pushing again will not help
-                raise DeviceFault(f"{self.device.serial} refuses to write the benchmark files into "
-                                  f"{self.device.workdir}: {exc}") from None
+                raise DeviceFault(
+                    f"{self.device.serial} refuses to write the benchmark files into {self.device.workdir}: {exc}"
+                ) from None
             raise
         if self.remote_binary in pushed:
             self.device.run(f"chmod 755 {shlex.quote(self.device.workdir)}/{self.remote_binary}")
@@ -182,12 +198,16 @@ class BinaryRunner(Runner):
         """The phone's own program (no ``--benchmark-binary``): it must be there; its MD5 and version are recorded."""
         marker = new_marker("BIN")
         remote = shlex.quote(self.remote_binary)
-        out = self.device.shell(f"cd {shlex.quote(self.device.workdir)} 2>/dev/null && [ -x {remote} ] && "
-                                f"md5sum {remote} && echo {marker} && cat {remote}.version 2>/dev/null")
+        out = self.device.shell(
+            f"cd {shlex.quote(self.device.workdir)} 2>/dev/null && [ -x {remote} ] && "
+            f"md5sum {remote} && echo {marker} && cat {remote}.version 2>/dev/null"
+        )
         if marker not in out:
-            raise ConfigError(f"no benchmark binary for {self.runtime} on {self.device.serial}: build {self.tool} for "
-                              f"{self.abi} and pass --benchmark-binary PATH, or install it on the phone as "
-                              f"{self.device.workdir}/{self.remote_binary} (docs/device-agent.md)")
+            raise ConfigError(
+                f"no benchmark binary for {self.runtime} on {self.device.serial}: build {self.tool} for "
+                f"{self.abi} and pass --benchmark-binary PATH, or install it on the phone as "
+                f"{self.device.workdir}/{self.remote_binary} (docs/device-agent.md)"
+            )
         head, _, version = out.partition(marker)
         md5 = re.match(r"\s*([0-9a-f]{32})\s", head)
         self.binary_md5 = md5.group(1) if md5 else None
@@ -230,19 +250,25 @@ class BinaryRunner(Runner):
             dims = ",".join(str(d) for d in item.input_shape)
             # Mobile PyTorch sizes its pthreadpool from --pthreadpool_size (a C10 flag every
             # program linking caffe2/utils/threadpool/ThreadPool.cc parses), not OMP_NUM_THREADS.
-            return (f"{prefix}./{self.remote_binary} --model={model} --input_dims={dims} --input_type=float "
-                    f"--warmup={burst.warmup} --iter={burst.iters} --report_pep=true --use_caching_allocator=true "
-                    f"{TORCH_THREADS_FLAG}={self.threads}")
+            return (
+                f"{prefix}./{self.remote_binary} --model={model} --input_dims={dims} --input_type=float "
+                f"--warmup={burst.warmup} --iter={burst.iters} --report_pep=true --use_caching_allocator=true "
+                f"{TORCH_THREADS_FLAG}={self.threads}"
+            )
         if self.runtime == "executorch":
             # No warm-up flag: the warm-up runs are executions too, dropped from the per-run lines (_burst_line).
             # Inputs (ones) are prepared before every execution outside the program's clock.
-            return (f"{prefix}./{self.remote_binary} --model_path={model} --num_executions={burst.warmup + burst.iters} "
-                    f"{ET_THREADS_FLAG}={self.threads} --print_output=none")
+            return (
+                f"{prefix}./{self.remote_binary} --model_path={model} --num_executions={burst.warmup + burst.iters} "
+                f"{ET_THREADS_FLAG}={self.threads} --print_output=none"
+            )
         # onnxruntime_perf_test always does exactly one warm-up run: ask for the rest as
         # extra runs and drop them from the per-run result file.
         extra = max(0, burst.warmup - 1)
-        return (f"{prefix}./{self.remote_binary} -e cpu -m times -r {burst.iters + extra} -x {self.threads} -I -s "
-                f"{model} res/{index}.csv")
+        return (
+            f"{prefix}./{self.remote_binary} -e cpu -m times -r {burst.iters + extra} -x {self.threads} -I -s "
+            f"{model} res/{index}.csv"
+        )
 
     def _burst_line(self, burst: Burst, i: int) -> str:
         """One burst: the program's call framed by marker lines, its per-run times reduced on the device.
@@ -256,17 +282,23 @@ class BinaryRunner(Runner):
         call = self._command(burst, i)
         k = max(1, burst.sample_runs)
         if self.runtime == "torchscript":
-            return (f'echo "$M b {i}"; {call} > res/{i}.out 2>&1; r=$?; '
-                    f'if [ -n "$A" ]; then awk -v k={k} -v m="$M s {i}" \'{AWK_TORCH}\' res/{i}.out; '
-                    f'else cat res/{i}.out; fi; rm -f res/{i}.out; echo "$M e {i} $r"')
+            return (
+                f'echo "$M b {i}"; {call} > res/{i}.out 2>&1; r=$?; '
+                f'if [ -n "$A" ]; then awk -v k={k} -v m="$M s {i}" \'{AWK_TORCH}\' res/{i}.out; '
+                f'else cat res/{i}.out; fi; rm -f res/{i}.out; echo "$M e {i} $r"'
+            )
         if self.runtime == "executorch":
-            return (f'echo "$M b {i}"; {call} > res/{i}.out 2>&1; r=$?; '
-                    f'if [ -n "$A" ]; then awk -v k={k} -v d={burst.warmup} -v m="$M s {i}" \'{AWK_ET}\' res/{i}.out; '
-                    f'else cat res/{i}.out; fi; rm -f res/{i}.out; echo "$M e {i} $r"')
+            return (
+                f'echo "$M b {i}"; {call} > res/{i}.out 2>&1; r=$?; '
+                f'if [ -n "$A" ]; then awk -v k={k} -v d={burst.warmup} -v m="$M s {i}" \'{AWK_ET}\' res/{i}.out; '
+                f'else cat res/{i}.out; fi; rm -f res/{i}.out; echo "$M e {i} $r"'
+            )
         drop = max(0, burst.warmup - 1)
-        return (f'echo "$M b {i}"; {call} 2>&1; r=$?; '
-                f'[ -n "$A" ] && [ -f res/{i}.csv ] && awk -v k={k} -v d={drop} -v m="$M s {i}" \'{AWK_ORT}\' '
-                f'res/{i}.csv && rm -f res/{i}.csv; echo "$M e {i} $r"')
+        return (
+            f'echo "$M b {i}"; {call} 2>&1; r=$?; '
+            f'[ -n "$A" ] && [ -f res/{i}.csv ] && awk -v k={k} -v d={drop} -v m="$M s {i}" \'{AWK_ORT}\' '
+            f'res/{i}.csv && rm -f res/{i}.csv; echo "$M e {i} $r"'
+        )
 
     def script(self, bursts: Sequence[Burst], marker: str) -> str:
         # The work folder comes in as $D (set by the caller), so a pushed script file holds
@@ -285,8 +317,9 @@ class BinaryRunner(Runner):
         lines.append('echo "$M end"')
         return "\n".join(lines) + "\n"
 
-    def run(self, bursts: Sequence[Burst], stop: threading.Event | None = None,
-            progress: ProgressFn | None = None) -> list[BurstResult]:
+    def run(
+        self, bursts: Sequence[Burst], stop: threading.Event | None = None, progress: ProgressFn | None = None
+    ) -> list[BurstResult]:
         if not bursts:
             return []
         self.prepare([b.item for b in bursts])
@@ -358,15 +391,18 @@ class BinaryRunner(Runner):
         self.prepare([item])
         remote = "res/network.etdump"
         prefix = f'LD_LIBRARY_PATH="$D/bin" OMP_NUM_THREADS={self.threads} ' + (f"taskset {self.mask} " if self.pinned else "")
-        command = (f"D={shlex.quote(self.device.workdir)}; cd \"$D\" && mkdir -p res && rm -f {remote} && "
-                   f"{prefix}./{self.remote_binary} --model_path={shlex.quote(self.remote_model(item))} "
-                   f"--num_executions={PROFILE_RUNS} {ET_THREADS_FLAG}={self.threads} --print_output=none "
-                   f"--etdump_path={remote} > res/etdump.out 2>&1")
+        command = (
+            f'D={shlex.quote(self.device.workdir)}; cd "$D" && mkdir -p res && rm -f {remote} && '
+            f"{prefix}./{self.remote_binary} --model_path={shlex.quote(self.remote_model(item))} "
+            f"--num_executions={PROFILE_RUNS} {ET_THREADS_FLAG}={self.threads} --print_output=none "
+            f"--etdump_path={remote} > res/etdump.out 2>&1"
+        )
         done = self.device.run(command, timeout_s=self.read_timeout_s, check=False)
         if done.rc != 0:
             out = self.device.shell(f"cat {shlex.quote(self.device.workdir)}/res/etdump.out 2>/dev/null")
-            raise DeviceCommandError(f"{self.tool} with --etdump_path exited {done.rc}: {_error_text(out)}",
-                                     output=out, rc=done.rc)
+            raise DeviceCommandError(
+                f"{self.tool} with --etdump_path exited {done.rc}: {_error_text(out)}", output=out, rc=done.rc
+            )
         delegation = self._delegation.get(item.key)
         backends = delegation["backends"] if delegation else []
         with tempfile.TemporaryDirectory(prefix="hwnas-etdump-") as tmp:
@@ -376,12 +412,18 @@ class BinaryRunner(Runner):
             return breakdown_from_etdump(local, backends[0] if len(backends) == 1 else "delegate")
 
     def state(self) -> dict[str, object]:
-        threads = {"torchscript": f"{TORCH_THREADS_FLAG}={self.threads}",
-                   "executorch": f"{ET_THREADS_FLAG}={self.threads}"}.get(self.runtime, f"-x {self.threads}")
+        threads = {"torchscript": f"{TORCH_THREADS_FLAG}={self.threads}", "executorch": f"{ET_THREADS_FLAG}={self.threads}"}.get(
+            self.runtime, f"-x {self.threads}"
+        )
         state: dict[str, object] = {
-            "runner": "binary", "binary": self.tool, "binary_md5": self.binary_md5,
-            "taskset": self.mask if self.pinned else None, "threads": self.threads,
-            "threads_flag": threads, "thermal": "sysfs thermal zones, read by each batch script"}
+            "runner": "binary",
+            "binary": self.tool,
+            "binary_md5": self.binary_md5,
+            "taskset": self.mask if self.pinned else None,
+            "threads": self.threads,
+            "threads_flag": threads,
+            "thermal": "sysfs thermal zones, read by each batch script",
+        }
         if self.taskset_refused:
             # Measured unpinned: the scheduler may move the program between clusters, which spreads the samples.
             state["taskset_refused"] = {"mask": self.mask, "error": self.taskset_refused[:300]}
@@ -391,7 +433,9 @@ class BinaryRunner(Runner):
             # As the local runner records it (runtimes/local.py), from the .pte files; plus whether the phone's
             # build traced every run (an event-tracer build: its ETDump costs time inside each execution).
             state["executorch"] = {
-                "backend": "xnnpack", "pool_threads": self.threads, "event_tracer": self.event_tracer,
+                "backend": "xnnpack",
+                "pool_threads": self.threads,
+                "event_tracer": self.event_tracer,
                 "delegated": {k: d["delegated"] for k, d in sorted(self._delegation.items())},
                 "portable_ops": {k: d["portable_ops"] for k, d in sorted(self._delegation.items()) if d["portable_ops"]},
             }
@@ -511,7 +555,7 @@ def per_run_ms(runtime: str, body: str, csv_rows: Iterable[str], iters: int) -> 
     rows = parsers.parse_ort_result_csv("\n".join(csv_rows))
     if rows and rows[-1]:
         per_run = rows[-1]
-        return per_run[len(per_run) - iters:] if len(per_run) > iters else per_run
+        return per_run[len(per_run) - iters :] if len(per_run) > iters else per_run
     # No per-run file (an old binary): the burst mean is all we know.
     return [summary.mean_ms]
 

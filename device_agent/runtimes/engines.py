@@ -36,9 +36,16 @@ def _ort_shape(shape: list[Any], fallback: tuple[int, ...] | None) -> tuple[int,
 class OrtEngine:
     """One ``InferenceSession`` with bound inputs (ones) and outputs."""
 
-    def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None,
-                 spin: bool = True, opt_level: int = 99, cpu_clock: bool = False,
-                 prebind_outputs: bool = True) -> None:
+    def __init__(
+        self,
+        model: Path,
+        threads: int = 1,
+        input_shape: tuple[int, ...] | None = None,
+        spin: bool = True,
+        opt_level: int = 99,
+        cpu_clock: bool = False,
+        prebind_outputs: bool = True,
+    ) -> None:
         import numpy as np
         import onnxruntime as ort
 
@@ -49,10 +56,11 @@ class OrtEngine:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = {0: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                                       1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                       2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}.get(
-            opt_level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        so.graph_optimization_level = {
+            0: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        }.get(opt_level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         so.log_severity_level = 3
         if not spin:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -61,9 +69,16 @@ class OrtEngine:
         self._keep: list[Any] = []
         for i, inp in enumerate(self.session.get_inputs()):
             shape = _ort_shape(inp.shape, input_shape if i == 0 else None) or tuple(
-                d if isinstance(d, int) and d > 0 else 1 for d in inp.shape)  # free dims = 1, like perf_test -I
-            dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
-                     "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(inp.type, np.float32)
+                d if isinstance(d, int) and d > 0 else 1 for d in inp.shape
+            )  # free dims = 1, like perf_test -I
+            dtype = {
+                "tensor(float)": np.float32,
+                "tensor(float16)": np.float16,
+                "tensor(int64)": np.int64,
+                "tensor(int32)": np.int32,
+                "tensor(uint8)": np.uint8,
+                "tensor(int8)": np.int8,
+            }.get(inp.type, np.float32)
             value = ort.OrtValue.ortvalue_from_numpy(np.ones(shape, dtype=dtype))
             self._keep.append(value)
             self.binding.bind_ortvalue_input(inp.name, value)
@@ -96,8 +111,9 @@ class OrtEngine:
 class TorchEngine:
     """A TorchScript module (full or lite-interpreter file) with a fixed input of ones."""
 
-    def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None,
-                 cpu_clock: bool = False) -> None:
+    def __init__(
+        self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None, cpu_clock: bool = False
+    ) -> None:
         import torch
 
         import warnings
@@ -132,8 +148,7 @@ class TorchEngine:
             return _timed(partial(module, x), iters, sample_runs, self)
 
 
-def make_engine(runtime: str, model: Path, threads: int, input_shape: tuple[int, ...] | None,
-                cpu_clock: bool = False):
+def make_engine(runtime: str, model: Path, threads: int, input_shape: tuple[int, ...] | None, cpu_clock: bool = False):
     """An engine for ``runtime`` ("onnxruntime", "torchscript" or "executorch"); ``cpu_clock``: see the module docstring."""
     if runtime == "onnxruntime":
         return OrtEngine(model, threads, input_shape, cpu_clock=cpu_clock)

@@ -62,15 +62,20 @@ def breakdown_from_etdump(etdump: Path, delegate: str = "delegate") -> OperatorB
             execute, runs = values, len(values)
         if name in _AGGREGATES or not values:
             continue
-        operators.append(OperatorTiming(name=str(name)[:256], backend=delegate[:64] if bool(delegated) else None,
-                                        median_ms=statistics.median(values), min_ms=min(values)))
+        operators.append(
+            OperatorTiming(
+                name=str(name)[:256],
+                backend=delegate[:64] if bool(delegated) else None,
+                median_ms=statistics.median(values),
+                min_ms=min(values),
+            )
+        )
     if runs == 0:
         raise ValueError(f"{etdump}: the ETDump holds no execution of the method")
     return OperatorBreakdown(runs=runs, execute_ms=statistics.median(execute), operators=operators)
 
 
-def profile_pte(model: Path, input_shape: tuple[int, ...], threads: int = 1,
-                runs: int = PROFILE_RUNS) -> OperatorBreakdown:
+def profile_pte(model: Path, input_shape: tuple[int, ...], threads: int = 1, runs: int = PROFILE_RUNS) -> OperatorBreakdown:
     """Load ``model`` with the event tracer on, run it ``runs`` times on ones, and read its ETDump back."""
     import torch
     from executorch.runtime import Runtime

@@ -58,8 +58,10 @@ def version() -> str:
 
     found = executorch_version()
     if found is None:
-        raise ConfigError(f"runtime executorch needs the ExecuTorch package, which is not installed here: "
-                          f"{EXECUTORCH_INSTALL} (executorch=={EXECUTORCH_PIN})")
+        raise ConfigError(
+            f"runtime executorch needs the ExecuTorch package, which is not installed here: "
+            f"{EXECUTORCH_INSTALL} (executorch=={EXECUTORCH_PIN})"
+        )
     return found
 
 
@@ -87,16 +89,16 @@ def set_pool_threads(threads: int) -> int:
             portable_lib._unsafe_reset_threadpool(threads)
             _pool_generation += 1
             if pool_threads() != threads:  # the call is documented as experimental: check it did what it says
-                raise ConfigError(f"ExecuTorch's thread pool did not take {threads} thread(s) "
-                                  f"(it has {pool_threads()})")
+                raise ConfigError(f"ExecuTorch's thread pool did not take {threads} thread(s) (it has {pool_threads()})")
         return _pool_generation
 
 
 class ExecuTorchEngine:
     """One ``.pte`` program's ``forward`` with a fixed input of ones, bound once; same interface as ``OrtEngine``."""
 
-    def __init__(self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None,
-                 cpu_clock: bool = False) -> None:
+    def __init__(
+        self, model: Path, threads: int = 1, input_shape: tuple[int, ...] | None = None, cpu_clock: bool = False
+    ) -> None:
         version()  # the install line instead of an ImportError
         import torch
 

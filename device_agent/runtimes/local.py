@@ -63,8 +63,9 @@ class LocalRunner(Runner):
             self._engines[item.model] = engine
         return engine
 
-    def run(self, bursts: Sequence[Burst], stop: threading.Event | None = None,
-            progress: ProgressFn | None = None) -> list[BurstResult]:
+    def run(
+        self, bursts: Sequence[Burst], stop: threading.Event | None = None, progress: ProgressFn | None = None
+    ) -> list[BurstResult]:
         results: list[BurstResult] = []
         for i, burst in enumerate(bursts):
             if stop is not None and stop.is_set():
@@ -96,15 +97,19 @@ class LocalRunner(Runner):
         return profile_pte(item.model, item.input_shape, self.threads)
 
     def state(self) -> dict[str, object]:
-        state: dict[str, object] = {"runner": "local", "threads": self.threads,
-                                    "clock": "thread_cpu" if self.cpu_clock else "wall"}
+        state: dict[str, object] = {
+            "runner": "local",
+            "threads": self.threads,
+            "clock": "thread_cpu" if self.cpu_clock else "wall",
+        }
         if self.runtime == "executorch":
             from device_agent.runtimes.executorch_engine import pool_threads
 
             # Per key of the batch: "all" | "partial" | "none" | "empty" (search.export.pte_delegation), and the
             # thread pool XNNPACK ran on, read back from ExecuTorch (not just what was asked).
             state["executorch"] = {
-                "backend": "xnnpack", "pool_threads": pool_threads(),
+                "backend": "xnnpack",
+                "pool_threads": pool_threads(),
                 "delegated": {k: d["delegated"] for k, d in sorted(self._delegation.items())},
                 "portable_ops": {k: d["portable_ops"] for k, d in sorted(self._delegation.items()) if d["portable_ops"]},
                 # Keys whose input a run overwrites (memory planning): set again before every timed run.

@@ -13,17 +13,17 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0005'
-down_revision: str | None = '0004'
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('calibrations') as batch:
-        batch.add_column(sa.Column('points', sa.JSON(), nullable=True))
+    with op.batch_alter_table("calibrations") as batch:
+        batch.add_column(sa.Column("points", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('calibrations') as batch:
-        batch.drop_column('points')
+    with op.batch_alter_table("calibrations") as batch:
+        batch.drop_column("points")

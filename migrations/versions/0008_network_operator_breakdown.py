@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0008'
-down_revision: str | None = '0007'
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -21,9 +21,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Nullable: only runtime executorch profiles its networks. ADD COLUMN of a nullable column needs no table
     # rebuild on SQLite.
-    op.add_column('network_measurements', sa.Column('operator_breakdown', sa.JSON(), nullable=True))
+    op.add_column("network_measurements", sa.Column("operator_breakdown", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('network_measurements') as batch:  # SQLite drops a column through a copy of the table
-        batch.drop_column('operator_breakdown')
+    with op.batch_alter_table("network_measurements") as batch:  # SQLite drops a column through a copy of the table
+        batch.drop_column("operator_breakdown")

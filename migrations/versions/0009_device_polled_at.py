@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0009'
-down_revision: str | None = '0008'
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -21,9 +21,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Nullable: a device no agent has polled for since this revision has no such time. ADD COLUMN of a nullable
     # column needs no table rebuild on SQLite.
-    op.add_column('devices', sa.Column('polled_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column("devices", sa.Column("polled_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('devices') as batch:  # SQLite drops a column through a copy of the table
-        batch.drop_column('polled_at')
+    with op.batch_alter_table("devices") as batch:  # SQLite drops a column through a copy of the table
+        batch.drop_column("polled_at")

@@ -51,8 +51,17 @@ def parse_body(model: type[M], raw: bytes, content_type: str | None) -> M:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
-                                           "input": {}, "ctx": {"error": exc.msg}}]) from exc
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": exc.msg},
+                    }
+                ]
+            ) from exc
         except Exception as exc:  # not UTF-8, nested past the recursion limit, an integer of more than 4,300 digits
             raise HTTPException(400, FASTAPI_BODY_ERROR) from exc
     try:

@@ -11,8 +11,11 @@ from profiler_server.services.device_activity import last_seen_of
 
 router = APIRouter(tags=["devices"])
 
+
 @router.put("/devices/{name}", response_model=schemas.Device, responses={201: {"model": schemas.Device}})
-def put_device(name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, caller: AgentDep, response: Response) -> schemas.Device:
+def put_device(
+    name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, caller: AgentDep, response: Response
+) -> schemas.Device:
     """Register a device or update what it is (201 when new). The agent token that registered it owns it: another
     agent token may not change it (403); an admin may."""
     caller.check_device(name, "name")
@@ -24,6 +27,7 @@ def put_device(name: DeviceName, info: schemas.DeviceInfo, session: SessionDep, 
 
     return run_write(session, work)
 
+
 def shown_to(caller: Caller, device: schemas.Device) -> schemas.Device:
     """Anonymous readers (READ_REQUIRES_TOKEN off) do not see where a phone is: its serial and ADB address."""
     if caller.name is not None:
@@ -32,6 +36,7 @@ def shown_to(caller: Caller, device: schemas.Device) -> schemas.Device:
     if isinstance(props.get("connection"), dict):
         props["connection"] = {k: v for k, v in props["connection"].items() if k != "serial"}
     return device.model_copy(update={"serial": None, "props": props, "owner": None})
+
 
 @router.get("/devices", response_model=list[schemas.Device])
 def list_devices(session: SessionDep, caller: ReaderDep) -> list[schemas.Device]:
@@ -42,16 +47,24 @@ def list_devices(session: SessionDep, caller: ReaderDep) -> list[schemas.Device]
     seen = last_seen_of(session, rows)
     return [shown_to(caller, devices.to_schema(d, tables.get(d.id, []), thermal.get(d.id), seen[d.id])) for d in rows]
 
+
 @router.delete("/devices/{name}", status_code=204, responses={204: {"description": "Deleted"}, 404: {"model": schemas.ErrorBody}})
 def delete_device(name: DeviceName, session: SessionDep, _: AdminDep) -> Response:
     """Delete a device with its measurements, tables and jobs (admin only)."""
     run_write(session, lambda: devices.delete_device(session, name))
     return Response(status_code=204)
 
+
 @router.get("/devices/{name}", response_model=schemas.Device, responses={404: {"model": schemas.ErrorBody}})
 def get_device(name: DeviceName, session: SessionDep, caller: ReaderDep) -> schemas.Device:
     """One device with its (runtime, threads) tables and their entry counts."""
     device = devices.find_device(session, name, field="name")
-    return shown_to(caller, devices.to_schema(device, devices.tables_of(session, [device.id]).get(device.id, []),
-                                              devices.thermal_of(session, [device.id]).get(device.id),
-                                              last_seen_of(session, [device])[device.id]))
+    return shown_to(
+        caller,
+        devices.to_schema(
+            device,
+            devices.tables_of(session, [device.id]).get(device.id, []),
+            devices.thermal_of(session, [device.id]).get(device.id),
+            last_seen_of(session, [device])[device.id],
+        ),
+    )

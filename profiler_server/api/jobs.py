@@ -17,8 +17,9 @@ JobId = Annotated[int, Path(ge=1, le=schemas.INT32_MAX, description="job id")]
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=schemas.JobCreated, responses=ERRORS)
-def create_job(caller: ClientDep, body: Annotated[schemas.JobCreate, Depends(json_body(schemas.JobCreate))],
-               session: SessionDep) -> schemas.JobCreated:
+def create_job(
+    caller: ClientDep, body: Annotated[schemas.JobCreate, Depends(json_body(schemas.JobCreate))], session: SessionDep
+) -> schemas.JobCreated:
     """Queue the keys the table lacks (every key with ``force``); at most 20,000 keys and 1,000 networks."""
     return run_write(session, lambda: jobs.create_job(session, body, created_by=caller.name), bulk=True)
 
@@ -61,10 +62,14 @@ def cancel_job(job_id: JobId, session: SessionDep, caller: ClientDep) -> schemas
 @router.post("/jobs/{job_id}/heartbeat", response_model=schemas.Job, responses=ERRORS)
 def heartbeat(job_id: JobId, body: schemas.JobHeartbeat, session: SessionDep, caller: AgentDep) -> schemas.Job:
     """Extend the caller's lease on a job (only the token that claimed it may)."""
-    return run_write(session, lambda: jobs.to_schema(session, jobs.heartbeat(session, job_id, body, caller.agent_token, actor=caller)))
+    return run_write(
+        session, lambda: jobs.to_schema(session, jobs.heartbeat(session, job_id, body, caller.agent_token, actor=caller))
+    )
 
 
 @router.post("/jobs/{job_id}/fail", response_model=schemas.Job, responses=ERRORS)
 def fail_key(job_id: JobId, body: schemas.JobFail, session: SessionDep, caller: AgentDep) -> schemas.Job:
     """Record that one key of a job could not be measured (only the lease holder may)."""
-    return run_write(session, lambda: jobs.to_schema(session, jobs.fail_key(session, job_id, body, caller.agent_token, actor=caller)))
+    return run_write(
+        session, lambda: jobs.to_schema(session, jobs.fail_key(session, job_id, body, caller.agent_token, actor=caller))
+    )

@@ -12,8 +12,16 @@ from starlette.concurrency import run_in_threadpool
 
 from hwnas import schemas
 from profiler_server.api.bodies import json_body
-from profiler_server.api.deps import (AdminDep, DeviceName, LutCacheDep, ReaderDep, SessionDep, check_read_token, read_route,
-                                      run_write)
+from profiler_server.api.deps import (
+    AdminDep,
+    DeviceName,
+    LutCacheDep,
+    ReaderDep,
+    SessionDep,
+    check_read_token,
+    read_route,
+    run_write,
+)
 from profiler_server.errors import InvalidInput, field_error
 from profiler_server.services.imports import export_table, import_table, read_import
 from profiler_server.services.lut_pages import PageQuery, table_page
@@ -39,11 +47,33 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 # Declared for the OpenAPI page only: the handler reads them itself (see get_lut).
 _LUT_PARAMS = [
-    {"name": "runtime", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}, "description": "e.g. ort, torchscript"},
-    {"name": "threads", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_THREADS}},
-    {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "csv", *EXPORT_FORMATS]},
-     "description": "or Accept: text/csv; ofa-yaml / proxyless-yaml: the Once-for-All / ProxylessNAS latency-table layout (text/yaml)"},
-    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}, "description": "an ETag: 304 when unchanged"},
+    {
+        "name": "runtime",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 64},
+        "description": "e.g. ort, torchscript",
+    },
+    {
+        "name": "threads",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_THREADS},
+    },
+    {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["json", "csv", *EXPORT_FORMATS]},
+        "description": "or Accept: text/csv; ofa-yaml / proxyless-yaml: the Once-for-All / ProxylessNAS latency-table layout (text/yaml)",
+    },
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "an ETag: 304 when unchanged",
+    },
 ]
 
 
@@ -52,16 +82,22 @@ def _table_query(request: Request) -> tuple[str | None, int | None, str | None]:
     q = request.query_params
     runtime, threads_text, fmt = q.get("runtime") or None, q.get("threads"), q.get("format")
     if runtime is not None and (len(runtime) > 64 or "\x00" in runtime):
-        raise InvalidInput("runtime must be at most 64 characters, without NUL", [field_error("runtime", "at most 64 characters, no NUL")])
+        raise InvalidInput(
+            "runtime must be at most 64 characters, without NUL", [field_error("runtime", "at most 64 characters, no NUL")]
+        )
     threads: int | None = None
     if threads_text is not None:
         if not threads_text.isdigit() or len(threads_text) > 4 or not 1 <= int(threads_text) <= schemas.MAX_THREADS:
-            raise InvalidInput(f"threads must be an integer from 1 to {schemas.MAX_THREADS}, got {threads_text[:20]!r}",
-                               [field_error("threads", f"must be an integer from 1 to {schemas.MAX_THREADS}")])
+            raise InvalidInput(
+                f"threads must be an integer from 1 to {schemas.MAX_THREADS}, got {threads_text[:20]!r}",
+                [field_error("threads", f"must be an integer from 1 to {schemas.MAX_THREADS}")],
+            )
         threads = int(threads_text)
     if fmt not in (None, "json", "csv", *EXPORT_FORMATS):
-        raise InvalidInput(f"format must be json, csv, {' or '.join(EXPORT_FORMATS)}, got {fmt!r}",
-                           [field_error("format", f"must be 'json', 'csv', {' or '.join(repr(f) for f in EXPORT_FORMATS)}")])
+        raise InvalidInput(
+            f"format must be json, csv, {' or '.join(EXPORT_FORMATS)}, got {fmt!r}",
+            [field_error("format", f"must be 'json', 'csv', {' or '.join(repr(f) for f in EXPORT_FORMATS)}")],
+        )
     return runtime, threads, fmt
 
 
@@ -125,8 +161,13 @@ def get_lut_entries(
     threads: Annotated[int | None, Query(ge=1, le=schemas.MAX_THREADS)] = None,
     sort: Annotated[schemas.LutSort, Query(description="column to sort by; ties in key order")] = "median_ms",
     order: Literal["asc", "desc"] = "asc",
-    type: Annotated[str | None, Query(max_length=128, pattern=schemas.NO_NUL, description="only this operator type (the key's block, e.g. ir)")] = None,
-    key: Annotated[str | None, Query(max_length=256, pattern=schemas.NO_NUL, description="only keys containing this text")] = None,
+    type: Annotated[
+        str | None,
+        Query(max_length=128, pattern=schemas.NO_NUL, description="only this operator type (the key's block, e.g. ir)"),
+    ] = None,
+    key: Annotated[
+        str | None, Query(max_length=256, pattern=schemas.NO_NUL, description="only keys containing this text")
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=schemas.LUT_PAGE_MAX)] = 100,
 ) -> schemas.LutPage:
@@ -136,18 +177,28 @@ def get_lut_entries(
     Empty values (``std_ms`` of an imported table) sort last in either order.
     """
     ref = resolve_table(session, device, runtime, threads)
-    return table_page(session, ref, PageQuery(sort=sort, order=order, type=type or None, key=key or None, offset=offset, limit=limit))
+    return table_page(
+        session, ref, PageQuery(sort=sort, order=order, type=type or None, key=key or None, offset=offset, limit=limit)
+    )
 
 
 @router.post("/lut/{device}/query", response_model=schemas.LutQueryResult, responses=ERRORS)
-def query_lut(device: DeviceName, _: ReaderDep, query: Annotated[schemas.LutQuery, Depends(json_body(schemas.LutQuery))],
-              session: SessionDep, cache: LutCacheDep) -> schemas.LutQueryResult:
+def query_lut(
+    device: DeviceName,
+    _: ReaderDep,
+    query: Annotated[schemas.LutQuery, Depends(json_body(schemas.LutQuery))],
+    session: SessionDep,
+    cache: LutCacheDep,
+) -> schemas.LutQueryResult:
     """Which of ``keys`` the table has (present) and which it lacks (missing)."""
     return query_keys(session, cache, device, query)
 
 
-@router.post("/lut/import", response_model=schemas.LutImportResult,
-             responses={**ERRORS, 403: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}})
+@router.post(
+    "/lut/import",
+    response_model=schemas.LutImportResult,
+    responses={**ERRORS, 403: {"model": schemas.ErrorBody}, 422: {"model": schemas.ErrorBody}},
+)
 def post_import(body: schemas.LutImport, session: SessionDep, caller: AdminDep) -> schemas.LutImportResult:
     """Import a published latency table (admin): OFA / ProxylessNAS YAML or HW-NAS-Bench JSON, with its provenance;
     or ``hwnas-fit``, a table ``hwnas lut fit`` fitted from whole-network timings, whose fit quality is kept in ``source.fit``.

@@ -19,8 +19,11 @@ router = APIRouter(tags=["measurements"])
     response_model=schemas.MeasurementBatchResult,
     responses={404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}, 413: {"model": schemas.ErrorBody}},
 )
-def post_measurements(caller: AgentDep, batch: Annotated[schemas.MeasurementBatch, Depends(json_body(schemas.MeasurementBatch))],
-                      session: SessionDep) -> schemas.MeasurementBatchResult:
+def post_measurements(
+    caller: AgentDep,
+    batch: Annotated[schemas.MeasurementBatch, Depends(json_body(schemas.MeasurementBatch))],
+    session: SessionDep,
+) -> schemas.MeasurementBatchResult:
     """Store a run's results; a retry stores nothing twice and reports the duplicates."""
     caller.check_device(batch.device)
     # Everything that needs no write lock happens first: the key grammar (~0.35 s for 20,000 keys), the operator

@@ -17,10 +17,16 @@ router = APIRouter(tags=["networks"])
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}}
 
 
-@router.post("/networks/measurements", response_model=schemas.MeasurementBatchResult, responses={**ERRORS, 413: {"model": schemas.ErrorBody}})
-def post_network_measurements(caller: AgentDep,
-                              batch: Annotated[schemas.NetworkMeasurementBatch, Depends(json_body(schemas.NetworkMeasurementBatch))],
-                              session: SessionDep) -> schemas.MeasurementBatchResult:
+@router.post(
+    "/networks/measurements",
+    response_model=schemas.MeasurementBatchResult,
+    responses={**ERRORS, 413: {"model": schemas.ErrorBody}},
+)
+def post_network_measurements(
+    caller: AgentDep,
+    batch: Annotated[schemas.NetworkMeasurementBatch, Depends(json_body(schemas.NetworkMeasurementBatch))],
+    session: SessionDep,
+) -> schemas.MeasurementBatchResult:
     """Store a run's whole-network results; a retry stores nothing twice and reports the duplicates."""
     caller.check_device(batch.device)
     return run_write(session, lambda: store_network_batch(session, batch, caller), bulk=True)
@@ -55,7 +61,9 @@ CalibratorDep = Annotated[Caller, Depends(require("agent", "client"))]
 
 
 @router.put("/lut/{device}/calibration", response_model=schemas.LutCalibration, responses=ERRORS)
-def put_calibration(device: DeviceName, body: schemas.Calibration, session: SessionDep, caller: CalibratorDep) -> schemas.LutCalibration:
+def put_calibration(
+    device: DeviceName, body: schemas.Calibration, session: SessionDep, caller: CalibratorDep
+) -> schemas.LutCalibration:
     """Store a correction ``scale · predicted + offset_ms`` for a table; GET /lut serves it from now on.
 
     The device's owner (its agent token, or one an admin granted it) or an admin only: every search that pulls the

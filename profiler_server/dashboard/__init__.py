@@ -20,14 +20,19 @@ from starlette.exceptions import HTTPException
 
 STATIC = Path(__file__).with_name("static")
 # Every page is the same shell (static/page.html); the script draws the page its <body data-page> names.
-PAGES = {"index": "Device lab", "job": "Job", "table": "Latency table", "compare": "Compare two devices",
-         "validation": "Predicted vs measured"}
+PAGES = {
+    "index": "Device lab",
+    "job": "Job",
+    "table": "Latency table",
+    "compare": "Compare two devices",
+    "validation": "Predicted vs measured",
+}
 _SHELL = (STATIC / "page.html").read_text(encoding="utf-8")
 _RENDERED = {page: _SHELL.replace("{page}", page).replace("{title}", title) for page, title in PAGES.items()}
 # The pages run only their own script and talk only to this server: what an agent wrote can never run.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-                               "object-src 'none'",
+    "object-src 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 

@@ -34,7 +34,11 @@ def check_bounds(body: schemas.Calibration) -> None:
     if not (math.isfinite(body.scale) and lo <= body.scale <= hi):
         errors.append(field_error("scale", f"must be between {lo} and {hi}, got {body.scale:.6g}"))
     if not (math.isfinite(body.offset_ms) and abs(body.offset_ms) <= MAX_ABS_OFFSET_MS):
-        errors.append(field_error("offset_ms", f"must be finite and at most {MAX_ABS_OFFSET_MS:g} ms in magnitude, got {body.offset_ms:.6g}"))
+        errors.append(
+            field_error(
+                "offset_ms", f"must be finite and at most {MAX_ABS_OFFSET_MS:g} ms in magnitude, got {body.offset_ms:.6g}"
+            )
+        )
     for name in ("mape_before", "mape_after"):
         value = getattr(body, name)
         if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_MAPE_PCT):
@@ -43,8 +47,9 @@ def check_bounds(body: schemas.Calibration) -> None:
         raise InvalidInput("invalid calibration: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors), errors)
 
 
-def store_calibration(session: Session, device: str, body: schemas.Calibration, created_by: str | None = None,
-                      actor: Actor | None = None) -> schemas.LutCalibration:
+def store_calibration(
+    session: Session, device: str, body: schemas.Calibration, created_by: str | None = None, actor: Actor | None = None
+) -> schemas.LutCalibration:
     """Record ``body`` for the table (device, body.runtime, body.threads), which must exist (404 otherwise).
 
     ``actor``: only the device's owner or an admin may (an imported table: an admin only), since every search that
@@ -58,10 +63,18 @@ def store_calibration(session: Session, device: str, body: schemas.Calibration, 
     now = utcnow()
     session.add(
         Calibration(
-            device_id=ref.device_id, runtime=ref.runtime, threads=ref.threads, scale=body.scale, offset_ms=body.offset_ms,
-            networks=body.networks, method=body.method, mape_before=body.mape_before, mape_after=body.mape_after,
+            device_id=ref.device_id,
+            runtime=ref.runtime,
+            threads=ref.threads,
+            scale=body.scale,
+            offset_ms=body.offset_ms,
+            networks=body.networks,
+            method=body.method,
+            mape_before=body.mape_before,
+            mape_after=body.mape_after,
             points=[p.model_dump() for p in body.points],
-            created_by=created_by, created_at=now,
+            created_by=created_by,
+            created_at=now,
         )
     )
     session.flush()
@@ -81,9 +94,20 @@ def calibration_detail(session: Session, device: str, runtime: str | None, threa
         .limit(1)
     )
     if row is None:
-        raise NotFound(f"table {device} ({ref.runtime}, {ref.threads} thread(s)) has no calibration",
-                       [field_error("device", "no calibration: run hwnas validate --calibrate")])
+        raise NotFound(
+            f"table {device} ({ref.runtime}, {ref.threads} thread(s)) has no calibration",
+            [field_error("device", "no calibration: run hwnas validate --calibrate")],
+        )
     return schemas.CalibrationDetail(
-        device=device, runtime=ref.runtime, threads=ref.threads, scale=row.scale, offset_ms=row.offset_ms,
-        networks=row.networks, method=row.method, mape_before=row.mape_before, mape_after=row.mape_after,
-        created_at=row.created_at, points=[schemas.CalibrationPoint(**p) for p in row.points or []])
+        device=device,
+        runtime=ref.runtime,
+        threads=ref.threads,
+        scale=row.scale,
+        offset_ms=row.offset_ms,
+        networks=row.networks,
+        method=row.method,
+        mape_before=row.mape_before,
+        mape_after=row.mape_after,
+        created_at=row.created_at,
+        points=[schemas.CalibrationPoint(**p) for p in row.points or []],
+    )

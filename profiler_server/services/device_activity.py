@@ -39,8 +39,7 @@ def mark_polled(session: Session, device_id: int, now: datetime) -> None:
     within the last ``POLL_MARK_S`` seconds already is: then the statement matches no row and writes nothing."""
     session.execute(
         update(Device)
-        .where(Device.id == device_id,
-               or_(Device.polled_at.is_(None), Device.polled_at < now - timedelta(seconds=POLL_MARK_S)))
+        .where(Device.id == device_id, or_(Device.polled_at.is_(None), Device.polled_at < now - timedelta(seconds=POLL_MARK_S)))
         # updated_at is the device's registration (its onupdate would move it on any UPDATE): kept as it is.
         .values(polled_at=now, updated_at=Device.updated_at)
         .execution_options(synchronize_session=False)
@@ -59,11 +58,16 @@ def last_seen_of(session: Session, devices: list[Device]) -> dict[int, datetime]
     if not out:
         return out
     ids = list(out)
-    uploads = (select(MeasurementRun.device_id, func.max(MeasurementRun.finished_at))
-               .where(MeasurementRun.device_id.in_(ids)).group_by(MeasurementRun.device_id))
-    claims = (select(Job.device_id, func.max(Job.updated_at))
-              .where(Job.device_id.in_(ids), Job.agent.is_not(None), Job.state != JobState.cancelled.value)
-              .group_by(Job.device_id))
+    uploads = (
+        select(MeasurementRun.device_id, func.max(MeasurementRun.finished_at))
+        .where(MeasurementRun.device_id.in_(ids))
+        .group_by(MeasurementRun.device_id)
+    )
+    claims = (
+        select(Job.device_id, func.max(Job.updated_at))
+        .where(Job.device_id.in_(ids), Job.agent.is_not(None), Job.state != JobState.cancelled.value)
+        .group_by(Job.device_id)
+    )
     for stmt in (uploads, claims):
         for device_id, at in session.execute(stmt):
             if at is not None and at > out[device_id]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -28,8 +29,9 @@ def find_device(session: Session, name: str, field: str = "device") -> Device:
     return device
 
 
-def put_device(session: Session, name: str, info: schemas.DeviceInfo, owner: str | None = None,
-               actor: Actor | None = None) -> tuple[Device, bool]:
+def put_device(
+    session: Session, name: str, info: schemas.DeviceInfo, owner: str | None = None, actor: Actor | None = None
+) -> tuple[Device, bool]:
     """Create or update device ``name`` from ``info``; True when it was created.
 
     ``owner``: the agent token acting (None: an admin), recorded as the owner of a new device; ``actor``: who
@@ -39,7 +41,8 @@ def put_device(session: Session, name: str, info: schemas.DeviceInfo, owner: str
     now = utcnow()
     values = info.model_dump()
     # Insert-or-skip first, so two agents registering the same name at once never collide.
-    insert_ignore(session, Device.__table__, [{"name": name, **values, "owner": owner, "created_at": now, "updated_at": now}], ["name"])  # type: ignore[arg-type]
+    row = {"name": name, **values, "owner": owner, "created_at": now, "updated_at": now}
+    insert_ignore(session, cast(Table, Device.__table__), [row], ["name"])
     device = session.scalars(select(Device).where(Device.name == name).execution_options(populate_existing=True)).one()
     created = device.created_at == now
     if not created:
@@ -64,13 +67,21 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
     if not device_ids:
         return {}
     counts = dict(
-        (((d, r, t), n) for d, r, t, n in session.execute(
-            select(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads, func.count(func.distinct(Measurement.operator_id)))
-            .join(Measurement, Measurement.run_id == MeasurementRun.id)
-            .join(Operator, Operator.id == Measurement.operator_id)
-            .where(MeasurementRun.device_id.in_(device_ids), Measurement.valid.is_(True), Operator.key != OVERHEAD_KEY)
-            .group_by(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads)
-        ))
+        (
+            ((d, r, t), n)
+            for d, r, t, n in session.execute(
+                select(
+                    MeasurementRun.device_id,
+                    MeasurementRun.runtime,
+                    MeasurementRun.threads,
+                    func.count(func.distinct(Measurement.operator_id)),
+                )
+                .join(Measurement, Measurement.run_id == MeasurementRun.id)
+                .join(Operator, Operator.id == Measurement.operator_id)
+                .where(MeasurementRun.device_id.in_(device_ids), Measurement.valid.is_(True), Operator.key != OVERHEAD_KEY)
+                .group_by(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads)
+            )
+        )
     )
     latest_run = (
         select(MeasurementRun.device_id, MeasurementRun.runtime, MeasurementRun.threads, func.max(MeasurementRun.id).label("rid"))
@@ -94,8 +105,15 @@ def tables_of(session: Session, device_ids: list[int]) -> dict[int, list[schemas
         .where(LutVersion.device_id.in_(device_ids))
         .order_by(LutVersion.runtime, LutVersion.threads)
     ):
-        out[d].append(schemas.TableInfo(runtime=r, threads=t, runtime_version=versions.get((d, r, t)), entries=counts.get((d, r, t), 0),
-                                        source=sources.get((d, r, t))))
+        out[d].append(
+            schemas.TableInfo(
+                runtime=r,
+                threads=t,
+                runtime_version=versions.get((d, r, t)),
+                entries=counts.get((d, r, t), 0),
+                source=sources.get((d, r, t)),
+            )
+        )
     return out
 
 
@@ -103,8 +121,12 @@ def thermal_of(session: Session, device_ids: list[int]) -> dict[int, schemas.Dev
     """Per device id: the thermal reading stored with its latest measurement run (none when it never measured)."""
     if not device_ids:
         return {}
-    latest = (select(func.max(MeasurementRun.id).label("rid")).where(MeasurementRun.device_id.in_(device_ids))
-              .group_by(MeasurementRun.device_id).subquery())
+    latest = (
+        select(func.max(MeasurementRun.id).label("rid"))
+        .where(MeasurementRun.device_id.in_(device_ids))
+        .group_by(MeasurementRun.device_id)
+        .subquery()
+    )
     out: dict[int, schemas.DeviceThermal] = {}
     for run in session.scalars(select(MeasurementRun).join(latest, MeasurementRun.id == latest.c.rid)):
         before = (run.device_state or {}).get("thermal_before")
@@ -112,13 +134,18 @@ def thermal_of(session: Session, device_ids: list[int]) -> dict[int, schemas.Dev
             continue
         status = before.get("status")
         temps = [t for t in (before.get("temperatures_c") or {}).values() if isinstance(t, (int, float))]
-        out[run.device_id] = schemas.DeviceThermal(status=status if isinstance(status, int) else None,
-                                                   max_temp_c=max(temps) if temps else None, at=run.started_at)
+        out[run.device_id] = schemas.DeviceThermal(
+            status=status if isinstance(status, int) else None, max_temp_c=max(temps) if temps else None, at=run.started_at
+        )
     return out
 
 
-def to_schema(device: Device, tables: list[schemas.TableInfo],
-              thermal: schemas.DeviceThermal | None = None, last_seen_at: datetime | None = None) -> schemas.Device:
+def to_schema(
+    device: Device,
+    tables: list[schemas.TableInfo],
+    thermal: schemas.DeviceThermal | None = None,
+    last_seen_at: datetime | None = None,
+) -> schemas.Device:
     """The REST shape of a device row; ``last_seen_at``: its latest activity (``device_activity.last_seen_of``)."""
     return schemas.Device(
         name=device.name,

@@ -79,7 +79,11 @@ def run_for(session: Session, batch: schemas.RunUpload, device_id: int) -> Measu
         session.add(run)
         session.flush()
         return run
-    for name, stored, sent in (("device", run.device_id, device_id), ("runtime", run.runtime, batch.runtime), ("threads", run.threads, batch.threads)):
+    for name, stored, sent in (
+        ("device", run.device_id, device_id),
+        ("runtime", run.runtime, batch.runtime),
+        ("threads", run.threads, batch.threads),
+    ):
         if stored != sent:
             raise Conflict(
                 f"run {batch.run_id} was uploaded before with another {name}",
@@ -126,8 +130,14 @@ def prepare_rows(session: Session, item: ItemColumn, results: Sequence[tuple[int
     return PreparedRows(sql, rows, copy)
 
 
-def store_new_results(session: Session, item: ItemColumn, run_id: int, results: Sequence[tuple[int, schemas.LatencyStats]],
-                      prepared: PreparedRows | None = None, extra: Sequence[str] = ()) -> int:
+def store_new_results(
+    session: Session,
+    item: ItemColumn,
+    run_id: int,
+    results: Sequence[tuple[int, schemas.LatencyStats]],
+    prepared: PreparedRows | None = None,
+    extra: Sequence[str] = (),
+) -> int:
     """Insert the (item id, result) pairs that run ``run_id`` has not stored yet; returns how many were new.
 
     ``prepared``: ``prepare_rows`` of the same ``results``, made before the transaction (then only the driver's
@@ -151,8 +161,14 @@ def store_new_results(session: Session, item: ItemColumn, run_id: int, results: 
         return len(new)
     now = utcnow()
     rows: list[dict[str, Any]] = [
-        {"run_id": run_id, item.key: item_id, **{f: getattr(r, f) for f in _STAT_FIELDS}, **_extra_values(r, extra),
-         "valid": True, "measured_at": now}
+        {
+            "run_id": run_id,
+            item.key: item_id,
+            **{f: getattr(r, f) for f in _STAT_FIELDS},
+            **_extra_values(r, extra),
+            "valid": True,
+            "measured_at": now,
+        }
         for item_id, r in results
         if item_id not in have
     ]
@@ -204,8 +220,15 @@ def latest_valid_ids(item: ItemColumn, device_id: int, runtime: str, threads: in
 TABLE_STATS = ("median_ms", "min_ms", "p10_ms", "p90_ms", "std_ms", "iterations", "measured_at")
 
 
-def latest_valid_rows(session: Session, item: ItemColumn, name: InstrumentedAttribute[str], device_id: int, runtime: str,
-                      threads: int, extra: Sequence[str] = ()) -> Sequence[Row[Any]]:
+def latest_valid_rows(
+    session: Session,
+    item: ItemColumn,
+    name: InstrumentedAttribute[str],
+    device_id: int,
+    runtime: str,
+    threads: int,
+    extra: Sequence[str] = (),
+) -> Sequence[Row[Any]]:
     """The latest valid row of every item of table (device, runtime, threads), ordered by the item's ``name``
     (``Operator.key``, ``Network.arch_id``): rows with the name, then TABLE_STATS, then the ``extra`` columns."""
     model = item.class_

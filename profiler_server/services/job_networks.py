@@ -13,8 +13,11 @@ def networks_of(session: Session, job_id: int, limit: int) -> schemas.JobNetwork
     """Counts per state and the first ``limit`` networks of job ``job_id`` with the measurement that completed each;
     None when the job has none (an operator-only job, the usual kind, says nothing about networks)."""
     counts = {s.value: 0 for s in ItemState}
-    counts.update(session.execute(select(JobNetwork.state, func.count()).where(JobNetwork.job_id == job_id)
-                                  .group_by(JobNetwork.state)).all())
+    counts.update(
+        session.execute(
+            select(JobNetwork.state, func.count()).where(JobNetwork.job_id == job_id).group_by(JobNetwork.state)
+        ).all()
+    )
     total = sum(counts.values())
     if total == 0:
         return None
@@ -26,7 +29,14 @@ def networks_of(session: Session, job_id: int, limit: int) -> schemas.JobNetwork
         .order_by(JobNetwork.id)
         .limit(limit)
     )
-    items = [schemas.JobNetworkItem(arch_id=a, state=s, median_ms=med, min_ms=mn, error=err if s == ItemState.failed.value else None)
-             for a, s, med, mn, err in rows]
-    return schemas.JobNetworks(total=total, done=counts[ItemState.done.value], failed=counts[ItemState.failed.value],
-                               pending=counts[ItemState.pending.value], items=items)
+    items = [
+        schemas.JobNetworkItem(arch_id=a, state=s, median_ms=med, min_ms=mn, error=err if s == ItemState.failed.value else None)
+        for a, s, med, mn, err in rows
+    ]
+    return schemas.JobNetworks(
+        total=total,
+        done=counts[ItemState.done.value],
+        failed=counts[ItemState.failed.value],
+        pending=counts[ItemState.pending.value],
+        items=items,
+    )

@@ -71,12 +71,18 @@ def create_job(session: Session, body: schemas.JobCreate, created_by: str | None
     if todo:
         session.execute(
             JobItem.__table__.insert(),  # type: ignore[attr-defined]
-            [{"job_id": job.id, "operator_id": ops[k], "state": ItemState.pending.value, "updated_at": job.created_at} for k in todo],
+            [
+                {"job_id": job.id, "operator_id": ops[k], "state": ItemState.pending.value, "updated_at": job.created_at}
+                for k in todo
+            ],
         )
     if todo_nets:
         session.execute(
             JobNetwork.__table__.insert(),  # type: ignore[attr-defined]
-            [{"job_id": job.id, "network_id": net_ids[a], "state": ItemState.pending.value, "updated_at": job.created_at} for a in todo_nets],
+            [
+                {"job_id": job.id, "network_id": net_ids[a], "state": ItemState.pending.value, "updated_at": job.created_at}
+                for a in todo_nets
+            ],
         )
     already = sum(1 for k in keys if ops[k] in present) + sum(1 for n in body.networks if net_ids[n.arch_id] in nets_present)
     total = len(todo) + len(todo_nets)
@@ -111,8 +117,9 @@ def _lease_free(now: datetime):
     return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
 
 
-def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = None,
-              max_claims: int | None = None, actor: Actor | None = None) -> schemas.JobClaimed | None:
+def claim_job(
+    session: Session, body: schemas.JobClaim, holder: str | None = None, max_claims: int | None = None, actor: Actor | None = None
+) -> schemas.JobClaimed | None:
     """Lease the oldest claimable job of ``body.device`` to ``body.agent`` (token ``holder``); None when there is none.
 
     A job already claimed ``max_claims`` times without finishing (its items keep killing agents, or
@@ -138,10 +145,15 @@ def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = Non
         job_id, claims = row
         if max_claims is not None and claims >= max_claims:
             session.execute(
-                update(Job).where(Job.id == job_id)
-                .values(state=JobState.failed.value, lease_expires_at=None, updated_at=now,
-                        reason=f"claimed {claims} times without finishing (MAX_CLAIMS={max_claims}): agents kept "
-                               "stopping on its items; see the server log and the agents' logs")
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    state=JobState.failed.value,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    reason=f"claimed {claims} times without finishing (MAX_CLAIMS={max_claims}): agents kept "
+                    "stopping on its items; see the server log and the agents' logs",
+                )
                 .execution_options(synchronize_session=False)
             )
             continue  # a failed job does not count as a contended attempt
@@ -150,8 +162,14 @@ def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = Non
         taken = session.execute(  # type: ignore[attr-defined]
             update(Job)
             .where(Job.id == job_id, Job.state.in_(OPEN_STATES), _lease_free(now))
-            .values(state=JobState.running.value, agent=body.agent, holder=holder, lease_expires_at=expires,
-                    claims=Job.claims + 1, updated_at=now)
+            .values(
+                state=JobState.running.value,
+                agent=body.agent,
+                holder=holder,
+                lease_expires_at=expires,
+                claims=Job.claims + 1,
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
         if taken == 1:
@@ -161,8 +179,13 @@ def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = Non
                 for n in _pending_networks(session, job.id)
             ]
             return schemas.JobClaimed(
-                id=job.id, device=device.name, runtime=job.runtime, threads=job.threads, keys=_pending_keys(session, job.id),
-                networks=networks, lease_expires_at=expires,
+                id=job.id,
+                device=device.name,
+                runtime=job.runtime,
+                threads=job.threads,
+                keys=_pending_keys(session, job.id),
+                networks=networks,
+                lease_expires_at=expires,
             )
     raise Conflict("too much contention on the job queue; retry the claim")
 
@@ -170,12 +193,15 @@ def claim_job(session: Session, body: schemas.JobClaim, holder: str | None = Non
 def check_holder(job: Job, holder: str | None) -> None:
     """403 unless token ``holder`` holds the job's lease (``None``: an admin, who may act for anyone)."""
     if holder is not None and job.holder is not None and job.holder != holder:
-        raise Forbidden(f"job {job.id} is leased to the agent token {job.holder!r}, not to {holder!r}",
-                        [field_error("job_id", "leased by another agent token")])
+        raise Forbidden(
+            f"job {job.id} is leased to the agent token {job.holder!r}, not to {holder!r}",
+            [field_error("job_id", "leased by another agent token")],
+        )
 
 
-def heartbeat(session: Session, job_id: int, body: schemas.JobHeartbeat, holder: str | None = None,
-              actor: Actor | None = None) -> Job:
+def heartbeat(
+    session: Session, job_id: int, body: schemas.JobHeartbeat, holder: str | None = None, actor: Actor | None = None
+) -> Job:
     """Extend the lease of ``body.agent`` on job ``job_id``; 409 when another agent holds it or it is finished."""
     job = find_job(session, job_id, for_update=True)
     check_device_write(actor, job.device, "renew leases", field="job_id")
@@ -201,20 +227,26 @@ def fail_key(session: Session, job_id: int, body: schemas.JobFail, holder: str |
     job = find_job(session, job_id, for_update=True)
     check_device_write(actor, job.device, "fail job items", field="job_id")
     if job.state not in OPEN_STATES:
-        raise Conflict(f"job {job_id} is {job.state}; its items can no longer fail", [field_error("job_id", f"job is {job.state}")])
+        raise Conflict(
+            f"job {job_id} is {job.state}; its items can no longer fail", [field_error("job_id", f"job is {job.state}")]
+        )
     if job.holder is None and holder is not None:
         raise Conflict(f"job {job_id} is not claimed; claim it before failing its items", [field_error("job_id", "not claimed")])
     check_holder(job, holder)
     item: JobItem | JobNetwork | None
     if body.arch_id is not None:
         item = session.scalar(
-            select(JobNetwork).join(Network, Network.id == JobNetwork.network_id).where(JobNetwork.job_id == job_id, Network.arch_id == body.arch_id)
+            select(JobNetwork)
+            .join(Network, Network.id == JobNetwork.network_id)
+            .where(JobNetwork.job_id == job_id, Network.arch_id == body.arch_id)
         )
         if item is None:
             raise NotFound(f"job {job_id} has no network {body.arch_id!r}", [field_error("arch_id", "not part of this job")])
     else:
         item = session.scalar(
-            select(JobItem).join(Operator, Operator.id == JobItem.operator_id).where(JobItem.job_id == job_id, Operator.key == body.key)
+            select(JobItem)
+            .join(Operator, Operator.id == JobItem.operator_id)
+            .where(JobItem.job_id == job_id, Operator.key == body.key)
         )
     if item is None:
         raise NotFound(f"job {job_id} has no key {body.key!r}", [field_error("key", "not part of this job")])
@@ -236,16 +268,26 @@ def _job_for_batch(session: Session, job_id: int, device_id: int, runtime: str, 
     return job
 
 
-def _complete_items(session: Session, job_id: int, device_id: int, runtime: str, threads: int,
-                    measured: dict[int, int], model: type[JobItem] | type[JobNetwork], id_attr: str) -> None:
+def _complete_items(
+    session: Session,
+    job_id: int,
+    device_id: int,
+    runtime: str,
+    threads: int,
+    measured: dict[int, int],
+    model: type[JobItem] | type[JobNetwork],
+    id_attr: str,
+) -> None:
     """Mark the items of job ``job_id`` whose ``id_attr`` is in ``measured`` (id -> measurement id) done."""
     job = _job_for_batch(session, job_id, device_id, runtime, threads)
     column = getattr(model, id_attr)
     table = model.__table__
     # One executemany UPDATE, not 20,000 ORM objects loaded and flushed: this runs under the write lock.
-    stmt = (table.update()  # type: ignore[attr-defined]
-            .where(table.c.job_id == job_id, table.c[column.key] == bindparam("item"), table.c.state != ItemState.done.value)
-            .values(state=ItemState.done.value, error=None, measurement_id=bindparam("mid"), updated_at=utcnow()))
+    stmt = (
+        table.update()  # type: ignore[attr-defined]
+        .where(table.c.job_id == job_id, table.c[column.key] == bindparam("item"), table.c.state != ItemState.done.value)
+        .values(state=ItemState.done.value, error=None, measurement_id=bindparam("mid"), updated_at=utcnow())
+    )
     params = [{"item": item, "mid": mid} for item, mid in measured.items()]
     if params:
         session.execute(stmt.execution_options(synchronize_session=False), params)
@@ -257,7 +299,9 @@ def complete_keys(session: Session, job_id: int, device_id: int, runtime: str, t
     _complete_items(session, job_id, device_id, runtime, threads, measured, JobItem, "operator_id")
 
 
-def complete_networks(session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]) -> None:
+def complete_networks(
+    session: Session, job_id: int, device_id: int, runtime: str, threads: int, measured: dict[int, int]
+) -> None:
     """Mark the networks of job ``job_id`` measured in ``measured`` (network id -> measurement id) done."""
     _complete_items(session, job_id, device_id, runtime, threads, measured, JobNetwork, "network_id")
 
@@ -271,7 +315,9 @@ def refresh_state(session: Session, job: Job) -> None:
     counts = _counts(session, job.id)
     reopenable = job.state == JobState.failed.value
     if counts[ItemState.pending.value] == 0 and (job.state in OPEN_STATES or reopenable):
-        job.state = JobState.done.value if counts[ItemState.done.value] or not counts[ItemState.failed.value] else JobState.failed.value
+        job.state = (
+            JobState.done.value if counts[ItemState.done.value] or not counts[ItemState.failed.value] else JobState.failed.value
+        )
         if job.state == JobState.done.value:
             job.reason = None
         job.lease_expires_at = None
@@ -342,8 +388,10 @@ def cancel_job(session: Session, job_id: int, by: str | None, actor: Actor | Non
     job = find_job(session, job_id, for_update=True)
     check_job_cancel(actor, job)
     if job.state not in OPEN_STATES:
-        raise Conflict(f"job {job_id} is {job.state}; only queued or running jobs can be cancelled",
-                       [field_error("job_id", f"job is {job.state}")])
+        raise Conflict(
+            f"job {job_id} is {job.state}; only queued or running jobs can be cancelled",
+            [field_error("job_id", f"job is {job.state}")],
+        )
     job.state = JobState.cancelled.value
     job.lease_expires_at = None
     job.reason = f"cancelled by {by or 'an admin'}"

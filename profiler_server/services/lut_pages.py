@@ -37,9 +37,15 @@ class PageQuery:
 def _sort_column(session: Session, name: str) -> ColumnElement[object]:
     key = Operator.key.collate("C") if is_postgres(session) else Operator.key  # byte order on both databases
     columns: dict[str, Any] = {  # columns of several types
-        "key": key, "type": Operator.block, "median_ms": Measurement.median_ms, "min_ms": Measurement.min_ms,
-        "p10_ms": Measurement.p10_ms, "p90_ms": Measurement.p90_ms, "std_ms": Measurement.std_ms,
-        "n": Measurement.iterations, "measured_at": Measurement.measured_at,
+        "key": key,
+        "type": Operator.block,
+        "median_ms": Measurement.median_ms,
+        "min_ms": Measurement.min_ms,
+        "p10_ms": Measurement.p10_ms,
+        "p90_ms": Measurement.p90_ms,
+        "std_ms": Measurement.std_ms,
+        "n": Measurement.iterations,
+        "measured_at": Measurement.measured_at,
     }
     return columns[name]
 
@@ -59,8 +65,12 @@ def _latest_rows(ref: TableRef) -> Select[tuple[object, ...]]:
 def table_page(session: Session, ref: TableRef, query: PageQuery) -> schemas.LutPage:
     """Rows ``offset .. offset+limit`` of table ``ref`` under ``query``, with the counts and the table's header."""
     base = _latest_rows(ref)
-    types = {str(block): int(n) for block, n in session.execute(
-        base.add_columns(Operator.block, func.count()).group_by(Operator.block).order_by(Operator.block)).all()}
+    types = {
+        str(block): int(n)
+        for block, n in session.execute(
+            base.add_columns(Operator.block, func.count()).group_by(Operator.block).order_by(Operator.block)
+        ).all()
+    }
     total = sum(types.values())
     filtered = base
     if query.type:
@@ -75,27 +85,51 @@ def table_page(session: Session, ref: TableRef, query: PageQuery) -> schemas.Lut
     ordered = column.desc() if query.order == "desc" else column.asc()
     tie = _sort_column(session, "key").asc()  # equal values in key order: pages never overlap or skip a row
     rows = session.execute(
-        filtered.add_columns(Operator.key, Operator.block, Measurement.median_ms, Measurement.min_ms, Measurement.p10_ms,
-                             Measurement.p90_ms, Measurement.std_ms, Measurement.iterations, Measurement.measured_at)
+        filtered.add_columns(
+            Operator.key,
+            Operator.block,
+            Measurement.median_ms,
+            Measurement.min_ms,
+            Measurement.p10_ms,
+            Measurement.p90_ms,
+            Measurement.std_ms,
+            Measurement.iterations,
+            Measurement.measured_at,
+        )
         .order_by(ordered.nulls_last(), tie)  # NULLs last on both databases (their defaults differ)
         .offset(query.offset)
         .limit(query.limit)
     ).all()
     return schemas.LutPage(
-        device=ref.device, runtime=ref.runtime, runtime_version=_runtime_version(session, ref), threads=ref.threads,
-        overhead_ms=_overhead(session, ref), calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
+        device=ref.device,
+        runtime=ref.runtime,
+        runtime_version=_runtime_version(session, ref),
+        threads=ref.threads,
+        overhead_ms=_overhead(session, ref),
+        calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
         source=source_of(session, ref.device_id, ref.runtime, ref.threads),
-        entries=total, matched=matched, types=types, sort=query.sort, order=query.order,
-        offset=query.offset, limit=query.limit,
-        rows=[schemas.LutRow(key=k, type=t, median_ms=med, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, measured_at=at)
-              for k, t, med, mn, p10, p90, std, n, at in rows],
+        entries=total,
+        matched=matched,
+        types=types,
+        sort=query.sort,
+        order=query.order,
+        offset=query.offset,
+        limit=query.limit,
+        rows=[
+            schemas.LutRow(key=k, type=t, median_ms=med, min_ms=mn, p10_ms=p10, p90_ms=p90, std_ms=std, n=n, measured_at=at)
+            for k, t, med, mn, p10, p90, std, n, at in rows
+        ],
     )
 
 
 def _runtime_version(session: Session, ref: TableRef) -> str | None:
     return session.scalar(
         select(MeasurementRun.runtime_version)
-        .where(MeasurementRun.device_id == ref.device_id, MeasurementRun.runtime == ref.runtime, MeasurementRun.threads == ref.threads)
+        .where(
+            MeasurementRun.device_id == ref.device_id,
+            MeasurementRun.runtime == ref.runtime,
+            MeasurementRun.threads == ref.threads,
+        )
         .order_by(MeasurementRun.id.desc())
         .limit(1)
     )
@@ -107,8 +141,13 @@ def _overhead(session: Session, ref: TableRef) -> float | None:
         select(Measurement.median_ms)
         .join(MeasurementRun, MeasurementRun.id == Measurement.run_id)
         .join(Operator, Operator.id == Measurement.operator_id)
-        .where(MeasurementRun.device_id == ref.device_id, MeasurementRun.runtime == ref.runtime,
-               MeasurementRun.threads == ref.threads, Measurement.valid.is_(True), Operator.key == OVERHEAD_KEY)
+        .where(
+            MeasurementRun.device_id == ref.device_id,
+            MeasurementRun.runtime == ref.runtime,
+            MeasurementRun.threads == ref.threads,
+            Measurement.valid.is_(True),
+            Operator.key == OVERHEAD_KEY,
+        )
         .order_by(Measurement.id.desc())
         .limit(1)
     )

@@ -14,8 +14,9 @@ import hashlib
 import io
 import threading
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from hwnas import schemas
@@ -85,7 +86,9 @@ class TableProbe:
         return pick_table(device, rows, runtime, threads)
 
 
-def pick_table(device: str, rows: list[tuple[int, str | None, int | None, int | None]], runtime: str | None, threads: int | None) -> TableRef:
+def pick_table(
+    device: str, rows: list[tuple[int, str | None, int | None, int | None]], runtime: str | None, threads: int | None
+) -> TableRef:
     """Choose among a device's (id, runtime, threads, version) rows; rows empty: unknown device."""
     if not rows:
         raise UnknownDevice(device)
@@ -105,7 +108,11 @@ def pick_table(device: str, rows: list[tuple[int, str | None, int | None, int | 
         if runtime is None and len({r[1] for r in matching}) > 1:
             errors.append(field_error("runtime", "ambiguous: one of " + ", ".join(sorted({str(r[1]) for r in matching}))))
         if threads is None and len({r[2] for r in matching}) > 1:
-            errors.append(field_error("threads", "ambiguous: one of " + ", ".join(str(t) for t in sorted({int(r[2] or 0) for r in matching}))))
+            errors.append(
+                field_error(
+                    "threads", "ambiguous: one of " + ", ".join(str(t) for t in sorted({int(r[2] or 0) for r in matching}))
+                )
+            )
         raise Conflict(f"device {device!r} has {len(matching)} latency tables; choose one: {options}", errors)
     device_id, rt, th, version = matching[0]
     return TableRef(device_id=device_id, device=device, runtime=str(rt), threads=int(th or 0), version=int(version or 0))
@@ -114,10 +121,15 @@ def pick_table(device: str, rows: list[tuple[int, str | None, int | None, int | 
 def bump_version(session: Session, device_id: int, runtime: str, threads: int) -> None:
     """Mark table (device, runtime, threads) as changed (creating its version row on first use)."""
     now = utcnow()
-    table = LutVersion.__table__
-    insert_ignore(session, table, [{"device_id": device_id, "runtime": runtime, "threads": threads, "version": 0, "updated_at": now}], ["device_id", "runtime", "threads"])  # type: ignore[arg-type]
+    table = cast(Table, LutVersion.__table__)
+    insert_ignore(
+        session,
+        table,
+        [{"device_id": device_id, "runtime": runtime, "threads": threads, "version": 0, "updated_at": now}],
+        ["device_id", "runtime", "threads"],
+    )
     session.execute(
-        table.update()  # type: ignore[attr-defined]
+        table.update()
         .where(table.c.device_id == device_id, table.c.runtime == runtime, table.c.threads == threads)
         .values(version=table.c.version + 1, updated_at=now)
     )
@@ -128,7 +140,11 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
     rows = latest_valid_rows(session, Measurement.operator_id, Operator.key, ref.device_id, ref.runtime, ref.threads)
     runtime_version = session.scalar(
         select(MeasurementRun.runtime_version)
-        .where(MeasurementRun.device_id == ref.device_id, MeasurementRun.runtime == ref.runtime, MeasurementRun.threads == ref.threads)
+        .where(
+            MeasurementRun.device_id == ref.device_id,
+            MeasurementRun.runtime == ref.runtime,
+            MeasurementRun.threads == ref.threads,
+        )
         .order_by(MeasurementRun.id.desc())
         .limit(1)
     )
@@ -138,10 +154,22 @@ def build_lut(session: Session, ref: TableRef) -> schemas.Lut:
         if r.key == OVERHEAD_KEY:
             overhead = r.median_ms
             continue
-        entries[r.key] = schemas.LutEntry(median_ms=r.median_ms, min_ms=r.min_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms,
-                                          std_ms=r.std_ms, n=r.iterations, measured_at=r.measured_at)
+        entries[r.key] = schemas.LutEntry(
+            median_ms=r.median_ms,
+            min_ms=r.min_ms,
+            p10_ms=r.p10_ms,
+            p90_ms=r.p90_ms,
+            std_ms=r.std_ms,
+            n=r.iterations,
+            measured_at=r.measured_at,
+        )
     return schemas.Lut(
-        device=ref.device, runtime=ref.runtime, runtime_version=runtime_version, threads=ref.threads, overhead_ms=overhead, entries=entries,
+        device=ref.device,
+        runtime=ref.runtime,
+        runtime_version=runtime_version,
+        threads=ref.threads,
+        overhead_ms=overhead,
+        entries=entries,
         calibration=latest_calibration(session, ref.device_id, ref.runtime, ref.threads),
         source=source_of(session, ref.device_id, ref.runtime, ref.threads),
     )
@@ -158,8 +186,13 @@ def latest_calibration(session: Session, device_id: int, runtime: str, threads: 
     if row is None:
         return None
     return schemas.LutCalibration(
-        scale=row.scale, offset_ms=row.offset_ms, networks=row.networks, method=row.method,
-        mape_before=row.mape_before, mape_after=row.mape_after, created_at=row.created_at,
+        scale=row.scale,
+        offset_ms=row.offset_ms,
+        networks=row.networks,
+        method=row.method,
+        mape_before=row.mape_before,
+        mape_after=row.mape_after,
+        created_at=row.created_at,
     )
 
 
@@ -176,7 +209,11 @@ def to_csv(lut: schemas.Lut) -> bytes:
     if lut.overhead_ms is not None:
         out.writerow([OVERHEAD_KEY, repr(lut.overhead_ms), "", "", "", "", "", ""])
     for key, e in lut.entries.items():
-        out.writerow([key] + ["" if v is None else repr(v) for v in (e.median_ms, e.min_ms, e.p10_ms, e.p90_ms, e.std_ms)] + [e.n, e.measured_at.isoformat()])
+        out.writerow(
+            [key]
+            + ["" if v is None else repr(v) for v in (e.median_ms, e.min_ms, e.p10_ms, e.p90_ms, e.std_ms)]
+            + [e.n, e.measured_at.isoformat()]
+        )
     return buf.getvalue().encode()
 
 
@@ -258,4 +295,3 @@ def query_keys(session: Session, cache: LutCache, device: str, query: schemas.Lu
         has = lut.overhead_ms is not None if key == OVERHEAD_KEY else key in lut.entries
         (present if has else missing).append(key)
     return schemas.LutQueryResult(present=present, missing=missing)
-

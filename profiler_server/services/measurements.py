@@ -35,7 +35,9 @@ class PreparedBatch:
     rows: PreparedRows
 
 
-def prepare_batch(session: Session, batch: schemas.MeasurementBatch, write: Callable[[Callable[[], None]], None]) -> PreparedBatch:
+def prepare_batch(
+    session: Session, batch: schemas.MeasurementBatch, write: Callable[[Callable[[], None]], None]
+) -> PreparedBatch:
     """Check ``batch``, create its operators (short transactions of their own, through ``write``) and convert its rows:
     everything of an upload that needs no write lock. A 20,000-result upload then holds the lock ~0.1-0.3 s, not 4-8 s."""
     large = len(batch.results) >= BULK_ITEMS  # CPU work of large batches one at a time (bulk_cpu), never under a lock
@@ -46,8 +48,9 @@ def prepare_batch(session: Session, batch: schemas.MeasurementBatch, write: Call
         return PreparedBatch(ops, prepare_rows(session, Measurement.operator_id, [(ops[r.key], r) for r in batch.results]))
 
 
-def store_batch(session: Session, batch: schemas.MeasurementBatch, actor: Actor | None = None,
-                prepared: PreparedBatch | None = None) -> schemas.MeasurementBatchResult:
+def store_batch(
+    session: Session, batch: schemas.MeasurementBatch, actor: Actor | None = None, prepared: PreparedBatch | None = None
+) -> schemas.MeasurementBatchResult:
     """Store the new results of ``batch``; results of keys this run already has count as duplicates.
 
     ``actor``: who uploads (the owner rule: an agent token uploads only for its own or granted devices).
@@ -64,8 +67,13 @@ def store_batch(session: Session, batch: schemas.MeasurementBatch, actor: Actor 
         jobs.find_job(session, batch.job_id)  # 404 before anything is written
     run = run_for(session, batch, device.id)
     ops = prepared.operators if prepared is not None else ensure_operators(session, (r.key for r in batch.results))
-    stored = store_new_results(session, Measurement.operator_id, run.id, [(ops[r.key], r) for r in batch.results],
-                               prepared.rows if prepared is not None else None)
+    stored = store_new_results(
+        session,
+        Measurement.operator_id,
+        run.id,
+        [(ops[r.key], r) for r in batch.results],
+        prepared.rows if prepared is not None else None,
+    )
     if stored:
         bump_version(session, device.id, batch.runtime, batch.threads)
     if batch.job_id is not None:
@@ -74,8 +82,9 @@ def store_batch(session: Session, batch: schemas.MeasurementBatch, actor: Actor 
     return schemas.MeasurementBatchResult(run_id=batch.run_id, stored=stored, duplicates=len(batch.results) - stored)
 
 
-def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch,
-                        actor: Actor | None = None) -> schemas.MeasurementBatchResult:
+def store_network_batch(
+    session: Session, batch: schemas.NetworkMeasurementBatch, actor: Actor | None = None
+) -> schemas.MeasurementBatchResult:
     """Store the new results of ``batch``; networks this run already has count as duplicates (``actor``: as store_batch)."""
     check_repeats((r.arch_id for r in batch.results), "network", "arch_id")
     device = find_device(session, batch.device)
@@ -91,8 +100,13 @@ def store_network_batch(session: Session, batch: schemas.NetworkMeasurementBatch
                 [field_error(f"results[{i}].arch_id", "no network with this id")],
             )
     run = run_for(session, batch, device.id)
-    stored = store_new_results(session, NetworkMeasurement.network_id, run.id, [(ids[r.arch_id], r) for r in batch.results],
-                               extra=("operator_breakdown",))
+    stored = store_new_results(
+        session,
+        NetworkMeasurement.network_id,
+        run.id,
+        [(ids[r.arch_id], r) for r in batch.results],
+        extra=("operator_breakdown",),
+    )
     if batch.job_id is not None:
         measured = run_rows(session, NetworkMeasurement.network_id, run.id, list(ids.values()))
         jobs.complete_networks(session, batch.job_id, device.id, batch.runtime, batch.threads, measured)

@@ -38,7 +38,9 @@ def ensure_networks(session: Session, specs: Sequence[schemas.NetworkSpec]) -> d
     # Sorted, like operators: concurrent jobs insert shared new networks in one order.
     missing = sorted((s for s in specs if s.arch_id not in found), key=lambda s: s.arch_id)
     if missing:
-        rows = [{"arch_id": s.arch_id, "document": s.arch, "input_shape": list(s.input_shape), "created_at": now} for s in missing]
+        rows = [
+            {"arch_id": s.arch_id, "document": s.arch, "input_shape": list(s.input_shape), "created_at": now} for s in missing
+        ]
         insert_ignore(session, Network.__table__, rows, ["arch_id"])  # type: ignore[arg-type]
         found.update(network_ids(session, [s.arch_id for s in missing]))
     return found
@@ -88,8 +90,15 @@ def network_table(session: Session, name: str, runtime: str | None, threads: int
     device = find_device(session, name, field="name")
     runtime, threads = _pick(device, _network_tables(session, device.id), runtime, threads)
     scope = (MeasurementRun.device_id == device.id, MeasurementRun.runtime == runtime, MeasurementRun.threads == threads)
-    rows = latest_valid_rows(session, NetworkMeasurement.network_id, Network.arch_id, device.id, runtime, threads,
-                             extra=("samples_ms", "operator_breakdown"))
+    rows = latest_valid_rows(
+        session,
+        NetworkMeasurement.network_id,
+        Network.arch_id,
+        device.id,
+        runtime,
+        threads,
+        extra=("samples_ms", "operator_breakdown"),
+    )
     version = session.scalar(
         select(MeasurementRun.runtime_version)
         .join(NetworkMeasurement, NetworkMeasurement.run_id == MeasurementRun.id)
@@ -99,8 +108,15 @@ def network_table(session: Session, name: str, runtime: str | None, threads: int
     )
     entries = {
         r.arch_id: schemas.NetworkEntry(
-            median_ms=r.median_ms, min_ms=r.min_ms, p10_ms=r.p10_ms, p90_ms=r.p90_ms, std_ms=r.std_ms, n=r.iterations,
-            samples_ms=r.samples_ms, measured_at=r.measured_at, operator_breakdown=r.operator_breakdown,
+            median_ms=r.median_ms,
+            min_ms=r.min_ms,
+            p10_ms=r.p10_ms,
+            p90_ms=r.p90_ms,
+            std_ms=r.std_ms,
+            n=r.iterations,
+            samples_ms=r.samples_ms,
+            measured_at=r.measured_at,
+            operator_breakdown=r.operator_breakdown,
         )
         for r in rows
     }

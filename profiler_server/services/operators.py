@@ -32,8 +32,9 @@ def operator_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
     return found
 
 
-def prepare_operators(session: Session, keys: Iterable[str], write: Callable[[Callable[[], None]], None],
-                      per_transaction: int = 2_000) -> dict[str, int]:
+def prepare_operators(
+    session: Session, keys: Iterable[str], write: Callable[[Callable[[], None]], None], per_transaction: int = 2_000
+) -> dict[str, int]:
     """Ids of the operators ``keys`` (already validated), creating the missing ones *before* the caller's own write.
 
     Operators are a dictionary shared by every table, never deleted: creating them ahead of the upload that needs them

@@ -25,8 +25,10 @@ IMPORT_OWNER = "(imported)"
 
 DEVICE_RULE = "owner rule: an agent token writes only for devices it registered or an admin granted it (token create --device)"
 JOB_RULE = "owner rule: a job is cancelled by the client token that created it, or an admin"
-CALIBRATION_RULE = ("owner rule: a table's calibration is written by its device's owner (the agent token that registered it, "
-                    "or one an admin granted the device) or an admin; a client token's fit is not stored")
+CALIBRATION_RULE = (
+    "owner rule: a table's calibration is written by its device's owner (the agent token that registered it, "
+    "or one an admin granted the device) or an admin; a client token's fit is not stored"
+)
 IMPORTED_RULE = "owner rule: an imported table is read-only for everyone but admins"
 
 
@@ -56,8 +58,10 @@ def granted(actor: Actor, device: str) -> bool:
 def check_token_devices(actor: Actor | None, device: str, field: str = "device") -> None:
     """403 when ``actor`` is an agent token limited to other devices (checked before any database work)."""
     if actor is not None and actor.role == "agent" and actor.devices is not None and device not in actor.devices:
-        raise Forbidden(f"{DEVICE_RULE}: the agent token {actor.name!r} acts for {', '.join(sorted(actor.devices))} only, "
-                        f"not {device!r}", [field_error(field, "not a device of this agent token")])
+        raise Forbidden(
+            f"{DEVICE_RULE}: the agent token {actor.name!r} acts for {', '.join(sorted(actor.devices))} only, not {device!r}",
+            [field_error(field, "not a device of this agent token")],
+        )
 
 
 def check_device_write(actor: Actor | None, device: Device, action: str, field: str = "device") -> None:
@@ -75,13 +79,22 @@ def check_device_write(actor: Actor | None, device: Device, action: str, field: 
     if device.owner == actor.name or granted(actor, device.name):
         return
     if device.owner == IMPORT_OWNER:
-        raise Forbidden(f"{IMPORTED_RULE}: device {device.name!r} was created by a table import; agent token {actor.name!r} "
-                        f"may not {action} for it (register the phone under another name)", [field_error(field, "an imported device")])
+        raise Forbidden(
+            f"{IMPORTED_RULE}: device {device.name!r} was created by a table import; agent token {actor.name!r} "
+            f"may not {action} for it (register the phone under another name)",
+            [field_error(field, "an imported device")],
+        )
     if device.owner is None:
-        raise Forbidden(f"{DEVICE_RULE}: device {device.name!r} has no owner yet; register it first (PUT /devices/{device.name}) "
-                        f"to {action} for it", [field_error(field, "not registered by this agent token")])
-    raise Forbidden(f"{DEVICE_RULE}: device {device.name!r} is registered by the agent token {device.owner!r}; "
-                    f"{actor.name!r} may not {action} for it", [field_error(field, "registered by another agent token")])
+        raise Forbidden(
+            f"{DEVICE_RULE}: device {device.name!r} has no owner yet; register it first (PUT /devices/{device.name}) "
+            f"to {action} for it",
+            [field_error(field, "not registered by this agent token")],
+        )
+    raise Forbidden(
+        f"{DEVICE_RULE}: device {device.name!r} is registered by the agent token {device.owner!r}; "
+        f"{actor.name!r} may not {action} for it",
+        [field_error(field, "registered by another agent token")],
+    )
 
 
 def check_job_cancel(actor: Actor | None, job: Job) -> None:
@@ -90,8 +103,9 @@ def check_job_cancel(actor: Actor | None, job: Job) -> None:
         return
     assert actor is not None
     by = f"the client token {job.created_by!r}" if job.created_by else "an admin"
-    raise Forbidden(f"{JOB_RULE}: job {job.id} was created by {by}, not {actor.name!r}",
-                    [field_error("job_id", "created by another token")])
+    raise Forbidden(
+        f"{JOB_RULE}: job {job.id} was created by {by}, not {actor.name!r}", [field_error("job_id", "created by another token")]
+    )
 
 
 def check_calibration_write(actor: Actor | None, device: Device, imported: bool) -> None:
@@ -100,10 +114,14 @@ def check_calibration_write(actor: Actor | None, device: Device, imported: bool)
         return
     assert actor is not None
     if imported:
-        raise Forbidden(f"{IMPORTED_RULE}: its calibration is an admin's to set, not {actor.name!r}'s",
-                        [field_error("device", "an imported, read-only table")])
+        raise Forbidden(
+            f"{IMPORTED_RULE}: its calibration is an admin's to set, not {actor.name!r}'s",
+            [field_error("device", "an imported, read-only table")],
+        )
     if actor.role != "agent" or not (device.owner == actor.name or granted(actor, device.name)):
         owner = f"the agent token {device.owner!r}" if device.owner and device.owner != IMPORT_OWNER else "no agent token"
-        raise Forbidden(f"{CALIBRATION_RULE}: device {device.name!r} is owned by {owner}; the {actor.role} token "
-                        f"{actor.name!r} may not change what every search of this table applies",
-                        [field_error("device", "not the device's owner or an admin")])
+        raise Forbidden(
+            f"{CALIBRATION_RULE}: device {device.name!r} is owned by {owner}; the {actor.role} token "
+            f"{actor.name!r} may not change what every search of this table applies",
+            [field_error("device", "not the device's owner or an admin")],
+        )

@@ -18,17 +18,30 @@ from profiler_server.models import ImportedTable
 
 def _source(row: ImportedTable) -> schemas.TableSource:
     return schemas.TableSource(
-        format=row.format, project=row.project, file=row.source_file, commit=row.source_commit, source_device=row.source_device,
-        source_runtime=row.source_runtime, licence=row.licence, url=row.url, column=row.source_column, gauge=row.gauge,
-        content_sha256=row.content_sha256, imported_at=row.imported_at, imported_by=row.imported_by,
+        format=row.format,
+        project=row.project,
+        file=row.source_file,
+        commit=row.source_commit,
+        source_device=row.source_device,
+        source_runtime=row.source_runtime,
+        licence=row.licence,
+        url=row.url,
+        column=row.source_column,
+        gauge=row.gauge,
+        content_sha256=row.content_sha256,
+        imported_at=row.imported_at,
+        imported_by=row.imported_by,
         unmappable=[schemas.UnmappedEntry(**u) for u in row.unmappable or []],
         fit=schemas.TableFit.model_validate(row.fit) if row.fit is not None else None,
     )
 
 
 def imported_row(session: Session, device_id: int, runtime: str, threads: int) -> ImportedTable | None:
-    return session.scalar(select(ImportedTable).where(
-        ImportedTable.device_id == device_id, ImportedTable.runtime == runtime, ImportedTable.threads == threads))
+    return session.scalar(
+        select(ImportedTable).where(
+            ImportedTable.device_id == device_id, ImportedTable.runtime == runtime, ImportedTable.threads == threads
+        )
+    )
 
 
 def source_of(session: Session, device_id: int, runtime: str, threads: int) -> schemas.TableSource | None:
@@ -46,7 +59,9 @@ def sources_of(session: Session, device_ids: Iterable[int]) -> dict[tuple[int, s
     return {(r.device_id, r.runtime, r.threads): _source(r) for r in rows}
 
 
-def refuse_imported(session: Session, device: str, device_id: int, runtime: str, threads: int, what: str = "measurements") -> None:
+def refuse_imported(
+    session: Session, device: str, device_id: int, runtime: str, threads: int, what: str = "measurements"
+) -> None:
     """409 when table (device, runtime, threads) is an imported one: it holds published numbers, not ours."""
     row = imported_row(session, device_id, runtime, threads)
     if row is not None:

@@ -32,8 +32,15 @@ SPREAD = {"ofa-yaml": "std", "proxyless-yaml": "var"}
 # (output channels, layers, stride) per stage after a 3x3 stride-1 stem to 16 channels.
 HWNB_CIFAR100_STAGES = ((16, 1, 1), (24, 4, 1), (32, 4, 2), (64, 4, 2), (112, 4, 1), (184, 4, 2), (352, 1, 1))
 HWNB_OPS: dict[str, tuple[int, int, int] | None] = {  # name -> (kernel, expansion, groups); None: skip
-    "k3_e1": (3, 1, 1), "k3_e1_g2": (3, 1, 2), "k3_e3": (3, 3, 1), "k3_e6": (3, 6, 1),
-    "k5_e1": (5, 1, 1), "k5_e1_g2": (5, 1, 2), "k5_e3": (5, 3, 1), "k5_e6": (5, 6, 1), "skip": None,
+    "k3_e1": (3, 1, 1),
+    "k3_e1_g2": (3, 1, 2),
+    "k3_e3": (3, 3, 1),
+    "k3_e6": (3, 6, 1),
+    "k5_e1": (5, 1, 1),
+    "k5_e1_g2": (5, 1, 2),
+    "k5_e3": (5, 3, 1),
+    "k5_e6": (5, 6, 1),
+    "skip": None,
 }
 HWNB_INPUT, HWNB_STEM, HWNB_HEAD, HWNB_CLASSES = 32, 16, 1504, 100
 FIT_GAUGE = (
@@ -81,8 +88,9 @@ class _LimitedLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:  # PyYAML's hook
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise PublishedFileError(f"line {event.start_mark.line + 1}: YAML aliases (*{show(event.anchor)[1:-1]}) are not "
-                                     "allowed in a latency table")
+            raise PublishedFileError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{show(event.anchor)[1:-1]}) are not allowed in a latency table"
+            )
         if self._depth >= MAX_FILE_DEPTH:
             mark = self.peek_event().start_mark
             raise PublishedFileError(f"line {mark.line + 1}: nested deeper than {MAX_FILE_DEPTH} levels")
@@ -123,7 +131,9 @@ def load_json(text: str) -> Any:
         depth += 1
         if depth > MAX_FILE_DEPTH:
             raise PublishedFileError(f"not a latency table: JSON nested deeper than {MAX_FILE_DEPTH} levels")
-        level = [v for item in level if isinstance(item, (dict, list)) for v in (item.values() if isinstance(item, dict) else item)]
+        level = [
+            v for item in level if isinstance(item, (dict, list)) for v in (item.values() if isinstance(item, dict) else item)
+        ]
     return doc
 
 
@@ -186,8 +196,9 @@ def _read_yaml(fmt: str, text: str) -> PublishedTable:
             raise PublishedFileError(f"{where}: expected a mapping with 'mean' (and 'count', '{spread}')")
         extra = set(value) - {"count", "mean", spread}
         if extra:
-            raise PublishedFileError(f"{where}: unexpected field(s) {', '.join(sorted(map(str, extra)))} for {fmt} "
-                                     f"(fields: count, mean, {spread})")
+            raise PublishedFileError(
+                f"{where}: unexpected field(s) {', '.join(sorted(map(str, extra)))} for {fmt} (fields: count, mean, {spread})"
+            )
         mean = _number(where, value["mean"], "mean")
         s = _number(where, value.get(spread), spread, optional=True)
         count = value.get("count")
@@ -247,9 +258,12 @@ def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
             d = _float(f"{where}.delta_vs_op0.L{i}.{op}", row[op], "the delta")
             by_key.setdefault(keys[op], []).append((f"L{i}", op, d))
     h_out = math.ceil(HWNB_INPUT / math.prod(s for _, n, s in HWNB_CIFAR100_STAGES))
-    fixed = [f"ConvNorm_H{HWNB_INPUT}_W{HWNB_INPUT}_Cin3_Cout{HWNB_STEM}_kernel3_stride1_group1",
-             f"ConvNorm_H{h_out}_W{h_out}_Cin{HWNB_CIFAR100_STAGES[-1][0]}_Cout{HWNB_HEAD}_kernel1_stride1_group1",
-             f"AvgP_H{h_out}_W{h_out}_Cin{HWNB_HEAD}_Cout{HWNB_HEAD}_kernel{h_out}_stride1", f"FC_Cin{HWNB_HEAD}_Cout{HWNB_CLASSES}"]
+    fixed = [
+        f"ConvNorm_H{HWNB_INPUT}_W{HWNB_INPUT}_Cin3_Cout{HWNB_STEM}_kernel3_stride1_group1",
+        f"ConvNorm_H{h_out}_W{h_out}_Cin{HWNB_CIFAR100_STAGES[-1][0]}_Cout{HWNB_HEAD}_kernel1_stride1_group1",
+        f"AvgP_H{h_out}_W{h_out}_Cin{HWNB_HEAD}_Cout{HWNB_HEAD}_kernel{h_out}_stride1",
+        f"FC_Cin{HWNB_HEAD}_Cout{HWNB_CLASSES}",
+    ]
     mapping = map_keys("hwnasbench", list(by_key) + fixed)
     table = PublishedTable(format="hwnasbench-json", unmappable=dict(mapping.unmappable), overhead_ms=total, gauge=HWNB_GAUGE)
     for published, spec in mapping.mapped.items():
@@ -262,8 +276,11 @@ def _read_hwnasbench(text: str, column: str | None) -> PublishedTable:
         if total + delta < 0:
             table.unmappable[published] = f"total {total} + delta {delta} is negative"
             continue
-        record: dict[str, Any] = {"published": published, "delta_vs_op0": delta,
-                                  "layers": [f"{l}:{op}" for l, op, _ in uses] or ["fixed (in all_op0_network_total)"]}
+        record: dict[str, Any] = {
+            "published": published,
+            "delta_vs_op0": delta,
+            "layers": [f"{l}:{op}" for l, op, _ in uses] or ["fixed (in all_op0_network_total)"],
+        }
         table.entries[spec.key] = PublishedEntry(spec.key, total + delta, None, None, record)
     return table
 
@@ -272,7 +289,9 @@ def _read_fit(text: str) -> PublishedTable:
     """Our own fitted table (``hwnas lut fit``): a GET /lut-like document with a ``fit`` object; every key must be ours."""
     doc = load_json(text)
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict) or not doc["entries"]:
-        raise PublishedFileError("expected a JSON object with 'entries' (operator key -> {median_ms}) and 'fit', as hwnas lut fit writes")
+        raise PublishedFileError(
+            "expected a JSON object with 'entries' (operator key -> {median_ms}) and 'fit', as hwnas lut fit writes"
+        )
     if doc.get("unit", "ms") != "ms":
         raise PublishedFileError(f"unit: only 'ms', got {show(doc.get('unit'))}")
     try:
@@ -340,7 +359,7 @@ def write_published(fmt: str, rows: list[ExportRow], header: list[str]) -> tuple
         if spread == "std":
             s = row.std_ms
         else:
-            s = row.var if row.var is not None else (row.std_ms ** 2 if row.std_ms is not None else None)
+            s = row.var if row.var is not None else (row.std_ms**2 if row.std_ms is not None else None)
         out[published] = {"count": row.count, "mean": row.latency_ms, spread: s}
     lines = [comment_line(line) for line in header]
     if left_out:

@@ -66,6 +66,7 @@ def prepare_out(out: Path) -> None:
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP end the demo like Ctrl-C does: through every ``finally`` (the services stop)."""
+
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -98,8 +99,10 @@ def run_demo(config: DemoConfig, on_done: Callable[[DemoResult], None] | None = 
     try:  # no data set: fail in one line now, before any process starts
         load_dataset(DATA, "test", subset=10)
     except DataError as exc:
-        raise DemoError(f"{str(exc).split(':')[0]}: the demo needs it (`apt-get install dataset-fashion-mnist`, "
-                        "or HWNAS_FASHION_MNIST=DIR of its IDX files)") from None
+        raise DemoError(
+            f"{str(exc).split(':')[0]}: the demo needs it (`apt-get install dataset-fashion-mnist`, "
+            "or HWNAS_FASHION_MNIST=DIR of its IDX files)"
+        ) from None
     out = Path(config.out)
     prepare_out(out)
     console = Console(config.progress)
@@ -161,8 +164,12 @@ class _Run:
         c.phase(2, "agent", f"device-agent --local for device {DEVICE!r} ({self.runtime}, {THREADS} thread)")
         with self.timings.phase("agent"):
             self.services.start_agent(self.tokens["agent"], *self.agent_arguments())
-            self.services.wait_for(lambda: device_registered(self.url, self.tokens["client"], DEVICE), "agent", 120.0,
-                                   f"device {DEVICE!r} registration")
+            self.services.wait_for(
+                lambda: device_registered(self.url, self.tokens["client"], DEVICE),
+                "agent",
+                120.0,
+                f"device {DEVICE!r} registration",
+            )
         c.info(f"registered; log {self.services.get('agent').log}")
 
     @property
@@ -185,8 +192,9 @@ class _Run:
         from hwnas.schemas import JobCreate
         from search.validate import network_spec
 
-        return client.create_job(JobCreate(device=DEVICE, runtime=self.runtime, threads=THREADS,
-                                           networks=[network_spec(a) for a in archs]))
+        return client.create_job(
+            JobCreate(device=DEVICE, runtime=self.runtime, threads=THREADS, networks=[network_spec(a) for a in archs])
+        )
 
     def run_pipeline(self) -> DemoResult:
         table_entries = self.phase_table()
@@ -204,16 +212,25 @@ class _Run:
 
         self.space = get_space(SPACE)
         keys = self.space.op_keys()
-        export = " (ExecuTorch: each exported to a .pte first, seconds apiece unless cached)" if self.runtime == "executorch" else ""
-        self.console.phase(3, "table", f"measure the {len(keys)} operators of {SPACE} on {DEVICE} with {self.runtime} "
-                                       f"(profiling job){export}")
+        export = (
+            " (ExecuTorch: each exported to a .pte first, seconds apiece unless cached)" if self.runtime == "executorch" else ""
+        )
+        self.console.phase(
+            3, "table", f"measure the {len(keys)} operators of {SPACE} on {DEVICE} with {self.runtime} (profiling job){export}"
+        )
         with self.timings.phase("table"), self.client() as client:
             created = self.request_table(client, keys)
             self._wait_job(client, created.id)
 
             def fetch() -> Any:
-                return fetch_table(self.url, DEVICE, runtime=self.runtime, threads=THREADS, token=self.tokens["client"],
-                                   cache_dir=self.out / "cache")
+                return fetch_table(
+                    self.url,
+                    DEVICE,
+                    runtime=self.runtime,
+                    threads=THREADS,
+                    token=self.tokens["client"],
+                    cache_dir=self.out / "cache",
+                )
 
             self.table = fetch()
             if self.config.calibration_networks > 0:
@@ -223,9 +240,11 @@ class _Run:
         self.console.info(f"table: {len(self.table.entries)} entries, per-model overhead {overhead}")
         if self.table_calibration is not None:
             c = self.table_calibration
-            self.console.info(f"calibration on {c['networks']} random whole networks: measured ≈ {c['scale']:.3f} × "
-                              f"table sum {'+' if c['offset_ms'] >= 0 else '−'} {abs(c['offset_ms']):.4f} ms (error {c['mape_before']:.1f}% → "
-                              f"{c['mape_after']:.1f}% on them)")
+            self.console.info(
+                f"calibration on {c['networks']} random whole networks: measured ≈ {c['scale']:.3f} × "
+                f"table sum {'+' if c['offset_ms'] >= 0 else '−'} {abs(c['offset_ms']):.4f} ms (error {c['mape_before']:.1f}% → "
+                f"{c['mape_after']:.1f}% on them)"
+            )
         return len(self.table.entries)
 
     def _calibrate(self, client: Any) -> dict[str, Any]:
@@ -245,18 +264,32 @@ class _Run:
             raise DemoError(f"the calibration job measured {len(pairs)} of {len(archs)} networks")
         predicted, measured = [p for _, p, _ in pairs], [m for _, _, m in pairs]
         scale, offset = fit_linear(predicted, measured)
-        c = {"scale": scale, "offset_ms": offset, "networks": len(pairs),
-             "mape_before": Fidelity.of(predicted, measured).mape,
-             "mape_after": Fidelity.of([scale * p + offset for p in predicted], measured).mape}
+        c = {
+            "scale": scale,
+            "offset_ms": offset,
+            "networks": len(pairs),
+            "mape_before": Fidelity.of(predicted, measured).mape,
+            "mape_after": Fidelity.of([scale * p + offset for p in predicted], measured).mape,
+        }
         from hwnas.client import ProfilerClient
 
         # The server's owner rule: a table's calibration is stored by its device's owner (the demo's agent token, which
         # registered DEVICE) or an admin, never by a client, since every search that pulls the table applies it.
         with ProfilerClient(self.url, token=self.tokens["agent"]) as owner:
-            owner.put_calibration(DEVICE, Calibration(
-                runtime=self.runtime, threads=THREADS, scale=scale, offset_ms=offset, networks=len(pairs), method="linear",
-                mape_before=c["mape_before"], mape_after=c["mape_after"],
-                points=[CalibrationPoint(arch_id=i, predicted_ms=p, measured_ms=m) for i, p, m in pairs]))
+            owner.put_calibration(
+                DEVICE,
+                Calibration(
+                    runtime=self.runtime,
+                    threads=THREADS,
+                    scale=scale,
+                    offset_ms=offset,
+                    networks=len(pairs),
+                    method="linear",
+                    mape_before=c["mape_before"],
+                    mape_after=c["mape_after"],
+                    points=[CalibrationPoint(arch_id=i, predicted_ms=p, measured_ms=m) for i, p, m in pairs],
+                ),
+            )
         return c
 
     def _wait_job(self, client: Any, job_id: int) -> Any:
@@ -270,8 +303,15 @@ class _Run:
 
         try:
             with JobBar(enabled=self.config.progress) as bar:
-                job = wait_for_job(client, job_id, timeout_s=self.config.job_timeout_s, poll_s=0.5, on_poll=bar,
-                                   alive=self.services.check_alive, hint=f"see {self.services.get('agent').log}")
+                job = wait_for_job(
+                    client,
+                    job_id,
+                    timeout_s=self.config.job_timeout_s,
+                    poll_s=0.5,
+                    on_poll=bar,
+                    alive=self.services.check_alive,
+                    hint=f"see {self.services.get('agent').log}",
+                )
         except LutError as exc:
             raise DemoError(str(exc)) from None
         if job.state.value == "failed" or job.failed:
@@ -294,25 +334,51 @@ class _Run:
         self.costs = cost_table(LatencyCost(self.table), self.space)
         baseline_ms = self.costs.arch_cost(self.space, self.baseline_choices())
         self.target_ms = cfg.target_share * baseline_ms
-        self.console.phase(4, "search", f"FBNet DNAS for {self.target_ms:.4f} ms ({cfg.target_share:.0%} of the "
-                                        f"baseline's {baseline_ms:.4f} ms), latency table from {self.url}: "
-                                        f"{cfg.search_epochs} epochs ({cfg.warmup_epochs} warm-up), {cfg.mode} mode, "
-                                        f"{cfg.search_subset} images")
+        self.console.phase(
+            4,
+            "search",
+            f"FBNet DNAS for {self.target_ms:.4f} ms ({cfg.target_share:.0%} of the "
+            f"baseline's {baseline_ms:.4f} ms), latency table from {self.url}: "
+            f"{cfg.search_epochs} epochs ({cfg.warmup_epochs} warm-up), {cfg.mode} mode, "
+            f"{cfg.search_subset} images",
+        )
         config = SearchConfig(
-            out=str(self.out / "search"), space=SPACE,
-            schedule=Schedule(mode=cfg.mode, epochs=cfg.search_epochs, warmup_epochs=cfg.warmup_epochs,
-                              batch_size=cfg.batch_size, theta_lr=cfg.theta_lr),
-            cost_source=CostSource(kind="latency", server=self.url, device=DEVICE, runtime=self.runtime, threads=THREADS,
-                                   token=self.tokens["client"], cache_dir=str(self.out / "cache")),
+            out=str(self.out / "search"),
+            space=SPACE,
+            schedule=Schedule(
+                mode=cfg.mode,
+                epochs=cfg.search_epochs,
+                warmup_epochs=cfg.warmup_epochs,
+                batch_size=cfg.batch_size,
+                theta_lr=cfg.theta_lr,
+            ),
+            cost_source=CostSource(
+                kind="latency",
+                server=self.url,
+                device=DEVICE,
+                runtime=self.runtime,
+                threads=THREADS,
+                token=self.tokens["client"],
+                cache_dir=str(self.out / "cache"),
+            ),
             objective=Objective(loss="target", target=self.target_ms),
-            run=RunSettings(data=DATA, subset=cfg.search_subset, val_subset=cfg.search_val_subset, seed=cfg.seed,
-                            num_threads=cfg.torch_threads, progress=cfg.progress, plots=True),
+            run=RunSettings(
+                data=DATA,
+                subset=cfg.search_subset,
+                val_subset=cfg.search_val_subset,
+                seed=cfg.seed,
+                num_threads=cfg.torch_threads,
+                progress=cfg.progress,
+                plots=True,
+            ),
         )
         with self.timings.phase("search"):
             result = run_search(config, cost_model=LatencyCost(self.table), progress=EpochProgress, on_finish=plot_search)
-        self.console.info(f"found: {' '.join(result.found)}  ({result.found_cost:.4f} ms predicted; argmax of θ "
-                          f"{result.argmax_cost:.4f} ms; θ entropy {result.theta_entropy:.2f}, super-net val acc "
-                          f"{result.val_acc:.3f})")
+        self.console.info(
+            f"found: {' '.join(result.found)}  ({result.found_cost:.4f} ms predicted; argmax of θ "
+            f"{result.argmax_cost:.4f} ms; θ entropy {result.theta_entropy:.2f}, super-net val acc "
+            f"{result.val_acc:.3f})"
+        )
         for warning in result.warnings:
             self.console.info(f"warning: {warning}", always=True)
         return result
@@ -323,8 +389,9 @@ class _Run:
 
         p = predict(arch, self.table)
         assert p.latency_ms is not None
-        return NetworkResult(name=name, arch=arch, predicted_ms=p.latency_ms, mmacs=p.macs / 1e6,
-                             mparams=p.params / 1e6, role=role)
+        return NetworkResult(
+            name=name, arch=arch, predicted_ms=p.latency_ms, mmacs=p.macs / 1e6, mparams=p.params / 1e6, role=role
+        )
 
     def phase_random(self, search: Any) -> tuple[NetworkResult, list[NetworkResult], NetworkResult]:
         """The found network (``found.json``), the matched random networks and the baseline, not yet trained."""
@@ -335,31 +402,77 @@ class _Run:
 
         cfg = self.config
         space = self.space
-        self.console.phase(5, "random", f"{cfg.matched} uniformly random architectures within ±{cfg.match_tol:.0%} of "
-                                        f"the found network's predicted {search.found_cost:.4f} ms")
+        self.console.phase(
+            5,
+            "random",
+            f"{cfg.matched} uniformly random architectures within ±{cfg.match_tol:.0%} of "
+            f"the found network's predicted {search.found_cost:.4f} ms",
+        )
         with self.timings.phase("random"):
             shipped = Architecture.load(RunDir(search.out).found)
-            found = self._network("found", make_architecture(SPACE, space, shipped.choices, name="found",
-                                                             meta={**shipped.meta, "source": "hwnas demo: "
-                                                                   + str(shipped.meta.get("source", "found.json"))}),
-                                  "found")
-            drawn = matched_random(self.costs, space, search.found_cost, cfg.matched, tol=cfg.match_tol, seed=cfg.seed,
-                                   exclude={tuple(found.arch.choices)}) if cfg.matched > 0 else []
-            matched = [self._network(f"random-{i + 1}", make_architecture(
-                SPACE, space, choices, name=f"random-{i + 1}",
-                meta={"source": f"hwnas demo: uniformly random, predicted latency within ±{cfg.match_tol:.0%} of "
-                                f"the found network's {search.found_cost:.4f} ms"}), "matched")
-                for i, choices in enumerate(drawn)]
-            baseline = self._network("baseline", make_architecture(
-                SPACE, space, self.baseline_choices(), name="baseline",
-                meta={"source": f"hwnas demo: hand-made baseline, every layer {BASELINE_CHOICE} (MobileNetV2-like)"}),
-                "baseline")
+            found = self._network(
+                "found",
+                make_architecture(
+                    SPACE,
+                    space,
+                    shipped.choices,
+                    name="found",
+                    meta={**shipped.meta, "source": "hwnas demo: " + str(shipped.meta.get("source", "found.json"))},
+                ),
+                "found",
+            )
+            drawn = (
+                matched_random(
+                    self.costs,
+                    space,
+                    search.found_cost,
+                    cfg.matched,
+                    tol=cfg.match_tol,
+                    seed=cfg.seed,
+                    exclude={tuple(found.arch.choices)},
+                )
+                if cfg.matched > 0
+                else []
+            )
+            matched = [
+                self._network(
+                    f"random-{i + 1}",
+                    make_architecture(
+                        SPACE,
+                        space,
+                        choices,
+                        name=f"random-{i + 1}",
+                        meta={
+                            "source": f"hwnas demo: uniformly random, predicted latency within ±{cfg.match_tol:.0%} of "
+                            f"the found network's {search.found_cost:.4f} ms"
+                        },
+                    ),
+                    "matched",
+                )
+                for i, choices in enumerate(drawn)
+            ]
+            baseline = self._network(
+                "baseline",
+                make_architecture(
+                    SPACE,
+                    space,
+                    self.baseline_choices(),
+                    name="baseline",
+                    meta={"source": f"hwnas demo: hand-made baseline, every layer {BASELINE_CHOICE} (MobileNetV2-like)"},
+                ),
+                "baseline",
+            )
         if matched:
-            self.console.info(f"{len(matched)} random networks, predicted "
-                              f"{min(m.predicted_ms for m in matched):.4f}–{max(m.predicted_ms for m in matched):.4f} ms")
+            self.console.info(
+                f"{len(matched)} random networks, predicted "
+                f"{min(m.predicted_ms for m in matched):.4f}–{max(m.predicted_ms for m in matched):.4f} ms"
+            )
         if len(matched) < cfg.matched:
-            self.console.info(f"only {len(matched)} of {cfg.matched} random networks fall within ±{cfg.match_tol:.0%} "
-                              f"of {search.found_cost:.4f} ms", always=True)
+            self.console.info(
+                f"only {len(matched)} of {cfg.matched} random networks fall within ±{cfg.match_tol:.0%} "
+                f"of {search.found_cost:.4f} ms",
+                always=True,
+            )
         return found, matched, baseline
 
     # -- 6 ------------------------------------------------------------------------------------
@@ -368,12 +481,25 @@ class _Run:
         from search.train import TrainConfig, train_arch
 
         cfg = self.config
-        self.console.phase(6, "train", f"{len(nets)} networks from scratch, one recipe: {cfg.train_epochs} epochs, "
-                                       f"{cfg.train_subset or 'all'} images, seed {cfg.seed}, tested on "
-                                       f"{cfg.val_subset or 'all'}")
-        tc = TrainConfig(data=DATA, epochs=cfg.train_epochs, batch_size=cfg.train_batch_size, subset=cfg.train_subset,
-                         val_subset=cfg.val_subset, seed=cfg.seed, num_threads=cfg.torch_threads, progress=cfg.progress,
-                         validation_images=cfg.validation_images, eval_every_epoch=False)
+        self.console.phase(
+            6,
+            "train",
+            f"{len(nets)} networks from scratch, one recipe: {cfg.train_epochs} epochs, "
+            f"{cfg.train_subset or 'all'} images, seed {cfg.seed}, tested on "
+            f"{cfg.val_subset or 'all'}",
+        )
+        tc = TrainConfig(
+            data=DATA,
+            epochs=cfg.train_epochs,
+            batch_size=cfg.train_batch_size,
+            subset=cfg.train_subset,
+            val_subset=cfg.val_subset,
+            seed=cfg.seed,
+            num_threads=cfg.torch_threads,
+            progress=cfg.progress,
+            validation_images=cfg.validation_images,
+            eval_every_epoch=False,
+        )
         with self.timings.phase("train"):
             for net in nets:
                 net.arch.save(self.out / "train" / f"{net.name}.json")
@@ -388,8 +514,9 @@ class _Run:
         self.console.phase(7, "export", "ONNX with the trained weights")
         with self.timings.phase("export"):
             for net in (found, baseline):
-                net.onnx = export_arch(net.arch, "onnx", self.out / f"{net.name}.onnx",
-                                       weights=self.out / "train" / f"{net.name}.pt")
+                net.onnx = export_arch(
+                    net.arch, "onnx", self.out / f"{net.name}.onnx", weights=self.out / "train" / f"{net.name}.pt"
+                )
                 self.console.info(str(net.onnx))
 
     # -- 8 ------------------------------------------------------------------------------------
@@ -407,15 +534,19 @@ class _Run:
         for n in nets:
             n.measured_ms = measured_ms(table.entries[n.arch.id])
         for n in (found, baseline):
-            self.console.info(f"{n.name}: predicted {n.predicted_ms:.4f} ms, measured {n.measured_ms:.4f} ms "
-                              f"({n.error_pct:+.1f}%)")
+            self.console.info(
+                f"{n.name}: predicted {n.predicted_ms:.4f} ms, measured {n.measured_ms:.4f} ms ({n.error_pct:+.1f}%)"
+            )
         if matched:
-            self.console.info(f"random: measured {min(m.measured_ms or 0 for m in matched):.4f}–"
-                              f"{max(m.measured_ms or 0 for m in matched):.4f} ms")
+            self.console.info(
+                f"random: measured {min(m.measured_ms or 0 for m in matched):.4f}–"
+                f"{max(m.measured_ms or 0 for m in matched):.4f} ms"
+            )
 
     # -- 9 ------------------------------------------------------------------------------------
-    def phase_report(self, search: Any, found: NetworkResult, matched: list[NetworkResult], baseline: NetworkResult,
-                     table_entries: int) -> DemoResult:
+    def phase_report(
+        self, search: Any, found: NetworkResult, matched: list[NetworkResult], baseline: NetworkResult, table_entries: int
+    ) -> DemoResult:
         from search.app.demo_ground_truth import place
         from search.app.demo_report import write_report
         from search.searcher import load_history
@@ -424,12 +555,24 @@ class _Run:
         with self.timings.phase("report"):
             theta = load_history(search.out)
             result = DemoResult(
-                config=self.config, server=self.url, table_entries=table_entries,
-                table_overhead_ms=self.table.overhead_ms, search_s=self.timings.phases["search"]["wall_s"],
-                search_epochs=search.epochs, supernet_val_acc=search.val_acc, target_ms=self.target_ms, found=found,
-                baseline=baseline, matched=matched, theta_history=theta["epochs"], candidates=theta["candidates"],
-                theta_entropy=search.theta_entropy, argmax=list(search.argmax), argmax_ms=search.argmax_cost,
-                search_warnings=list(search.warnings), table_calibration=self.table_calibration,
+                config=self.config,
+                server=self.url,
+                table_entries=table_entries,
+                table_overhead_ms=self.table.overhead_ms,
+                search_s=self.timings.phases["search"]["wall_s"],
+                search_epochs=search.epochs,
+                supernet_val_acc=search.val_acc,
+                target_ms=self.target_ms,
+                found=found,
+                baseline=baseline,
+                matched=matched,
+                theta_history=theta["epochs"],
+                candidates=theta["candidates"],
+                theta_entropy=search.theta_entropy,
+                argmax=list(search.argmax),
+                argmax_ms=search.argmax_cost,
+                search_warnings=list(search.warnings),
+                table_calibration=self.table_calibration,
                 placement=place(found, matched, self.config),
             )
             result.report = write_report(result, self.out, self.timings.to_dict())
@@ -437,8 +580,9 @@ class _Run:
 
     def wait_for_interrupt(self) -> None:
         """``--keep-server``: leave the server and agent up until Ctrl-C (or SIGTERM), which ends the demo normally."""
-        self.console.info(f"server still running: {self.url}/docs  (client token {self.tokens['client']}); "
-                          "Ctrl-C stops it", always=True)
+        self.console.info(
+            f"server still running: {self.url}/docs  (client token {self.tokens['client']}); Ctrl-C stops it", always=True
+        )
         try:
             while True:
                 self.services.check_alive()
@@ -461,13 +605,17 @@ def main_summary(result: DemoResult) -> list[str]:
         lines.append(f"{n.name:9} {n.accuracy or 0:9.4f} {n.predicted_ms:8.4f} ms {measured:>11} {n.mmacs:8.2f} {n.mparams:8.3f}")
     eq = result.equal_latency()
     if eq is not None:
-        lines.append(f"at equal latency: found {100 * eq['found_acc']:.2f}% vs random {100 * eq['random_mean_acc']:.2f}% "
-                     f"(mean of {eq['n']}, {100 * eq['random_min_acc']:.2f}–{100 * eq['random_max_acc']:.2f}%): "
-                     f"{eq['gain_pts']:+.2f} points (one seed: an illustration, see the report)")
+        lines.append(
+            f"at equal latency: found {100 * eq['found_acc']:.2f}% vs random {100 * eq['random_mean_acc']:.2f}% "
+            f"(mean of {eq['n']}, {100 * eq['random_min_acc']:.2f}–{100 * eq['random_max_acc']:.2f}%): "
+            f"{eq['gain_pts']:+.2f} points (one seed: an illustration, see the report)"
+        )
     lines.append(f"search {result.search_s:.0f} s; total {result.timings.get('total_s', 0):.0f} s; report {result.report}")
     if not result.config.keep_server:  # the README's everyday commands start with this server on the demo's database
-        lines.append(f"serve its database again (host-cpu's table): profiler-server serve --database-url "
-                     f"sqlite:///{Path(result.config.out) / 'hwnas.db'} --port 8000")
+        lines.append(
+            f"serve its database again (host-cpu's table): profiler-server serve --database-url "
+            f"sqlite:///{Path(result.config.out) / 'hwnas.db'} --port 8000"
+        )
     return lines
 
 

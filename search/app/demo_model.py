@@ -18,8 +18,11 @@ from typing import Any
 DEVICE = "host-cpu"
 RUNTIME = "onnxruntime"  # the default; --runtime picks another of RUNTIMES
 # what the report calls each runtime the agent can measure with (device_agent.runtimes)
-RUNTIMES = {"onnxruntime": "ONNX Runtime", "torchscript": "TorchScript lite interpreter",
-            "executorch": "ExecuTorch with the XNNPACK delegate"}
+RUNTIMES = {
+    "onnxruntime": "ONNX Runtime",
+    "torchscript": "TorchScript lite interpreter",
+    "executorch": "ExecuTorch with the XNNPACK delegate",
+}
 THREADS = 1
 SPACE = "fbnet-fmnist"
 DATA = "fashion-mnist"
@@ -89,9 +92,19 @@ class DemoConfig:
         """
         base = cls(quick=quick)
         if quick:
-            base = replace(base, search_epochs=2, warmup_epochs=1, search_subset=800,
-                           search_val_subset=500, matched=2, calibration_networks=4, train_epochs=2, train_subset=2000, val_subset=1000,
-                           train_batch_size=64)  # few images: smaller batches, more steps
+            base = replace(
+                base,
+                search_epochs=2,
+                warmup_epochs=1,
+                search_subset=800,
+                search_val_subset=500,
+                matched=2,
+                calibration_networks=4,
+                train_epochs=2,
+                train_subset=2000,
+                val_subset=1000,
+                train_batch_size=64,
+            )  # few images: smaller batches, more steps
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,10 +200,20 @@ class NetworkResult:
         return 100.0 * (self.predicted_ms - self.measured_ms) / self.measured_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "id": self.arch.id, "choices": self.arch.choices,
-                "predicted_ms": self.predicted_ms, "measured_ms": self.measured_ms, "error_pct": self.error_pct,
-                "mmacs": self.mmacs, "mparams": self.mparams, "accuracy": self.accuracy, "train_s": self.train_s,
-                "onnx": str(self.onnx) if self.onnx else None}
+        return {
+            "name": self.name,
+            "role": self.role,
+            "id": self.arch.id,
+            "choices": self.arch.choices,
+            "predicted_ms": self.predicted_ms,
+            "measured_ms": self.measured_ms,
+            "error_pct": self.error_pct,
+            "mmacs": self.mmacs,
+            "mparams": self.mparams,
+            "accuracy": self.accuracy,
+            "train_s": self.train_s,
+            "onnx": str(self.onnx) if self.onnx else None,
+        }
 
 
 @dataclass
@@ -230,26 +253,46 @@ class DemoResult:
         mean = sum(accs) / len(accs)
         measured = [m.measured_ms for m in self.matched if m.measured_ms is not None]
         return {
-            "n": len(accs), "match_tol": self.config.match_tol, "found_acc": self.found.accuracy,
-            "random_mean_acc": mean, "random_min_acc": min(accs), "random_max_acc": max(accs),
+            "n": len(accs),
+            "match_tol": self.config.match_tol,
+            "found_acc": self.found.accuracy,
+            "random_mean_acc": mean,
+            "random_min_acc": min(accs),
+            "random_max_acc": max(accs),
             "gain_pts": 100.0 * (self.found.accuracy - mean),
             "beats": sum(self.found.accuracy > a for a in accs),  # how many of the random networks it beats
             "found_measured_ms": self.found.measured_ms,
             "random_mean_measured_ms": sum(measured) / len(measured) if measured else None,
-            "train_epochs": self.config.train_epochs, "train_images": self.config.train_subset,
-            "test_images": self.config.val_subset, "seed": self.config.seed,
+            "train_epochs": self.config.train_epochs,
+            "train_images": self.config.train_subset,
+            "test_images": self.config.val_subset,
+            "seed": self.config.seed,
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "device": DEVICE, "runtime": self.config.runtime, "threads": THREADS, "space": SPACE, "data": DATA,
-            "quick": self.config.quick, "table_entries": self.table_entries, "table_overhead_ms": self.table_overhead_ms,
+            "device": DEVICE,
+            "runtime": self.config.runtime,
+            "threads": THREADS,
+            "space": SPACE,
+            "data": DATA,
+            "quick": self.config.quick,
+            "table_entries": self.table_entries,
+            "table_overhead_ms": self.table_overhead_ms,
             "table_calibration": self.table_calibration,
-            "search_s": self.search_s, "search_epochs": self.search_epochs, "search_mode": self.config.mode,
-            "supernet_val_acc": self.supernet_val_acc, "target_share": self.config.target_share,
-            "target_ms": self.target_ms, "theta_entropy": self.theta_entropy, "argmax": self.argmax,
-            "argmax_ms": self.argmax_ms, "search_warnings": self.search_warnings,
-            "found": self.found.to_dict(), "matched": [m.to_dict() for m in self.matched],
-            "baseline": self.baseline.to_dict(), "equal_latency": self.equal_latency(),
+            "search_s": self.search_s,
+            "search_epochs": self.search_epochs,
+            "search_mode": self.config.mode,
+            "supernet_val_acc": self.supernet_val_acc,
+            "target_share": self.config.target_share,
+            "target_ms": self.target_ms,
+            "theta_entropy": self.theta_entropy,
+            "argmax": self.argmax,
+            "argmax_ms": self.argmax_ms,
+            "search_warnings": self.search_warnings,
+            "found": self.found.to_dict(),
+            "matched": [m.to_dict() for m in self.matched],
+            "baseline": self.baseline.to_dict(),
+            "equal_latency": self.equal_latency(),
             "ground_truth": self.placement.to_dict() if self.placement is not None else None,
         }

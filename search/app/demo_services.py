@@ -134,9 +134,15 @@ class Services:
         env.pop("DATABASE_URL", None)  # the server gets its database on the command line, nothing else
         env["PYTHONUNBUFFERED"] = "1"
         with open(log, "ab") as fh:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True,
-                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
         service = Service(name, proc, log, grace_s)
         self.services.append(service)
         self.started[name] = proc.pid
@@ -160,16 +166,37 @@ class Services:
         port = port or free_port()
         self.database_url = f"sqlite:///{(self.workdir / 'hwnas.db').resolve()}"
         self.url = f"http://127.0.0.1:{port}"
-        server = self._spawn("server", console_script("profiler-server", "profiler_server.cli") + [
-            "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", self.database_url,
-            "--log-level", "warning"], grace_s=10.0)
+        server = self._spawn(
+            "server",
+            console_script("profiler-server", "profiler_server.cli")
+            + [
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--database-url",
+                self.database_url,
+                "--log-level",
+                "warning",
+            ],
+            grace_s=10.0,
+        )
         self._wait(lambda: _healthy(self.url), server, timeout_s, f"profiler-server on {self.url}")
         return self.url
 
     def create_token(self, name: str, role: str) -> str:
         """``profiler-server token create`` on the demo's database; returns the token it prints."""
         cmd = console_script("profiler-server", "profiler_server.cli") + [
-            "token", "create", "--name", name, "--role", role, "--database-url", str(self.database_url)]
+            "token",
+            "create",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--database-url",
+            str(self.database_url),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, start_new_session=True)
         if done.returncode != 0 or not done.stdout.strip():
             raise DemoError(f"`profiler-server token create --role {role}` failed: {done.stderr.strip()[-500:]}")
@@ -180,9 +207,24 @@ class Services:
         """The ``device-agent run --local`` command line for ``device`` against the demo's server."""
         if self.url is None:
             raise DemoError("start the server before the agent")
-        return console_script("device-agent", "device_agent.cli") + [
-            "run", "--local", "--server", self.url, "--token", token, "--name", device, "--runtime", runtime,
-            "--threads", str(threads)] + list(extra or [])
+        return (
+            console_script("device-agent", "device_agent.cli")
+            + [
+                "run",
+                "--local",
+                "--server",
+                self.url,
+                "--token",
+                token,
+                "--name",
+                device,
+                "--runtime",
+                runtime,
+                "--threads",
+                str(threads),
+            ]
+            + list(extra or [])
+        )
 
     def start_agent(self, token: str, device: str, runtime: str, threads: int, extra: list[str] | None = None) -> Service:
         """``device-agent run --local`` for ``device`` against the demo's server (serves jobs until stopped)."""

@@ -68,14 +68,15 @@ def preflight(config: Any, nproc: int) -> None:
     """Refuse, before starting N processes, what every one of them would refuse (one message instead of N)."""
     batch_size, torch_device = config.schedule.batch_size, config.run.torch_device
     if batch_size % nproc:
-        raise fail(f"--batch-size {batch_size} is the batch of the whole job: it must be a multiple of "
-                   f"--nproc {nproc}")
+        raise fail(f"--batch-size {batch_size} is the batch of the whole job: it must be a multiple of --nproc {nproc}")
     import torch
 
     on_gpus = torch_device in ("auto", "cuda") and torch.cuda.is_available()
     if on_gpus and nproc > torch.cuda.device_count():
-        raise fail(f"--nproc {nproc}: each process takes one GPU and this machine has {torch.cuda.device_count()} "
-                   "(or pass --torch-device cpu)")
+        raise fail(
+            f"--nproc {nproc}: each process takes one GPU and this machine has {torch.cuda.device_count()} "
+            "(or pass --torch-device cpu)"
+        )
     if config.run.sync_bn and not (on_gpus or torch_device.startswith("cuda")):
         raise fail("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
 
@@ -97,10 +98,12 @@ def launch_local(ctx: Any, nproc: int, threads: int | None = None) -> int:
         raise fail("--nproc starts torchrun itself; under torchrun leave it out (--nproc-per-node sets the count)")
     argv = torchrun_arguments(nproc, ctx.info_name or "search", option_arguments(ctx, skip=("nproc",)))
     os.environ["OMP_NUM_THREADS"] = worker_threads(nproc, threads)  # inherited by the workers
-    typer.echo(f"running {nproc} processes, {os.environ['OMP_NUM_THREADS']} thread(s) each: torchrun {shlex.join(argv)}",
-               err=True)
-    quiet = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.distributed.run",
-                                                  "torch.distributed.launcher")]
+    typer.echo(
+        f"running {nproc} processes, {os.environ['OMP_NUM_THREADS']} thread(s) each: torchrun {shlex.join(argv)}", err=True
+    )
+    quiet = [
+        logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher")
+    ]
     levels = [log.level for log in quiet]
     for log in quiet:  # the workers print their own errors; the launcher's log would repeat them as a traceback
         log.setLevel(logging.CRITICAL)
@@ -109,8 +112,7 @@ def launch_local(ctx: Any, nproc: int, threads: int | None = None) -> int:
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         if failure.exitcode < 0:
-            typer.echo(f"error: rank {rank} was stopped by signal {-failure.exitcode} "
-                       f"({failure.signal_name()})", err=True)
+            typer.echo(f"error: rank {rank} was stopped by signal {-failure.exitcode} ({failure.signal_name()})", err=True)
         elif failure.exitcode not in (1, 2):  # 1 and 2: the worker printed its error (or usage) already
             typer.echo(f"error: rank {rank} exited with code {failure.exitcode}", err=True)
         return failure.exitcode if failure.exitcode > 0 else 1

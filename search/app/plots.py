@@ -84,8 +84,15 @@ def plot_theta_heatmap(theta: dict, path: Path, scale: str = "global", chosen: l
         flat = hi - lo < 1e-6
         if flat:  # nothing moved: the middle of the scale, said in the title
             lo, hi = lo - 0.5, hi + 0.5
-        ax.imshow(data, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest",
-                  extent=(0.5, len(epochs) + 0.5, len(names) - 0.5, -0.5))
+        ax.imshow(
+            data,
+            aspect="auto",
+            cmap=cmap,
+            vmin=lo,
+            vmax=hi,
+            interpolation="nearest",
+            extent=(0.5, len(epochs) + 0.5, len(names) - 0.5, -0.5),
+        )
         if warm:
             ax.axvline(max(warm) + 0.5, color="white", linewidth=1.0, linestyle="--")
         if chosen is not None and chosen[layer] in names:
@@ -105,8 +112,11 @@ def plot_theta_heatmap(theta: dict, path: Path, scale: str = "global", chosen: l
     notes = [f"dashed: end of warm-up (epoch {max(warm)})"] if warm else []
     if chosen is not None:
         notes.append("red box: the shipped network's choice")
-    fig.suptitle(f"softmax(θ) per layer over the epochs — {theta.get('space', '')}, {theta.get('mode', '')} mode, "
-                 f"{theta.get('cost', '')} cost" + (f"\n{'; '.join(notes)}" if notes else ""), fontsize=9)
+    fig.suptitle(
+        f"softmax(θ) per layer over the epochs — {theta.get('space', '')}, {theta.get('mode', '')} mode, "
+        f"{theta.get('cost', '')} cost" + (f"\n{'; '.join(notes)}" if notes else ""),
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 0.88, 0.95 if notes else 0.97))
     cax = fig.add_axes((0.9, 0.15, 0.015, 0.7))
     if scale == "layer":
@@ -174,8 +184,15 @@ def plot_cost_accuracy(theta: dict, path: Path, target: float | None = None) -> 
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     # Below the axes: inside, the legend hid the last epochs' points.
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-              ncol=3, frameon=False)
+    ax.legend(
+        lines[0] + lines2[0],
+        lines[1] + lines2[1],
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=3,
+        frameon=False,
+    )
     ax.set_title("expected cost and accuracy over the search")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -183,8 +200,9 @@ def plot_cost_accuracy(theta: dict, path: Path, target: float | None = None) -> 
     return path
 
 
-def plot_samples(index: dict, path: Path, references: list[dict] | None = None,
-                 trained_label: str = "trained from scratch") -> Path:
+def plot_samples(
+    index: dict, path: Path, references: list[dict] | None = None, trained_label: str = "trained from scratch"
+) -> Path:
     """Accuracy vs predicted cost of the sampled architectures (super-net accuracy, and trained accuracy if any).
 
     ``references``: extra labelled points ``{"label", "cost", "acc"}`` (e.g. a hand-made baseline trained the same way);
@@ -194,8 +212,7 @@ def plot_samples(index: dict, path: Path, references: list[dict] | None = None,
     cost = index["cost"]
     unit = index.get("unit", "")
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, marker, label in (("supernet_acc", "o", "in the super net (shared weights)"),
-                               ("trained_acc", "s", trained_label)):
+    for key, marker, label in (("supernet_acc", "o", "in the super net (shared weights)"), ("trained_acc", "s", trained_label)):
         pts = [(s["predicted"][cost], s[key]) for s in samples if s.get(key) is not None]
         if pts:
             ax.scatter(*zip(*pts), marker=marker, label=label, alpha=0.8)
@@ -203,11 +220,13 @@ def plot_samples(index: dict, path: Path, references: list[dict] | None = None,
         if s.get("argmax"):
             acc = s.get("trained_acc") if s.get("trained_acc") is not None else s.get("supernet_acc")
             if acc is not None:
-                ax.scatter([s["predicted"][cost]], [acc], marker="*", s=220, color="gold", edgecolor="black",
-                           label="argmax", zorder=5)
+                ax.scatter(
+                    [s["predicted"][cost]], [acc], marker="*", s=220, color="gold", edgecolor="black", label="argmax", zorder=5
+                )
     for i, ref in enumerate(references or []):
-        ax.scatter([ref["cost"]], [ref["acc"]], marker="P", s=140, color=f"C{3 + i}", edgecolor="black",
-                   label=ref["label"], zorder=5)
+        ax.scatter(
+            [ref["cost"]], [ref["acc"]], marker="P", s=140, color=f"C{3 + i}", edgecolor="black", label=ref["label"], zorder=5
+        )
     ax.set_xlabel(f"predicted {cost} [{unit}]")
     ax.set_ylabel("accuracy")
     ax.set_title("sampled architectures")
@@ -231,15 +250,32 @@ def plot_predicted_vs_measured(points: list[dict], path: Path, title: str = "pre
     for group in groups:
         pts = [p for p in points if p.get("group", "networks") == group]
         role = pts[0].get("role")
-        style = ({"color": ROLE_STYLE[role]["c"], "marker": ROLE_STYLE[role]["marker"],
-                  "s": min(ROLE_STYLE[role].get("s", 30), 120)} if role in ROLE_STYLE else {"color": next(others)})
-        ax.scatter([p["measured"] for p in pts], [p["predicted"] for p in pts], label=group,
-                   alpha=0.85, edgecolor="black", linewidth=0.4, zorder=3, **style)
+        style = (
+            {"color": ROLE_STYLE[role]["c"], "marker": ROLE_STYLE[role]["marker"], "s": min(ROLE_STYLE[role].get("s", 30), 120)}
+            if role in ROLE_STYLE
+            else {"color": next(others)}
+        )
+        ax.scatter(
+            [p["measured"] for p in pts],
+            [p["predicted"] for p in pts],
+            label=group,
+            alpha=0.85,
+            edgecolor="black",
+            linewidth=0.4,
+            zorder=3,
+            **style,
+        )
         for p in pts:
             if p.get("label"):  # to the left of points in the right third, so the text stays inside the axes
                 right = values_hi(points) - p["measured"] < 0.33 * (values_hi(points) - values_lo(points) or 1.0)
-                ax.annotate(p["label"], (p["measured"], p["predicted"]), textcoords="offset points",
-                            xytext=(-4, 4) if right else (4, 4), ha="right" if right else "left", fontsize=7)
+                ax.annotate(
+                    p["label"],
+                    (p["measured"], p["predicted"]),
+                    textcoords="offset points",
+                    xytext=(-4, 4) if right else (4, 4),
+                    ha="right" if right else "left",
+                    fontsize=7,
+                )
     values = [v for p in points for v in (p["predicted"], p["measured"])]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     pad = 0.08 * (hi - lo or hi or 1.0)
@@ -272,8 +308,9 @@ OTHER_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan",
 
 ROLE_STYLE: dict[str, dict] = {  # shared with benchmarks/search_quality.png
     "random": dict(c="0.6", marker="o", s=22, label="random (unconstrained)"),
-    "matched": dict(c="tab:orange", marker="o", s=30, edgecolors="k", linewidths=0.3,
-                    label="random, matched predicted latency (±5%)"),
+    "matched": dict(
+        c="tab:orange", marker="o", s=30, edgecolors="k", linewidths=0.3, label="random, matched predicted latency (±5%)"
+    ),
     "found": dict(c="red", marker="*", s=240, edgecolors="k", linewidths=0.6, label="found by the search"),
     "baseline": dict(c="tab:blue", marker="s", s=60, label="baseline"),
 }
@@ -289,9 +326,15 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_accuracy_latency(nets: list[dict], path: Path, title: str = "accuracy vs measured latency",
-                          target_ms: float | None = None, labels: dict[str, str] | None = None,
-                          xlabel: str = "measured latency [ms]", ylabel: str = "test accuracy [%]") -> Path:
+def plot_accuracy_latency(
+    nets: list[dict],
+    path: Path,
+    title: str = "accuracy vs measured latency",
+    target_ms: float | None = None,
+    labels: dict[str, str] | None = None,
+    xlabel: str = "measured latency [ms]",
+    ylabel: str = "test accuracy [%]",
+) -> Path:
     """Accuracy (%) against measured latency (ms), one style per role, as in ``benchmarks/search_quality.png``.
 
     ``nets``: ``{"role": "random" | "matched" | "found" | "baseline", "measured_ms", "acc"}`` (acc in 0–1);
@@ -304,14 +347,26 @@ def plot_accuracy_latency(nets: list[dict], path: Path, title: str = "accuracy v
         if pts:
             style = dict(ROLE_STYLE[role])
             style["label"] = (labels or {}).get(role, style["label"])
-            ax.scatter([n["measured_ms"] for n in pts], [100 * n["acc"] for n in pts],
-                       zorder=4 if role == "found" else 3, **style)
-    rand = [(n["measured_ms"], 100 * n["acc"]) for n in nets if n["role"] in ("random", "matched")
-            and n.get("measured_ms") is not None and n.get("acc") is not None]
+            ax.scatter(
+                [n["measured_ms"] for n in pts], [100 * n["acc"] for n in pts], zorder=4 if role == "found" else 3, **style
+            )
+    rand = [
+        (n["measured_ms"], 100 * n["acc"])
+        for n in nets
+        if n["role"] in ("random", "matched") and n.get("measured_ms") is not None and n.get("acc") is not None
+    ]
     if len(rand) >= 2:
         front = pareto_front(rand)
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", c="0.3", ls="--", lw=1,
-                label="random Pareto front", zorder=2)
+        ax.step(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            where="post",
+            c="0.3",
+            ls="--",
+            lw=1,
+            label="random Pareto front",
+            zorder=2,
+        )
     if target_ms is not None:
         ax.axvline(target_ms, c="red", alpha=0.25, lw=1, label=f"latency target ({target_ms:.4f} ms, predicted)")
     ax.set_xlabel(xlabel)
@@ -335,9 +390,11 @@ def plot_search(out: str | Path) -> list[Path]:
     if theta_path.is_file():
         theta = _load(theta_path)
         if theta.get("epochs"):
-            written += [plot_theta_heatmap(theta, plots / "theta_heatmap.png"),
-                        plot_theta_final(theta, plots / "theta_final.png"),
-                        plot_cost_accuracy(theta, plots / "cost_accuracy.png", target=_search_target(out))]
+            written += [
+                plot_theta_heatmap(theta, plots / "theta_heatmap.png"),
+                plot_theta_final(theta, plots / "theta_final.png"),
+                plot_cost_accuracy(theta, plots / "cost_accuracy.png", target=_search_target(out)),
+            ]
     index_path = out / "samples" / "index.json"
     if index_path.is_file():
         written.append(plot_samples(_load(index_path), plots / "samples.png"))

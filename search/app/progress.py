@@ -35,9 +35,14 @@ class EpochProgress:
     def __enter__(self) -> "EpochProgress":
         if self.enabled:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=self.console, transient=True,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
             )
             self._progress.__enter__()
         return self
@@ -76,7 +81,9 @@ class EpochProgress:
         self.console.print(
             f"epoch {entry['epoch']}: train-acc {entry['train_acc']:.3f}{theta}  val-acc {entry['val_acc']:.3f}  "
             f"exp.cost {format_cost(entry['expected_cost'], self.unit)}  argmax {format_cost(entry['argmax_cost'], self.unit)}"
-            f"  τ {entry['tau']:.3f}  {entry['seconds']:.0f}s", markup=False, soft_wrap=True,
+            f"  τ {entry['tau']:.3f}  {entry['seconds']:.0f}s",
+            markup=False,
+            soft_wrap=True,
         )
 
     def line(self, text: str) -> None:
@@ -107,8 +114,11 @@ class JobBar:
             return
         if self._progress is None:
             self._progress = Progress(
-                TextColumn("[bold]job {task.fields[job]}[/] {task.fields[state]}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), transient=False,
+                TextColumn("[bold]job {task.fields[job]}[/] {task.fields[state]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=False,
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("measuring", total=max(job.total, 1), job=job.id, state=job.state.value)

@@ -82,7 +82,9 @@ class ExportQuantLayer(nn.Module):
     def weight(self) -> Tensor:
         if self.bits.w <= 8:
             w = self.w_int * self.w_step.view(-1, *([1] * (self.w_int.dim() - 1)))
-            return torch.fake_quantize_per_channel_affine(w, self.w_step, torch.zeros_like(self.w_step, dtype=torch.int32), 0, -128, 127)
+            return torch.fake_quantize_per_channel_affine(
+                w, self.w_step, torch.zeros_like(self.w_step, dtype=torch.int32), 0, -128, 127
+            )
         return self.w_int
 
     def quant_input(self, x: Tensor) -> Tensor:
@@ -134,7 +136,12 @@ def freeze_for_export(model: nn.Module) -> nn.Module:
         layer = modules[node.target]
         bn: nn.BatchNorm2d | None = None
         users = list(node.users)
-        if len(users) == 1 and users[0].op == "call_module" and isinstance(modules.get(users[0].target), nn.BatchNorm2d) and isinstance(layer.op, nn.Conv2d):
+        if (
+            len(users) == 1
+            and users[0].op == "call_module"
+            and isinstance(modules.get(users[0].target), nn.BatchNorm2d)
+            and isinstance(layer.op, nn.Conv2d)
+        ):
             bn_node = users[0]
             bn = modules[bn_node.target]
             bn_node.replace_all_uses_with(node)
@@ -199,7 +206,9 @@ def _fold_constant_quantize(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], path: str | Path, calibration: list[Tensor] | None = None) -> Path:
+def export_onnx(
+    model: nn.Module, input_shape: tuple[int, int, int, int], path: str | Path, calibration: list[Tensor] | None = None
+) -> Path:
     """Write ``model`` as ONNX: QDQ for its 8-bit parts if it has QuantLayers, plain float otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,5 +248,7 @@ def qdq_summary(path: str | Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for n in proto.graph.node:
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
-    counts["int8_initializers"] = sum(1 for t in proto.graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(t.dims) > 1)
+    counts["int8_initializers"] = sum(
+        1 for t in proto.graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(t.dims) > 1
+    )
     return counts

@@ -207,7 +207,7 @@ class QuantSuperNet(MixedNet, nn.Module):
                 continue
             for old, new in prefixes.items():
                 if k.startswith(old):
-                    k = new + k[len(old):]
+                    k = new + k[len(old) :]
                     break
             out[k] = v
         return out
@@ -249,7 +249,7 @@ def float_state(state: dict[str, Tensor], space: BitsSpace) -> dict[str, Tensor]
             prefix = f"{name}."
             if not k.startswith(prefix):
                 continue
-            rest = k[len(prefix):]
+            rest = k[len(prefix) :]
             if rest == "theta" or rest.startswith(("act.", "acts.")):
                 k = ""
             elif rest.startswith("op."):

@@ -101,8 +101,13 @@ def _conv_shape(spec: OpSpec) -> tuple[int, int, int, int]:
     return (n, spec.get("o") or 1, -(-h // s), -(-w // s))
 
 
-@register_op(CONV_BLOCK, params=("k", "g"), shape=_conv_shape, check=_conv_check,
-             doc="kxk (group) convolution with bias (BN folded), weights/input fake-quantized to the key's #w<b>a<b>")
+@register_op(
+    CONV_BLOCK,
+    params=("k", "g"),
+    shape=_conv_shape,
+    check=_conv_check,
+    doc="kxk (group) convolution with bias (BN folded), weights/input fake-quantized to the key's #w<b>a<b>",
+)
 def _qconv(spec: OpSpec) -> nn.Module:
     k, g, s, o = spec.get("k"), spec.get("g"), spec.get("s"), spec.get("o")
     conv = nn.Conv2d(spec.shape[1], o, k, s, k // 2, groups=g, bias=True)  # type: ignore[arg-type]
@@ -113,8 +118,13 @@ def _linear_check(spec: OpSpec) -> None:
     _bits_of(spec)
 
 
-@register_op(LINEAR_BLOCK, geometry=("o",), shape=lambda s: (s.shape[0], s.get("o"), 1, 1),  # type: ignore[arg-type,return-value]
-             check=_linear_check, doc="linear layer on the flattened input, fake-quantized to the key's #w<b>a<b>")
+@register_op(
+    LINEAR_BLOCK,
+    geometry=("o",),
+    shape=lambda s: (s.shape[0], s.get("o"), 1, 1),  # type: ignore[arg-type,return-value]
+    check=_linear_check,
+    doc="linear layer on the flattened input, fake-quantized to the key's #w<b>a<b>",
+)
 def _qlinear(spec: OpSpec) -> nn.Module:
     _, c, h, w = spec.shape
     return _Flatten(QuantOp(nn.Linear(c * h * w, spec.get("o")), _bits_of(spec), (spec.shape[0], c * h * w)))  # type: ignore[arg-type]

@@ -14,8 +14,9 @@ import numpy as np
 from search.quant.bits import Bits
 
 
-def measure_latency(path: str | Path, input_shape: tuple[int, ...], threads: int = 1, warmup: int = 20,
-                    runs: int = 200) -> dict[str, float]:
+def measure_latency(
+    path: str | Path, input_shape: tuple[int, ...], threads: int = 1, warmup: int = 20, runs: int = 200
+) -> dict[str, float]:
     """Batch-1 latency of an ONNX model in ONNX Runtime (all graph optimisations: QDQ → int8 kernels), in ms."""
     import onnxruntime as ort
 
@@ -34,8 +35,13 @@ def measure_latency(path: str | Path, input_shape: tuple[int, ...], threads: int
         sess.run(None, {name: x})
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
-    return {"median_ms": statistics.median(times), "p10_ms": times[len(times) // 10], "p90_ms": times[(9 * len(times)) // 10],
-            "threads": threads, "runs": runs}
+    return {
+        "median_ms": statistics.median(times),
+        "p10_ms": times[len(times) // 10],
+        "p90_ms": times[(9 * len(times)) // 10],
+        "threads": threads,
+        "runs": runs,
+    }
 
 
 def int8_share(bits: dict[str, str]) -> tuple[int, int]:
@@ -77,9 +83,16 @@ def row_from_report(path: str | Path, name: str | None = None, latency: dict[str
     bits = doc["bits"]["bits"]
     n8, n = int8_share(bits)
     kind = "fp32" if n8 == 0 else ("int8" if n8 == n else f"int8 {n8}/{n} layers")
-    return Row(name=name or Path(path).name.removesuffix(".train.json"), accuracy=doc["accuracy"], size_kb=doc["size_kb"],
-               bops_g=doc["bops_g"], latency_ms=latency["median_ms"] if latency else None, latency_kind=kind,
-               onnx_accuracy=doc.get("onnx_accuracy"), bits=bits_summary(bits))
+    return Row(
+        name=name or Path(path).name.removesuffix(".train.json"),
+        accuracy=doc["accuracy"],
+        size_kb=doc["size_kb"],
+        bops_g=doc["bops_g"],
+        latency_ms=latency["median_ms"] if latency else None,
+        latency_kind=kind,
+        onnx_accuracy=doc.get("onnx_accuracy"),
+        bits=bits_summary(bits),
+    )
 
 
 def format_table(rows: list[Row], reference: str | None = None) -> str:
@@ -87,14 +100,34 @@ def format_table(rows: list[Row], reference: str | None = None) -> str:
     if not rows:
         return "(no rows)"
     ref = next((r for r in rows if r.name == reference), rows[0])
-    header = ["model", "top-1 %", "ORT top-1 %", "size KB", "×smaller", "GBOPs", "×fewer", "latency ms", "kernels", "bits (layers)"]
+    header = [
+        "model",
+        "top-1 %",
+        "ORT top-1 %",
+        "size KB",
+        "×smaller",
+        "GBOPs",
+        "×fewer",
+        "latency ms",
+        "kernels",
+        "bits (layers)",
+    ]
     lines = []
     for r in rows:
-        lines.append([
-            r.name, f"{100 * r.accuracy:.2f}", "-" if r.onnx_accuracy is None else f"{100 * r.onnx_accuracy:.2f}",
-            f"{r.size_kb:.1f}", f"{ref.size_kb / r.size_kb:.1f}", f"{r.bops_g:.3f}", f"{ref.bops_g / r.bops_g:.1f}",
-            "-" if r.latency_ms is None else f"{r.latency_ms:.3f}", r.latency_kind, r.bits,
-        ])
+        lines.append(
+            [
+                r.name,
+                f"{100 * r.accuracy:.2f}",
+                "-" if r.onnx_accuracy is None else f"{100 * r.onnx_accuracy:.2f}",
+                f"{r.size_kb:.1f}",
+                f"{ref.size_kb / r.size_kb:.1f}",
+                f"{r.bops_g:.3f}",
+                f"{ref.bops_g / r.bops_g:.1f}",
+                "-" if r.latency_ms is None else f"{r.latency_ms:.3f}",
+                r.latency_kind,
+                r.bits,
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     out = [" | ".join(h.ljust(w) for h, w in zip(header, widths)), "-+-".join("-" * w for w in widths)]
     out += [" | ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]

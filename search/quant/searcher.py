@@ -111,8 +111,9 @@ def load_float_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _bits_space(config: QuantSearchConfig, info: DatasetInfo) -> BitsSpace:
-    return get_bits_space(config.space, tuple(info.input_shape), info.num_classes, config.weight_bits, config.act_bits,
-                          config.pins)
+    return get_bits_space(
+        config.space, tuple(info.input_shape), info.num_classes, config.weight_bits, config.act_bits, config.pins
+    )
 
 
 def _bits_supernet(space: BitsSpace, config: QuantSearchConfig) -> QuantSuperNet:
@@ -135,18 +136,32 @@ def _theta_optimizer(params: list[torch.nn.Parameter], config: QuantSearchConfig
 
 def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> SearchSetup:
     """The architecture search's ``build_setup`` with the bits space, cost models, super net and θ optimiser."""
-    setup = build_setup(config, cost_model, make_space=_bits_space, make_cost=make_quant_cost,
-                        make_supernet=_bits_supernet, make_theta_optimizer=_theta_optimizer)
+    setup = build_setup(
+        config,
+        cost_model,
+        make_space=_bits_space,
+        make_cost=make_quant_cost,
+        make_supernet=_bits_supernet,
+        make_theta_optimizer=_theta_optimizer,
+    )
     costs, target = setup.costs, config.objective.target
     if config.objective.has_target and config.strict_budget and target < costs.min_cost():
         # Fail before training, not after: no configuration could meet this budget.
-        raise SearchConfigError(f"--target {target:g} {costs.unit}: the smallest configuration of {setup.space.name} "
-                                f"costs {costs.min_cost():.4g} {costs.unit}")
+        raise SearchConfigError(
+            f"--target {target:g} {costs.unit}: the smallest configuration of {setup.space.name} "
+            f"costs {costs.min_cost():.4g} {costs.unit}"
+        )
     return setup
 
 
-def fit_budget(config: BitsConfig, layer_costs: list[list[float]], fixed: float, budget: float,
-               probabilities: list[list[float]], fill: bool = False) -> BitsConfig:
+def fit_budget(
+    config: BitsConfig,
+    layer_costs: list[list[float]],
+    fixed: float,
+    budget: float,
+    probabilities: list[list[float]],
+    fill: bool = False,
+) -> BitsConfig:
     """The most likely configuration at most ``budget``, starting from ``config`` (the argmax).
 
     Above the budget: lower widths where θ gives up the least log-probability per unit of cost
@@ -173,7 +188,9 @@ def fit_budget(config: BitsConfig, layer_costs: list[list[float]], fixed: float,
                 if saved > 0 and (best is None or lost(i, j) / saved < best[0]):
                     best = (lost(i, j) / saved, i, j)
         if best is None:
-            raise SearchConfigError(f"no configuration of this space fits the budget {budget:g}: the smallest costs {total():.4g}")
+            raise SearchConfigError(
+                f"no configuration of this space fits the budget {budget:g}: the smallest costs {total():.4g}"
+            )
         choice[best[1]] = best[2]
     while fill:
         room = budget - total()
@@ -205,13 +222,25 @@ class QuantSearchResult:
     history: list[dict[str, Any]]
 
     def summary(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "bits": self.config.bits, "cost": self.cost, "unit": self.unit,
-                "size_kb": self.size_kb, "bops_g": self.bops_g, "supernet_val_acc": self.val_acc,
-                "seconds": self.seconds, "bits_document": "bits.json"}
+        return {
+            "epochs": self.epochs,
+            "bits": self.config.bits,
+            "cost": self.cost,
+            "unit": self.unit,
+            "size_kb": self.size_kb,
+            "bops_g": self.bops_g,
+            "supernet_val_acc": self.val_acc,
+            "seconds": self.seconds,
+            "bits_document": "bits.json",
+        }
 
 
-def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None = None,
-                     progress: ProgressFactory = no_progress, on_finish: RunFinished | None = None) -> QuantSearchResult:
+def run_quant_search(
+    config: QuantSearchConfig,
+    cost_model: BitsCostModel | None = None,
+    progress: ProgressFactory = no_progress,
+    on_finish: RunFinished | None = None,
+) -> QuantSearchResult:
     """Run (or resume) a bits search into ``config.out``; ``progress`` and ``on_finish`` as in ``run_search``."""
     rundir = open_rundir(config)
     setup = build_quant_setup(config, cost_model)
@@ -220,27 +249,51 @@ def run_quant_search(config: QuantSearchConfig, cost_model: BitsCostModel | None
         start, history = restore_checkpoint(setup, rundir.load_checkpoint(map_location=setup.device), _QUANT_RESUME_FIELDS)
     rundir.mkdir()
     rundir.write_json(rundir.config, config.to_dict())
-    rundir.write_json(rundir.costs, {**setup.costs.to_dict(), "candidates": [list(l.candidates) for l in setup.space.layers()],
-                                     "layers": [l.name for l in setup.space.layers()],
-                                     "cost_scale": setup.cost_scale, "reference": setup.reference})
+    rundir.write_json(
+        rundir.costs,
+        {
+            **setup.costs.to_dict(),
+            "candidates": [list(l.candidates) for l in setup.space.layers()],
+            "layers": [l.name for l in setup.space.layers()],
+            "cost_scale": setup.cost_scale,
+            "reference": setup.reference,
+        },
+    )
     t_start = run_epochs(setup, rundir, start, history, progress=progress)
     model: QuantSuperNet = setup.model  # type: ignore[assignment]
     result_config = model.argmax_config()
     budgeted = False
     if config.objective.has_target and config.strict_budget:
-        fitted = fit_budget(result_config, setup.costs.layer_costs, setup.costs.fixed, config.objective.target,
-                            [p.tolist() for p in model.probabilities()], fill=True)
+        fitted = fit_budget(
+            result_config,
+            setup.costs.layer_costs,
+            setup.costs.fixed,
+            config.objective.target,
+            [p.tolist() for p in model.probabilities()],
+            fill=True,
+        )
         budgeted = fitted.bits != result_config.bits
         result_config = fitted
     cost = config_cost(_CostView(setup.costs), setup.space, result_config.bits)
     d = config_figures(result_config.space, result_config.bits)
-    result = QuantSearchResult(out=rundir.root, config=result_config, cost=cost, unit=setup.costs.unit,
-                               size_kb=d["size_kb"], bops_g=d["bops_g"], val_acc=history[-1]["val_acc"],
-                               epochs=config.schedule.epochs, seconds=time.perf_counter() - t_start, history=history)
+    result = QuantSearchResult(
+        out=rundir.root,
+        config=result_config,
+        cost=cost,
+        unit=setup.costs.unit,
+        size_kb=d["size_kb"],
+        bops_g=d["bops_g"],
+        val_acc=history[-1]["val_acc"],
+        epochs=config.schedule.epochs,
+        seconds=time.perf_counter() - t_start,
+        history=history,
+    )
     if rundir.main:
-        meta = {"predicted": {setup.costs.name: cost, "unit": setup.costs.unit, **d},
-                "source": "hwnas quant-search (argmax of θ" + (", moved to the budget)" if budgeted else ")"),
-                "supernet_val_acc": result.val_acc}
+        meta = {
+            "predicted": {setup.costs.name: cost, "unit": setup.costs.unit, **d},
+            "source": "hwnas quant-search (argmax of θ" + (", moved to the budget)" if budgeted else ")"),
+            "supernet_val_acc": result.val_acc,
+        }
         result_config.save(rundir.root / "bits.json", {"meta": meta})
         torch.save(model.float_state_dict(), rundir.root / "supernet_float.pt")
         rundir.write_json(rundir.result, result.summary())

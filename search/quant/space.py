@@ -166,7 +166,9 @@ def _trace_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[d
                 raise SpaceError(f"layer {name!r} runs twice in one forward pass; shared layers cannot get one bit width each")
             seen.add(name)
             x = inputs[0]
-            found.append({"name": name, "module": mod, "in": tuple(x.shape), "out": tuple(output.shape), "signed": bool((x < 0).any())})
+            found.append(
+                {"name": name, "module": mod, "in": tuple(x.shape), "out": tuple(output.shape), "signed": bool((x < 0).any())}
+            )
 
         return hook
 
@@ -269,7 +271,7 @@ def arch_bits_space(
     act_bits: tuple[int, ...] | list[int] = DEFAULT_ACT_BITS,
     pins: dict[str, str] | None = None,
 ) -> BitsSpace:
-    """"Quantize a given architecture": an architecture document (path or shipped name) as a bits space.
+    """ "Quantize a given architecture": an architecture document (path or shipped name) as a bits space.
 
     ``input_shape``/``classes`` re-target the architecture (e.g. FBNet-A at 28×28, 10 classes).
     """
@@ -295,7 +297,9 @@ def arch_bits_space(
     except (ArchError, SpaceError, OSError) as e:
         if isinstance(e, SpaceError) and e.field is None:  # raised just above: already says what is wrong
             raise
-        raise SpaceError(f"{name_or_path!r} is neither a bits space (resnet20, resnet8, resnet20-w8, …) nor a usable architecture document: {e}") from None
+        raise SpaceError(
+            f"{name_or_path!r} is neither a bits space (resnet20, resnet8, resnet20-w8, …) nor a usable architecture document: {e}"
+        ) from None
     source = {"kind": "arch", "arch": doc}
     name = arch.name or Path(str(name_or_path)).stem
     return make_space(name, source, tuple(space.input_shape), int(space.classes), tuple(weight_bits), tuple(act_bits), pins)

@@ -69,8 +69,13 @@ def onnx_accuracy(path: str | Path, ds: Any, batch_size: int = 256, threads: int
     return correct / max(total, 1)
 
 
-def train_quant(bits: BitsConfig, config: QuantTrainConfig, out_dir: str | Path = ".", stem: str = "model",
-                progress: ProgressFactory = no_progress) -> QuantTrainResult:
+def train_quant(
+    bits: BitsConfig,
+    config: QuantTrainConfig,
+    out_dir: str | Path = ".",
+    stem: str = "model",
+    progress: ProgressFactory = no_progress,
+) -> QuantTrainResult:
     """Build ``bits``'s network, start from ``config.init`` if given, train, export, report.
 
     ``progress`` shows the epochs while ``config.progress`` is on (``search.hooks``).
@@ -84,9 +89,11 @@ def train_quant(bits: BitsConfig, config: QuantTrainConfig, out_dir: str | Path 
     info = dataset_info(train_set)
     space = bits.space
     if tuple(info.input_shape) != tuple(space.input_shape) or info.num_classes != space.classes:
-        raise TrainError(f"the configuration's network takes {'x'.join(map(str, space.input_shape))} input and "
-                         f"{space.classes} classes; data set {info.name!r} has "
-                         f"{'x'.join(map(str, info.input_shape))} and {info.num_classes}")
+        raise TrainError(
+            f"the configuration's network takes {'x'.join(map(str, space.input_shape))} input and "
+            f"{space.classes} classes; data set {info.name!r} has "
+            f"{'x'.join(map(str, info.input_shape))} and {info.num_classes}"
+        )
     torch.manual_seed(config.seed)
     model = bits.build()
     if config.init:
@@ -117,12 +124,31 @@ def train_quant(bits: BitsConfig, config: QuantTrainConfig, out_dir: str | Path 
     figures = config_figures(space, bits.bits)
     report = out / f"{stem}.train.json"
     acc = history[-1]["val_acc"]
-    rd.write_json(report, {
-        "bits": bits.to_json(), "id": bits.id, "accuracy": acc, "onnx_accuracy": onnx_acc, **figures,
-        "test_images": len(val_set), "train_images": len(train_set), "weights": weights.name,
-        "onnx": onnx_path.name if onnx_path else None, "seconds": seconds, "history": history,
-        "config": dataclasses.asdict(config),
-    })
-    return QuantTrainResult(weights=weights, report=report, accuracy=acc, size_kb=figures["size_kb"],
-                            bops_g=figures["bops_g"], onnx=onnx_path, onnx_accuracy=onnx_acc, history=history,
-                            seconds=seconds)
+    rd.write_json(
+        report,
+        {
+            "bits": bits.to_json(),
+            "id": bits.id,
+            "accuracy": acc,
+            "onnx_accuracy": onnx_acc,
+            **figures,
+            "test_images": len(val_set),
+            "train_images": len(train_set),
+            "weights": weights.name,
+            "onnx": onnx_path.name if onnx_path else None,
+            "seconds": seconds,
+            "history": history,
+            "config": dataclasses.asdict(config),
+        },
+    )
+    return QuantTrainResult(
+        weights=weights,
+        report=report,
+        accuracy=acc,
+        size_kb=figures["size_kb"],
+        bops_g=figures["bops_g"],
+        onnx=onnx_path,
+        onnx_accuracy=onnx_acc,
+        history=history,
+        seconds=seconds,
+    )

@@ -30,8 +30,9 @@ FMNIST_KEYS = [
     "avgpool_k3_s1_o24@1x24x7x7",
     "gap_fc_o10@1x128x4x4",
 ]
-SLOW_KEYS = [f"conv_k3_s1_o{c}@1x{c}x56x56" for c in (24, 32, 40, 48, 56, 64)] + \
-            [f"ir_k3_e6_g1_s1_o{c}@1x{c}x28x28" for c in (24, 32, 40, 48, 56, 64)]
+SLOW_KEYS = [f"conv_k3_s1_o{c}@1x{c}x56x56" for c in (24, 32, 40, 48, 56, 64)] + [
+    f"ir_k3_e6_g1_s1_o{c}@1x{c}x28x28" for c in (24, 32, 40, 48, 56, 64)
+]
 
 FAST_PROTOCOL = ["--warmup", "2", "--iterations", "6", "--rounds", "2"]
 
@@ -61,8 +62,13 @@ def wait_port(port: int, timeout_s: float = 30.0) -> None:
 def start_loopback(port: int, root: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     """``device-agent loopback-device`` as a real subprocess (so a test can kill it)."""
     fh = open(log, "ab")
-    proc = subprocess.Popen(agent_cmd("loopback-device", "--port", str(port), "--root", str(root), *extra),
-                            stdout=fh, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+    proc = subprocess.Popen(
+        agent_cmd("loopback-device", "--port", str(port), "--root", str(root), *extra),
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=env(),
+        start_new_session=True,
+    )
     fh.close()
     try:
         wait_port(port)
@@ -86,10 +92,14 @@ def measurement_counts(database_url: str, device: str) -> dict[str, int]:
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT o.key, COUNT(*) FROM measurements m JOIN operators o ON o.id = m.operator_id "
-                "JOIN measurement_runs r ON r.id = m.run_id JOIN devices d ON d.id = r.device_id "
-                "WHERE d.name = :name GROUP BY o.key"), {"name": device}).all()
+            rows = conn.execute(
+                sa.text(
+                    "SELECT o.key, COUNT(*) FROM measurements m JOIN operators o ON o.id = m.operator_id "
+                    "JOIN measurement_runs r ON r.id = m.run_id JOIN devices d ON d.id = r.device_id "
+                    "WHERE d.name = :name GROUP BY o.key"
+                ),
+                {"name": device},
+            ).all()
     finally:
         engine.dispose()
     return {k: int(n) for k, n in rows}
@@ -115,8 +125,10 @@ def _standin_for_the_empty_model() -> str:
 
 # A fake onnxruntime_perf_test's first lines: bare it prints a usage (the preflight's first step), and it measures
 # the empty model like the stand-in (the preflight's burst); what follows is the fake's own behaviour.
-PERF_TEST_USAGE = ('if [ $# -eq 0 ]; then echo "usage: onnxruntime_perf_test [options...] model_path"; exit 1; fi\n'
-                   + _standin_for_the_empty_model())
+PERF_TEST_USAGE = (
+    'if [ $# -eq 0 ]; then echo "usage: onnxruntime_perf_test [options...] model_path"; exit 1; fi\n'
+    + _standin_for_the_empty_model()
+)
 
 
 def fake_program(path: Path, body: str) -> Path:
@@ -144,9 +156,13 @@ def executorch_run_states(database_url: str, device: str) -> list[dict]:  # type
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT r.device_state FROM measurement_runs r JOIN devices d ON d.id = r.device_id "
-                "WHERE d.name = :name AND r.runtime = 'executorch'"), {"name": device}).all()
+            rows = conn.execute(
+                sa.text(
+                    "SELECT r.device_state FROM measurement_runs r JOIN devices d ON d.id = r.device_id "
+                    "WHERE d.name = :name AND r.runtime = 'executorch'"
+                ),
+                {"name": device},
+            ).all()
     finally:
         engine.dispose()
     return [json.loads(s) if isinstance(s, str) else s for (s,) in rows]

@@ -62,9 +62,25 @@ def test_an_unsupported_version_is_a_clear_error(tmp_path: Path, version: int) -
 
 
 def test_the_cli_refuses_an_unsupported_version_before_touching_anything(tmp_path: Path) -> None:
-    r = subprocess.run(agent_cmd("run", "--serial", "127.0.0.1:9", "--server", "http://127.0.0.1:9", "--token", "t",
-                                 "--cache-dir", str(tmp_path), "--bytecode-version", "99"),
-                       capture_output=True, text=True, env=env(), timeout=120)
+    r = subprocess.run(
+        agent_cmd(
+            "run",
+            "--serial",
+            "127.0.0.1:9",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "--cache-dir",
+            str(tmp_path),
+            "--bytecode-version",
+            "99",
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert "--bytecode-version 99" in r.stderr and "Traceback" not in r.stderr
     assert "cannot connect" not in r.stderr  # refused before the phone was tried
@@ -72,8 +88,16 @@ def test_the_cli_refuses_an_unsupported_version_before_touching_anything(tmp_pat
 
 def test_the_version_is_recorded_with_the_measurements(tmp_path: Path) -> None:
     version = bytecode.supported_versions()[0]
-    agent = Agent(LocalDevice(), AgentConfig(cache_dir=tmp_path, bytecode_version=version, measure_overhead=False,
-                                             protocol=ProtocolConfig(warmup=1, iterations=3, rounds=1)), local=True)
+    agent = Agent(
+        LocalDevice(),
+        AgentConfig(
+            cache_dir=tmp_path,
+            bytecode_version=version,
+            measure_overhead=False,
+            protocol=ProtocolConfig(warmup=1, iterations=3, rounds=1),
+        ),
+        local=True,
+    )
     agent.connect()
     items, failures = agent.build_items([KEY], "torchscript")
     assert not failures

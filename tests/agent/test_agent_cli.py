@@ -43,8 +43,9 @@ def test_run_on_an_address_never_reached_fails_fast_with_the_hint() -> None:
     import time
 
     start = time.monotonic()
-    r = _run("run", "--serial", f"127.0.0.1:{free_port()}", "--server", "http://127.0.0.1:9", "--token", "x", "--once",
-             timeout=60)
+    r = _run(
+        "run", "--serial", f"127.0.0.1:{free_port()}", "--server", "http://127.0.0.1:9", "--token", "x", "--once", timeout=60
+    )
     elapsed = time.monotonic() - start
     assert r.returncode == 3, r.stderr
     assert "never reached" in r.stderr and "adb tcpip 5555" in r.stderr and "Traceback" not in r.stderr
@@ -71,8 +72,7 @@ def test_profile_local_writes_a_table(tmp_path: Path, model_cache_dir: Path) -> 
     for k in FMNIST_KEYS[:2]:
         ModelCache(model_cache_dir).item(k, "onnxruntime")
     out = tmp_path / "out.json"
-    r = _run("profile", "--local", "--keys", str(keys), "--out", str(out), "--cache-dir", str(model_cache_dir),
-             *FAST_PROTOCOL)
+    r = _run("profile", "--local", "--keys", str(keys), "--out", str(out), "--cache-dir", str(model_cache_dir), *FAST_PROTOCOL)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert [row["key"] for row in data["results"]] == sorted(["__overhead__", *FMNIST_KEYS[:2]])

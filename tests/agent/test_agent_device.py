@@ -37,7 +37,9 @@ def test_facts_of_a_pixel_7(loopback: LoopbackAdbd) -> None:
     dev.close()
 
 
-@pytest.mark.parametrize("phone, mask, name", [("galaxy-a51", "f0", "samsung-sm-a515f-wnas"), ("generic", None, "hwnas-loopback-0001")])
+@pytest.mark.parametrize(
+    "phone, mask, name", [("galaxy-a51", "f0", "samsung-sm-a515f-wnas"), ("generic", None, "hwnas-loopback-0001")]
+)
 def test_other_phones(tmp_path: Path, phone: str, mask: str | None, name: str) -> None:
     with LoopbackAdbd(tmp_path / phone, load_phone(phone)) as daemon:
         facts = read_facts(AdbDevice(daemon.serial))
@@ -77,8 +79,7 @@ def test_local_host_is_a_device_too() -> None:
 def test_binary_runner_pushes_once_and_measures(tmp_path: Path, model_cache_dir: Path, runtime: str) -> None:
     cache = ModelCache(model_cache_dir)
     items = [cache.item(k, runtime) for k in FMNIST_KEYS[:3]]
-    launcher = write_launcher("onnxruntime_perf_test" if runtime == "onnxruntime" else "speed_benchmark_torch",
-                              tmp_path / "bin")
+    launcher = write_launcher("onnxruntime_perf_test" if runtime == "onnxruntime" else "speed_benchmark_torch", tmp_path / "bin")
     with LoopbackAdbd(tmp_path / "phone", load_phone("pixel-7"), worker=True) as daemon:
         dev = AdbDevice(daemon.serial)
         facts = read_facts(dev)
@@ -123,8 +124,10 @@ def test_without_a_binary_the_runner_runs_the_phones_own_program(tmp_path: Path,
         assert given.runtime_version == "1.22.0"  # --runtime-version wins over the file on the phone
         installed.unlink()  # someone cleaned /data/local/tmp
         runner.forget_files()
-        with pytest.raises(ConfigError, match="--benchmark-binary PATH, or install it on the phone as "
-                                              "/data/local/tmp/hwnas/bin/onnxruntime_perf_test"):
+        with pytest.raises(
+            ConfigError,
+            match="--benchmark-binary PATH, or install it on the phone as /data/local/tmp/hwnas/bin/onnxruntime_perf_test",
+        ):
             runner.prepare([item])
         dev.close()
 

@@ -14,8 +14,20 @@ import sqlalchemy as sa
 from device_agent.deviceinfo import read_facts
 from device_agent.models import ModelCache
 from hwnas.schemas import JobClaim, JobCreate, JobCreated, JobState
-from tests.agent.agent_support import FAST_PROTOCOL, FMNIST_KEYS, PERF_TEST_USAGE, SLOW_KEYS, agent_cmd, env, fake_program, register_phone, \
-    kill, measurement_counts, process_running, start_loopback
+from tests.agent.agent_support import (
+    FAST_PROTOCOL,
+    FMNIST_KEYS,
+    PERF_TEST_USAGE,
+    SLOW_KEYS,
+    agent_cmd,
+    env,
+    fake_program,
+    register_phone,
+    kill,
+    measurement_counts,
+    process_running,
+    start_loopback,
+)
 from tests.support.live_server import LiveServer
 
 
@@ -24,16 +36,28 @@ SLOW_RUN = ("--batch-size", "2", "--warmup", "2", "--iterations", "30", "--round
 
 
 def _agent(srv: LiveServer, port: int, cache: Path, *extra: str) -> list[str]:
-    return agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", srv.url, "--token", srv.agent_token,
-                     "--cache-dir", str(cache), "--once", *extra)
+    return agent_cmd(
+        "run",
+        "--serial",
+        f"127.0.0.1:{port}",
+        "--server",
+        srv.url,
+        "--token",
+        srv.agent_token,
+        "--cache-dir",
+        str(cache),
+        "--once",
+        *extra,
+    )
 
 
 def _wait_for_text(path: Path, text: str, timeout_s: float = 60.0) -> None:
     """Poll ``path`` until it contains ``text`` (a deadline, not a guess at how long it takes)."""
     deadline = time.monotonic() + timeout_s
     while text not in (path.read_text() if path.exists() else ""):
-        assert time.monotonic() < deadline, \
+        assert time.monotonic() < deadline, (
             f"{path} never said {text!r}:\n{path.read_text()[-2000:] if path.exists() else '(no such file)'}"
+        )
         time.sleep(0.05)
 
 
@@ -74,12 +98,18 @@ def _prebuild(cache_dir: Path, keys: list[str]) -> None:
     cache.overhead("onnxruntime")
 
 
-def test_run_once_fills_the_table(server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]],
-                                  model_cache_dir: Path) -> None:
+def test_run_once_fills_the_table(
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path
+) -> None:
     port, root, _ = phone
     name, job = _phone_job(server, port, model_cache_dir, FMNIST_KEYS)
-    r = subprocess.run(_agent(server, port, model_cache_dir, "--batch-size", "3", *FAST_PROTOCOL),
-                       capture_output=True, text=True, env=env(), timeout=180)
+    r = subprocess.run(
+        _agent(server, port, model_cache_dir, "--batch-size", "3", *FAST_PROTOCOL),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr
     assert f"claimed job {job.id}" in r.stderr and "uploaded" in r.stderr
     _check_table(server, name, FMNIST_KEYS, job.id)
@@ -90,14 +120,14 @@ def test_run_once_fills_the_table(server: LiveServer, phone: tuple[int, Path, su
     assert device.model == "Pixel 7" and device.cpu_max_freqs_khz[-1] == 2850000
 
 
-def test_loopback_device_restarted_mid_job(server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]],
-                                           model_cache_dir: Path, tmp_path: Path) -> None:
+def test_loopback_device_restarted_mid_job(
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, root, proc = phone
     keys = SLOW_KEYS[:8]
     name, job = _phone_job(server, port, model_cache_dir, keys)
     log = open(tmp_path / "agent.log", "w")
-    agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN),
-                             stdout=log, stderr=subprocess.STDOUT, env=env())
+    agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN), stdout=log, stderr=subprocess.STDOUT, env=env())
     try:
         _wait_done(server, job.id, 2)
         kill(proc)  # the phone goes away mid-job...
@@ -116,7 +146,8 @@ def test_loopback_device_restarted_mid_job(server: LiveServer, phone: tuple[int,
 
 
 def test_benchmark_program_deleted_mid_job_is_pushed_again_and_the_job_completes(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     from device_agent.loopback.standins.worker import write_launcher
 
     port, root, _ = phone
@@ -125,8 +156,12 @@ def test_benchmark_program_deleted_mid_job_is_pushed_again_and_the_job_completes
     # A program the agent pushes (a phone's own, with no --benchmark-binary, cannot be pushed again).
     pushed = write_launcher("onnxruntime_perf_test", tmp_path / "build")
     log = open(tmp_path / "agent.log", "w")
-    agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--benchmark-binary", str(pushed), *SLOW_RUN),
-                             stdout=log, stderr=subprocess.STDOUT, env=env())
+    agent = subprocess.Popen(
+        _agent(server, port, model_cache_dir, "--benchmark-binary", str(pushed), *SLOW_RUN),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env(),
+    )
     try:
         _wait_done(server, job.id, 2)
         program = root / "data/local/tmp/hwnas/bin/onnxruntime_perf_test"
@@ -145,15 +180,23 @@ def test_benchmark_program_deleted_mid_job_is_pushed_again_and_the_job_completes
 
 
 def test_a_program_that_cannot_run_is_refused_before_any_claim_with_the_fix(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:4]
     name, job = _phone_job(server, port, model_cache_dir, keys)
     # What a phone's linker prints for a binary built without its C++ runtime next to it.
-    broken = fake_program(tmp_path / "onnxruntime_perf_test", 'echo \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": '
-                          'library "libc++_shared.so" not found\'\nexit 1\n')
-    r = subprocess.run(_agent(server, port, model_cache_dir, "--benchmark-binary", str(broken), "--batch-size", "2",
-                              *FAST_PROTOCOL), capture_output=True, text=True, env=env(), timeout=180)
+    broken = fake_program(
+        tmp_path / "onnxruntime_perf_test",
+        'echo \'CANNOT LINK EXECUTABLE "./bin/onnxruntime_perf_test": library "libc++_shared.so" not found\'\nexit 1\n',
+    )
+    r = subprocess.run(
+        _agent(server, port, model_cache_dir, "--benchmark-binary", str(broken), "--batch-size", "2", *FAST_PROTOCOL),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=180,
+    )
     assert r.returncode == 5, r.stderr[-3000:]
     assert "cannot run on" in r.stderr and "libc++_shared.so" in r.stderr and "--benchmark-lib" in r.stderr
     assert "claimed job" not in r.stderr  # refused at start: no job was touched
@@ -163,16 +206,30 @@ def test_a_program_that_cannot_run_is_refused_before_any_claim_with_the_fix(
 
 
 def test_server_down_mid_job_loses_nothing_and_the_agent_serves_on(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:6]
     cache = tmp_path / "cache" / "models"  # its own cache: the spool lives next to it
     name, job = _phone_job(server, port, cache, keys)
     log = open(tmp_path / "agent.log", "w")
     # No --once: the agent serves until stopped. Uploads give up after 1 s, polls start at 0.2 s.
-    cmd = agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token", server.agent_token,
-                    "--cache-dir", str(cache), *SLOW_RUN,
-                    "--upload-deadline-s", "1", "--poll-s", "0.2")
+    cmd = agent_cmd(
+        "run",
+        "--serial",
+        f"127.0.0.1:{port}",
+        "--server",
+        server.url,
+        "--token",
+        server.agent_token,
+        "--cache-dir",
+        str(cache),
+        *SLOW_RUN,
+        "--upload-deadline-s",
+        "1",
+        "--poll-s",
+        "0.2",
+    )
     agent = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
     try:
         _wait_done(server, job.id, 2)
@@ -193,16 +250,25 @@ def test_server_down_mid_job_loses_nothing_and_the_agent_serves_on(
 
 
 def test_a_program_that_stops_running_mid_job_gives_the_job_back_and_fails_no_key(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:4]
     name, job = _phone_job(server, port, model_cache_dir, keys)
     # Starts bare (the preflight passes), but cannot link once it is given a model: a fault that pushing the
     # files again does not cure.
-    flaky = fake_program(tmp_path / "onnxruntime_perf_test", PERF_TEST_USAGE + 'echo \'CANNOT LINK EXECUTABLE '
-                         '"./bin/onnxruntime_perf_test": library "libc++_shared.so" not found\'\nexit 1\n')
-    r = subprocess.run(_agent(server, port, model_cache_dir, "--benchmark-binary", str(flaky), "--batch-size", "2",
-                              *FAST_PROTOCOL), capture_output=True, text=True, env=env(), timeout=180)
+    flaky = fake_program(
+        tmp_path / "onnxruntime_perf_test",
+        PERF_TEST_USAGE + "echo 'CANNOT LINK EXECUTABLE "
+        '"./bin/onnxruntime_perf_test": library "libc++_shared.so" not found\'\nexit 1\n',
+    )
+    r = subprocess.run(
+        _agent(server, port, model_cache_dir, "--benchmark-binary", str(flaky), "--batch-size", "2", *FAST_PROTOCOL),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=180,
+    )
     assert r.returncode == 5, r.stderr[-3000:]
     assert "still cannot run after pushing its files again 2 time(s)" in r.stderr and f"claimed job {job.id}" in r.stderr
     with server.client() as c:
@@ -210,15 +276,20 @@ def test_a_program_that_stops_running_mid_job_gives_the_job_back_and_fails_no_ke
     assert after.failed == 0 and after.done == 0 and after.state == JobState.queued  # given back, nothing lost
 
 
-def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
-                                                          phone: tuple[int, Path, subprocess.Popen[bytes]],
-                                                          model_cache_dir: Path, tmp_path: Path) -> None:
+def test_agent_killed_lease_expires_second_agent_finishes(
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS[:8]
     name, job = _phone_job(server, port, model_cache_dir, keys)
     # A lease far longer than the test: nothing here may depend on how fast this machine runs.
-    first = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN, "--lease-s", "600"), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env(), start_new_session=True)
+    first = subprocess.Popen(
+        _agent(server, port, model_cache_dir, *SLOW_RUN, "--lease-s", "600"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
+        start_new_session=True,
+    )
     try:
         _wait_done(server, job.id, 2)
     finally:
@@ -230,22 +301,23 @@ def test_agent_killed_lease_expires_second_agent_finishes(server: LiveServer,
     with server.client(role="agent") as c:
         assert c.claim_job(JobClaim(device=name, agent="probe", lease_s=60)) is None
     server.end_lease(job.id)  # ...until it runs out (moved into the past rather than waited for)
-    r = subprocess.run(_agent(server, port, model_cache_dir, *SLOW_RUN), capture_output=True, text=True, env=env(),
-                       timeout=180)
+    r = subprocess.run(_agent(server, port, model_cache_dir, *SLOW_RUN), capture_output=True, text=True, env=env(), timeout=180)
     assert r.returncode == 0, r.stderr
     assert f"claimed job {job.id}: {held.pending} key(s)" in r.stderr
     _check_table(server, name, keys, job.id)
 
 
-def test_ctrl_c_uploads_and_gives_the_job_back(server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]],
-                                               model_cache_dir: Path, tmp_path: Path) -> None:
+def test_ctrl_c_uploads_and_gives_the_job_back(
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, _, _ = phone
     keys = SLOW_KEYS
     name, job = _phone_job(server, port, model_cache_dir, keys)
     log = tmp_path / "agent.log"
     with open(log, "w") as fh:
-        agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN, "--lease-s", "60"),
-                                 stdout=fh, stderr=subprocess.STDOUT, env=env())
+        agent = subprocess.Popen(
+            _agent(server, port, model_cache_dir, *SLOW_RUN, "--lease-s", "60"), stdout=fh, stderr=subprocess.STDOUT, env=env()
+        )
         try:
             _wait_done(server, job.id, 2)
             agent.send_signal(signal.SIGINT)
@@ -273,9 +345,24 @@ def test_run_local_measures_on_this_host(server: LiveServer, model_cache_dir: Pa
         c.put_device(name, facts.device_info())
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=FMNIST_KEYS[:4]))
-    r = subprocess.run(agent_cmd("run", "--local", "--server", server.url, "--token", server.agent_token,
-                                 "--cache-dir", str(model_cache_dir), "--once", *FAST_PROTOCOL),
-                       capture_output=True, text=True, env=env(), timeout=180)
+    r = subprocess.run(
+        agent_cmd(
+            "run",
+            "--local",
+            "--server",
+            server.url,
+            "--token",
+            server.agent_token,
+            "--cache-dir",
+            str(model_cache_dir),
+            "--once",
+            *FAST_PROTOCOL,
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr
     _check_table(server, name, FMNIST_KEYS[:4], job.id)
     with server.client() as c:
@@ -284,19 +371,27 @@ def test_run_local_measures_on_this_host(server: LiveServer, model_cache_dir: Pa
 
 
 def test_stopping_the_agent_leaves_no_burst_running_on_the_phone(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, root, _ = phone  # a loopback phone like a real one: adbd does not end a closed stream's command
     name, job = _phone_job(server, port, model_cache_dir, SLOW_KEYS[:4])
     # The program records "<script pid> <own pid>" per call. The first call waits until the agent was told to
     # stop, then fails; every later call would run for 5 minutes unless the agent ends its script.
-    program = fake_program(tmp_path / "onnxruntime_perf_test", PERF_TEST_USAGE + 'echo "$PPID $$" >> calls.pids\n'
-                           'if [ "$(wc -l < calls.pids)" -eq 1 ]; then while [ ! -e go ]; do sleep 0.02; done; '
-                           'echo "Run failed: stand-in"; exit 1; fi\nexec sleep 300\n')
+    program = fake_program(
+        tmp_path / "onnxruntime_perf_test",
+        PERF_TEST_USAGE + 'echo "$PPID $$" >> calls.pids\n'
+        'if [ "$(wc -l < calls.pids)" -eq 1 ]; then while [ ! -e go ]; do sleep 0.02; done; '
+        'echo "Run failed: stand-in"; exit 1; fi\nexec sleep 300\n',
+    )
     work = root / "data/local/tmp/hwnas"
     log = tmp_path / "agent.log"
     with open(log, "w") as fh:
-        agent = subprocess.Popen(_agent(server, port, model_cache_dir, "--benchmark-binary", str(program), *SLOW_RUN),
-                                 stdout=fh, stderr=subprocess.STDOUT, env=env())
+        agent = subprocess.Popen(
+            _agent(server, port, model_cache_dir, "--benchmark-binary", str(program), *SLOW_RUN),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env(),
+        )
         try:
             _wait_for_text(work / "calls.pids", " ")  # the first call runs on the phone
             agent.send_signal(signal.SIGINT)
@@ -316,7 +411,7 @@ def test_stopping_the_agent_leaves_no_burst_running_on_the_phone(
 # A speed_benchmark_torch built from a PyTorch that reads bytecode 3..7 (the message its loader prints for
 # a newer .ptl, torch/csrc/jit/mobile), otherwise printing what the real program prints. The model's
 # version is the first integer of its bytecode.pkl.
-OLD_TORCH_PROGRAM = '''
+OLD_TORCH_PROGRAM = """
 exec "$HWNAS_STANDIN_PYTHON" - "$@" <<'PY'
 import pickletools, sys, zipfile
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -334,7 +429,7 @@ for _ in range(int(args.get("iter", 10))):
     print('PyTorchObserver {"type": "NET", "unit": "us", "metric": "latency", "value": "5"}')
 print("Main run finished. Microseconds per iter: 5.5. Iters per second: 181818")
 PY
-'''
+"""
 
 
 def _old_torch_program(tmp_path: Path) -> Path:
@@ -342,7 +437,8 @@ def _old_torch_program(tmp_path: Path) -> Path:
 
 
 def test_a_phone_with_an_older_pytorch_gets_models_at_the_bytecode_it_reads(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
     from torch.jit.mobile import _get_model_bytecode_version
 
     port, root, _ = phone
@@ -350,9 +446,22 @@ def test_a_phone_with_an_older_pytorch_gets_models_at_the_bytecode_it_reads(
     name = register_phone(server, f"127.0.0.1:{port}")
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="torchscript", threads=1, keys=keys))
-    r = subprocess.run(_agent(server, port, tmp_path / "cache", "--benchmark-binary", str(_old_torch_program(tmp_path)),
-                              "--runtime", "torchscript", *FAST_PROTOCOL),
-                       capture_output=True, text=True, env=env(), timeout=300)
+    r = subprocess.run(
+        _agent(
+            server,
+            port,
+            tmp_path / "cache",
+            "--benchmark-binary",
+            str(_old_torch_program(tmp_path)),
+            "--runtime",
+            "torchscript",
+            *FAST_PROTOCOL,
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "reads TorchScript bytecode versions 3 to 7: saving the models at 7" in r.stderr
     with server.client() as c:
@@ -362,19 +471,42 @@ def test_a_phone_with_an_older_pytorch_gets_models_at_the_bytecode_it_reads(
     engine = sa.create_engine(server.database_url)
     try:
         with engine.connect() as conn:
-            states = conn.execute(sa.text("SELECT r.device_state FROM measurement_runs r JOIN devices d "
-                                          "ON d.id = r.device_id WHERE d.name = :n"), {"n": name}).scalars().all()
+            states = (
+                conn.execute(
+                    sa.text(
+                        "SELECT r.device_state FROM measurement_runs r JOIN devices d ON d.id = r.device_id WHERE d.name = :n"
+                    ),
+                    {"n": name},
+                )
+                .scalars()
+                .all()
+            )
     finally:
         engine.dispose()
     assert states and all((s if isinstance(s, dict) else json.loads(s))["bytecode_version"] == 7 for s in states)
 
 
 def test_a_bytecode_version_the_phone_refuses_stops_the_agent_with_the_flag_that_works(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
     port, _, _ = phone
-    r = subprocess.run(_agent(server, port, tmp_path / "cache", "--benchmark-binary", str(_old_torch_program(tmp_path)),
-                              "--runtime", "torchscript", "--bytecode-version", "8"),
-                       capture_output=True, text=True, env=env(), timeout=300)
+    r = subprocess.run(
+        _agent(
+            server,
+            port,
+            tmp_path / "cache",
+            "--benchmark-binary",
+            str(_old_torch_program(tmp_path)),
+            "--runtime",
+            "torchscript",
+            "--bytecode-version",
+            "8",
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
     assert r.returncode == 5, r.stderr[-3000:]
     assert "model version is 8" in r.stderr and "run the agent with --bytecode-version 7" in r.stderr
     assert "claimed job" not in r.stderr and "Traceback" not in r.stderr

@@ -31,8 +31,7 @@ class Adb:
         self.port = server_port
 
     def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["adb", "-P", str(self.port), *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(["adb", "-P", str(self.port), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ def test_interactive_shell_is_mksh_on_a_terminal(adb: Adb, loopback: LoopbackAdb
     seen = bytearray()
     try:
         _read_until(fd, b"# ", seen)  # mksh's prompt (a root shell): keystrokes now reach it
-        os.write(fd, b"echo \"$0 $KSH_VERSION\"; tty\r")
+        os.write(fd, b'echo "$0 $KSH_VERSION"; tty\r')
         _read_until(fd, b"/dev/pts/", seen)
         os.write(fd, b"exit\r")
         deadline = time.monotonic() + 20

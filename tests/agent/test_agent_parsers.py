@@ -83,8 +83,9 @@ def test_ort_result_file_as_the_program_writes_it_with_s() -> None:
     assert runs[1].samples_ms == pytest.approx([0.019876, 0.012187], rel=1e-12)
     # sub-microsecond resolution: 12.345 us and 12.291 us stay apart
     assert runs[0].samples_ms[1] - runs[0].samples_ms[2] == pytest.approx(0.000054, abs=1e-9)
-    assert runs[0].percentiles_ms == pytest.approx({"min": 0.012291, "max": 0.0231, "p50": 0.0124, "p90": 0.0231,
-                                                    "p95": 0.0231, "p99": 0.0231, "p999": 0.0231})
+    assert runs[0].percentiles_ms == pytest.approx(
+        {"min": 0.012291, "max": 0.0231, "p50": 0.0124, "p90": 0.0231, "p95": 0.0231, "p99": 0.0231, "p999": 0.0231}
+    )
     assert runs[1].percentiles_ms["min"] == pytest.approx(0.012187)
     for run in runs:  # the file's own stats agree with its rows: sorted[int(n*q)]
         ordered = sorted(run.samples_ms)
@@ -134,8 +135,10 @@ def test_thermal_zones_in_millidegrees_and_degrees() -> None:
 
 
 def test_cpu_files_and_sections() -> None:
-    cpus = parsers.parse_cpu_files("/x/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq:1803000\n"
-                                   "/sys/devices/system/cpu/cpu7/cpufreq/scaling_governor:schedutil\n")
+    cpus = parsers.parse_cpu_files(
+        "/x/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq:1803000\n"
+        "/sys/devices/system/cpu/cpu7/cpufreq/scaling_governor:schedutil\n"
+    )
     assert cpus == {0: {"cpuinfo_max_freq": "1803000"}, 7: {"scaling_governor": "schedutil"}}
     assert parsers.split_sections("junk\n@@M a\n1\n2\n@@M b\n", "@@M") == {"a": "1\n2", "b": ""}
 
@@ -147,11 +150,13 @@ def _bursts(n: int) -> list[Burst]:
 
 def test_batch_output_of_onnxruntime_uses_the_per_run_file_and_drops_extra_warmup() -> None:
     m = "@@Bx@@"
-    text = (f"{m} b 0\n{read('ort_result_file_no_stats.txt')}{m} e 0 0\n"
-            f"{m} b 1\nLoad model failed\n{m} e 1 255\n"
-            f"{m} csv\nres/0.csv:models,5e-05,1,100,0\nres/0.csv:models,2.0e-05,1,100,1\n"
-            f"res/0.csv:models,2.1e-05,1,100,2\nres/0.csv:models,2.2e-05,1,100,3\n"
-            f"res/0.csv:Min Latency: 2e-05 s\nres/0.csv:P50 Latency: 2.2e-05 s\n{m} end\n")
+    text = (
+        f"{m} b 0\n{read('ort_result_file_no_stats.txt')}{m} e 0 0\n"
+        f"{m} b 1\nLoad model failed\n{m} e 1 255\n"
+        f"{m} csv\nres/0.csv:models,5e-05,1,100,0\nres/0.csv:models,2.0e-05,1,100,1\n"
+        f"res/0.csv:models,2.1e-05,1,100,2\nres/0.csv:models,2.2e-05,1,100,3\n"
+        f"res/0.csv:Min Latency: 2e-05 s\nres/0.csv:P50 Latency: 2.2e-05 s\n{m} end\n"
+    )
     results = parse_batch_output(text, m, _bursts(3), "onnxruntime")
     assert len(results) == 2  # burst 2 never ran
     assert results[0].samples_ms == pytest.approx([0.020, 0.021, 0.022])  # first of 4 = extra warm-up

@@ -73,8 +73,11 @@ def _first_line_then_close(serial: str, command: str) -> int:
 def test_a_closed_shell_stream_leaves_its_command_running_as_real_adbd_does(loopback: LoopbackAdbd) -> None:
     root = loopback.sandbox.root
     # prints its pid, waits for 'go', proves it still runs, then writes to the closed stream (SIGPIPE)
-    pid = _first_line_then_close(loopback.serial, "cd /data/local/tmp && echo $$; while [ ! -e go ]; do sleep 0.02; "
-                                                  "done; echo alive > alive; echo into-the-closed-stream; echo > after")
+    pid = _first_line_then_close(
+        loopback.serial,
+        "cd /data/local/tmp && echo $$; while [ ! -e go ]; do sleep 0.02; "
+        "done; echo alive > alive; echo into-the-closed-stream; echo > after",
+    )
     pipe = pipe_of(pid, 1)
     wait_until(lambda: not held_here(pipe), "the loopback let go of the command's output pipe")
     assert process_running(pid)  # no SIGHUP, no kill: the stream went, the command did not
@@ -92,9 +95,11 @@ def test_kill_on_close_kills_the_command_at_once(killing_loopback: LoopbackAdbd)
 def _fake_perf_test(tmp_path: Path, body: str) -> Path:
     """An 'onnxruntime_perf_test' for the loopback phone: bare it prints the usage (so preflights pass)."""
     path = tmp_path / "onnxruntime_perf_test"
-    path.write_text("#!/bin/sh\n"
-                    "if [ $# -eq 0 ]; then echo \"$LD_LIBRARY_PATH\" > bare.env; "
-                    "echo 'usage: onnxruntime_perf_test [options...] model_path [result_file]'; exit 1; fi\n" + body)
+    path.write_text(
+        "#!/bin/sh\n"
+        'if [ $# -eq 0 ]; then echo "$LD_LIBRARY_PATH" > bare.env; '
+        "echo 'usage: onnxruntime_perf_test [options...] model_path [result_file]'; exit 1; fi\n" + body
+    )
     path.chmod(0o755)
     return path
 
@@ -107,13 +112,15 @@ def _items(tmp_path: Path, n: int) -> list[Burst]:
 
 
 @pytest.mark.parametrize("bursts", [4, 40], ids=["inline-script", "pushed-script"])
-def test_a_stopped_batch_leaves_no_benchmark_running_on_the_phone(loopback: LoopbackAdbd, tmp_path: Path,
-                                                                  bursts: int) -> None:
+def test_a_stopped_batch_leaves_no_benchmark_running_on_the_phone(loopback: LoopbackAdbd, tmp_path: Path, bursts: int) -> None:
     root = loopback.sandbox.root
     # Call 1 fails at once; every later call would run for 5 minutes. Each records "<script pid> <own pid>".
-    fake = _fake_perf_test(tmp_path, 'echo "$PPID $$" >> calls.pids\n'
-                                     'if [ "$(wc -l < calls.pids)" -eq 1 ]; then echo "Run failed: fake"; exit 1; fi\n'
-                                     "exec sleep 300\n")
+    fake = _fake_perf_test(
+        tmp_path,
+        'echo "$PPID $$" >> calls.pids\n'
+        'if [ "$(wc -l < calls.pids)" -eq 1 ]; then echo "Run failed: fake"; exit 1; fi\n'
+        "exec sleep 300\n",
+    )
     dev = AdbDevice(loopback.serial)
     stop = threading.Event()
     stop.set()  # the agent was told to stop: the runner leaves after the first call that ends
@@ -137,13 +144,15 @@ def test_the_benchmark_program_gets_an_absolute_library_path(loopback: LoopbackA
     lib = tmp_path / "libhwnas_fake.so"
     lib.write_bytes(b"\x7fELF")
     # The program changes folder before it loads its library: a relative path would no longer resolve.
-    fake = _fake_perf_test(tmp_path, 'echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; cd /; ls "$LD_LIBRARY_PATH/libhwnas_fake.so"; '
-                                     "exit 3\n")
+    fake = _fake_perf_test(
+        tmp_path, 'echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; cd /; ls "$LD_LIBRARY_PATH/libhwnas_fake.so"; exit 3\n'
+    )
     dev = AdbDevice(loopback.serial)
     try:
         (result,) = BinaryRunner(dev, "onnxruntime", 1, fake, libs=[lib]).run(_items(tmp_path, 1))
-        agent = Agent(dev, AgentConfig(binaries={"onnxruntime": fake}, runtimes=("onnxruntime",), libs=[lib],
-                                       cache_dir=tmp_path / "cache"))
+        agent = Agent(
+            dev, AgentConfig(binaries={"onnxruntime": fake}, runtimes=("onnxruntime",), libs=[lib], cache_dir=tmp_path / "cache")
+        )
         agent.connect()
         agent.preflight()  # runs the program bare: it writes its library path to bare.env
     finally:

@@ -37,7 +37,7 @@ def test_plan_interleaves_every_item_once_per_round_in_fresh_orders() -> None:
     bursts = plan(items, cfg, canary, random.Random(1))
     ops = [b for b in bursts if not b.canary]
     assert len(ops) == 30
-    rounds = [ops[i * 6:(i + 1) * 6] for i in range(5)]
+    rounds = [ops[i * 6 : (i + 1) * 6] for i in range(5)]
     assert all({b.item.key for b in r} == {it.key for it in items} for r in rounds)
     assert len({tuple(b.item.key for b in r) for r in rounds}) > 1  # shuffled, not the same order
     per_item = Counter()
@@ -63,8 +63,9 @@ class ScriptedRunner(Runner):
     def prepare(self, items: Sequence[Item]) -> None:
         pass
 
-    def run(self, bursts: Sequence[Burst], stop: threading.Event | None = None,
-            progress: ProgressFn | None = None) -> list[BurstResult]:
+    def run(
+        self, bursts: Sequence[Burst], stop: threading.Event | None = None, progress: ProgressFn | None = None
+    ) -> list[BurstResult]:
         self.calls += 1
         out = []
         for i, b in enumerate(bursts):
@@ -94,8 +95,12 @@ def test_canary_drift_measures_the_batch_again() -> None:
 
 def test_drift_that_stays_marks_the_batch_suspect() -> None:
     runner = ScriptedRunner(lambda call, index, b: (1.0 + index * 0.1) if b.canary else 2.0)
-    out = measure_batch(runner, _items(4), ProtocolConfig(iterations=4, rounds=2, canary_every=2, burst_ms=0),
-                        Item("skip_s1_o8@1x8x28x28", Path("c.onnx"), (1, 8, 28, 28)))
+    out = measure_batch(
+        runner,
+        _items(4),
+        ProtocolConfig(iterations=4, rounds=2, canary_every=2, burst_ms=0),
+        Item("skip_s1_o8@1x8x28x28", Path("c.onnx"), (1, 8, 28, 28)),
+    )
     assert out.state["suspect"] is True and out.state["canary"]["drift"] > 0.1
     assert len(out.results) == 4  # still uploaded, flagged in device_state
 
@@ -144,8 +149,9 @@ def test_real_local_runner_measures_every_operator(tmp_path: Path, model_cache_d
     items = [cache.item(k, "onnxruntime") for k in FMNIST_KEYS[:4]]
     runner = LocalRunner("onnxruntime", 1)
     seen: list[tuple[int, int]] = []
-    out = measure_batch(runner, items, ProtocolConfig(warmup=3, iterations=8, rounds=4), items[0],
-                        progress=lambda d, t: seen.append((d, t)))
+    out = measure_batch(
+        runner, items, ProtocolConfig(warmup=3, iterations=8, rounds=4), items[0], progress=lambda d, t: seen.append((d, t))
+    )
     assert sorted(r.key for r in out.results) == sorted(FMNIST_KEYS[:4])
     for r in out.results:
         # a probe burst of 2 runs, then 3 bursts sized by time: many samples of K runs each

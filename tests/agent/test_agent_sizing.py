@@ -54,8 +54,9 @@ class RunTimes(Runner):
     def prepare(self, items: Sequence[Item]) -> None:
         pass
 
-    def run(self, bursts: Sequence[Burst], stop: threading.Event | None = None,
-            progress: ProgressFn | None = None) -> list[BurstResult]:
+    def run(
+        self, bursts: Sequence[Burst], stop: threading.Event | None = None, progress: ProgressFn | None = None
+    ) -> list[BurstResult]:
         self.schedules.append(list(bursts))
         out = []
         for b in bursts:
@@ -104,8 +105,9 @@ def test_the_budget_follows_the_cost_of_a_burst(monkeypatch: pytest.MonkeyPatch)
             return out
 
     monkeypatch.setattr(protocol, "clock", lambda: elapsed[0] / 1000.0)
-    out = measure_batch(Costly({items[0].key: 0.01, items[1].key: 0.01}), items,
-                        ProtocolConfig(warmup=0, burst_cost_factor=2.5), None)
+    out = measure_batch(
+        Costly({items[0].key: 0.01, items[1].key: 0.01}), items, ProtocolConfig(warmup=0, burst_cost_factor=2.5), None
+    )
     assert out.state["protocol"]["burst_cost_ms"] == pytest.approx(8.0)
     assert out.state["protocol"]["burst_ms"] == pytest.approx(20.0)
 
@@ -116,30 +118,53 @@ def test_count_mode_plans_like_before() -> None:
 
 
 def _batch(body_lines: list[str]) -> str:
-    return "\n".join([f"{M} t0", "/sys/class/thermal/thermal_zone0/type:cpu0-little",
-                      "/sys/class/thermal/thermal_zone0/temp:39100", *body_lines,
-                      f"{M} t1", "/sys/class/thermal/thermal_zone0/type:cpu0-little",
-                      "/sys/class/thermal/thermal_zone0/temp:41400", f"{M} end"]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"{M} t0",
+                "/sys/class/thermal/thermal_zone0/type:cpu0-little",
+                "/sys/class/thermal/thermal_zone0/temp:39100",
+                *body_lines,
+                f"{M} t1",
+                "/sys/class/thermal/thermal_zone0/type:cpu0-little",
+                "/sys/class/thermal/thermal_zone0/temp:41400",
+                f"{M} end",
+            ]
+        )
+        + "\n"
+    )
 
 
 def test_batch_output_reduced_on_the_device_gives_samples_and_the_timed_total() -> None:
     item = _items(1)[0]
     burst = Burst(item, 2, 6, sample_runs=3)
-    text = _batch([f"{M} b 0", "Session creation time cost: 0.02 s", f"{M} s 0", "S 0.0105", "S 0.0095",
-                   "T 6 0.06", f"{M} e 0 0"])
+    text = _batch(
+        [f"{M} b 0", "Session creation time cost: 0.02 s", f"{M} s 0", "S 0.0105", "S 0.0095", "T 6 0.06", f"{M} e 0 0"]
+    )
     [res] = parse_batch_output(text, M, [burst], "onnxruntime")
     assert res.error is None and res.samples_ms == [0.0105, 0.0095] and res.wall_ms == pytest.approx(0.06)
-    assert parse_batch_thermal(text, M) == {"t0": ThermalState(None, {"cpu0-little": 39.1}),
-                                            "t1": ThermalState(None, {"cpu0-little": 41.4})}
+    assert parse_batch_thermal(text, M) == {
+        "t0": ThermalState(None, {"cpu0-little": 39.1}),
+        "t1": ThermalState(None, {"cpu0-little": 41.4}),
+    }
 
 
 def test_torch_samples_get_their_truncated_microseconds_back_from_the_precise_mean() -> None:
     item = _items(1)[0]
     burst = Burst(item, 0, 4, sample_runs=2)
     # runs of 9.6 µs print as 9 (duration_cast truncates); the mean line has the fraction
-    body = [f"{M} b 0", "Starting benchmark.", "Running warmup runs.", "Main runs.",
-            "Main run finished. Microseconds per iter: 9.6. Iters per second: 104167", f"{M} s 0",
-            "S 0.009", "S 0.009", "T 4 0.036", f"{M} e 0 0"]
+    body = [
+        f"{M} b 0",
+        "Starting benchmark.",
+        "Running warmup runs.",
+        "Main runs.",
+        "Main run finished. Microseconds per iter: 9.6. Iters per second: 104167",
+        f"{M} s 0",
+        "S 0.009",
+        "S 0.009",
+        "T 4 0.036",
+        f"{M} e 0 0",
+    ]
     [res] = parse_batch_output(_batch(body), M, [burst], "torchscript")
     assert res.samples_ms == pytest.approx([0.0096, 0.0096]) and res.wall_ms == pytest.approx(0.0384)
 
@@ -160,18 +185,24 @@ def test_the_awk_reduction_itself(runtime: str, awk_name: str, tmp_path: Path) -
         # the rows, an empty line, seven statistics lines.
         text = "".join(f"models,{s:g},1234,100,{i}\n" for i, s in enumerate([5e-5, 1e-5, 2e-5, 3e-5, 4e-5]))
         text += "\nMin Latency: 1e-05 s\nMax Latency: 5e-05 s\n" + "".join(
-            f"{p} Latency: 4e-05 s\n" for p in ("P50", "P90", "P95", "P99", "P999"))
+            f"{p} Latency: 4e-05 s\n" for p in ("P50", "P90", "P95", "P99", "P999")
+        )
         args = ["-v", "k=2", "-v", "d=1", "-v", "m=MARK", AWK_ORT]
     else:
-        text = "Main runs.\n" + "".join(
-            f'PyTorchObserver {{"type": "NET", "unit": "us", "metric": "latency", "value": "{v}"}}\n'
-            for v in (10, 20, 30, 40)) + "Main run finished. Microseconds per iter: 25.2. Iters per second: 1\n"
+        text = (
+            "Main runs.\n"
+            + "".join(
+                f'PyTorchObserver {{"type": "NET", "unit": "us", "metric": "latency", "value": "{v}"}}\n'
+                for v in (10, 20, 30, 40)
+            )
+            + "Main run finished. Microseconds per iter: 25.2. Iters per second: 1\n"
+        )
         args = ["-v", "k=2", "-v", "m=MARK", AWK_TORCH]
     src = tmp_path / "in"
     src.write_text(text)
     out = subprocess.run([awk, *args, str(src)], capture_output=True, text=True, check=True).stdout.splitlines()
     marker = out.index("MARK")
-    reduced = out[marker + 1:]
+    reduced = out[marker + 1 :]
     if runtime == "onnxruntime":
         assert reduced == ["S 0.015", "S 0.035", "T 4 0.1 0"]  # the first row (a warm-up run) dropped, no 0 ms run
     else:
@@ -196,7 +227,8 @@ def test_statistics_in_floats_agree_with_the_statistics_module() -> None:
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torchscript"])
 def test_on_the_loopback_phone_samples_are_reduced_there_and_the_script_reads_the_thermal_zones(
-        tmp_path: Path, model_cache_dir: Path, runtime: str) -> None:
+    tmp_path: Path, model_cache_dir: Path, runtime: str
+) -> None:
     from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.deviceinfo import read_facts
     from device_agent.loopback.fakephone import load_phone, set_thermal
@@ -250,7 +282,8 @@ def test_without_awk_on_the_phone_every_run_comes_back_and_the_agent_groups_them
 
 
 def test_the_agent_asks_for_the_thermal_status_only_when_the_scripts_sysfs_reading_is_not_enough(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from device_agent import jobloop
     from device_agent.platforms.local import LocalDevice
 

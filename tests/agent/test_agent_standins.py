@@ -34,8 +34,9 @@ def test_onnxruntime_perf_test_output_and_result_file(models: ModelCache, tmp_pa
     item = models.item(KEY, "onnxruntime")
     out = io.StringIO()
     result = tmp_path / "res.csv"
-    rc = onnxruntime_perf_test.main(["-e", "cpu", "-m", "times", "-r", "7", "-x", "1", "-I", "-s", str(item.model),
-                                     str(result)], out=out)
+    rc = onnxruntime_perf_test.main(
+        ["-e", "cpu", "-m", "times", "-r", "7", "-x", "1", "-I", "-s", str(item.model), str(result)], out=out
+    )
     text = out.getvalue()
     assert rc == 0, text
     assert text.startswith("Setting intra_op_num_threads to 1\n")
@@ -63,8 +64,19 @@ def test_onnxruntime_perf_test_errors_like_the_binary(tmp_path: Path) -> None:
 def test_speed_benchmark_torch_output(models: ModelCache) -> None:
     item = models.item(KEY, "torchscript")
     out = io.StringIO()
-    rc = speed_benchmark_torch.main([f"--model={item.model}", "--input_dims", "1,8,28,28", "--input_type=float",
-                                     "--warmup=2", "--iter=6", "--report_pep", "true"], out=out)
+    rc = speed_benchmark_torch.main(
+        [
+            f"--model={item.model}",
+            "--input_dims",
+            "1,8,28,28",
+            "--input_type=float",
+            "--warmup=2",
+            "--iter=6",
+            "--report_pep",
+            "true",
+        ],
+        out=out,
+    )
     text = out.getvalue()
     assert rc == 0, text
     assert text.splitlines()[:3] == ["Starting benchmark.", "Running warmup runs.", "Main runs."]
@@ -74,14 +86,19 @@ def test_speed_benchmark_torch_output(models: ModelCache) -> None:
     assert parsed.mean_ms is not None and parsed.mean_ms > 0
 
 
-def test_speed_benchmark_torch_takes_the_thread_pool_flags_of_mobile_pytorch(models: ModelCache,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_speed_benchmark_torch_takes_the_thread_pool_flags_of_mobile_pytorch(
+    models: ModelCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
     flags = speed_benchmark_torch.parse_flags(["--pthreadpool_size=3", "--caffe2_threadpool_android_cap", "0"])
     assert speed_benchmark_torch.pool_threads(flags, cpus=8) == 3  # the explicit size wins
     default = speed_benchmark_torch.parse_flags([])
     assert [speed_benchmark_torch.pool_threads(default, cpus=n) for n in (2, 4, 6, 8, 10, 12)] == [2, 4, 2, 4, 4, 6]
-    assert speed_benchmark_torch.pool_threads(
-        speed_benchmark_torch.parse_flags(["--caffe2_threadpool_force_inline", "true"]), cpus=8) == 1
+    assert (
+        speed_benchmark_torch.pool_threads(
+            speed_benchmark_torch.parse_flags(["--caffe2_threadpool_force_inline", "true"]), cpus=8
+        )
+        == 1
+    )
     # OMP_NUM_THREADS is not what sizes the pool: the program is run with the flag
     seen: list[int] = []
     from device_agent.runtimes import engines
@@ -101,7 +118,8 @@ def test_speed_benchmark_torch_takes_the_thread_pool_flags_of_mobile_pytorch(mod
 
 
 def test_onnxruntime_perf_test_makes_a_session_per_call_and_no_run_before_its_warm_up(
-        models: ModelCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    models: ModelCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from device_agent.runtimes import engines
 
     made: list[bool] = []
@@ -120,8 +138,7 @@ def test_onnxruntime_perf_test_makes_a_session_per_call_and_no_run_before_its_wa
     monkeypatch.setattr(engines, "OrtEngine", Spy)
     item = models.item(KEY, "onnxruntime")
     for _ in range(2):
-        assert onnxruntime_perf_test.main(["-m", "times", "-r", "3", "-x", "1", "-I", str(item.model)],
-                                          out=io.StringIO()) == 0
+        assert onnxruntime_perf_test.main(["-m", "times", "-r", "3", "-x", "1", "-I", str(item.model)], out=io.StringIO()) == 0
     assert made == [False, False]  # a session per call, outputs allocated by the session like the program's
     assert runs == [1, 1]  # the program's one warm-up run, no other
 
@@ -129,9 +146,11 @@ def test_onnxruntime_perf_test_makes_a_session_per_call_and_no_run_before_its_wa
 def test_speed_benchmark_torch_flag_errors() -> None:
     out = io.StringIO()
     assert speed_benchmark_torch.main(["--bogus=1"], out=out) == 1
-    assert out.getvalue() == ("Parsing commandline arguments for c10.\n"
-                              "C10 flag: unrecognized commandline argument: --bogus=1\n"
-                              "Failed to parse command line flags!\n")
+    assert out.getvalue() == (
+        "Parsing commandline arguments for c10.\n"
+        "C10 flag: unrecognized commandline argument: --bogus=1\n"
+        "Failed to parse command line flags!\n"
+    )
     out = io.StringIO()
     assert speed_benchmark_torch.main(["--model=x.ptl"], out=out) == 134
     assert "Input dims must be specified" in out.getvalue()
@@ -139,8 +158,23 @@ def test_speed_benchmark_torch_flag_errors() -> None:
 
 def test_module_entry_point_runs_standalone(models: ModelCache) -> None:
     item = models.item(KEY, "onnxruntime")
-    r = subprocess.run([sys.executable, "-m", "device_agent.loopback.standins.onnxruntime_perf_test", "-m", "times", "-r", "3",
-                        "-I", str(item.model)], capture_output=True, text=True, env=env(), timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "device_agent.loopback.standins.onnxruntime_perf_test",
+            "-m",
+            "times",
+            "-r",
+            "3",
+            "-I",
+            str(item.model),
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
     assert r.returncode == 0 and "Total inference requests: 3" in r.stdout
 
 
@@ -179,11 +213,21 @@ def test_older_and_minimal_builds_refuse_like_the_real_programs_on_stdout_and_st
     old_torch = write_launcher("speed_benchmark_torch", tmp_path / "old", {KNOB_WITHOUT: "--pthreadpool_size"})
     minimal = write_launcher("onnxruntime_perf_test", tmp_path / "minimal", {KNOB_MINIMAL: "1"})
     calls = [  # (program, arguments, exit code, stdout, stderr)
-        (old_ort, "-e cpu -m times -r 5 -x 1 -I -s models/m.onnx res.csv", 255, onnxruntime_perf_test.USAGE,
-         "./bin/onnxruntime_perf_test: unknown option -- I\n"),  # bionic getopt, then ShowUsage and main's -1
-        (old_torch, "--model=m.ptl --input_dims=1,1,1,1 --iter=1 --pthreadpool_size=1", 1, "",
-         "Parsing commandline arguments for c10.\nC10 flag: unrecognized commandline argument: --pthreadpool_size=1\n"
-         "Failed to parse command line flags!\n"),
+        (
+            old_ort,
+            "-e cpu -m times -r 5 -x 1 -I -s models/m.onnx res.csv",
+            255,
+            onnxruntime_perf_test.USAGE,
+            "./bin/onnxruntime_perf_test: unknown option -- I\n",
+        ),  # bionic getopt, then ShowUsage and main's -1
+        (
+            old_torch,
+            "--model=m.ptl --input_dims=1,1,1,1 --iter=1 --pthreadpool_size=1",
+            1,
+            "",
+            "Parsing commandline arguments for c10.\nC10 flag: unrecognized commandline argument: --pthreadpool_size=1\n"
+            "Failed to parse command line flags!\n",
+        ),
         (minimal, "-e cpu -m times -r 5 -I models/m.onnx res.csv", 255, "", "models/m.onnx is not supported\n"),
     ]
     for worker in (True, False):
@@ -232,8 +276,16 @@ def test_a_call_waiting_on_a_worker_that_died_ends_when_the_phone_comes_back(tmp
     from device_agent.loopback.standins.worker import REQUESTS
 
     wdir = tmp_path / "worker"
-    start = lambda: subprocess.Popen([sys.executable, "-m", "device_agent.loopback.standins.worker", "--dir", str(wdir)],  # noqa: E731
-                                     env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "device_agent.loopback.standins.worker", "--dir", str(wdir)],
+            env=env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     worker = start()
     later = None
     launcher = None
@@ -241,9 +293,14 @@ def test_a_call_waiting_on_a_worker_that_died_ends_when_the_phone_comes_back(tmp
         _wait_for(lambda: (wdir / REQUESTS).exists())
         os.kill(worker.pid, signal.SIGSTOP)  # it will never read the request the launcher writes
         program = write_launcher("onnxruntime_perf_test", tmp_path / "bin")
-        launcher = subprocess.Popen(["/bin/sh", str(program), "-e", "cpu", "-m", "times", "-r", "1", "m.onnx", "r.csv"],
-                                    env={**env(), "HWNAS_STANDIN_WORKER": str(wdir)}, cwd=tmp_path,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        launcher = subprocess.Popen(
+            ["/bin/sh", str(program), "-e", "cpu", "-m", "times", "-r", "1", "m.onnx", "r.csv"],
+            env={**env(), "HWNAS_STANDIN_WORKER": str(wdir)},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         _wait_for(lambda: any(wdir.glob("r.*")))  # its reply FIFO: it waits there now
         worker.kill()
         worker.wait(timeout=15)

@@ -115,8 +115,10 @@ def test_the_read_only_result_folder_refuses_writes_even_to_root(tmp_path: Path)
     daemon = LoopbackAdbd(root, phone).start()
     try:
         # what the agent's batch script does with its result folder, then what a benchmark writes there
-        out = shell(daemon, "cd /data/local/tmp/hwnas && rm -rf res; mkdir -p res; echo 1 > res/0.csv; echo rc=$?; "
-                            "touch res/1.csv; echo rc=$?")
+        out = shell(
+            daemon,
+            "cd /data/local/tmp/hwnas && rm -rf res; mkdir -p res; echo 1 > res/0.csv; echo rc=$?; touch res/1.csv; echo rc=$?",
+        )
         assert out.count("Operation not permitted") == 3 and out.count("rc=1") == 2, out
         assert list((root / RESULTS_DIR).iterdir()) == []
         set_faults(root, readonly_results=False)
@@ -127,8 +129,7 @@ def test_the_read_only_result_folder_refuses_writes_even_to_root(tmp_path: Path)
     shutil.rmtree(root)  # stop() gave the folder back: nothing immutable is left behind
 
 
-def test_the_binary_runner_measures_without_awk(android8: LoopbackAdbd, tmp_path: Path,
-                                                model_cache_dir: Path) -> None:
+def test_the_binary_runner_measures_without_awk(android8: LoopbackAdbd, tmp_path: Path, model_cache_dir: Path) -> None:
     items = [ModelCache(model_cache_dir).item(k, "onnxruntime") for k in FMNIST_KEYS[:2]]
     launcher = write_launcher("onnxruntime_perf_test", tmp_path / "bin")
     dev = AdbDevice(android8.serial)
@@ -144,8 +145,7 @@ def test_the_binary_runner_measures_without_awk(android8: LoopbackAdbd, tmp_path
     assert len(list((android8.sandbox.root / "data/local/tmp/hwnas/res").glob("*.csv"))) == len(bursts)
 
 
-def test_the_agent_fills_a_table_on_an_android_8_phone(server: LiveServer, tmp_path: Path,
-                                                       model_cache_dir: Path) -> None:
+def test_the_agent_fills_a_table_on_an_android_8_phone(server: LiveServer, tmp_path: Path, model_cache_dir: Path) -> None:
     port = free_port()
     phone = start_loopback(port, tmp_path / "phone", tmp_path / "loopback.log", "--model", "android-8")
     try:
@@ -162,9 +162,25 @@ def test_the_agent_fills_a_table_on_an_android_8_phone(server: LiveServer, tmp_p
             c.put_device(name, facts.device_info())
         with server.client() as c:
             job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys))
-        r = subprocess.run(agent_cmd("run", "--serial", serial, "--server", server.url, "--token", server.agent_token,
-                                     "--cache-dir", str(model_cache_dir), "--once", *FAST_PROTOCOL),
-                           capture_output=True, text=True, env=env(), timeout=240)
+        r = subprocess.run(
+            agent_cmd(
+                "run",
+                "--serial",
+                serial,
+                "--server",
+                server.url,
+                "--token",
+                server.agent_token,
+                "--cache-dir",
+                str(model_cache_dir),
+                "--once",
+                *FAST_PROTOCOL,
+            ),
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=240,
+        )
         assert r.returncode == 0, r.stderr
         with server.client() as c:
             assert c.get_job(job.id).done == len(keys)

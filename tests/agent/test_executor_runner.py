@@ -25,7 +25,8 @@ from tests.support.live_server import LiveServer
 DATA = Path(__file__).parent / "data"
 HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 needs_executorch = pytest.mark.skipif(
-    not HAVE_EXECUTORCH, reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)")
+    not HAVE_EXECUTORCH, reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)"
+)
 KEYS = ["conv_k3_s1_o8@1x1x28x28", "ir_k3_e6_g1_s2_o16@1x8x28x28", "skip_s2_o24@1x16x14x14"]
 
 
@@ -62,8 +63,9 @@ def _bursts(n: int, warmup: int = 2, iters: int = 4, k: int = 1) -> list[Burst]:
 
 def test_batch_output_without_awk_drops_the_warmup_executions() -> None:
     m = "@@Bz@@"
-    text = (f"{m} b 0\n{read('executor_runner_xnnpack.txt')}{m} e 0 0\n"
-            f"{m} b 1\n{read('executor_runner_failures.txt')}{m} e 1 134\n")
+    text = (
+        f"{m} b 0\n{read('executor_runner_xnnpack.txt')}{m} e 0 0\n{m} b 1\n{read('executor_runner_failures.txt')}{m} e 1 134\n"
+    )
     results = parse_batch_output(text, m, _bursts(3), "executorch")
     assert len(results) == 2  # the third never ran
     assert results[0].samples_ms == pytest.approx([0.012248, 0.011667, 0.010736, 0.010326])
@@ -81,8 +83,9 @@ def test_the_phone_awk_reduces_the_iteration_lines_and_passes_the_others(tmp_pat
     src = tmp_path / "0.out"
     src.write_text(read("executor_runner_xnnpack.txt"))
     m = "@@Ba@@"
-    reduced = subprocess.run([awk, "-v", "k=2", "-v", "d=2", "-v", f"m={m} s 0", AWK_ET, str(src)],
-                             capture_output=True, text=True, check=True).stdout
+    reduced = subprocess.run(
+        [awk, "-v", "k=2", "-v", "d=2", "-v", f"m={m} s 0", AWK_ET, str(src)], capture_output=True, text=True, check=True
+    ).stdout
     assert "Iteration" not in reduced and "ETDump written to file 'model.etdump'." in reduced
     results = parse_batch_output(f"{m} b 0\n{reduced}{m} e 0 0\n", m, _bursts(1, 2, 4, 2), "executorch")
     assert results[0].error is None
@@ -149,7 +152,8 @@ def test_standin_prints_the_programs_lines_and_fails_like_it(model_cache_dir: Pa
 # ---- a job over the loopback phone ----------------------------------------------------------------
 @needs_executorch
 def test_a_job_measured_over_the_loopback_phone_with_executor_runner(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path
+) -> None:
 
     port, root, _ = phone
     cache = ModelCache(model_cache_dir)
@@ -159,20 +163,39 @@ def test_a_job_measured_over_the_loopback_phone_with_executor_runner(
     name = register_phone(server, f"127.0.0.1:{port}")
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="executorch", threads=1, keys=KEYS))
-    r = subprocess.run(agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token",
-                                 server.agent_token, "--cache-dir", str(model_cache_dir), "--once",
-                                 "--runtime", "executorch", "--batch-size", "2", *FAST_PROTOCOL),
-                       capture_output=True, text=True, env=env(), timeout=600)
+    r = subprocess.run(
+        agent_cmd(
+            "run",
+            "--serial",
+            f"127.0.0.1:{port}",
+            "--server",
+            server.url,
+            "--token",
+            server.agent_token,
+            "--cache-dir",
+            str(model_cache_dir),
+            "--once",
+            "--runtime",
+            "executorch",
+            "--batch-size",
+            "2",
+            *FAST_PROTOCOL,
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     with server.client() as c:
         done = c.get_job(job.id)
         assert done.state == JobState.done and done.done == len(KEYS), r.stderr[-3000:]
         lut = c.get_lut(name, runtime="executorch", threads=1).lut
     assert lut is not None and set(lut.entries) == set(KEYS)
-    assert lut.runtime_version is not None and lut.runtime_version.startswith("1.5.1") \
-        and lut.runtime_version.endswith("+loopback")
-    assert all(0 < e.median_ms < 1000 and e.min_ms is not None and 0 < e.min_ms <= e.median_ms
-               for e in lut.entries.values())
+    assert (
+        lut.runtime_version is not None and lut.runtime_version.startswith("1.5.1") and lut.runtime_version.endswith("+loopback")
+    )
+    assert all(0 < e.median_ms < 1000 and e.min_ms is not None and 0 < e.min_ms <= e.median_ms for e in lut.entries.values())
     assert lut.overhead_ms is not None and lut.overhead_ms > 0
     # The .pte files and the stand-in went to the phone's work folder, as a real program and models would.
     pushed = {p.name for p in (root / "data/local/tmp/hwnas/models").glob("*.pte")}

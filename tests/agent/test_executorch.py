@@ -27,7 +27,8 @@ from tests.support.live_server import LiveServer, start_live_server
 
 HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 needs_executorch = pytest.mark.skipif(
-    not HAVE_EXECUTORCH, reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)")
+    not HAVE_EXECUTORCH, reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)"
+)
 
 # One of each kind of operator the spaces use: a conv stem, inverted residuals (plain and grouped with
 # channel shuffle), a skip that projects (1x1 conv, stride 2), a pool, the classifier head.
@@ -70,8 +71,7 @@ def test_each_key_becomes_a_pte_that_xnnpack_runs_and_matches_eager(key: str, mo
     assert got.shape == want.shape
     assert float((got - want).abs().max()) < 1e-4
     # Every operator of these blocks is one XNNPACK delegate call: nothing left to the portable kernels.
-    assert engine.delegation == {"delegated": "all", "backends": ["XnnpackBackend"], "delegate_calls": 1,
-                                 "portable_ops": []}
+    assert engine.delegation == {"delegated": "all", "backends": ["XnnpackBackend"], "delegate_calls": 1, "portable_ops": []}
     samples = engine.burst(2, 6, 2)
     assert len(samples) == 3 and all(s > 0 for s in samples)
 
@@ -90,7 +90,7 @@ class _Chain(torch.nn.Module):
     """Elementwise steps with no delegate: memory planning hands the dead input's buffer to a later step."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((((x + 1) * 2 - 3) * 4 + 5) * 6)
+        return (((x + 1) * 2 - 3) * 4 + 5) * 6
 
 
 @needs_executorch
@@ -159,9 +159,13 @@ def test_local_runner_records_threads_and_delegation_per_key(model_cache_dir: Pa
     assert all(len(r.samples_ms) == 2 and min(r.samples_ms) > 0 and r.wall_ms > 0 for r in results)
     state = runner.state()
     assert state["threads"] == 1 and state["clock"] == "thread_cpu"
-    assert state["executorch"] == {"backend": "xnnpack", "pool_threads": 1,
-                                   "delegated": {KEYS[0]: "all", "skip_s1_o16@1x16x14x14": "empty"},
-                                   "portable_ops": {}, "inputs_set_per_run": []}
+    assert state["executorch"] == {
+        "backend": "xnnpack",
+        "pool_threads": 1,
+        "delegated": {KEYS[0]: "all", "skip_s1_o16@1x16x14x14": "empty"},
+        "portable_ops": {},
+        "inputs_set_per_run": [],
+    }
     runner.forget(items[:1])
     assert list(runner.state()["executorch"]["delegated"]) == ["skip_s1_o16@1x16x14x14"]  # type: ignore[index]
 
@@ -182,7 +186,8 @@ def test_without_the_package_the_runtime_is_refused_with_the_install_line(tmp_pa
         "from device_agent.cli import main\n"
         f"sys.argv = ['device-agent', 'profile', '--local', '--runtime', 'executorch', '--keys', {str(keys)!r}, "
         f"'--cache-dir', {str(tmp_path / 'cache')!r}]\n"
-        "main()\n")
+        "main()\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=180)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "pip install 'hwnas[executorch]'" in r.stdout + r.stderr
@@ -214,8 +219,18 @@ def test_run_local_executorch_fills_a_table_with_delegation(server: LiveServer, 
         c.put_device(name, facts.device_info())
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="executorch", threads=1, keys=keys))
-    base = agent_cmd("run", "--local", "--server", server.url, "--token", server.agent_token,
-                     "--cache-dir", str(model_cache_dir), "--once", *FAST_PROTOCOL)
+    base = agent_cmd(
+        "run",
+        "--local",
+        "--server",
+        server.url,
+        "--token",
+        server.agent_token,
+        "--cache-dir",
+        str(model_cache_dir),
+        "--once",
+        *FAST_PROTOCOL,
+    )
     # An agent not asked for executorch gives the job back untouched (it serves onnxruntime/torchscript).
     r = subprocess.run(base, capture_output=True, text=True, env=env(), timeout=180)
     assert r.returncode == 0, r.stderr
@@ -232,8 +247,7 @@ def test_run_local_executorch_fills_a_table_with_delegation(server: LiveServer, 
     assert lut is not None and lut.runtime == "executorch" and lut.runtime_version is not None
     assert lut.runtime_version.startswith("1.5.1")
     assert set(lut.entries) == set(keys)
-    assert all(0 < e.median_ms < 1000 and e.min_ms is not None and 0 < e.min_ms <= e.median_ms
-               for e in lut.entries.values())
+    assert all(0 < e.median_ms < 1000 and e.min_ms is not None and 0 < e.min_ms <= e.median_ms for e in lut.entries.values())
     assert lut.overhead_ms is not None and lut.overhead_ms > 0
     states = executorch_run_states(server.database_url, name)
     assert len(states) == 1

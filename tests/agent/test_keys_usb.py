@@ -69,8 +69,7 @@ def test_a_named_private_key_that_is_missing_or_not_a_key_is_one_line_naming_adb
         assert "Traceback" not in r.stderr
 
 
-def test_the_rsa_prompt_is_announced_and_waited_for_as_long_as_asked(tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_the_rsa_prompt_is_announced_and_waited_for_as_long_as_asked(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     key = tmp_path / "adbkey"
     keygen(str(key))
     caplog.set_level(logging.INFO)
@@ -138,8 +137,10 @@ def test_usb_without_the_usb_extra_names_the_install(tmp_path: Path) -> None:
     key = tmp_path / "adbkey"
     keygen(str(key))
     # What Python sees when libusb1 is not installed: its import fails (adb-shell then has no USB transport).
-    code = ("import sys; sys.modules['usb1'] = None; from device_agent.cli import main; "
-            f"sys.argv = ['device-agent', 'info', '--usb', '--adb-key', {str(key)!r}]; main()")
+    code = (
+        "import sys; sys.modules['usb1'] = None; from device_agent.cli import main; "
+        f"sys.argv = ['device-agent', 'info', '--usb', '--adb-key', {str(key)!r}]; main()"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)
     assert r.returncode == 2, r.stderr
     assert "pip install 'hwnas[usb]'" in r.stderr and "adb tcpip" in r.stderr and "Traceback" not in r.stderr

@@ -20,8 +20,10 @@ from hwnas.client import ProfilerClient
 from hwnas.schemas import JobCreate, JobState, NetworkSpec
 from tests.support.live_server import LiveServer
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
-                                reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("executorch") is None,
+    reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)",
+)
 
 # Eight inverted residuals (expand 1x1, depthwise, project 1x1; a residual add where shapes allow) and a skip.
 CHOICES = ["ir_k3_e3"] * 8 + ["skip"]
@@ -58,10 +60,21 @@ def test_a_network_profile_lists_its_xnnpack_operators_in_execution_order(model_
 
 
 def test_a_network_measured_with_executorch_is_served_with_its_breakdown(server: LiveServer, model_cache_dir: Path) -> None:
-    cfg = AgentConfig(once=True, poll_s=0.1, cache_dir=model_cache_dir, measure_overhead=False,
-                      protocol=ProtocolConfig(warmup=1, iterations=4, rounds=2), runtimes=("executorch",))
-    agent = Agent(LocalDevice(), cfg, client=ProfilerClient(server.url, token=server.agent_token),
-                  make_client=lambda: ProfilerClient(server.url, token=server.agent_token), local=True)
+    cfg = AgentConfig(
+        once=True,
+        poll_s=0.1,
+        cache_dir=model_cache_dir,
+        measure_overhead=False,
+        protocol=ProtocolConfig(warmup=1, iterations=4, rounds=2),
+        runtimes=("executorch",),
+    )
+    agent = Agent(
+        LocalDevice(),
+        cfg,
+        client=ProfilerClient(server.url, token=server.agent_token),
+        make_client=lambda: ProfilerClient(server.url, token=server.agent_token),
+        local=True,
+    )
     agent.connect()
     agent.name = f"breakdown-{uuid.uuid4().hex[:8]}"
     agent.register()
@@ -112,7 +125,8 @@ def test_each_key_of_a_network_is_found_in_its_breakdown_and_compared_with_itsel
 
 
 def test_a_network_measured_over_the_loopback_phone_comes_back_with_its_etdump(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path
+) -> None:
     """executor_runner run once more with --etdump_path, the file pulled over ADB and read on the host."""
     from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env, register_phone
 
@@ -125,10 +139,27 @@ def test_a_network_measured_over_the_loopback_phone_comes_back_with_its_etdump(
     name = register_phone(server, f"127.0.0.1:{port}")
     with server.client() as c:
         job = c.create_job(JobCreate(device=name, runtime="executorch", threads=1, keys=[key], networks=[net]))
-    r = subprocess.run(agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token",
-                                 server.agent_token, "--cache-dir", str(model_cache_dir), "--once",
-                                 "--runtime", "executorch", *FAST_PROTOCOL),
-                       capture_output=True, text=True, env=env(), timeout=600)
+    r = subprocess.run(
+        agent_cmd(
+            "run",
+            "--serial",
+            f"127.0.0.1:{port}",
+            "--server",
+            server.url,
+            "--token",
+            server.agent_token,
+            "--cache-dir",
+            str(model_cache_dir),
+            "--once",
+            "--runtime",
+            "executorch",
+            *FAST_PROTOCOL,
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     with server.client() as c:
         assert c.get_job(job.id).state == JobState.done, r.stderr[-3000:]

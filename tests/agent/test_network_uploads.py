@@ -25,8 +25,15 @@ from device_agent.jobloop import Agent, AgentConfig
 from device_agent.platforms.local import LocalDevice
 from device_agent.protocol import ProtocolConfig
 from hwnas.client import NotFoundError, ProfilerClient
-from hwnas.schemas import JobCreate, JobState, MeasurementBatch, MeasurementResult, NetworkMeasurementBatch, NetworkResult, \
-    NetworkSpec
+from hwnas.schemas import (
+    JobCreate,
+    JobState,
+    MeasurementBatch,
+    MeasurementResult,
+    NetworkMeasurementBatch,
+    NetworkResult,
+    NetworkSpec,
+)
 from tests.agent.agent_support import FMNIST_KEYS
 from tests.support.live_server import LiveServer
 
@@ -47,8 +54,12 @@ class Gate:
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.command == "POST" and self.path.startswith(NETWORK_UPLOAD) and gate._take():
-                    self._answer(503, json.dumps({"detail": "upstream restarting", "errors": []}).encode(),
-                                 "application/json", {"Retry-After": "0"})
+                    self._answer(
+                        503,
+                        json.dumps({"detail": "upstream restarting", "errors": []}).encode(),
+                        "application/json",
+                        {"Retry-After": "0"},
+                    )
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type", "accept")}
                 r = gate.upstream.request(self.command, self.path, content=body, headers=headers)
@@ -102,10 +113,21 @@ def _net(i: int) -> NetworkSpec:
 
 
 def _agent(server: LiveServer, url: str, cache: Path, upload_deadline_s: float) -> Agent:
-    cfg = AgentConfig(once=True, poll_s=0.1, upload_deadline_s=upload_deadline_s, cache_dir=cache, measure_overhead=False,
-                      protocol=ProtocolConfig(warmup=1, iterations=3, rounds=2))
-    agent = Agent(LocalDevice(), cfg, client=ProfilerClient(url, token=server.agent_token),
-                  make_client=lambda: ProfilerClient(url, token=server.agent_token), local=True)
+    cfg = AgentConfig(
+        once=True,
+        poll_s=0.1,
+        upload_deadline_s=upload_deadline_s,
+        cache_dir=cache,
+        measure_overhead=False,
+        protocol=ProtocolConfig(warmup=1, iterations=3, rounds=2),
+    )
+    agent = Agent(
+        LocalDevice(),
+        cfg,
+        client=ProfilerClient(url, token=server.agent_token),
+        make_client=lambda: ProfilerClient(url, token=server.agent_token),
+        local=True,
+    )
     agent.connect()
     agent.name = f"net-uploads-{uuid.uuid4().hex[:8]}"  # a device of its own: the module's server is shared
     agent.register()
@@ -115,8 +137,7 @@ def _agent(server: LiveServer, url: str, cache: Path, upload_deadline_s: float) 
 def _network_job(server: LiveServer, agent: Agent) -> tuple[int, list[NetworkSpec]]:
     nets = [_net(0), _net(1)]
     with server.client() as c:
-        job = c.create_job(JobCreate(device=agent.name, runtime="onnxruntime", threads=1, keys=FMNIST_KEYS[:1],
-                                     networks=nets))
+        job = c.create_job(JobCreate(device=agent.name, runtime="onnxruntime", threads=1, keys=FMNIST_KEYS[:1], networks=nets))
     return job.id, nets
 
 
@@ -128,8 +149,9 @@ def _stored_networks(server: LiveServer, device: str) -> set[str]:
             return set()
 
 
-def test_a_network_upload_that_meets_503s_is_retried_and_lands(live_server: LiveServer, gate: Gate, tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_network_upload_that_meets_503s_is_retried_and_lands(
+    live_server: LiveServer, gate: Gate, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     agent = _agent(live_server, gate.url, tmp_path / "cache" / "models", upload_deadline_s=60)
     job_id, nets = _network_job(live_server, agent)
     # More 503s than the client's own three resends: the agent's retry has to carry it.
@@ -148,9 +170,9 @@ def test_a_network_upload_that_meets_503s_is_retried_and_lands(live_server: Live
     assert agent.spooled() == []
 
 
-def test_a_network_upload_past_the_deadline_is_spooled_and_flushed_later(live_server: LiveServer, gate: Gate,
-                                                                        tmp_path: Path,
-                                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_network_upload_past_the_deadline_is_spooled_and_flushed_later(
+    live_server: LiveServer, gate: Gate, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     agent = _agent(live_server, gate.url, tmp_path / "cache" / "models", upload_deadline_s=0.5)
     job_id, nets = _network_job(live_server, agent)
     gate.busy = -1  # every network upload answered 503
@@ -176,18 +198,29 @@ def test_a_network_upload_past_the_deadline_is_spooled_and_flushed_later(live_se
 
 
 def test_a_spooled_batch_the_server_refuses_is_set_aside_and_does_not_hold_up_the_rest(
-        live_server: LiveServer, tmp_path: Path) -> None:
+    live_server: LiveServer, tmp_path: Path
+) -> None:
     agent = _agent(live_server, live_server.url, tmp_path / "cache" / "models", upload_deadline_s=0.5)
     assert agent.name is not None
     try:
         unknown = NetworkMeasurementBatch(
-            device=agent.name, runtime="onnxruntime", threads=1, agent=agent.agent_id, run_id=uuid.uuid4(),
-            results=[NetworkResult(arch_id="feedfacefeedface", median_ms=1.0, min_ms=1.0, iterations=3)])
+            device=agent.name,
+            runtime="onnxruntime",
+            threads=1,
+            agent=agent.agent_id,
+            run_id=uuid.uuid4(),
+            results=[NetworkResult(arch_id="feedfacefeedface", median_ms=1.0, min_ms=1.0, iterations=3)],
+        )
         with pytest.raises(ServerError, match="server rejected the network result"):
             agent.uploads.post(unknown)  # no job ever carried this network: 404, spooled, the job stops
-        ops = MeasurementBatch(device=agent.name, runtime="onnxruntime", threads=1, agent=agent.agent_id,
-                               run_id=uuid.uuid4(),
-                               results=[MeasurementResult(key=FMNIST_KEYS[0], median_ms=0.2, min_ms=0.1, iterations=3)])
+        ops = MeasurementBatch(
+            device=agent.name,
+            runtime="onnxruntime",
+            threads=1,
+            agent=agent.agent_id,
+            run_id=uuid.uuid4(),
+            results=[MeasurementResult(key=FMNIST_KEYS[0], median_ms=0.2, min_ms=0.1, iterations=3)],
+        )
         agent.uploads.spool(ops)
         assert len(agent.spooled()) == 2
         assert agent.flush_spool() == 1  # the operators went up although the refused batch came first

@@ -39,8 +39,9 @@ def _count(caplog: pytest.LogCaptureFixture, text: str) -> int:
 
 
 def _fast_agent(dev: AdbDevice, tmp_path: Path, reconnect_s: float) -> Agent:
-    cfg = AgentConfig(reconnect_s=reconnect_s, reconnect_first_delay_s=0.01, reconnect_max_delay_s=0.05,
-                      cache_dir=tmp_path / "cache")
+    cfg = AgentConfig(
+        reconnect_s=reconnect_s, reconnect_first_delay_s=0.01, reconnect_max_delay_s=0.05, cache_dir=tmp_path / "cache"
+    )
     return Agent(dev, cfg)
 
 
@@ -129,15 +130,19 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def test_a_phone_rebooting_mid_job_is_waited_for_and_the_job_completes(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path,
-        tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, root, proc = phone
     keys = SLOW_KEYS[:6]
     name, job = _phone_job(server, port, model_cache_dir, keys)
     log_path = tmp_path / "agent.log"
     with open(log_path, "w") as log:
-        agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN, "--reconnect-s", "120"),
-                                 stdout=log, stderr=subprocess.STDOUT, env=env())
+        agent = subprocess.Popen(
+            _agent(server, port, model_cache_dir, *SLOW_RUN, "--reconnect-s", "120"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env(),
+        )
         restarted = None
         try:
             _wait_done(server, job.id, 2)
@@ -160,15 +165,19 @@ def test_a_phone_rebooting_mid_job_is_waited_for_and_the_job_completes(
 
 
 def test_a_phone_that_stays_away_past_reconnect_s_gets_its_job_given_back(
-        server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path,
-        tmp_path: Path) -> None:
+    server: LiveServer, phone: tuple[int, Path, subprocess.Popen[bytes]], model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, _, proc = phone
     keys = SLOW_KEYS[:6]
     name, job = _phone_job(server, port, model_cache_dir, keys)
     log_path = tmp_path / "agent.log"
     with open(log_path, "w") as log:
-        agent = subprocess.Popen(_agent(server, port, model_cache_dir, *SLOW_RUN, "--reconnect-s", "3"),
-                                 stdout=log, stderr=subprocess.STDOUT, env=env())
+        agent = subprocess.Popen(
+            _agent(server, port, model_cache_dir, *SLOW_RUN, "--reconnect-s", "3"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env(),
+        )
         try:
             _wait_done(server, job.id, 2)
             kill(proc)  # gone for good

@@ -52,8 +52,7 @@ def _expected_stats(seconds: list[str]) -> list[str]:
     """The seven lines DumpToFile's output_stats writes for these rows (as printed: 6 significant digits)."""
     ordered = sorted(float(s) for s in seconds)
     ends = {"Min": ordered[0], "Max": ordered[-1]}
-    return [f"{name} Latency: {fmt_g(ends[name] if q is None else ordered[int(len(ordered) * q)])} s"
-            for name, q in STATS]
+    return [f"{name} Latency: {fmt_g(ends[name] if q is None else ordered[int(len(ordered) * q)])} s" for name, q in STATS]
 
 
 def test_with_s_the_rows_then_an_empty_line_then_seven_statistics_lines(model: Path, tmp_path: Path) -> None:
@@ -93,11 +92,10 @@ def test_without_a_result_file_the_statistics_go_to_stdout(model: Path) -> None:
     lines = out.splitlines()
     at = lines.index("Runs:4")
     assert re.fullmatch(r"Avg CPU usage:\d+", lines[at - 2]) and re.fullmatch(r"Peak working set size:\d+", lines[at - 1])
-    assert [line.split(" Latency: ")[0] for line in lines[at + 1:]] == [name for name, _ in STATS]
+    assert [line.split(" Latency: ")[0] for line in lines[at + 1 :]] == [name for name, _ in STATS]
 
 
-def test_an_unopenable_result_file_is_said_on_stderr_and_the_statistics_come_on_stdout(model: Path,
-                                                                                       tmp_path: Path) -> None:
+def test_an_unopenable_result_file_is_said_on_stderr_and_the_statistics_come_on_stdout(model: Path, tmp_path: Path) -> None:
     result = tmp_path / "no-such-folder" / "res.csv"
     rc, out, err = _perf_test("-m", "times", "-r", "5", "-I", str(model), str(result))  # no -s: forced on
     assert rc == 0
@@ -119,32 +117,45 @@ def test_the_agent_reads_the_file_with_s_without_zero_runs(model: Path, tmp_path
         awk = shutil.which(awk_name)
         if awk is None:
             pytest.fail(f"{awk_name} is needed (make test installs it)")
-        out = subprocess.run([awk, "-v", "k=2", "-v", "d=0", "-v", "m=M", AWK_ORT, str(result)],
-                             capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [awk, "-v", "k=2", "-v", "d=0", "-v", "m=M", AWK_ORT, str(result)], capture_output=True, text=True, check=True
+        ).stdout.split()
         t = out.index("T")
-        assert out[t + 1:] == ["6", out[t + 2], "0"]  # 6 runs, none of 0 ms
+        assert out[t + 1 :] == ["6", out[t + 2], "0"]  # 6 runs, none of 0 ms
         assert [float(x) for x in out[1:t] if x != "S"] == pytest.approx(
-            [(rows[0] + rows[1]) / 2, (rows[2] + rows[3]) / 2, (rows[4] + rows[5]) / 2], rel=1e-5)
+            [(rows[0] + rows[1]) / 2, (rows[2] + rows[3]) / 2, (rows[4] + rows[5]) / 2], rel=1e-5
+        )
 
 
 def test_the_awk_counts_runs_of_0_ms() -> None:
     awk = shutil.which("original-awk") or shutil.which("awk")
     assert awk is not None
     text = "models,0,1,100,0\nmodels,1e-05,1,100,1\n\nMin Latency: 0 s\n"
-    out = subprocess.run([awk, "-v", "k=1", "-v", "d=0", "-v", "m=M", AWK_ORT], input=text,
-                         capture_output=True, text=True, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [awk, "-v", "k=1", "-v", "d=0", "-v", "m=M", AWK_ORT], input=text, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert out[-1] == "T 2 0.01 1"
 
 
 def test_the_open_failure_fallback_is_one_mean_per_burst_and_noted() -> None:
     marker = "@@B0a1b2c3d@@"
     item = Item("conv_k3_s1_o8@1x1x28x28", Path("m.onnx"), (1, 1, 28, 28))
-    body = ["Session creation time cost: 0.01 s", "First inference time cost: 0 ms",
-            "Total inference time cost: 0.0002 s", "Total inference requests: 10",
-            "Average inference time cost: 0.02 ms", "Total inference run time: 0.0003 s",
-            "Number of inferences per second: 33333.3 ", "Avg CPU usage: 100 %", "Peak working set size: 1 bytes",
-            "failed to open result file 'res/0.csv'. will dump stats to output.", "Avg CPU usage:100",
-            "Peak working set size:1", "Runs:10", *(f"{n} Latency: 2e-05 s" for n, _ in STATS)]
+    body = [
+        "Session creation time cost: 0.01 s",
+        "First inference time cost: 0 ms",
+        "Total inference time cost: 0.0002 s",
+        "Total inference requests: 10",
+        "Average inference time cost: 0.02 ms",
+        "Total inference run time: 0.0003 s",
+        "Number of inferences per second: 33333.3 ",
+        "Avg CPU usage: 100 %",
+        "Peak working set size: 1 bytes",
+        "failed to open result file 'res/0.csv'. will dump stats to output.",
+        "Avg CPU usage:100",
+        "Peak working set size:1",
+        "Runs:10",
+        *(f"{n} Latency: 2e-05 s" for n, _ in STATS),
+    ]
     text = "\n".join([f"{marker} b 0", *body, f"{marker} e 0 0", f"{marker} csv"]) + "\n"
     [res] = parse_batch_output(text, marker, [Burst(item, 1, 10, sample_runs=2)], "onnxruntime")
     assert res.error is None and res.samples_ms == [0.02] and res.zero_runs == 0
@@ -152,7 +163,8 @@ def test_the_open_failure_fallback_is_one_mean_per_burst_and_noted() -> None:
 
 
 def test_on_the_loopback_phone_an_unwritable_result_folder_falls_back_and_is_recorded(
-        tmp_path: Path, model_cache_dir: Path) -> None:
+    tmp_path: Path, model_cache_dir: Path
+) -> None:
     """The phone refuses writes in the result folder (EPERM): the real program's fallback, noted in the batch state."""
     from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.deviceinfo import read_facts
@@ -170,8 +182,9 @@ def test_on_the_loopback_phone_an_unwritable_result_folder_falls_back_and_is_rec
         with LoopbackAdbd(root, phone, worker=True) as daemon:
             dev = AdbDevice(daemon.serial)
             try:
-                runner = BinaryRunner(dev, "onnxruntime", 1, write_launcher("onnxruntime_perf_test", tmp_path / "bin"),
-                                      read_facts(dev))
+                runner = BinaryRunner(
+                    dev, "onnxruntime", 1, write_launcher("onnxruntime_perf_test", tmp_path / "bin"), read_facts(dev)
+                )
                 results = runner.run([Burst(item, 2, 12, sample_runs=3), Burst(item, 2, 12, sample_runs=3)])
             finally:
                 dev.close()

@@ -67,14 +67,32 @@ def _job(srv: LiveServer, port: int, cache: Path, runtime: str = "onnxruntime") 
     with srv.client("agent") as c:
         c.put_device(facts.default_name(), facts.device_info())
     with srv.client() as c:
-        return facts.default_name(), c.create_job(JobCreate(device=facts.default_name(), runtime=runtime, threads=1,
-                                                            keys=KEYS)).id
+        return facts.default_name(), c.create_job(
+            JobCreate(device=facts.default_name(), runtime=runtime, threads=1, keys=KEYS)
+        ).id
 
 
 def _run_agent(srv: LiveServer, port: int, cache: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", srv.url, "--token",
-                                    srv.agent_token, "--cache-dir", str(cache), "--once", *FAST_PROTOCOL, *extra),
-                          capture_output=True, text=True, env=env(), timeout=300)
+    return subprocess.run(
+        agent_cmd(
+            "run",
+            "--serial",
+            f"127.0.0.1:{port}",
+            "--server",
+            srv.url,
+            "--token",
+            srv.agent_token,
+            "--cache-dir",
+            str(cache),
+            "--once",
+            *FAST_PROTOCOL,
+            *extra,
+        ),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
 
 
 def _untouched(srv: LiveServer, job_id: int, claimed: bool = False) -> None:
@@ -85,14 +103,24 @@ def _untouched(srv: LiveServer, job_id: int, claimed: bool = False) -> None:
     assert (job.agent is not None) == claimed
 
 
-@pytest.mark.parametrize("runtime, knobs, said", [
-    ("onnxruntime", {KNOB_WITHOUT: "-I"}, "onnxruntime_perf_test rejects -I"),
-    ("torchscript", {KNOB_WITHOUT: "--pthreadpool_size"}, "speed_benchmark_torch rejects --pthreadpool_size"),
-    ("onnxruntime", {KNOB_MINIMAL: "1"}, "minimal ONNX Runtime build"),
-], ids=["ort-without-I", "torch-without-pthreadpool_size", "ort-minimal"])
+@pytest.mark.parametrize(
+    "runtime, knobs, said",
+    [
+        ("onnxruntime", {KNOB_WITHOUT: "-I"}, "onnxruntime_perf_test rejects -I"),
+        ("torchscript", {KNOB_WITHOUT: "--pthreadpool_size"}, "speed_benchmark_torch rejects --pthreadpool_size"),
+        ("onnxruntime", {KNOB_MINIMAL: "1"}, "minimal ONNX Runtime build"),
+    ],
+    ids=["ort-without-I", "torch-without-pthreadpool_size", "ort-minimal"],
+)
 def test_a_build_that_refuses_the_jobs_flags_or_models_stops_the_agent_before_any_claim(
-        server: LiveServer, phone: tuple[int, Path], model_cache_dir: Path, tmp_path: Path, runtime: str,
-        knobs: dict[str, str], said: str) -> None:
+    server: LiveServer,
+    phone: tuple[int, Path],
+    model_cache_dir: Path,
+    tmp_path: Path,
+    runtime: str,
+    knobs: dict[str, str],
+    said: str,
+) -> None:
     port, _ = phone
     name, job_id = _job(server, port, model_cache_dir, runtime)
     tool = "onnxruntime_perf_test" if runtime == "onnxruntime" else "speed_benchmark_torch"
@@ -105,14 +133,14 @@ def test_a_build_that_refuses_the_jobs_flags_or_models_stops_the_agent_before_an
 
 
 def test_a_rejected_flag_met_mid_job_gives_the_job_back_at_once_and_fails_no_key(
-        server: LiveServer, model_cache_dir: Path, tmp_path: Path) -> None:
+    server: LiveServer, model_cache_dir: Path, tmp_path: Path
+) -> None:
     """Past the preflight (the loopback's own stand-in, which the agent does not preflight, plays an ORT without
     -I for every call): the first batch's bursts print the usage, the agent stops with the fix."""
     from device_agent.loopback.adbd import LoopbackAdbd
     from device_agent.loopback.fakephone import load_phone
 
-    daemon = LoopbackAdbd(tmp_path / "phone", load_phone("pixel-7"), worker=True,
-                          shell_env={KNOB_WITHOUT: "-I"}).start()
+    daemon = LoopbackAdbd(tmp_path / "phone", load_phone("pixel-7"), worker=True, shell_env={KNOB_WITHOUT: "-I"}).start()
     try:
         name, job_id = _job(server, daemon.port, model_cache_dir)
         r = _run_agent(server, daemon.port, model_cache_dir, "--runtime", "onnxruntime")
@@ -125,7 +153,8 @@ def test_a_rejected_flag_met_mid_job_gives_the_job_back_at_once_and_fails_no_key
 
 
 def test_a_result_folder_that_refuses_writes_is_pushed_again_once_then_the_job_goes_back(
-        server: LiveServer, model_cache_dir: Path, tmp_path: Path) -> None:
+    server: LiveServer, model_cache_dir: Path, tmp_path: Path
+) -> None:
     """EPERM on the phone's result folder: speed_benchmark_torch's output redirection fails for every burst."""
     port, root, proc = _phone(tmp_path, readonly_results=True)
     try:
@@ -135,14 +164,18 @@ def test_a_result_folder_that_refuses_writes_is_pushed_again_once_then_the_job_g
         kill(proc, signal.SIGTERM)
         unlock(root)
     assert r.returncode == 5, r.stderr[-3000:]
-    assert "pushing its files again" in r.stderr and "refuses writes in /data/local/tmp/hwnas even after pushing" \
-        in r.stderr and "Operation not permitted" in r.stderr, r.stderr[-3000:]
+    assert (
+        "pushing its files again" in r.stderr
+        and "refuses writes in /data/local/tmp/hwnas even after pushing" in r.stderr
+        and "Operation not permitted" in r.stderr
+    ), r.stderr[-3000:]
     assert r.stderr.count("pushing its files again") == 1  # once: a second push would not cure it either
     _untouched(server, job_id, claimed=True)
 
 
 def test_a_refused_taskset_measures_unpinned_and_says_so_in_every_batch(
-        server: LiveServer, model_cache_dir: Path, tmp_path: Path) -> None:
+    server: LiveServer, model_cache_dir: Path, tmp_path: Path
+) -> None:
     port, root, proc = _phone(tmp_path, taskset_refused=True)
     try:
         name, job_id = _job(server, port, model_cache_dir)
@@ -157,13 +190,23 @@ def test_a_refused_taskset_measures_unpinned_and_says_so_in_every_batch(
     engine = sa.create_engine(server.database_url)
     try:
         with engine.connect() as conn:
-            states = conn.execute(sa.text("SELECT r.device_state FROM measurement_runs r JOIN devices d "
-                                          "ON d.id = r.device_id WHERE d.name = :n"), {"n": name}).scalars().all()
+            states = (
+                conn.execute(
+                    sa.text(
+                        "SELECT r.device_state FROM measurement_runs r JOIN devices d ON d.id = r.device_id WHERE d.name = :n"
+                    ),
+                    {"n": name},
+                )
+                .scalars()
+                .all()
+            )
     finally:
         engine.dispose()
     states = [s if isinstance(s, dict) else json.loads(s) for s in states]
-    assert states and all(s["taskset"] is None and "Invalid argument" in s["taskset_refused"]["error"]
-                          and s["taskset_refused"]["mask"] == "c0" for s in states)
+    assert states and all(
+        s["taskset"] is None and "Invalid argument" in s["taskset_refused"]["error"] and s["taskset_refused"]["mask"] == "c0"
+        for s in states
+    )
 
 
 def test_a_push_error_is_said_as_text(tmp_path: Path) -> None:

@@ -14,8 +14,24 @@ ROOT = Path(__file__).resolve().parents[2]
 # The smallest demo that still shows something: --quick with smaller subsets (the test budget is CPU time).
 # One search epoch; found, two matched random networks and the baseline trained 2 epochs on 1,200 images
 # (one epoch, 18 steps, leaves some networks at chance).
-TINY = ["--quick", "--epochs", "1", "--warmup-epochs", "0", "--subset", "400", "--train-subset", "1200",
-        "--val-subset", "500", "--matched", "2", "--torch-threads", "1", "--no-progress"]
+TINY = [
+    "--quick",
+    "--epochs",
+    "1",
+    "--warmup-epochs",
+    "0",
+    "--subset",
+    "400",
+    "--train-subset",
+    "1200",
+    "--val-subset",
+    "500",
+    "--matched",
+    "2",
+    "--torch-threads",
+    "1",
+    "--no-progress",
+]
 
 
 def hwnas_command() -> list[str]:
@@ -32,8 +48,15 @@ def env() -> dict[str, str]:
 
 def start_demo(out: Path, *args: str, stderr: object = subprocess.PIPE) -> subprocess.Popen[str]:
     """`hwnas demo --out OUT ARGS` in its own session (signals from the test reach it alone)."""
-    return subprocess.Popen(hwnas_command() + ["demo", "--out", str(out), *args], stdout=subprocess.PIPE,
-                            stderr=stderr, text=True, env=env(), cwd=ROOT, start_new_session=True)
+    return subprocess.Popen(
+        hwnas_command() + ["demo", "--out", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def services(out: Path) -> dict:

@@ -76,8 +76,13 @@ def test_report_and_files_are_there(demo_run) -> None:
     out, done = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
     report = (out / "report.md").read_text()
-    for section in ("## Summary", "## At equal latency: found vs random", "## The found architecture",
-                    "## Predicted vs measured latency", "## Timings"):
+    for section in (
+        "## Summary",
+        "## At equal latency: found vs random",
+        "## The found architecture",
+        "## Predicted vs measured latency",
+        "## Timings",
+    ):
         assert section in report
     for plot in ("theta_heatmap.png", "equal_latency.png", "predicted_vs_measured.png"):
         path = out / "plots" / plot
@@ -137,8 +142,11 @@ def test_report_compares_at_equal_latency(demo_run) -> None:
     assert eq["n"] == 2 and eq["random_mean_acc"] == pytest.approx(sum(accs) / 2)
     assert eq["gain_pts"] == pytest.approx(100 * (found["accuracy"] - sum(accs) / 2))
     report = (out / "report.md").read_text()
-    m = re.search(r"\*\*Gain at equal latency: ([+-]\d+\.\d\d) accuracy points\*\* — the found network (\d+\.\d\d)%, "
-                  r"the random networks (\d+\.\d\d)% on average \(min–max (\d+\.\d\d)%–(\d+\.\d\d)%\)", report)
+    m = re.search(
+        r"\*\*Gain at equal latency: ([+-]\d+\.\d\d) accuracy points\*\* — the found network (\d+\.\d\d)%, "
+        r"the random networks (\d+\.\d\d)% on average \(min–max (\d+\.\d\d)%–(\d+\.\d\d)%\)",
+        report,
+    )
     assert m, report
     assert float(m[1]) == pytest.approx(eq["gain_pts"], abs=0.006)
     assert float(m[2]) == pytest.approx(100 * found["accuracy"], abs=0.006)

@@ -49,8 +49,9 @@ def test_interrupt_stops_server_and_agent(tmp_path: Path, sig: int) -> None:
 def test_agent_failure_is_one_line_and_stops_the_server(tmp_path: Path) -> None:
     out = tmp_path / "demo-output"
     # An agent that cannot start (a benchmark binary that is not there) ends the demo with its error.
-    config = DemoConfig.preset(True, out=out, progress=False,
-                               agent_args=["--benchmark-binary", str(tmp_path / "missing_onnxruntime_perf_test")])
+    config = DemoConfig.preset(
+        True, out=out, progress=False, agent_args=["--benchmark-binary", str(tmp_path / "missing_onnxruntime_perf_test")]
+    )
     with pytest.raises(DemoError, match=r"agent exited with code \d+.*missing_onnxruntime_perf_test.*not found"):
         run_demo(config)
     started = services(out)["started"]

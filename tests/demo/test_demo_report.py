@@ -21,8 +21,17 @@ CANDS = [list(layer.candidates) for layer in SPACE.layers()]
 
 def _net(name: str, role: str, choices: list[str], acc: float | None, predicted: float, measured: float | None) -> NetworkResult:
     arch = Architecture(space="fbnet-fmnist", choices=choices, name=name)
-    return NetworkResult(name=name, arch=arch, predicted_ms=predicted, mmacs=1.5, mparams=0.05, role=role,
-                         measured_ms=measured, accuracy=acc, train_s=10.0)
+    return NetworkResult(
+        name=name,
+        arch=arch,
+        predicted_ms=predicted,
+        mmacs=1.5,
+        mparams=0.05,
+        role=role,
+        measured_ms=measured,
+        accuracy=acc,
+        train_s=10.0,
+    )
 
 
 def _theta(epochs: int = 3, spread: float = 0.004) -> dict:
@@ -36,8 +45,7 @@ def _theta(epochs: int = 3, spread: float = 0.004) -> dict:
             p = np.full(k, 1.0 / k) + (rng.uniform(-spread, spread, k) if e else 0.0)
             probs.append((p / p.sum()).round(6).tolist())
         history.append({"epoch": e + 1, "phase": "warmup" if e == 0 else "search", "probabilities": probs})
-    return {"space": "fbnet-fmnist", "mode": "hard", "cost": "latency", "unit": "ms", "candidates": CANDS,
-            "epochs": history}
+    return {"space": "fbnet-fmnist", "mode": "hard", "cost": "latency", "unit": "ms", "candidates": CANDS, "epochs": history}
 
 
 def _result(tmp_path: Path, matched_accs: list[float]) -> DemoResult:
@@ -45,14 +53,31 @@ def _result(tmp_path: Path, matched_accs: list[float]) -> DemoResult:
     theta = _theta()
     (tmp_path / "search" / "theta.json").write_text(json.dumps(theta))
     found = _net("found", "found", [c[1] for c in CANDS], 0.8612, 0.0850, 0.0841)
-    matched = [_net(f"random-{i + 1}", "matched", [c[(i + 2) % len(c)] for c in CANDS], acc, 0.0850 * (1 + 0.01 * i),
-                    0.0830 + 0.001 * i) for i, acc in enumerate(matched_accs)]
+    matched = [
+        _net(f"random-{i + 1}", "matched", [c[(i + 2) % len(c)] for c in CANDS], acc, 0.0850 * (1 + 0.01 * i), 0.0830 + 0.001 * i)
+        for i, acc in enumerate(matched_accs)
+    ]
     baseline = _net("baseline", "baseline", ["ir_k3_e6"] * len(CANDS), 0.8864, 0.1700, 0.1663)
     cfg = DemoConfig.preset(True, out=tmp_path)
-    return DemoResult(config=cfg, server="http://127.0.0.1:1", table_entries=102, table_overhead_ms=0.01, search_s=42.0,
-                      search_epochs=3, supernet_val_acc=0.5, target_ms=0.0850, found=found, baseline=baseline,
-                      matched=matched, theta_history=theta["epochs"], candidates=CANDS, theta_entropy=0.99,
-                      argmax=[c[0] for c in CANDS], argmax_ms=0.12, search_warnings=["θ barely moved: test"])
+    return DemoResult(
+        config=cfg,
+        server="http://127.0.0.1:1",
+        table_entries=102,
+        table_overhead_ms=0.01,
+        search_s=42.0,
+        search_epochs=3,
+        supernet_val_acc=0.5,
+        target_ms=0.0850,
+        found=found,
+        baseline=baseline,
+        matched=matched,
+        theta_history=theta["epochs"],
+        candidates=CANDS,
+        theta_entropy=0.99,
+        argmax=[c[0] for c in CANDS],
+        argmax_ms=0.12,
+        search_warnings=["θ barely moved: test"],
+    )
 
 
 def test_equal_latency_numbers(tmp_path: Path) -> None:
@@ -70,8 +95,10 @@ def test_the_report_says_predictions_are_calibrated_and_on_what(tmp_path: Path) 
     assert "calibration" not in report
     result.table_calibration = {"scale": 0.812, "offset_ms": 0.0031, "networks": 8, "mape_before": 17.4, "mape_after": 3.2}
     report = write_report(result, tmp_path, {"phases": {}, "total_s": 1.0}).read_text()
-    assert ("fitted on 8 other random networks measured whole right after the operators: measured ≈ 0.812 × table sum "
-            "+ 0.0031 ms (on those networks the error fell from 17.4% to 3.2%)") in report
+    assert (
+        "fitted on 8 other random networks measured whole right after the operators: measured ≈ 0.812 × table sum "
+        "+ 0.0031 ms (on those networks the error fell from 17.4% to 3.2%)"
+    ) in report
     assert result.to_dict()["table_calibration"]["networks"] == 8
 
 
@@ -87,9 +114,13 @@ def test_every_plot_colours_a_role_the_same(tmp_path: Path) -> None:
 
     # The found network alone, large: its pixels carry the found role's red, as in the accuracy/latency plot.
     assert ROLE_STYLE["found"]["c"] == "red"
-    path = plot_predicted_vs_measured([{"predicted": 1.0, "measured": 1.0, "group": "found", "role": "found"},
-                                       {"predicted": 2.0, "measured": 2.1, "group": "random", "role": "matched"}],
-                                      tmp_path / "fid.png")
+    path = plot_predicted_vs_measured(
+        [
+            {"predicted": 1.0, "measured": 1.0, "group": "found", "role": "found"},
+            {"predicted": 2.0, "measured": 2.1, "group": "random", "role": "matched"},
+        ],
+        tmp_path / "fid.png",
+    )
     img = (mpimg.imread(path)[..., :3] * 255).astype(int)
     red = (img[..., 0] > 200) & (img[..., 1] < 90) & (img[..., 2] < 90)
     orange = (img[..., 0] > 200) & (abs(img[..., 1] - 127) < 30) & (img[..., 2] < 60)
@@ -109,8 +140,11 @@ def test_report_states_the_gain_with_its_caveat(tmp_path: Path) -> None:
     report = write_report(result, tmp_path, {"phases": {"search": {"wall_s": 1.0, "cpu_s": 1.0}}, "total_s": 2.0}).read_text()
     eq = result.equal_latency()
     assert "## At equal latency: found vs random" in report
-    m = re.search(r"\*\*Gain at equal latency: ([+-]\d+\.\d\d) accuracy points\*\* — the found network (\d+\.\d\d)%, "
-                  r"the random networks (\d+\.\d\d)% on average \(min–max (\d+\.\d\d)%–(\d+\.\d\d)%\)", report)
+    m = re.search(
+        r"\*\*Gain at equal latency: ([+-]\d+\.\d\d) accuracy points\*\* — the found network (\d+\.\d\d)%, "
+        r"the random networks (\d+\.\d\d)% on average \(min–max (\d+\.\d\d)%–(\d+\.\d\d)%\)",
+        report,
+    )
     assert m, report
     assert float(m[1]) == pytest.approx(eq["gain_pts"], abs=0.005)
     assert float(m[2]) == pytest.approx(86.12) and float(m[3]) == pytest.approx(85.33, abs=0.005)
@@ -140,8 +174,13 @@ def test_theta_heatmap_colours_fit_a_near_uniform_theta(tmp_path: Path) -> None:
     layer = plot_theta_heatmap(theta, tmp_path / "layer.png", scale="layer", chosen=[c[0] for c in CANDS])
     fixed = tmp_path / "fixed.png"
     # What the old fixed scale (0 to ≥ 0.5) made of it: one flat colour per panel.
-    flat = {**theta, "epochs": [*theta["epochs"], {"epoch": 4, "phase": "search",
-                                                   "probabilities": [[1.0] + [0.0] * (len(c) - 1) for c in CANDS]}]}
+    flat = {
+        **theta,
+        "epochs": [
+            *theta["epochs"],
+            {"epoch": 4, "phase": "search", "probabilities": [[1.0] + [0.0] * (len(c) - 1) for c in CANDS]},
+        ],
+    }
     plot_theta_heatmap(flat, fixed, scale="global")
     assert _colours(layer) > _colours(fixed) + 50
     plot_theta_heatmap(theta, tmp_path / "global.png", scale="global")
@@ -157,8 +196,11 @@ def test_theta_heatmap_of_a_theta_that_never_moved(tmp_path: Path) -> None:
 
 def test_accuracy_latency_plot(tmp_path: Path) -> None:
     nets = [{"role": "matched", "measured_ms": 0.08 + 0.001 * i, "acc": 0.84 + 0.01 * i} for i in range(3)]
-    nets += [{"role": "found", "measured_ms": 0.081, "acc": 0.86}, {"role": "baseline", "measured_ms": 0.17, "acc": 0.88},
-             {"role": "matched", "measured_ms": None, "acc": 0.5}]
+    nets += [
+        {"role": "found", "measured_ms": 0.081, "acc": 0.86},
+        {"role": "baseline", "measured_ms": 0.17, "acc": 0.88},
+        {"role": "matched", "measured_ms": None, "acc": 0.5},
+    ]
     path = plot_accuracy_latency(nets, tmp_path / "a.png", target_ms=0.08, labels={"baseline": "baseline, 2.1×"})
     assert path.read_bytes()[:4] == b"\x89PNG"
 

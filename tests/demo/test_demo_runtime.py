@@ -39,7 +39,7 @@ def _run(tmp_path: Path, runtime: str, url: str = "http://127.0.0.1:9") -> _Run:
 def _agent_options(cmd: list[str]) -> dict:
     """What ``device-agent run`` makes of the command line (its own parser; nothing runs)."""
     command = typer.main.get_command(agent_app).commands["run"]  # type: ignore[attr-defined]  # a group's
-    return command.make_context("run", cmd[cmd.index("run") + 1:]).params
+    return command.make_context("run", cmd[cmd.index("run") + 1 :]).params
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
@@ -72,13 +72,15 @@ def test_the_table_and_network_jobs_ask_for_the_runtime(tmp_path: Path) -> None:
 
 
 def test_a_runtime_that_is_not_installed_stops_the_demo_before_anything_starts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "executorch", None)  # as where the package is absent: find_spec finds nothing
     done = runner.invoke(app, ["demo", "--quick", "--runtime", "executorch", "--out", str(tmp_path / "o")])
     assert done.exit_code == 2, done.output
     errors = [line for line in done.output.splitlines() if line.strip()]
-    assert errors == ["error: runtime executorch needs the ExecuTorch package, which is not installed here: "
-                      "pip install 'hwnas[executorch]'"]
+    assert errors == [
+        "error: runtime executorch needs the ExecuTorch package, which is not installed here: pip install 'hwnas[executorch]'"
+    ]
     assert not (tmp_path / "o").exists()  # no output folder, so no services.json: no server or agent was started
 
 

@@ -23,19 +23,26 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def torchrun(script_args: list[str], nproc: int = 2, script: Path = WORKER,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def torchrun(
+    script_args: list[str], nproc: int = 2, script: Path = WORKER, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc-per-node N SCRIPT ARGS`` (``worker.py`` by default; ``env`` added to the
     environment of torchrun and its workers); fails the test on a non-zero exit."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(script),
-           *script_args]
-    proc = subprocess.run(cmd, env={**worker_env(), **(env or {})}, cwd=ROOT, capture_output=True, text=True,
-                          timeout=LAUNCH_TIMEOUT_S)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(script), *script_args]
+    proc = subprocess.run(
+        cmd, env={**worker_env(), **(env or {})}, cwd=ROOT, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S
+    )
     assert proc.returncode == 0, f"torchrun exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
 
 def hwnas(args: list[str]) -> subprocess.CompletedProcess[str]:
     """``python -m search ARGS`` as a user runs it (so ``--nproc`` really starts torchrun)."""
-    return subprocess.run([sys.executable, "-m", "search", *args], env=worker_env(), cwd=ROOT, capture_output=True,
-                          text=True, timeout=LAUNCH_TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        env=worker_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT_S,
+    )

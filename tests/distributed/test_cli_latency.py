@@ -26,14 +26,47 @@ def test_latency_table_is_fetched_once_and_broadcast(live_server, tiny_space: Pa
     results.append(MeasurementResult(key=OVERHEAD_KEY, median_ms=0.05, iterations=20))
     with live_server.client("agent") as c:
         c.put_device(DEVICE, DeviceInfo(manufacturer="Test", model="DDP", cpu_cores=4))
-        c.post_measurements(MeasurementBatch(device=DEVICE, runtime="onnxruntime", threads=1, agent="test",
-                                             run_id=uuid.uuid4(), results=results))
+        c.post_measurements(
+            MeasurementBatch(device=DEVICE, runtime="onnxruntime", threads=1, agent="test", run_id=uuid.uuid4(), results=results)
+        )
     before = _lut_requests(live_server.log_path)
     out = tmp_path / "run"
-    proc = hwnas(["search", "--nproc", "2", "--space", str(tiny_space), "--cost", "latency", "--server", live_server.url,
-                  "--device", DEVICE, "--runtime", "onnxruntime", "--threads", "1", "--cache-dir", str(tmp_path / "cache"),
-                  "--subset", "600", "--val-subset", "200", "--epochs", "1", "--batch-size", "32", "--samples", "0",
-                  "--torch-threads", "1", "--no-progress", "--out", str(out)])
+    proc = hwnas(
+        [
+            "search",
+            "--nproc",
+            "2",
+            "--space",
+            str(tiny_space),
+            "--cost",
+            "latency",
+            "--server",
+            live_server.url,
+            "--device",
+            DEVICE,
+            "--runtime",
+            "onnxruntime",
+            "--threads",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--subset",
+            "600",
+            "--val-subset",
+            "200",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--samples",
+            "0",
+            "--torch-threads",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert _lut_requests(live_server.log_path) - before == 1  # rank 0 asked; rank 1 got the table by broadcast
     costs = json.loads((out / "costs.json").read_text())

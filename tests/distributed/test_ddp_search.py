@@ -24,8 +24,20 @@ def _reports(report_dir: Path) -> list[dict[str, Any]]:
 def soft_run(tmp_path_factory: pytest.TempPathFactory, tiny_space: Path) -> tuple[Path, list[dict[str, Any]]]:
     """A 2-epoch soft-mode (FBNet) search on 2 processes; each rank's report of what it saw."""
     base = tmp_path_factory.mktemp("ddp_soft")
-    torchrun(["--out", str(base / "run"), "--report", str(base / "report"), "--space", str(tiny_space),
-              "--epochs", str(EPOCHS), "--mode", "soft"])
+    torchrun(
+        [
+            "--out",
+            str(base / "run"),
+            "--report",
+            str(base / "report"),
+            "--space",
+            str(tiny_space),
+            "--epochs",
+            str(EPOCHS),
+            "--mode",
+            "soft",
+        ]
+    )
     return base / "run", _reports(base / "report")
 
 
@@ -63,8 +75,16 @@ def test_only_rank_0_writes_into_the_run_folder(soft_run) -> None:  # type: igno
     written = {Path(w.split(" ", 1)[1]).name for w in r0["writes"]}
     assert {"checkpoint.pt", "theta.json", "result.json", "argmax.json"} <= {Path(f).name for f in map(str, out.iterdir())}
     assert any(name.startswith(".checkpoint.pt.") for name in written)  # the audit saw rank 0's atomic checkpoint write
-    assert sorted(p.name for p in out.iterdir()) == ["argmax.json", "checkpoint.pt", "config.json", "costs.json",
-                                                     "found.json", "result.json", "space.json", "theta.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "argmax.json",
+        "checkpoint.pt",
+        "config.json",
+        "costs.json",
+        "found.json",
+        "result.json",
+        "space.json",
+        "theta.json",
+    ]
 
 
 def test_checkpoint_of_two_processes_resumes_in_one(soft_run, tmp_path: Path, tiny_space: Path) -> None:  # type: ignore[no-untyped-def]
@@ -85,8 +105,22 @@ def test_checkpoint_of_two_processes_resumes_in_one(soft_run, tmp_path: Path, ti
 
 
 def test_hard_mode_runs_one_shared_sub_network_per_step(tmp_path: Path, tiny_space: Path) -> None:
-    torchrun(["--out", str(tmp_path / "run"), "--report", str(tmp_path / "report"), "--space", str(tiny_space),
-              "--epochs", "1", "--mode", "hard", "--subset", "800"])
+    torchrun(
+        [
+            "--out",
+            str(tmp_path / "run"),
+            "--report",
+            str(tmp_path / "report"),
+            "--space",
+            str(tiny_space),
+            "--epochs",
+            "1",
+            "--mode",
+            "hard",
+            "--subset",
+            "800",
+        ]
+    )
     r0, r1 = _reports(tmp_path / "report")
     assert r0["theta_agree"] == r1["theta_agree"] == [True] and r0["theta"] == r1["theta"]
     indices = [m.split(":", 1)[1] for m in r0["masks"]]

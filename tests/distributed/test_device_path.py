@@ -55,8 +55,17 @@ def test_cuda_device_is_the_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _config(tmp_path: Path, space: Path, **kw) -> SearchConfig:  # type: ignore[no-untyped-def]
-    base = dict(out=str(tmp_path / "run"), space=str(space), subset=200, val_subset=100, epochs=1, batch_size=16,
-                progress=False, plots=False, torch_device="cpu")
+    base = dict(
+        out=str(tmp_path / "run"),
+        space=str(space),
+        subset=200,
+        val_subset=100,
+        epochs=1,
+        batch_size=16,
+        progress=False,
+        plots=False,
+        torch_device="cpu",
+    )
     return SearchConfig.from_flat(**{**base, **kw})
 
 
@@ -92,9 +101,14 @@ def test_nproc_relaunch_repeats_the_command_line_options() -> None:
     seen: dict[str, list[str]] = {}
 
     @app.command()
-    def search(ctx: typer.Context, out: Path = typer.Option(..., "--out"), epochs: int = typer.Option(10, "--epochs"),
-               progress: bool = typer.Option(True, "--progress/--no-progress"),
-               resume: bool = typer.Option(False, "--resume"), nproc: int = typer.Option(1, "--nproc")) -> None:
+    def search(
+        ctx: typer.Context,
+        out: Path = typer.Option(..., "--out"),
+        epochs: int = typer.Option(10, "--epochs"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        resume: bool = typer.Option(False, "--resume"),
+        nproc: int = typer.Option(1, "--nproc"),
+    ) -> None:
         seen["args"] = option_arguments(ctx, skip=("nproc",))
 
     @app.command()
@@ -104,8 +118,17 @@ def test_nproc_relaunch_repeats_the_command_line_options() -> None:
     result = CliRunner().invoke(app, ["search", "--nproc", "4", "--out", "runs/x", "--no-progress", "--resume"])
     assert result.exit_code == 0, result.output
     assert seen["args"] == ["--out", "runs/x", "--no-progress", "--resume"]  # defaults and --nproc stay out
-    assert torchrun_arguments(4, "search", seen["args"]) == ["--standalone", "--nproc-per-node=4", "-m", "search",
-                                                              "search", "--out", "runs/x", "--no-progress", "--resume"]
+    assert torchrun_arguments(4, "search", seen["args"]) == [
+        "--standalone",
+        "--nproc-per-node=4",
+        "-m",
+        "search",
+        "search",
+        "--out",
+        "runs/x",
+        "--no-progress",
+        "--resume",
+    ]
 
 
 def test_gpu_benchmark_step_runs_on_any_device() -> None:

@@ -41,8 +41,11 @@ def test_rank_0_leaves_after_a_slow_rank_1_is_gone(tmp_path: Path) -> None:
     from ``shutdown`` milliseconds after the barrier, with rank 1 still tearing down: still
     connected to rank 0's gloo sockets and store.
     """
-    torchrun(["--report", str(tmp_path), "--slow-rank", "1", "--slow-s", str(SLOW_S)], script=TEARDOWN_WORKER,
-             env={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})  # asserts that torchrun, hence every rank, exited 0
+    torchrun(
+        ["--report", str(tmp_path), "--slow-rank", "1", "--slow-s", str(SLOW_S)],
+        script=TEARDOWN_WORKER,
+        env={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},
+    )  # asserts that torchrun, hence every rank, exited 0
     r0, r1 = _report(tmp_path, 0), _report(tmp_path, 1)
     assert r0["error"] is None and r1["error"] is None
     assert r0["peers_alive_after_shutdown"] == []  # rank 1's process had ended before rank 0 could leave
@@ -55,11 +58,24 @@ def test_a_rank_that_fails_is_reported_at_once_not_after_the_timeout(tmp_path: P
     Two plain ``env://`` processes, without torchrun (which would stop rank 0 itself): rank 0 hosts
     the store, and only the notice rank 1 leaves in it at exit ends rank 0's wait early.
     """
-    env = {**worker_env(), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(free_port())}
-    procs = [subprocess.Popen([sys.executable, str(TEARDOWN_WORKER), "--report", str(tmp_path), "--fail-rank", "1"],
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    env = {
+        **worker_env(),
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(TEARDOWN_WORKER), "--report", str(tmp_path), "--fail-rank", "1"],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     outputs = [p.communicate(timeout=LAUNCH_TIMEOUT_S)[0] for p in procs]
     assert procs[1].returncode == 1 and "rank 1 fails on purpose" in outputs[1], outputs[1][-3000:]
     assert procs[0].returncode == 0, outputs[0][-3000:]
@@ -133,8 +149,10 @@ def test_rank_0_waits_for_a_local_peer_process_to_end(tmp_path: Path) -> None:
     peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
     try:
         assert distributed._start_time(peer.pid) is not None
-        store.set("e/left/1", json.dumps({"machine": distributed._machine(), "pid": peer.pid,
-                                          "start": distributed._start_time(peer.pid)}))
+        store.set(
+            "e/left/1",
+            json.dumps({"machine": distributed._machine(), "pid": peer.pid, "start": distributed._start_time(peer.pid)}),
+        )
         start = time.monotonic()
         distributed.leave_in_order(store, 0, 2, "e", lambda: None, timeout_s=20)
         assert peer.poll() is not None or distributed._start_time(peer.pid) is None  # ended (maybe not yet reaped)

@@ -44,12 +44,13 @@ def _watch_writes(root: Path, seen: list[str]) -> None:
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                mode is None and isinstance(flags, int) and flags & WRITE_FLAGS)
+                mode is None and isinstance(flags, int) and flags & WRITE_FLAGS
+            )
             if writing and (p := under(path)):
                 seen.append(f"open {p}")
         elif event in ("os.rename", "os.mkdir", "os.remove", "os.rmdir", "shutil.rmtree"):
             for a in args[:2]:
-                if (p := under(a)):
+                if p := under(a):
                     seen.append(f"{event} {p}")
                     break
 
@@ -97,13 +98,34 @@ def main() -> None:
         everyone = distributed.all_gather_object(entry["theta"])
         agree.append(all(t == entry["theta"] for t in everyone))
 
-    config = SearchConfig.from_flat(out=args.out, space=args.space, data="fashion-mnist", subset=args.subset, val_subset=400,
-                          epochs=args.epochs, warmup_epochs=0, batch_size=args.batch_size, mode=args.mode,
-                          torch_device="cpu", num_threads=1, seed=3, progress=False, plots=False)
+    config = SearchConfig.from_flat(
+        out=args.out,
+        space=args.space,
+        data="fashion-mnist",
+        subset=args.subset,
+        val_subset=400,
+        epochs=args.epochs,
+        warmup_epochs=0,
+        batch_size=args.batch_size,
+        mode=args.mode,
+        torch_device="cpu",
+        num_threads=1,
+        seed=3,
+        progress=False,
+        plots=False,
+    )
     result = run_search(config, on_epoch_end=on_epoch_end)
-    report = {"rank": rank, "world_size": distributed.world_size(), "theta": theta, "theta_agree": agree,
-              "masks": masks, "writes": writes, "argmax": result.argmax, "val_acc": result.val_acc,
-              "history_images": [e.get("train_acc") for e in result.history]}
+    report = {
+        "rank": rank,
+        "world_size": distributed.world_size(),
+        "theta": theta,
+        "theta_agree": agree,
+        "masks": masks,
+        "writes": writes,
+        "argmax": result.argmax,
+        "val_acc": result.val_acc,
+        "history_images": [e.get("train_acc") for e in result.history],
+    }
     Path(args.report).mkdir(parents=True, exist_ok=True)
     (Path(args.report) / f"rank{rank}.json").write_text(json.dumps(report))
     distributed.shutdown()

@@ -20,13 +20,43 @@ runner = CliRunner()
 
 def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> None:
     out = tmp_path / "run"
-    r = runner.invoke(app, ["search", "--space", str(tiny_space), "--cost", "params", "--epochs", "2", "--subset", "600",
-                            "--val-subset", "200", "--batch-size", "32", "--samples", "0", "--no-progress",
-                            "--torch-threads", "1", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            "--space",
+            str(tiny_space),
+            "--cost",
+            "params",
+            "--epochs",
+            "2",
+            "--subset",
+            "600",
+            "--val-subset",
+            "200",
+            "--batch-size",
+            "32",
+            "--samples",
+            "0",
+            "--no-progress",
+            "--torch-threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "argmax architecture" in r.output and "Mparams predicted" in r.output
-    for name in ("config.json", "costs.json", "theta.json", "checkpoint.pt", "argmax.json", "space.json",
-                 "plots/theta_heatmap.png", "plots/cost_accuracy.png"):
+    for name in (
+        "config.json",
+        "costs.json",
+        "theta.json",
+        "checkpoint.pt",
+        "argmax.json",
+        "space.json",
+        "plots/theta_heatmap.png",
+        "plots/cost_accuracy.png",
+    ):
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["cost_source"]["kind"] == "params"
 
@@ -49,8 +79,24 @@ def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> Non
     assert supernet_accuracies(out, [first["choices"]], val_subset=200) == [pytest.approx(first["supernet_acc"])]
 
     arch_file = out / "samples" / samples[0]["file"]
-    r = runner.invoke(app, ["train", str(arch_file), "--epochs", "1", "--subset", "1000", "--val-subset", "500",
-                            "--batch-size", "32", "--no-progress", "--torch-threads", "1"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(arch_file),
+            "--epochs",
+            "1",
+            "--subset",
+            "1000",
+            "--val-subset",
+            "500",
+            "--batch-size",
+            "32",
+            "--no-progress",
+            "--torch-threads",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     report = json.loads(arch_file.with_suffix(".train.json").read_text())
     assert report["accuracy"] > 0.2 and report["test_images"] == 500
@@ -68,8 +114,22 @@ def test_search_sample_train_round_trip(tmp_path: Path, tiny_space: Path) -> Non
 
 def test_resume_from_the_command_line_extends_the_search(tmp_path: Path, tiny_space: Path) -> None:
     out = tmp_path / "run"
-    base = ["search", "--space", str(tiny_space), "--subset", "300", "--batch-size", "32", "--val-subset", "100", "--samples", "0",
-            "--no-progress", "--out", str(out)]
+    base = [
+        "search",
+        "--space",
+        str(tiny_space),
+        "--subset",
+        "300",
+        "--batch-size",
+        "32",
+        "--val-subset",
+        "100",
+        "--samples",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert runner.invoke(app, base + ["--epochs", "1"]).exit_code == 0
     r = runner.invoke(app, base + ["--epochs", "1"])
     assert r.exit_code == 1 and "--resume" in r.output
@@ -79,8 +139,9 @@ def test_resume_from_the_command_line_extends_the_search(tmp_path: Path, tiny_sp
 
 
 def test_missing_data_is_one_line_without_traceback(tmp_path: Path, tiny_space: Path) -> None:
-    r = runner.invoke(app, ["search", "--space", str(tiny_space), "--data", str(tmp_path / "nope"), "--out",
-                            str(tmp_path / "run")])
+    r = runner.invoke(
+        app, ["search", "--space", str(tiny_space), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")]
+    )
     assert r.exit_code == 1
     lines = [l for l in r.output.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "apt-get install dataset-fashion-mnist" in lines[0]
@@ -95,8 +156,26 @@ def test_train_rejects_an_architecture_that_does_not_fit_the_data(tmp_path: Path
 def test_train_warns_when_the_network_learned_nothing(tmp_path: Path, tiny_space: Path) -> None:
     arch = Architecture(space=str(tiny_space), choices=["ir_k3_e1"] * 3).save(tmp_path / "net.json")
     # A learning rate this large blows the weights up: the network ends at chance, as a user's too-short run can.
-    r = runner.invoke(app, ["train", str(arch), "--epochs", "1", "--subset", "200", "--val-subset", "200", "--lr", "1e6",
-                            "--batch-size", "32", "--no-progress", "--torch-threads", "1"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(arch),
+            "--epochs",
+            "1",
+            "--subset",
+            "200",
+            "--val-subset",
+            "200",
+            "--lr",
+            "1e6",
+            "--batch-size",
+            "32",
+            "--no-progress",
+            "--torch-threads",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "warning: accuracy" in r.output and "chance level for 10 classes" in r.output and "--epochs" in r.output
 
@@ -112,14 +191,42 @@ def test_ctrl_c_during_a_search_says_how_to_resume(tmp_path: Path, tiny_space: P
     import time
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "search", "search", "--space", str(tiny_space), "--cost", "params",
-                             "--epochs", "500", "--subset", "300", "--val-subset", "100", "--batch-size", "32",
-                             "--samples", "0", "--no-progress", "--torch-threads", "1", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search",
+            "search",
+            "--space",
+            str(tiny_space),
+            "--cost",
+            "params",
+            "--epochs",
+            "500",
+            "--subset",
+            "300",
+            "--val-subset",
+            "100",
+            "--batch-size",
+            "32",
+            "--samples",
+            "0",
+            "--no-progress",
+            "--torch-threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoint.pt").is_file():  # one epoch saved: an interrupt now has something to resume
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+            )
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=240)  # a loaded CI machine can take long to unwind torch

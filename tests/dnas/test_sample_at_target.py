@@ -17,18 +17,33 @@ from search.searcher import run_search
 runner = CliRunner()
 
 
-def test_sample_at_target_trains_candidates_in_the_window_and_picks_on_held_out_images(tmp_path: Path,
-                                                                                      tiny_space: Path) -> None:
-    base = dict(space=str(tiny_space), cost="params", subset=600, val_subset=200, epochs=2, batch_size=32,
-                progress=False, plots=False)
+def test_sample_at_target_trains_candidates_in_the_window_and_picks_on_held_out_images(tmp_path: Path, tiny_space: Path) -> None:
+    base = dict(
+        space=str(tiny_space), cost="params", subset=600, val_subset=200, epochs=2, batch_size=32, progress=False, plots=False
+    )
     costs = build_setup(SearchConfig.from_flat(out=str(tmp_path / "probe"), **base)).costs
     uniform = costs.fixed + sum(sum(row) / len(row) for row in costs.layer_costs)
     target, tol = 0.8 * uniform, 0.25
     out = tmp_path / "run"
     run_search(SearchConfig.from_flat(out=str(out), loss="target", target=target, target_tolerance=tol, **base))
 
-    r = runner.invoke(app, ["sample", str(out), "--at-target", "-k", "3", "--no-eval", "--train-epochs", "1",
-                            "--train-subset", "600", "--holdout", "200"])
+    r = runner.invoke(
+        app,
+        [
+            "sample",
+            str(out),
+            "--at-target",
+            "-k",
+            "3",
+            "--no-eval",
+            "--train-epochs",
+            "1",
+            "--train-subset",
+            "600",
+            "--holdout",
+            "200",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "picked" in r.output
     samples = json.loads((out / "samples" / "index.json").read_text())["samples"]
@@ -47,7 +62,10 @@ def test_sample_at_target_trains_candidates_in_the_window_and_picks_on_held_out_
 
 def test_sample_at_target_needs_a_search_with_a_target(tmp_path: Path, tiny_space: Path) -> None:
     out = tmp_path / "run"
-    run_search(SearchConfig.from_flat(out=str(out), space=str(tiny_space), subset=300, val_subset=100, epochs=1,
-                                      batch_size=32, progress=False, plots=False))
+    run_search(
+        SearchConfig.from_flat(
+            out=str(out), space=str(tiny_space), subset=300, val_subset=100, epochs=1, batch_size=32, progress=False, plots=False
+        )
+    )
     r = runner.invoke(app, ["sample", str(out), "--at-target", "--no-eval"])
     assert r.exit_code == 1 and "needs a search with a target" in r.output, r.output

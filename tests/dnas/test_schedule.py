@@ -19,8 +19,10 @@ def test_warmup_is_a_share_of_the_epochs_but_at_least_one(epochs: int, warmup: i
     assert SearchConfig.from_flat(out="-", epochs=epochs).schedule.num_warmup_epochs == warmup
 
 
-@pytest.mark.parametrize("images,batch,steps,warmup", [(2000, 64, 100, 4), (2000, 64, 31, 1), (2000, 64, 32, 2),
-                                                     (10000, 128, 500, 7), (640, 64, 10_000, 10), (2000, 64, 0, 0)])
+@pytest.mark.parametrize(
+    "images,batch,steps,warmup",
+    [(2000, 64, 100, 4), (2000, 64, 31, 1), (2000, 64, 32, 2), (10000, 128, 500, 7), (640, 64, 10_000, 10), (2000, 64, 0, 0)],
+)
 def test_a_warmup_in_steps_becomes_whole_epochs_rounded_up(images: int, batch: int, steps: int, warmup: int) -> None:
     cfg = SearchConfig.from_flat(out="-", epochs=10, batch_size=batch, warmup_steps=steps)
     cfg.schedule.resolve_warmup(images)  # 2,000 images at 64: 31 steps an epoch
@@ -28,8 +30,16 @@ def test_a_warmup_in_steps_becomes_whole_epochs_rounded_up(images: int, batch: i
 
 
 def test_a_search_warms_up_for_the_steps_asked_whatever_its_subset(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=400, batch_size=32, epochs=3,
-                                 warmup_steps=15, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(
+        out=str(tmp_path / "s"),
+        space=str(tiny_space),
+        subset=400,
+        batch_size=32,
+        epochs=3,
+        warmup_steps=15,
+        progress=False,
+        plots=False,
+    )
     history = run_search(cfg).history  # 320 weight images: 10 steps an epoch, so 2 warm-up epochs
     assert [e["phase"] for e in history] == ["warmup", "warmup", "search"]
     saved = json.loads((tmp_path / "s" / "config.json").read_text())
@@ -61,14 +71,25 @@ def test_theta_lr_is_fbnets_for_long_searches_and_larger_for_short_ones() -> Non
 
 
 def test_a_theta_split_smaller_than_one_batch_is_an_error_that_names_the_fix(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=500, epochs=2, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(
+        out=str(tmp_path / "s"), space=str(tiny_space), subset=500, epochs=2, progress=False, plots=False
+    )
     with pytest.raises(SearchConfigError, match=r"θ split has 100 images.*--subset 640"):
         run_search(cfg)
 
 
 def test_a_search_whose_theta_did_not_move_warns(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=400, batch_size=32, epochs=2,
-                       theta_lr=1e-6, val_subset=100, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(
+        out=str(tmp_path / "s"),
+        space=str(tiny_space),
+        subset=400,
+        batch_size=32,
+        epochs=2,
+        theta_lr=1e-6,
+        val_subset=100,
+        progress=False,
+        plots=False,
+    )
     result = run_search(cfg)
     assert result.theta_entropy > 0.99
     assert any("θ barely moved" in w for w in result.warnings)
@@ -93,8 +114,17 @@ def test_cost_scale_keeps_collapse_from_paying_more_than_a_fifth(ratio: float) -
 
 
 def test_a_super_net_that_learned_nothing_warns_that_theta_followed_the_cost(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig.from_flat(out=str(tmp_path / "s"), space=str(tiny_space), subset=1000, batch_size=32, epochs=3,
-                       w_lr=1e-7, val_subset=100, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(
+        out=str(tmp_path / "s"),
+        space=str(tiny_space),
+        subset=1000,
+        batch_size=32,
+        epochs=3,
+        w_lr=1e-7,
+        val_subset=100,
+        progress=False,
+        plots=False,
+    )
     frozen = run_search(cfg)
     assert frozen.history[-1]["train_acc"] < 0.2
     assert any("super net barely learned" in w for w in frozen.warnings), frozen.warnings
@@ -133,8 +163,17 @@ def test_entropy_term_is_the_normalised_entropy_and_pulls_theta_apart() -> None:
 
 
 def test_the_decision_term_makes_a_short_search_decide(tmp_path: Path, tiny_space: Path) -> None:
-    cfg = SearchConfig.from_flat(out=str(tmp_path / "off"), space=str(tiny_space), subset=640, batch_size=32, epochs=3,
-                       theta_decide=0.0, val_subset=100, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(
+        out=str(tmp_path / "off"),
+        space=str(tiny_space),
+        subset=640,
+        batch_size=32,
+        epochs=3,
+        theta_decide=0.0,
+        val_subset=100,
+        progress=False,
+        plots=False,
+    )
     off = run_search(cfg)
     on = run_search(SearchConfig.from_flat(**{**cfg.flat(), "out": str(tmp_path / "on"), "theta_decide": 10.0}))
     assert on.theta_entropy < off.theta_entropy - 0.05, (on.theta_entropy, off.theta_entropy)

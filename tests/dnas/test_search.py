@@ -18,8 +18,16 @@ from search.space import get_space
 
 
 def _config(tmp_path: Path, space: Path, **kw) -> SearchConfig:
-    base = dict(out=str(tmp_path / "run"), space=str(space), subset=2000, val_subset=1000, epochs=1, batch_size=32,
-                progress=False, plots=False)
+    base = dict(
+        out=str(tmp_path / "run"),
+        space=str(space),
+        subset=2000,
+        val_subset=1000,
+        epochs=1,
+        batch_size=32,
+        progress=False,
+        plots=False,
+    )
     base.update(kw)
     return SearchConfig.from_flat(**base)
 
@@ -47,10 +55,13 @@ def _slow_table(space_path: Path, slow: str, path: Path) -> Path:
     return LatencyTable("test-phone", "onnxruntime", 1, entries, overhead_ms=0.1).save(path)
 
 
-@pytest.mark.parametrize("loss,extra,slow_name", [("fbnet", {"alpha": 5.0}, "ir_k3_e3"), ("fbnet", {"alpha": 5.0}, "ir_k3_e1"),
-                                                  ("additive", {"lam": 5.0}, "ir_k3_e3")])
-def test_theta_moves_away_from_a_20x_slower_candidate(tmp_path: Path, tiny_space: Path, loss: str, extra: dict,
-                                                      slow_name: str) -> None:
+@pytest.mark.parametrize(
+    "loss,extra,slow_name",
+    [("fbnet", {"alpha": 5.0}, "ir_k3_e3"), ("fbnet", {"alpha": 5.0}, "ir_k3_e1"), ("additive", {"lam": 5.0}, "ir_k3_e3")],
+)
+def test_theta_moves_away_from_a_20x_slower_candidate(
+    tmp_path: Path, tiny_space: Path, loss: str, extra: dict, slow_name: str
+) -> None:
     lut = _slow_table(tiny_space, slow_name, tmp_path / "lut.json")
     cfg = _config(tmp_path, tiny_space, cost="latency", lut=str(lut), subset=400, loss=loss, **extra)
     setup = build_setup(cfg)
@@ -101,8 +112,9 @@ def test_resume_refuses_a_different_search(tmp_path: Path, tiny_space: Path) -> 
 
 
 def test_hard_mode_search_runs_and_moves_theta(tmp_path: Path, tiny_space: Path) -> None:
-    result = run_search(_config(tmp_path, tiny_space, mode="hard", subset=800, val_subset=200, epochs=2),
-                        on_finish=plot_search)  # the app draws the plots through the hook
+    result = run_search(
+        _config(tmp_path, tiny_space, mode="hard", subset=800, val_subset=200, epochs=2), on_finish=plot_search
+    )  # the app draws the plots through the hook
     assert any(v != 0.0 for row in result.history[-1]["theta"] for v in row)
     assert result.history[1]["tau"] == pytest.approx(0.5, rel=0.05)  # τ_end, reached at the last step
     plots = sorted(p.name for p in (Path(result.out) / "plots").iterdir())
@@ -207,8 +219,7 @@ def test_a_falling_super_net_accuracy_is_warned_about() -> None:
     assert accuracy_fall([{"val_acc": 0.70}]) is None
 
 
-def test_a_target_search_runs_on_a_calibration_that_prices_cheap_networks_below_zero(tmp_path: Path,
-                                                                                     tiny_space: Path) -> None:
+def test_a_target_search_runs_on_a_calibration_that_prices_cheap_networks_below_zero(tmp_path: Path, tiny_space: Path) -> None:
     from search.lut import TableCalibration
 
     # The demo's calibrations have come out at scale 1.4, offset −0.015 ms: its cheapest networks then cost < 0 ms.
@@ -216,8 +227,7 @@ def test_a_target_search_runs_on_a_calibration_that_prices_cheap_networks_below_
     table = LatencyTable.from_document(json.loads(_slow_table(tiny_space, "ir_k3_e3", tmp_path / "lut.json").read_text()))
     table.calibration = TableCalibration(scale=1.4, offset_ms=-50.0, networks=8)
     lut = table.save(tmp_path / "calibrated.json")
-    setup = build_setup(_config(tmp_path, tiny_space, cost="latency", lut=str(lut), subset=400, loss="target",
-                                target=10.0))
+    setup = build_setup(_config(tmp_path, tiny_space, cost="latency", lut=str(lut), subset=400, loss="target", target=10.0))
     assert setup.costs.min_cost() < 0 and setup.cost_scale == 1.0
     with pytest.raises(SearchConfigError, match="non-positive"):  # FBNet's form still refuses it, by name
         build_setup(_config(tmp_path / "f", tiny_space, cost="latency", lut=str(lut), subset=400, loss="fbnet"))

@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from search.quant.searcher import QuantSearchConfig
-from search.search_config import (COSTS, CostSource, Objective, RunSettings, Schedule, SearchConfig,
-                                  SearchConfigError, flat_options)
+from search.search_config import (
+    COSTS,
+    CostSource,
+    Objective,
+    RunSettings,
+    Schedule,
+    SearchConfig,
+    SearchConfigError,
+    flat_options,
+)
 from search.searcher import run_search
 
 
@@ -60,8 +68,7 @@ def test_a_flat_config_json_from_before_the_split_still_reads() -> None:
 
 
 def test_a_bits_search_keeps_its_own_defaults_when_options_are_given() -> None:
-    arch, bits = SearchConfig.from_flat(out="o"), QuantSearchConfig.from_flat(out="o", theta_lr=0.1, loss="target",
-                                                                            target=40.0)
+    arch, bits = SearchConfig.from_flat(out="o"), QuantSearchConfig.from_flat(out="o", theta_lr=0.1, loss="target", target=40.0)
     assert (arch.schedule.theta_decide, arch.schedule.theta_travel, arch.cost_source.kind) == (3.0, 8.0, "flops")
     assert (bits.schedule.theta_decide, bits.schedule.theta_travel, bits.cost_source.kind) == (0.0, 4.0, "size")
     assert bits.schedule.theta_lr == 0.1 and bits.objective.lam == 1.0
@@ -71,8 +78,16 @@ def test_a_bits_search_keeps_its_own_defaults_when_options_are_given() -> None:
 
 
 def test_a_run_folder_from_before_the_split_resumes(tmp_path: Path, tiny_space: Path) -> None:
-    kw = dict(out=str(tmp_path / "run"), space=str(tiny_space), subset=400, val_subset=100, epochs=2, batch_size=32,
-              progress=False, plots=False)
+    kw = dict(
+        out=str(tmp_path / "run"),
+        space=str(tiny_space),
+        subset=400,
+        val_subset=100,
+        epochs=2,
+        batch_size=32,
+        progress=False,
+        plots=False,
+    )
     run_search(SearchConfig.from_flat(**{**kw, "epochs": 1}))
     # Write config.json and the checkpoint's config the way searches made before the split did: flat.
     old = {k: v for k, v in SearchConfig.from_flat(**{**kw, "epochs": 1}).flat().items() if k != "token"}

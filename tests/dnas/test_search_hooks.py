@@ -45,8 +45,9 @@ class Recorder:
 
 
 def _config(out: Path, space: Path, progress: bool) -> SearchConfig:
-    return SearchConfig.from_flat(out=str(out), space=str(space), subset=400, val_subset=100, epochs=2, batch_size=32,
-                                  progress=progress, plots=False)
+    return SearchConfig.from_flat(
+        out=str(out), space=str(space), subset=400, val_subset=100, epochs=2, batch_size=32, progress=progress, plots=False
+    )
 
 
 def test_a_search_reports_to_the_progress_and_the_finish_hook_it_is_handed(tmp_path: Path, tiny_space: Path) -> None:

@@ -31,13 +31,39 @@ def _register(srv: LiveServer, device: str) -> None:
 
 
 def _search_args(srv: LiveServer, space: Path, device: str, tmp_path: Path) -> list[str]:
-    return ["search", "--space", str(space), "--server", srv.url, "--device", device, "--runtime", "onnxruntime",
-            "--threads", "1", "--cache-dir", str(tmp_path / "cache"), "--epochs", "2", "--subset", "400",
-            "--val-subset", "100", "--batch-size", "40", "--samples", "0", "--no-progress", "--out", str(tmp_path / "run")]
+    return [
+        "search",
+        "--space",
+        str(space),
+        "--server",
+        srv.url,
+        "--device",
+        device,
+        "--runtime",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--epochs",
+        "2",
+        "--subset",
+        "400",
+        "--val-subset",
+        "100",
+        "--batch-size",
+        "40",
+        "--samples",
+        "0",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+    ]
 
 
-def test_search_on_a_device_without_a_table_hints_create_job_and_a_token(live_server: LiveServer, tiny_space: Path,
-                                                                        tmp_path: Path) -> None:
+def test_search_on_a_device_without_a_table_hints_create_job_and_a_token(
+    live_server: LiveServer, tiny_space: Path, tmp_path: Path
+) -> None:
     _register(live_server, "no-table-phone")
     r = _invoke(_search_args(live_server, tiny_space, "no-table-phone", tmp_path))
     assert r.exit_code == 1, r.output
@@ -50,8 +76,9 @@ def test_search_on_a_device_without_a_table_hints_create_job_and_a_token(live_se
     assert "client token" not in r.output
 
 
-def test_search_on_an_unknown_device_says_an_agent_must_register_it(live_server: LiveServer, tiny_space: Path,
-                                                                    tmp_path: Path) -> None:
+def test_search_on_an_unknown_device_says_an_agent_must_register_it(
+    live_server: LiveServer, tiny_space: Path, tmp_path: Path
+) -> None:
     r = _invoke(_search_args(live_server, tiny_space, "nobodys-phone", tmp_path))
     assert r.exit_code == 1, r.output
     assert "unknown device 'nobodys-phone'" in r.output
@@ -61,8 +88,23 @@ def test_search_on_an_unknown_device_says_an_agent_must_register_it(live_server:
 
 def test_create_job_without_a_token_fails_before_any_job_naming_the_token(live_server: LiveServer, tmp_path: Path) -> None:
     _register(live_server, "tokenless-phone")
-    r = _invoke(["predict", "fbnet_c", "--cost", "latency", "--server", live_server.url, "--device", "tokenless-phone",
-                 "--cache-dir", str(tmp_path), "--create-job", "--wait-timeout", "5"])
+    r = _invoke(
+        [
+            "predict",
+            "fbnet_c",
+            "--cost",
+            "latency",
+            "--server",
+            live_server.url,
+            "--device",
+            "tokenless-phone",
+            "--cache-dir",
+            str(tmp_path),
+            "--create-job",
+            "--wait-timeout",
+            "5",
+        ]
+    )
     assert r.exit_code == 1, r.output
     assert "a profiling job needs a client token" in r.output and TOKEN_COMMAND in r.output
     # The missing keys were going to be measured: their line is information, not an error.
@@ -80,20 +122,32 @@ def _agent(srv: LiveServer, device: str, stop: threading.Event, served: list[int
                 continue
             results = [MeasurementResult(key=k, median_ms=0.1 + 0.01 * i, iterations=20) for i, k in enumerate(claimed.keys)]
             results.append(MeasurementResult(key=OVERHEAD_KEY, median_ms=0.01, iterations=20))
-            c.post_measurements(MeasurementBatch(device=device, runtime="onnxruntime", threads=1, agent="test-agent",
-                                                 run_id=uuid.uuid4(), job_id=claimed.id, results=results))
+            c.post_measurements(
+                MeasurementBatch(
+                    device=device,
+                    runtime="onnxruntime",
+                    threads=1,
+                    agent="test-agent",
+                    run_id=uuid.uuid4(),
+                    job_id=claimed.id,
+                    results=results,
+                )
+            )
             served.append(claimed.id)
 
 
 def test_search_with_create_job_reports_the_missing_keys_as_information_then_runs(
-        live_server: LiveServer, tiny_space: Path, tmp_path: Path) -> None:
+    live_server: LiveServer, tiny_space: Path, tmp_path: Path
+) -> None:
     _register(live_server, "job-phone")
     stop, served = threading.Event(), []  # type: ignore[var-annotated]
     agent = threading.Thread(target=_agent, args=(live_server, "job-phone", stop, served), daemon=True)
     agent.start()
     try:
-        r = _invoke(_search_args(live_server, tiny_space, "job-phone", tmp_path)
-                    + ["--create-job", "--token", live_server.client_token, "--wait-timeout", "120"])
+        r = _invoke(
+            _search_args(live_server, tiny_space, "job-phone", tmp_path)
+            + ["--create-job", "--token", live_server.client_token, "--wait-timeout", "120"]
+        )
     finally:
         stop.set()
         agent.join(10)
@@ -105,14 +159,23 @@ def test_search_with_create_job_reports_the_missing_keys_as_information_then_run
     assert "search done" in r.output
 
 
-def test_search_without_create_job_still_calls_missing_keys_an_error(live_server: LiveServer, tiny_space: Path,
-                                                                     tmp_path: Path) -> None:
+def test_search_without_create_job_still_calls_missing_keys_an_error(
+    live_server: LiveServer, tiny_space: Path, tmp_path: Path
+) -> None:
     keys = get_space(str(tiny_space)).op_keys()
     _register(live_server, "half-table-phone")
     with live_server.client("agent") as c:
         results = [MeasurementResult(key=k, median_ms=0.2, iterations=20) for k in keys[:-1]]
-        c.post_measurements(MeasurementBatch(device="half-table-phone", runtime="onnxruntime", threads=1,
-                                             agent="test-agent", run_id=uuid.uuid4(), results=results))
+        c.post_measurements(
+            MeasurementBatch(
+                device="half-table-phone",
+                runtime="onnxruntime",
+                threads=1,
+                agent="test-agent",
+                run_id=uuid.uuid4(),
+                results=results,
+            )
+        )
     r = _invoke(_search_args(live_server, tiny_space, "half-table-phone", tmp_path) + ["--no-create-job"])
     assert r.exit_code == 1, r.output
     assert "error: 1 operator(s) of the space missing from the latency table" in r.output and keys[-1] in r.output
@@ -121,8 +184,19 @@ def test_search_without_create_job_still_calls_missing_keys_an_error(live_server
 
 @pytest.mark.parametrize("token", [None, "not-a-token"])
 def test_validate_names_the_token_it_needs(live_server: LiveServer, tmp_path: Path, token: str | None) -> None:
-    args = ["validate", "--server", live_server.url, "--device", "host-cpu", "--space", "fbnet-fmnist", "--n", "4",
-            "--cache-dir", str(tmp_path)]
+    args = [
+        "validate",
+        "--server",
+        live_server.url,
+        "--device",
+        "host-cpu",
+        "--space",
+        "fbnet-fmnist",
+        "--n",
+        "4",
+        "--cache-dir",
+        str(tmp_path),
+    ]
     r = _invoke(args + (["--token", token] if token else []))
     assert "client" in r.output and TOKEN_COMMAND in r.output, r.output
     if token is None:

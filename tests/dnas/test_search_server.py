@@ -38,9 +38,21 @@ def _fill_lut(srv: LiveServer, device: str, space_path: Path, skip: int = 0) -> 
 def test_search_pulls_the_latency_table_over_http(live_server: LiveServer, tmp_path: Path, tiny_space: Path) -> None:
     latencies = _fill_lut(live_server, "pixel-test", tiny_space)
     cache = tmp_path / "cache"
-    cfg = SearchConfig.from_flat(out=str(tmp_path / "run"), space=str(tiny_space), cost="latency", server=live_server.url,
-                       device="pixel-test", runtime="onnxruntime", threads=1, cache_dir=str(cache), subset=300,
-                       val_subset=100, batch_size=32, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(
+        out=str(tmp_path / "run"),
+        space=str(tiny_space),
+        cost="latency",
+        server=live_server.url,
+        device="pixel-test",
+        runtime="onnxruntime",
+        threads=1,
+        cache_dir=str(cache),
+        subset=300,
+        val_subset=100,
+        batch_size=32,
+        progress=False,
+        plots=False,
+    )
     res = run_search(cfg)
     costs = json.loads((Path(res.out) / "costs.json").read_text())
     assert costs["unit"] == "ms" and costs["source"]["table_device"] == "pixel-test"
@@ -57,16 +69,47 @@ def test_search_pulls_the_latency_table_over_http(live_server: LiveServer, tmp_p
 
 def test_missing_entries_are_listed(live_server: LiveServer, tmp_path: Path, tiny_space: Path) -> None:
     _fill_lut(live_server, "half-phone", tiny_space, skip=2)
-    cfg = SearchConfig.from_flat(out=str(tmp_path / "run"), space=str(tiny_space), cost="latency", server=live_server.url,
-                       device="half-phone", runtime="onnxruntime", threads=1, cache_dir=str(tmp_path / "c"),
-                       subset=100, progress=False, plots=False)
+    cfg = SearchConfig.from_flat(
+        out=str(tmp_path / "run"),
+        space=str(tiny_space),
+        cost="latency",
+        server=live_server.url,
+        device="half-phone",
+        runtime="onnxruntime",
+        threads=1,
+        cache_dir=str(tmp_path / "c"),
+        subset=100,
+        progress=False,
+        plots=False,
+    )
     with pytest.raises(MissingEntriesError) as exc:
         run_search(cfg)
     assert len(exc.value.keys) == 2
     runner = CliRunner()
-    r = runner.invoke(app, ["search", "--space", str(tiny_space), "--server", live_server.url, "--device", "half-phone",
-                            "--runtime", "onnxruntime", "--threads", "1", "--cache-dir", str(tmp_path / "c"),
-                            "--subset", "100", "--no-create-job", "--no-progress", "--out", str(tmp_path / "cli")])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            "--space",
+            str(tiny_space),
+            "--server",
+            live_server.url,
+            "--device",
+            "half-phone",
+            "--runtime",
+            "onnxruntime",
+            "--threads",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--subset",
+            "100",
+            "--no-create-job",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+    )
     assert r.exit_code == 1
     assert "2 operator(s) of the space missing" in r.output and exc.value.keys[0] in r.output
     assert "Traceback" not in r.output

@@ -71,7 +71,7 @@ def test_candidates_share_one_weight_set() -> None:
     g2 = op.names.index("ir_k3_e1_g2")
     w = op.export_state(g2)["pw.0.weight"]
     assert w.shape[1] == c // 2
-    assert torch.equal(w[c // 2:], op.pw.detach()[c // 2:c, c // 2:])  # group 2 sees the second input block
+    assert torch.equal(w[c // 2 :], op.pw.detach()[c // 2 : c, c // 2 :])  # group 2 sees the second input block
 
 
 def test_a_block_that_cannot_share_is_refused() -> None:
@@ -114,9 +114,13 @@ def test_bn_recalibration_changes_a_childs_statistics_and_restores_the_super_net
         net(x)
     before = net.mixed[1].pw_bn.running_mean.clone()
     choices = ["ir_k3_e1"] * SPACE.num_layers
-    images = InMemoryImages(torch.randint(0, 256, (64, *SPACE.input_shape), dtype=torch.uint8),
-                            torch.zeros(64, dtype=torch.long),
-                            DatasetInfo("noise", tuple(SPACE.input_shape), tuple(map(str, range(10)))), [0.2], [0.3])
+    images = InMemoryImages(
+        torch.randint(0, 256, (64, *SPACE.input_shape), dtype=torch.uint8),
+        torch.zeros(64, dtype=torch.long),
+        DatasetInfo("noise", tuple(SPACE.input_shape), tuple(map(str, range(10)))),
+        [0.2],
+        [0.3],
+    )
     with net.fixed_choices(choices), recalibrated_bn(net, images, torch.arange(64), 32, torch.device("cpu")):
         c = net.mixed[1].in_ch
         inside = net.mixed[1].pw_bn.running_mean.clone()

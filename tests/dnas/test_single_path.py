@@ -52,7 +52,7 @@ def test_projection_holds_the_target_after_every_theta_step(tmp_path: Path, tiny
         p.requires_grad_(False)
     moved = []
     for i in range(4):
-        x, y = setup.train_set.batch(setup.theta_index[32 * i:32 * (i + 1)])
+        x, y = setup.train_set.batch(setup.theta_index[32 * i : 32 * (i + 1)])
         before = [t.detach().clone() for t in setup.model.arch_parameters()]
         train_step(setup, x, y, setup.theta_optimizer)
         assert setup.model.distribution_cost(setup.cost_tensors, setup.costs.fixed) == pytest.approx(target, rel=1e-5)
@@ -88,8 +88,9 @@ def test_a_sandwich_search_with_shared_weights_and_projection_runs(tmp_path: Pat
     lut = _ramp_table(tiny_space, tmp_path / "t.json")
     kw = dict(cost="latency", lut=str(lut), subset=600, val_subset=200, epochs=2, mode="hard")
     target = _low_target(build_setup(_config(tmp_path / "probe", tiny_space, **kw)))
-    result = run_search(_config(tmp_path, tiny_space, loss="target", target=target, budget="projection",
-                                weights="shared", paths="sandwich", **kw))
+    result = run_search(
+        _config(tmp_path, tiny_space, loss="target", target=target, budget="projection", weights="shared", paths="sandwich", **kw)
+    )
     assert result.val_acc > 0.15
     last = result.history[-1]
     assert last["expected_cost"] == pytest.approx(target, rel=1e-4)
@@ -123,8 +124,9 @@ def _sandwich_grads(setup, x: torch.Tensor, y: torch.Tensor, distill: bool) -> l
 
 
 def test_distill_paths_learn_the_costliest_paths_predictions(tmp_path: Path, tiny_space: Path) -> None:
-    setup = build_setup(_config(tmp_path, tiny_space, subset=400, val_subset=100, epochs=2, mode="hard",
-                                weights="shared", paths="distill"))
+    setup = build_setup(
+        _config(tmp_path, tiny_space, subset=400, val_subset=100, epochs=2, mode="hard", weights="shared", paths="distill")
+    )
     x, y = setup.train_set.batch(setup.w_index[:32])
     before = {k: v.clone() for k, v in setup.model.state_dict().items()}
     torch.manual_seed(5)

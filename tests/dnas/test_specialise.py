@@ -20,16 +20,21 @@ from tests.dnas.test_search import _config
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_space: Path) -> Path:
     tmp = tmp_path_factory.mktemp("spec")
-    return Path(run_search(_config(tmp, tiny_space, mode="hard", weights="shared", paths="uniform", subset=600,
-                                   val_subset=100, epochs=1)).out)
+    return Path(
+        run_search(
+            _config(tmp, tiny_space, mode="hard", weights="shared", paths="uniform", subset=600, val_subset=100, epochs=1)
+        ).out
+    )
 
 
 def _tables(space_path: Path, folder: Path) -> dict[str, Path]:
     """Two devices that disagree: ir_k3_e3 is slow on one and fast on the other."""
     space = get_space(str(space_path))
     out = {}
-    for device, ms in (("phone-a", {"ir_k3_e1": 1.0, "ir_k3_e3": 4.0, "skip": 0.2}),
-                       ("phone-b", {"ir_k3_e1": 2.0, "ir_k3_e3": 0.8, "skip": 0.3})):
+    for device, ms in (
+        ("phone-a", {"ir_k3_e1": 1.0, "ir_k3_e3": 4.0, "skip": 0.2}),
+        ("phone-b", {"ir_k3_e1": 2.0, "ir_k3_e3": 0.8, "skip": 0.3}),
+    ):
         entries = {key: 0.5 for key in space.op_keys()}
         for layer in space.layers():
             for name, v in ms.items():
@@ -61,9 +66,26 @@ def test_specialise_command(trained: Path, tiny_space: Path, tmp_path: Path) -> 
     from search.app.cli import app
 
     paths = _tables(tiny_space, tmp_path)
-    args = ["specialise", str(trained), "--lut", str(paths["phone-a"]), "--lut", str(paths["phone-b"]),
-            "--val-images", "200", "--calib-images", "100", "--population", "6", "--generations", "2",
-            "--tol", "0.2", "-o", str(tmp_path / "out")]
+    args = [
+        "specialise",
+        str(trained),
+        "--lut",
+        str(paths["phone-a"]),
+        "--lut",
+        str(paths["phone-b"]),
+        "--val-images",
+        "200",
+        "--calib-images",
+        "100",
+        "--population",
+        "6",
+        "--generations",
+        "2",
+        "--tol",
+        "0.2",
+        "-o",
+        str(tmp_path / "out"),
+    ]
     res = CliRunner().invoke(app, [*args, "--target-ms", "4", "--target-ms", "3"])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "out" / "specialised.json").read_text())
@@ -76,7 +98,7 @@ def test_specialise_command(trained: Path, tiny_space: Path, tmp_path: Path) -> 
     bad = CliRunner().invoke(app, [*args, "--target-ms", "4", "--target-ms", "3", "--target-ms", "2"])
     assert bad.exit_code == 2 and "one per device" in bad.output
     i = args.index(str(paths["phone-b"]))
-    one = args[:i - 1] + args[i + 1:]  # only phone-a's table: several targets for one device
+    one = args[: i - 1] + args[i + 1 :]  # only phone-a's table: several targets for one device
     res = CliRunner().invoke(app, [*one, "--target-ms", "4", "--target-ms", "3"])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "out" / "specialised.json").read_text())

@@ -42,9 +42,22 @@ def noisy_space(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
 
 def _search(out: Path, space: Path, mode: str, estimator: str = "soft", decide: float | None = None) -> list[list[float]]:
     # 1,500 θ images in batches of 50, 4 searching epochs: 120 θ steps; λ = 0: the cost says nothing.
-    config = SearchConfig.from_flat(out=str(out), space=str(space), cost="flops", loss="additive", lam=0.0, mode=mode,
-                          theta_estimator=estimator, epochs=5, subset=3000, w_split=0.5, batch_size=50, val_subset=200,
-                          progress=False, plots=False)
+    config = SearchConfig.from_flat(
+        out=str(out),
+        space=str(space),
+        cost="flops",
+        loss="additive",
+        lam=0.0,
+        mode=mode,
+        theta_estimator=estimator,
+        epochs=5,
+        subset=3000,
+        w_split=0.5,
+        batch_size=50,
+        val_subset=200,
+        progress=False,
+        plots=False,
+    )
     if decide is not None:
         config.schedule.theta_decide = decide
     result = run_search(config)

@@ -20,15 +20,28 @@ QUICK = dict(data="fashion-mnist", batch_size=32, progress=False, plots=False, w
 
 
 @pytest.mark.parametrize("optimizer,theta_lr", [("adam", 0.1), ("sgd", 1.0)])
-def test_a_size_budget_far_below_fp32_drives_the_largest_layers_to_low_bits(tmp_path: Path, optimizer: str,
-                                                                            theta_lr: float) -> None:
+def test_a_size_budget_far_below_fp32_drives_the_largest_layers_to_low_bits(
+    tmp_path: Path, optimizer: str, theta_lr: float
+) -> None:
     space = get_bits_space("resnet8-w8", weight_bits=[2, 4, 8, 32], act_bits=[8])
     fp32_kb = config_cost(SizeCost(), space, space.uniform("fp32"))
     budget = fp32_kb / 12  # about 2.7 bits per weight
-    config = QuantSearchConfig.from_flat(out=str(tmp_path / "qs"), space="resnet8-w8", cost="size", loss="target", target=budget,
-                               subset=768, val_subset=200, epochs=3, w_split=0.5, theta_lr=theta_lr,
-                               theta_optimizer=optimizer,
-                               weight_bits=[2, 4, 8, 32], act_bits=[8], **QUICK)
+    config = QuantSearchConfig.from_flat(
+        out=str(tmp_path / "qs"),
+        space="resnet8-w8",
+        cost="size",
+        loss="target",
+        target=budget,
+        subset=768,
+        val_subset=200,
+        epochs=3,
+        w_split=0.5,
+        theta_lr=theta_lr,
+        theta_optimizer=optimizer,
+        weight_bits=[2, 4, 8, 32],
+        act_bits=[8],
+        **QUICK,
+    )
     result = run_quant_search(config)
     last = json.loads((tmp_path / "qs" / "theta.json").read_text())["epochs"][-1]
     largest = sorted(space.layers(), key=lambda lay: lay.weight_params, reverse=True)[:3]
@@ -77,20 +90,76 @@ def test_fit_budget_lowers_then_fills_where_theta_is_least_sure() -> None:
 def test_search_then_fine_tune_then_table_end_to_end(tmp_path: Path) -> None:
     runner = CliRunner()
     qs = tmp_path / "qs"
-    r = runner.invoke(app, ["quant-search", "--space", "resnet8-w4", "--subset", "256", "--val-subset", "200",
-                            "--epochs", "1", "--batch-size", "32", "--cost", "bops", "--out", str(qs), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "quant-search",
+            "--space",
+            "resnet8-w4",
+            "--subset",
+            "256",
+            "--val-subset",
+            "200",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--cost",
+            "bops",
+            "--out",
+            str(qs),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (qs / "bits.json").is_file() and (qs / "theta.json").is_file() and (qs / "plots" / "theta_heatmap.png").is_file()
     assert "bits (" in r.output
-    r = runner.invoke(app, ["quant-train", str(qs / "bits.json"), "--init", str(qs / "supernet_float.pt"), "--epochs", "1",
-                            "--subset", "256", "--val-subset", "200", "--batch-size", "32", "--out", str(tmp_path / "mix"),
-                            "--no-progress", "--latency"])
+    r = runner.invoke(
+        app,
+        [
+            "quant-train",
+            str(qs / "bits.json"),
+            "--init",
+            str(qs / "supernet_float.pt"),
+            "--epochs",
+            "1",
+            "--subset",
+            "256",
+            "--val-subset",
+            "200",
+            "--batch-size",
+            "32",
+            "--out",
+            str(tmp_path / "mix"),
+            "--no-progress",
+            "--latency",
+        ],
+    )
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "mix" / "mixed.train.json").read_text())
     assert 0.0 <= report["accuracy"] <= 1.0 and report["onnx_accuracy"] is not None
     assert (tmp_path / "mix" / "mixed.onnx").is_file() and (tmp_path / "mix" / "mixed.pt").is_file()
-    r = runner.invoke(app, ["quant-train", "--space", "resnet8-w4", "--bits", "fp32", "--epochs", "1", "--subset", "256",
-                            "--val-subset", "200", "--batch-size", "32", "--out", str(tmp_path / "fp"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "quant-train",
+            "--space",
+            "resnet8-w4",
+            "--bits",
+            "fp32",
+            "--epochs",
+            "1",
+            "--subset",
+            "256",
+            "--val-subset",
+            "200",
+            "--batch-size",
+            "32",
+            "--out",
+            str(tmp_path / "fp"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["quant-table", str(tmp_path / "fp" / "fp32.train.json"), str(tmp_path / "mix" / "mixed.train.json")])
     assert r.exit_code == 0, r.output
@@ -116,8 +185,19 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         ["quant-search", "--space", "resnet7", "--out", str(tmp_path / "a")],
         ["quant-search", "--weight-bits", "2,99", "--out", str(tmp_path / "b")],
         ["quant-search", "--cost", "flops", "--out", str(tmp_path / "c")],
-        ["quant-search", "--space", "resnet8-w4", "--loss", "target", "--target", "0.01", "--subset", "64",
-         "--out", str(tmp_path / "d")],
+        [
+            "quant-search",
+            "--space",
+            "resnet8-w4",
+            "--loss",
+            "target",
+            "--target",
+            "0.01",
+            "--subset",
+            "64",
+            "--out",
+            str(tmp_path / "d"),
+        ],
         ["quant-train", str(tmp_path / "missing.json")],
         ["quant-train", "--space", "resnet8", "--bits", "w4x4"],
     ]
@@ -141,9 +221,25 @@ def test_theta_prefers_8_bits_over_2_when_size_is_free(tmp_path: Path, mode: str
     machine of this kind (other CPU kernels, same seed) hard mode's mean lead was 0.146. The bug it guards
     against leaves every lead at 0.
     """
-    config = QuantSearchConfig.from_flat(out=str(tmp_path / mode), space="resnet8-w8", cost="size", loss="additive", lam=0.0,
-                               mode=mode, weight_bits=[2, 8], act_bits=[2, 8], epochs=6, subset=3000, w_split=0.5,
-                               batch_size=50, val_subset=200, data="fashion-mnist", progress=False, plots=False, seed=0)
+    config = QuantSearchConfig.from_flat(
+        out=str(tmp_path / mode),
+        space="resnet8-w8",
+        cost="size",
+        loss="additive",
+        lam=0.0,
+        mode=mode,
+        weight_bits=[2, 8],
+        act_bits=[2, 8],
+        epochs=6,
+        subset=3000,
+        w_split=0.5,
+        batch_size=50,
+        val_subset=200,
+        data="fashion-mnist",
+        progress=False,
+        plots=False,
+        seed=0,
+    )
     run_quant_search(config)
     doc = json.loads((tmp_path / mode / "theta.json").read_text())
     tags = doc["candidates"][0]

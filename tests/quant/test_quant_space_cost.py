@@ -102,14 +102,53 @@ def test_int8_latency_uses_the_int8_kernel_for_up_to_8_bits_and_fp32_otherwise(t
 
     table.save(tmp_path / "lut.json")
     out = tmp_path / "qs"
-    r = CliRunner().invoke(app, ["quant-search", "--space", "resnet8-w4", "--cost", "latency", "--lut", str(tmp_path / "lut.json"),
-                                 "--weight-bits", "4,8,32", "--act-bits", "8,32", "--subset", "200", "--val-subset", "64",
-                                 "--epochs", "1", "--batch-size", "32", "--out", str(out), "--no-progress"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "quant-search",
+            "--space",
+            "resnet8-w4",
+            "--cost",
+            "latency",
+            "--lut",
+            str(tmp_path / "lut.json"),
+            "--weight-bits",
+            "4,8,32",
+            "--act-bits",
+            "8,32",
+            "--subset",
+            "200",
+            "--val-subset",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "bits.json").read_text())
     assert doc["meta"]["predicted"]["unit"] == "ms" and doc["meta"]["predicted"]["latency"] > 0
-    r = CliRunner().invoke(app, ["quant-search", "--space", "resnet8-w8", "--cost", "latency", "--lut", str(tmp_path / "lut.json"),
-                                 "--subset", "64", "--out", str(tmp_path / "qs2"), "--no-progress"])  # other widths: missing
+    r = CliRunner().invoke(
+        app,
+        [
+            "quant-search",
+            "--space",
+            "resnet8-w8",
+            "--cost",
+            "latency",
+            "--lut",
+            str(tmp_path / "lut.json"),
+            "--subset",
+            "64",
+            "--out",
+            str(tmp_path / "qs2"),
+            "--no-progress",
+        ],
+    )  # other widths: missing
     assert r.exit_code == 1 and "missing from the latency table" in r.output
 
 

@@ -19,16 +19,19 @@ from search.app.cli import app
 
 HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 needs_executorch = pytest.mark.skipif(
-    not HAVE_EXECUTORCH, reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)")
+    not HAVE_EXECUTORCH, reason="ExecuTorch is not installed: pip install 'hwnas[executorch]' (executorch==1.5.1)"
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _found(tmp_path: Path) -> tuple[Path, Path, torch.nn.Module]:
     """A found network of the Fashion-MNIST space as a search writes it: its document and trained weights
     (BN statistics moved off their defaults, so weights that were not loaded would show)."""
-    arch = Architecture(space="fbnet-fmnist", name="found",
-                        choices=["ir_k3_e1_g2", "skip", "ir_k5_e6", "maxpool_k3", "ir_k3_e3", "avgpool_k3",
-                                 "ir_k5_e1_g2", "skip", "ir_k3_e6"])
+    arch = Architecture(
+        space="fbnet-fmnist",
+        name="found",
+        choices=["ir_k3_e1_g2", "skip", "ir_k5_e6", "maxpool_k3", "ir_k3_e3", "avgpool_k3", "ir_k5_e1_g2", "skip", "ir_k3_e6"],
+    )
     net = build(arch)
     with torch.no_grad():
         for m in net.modules():
@@ -72,12 +75,20 @@ def test_an_operator_key_exports_to_pte(tmp_path: Path) -> None:
 
 
 def test_without_executorch_pte_is_refused_with_the_install_line(tmp_path: Path) -> None:
-    code = ("import sys\nsys.modules['executorch'] = None\n"  # as on a machine without the extra
-            "from search.app.cli import main\n"
-            f"sys.argv = ['hwnas', 'export', 'ir_k3_e6_g1_s2_o24@1x16x28x28', '-f', 'pte', '-o', {str(tmp_path / 'op.pte')!r}]\n"
-            "main()\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys\nsys.modules['executorch'] = None\n"  # as on a machine without the extra
+        "from search.app.cli import main\n"
+        f"sys.argv = ['hwnas', 'export', 'ir_k3_e6_g1_s2_o24@1x16x28x28', '-f', 'pte', '-o', {str(tmp_path / 'op.pte')!r}]\n"
+        "main()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "pip install 'hwnas[executorch]'" in r.stdout + r.stderr
     assert not (tmp_path / "op.pte").exists()

@@ -12,8 +12,17 @@ from typer.testing import CliRunner
 
 from search.cost import CostTable, FlopsCost, LatencyCost, ParamsCost
 from search.count_baseline import BaselineError, most_under
-from search.ground_truth import (SHIPPED, GroundTruth, GroundTruthError, Network, Recipe, Window, percentile_of,
-                                 sample_window, table_fingerprint)
+from search.ground_truth import (
+    SHIPPED,
+    GroundTruth,
+    GroundTruthError,
+    Network,
+    Recipe,
+    Window,
+    percentile_of,
+    sample_window,
+    table_fingerprint,
+)
 from search.stats import expected_best_pick, spearman, t_interval, win_share
 
 
@@ -28,7 +37,8 @@ def _enumerate(lat: CostTable, candidates: list[list[str]]) -> dict[tuple[str, .
     out = {}
     for idx in itertools.product(*(range(len(c)) for c in candidates)):
         out[tuple(candidates[i][j] for i, j in enumerate(idx))] = lat.fixed + sum(
-            lat.layer_costs[i][j] for i, j in enumerate(idx))
+            lat.layer_costs[i][j] for i, j in enumerate(idx)
+        )
     return out
 
 
@@ -101,8 +111,9 @@ def test_hwnas_baseline_command_on_the_shipped_table(tmp_path: Path) -> None:
     from search.space import get_space
 
     table = SHIPPED / "fbnet-fmnist_host-cpu.table.json"
-    res = CliRunner().invoke(app, ["baseline", "--target-ms", "0.047", "--lut", str(table), "--json",
-                                   "-o", str(tmp_path / "b.json")])
+    res = CliRunner().invoke(
+        app, ["baseline", "--target-ms", "0.047", "--lut", str(table), "--json", "-o", str(tmp_path / "b.json")]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["in_window"] and 0.047 * 0.95 <= doc["predicted_ms"] <= 0.047 * 1.05
@@ -127,8 +138,8 @@ def test_t_interval_on_known_numbers() -> None:
     ci = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
     # mean 3, sd sqrt(2.5), t(0.975, 4) = 2.776445
     assert ci.mean == 3.0
-    assert ci.low == pytest.approx(3 - 2.776445 * (2.5 ** 0.5) / 5 ** 0.5, abs=1e-5)
-    assert ci.high == pytest.approx(3 + 2.776445 * (2.5 ** 0.5) / 5 ** 0.5, abs=1e-5)
+    assert ci.low == pytest.approx(3 - 2.776445 * (2.5**0.5) / 5**0.5, abs=1e-5)
+    assert ci.high == pytest.approx(3 + 2.776445 * (2.5**0.5) / 5**0.5, abs=1e-5)
     # The 3 per-search gains: a t-interval, not a bootstrap's flattering one.
     three = t_interval([2.12, 0.27, 2.20])
     assert three.low == pytest.approx(-1.19, abs=0.01) and three.high == pytest.approx(4.25, abs=0.01)
@@ -161,9 +172,19 @@ def test_expected_best_pick_equals_enumeration() -> None:
 # ---- the data file and its loader ---------------------------------------------------------------------
 def _tiny(tmp_path: Path) -> Path:
     recipe = Recipe(epochs=1, train_images=100, seeds=(0, 1))
-    nets = [Network(f"id{i}", ["skip"] * 9, "b25", "window", 1.0 + i, 0.1, 0.05,
-                    seeds={"0": {"val": 0.5 + i / 100, "test": 0.5 + i / 100},
-                           "1": {"val": 0.5 + i / 90, "test": 0.5 + i / 95}}) for i in range(5)]
+    nets = [
+        Network(
+            f"id{i}",
+            ["skip"] * 9,
+            "b25",
+            "window",
+            1.0 + i,
+            0.1,
+            0.05,
+            seeds={"0": {"val": 0.5 + i / 100, "test": 0.5 + i / 100}, "1": {"val": 0.5 + i / 90, "test": 0.5 + i / 95}},
+        )
+        for i in range(5)
+    ]
     gt = GroundTruth(recipe, "a" * 64, {"b25": Window(0.25, 0.05, 0.05)}, nets)
     return gt.save(tmp_path / "gt.json")
 
@@ -226,6 +247,5 @@ def test_hwnas_train_with_the_recipe_trains_exactly_what_the_ground_truth_trains
     arch = Architecture(space="fbnet-fmnist", choices=choices)
     got = train_arch(arch, recipe.train_config(1, num_threads=1, progress=False), out_dir=tmp_path)
     assert got.accuracy == gt["test"]
-    other = train_arch(arch, recipe.train_config(1, num_threads=1, progress=False, validation_images=None),
-                       out_dir=tmp_path)
+    other = train_arch(arch, recipe.train_config(1, num_threads=1, progress=False, validation_images=None), out_dir=tmp_path)
     assert other.accuracy != gt["test"]  # without the split the training images differ

@@ -52,8 +52,13 @@ def test_a_space_table_fitted_from_networks_timed_by_a_table_reproduces_that_tab
     space = get_space("fbnet-fmnist")
     keys = space.op_keys()
     rng = random.Random(0)
-    doc = {"device": "d", "runtime": "r", "threads": 1, "overhead_ms": 0.01,
-           "entries": {k: {"median_ms": rng.uniform(0.001, 0.05)} for k in keys}}
+    doc = {
+        "device": "d",
+        "runtime": "r",
+        "threads": 1,
+        "overhead_ms": 0.01,
+        "entries": {k: {"median_ms": rng.uniform(0.001, 0.05)} for k in keys},
+    }
     (tmp_path / "t.json").write_text(json.dumps(doc))
     costs = cost_table(LatencyCost(load_table(tmp_path / "t.json")), space)
     archs = uniform_random(space, 400, seed=3)
@@ -87,12 +92,26 @@ def test_hwnas_lut_fit_writes_a_usable_table_and_reports_the_hold_out(tmp_path: 
         w = csv.writer(fh)
         w.writerow(["choices", "ms"])
         w.writerows([(" ".join(a), m) for a, m in rows])
-    r = CliRunner().invoke(app, ["lut", "fit", "--space", "fbnet-fmnist", "--networks", str(tmp_path / "timed.csv"),
-                                 "--device", "npu", "-o", str(tmp_path / "npu.json")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "lut",
+            "fit",
+            "--space",
+            "fbnet-fmnist",
+            "--networks",
+            str(tmp_path / "timed.csv"),
+            "--device",
+            "npu",
+            "-o",
+            str(tmp_path / "npu.json"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "hold-out MAPE" in r.output and "on 24 networks" in r.output
     table = load_table(tmp_path / "npu.json")
     assert table.device == "npu" and table.overhead_ms is not None and table.overhead_ms > 0
-    bad = CliRunner().invoke(app, ["lut", "fit", "--space", "fbnet-fmnist", "--networks", str(tmp_path / "none.csv"),
-                                   "-o", str(tmp_path / "x.json")])
+    bad = CliRunner().invoke(
+        app, ["lut", "fit", "--space", "fbnet-fmnist", "--networks", str(tmp_path / "none.csv"), "-o", str(tmp_path / "x.json")]
+    )
     assert bad.exit_code == 2 and "cannot read" in bad.output

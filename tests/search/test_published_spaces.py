@@ -96,12 +96,20 @@ def test_ofa_note10_30ms_is_the_released_network() -> None:
     for spec, b in zip(specs, blocks):
         words = spec.block.split("_")
         assert (spec.shape[1], spec.get("o"), spec.get("k"), spec.get("s")) == (
-            b["in_channels"], b["out_channels"], b["kernel_size"], b["stride"])
+            b["in_channels"],
+            b["out_channels"],
+            b["kernel_size"],
+            b["stride"],
+        )
         assert spec.get("m") == (b["mid_channels"] or b["in_channels"])
         assert ("se" in words, "hs" in words) == (b["use_se"], b["act_func"] == "h_swish")
     assert [s.key for s in space.fixed_specs()] == [
-        "conv_hs_k3_s2_o24@1x3x224x224", "conv_hs_k1_s1_o1152@1x192x7x7", "gap@1x1152x7x7",
-        "conv_hs_nobn_k1_s1_o1536@1x1152x1x1", "fc_o1000@1x1536x1x1"]
+        "conv_hs_k3_s2_o24@1x3x224x224",
+        "conv_hs_k1_s1_o1152@1x192x7x7",
+        "gap@1x1152x7x7",
+        "conv_hs_nobn_k1_s1_o1536@1x1152x1x1",
+        "fc_o1000@1x1536x1x1",
+    ]
 
 
 @pytest.mark.parametrize("size", OFA_SIZES)
@@ -207,11 +215,35 @@ def test_search_proxyless_mobile_on_the_imported_pixel1_table(tmp_path: Path) ->
     lut = write_table(table, tmp_path)
     data = _image_folder(tmp_path / "images", classes=1000, images=8)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "search", "--space", "proxyless-mobile", "--lut", str(lut), "--target-ms", str(target), "--data", str(data),
-        "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2", "--mode", "hard", "--samples", "0",
-        "--no-progress", "--torch-threads", "1", "--out", str(out),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--space",
+            "proxyless-mobile",
+            "--lut",
+            str(lut),
+            "--target-ms",
+            str(target),
+            "--data",
+            str(data),
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0",
+            "--batch-size",
+            "2",
+            "--mode",
+            "hard",
+            "--samples",
+            "0",
+            "--no-progress",
+            "--torch-threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     found = out / "found.json"
     assert found.is_file() and "found at the target" in result.output
@@ -228,8 +260,9 @@ def imported_server(live_server, tmp_path_factory):  # type: ignore[no-untyped-d
     proxyless = tmp_path_factory.mktemp("proxyless") / "mobile_trim.yaml"
     proxyless.write_text(synthetic.proxyless_yaml())
     for preset, path in (("pixel1-proxylessnas", proxyless), ("note10-ofa", ref(ofa_lut(224)))):
-        out = CliRunner().invoke(app, ["lut", "import", str(path), "--preset", preset, "--server", live_server.url,
-                                       "--token", live_server.admin_token])
+        out = CliRunner().invoke(
+            app, ["lut", "import", str(path), "--preset", preset, "--server", live_server.url, "--token", live_server.admin_token]
+        )
         assert out.exit_code == 0 and "0 unmappable" in out.output, out.output
     return live_server
 
@@ -243,8 +276,9 @@ def test_predict_through_the_server_meets_the_published_ofa_number(imported_serv
 
 def test_predict_through_the_server_sums_the_covered_proxyless_blocks(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     source = ["--server", imported_server.url, "--cache-dir", str(tmp_path), "--json"]
-    prox = CliRunner().invoke(app, ["predict", "proxyless_mobile", "--device", "pixel1-proxylessnas", "--partial",
-                                    "--no-create-job", *source])
+    prox = CliRunner().invoke(
+        app, ["predict", "proxyless_mobile", "--device", "pixel1-proxylessnas", "--partial", "--no-create-job", *source]
+    )
     assert prox.exit_code == 0, prox.output
     got = json.loads(prox.output)
     assert got["missing"] == PROXYLESS_MISSING
@@ -253,8 +287,20 @@ def test_predict_through_the_server_sums_the_covered_proxyless_blocks(imported_s
 
 def test_missing_keys_of_an_imported_table_are_not_offered_a_job(imported_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # An imported table is read-only: a profiling job for it answers 409, so "--create-job" must not be the advice.
-    r = CliRunner().invoke(app, ["predict", "proxyless_mobile", "--device", "pixel1-proxylessnas", "--create-job",
-                                 "--server", imported_server.url, "--cache-dir", str(tmp_path)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "proxyless_mobile",
+            "--device",
+            "pixel1-proxylessnas",
+            "--create-job",
+            "--server",
+            imported_server.url,
+            "--cache-dir",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 1, r.output
     assert "imported from" in r.output and "read-only" in r.output and "rerun with --create-job" not in r.output
     assert "409" not in r.output and "created profiling job" not in r.output
@@ -264,16 +310,56 @@ def test_search_proxyless_mobile_against_the_server_device(imported_server, tmp_
     target = round(middle_target_ms(proxyless_table(), tmp_path) * 0.8, 3)  # below the middle, unlike the local search
     data = _image_folder(tmp_path / "images", classes=1000, images=8)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "search", "--space", "proxyless-mobile", "--server", imported_server.url, "--device", "pixel1-proxylessnas",
-        "--cache-dir", str(tmp_path / "cache"), "--no-create-job", "--target-ms", str(target), "--data", str(data),
-        "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2", "--mode", "hard", "--samples", "0",
-        "--no-progress", "--torch-threads", "1", "--out", str(out),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--space",
+            "proxyless-mobile",
+            "--server",
+            imported_server.url,
+            "--device",
+            "pixel1-proxylessnas",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-create-job",
+            "--target-ms",
+            str(target),
+            "--data",
+            str(data),
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0",
+            "--batch-size",
+            "2",
+            "--mode",
+            "hard",
+            "--samples",
+            "0",
+            "--no-progress",
+            "--torch-threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     found = json.loads((out / "found.json").read_text())
     assert found["space"] == "proxyless-mobile" and len(found["choices"]) == 22
-    predicted = CliRunner().invoke(app, ["predict", str(out / "found.json"), "--server", imported_server.url, "--device",
-                                         "pixel1-proxylessnas", "--cache-dir", str(tmp_path / "cache"), "--json"])
+    predicted = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(out / "found.json"),
+            "--server",
+            imported_server.url,
+            "--device",
+            "pixel1-proxylessnas",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--json",
+        ],
+    )
     assert predicted.exit_code == 0, predicted.output
     assert json.loads(predicted.output)["latency_ms"] == pytest.approx(target, rel=0.02)

@@ -128,7 +128,7 @@ def test_space_path_relative_to_document_and_inline(tmp_path: Path) -> None:
 
 def test_unreadable_document(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text("{\"space\": ")
+    bad.write_text('{"space": ')
     with pytest.raises(ArchError, match="bad.json: file: not valid JSON"):
         Architecture.load(bad)
     with pytest.raises(ArchError, match="file"):

@@ -38,8 +38,14 @@ def test_expected_cost_pieces_match_the_built_network() -> None:
 
 def _table(space_name: str, overhead: float | None) -> dict:
     keys = get_space(space_name).op_keys()
-    return {"device": "d", "runtime": "onnxruntime", "threads": 1, "unit": "ms", "overhead_ms": overhead,
-            "entries": {k: {"median_ms": 0.2 + 0.001 * i, "n": 5, "measured_at": "2025-01-01T00:00:00Z"} for i, k in enumerate(keys)}}
+    return {
+        "device": "d",
+        "runtime": "onnxruntime",
+        "threads": 1,
+        "unit": "ms",
+        "overhead_ms": overhead,
+        "entries": {k: {"median_ms": 0.2 + 0.001 * i, "n": 5, "measured_at": "2025-01-01T00:00:00Z"} for i, k in enumerate(keys)},
+    }
 
 
 @pytest.mark.parametrize("overhead", [0.1, None])

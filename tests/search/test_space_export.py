@@ -23,18 +23,24 @@ def _ort(path: Path, x: torch.Tensor) -> np.ndarray:
 
 
 def _arch() -> Architecture:
-    return Architecture(space="fbnet-fmnist", name="t",
-                        choices=["ir_k3_e1_g2", "skip", "ir_k5_e6", "maxpool_k3", "ir_k3_e3", "avgpool_k3", "ir_k5_e1_g2", "skip", "ir_k3_e6"])
+    return Architecture(
+        space="fbnet-fmnist",
+        name="t",
+        choices=["ir_k3_e1_g2", "skip", "ir_k5_e6", "maxpool_k3", "ir_k3_e3", "avgpool_k3", "ir_k5_e1_g2", "skip", "ir_k3_e6"],
+    )
 
 
-@pytest.mark.parametrize("key", [
-    "ir_k5_e1_g2_s1_o24@1x24x14x14",   # grouped 1x1 convs + channel shuffle + residual
-    "ir_k3_e6_g1_s2_o32@1x24x14x14",
-    "skip_s1_o16@1x16x8x8",            # pure identity
-    "avgpool_k3_s2_o32@1x16x8x8",      # pool + projection
-    "conv_k3_s2_o16@1x3x32x32",
-    "gap_fc_o10@1x64x4x4",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ir_k5_e1_g2_s1_o24@1x24x14x14",  # grouped 1x1 convs + channel shuffle + residual
+        "ir_k3_e6_g1_s2_o32@1x24x14x14",
+        "skip_s1_o16@1x16x8x8",  # pure identity
+        "avgpool_k3_s2_o32@1x16x8x8",  # pool + projection
+        "conv_k3_s2_o16@1x3x32x32",
+        "gap_fc_o10@1x64x4x4",
+    ],
+)
 def test_operator_onnx_matches_pytorch(key: str, tmp_path: Path) -> None:
     path = export_op(key, "onnx", tmp_path / "op.onnx")
     module, x = op_module(key)  # what export_op exported: seed-0 weights, seed-0 input

@@ -31,8 +31,17 @@ def _upload(srv, keys: list[str], job_id: int | None = None) -> None:  # type: i
     results = [MeasurementResult(key=k, median_ms=_ms(k), iterations=50) for k in dict.fromkeys(keys)]
     results.append(MeasurementResult(key=OVERHEAD_KEY, median_ms=OVERHEAD, iterations=50))
     with srv.client("agent") as c:
-        c.post_measurements(MeasurementBatch(device=DEVICE, runtime="onnxruntime", threads=1, agent="test-agent",
-                                             run_id=uuid.uuid4(), job_id=job_id, results=results))
+        c.post_measurements(
+            MeasurementBatch(
+                device=DEVICE,
+                runtime="onnxruntime",
+                threads=1,
+                agent="test-agent",
+                run_id=uuid.uuid4(),
+                job_id=job_id,
+                results=results,
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +92,20 @@ def _agent_loop(srv, stop: threading.Event, served: list[int]) -> None:  # type:
 
 def test_cli_predict_creates_a_job_for_missing_entries_and_waits(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     runner = CliRunner()
-    base = ["predict", "fbnet_c", "--cost", "latency", "--server", server.url, "--device", DEVICE,
-            "--cache-dir", str(tmp_path), "--token", server.client_token]
+    base = [
+        "predict",
+        "fbnet_c",
+        "--cost",
+        "latency",
+        "--server",
+        server.url,
+        "--device",
+        DEVICE,
+        "--cache-dir",
+        str(tmp_path),
+        "--token",
+        server.client_token,
+    ]
     refused = runner.invoke(app, base + ["--no-create-job"])
     assert refused.exit_code == 1 and "operator(s) missing from the latency table" in refused.output
     assert "ir_cdw_k3_e6_g1_s1_o32@1x32x28x28" in refused.output and "--create-job" in refused.output
@@ -119,11 +140,14 @@ def test_etag_revalidation_and_offline_cache(server, tmp_path: Path) -> None:  #
     try:
         offline = fetch_table(server.url, DEVICE, cache_dir=tmp_path)
         assert offline.stale and offline.entries == first.entries and offline.overhead_ms == first.overhead_ms
-        out = CliRunner().invoke(app, ["predict", "fbnet_a", "--server", server.url, "--device", DEVICE, "--cache-dir", str(tmp_path)])
+        out = CliRunner().invoke(
+            app, ["predict", "fbnet_a", "--server", server.url, "--device", DEVICE, "--cache-dir", str(tmp_path)]
+        )
         assert out.exit_code == 0, out.output
         assert "server unreachable" in out.output and "latency" in out.output
-        nothing = CliRunner().invoke(app, ["predict", "fbnet_a", "--server", server.url, "--device", DEVICE,
-                                           "--cache-dir", str(tmp_path / "empty")])
+        nothing = CliRunner().invoke(
+            app, ["predict", "fbnet_a", "--server", server.url, "--device", DEVICE, "--cache-dir", str(tmp_path / "empty")]
+        )
         assert nothing.exit_code == 1 and "unreachable and no cached table" in nothing.output
         assert "Traceback" not in nothing.output
     finally:
@@ -131,5 +155,7 @@ def test_etag_revalidation_and_offline_cache(server, tmp_path: Path) -> None:  #
 
 
 def test_unknown_device_is_one_clear_line(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = CliRunner().invoke(app, ["predict", "fbnet_a", "--server", server.url, "--device", "nope", "--cache-dir", str(tmp_path)])
+    out = CliRunner().invoke(
+        app, ["predict", "fbnet_a", "--server", server.url, "--device", "nope", "--cache-dir", str(tmp_path)]
+    )
     assert out.exit_code == 1 and out.output.startswith("error: ") and "nope" in out.output and "Traceback" not in out.output

@@ -173,12 +173,15 @@ def test_mb_squeeze_excite_gates_each_channel() -> None:
     assert float(gate.min()) >= 0.0 and float(gate.max()) <= 1.0
 
 
-@pytest.mark.parametrize(("key", "residual"), [
-    ("mb_k3_s1_o24_m72@1x24x8x8", True),
-    ("mb_se_hs_k5_s1_o24_m24@1x24x8x8", True),
-    ("mb_k3_s2_o24_m72@1x24x8x8", False),
-    ("mb_k3_s1_o32_m72@1x24x8x8", False),
-])
+@pytest.mark.parametrize(
+    ("key", "residual"),
+    [
+        ("mb_k3_s1_o24_m72@1x24x8x8", True),
+        ("mb_se_hs_k5_s1_o24_m24@1x24x8x8", True),
+        ("mb_k3_s2_o24_m72@1x24x8x8", False),
+        ("mb_k3_s1_o32_m72@1x24x8x8", False),
+    ],
+)
 def test_mb_residual_exactly_when_stride_1_and_channels_unchanged(key: str, residual: bool) -> None:
     m = build_op(key).eval()
     assert m.use_residual is residual
@@ -212,8 +215,13 @@ def test_zero_is_a_free_dropped_layer() -> None:
         with pytest.raises(OpError, match="only an identity can be dropped"):
             build_op(bad)
     # A table has no entry for a layer that is not there; the cost models price it at nothing.
-    doc = {"name": "z", "input_shape": [3, 16, 16], "classes": 10, "stem": {"op": "conv_k3", "channels": 8},
-           "stages": [{"channels": 8, "repeats": 1, "stride": 1, "candidates": ["ir_k3_e3", "zero"]}]}
+    doc = {
+        "name": "z",
+        "input_shape": [3, 16, 16],
+        "classes": 10,
+        "stem": {"op": "conv_k3", "channels": 8},
+        "stages": [{"channels": 8, "repeats": 1, "stride": 1, "candidates": ["ir_k3_e3", "zero"]}],
+    }
     space = SearchSpace.from_dict(doc)
     entries = {k: 1.0 for k in space.op_keys() if not k.startswith("zero")}
     table = LatencyTable("d", "r", 1, entries, overhead_ms=0.25)
@@ -224,7 +232,9 @@ def test_zero_is_a_free_dropped_layer() -> None:
     assert info.value.keys == ["ir_k3_e3_g1_s1_o8@1x8x16x16"]  # the real operator is named, zero never is
 
 
-@pytest.mark.parametrize("key", ["mb_se_hs_k5_s1_o24_m72@1x24x8x8", "conv_hs_nobn_k1_s1_o32@1x16x1x1", "gap@1x16x5x5", "fc_o10@1x16x1x1"])
+@pytest.mark.parametrize(
+    "key", ["mb_se_hs_k5_s1_o24_m72@1x24x8x8", "conv_hs_nobn_k1_s1_o32@1x16x1x1", "gap@1x16x5x5", "fc_o10@1x16x1x1"]
+)
 def test_the_device_agent_exports_the_new_operators_and_onnxruntime_agrees(key: str, tmp_path: Path) -> None:
     # The agent turns a job's key into a model through the same registry (device_agent/models.py -> search.export).
     import numpy as np

@@ -25,7 +25,9 @@ def test_fbnet_space_is_the_papers_table_1() -> None:
     assert layers[0].in_shape == (1, 16, 112, 112) and layers[-1].in_shape == (1, 184, 7, 7)
     assert s.size == 9**22
     assert [spec.key for spec in s.fixed_specs()] == [
-        "conv_k3_s2_o16@1x3x224x224", "conv_k1_s1_o1984@1x352x7x7", "gap_fc_o1000@1x1984x7x7",
+        "conv_k3_s2_o16@1x3x224x224",
+        "conv_k1_s1_o1984@1x352x7x7",
+        "gap_fc_o1000@1x1984x7x7",
     ]
 
 
@@ -77,6 +79,7 @@ def _set(path: str, value):  # type: ignore[no-untyped-def]
             del node[last]
         else:
             node[int(last) if last.isdigit() else last] = value
+
     return edit
 
 

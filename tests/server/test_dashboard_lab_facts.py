@@ -96,7 +96,9 @@ def test_last_seen_is_the_devices_latest_activity(server: LiveServer, browser: B
     assert browser.errors == [], browser.errors
     cell = f"document.querySelector(\"#devices tr[data-device='{name}'] .last-seen\")"
     assert browser.eval(f"{cell}.dataset.at") == uploaded["last_seen_at"] != registered["updated_at"]
-    assert browser.eval(f"{cell}.textContent") == browser.eval(f"new Date({json.dumps(uploaded['last_seen_at'])}).toLocaleString()")
+    assert browser.eval(f"{cell}.textContent") == browser.eval(
+        f"new Date({json.dumps(uploaded['last_seen_at'])}).toLocaleString()"
+    )
 
 
 def test_an_idle_agents_poll_is_last_seen_on_the_overview(server: LiveServer, browser: Browser) -> None:
@@ -154,13 +156,20 @@ def test_the_heatmap_sorts_by_the_keys_numbers_and_numbers_its_colour_scale(serv
         agent.post_measurements(batch(name, [result(k, median=m) for k, m in medians.items()]))
     browser.open(f"{server.url}/ui/table.html?device={name}&runtime=ort&threads=1")
     assert browser.errors == [], browser.errors
-    texts = lambda sel: json.loads(browser.eval(f"JSON.stringify([...document.querySelectorAll('{sel}')].map(t => t.textContent))"))  # noqa: E731
+
+    def texts(sel: str) -> list[str]:
+        return json.loads(browser.eval(f"JSON.stringify([...document.querySelectorAll('{sel}')].map(t => t.textContent))"))
+
     assert texts("#heatmap text.row") == [f"s1 o{o} @ 1x16x28x28" for o in (8, 16, 24, 128)]  # not o128, o16, o24, o8
     assert texts("#heatmap text.col") == ["ir_k3_e3_g1", "ir_k3_e6_g1", "ir_k3_e12_g1"]
     # The colour scale is numbered: its ends are the lowest and highest median, its middle their geometric mean.
     lo, hi = min(medians.values()), max(medians.values())
-    ticks = json.loads(browser.eval("JSON.stringify([...document.querySelectorAll('#heatmap-legend text.tick')]"
-                                    ".map(t => [Number(t.dataset.t), Number(t.dataset.ms), t.textContent]))"))
+    ticks = json.loads(
+        browser.eval(
+            "JSON.stringify([...document.querySelectorAll('#heatmap-legend text.tick')]"
+            ".map(t => [Number(t.dataset.t), Number(t.dataset.ms), t.textContent]))"
+        )
+    )
     assert [t for t, _, _ in ticks] == [0, 0.25, 0.5, 0.75, 1]
     assert ticks[0][1] == pytest.approx(lo) and ticks[-1][1] == pytest.approx(hi)
     assert ticks[2][1] == pytest.approx((lo * hi) ** 0.5)
@@ -177,10 +186,22 @@ def test_the_validation_headline_is_the_held_out_mape(server: LiveServer, browse
     with server.client("agent") as agent:
         agent.put_device(name, DeviceInfo(model="Pixel 7"))
         agent.post_measurements(batch(name, [result(key(0))]))
-        agent.put_calibration(name, Calibration(
-            runtime="ort", threads=1, scale=1.1, offset_ms=0.01, networks=3, mape_before=12.0, mape_after=7.4,
-            points=[CalibrationPoint(arch_id=f"{i:016x}", predicted_ms=p, measured_ms=m)
-                    for i, (p, m) in enumerate(zip(predicted, measured))]))
+        agent.put_calibration(
+            name,
+            Calibration(
+                runtime="ort",
+                threads=1,
+                scale=1.1,
+                offset_ms=0.01,
+                networks=3,
+                mape_before=12.0,
+                mape_after=7.4,
+                points=[
+                    CalibrationPoint(arch_id=f"{i:016x}", predicted_ms=p, measured_ms=m)
+                    for i, (p, m) in enumerate(zip(predicted, measured))
+                ],
+            ),
+        )
     browser.open(f"{server.url}/ui/validation.html?device={name}&runtime=ort&threads=1")
     assert browser.errors == [], browser.errors
     headline = "document.querySelector('.card.headline')"
@@ -197,8 +218,12 @@ def test_the_validation_headline_is_the_held_out_mape(server: LiveServer, browse
     # One colour per role, as in hwnas validate's scatter plot (search/validate.py): table sum tab:blue, calibrated tab:orange.
     from matplotlib.colors import to_hex
 
-    fills = json.loads(browser.eval("JSON.stringify(['raw', 'calibrated'].map(c => [...new Set([...document.querySelectorAll("
-                                    "`#validation-plot circle.${c}`)].map(e => e.getAttribute('fill')))]))"))
+    fills = json.loads(
+        browser.eval(
+            "JSON.stringify(['raw', 'calibrated'].map(c => [...new Set([...document.querySelectorAll("
+            "`#validation-plot circle.${c}`)].map(e => e.getAttribute('fill')))]))"
+        )
+    )
     assert fills == [[to_hex("tab:blue")], [to_hex("tab:orange")]]
 
 
@@ -216,27 +241,53 @@ def test_the_job_page_lists_its_whole_networks(server: LiveServer, browser: Brow
         job = client.create_job(JobCreate(device=name, runtime="ort", threads=1, keys=[key(0), key(1)], networks=nets))
     with server.client("agent") as agent:
         assert agent.claim_job(JobClaim(device=name, agent="lab-agent", lease_s=600)) is not None
-        agent.post_network_measurements(NetworkMeasurementBatch(
-            device=name, runtime="ort", threads=1, agent="lab-agent", run_id=uuid.uuid4(), job_id=job.id,
-            results=[NetworkResult(arch_id=nets[0].arch_id, median_ms=1.25, min_ms=1.125, iterations=8,
-                                   samples_ms=[1.125, 1.25, 1.3])]))
+        agent.post_network_measurements(
+            NetworkMeasurementBatch(
+                device=name,
+                runtime="ort",
+                threads=1,
+                agent="lab-agent",
+                run_id=uuid.uuid4(),
+                job_id=job.id,
+                results=[
+                    NetworkResult(
+                        arch_id=nets[0].arch_id, median_ms=1.25, min_ms=1.125, iterations=8, samples_ms=[1.125, 1.25, 1.3]
+                    )
+                ],
+            )
+        )
         agent.fail_key(job.id, JobFail(arch_id=nets[1].arch_id, error="<b>export failed</b>"))
     api = httpx.get(f"{server.url}/jobs/{job.id}").json()
-    assert {k: api["networks"][k] for k in ("total", "done", "failed", "pending")} == {"total": 3, "done": 1, "failed": 1, "pending": 1}
+    assert {k: api["networks"][k] for k in ("total", "done", "failed", "pending")} == {
+        "total": 3,
+        "done": 1,
+        "failed": 1,
+        "pending": 1,
+    }
     assert [(n["arch_id"], n["state"], n["median_ms"], n["error"]) for n in api["networks"]["items"]] == [
-        (nets[0].arch_id, "done", 1.25, None), (nets[1].arch_id, "failed", None, "<b>export failed</b>"),
-        (nets[2].arch_id, "pending", None, None)]
+        (nets[0].arch_id, "done", 1.25, None),
+        (nets[1].arch_id, "failed", None, "<b>export failed</b>"),
+        (nets[2].arch_id, "pending", None, None),
+    ]
     assert httpx.get(f"{server.url}/jobs/{client_only_job(server, name)}").json()["networks"] is None
 
     browser.open(f"{server.url}/ui/job.html?id={job.id}")
     assert browser.errors == [], browser.errors
     assert browser.eval("document.getElementById('job-composition').textContent").startswith(
-        "2 operator keys and 3 whole networks")
-    rows = json.loads(browser.eval("JSON.stringify([...document.querySelectorAll('#job-networks tbody tr')].map(r => "
-                                   "[r.dataset.arch, r.querySelector('.state').textContent, r.querySelector('.median').textContent, "
-                                   "r.querySelector('.message').textContent]))"))
-    assert rows == [[nets[0].arch_id, "done", "1.250", ""], [nets[1].arch_id, "failed", "–", "<b>export failed</b>"],
-                    [nets[2].arch_id, "pending", "–", ""]]
+        "2 operator keys and 3 whole networks"
+    )
+    rows = json.loads(
+        browser.eval(
+            "JSON.stringify([...document.querySelectorAll('#job-networks tbody tr')].map(r => "
+            "[r.dataset.arch, r.querySelector('.state').textContent, r.querySelector('.median').textContent, "
+            "r.querySelector('.message').textContent]))"
+        )
+    )
+    assert rows == [
+        [nets[0].arch_id, "done", "1.250", ""],
+        [nets[1].arch_id, "failed", "–", "<b>export failed</b>"],
+        [nets[2].arch_id, "pending", "–", ""],
+    ]
     assert browser.eval("document.querySelectorAll('#job-networks b').length") == 0  # the error stayed text
     assert browser.eval("document.getElementById('pending-keys').children.length") == 2  # operator keys only
 

@@ -53,7 +53,9 @@ def table(server: LiveServer) -> dict[str, Any]:
 
 def expected_order(lut: dict[str, Any], sort: str, order: str, only: str | None = None) -> list[str]:
     """The table's keys in the order the page must show: by ``sort`` (empty values last in either order), ties by key."""
-    rows = [{"key": k, "type": k.split("_")[0], **e} for k, e in lut["entries"].items() if only is None or k.startswith(only + "_")]
+    rows = [
+        {"key": k, "type": k.split("_")[0], **e} for k, e in lut["entries"].items() if only is None or k.startswith(only + "_")
+    ]
     column = {"n": "n"}.get(sort, sort)
     present = [r for r in rows if r[column] is not None]
     empty = sorted((r for r in rows if r[column] is None), key=lambda r: r["key"])
@@ -68,8 +70,10 @@ def pages(server: LiveServer, device: str, limit: int, **params: Any) -> tuple[l
     answers = []
     offset = 0
     while True:
-        r = httpx.get(f"{server.url}/lut/{device}/entries", params={"runtime": "ort", "threads": 1, "offset": offset,
-                                                                    "limit": limit, **params})
+        r = httpx.get(
+            f"{server.url}/lut/{device}/entries",
+            params={"runtime": "ort", "threads": 1, "offset": offset, "limit": limit, **params},
+        )
         assert r.status_code == 200, r.text[:300]
         answers.append(r.json())
         out += [row["key"] for row in r.json()["rows"]]
@@ -118,9 +122,15 @@ def test_the_type_and_key_filters_are_counted_and_applied_by_the_database(server
 
 def test_bad_page_parameters_are_422s_naming_the_parameter(server: LiveServer, table: dict[str, Any]) -> None:
     url = f"{server.url}/lut/{table['device']}/entries"
-    for params, field in (({"sort": "bogus"}, "sort"), ({"order": "up"}, "order"), ({"limit": 2001}, "limit"),
-                          ({"limit": 0}, "limit"), ({"offset": -1}, "offset"), ({"key": "a\x00b"}, "key"),
-                          ({"threads": 0}, "threads")):
+    for params, field in (
+        ({"sort": "bogus"}, "sort"),
+        ({"order": "up"}, "order"),
+        ({"limit": 2001}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"key": "a\x00b"}, "key"),
+        ({"threads": 0}, "threads"),
+    ):
         r = httpx.get(url, params=params)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, (params, r.text[:300])
     assert httpx.get(f"{server.url}/lut/no-such-device/entries").status_code == 404
@@ -142,8 +152,9 @@ def wait_view(browser: Browser, view: str) -> None:
     browser.wait_for(f"document.getElementById('entries').dataset.view === {json.dumps(view)}", timeout_s=20)
 
 
-def test_the_page_shows_the_first_page_pages_sorts_and_filters(server: LiveServer, table: dict[str, Any],
-                                                                browser: Browser) -> None:
+def test_the_page_shows_the_first_page_pages_sorts_and_filters(
+    server: LiveServer, table: dict[str, Any], browser: Browser
+) -> None:
     device, lut = table["device"], table["lut"]
     browser.open(f"{server.url}/ui/table.html?device={device}&runtime=ort&threads=1")
     assert browser.errors == [], browser.errors
@@ -164,8 +175,9 @@ def test_the_page_shows_the_first_page_pages_sorts_and_filters(server: LiveServe
     browser.eval("document.querySelector('#entries th[data-column=\"std_ms\"]').click()")
     wait_view(browser, "std_ms asc 0  ")
     assert shown_keys(browser) == expected_order(lut, "std_ms", "asc")[:100]
-    browser.eval("(() => { const s = document.getElementById('type-filter'); s.value = 'conv'; "
-                 "s.dispatchEvent(new Event('change')); })()")
+    browser.eval(
+        "(() => { const s = document.getElementById('type-filter'); s.value = 'conv'; s.dispatchEvent(new Event('change')); })()"
+    )
     wait_view(browser, "std_ms asc 0 conv ")
     assert shown_keys(browser) == expected_order(lut, "std_ms", "asc", only="conv")  # no std_ms: in key order
     assert browser.eval("document.getElementById('shown').textContent") == "rows 1–50 of 50 matching (250 entries)"

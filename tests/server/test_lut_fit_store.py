@@ -48,8 +48,23 @@ def timed_networks(path: Path, seed: int = 4) -> Path:
 
 
 def fit_args(server: LiveServer, device: str, networks: Path, *extra: str) -> list[str]:
-    return ["lut", "fit", "--space", SPACE, "--networks", str(networks), "--device", device, "--runtime", RUNTIME,
-            "--threads", str(THREADS), "--server", server.url, *extra]
+    return [
+        "lut",
+        "fit",
+        "--space",
+        SPACE,
+        "--networks",
+        str(networks),
+        "--device",
+        device,
+        "--runtime",
+        RUNTIME,
+        "--threads",
+        str(THREADS),
+        "--server",
+        server.url,
+        *extra,
+    ]
 
 
 def get_lut(server: LiveServer, device: str) -> Lut:
@@ -131,8 +146,9 @@ def test_where_the_table_goes_must_be_said_and_only_an_admin_stores(server: Live
     assert code == 2 and "give the device name" in output, output
     # A shell that exports HWNAS_SERVER still fits locally: storing needs --server on the command line.
     local = stored.local.parent / "env-only.json"
-    code, output = hwnas("lut", "fit", "--space", SPACE, "--networks", str(stored.networks), "-o", str(local),
-                         env={"HWNAS_SERVER": server.url})
+    code, output = hwnas(
+        "lut", "fit", "--space", SPACE, "--networks", str(stored.networks), "-o", str(local), env={"HWNAS_SERVER": server.url}
+    )
     assert code == 0 and local.is_file() and "stored" not in output.lower(), output
     code, output = hwnas(*fit_args(server, f"npu-{uuid.uuid4().hex[:6]}", stored.networks, "--token", server.client_token))
     assert code == 1 and "HTTP 403" in output and "Traceback" not in output, output
@@ -140,13 +156,27 @@ def test_where_the_table_goes_must_be_said_and_only_an_admin_stores(server: Live
 
 def test_a_fitted_table_without_its_fit_is_refused_whole(server: LiveServer, stored: Stored) -> None:
     doc = json.loads(stored.local.read_text())
-    body = LutImport.model_validate({"format": "hwnas-fit", "device": f"npu-{uuid.uuid4().hex[:6]}", "runtime": RUNTIME,
-                                     "content": "", "source": {"project": "p", "file": "f", "source_device": "d", "licence": "l"}})
+    body = LutImport.model_validate(
+        {
+            "format": "hwnas-fit",
+            "device": f"npu-{uuid.uuid4().hex[:6]}",
+            "runtime": RUNTIME,
+            "content": "",
+            "source": {"project": "p", "file": "f", "source_device": "d", "licence": "l"},
+        }
+    )
     with server.client("admin") as admin:
-        for broken, named in ((dict(doc, fit=None), "fit"), (dict(doc, fit=dict(doc["fit"], kendall_tau=2.0)), "fit.kendall_tau"),
-                              (dict(doc, entries={"conv3x3": {"median_ms": 1.0}}), "entries['conv3x3']")):
-            response = httpx.post(f"{server.url}/lut/import", json=body.model_copy(update={"content": json.dumps(broken)}).model_dump(mode="json"),
-                                  headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=30)
+        for broken, named in (
+            (dict(doc, fit=None), "fit"),
+            (dict(doc, fit=dict(doc["fit"], kendall_tau=2.0)), "fit.kendall_tau"),
+            (dict(doc, entries={"conv3x3": {"median_ms": 1.0}}), "entries['conv3x3']"),
+        ):
+            response = httpx.post(
+                f"{server.url}/lut/import",
+                json=body.model_copy(update={"content": json.dumps(broken)}).model_dump(mode="json"),
+                headers={"Authorization": f"Bearer {server.admin_token}"},
+                timeout=30,
+            )
             assert response.status_code == 422 and named in response.text, response.text
         assert body.device not in [d.name for d in admin.list_devices()]
 

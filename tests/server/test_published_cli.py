@@ -65,8 +65,10 @@ def test_a_wrong_file_is_one_line_naming_it_and_imports_nothing(tmp_path: Path) 
     url = sqlite_url(tmp_path)
     assert run("db", "upgrade", "--database-url", url).returncode == 0
     wrong = tmp_path / "mobile_trim.yaml"  # a ProxylessNAS-layout entry ({count, mean, var}) given as the OFA table
-    wrong.write_text("expanded_conv-input:56x56x24-output:28x28x40-expand:6-kernel:5-stride:2-idskip:0:\n"
-                     "  count: 142\n  mean: 2.5\n  var: 0.01\n")
+    wrong.write_text(
+        "expanded_conv-input:56x56x24-output:28x28x40-expand:6-kernel:5-stride:2-idskip:0:\n"
+        "  count: 142\n  mean: 2.5\n  var: 0.01\n"
+    )
     done = run("import", str(wrong), "--preset", "note10-ofa", "--database-url", url)
     assert done.returncode == 1 and str(wrong) in done.stderr and "unexpected field(s) var" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
@@ -92,4 +94,7 @@ def test_hwnas_lut_import_and_export_through_the_server(server: LiveServer, tmp_
     exported = hwnas("lut", "export", "--server", server.url, "--device", device, "--format", "ofa-yaml", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
     assert yaml.safe_load(out.read_text()) == yaml.safe_load(table.read_text())
-    assert httpx.get(f"{server.url}/lut/{device}", timeout=30).json()["source"]["file"] == "han-cai/files:ofa/note10/192_lookup_table.yaml"
+    assert (
+        httpx.get(f"{server.url}/lut/{device}", timeout=30).json()["source"]["file"]
+        == "han-cai/files:ofa/note10/192_lookup_table.yaml"
+    )

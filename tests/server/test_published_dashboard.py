@@ -28,7 +28,9 @@ def test_an_imported_tables_page_and_the_overview_name_its_source(server: LiveSe
     browser.open(f"{server.url}/ui/table.html?device={device}")
     assert browser.errors == [], browser.errors
     notes = json.loads(browser.eval("JSON.stringify([...document.querySelectorAll('#source p')].map(p => p.textContent))"))
-    assert notes[0].startswith("Imported, read-only: GATECH-EIC/HW-NAS-Bench") and "Google Pixel 3" in notes[0] and "MIT" in notes[0]
+    assert (
+        notes[0].startswith("Imported, read-only: GATECH-EIC/HW-NAS-Bench") and "Google Pixel 3" in notes[0] and "MIT" in notes[0]
+    )
     assert "delta gauge" in notes[1]
     assert browser.eval("document.getElementById('entries').dataset.entries") == "112"
     assert browser.eval("document.querySelectorAll('#entries tbody tr').length") == 100  # the first page of 100 rows

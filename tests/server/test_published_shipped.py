@@ -23,8 +23,11 @@ LICENCE_SHA256 = {
 def data_files() -> set[str]:
     """The files in the folder that are data (not its code, provenance or licences)."""
     skip = {"__init__.py", "PROVENANCE.md"}
-    return {p.relative_to(FOLDER).as_posix() for p in FOLDER.rglob("*")
-            if p.is_file() and p.name not in skip and "__pycache__" not in p.parts and p.parts[len(FOLDER.parts)] != "LICENSES"}
+    return {
+        p.relative_to(FOLDER).as_posix()
+        for p in FOLDER.rglob("*")
+        if p.is_file() and p.name not in skip and "__pycache__" not in p.parts and p.parts[len(FOLDER.parts)] != "LICENSES"
+    }
 
 
 def test_every_shipped_file_is_listed_with_a_licence_that_carries_its_copyright_notice() -> None:
@@ -46,8 +49,9 @@ def test_the_provenance_names_every_shipped_file_its_licence_and_what_is_not_shi
     for path in SHIPPED:
         name = Path(path).name
         resolution = re.fullmatch(r"(\d+)_lookup_table\.yaml", name)
-        assert (name in shipped_part) or (resolution and re.search(r"`\{[\d,]*\b" + resolution[1] + r"\b[\d,]*\}_lookup_table\.yaml`",
-                                                                      shipped_part)), path
+        assert (name in shipped_part) or (
+            resolution and re.search(r"`\{[\d,]*\b" + resolution[1] + r"\b[\d,]*\}_lookup_table\.yaml`", shipped_part)
+        ), path
     for licence in set(SHIPPED.values()):
         assert f"`{licence}`" in shipped_part
     for preset in PRESETS.values():  # a preset is either shipped, or listed with its upstream location
@@ -58,8 +62,17 @@ def test_the_provenance_names_every_shipped_file_its_licence_and_what_is_not_shi
 
 def test_a_shipped_presets_licence_is_its_projects() -> None:
     found = [p for p in PRESETS.values() if shipped(p.path)]
-    assert {p.device for p in found} == {"note10-ofa", "note10-ofa-208", "note10-ofa-192", "note10-ofa-176", "note10-ofa-160",
-                                         "pixel3-hwnasbench", "raspi4-hwnasbench", "eyeriss-hwnasbench", "fpga-hwnasbench"}
+    assert {p.device for p in found} == {
+        "note10-ofa",
+        "note10-ofa-208",
+        "note10-ofa-192",
+        "note10-ofa-176",
+        "note10-ofa-160",
+        "pixel3-hwnasbench",
+        "raspi4-hwnasbench",
+        "eyeriss-hwnasbench",
+        "fpga-hwnasbench",
+    }
     for p in found:
         project = Path(SHIPPED[p.path]).stem
         assert p.source.project.lower().endswith("/" + project.lower()), (p.device, project)

@@ -61,8 +61,20 @@ def test_serve_on_a_busy_port_says_so_before_touching_the_database(tmp_path: Pat
 def test_an_agent_token_can_be_limited_to_devices(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     assert run("db", "upgrade", "--database-url", url).returncode == 0
-    made = run("token", "create", "--name", "lab-agent", "--role", "agent", "--device", "pixel7", "--device", "s22",
-               "--database-url", url)
+    made = run(
+        "token",
+        "create",
+        "--name",
+        "lab-agent",
+        "--role",
+        "agent",
+        "--device",
+        "pixel7",
+        "--device",
+        "s22",
+        "--database-url",
+        url,
+    )
     assert made.returncode == 0, made.stderr
     listed = run("token", "list", "--database-url", url)
     row = next(line for line in listed.stdout.splitlines() if "lab-agent" in line)
@@ -79,7 +91,9 @@ def test_bad_role_and_bad_database_are_one_line_errors(tmp_path: Path) -> None:
     assert len(bad_db.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["token", "create"], ["token", "revoke"], ["db", "upgrade"], ["db", "current"]])
+@pytest.mark.parametrize(
+    "command", [[], ["serve"], ["token", "create"], ["token", "revoke"], ["db", "upgrade"], ["db", "current"]]
+)
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     proc = run(*command, "--help")
     assert proc.returncode == 0
@@ -91,7 +105,15 @@ def test_serve_upgrades_and_tokens_work_end_to_end(tmp_path: Path) -> None:
     """`serve` on an empty database migrates it; tokens from `token create` authorize writes."""
     url = sqlite_url(tmp_path, "fresh.db")
     port = free_port()
-    srv = LiveServer(url=f"http://127.0.0.1:{port}", database_url=url, port=port, workdir=tmp_path, admin_token="", agent_token="", client_token="")
+    srv = LiveServer(
+        url=f"http://127.0.0.1:{port}",
+        database_url=url,
+        port=port,
+        workdir=tmp_path,
+        admin_token="",
+        agent_token="",
+        client_token="",
+    )
     with srv.start():
         assert run("db", "current", "--database-url", url).stdout.strip() == "0009"
         srv.agent_token = run("token", "create", "--name", "a", "--role", "agent", "--database-url", url).stdout.strip()

@@ -53,15 +53,32 @@ def test_migrations_match_models(any_database_url: str) -> None:
 
 
 def test_cli_upgrade_gives_the_same_schema_everywhere(any_database_url: str) -> None:
-    proc = subprocess.run(cli_command() + ["db", "upgrade", "--database-url", any_database_url], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        cli_command() + ["db", "upgrade", "--database-url", any_database_url], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"revision {HEAD}" in proc.stdout
     schema = _schema(any_database_url)
-    expected = {"devices", "operators", "measurement_runs", "measurements", "lut_versions", "jobs", "job_items", "api_tokens",
-                "networks", "network_measurements", "job_networks", "calibrations", "imported_tables"}
+    expected = {
+        "devices",
+        "operators",
+        "measurement_runs",
+        "measurements",
+        "lut_versions",
+        "jobs",
+        "job_items",
+        "api_tokens",
+        "networks",
+        "network_measurements",
+        "job_networks",
+        "calibrations",
+        "imported_tables",
+    }
     assert set(schema) == expected
     # Upgrading again is a no-op.
-    again = subprocess.run(cli_command() + ["db", "upgrade", "--database-url", any_database_url], capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        cli_command() + ["db", "upgrade", "--database-url", any_database_url], capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0 and _schema(any_database_url) == schema
 
 

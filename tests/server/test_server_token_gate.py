@@ -32,8 +32,9 @@ def _connect(server: LiveServer) -> socket.socket:
 
 def _head(path: str, length: int, token: str | None = None, method: str = "POST") -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}"
-            f"Content-Length: {length}\r\n\r\n").encode()
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}Content-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def _status(sock: socket.socket, deadline_s: float = 10.0) -> tuple[int, bytes]:
@@ -70,8 +71,9 @@ def _closed_within(sock: socket.socket, deadline_s: float) -> float | None:
 
 
 @pytest.mark.parametrize(("token_of", "status"), [(None, 401), ("bogus", 401), ("client", 403)])
-def test_a_write_without_the_right_token_is_refused_before_its_body_is_sent(server: LiveServer, token_of: str | None,
-                                                                            status: int) -> None:
+def test_a_write_without_the_right_token_is_refused_before_its_body_is_sent(
+    server: LiveServer, token_of: str | None, status: int
+) -> None:
     token = {None: None, "bogus": "hwnas_not-a-token", "client": server.client_token}[token_of]
     with _connect(server) as sock:
         sock.sendall(_head("/measurements", DECLARED, token) + b"{" + b" " * (SENT - 1))
@@ -113,8 +115,12 @@ def test_the_server_reads_no_body_byte_of_a_refused_write(in_process: InProcessS
     assert counters.refused == 3
     assert counters.unauth_body_bytes_read == 0
     # An authorised write still reads its body (and the route's own checks answer).
-    r = httpx.post(f"{url}/measurements", content=b"{}", timeout=30,
-                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {tokens['agent']}"})
+    r = httpx.post(
+        f"{url}/measurements",
+        content=b"{}",
+        timeout=30,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {tokens['agent']}"},
+    )
     assert r.status_code == 422 and counters.unauth_body_bytes_read == 0
 
 
@@ -150,8 +156,12 @@ def test_one_large_body_too_many_is_a_503_with_retry_after(tight: LiveServer) ->
         time.sleep(0.05)  # not a race: the second request is retried below until the first one holds the slot
         deadline = time.monotonic() + 10
         while True:
-            r = httpx.post(f"{tight.url}/measurements", content=b"{" + b" " * 1_500_000 + b"}", timeout=30,
-                           headers={"Authorization": f"Bearer {tight.agent_token}", "Content-Type": "application/json"})
+            r = httpx.post(
+                f"{tight.url}/measurements",
+                content=b"{" + b" " * 1_500_000 + b"}",
+                timeout=30,
+                headers={"Authorization": f"Bearer {tight.agent_token}", "Content-Type": "application/json"},
+            )
             if r.status_code == 503 or time.monotonic() > deadline:
                 break
         assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text[:200]
@@ -159,8 +169,12 @@ def test_one_large_body_too_many_is_a_503_with_retry_after(tight: LiveServer) ->
     # The slot is free again once the first request ends (its connection closed: the body never came).
     deadline = time.monotonic() + 10
     while True:
-        r = httpx.post(f"{tight.url}/measurements", content=b"{" + b" " * 1_500_000 + b"}", timeout=30,
-                       headers={"Authorization": f"Bearer {tight.agent_token}", "Content-Type": "application/json"})
+        r = httpx.post(
+            f"{tight.url}/measurements",
+            content=b"{" + b" " * 1_500_000 + b"}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {tight.agent_token}", "Content-Type": "application/json"},
+        )
         if r.status_code != 503 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -182,7 +196,9 @@ def test_a_query_without_a_token_is_refused_before_its_body_while_reads_need_one
     """POST /lut/{device}/query is a read with a body: with READ_REQUIRES_TOKEN its token is checked from the headers
     too (gate.route_roles), so an anonymous caller cannot make the server read a 15 MB key list first."""
     url, app, tokens = closed_reads.url, closed_reads.app, closed_reads.tokens
-    httpx.put(f"{url}/devices/pixel7", json={}, headers={"Authorization": f"Bearer {tokens['agent']}"}, timeout=30).raise_for_status()
+    httpx.put(
+        f"{url}/devices/pixel7", json={}, headers={"Authorization": f"Bearer {tokens['agent']}"}, timeout=30
+    ).raise_for_status()
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.settimeout(10)
@@ -191,14 +207,20 @@ def test_a_query_without_a_token_is_refused_before_its_body_while_reads_need_one
     assert got == 401, data[:300]
     big = b'{"keys": [' + b'"ir_k3_e6_g1_s1_o16@1x16x28x28",' * 150_000 + b'"x"]}'  # 5 MB
     for headers in ({}, {"Authorization": "Bearer hwnas_bogus"}):
-        r = httpx.post(f"{url}/lut/pixel7/query", content=big, headers={"Content-Type": "application/json", **headers}, timeout=60)
+        r = httpx.post(
+            f"{url}/lut/pixel7/query", content=big, headers={"Content-Type": "application/json", **headers}, timeout=60
+        )
         assert r.status_code == 401, r.text[:200]
     assert app.state.gate.unauth_body_bytes_read == 0  # type: ignore[attr-defined]
     assert app.state.gate.refused == 3  # type: ignore[attr-defined]
     # Any valid token reads (the gate's caller is the route's: one token lookup), and the answer is the route's own.
     for role in ("client", "agent"):
-        r = httpx.post(f"{url}/lut/pixel7/query", json={"keys": ["ir_k3_e6_g1_s1_o16@1x16x28x28"]}, timeout=30,
-                       headers={"Authorization": f"Bearer {tokens[role]}"})
+        r = httpx.post(
+            f"{url}/lut/pixel7/query",
+            json={"keys": ["ir_k3_e6_g1_s1_o16@1x16x28x28"]},
+            timeout=30,
+            headers={"Authorization": f"Bearer {tokens[role]}"},
+        )
         assert r.status_code == 200 and r.json() == {"present": [], "missing": ["ir_k3_e6_g1_s1_o16@1x16x28x28"]}, r.text[:200]
     assert app.state.gate.unauth_body_bytes_read == 0  # type: ignore[attr-defined]
 

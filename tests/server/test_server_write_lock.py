@@ -20,10 +20,19 @@ RESULTS = 20_000
 
 
 def upload_body(device: str, offset: int) -> dict[str, object]:
-    results = [{"key": f"ir_k3_e6_g1_s1_o{16 + offset + i}@1x16x28x28", "median_ms": 1.0, "min_ms": 0.9, "iterations": 5}
-               for i in range(RESULTS)]
-    return {"device": device, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "a",
-            "run_id": str(uuid.uuid4()), "results": results}
+    results = [
+        {"key": f"ir_k3_e6_g1_s1_o{16 + offset + i}@1x16x28x28", "median_ms": 1.0, "min_ms": 0.9, "iterations": 5}
+        for i in range(RESULTS)
+    ]
+    return {
+        "device": device,
+        "runtime": "ort",
+        "runtime_version": "1",
+        "threads": 1,
+        "agent": "a",
+        "run_id": str(uuid.uuid4()),
+        "results": results,
+    }
 
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if postgres_base_url() else []))
@@ -61,8 +70,12 @@ def test_seven_concurrent_20000_result_uploads_all_succeed(server: LiveServer, d
     errors: list[str] = []
 
     def send(i: int) -> None:
-        r = httpx.post(f"{server.url}/measurements", json=upload_body(device, 1_000_000 + i * RESULTS), timeout=600,
-                       headers={"Authorization": f"Bearer {server.agent_token}"})
+        r = httpx.post(
+            f"{server.url}/measurements",
+            json=upload_body(device, 1_000_000 + i * RESULTS),
+            timeout=600,
+            headers={"Authorization": f"Bearer {server.agent_token}"},
+        )
         statuses.append(r.status_code)
         if r.status_code != 200:
             errors.append(r.text[:200])

@@ -38,6 +38,7 @@ def test_small_writers_go_first_and_each_kind_in_arrival_order() -> None:
         def run() -> None:
             with queue.turn(priority):
                 order.append(name)
+
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         return thread
@@ -78,15 +79,25 @@ def test_a_device_put_overtakes_an_upload_queued_before_it(tmp_path: Path) -> No
                 r = httpx.request(method, f"{srv.url}{path}", json=body, headers=auth, timeout=60)
                 assert r.status_code == 200, r.text[:200]
                 done.append(name)
+
             thread = threading.Thread(target=run, daemon=True)
             thread.start()
             return thread
 
         results = [{"key": f"ir_k3_e6_g1_s1_o{16 + i}@1x16x28x28", "median_ms": 1.0, "iterations": 5} for i in range(2000)]
-        upload = {"device": "up", "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "a",
-                  "run_id": str(uuid.uuid4()), "results": results}
+        upload = {
+            "device": "up",
+            "runtime": "ort",
+            "runtime_version": "1",
+            "threads": 1,
+            "agent": "a",
+            "run_id": str(uuid.uuid4()),
+            "results": results,
+        }
         # Its keys are known already: the upload below writes in one transaction (no operator-dictionary ones first).
-        httpx.post(f"{srv.url}/measurements", json={**upload, "run_id": str(uuid.uuid4())}, headers=auth, timeout=60).raise_for_status()
+        httpx.post(
+            f"{srv.url}/measurements", json={**upload, "run_id": str(uuid.uuid4())}, headers=auth, timeout=60
+        ).raise_for_status()
         with queue.turn(BULK):  # another writer holds the lock
             first = call("upload", "POST", "/measurements", upload)
             until(lambda: queue.waiting == 1, "the upload waits for the lock")

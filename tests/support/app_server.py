@@ -37,8 +37,9 @@ class AppTransport(httpx.BaseTransport):
         self.http = http
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        answer = self.http.request(request.method, str(request.url), headers=request.headers.multi_items(),
-                                   content=request.read())
+        answer = self.http.request(
+            request.method, str(request.url), headers=request.headers.multi_items(), content=request.read()
+        )
         return httpx.Response(answer.status_code, headers=answer.headers.multi_items(), content=answer.content)
 
 
@@ -89,8 +90,14 @@ def app_server(database_url: str, **settings: Any) -> Iterator[AppServer]:
     # raise_server_exceptions=False: an unhandled error is the 500 ErrorBody a caller of uvicorn gets, not a raise in
     # the test; follow_redirects=False: as httpx and ProfilerClient.
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as http:
-        yield AppServer(app=app, http=http, database_url=database_url, admin_token=tokens["admin"],
-                        agent_token=tokens["agent"], client_token=tokens["client"])
+        yield AppServer(
+            app=app,
+            http=http,
+            database_url=database_url,
+            admin_token=tokens["admin"],
+            agent_token=tokens["agent"],
+            client_token=tokens["client"],
+        )
 
 
 @contextlib.contextmanager

@@ -32,10 +32,22 @@ class Browser:
         self.port = free_port()
         self.profile = tempfile.mkdtemp(prefix="chromium-")
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-             "--disable-background-networking", f"--window-size={width},{height}", f"--user-data-dir={self.profile}",
-             f"--remote-debugging-port={self.port}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--disable-background-networking",
+                f"--window-size={width},{height}",
+                f"--user-data-dir={self.profile}",
+                f"--remote-debugging-port={self.port}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -100,8 +112,9 @@ class Browser:
             raise RuntimeError(r["exceptionDetails"].get("exception", {}).get("description", str(r["exceptionDetails"])))
         return r.get("result", {}).get("value")
 
-    def open(self, url: str, ready: str = "document.body && document.body.dataset.ready === '1'",
-             timeout_s: float = 30.0) -> None:
+    def open(
+        self, url: str, ready: str = "document.body && document.body.dataset.ready === '1'", timeout_s: float = 30.0
+    ) -> None:
         """Load ``url`` and wait until ``ready`` is true (the dashboard sets body[data-ready] when drawn)."""
         self._call("Page.navigate", url="about:blank")  # a fresh document even when only the fragment differs
         self.wait_for("document.readyState === 'complete' && location.href === 'about:blank'")

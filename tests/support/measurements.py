@@ -14,12 +14,22 @@ def key(i: int, c: int = 16) -> str:
 
 def result(k: str, median: float = 1.0, **kw: object) -> MeasurementResult:
     """A plausible result for key ``k`` around ``median``."""
-    fields: dict[str, object] = {"p10_ms": median * 0.9, "p90_ms": median * 1.2, "mean_ms": median, "std_ms": 0.05, "min_ms": median * 0.8, "iterations": 50, "warmup": 5}
+    fields: dict[str, object] = {
+        "p10_ms": median * 0.9,
+        "p90_ms": median * 1.2,
+        "mean_ms": median,
+        "std_ms": 0.05,
+        "min_ms": median * 0.8,
+        "iterations": 50,
+        "warmup": 5,
+    }
     fields.update(kw)
     return MeasurementResult(key=k, median_ms=median, **fields)  # type: ignore[arg-type]
 
 
-def batch(device: str, results: list[MeasurementResult], runtime: str = "ort", threads: int = 1, **kw: object) -> MeasurementBatch:
+def batch(
+    device: str, results: list[MeasurementResult], runtime: str = "ort", threads: int = 1, **kw: object
+) -> MeasurementBatch:
     """A batch of ``results`` for one new run."""
     fields: dict[str, object] = {"runtime_version": "1.17.0", "agent": "test-agent", "run_id": uuid.uuid4()}
     fields.update(kw)

@@ -21,8 +21,9 @@ import pytest
 
 from profiler_server.published import shipped
 
-REFERENCE_DATA = Path(os.environ.get("HWNAS_REFERENCE_DATA")
-                      or Path(__file__).resolve().parents[2].parent / "shared" / "reference-data")
+REFERENCE_DATA = Path(
+    os.environ.get("HWNAS_REFERENCE_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "reference-data"
+)
 SKIP_REASON = f"not shipped with hwnas and not found in {REFERENCE_DATA} (set HWNAS_REFERENCE_DATA)"
 
 

@@ -35,8 +35,9 @@ def prepare_database(database_url: str) -> dict[str, str]:
         return {role: create_token(session, f"test-{role}", role) for role in ROLES}
 
 
-def new_token(database_url: str, name: str, role: str, expires_days: float | None = None,
-              devices: list[str] | None = None) -> str:
+def new_token(
+    database_url: str, name: str, role: str, expires_days: float | None = None, devices: list[str] | None = None
+) -> str:
     """Another token (a second agent, say), created in the server's database."""
     from profiler_server.auth import create_token
 
@@ -55,8 +56,11 @@ def end_lease(database_url: str, job_id: int) -> None:
     from profiler_server.models import Job, utcnow
 
     with _session(database_url) as session:
-        done = session.execute(update(Job).where(Job.id == job_id, Job.lease_expires_at.is_not(None))
-                               .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        done = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_expires_at.is_not(None))
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
         assert done.rowcount == 1, f"job {job_id} holds no lease"  # type: ignore[attr-defined]
 
 
@@ -80,6 +84,9 @@ def rewind_poll(database_url: str, device: str, seconds: float) -> datetime:
     at = polled_at(database_url, device)
     assert at is not None, f"no poll recorded for {device}"
     with _session(database_url) as session:
-        session.execute(update(Device).where(Device.name == device)
-                        .values(polled_at=at - timedelta(seconds=seconds), updated_at=Device.updated_at))
+        session.execute(
+            update(Device)
+            .where(Device.name == device)
+            .values(polled_at=at - timedelta(seconds=seconds), updated_at=Device.updated_at)
+        )
     return at - timedelta(seconds=seconds)

@@ -58,8 +58,10 @@ class Block:
 
     @property
     def key(self) -> str:
-        return (f"expanded_conv-input:{self.h}x{self.h}x{self.cin}-output:{self.out_h}x{self.out_h}x{self.cout}"
-                f"-expand:{self.expand}-kernel:{self.kernel}-stride:{self.stride}-idskip:{self.idskip}")
+        return (
+            f"expanded_conv-input:{self.h}x{self.h}x{self.cin}-output:{self.out_h}x{self.out_h}x{self.cout}"
+            f"-expand:{self.expand}-kernel:{self.kernel}-stride:{self.stride}-idskip:{self.idskip}"
+        )
 
 
 def _last_size() -> int:
@@ -69,9 +71,11 @@ def _last_size() -> int:
     return h
 
 
-FIXED_KEYS = (f"Conv-input:{IMAGE}x{IMAGE}x3-output:{IMAGE // 2}x{IMAGE // 2}x{STEM}",
-              f"Conv_1-input:{_last_size()}x{_last_size()}x{TABLE_STAGES[-1][0]}-output:{_last_size()}x{_last_size()}x{HEAD}",
-              f"Logits-input:{_last_size()}x{_last_size()}x{HEAD}-output:{CLASSES}")
+FIXED_KEYS = (
+    f"Conv-input:{IMAGE}x{IMAGE}x3-output:{IMAGE // 2}x{IMAGE // 2}x{STEM}",
+    f"Conv_1-input:{_last_size()}x{_last_size()}x{TABLE_STAGES[-1][0]}-output:{_last_size()}x{_last_size()}x{HEAD}",
+    f"Logits-input:{_last_size()}x{_last_size()}x{HEAD}-output:{CLASSES}",
+)
 
 
 def _shapes(stages: tuple[tuple[int, int, int], ...]) -> list[tuple[int, int, int, int]]:
@@ -115,7 +119,9 @@ def network_blocks(seed: int = 1) -> tuple[Block | None, ...]:
     blocks: list[Block | None] = [Block(IMAGE // 2, STEM, 16, 1, 3, 1)]
     for h, cin, cout, s in _shapes(NETWORK_STAGES):
         droppable = s == 1 and cin == cout
-        blocks.append(None if droppable and rng.random() < 0.25 else Block(h, cin, cout, s, rng.choice(KERNELS), rng.choice(EXPANDS)))
+        blocks.append(
+            None if droppable and rng.random() < 0.25 else Block(h, cin, cout, s, rng.choice(KERNELS), rng.choice(EXPANDS))
+        )
     return tuple(blocks)
 
 
@@ -126,30 +132,74 @@ def network_keys(seed: int = 1) -> list[str]:
 
 def net_config(seed: int = 1) -> dict[str, Any]:
     """network_blocks(seed) as a ProxylessNAS ``net.config``."""
+
     def conv(cin: int, cout: int, k: int, s: int) -> dict[str, Any]:
-        return {"name": "ConvLayer", "kernel_size": k, "stride": s, "dilation": 1, "groups": 1, "bias": False,
-                "has_shuffle": False, "in_channels": cin, "out_channels": cout, "use_bn": True, "act_func": "relu6",
-                "dropout_rate": 0, "ops_order": "weight_bn_act"}
+        return {
+            "name": "ConvLayer",
+            "kernel_size": k,
+            "stride": s,
+            "dilation": 1,
+            "groups": 1,
+            "bias": False,
+            "has_shuffle": False,
+            "in_channels": cin,
+            "out_channels": cout,
+            "use_bn": True,
+            "act_func": "relu6",
+            "dropout_rate": 0,
+            "ops_order": "weight_bn_act",
+        }
 
     blocks: list[dict[str, Any]] = []
     c = STEM
     for b in network_blocks(seed):
-        identity: dict[str, Any] = {"name": "IdentityLayer", "in_channels": c, "out_channels": c, "use_bn": False,
-                                    "act_func": None, "dropout_rate": 0, "ops_order": "weight_bn_act"}
+        identity: dict[str, Any] = {
+            "name": "IdentityLayer",
+            "in_channels": c,
+            "out_channels": c,
+            "use_bn": False,
+            "act_func": None,
+            "dropout_rate": 0,
+            "ops_order": "weight_bn_act",
+        }
         if b is None:
-            blocks.append({"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": {"name": "ZeroLayer", "stride": 1},
-                           "shortcut": identity})
+            blocks.append(
+                {
+                    "name": "MobileInvertedResidualBlock",
+                    "mobile_inverted_conv": {"name": "ZeroLayer", "stride": 1},
+                    "shortcut": identity,
+                }
+            )
             continue
-        mb = {"name": "MBInvertedConvLayer", "in_channels": b.cin, "out_channels": b.cout, "kernel_size": b.kernel,
-              "stride": b.stride, "expand_ratio": b.expand}
-        blocks.append({"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": mb,
-                       "shortcut": identity if b.idskip else None})
+        mb = {
+            "name": "MBInvertedConvLayer",
+            "in_channels": b.cin,
+            "out_channels": b.cout,
+            "kernel_size": b.kernel,
+            "stride": b.stride,
+            "expand_ratio": b.expand,
+        }
+        blocks.append(
+            {"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": mb, "shortcut": identity if b.idskip else None}
+        )
         c = b.cout
-    return {"name": "ProxylessNASNets", "bn": {"momentum": 0.1, "eps": 0.001}, "first_conv": conv(3, STEM, 3, 2),
-            "feature_mix_layer": conv(TABLE_STAGES[-1][0], HEAD, 1, 1),
-            "classifier": {"name": "LinearLayer", "in_features": HEAD, "out_features": CLASSES, "bias": True, "use_bn": False,
-                           "act_func": None, "dropout_rate": 0, "ops_order": "weight_bn_act"},
-            "blocks": blocks}
+    return {
+        "name": "ProxylessNASNets",
+        "bn": {"momentum": 0.1, "eps": 0.001},
+        "first_conv": conv(3, STEM, 3, 2),
+        "feature_mix_layer": conv(TABLE_STAGES[-1][0], HEAD, 1, 1),
+        "classifier": {
+            "name": "LinearLayer",
+            "in_features": HEAD,
+            "out_features": CLASSES,
+            "bias": True,
+            "use_bn": False,
+            "act_func": None,
+            "dropout_rate": 0,
+            "ops_order": "weight_bn_act",
+        },
+        "blocks": blocks,
+    }
 
 
 # ---- HELP's whole-network CSV ---------------------------------------------------------------------------------------
@@ -187,8 +237,13 @@ def help_rows(n: int, seed: int = 3) -> tuple[dict[str, str], ...]:
     for idx in range(n):
         ops = [rng.randrange(HELP_OPS) for _ in range(HELP_LAYERS)]
         truth = constant + sum(costs[i][op] for i, op in enumerate(ops))
-        row = {"idx": str(idx), "arch": "".join(map(str, ops)), **{f"L{i}": str(op) for i, op in enumerate(ops)},
-               "pixel2": repr(truth * rng.uniform(1 - PHONE_NOISE, 1 + PHONE_NOISE)), "pixel3": repr(hwnasbench_sum(ops))}
+        row = {
+            "idx": str(idx),
+            "arch": "".join(map(str, ops)),
+            **{f"L{i}": str(op) for i, op in enumerate(ops)},
+            "pixel2": repr(truth * rng.uniform(1 - PHONE_NOISE, 1 + PHONE_NOISE)),
+            "pixel3": repr(hwnasbench_sum(ops)),
+        }
         rows.append(row)
     return tuple(rows)
 

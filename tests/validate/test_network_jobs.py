@@ -39,8 +39,13 @@ def _net(i: int) -> NetworkSpec:
 
 
 def _net_result(arch_id: str, minima: list[float]) -> NetworkResult:
-    return NetworkResult(arch_id=arch_id, median_ms=max(minima) + 0.01, min_ms=sorted(minima)[len(minima) // 2],
-                         iterations=5 * len(minima), samples_ms=minima)
+    return NetworkResult(
+        arch_id=arch_id,
+        median_ms=max(minima) + 0.01,
+        min_ms=sorted(minima)[len(minima) // 2],
+        iterations=5 * len(minima),
+        samples_ms=minima,
+    )
 
 
 @pytest.fixture
@@ -77,15 +82,28 @@ def test_network_job_round_trip(server: LiveServer) -> None:
         assert claimed.networks[1].arch == nets[1].arch and claimed.networks[1].input_shape == [1, 1, 28, 28]
 
         run_id = uuid.uuid4()
-        ops = MeasurementBatch(device="host-cpu", runtime="onnxruntime", threads=1, agent="a1", run_id=run_id, job_id=created.id,
-                               results=[MeasurementResult(key=k, median_ms=0.1, min_ms=0.09, iterations=10) for k in KEYS])
+        ops = MeasurementBatch(
+            device="host-cpu",
+            runtime="onnxruntime",
+            threads=1,
+            agent="a1",
+            run_id=run_id,
+            job_id=created.id,
+            results=[MeasurementResult(key=k, median_ms=0.1, min_ms=0.09, iterations=10) for k in KEYS],
+        )
         assert agent.post_measurements(ops).stored == 3
         assert client.get_job(created.id).state == JobState.running  # networks still pending
 
         agent.fail_key(created.id, JobFail(arch_id=nets[2].arch_id, error="export failed"))
-        batch = NetworkMeasurementBatch(device="host-cpu", runtime="onnxruntime", threads=1, agent="a1", run_id=run_id,
-                                        job_id=created.id, results=[_net_result(nets[0].arch_id, [1.0, 1.1, 1.2, 1.05]),
-                                                                    _net_result(nets[1].arch_id, [2.0, 2.1, 2.2, 2.05])])
+        batch = NetworkMeasurementBatch(
+            device="host-cpu",
+            runtime="onnxruntime",
+            threads=1,
+            agent="a1",
+            run_id=run_id,
+            job_id=created.id,
+            results=[_net_result(nets[0].arch_id, [1.0, 1.1, 1.2, 1.05]), _net_result(nets[1].arch_id, [2.0, 2.1, 2.2, 2.05])],
+        )
         first = agent.post_network_measurements(batch)
         again = agent.post_network_measurements(batch)  # a retried upload stores nothing twice
         assert (first.stored, first.duplicates, again.stored, again.duplicates) == (2, 0, 0, 2)
@@ -100,8 +118,14 @@ def test_network_job_round_trip(server: LiveServer) -> None:
         assert entry.samples_ms == [1.0, 1.1, 1.2, 1.05] and entry.min_ms == pytest.approx(1.1) and entry.n == 20
 
         # A later run wins; without force, networks measured already are not queued again.
-        later = NetworkMeasurementBatch(device="host-cpu", runtime="onnxruntime", threads=1, agent="a2", run_id=uuid.uuid4(),
-                                        results=[_net_result(nets[0].arch_id, [0.9, 0.95])])
+        later = NetworkMeasurementBatch(
+            device="host-cpu",
+            runtime="onnxruntime",
+            threads=1,
+            agent="a2",
+            run_id=uuid.uuid4(),
+            results=[_net_result(nets[0].arch_id, [0.9, 0.95])],
+        )
         agent.post_network_measurements(later)
         assert client.get_networks("host-cpu").entries[nets[0].arch_id].samples_ms == [0.9, 0.95]
         skip = client.create_job(JobCreate(device="host-cpu", runtime="onnxruntime", threads=1, networks=nets[:2]))
@@ -113,10 +137,18 @@ def test_network_job_round_trip(server: LiveServer) -> None:
 def test_network_rejections_name_the_field(shared: LiveServer) -> None:
     with shared.client("client") as client, shared.client("agent") as agent:
         with pytest.raises(ApiError) as empty:
-            client.create_job(JobCreate.model_construct(device="host-cpu", runtime="onnxruntime", threads=1, keys=[], networks=[], force=False))
+            client.create_job(
+                JobCreate.model_construct(device="host-cpu", runtime="onnxruntime", threads=1, keys=[], networks=[], force=False)
+            )
         assert empty.value.status == 422 and "operator key or one network" in empty.value.detail
-        batch = NetworkMeasurementBatch(device="host-cpu", runtime="onnxruntime", threads=1, agent="a", run_id=uuid.uuid4(),
-                                        results=[_net_result("feedfacefeedface", [1.0])])
+        batch = NetworkMeasurementBatch(
+            device="host-cpu",
+            runtime="onnxruntime",
+            threads=1,
+            agent="a",
+            run_id=uuid.uuid4(),
+            results=[_net_result("feedfacefeedface", [1.0])],
+        )
         with pytest.raises(NotFoundError) as unknown:
             agent.post_network_measurements(batch)
         assert unknown.value.errors[0]["field"] == "results[0].arch_id"
@@ -133,8 +165,16 @@ def test_calibration_is_served_with_the_table(shared: LiveServer) -> None:
         cal = Calibration(runtime="onnxruntime", threads=1, scale=1.1, offset_ms=0.05, networks=10)
         with pytest.raises(NotFoundError):
             agent.put_calibration("host-cpu", cal)  # no table yet
-        agent.post_measurements(MeasurementBatch(device="host-cpu", runtime="onnxruntime", threads=1, agent="a", run_id=uuid.uuid4(),
-                                                 results=[MeasurementResult(key=KEYS[0], median_ms=0.2, iterations=5)]))
+        agent.post_measurements(
+            MeasurementBatch(
+                device="host-cpu",
+                runtime="onnxruntime",
+                threads=1,
+                agent="a",
+                run_id=uuid.uuid4(),
+                results=[MeasurementResult(key=KEYS[0], median_ms=0.2, iterations=5)],
+            )
+        )
         before = client.get_lut("host-cpu")
         assert before.lut is not None and before.lut.calibration is None
         stored = agent.put_calibration("host-cpu", cal)  # host-cpu's owner (the owner rule)

@@ -55,9 +55,29 @@ def local_agent(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) ->
     tmp = tmp_path_factory.mktemp("agent")
     log = tmp / "agent.log"
     fh = open(log, "wb")
-    proc = subprocess.Popen(agent_cmd("run", "--local", "--server", server.url, "--token", server.agent_token, "--name", "host-cpu",
-                                      "--runtime", "onnxruntime", "--threads", "1", "--cache-dir", str(tmp / "models"), *TINY),
-                            stdout=fh, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+    proc = subprocess.Popen(
+        agent_cmd(
+            "run",
+            "--local",
+            "--server",
+            server.url,
+            "--token",
+            server.agent_token,
+            "--name",
+            "host-cpu",
+            "--runtime",
+            "onnxruntime",
+            "--threads",
+            "1",
+            "--cache-dir",
+            str(tmp / "models"),
+            *TINY,
+        ),
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=env(),
+        start_new_session=True,
+    )
     fh.close()
     try:
         _wait_registered(server, "host-cpu", proc, log)
@@ -68,10 +88,33 @@ def local_agent(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_validate_cli_measures_predicts_and_calibrates(server: LiveServer, local_agent: str, tmp_path: Path) -> None:
     out = tmp_path / "val"
-    cmd = [sys.executable, "-m", "search.app.cli", "validate", "--server", server.url, "--device", local_agent, "--space", "fbnet-fmnist",
-           "--n", "4", "--seed", "3", "--calibrate", "--out", str(out), "--token", server.client_token,
-           "--calibration-token", server.agent_token,  # the owner rule: host-cpu's owner stores the fit
-           "--cache-dir", str(tmp_path / "lut"), "--timeout", "120"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "search.app.cli",
+        "validate",
+        "--server",
+        server.url,
+        "--device",
+        local_agent,
+        "--space",
+        "fbnet-fmnist",
+        "--n",
+        "4",
+        "--seed",
+        "3",
+        "--calibrate",
+        "--out",
+        str(out),
+        "--token",
+        server.client_token,
+        "--calibration-token",
+        server.agent_token,  # the owner rule: host-cpu's owner stores the fit
+        "--cache-dir",
+        str(tmp_path / "lut"),
+        "--timeout",
+        "120",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=180)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "prediction: MAPE" in proc.stdout and "noise floor (even vs odd of 3 rounds)" in proc.stdout
@@ -107,16 +150,27 @@ def test_validate_cli_measures_predicts_and_calibrates(server: LiveServer, local
     assert arch_cost(LatencyCost(table), arch) == pytest.approx(cal["scale"] * raw + cal["offset_ms"], rel=1e-9)
 
 
-def test_extra_networks_are_measured_and_fitted_with_the_uniform_ones(server: LiveServer, local_agent: str,
-                                                                     tmp_path: Path) -> None:
+def test_extra_networks_are_measured_and_fitted_with_the_uniform_ones(
+    server: LiveServer, local_agent: str, tmp_path: Path
+) -> None:
     """``extra``: networks chosen by the caller (near a search's budget, say) join the uniform draws in the job and the fit."""
     from search.validate import ValidateConfig, run_validation
 
     cheap = ["skip", "maxpool_k3", "skip", "avgpool_k3", "skip", "ir_k3_e1", "skip", "skip", "ir_k3_e1"]
     pooled = ["maxpool_k3"] * 9
-    cfg = ValidateConfig(server=server.url, device=local_agent, space="fbnet-fmnist", n=2, seed=5, calibrate=True,
-                         extra=[cheap, pooled, cheap], token=server.client_token, calibration_token=server.agent_token,
-                         cache_dir=tmp_path / "lut", timeout_s=120)
+    cfg = ValidateConfig(
+        server=server.url,
+        device=local_agent,
+        space="fbnet-fmnist",
+        n=2,
+        seed=5,
+        calibrate=True,
+        extra=[cheap, pooled, cheap],
+        token=server.client_token,
+        calibration_token=server.agent_token,
+        cache_dir=tmp_path / "lut",
+        timeout_s=120,
+    )
     report = run_validation(cfg, log=lambda _: None)
     ids = [r.arch_id for r in report.rows]
     extra_ids = {Architecture(space="fbnet-fmnist", choices=c, input_size=28, classes=10).id for c in (cheap, pooled)}
@@ -125,8 +179,22 @@ def test_extra_networks_are_measured_and_fitted_with_the_uniform_ones(server: Li
 
 
 def test_validate_names_the_problem_in_one_line(server: LiveServer, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "search.app.cli", "validate", "--server", server.url, "--device", "no-such-phone", "--space", "fbnet-fmnist",
-           "--n", "2", "--token", server.client_token]
+    cmd = [
+        sys.executable,
+        "-m",
+        "search.app.cli",
+        "validate",
+        "--server",
+        server.url,
+        "--device",
+        "no-such-phone",
+        "--space",
+        "fbnet-fmnist",
+        "--n",
+        "2",
+        "--token",
+        server.client_token,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "no-such-phone" in proc.stderr
@@ -141,17 +209,38 @@ def test_network_job_over_loopback_adb(server: LiveServer, tmp_path: Path) -> No
         archs = sample_archs(get_space("fbnet-fmnist"), 2, seed=11)
         keys = list(dict.fromkeys(k for a in archs for k in a.op_keys()))[:4]
         with server.client() as c:
-            proc = subprocess.run(agent_cmd("info", "--serial", f"127.0.0.1:{port}", "--json"), capture_output=True, text=True,
-                                  env=env(), timeout=60)
+            proc = subprocess.run(
+                agent_cmd("info", "--serial", f"127.0.0.1:{port}", "--json"),
+                capture_output=True,
+                text=True,
+                env=env(),
+                timeout=60,
+            )
             name = json.loads(proc.stdout)["name"]
             with open(log, "wb") as fh:
-                agent = subprocess.Popen(agent_cmd("run", "--serial", f"127.0.0.1:{port}", "--server", server.url, "--token",
-                                                   server.agent_token, "--cache-dir", str(tmp_path / "models"), *TINY),
-                                         stdout=fh, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+                agent = subprocess.Popen(
+                    agent_cmd(
+                        "run",
+                        "--serial",
+                        f"127.0.0.1:{port}",
+                        "--server",
+                        server.url,
+                        "--token",
+                        server.agent_token,
+                        "--cache-dir",
+                        str(tmp_path / "models"),
+                        *TINY,
+                    ),
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    env=env(),
+                    start_new_session=True,
+                )
             try:
                 _wait_registered(server, name, agent, log)
-                job = c.create_job(JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys,
-                                             networks=[network_spec(a) for a in archs]))
+                job = c.create_job(
+                    JobCreate(device=name, runtime="onnxruntime", threads=1, keys=keys, networks=[network_spec(a) for a in archs])
+                )
                 deadline = time.monotonic() + 120
                 while (state := c.get_job(job.id)).state not in (JobState.done, JobState.failed) and time.monotonic() < deadline:
                     time.sleep(0.5)

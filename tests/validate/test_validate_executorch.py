@@ -18,8 +18,9 @@ from tests.support.databases import sqlite_url
 from tests.support.live_server import LiveServer, start_live_server
 from tests.validate.test_validate import TINY, _wait_registered
 
-needs_executorch = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
-                                      reason="ExecuTorch is not installed: pip install 'hwnas[executorch]'")
+needs_executorch = pytest.mark.skipif(
+    importlib.util.find_spec("executorch") is None, reason="ExecuTorch is not installed: pip install 'hwnas[executorch]'"
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def _validate(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "search.app.cli", "validate", "--server", server.url, "--space", "fbnet-fmnist",
-           "--token", server.client_token, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "search.app.cli",
+        "validate",
+        "--server",
+        server.url,
+        "--space",
+        "fbnet-fmnist",
+        "--token",
+        server.client_token,
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=900)
 
 
@@ -43,22 +55,57 @@ def test_a_runtime_no_agent_measures_is_refused_before_a_job(server: LiveServer)
     proc = _validate(server, "--device", "no-such-device", "--runtime", "tensorrt", "--n", "2")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: unknown runtime 'tensorrt': use one of onnxruntime, torchscript, executorch")
+        "error: unknown runtime 'tensorrt': use one of onnxruntime, torchscript, executorch"
+    )
 
 
 @needs_executorch
 def test_validate_measures_and_predicts_in_executorch(server: LiveServer, tmp_path: Path) -> None:
     log = tmp_path / "agent.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(agent_cmd("run", "--local", "--server", server.url, "--token", server.agent_token,
-                                          "--name", "host-et", "--runtime", "executorch", "--threads", "1",
-                                          "--cache-dir", str(tmp_path / "models"), *TINY),
-                                stdout=fh, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+        proc = subprocess.Popen(
+            agent_cmd(
+                "run",
+                "--local",
+                "--server",
+                server.url,
+                "--token",
+                server.agent_token,
+                "--name",
+                "host-et",
+                "--runtime",
+                "executorch",
+                "--threads",
+                "1",
+                "--cache-dir",
+                str(tmp_path / "models"),
+                *TINY,
+            ),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env(),
+            start_new_session=True,
+        )
     try:
         _wait_registered(server, "host-et", proc, log)
         out = tmp_path / "val"
-        done = _validate(server, "--device", "host-et", "--runtime", "executorch", "--n", "2", "--seed", "1",
-                         "--out", str(out), "--cache-dir", str(tmp_path / "lut"), "--timeout", "800")
+        done = _validate(
+            server,
+            "--device",
+            "host-et",
+            "--runtime",
+            "executorch",
+            "--n",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "lut"),
+            "--timeout",
+            "800",
+        )
     finally:
         kill(proc, 15)
     assert done.returncode == 0, done.stderr + done.stdout + log.read_text()[-3000:]

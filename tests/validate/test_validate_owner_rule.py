@@ -32,7 +32,12 @@ def test_a_client_tokens_fit_is_reported_not_stored_and_the_owners_is_stored(liv
         assert "owner rule" in str(c["not_stored"]) and "--calibration-token" in str(c["not_stored"])
         assert lines and lines[0].startswith("calibration NOT stored")
         assert httpx.get(f"{live_server.url}/lut/{device}", timeout=30).json()["calibration"] is None
-        owner = ValidateConfig(server=live_server.url, device=device, space="fbnet-fmnist", token=live_server.client_token,
-                               calibration_token=live_server.agent_token)
+        owner = ValidateConfig(
+            server=live_server.url,
+            device=device,
+            space="fbnet-fmnist",
+            token=live_server.client_token,
+            calibration_token=live_server.agent_token,
+        )
         assert _store_calibration(owner, client, body, {}, lines.append) is True
     assert httpx.get(f"{live_server.url}/lut/{device}", timeout=30).json()["calibration"]["scale"] == 1.2

@@ -89,10 +89,22 @@ def test_latency_cost_applies_the_calibration_linearly(tmp_path: Path) -> None:
 
 
 def test_table_uses_the_burst_minimum_when_the_document_has_one(tmp_path: Path) -> None:
-    doc = {"device": "d", "runtime": "onnxruntime", "threads": 1, "entries": {
-        "skip_s1_o16@1x16x14x14": {"median_ms": 0.5, "min_ms": 0.4, "n": 10},
-        "maxpool_k3_s2_o16@1x8x28x28": {"median_ms": 0.3, "n": 10}},
-        "calibration": {"scale": 0.9, "offset_ms": -0.01, "networks": 4, "method": "linear", "created_at": "2026-01-01T00:00:00Z"}}
+    doc = {
+        "device": "d",
+        "runtime": "onnxruntime",
+        "threads": 1,
+        "entries": {
+            "skip_s1_o16@1x16x14x14": {"median_ms": 0.5, "min_ms": 0.4, "n": 10},
+            "maxpool_k3_s2_o16@1x8x28x28": {"median_ms": 0.3, "n": 10},
+        },
+        "calibration": {
+            "scale": 0.9,
+            "offset_ms": -0.01,
+            "networks": 4,
+            "method": "linear",
+            "created_at": "2026-01-01T00:00:00Z",
+        },
+    }
     (tmp_path / "t.json").write_text(json.dumps(doc))
     t = load_table(tmp_path / "t.json")
     assert t.entries == {"skip_s1_o16@1x16x14x14": 0.4, "maxpool_k3_s2_o16@1x8x28x28": 0.3}

@@ -20,8 +20,11 @@ from device_agent.runtimes.base import RUNTIME_TOOL
 
 TOOLS = tuple(RUNTIME_TOOL.values())  # the programs a phone runs, one stand-in each
 #: what each stand-in runs the model with on the host (named in the launcher)
-TOOL_ENGINE = {"speed_benchmark_torch": "torch", "onnxruntime_perf_test": "onnxruntime",
-               "executor_runner": "ExecuTorch's Python runtime"}
+TOOL_ENGINE = {
+    "speed_benchmark_torch": "torch",
+    "onnxruntime_perf_test": "onnxruntime",
+    "executor_runner": "ExecuTorch's Python runtime",
+}
 
 # Build knobs: which build of the program a stand-in plays. Environment variables, so that both ways a
 # stand-in runs see them (the launcher forwards them to the zygote; ``python -m`` inherits them).

@@ -42,18 +42,41 @@ from device_agent.loopback.standins import build_knobs
 
 FILE = "executor_runner.cpp"
 # Lines of the ET_LOG / ET_CHECK calls at 018a3a52 (see the module docstring: not verified for 1.5.1).
-LINE = {"extra": 407, "print_output": 421, "threads": 434, "open": 539, "parse": 549, "loaded": 551,
-        "method": 561, "buffer": 617, "load_method": 672, "load_time": 678, "iteration": 862, "executed": 872,
-        "outputs": 879, "execute": 855, "etdump_open": 309, "etdump_written": 316, "etdump_failed": 969}
+LINE = {
+    "extra": 407,
+    "print_output": 421,
+    "threads": 434,
+    "open": 539,
+    "parse": 549,
+    "loaded": 551,
+    "method": 561,
+    "buffer": 617,
+    "load_method": 672,
+    "load_time": 678,
+    "iteration": 862,
+    "executed": 872,
+    "outputs": 879,
+    "execute": 855,
+    "etdump_open": 309,
+    "etdump_written": 316,
+    "etdump_failed": 969,
+}
 THREADPOOL = ("threadpool.cpp", 66)  # printed so by 1.5.1's own library (its pybindings log the same call)
 ACCESS_FAILED, INVALID_PROGRAM = 0x22, 0x12  # runtime/core/error.h, as 1.5.1's loader reports them
 
 # name -> (gflags type, default); 1.5.1's flags of a threadpool + event-tracer build (no bundled IO, no VGF).
 FLAGS: dict[str, tuple[str, Any]] = {
-    "model_path": ("string", "model.pte"), "data_path": ("string", ""), "inputs": ("string", ""),
-    "input_shapes": ("string", ""), "output_file": ("string", ""), "server_mode": ("bool", False),
-    "print_output": ("string", "summary"), "num_executions": ("uint32", 1), "method_name": ("string", ""),
-    "etdump_path": ("string", "model.etdump"), "cpu_threads": ("int32", -1),
+    "model_path": ("string", "model.pte"),
+    "data_path": ("string", ""),
+    "inputs": ("string", ""),
+    "input_shapes": ("string", ""),
+    "output_file": ("string", ""),
+    "server_mode": ("bool", False),
+    "print_output": ("string", "summary"),
+    "num_executions": ("uint32", 1),
+    "method_name": ("string", ""),
+    "etdump_path": ("string", "model.etdump"),
+    "cpu_threads": ("int32", -1),
 }
 
 
@@ -74,7 +97,7 @@ def _value(kind: str, name: str, text: str) -> Any:
             number = int(text, 0)
         except ValueError:
             number = None
-        limits = (0, 2**32 - 1) if kind == "uint32" else (-2**31, 2**31 - 1)
+        limits = (0, 2**32 - 1) if kind == "uint32" else (-(2**31), 2**31 - 1)
         if number is not None and limits[0] <= number <= limits[1] and not (kind == "uint32" and text.startswith("-")):
             return number
     raise FlagError(f"ERROR: illegal value '{text}' specified for {kind} flag '{name}'\n")
@@ -181,8 +204,13 @@ def _print_outputs(mode: str, outputs: list[Any], out: TextIO) -> None:
                 out.write(f"Output {i}: {value}\n")
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | None = None,
-         err: TextIO | None = None, prog: str = "executor_runner") -> int:
+def main(
+    argv: list[str] | None = None,
+    out: TextIO | None = None,
+    cwd: str | None = None,
+    err: TextIO | None = None,
+    prog: str = "executor_runner",
+) -> int:
     """Run like the program (loads the model every call); return its exit code.
 
     ``out``/``err`` are its stdout and stderr; given only ``out``, both go there, as ``2>&1`` shows them.
@@ -207,8 +235,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
         log("E", "extra", "Extra commandline args: " + " ".join(rest))
         return 1
     if flags["print_output"] not in ("none", "summary", "all"):
-        log("E", "print_output", f"Unknown --print_output mode '{flags['print_output']}'. "
-                                 "Expected 'none', 'summary', or 'all'.")
+        log("E", "print_output", f"Unknown --print_output mode '{flags['print_output']}'. Expected 'none', 'summary', or 'all'.")
         return 1
     threads = _performant_cores() if flags["cpu_threads"] == -1 else flags["cpu_threads"]
     log("I", "threads", f"Resetting threadpool with num threads = {threads}")
@@ -234,15 +261,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
     try:
         method = program.load_method(name)
     except Exception:  # noqa: BLE001 - the program's abort, not a traceback
-        return log.check_failed("load_method", "method.ok()",
-                                f"Loading of method {name} failed with status 0x{INVALID_PROGRAM:x}")
+        return log.check_failed(
+            "load_method", "method.ok()", f"Loading of method {name} failed with status 0x{INVALID_PROGRAM:x}"
+        )
     log("I", "load_time", f"Model loaded in {(time.perf_counter_ns() - before_load) / 1e6:f} ms.")
 
     import torch
 
     meta = method.method_meta()
-    shapes = [(tuple(meta.input_tensor_meta(i).sizes()), meta.input_tensor_meta(i).dtype())
-              for i in range(meta.num_inputs())]
+    shapes = [(tuple(meta.input_tensor_meta(i).sizes()), meta.input_tensor_meta(i).dtype()) for i in range(meta.num_inputs())]
     executions = flags["num_executions"]
     spent_ns = 0
     # prepare_input_tensors: inputs of ones set before every run, outside the clock (memory planning may have reused
@@ -256,8 +283,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
         try:
             method.execute()
         except Exception:  # noqa: BLE001
-            return log.check_failed("execute", "status == Error::Ok",
-                                    f"Execution of method {name} failed with status 0x{INVALID_PROGRAM:x}")
+            return log.check_failed(
+                "execute", "status == Error::Ok", f"Execution of method {name} failed with status 0x{INVALID_PROGRAM:x}"
+            )
         elapsed = time.perf_counter_ns() - t0
         spent_ns += elapsed
         log("I", "iteration", f"Iteration {i + 1} of {executions}: {elapsed / 1e6:f} ms")
@@ -283,8 +311,17 @@ def _dtype(code: Any) -> Any:
     """A torch dtype for ExecuTorch's ScalarType code (the runner's inputs are ones of the input's type)."""
     import torch
 
-    table = {0: torch.uint8, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.int64, 5: torch.float16,
-             6: torch.float32, 7: torch.float64, 11: torch.bool}
+    table = {
+        0: torch.uint8,
+        1: torch.int8,
+        2: torch.int16,
+        3: torch.int32,
+        4: torch.int64,
+        5: torch.float16,
+        6: torch.float32,
+        7: torch.float64,
+        11: torch.bool,
+    }
     return table.get(int(code), torch.float32)
 
 
@@ -301,5 +338,4 @@ def _own_stderr() -> TextIO:
 
 if __name__ == "__main__":
     # The launcher passes its $0: the name the program was started by.
-    sys.exit(main(out=sys.stdout, err=_own_stderr(),
-                  prog=os.environ.get("HWNAS_STANDIN_ARGV0") or Path(sys.argv[0]).stem))
+    sys.exit(main(out=sys.stdout, err=_own_stderr(), prog=os.environ.get("HWNAS_STANDIN_ARGV0") or Path(sys.argv[0]).stem))

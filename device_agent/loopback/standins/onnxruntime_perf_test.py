@@ -63,12 +63,42 @@ USAGE = (
     "\t-Z [Force thread to stop spinning between runs]: disallow thread from spinning during runs to reduce cpu usage.\n"
     "\t-h: help\n"
 )
-PROVIDERS = ("cpu", "cuda", "dnnl", "openvino", "tensorrt", "qnn", "snpe", "nnapi", "coreml", "dml", "acl", "armnn",
-             "rocm", "migraphx", "xnnpack", "vitisai")
+PROVIDERS = (
+    "cpu",
+    "cuda",
+    "dnnl",
+    "openvino",
+    "tensorrt",
+    "qnn",
+    "snpe",
+    "nnapi",
+    "coreml",
+    "dml",
+    "acl",
+    "armnn",
+    "rocm",
+    "migraphx",
+    "xnnpack",
+    "vitisai",
+)
 # ort_test_session.cc: what a build without the provider throws, e.g. ORT_THROW("NNAPI is not supported in this build\n").
-_PROVIDER_NAMES = {"cuda": "CUDA", "dnnl": "DNNL", "openvino": "OpenVINO", "tensorrt": "TensorRT", "qnn": "QNN",
-                   "snpe": "SNPE", "nnapi": "NNAPI", "coreml": "CoreML", "dml": "DirectML", "acl": "Acl",
-                   "armnn": "ArmNN", "rocm": "ROCM", "migraphx": "MIGraphX", "xnnpack": "Xnnpack", "vitisai": "VitisAI"}
+_PROVIDER_NAMES = {
+    "cuda": "CUDA",
+    "dnnl": "DNNL",
+    "openvino": "OpenVINO",
+    "tensorrt": "TensorRT",
+    "qnn": "QNN",
+    "snpe": "SNPE",
+    "nnapi": "NNAPI",
+    "coreml": "CoreML",
+    "dml": "DirectML",
+    "acl": "Acl",
+    "armnn": "ArmNN",
+    "rocm": "ROCM",
+    "migraphx": "MIGraphX",
+    "xnnpack": "Xnnpack",
+    "vitisai": "VitisAI",
+}
 STAT_LINES = (("Min", None), ("Max", None), ("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99), ("P999", 0.999))
 
 
@@ -76,8 +106,9 @@ class _UsageError(Exception):
     """ParseArguments returned false."""
 
 
-def _getopt(argv: list[str], optstring: str, prog: str, warn: Callable[[str], None]
-            ) -> Generator[tuple[str, str | None], None, int]:
+def _getopt(
+    argv: list[str], optstring: str, prog: str, warn: Callable[[str], None]
+) -> Generator[tuple[str, str | None], None, int]:
     """POSIX getopt as bionic does it (no permuting: the first operand ends the options); yields (option, value)
     and leaves the operands' index in ``argv`` as the generator's return value."""
     i = 0
@@ -95,7 +126,7 @@ def _getopt(argv: list[str], optstring: str, prog: str, warn: Callable[[str], No
             if c == ":" or pos < 0:
                 warn(f"{prog}: unknown option -- {c}\n")  # getopt_long.c: illoptchar
                 raise _UsageError
-            if optstring[pos + 1:pos + 2] == ":":
+            if optstring[pos + 1 : pos + 2] == ":":
                 if j < len(arg):
                     value = arg[j:]
                 elif i + 1 < len(argv):
@@ -134,7 +165,7 @@ def _dimension_override(value: str) -> bool:
     if at < 0 or at >= len(value) - 1:
         return False
     try:
-        return int(value[at + 1:].strip().split()[0]) > 0
+        return int(value[at + 1 :].strip().split()[0]) > 0
     except (ValueError, IndexError):
         return False
 
@@ -144,7 +175,7 @@ def drop_options(optstring: str, letters: str) -> str:
     for letter in letters:
         at = optstring.find(letter)
         if letter != ":" and at >= 0:
-            end = at + 2 if optstring[at + 1:at + 2] == ":" else at + 1
+            end = at + 2 if optstring[at + 1 : at + 2] == ":" else at + 1
             optstring = optstring[:at] + optstring[end:]
     return optstring
 
@@ -172,12 +203,12 @@ def parse_arguments(argv: list[str], prog: str, warn: Callable[[str], None], wit
                 raise _UsageError
             cfg.provider = v
         elif c == "r":
-            cfg.repeats = strtol(v) % 2 ** 64  # a size_t: a negative count wraps, only 0 is refused
+            cfg.repeats = strtol(v) % 2**64  # a size_t: a negative count wraps, only 0 is refused
             if cfg.repeats <= 0:
                 raise _UsageError
             cfg.mode = "times"
         elif c == "t":
-            cfg.seconds = strtol(v) % 2 ** 64
+            cfg.seconds = strtol(v) % 2**64
             if cfg.repeats <= 0:  # sic: the source checks repeated_times here
                 raise _UsageError
             cfg.mode = "duration"
@@ -191,7 +222,7 @@ def parse_arguments(argv: list[str], prog: str, warn: Callable[[str], None], wit
             if strtol(v) < 0:
                 raise _UsageError
         elif c == "c":
-            if strtol(v) % 2 ** 64 <= 0:
+            if strtol(v) % 2**64 <= 0:
                 raise _UsageError
         elif c == "o":
             level = strtol(v)
@@ -230,8 +261,13 @@ def _stats(costs: list[float]) -> str:
     return "".join(lines)
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | None = None,
-         err: TextIO | None = None, prog: str = "onnxruntime_perf_test") -> int:
+def main(
+    argv: list[str] | None = None,
+    out: TextIO | None = None,
+    cwd: str | None = None,
+    err: TextIO | None = None,
+    prog: str = "onnxruntime_perf_test",
+) -> int:
     """Run like the binary (a fresh session, one warm-up run); return its exit code.
 
     ``out``/``err`` are its stdout and stderr; given only ``out``, both go there, as ``2>&1`` shows them.
@@ -248,8 +284,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
     argv = list(sys.argv[1:] if argv is None else argv)
     knobs = build_knobs()
     try:
-        cfg = parse_arguments(argv, prog, to_err, without="".join(
-            f[1:] for f in knobs.without if f.startswith("-") and not f.startswith("--")))
+        cfg = parse_arguments(
+            argv, prog, to_err, without="".join(f[1:] for f in knobs.without if f.startswith("-") and not f.startswith("--"))
+        )
     except _UsageError:
         out.write(USAGE)
         return 255
@@ -279,8 +316,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
     try:
         # A new session every call, outputs allocated by the session on every run: what the
         # program does. No cache across calls: each call is a new process on a phone.
-        engine = OrtEngine(model, threads=cfg.threads or (os.cpu_count() or 1),
-                           spin=cfg.spin and cfg.spin_between_runs, opt_level=cfg.opt_level, prebind_outputs=False)
+        engine = OrtEngine(
+            model,
+            threads=cfg.threads or (os.cpu_count() or 1),
+            spin=cfg.spin and cfg.spin_between_runs,
+            opt_level=cfg.opt_level,
+            prebind_outputs=False,
+        )
     except Exception as exc:  # noqa: BLE001 - main()'s catch prints what() on stderr
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         to_err(f"{first}\n")
@@ -305,15 +347,17 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     cpu = 100
     # PerformanceRunner::Run()
-    out.write(f"Session creation time cost: {fmt_g(session_s)} s\n"
-              f"First inference time cost: {first_ms} ms\n"
-              f"Total inference time cost: {fmt_g(total_s)} s\n"
-              f"Total inference requests: {n}\n"
-              f"Average inference time cost: {fmt_g(total_s / n * 1000) if n else 'nan'} ms\n"
-              f"Total inference run time: {fmt_g(wall)} s\n"
-              f"Number of inferences per second: {fmt_g(n / wall) if wall > 0 else 'inf'} \n"
-              f"Avg CPU usage: {cpu} %\n"
-              f"Peak working set size: {peak} bytes\n")
+    out.write(
+        f"Session creation time cost: {fmt_g(session_s)} s\n"
+        f"First inference time cost: {first_ms} ms\n"
+        f"Total inference time cost: {fmt_g(total_s)} s\n"
+        f"Total inference requests: {n}\n"
+        f"Average inference time cost: {fmt_g(total_s / n * 1000) if n else 'nan'} ms\n"
+        f"Total inference run time: {fmt_g(wall)} s\n"
+        f"Number of inferences per second: {fmt_g(n / wall) if wall > 0 else 'inf'} \n"
+        f"Avg CPU usage: {cpu} %\n"
+        f"Peak working set size: {peak} bytes\n"
+    )
     out.flush()  # std::endl
     # PerformanceResult::DumpToFile(result_file, f_dump_statistics)
     stats = cfg.stats

@@ -26,13 +26,25 @@ from typing import Any, TextIO
 from device_agent.loopback.standins import build_knobs, fmt_g, strtol
 
 FLAGS: dict[str, Any] = {
-    "model": "", "input_dims": "", "input_type": "", "input_memory_format": "contiguous_format",
-    "no_inputs": False, "use_caching_allocator": False, "use_bundled_input": -1, "print_output": False,
-    "warmup": 0, "iter": 10, "report_pep": False, "pytext_len": 0, "vulkan": False,
+    "model": "",
+    "input_dims": "",
+    "input_type": "",
+    "input_memory_format": "contiguous_format",
+    "no_inputs": False,
+    "use_caching_allocator": False,
+    "use_bundled_input": -1,
+    "print_output": False,
+    "warmup": 0,
+    "iter": 10,
+    "report_pep": False,
+    "pytext_len": 0,
+    "vulkan": False,
     # C10 flags of the thread pool, linked into the program and parsed with its own flags
     # (pytorch caffe2/utils/threadpool/ThreadPool.cc): mobile PyTorch sizes its pthreadpool from
     # these, not from OMP_NUM_THREADS.
-    "pthreadpool_size": 0, "caffe2_threadpool_force_inline": False, "caffe2_threadpool_android_cap": 1,
+    "pthreadpool_size": 0,
+    "caffe2_threadpool_force_inline": False,
+    "caffe2_threadpool_android_cap": 1,
     "caffe2_threadpool_ios_cap": 1,
 }
 
@@ -75,8 +87,9 @@ def parse_flags(argv: list[str], without: tuple[str, ...] = ()) -> dict[str, Any
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--"):
-            stream.append("C10 flag: commandline argument does not match --name=var or --name format: "
-                          f"{arg}. Ignoring this argument.\n")
+            stream.append(
+                f"C10 flag: commandline argument does not match --name=var or --name format: {arg}. Ignoring this argument.\n"
+            )
             i += 1
             continue
         if "=" not in arg:  # the value is the next argument, even for a bool flag
@@ -95,10 +108,12 @@ def parse_flags(argv: list[str], without: tuple[str, ...] = ()) -> dict[str, Any
         default = known[key]
         if isinstance(default, bool):
             if value not in _FALSE + _TRUE:
-                stream.append(f"C10 flag error: Cannot convert argument to bool: {value}\n"
-                              "Note that if you are passing in a bool flag, you need to explicitly specify it, like "
-                              "--arg=True or --arg True. Otherwise, the next argument may be inadvertently used as "
-                              "the argument, causing the above error.\n")
+                stream.append(
+                    f"C10 flag error: Cannot convert argument to bool: {value}\n"
+                    "Note that if you are passing in a bool flag, you need to explicitly specify it, like "
+                    "--arg=True or --arg True. Otherwise, the next argument may be inadvertently used as "
+                    "the argument, causing the above error.\n"
+                )
                 stream.append(f"C10 flag: illegal argument: {arg}\n")
                 raise FlagError("".join(stream))
             flags[key] = value in _TRUE
@@ -113,8 +128,13 @@ def _dims(text: str) -> list[tuple[int, ...]]:
     return [tuple(int(d) for d in part.split(",") if d.strip()) for part in text.split(";") if part.strip()]
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | None = None,
-         err: TextIO | None = None, prog: str = "speed_benchmark_torch") -> int:
+def main(
+    argv: list[str] | None = None,
+    out: TextIO | None = None,
+    cwd: str | None = None,
+    err: TextIO | None = None,
+    prog: str = "speed_benchmark_torch",
+) -> int:
     """Run like the binary (loads the model every call); return its exit code.
 
     ``out``/``err`` are its stdout and stderr; given only ``out``, both go there, as ``2>&1`` shows them.
@@ -134,7 +154,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
         err.write("terminate called after throwing an instance of 'c10::Error'\n  what():  Model file is not specified\n")
         return 134
     if flags["input_type"] not in ("", "float"):
-        err.write(f"terminate called after throwing an instance of 'c10::Error'\n  what():  Unsupported input type: {flags['input_type']}\n")
+        err.write(
+            f"terminate called after throwing an instance of 'c10::Error'\n  what():  Unsupported input type: {flags['input_type']}\n"
+        )
         return 134
     dims = _dims(flags["input_dims"])
     if not dims and not flags["no_inputs"]:
@@ -162,11 +184,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: str | No
     if flags["report_pep"]:
         for ms in samples:
             micros = float(int(ms * 1000.0))  # duration_cast<microseconds> truncates
-            out.write("PyTorchObserver " + json.dumps({"type": "NET", "unit": "us", "metric": "latency",
-                                                       "value": fmt_g(micros)}) + "\n")
+            out.write(
+                "PyTorchObserver " + json.dumps({"type": "NET", "unit": "us", "metric": "latency", "value": fmt_g(micros)}) + "\n"
+            )
     if iters:
-        out.write(f"Main run finished. Microseconds per iter: {fmt_g(total_us / iters)}. "
-                  f"Iters per second: {fmt_g(1e6 * iters / total_us)}\n")
+        out.write(
+            f"Main run finished. Microseconds per iter: {fmt_g(total_us / iters)}. "
+            f"Iters per second: {fmt_g(1e6 * iters / total_us)}\n"
+        )
     return 0
 
 

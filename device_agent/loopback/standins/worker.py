@@ -235,7 +235,7 @@ def _spawn(directory: Path, line: str) -> int | None:
 
 def _child(directory: Path, fields: list[str], main: Any) -> None:
     tool, pid, cwd, omp, merged = fields[0], fields[1], fields[2], fields[3], fields[4] == "1"
-    knobs = dict(zip(KNOBS, fields[5:5 + len(KNOBS)]))
+    knobs = dict(zip(KNOBS, fields[5 : 5 + len(KNOBS)]))
     prog = fields[5 + len(KNOBS)]
     argv = fields[_FIXED:]
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

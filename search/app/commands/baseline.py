@@ -26,8 +26,9 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = opts.THREADS,
         token: Optional[str] = opts.TOKEN,
         cache_dir: Optional[Path] = opts.CACHE_DIR,
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the network as an architecture JSON "
-                                           "(what `hwnas train` and `hwnas export` read)."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o", help="Write the network as an architecture JSON (what `hwnas train` and `hwnas export` read)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """The zero-training baseline every search must beat: most MACs (or params) inside the latency window.
@@ -61,23 +62,40 @@ def register(app: typer.Typer) -> None:
                 best = most_under(latency, count, [layer.candidates for layer in space.layers()], lo, hi, by)
             except BaselineError as exc:
                 raise fail(f"{exc} (--target-ms; table of {table.describe()})") from None
-            arch = Architecture(space=space.name, choices=best.choices, input_size=space.input_shape[-1],
-                                classes=space.classes, name=f"max-{by}-{target_ms:g}ms",
-                                meta={"baseline": f"most {by} with predicted latency in {lo:.4g}..{hi:.4g} ms",
-                                      "predicted_ms": best.predicted_ms, "table": table.describe()})
+            arch = Architecture(
+                space=space.name,
+                choices=best.choices,
+                input_size=space.input_shape[-1],
+                classes=space.classes,
+                name=f"max-{by}-{target_ms:g}ms",
+                meta={
+                    "baseline": f"most {by} with predicted latency in {lo:.4g}..{hi:.4g} ms",
+                    "predicted_ms": best.predicted_ms,
+                    "table": table.describe(),
+                },
+            )
             macs = count.arch_cost(space, best.choices) if by == "macs" else other.arch_cost(space, best.choices)
             params = other.arch_cost(space, best.choices) if by == "macs" else count.arch_cost(space, best.choices)
             if out is not None:
                 arch.save(out)
             if as_json:
-                typer.echo(json.dumps({"id": arch.id, **best.to_dict(), "mmacs": macs, "mparams": params,
-                                       "window_ms": [lo, hi], "table": table.describe()}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "id": arch.id,
+                            **best.to_dict(),
+                            "mmacs": macs,
+                            "mparams": params,
+                            "window_ms": [lo, hi],
+                            "table": table.describe(),
+                        }
+                    )
+                )
                 return
             typer.echo(f"most {by} in {lo:.4g}..{hi:.4g} ms on {table.describe()}: id {arch.id}")
             typer.echo(f"  {' '.join(best.choices)}")
             typer.echo(f"  predicted {best.predicted_ms:.4f} ms  {macs:.3f} MMACs  {params:.4f} Mparams")
             if not best.in_window:
-                typer.echo(f"note: no network in the window has more {by}: this one is cheaper than "
-                           f"{lo:.4g} ms", err=True)
+                typer.echo(f"note: no network in the window has more {by}: this one is cheaper than {lo:.4g} ms", err=True)
             if out is not None:
                 typer.echo(f"wrote {out}")

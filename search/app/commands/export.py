@@ -17,13 +17,21 @@ def _is_op_key(target: str) -> bool:
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        target: str = typer.Argument(..., help="ARCH.json, a shipped architecture (fbnet_a, fbnet_b, fbnet_c) or an operator key."),
-        fmt: str = typer.Option("onnx", "--format", "-f", help="onnx, torchscript (lite interpreter .ptl) or pte "
-                                "(ExecuTorch with the XNNPACK delegate; pip install 'hwnas\\[executorch]')."),
+        target: str = typer.Argument(
+            ..., help="ARCH.json, a shipped architecture (fbnet_a, fbnet_b, fbnet_c) or an operator key."
+        ),
+        fmt: str = typer.Option(
+            "onnx",
+            "--format",
+            "-f",
+            help="onnx, torchscript (lite interpreter .ptl) or pte "
+            "(ExecuTorch with the XNNPACK delegate; pip install 'hwnas\\[executorch]').",
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Output file."),
         weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Trained weights (state dict) for an architecture."),
-        check: bool = typer.Option(True, "--check/--no-check", help="ONNX / pte: run the file in onnxruntime / ExecuTorch "
-                                   "and compare with PyTorch."),
+        check: bool = typer.Option(
+            True, "--check/--no-check", help="ONNX / pte: run the file in onnxruntime / ExecuTorch and compare with PyTorch."
+        ),
     ) -> None:
         """Export a network or one operator for on-device benchmarking.
 

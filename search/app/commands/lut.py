@@ -10,7 +10,10 @@ import typer
 
 from search.app.commands._errors import fail, user_errors
 
-lut_app = typer.Typer(help="Latency tables: keys a space needs, pull a table, request measurements, fit one from whole networks, import / export published tables.", no_args_is_help=True)
+lut_app = typer.Typer(
+    help="Latency tables: keys a space needs, pull a table, request measurements, fit one from whole networks, import / export published tables.",
+    no_args_is_help=True,
+)
 
 
 def _keys(space: Optional[str], arch: Optional[str], input_size: Optional[int], classes: Optional[int]) -> list[str]:
@@ -60,8 +63,10 @@ def fetch(
     with user_errors():
         table = fetch_table(server, device, runtime=runtime, threads=threads, token=token, cache_dir=cache_dir)
         overhead = f"{table.overhead_ms:.4f} ms" if table.overhead_ms is not None else "none"
-        typer.echo(f"{table.describe()}: {len(table.entries)} entries, overhead {overhead}, etag {table.etag}"
-                   + (" [cached, server unreachable]" if table.stale else ""))
+        typer.echo(
+            f"{table.describe()}: {len(table.entries)} entries, overhead {overhead}, etag {table.etag}"
+            + (" [cached, server unreachable]" if table.stale else "")
+        )
         if out is not None:
             typer.echo(f"wrote {table.save(out)}")
 
@@ -92,7 +97,9 @@ def request(
         found = _keys(space, arch, None, None)
         with ProfilerClient(server, token=token) as client:
             created = request_measurements(client, device, runtime, threads, found)
-            typer.echo(f"job {created.id}: {created.total} keys, {created.already_present} already present, {created.pending} to measure")
+            typer.echo(
+                f"job {created.id}: {created.total} keys, {created.already_present} already present, {created.pending} to measure"
+            )
             if wait and created.pending:
                 with JobBar(enabled=sys.stderr.isatty()) as bar:
                     job = wait_for_job(client, created.id, timeout_s=wait_timeout, on_poll=bar)
@@ -102,19 +109,32 @@ def request(
 @lut_app.command("fit")
 def fit(
     space: str = typer.Option(..., "--space", "-s", help="The space the timed networks belong to (built-in name or file)."),
-    networks: Path = typer.Option(..., "--networks", "-n", help="Timed whole networks: CSV with columns 'choices' "
-                                  "(candidate names per layer, space-separated) and 'ms', or a JSON list of "
-                                  "{\"choices\": [...], \"ms\": x}."),
+    networks: Path = typer.Option(
+        ...,
+        "--networks",
+        "-n",
+        help="Timed whole networks: CSV with columns 'choices' "
+        "(candidate names per layer, space-separated) and 'ms', or a JSON list of "
+        '{"choices": [...], "ms": x}.',
+    ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the fitted table here (usable as --lut)."),
     # Not read from HWNAS_SERVER, unlike the other commands: storing is a deliberate act, and a shell that exports
     # the variable would otherwise turn every local `-o` fit into an upload (or a refusal for lack of --device).
-    server: Optional[str] = typer.Option(None, "--server", help="Also store the table on this profiler server as a "
-                                         "read-only table of --device, with the fit quality (only when given here, "
-                                         "never from HWNAS_SERVER)."),
+    server: Optional[str] = typer.Option(
+        None,
+        "--server",
+        help="Also store the table on this profiler server as a "
+        "read-only table of --device, with the fit quality (only when given here, "
+        "never from HWNAS_SERVER).",
+    ),
     token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="An admin token (with --server)."),
     replace: bool = typer.Option(False, "--replace", help="With --server: replace a table stored before from another fit."),
-    device: Optional[str] = typer.Option(None, "--device", "-d", help="Device name written into the table (default "
-                                         "'fitted'); with --server, the device it is stored under (required)."),
+    device: Optional[str] = typer.Option(
+        None,
+        "--device",
+        "-d",
+        help="Device name written into the table (default 'fitted'); with --server, the device it is stored under (required).",
+    ),
     runtime: str = typer.Option("fitted", "--runtime"),
     threads: int = typer.Option(1, "--threads", min=1),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of the networks held out to report the fit's quality."),
@@ -157,27 +177,56 @@ def fit(
         except (KeyError, TypeError, ValueError) as exc:
             raise fail(f"{networks}: every row needs 'choices' and 'ms' ({type(exc).__name__}: {exc})", 2) from None
         the_space = get_space(space)
-        table, report = fit_space_table(the_space, [c for c, _ in rows], [m for _, m in rows], device=device or "fitted",
-                                        runtime=runtime, threads=threads, holdout=holdout, seed=seed)
+        table, report = fit_space_table(
+            the_space,
+            [c for c, _ in rows],
+            [m for _, m in rows],
+            device=device or "fitted",
+            runtime=runtime,
+            threads=threads,
+            holdout=holdout,
+            seed=seed,
+        )
         try:
-            document = fitted_text(table, report, space=the_space.name, networks_file=networks.name,
-                                   networks_sha256=hashlib.sha256(raw).hexdigest(), holdout=holdout, seed=seed)
+            document = fitted_text(
+                table,
+                report,
+                space=the_space.name,
+                networks_file=networks.name,
+                networks_sha256=hashlib.sha256(raw).hexdigest(),
+                holdout=holdout,
+                seed=seed,
+            )
         except ValidationError as exc:
             raise fail(f"the fit cannot be recorded: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", 2) from None
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(document, encoding="utf-8")
-        held = (f"hold-out MAPE {report.mape_pct:.1f}%, Kendall τ {report.kendall_tau:.2f} on {report.test_networks} networks"
-                if report.mape_pct is not None else "no hold-out")
-        typer.echo(f"fitted {len(table.entries)} entries from {report.train_networks} networks ({held}); "
-                   f"constant {report.constant_ms:.4f} ms" + (f"; wrote {out}" if out is not None else ""))
+        held = (
+            f"hold-out MAPE {report.mape_pct:.1f}%, Kendall τ {report.kendall_tau:.2f} on {report.test_networks} networks"
+            if report.mape_pct is not None
+            else "no hold-out"
+        )
+        typer.echo(
+            f"fitted {len(table.entries)} entries from {report.train_networks} networks ({held}); "
+            f"constant {report.constant_ms:.4f} ms" + (f"; wrote {out}" if out is not None else "")
+        )
         if server is not None:
             assert device is not None
             _store_fit(server, token, document, device, runtime, threads, networks.name, replace, out)
 
 
-def _store_fit(server: str, token: Optional[str], document: str, device: str, runtime: str, threads: int,
-               networks_file: str, replace: bool, out: Optional[Path]) -> None:
+def _store_fit(
+    server: str,
+    token: Optional[str],
+    document: str,
+    device: str,
+    runtime: str,
+    threads: int,
+    networks_file: str,
+    replace: bool,
+    out: Optional[Path],
+) -> None:
     """POST the fitted table as an import of format hwnas-fit (admin token) and print what the server did."""
     from pydantic import ValidationError
 
@@ -187,9 +236,20 @@ def _store_fit(server: str, token: Optional[str], document: str, device: str, ru
 
     try:
         body = schemas.LutImport(
-            format="hwnas-fit", content=document, device=device, runtime=runtime, threads=threads, replace=replace,
-            source=schemas.ImportSource(project="hwnas lut fit", file=networks_file, source_device=device,
-                                        source_runtime=runtime, licence="own timings, fitted by hwnas lut fit"))
+            format="hwnas-fit",
+            content=document,
+            device=device,
+            runtime=runtime,
+            threads=threads,
+            replace=replace,
+            source=schemas.ImportSource(
+                project="hwnas lut fit",
+                file=networks_file,
+                source_device=device,
+                source_runtime=runtime,
+                licence="own timings, fitted by hwnas lut fit",
+            ),
+        )
     except ValidationError as exc:
         raise fail(validation_message(exc), 2) from None
     kept = f" (the table is in {out})" if out is not None else ""
@@ -206,9 +266,12 @@ def import_(
     file: Path = typer.Argument(..., help="The published table file (OFA / ProxylessNAS YAML, HW-NAS-Bench JSON)."),
     server: str = typer.Option(..., "--server", envvar="HWNAS_SERVER", help="Profiler server URL."),
     token: Optional[str] = typer.Option(None, "--token", envvar="HWNAS_TOKEN", help="An admin token."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="A known table (see `profiler-server import --list`): "
-                                         "fills device, runtime and provenance."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="ofa-yaml, proxyless-yaml, hwnasbench-json or hwnas-fit (a table written by hwnas lut fit -o)."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help="A known table (see `profiler-server import --list`): fills device, runtime and provenance."
+    ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="ofa-yaml, proxyless-yaml, hwnasbench-json or hwnas-fit (a table written by hwnas lut fit -o)."
+    ),
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Device to import into (created when new)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="e.g. tflite."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
@@ -239,8 +302,15 @@ def import_(
         except (OSError, UnicodeDecodeError) as exc:
             raise fail(f"cannot read {file}: {exc}", 2) from None
         table = {"format": fmt, "device": device, "runtime": runtime, "threads": threads, "column": column}
-        source = {"project": project, "file": source_file, "commit": commit, "source_device": source_device,
-                  "source_runtime": source_runtime, "licence": licence, "url": url}
+        source = {
+            "project": project,
+            "file": source_file,
+            "commit": commit,
+            "source_device": source_device,
+            "source_runtime": source_runtime,
+            "licence": licence,
+            "url": url,
+        }
         try:
             request = import_request(content, preset, replace, table, source)
         except (UnknownPreset, ValidationError) as exc:

@@ -15,8 +15,14 @@ from search.app.commands._errors import fail, user_errors
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
-        arch_path: str = typer.Argument(..., metavar="ARCH", help="ARCH.json or a shipped architecture (fbnet_a, fbnet_b, fbnet_c, proxyless_mobile, ofa_note10_30ms)."),
-        cost: str = typer.Option("", "--cost", "-c", help="latency, flops or params; default: latency when a table source is given, else flops."),
+        arch_path: str = typer.Argument(
+            ...,
+            metavar="ARCH",
+            help="ARCH.json or a shipped architecture (fbnet_a, fbnet_b, fbnet_c, proxyless_mobile, ofa_note10_30ms).",
+        ),
+        cost: str = typer.Option(
+            "", "--cost", "-c", help="latency, flops or params; default: latency when a table source is given, else flops."
+        ),
         server: Optional[str] = opts.SERVER,
         device: Optional[str] = opts.DEVICE,
         runtime: Optional[str] = opts.RUNTIME,
@@ -28,8 +34,12 @@ def register(app: typer.Typer) -> None:
         wait_timeout: float = opts.WAIT_TIMEOUT,
         poll: float = typer.Option(1.0, "--poll", help="Seconds between job status checks."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-        partial: bool = typer.Option(False, "--partial", help="When the table lacks operators: print the sum over the ones "
-                                     "it has and list the others (a lower bound; nothing is estimated), exit 0."),
+        partial: bool = typer.Option(
+            False,
+            "--partial",
+            help="When the table lacks operators: print the sum over the ones "
+            "it has and list the others (a lower bound; nothing is estimated), exit 0.",
+        ),
     ) -> None:
         """Predict an architecture's latency on a device (overhead + Σ(entry − overhead)), MACs and parameters.
 
@@ -49,8 +59,9 @@ def register(app: typer.Typer) -> None:
             arch = get_arch(arch_path)
             table = None
             if cost == "latency":
-                table = obtain_table(server, device, runtime, threads, token, lut, cache_dir, empty_if_unknown=bool(create_job),
-                                     offers_job=True)
+                table = obtain_table(
+                    server, device, runtime, threads, token, lut, cache_dir, empty_if_unknown=bool(create_job), offers_job=True
+                )
                 try:
                     result = predict_arch(arch, table)
                 except MissingEntriesError as exc:
@@ -58,8 +69,9 @@ def register(app: typer.Typer) -> None:
                         _print_partial(arch, arch_path, table, as_json)
                         return
                     intent = job_intent(create_job, lut is None and bool(server), bool(table.imported_from))
-                    typer.echo(missing_header(len(exc.keys), f"missing from the latency table of {table.describe()}", intent),
-                               err=True)
+                    typer.echo(
+                        missing_header(len(exc.keys), f"missing from the latency table of {table.describe()}", intent), err=True
+                    )
                     for key in exc.keys:
                         typer.echo(f"  {key}", err=True)
                     if lut is not None or not server:
@@ -68,7 +80,9 @@ def register(app: typer.Typer) -> None:
                         typer.echo(missing_hint(table, token), err=True)
                         raise typer.Exit(1) from None
                     run_job(server, token, table, exc.keys, runtime, threads, wait_timeout, poll)
-                    table = obtain_table(server, table.device, runtime or table.runtime, threads or table.threads, token, None, cache_dir)
+                    table = obtain_table(
+                        server, table.device, runtime or table.runtime, threads or table.threads, token, None, cache_dir
+                    )
                     result = predict_arch(arch, table)
             else:
                 result = predict_arch(arch)
@@ -76,17 +90,27 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 doc = {"name": arch.name, "id": arch.id, "space": space.name, **result.to_dict()}
                 if table is not None:
-                    doc.update(device=table.device, runtime=table.runtime, threads=table.threads, overhead_ms=table.overhead_ms, stale=table.stale,
-                               calibration=table.calibration.to_dict() if table.calibration else None)
+                    doc.update(
+                        device=table.device,
+                        runtime=table.runtime,
+                        threads=table.threads,
+                        overhead_ms=table.overhead_ms,
+                        stale=table.stale,
+                        calibration=table.calibration.to_dict() if table.calibration else None,
+                    )
                 typer.echo(json.dumps(doc))
                 return
-            typer.echo(f"{arch.name or arch_path}  (id {arch.id}, space {space.name}, "
-                       f"{'x'.join(map(str, space.input_shape))} input, {space.classes} classes, {result.ops} operators)")
+            typer.echo(
+                f"{arch.name or arch_path}  (id {arch.id}, space {space.name}, "
+                f"{'x'.join(map(str, space.input_shape))} input, {space.classes} classes, {result.ops} operators)"
+            )
             if table is not None and result.latency_ms is not None:
                 cal = table.calibration
-                typer.echo(f"latency  {result.latency_ms:.3f} ms  on {table.describe()}, overhead {table.overhead:.3f} ms counted once"
-                           + (f", calibrated ({cal.scale:.4f} · sum {cal.offset_ms:+.4f} ms)" if cal else "")
-                           + (" [cached table, server unreachable]" if table.stale else ""))
+                typer.echo(
+                    f"latency  {result.latency_ms:.3f} ms  on {table.describe()}, overhead {table.overhead:.3f} ms counted once"
+                    + (f", calibrated ({cal.scale:.4f} · sum {cal.offset_ms:+.4f} ms)" if cal else "")
+                    + (" [cached table, server unreachable]" if table.stale else "")
+                )
             typer.echo(f"MACs     {result.macs / 1e6:.2f} M")
             typer.echo(f"params   {result.params / 1e6:.3f} M")
 
@@ -97,13 +121,26 @@ def _print_partial(arch, arch_path: str, table, as_json: bool) -> None:  # type:
 
     part = partial_latency(arch, table)
     if as_json:
-        typer.echo(json.dumps({"name": arch.name, "id": arch.id, "latency_ms": None, **part.to_dict(),
-                               "device": table.device, "runtime": table.runtime, "threads": table.threads}))
+        typer.echo(
+            json.dumps(
+                {
+                    "name": arch.name,
+                    "id": arch.id,
+                    "latency_ms": None,
+                    **part.to_dict(),
+                    "device": table.device,
+                    "runtime": table.runtime,
+                    "threads": table.threads,
+                }
+            )
+        )
         return
     typer.echo(f"{arch.name or arch_path}  (id {arch.id})")
     dropped = f" (and {part.dropped} dropped layers, 0 ms)" if part.dropped else ""
-    typer.echo(f"covered  {part.covered_ms:.3f} ms  over {part.covered} operators{dropped} on {table.describe()} — "
-               f"not the network's latency: {len(part.missing)} operator(s) have no entry")
+    typer.echo(
+        f"covered  {part.covered_ms:.3f} ms  over {part.covered} operators{dropped} on {table.describe()} — "
+        f"not the network's latency: {len(part.missing)} operator(s) have no entry"
+    )
     typer.echo("missing (not estimated):")
     for key in part.missing:
         typer.echo(f"  {key}")

@@ -32,19 +32,37 @@ def register(app: typer.Typer) -> None:
     @app.command("quant-search")
     def quant_search(
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: config, checkpoint, theta.json, bits.json, plots."),
-        space: str = typer.Option("resnet20", "--space", "-s", help="resnet20 (resnet8, resnet14, …, -w8 for 8 channels "
-                                  "in the first stage) or an architecture document (path or fbnet_a …) to quantize."),
+        space: str = typer.Option(
+            "resnet20",
+            "--space",
+            "-s",
+            help="resnet20 (resnet8, resnet14, …, -w8 for 8 channels "
+            "in the first stage) or an architecture document (path or fbnet_a …) to quantize.",
+        ),
         data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, or a Fashion-MNIST/CIFAR/image folder."),
-        cost: str = typer.Option("size", "--cost", "-c", help="size (KB: Σ params × weight bits), bops (MBOPs: Σ MACs × "
-                                 "w × a bits) or latency (ms of the int8/fp32 kernels from a latency table)."),
+        cost: str = typer.Option(
+            "size",
+            "--cost",
+            "-c",
+            help="size (KB: Σ params × weight bits), bops (MBOPs: Σ MACs × "
+            "w × a bits) or latency (ms of the int8/fp32 kernels from a latency table).",
+        ),
         weight_bits: str = typer.Option("2,4,8,32", "--weight-bits", help="Weight widths to choose from."),
         act_bits: str = typer.Option("4,8,32", "--act-bits", help="Activation (layer input) widths to choose from."),
         pin: list[str] = typer.Option([], "--pin", help="LAYER=BITS: fix a layer's widths (repeatable), e.g. fc=w8a8."),
-        init: Optional[Path] = typer.Option(None, "--init", help="Float weights to start from (quant-train --bits fp32 "
-                                            "output or hwnas train weights of the architecture)."),
-        loss: str = typer.Option("fbnet", "--loss", help="fbnet: CE·α·(log C)^β; additive: CE + λ·C/ref; target: CE + λ·|C/T − 1| "
-                                 "with the result kept at most T."),
-        target: Optional[float] = typer.Option(None, "--target", help="Budget of the target loss in the cost's unit (KB, MBOPs, ms)."),
+        init: Optional[Path] = typer.Option(
+            None,
+            "--init",
+            help="Float weights to start from (quant-train --bits fp32 output or hwnas train weights of the architecture).",
+        ),
+        loss: str = typer.Option(
+            "fbnet",
+            "--loss",
+            help="fbnet: CE·α·(log C)^β; additive: CE + λ·C/ref; target: CE + λ·|C/T − 1| with the result kept at most T.",
+        ),
+        target: Optional[float] = typer.Option(
+            None, "--target", help="Budget of the target loss in the cost's unit (KB, MBOPs, ms)."
+        ),
         alpha: float = typer.Option(0.2, "--alpha"),
         beta: float = typer.Option(0.6, "--beta"),
         lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive and target losses."),
@@ -60,10 +78,16 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(10, "--epochs", "-e", min=1),
         warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default 10%)."),
         batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
-        w_lr: Optional[float] = typer.Option(None, "--w-lr", help="SGD learning rate of the weights (default 0.1; 0.01 with --init)."),
+        w_lr: Optional[float] = typer.Option(
+            None, "--w-lr", help="SGD learning rate of the weights (default 0.1; 0.01 with --init)."
+        ),
         theta_lr: Optional[float] = typer.Option(None, "--theta-lr", help="θ learning rate (default: adam 0.01, sgd 1.0)."),
-        theta_optimizer: str = typer.Option("adam", "--theta-optimizer", help="adam (FBNet) or sgd: SGD keeps the size "
-                                            "of the cost gradient, so big layers move first (see docs/mixed-precision.md)."),
+        theta_optimizer: str = typer.Option(
+            "adam",
+            "--theta-optimizer",
+            help="adam (FBNet) or sgd: SGD keeps the size "
+            "of the cost gradient, so big layers move first (see docs/mixed-precision.md).",
+        ),
         tau0: float = typer.Option(5.0, "--tau0"),
         tau_decay: float = typer.Option(0.045, "--tau-decay"),
         subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
@@ -82,15 +106,40 @@ def register(app: typer.Typer) -> None:
 
         with user_errors():
             config = QuantSearchConfig.from_flat(
-                out=str(out), space=str(Path(space).resolve()) if Path(space).is_file() else space,
-                data=str(Path(data).resolve()) if Path(data).exists() else data, cost=cost,
-                weight_bits=_bits_list(weight_bits, "weight bits"), act_bits=_bits_list(act_bits, "activation bits"),
-                pins=_pins(pin), init=str(init.resolve()) if init else None, loss=loss, target=target, alpha=alpha,
-                beta=beta, lam=lam, server=server, device=device, runtime=runtime, threads=threads, token=token,
-                lut=str(lut) if lut else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
-                batch_size=batch_size, w_lr=w_lr if w_lr is not None else (0.01 if init else 0.1), theta_lr=theta_lr if theta_lr is not None else (1.0 if theta_optimizer == "sgd" else 0.01),
-                theta_optimizer=theta_optimizer, tau0=tau0, tau_decay=tau_decay, subset=subset, val_subset=val_subset, seed=seed,
-                num_threads=torch_threads, progress=progress, resume=resume,
+                out=str(out),
+                space=str(Path(space).resolve()) if Path(space).is_file() else space,
+                data=str(Path(data).resolve()) if Path(data).exists() else data,
+                cost=cost,
+                weight_bits=_bits_list(weight_bits, "weight bits"),
+                act_bits=_bits_list(act_bits, "activation bits"),
+                pins=_pins(pin),
+                init=str(init.resolve()) if init else None,
+                loss=loss,
+                target=target,
+                alpha=alpha,
+                beta=beta,
+                lam=lam,
+                server=server,
+                device=device,
+                runtime=runtime,
+                threads=threads,
+                token=token,
+                lut=str(lut) if lut else None,
+                mode=mode,
+                epochs=epochs,
+                warmup_epochs=warmup_epochs,
+                batch_size=batch_size,
+                w_lr=w_lr if w_lr is not None else (0.01 if init else 0.1),
+                theta_lr=theta_lr if theta_lr is not None else (1.0 if theta_optimizer == "sgd" else 0.01),
+                theta_optimizer=theta_optimizer,
+                tau0=tau0,
+                tau_decay=tau_decay,
+                subset=subset,
+                val_subset=val_subset,
+                seed=seed,
+                num_threads=torch_threads,
+                progress=progress,
+                resume=resume,
             )
             result = _run_with_table(config, create_job, wait_timeout)
             typer.echo(f"search done in {result.seconds:.0f} s: super-net val acc {result.val_acc:.4f}")
@@ -116,7 +165,9 @@ def register(app: typer.Typer) -> None:
         val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1),
         seed: int = typer.Option(0, "--seed"),
         torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1),
-        onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Export <stem>.onnx (8-bit parts as QDQ) and test it in ONNX Runtime."),
+        onnx: bool = typer.Option(
+            True, "--onnx/--no-onnx", help="Export <stem>.onnx (8-bit parts as QDQ) and test it in ONNX Runtime."
+        ),
         latency: bool = typer.Option(False, "--latency", help="Also measure the exported model's batch-1 latency on this host."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
@@ -144,10 +195,20 @@ def register(app: typer.Typer) -> None:
                 name = stem or bits
             else:
                 raise fail("give a bit configuration document, or --space with --bits")
-            tc = QuantTrainConfig(data=data, epochs=epochs, batch_size=batch_size,
-                                  lr=lr if lr is not None else (0.01 if init else 0.1), wd=wd, subset=subset,
-                                  val_subset=val_subset, seed=seed, num_threads=torch_threads, progress=progress,
-                                  init=str(init) if init else None, export_onnx=onnx or latency)
+            tc = QuantTrainConfig(
+                data=data,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr if lr is not None else (0.01 if init else 0.1),
+                wd=wd,
+                subset=subset,
+                val_subset=val_subset,
+                seed=seed,
+                num_threads=torch_threads,
+                progress=progress,
+                init=str(init) if init else None,
+                export_onnx=onnx or latency,
+            )
             result = train_quant(config, tc, out, name, progress=EpochProgress)
             lat = measure_latency(result.onnx, (1, *config.space.input_shape)) if latency and result.onnx else None
             typer.echo(format_table([row_from_report(result.report, name, lat)]))
@@ -156,7 +217,9 @@ def register(app: typer.Typer) -> None:
     @app.command("quant-table")
     def quant_table(
         reports: list[Path] = typer.Argument(..., help="quant-train reports (<stem>.train.json); the first is the reference."),
-        latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure each exported model on this host (ONNX Runtime)."),
+        latency: bool = typer.Option(
+            True, "--latency/--no-latency", help="Measure each exported model on this host (ONNX Runtime)."
+        ),
         threads: int = typer.Option(1, "--threads", min=1, help="ONNX Runtime threads for the latency."),
         as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
     ) -> None:
@@ -205,8 +268,12 @@ def _run_with_table(config, create_job: bool | None, wait_timeout: float):
         return run_quant_search(config, cost_model=cost)
     except MissingEntriesError as exc:
         intent = job_intent(create_job, source.from_server, bool(cost.table.imported_from))
-        typer.echo(missing_header(len(exc.keys), "(int8/fp32) missing from the latency table"
-                                  f"{' of ' + exc.table if exc.table else ''}", intent), err=True)
+        typer.echo(
+            missing_header(
+                len(exc.keys), f"(int8/fp32) missing from the latency table{' of ' + exc.table if exc.table else ''}", intent
+            ),
+            err=True,
+        )
         for key in exc.keys[:50]:
             typer.echo(f"  {key}", err=True)
         if not offer_job(source, cost.table, exc.keys, create_job, wait_timeout):

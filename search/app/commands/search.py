@@ -18,9 +18,14 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: config, checkpoint, theta.json, samples, plots."),
         space: str = typer.Option("fbnet-fmnist", "--space", "-s", help="Built-in space name or a space JSON/YAML file."),
-        data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, or a folder: Fashion-MNIST IDX files, "
-                                 "a CIFAR python-pickle folder, or an image-folder tree."),
-        cost: str = typer.Option("", "--cost", "-c", help="latency, flops or params (default: latency when a table source is given, else flops)."),
+        data: str = typer.Option(
+            "fashion-mnist",
+            "--data",
+            help="fashion-mnist, or a folder: Fashion-MNIST IDX files, a CIFAR python-pickle folder, or an image-folder tree.",
+        ),
+        cost: str = typer.Option(
+            "", "--cost", "-c", help="latency, flops or params (default: latency when a table source is given, else flops)."
+        ),
         server: Optional[str] = opts.SERVER,
         device: Optional[str] = opts.DEVICE,
         runtime: Optional[str] = opts.RUNTIME,
@@ -30,72 +35,141 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = opts.CACHE_DIR,
         create_job: Optional[bool] = opts.CREATE_JOB,
         wait_timeout: float = opts.WAIT_TIMEOUT,
-        mode: str = typer.Option("soft", "--mode", help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard "
-                                 "(one candidate per layer in the weight steps; θ steps still mix all: about a third "
-                                 "of soft's time)."),
-        weights: str = typer.Option("separate", "--weights", help="separate (FBNet: a weight set per candidate) or "
-                                    "shared (one set per layer that every candidate slices: a k3 kernel is the centre "
-                                    "of the k5, e1/e3 are channel prefixes of e6; single paths learn)."),
-        paths: str = typer.Option("theta", "--paths", help="Hard mode's weight steps: theta (a path drawn from θ, "
-                                  "FBNet's), uniform (every candidate trained alike) or sandwich (uniform plus the "
-                                  "costliest and cheapest paths each step) or distill (sandwich where the costliest path teaches the "
-                                  "others its predictions)."),
-        budget: str = typer.Option("penalty", "--budget", help="With --target-ms: penalty (λ·|E/T−1| in θ's loss) or "
-                                   "projection (θ learns from cross-entropy alone and is tilted back onto the target "
-                                   "after every step)."),
-        theta_estimator: str = typer.Option("soft", "--theta-estimator", help="Hard mode's θ step: soft (every candidate, "
-                                            "the accuracy signal) or straight-through (single path; θ then follows the "
-                                            "cost alone — for comparison)."),
+        mode: str = typer.Option(
+            "soft",
+            "--mode",
+            help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard "
+            "(one candidate per layer in the weight steps; θ steps still mix all: about a third "
+            "of soft's time).",
+        ),
+        weights: str = typer.Option(
+            "separate",
+            "--weights",
+            help="separate (FBNet: a weight set per candidate) or "
+            "shared (one set per layer that every candidate slices: a k3 kernel is the centre "
+            "of the k5, e1/e3 are channel prefixes of e6; single paths learn).",
+        ),
+        paths: str = typer.Option(
+            "theta",
+            "--paths",
+            help="Hard mode's weight steps: theta (a path drawn from θ, "
+            "FBNet's), uniform (every candidate trained alike) or sandwich (uniform plus the "
+            "costliest and cheapest paths each step) or distill (sandwich where the costliest path teaches the "
+            "others its predictions).",
+        ),
+        budget: str = typer.Option(
+            "penalty",
+            "--budget",
+            help="With --target-ms: penalty (λ·|E/T−1| in θ's loss) or "
+            "projection (θ learns from cross-entropy alone and is tilted back onto the target "
+            "after every step).",
+        ),
+        theta_estimator: str = typer.Option(
+            "soft",
+            "--theta-estimator",
+            help="Hard mode's θ step: soft (every candidate, "
+            "the accuracy signal) or straight-through (single path; θ then follows the "
+            "cost alone — for comparison).",
+        ),
         epochs: int = typer.Option(10, "--epochs", "-e", min=1, help="Search epochs (the paper: 90)."),
-        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs, at least 1)."),
-        warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Weights-only SGD steps, rounded "
-                                                   "up to whole epochs (instead of --warmup-epochs: the same training "
-                                                   "whatever --subset is; single-path super nets need ≥ 1,000)."),
+        warmup_epochs: Optional[int] = typer.Option(
+            None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs, at least 1)."
+        ),
+        warmup_steps: Optional[int] = typer.Option(
+            None,
+            "--warmup-steps",
+            min=0,
+            help="Weights-only SGD steps, rounded "
+            "up to whole epochs (instead of --warmup-epochs: the same training "
+            "whatever --subset is; single-path super nets need ≥ 1,000).",
+        ),
         batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
         w_split: float = typer.Option(0.8, "--w-split", help="Share of the training set for the weights; the rest trains θ."),
         w_lr: float = typer.Option(0.1, "--w-lr", help="SGD learning rate of the weights (cosine schedule)."),
-        theta_lr: Optional[float] = typer.Option(None, "--theta-lr", help="Adam learning rate of θ (default: FBNet's 0.01, "
-                                                 "raised for short searches so θ can move 8 logits over its steps)."),
-        theta_decide: float = typer.Option(3.0, "--theta-decide", min=0.0, help="Weight of θ's entropy in its loss at "
-                                           "the last θ step, ramped from 0 at the first: makes a short search commit "
-                                           "to the candidates that lead (0: off)."),
+        theta_lr: Optional[float] = typer.Option(
+            None,
+            "--theta-lr",
+            help="Adam learning rate of θ (default: FBNet's 0.01, "
+            "raised for short searches so θ can move 8 logits over its steps).",
+        ),
+        theta_decide: float = typer.Option(
+            3.0,
+            "--theta-decide",
+            min=0.0,
+            help="Weight of θ's entropy in its loss at "
+            "the last θ step, ramped from 0 at the first: makes a short search commit "
+            "to the candidates that lead (0: off).",
+        ),
         tau0: float = typer.Option(5.0, "--tau0", help="Initial Gumbel-softmax temperature."),
         tau_end: float = typer.Option(0.5, "--tau-end", help="Temperature at the last step (step schedule)."),
-        tau_schedule: str = typer.Option("step", "--tau-schedule", help="step: τ0 → --tau-end every step, at any length; "
-                                         "epoch: the paper's τ0·exp(−decay·epoch)."),
+        tau_schedule: str = typer.Option(
+            "step",
+            "--tau-schedule",
+            help="step: τ0 → --tau-end every step, at any length; epoch: the paper's τ0·exp(−decay·epoch).",
+        ),
         tau_decay: float = typer.Option(0.045, "--tau-decay", help="Epoch schedule: τ is multiplied by exp(-decay) every epoch."),
-        loss: str = typer.Option("fbnet", "--loss", help="fbnet: CE·α·(log LAT)^β; additive: CE + λ·LAT/ref; "
-                                 "target: CE + λ·|LAT/target − 1|."),
+        loss: str = typer.Option(
+            "fbnet", "--loss", help="fbnet: CE·α·(log LAT)^β; additive: CE + λ·LAT/ref; target: CE + λ·|LAT/target − 1|."
+        ),
         alpha: float = typer.Option(0.2, "--alpha", help="α of the FBNet loss."),
         beta: float = typer.Option(0.6, "--beta", help="β of the FBNet loss."),
-        lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive (default 0.1) and target (default 5.0) losses."),
-        target: Optional[float] = typer.Option(None, "--target", help="Budget of the target loss, in the cost's unit (ms, MMACs, Mparams)."),
-        target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Search for a network of this latency (ms): "
-                                                  "--cost latency --loss target --target X; ships found.json at X."),
-        target_tolerance: float = typer.Option(0.02, "--target-tolerance", help="The shipped network's predicted cost is "
-                                               "within target·(1 ± this)."),
-        target_start: bool = typer.Option(True, "--budget-start/--uniform-start", help="Target loss: θ's first step starts "
-                                          "from the most even distribution whose expected cost is the target (networks "
-                                          "of equal cost equally likely), or from uniform θ."),
-        cost_scale: Optional[float] = typer.Option(None, "--cost-scale", help="FBNet loss: multiply the cost by this before "
-                                                   "the log (default: the uniform-θ cost maps to 20, FBNet's operating point)."),
+        lam: Optional[float] = typer.Option(
+            None, "--lambda", help="λ of the additive (default 0.1) and target (default 5.0) losses."
+        ),
+        target: Optional[float] = typer.Option(
+            None, "--target", help="Budget of the target loss, in the cost's unit (ms, MMACs, Mparams)."
+        ),
+        target_ms: Optional[float] = typer.Option(
+            None,
+            "--target-ms",
+            help="Search for a network of this latency (ms): --cost latency --loss target --target X; ships found.json at X.",
+        ),
+        target_tolerance: float = typer.Option(
+            0.02, "--target-tolerance", help="The shipped network's predicted cost is within target·(1 ± this)."
+        ),
+        target_start: bool = typer.Option(
+            True,
+            "--budget-start/--uniform-start",
+            help="Target loss: θ's first step starts "
+            "from the most even distribution whose expected cost is the target (networks "
+            "of equal cost equally likely), or from uniform θ.",
+        ),
+        cost_scale: Optional[float] = typer.Option(
+            None,
+            "--cost-scale",
+            help="FBNet loss: multiply the cost by this before "
+            "the log (default: the uniform-θ cost maps to 20, FBNet's operating point).",
+        ),
         subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
         val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1, help="Evaluate the super net on N test images."),
-        image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image folders: resize to this side (default 224)."),
+        image_size: Optional[int] = typer.Option(
+            None, "--image-size", min=1, help="Image folders: resize to this side (default 224)."
+        ),
         seed: int = typer.Option(0, "--seed"),
         torch_device: str = typer.Option("auto", "--torch-device", help="auto, cpu, cuda, cuda:1 …"),
         torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1, help="torch.set_num_threads for the search."),
         workers: int = typer.Option(0, "--workers", min=0, help="DataLoader workers (image folders)."),
-        samples: int = typer.Option(6, "--samples", min=0, help="After the search, sample K architectures plus the argmax (0: skip)."),
+        samples: int = typer.Option(
+            6, "--samples", min=0, help="After the search, sample K architectures plus the argmax (0: skip)."
+        ),
         resume: bool = typer.Option(False, "--resume", help="Continue the search in --out from its last checkpoint."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
-        nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torchrun: gloo on CPU, one GPU "
-                                  "each with NCCL); --batch-size is the batch of the whole job. docs/distributed.md"),
+        nproc: int = typer.Option(
+            1,
+            "--nproc",
+            min=1,
+            help="Processes on this machine (torchrun: gloo on CPU, one GPU "
+            "each with NCCL); --batch-size is the batch of the whole job. docs/distributed.md",
+        ),
         amp: str = typer.Option("off", "--amp", help="off or bf16: forward passes under autocast with bfloat16 (GPUs)."),
-        channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last",
-                                           help="NHWC weights and inputs (faster on GPUs)."),
-        sync_bn: bool = typer.Option(False, "--sync-bn/--no-sync-bn", help="Several processes: BatchNorm statistics of the whole "
-                                     "batch (SyncBatchNorm, GPUs only)."),
+        channels_last: bool = typer.Option(
+            False, "--channels-last/--no-channels-last", help="NHWC weights and inputs (faster on GPUs)."
+        ),
+        sync_bn: bool = typer.Option(
+            False,
+            "--sync-bn/--no-sync-bn",
+            help="Several processes: BatchNorm statistics of the whole batch (SyncBatchNorm, GPUs only).",
+        ),
     ) -> None:
         """Run the FBNet differentiable architecture search of a space on a data set.
 
@@ -113,25 +187,65 @@ def register(app: typer.Typer) -> None:
 
         if target_ms is not None:
             if (cost and cost != "latency") or (loss not in ("fbnet", "target")) or target is not None:
-                raise fail("--target-ms is --cost latency --loss target --target X: do not combine it with another "
-                           "--cost, --loss or --target", 2)
+                raise fail(
+                    "--target-ms is --cost latency --loss target --target X: do not combine it with another "
+                    "--cost, --loss or --target",
+                    2,
+                )
             cost, loss, target = "latency", "target", target_ms
         cost = cost or ("latency" if (lut or (server and device)) else "flops")
         if warmup_steps is not None and warmup_epochs is not None:
             raise fail("give --warmup-steps or --warmup-epochs, not both", 2)
         with user_errors(), distributed_errors():
             kw = dict(
-                out=str(out), space=_space_arg(space), data=_data_arg(data), cost=cost, server=server, device=device,
-                runtime=runtime, threads=threads, token=token, lut=str(lut) if lut else None,
-                cache_dir=str(cache_dir) if cache_dir else None, mode=mode, epochs=epochs, warmup_epochs=warmup_epochs,
+                out=str(out),
+                space=_space_arg(space),
+                data=_data_arg(data),
+                cost=cost,
+                server=server,
+                device=device,
+                runtime=runtime,
+                threads=threads,
+                token=token,
+                lut=str(lut) if lut else None,
+                cache_dir=str(cache_dir) if cache_dir else None,
+                mode=mode,
+                epochs=epochs,
+                warmup_epochs=warmup_epochs,
                 warmup_steps=warmup_steps,
-                batch_size=batch_size, w_split=w_split, w_lr=w_lr, theta_lr=theta_lr, theta_decide=theta_decide, tau0=tau0,
-                tau_decay=tau_decay, tau_end=tau_end, tau_schedule=tau_schedule, theta_estimator=theta_estimator,
-                weights=weights, paths=paths, budget=budget, loss=loss, alpha=alpha, beta=beta, lam=lam, target=target, target_tolerance=target_tolerance,
-                target_start=target_start, cost_scale=cost_scale, subset=subset,
-                val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
-                num_threads=torch_threads, workers=workers, progress=progress, resume=resume,
-                amp=amp, channels_last=channels_last, sync_bn=sync_bn,
+                batch_size=batch_size,
+                w_split=w_split,
+                w_lr=w_lr,
+                theta_lr=theta_lr,
+                theta_decide=theta_decide,
+                tau0=tau0,
+                tau_decay=tau_decay,
+                tau_end=tau_end,
+                tau_schedule=tau_schedule,
+                theta_estimator=theta_estimator,
+                weights=weights,
+                paths=paths,
+                budget=budget,
+                loss=loss,
+                alpha=alpha,
+                beta=beta,
+                lam=lam,
+                target=target,
+                target_tolerance=target_tolerance,
+                target_start=target_start,
+                cost_scale=cost_scale,
+                subset=subset,
+                val_subset=val_subset,
+                image_size=image_size,
+                seed=seed,
+                torch_device=torch_device,
+                num_threads=torch_threads,
+                workers=workers,
+                progress=progress,
+                resume=resume,
+                amp=amp,
+                channels_last=channels_last,
+                sync_bn=sync_bn,
             )
             if resume and (out / "config.json").is_file():
                 kw = _resume_arguments(ctx, out, kw)
@@ -142,8 +256,13 @@ def register(app: typer.Typer) -> None:
             init_from_env(config.run.torch_device)  # under torchrun: join the group; rank 0 alone fetches and writes
             cost_model = main_then_broadcast(lambda: _cost_model(config, create_job, wait_timeout))
             try:
-                result = _run_with_jobs(config, cost_model, create_job, wait_timeout, partial(
-                    run_search, progress=EpochProgress, on_finish=plot_search if config.run.plots else None))
+                result = _run_with_jobs(
+                    config,
+                    cost_model,
+                    create_job,
+                    wait_timeout,
+                    partial(run_search, progress=EpochProgress, on_finish=plot_search if config.run.plots else None),
+                )
             except KeyboardInterrupt:
                 _resume_hint(out)
                 raise
@@ -179,8 +298,9 @@ def _resume_hint(out: Path) -> None:
     from search.rundir import RunDir
 
     if RunDir(out).checkpoint.is_file():
-        typer.echo(f"the search is saved up to its last finished epoch; continue it with: hwnas search --out {out} --resume",
-                   err=True)
+        typer.echo(
+            f"the search is saved up to its last finished epoch; continue it with: hwnas search --out {out} --resume", err=True
+        )
     else:
         typer.echo("no epoch had finished, so there is nothing to resume: run the same command again", err=True)
 
@@ -240,8 +360,12 @@ def _run_with_jobs(config, cost_model, create_job: bool | None, wait_timeout: fl
             from search.app.commands._table import job_intent, missing_header
 
             intent = job_intent(create_job, config.cost_source.from_server, bool(cost_model.table.imported_from))
-            typer.echo(missing_header(len(exc.keys), "of the space missing from the latency table"
-                                      f"{' of ' + exc.table if exc.table else ''}", intent), err=True)
+            typer.echo(
+                missing_header(
+                    len(exc.keys), f"of the space missing from the latency table{' of ' + exc.table if exc.table else ''}", intent
+                ),
+                err=True,
+            )
             for key in exc.keys[:50]:
                 typer.echo(f"  {key}", err=True)
             if len(exc.keys) > 50:

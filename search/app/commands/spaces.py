@@ -53,8 +53,15 @@ def register(app: typer.Typer) -> None:
                     s = get_space(n)
                     counts = [len(layer.candidates) for layer in s.layers()]
                     docs[n] = s.to_dict()
-                    table.add_row(n, "x".join(map(str, s.input_shape)), str(s.classes), str(s.num_layers),
-                                  str(max(counts)), size_text(counts), str(len(s.op_keys())))
+                    table.add_row(
+                        n,
+                        "x".join(map(str, s.input_shape)),
+                        str(s.classes),
+                        str(s.num_layers),
+                        str(max(counts)),
+                        size_text(counts),
+                        str(len(s.op_keys())),
+                    )
                 if fmt == "table":
                     console.print(table)
                 else:
@@ -67,8 +74,10 @@ def register(app: typer.Typer) -> None:
                 return
             counts = [len(layer.candidates) for layer in s.layers()]
             console.print(f"[bold]{s.name}[/]  {s.description}")
-            console.print(f"input {'x'.join(map(str, s.input_shape))}, {s.classes} classes, {s.num_layers} searchable layers, "
-                          f"size {size_text(counts)}, {len(s.op_keys())} distinct operator keys")
+            console.print(
+                f"input {'x'.join(map(str, s.input_shape))}, {s.classes} classes, {s.num_layers} searchable layers, "
+                f"size {size_text(counts)}, {len(s.op_keys())} distinct operator keys"
+            )
             if s.candidates:
                 console.print(f"candidates (all stages unless a stage lists its own): {', '.join(s.candidates)}")
             table = Table()
@@ -79,8 +88,16 @@ def register(app: typer.Typer) -> None:
             for si, st in enumerate(s.stages):
                 first = next(layer for layer in layers if layer.stage == si)
                 cands = "(all)" if tuple(st.candidates) == tuple(s.candidates) else ", ".join(st.candidates)
-                table.add_row(str(si), "x".join(map(str, first.in_shape[1:])), str(st.channels), str(st.repeats),
-                              str(st.stride), cands)
+                table.add_row(
+                    str(si), "x".join(map(str, first.in_shape[1:])), str(st.channels), str(st.repeats), str(st.stride), cands
+                )
             for spec in s.head_specs():
-                table.add_row("head", "x".join(map(str, spec.shape[1:])), str(spec.get("o", spec.shape[1])), "1", str(spec.get("s", 1)), spec.block_name)
+                table.add_row(
+                    "head",
+                    "x".join(map(str, spec.shape[1:])),
+                    str(spec.get("o", spec.shape[1])),
+                    "1",
+                    str(spec.get("s", 1)),
+                    spec.block_name,
+                )
             console.print(table)

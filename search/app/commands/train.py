@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         arch_path: str = typer.Argument(..., metavar="ARCH", help="An architecture document (ARCH.json) or a shipped one."),
-        data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, or a folder (IDX files, CIFAR pickle, image folder)."),
+        data: str = typer.Option(
+            "fashion-mnist", "--data", help="fashion-mnist, or a folder (IDX files, CIFAR pickle, image folder)."
+        ),
         epochs: int = typer.Option(10, "--epochs", "-e", min=1),
         batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
         lr: float = typer.Option(0.1, "--lr", help="Peak SGD learning rate (one-cycle cosine schedule)."),
@@ -23,7 +25,9 @@ def register(app: typer.Typer) -> None:
         val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1, help="Evaluate on N test images."),
         image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image folders: resize to this side."),
         seed: int = typer.Option(0, "--seed"),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for <name>.pt and <name>.train.json (default: next to ARCH)."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o", help="Folder for <name>.pt and <name>.train.json (default: next to ARCH)."
+        ),
         torch_device: str = typer.Option("auto", "--torch-device"),
         torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -39,9 +43,20 @@ def register(app: typer.Typer) -> None:
 
         with user_errors():
             arch = get_arch(arch_path)
-            config = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, wd=wd, subset=subset,
-                                 val_subset=val_subset, image_size=image_size, seed=seed, torch_device=torch_device,
-                                 num_threads=torch_threads, progress=progress)
+            config = TrainConfig(
+                data=data,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                wd=wd,
+                subset=subset,
+                val_subset=val_subset,
+                image_size=image_size,
+                seed=seed,
+                torch_device=torch_device,
+                num_threads=torch_threads,
+                progress=progress,
+            )
             p = Path(arch_path)
             out_dir = out or (p.parent if p.is_file() else Path("."))
             stem = p.stem if p.is_file() else (arch.name or arch.id)

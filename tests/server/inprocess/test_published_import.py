@@ -75,10 +75,15 @@ def test_an_imported_table_shows_its_provenance_in_the_table_and_the_device(serv
     table = lut(server, imported["ofa"])
     assert table.source is not None and table.source.read_only
     assert (table.source.project, table.source.source_device, table.source.commit) == (
-        "mit-han-lab/once-for-all", "Samsung Galaxy Note10", "a7c9bcd525e17404968bc55aa43772bf7e51909e")
+        "mit-han-lab/once-for-all",
+        "Samsung Galaxy Note10",
+        "a7c9bcd525e17404968bc55aa43772bf7e51909e",
+    )
     assert "224_lookup_table.yaml" in table.source.file and "MIT" in table.source.licence and table.source.unmappable == []
     device = server.http.get(f"/devices/{imported['ofa']}").json()
-    assert [(t["runtime"], t["entries"], t["source"]["project"]) for t in device["tables"]] == [("tflite", 96, "mit-han-lab/once-for-all")]
+    assert [(t["runtime"], t["entries"], t["source"]["project"]) for t in device["tables"]] == [
+        ("tflite", 96, "mit-han-lab/once-for-all")
+    ]
 
 
 def test_reimporting_the_same_file_changes_nothing(server: AppServer, imported: dict[str, str], admin: ProfilerClient) -> None:
@@ -129,14 +134,19 @@ def test_agents_cannot_write_into_an_imported_table(server: AppServer, admin: Pr
 
 def test_unmappable_entries_are_listed_with_their_reason_and_left_out(server: AppServer, admin: ProfilerClient) -> None:
     # The table plus one entry whose idskip contradicts its shape, and one that names no block we know.
-    bad = ("expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:1-idskip:0:\n  count: 3\n  mean: 1.0\n  var: 0.1\n"
-           "Pool-input:7x7x320-output:1x1x320:\n  count: 3\n  mean: 1.0\n  var: 0.1\n")
+    bad = (
+        "expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:1-idskip:0:\n  count: 3\n  mean: 1.0\n  var: 0.1\n"
+        "Pool-input:7x7x320-output:1x1x320:\n  count: 3\n  mean: 1.0\n  var: 0.1\n"
+    )
     content = text("pixel1-proxylessnas") + bad
     request = PRESETS["pixel1-proxylessnas"].request(content).model_copy(update={"device": f"px1-{uuid.uuid4().hex[:6]}"})
     done = admin.import_lut(request)
     reasons = {u.key: u.reason for u in done.unmappable}
     assert done.entries == 72 and len(reasons) == 2
-    assert "idskip:0 but our block has a residual" in reasons["expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:1-idskip:0"]
+    assert (
+        "idskip:0 but our block has a residual"
+        in reasons["expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:1-idskip:0"]
+    )
     assert "'Pool'" in reasons["Pool-input:7x7x320-output:1x1x320"]
     assert lut(server, request.device).source.unmappable[0].reason  # type: ignore[union-attr]
 
@@ -144,11 +154,18 @@ def test_unmappable_entries_are_listed_with_their_reason_and_left_out(server: Ap
 def test_a_file_that_is_not_its_format_is_refused_whole(server: AppServer, admin: ProfilerClient) -> None:
     device = f"bad-{uuid.uuid4().hex[:6]}"
     broken = text("note10-ofa").replace("mean: 0.994418", "mean: fast", 1)
-    response = server.http.post("/lut/import", headers={"Authorization": f"Bearer {server.admin_token}"},
-                          json=PRESETS["note10-ofa"].request(broken).model_copy(update={"device": device}).model_dump(mode="json"))
+    response = server.http.post(
+        "/lut/import",
+        headers={"Authorization": f"Bearer {server.admin_token}"},
+        json=PRESETS["note10-ofa"].request(broken).model_copy(update={"device": device}).model_dump(mode="json"),
+    )
     assert response.status_code == 422
     body = response.json()
-    assert "224_lookup_table.yaml" in body["detail"] and "Conv-input:224x224x3-output:112x112x24" in body["detail"] and "mean" in body["detail"]
+    assert (
+        "224_lookup_table.yaml" in body["detail"]
+        and "Conv-input:224x224x3-output:112x112x24" in body["detail"]
+        and "mean" in body["detail"]
+    )
     assert body["errors"][0]["field"] == "content"
     assert server.http.get(f"/devices/{device}").status_code == 404  # nothing half-imported
 
@@ -168,7 +185,9 @@ def test_the_ofa_note10_30ms_network_sums_to_its_published_latency(server: AppSe
     assert abs(sum(table.entries[k].median_ms for k in keys) - 29.97) <= 0.05
 
 
-def test_the_hwnasbench_pixel3_table_reproduces_its_network_sums(server: AppServer, imported: dict[str, str], tmp_path: Path) -> None:
+def test_the_hwnasbench_pixel3_table_reproduces_its_network_sums(
+    server: AppServer, imported: dict[str, str], tmp_path: Path
+) -> None:
     # HELP's pixel3 column holds HW-NAS-Bench's table sums (benchmarks/published_tables.py checks the real one); the
     # synthetic CSV in HELP's layout holds the sums of random networks computed from the shipped file's own terms.
     help_csv = synthetic.write_help_csv(tmp_path / "help.csv.gz", 500)

@@ -54,8 +54,13 @@ def test_an_agents_header_fields_cannot_add_entries(server: AppServer, device: s
 def test_an_importers_provenance_cannot_add_entries(server: AppServer, source_field: str) -> None:
     device = f"imp-{uuid.uuid4().hex[:8]}"
     content = "Conv-input:160x160x3-output:80x80x24:\n  count: 498\n  mean: 0.495\n  std: 0.0102\n"
-    source = {"project": "mit-han-lab/once-for-all", "file": "160_lookup_table.yaml", "commit": "abc", "source_device": "Note10",
-              "licence": "MIT"}
+    source = {
+        "project": "mit-han-lab/once-for-all",
+        "file": "160_lookup_table.yaml",
+        "commit": "abc",
+        "source_device": "Note10",
+        "licence": "MIT",
+    }
     source[source_field] = f"x\n{SHORT}\u2028{SHORT}\r#"[:64]  # commit holds 64 characters
     body = {"format": "ofa-yaml", "content": content, "device": device, "runtime": "tflite", "threads": 1, "source": source}
     r = server.http.post("/lut/import", json=body, headers={"Authorization": f"Bearer {server.admin_token}"})

@@ -13,8 +13,9 @@ from tests.support.app_server import AppServer
 from tests.support.measurements import batch, key, result
 
 
-def call(server: AppServer, method: str, path: str, role: str | None = "agent", token: str | None = None,
-         **kwargs: object) -> httpx.Response:
+def call(
+    server: AppServer, method: str, path: str, role: str | None = "agent", token: str | None = None, **kwargs: object
+) -> httpx.Response:
     token = token or server.token(role)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     headers.update(kwargs.pop("headers", {}))  # type: ignore[arg-type]
@@ -31,24 +32,39 @@ def assert_error(response: httpx.Response, status: int, field: str | None = None
 
 
 def upload(device: str, **overrides: object) -> dict[str, object]:
-    body = {"device": device, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "a",
-            "run_id": str(uuid.uuid4()), "results": [{"key": key(1), "median_ms": 1.0, "iterations": 10}]}
+    body = {
+        "device": device,
+        "runtime": "ort",
+        "runtime_version": "1",
+        "threads": 1,
+        "agent": "a",
+        "run_id": str(uuid.uuid4()),
+        "results": [{"key": key(1), "median_ms": 1.0, "iterations": 10}],
+    }
     body.update(overrides)
     return body
 
 
-@pytest.mark.parametrize(("info", "field"), [
-    ({"serial": "s" * 257}, "serial"),
-    ({"model": "m\x00x"}, "model"),
-    ({"cpu_cores": 2**31}, "cpu_cores"),
-    ({"cpu_max_freqs_khz": [2**31]}, "cpu_max_freqs_khz[0]"),
-    ({"props": {"x": float("inf")}}, "props"),
-])
+@pytest.mark.parametrize(
+    ("info", "field"),
+    [
+        ({"serial": "s" * 257}, "serial"),
+        ({"model": "m\x00x"}, "model"),
+        ({"cpu_cores": 2**31}, "cpu_cores"),
+        ({"cpu_max_freqs_khz": [2**31]}, "cpu_max_freqs_khz[0]"),
+        ({"props": {"x": float("inf")}}, "props"),
+    ],
+)
 def test_device_fields_beyond_the_columns_are_422(server: AppServer, info: dict[str, object], field: str) -> None:
     import json
 
-    r = call(server, "PUT", f"/devices/dev-{uuid.uuid4().hex[:6]}", content=json.dumps(info, allow_nan=True),
-             headers={"Content-Type": "application/json"})
+    r = call(
+        server,
+        "PUT",
+        f"/devices/dev-{uuid.uuid4().hex[:6]}",
+        content=json.dumps(info, allow_nan=True),
+        headers={"Content-Type": "application/json"},
+    )
     assert_error(r, 422, field)
 
 
@@ -60,7 +76,9 @@ def test_deeply_nested_props_are_refused_and_device_reads_keep_working(server: A
         node = node["a"]  # type: ignore[assignment]
     import json
 
-    r = call(server, "PUT", f"/devices/{device}", content=json.dumps({"props": deep}), headers={"Content-Type": "application/json"})
+    r = call(
+        server, "PUT", f"/devices/{device}", content=json.dumps({"props": deep}), headers={"Content-Type": "application/json"}
+    )
     assert_error(r, 422)
     nine = {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}
     assert_error(call(server, "PUT", f"/devices/{device}", json={"props": nine}), 422, "props")
@@ -68,24 +86,38 @@ def test_deeply_nested_props_are_refused_and_device_reads_keep_working(server: A
     assert call(server, "GET", f"/devices/{device}", role=None).status_code == 200
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"runtime_version": "v" * 65}, "runtime_version"),
-    ({"threads": 2**31}, "threads"),
-    ({"job_id": 2**31}, "job_id"),
-    ({"agent": "a\x00b"}, "agent"),
-    ({"results": [{"key": key(1), "median_ms": 1.0, "iterations": 2**63}]}, "results[0].iterations"),
-    ({"results": [{"key": "ir_k3@1x" + "9" * 300 + "x8x8", "median_ms": 1.0, "iterations": 1}]}, "results[0].key"),
-    ({"device_state": {"t": "\x00"}}, "device_state"),
-])
-def test_uploads_beyond_the_columns_are_422_and_nothing_is_stored(server: AppServer, device: str,
-                                                                     overrides: dict[str, object], field: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"runtime_version": "v" * 65}, "runtime_version"),
+        ({"threads": 2**31}, "threads"),
+        ({"job_id": 2**31}, "job_id"),
+        ({"agent": "a\x00b"}, "agent"),
+        ({"results": [{"key": key(1), "median_ms": 1.0, "iterations": 2**63}]}, "results[0].iterations"),
+        ({"results": [{"key": "ir_k3@1x" + "9" * 300 + "x8x8", "median_ms": 1.0, "iterations": 1}]}, "results[0].key"),
+        ({"device_state": {"t": "\x00"}}, "device_state"),
+    ],
+)
+def test_uploads_beyond_the_columns_are_422_and_nothing_is_stored(
+    server: AppServer, device: str, overrides: dict[str, object], field: str
+) -> None:
     r = call(server, "POST", "/measurements", json=upload(device, **overrides))
     assert_error(r, 422, field)
     assert server.http.get(f"/devices/{device}").json()["tables"] == []
 
 
-@pytest.mark.parametrize("path", ["/jobs/2147483648", "/jobs/99999999999999999999999", "/jobs/0", "/devices/%00",
-                                  "/lut/%00", "/devices/%00/networks", "/lut/x?threads=99999999999999999999"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/jobs/2147483648",
+        "/jobs/99999999999999999999999",
+        "/jobs/0",
+        "/devices/%00",
+        "/lut/%00",
+        "/devices/%00/networks",
+        "/lut/x?threads=99999999999999999999",
+    ],
+)
 def test_path_and_query_values_no_column_holds_are_422(server: AppServer, path: str) -> None:
     assert_error(call(server, "GET", path, role=None), 422)
 
@@ -149,8 +181,15 @@ def test_an_agent_token_limited_to_devices_acts_for_those_only(server: AppServer
     assert_error(call(server, "PUT", f"/devices/{theirs}", token=limited, json={}), 403, "name")
     assert_error(call(server, "POST", "/measurements", token=limited, json=upload(theirs)), 403, "device")
     assert_error(call(server, "POST", "/jobs/claim", token=limited, json={"device": theirs, "agent": "x"}), 403, "device")
-    net = {"device": theirs, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "a",
-           "run_id": str(uuid.uuid4()), "results": [{"arch_id": "a" * 16, "median_ms": 1.0, "iterations": 10}]}
+    net = {
+        "device": theirs,
+        "runtime": "ort",
+        "runtime_version": "1",
+        "threads": 1,
+        "agent": "a",
+        "run_id": str(uuid.uuid4()),
+        "results": [{"arch_id": "a" * 16, "median_ms": 1.0, "iterations": 10}],
+    }
     assert_error(call(server, "POST", "/networks/measurements", token=limited, json=net), 403, "device")
     # Its own device: everything as usual.
     assert call(server, "PUT", f"/devices/{mine}", token=limited, json={}).status_code == 201
@@ -178,8 +217,15 @@ def test_a_job_that_keeps_losing_its_agents_is_failed_with_a_reason(server: AppS
     job = call(server, "GET", f"/jobs/{job_id}", role=None).json()
     assert job["state"] == "failed" and "claimed 5 times" in job["reason"]
     # One of those agents' results arrives after all: the job's work is done, and it says so.
-    assert call(server, "POST", "/measurements", json=upload(device, job_id=job_id,
-                                                             results=[{"key": key(21), "median_ms": 1.0, "iterations": 10}])).status_code == 200
+    assert (
+        call(
+            server,
+            "POST",
+            "/measurements",
+            json=upload(device, job_id=job_id, results=[{"key": key(21), "median_ms": 1.0, "iterations": 10}]),
+        ).status_code
+        == 200
+    )
     job = call(server, "GET", f"/jobs/{job_id}", role=None).json()
     assert job["state"] == "done" and job["reason"] is None and job["done"] == 1
 
@@ -210,7 +256,9 @@ def test_jobs_are_listed_and_cancelled_with_a_client_token_only(server: AppServe
 def test_anonymous_reads_do_not_show_where_a_phone_is(server: AppServer) -> None:
     name = f"dev-{uuid.uuid4().hex[:6]}"
     with server.client("agent") as agent:
-        agent.put_device(name, DeviceInfo(serial="10.0.0.7:5555", props={"connection": {"kind": "adb", "serial": "10.0.0.7:5555"}}))
+        agent.put_device(
+            name, DeviceInfo(serial="10.0.0.7:5555", props={"connection": {"kind": "adb", "serial": "10.0.0.7:5555"}})
+        )
     anonymous = call(server, "GET", f"/devices/{name}", role=None).json()
     assert anonymous["serial"] is None and anonymous["props"]["connection"] == {"kind": "adb"}
     assert "10.0.0.7" not in call(server, "GET", "/devices", role=None).text

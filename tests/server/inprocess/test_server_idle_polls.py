@@ -47,8 +47,9 @@ def test_polls_are_recorded_at_most_once_per_interval(server: AppServer, agent: 
     assert agent.get_device(device).last_seen_at == again
 
 
-def test_a_claim_that_finds_a_job_is_seen_through_the_job_only(server: AppServer, agent: ProfilerClient,
-                                                                client: ProfilerClient, device: str) -> None:
+def test_a_claim_that_finds_a_job_is_seen_through_the_job_only(
+    server: AppServer, agent: ProfilerClient, client: ProfilerClient, device: str
+) -> None:
     job = client.create_job(JobCreate(device=device, runtime="ort", threads=1, keys=[key(0)]))
     before_claim = datetime.now(timezone.utc)
     claimed = agent.claim_job(JobClaim(device=device, agent="busy-agent"))

@@ -19,14 +19,22 @@ ENTRY = "Conv-input:160x160x3-output:80x80x24"
 SOURCE = {"project": "lab/tables", "file": "t.yaml", "source_device": "Note10", "licence": "MIT"}
 # 393 bytes that expand to ~10^9 list items when aliases are followed (issue 25's alias bomb, one level shorter).
 ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
-    f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+    f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")
+)
 MAX_ERROR_BYTES = 2_000
 
 
 def post_import(server: AppServer, fmt: str, content: str, column: str | None = None) -> tuple[httpx.Response, str]:
     device = f"imp-{uuid.uuid4().hex[:8]}"
-    body = {"format": fmt, "content": content, "device": device, "runtime": "tflite", "threads": 1, "source": SOURCE,
-            **({"column": column} if column else {})}
+    body = {
+        "format": fmt,
+        "content": content,
+        "device": device,
+        "runtime": "tflite",
+        "threads": 1,
+        "source": SOURCE,
+        **({"column": column} if column else {}),
+    }
     response = server.http.post("/lut/import", json=body, headers={"Authorization": f"Bearer {server.admin_token}"})
     return response, device
 
@@ -50,27 +58,43 @@ def test_a_yaml_alias_bomb_is_a_short_422_and_the_server_stays_responsive(server
     assert time.perf_counter() - started < 2.0
 
 
-@pytest.mark.parametrize(("fmt", "content", "column"), [
-    ("ofa-yaml", "[" * 600 + "]" * 600, None),
-    ("proxyless-yaml", f"{ENTRY}: " + "{a: " * 600 + "1" + "}" * 600, None),
-    ("hwnasbench-json", "[" * 100_000 + "]" * 100_000, "pixel3"),
-    ("hwnas-fit", '{"entries": ' + '{"a":' * 80_000 + "1" + "}" * 80_001, None),
-], ids=["yaml-flow", "yaml-mapping", "hwnasbench", "fit"])
+@pytest.mark.parametrize(
+    ("fmt", "content", "column"),
+    [
+        ("ofa-yaml", "[" * 600 + "]" * 600, None),
+        ("proxyless-yaml", f"{ENTRY}: " + "{a: " * 600 + "1" + "}" * 600, None),
+        ("hwnasbench-json", "[" * 100_000 + "]" * 100_000, "pixel3"),
+        ("hwnas-fit", '{"entries": ' + '{"a":' * 80_000 + "1" + "}" * 80_001, None),
+    ],
+    ids=["yaml-flow", "yaml-mapping", "hwnasbench", "fit"],
+)
 def test_deep_nesting_is_a_422(server: AppServer, fmt: str, content: str, column: str | None) -> None:
     refused_content(server, fmt, content, "nested deeper than", column=column)
 
 
-@pytest.mark.parametrize(("fmt", "content", "words"), [
-    ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: {'9' * 400}}}", ("mean", "too large")),
-    ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: 1, std: {'9' * 400}}}", ("std", "too large")),
-    ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: {'9' * 5000}}}", ("4300 digits",)),
-    ("ofa-yaml", f"{ENTRY}: {{count: {2**40}, mean: 1}}", ("count", str(2**31 - 1))),
-    ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: '{'x' * 400_000}'}}", ("mean",)),
-    ("ofa-yaml", f"? '{'k' * 400_000}'\n: {{count: 1}}\n", ("entry",)),
-    ("hwnas-fit", json.dumps({"entries": {"x": {"median_ms": 1}}, "unit": "u" * 400_000}), ("unit",)),
-    ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: 1}}\x07", ("not YAML",)),
-], ids=["mean-400-digits", "std-400-digits", "mean-5000-digits", "count-2^40", "huge-string", "huge-key", "huge-unit",
-        "control-character"])
+@pytest.mark.parametrize(
+    ("fmt", "content", "words"),
+    [
+        ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: {'9' * 400}}}", ("mean", "too large")),
+        ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: 1, std: {'9' * 400}}}", ("std", "too large")),
+        ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: {'9' * 5000}}}", ("4300 digits",)),
+        ("ofa-yaml", f"{ENTRY}: {{count: {2**40}, mean: 1}}", ("count", str(2**31 - 1))),
+        ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: '{'x' * 400_000}'}}", ("mean",)),
+        ("ofa-yaml", f"? '{'k' * 400_000}'\n: {{count: 1}}\n", ("entry",)),
+        ("hwnas-fit", json.dumps({"entries": {"x": {"median_ms": 1}}, "unit": "u" * 400_000}), ("unit",)),
+        ("ofa-yaml", f"{ENTRY}: {{count: 1, mean: 1}}\x07", ("not YAML",)),
+    ],
+    ids=[
+        "mean-400-digits",
+        "std-400-digits",
+        "mean-5000-digits",
+        "count-2^40",
+        "huge-string",
+        "huge-key",
+        "huge-unit",
+        "control-character",
+    ],
+)
 def test_values_no_column_holds_are_short_422s(server: AppServer, fmt: str, content: str, words: tuple[str, ...]) -> None:
     refused_content(server, fmt, content, *words)
 
@@ -91,13 +115,22 @@ def test_the_largest_count_the_column_holds_is_stored_on_both_databases(server: 
     assert [e["n"] for e in entries.values()] == [2**31 - 1]
 
 
-@pytest.mark.parametrize("body", [b'{"model": "\xff\xfe"}', b'{"cpu_cores": ' + b"9" * 5000 + b"}",
-                                  b'{"props": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001],
-                         ids=["not-utf8", "5000-digit-int", "deep"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "\xff\xfe"}',
+        b'{"cpu_cores": ' + b"9" * 5000 + b"}",
+        b'{"props": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001,
+    ],
+    ids=["not-utf8", "5000-digit-int", "deep"],
+)
 def test_a_body_the_json_parser_cannot_read_is_a_422_naming_the_body(server: AppServer, body: bytes) -> None:
     name = f"dev-{uuid.uuid4().hex[:8]}"
-    response = server.http.put(f"/devices/{name}", content=body,
-                         headers={"Authorization": f"Bearer {server.agent_token}", "Content-Type": "application/json"})
+    response = server.http.put(
+        f"/devices/{name}",
+        content=body,
+        headers={"Authorization": f"Bearer {server.agent_token}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 422, response.text[:300]
     assert [e["field"] for e in response.json()["errors"]] == ["body"]
     assert server.http.get(f"/devices/{name}").status_code == 404

@@ -52,8 +52,7 @@ def test_concurrent_claimers_on_separate_connections(server: AppServer, client: 
     assert sorted(claimed) == sorted(created)
 
 
-def test_expired_lease_is_claimed_again(server: AppServer, agent: ProfilerClient, client: ProfilerClient,
-                                       device: str) -> None:
+def test_expired_lease_is_claimed_again(server: AppServer, agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
     job_id = _queue_jobs(client, device, 1)[0]
     first = agent.claim_job(JobClaim(device=device, agent="slow", lease_s=600))
     assert first is not None and first.id == job_id
@@ -76,8 +75,7 @@ def test_expired_lease_is_claimed_again(server: AppServer, agent: ProfilerClient
     assert agent.claim_job(JobClaim(device=device, agent="other")) is None
 
 
-def test_heartbeat_keeps_job_from_others(server: AppServer, agent: ProfilerClient, client: ProfilerClient,
-                                        device: str) -> None:
+def test_heartbeat_keeps_job_from_others(server: AppServer, agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
     job_id = _queue_jobs(client, device, 1)[0]
     assert agent.claim_job(JobClaim(device=device, agent="a", lease_s=60)) is not None
     before = client.get_job(job_id).lease_expires_at

@@ -23,9 +23,17 @@ from tests.support.databases import postgres_base_url
 from tests.support.app_server import AppServer, app_server_on
 
 # The reads: open to anyone unless READ_REQUIRES_TOKEN is on.
-READS = {("GET", "/lut/{device}"), ("GET", "/lut/{device}/entries"), ("POST", "/lut/{device}/query"), ("GET", "/devices"),
-         ("GET", "/devices/{name}"), ("GET", "/jobs"), ("GET", "/jobs/{job_id}"), ("GET", "/devices/{name}/networks"),
-         ("GET", "/lut/{device}/calibration")}
+READS = {
+    ("GET", "/lut/{device}"),
+    ("GET", "/lut/{device}/entries"),
+    ("POST", "/lut/{device}/query"),
+    ("GET", "/devices"),
+    ("GET", "/devices/{name}"),
+    ("GET", "/jobs"),
+    ("GET", "/jobs/{job_id}"),
+    ("GET", "/devices/{name}/networks"),
+    ("GET", "/lut/{device}/calibration"),
+}
 ALWAYS_OPEN = {("GET", "/healthz")}
 
 
@@ -103,18 +111,24 @@ def test_a_405_allows_every_method_the_path_has(server: AppServer, device: str) 
         assert (r.status_code, r.headers.get("allow")) == (405, allowed), (path, r.headers)
 
 
-@pytest.mark.parametrize(("what", "body"), [
-    ("not UTF-8", b'{"model": "\xff\xfe"}'),
-    ("a 4,300-digit integer", b'{"cpu_cores": ' + b"9" * 5000 + b"}"),
-    ("nested past the parser's limit", b"[" * 100_000 + b"]" * 100_000),
-])
+@pytest.mark.parametrize(
+    ("what", "body"),
+    [
+        ("not UTF-8", b'{"model": "\xff\xfe"}'),
+        ("a 4,300-digit integer", b'{"cpu_cores": ' + b"9" * 5000 + b"}"),
+        ("nested past the parser's limit", b"[" * 100_000 + b"]" * 100_000),
+    ],
+)
 def test_unreadable_bodies_are_documented_422s(server: AppServer, device: str, what: str, body: bytes) -> None:
     doc = server.http.get("/openapi.json").json()
     ops = operations(doc)
-    for method, path, headers in (("PUT", "/devices/{name}", {"Authorization": f"Bearer {server.agent_token}"}),
-                                  ("POST", "/lut/{device}/query", {})):
-        r = server.http.request(method, concrete(path, device), content=body,
-                          headers={"Content-Type": "application/json", **headers})
+    for method, path, headers in (
+        ("PUT", "/devices/{name}", {"Authorization": f"Bearer {server.agent_token}"}),
+        ("POST", "/lut/{device}/query", {}),
+    ):
+        r = server.http.request(
+            method, concrete(path, device), content=body, headers={"Content-Type": "application/json", **headers}
+        )
         assert r.status_code == 422, (what, path, r.status_code, r.text[:200])
         assert r.json()["errors"] == [{"field": "body", "reason": r.json()["errors"][0]["reason"]}]
         assert "not UTF-8" in r.json()["detail"]
@@ -126,8 +140,12 @@ def test_bodies_parsed_off_the_event_loop_are_still_documented_request_bodies(se
     not by FastAPI: the document still declares each one's model, and every schema it refers to exists."""
     doc = server.http.get("/openapi.json").json()
     ops, components = operations(doc), doc["components"]["schemas"]
-    for (method, path), model in {("POST", "/measurements"): "MeasurementBatch", ("POST", "/networks/measurements"): "NetworkMeasurementBatch",
-                                  ("POST", "/jobs"): "JobCreate", ("POST", "/lut/{device}/query"): "LutQuery"}.items():
+    for (method, path), model in {
+        ("POST", "/measurements"): "MeasurementBatch",
+        ("POST", "/networks/measurements"): "NetworkMeasurementBatch",
+        ("POST", "/jobs"): "JobCreate",
+        ("POST", "/lut/{device}/query"): "LutQuery",
+    }.items():
         body = ops[(method, path)]["requestBody"]
         assert body["required"] is True
         assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{model}"}, (method, path)

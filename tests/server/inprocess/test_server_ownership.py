@@ -16,8 +16,9 @@ from tests.support.app_server import AppServer
 from tests.support.measurements import key
 
 
-def call(server: AppServer, method: str, path: str, role: str | None = "agent", token: str | None = None,
-         **kwargs: object) -> httpx.Response:
+def call(
+    server: AppServer, method: str, path: str, role: str | None = "agent", token: str | None = None, **kwargs: object
+) -> httpx.Response:
     token = token or server.token(role)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return server.http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
@@ -34,8 +35,15 @@ def refused(response: httpx.Response, status: int, field: str, *words: str) -> s
 
 
 def upload(device: str, value: float = 1.0, **overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {"device": device, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "a",
-                               "run_id": str(uuid.uuid4()), "results": [{"key": key(1), "median_ms": value, "iterations": 10}]}
+    body: dict[str, object] = {
+        "device": device,
+        "runtime": "ort",
+        "runtime_version": "1",
+        "threads": 1,
+        "agent": "a",
+        "run_id": str(uuid.uuid4()),
+        "results": [{"key": key(1), "median_ms": value, "iterations": 10}],
+    }
     body.update(overrides)
     return body
 
@@ -47,8 +55,15 @@ def new_device(server: AppServer, token: str | None = None, role: str = "agent")
 
 
 def calibration(**overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {"runtime": "ort", "threads": 1, "scale": 1.1, "offset_ms": 0.01, "networks": 4,
-                               "mape_before": 12.0, "mape_after": 3.0}
+    body: dict[str, object] = {
+        "runtime": "ort",
+        "threads": 1,
+        "scale": 1.1,
+        "offset_ms": 0.01,
+        "networks": 4,
+        "mape_before": 12.0,
+        "mape_after": 3.0,
+    }
     body.update(overrides)
     return body
 
@@ -67,26 +82,54 @@ def test_an_agent_uploads_only_into_devices_it_owns(server: AppServer, other_age
     a_device = new_device(server)  # registered by test-agent (A)
     assert call(server, "POST", "/measurements", json=upload(a_device, 2.0)).status_code == 200
     # B's token names A's device: refused, and the table still serves A's 2.0 ms.
-    detail = refused(call(server, "POST", "/measurements", token=other_agent, json=upload(a_device, 0.001)), 403, "device",
-                     "owner rule", "test-agent")
+    detail = refused(
+        call(server, "POST", "/measurements", token=other_agent, json=upload(a_device, 0.001)),
+        403,
+        "device",
+        "owner rule",
+        "test-agent",
+    )
     assert other_agent not in detail  # the token itself is never echoed
     assert server.http.get(f"/lut/{a_device}").json()["entries"][key(1)]["median_ms"] == 2.0
-    net = {"device": a_device, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "b", "run_id": str(uuid.uuid4()),
-           "results": [{"arch_id": "a" * 16, "median_ms": 1.0, "iterations": 10}]}
+    net = {
+        "device": a_device,
+        "runtime": "ort",
+        "runtime_version": "1",
+        "threads": 1,
+        "agent": "b",
+        "run_id": str(uuid.uuid4()),
+        "results": [{"arch_id": "a" * 16, "median_ms": 1.0, "iterations": 10}],
+    }
     refused(call(server, "POST", "/networks/measurements", token=other_agent, json=net), 403, "device", "owner rule")
 
 
 def test_an_agent_claims_renews_and_fails_only_its_own_devices_jobs(server: AppServer, other_agent: str) -> None:
     a_device = new_device(server)
-    job = call(server, "POST", "/jobs", role="client", json={"device": a_device, "runtime": "ort", "threads": 1,
-                                                             "keys": [key(2), key(3)]}).json()
-    refused(call(server, "POST", "/jobs/claim", token=other_agent, json={"device": a_device, "agent": "b"}), 403, "device",
-            "owner rule", "test-agent")
+    job = call(
+        server,
+        "POST",
+        "/jobs",
+        role="client",
+        json={"device": a_device, "runtime": "ort", "threads": 1, "keys": [key(2), key(3)]},
+    ).json()
+    refused(
+        call(server, "POST", "/jobs/claim", token=other_agent, json={"device": a_device, "agent": "b"}),
+        403,
+        "device",
+        "owner rule",
+        "test-agent",
+    )
     assert call(server, "GET", f"/jobs/{job['id']}", role=None).json()["state"] == "queued"  # B took nothing
     assert call(server, "POST", "/jobs/claim", json={"device": a_device, "agent": "a"}).json()["id"] == job["id"]
-    refused(call(server, "POST", f"/jobs/{job['id']}/heartbeat", token=other_agent, json={"agent": "a"}), 403, "job_id", "owner rule")
-    refused(call(server, "POST", f"/jobs/{job['id']}/fail", token=other_agent, json={"key": key(2), "error": "x"}), 403, "job_id",
-            "owner rule")
+    refused(
+        call(server, "POST", f"/jobs/{job['id']}/heartbeat", token=other_agent, json={"agent": "a"}), 403, "job_id", "owner rule"
+    )
+    refused(
+        call(server, "POST", f"/jobs/{job['id']}/fail", token=other_agent, json={"key": key(2), "error": "x"}),
+        403,
+        "job_id",
+        "owner rule",
+    )
     assert call(server, "GET", f"/jobs/{job['id']}", role=None).json()["failed"] == 0
 
 
@@ -108,8 +151,12 @@ def test_an_unowned_device_is_written_only_after_an_agent_registers_it(server: A
 def test_a_client_cancels_only_its_own_jobs(server: AppServer) -> None:
     device = new_device(server)
     other_client = server.new_token(f"client-b-{uuid.uuid4().hex[:6]}", "client")
-    jobs = [call(server, "POST", "/jobs", role="client", json={"device": device, "runtime": "ort", "threads": 1,
-                                                               "keys": [key(10 + i)]}).json()["id"] for i in range(2)]
+    jobs = [
+        call(
+            server, "POST", "/jobs", role="client", json={"device": device, "runtime": "ort", "threads": 1, "keys": [key(10 + i)]}
+        ).json()["id"]
+        for i in range(2)
+    ]
     refused(call(server, "DELETE", f"/jobs/{jobs[0]}", token=other_client), 403, "job_id", "owner rule", "test-client")
     assert call(server, "GET", f"/jobs/{jobs[0]}", role=None).json()["state"] == "queued"
     assert call(server, "DELETE", f"/jobs/{jobs[0]}", role="client").json()["state"] == "cancelled"  # its creator
@@ -129,13 +176,16 @@ def test_a_tables_calibration_is_its_device_owners_or_an_admins(server: AppServe
     assert isinstance(served, dict) and served["scale"] == 1.3
 
 
-@pytest.mark.parametrize(("values", "field"), [
-    ({"scale": 1e308}, "scale"),
-    ({"scale": 1e-9}, "scale"),
-    ({"offset_ms": -1e300}, "offset_ms"),
-    ({"mape_before": -5.0}, "mape_before"),
-    ({"mape_after": -0.1}, "mape_after"),
-])
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"scale": 1e308}, "scale"),
+        ({"scale": 1e-9}, "scale"),
+        ({"offset_ms": -1e300}, "offset_ms"),
+        ({"mape_before": -5.0}, "mape_before"),
+        ({"mape_after": -0.1}, "mape_after"),
+    ],
+)
 def test_calibration_values_are_bounded(server: AppServer, values: dict[str, float], field: str) -> None:
     device = new_device(server)
     assert call(server, "POST", "/measurements", json=upload(device)).status_code == 200
@@ -147,9 +197,20 @@ OFA_YAML = "Conv-input:160x160x3-output:80x80x24:\n  count: 498\n  mean: 0.495\n
 
 
 def import_request(device: str, content: str = OFA_YAML, **source: str) -> dict[str, object]:
-    return {"format": "ofa-yaml", "content": content, "device": device, "runtime": "tflite", "threads": 1,
-            "source": {"project": "mit-han-lab/once-for-all", "file": "160_lookup_table.yaml", "source_device": "Note10",
-                       "licence": "MIT", **source}}
+    return {
+        "format": "ofa-yaml",
+        "content": content,
+        "device": device,
+        "runtime": "tflite",
+        "threads": 1,
+        "source": {
+            "project": "mit-han-lab/once-for-all",
+            "file": "160_lookup_table.yaml",
+            "source_device": "Note10",
+            "licence": "MIT",
+            **source,
+        },
+    }
 
 
 def test_an_imported_tables_calibration_is_an_admins_only(server: AppServer) -> None:

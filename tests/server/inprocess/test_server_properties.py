@@ -61,8 +61,13 @@ def test_generated_requests_never_get_a_5xx_and_every_4xx_is_an_error_body(serve
     operations: Counter[str] = Counter()
     failures: list[str] = []
 
-    @settings(max_examples=REQUESTS_PER_DATABASE, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=REQUESTS_PER_DATABASE,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=cases, role=st.sampled_from(ROLES), use_known=st.booleans(), data=st.data())
     def run(case: Any, role: str | None, use_known: bool, data: st.DataObject) -> None:
         if use_known and case.path_parameters:

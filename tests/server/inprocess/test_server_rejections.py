@@ -30,13 +30,23 @@ def snapshot(server: AppServer, device: str) -> tuple[object, ...]:
 def raw_post(server: AppServer, path: str, body: object, role: str | None = "agent") -> httpx.Response:
     token = server.token(role)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return server.http.post(path, content=json.dumps(body, allow_nan=True), headers={**headers, "Content-Type": "application/json"})
+    return server.http.post(
+        path, content=json.dumps(body, allow_nan=True), headers={**headers, "Content-Type": "application/json"}
+    )
 
 
 def good_body(device: str, **result_fields: object) -> dict[str, object]:
     r = {"key": key(0), "median_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.2, "iterations": 10}
     r.update(result_fields)
-    return {"device": device, "runtime": "ort", "runtime_version": "1", "threads": 1, "agent": "a", "run_id": str(uuid.uuid4()), "results": [r]}
+    return {
+        "device": device,
+        "runtime": "ort",
+        "runtime_version": "1",
+        "threads": 1,
+        "agent": "a",
+        "run_id": str(uuid.uuid4()),
+        "results": [r],
+    }
 
 
 @pytest.fixture
@@ -61,7 +71,9 @@ def seeded(agent: ProfilerClient, device: str) -> str:
         ({"surprise": 1}, "results[0].surprise", "not permitted"),
     ],
 )
-def test_bad_results_rejected_and_nothing_stored(server: AppServer, seeded: str, fields: dict[str, object], field: str, reason: str) -> None:
+def test_bad_results_rejected_and_nothing_stored(
+    server: AppServer, seeded: str, fields: dict[str, object], field: str, reason: str
+) -> None:
     before = snapshot(server, seeded)
     body = good_body(seeded, **fields)
     body["results"].append({"key": key(1), "median_ms": 2.0, "iterations": 10})  # type: ignore[union-attr]
@@ -91,7 +103,9 @@ def test_unknown_job_rejected_and_nothing_stored(server: AppServer, agent: Profi
     assert snapshot(server, seeded) == before
 
 
-def test_job_of_other_table_rejected_and_nothing_stored(server: AppServer, agent: ProfilerClient, client: ProfilerClient, seeded: str) -> None:
+def test_job_of_other_table_rejected_and_nothing_stored(
+    server: AppServer, agent: ProfilerClient, client: ProfilerClient, seeded: str
+) -> None:
     job = client.create_job(JobCreate(device=seeded, runtime="ort", threads=4, keys=[key(0)]))
     before = snapshot(server, seeded)
     with pytest.raises(ConflictError) as err:
@@ -120,7 +134,9 @@ def test_repeated_key_in_batch_rejected(server: AppServer, seeded: str) -> None:
 
 
 def test_bad_job_keys_rejected(server: AppServer, seeded: str) -> None:
-    response = raw_post(server, "/jobs", {"device": seeded, "runtime": "ort", "threads": 1, "keys": [key(0), "conv_k3@1x3"]}, role="client")
+    response = raw_post(
+        server, "/jobs", {"device": seeded, "runtime": "ort", "threads": 1, "keys": [key(0), "conv_k3@1x3"]}, role="client"
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "keys[1]"
     assert "conv_k3@1x3" in response.json()["errors"][0]["reason"]
@@ -137,7 +153,11 @@ def test_bad_device_name_and_fields(server: AppServer) -> None:
 
 
 def test_invalid_json_names_body(server: AppServer) -> None:
-    response = server.http.post("/measurements", content=b"{not json", headers={"Authorization": f"Bearer {server.agent_token}", "Content-Type": "application/json"})
+    response = server.http.post(
+        "/measurements",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {server.agent_token}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 422 and response.json()["errors"][0]["field"].startswith("body")
 
 
@@ -151,7 +171,10 @@ def test_writes_need_a_token_of_the_right_role(server: AppServer, seeded: str) -
     bogus = server.http.post("/measurements", json=body, headers={"Authorization": "Bearer hwnas_nope"})
     assert bogus.status_code == 401
     assert snapshot(server, seeded) == before
-    assert raw_post(server, "/jobs", {"device": seeded, "runtime": "ort", "threads": 1, "keys": [key(0)]}, role="agent").status_code == 403
+    assert (
+        raw_post(server, "/jobs", {"device": seeded, "runtime": "ort", "threads": 1, "keys": [key(0)]}, role="agent").status_code
+        == 403
+    )
     assert raw_post(server, "/jobs/claim", {"device": seeded, "agent": "x"}, role="client").status_code == 403
     assert raw_post(server, "/measurements", body, role="admin").status_code == 200  # admin may do everything
     ghost = f"ghost-{uuid.uuid4().hex[:6]}"

@@ -22,7 +22,9 @@ def test_health(client: ProfilerClient) -> None:
 
 def test_device_register_update_list(agent: ProfilerClient, client: ProfilerClient) -> None:
     name = f"dev-{uuid.uuid4().hex[:8]}"
-    created = agent.put_device(name, DeviceInfo(model="Pixel 7", cpu_cores=8, cpu_max_freqs_khz=[1800000, 2850000], props={"thermal": "ok"}))
+    created = agent.put_device(
+        name, DeviceInfo(model="Pixel 7", cpu_cores=8, cpu_max_freqs_khz=[1800000, 2850000], props={"thermal": "ok"})
+    )
     assert created.name == name and created.cpu_max_freqs_khz == [1800000, 2850000] and created.tables == []
     updated = agent.put_device(name, DeviceInfo(model="Pixel 7", os_version="14", cpu_cores=8))
     assert updated.os_version == "14" and updated.created_at == created.created_at and updated.updated_at >= created.updated_at
@@ -42,7 +44,9 @@ def test_put_device_answers_201_then_200(server: AppServer) -> None:
 
 
 def test_lut_view_latest_overhead_and_tables(agent: ProfilerClient, client: ProfilerClient, device: str) -> None:
-    first = agent.post_measurements(batch(device, [result(key(0), 2.0), result(key(1), 3.0), result(OVERHEAD_KEY, 0.5)], runtime_version="1.16"))
+    first = agent.post_measurements(
+        batch(device, [result(key(0), 2.0), result(key(1), 3.0), result(OVERHEAD_KEY, 0.5)], runtime_version="1.16")
+    )
     assert (first.stored, first.duplicates) == (3, 0)
     # A later run re-measures key 0: the table shows the latest value and the latest runtime version.
     agent.post_measurements(batch(device, [result(key(0), 1.5), result(OVERHEAD_KEY, 0.4)], runtime_version="1.17"))
@@ -77,7 +81,9 @@ def test_csv_by_param_and_accept(server: AppServer, agent: ProfilerClient, clien
     assert set(by_key) == {key(0), key(1)} and float(by_key[key(0)]["median_ms"]) == 2.0 and by_key[key(0)]["n"] == "50"
     response = server.http.get(f"/lut/{device}", headers={"Accept": "text/csv"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv") and response.text == text
-    not_modified = server.http.get(f"/lut/{device}", params={"format": "csv"}, headers={"If-None-Match": response.headers["etag"]})
+    not_modified = server.http.get(
+        f"/lut/{device}", params={"format": "csv"}, headers={"If-None-Match": response.headers["etag"]}
+    )
     assert not_modified.status_code == 304
 
 
@@ -162,6 +168,16 @@ def test_job_force_and_nothing_to_do(agent: ProfilerClient, client: ProfilerClie
 
 def test_openapi_docs(server: AppServer) -> None:
     spec = server.http.get("/openapi.json").json()
-    for path in ("/healthz", "/devices/{name}", "/lut/{device}", "/lut/{device}/query", "/measurements", "/jobs", "/jobs/claim", "/jobs/{job_id}/heartbeat", "/jobs/{job_id}/fail"):
+    for path in (
+        "/healthz",
+        "/devices/{name}",
+        "/lut/{device}",
+        "/lut/{device}/query",
+        "/measurements",
+        "/jobs",
+        "/jobs/claim",
+        "/jobs/{job_id}/heartbeat",
+        "/jobs/{job_id}/fail",
+    ):
         assert path in spec["paths"]
     assert server.http.get("/docs").status_code == 200

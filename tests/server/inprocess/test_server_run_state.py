@@ -28,21 +28,44 @@ def _state(database_url: str, run_id: uuid.UUID) -> dict:
 
 
 def _batch_state(keys: list[str], delegated: str, temp: float, per_run: list[str]) -> dict:
-    return {"thermal_before": {"status": 0, "temperatures_c": {"cpu": temp}}, "binary": "executor_runner",
-            "executorch": {"backend": "xnnpack", "pool_threads": 1, "event_tracer": True,
-                           "delegated": {k: delegated for k in keys}, "inputs_set_per_run": per_run}}
+    return {
+        "thermal_before": {"status": 0, "temperatures_c": {"cpu": temp}},
+        "binary": "executor_runner",
+        "executorch": {
+            "backend": "xnnpack",
+            "pool_threads": 1,
+            "event_tracer": True,
+            "delegated": {k: delegated for k in keys},
+            "inputs_set_per_run": per_run,
+        },
+    }
 
 
-def test_later_batches_of_a_run_add_their_keys_to_its_device_state(server: AppServer, agent: ProfilerClient,
-                                                                   device: str) -> None:
+def test_later_batches_of_a_run_add_their_keys_to_its_device_state(server: AppServer, agent: ProfilerClient, device: str) -> None:
     run_id = uuid.uuid4()
     first, second = [key(1), key(2)], [key(3)]
-    agent.post_measurements(batch(device, [result(k) for k in first], runtime="executorch", run_id=run_id,
-                                  device_state=_batch_state(first, "all", 41.0, [key(1)])))
-    later = batch(device, [result(k) for k in second], runtime="executorch", run_id=run_id,
-                  device_state={**_batch_state(second, "partial", 47.5, [key(3)]),
-                                "executorch": {**_batch_state(second, "partial", 47.5, [key(3)])["executorch"],
-                                               "portable_ops": {key(3): ["aten::add.out"]}}})
+    agent.post_measurements(
+        batch(
+            device,
+            [result(k) for k in first],
+            runtime="executorch",
+            run_id=run_id,
+            device_state=_batch_state(first, "all", 41.0, [key(1)]),
+        )
+    )
+    later = batch(
+        device,
+        [result(k) for k in second],
+        runtime="executorch",
+        run_id=run_id,
+        device_state={
+            **_batch_state(second, "partial", 47.5, [key(3)]),
+            "executorch": {
+                **_batch_state(second, "partial", 47.5, [key(3)])["executorch"],
+                "portable_ops": {key(3): ["aten::add.out"]},
+            },
+        },
+    )
     agent.post_measurements(later)
     state = _state(server.database_url, run_id)
     assert state["executorch"]["delegated"] == {key(1): "all", key(2): "all", key(3): "partial"}
