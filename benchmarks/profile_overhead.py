@@ -90,7 +90,8 @@ def build(
     device: Any, keys: list[str], cache_dir: Path, local: bool, protocol: Any, runtime: str = "onnxruntime"
 ) -> tuple[float, dict[str, Any], Any]:
     """One table build; returns (wall seconds, results by key, agent)."""
-    from device_agent.jobloop import Agent, AgentConfig
+    from device_agent.config import AgentConfig
+    from device_agent.jobloop import Agent
 
     agent = Agent(device, AgentConfig(cache_dir=cache_dir, protocol=protocol, runtimes=(runtime,)), local=local)
     agent.connect()

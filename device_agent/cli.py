@@ -114,7 +114,7 @@ def _protocol(warmup: int, iterations: int, rounds: int, cv_threshold: float):
 
 
 def _binaries(paths: list[Path] | None, runtime: str | None) -> dict[str, Path]:
-    from device_agent.jobloop import binary_runtime
+    from device_agent.config import binary_runtime
 
     out: dict[str, Path] = {}
     for path in paths or []:
@@ -203,7 +203,8 @@ def run(
     --benchmark-binary build/Android/Release/onnxruntime_perf_test --once
     """
     from device_agent.bytecode import check_version
-    from device_agent.jobloop import Agent, AgentConfig
+    from device_agent.config import AgentConfig
+    from device_agent.jobloop import Agent
     from device_agent.protocol import CoolDown
     from device_agent.runtimes.base import RUNTIMES, check_runtime
 
@@ -335,7 +336,8 @@ def profile(
 
     Example: device-agent profile --local --keys keys.txt --server http://localhost:8000 --token $T
     """
-    from device_agent.jobloop import Agent, AgentConfig
+    from device_agent.config import AgentConfig
+    from device_agent.jobloop import Agent
     from device_agent.keysfile import read_keys_file, results_table
     from device_agent.runtimes.base import check_runtime
 

@@ -6,8 +6,9 @@ a dropped device is reconnected with back-off and the job goes on with its pendi
 when the device stays away the job is given back with a clear log line; a stop request
 (Ctrl-C) finishes the current burst, uploads what is complete and gives the job back.
 
-Its parts live beside it: uploads and the spool (``uploads.py``), the lease (``heartbeat.py``), the checks
-before any claim (``preflight.py``), whole networks (``networks.py``), the runners (``runtimes/``).
+Its parts live beside it: what it is told (``config.py``), reconnecting (``reconnect.py``), uploads and the spool
+(``uploads.py``), the lease (``heartbeat.py``), the checks before any claim (``preflight.py``), whole networks
+(``networks.py``), the runners (``runtimes/``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from hwnas.schemas import (
     NetworkResult,
 )
 
+from device_agent.config import AgentConfig
 from device_agent.deviceinfo import PhoneFacts, read_facts, read_thermal
 from device_agent.errors import AgentError, BenchmarkError, ConfigError, DeviceFault, DeviceUnreachable, SetupFault
 from device_agent.faults import PINNING, SETUP, STORAGE, classify, fix_for, setup_fix, split_failures
@@ -46,61 +47,14 @@ from device_agent.networks import measure_job_with_networks
 from device_agent.parsers import ThermalState
 from device_agent.platforms.base import Device
 from device_agent.preflight import preflight as run_preflight
-from device_agent.protocol import BatchOutcome, CoolDown, ProtocolConfig, measure_batch
-from device_agent.runtimes.base import RUNTIMES, Item, Runner, check_phone_runtime, check_runtime
+from device_agent.protocol import BatchOutcome, ProtocolConfig, measure_batch
+from device_agent.reconnect import with_reconnect
+from device_agent.runtimes.base import Item, Runner, check_phone_runtime, check_runtime
 from device_agent.runtimes.binary import BinaryRunner
 from device_agent.uploads import Uploads
 
 log = logging.getLogger("device_agent")
 STATUS_EVERY = 8  # batches between thermal-status reads while sysfs temperatures stay cool
-
-
-@dataclass
-class AgentConfig:
-    """Everything ``device-agent run`` can be told."""
-
-    name: str | None = None
-    runtimes: tuple[str, ...] = tuple(RUNTIMES)  # job runtimes this agent accepts
-    threads: int | None = None  # only jobs with this thread count (None: any)
-    binaries: dict[str, Path] = field(default_factory=dict)  # runtime -> host path of the phone binary
-    libs: list[Path] = field(default_factory=list)  # shared libraries pushed next to the binaries
-    runtime_version: str | None = None
-    lease_s: float = 120.0
-    upload_deadline_s: float = 120.0  # an upload is retried this long, then its batch waits in the spool
-    batch_size: int = 16
-    poll_s: float = 5.0
-    once: bool = False
-    # A dropped device is reconnected for this long (a phone's reboot, a Wi-Fi outage) before its job is given
-    # back; the waits between attempts double from the first to the cap.
-    reconnect_s: float = 600.0
-    reconnect_first_delay_s: float = 1.0
-    reconnect_max_delay_s: float = 30.0
-    device_fault_retries: int = 2  # batches the program could not run in, files pushed again each time (faults.py)
-    pin: bool = True
-    read_timeout_s: float = 120.0
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
-    cooldown: CoolDown = field(default_factory=CoolDown)
-    cache_dir: Path | None = None
-    measure_overhead: bool = True
-    clock: str = "auto"  # --local only: auto | wall | cpu (runtimes/local.py)
-    bytecode_version: int | None = None  # TorchScript .ptl models saved at this version (None: as torch writes)
-
-
-def binary_runtime(path: Path, default: str | None) -> str:
-    """Which runtime a benchmark binary serves, from its name (or ``default``)."""
-    name = path.name.lower()
-    if "onnxruntime" in name or "perf_test" in name:
-        return "onnxruntime"
-    if "executor_runner" in name or "executorch" in name:  # before "torch": ExecuTorch's program
-        return "executorch"
-    if "speed_benchmark" in name or "torch" in name:
-        return "torchscript"
-    if default is None:
-        raise ConfigError(
-            f"cannot tell the runtime of benchmark binary {path}: name it after the program "
-            "(onnxruntime_perf_test / speed_benchmark_torch / executor_runner) or give --runtime"
-        )
-    return default
 
 
 class Agent:
@@ -158,50 +112,8 @@ class Agent:
         return self.name
 
     def with_reconnect(self, action: Callable[[], Any], first: bool = False) -> Any:
-        """Run ``action``; while the device is unreachable, reconnect with back-off for ``cfg.reconnect_s``.
-
-        ``first``: the connection is fresh, so the first try goes without a reconnect. A deadline in
-        time rather than a count of attempts: what has to be outlasted is a reboot or an outage of so
-        many seconds, and one attempt can take from a refused connection's microseconds to a silent
-        network's connect timeout. At least one reconnect is always tried.
-        """
-        start = time.monotonic()
-        deadline = start + self.cfg.reconnect_s
-        delay = self.cfg.reconnect_first_delay_s
-        reconnects = 0  # reconnects tried
-        failures = 0
-        while True:
-            try:
-                if failures or not first:
-                    reconnects += 1
-                    self.device.reconnect()
-                    if failures > 1:  # the first reconnect is routine (a dropped socket): report only the end of an outage
-                        log.info("reconnected to %s after %.0f s", self.device.serial, time.monotonic() - start)
-                return action()
-            except DeviceUnreachable as exc:
-                failures += 1
-                now = time.monotonic()
-                if self.stop.is_set():
-                    raise DeviceUnreachable(f"{self.device.serial}: stopped while reconnecting ({exc})") from None
-                if reconnects and now >= deadline:
-                    raise DeviceUnreachable(
-                        f"{self.device.serial} unreachable for {now - start:.0f} s ({reconnects} reconnect(s); "
-                        f"--reconnect-s {self.cfg.reconnect_s:g}): {exc}"
-                    ) from None
-                # A fresh connection that broke is tried again at once; after that the waits double.
-                pause = 0.0 if not reconnects else max(0.0, min(delay, deadline - now))
-                log.warning(
-                    "device %s unreachable (%s); reconnecting in %.1f s (waited %.0f s of %g s, --reconnect-s)",
-                    self.device.serial,
-                    exc,
-                    pause,
-                    now - start,
-                    self.cfg.reconnect_s,
-                )
-                if self.stop.wait(pause):
-                    raise DeviceUnreachable(f"{self.device.serial}: stopped while reconnecting ({exc})") from None
-                if reconnects:
-                    delay = min(self.cfg.reconnect_max_delay_s, delay * 2)
+        """Run ``action``; while the device is unreachable, reconnect with back-off for ``cfg.reconnect_s`` (reconnect.py)."""
+        return with_reconnect(self.device, self.cfg, self.stop, action, first)
 
     def runner(self, runtime: str, threads: int) -> Runner:
         """The runner for ``runtime`` at ``threads`` (one per pair, kept open): in-process with ``--local``, else
@@ -616,4 +528,4 @@ def pick_canary(items: Sequence[Item]) -> Item | None:
     return ordered[len(ordered) // 2]
 
 
-__all__ = ["Agent", "AgentConfig", "AgentError", "binary_runtime"]
+__all__ = ["Agent", "AgentError"]

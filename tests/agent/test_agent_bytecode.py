@@ -11,7 +11,8 @@ from torch.jit.mobile import _get_model_bytecode_version, _load_for_lite_interpr
 
 from device_agent import bytecode
 from device_agent.errors import ConfigError
-from device_agent.jobloop import Agent, AgentConfig
+from device_agent.config import AgentConfig
+from device_agent.jobloop import Agent
 from device_agent.models import ModelCache
 from device_agent.platforms.local import LocalDevice
 from device_agent.protocol import ProtocolConfig

@@ -16,7 +16,8 @@ import pytest
 from device_agent import scriptpid
 from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.loopback.fakephone import load_phone
-from device_agent.jobloop import Agent, AgentConfig
+from device_agent.config import AgentConfig
+from device_agent.jobloop import Agent
 from device_agent.platforms.adb import AdbDevice
 from device_agent.runtimes.base import Burst, Item
 from device_agent.runtimes.binary import INLINE_LIMIT, BinaryRunner

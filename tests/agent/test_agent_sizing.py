@@ -285,11 +285,12 @@ def test_the_agent_asks_for_the_thermal_status_only_when_the_scripts_sysfs_readi
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from device_agent import jobloop
+    from device_agent.config import AgentConfig
     from device_agent.platforms.local import LocalDevice
 
     asked: list[int] = []
     monkeypatch.setattr(jobloop, "read_thermal", lambda dev: asked.append(1) or ThermalState(0, {"cpu": 40.0}))
-    agent = jobloop.Agent(LocalDevice(tmp_path / "device"), jobloop.AgentConfig(cache_dir=tmp_path / "models"))
+    agent = jobloop.Agent(LocalDevice(tmp_path / "device"), AgentConfig(cache_dir=tmp_path / "models"))
     items = _items(1)
     runner = RunTimes({items[0].key: 0.01})
     for _ in range(10):

@@ -59,8 +59,9 @@ def test_faults_that_pushing_again_may_cure_have_no_fix() -> None:
 
 
 def test_a_bytecode_refused_mid_job_stops_at_once_with_the_fix(tmp_path: Path) -> None:
+    from device_agent.config import AgentConfig
     from device_agent.errors import DeviceFault
-    from device_agent.jobloop import Agent, AgentConfig
+    from device_agent.jobloop import Agent
     from device_agent.platforms.local import LocalDevice
 
     agent = Agent(LocalDevice(), AgentConfig(cache_dir=tmp_path))

@@ -21,7 +21,8 @@ from adb_shell.auth.keygen import keygen
 from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.errors import ConfigError
 from device_agent.loopback.fakephone import load_phone
-from device_agent.jobloop import Agent, AgentConfig
+from device_agent.config import AgentConfig
+from device_agent.jobloop import Agent
 from device_agent.platforms.adb import AdbDevice, DeviceNotAuthorized
 from tests.agent.agent_support import agent_cmd, env
 

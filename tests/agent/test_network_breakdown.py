@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.jobloop import Agent, AgentConfig
+from device_agent.config import AgentConfig
+from device_agent.jobloop import Agent
 from device_agent.models import ModelCache
 from device_agent.platforms.local import LocalDevice
 from device_agent.protocol import ProtocolConfig

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from device_agent.errors import ServerError
-from device_agent.jobloop import Agent, AgentConfig
+from device_agent.config import AgentConfig
+from device_agent.jobloop import Agent
 from device_agent.platforms.local import LocalDevice
 from device_agent.protocol import ProtocolConfig
 from hwnas.client import NotFoundError, ProfilerClient

@@ -24,7 +24,8 @@ import pytest
 from device_agent.loopback.adbd import LoopbackAdbd
 from device_agent.errors import DeviceUnreachable
 from device_agent.loopback.fakephone import load_phone
-from device_agent.jobloop import Agent, AgentConfig
+from device_agent.config import AgentConfig
+from device_agent.jobloop import Agent
 from device_agent.platforms.adb import AdbDevice
 from hwnas.schemas import JobClaim, JobState
 from tests.agent.agent_support import SLOW_KEYS, env, kill, start_loopback
