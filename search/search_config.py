@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hwnas.errors import HwnasError
-from search.loss import LossConfig
-from search.mixed import THETA_ESTIMATORS
+from search.option_fields import option
 from search.run_options import DataAndMachine
+
+if TYPE_CHECKING:
+    from search.loss import LossConfig
 
 COSTS: tuple[str, ...] = ("latency", "flops", "params")
 TAU_SCHEDULES: tuple[str, ...] = ("step", "epoch")
@@ -58,34 +60,83 @@ PATHS = ("theta", "uniform", "sandwich", "distill")
 class Schedule:
     """How the super net is trained. Defaults follow the FBNet paper where a short search allows."""
 
-    mode: str = "soft"
+    mode: str = option(
+        "soft",
+        "--mode",
+        help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard (one candidate per layer in the weight steps; "
+        "θ steps still mix all: about a third of soft's time).",
+    )
     # separate: a weight set per candidate (FBNet's); shared: one per layer, sliced by its candidates (search/shared.py)
-    weights: str = "separate"
+    weights: str = option(
+        "separate",
+        "--weights",
+        help="separate (FBNet: a weight set per candidate) or shared (one set per layer that every candidate slices: "
+        "a k3 kernel is the centre of the k5, e1/e3 are channel prefixes of e6; single paths learn).",
+    )
     # Hard mode's weight steps: theta (a path drawn from θ: disfavoured candidates train less), uniform (every
     # candidate alike, whatever θ says), sandwich (uniform plus the costliest and the cheapest path every step,
     # BigNAS/OFA's rule: the extremes of the space stay trained), distill (sandwich with in-place distillation: the
     # costliest path learns the labels, the others its predictions, as in BigNAS/OFA)
-    paths: str = "theta"
-    theta_estimator: str = "soft"  # hard mode's θ step: soft (every candidate) or straight-through (search/mixed.py)
-    epochs: int = 10
+    paths: str = option(
+        "theta",
+        "--paths",
+        help="Hard mode's weight steps: theta (a path drawn from θ, FBNet's), uniform (every candidate trained alike) "
+        "or sandwich (uniform plus the costliest and cheapest paths each step) or distill (sandwich where the "
+        "costliest path teaches the others its predictions).",
+    )
+    # hard mode's θ step: soft (every candidate) or straight-through (search/mixed.py)
+    theta_estimator: str = option(
+        "soft",
+        "--theta-estimator",
+        help="Hard mode's θ step: soft (every candidate, the accuracy signal) or straight-through (single path; θ "
+        "then follows the cost alone — for comparison).",
+    )
+    epochs: int = option(10, "--epochs", "-e", min=1, help="Search epochs (the paper: 90).")
     warmup_fraction: float = 0.1  # first 10% of the epochs (at least one) train the weights only
-    warmup_epochs: int | None = None  # overrides warmup_fraction
+    # overrides warmup_fraction
+    warmup_epochs: int | None = option(
+        None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs, at least 1)."
+    )
     # overrides both: weights-only SGD steps, rounded up to whole epochs once the weights' split is known
     # (resolve_warmup, which sets warmup_epochs): a warm-up sized in steps is the same training whatever the data
-    warmup_steps: int | None = None
-    batch_size: int = 128
-    w_split: float = 0.8
-    w_lr: float = 0.1
+    warmup_steps: int | None = option(
+        None,
+        "--warmup-steps",
+        min=0,
+        help="Weights-only SGD steps, rounded up to whole epochs (instead of --warmup-epochs: the same training "
+        "whatever --subset is; single-path super nets need ≥ 1,000).",
+    )
+    batch_size: int = option(128, "--batch-size", "-b", min=1, help="Images per step.")
+    w_split: float = option(0.8, "--w-split", help="Share of the training set for the weights; the rest trains θ.")
+    w_lr: float = option(0.1, "--w-lr", help="SGD learning rate of the weights (cosine schedule).")
     w_momentum: float = 0.9
     w_wd: float = 1e-4
-    theta_lr: float | None = None  # None: sized by the θ steps, see resolved_theta_lr
+    # None: sized by the θ steps, see resolved_theta_lr
+    theta_lr: float | None = option(
+        None,
+        "--theta-lr",
+        help="Adam learning rate of θ (default: FBNet's 0.01, raised for short searches so θ can move 8 logits over its steps).",
+    )
     theta_wd: float = 5e-4
-    theta_decide: float = THETA_DECIDE  # weight of θ's entropy in its loss at the last θ step (0 at the first)
+    # weight of θ's entropy in its loss at the last θ step (0 at the first)
+    theta_decide: float = option(
+        THETA_DECIDE,
+        "--theta-decide",
+        min=0.0,
+        help="Weight of θ's entropy in its loss at the last θ step, ramped from 0 at the first: makes a short search "
+        "commit to the candidates that lead (0: off).",
+    )
     theta_travel: float = THETA_TRAVEL  # theta_lr None: Adam's step is sized to carry θ this many logits
-    tau0: float = 5.0
-    tau_end: float = 0.5  # τ at the last step of the "step" schedule
-    tau_schedule: str = "step"  # step: τ0 → tau_end per step; epoch: the paper's τ0·exp(−tau_decay·epoch)
-    tau_decay: float = 0.045
+    tau0: float = option(5.0, "--tau0", help="Initial Gumbel-softmax temperature.")
+    # τ at the last step of the "step" schedule
+    tau_end: float = option(0.5, "--tau-end", help="Temperature at the last step (step schedule).")
+    # step: τ0 → tau_end per step; epoch: the paper's τ0·exp(−tau_decay·epoch)
+    tau_schedule: str = option(
+        "step",
+        "--tau-schedule",
+        help="step: τ0 → --tau-end every step, at any length; epoch: the paper's τ0·exp(−decay·epoch).",
+    )
+    tau_decay: float = option(0.045, "--tau-decay", help="Epoch schedule: τ is multiplied by exp(-decay) every epoch.")
 
     def validate(self) -> None:
         if self.mode not in ("soft", "hard"):
@@ -98,6 +149,8 @@ class Schedule:
             )
         if self.weights not in ("separate", "shared"):
             raise SearchConfigError(f"--weights must be separate or shared, not {self.weights!r}")
+        from search.mixed import THETA_ESTIMATORS  # here, not above: the CLI builds its options from this module without torch
+
         if self.theta_estimator not in THETA_ESTIMATORS:
             raise SearchConfigError(
                 f"--theta-estimator must be one of {', '.join(THETA_ESTIMATORS)}, not {self.theta_estimator!r}"
@@ -219,22 +272,45 @@ class CostSource:
 class Objective:
     """The loss: ``loss`` is the form (fbnet ``CE·α·log(C)^β``, additive, target) with its constants."""
 
-    loss: str = "fbnet"
-    alpha: float = 0.2
-    beta: float = 0.6
-    lam: float | None = None
-    target: float | None = None
-    target_tolerance: float = 0.02  # target loss: the shipped network's predicted cost within target·(1 ± this)
+    loss: str = option(
+        "fbnet",
+        "--loss",
+        help="fbnet: CE·α·(log LAT)^β; additive: CE + λ·LAT/ref; target: CE + λ·|LAT/target − 1|.",
+    )
+    alpha: float = option(0.2, "--alpha", help="α of the FBNet loss.")
+    beta: float = option(0.6, "--beta", help="β of the FBNet loss.")
+    lam: float | None = option(None, "--lambda", help="λ of the additive (default 0.1) and target (default 5.0) losses.")
+    target: float | None = option(None, "--target", help="Budget of the target loss, in the cost's unit (ms, MMACs, Mparams).")
+    # target loss: the shipped network's predicted cost within target·(1 ± this)
+    target_tolerance: float = option(
+        0.02, "--target-tolerance", help="The shipped network's predicted cost is within target·(1 ± this)."
+    )
     # Target loss: θ's first step starts from the most even distribution whose expected cost is the target (every
     # layer tilted by the same exp(−κ·cost)), not from uniform θ far above a low budget. Under it, networks of
     # equal cost are equally likely, so whatever θ learns after is the accuracy signal's (search/budget.py).
-    target_start: bool = True
+    target_start: bool = option(
+        True,
+        "--budget-start/--uniform-start",
+        help="Target loss: θ's first step starts from the most even distribution whose expected cost is the target "
+        "(networks of equal cost equally likely), or from uniform θ.",
+    )
     # Target loss: how θ is held at the budget. penalty: λ·|E/T − 1| in θ's loss (with the decision term);
     # projection: θ's loss is the cross-entropy alone and, after every θ step, θ is tilted back onto the budget
     # (search.budget.project_logits), so the cost never sets Adam's step sizes and no decision term forces choices.
-    budget: str = "penalty"
+    budget: str = option(
+        "penalty",
+        "--budget",
+        help="With --target-ms: penalty (λ·|E/T−1| in θ's loss) or projection (θ learns from cross-entropy alone "
+        "and is tilted back onto the target after every step).",
+    )
     reference: float | None = None
-    cost_scale: float | None = None  # FBNet form only; None: see search.loss.default_cost_scale
+    # FBNet form only; None: see search.loss.default_cost_scale
+    cost_scale: float | None = option(
+        None,
+        "--cost-scale",
+        help="FBNet loss: multiply the cost by this before the log (default: the uniform-θ cost maps to 20, FBNet's "
+        "operating point).",
+    )
 
     def validate(self) -> None:
         try:
@@ -247,6 +323,8 @@ class Objective:
             raise SearchConfigError("--budget projection holds a target cost: use it with --target-ms (the target loss)")
 
     def loss_config(self) -> LossConfig:
+        from search.loss import LossConfig
+
         return LossConfig(
             form=self.loss, alpha=self.alpha, beta=self.beta, lam=self.lam, reference=self.reference, target=self.target
         )
@@ -262,10 +340,16 @@ class RunSettings(DataAndMachine):
 
     bn_calibration: int = 2000  # hard mode: training images that recompute BN statistics of the evaluated path
     plots: bool = True
-    resume: bool = False
-    amp: str = "off"  # "bf16": forward passes under torch.autocast with bfloat16
-    channels_last: bool = False
-    sync_bn: bool = False  # SyncBatchNorm across processes (GPUs only)
+    resume: bool = option(False, "--resume", help="Continue the search in --out from its last checkpoint.")
+    # "bf16": forward passes under torch.autocast with bfloat16
+    amp: str = option("off", "--amp", help="off or bf16: forward passes under autocast with bfloat16 (GPUs).")
+    channels_last: bool = option(False, "--channels-last/--no-channels-last", help="NHWC weights and inputs (faster on GPUs).")
+    # SyncBatchNorm across processes (GPUs only)
+    sync_bn: bool = option(
+        False,
+        "--sync-bn/--no-sync-bn",
+        help="Several processes: BatchNorm statistics of the whole batch (SyncBatchNorm, GPUs only).",
+    )
 
 
 # The parts, by the attribute that holds them; the flat name of CostSource.kind is "cost".
@@ -284,7 +368,7 @@ class SearchConfig:
     COST_KINDS: ClassVar[tuple[str, ...]] = COSTS
 
     out: str
-    space: str = "fbnet-fmnist"
+    space: str = option("fbnet-fmnist", "--space", "-s", help="Built-in space name or a space JSON/YAML file.")
     schedule: Schedule = field(default_factory=Schedule)
     cost_source: CostSource = field(default_factory=CostSource)
     objective: Objective = field(default_factory=Objective)

@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 
 from search.app.commands import _options as opts
+from search.app.commands._config_options import config_option
 from search.app.commands._errors import fail, user_errors
+from search.search_config import Objective, RunSettings, Schedule, SearchConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -17,12 +19,13 @@ def register(app: typer.Typer) -> None:
     def search(
         ctx: typer.Context,
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: config, checkpoint, theta.json, samples, plots."),
-        space: str = typer.Option("fbnet-fmnist", "--space", "-s", help="Built-in space name or a space JSON/YAML file."),
-        data: str = typer.Option(
-            "fashion-mnist",
-            "--data",
-            help="fashion-mnist, or a folder: Fashion-MNIST IDX files, a CIFAR python-pickle folder, or an image-folder tree.",
+        config_file: Optional[Path] = typer.Option(
+            None,
+            "--config",
+            help="Start from a search's config.json (any run folder's); the options given on this command line override it.",
         ),
+        space: str = config_option(SearchConfig, "space"),
+        data: str = config_option(RunSettings, "data"),
         cost: str = typer.Option(
             "", "--cost", "-c", help="latency, flops or params (default: latency when a table source is given, else flops)."
         ),
@@ -35,125 +38,50 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = opts.CACHE_DIR,
         create_job: Optional[bool] = opts.CREATE_JOB,
         wait_timeout: float = opts.WAIT_TIMEOUT,
-        mode: str = typer.Option(
-            "soft",
-            "--mode",
-            help="soft (FBNet: all candidates, Gumbel-softmax mix) or hard "
-            "(one candidate per layer in the weight steps; θ steps still mix all: about a third "
-            "of soft's time).",
-        ),
-        weights: str = typer.Option(
-            "separate",
-            "--weights",
-            help="separate (FBNet: a weight set per candidate) or "
-            "shared (one set per layer that every candidate slices: a k3 kernel is the centre "
-            "of the k5, e1/e3 are channel prefixes of e6; single paths learn).",
-        ),
-        paths: str = typer.Option(
-            "theta",
-            "--paths",
-            help="Hard mode's weight steps: theta (a path drawn from θ, "
-            "FBNet's), uniform (every candidate trained alike) or sandwich (uniform plus the "
-            "costliest and cheapest paths each step) or distill (sandwich where the costliest path teaches the "
-            "others its predictions).",
-        ),
-        budget: str = typer.Option(
-            "penalty",
-            "--budget",
-            help="With --target-ms: penalty (λ·|E/T−1| in θ's loss) or "
-            "projection (θ learns from cross-entropy alone and is tilted back onto the target "
-            "after every step).",
-        ),
-        theta_estimator: str = typer.Option(
-            "soft",
-            "--theta-estimator",
-            help="Hard mode's θ step: soft (every candidate, "
-            "the accuracy signal) or straight-through (single path; θ then follows the "
-            "cost alone — for comparison).",
-        ),
-        epochs: int = typer.Option(10, "--epochs", "-e", min=1, help="Search epochs (the paper: 90)."),
-        warmup_epochs: Optional[int] = typer.Option(
-            None, "--warmup-epochs", min=0, help="Weights-only epochs (default: 10% of --epochs, at least 1)."
-        ),
-        warmup_steps: Optional[int] = typer.Option(
-            None,
-            "--warmup-steps",
-            min=0,
-            help="Weights-only SGD steps, rounded "
-            "up to whole epochs (instead of --warmup-epochs: the same training "
-            "whatever --subset is; single-path super nets need ≥ 1,000).",
-        ),
-        batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
-        w_split: float = typer.Option(0.8, "--w-split", help="Share of the training set for the weights; the rest trains θ."),
-        w_lr: float = typer.Option(0.1, "--w-lr", help="SGD learning rate of the weights (cosine schedule)."),
-        theta_lr: Optional[float] = typer.Option(
-            None,
-            "--theta-lr",
-            help="Adam learning rate of θ (default: FBNet's 0.01, "
-            "raised for short searches so θ can move 8 logits over its steps).",
-        ),
-        theta_decide: float = typer.Option(
-            3.0,
-            "--theta-decide",
-            min=0.0,
-            help="Weight of θ's entropy in its loss at "
-            "the last θ step, ramped from 0 at the first: makes a short search commit "
-            "to the candidates that lead (0: off).",
-        ),
-        tau0: float = typer.Option(5.0, "--tau0", help="Initial Gumbel-softmax temperature."),
-        tau_end: float = typer.Option(0.5, "--tau-end", help="Temperature at the last step (step schedule)."),
-        tau_schedule: str = typer.Option(
-            "step",
-            "--tau-schedule",
-            help="step: τ0 → --tau-end every step, at any length; epoch: the paper's τ0·exp(−decay·epoch).",
-        ),
-        tau_decay: float = typer.Option(0.045, "--tau-decay", help="Epoch schedule: τ is multiplied by exp(-decay) every epoch."),
-        loss: str = typer.Option(
-            "fbnet", "--loss", help="fbnet: CE·α·(log LAT)^β; additive: CE + λ·LAT/ref; target: CE + λ·|LAT/target − 1|."
-        ),
-        alpha: float = typer.Option(0.2, "--alpha", help="α of the FBNet loss."),
-        beta: float = typer.Option(0.6, "--beta", help="β of the FBNet loss."),
-        lam: Optional[float] = typer.Option(
-            None, "--lambda", help="λ of the additive (default 0.1) and target (default 5.0) losses."
-        ),
-        target: Optional[float] = typer.Option(
-            None, "--target", help="Budget of the target loss, in the cost's unit (ms, MMACs, Mparams)."
-        ),
+        mode: str = config_option(Schedule, "mode"),
+        weights: str = config_option(Schedule, "weights"),
+        paths: str = config_option(Schedule, "paths"),
+        budget: str = config_option(Objective, "budget"),
+        theta_estimator: str = config_option(Schedule, "theta_estimator"),
+        epochs: int = config_option(Schedule, "epochs"),
+        warmup_epochs: Optional[int] = config_option(Schedule, "warmup_epochs"),
+        warmup_steps: Optional[int] = config_option(Schedule, "warmup_steps"),
+        batch_size: int = config_option(Schedule, "batch_size"),
+        w_split: float = config_option(Schedule, "w_split"),
+        w_lr: float = config_option(Schedule, "w_lr"),
+        theta_lr: Optional[float] = config_option(Schedule, "theta_lr"),
+        theta_decide: float = config_option(Schedule, "theta_decide"),
+        tau0: float = config_option(Schedule, "tau0"),
+        tau_end: float = config_option(Schedule, "tau_end"),
+        tau_schedule: str = config_option(Schedule, "tau_schedule"),
+        tau_decay: float = config_option(Schedule, "tau_decay"),
+        loss: str = config_option(Objective, "loss"),
+        alpha: float = config_option(Objective, "alpha"),
+        beta: float = config_option(Objective, "beta"),
+        lam: Optional[float] = config_option(Objective, "lam"),
+        target: Optional[float] = config_option(Objective, "target"),
         target_ms: Optional[float] = typer.Option(
             None,
             "--target-ms",
             help="Search for a network of this latency (ms): --cost latency --loss target --target X; ships found.json at X.",
         ),
-        target_tolerance: float = typer.Option(
-            0.02, "--target-tolerance", help="The shipped network's predicted cost is within target·(1 ± this)."
+        target_tolerance: float = config_option(Objective, "target_tolerance"),
+        target_start: bool = config_option(Objective, "target_start"),
+        cost_scale: Optional[float] = config_option(Objective, "cost_scale"),
+        subset: Optional[int] = config_option(RunSettings, "subset"),
+        val_subset: Optional[int] = config_option(
+            RunSettings, "val_subset", help="Evaluate the super net on N test images (default: all)."
         ),
-        target_start: bool = typer.Option(
-            True,
-            "--budget-start/--uniform-start",
-            help="Target loss: θ's first step starts "
-            "from the most even distribution whose expected cost is the target (networks "
-            "of equal cost equally likely), or from uniform θ.",
-        ),
-        cost_scale: Optional[float] = typer.Option(
-            None,
-            "--cost-scale",
-            help="FBNet loss: multiply the cost by this before "
-            "the log (default: the uniform-θ cost maps to 20, FBNet's operating point).",
-        ),
-        subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
-        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1, help="Evaluate the super net on N test images."),
-        image_size: Optional[int] = typer.Option(
-            None, "--image-size", min=1, help="Image folders: resize to this side (default 224)."
-        ),
-        seed: int = typer.Option(0, "--seed"),
-        torch_device: str = typer.Option("auto", "--torch-device", help="auto, cpu, cuda, cuda:1 …"),
-        torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1, help="torch.set_num_threads for the search."),
-        workers: int = typer.Option(0, "--workers", min=0, help="DataLoader workers (image folders)."),
+        image_size: Optional[int] = config_option(RunSettings, "image_size"),
+        seed: int = config_option(RunSettings, "seed"),
+        torch_device: str = config_option(RunSettings, "torch_device"),
+        torch_threads: Optional[int] = config_option(RunSettings, "num_threads"),
+        workers: int = config_option(RunSettings, "workers"),
         samples: int = typer.Option(
             6, "--samples", min=0, help="After the search, sample K architectures plus the argmax (0: skip)."
         ),
-        resume: bool = typer.Option(False, "--resume", help="Continue the search in --out from its last checkpoint."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+        resume: bool = config_option(RunSettings, "resume"),
+        progress: bool = config_option(RunSettings, "progress"),
         nproc: int = typer.Option(
             1,
             "--nproc",
@@ -161,15 +89,9 @@ def register(app: typer.Typer) -> None:
             help="Processes on this machine (torchrun: gloo on CPU, one GPU "
             "each with NCCL); --batch-size is the batch of the whole job. docs/distributed.md",
         ),
-        amp: str = typer.Option("off", "--amp", help="off or bf16: forward passes under autocast with bfloat16 (GPUs)."),
-        channels_last: bool = typer.Option(
-            False, "--channels-last/--no-channels-last", help="NHWC weights and inputs (faster on GPUs)."
-        ),
-        sync_bn: bool = typer.Option(
-            False,
-            "--sync-bn/--no-sync-bn",
-            help="Several processes: BatchNorm statistics of the whole batch (SyncBatchNorm, GPUs only).",
-        ),
+        amp: str = config_option(RunSettings, "amp"),
+        channels_last: bool = config_option(RunSettings, "channels_last"),
+        sync_bn: bool = config_option(RunSettings, "sync_bn"),
     ) -> None:
         """Run the FBNet differentiable architecture search of a space on a data set.
 
@@ -180,7 +102,6 @@ def register(app: typer.Typer) -> None:
         """
         from search.distributed import init_from_env, is_main, main_then_broadcast, shutdown
         from search.app.launch import distributed_errors, launch_local, preflight
-        from search.search_config import SearchConfig
         from search.app.plots import plot_search
         from search.app.progress import EpochProgress
         from search.searcher import run_search
@@ -196,6 +117,9 @@ def register(app: typer.Typer) -> None:
         cost = cost or ("latency" if (lut or (server and device)) else "flops")
         if warmup_steps is not None and warmup_epochs is not None:
             raise fail("give --warmup-steps or --warmup-epochs, not both", 2)
+        if config_file is not None and resume:
+            raise fail("give --config (a new search from a saved config) or --resume (go on in --out), not both", 2)
+        given = _given_options(ctx) | ({"cost", "loss", "target"} if target_ms is not None else set())
         with user_errors(), distributed_errors():
             kw = dict(
                 out=str(out),
@@ -248,7 +172,9 @@ def register(app: typer.Typer) -> None:
                 sync_bn=sync_bn,
             )
             if resume and (out / "config.json").is_file():
-                kw = _resume_arguments(ctx, out, kw)
+                kw = _saved_arguments(_read_config(out / "config.json"), kw, given)
+            elif config_file is not None:
+                kw = _saved_arguments(_read_config(config_file), kw, given)
             config = SearchConfig.from_flat(**kw)
             if nproc > 1:  # the same command under torchrun (search/app/launch.py)
                 preflight(config, nproc)
@@ -305,24 +231,45 @@ def _resume_hint(out: Path) -> None:
         typer.echo("no epoch had finished, so there is nothing to resume: run the same command again", err=True)
 
 
-def _resume_arguments(ctx: typer.Context, out: Path, kw: dict) -> dict:
-    """The saved config of ``out``, overridden only by options given on this command line (e.g. more --epochs)."""
-    from search.rundir import RunDir
-
-    from search.search_config import flat_options
-
-    from search.resume import BEFORE_OPTION
-
-    # A folder from before an option existed resumes with what it ran with, not with today's default.
-    saved = {**BEFORE_OPTION, **flat_options(RunDir(out).read_json(RunDir(out).config))}
-    merged = {**kw, **{k: v for k, v in saved.items() if k in kw}}
+def _given_options(ctx: typer.Context) -> set[str]:
+    """The config fields set on this command line (or from the environment), as opposed to left at their defaults."""
+    given = set()
     for name in ctx.params:
-        field = _FIELD_OF.get(name, name)
         source = ctx.get_parameter_source(name)
         # By name: typer ships its own copy of click, whose enum is not click's.
-        if field in kw and source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-            merged[field] = kw[field]
-    merged.update(out=kw["out"], resume=True, progress=kw["progress"], token=kw["token"])
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            given.add(_FIELD_OF.get(name, name))
+    return given
+
+
+def _read_config(path: Path) -> dict:
+    """A saved search config (``config.json``, or a run folder holding one), or a clear error."""
+    import json
+
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise fail(f"cannot read the config {path}: {exc.strerror or exc}", 2) from None
+    except json.JSONDecodeError as exc:
+        raise fail(f"{path} is not JSON ({exc.msg}, line {exc.lineno}): give a search's config.json", 2) from None
+    if not isinstance(doc, dict):
+        raise fail(f"{path} holds a JSON {type(doc).__name__}, not a search config", 2)
+    return doc
+
+
+def _saved_arguments(saved_doc: dict, kw: dict, given: set[str]) -> dict:
+    """A saved config's options, overridden only by those ``given`` on this command line (e.g. more --epochs)."""
+    from search.resume import BEFORE_OPTION
+    from search.search_config import flat_options
+
+    # A config from before an option existed means what it ran with, not today's default.
+    saved = {**BEFORE_OPTION, **flat_options(saved_doc)}
+    merged = {**kw, **{k: v for k, v in saved.items() if k in kw}}
+    merged.update({k: kw[k] for k in given if k in kw})
+    # Where this run writes and how it talks to the user are this command's, never the saved run's.
+    merged.update(out=kw["out"], resume=kw["resume"], progress=kw["progress"], token=kw["token"])
     return merged
 
 

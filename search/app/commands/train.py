@@ -7,30 +7,31 @@ from typing import Optional
 
 import typer
 
+from search.app.commands._config_options import config_option
 from search.app.commands._errors import user_errors
+from search.run_options import DataAndMachine
 
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         arch_path: str = typer.Argument(..., metavar="ARCH", help="An architecture document (ARCH.json) or a shipped one."),
-        data: str = typer.Option(
-            "fashion-mnist", "--data", help="fashion-mnist, or a folder (IDX files, CIFAR pickle, image folder)."
-        ),
+        data: str = config_option(DataAndMachine, "data"),
         epochs: int = typer.Option(10, "--epochs", "-e", min=1),
         batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
         lr: float = typer.Option(0.1, "--lr", help="Peak SGD learning rate (one-cycle cosine schedule)."),
         wd: float = typer.Option(1e-4, "--wd", help="Weight decay."),
-        subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images."),
-        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1, help="Evaluate on N test images."),
-        image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Image folders: resize to this side."),
-        seed: int = typer.Option(0, "--seed"),
+        subset: Optional[int] = config_option(DataAndMachine, "subset"),
+        val_subset: Optional[int] = config_option(DataAndMachine, "val_subset"),
+        image_size: Optional[int] = config_option(DataAndMachine, "image_size"),
+        seed: int = config_option(DataAndMachine, "seed"),
         out: Optional[Path] = typer.Option(
             None, "--out", "-o", help="Folder for <name>.pt and <name>.train.json (default: next to ARCH)."
         ),
-        torch_device: str = typer.Option("auto", "--torch-device"),
-        torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        torch_device: str = config_option(DataAndMachine, "torch_device"),
+        torch_threads: Optional[int] = config_option(DataAndMachine, "num_threads"),
+        workers: int = config_option(DataAndMachine, "workers"),
+        progress: bool = config_option(DataAndMachine, "progress"),
     ) -> None:
         """Train an architecture from scratch and report its test accuracy; writes the weights for `hwnas export --weights`.
 
@@ -55,6 +56,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 torch_device=torch_device,
                 num_threads=torch_threads,
+                workers=workers,
                 progress=progress,
             )
             p = Path(arch_path)
