@@ -7,21 +7,15 @@ their contracts (DESIGN.md), and inside one, modules depend one way.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+from tests.support.imports import ROOT, from_base, is_type_checking, module_name
 
 
 def import_graph(package: str) -> dict[str, set[str]]:
     """module → the modules of ``package`` it imports (``from a import b`` counts a.b when that is a module)."""
-    files = {_module_name(p): p for p in (ROOT / package).rglob("*.py")}
+    files = {module_name(p): p for p in (ROOT / package).rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in files}
     for mod, path in files.items():
         is_pkg = path.name == "__init__.py"
@@ -29,7 +23,7 @@ def import_graph(package: str) -> dict[str, set[str]]:
         typing_only = {
             id(n)
             for block in ast.walk(tree)
-            if isinstance(block, ast.If) and _is_type_checking(block.test)
+            if isinstance(block, ast.If) and is_type_checking(block.test)
             for stmt in block.body
             for n in ast.walk(stmt)
         }
@@ -40,21 +34,12 @@ def import_graph(package: str) -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative: from the module's package
-                    anchor = mod.split(".")[: len(mod.split(".")) - node.level + (1 if is_pkg else 0)]
-                    base = ".".join(anchor + ([base] if base else []))
+                base = from_base(node, mod, is_pkg)
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
             for t in targets:
                 if t in files and t != mod and not mod.startswith(t + "."):  # a package's own __init__ is not a cycle
                     graph[mod].add(t)
     return graph
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

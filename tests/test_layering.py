@@ -11,15 +11,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.imports import ROOT, imported_names, module_name
+
 APP = "search.app"
 # Modules of the search package that are the app although they sit outside search/app/.
 APP_ENTRY_POINTS = {"search/__main__.py"}
-
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _is_app(name: str) -> bool:
@@ -30,17 +26,8 @@ def app_imports(source: str, module: str, is_package: bool = False) -> list[str]
     """``line: imported name`` for every import of ``search.app`` in ``source`` (the text of ``module``)."""
     found: list[str] = []
     for node in ast.walk(ast.parse(source)):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: from the module's package
-                parts = module.split(".")
-                anchor = parts[: len(parts) - node.level + (1 if is_package else 0)]
-                base = ".".join(anchor + ([base] if base else []))
-            names = [base] + [f"{base}.{a.name}" for a in node.names]  # `from search import app` names the app
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+        names = imported_names(node, module, is_package)  # `from search import app` names the app
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
             called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
@@ -76,6 +63,6 @@ def test_the_library_never_imports_the_app() -> None:
     offences = [
         f"{p.relative_to(ROOT)}:{hit}"
         for p in files
-        for hit in app_imports(p.read_text(), _module_name(p), p.name == "__init__.py")
+        for hit in app_imports(p.read_text(), module_name(p), p.name == "__init__.py")
     ]
     assert offences == [], "the library imports the app (pass it through search.hooks instead):\n" + "\n".join(offences)

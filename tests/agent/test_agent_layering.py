@@ -5,18 +5,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-AGENT = Path(__file__).resolve().parents[2] / "device_agent"
+from tests.support.imports import ROOT, imported_names, module_name
+
+AGENT = ROOT / "device_agent"
 
 
 def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    return names
+    module, is_package = module_name(path), path.name == "__init__.py"
+    return {n for node in ast.walk(ast.parse(path.read_text(), str(path))) for n in imported_names(node, module, is_package)}
 
 
 def test_no_agent_module_imports_the_loopback_phone() -> None:
