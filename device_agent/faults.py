@@ -57,7 +57,7 @@ SETUP_PATTERNS = (
     r"ERROR: [Uu]nknown command line flag '[^']+'",
     r"\S+\.onnx is not supported",  # ORT performance_runner.cc CreateModelInfo in a minimal build
     r"ONNX format model is not supported in this build",  # ORT inference_session.cc, ORT_MINIMAL_BUILD
-    r"executor_runner logged no 'Iteration' lines",  # ET_LOG compiled out (runtimes/binary.py NO_ET_LOG)
+    r"executor_runner logged no 'Iteration' lines",  # ET_LOG compiled out (runtimes/batch_output.py NO_ET_LOG)
 )
 # What the agent says when executor_runner exited 0 without its per-execution log lines.
 ET_NO_LOG = "executor_runner logged no 'Iteration' lines (a build without ET_LOG: EXECUTORCH_ENABLE_LOGGING off)"

@@ -8,7 +8,7 @@ import pytest
 
 from device_agent import parsers
 from device_agent.runtimes.base import Burst, Item
-from device_agent.runtimes.binary import parse_batch_output
+from device_agent.runtimes.batch_output import parse_batch_output
 
 DATA = Path(__file__).parent / "data"
 

@@ -14,7 +14,8 @@ import pytest
 from device_agent.parsers import ThermalState
 from device_agent.protocol import ProtocolConfig, Sizing, measure_batch, plan, regroup, size_burst
 from device_agent.runtimes.base import Burst, BurstResult, Item, ProgressFn, Runner
-from device_agent.runtimes.binary import AWK_ORT, AWK_TORCH, parse_batch_output, parse_batch_thermal
+from device_agent.runtimes.batch_output import parse_batch_output, parse_batch_thermal
+from device_agent.runtimes.binary import AWK_ORT, AWK_TORCH
 from device_agent.stats import summarize, variation
 
 M = "@@B0a1b2c3d@@"

@@ -16,7 +16,8 @@ import pytest
 from device_agent import faults, parsers
 from device_agent.models import ModelCache
 from device_agent.runtimes.base import Burst, Item
-from device_agent.runtimes.binary import AWK_ET, parse_batch_output
+from device_agent.runtimes.batch_output import parse_batch_output
+from device_agent.runtimes.binary import AWK_ET
 from hwnas.opkey import OVERHEAD_KEY
 from hwnas.schemas import JobCreate, JobState
 from tests.agent.agent_support import FAST_PROTOCOL, agent_cmd, env, executorch_run_states, register_phone

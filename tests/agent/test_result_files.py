@@ -22,7 +22,8 @@ import pytest
 from device_agent import parsers
 from device_agent.models import ModelCache
 from device_agent.runtimes.base import Burst, Item
-from device_agent.runtimes.binary import AWK_ORT, parse_batch_output
+from device_agent.runtimes.batch_output import parse_batch_output
+from device_agent.runtimes.binary import AWK_ORT
 from device_agent.loopback.standins import fmt_g, onnxruntime_perf_test
 
 KEY = "ir_k3_e1_g1_s1_o8@1x8x28x28"
