@@ -22,8 +22,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import torch
 import yaml
 from torch import nn
 
@@ -260,7 +261,7 @@ class Network(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.head = nn.Sequential(*head)
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.layers(self.stem(x)))
 
     def op_modules(self) -> list[nn.Module]:
@@ -269,7 +270,7 @@ class Network(nn.Module):
 
     def op_keys(self) -> list[str]:
         """The operator keys the modules were built from, read back off the modules."""
-        return [m.op_key for m in self.op_modules()]
+        return [cast(str, m.op_key) for m in self.op_modules()]  # set by build_op
 
 
 def build_network(space: SearchSpace, choices: list[str]) -> Network:

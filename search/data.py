@@ -13,7 +13,7 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Sized, cast
 
 import numpy as np
 import torch
@@ -125,12 +125,12 @@ class ImageFolder(Dataset):
         from PIL import Image  # only image folders need PIL
 
         path, label = self.samples[i]
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as f:
+            im = f.convert("RGB")
             # Resize the shorter side to `size`, then centre-crop: keeps the aspect ratio.
             w, h = im.size
             scale = self.size / min(w, h)
-            im = im.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BILINEAR)
+            im = im.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.Resampling.BILINEAR)
             w, h = im.size
             left, top = (w - self.size) // 2, (h - self.size) // 2
             im = im.crop((left, top, left + self.size, top + self.size))
@@ -299,14 +299,14 @@ def random_subset(ds: Dataset, n: int, seed: int = 0) -> Dataset:
     """A seeded random ``n`` of ``ds``'s rows (all of them when ``n`` is not smaller)."""
     if n <= 0:
         raise DataError(f"--subset must be positive, not {n}")
-    if n >= len(ds):
+    if n >= dataset_len(ds):
         return ds
-    return _take(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
+    return _take(ds, torch.randperm(dataset_len(ds), generator=torch.Generator().manual_seed(seed))[:n])
 
 
 def split_holdout(ds: Dataset, n: int, seed: int = 0) -> tuple[Dataset, Dataset]:
     """(the rest, ``n`` images held out), drawn by ``seed``: every network trained with one seed gets the same split."""
-    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(dataset_len(ds), generator=torch.Generator().manual_seed(seed))
     return _take(ds, perm[n:]), _take(ds, perm[:n])
 
 
@@ -328,6 +328,11 @@ def dataset_info(ds: Dataset) -> DatasetInfo:
     if info is None:
         raise DataError("data set carries no info (use search.data.load_dataset)")
     return info
+
+
+def dataset_len(ds: Dataset) -> int:
+    """The number of rows of ``ds``: every data set here has one, but torch's ``Dataset`` type declares no ``__len__``."""
+    return len(cast(Sized, ds))
 
 
 def iterate_batches(

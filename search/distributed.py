@@ -393,7 +393,8 @@ def main_then_broadcast(fn: Callable[[], T]) -> T:
             raise
         broadcast_object(("ok", value))
         return value
-    status, value = broadcast_object(None)
+    reply: tuple[str, Any] = broadcast_object(None)
+    status, value = reply
     if status == "error":
         raise PeerFailed(f"rank 0 failed: {value}")
     return value

@@ -38,6 +38,12 @@ def evaluate_scores(
     return correct / max(total, 1), loss / max(total, 1)
 
 
+def _running_stats(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(running mean, running variance, batches tracked) of a BatchNorm that tracks running statistics."""
+    assert bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
+    return bn.running_mean, bn.running_var, bn.num_batches_tracked
+
+
 @contextmanager
 def recalibrated_bn(
     model: nn.Module, ds, index: torch.Tensor, batch_size: int, device: torch.device, workers: int = 0
@@ -50,7 +56,8 @@ def recalibrated_bn(
     exact resume — never see the change.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns]
+    stats = [_running_stats(m) for m in bns]
+    saved = [(mean.clone(), var.clone(), n.clone(), m.momentum) for m, (mean, var, n) in zip(bns, stats)]
     was_training = model.training
     try:
         for m in bns:
@@ -64,8 +71,9 @@ def recalibrated_bn(
         yield
     finally:
         for m, (mean, var, n, momentum) in zip(bns, saved):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-            m.num_batches_tracked.copy_(n)
+            running_mean, running_var, tracked = _running_stats(m)
+            running_mean.copy_(mean)
+            running_var.copy_(var)
+            tracked.copy_(n)
             m.momentum = momentum
         model.train(was_training)

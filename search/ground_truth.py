@@ -210,9 +210,10 @@ class Network:
     def mean(self, split: str, seeds: Sequence[int]) -> float | None:
         """Mean accuracy on ``split`` ("val" or "test") over ``seeds``; None until every one is trained."""
         got = [self.seeds.get(str(s)) for s in seeds]
-        if any(g is None for g in got):
+        done = [g for g in got if g is not None]
+        if len(done) < len(got):
             return None
-        return sum(g[split] for g in got) / len(got)  # type: ignore[index]
+        return sum(g[split] for g in done) / len(done)
 
 
 @dataclass

@@ -61,5 +61,6 @@ def no_progress(enabled: bool = True, unit: str = "") -> NoProgress:
 
 # Called with each polled job (``hwnas.schemas.JobStatus``) while ``search.lut.wait_for_job`` waits.
 JobPoll = Callable[[Any], None]
-# Called by rank 0 with the run folder once a search has written its results (the app draws its plots there).
-RunFinished = Callable[[Path], None]
+# Called by rank 0 with the run folder once a search has written its results (the app draws its plots there); what it
+# returns (plot_search: the files drawn) is ignored.
+RunFinished = Callable[[Path], object]

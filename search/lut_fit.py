@@ -106,15 +106,15 @@ def quality(
 ) -> FitQuality:
     from search.stats import kendall_tau
 
-    y = np.asarray(y, dtype=float)
+    ys = np.asarray(y, dtype=float)
     pred = model.predict(counts)
-    rel = np.abs(pred - y) / y
+    rel = np.abs(pred - ys) / ys
     return FitQuality(
         train_networks=len(train),
         test_networks=len(test),
         mape_pct=float(100 * rel[test].mean()) if test else None,
-        kendall_tau=float(kendall_tau(list(pred[test]), list(y[test]))) if len(test) >= 2 else None,
-        max_abs_error_ms=float(np.abs(pred - y)[test].max()) if test else None,
+        kendall_tau=float(kendall_tau(list(pred[test]), list(ys[test]))) if len(test) >= 2 else None,
+        max_abs_error_ms=float(np.abs(pred - ys)[test].max()) if test else None,
         train_mape_pct=float(100 * rel[train].mean()),
         constant_ms=model.constant,
     )

@@ -163,7 +163,7 @@ def build_op(spec: OpSpec | str) -> nn.Module:
     op = _validate(spec)
     module = op.factory(spec)
     # The key travels with the module so a built network can say what it is made of.
-    module.op_key = spec.key
+    module.op_key = spec.key  # type: ignore[assignment]  # nn.Module's stub types every attribute as Tensor | Module
     return module
 
 

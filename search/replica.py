@@ -38,7 +38,7 @@ exactly as before. What it does, and why:
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -46,6 +46,10 @@ from torch import nn
 from hwnas.errors import HwnasError
 from search import distributed as dist_util
 from search.evaluate import evaluate_model
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+    from torch.utils.data.distributed import DistributedSampler
 
 AMP_MODES: tuple[str, ...] = ("off", "bf16")
 
@@ -56,6 +60,8 @@ class ReplicaConfigError(HwnasError, ValueError):
 
 class WeightsView(nn.Module):
     """The super net's weights without θ; its forward runs the whole super net (what DDP wraps)."""
+
+    net: nn.Module  # set with object.__setattr__, so not a submodule
 
     def __init__(self, net: nn.Module, theta: list[nn.Parameter]) -> None:
         super().__init__()
@@ -183,7 +189,7 @@ class Replica:
             return acc
         counts = torch.tensor([round(acc * len(local)), len(local)], dtype=torch.float64, device=self._collective_device())
         dist_util.all_reduce_sum_(counts)
-        return float(counts[0] / max(counts[1], 1.0))
+        return float(counts[0]) / max(float(counts[1]), 1.0)
 
     # ------------------------------------------------------------------ consistency
     def theta_vector(self) -> torch.Tensor:
@@ -207,15 +213,15 @@ class Replica:
     def _collective_device(self) -> torch.device:
         return self.setup.device if self.setup.device.type == "cuda" else torch.device("cpu")
 
-    def _sampler_for(self, index: torch.Tensor):
+    def _sampler_for(self, index: torch.Tensor) -> DistributedSampler[int]:
         from torch.utils.data.distributed import DistributedSampler
 
         key = id(index)
         if key not in self._samplers:
             # One sampler per split; the seeds differ so the two splits are not shuffled alike.
             split = 1 if index is self.setup.w_index else 2 if index is self.setup.theta_index else 3 + len(self._samplers)
-            sampler = DistributedSampler(
-                range(len(index)),
+            sampler: DistributedSampler[int] = DistributedSampler(
+                cast("Dataset[int]", range(len(index))),  # the sampler only takes its length
                 num_replicas=self.world,
                 rank=self.rank,
                 shuffle=True,

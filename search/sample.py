@@ -81,7 +81,7 @@ def _load_run(out: Path) -> dict[str, Any]:
 
 
 def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: int | None, batch_size: int) -> None:
-    from search.data import NoEvaluationSplit, load_dataset
+    from search.data import NoEvaluationSplit, dataset_len, load_dataset
     from search.evaluate import evaluate_model as evaluate
     from search.evaluate import recalibrated_bn
     from search.space import get_space
@@ -100,7 +100,7 @@ def _supernet_accuracy(run: dict[str, Any], samples: list[Sample], val_subset: i
     except NoEvaluationSplit:
         val = load_dataset(cfg["data"], "train", subset=val_subset, image_size=cfg.get("image_size"), seed=seed + 1)
     calib = load_dataset(cfg["data"], "train", subset=2000, image_size=cfg.get("image_size"), seed=seed)
-    index, calib_index = torch.arange(len(val)), torch.arange(len(calib))
+    index, calib_index = torch.arange(dataset_len(val)), torch.arange(dataset_len(calib))
     device = torch.device("cpu")
     for s in samples:
         # BN statistics recomputed for this path: the super net's mix every path it trained.
@@ -168,8 +168,8 @@ def sample_search(
         # Argmax of θ itself: the rounded probabilities could tie.
         argmax = [names[max(range(len(t)), key=t.__getitem__)] for t, names in zip(last["theta"], cands)]
         unique = {tuple(argmax): True}
-        for arch in draw(probs, cands, k, seed):
-            unique.setdefault(tuple(arch), False)
+        for drawn in draw(probs, cands, k, seed):
+            unique.setdefault(tuple(drawn), False)
     samples = [Sample(list(c), log_probability(list(c), probs, cands), is_argmax) for c, is_argmax in unique.items()]
     for s in samples:
         arch: Architecture = make_architecture(cfg["space"], space, s.choices)

@@ -207,12 +207,14 @@ def project_theta(setup: SearchSetup) -> None:
     """Tilt θ back onto the target: the expected cost of softmax(θ) equals it again (search.budget.project_logits)."""
     from search.budget import project_logits
 
+    target = setup.config.objective.target
+    assert target is not None  # projection runs only for an objective with a target (has_target)
     theta = setup.model.arch_parameters()
     logits = project_logits(
         [t.detach().cpu().tolist() for t in theta],
         [c.tolist() for c in setup.cost_tensors],
         setup.costs.fixed,
-        setup.config.objective.target,
+        target,
     )
     with torch.no_grad():
         for t, v in zip(theta, logits):

@@ -133,6 +133,7 @@ def found_network(setup: SearchSetup, history: list[dict[str, Any]]) -> tuple[li
         warnings.append(fell)
     if not objective.has_target:
         return list(last["argmax"]), float(last["argmax_cost"]), warnings
+    assert objective.target is not None  # has_target
     probs = [p.tolist() for p in setup.model.probabilities()]
     choice, inside = nearest_most_likely(
         probs, setup.costs.layer_costs, setup.costs.fixed, objective.target, objective.target_tolerance

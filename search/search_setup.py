@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from search.cost import CostTable
-from search.data import DatasetInfo, NoEvaluationSplit, dataset_info, load_dataset
+from search.data import DatasetInfo, NoEvaluationSplit, dataset_info, dataset_len, load_dataset
 from search.loss import default_cost_scale
 from search.search_config import CostSource, SearchConfig, SearchConfigError
 from search.supernet import SuperNet
@@ -38,6 +38,8 @@ def make_cost_model(source: CostSource):
         kwargs: dict[str, Any] = {"runtime": source.runtime, "threads": source.threads, "token": source.token}
         if source.cache_dir:
             kwargs["cache_dir"] = source.cache_dir
+        # CostSource.validate: a latency table without --lut needs --server and --device
+        assert source.server is not None and source.device is not None
         table = lut.fetch_table(source.server, source.device, **kwargs)
     return cost_mod.LatencyCost(table)
 
@@ -105,7 +107,7 @@ def _space_for_data(space_name: str, info: DatasetInfo):
     return space
 
 
-def _default_supernet(space: Any, config: SearchConfig) -> nn.Module:
+def _default_supernet(space: Any, config: SearchConfig) -> SuperNet:
     net = SuperNet(space, mode=config.schedule.mode, temperature=config.schedule.tau(0), weights=config.schedule.weights)
     net.uniform_paths = config.schedule.paths != "theta"
     return net
@@ -149,7 +151,7 @@ def build_setup(
         cost_model = main_then_broadcast(lambda: make(config))  # rank 0 asks the server, once
     costs = cost_table(cost_model, space, config.cost_source)
 
-    n = len(train_set)
+    n = dataset_len(train_set)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed))
     n_w = int(round(sched.w_split * n))
     sched.resolve_warmup(n_w)
@@ -158,7 +160,8 @@ def build_setup(
     theta_lr = sched.resolved_theta_lr(n - n_w)
 
     torch.manual_seed(run.seed)  # weight initialisation
-    model = (make_supernet or _default_supernet)(space, config).to(device)
+    # The bits search's QuantSuperNet is not a SuperNet but has the interface a search uses (MixedNet's and more)
+    model = cast(SuperNet, (make_supernet or _default_supernet)(space, config).to(device))
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=sched.w_lr, momentum=sched.w_momentum, weight_decay=sched.w_wd)
     t_opt = (make_theta_optimizer or _default_theta_optimizer)(model.arch_parameters(), config, theta_lr)
     cost_tensors = model.cost_tensors(costs.layer_costs)
@@ -181,7 +184,7 @@ def build_setup(
     if val_set is None:
         val_set, val_index = train_set, theta_index[: run.val_subset] if run.val_subset else theta_index
     else:
-        val_index = torch.arange(len(val_set))
+        val_index = torch.arange(dataset_len(val_set))
     if sched.paths in ("sandwich", "distill") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SearchConfigError(
             "--paths sandwich runs three paths per weight step and is not yet made to work with "

@@ -99,7 +99,8 @@ def run_search(
     """
     rundir = open_rundir(config)
     setup = build_setup(config, cost_model)
-    start, history = 0, []
+    start = 0
+    history: list[dict[str, Any]] = []
     if config.run.resume:
         start, history = restore_checkpoint(setup, rundir.load_checkpoint(map_location=setup.device))
     rundir.mkdir()

@@ -37,12 +37,15 @@ class SharingError(HwnasError, ValueError):
 
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, n: int) -> torch.Tensor:
     """``bn`` on the first ``n`` channels, with nn.BatchNorm2d's own running-statistics rules."""
+    mean, var, tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+    # every BatchNorm of SharedMixedOp keeps running statistics (nn.BatchNorm2d's default)
+    assert mean is not None and var is not None and tracked is not None
     factor = 0.0
     if bn.training and bn.track_running_stats:
-        bn.num_batches_tracked.add_(1)
-        factor = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        tracked.add_(1)
+        factor = bn.momentum if bn.momentum is not None else 1.0 / float(tracked)
     use_batch = bn.training or not bn.track_running_stats
-    return F.batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n], bn.bias[:n], use_batch, factor, bn.eps)
+    return F.batch_norm(x, mean[:n], var[:n], bn.weight[:n], bn.bias[:n], use_batch, factor, bn.eps)
 
 
 def _block_diagonal(w: torch.Tensor, groups: int) -> torch.Tensor:
@@ -59,6 +62,7 @@ def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _sliced_bn_state(bn: nn.BatchNorm2d, n: int, prefix: str) -> dict[str, torch.Tensor]:
+    assert bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
     return {
         f"{prefix}.weight": bn.weight[:n].detach().clone(),
         f"{prefix}.bias": bn.bias[:n].detach().clone(),
@@ -66,6 +70,13 @@ def _sliced_bn_state(bn: nn.BatchNorm2d, n: int, prefix: str) -> dict[str, torch
         f"{prefix}.running_var": bn.running_var[:n].clone(),
         f"{prefix}.num_batches_tracked": bn.num_batches_tracked.clone(),
     }
+
+
+def _param(spec: OpSpec, letter: str) -> int:
+    """A parameter the op registry requires of ``spec``'s block (``k`` and ``e`` of ``ir``, ``k`` of a pool)."""
+    value = spec.get(letter)
+    assert value is not None, f"{spec.key} has no parameter {letter}"
+    return value
 
 
 def _conv_weight(shape: tuple[int, ...]) -> nn.Parameter:
@@ -90,8 +101,8 @@ class SharedMixedOp(nn.Module):
         self.stride = specs[0].get("s", 1) or 1
         irs = [s for s in specs if s.block == "ir"]
         if irs:
-            self.kmax = max(s.get("k") for s in irs)
-            self.mid = c * max(s.get("e") for s in irs)
+            self.kmax = max(_param(s, "k") for s in irs)
+            self.mid = c * max(_param(s, "e") for s in irs)
             self.pw = _conv_weight((self.mid, c, 1, 1))
             self.pw_bn = nn.BatchNorm2d(self.mid)
             self.dw = _conv_weight((self.mid, 1, self.kmax, self.kmax))
@@ -109,7 +120,7 @@ class SharedMixedOp(nn.Module):
 
     # ------------------------------------------------------------------ one candidate
     def _ir_weights(self, spec: OpSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        k, g, mid = spec.get("k"), spec.get("g", 1) or 1, self.in_ch * spec.get("e")
+        k, g, mid = _param(spec, "k"), spec.get("g", 1) or 1, self.in_ch * _param(spec, "e")
         off = (self.kmax - k) // 2
         return (
             _block_diagonal(self.pw[:mid], g),
@@ -121,7 +132,7 @@ class SharedMixedOp(nn.Module):
         """Candidate ``index`` on ``x``."""
         spec = self.specs[index]
         if spec.block == "ir":
-            k, g, mid = spec.get("k"), spec.get("g", 1) or 1, self.in_ch * spec.get("e")
+            k, g, mid = _param(spec, "k"), spec.get("g", 1) or 1, self.in_ch * _param(spec, "e")
             pw, dw, pwl = self._ir_weights(spec)
             y = F.relu(_bn(F.conv2d(x, pw, groups=g), self.pw_bn, mid))
             if g > 1:
@@ -130,7 +141,7 @@ class SharedMixedOp(nn.Module):
             y = _bn(F.conv2d(y, pwl, groups=g), self.pwl_bn, self.out_ch)
             return x + y if self.stride == 1 and self.in_ch == self.out_ch else y
         if spec.block in ("maxpool", "avgpool"):
-            k = spec.get("k")
+            k = _param(spec, "k")
             y = (
                 F.max_pool2d(x, k, self.stride, k // 2)
                 if spec.block == "maxpool"
@@ -154,7 +165,7 @@ class SharedMixedOp(nn.Module):
         """The state dict of ``build_op(spec)`` for candidate ``index``, carrying its slices of the shared weights."""
         spec = self.specs[index]
         if spec.block == "ir":
-            mid = self.in_ch * spec.get("e")
+            mid = self.in_ch * _param(spec, "e")
             pw, dw, pwl = (w.detach().clone() for w in self._ir_weights(spec))
             return {
                 "pw.0.weight": pw,

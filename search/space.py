@@ -247,7 +247,8 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, doc: Any, source: str | None = None) -> "SearchSpace":
         """Validate a space document; ``SpaceError`` names the stage and field of the first problem."""
-        label = source or (doc.get("name") if isinstance(doc, dict) and isinstance(doc.get("name"), str) else "<document>")
+        name = doc.get("name") if isinstance(doc, dict) else None
+        label = source or (name if isinstance(name, str) else "<document>")
         if not isinstance(doc, dict):
             raise SpaceError(label, "document", f"must be a mapping, got {type(doc).__name__}")
         try:
@@ -298,7 +299,7 @@ def _geometry(space: SearchSpace) -> tuple[list[Layer], list[OpSpec]]:
         except OpError as exc:
             raise SpaceError(label, where, str(exc)) from None
 
-    shape: Shape = (1, *space.input_shape)  # type: ignore[assignment]
+    shape: Shape = (1, *space.input_shape)
     stem = place("stem.op", space.stem.op, shape, space.stem.channels, space.stem.stride)
     shape = output_shape(stem)
     layers: list[Layer] = []

@@ -68,7 +68,7 @@ class ChildScorer:
     cache: dict[tuple[str, ...], tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from search.data import load_dataset
+        from search.data import dataset_len, load_dataset
         from search.sample import _load_run
         from search.space import get_space
         from search.supernet import SuperNet
@@ -86,11 +86,11 @@ class ChildScorer:
         self.model.eval()
         full = load_dataset(cfg["data"], "train", image_size=cfg.get("image_size"))
         seed, subset = cfg.get("seed", 0), cfg.get("subset")
-        perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
-        if subset and subset < len(full):
+        perm = torch.randperm(dataset_len(full), generator=torch.Generator().manual_seed(seed))
+        if subset and subset < dataset_len(full):
             unseen = perm[subset:]  # load_dataset's seeded subset is perm[:subset]
         else:  # trained on every image: the θ split, which the weights never saw (search.search_setup.build_setup)
-            unseen = perm[int(round(cfg.get("w_split", 0.8) * len(full))) :]
+            unseen = perm[int(round(cfg.get("w_split", 0.8) * dataset_len(full))) :]
         need = self.val_images + self.calib_images
         if len(unseen) < need:
             raise SpecialiseError(

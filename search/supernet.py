@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from torch import nn
@@ -94,12 +95,16 @@ class SuperNet(MixedNet, nn.Module):
         ids = {id(p) for p in self.theta}
         return [p for p in self.parameters() if id(p) not in ids]
 
+    def mixed_ops(self) -> list[MixedOp | SharedMixedOp]:
+        """The searchable layers (``self.mixed``, whose items nn.ModuleList types as plain modules)."""
+        return cast("list[MixedOp | SharedMixedOp]", list(self.mixed))
+
     def candidates(self, layer: int) -> list[str]:
-        return self.mixed[layer].names
+        return self.mixed_ops()[layer].names
 
     def argmax_choices(self) -> list[str]:
         """The most likely candidate of every layer."""
-        return [names.names[int(torch.argmax(t.detach()))] for names, t in zip(self.mixed, self.theta)]
+        return [op.names[int(torch.argmax(t.detach()))] for op, t in zip(self.mixed_ops(), self.theta)]
 
     # ------------------------------------------------------------------ masks
     def _masks(self) -> tuple[list[torch.Tensor], list[int] | None]:
@@ -127,10 +132,10 @@ class SuperNet(MixedNet, nn.Module):
         if len(choices) != self.num_layers:
             raise ValueError(f"{len(choices)} choices for {self.num_layers} searchable layers")
         index = []
-        for layer, name in enumerate(choices):
-            if name not in self.mixed[layer].names:
-                raise ValueError(f"layer {layer}: {name!r} is not a candidate ({', '.join(self.mixed[layer].names)})")
-            index.append(self.mixed[layer].names.index(name))
+        for layer, (op, name) in enumerate(zip(self.mixed_ops(), choices)):
+            if name not in op.names:
+                raise ValueError(f"layer {layer}: {name!r} is not a candidate ({', '.join(op.names)})")
+            index.append(op.names.index(name))
         previous, self._fixed = self._fixed, index
         try:
             yield
@@ -148,7 +153,7 @@ class SuperNet(MixedNet, nn.Module):
         net = build_network(self.space, list(choices))
         state = {f"stem.{k}": v for k, v in self.stem.state_dict().items()}
         state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
-        for layer, (op, i) in enumerate(zip(self.mixed, index)):
+        for layer, (op, i) in enumerate(zip(self.mixed_ops(), index)):
             part = op.export_state(i) if isinstance(op, SharedMixedOp) else op.ops[i].state_dict()
             state.update({f"layers.{layer}.{k}": v for k, v in part.items()})
         net.load_state_dict(state)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError
-from search.data import dataset_info, iterate_batches, load_dataset, num_batches, random_subset, split_holdout
+from search.data import dataset_info, dataset_len, iterate_batches, load_dataset, num_batches, random_subset, split_holdout
 from search.hooks import Progress, ProgressFactory, no_progress
 from search.rundir import RunDir
 from search.run_options import DataAndMachine
@@ -203,9 +203,9 @@ def train_arch(
     else:
         train_set = load_dataset(config.data, "train", subset=config.subset, image_size=config.image_size, seed=config.seed)
     if config.holdout:
-        if config.holdout >= len(train_set):
+        if config.holdout >= dataset_len(train_set):
             raise TrainError(
-                f"--holdout {config.holdout} leaves nothing to train on: the training set has {len(train_set)} images"
+                f"--holdout {config.holdout} leaves nothing to train on: the training set has {dataset_len(train_set)} images"
             )
         train_set, val_set = split_holdout(train_set, config.holdout, config.seed)
     else:
@@ -234,9 +234,9 @@ def train_arch(
             "architecture": arch.to_dict(),
             "id": arch.id,
             "accuracy": history[-1]["val_acc"],
-            "test_images": len(val_set),
+            "test_images": dataset_len(val_set),
             "evaluated_on": "holdout" if config.holdout else "test",
-            "train_images": len(train_set),
+            "train_images": dataset_len(train_set),
             "weights": weights.name,
             "seconds": seconds,
             "history": history,

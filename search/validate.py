@@ -335,7 +335,8 @@ def scatter_plot(rows: Sequence[NetworkRow], path: Path, title: str) -> Path:
     if cal:
         ax.scatter(
             [r.measured_ms for r in cal],
-            [r.calibrated_ms for r in cal],
+            # every row of cal has one: the filter only narrows the type
+            [r.calibrated_ms for r in cal if r.calibrated_ms is not None],
             s=18,
             marker="x",
             color="tab:orange",
