@@ -43,7 +43,10 @@ def _check_format(fmt: str) -> None:
 def mobile_optimizer_available() -> bool:
     """True when ``optimize_for_mobile`` can run (needs a torch build with XNNPACK)."""
     try:
-        return bool(torch.backends.xnnpack.enabled)
+        import torch.backends.xnnpack  # `import torch` does not import it: without this, the attribute is missing
+
+        # `enabled` is a property of the object that replaces the module in sys.modules, which the stub does not know
+        return bool(torch.backends.xnnpack.enabled)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001  # pragma: no cover - very old or unusual builds
         return False
 
