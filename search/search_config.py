@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from hwnas.errors import HwnasError
 from search.option_fields import option
@@ -386,11 +387,8 @@ class SearchConfig:
         Parts start from this class's defaults (a bits search's differ), so only the given
         options change. An unknown name is an error, as a misspelt keyword argument would be.
         """
-        defaults = {
-            f.name: f.default_factory()
-            for f in dataclasses.fields(cls)  # type: ignore[misc]
-            if f.name in PARTS
-        }
+        # Every part is declared with field(default_factory=...): a fresh default per config.
+        defaults = {f.name: cast(Callable[[], Any], f.default_factory)() for f in dataclasses.fields(cls) if f.name in PARTS}
         routed: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
         top: dict[str, Any] = {}
         own = {f.name for f in dataclasses.fields(cls)} - set(PARTS)
