@@ -12,7 +12,8 @@ Phases, in order (each timed into ``<out>/timings.json``):
    baseline's predicted latency. What it ships is ``result.found`` (``found.json``): the most likely
    architecture under θ within ±2% of the target, not the argmax.
 5. ``random``  — uniformly random architectures whose predicted latency is within ±5% of the found network's
-   (``search.random_search.matched_random``): random search at equal latency, the search's real competitor.
+   (``search.random_search.matched_random``; the networks: ``search.app.demo_networks``): random search at equal
+   latency, the search's real competitor.
 6. ``train``   — the found network, the matched random ones and the hand-made baseline (every layer
    ``ir_k3_e6``, MobileNetV2-like), each from scratch with one recipe (``search.train.train_arch``).
 7. ``export``  — the found network and the baseline to ONNX with their trained weights (``search.export``).
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from search.app.demo_model import (
-    BASELINE_CHOICE,
     DATA,
     DEVICE,
     PHASES,
@@ -47,6 +47,7 @@ from search.app.demo_model import (
     NetworkResult,
     Timings,
 )
+from search.app.demo_networks import baseline_choices, compared_networks
 from search.app.demo_services import DemoError, Services, device_registered
 
 _MARKER = ".hwnas-demo"  # marks a folder as the demo's own, so a rerun may replace it
@@ -320,9 +321,6 @@ class _Run:
         return job
 
     # -- 4 ------------------------------------------------------------------------------------
-    def baseline_choices(self) -> list[str]:
-        return [BASELINE_CHOICE] * self.space.num_layers
-
     def phase_search(self) -> Any:
         from search.cost import LatencyCost
         from search.search_config import CostSource, Objective, RunSettings, Schedule, SearchConfig
@@ -332,7 +330,7 @@ class _Run:
 
         cfg = self.config
         self.costs = cost_table(LatencyCost(self.table), self.space)
-        baseline_ms = self.costs.arch_cost(self.space, self.baseline_choices())
+        baseline_ms = self.costs.arch_cost(self.space, baseline_choices(self.space))
         self.target_ms = cfg.target_share * baseline_ms
         self.console.phase(
             4,
@@ -372,8 +370,12 @@ class _Run:
                 plots=True,
             ),
         )
+
+        def plots(folder: Path) -> None:  # on_finish returns nothing: the paths plot_search returns are not needed here
+            plot_search(folder)
+
         with self.timings.phase("search"):
-            result = run_search(config, cost_model=LatencyCost(self.table), progress=EpochProgress, on_finish=plot_search)
+            result = run_search(config, cost_model=LatencyCost(self.table), progress=EpochProgress, on_finish=plots)
         self.console.info(
             f"found: {' '.join(result.found)}  ({result.found_cost:.4f} ms predicted; argmax of θ "
             f"{result.argmax_cost:.4f} ms; θ entropy {result.theta_entropy:.2f}, super-net val acc "
@@ -384,24 +386,9 @@ class _Run:
         return result
 
     # -- 5 ------------------------------------------------------------------------------------
-    def _network(self, name: str, arch: Any, role: str) -> NetworkResult:
-        from search.cost import predict
-
-        p = predict(arch, self.table)
-        assert p.latency_ms is not None
-        return NetworkResult(
-            name=name, arch=arch, predicted_ms=p.latency_ms, mmacs=p.macs / 1e6, mparams=p.params / 1e6, role=role
-        )
-
     def phase_random(self, search: Any) -> tuple[NetworkResult, list[NetworkResult], NetworkResult]:
         """The found network (``found.json``), the matched random networks and the baseline, not yet trained."""
-        from search.arch import Architecture
-        from search.random_search import matched_random
-        from search.rundir import RunDir
-        from search.arch import make_architecture
-
         cfg = self.config
-        space = self.space
         self.console.phase(
             5,
             "random",
@@ -409,59 +396,7 @@ class _Run:
             f"the found network's predicted {search.found_cost:.4f} ms",
         )
         with self.timings.phase("random"):
-            shipped = Architecture.load(RunDir(search.out).found)
-            found = self._network(
-                "found",
-                make_architecture(
-                    SPACE,
-                    space,
-                    shipped.choices,
-                    name="found",
-                    meta={**shipped.meta, "source": "hwnas demo: " + str(shipped.meta.get("source", "found.json"))},
-                ),
-                "found",
-            )
-            drawn = (
-                matched_random(
-                    self.costs,
-                    space,
-                    search.found_cost,
-                    cfg.matched,
-                    tol=cfg.match_tol,
-                    seed=cfg.seed,
-                    exclude={tuple(found.arch.choices)},
-                )
-                if cfg.matched > 0
-                else []
-            )
-            matched = [
-                self._network(
-                    f"random-{i + 1}",
-                    make_architecture(
-                        SPACE,
-                        space,
-                        choices,
-                        name=f"random-{i + 1}",
-                        meta={
-                            "source": f"hwnas demo: uniformly random, predicted latency within ±{cfg.match_tol:.0%} of "
-                            f"the found network's {search.found_cost:.4f} ms"
-                        },
-                    ),
-                    "matched",
-                )
-                for i, choices in enumerate(drawn)
-            ]
-            baseline = self._network(
-                "baseline",
-                make_architecture(
-                    SPACE,
-                    space,
-                    self.baseline_choices(),
-                    name="baseline",
-                    meta={"source": f"hwnas demo: hand-made baseline, every layer {BASELINE_CHOICE} (MobileNetV2-like)"},
-                ),
-                "baseline",
-            )
+            found, matched, baseline = compared_networks(cfg, search, self.space, self.costs, self.table)
         if matched:
             self.console.info(
                 f"{len(matched)} random networks, predicted "
