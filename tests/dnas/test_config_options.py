@@ -18,6 +18,7 @@ from search.app.cli import app
 from search.option_fields import cli_option, fields_with_options
 from search.run_options import DataAndMachine
 from search.search_config import PARTS, SearchConfig
+from search.train_config import TrainConfig
 
 runner = CliRunner()
 
@@ -69,13 +70,15 @@ def test_every_search_setting_is_an_option_declared_by_its_field_or_listed_as_in
         assert name not in params
 
 
-def test_train_shares_the_data_and_machine_options_with_search() -> None:
+def test_train_options_are_its_config_fields_and_share_the_data_and_machine_ones_with_search() -> None:
     search, train = _params("search"), _params("train")
-    for name in fields_with_options(DataAndMachine):
-        default, _ = cli_option(DataAndMachine, name)
+    for name in fields_with_options(TrainConfig):
+        default, spec = cli_option(TrainConfig, name)
         opt = _option_name(name)
-        assert train[opt].default == default and search[opt].default == default, name
-        assert train[opt].opts == search[opt].opts, name
+        assert train[opt].default == default and spec.flags[0].split("/")[0] in train[opt].opts, name
+    for name in fields_with_options(DataAndMachine):
+        opt = _option_name(name)
+        assert train[opt].opts == search[opt].opts and train[opt].default == search[opt].default, name
 
 
 def test_the_cli_builds_its_options_without_importing_torch() -> None:

@@ -10,6 +10,7 @@ import typer
 from search.app.commands._config_options import config_option
 from search.app.commands._errors import user_errors
 from search.run_options import DataAndMachine
+from search.train_config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -17,10 +18,10 @@ def register(app: typer.Typer) -> None:
     def train(
         arch_path: str = typer.Argument(..., metavar="ARCH", help="An architecture document (ARCH.json) or a shipped one."),
         data: str = config_option(DataAndMachine, "data"),
-        epochs: int = typer.Option(10, "--epochs", "-e", min=1),
-        batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
-        lr: float = typer.Option(0.1, "--lr", help="Peak SGD learning rate (one-cycle cosine schedule)."),
-        wd: float = typer.Option(1e-4, "--wd", help="Weight decay."),
+        epochs: int = config_option(TrainConfig, "epochs"),
+        batch_size: int = config_option(TrainConfig, "batch_size"),
+        lr: float = config_option(TrainConfig, "lr"),
+        wd: float = config_option(TrainConfig, "wd"),
         subset: Optional[int] = config_option(DataAndMachine, "subset"),
         val_subset: Optional[int] = config_option(DataAndMachine, "val_subset"),
         image_size: Optional[int] = config_option(DataAndMachine, "image_size"),
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
         """
         from search.arch import get_arch
         from search.app.progress import EpochProgress
-        from search.train import TrainConfig, train_arch
+        from search.train import train_arch
 
         with user_errors():
             arch = get_arch(arch_path)
