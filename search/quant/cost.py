@@ -17,11 +17,14 @@ take them unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from hwnas.opkey import OpSpec
 from search.quant.bits import Bits
 from search.quant.space import BitsSpace, QuantLayerInfo
+
+if TYPE_CHECKING:
+    from search.space import SearchSpace
 
 FP32 = Bits(32, 32)
 INT8 = Bits(8, 8)
@@ -97,6 +100,8 @@ class _RuntimeLayer:
 
 
 class _RuntimeSpace:
+    """A bits space seen as the ``SearchSpace`` that ``LatencyCost`` reads (its layers and fixed operators)."""
+
     def __init__(self, space: BitsSpace) -> None:
         self._space = space
         self.name = space.name
@@ -107,6 +112,11 @@ class _RuntimeSpace:
 
     def fixed_specs(self) -> list[OpSpec]:
         return []
+
+
+def _as_search_space(space: BitsSpace) -> SearchSpace:
+    # Duck typing: LatencyCost only calls layers() and fixed_specs(), which _RuntimeSpace provides.
+    return cast("SearchSpace", _RuntimeSpace(space))
 
 
 class Int8LatencyCost:
@@ -122,10 +132,10 @@ class Int8LatencyCost:
         self._inner = LatencyCost(table)
 
     def layer_costs(self, space: BitsSpace) -> list[list[float]]:
-        return self._inner.layer_costs(_RuntimeSpace(space))
+        return self._inner.layer_costs(_as_search_space(space))
 
     def fixed_cost(self, space: BitsSpace) -> float:
-        return float(self._inner.fixed_cost(_RuntimeSpace(space)))
+        return float(self._inner.fixed_cost(_as_search_space(space)))
 
     def required_keys(self, space: BitsSpace) -> list[str]:
         """Every table key this space needs (for a profiling job)."""

@@ -48,6 +48,14 @@ class _QuantTracer(fx.Tracer):
 class ExportQuantLayer(nn.Module):
     """A frozen quantized layer with BN folded, written with ONNX-exportable fake-quant ops."""
 
+    # Buffers, registered in __init__; declared so that they read as Tensor, not nn.Module's Tensor | Module.
+    w_int: Tensor
+    w_step: Tensor
+    bias: Tensor
+    alpha: Tensor
+    out_absmax: Tensor
+    out_min: Tensor
+
     def __init__(self, layer: QuantLayer, bn: nn.BatchNorm2d | None) -> None:
         super().__init__()
         op = layer.op
@@ -61,6 +69,8 @@ class ExportQuantLayer(nn.Module):
         else:
             q, step = quantize_weight(w, self.bits.w).detach(), torch.ones(w.shape[0])
         if bn is not None:
+            # Folding needs the running statistics; the networks built here keep them (BatchNorm2d's default).
+            assert bn.running_var is not None and bn.running_mean is not None, "batch norm without running stats"
             g = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
             bias = bn.bias.detach() + (bias - bn.running_mean) * g
             sign = torch.where(g < 0, -1.0, 1.0)
@@ -106,7 +116,8 @@ class ExportQuantLayer(nn.Module):
         x = self.quant_input(x)
         w = self.weight()
         if self.conv_args is not None:
-            y = F.conv2d(x, w, self.bias, *self.conv_args)
+            stride, padding, dilation, groups = self.conv_args
+            y = F.conv2d(x, w, self.bias, stride, padding, dilation, groups)
         else:
             y = F.linear(x, w, self.bias)
         if not self.bits.is_int8_runnable:

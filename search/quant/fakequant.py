@@ -110,7 +110,7 @@ class _PactFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, alpha: Tensor, levels: int, signed: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, alpha: Tensor, levels: int, signed: bool) -> Tensor:
         a = alpha.detach().abs() + 1e-8
         lo = -a if signed else torch.zeros_like(a)
         step = a / levels
@@ -120,7 +120,7 @@ class _PactFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         x, a, alpha = ctx.saved_tensors
         lo = -a if ctx.signed else torch.zeros_like(a)
         upper = x >= a
@@ -146,6 +146,8 @@ def pact_quantize(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> Tensor:
 
 class PactQuantizer(nn.Module):
     """Activation quantizer with a learned clip level α (one per instance)."""
+
+    initialized: Tensor  # buffer, registered in __init__; declared so that it reads as a Tensor
 
     def __init__(self, bits: int, signed: bool = False, init_alpha: float | None = None) -> None:
         super().__init__()

@@ -108,6 +108,7 @@ class MixedQuantLayer(nn.Module):
                     wq_cache[c.w] = quantize_weight(self.op.weight, c.w)
                 term = mask[i] * wq_cache[c.w]
                 w_mix = term if w_mix is None else w_mix + term
+            assert w_mix is not None  # a is some candidate's width
             self.forward_calls += 1
             y = _apply(self.op, self.acts[str(a)](x), w_mix, None)
             out = y if out is None else out + y

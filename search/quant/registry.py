@@ -40,6 +40,8 @@ def _bits_of(spec: OpSpec) -> Bits:
 class QuantOp(QuantLayer):
     """A standalone quantized operator: trains like ``QuantLayer``, exports as int8 QDQ in eval mode."""
 
+    out_absmax: Tensor  # buffer, registered in __init__; declared so that it reads as a Tensor
+
     def __init__(self, op: nn.Conv2d | nn.Linear, bits: Bits, in_shape: tuple[int, ...]) -> None:
         super().__init__(op, bits, signed=False)
         self.register_buffer("out_absmax", torch.tensor(0.0))
@@ -110,7 +112,9 @@ def _conv_shape(spec: OpSpec) -> tuple[int, int, int, int]:
 )
 def _qconv(spec: OpSpec) -> nn.Module:
     k, g, s, o = spec.get("k"), spec.get("g"), spec.get("s"), spec.get("o")
-    conv = nn.Conv2d(spec.shape[1], o, k, s, k // 2, groups=g, bias=True)  # type: ignore[arg-type]
+    # build_op has checked that the key has every parameter the registration names.
+    assert k is not None and g is not None and s is not None and o is not None
+    conv = nn.Conv2d(spec.shape[1], o, k, s, k // 2, groups=g, bias=True)
     return QuantOp(conv, _bits_of(spec), spec.shape)
 
 

@@ -111,9 +111,7 @@ def load_float_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _bits_space(config: QuantSearchConfig, info: DatasetInfo) -> BitsSpace:
-    return get_bits_space(
-        config.space, tuple(info.input_shape), info.num_classes, config.weight_bits, config.act_bits, config.pins
-    )
+    return get_bits_space(config.space, info.input_shape, info.num_classes, config.weight_bits, config.act_bits, config.pins)
 
 
 def _bits_supernet(space: BitsSpace, config: QuantSearchConfig) -> QuantSuperNet:
@@ -136,22 +134,28 @@ def _theta_optimizer(params: list[torch.nn.Parameter], config: QuantSearchConfig
 
 def build_quant_setup(config: QuantSearchConfig, cost_model: BitsCostModel | None = None) -> SearchSetup:
     """The architecture search's ``build_setup`` with the bits space, cost models, super net and θ optimiser."""
+    # build_setup's hooks are typed with the SearchConfig it takes; it passes them this config, a QuantSearchConfig.
     setup = build_setup(
         config,
         cost_model,
-        make_space=_bits_space,
-        make_cost=make_quant_cost,
-        make_supernet=_bits_supernet,
-        make_theta_optimizer=_theta_optimizer,
+        make_space=lambda _, info: _bits_space(config, info),
+        make_cost=lambda _: make_quant_cost(config),
+        make_supernet=lambda space, _: _bits_supernet(space, config),
+        make_theta_optimizer=lambda params, _, lr: _theta_optimizer(params, config, lr),
     )
-    costs, target = setup.costs, config.objective.target
-    if config.objective.has_target and config.strict_budget and target < costs.min_cost():
+    costs, target = setup.costs, _target(config)
+    if target is not None and config.strict_budget and target < costs.min_cost():
         # Fail before training, not after: no configuration could meet this budget.
         raise SearchConfigError(
             f"--target {target:g} {costs.unit}: the smallest configuration of {setup.space.name} "
             f"costs {costs.min_cost():.4g} {costs.unit}"
         )
     return setup
+
+
+def _target(config: QuantSearchConfig) -> float | None:
+    """The target loss's budget; None for the other losses."""
+    return config.objective.target if config.objective.has_target else None
 
 
 def fit_budget(
@@ -244,7 +248,8 @@ def run_quant_search(
     """Run (or resume) a bits search into ``config.out``; ``progress`` and ``on_finish`` as in ``run_search``."""
     rundir = open_rundir(config)
     setup = build_quant_setup(config, cost_model)
-    start, history = 0, []
+    start = 0
+    history: list[dict[str, Any]] = []
     if config.run.resume:
         start, history = restore_checkpoint(setup, rundir.load_checkpoint(map_location=setup.device), _QUANT_RESUME_FIELDS)
     rundir.mkdir()
@@ -263,12 +268,13 @@ def run_quant_search(
     model: QuantSuperNet = setup.model  # type: ignore[assignment]
     result_config = model.argmax_config()
     budgeted = False
-    if config.objective.has_target and config.strict_budget:
+    target = _target(config)
+    if target is not None and config.strict_budget:
         fitted = fit_budget(
             result_config,
             setup.costs.layer_costs,
             setup.costs.fixed,
-            config.objective.target,
+            target,
             [p.tolist() for p in model.probabilities()],
             fill=True,
         )

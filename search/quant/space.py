@@ -129,7 +129,7 @@ class BitsSpace:
             return make_space(
                 doc["name"],
                 doc["source"],
-                tuple(doc["input_shape"]),  # type: ignore[arg-type]
+                tuple(doc["input_shape"]),
                 int(doc["classes"]),
                 tuple(doc["weight_bits"]),
                 tuple(doc["act_bits"]),
@@ -302,7 +302,7 @@ def arch_bits_space(
         ) from None
     source = {"kind": "arch", "arch": doc}
     name = arch.name or Path(str(name_or_path)).stem
-    return make_space(name, source, tuple(space.input_shape), int(space.classes), tuple(weight_bits), tuple(act_bits), pins)
+    return make_space(name, source, space.input_shape, int(space.classes), tuple(weight_bits), tuple(act_bits), pins)
 
 
 def get_arch_from_doc(doc: dict[str, Any]):

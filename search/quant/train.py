@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search.data import dataset_info, iterate_batches, load_dataset
+from search.data import dataset_info, dataset_len, iterate_batches, load_dataset
 from search.hooks import ProgressFactory, no_progress
 from search.quant.cost import config_figures
 from search.quant.network import BitsConfig, load_float_into_quant
@@ -116,7 +116,7 @@ def train_quant(
     onnx_acc: float | None = None
     if config.export_onnx and rd.main:
         g = torch.Generator().manual_seed(config.seed)
-        calib_index = torch.randperm(len(train_set), generator=g)[: config.calibration_batches * config.batch_size]
+        calib_index = torch.randperm(dataset_len(train_set), generator=g)[: config.calibration_batches * config.batch_size]
         calib = [x for x, _ in iterate_batches(train_set, calib_index, config.batch_size, shuffle=False)]
         onnx_path = export_onnx(model, (1, *space.input_shape), out / f"{stem}.onnx", calibration=calib)
         if config.onnx_accuracy:
@@ -132,8 +132,8 @@ def train_quant(
             "accuracy": acc,
             "onnx_accuracy": onnx_acc,
             **figures,
-            "test_images": len(val_set),
-            "train_images": len(train_set),
+            "test_images": dataset_len(val_set),
+            "train_images": dataset_len(train_set),
             "weights": weights.name,
             "onnx": onnx_path.name if onnx_path else None,
             "seconds": seconds,
