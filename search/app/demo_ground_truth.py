@@ -131,24 +131,31 @@ def place(found: Any, matched: list[Any], config: Any, path: Path | None = None)
     )
 
 
+def _placed(p: Placement) -> tuple[float, float, float]:
+    """The found network's accuracy, its percentile and the window's mean: what place() sets on a placed network."""
+    assert p.placed and p.found_acc is not None and p.percentile is not None and p.window_mean is not None
+    return p.found_acc, p.percentile, p.window_mean
+
+
 def verdict(p: Placement) -> str:
     """The placement in words, saying so when the search does not win."""
+    found_acc, percentile, window_mean = _placed(p)
     n = len(p.distribution)
     w = p.window
     text = (
-        f"Its test accuracy, {100 * p.found_acc:.2f}%, is better than **{p.percentile:.0f}%** of the {n} networks "
+        f"Its test accuracy, {100 * found_acc:.2f}%, is better than **{percentile:.0f}%** of the {n} networks "
         f"drawn uniformly among those the reference table puts in the same latency window ({w['name']}: "
         f"{w['lo_ms']:.4f}–{w['hi_ms']:.4f} ms predicted), trained with the same recipe and seed (window mean "
-        f"{100 * p.window_mean:.2f}%; a random network of the window scores 50% on this figure). "
+        f"{100 * window_mean:.2f}%; a random network of the window scores 50% on this figure). "
     )
-    if p.percentile >= 80:
+    if percentile >= 80:
         text += "The search found a network in the top fifth of what this budget allows. "
-    elif p.percentile >= 50:
+    elif percentile >= 50:
         text += "The search found a better-than-typical network for this budget, but not a top one. "
     else:
         text += "**The search did worse than a typical network of this budget.** "
     if p.max_macs_acc is not None:
-        beaten = p.found_acc > p.max_macs_acc
+        beaten = found_acc > p.max_macs_acc
         text += (
             f"The network with the most MACs in the window — chosen with no training and no search "
             f"(`hwnas baseline`) — scores {100 * p.max_macs_acc:.2f}% (percentile {p.max_macs_percentile:.0f}): "
@@ -159,6 +166,7 @@ def verdict(p: Placement) -> str:
 
 def plot(p: Placement, path: Path) -> Path:
     """Histogram of the window's accuracies with the found, matched random and max-MACs networks marked."""
+    found_acc, percentile, _ = _placed(p)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,7 +184,7 @@ def plot(p: Placement, path: Path) -> Path:
         ax.axvline(100 * a, c="tab:orange", lw=1.2, ls=":", label="random, matched latency (this run)" if i == 0 else None)
     if p.max_macs_acc is not None:
         ax.axvline(100 * p.max_macs_acc, c="tab:blue", lw=2, label="most MACs in the window (no training)")
-    ax.axvline(100 * p.found_acc, c="red", lw=2.5, label=f"found by the search (percentile {p.percentile:.0f})")
+    ax.axvline(100 * found_acc, c="red", lw=2.5, label=f"found by the search (percentile {percentile:.0f})")
     ax.set_xlabel(f"test accuracy, % (seed {p.seed})")
     ax.set_ylabel("networks")
     ax.set_title(

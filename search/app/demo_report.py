@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -315,7 +316,7 @@ def ground_truth_section(result: "DemoResult", out: Path) -> list[str]:
 
 def _layers_table(result: "DemoResult") -> list[str]:
     space = result.found.arch.resolve_space()
-    argmax = result.argmax or [None] * space.num_layers
+    argmax: Sequence[str | None] = result.argmax or [None] * space.num_layers
     lines = ["| layer | input | out channels | stride | found | argmax of θ | baseline |", "|---:|---|---:|---:|---|---|---|"]
     for layer, f, a, b in zip(space.layers(), result.found.arch.choices, argmax, result.baseline.arch.choices):
         _, c, h, w = layer.in_shape

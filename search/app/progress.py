@@ -6,6 +6,7 @@ them to the library, which shows nothing by itself.
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -47,9 +48,9 @@ class EpochProgress:
             self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._progress is not None:
-            self._progress.__exit__(*exc)
+            self._progress.__exit__(exc_type, exc, tb)
             self._progress = None
 
     def start(self, label: str, total: int) -> None:

@@ -174,5 +174,6 @@ def offer_job(source: "CostSource", table: LatencyTable, keys: list[str], create
         if source.from_server:
             typer.echo(missing_hint(table, source.token), err=True)
         return False
+    assert source.server is not None  # from_server
     run_job(source.server, source.token, table, keys, source.runtime, source.threads, timeout_s)
     return True

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from search.app.commands import _options as opts
 from search.app.commands._errors import fail, user_errors
+
+if TYPE_CHECKING:
+    from search.arch import Architecture
+    from search.lut import LatencyTable
 
 
 def register(app: typer.Typer) -> None:
@@ -88,7 +92,7 @@ def register(app: typer.Typer) -> None:
                 result = predict_arch(arch)
             space = arch.resolve_space()
             if as_json:
-                doc = {"name": arch.name, "id": arch.id, "space": space.name, **result.to_dict()}
+                doc: dict[str, Any] = {"name": arch.name, "id": arch.id, "space": space.name, **result.to_dict()}
                 if table is not None:
                     doc.update(
                         device=table.device,
@@ -115,7 +119,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"params   {result.params / 1e6:.3f} M")
 
 
-def _print_partial(arch, arch_path: str, table, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_partial(arch: Architecture, arch_path: str, table: LatencyTable, as_json: bool) -> None:
     """--partial: the covered operators' sum and every missing key, without pretending it is the network's latency."""
     from search.cost import partial_latency
 

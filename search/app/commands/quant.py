@@ -190,7 +190,7 @@ def register(app: typer.Typer) -> None:
                 from search.data import dataset_info, load_dataset
 
                 info = dataset_info(load_dataset(data, "test", subset=1))
-                sp = get_bits_space(space, tuple(info.input_shape), info.num_classes)
+                sp = get_bits_space(space, info.input_shape, info.num_classes)
                 config = BitsConfig(sp, sp.uniform(bits))
                 name = stem or bits
             else:

@@ -77,14 +77,14 @@ def register(app: typer.Typer) -> None:
             )
         if at_target and train_epochs > 0:
             typer.echo(f"picked (best on held-out training images): {out / 'picked.json'}")
-        trained = [s for s in samples if s.trained_acc is not None]
-        if trained:
+        trained_samples = [s for s in samples if s.trained_acc is not None]
+        if trained_samples:
             from search.train import at_chance, chance_hint
 
-            if all(at_chance(s.trained_acc or 0.0, s.classes) for s in trained):
-                best = max(s.trained_acc or 0.0 for s in trained)
+            if all(at_chance(s.trained_acc or 0.0, s.classes) for s in trained_samples):
+                best = max(s.trained_acc or 0.0 for s in trained_samples)
                 typer.echo(
                     "warning: every trained sample is at chance level, so what was picked means nothing; best "
-                    + chance_hint(best, trained[0].classes, "longer (--train-epochs) or on more images (--train-subset)"),
+                    + chance_hint(best, trained_samples[0].classes, "longer (--train-epochs) or on more images (--train-subset)"),
                     err=True,
                 )

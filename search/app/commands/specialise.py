@@ -90,6 +90,11 @@ def register(app: typer.Typer) -> None:
                 scorer = ChildScorer(run, calib_images=calib_images, val_images=val_images)
                 with Progress(transient=True) as bar:
                     task = bar.add_task("specialise", total=len(targets))
+
+                    def log(text: str) -> None:
+                        bar.console.print(text)
+                        bar.advance(task)
+
                     results = specialise(
                         scorer,
                         tables,
@@ -98,7 +103,7 @@ def register(app: typer.Typer) -> None:
                         population,
                         generations,
                         seed,
-                        log=lambda text: (bar.console.print(text), bar.advance(task)),
+                        log=log,
                     )
             except SpecialiseError as exc:
                 raise fail(str(exc)) from None
