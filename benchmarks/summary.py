@@ -41,7 +41,8 @@ def _section(data: dict) -> str:  # type: ignore[type-arg]
     if data.get("note"):  # why the figures below may not describe the code as it is now (e.g. run before a change)
         out.append(f"**Note:** {data['note']}\n\n")
     targets, met = data.get("targets", {}), data.get("met", {})
-    out.append("| figure | value | target | met |\n|---|---|---|---|\n")
+    if targets:  # a diagnosis (e.g. neighbour_contention) has figures but no targets
+        out.append("| figure | value | target | met |\n|---|---|---|---|\n")
     for name, target in targets.items():
         value = data["figures"].get(name)
         mark = "yes" if met.get(name) else "**no**"
