@@ -40,6 +40,7 @@ class Sample:
     path: Path | None = None
     id: str = ""
     classes: int = 0  # of the space: what chance level is for trained_acc
+    shortlisted: bool = True  # trained (when training is asked for); False: left out by --shortlist
 
 
 def draw(probabilities: list[list[float]], candidates: list[list[str]], k: int, seed: int = 0) -> list[list[str]]:
@@ -134,6 +135,7 @@ def sample_search(
     train_config: Any = None,
     at_target: bool = False,
     holdout: int | None = None,
+    shortlist: int | None = None,
 ) -> list[Sample]:
     """Sample ``k`` architectures plus the argmax from a search folder; write and return them ranked by predicted cost.
 
@@ -146,6 +148,11 @@ def sample_search(
     Trained (``train_epochs`` > 0), each is evaluated on ``holdout`` (default 1000) images held out of its
     training images, not on the test split, and the best is written to ``DIR/picked.json``: the network to ship
     after training, chosen without looking at the images it will be reported on.
+
+    ``shortlist`` (with ``train_epochs``): train only the found network (with ``at_target``) and the
+    ``shortlist`` samples the super net rates most accurate (its shared weights, BN recomputed per path), so that
+    many candidates cost the training of few. Worth it only where the super net ranks networks: measure that
+    first (benchmarks/supernet_rank.py).
     """
     from search.arch import Architecture
     from search.cost import predict
@@ -155,6 +162,11 @@ def sample_search(
 
     out = Path(out)
     holdout = holdout or (DEFAULT_HOLDOUT if at_target else None)
+    if shortlist is not None and (shortlist < 1 or train_epochs < 1 or not evaluate):
+        raise SampleError(
+            "--shortlist N (N ≥ 1) picks which samples to train by their super-net accuracy: it needs "
+            "--train-epochs and the super-net evaluation (not --no-eval)"
+        )
     run = _load_run(out)
     last = run["theta"]["epochs"][-1]
     probs, cands = last["probabilities"], run["theta"]["candidates"]
@@ -185,10 +197,12 @@ def sample_search(
     samples.sort(key=lambda s: (s.predicted[costs.name], -s.log_prob))
     if evaluate:
         _supernet_accuracy(run, samples, val_subset, batch_size)
+    if shortlist is not None:
+        _mark_shortlist(run, samples, shortlist, found=_found_choices(run) if at_target else None)
     if train_epochs > 0:
         from search.train import TrainConfig, train_arch
 
-        for s in samples:
+        for s in (s for s in samples if s.shortlisted):
             arch = make_architecture(cfg["space"], space, s.choices)
             if train_config is not None:
                 tc = dataclasses.replace(train_config, epochs=train_epochs)
@@ -219,6 +233,8 @@ def sample_search(
             "supernet_acc": s.supernet_acc,
             "source": f"hwnas sample {out}",
         }
+        if shortlist is not None:
+            meta["shortlisted"] = s.shortlisted
         if s.trained_acc is not None:
             meta["trained_acc"] = s.trained_acc
         arch = make_architecture(
@@ -230,7 +246,7 @@ def sample_search(
         index.append({"rank": rank, "file": s.path.name, "id": arch.id, "choices": s.choices, **meta})
     rd.write_json(rd.samples / "index.json", {"cost": costs.name, "unit": costs.unit, "samples": index})
     if at_target and train_epochs > 0 and rd.main:
-        best = max(samples, key=lambda s: s.trained_acc or 0.0)
+        best = max((s for s in samples if s.trained_acc is not None), key=lambda s: s.trained_acc or 0.0)
         make_architecture(
             cfg["space"],
             space,
@@ -242,6 +258,8 @@ def sample_search(
                 "train_epochs": train_epochs,
                 "evaluated_on": f"{holdout} images held out of the training images",
                 "candidates": len(samples),
+                "trained": sum(s.trained_acc is not None for s in samples),
+                "shortlist": None if shortlist is None else f"the found network and the {shortlist} best by super-net accuracy",
                 "source": f"hwnas sample {out} --at-target",
             },
         ).save(rd.root / "picked.json")
@@ -249,6 +267,27 @@ def sample_search(
 
 
 DEFAULT_HOLDOUT = 1000  # training images held out to choose between trained samples
+
+
+def _found_choices(run: dict[str, Any]) -> list[str]:
+    """The choices of the search's shipped network (found.json)."""
+    from search.arch import Architecture
+
+    return Architecture.load(run["rundir"].found).choices
+
+
+def _mark_shortlist(run: dict[str, Any], samples: list[Sample], n: int, found: list[str] | None) -> None:
+    """Keep for training the ``n`` samples of highest super-net accuracy, and ``found`` whatever its accuracy."""
+    if any(s.supernet_acc is None for s in samples):
+        raise SampleError(
+            f"{run['rundir'].root}: --shortlist needs the super net's weights (checkpoint.pt), which this folder lacks"
+        )
+    ranked = sorted(samples, key=lambda s: -(s.supernet_acc or 0.0))  # stable: ties keep the cost order
+    keep = {id(s) for s in ranked[:n]}
+    for s in samples:
+        s.shortlisted = id(s) in keep or (found is not None and s.choices == found)
+
+
 MAX_TARGET_DRAWS = 100_000
 
 

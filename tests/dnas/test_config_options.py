@@ -124,3 +124,17 @@ def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path: Path, content: str |
 def test_config_and_resume_do_not_mix(tmp_path: Path) -> None:
     r = runner.invoke(app, ["search", "--config", str(tmp_path), "--resume", "--out", str(tmp_path / "run")])
     assert r.exit_code == 2 and "not both" in r.output
+
+
+def test_quant_search_defaults_are_the_bits_search_configs() -> None:
+    from search.quant.searcher import QuantSearchConfig
+
+    saved = QuantSearchConfig(out="x").flat()
+    params = _params("quant-search")
+    # Options the command turns into the config itself: bit lists parsed from text, learning rates that depend on --init.
+    converted = {"weight_bits", "act_bits", "w_lr", "theta_lr", "out"}
+    shared = {k for k in saved if _option_name(k) in params}
+    compared = shared - converted
+    assert {"epochs", "batch_size", "tau0", "seed", "num_threads", "space", "cost", "loss"} <= compared
+    for name in compared:
+        assert params[_option_name(name)].default == saved[name], (name, params[_option_name(name)].default, saved[name])

@@ -69,3 +69,32 @@ def test_sample_at_target_needs_a_search_with_a_target(tmp_path: Path, tiny_spac
     )
     r = runner.invoke(app, ["sample", str(out), "--at-target", "--no-eval"])
     assert r.exit_code == 1 and "needs a search with a target" in r.output, r.output
+
+
+def test_shortlist_trains_the_found_network_and_the_best_by_super_net_accuracy(tmp_path: Path, tiny_space: Path) -> None:
+    base = dict(
+        space=str(tiny_space), cost="params", subset=600, val_subset=200, epochs=2, batch_size=32, progress=False, plots=False
+    )
+    costs = build_setup(SearchConfig.from_flat(out=str(tmp_path / "probe"), **base)).costs
+    uniform = costs.fixed + sum(sum(row) / len(row) for row in costs.layer_costs)
+    out = tmp_path / "run"
+    run_search(SearchConfig.from_flat(out=str(out), loss="target", target=0.8 * uniform, target_tolerance=0.25, **base))
+    args = ["sample", str(out), "--at-target", "-k", "4", "--val-subset", "200", "--shortlist", "1"]
+    r = runner.invoke(app, [*args, "--no-eval", "--train-epochs", "1"])
+    assert r.exit_code == 1 and "--shortlist" in r.output and "Traceback" not in r.output, r.output
+
+    r = runner.invoke(app, [*args, "--train-epochs", "1", "--train-subset", "600", "--holdout", "200"])
+    assert r.exit_code == 0, r.output
+    samples = json.loads((out / "samples" / "index.json").read_text())["samples"]
+    assert len(samples) >= 3
+    found = Architecture.load(out / "found.json").choices
+    best_supernet = max(samples, key=lambda s: s["supernet_acc"])
+    expected = {tuple(found), tuple(best_supernet["choices"])}
+    trained = {tuple(s["choices"]) for s in samples if s["shortlisted"]}
+    assert trained == expected
+    for s in samples:
+        report = out / "samples" / f"{s['id']}.train.json"
+        assert report.is_file() == (tuple(s["choices"]) in expected) == ("trained_acc" in s), s
+    assert f"trained {len(expected)} of {len(samples)}" in r.output and "outside the shortlist" in r.output
+    picked = Architecture.load(out / "picked.json")
+    assert tuple(picked.choices) in expected and picked.meta["trained"] == len(expected)

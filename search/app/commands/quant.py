@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 
 from search.app.commands import _options as opts
+from search.app.commands._config_options import config_option
 from search.app.commands._errors import fail, user_errors
+from search.search_config import Objective, RunSettings, Schedule
 
 
 def _bits_list(text: str, what: str) -> list[int]:
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
             help="resnet20 (resnet8, resnet14, …, -w8 for 8 channels "
             "in the first stage) or an architecture document (path or fbnet_a …) to quantize.",
         ),
-        data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, or a Fashion-MNIST/CIFAR/image folder."),
+        data: str = config_option(RunSettings, "data", help="fashion-mnist, or a Fashion-MNIST/CIFAR/image folder."),
         cost: str = typer.Option(
             "size",
             "--cost",
@@ -63,8 +65,8 @@ def register(app: typer.Typer) -> None:
         target: Optional[float] = typer.Option(
             None, "--target", help="Budget of the target loss in the cost's unit (KB, MBOPs, ms)."
         ),
-        alpha: float = typer.Option(0.2, "--alpha"),
-        beta: float = typer.Option(0.6, "--beta"),
+        alpha: float = config_option(Objective, "alpha"),
+        beta: float = config_option(Objective, "beta"),
         lam: Optional[float] = typer.Option(None, "--lambda", help="λ of the additive and target losses."),
         server: Optional[str] = opts.SERVER,
         device: Optional[str] = opts.DEVICE,
@@ -75,9 +77,9 @@ def register(app: typer.Typer) -> None:
         create_job: Optional[bool] = opts.CREATE_JOB,
         wait_timeout: float = opts.WAIT_TIMEOUT,
         mode: str = typer.Option("soft", "--mode", help="soft (mix every width) or hard (one sampled width per layer per step)."),
-        epochs: int = typer.Option(10, "--epochs", "-e", min=1),
-        warmup_epochs: Optional[int] = typer.Option(None, "--warmup-epochs", min=0, help="Weights-only epochs (default 10%)."),
-        batch_size: int = typer.Option(128, "--batch-size", "-b", min=1),
+        epochs: int = config_option(Schedule, "epochs"),
+        warmup_epochs: Optional[int] = config_option(Schedule, "warmup_epochs"),
+        batch_size: int = config_option(Schedule, "batch_size"),
         w_lr: Optional[float] = typer.Option(
             None, "--w-lr", help="SGD learning rate of the weights (default 0.1; 0.01 with --init)."
         ),
@@ -88,14 +90,14 @@ def register(app: typer.Typer) -> None:
             help="adam (FBNet) or sgd: SGD keeps the size "
             "of the cost gradient, so big layers move first (see docs/mixed-precision.md).",
         ),
-        tau0: float = typer.Option(5.0, "--tau0"),
-        tau_decay: float = typer.Option(0.045, "--tau-decay"),
-        subset: Optional[int] = typer.Option(None, "--subset", min=1, help="Use N random training images (quick runs)."),
-        val_subset: Optional[int] = typer.Option(None, "--val-subset", min=1),
-        seed: int = typer.Option(0, "--seed"),
-        torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1),
-        resume: bool = typer.Option(False, "--resume", help="Continue the search in --out from its checkpoint."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        tau0: float = config_option(Schedule, "tau0"),
+        tau_decay: float = config_option(Schedule, "tau_decay"),
+        subset: Optional[int] = config_option(RunSettings, "subset"),
+        val_subset: Optional[int] = config_option(RunSettings, "val_subset"),
+        seed: int = config_option(RunSettings, "seed"),
+        torch_threads: Optional[int] = config_option(RunSettings, "num_threads"),
+        resume: bool = config_option(RunSettings, "resume"),
+        progress: bool = config_option(RunSettings, "progress"),
     ) -> None:
         """Search a bit width (weights × activations) for every conv/linear layer under a size, BOPs or latency cost.
 

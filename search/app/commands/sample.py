@@ -38,6 +38,14 @@ def register(app: typer.Typer) -> None:
             help="With --train-epochs: evaluate on N training "
             "images held out (default with --at-target: 1000) instead of the test split.",
         ),
+        shortlist: Optional[int] = typer.Option(
+            None,
+            "--shortlist",
+            min=1,
+            help="With --train-epochs: train only the N samples of highest super-net accuracy (and, with "
+            "--at-target, the found network): many candidates for the training of few. Worth it where the super net "
+            "ranks networks (a shared-weights search; benchmarks/supernet_rank.py measures it).",
+        ),
     ) -> None:
         """Sample K architectures plus the argmax from DIR's learned distribution; write them ranked by predicted cost.
 
@@ -45,7 +53,8 @@ def register(app: typer.Typer) -> None:
         its meta); DIR/samples/index.json lists them and DIR/plots/samples.png plots accuracy vs predicted cost.
 
         Examples: `hwnas sample runs/lat` · `hwnas sample runs/lat -k 10 --train-epochs 2` ·
-        `hwnas sample runs/lat --at-target -k 4 --train-epochs 3` (ships DIR/picked.json)
+        `hwnas sample runs/lat --at-target -k 4 --train-epochs 3` (ships DIR/picked.json) ·
+        `hwnas sample runs/shared --at-target -k 20 --shortlist 3 --train-epochs 3` (trains 4 of 21)
         """
         from search.app.plots import plot_search
         from search.app.progress import EpochProgress
@@ -63,6 +72,7 @@ def register(app: typer.Typer) -> None:
                 progress=EpochProgress,
                 at_target=at_target,
                 holdout=holdout,
+                shortlist=shortlist,
             )
             plot_search(out)
         for s in samples:
@@ -74,7 +84,11 @@ def register(app: typer.Typer) -> None:
                 f"{s.path.name if s.path else s.id}  {name} {value:.4g} {s.predicted['unit']}  "
                 f"{s.predicted['mmacs']:.3f} MMACs  {s.predicted['mparams']:.4f} Mparams{acc}{trained}"
                 + ("  [argmax]" if s.is_argmax else "")
+                + ("" if s.shortlisted else "  [not trained: outside the shortlist]")
             )
+        if shortlist is not None:
+            trained_n = sum(s.shortlisted for s in samples)
+            typer.echo(f"trained {trained_n} of {len(samples)}: the shortlist by super-net accuracy")
         if at_target and train_epochs > 0:
             typer.echo(f"picked (best on held-out training images): {out / 'picked.json'}")
         trained_samples = [s for s in samples if s.trained_acc is not None]
