@@ -51,7 +51,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+from search.app.demo_services import free_port  # noqa: E402
+
 RESULTS = HERE / "results" / "lut_fidelity.json"
 TARGETS = {
     "within10_small": ">= 0.95",
@@ -90,12 +92,6 @@ DEVICE = "host-cpu"
 WALL_DEVICE = "host-cpu-wall"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(cache: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -120,7 +116,7 @@ class Services:
         self.device = device
         self.env = _env(work / "cache")
         self.db = f"sqlite:///{work / 'hwnas.db'}"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.rounds, self.iterations = rounds, iterations
         self.procs: list[subprocess.Popen[bytes]] = []
