@@ -371,11 +371,8 @@ class _Run:
             ),
         )
 
-        def plots(folder: Path) -> None:  # on_finish returns nothing: the paths plot_search returns are not needed here
-            plot_search(folder)
-
         with self.timings.phase("search"):
-            result = run_search(config, cost_model=LatencyCost(self.table), progress=EpochProgress, on_finish=plots)
+            result = run_search(config, cost_model=LatencyCost(self.table), progress=EpochProgress, on_finish=plot_search)
         self.console.info(
             f"found: {' '.join(result.found)}  ({result.found_cost:.4f} ms predicted; argmax of θ "
             f"{result.argmax_cost:.4f} ms; θ entropy {result.theta_entropy:.2f}, super-net val acc "
