@@ -45,22 +45,36 @@ def inproc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcess
         yield srv
 
 
-def test_a_20000_result_upload_holds_its_write_lock_for_a_small_share_of_the_request(inproc: InProcessServer) -> None:
+def _upload_share(inproc: InProcessServer, device: str, offset: int) -> tuple[float, list[float]]:
+    """One 20,000-result upload to a new device: its request time and the write-lock holds it caused."""
     from profiler_server.api.deps import WRITE_HOLDS
 
     auth = {"Authorization": f"Bearer {inproc.tokens['agent']}"}
-    assert httpx.put(f"{inproc.url}/devices/locks", json={}, headers=auth, timeout=30).status_code == 201
+    assert httpx.put(f"{inproc.url}/devices/{device}", json={}, headers=auth, timeout=30).status_code == 201
     WRITE_HOLDS.clear()
     started = time.perf_counter()
-    r = httpx.post(f"{inproc.url}/measurements", json=upload_body("locks", 0), headers=auth, timeout=300)
+    r = httpx.post(f"{inproc.url}/measurements", json=upload_body(device, offset), headers=auth, timeout=300)
     request_s = time.perf_counter() - started
     assert r.status_code == 200 and r.json()["stored"] == RESULTS, r.text[:300]
-    holds = list(WRITE_HOLDS)
+    return request_s, list(WRITE_HOLDS)
+
+
+def test_a_20000_result_upload_holds_its_write_lock_for_a_small_share_of_the_request(inproc: InProcessServer) -> None:
     # A share of the request, not seconds: a loaded machine slows both alike. Before, one transaction held the lock
-    # for most of the request (4-8 s); prepared outside it, the longest hold is a small part of the work.
-    print(f"request {request_s:.2f} s, longest hold {max(holds):.2f} s, share {max(holds) / request_s:.2f}")
-    assert holds and max(holds) < 0.35 * request_s, (request_s, holds)
-    table = httpx.get(f"{inproc.url}/lut/locks", timeout=60).json()
+    # for most of the request (4-8 s, a share of 0.6-0.9 in every upload); prepared outside it, the longest hold is
+    # a small part of the work (0.06-0.07 here). One CI run saw a single 1 s hold (a disk stall at commit) in an
+    # upload whose other holds were 0.02 s: a second upload is judged then, which the old behaviour would fail too.
+    attempts = []
+    for attempt in range(2):
+        request_s, holds = _upload_share(inproc, f"locks{attempt}", 0)
+        assert holds
+        attempts.append((request_s, max(holds)))
+        print(f"request {request_s:.2f} s, longest hold {max(holds):.2f} s, share {max(holds) / request_s:.2f}")
+        if max(holds) < 0.35 * request_s:
+            break
+    else:
+        raise AssertionError(f"the longest write-lock hold was over 35% of the request twice: {attempts}")
+    table = httpx.get(f"{inproc.url}/lut/locks{attempt}", timeout=60).json()
     assert len(table["entries"]) == RESULTS
 
 
